@@ -1,0 +1,315 @@
+//! Every public error type, in one place.
+//!
+//! [`Error`] is for setup (create, open, list). The hot paths have small enums of their own:
+//! [`LockError`] for acquiring a lock and [`AccessError`] for reading and writing shared data.
+//! Both hand the guard or value back when the previous lock owner died, the way std's
+//! `PoisonError` does.
+
+use std::fmt;
+use std::io;
+use std::time::Duration;
+
+use crate::segment::Kind;
+
+/// Why a segment could not be created or opened.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The name is not portable; `reason` says what is allowed.
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// No segment has this name.
+    NotFound {
+        /// The name looked for.
+        name: String,
+    },
+    /// `create` found the name already taken.
+    AlreadyExists {
+        /// The name taken.
+        name: String,
+    },
+    /// The segment holds another kind of object (a lock where a value was expected, say).
+    KindMismatch {
+        /// The name opened.
+        name: String,
+        /// What the caller asked for.
+        expected: Kind,
+        /// What the segment holds.
+        found: Kind,
+    },
+    /// The segment holds another element type or count than the caller asked for.
+    LayoutMismatch {
+        /// The name opened.
+        name: String,
+        /// What the caller asked for, e.g. `u64 × 1`.
+        expected: String,
+        /// What the creator made, e.g. `f64 × 1`.
+        found: String,
+    },
+    /// The segment was written by an mpshm with another layout version.
+    IncompatibleVersion {
+        /// The name opened.
+        name: String,
+        /// The version in the header.
+        found: u32,
+        /// The version this build understands.
+        supported: u32,
+    },
+    /// The header or file is damaged or is not an mpshm segment.
+    Corrupt {
+        /// The name opened.
+        name: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The creator did not finish initialising the segment in time (it may have died doing so).
+    NotReady {
+        /// The name opened.
+        name: String,
+        /// How long `open` waited.
+        waited: Duration,
+    },
+    /// A length of zero, or one too large to map.
+    InvalidLength {
+        /// The length asked for.
+        len: usize,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// The shared-memory filesystem has no room for the segment.
+    NoSpace {
+        /// The name being created.
+        name: String,
+        /// The bytes asked for.
+        bytes: u64,
+    },
+    /// Any other operating-system error.
+    Io(io::Error),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidName { name, reason } => write!(
+                f,
+                "invalid segment name {name:?}: {reason}; use 1 to 30 ASCII letters, digits, '_', '-' or '.'"
+            ),
+            Error::NotFound { name } => {
+                write!(
+                    f,
+                    "no shared-memory segment named {name:?}; create it first or check the name"
+                )
+            }
+            Error::AlreadyExists { name } => write!(
+                f,
+                "a shared-memory segment named {name:?} already exists; open it, or remove it if it is stale (`mpshm::unlink`)"
+            ),
+            Error::KindMismatch {
+                name,
+                expected,
+                found,
+            } => {
+                write!(f, "segment {name:?} holds a {found}, not a {expected}")
+            }
+            Error::LayoutMismatch {
+                name,
+                expected,
+                found,
+            } => write!(
+                f,
+                "segment {name:?} holds {found}, but {expected} was asked for; open it with the creator's type (or set the same type tag on both sides)"
+            ),
+            Error::IncompatibleVersion {
+                name,
+                found,
+                supported,
+            } => write!(
+                f,
+                "segment {name:?} has layout version {found}, this build of mpshm reads version {supported}; use the same mpshm version on both sides"
+            ),
+            Error::Corrupt { name, reason } => write!(
+                f,
+                "segment {name:?} is damaged or not an mpshm segment: {reason}; remove it and create it again"
+            ),
+            Error::NotReady { name, waited } => write!(
+                f,
+                "segment {name:?} was not initialised within {waited:?}; its creator may have died (see `mpshm::segments`), or raise the open timeout"
+            ),
+            Error::InvalidLength { len, reason } => write!(f, "invalid length {len}: {reason}"),
+            Error::NoSpace { name, bytes } => write!(
+                f,
+                "no space in /dev/shm for segment {name:?} ({bytes} bytes); free space or remove stale segments"
+            ),
+            Error::Io(e) => write!(f, "shared-memory I/O error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+/// Why acquiring a lock did not give a clean guard.
+///
+/// `acquire` can return `OwnerDied`, `Deadlock` and `Os`; `try_acquire` adds `WouldBlock`;
+/// `acquire_timeout` adds `Timeout`.
+#[non_exhaustive]
+pub enum LockError<G> {
+    /// The lock *was* acquired, but a previous owner died holding it (or a later owner did not
+    /// mark it consistent), so the data it guards may be half-updated. The guard is inside:
+    /// inspect or repair the data, then call the guard's `mark_consistent`.
+    OwnerDied(G),
+    /// The lock is held by someone else (`try_acquire`).
+    WouldBlock,
+    /// The lock was still held when the timeout passed (`acquire_timeout`).
+    Timeout,
+    /// This thread already holds this (non-reentrant) lock; use an `RLock` to re-enter.
+    Deadlock,
+    /// The lock word is not a valid lock (the segment was overwritten), or another OS error.
+    Os(io::Error),
+}
+
+impl<G> LockError<G> {
+    /// The guard inside `OwnerDied`, if that is what this is.
+    pub fn into_guard(self) -> Option<G> {
+        match self {
+            LockError::OwnerDied(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// Maps the guard inside `OwnerDied`.
+    pub fn map<H>(self, f: impl FnOnce(G) -> H) -> LockError<H> {
+        match self {
+            LockError::OwnerDied(g) => LockError::OwnerDied(f(g)),
+            LockError::WouldBlock => LockError::WouldBlock,
+            LockError::Timeout => LockError::Timeout,
+            LockError::Deadlock => LockError::Deadlock,
+            LockError::Os(e) => LockError::Os(e),
+        }
+    }
+}
+
+impl<G> fmt::Debug for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::OwnerDied(_) => f.write_str("OwnerDied(..)"),
+            LockError::WouldBlock => f.write_str("WouldBlock"),
+            LockError::Timeout => f.write_str("Timeout"),
+            LockError::Deadlock => f.write_str("Deadlock"),
+            LockError::Os(e) => f.debug_tuple("Os").field(e).finish(),
+        }
+    }
+}
+
+impl<G> fmt::Display for LockError<G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LockError::OwnerDied(_) => f.write_str(
+                "the lock's previous owner died holding it; check the data, then mark the guard consistent",
+            ),
+            LockError::WouldBlock => f.write_str("the lock is held by someone else"),
+            LockError::Timeout => f.write_str("timed out waiting for the lock"),
+            LockError::Deadlock => {
+                f.write_str("this thread already holds the lock; use an RLock to re-enter it")
+            }
+            LockError::Os(e) => write!(f, "the lock is unusable (is the segment damaged?): {e}"),
+        }
+    }
+}
+
+impl<G> std::error::Error for LockError<G> {}
+
+/// Why reading or writing a `Value` or `Array` did not simply succeed.
+#[non_exhaustive]
+pub enum AccessError<T> {
+    /// The operation completed, but the lock's previous owner had died holding it, so the data
+    /// may be half-updated; the result is inside. Take [`lock`](crate::Value::lock) to repair
+    /// the data and mark it consistent.
+    OwnerDied(T),
+    /// The index is past the end.
+    OutOfBounds {
+        /// The index given.
+        index: usize,
+        /// The length of the array.
+        len: usize,
+    },
+    /// A slice of the wrong length was given.
+    LengthMismatch {
+        /// The array's length.
+        expected: usize,
+        /// The slice's length.
+        found: usize,
+    },
+    /// This thread already holds the lock (a guard is alive); use the guard instead.
+    Deadlock,
+    /// The lock is unusable (the segment was overwritten), or another OS error.
+    Os(io::Error),
+}
+
+impl<T> AccessError<T> {
+    /// The result inside `OwnerDied`, if that is what this is.
+    pub fn into_inner(self) -> Option<T> {
+        match self {
+            AccessError::OwnerDied(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+impl<T> fmt::Debug for AccessError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AccessError::OwnerDied(_) => f.write_str("OwnerDied(..)"),
+            AccessError::OutOfBounds { index, len } => f
+                .debug_struct("OutOfBounds")
+                .field("index", index)
+                .field("len", len)
+                .finish(),
+            AccessError::LengthMismatch { expected, found } => f
+                .debug_struct("LengthMismatch")
+                .field("expected", expected)
+                .field("found", found)
+                .finish(),
+            AccessError::Deadlock => f.write_str("Deadlock"),
+            AccessError::Os(e) => f.debug_tuple("Os").field(e).finish(),
+        }
+    }
+}
+
+impl<T> fmt::Display for AccessError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AccessError::OwnerDied(_) => f.write_str(
+                "the lock's previous owner died holding it; take the lock, check the data and mark it consistent",
+            ),
+            AccessError::OutOfBounds { index, len } => {
+                write!(f, "index {index} is out of bounds for an array of length {len}")
+            }
+            AccessError::LengthMismatch { expected, found } => {
+                write!(f, "slice of length {found} given for an array of length {expected}")
+            }
+            AccessError::Deadlock => {
+                f.write_str("this thread already holds the lock; use the guard it holds")
+            }
+            AccessError::Os(e) => write!(f, "the lock is unusable (is the segment damaged?): {e}"),
+        }
+    }
+}
+
+impl<T> std::error::Error for AccessError<T> {}

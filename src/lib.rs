@@ -1,0 +1,43 @@
+//! Python's `multiprocessing` shared state for Rust, in named POSIX shared memory.
+//!
+//! Typed [`Value`]s and one-dimensional [`Array`]s live in named segments guarded by robust
+//! cross-process locks ([`Lock`], [`RLock`]); separately built binaries open them by name and the
+//! header handshake checks that both sides agree on the type. A lock whose holder died — even by
+//! `SIGKILL` — is handed to the next acquirer inside [`LockError::OwnerDied`].
+//!
+//! ```
+//! use mpshm::Value;
+//!
+//! let name = format!("quickstart-{}", std::process::id());
+//! let counter = Value::<u64>::create(&name, 0)?;       // the creator unlinks it on drop
+//! let other = Value::<u64>::open(&name)?;              // e.g. in another process
+//! other.update(|n| *n += 1).expect("lock");             // under the lock
+//! counter.fetch_add(1);                                 // lock-free
+//! assert_eq!(counter.get().expect("lock"), 2);
+//! # Ok::<(), mpshm::Error>(())
+//! ```
+//!
+//! Linux is the supported platform: the robust lock rests on glibc's robust process-shared
+//! mutexes. Every OS call lives in one module per platform so that macOS can follow; there the
+//! lock cannot be robust, and the docs will say so.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(
+    clippy::undocumented_unsafe_blocks,
+    missing_docs,
+    missing_debug_implementations
+)]
+
+mod array;
+mod error;
+mod segment;
+mod sync;
+mod sys;
+mod value;
+
+pub use array::{Array, ArrayGuard, RawArray};
+pub use error::{AccessError, Error, LockError};
+pub use segment::{Kind, Options, SegmentInfo, segments, unlink};
+pub use sync::atomic::AtomicInt;
+pub use sync::{Lock, LockGuard, RLock};
+pub use value::{RawValue, Value, ValueGuard};

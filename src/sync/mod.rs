@@ -1,0 +1,156 @@
+//! The cross-process lock: a raw layer over the robust mutex in a segment's lock area, and the
+//! public wrappers built on it.
+//!
+//! Following lock_api's split, [`RawLock`] holds only the lock's state (the robust mutex and a
+//! poison word) and [`Held`] is the RAII proof of holding it; [`Lock`], [`RLock`] and the guards
+//! of `Value`/`Array` wrap those. The poison word makes an owner's death sticky the way std's
+//! poisoning is: the kernel reports `EOWNERDEAD` once, we make the mutex consistent at once (so it
+//! can never become `ENOTRECOVERABLE`), set the poison word, and report `OwnerDied` to every
+//! acquirer until one of them calls `mark_consistent`.
+
+pub(crate) mod atomic;
+mod lock;
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub use lock::{Lock, LockGuard, RLock};
+
+use crate::error::{AccessError, LockError};
+use crate::segment::Segment;
+use crate::sys::{LockFail, Locked, RobustMutex};
+
+/// How many times `acquire` retries a busy lock before it blocks in the kernel. Critical sections
+/// guarded by these locks are a few hundred nanoseconds; sleeping costs two syscalls and a
+/// context switch, so a short spin wins under contention.
+const SPIN_TRIES: u32 = 100;
+
+/// What acquiring a [`RawLock`] gives.
+pub(crate) type Acquired<'a> = Result<Held<'a>, LockError<Held<'a>>>;
+
+/// The state of a lock inside a segment.
+#[derive(Clone, Copy)]
+pub(crate) struct RawLock<'a> {
+    mutex: &'a RobustMutex,
+    poison: &'a AtomicU32,
+}
+
+impl<'a> RawLock<'a> {
+    /// The lock of `seg`.
+    ///
+    /// # Panics
+    ///
+    /// If `seg` is of a kind without a lock; callers only pass kinds that have one.
+    pub(crate) fn of(seg: &'a Segment) -> RawLock<'a> {
+        RawLock {
+            mutex: seg.mutex().expect("segment kind has a lock"),
+            poison: seg.poison_word().expect("segment kind has a lock"),
+        }
+    }
+
+    fn finish(self, r: Result<Locked, LockFail>) -> Acquired<'a> {
+        match r {
+            Ok(how) => {
+                let held = Held {
+                    lock: self,
+                    _not_send: PhantomData,
+                };
+                // The poison word is only touched while the mutex is held, so the mutex orders
+                // these accesses and Relaxed suffices.
+                if how == Locked::OwnerDied {
+                    self.poison.store(1, Ordering::Relaxed);
+                }
+                if self.poison.load(Ordering::Relaxed) != 0 {
+                    Err(LockError::OwnerDied(held))
+                } else {
+                    Ok(held)
+                }
+            }
+            Err(LockFail::Busy) => Err(LockError::WouldBlock),
+            Err(LockFail::Deadlock) => Err(LockError::Deadlock),
+            Err(LockFail::Os(e)) => Err(LockError::Os(e)),
+        }
+    }
+
+    /// Spins briefly on `try_lock`; gives back the last failure if the lock stayed busy.
+    fn spin(self, deadline: Option<Instant>) -> Option<Result<Locked, LockFail>> {
+        for i in 0..SPIN_TRIES {
+            match self.mutex.try_lock() {
+                Err(LockFail::Busy) => {}
+                other => return Some(other),
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return None;
+            }
+            for _ in 0..(1u32 << i.min(6)) {
+                std::hint::spin_loop();
+            }
+        }
+        None
+    }
+
+    pub(crate) fn acquire(self) -> Acquired<'a> {
+        let r = self.spin(None).unwrap_or_else(|| self.mutex.lock());
+        self.finish(r)
+    }
+
+    pub(crate) fn try_acquire(self) -> Acquired<'a> {
+        self.finish(self.mutex.try_lock())
+    }
+
+    pub(crate) fn acquire_timeout(self, timeout: Duration) -> Acquired<'a> {
+        let start = Instant::now();
+        let r = match self.spin(Some(start + timeout)) {
+            Some(r) => r,
+            None => self
+                .mutex
+                .lock_timeout(timeout.saturating_sub(start.elapsed())),
+        };
+        match self.finish(r) {
+            Err(LockError::WouldBlock) => Err(LockError::Timeout),
+            other => other,
+        }
+    }
+
+    pub(crate) fn is_poisoned(self) -> bool {
+        self.poison.load(Ordering::Relaxed) != 0
+    }
+}
+
+/// Proof that this thread holds a [`RawLock`]; releases it on drop. Not `Send`: a pthread mutex
+/// must be unlocked by the thread that locked it.
+#[must_use = "the lock is released as soon as this is dropped"]
+pub(crate) struct Held<'a> {
+    lock: RawLock<'a>,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl Held<'_> {
+    /// Declares the guarded data sound again after an owner's death.
+    pub(crate) fn mark_consistent(&self) {
+        // Relaxed: written while the mutex is held; the unlock publishes it.
+        self.lock.poison.store(0, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // Cannot fail: this thread holds the mutex (robust mutexes check, and would say EPERM).
+        let _ = self.lock.mutex.unlock();
+    }
+}
+
+/// Runs `f` on `seg` with its lock held, reporting an owner's death with `f`'s result inside.
+pub(crate) fn with_lock<R>(
+    seg: &Segment,
+    f: impl FnOnce(&Segment) -> R,
+) -> Result<R, AccessError<R>> {
+    match RawLock::of(seg).acquire() {
+        Ok(_held) => Ok(f(seg)),
+        Err(LockError::OwnerDied(_held)) => Err(AccessError::OwnerDied(f(seg))),
+        Err(LockError::Deadlock) => Err(AccessError::Deadlock),
+        Err(LockError::Os(e)) => Err(AccessError::Os(e)),
+        Err(LockError::WouldBlock | LockError::Timeout) => unreachable!("acquire never gives up"),
+    }
+}

@@ -1,0 +1,293 @@
+//! The Linux back end: POSIX shared memory through `rustix`, liveness through `/proc`, and the
+//! robust process-shared pthread mutex through `libc`.
+//!
+//! glibc's robust mutex is what makes a dead holder recoverable: the kernel walks the dying
+//! thread's robust list, marks every mutex it held with `FUTEX_OWNER_DIED` and wakes one waiter,
+//! whose lock call then returns `EOWNERDEAD` (see `futex(2)`, "robust futexes").
+
+use std::cell::UnsafeCell;
+use std::fs::File;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::Duration;
+
+use rustix::fs::{FallocateFlags, Mode};
+use rustix::shm;
+
+/// The directory where the kernel exposes POSIX shared-memory objects.
+pub(crate) const SHM_DIR: &str = "/dev/shm";
+
+/// The longest name (without the leading `/`) that every supported platform accepts. macOS limits
+/// the whole name, slash included, to 31 bytes (`PSHMNAMLEN`).
+pub(crate) const MAX_NAME_LEN: usize = 30;
+
+fn shm_path(name: &str) -> String {
+    format!("/{name}")
+}
+
+/// Creates `name` exclusively (`O_CREAT | O_EXCL`) with permission bits `mode`.
+pub(crate) fn shm_create(name: &str, mode: u32) -> io::Result<File> {
+    let fd = shm::open(
+        shm_path(name),
+        shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+        Mode::from_raw_mode(mode),
+    )?;
+    Ok(File::from(fd))
+}
+
+/// Opens an existing `name`, read-write or read-only.
+pub(crate) fn shm_open(name: &str, write: bool) -> io::Result<File> {
+    let flags = if write {
+        shm::OFlags::RDWR
+    } else {
+        shm::OFlags::RDONLY
+    };
+    let fd: OwnedFd = shm::open(shm_path(name), flags, Mode::empty())?;
+    Ok(File::from(fd))
+}
+
+/// Removes `name`; mappings that are open elsewhere stay valid.
+pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
+    Ok(shm::unlink(shm_path(name))?)
+}
+
+/// Reserves `len` bytes of backing store so that a full `/dev/shm` fails here, with `ENOSPC`,
+/// rather than with `SIGBUS` at the first touch of a page. Also sets the file's length.
+pub(crate) fn reserve(file: &File, len: u64) -> io::Result<()> {
+    Ok(rustix::fs::fallocate(
+        file,
+        FallocateFlags::empty(),
+        0,
+        len,
+    )?)
+}
+
+/// The identity of an open file: `(device, inode)`.
+pub(crate) type FileId = (u64, u64);
+
+/// Length and identity of an open file.
+pub(crate) fn file_stat(file: &File) -> io::Result<(u64, FileId)> {
+    let st = rustix::fs::fstat(file.as_fd())?;
+    Ok((st.st_size as u64, (st.st_dev, st.st_ino)))
+}
+
+/// Reads up to `buf.len()` bytes at `offset` without mapping the file, so that a file truncated
+/// under us yields a short read instead of `SIGBUS`.
+pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    Ok(rustix::io::pread(file, buf, offset)?)
+}
+
+/// Names of every entry in the shared-memory directory.
+pub(crate) fn shm_names() -> io::Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(SHM_DIR)? {
+        let entry = entry?;
+        if entry.file_type()?.is_file() {
+            if let Some(name) = entry.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// This process's id.
+pub(crate) fn current_pid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
+}
+
+/// What `/proc/<pid>/stat` says of a process: its state letter and start time (clock ticks after
+/// boot, field 22), which together with the pid identify it even after the pid is reused.
+fn proc_stat(pid: u32) -> Option<(u8, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses; fields after it follow the
+    // last ')'.
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.bytes().next()?;
+    // `state` is field 3; start time is field 22, i.e. 19 further on.
+    let start = fields.nth(18)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// The start time of `pid`, or 0 when it cannot be read.
+pub(crate) fn process_start_time(pid: u32) -> u64 {
+    proc_stat(pid).map_or(0, |(_, start)| start)
+}
+
+/// Whether the process `pid` that started at `start_time` (0: unknown) is still running. A zombie
+/// (killed, not yet reaped) counts as dead; so does a new process that reused the pid.
+pub(crate) fn process_alive(pid: u32, start_time: u64) -> bool {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return false;
+    }
+    match proc_stat(pid) {
+        Some((state, start)) => {
+            !matches!(state, b'Z' | b'X' | b'x') && (start_time == 0 || start == start_time)
+        }
+        None => {
+            // No /proc entry (or no /proc at all): ask the kernel directly.
+            let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+                return false;
+            };
+            match rustix::process::test_kill_process(p) {
+                Ok(()) => true,
+                Err(e) => e == rustix::io::Errno::PERM,
+            }
+        }
+    }
+}
+
+/// The monotonic clock as a `libc::timespec`, `after` from now, with nanoseconds normalised.
+fn monotonic_deadline(after: Duration) -> libc::timespec {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    let mut sec = now
+        .tv_sec
+        .saturating_add(after.as_secs().min(i64::MAX as u64) as i64);
+    let mut nsec = now.tv_nsec as i64 + i64::from(after.subsec_nanos());
+    if nsec >= 1_000_000_000 {
+        nsec -= 1_000_000_000;
+        sec = sec.saturating_add(1);
+    }
+    libc::timespec {
+        tv_sec: sec as libc::time_t,
+        tv_nsec: nsec as _,
+    }
+}
+
+unsafe extern "C" {
+    // glibc ≥ 2.30; the `libc` crate does not bind it yet. Same as `pthread_mutex_timedlock`
+    // but on the clock we name, so a wall-clock jump cannot stretch or cut a timeout.
+    fn pthread_mutex_clocklock(
+        mutex: *mut libc::pthread_mutex_t,
+        clock: libc::clockid_t,
+        abstime: *const libc::timespec,
+    ) -> libc::c_int;
+}
+
+/// What a successful lock call found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Locked {
+    /// The mutex was free or released normally.
+    Clean,
+    /// The previous owner died holding it; it has already been made consistent again.
+    OwnerDied,
+}
+
+/// Why a lock call did not take the mutex.
+#[derive(Debug)]
+pub(crate) enum LockFail {
+    /// Held by someone else (try) or still held at the deadline (timed).
+    Busy,
+    /// This thread already holds this non-recursive mutex.
+    Deadlock,
+    /// Any other error: the mutex bytes are not a valid mutex (corrupted segment).
+    Os(io::Error),
+}
+
+/// A robust, process-shared pthread mutex, laid out in shared memory.
+///
+/// Every method is safe: the mutex is robust, so glibc checks ownership on unlock (a non-owner
+/// gets `EPERM`), and an owner-died state is made consistent before it is reported.
+#[repr(C)]
+pub(crate) struct RobustMutex {
+    inner: UnsafeCell<libc::pthread_mutex_t>,
+}
+
+// SAFETY: a process-shared pthread mutex is designed to be operated on concurrently from any
+// thread of any process through a shared pointer; it holds no thread-affine state of ours.
+unsafe impl Sync for RobustMutex {}
+
+// SAFETY: `RobustMutex` is plain bytes (`pthread_mutex_t` is a C union of integers); glibc
+// validates the type bits of a mutex on every call and reports garbage as an error.
+unsafe impl crate::segment::Shared for RobustMutex {}
+
+fn check(rc: libc::c_int) -> io::Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+impl RobustMutex {
+    /// Initialises the mutex: robust, process-shared, error-checking or recursive.
+    ///
+    /// # Safety
+    ///
+    /// No other thread or process may use the mutex while it is initialised: the caller has just
+    /// created the memory and has not yet published it.
+    pub(crate) unsafe fn init(&self, recursive: bool) -> io::Result<()> {
+        let mut attr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
+        let kind = if recursive {
+            libc::PTHREAD_MUTEX_RECURSIVE
+        } else {
+            libc::PTHREAD_MUTEX_ERRORCHECK
+        };
+        // SAFETY: `attr` is initialised by `pthread_mutexattr_init` before any other use and
+        // destroyed after; `self.inner` is exclusively ours per this function's contract.
+        unsafe {
+            check(libc::pthread_mutexattr_init(attr.as_mut_ptr()))?;
+            let result = (|| {
+                check(libc::pthread_mutexattr_setpshared(
+                    attr.as_mut_ptr(),
+                    libc::PTHREAD_PROCESS_SHARED,
+                ))?;
+                check(libc::pthread_mutexattr_setrobust(
+                    attr.as_mut_ptr(),
+                    libc::PTHREAD_MUTEX_ROBUST,
+                ))?;
+                check(libc::pthread_mutexattr_settype(attr.as_mut_ptr(), kind))?;
+                check(libc::pthread_mutex_init(self.inner.get(), attr.as_ptr()))
+            })();
+            libc::pthread_mutexattr_destroy(attr.as_mut_ptr());
+            result
+        }
+    }
+
+    fn finish(&self, rc: libc::c_int) -> Result<Locked, LockFail> {
+        match rc {
+            0 => Ok(Locked::Clean),
+            libc::EOWNERDEAD => {
+                // SAFETY: EOWNERDEAD means this thread now owns the mutex, which is what
+                // `pthread_mutex_consistent` requires. Without it, the next unlock would make
+                // the mutex ENOTRECOVERABLE for every process forever.
+                match check(unsafe { libc::pthread_mutex_consistent(self.inner.get()) }) {
+                    Ok(()) => Ok(Locked::OwnerDied),
+                    Err(e) => Err(LockFail::Os(e)),
+                }
+            }
+            libc::EBUSY | libc::ETIMEDOUT => Err(LockFail::Busy),
+            libc::EDEADLK => Err(LockFail::Deadlock),
+            rc => Err(LockFail::Os(io::Error::from_raw_os_error(rc))),
+        }
+    }
+
+    /// Blocks until the mutex is taken.
+    pub(crate) fn lock(&self) -> Result<Locked, LockFail> {
+        // SAFETY: `inner` points to a mutex in memory that stays mapped for `&self`'s lifetime.
+        self.finish(unsafe { libc::pthread_mutex_lock(self.inner.get()) })
+    }
+
+    /// Takes the mutex if it is free.
+    pub(crate) fn try_lock(&self) -> Result<Locked, LockFail> {
+        // SAFETY: as in `lock`.
+        self.finish(unsafe { libc::pthread_mutex_trylock(self.inner.get()) })
+    }
+
+    /// Blocks until the mutex is taken or `timeout` (on the monotonic clock) has passed.
+    pub(crate) fn lock_timeout(&self, timeout: Duration) -> Result<Locked, LockFail> {
+        let deadline = monotonic_deadline(timeout);
+        // SAFETY: as in `lock`; `deadline` is a valid, normalised timespec on the stack.
+        self.finish(unsafe {
+            pthread_mutex_clocklock(self.inner.get(), libc::CLOCK_MONOTONIC, &deadline)
+        })
+    }
+
+    /// Releases the mutex. Fails with `EPERM` when this thread does not hold it.
+    pub(crate) fn unlock(&self) -> io::Result<()> {
+        // SAFETY: as in `lock`; robust mutexes check the owner, so a wrong caller gets EPERM.
+        check(unsafe { libc::pthread_mutex_unlock(self.inner.get()) })
+    }
+}

@@ -1,0 +1,379 @@
+//! [`Value`] and [`RawValue`]: one plain-data value in a named segment, Python's
+//! `multiprocessing.Value` and `RawValue`.
+//!
+//! `Value` carries a robust lock; `get`, `set` and `update` take it, and `lock` hands out a guard.
+//! The guard works on a private copy that is written back when it drops, so no reference into
+//! shared memory escapes and the lock-free integer operations stay sound beside it. Those
+//! operations (`fetch_add` and friends) never take the lock.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use bytemuck::Pod;
+
+use crate::error::{AccessError, Error, LockError};
+use crate::segment::{Kind, Options, Segment, Spec};
+use crate::sync::atomic::AtomicInt;
+use crate::sync::{Acquired, Held, RawLock, with_lock};
+
+fn spec<T>(kind: Kind, opts: &Options) -> Spec {
+    Spec::of::<T>(kind, Some(1), opts.type_tag.as_deref())
+}
+
+fn check_size<T>() -> Result<(), Error> {
+    if std::mem::size_of::<T>() == 0 {
+        return Err(Error::InvalidLength {
+            len: 0,
+            reason: "a zero-sized type cannot be shared",
+        });
+    }
+    Ok(())
+}
+
+fn create<T: Pod>(kind: Kind, name: &str, init: T, opts: &Options) -> Result<Segment, Error> {
+    check_size::<T>()?;
+    Segment::create(name, &spec::<T>(kind, opts), opts, |seg| {
+        seg.write(0, &init)
+    })
+}
+
+fn open<T: Pod>(kind: Kind, name: &str, opts: &Options) -> Result<Segment, Error> {
+    check_size::<T>()?;
+    Segment::open(name, &spec::<T>(kind, opts), opts)
+}
+
+fn open_or_create<T: Pod>(
+    kind: Kind,
+    name: &str,
+    init: T,
+    opts: &Options,
+) -> Result<Segment, Error> {
+    check_size::<T>()?;
+    Segment::open_or_create(name, &spec::<T>(kind, opts), opts, |seg| {
+        seg.write(0, &init)
+    })
+}
+
+/// The constructors and name handling shared by `Value` and `RawValue`.
+macro_rules! value_common {
+    ($ty:ident, $kind:expr) => {
+        impl<T: Pod> $ty<T> {
+            /// Creates the segment `name` exclusively, holding `init`.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`],
+            /// [`Error::InvalidLength`] for a zero-sized `T`, [`Error::Io`].
+            pub fn create(name: &str, init: T) -> Result<Self, Error> {
+                Self::create_with(name, init, &Options::new())
+            }
+
+            /// [`create`](Self::create) with options (mode, type tag).
+            ///
+            /// # Errors
+            ///
+            /// As [`create`](Self::create).
+            pub fn create_with(name: &str, init: T, opts: &Options) -> Result<Self, Error> {
+                Ok($ty {
+                    seg: create($kind, name, init, opts)?,
+                    _t: PhantomData,
+                })
+            }
+
+            /// Opens the existing segment `name`, checking that it holds one `T`.
+            ///
+            /// # Errors
+            ///
+            /// [`Error::NotFound`]; [`Error::LayoutMismatch`] when it holds another type;
+            /// [`Error::KindMismatch`]; [`Error::Corrupt`]; [`Error::NotReady`]; [`Error::Io`].
+            pub fn open(name: &str) -> Result<Self, Error> {
+                Self::open_with(name, &Options::new())
+            }
+
+            /// [`open`](Self::open) with options (open timeout, type tag).
+            ///
+            /// # Errors
+            ///
+            /// As [`open`](Self::open).
+            pub fn open_with(name: &str, opts: &Options) -> Result<Self, Error> {
+                Ok($ty {
+                    seg: open::<T>($kind, name, opts)?,
+                    _t: PhantomData,
+                })
+            }
+
+            /// Opens `name` if it exists, or creates it holding `init`.
+            ///
+            /// # Errors
+            ///
+            /// As [`create`](Self::create) and [`open`](Self::open).
+            pub fn open_or_create(name: &str, init: T) -> Result<Self, Error> {
+                Self::open_or_create_with(name, init, &Options::new())
+            }
+
+            /// [`open_or_create`](Self::open_or_create) with options.
+            ///
+            /// # Errors
+            ///
+            /// As [`open_or_create`](Self::open_or_create).
+            pub fn open_or_create_with(name: &str, init: T, opts: &Options) -> Result<Self, Error> {
+                Ok($ty {
+                    seg: open_or_create($kind, name, init, opts)?,
+                    _t: PhantomData,
+                })
+            }
+
+            /// The segment name.
+            pub fn name(&self) -> &str {
+                self.seg.name()
+            }
+
+            /// Keeps the name when this creating handle is dropped, so others can still open it;
+            /// remove it later with [`unlink`](crate::unlink).
+            pub fn persist(&self) {
+                self.seg.persist();
+            }
+        }
+
+        impl<T: AtomicInt> $ty<T> {
+            fn atomic(&self) -> &T::Atomic {
+                self.seg.shared(self.seg.payload_offset())
+            }
+
+            /// Reads the integer atomically, without the lock.
+            pub fn load(&self) -> T {
+                T::load(self.atomic())
+            }
+
+            /// Writes the integer atomically, without the lock.
+            pub fn store(&self, v: T) {
+                T::store(self.atomic(), v)
+            }
+
+            /// Replaces the integer atomically, returning the old one.
+            pub fn swap(&self, v: T) -> T {
+                T::swap(self.atomic(), v)
+            }
+
+            /// Adds `v` atomically (wrapping), returning the old value.
+            pub fn fetch_add(&self, v: T) -> T {
+                T::fetch_add(self.atomic(), v)
+            }
+
+            /// Subtracts `v` atomically (wrapping), returning the old value.
+            pub fn fetch_sub(&self, v: T) -> T {
+                T::fetch_sub(self.atomic(), v)
+            }
+
+            /// Stores `new` if the value is `current`.
+            ///
+            /// # Errors
+            ///
+            /// The value found, when it was not `current`.
+            pub fn compare_exchange(&self, current: T, new: T) -> Result<T, T> {
+                T::compare_exchange(self.atomic(), current, new)
+            }
+        }
+
+        impl<T> fmt::Debug for $ty<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("name", &self.seg.name())
+                    .field("type", &std::any::type_name::<T>())
+                    .field("owner", &self.seg.is_owner())
+                    .finish()
+            }
+        }
+    };
+}
+
+/// One `T` in a named segment, guarded by a robust cross-process lock.
+///
+/// ```
+/// let name = format!("doc-value-{}", std::process::id());
+/// let v = mpshm::Value::<u64>::create(&name, 0)?;
+/// v.set(41).expect("lock");
+/// v.update(|x| *x += 1).expect("lock");
+/// assert_eq!(v.get().expect("lock"), 42);
+/// // Lock-free counter operations for the integer types:
+/// v.fetch_add(8);
+/// assert_eq!(v.load(), 50);
+/// # Ok::<(), mpshm::Error>(())
+/// ```
+pub struct Value<T> {
+    seg: Segment,
+    _t: PhantomData<T>,
+}
+
+value_common!(Value, Kind::Value);
+
+impl<T: Pod> Value<T> {
+    /// Reads the value under the lock.
+    ///
+    /// # Errors
+    ///
+    /// [`AccessError::OwnerDied`] with the value read, when a lock holder died; see
+    /// [`lock`](Self::lock) to repair. [`AccessError::Deadlock`] when this thread holds a guard.
+    pub fn get(&self) -> Result<T, AccessError<T>> {
+        with_lock(&self.seg, |seg| seg.read(0))
+    }
+
+    /// Writes the value under the lock.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get); with `OwnerDied` the write has been done.
+    pub fn set(&self, v: T) -> Result<(), AccessError<()>> {
+        with_lock(&self.seg, |seg| seg.write(0, &v))
+    }
+
+    /// Runs `f` on the value under the lock, storing what it leaves.
+    ///
+    /// # Errors
+    ///
+    /// As [`get`](Self::get), with `f`'s result inside `OwnerDied`.
+    pub fn update<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R, AccessError<R>> {
+        with_lock(&self.seg, |seg| {
+            let mut v: T = seg.read(0);
+            let r = f(&mut v);
+            seg.write(0, &v);
+            r
+        })
+    }
+
+    fn guard<'a>(
+        &'a self,
+        r: Acquired<'a>,
+    ) -> Result<ValueGuard<'a, T>, LockError<ValueGuard<'a, T>>> {
+        let wrap = |held| ValueGuard {
+            value: self.seg.read(0),
+            seg: &self.seg,
+            held,
+        };
+        r.map(wrap).map_err(|e| e.map(wrap))
+    }
+
+    /// Takes the lock and returns a guard that derefs to the value while it is held.
+    ///
+    /// ```
+    /// # let name = format!("doc-vlock-{}", std::process::id());
+    /// let v = mpshm::Value::<f64>::create(&name, 1.5)?;
+    /// let mut g = match v.lock() {
+    ///     Ok(g) => g,
+    ///     Err(mpshm::LockError::OwnerDied(g)) => {
+    ///         g.mark_consistent(); // after checking the value
+    ///         g
+    ///     }
+    ///     Err(e) => panic!("{e}"),
+    /// };
+    /// *g *= 2.0;
+    /// drop(g);
+    /// assert_eq!(v.get().expect("lock"), 3.0);
+    /// # Ok::<(), mpshm::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::acquire`](crate::Lock::acquire).
+    pub fn lock(&self) -> Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
+        self.guard(RawLock::of(&self.seg).acquire())
+    }
+
+    /// Takes the lock only if it is free.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::try_acquire`](crate::Lock::try_acquire).
+    pub fn try_lock(&self) -> Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
+        self.guard(RawLock::of(&self.seg).try_acquire())
+    }
+
+    /// Takes the lock, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Lock::acquire_timeout`](crate::Lock::acquire_timeout).
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ValueGuard<'_, T>, LockError<ValueGuard<'_, T>>> {
+        self.guard(RawLock::of(&self.seg).acquire_timeout(timeout))
+    }
+
+    /// Whether a lock holder died and no one has marked the value consistent since.
+    pub fn is_poisoned(&self) -> bool {
+        RawLock::of(&self.seg).is_poisoned()
+    }
+}
+
+/// The lock of a [`Value`], held; derefs to the value. Changes are written back when it drops.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct ValueGuard<'a, T: Pod> {
+    value: T,
+    seg: &'a Segment,
+    held: Held<'a>,
+}
+
+impl<T: Pod> ValueGuard<'_, T> {
+    /// Declares the value sound again after `OwnerDied`.
+    pub fn mark_consistent(&self) {
+        self.held.mark_consistent();
+    }
+}
+
+impl<T: Pod> Deref for ValueGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T: Pod> DerefMut for ValueGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.value
+    }
+}
+
+impl<T: Pod> Drop for ValueGuard<'_, T> {
+    fn drop(&mut self) {
+        // Written before `held` (a later field) drops and releases the lock.
+        self.seg.write(0, &self.value);
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ValueGuard").field(&self.value).finish()
+    }
+}
+
+/// One `T` in a named segment, with no lock (Python's `RawValue`). Reads and writes are
+/// word-atomic copies: a racing writer can tear a multi-word `T`, never corrupt memory.
+///
+/// ```
+/// let name = format!("doc-raw-{}", std::process::id());
+/// let v = mpshm::RawValue::<u32>::create(&name, 7)?;
+/// v.set(9);
+/// assert_eq!(v.get(), 9);
+/// # Ok::<(), mpshm::Error>(())
+/// ```
+pub struct RawValue<T> {
+    seg: Segment,
+    _t: PhantomData<T>,
+}
+
+value_common!(RawValue, Kind::RawValue);
+
+impl<T: Pod> RawValue<T> {
+    /// Reads the value.
+    pub fn get(&self) -> T {
+        self.seg.read(0)
+    }
+
+    /// Writes the value.
+    pub fn set(&self, v: T) {
+        self.seg.write(0, &v)
+    }
+}
