@@ -41,3 +41,8 @@ pub use segment::{Kind, Options, SegmentInfo, segments, unlink};
 pub use sync::atomic::AtomicInt;
 pub use sync::{Lock, LockGuard, RLock};
 pub use value::{RawValue, Value, ValueGuard};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

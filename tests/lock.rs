@@ -1,0 +1,347 @@
+//! `Lock` and `RLock` across real processes, including holders killed with `SIGKILL`.
+
+mod common;
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{Child, name};
+use mpshm::{Error, Lock, LockError, RLock, RawValue};
+
+fn main() {
+    common::run(
+        &[
+            (
+                "mutual_exclusion_across_processes",
+                mutual_exclusion_across_processes,
+            ),
+            (
+                "killed_holder_gives_owner_died",
+                killed_holder_gives_owner_died,
+            ),
+            (
+                "blocked_waiter_is_woken_by_death",
+                blocked_waiter_is_woken_by_death,
+            ),
+            (
+                "owner_died_persists_until_marked",
+                owner_died_persists_until_marked,
+            ),
+            (
+                "killed_rlock_holder_gives_owner_died",
+                killed_rlock_holder_gives_owner_died,
+            ),
+            (
+                "acquire_timeout_waits_then_fails",
+                acquire_timeout_waits_then_fails,
+            ),
+            ("try_acquire_never_waits", try_acquire_never_waits),
+            (
+                "relock_on_one_thread_is_deadlock",
+                relock_on_one_thread_is_deadlock,
+            ),
+            (
+                "rlock_is_reentrant_per_thread",
+                rlock_is_reentrant_per_thread,
+            ),
+            (
+                "lock_and_rlock_are_distinct_kinds",
+                lock_and_rlock_are_distinct_kinds,
+            ),
+            (
+                "open_or_create_from_two_processes",
+                open_or_create_from_two_processes,
+            ),
+        ],
+        &[
+            ("count_under_lock", count_under_lock),
+            ("hold", hold),
+            ("hold_rlock", hold_rlock),
+            ("open_or_create_lock", open_or_create_lock),
+        ],
+    );
+}
+
+const ROUNDS: u64 = 20_000;
+
+/// Increments a plain (non-atomic) read-modify-write counter under the lock: lost updates
+/// would show if the lock did not exclude the other process.
+fn count_under_lock(args: &[String]) {
+    let lock = Lock::open(&args[0]).expect("open lock");
+    let counter = RawValue::<u64>::open(&args[1]).expect("open counter");
+    common::ready();
+    assert_eq!(common::line_from_parent(), "go");
+    for _ in 0..ROUNDS {
+        let _g = lock.acquire().expect("acquire");
+        let v = counter.get();
+        std::hint::black_box(());
+        counter.set(v + 1);
+    }
+}
+
+fn mutual_exclusion_across_processes() {
+    let (l, c) = (name("mx"), name("mxc"));
+    let _lock = Lock::create(&l).expect("create lock");
+    let counter = RawValue::<u64>::create(&c, 0).expect("create counter");
+    let mut kids: Vec<Child> = (0..3)
+        .map(|_| Child::spawn("count_under_lock", &[&l, &c]))
+        .collect();
+    for k in &mut kids {
+        k.wait_ready();
+    }
+    for k in &mut kids {
+        k.tell("go");
+    }
+    for k in kids {
+        k.join();
+    }
+    assert_eq!(counter.get(), 3 * ROUNDS);
+}
+
+fn hold(args: &[String]) {
+    let lock = Lock::open(&args[0]).expect("open");
+    let _g = lock.acquire().expect("acquire");
+    common::ready();
+    common::park();
+}
+
+fn hold_rlock(args: &[String]) {
+    let lock = RLock::open(&args[0]).expect("open");
+    let _a = lock.acquire().expect("acquire");
+    let _b = lock.acquire().expect("re-acquire");
+    common::ready();
+    common::park();
+}
+
+fn expect_owner_died<G>(r: Result<G, LockError<G>>) -> G {
+    match r {
+        Err(LockError::OwnerDied(g)) => g,
+        Err(e) => panic!("expected OwnerDied, got {e:?}"),
+        Ok(_) => panic!("expected OwnerDied, got a clean guard"),
+    }
+}
+
+fn killed_holder_gives_owner_died() {
+    let n = name("die");
+    let lock = Lock::create(&n).expect("create");
+    let mut child = Child::spawn("hold", &[&n]);
+    child.wait_ready();
+    assert!(matches!(lock.try_acquire(), Err(LockError::WouldBlock)));
+    child.kill();
+    let start = Instant::now();
+    let g = expect_owner_died(lock.acquire_timeout(Duration::from_secs(5)));
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        start.elapsed()
+    );
+    g.mark_consistent();
+    drop(g);
+    // Repaired: clean guards from now on, from this process and others.
+    drop(lock.acquire().expect("clean after repair"));
+    let mut child = Child::spawn("hold", &[&n]);
+    child.wait_ready();
+    child.kill();
+    expect_owner_died(lock.acquire()).mark_consistent();
+}
+
+fn blocked_waiter_is_woken_by_death() {
+    let n = name("wake");
+    let lock = Lock::create(&n).expect("create");
+    let mut child = Child::spawn("hold", &[&n]);
+    child.wait_ready();
+    let (tx, rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let lock = Lock::open(&n).expect("open");
+            tx.send(common::thread_id()).expect("send");
+            let r = lock.acquire();
+            let died = matches!(&r, Err(LockError::OwnerDied(_)));
+            if let Err(LockError::OwnerDied(g)) = &r {
+                g.mark_consistent();
+            }
+            drop(r);
+            tx.send(0).expect("send");
+            assert!(died, "the blocked waiter should see OwnerDied");
+        });
+        let tid = rx.recv().expect("waiter started");
+        // Wait until the waiter sleeps in the kernel, so the death must wake it.
+        common::wait_until_sleeping(tid);
+        assert!(rx.try_recv().is_err(), "waiter got through a held lock");
+        let killed = Instant::now();
+        child.kill();
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("waiter woken by the death");
+        assert!(
+            killed.elapsed() < Duration::from_secs(1),
+            "took {:?}",
+            killed.elapsed()
+        );
+    });
+    drop(lock.acquire().expect("clean after the waiter repaired it"));
+}
+
+fn owner_died_persists_until_marked() {
+    let n = name("poison");
+    let lock = Lock::create(&n).expect("create");
+    let mut child = Child::spawn("hold", &[&n]);
+    child.wait_ready();
+    child.kill();
+    drop(expect_owner_died(lock.acquire())); // looked, did not repair
+    assert!(lock.is_poisoned());
+    let other = Lock::open(&n).expect("open");
+    drop(expect_owner_died(other.try_acquire()));
+    let g = expect_owner_died(other.acquire_timeout(Duration::from_secs(1)));
+    g.mark_consistent();
+    drop(g);
+    assert!(!lock.is_poisoned());
+    drop(lock.try_acquire().expect("clean"));
+}
+
+fn killed_rlock_holder_gives_owner_died() {
+    let n = name("rdie");
+    let lock = RLock::create(&n).expect("create");
+    let mut child = Child::spawn("hold_rlock", &[&n]);
+    child.wait_ready();
+    assert!(matches!(lock.try_acquire(), Err(LockError::WouldBlock)));
+    child.kill();
+    let g = expect_owner_died(lock.acquire_timeout(Duration::from_secs(5)));
+    g.mark_consistent();
+    let again = lock.acquire().expect("re-enter after repair");
+    drop((again, g));
+}
+
+fn acquire_timeout_waits_then_fails() {
+    let n = name("tmo");
+    let lock = Lock::create(&n).expect("create");
+    let mut child = Child::spawn("hold", &[&n]);
+    child.wait_ready();
+    for asked in [Duration::from_millis(1), Duration::from_millis(150)] {
+        let start = Instant::now();
+        assert!(matches!(
+            lock.acquire_timeout(asked),
+            Err(LockError::Timeout)
+        ));
+        let waited = start.elapsed();
+        assert!(waited >= asked, "asked {asked:?}, waited {waited:?}");
+        assert!(
+            waited < asked + Duration::from_secs(2),
+            "asked {asked:?}, waited {waited:?}"
+        );
+    }
+    child.kill();
+    expect_owner_died(lock.acquire()).mark_consistent();
+}
+
+fn try_acquire_never_waits() {
+    let n = name("try");
+    let lock = Lock::create(&n).expect("create");
+    let g = lock.try_acquire().expect("free");
+    drop(g);
+    let mut child = Child::spawn("hold", &[&n]);
+    child.wait_ready();
+    for _ in 0..100 {
+        assert!(matches!(lock.try_acquire(), Err(LockError::WouldBlock)));
+    }
+    // A zero timeout is a try.
+    assert!(matches!(
+        lock.acquire_timeout(Duration::ZERO),
+        Err(LockError::Timeout)
+    ));
+    child.kill();
+    expect_owner_died(lock.acquire()).mark_consistent();
+}
+
+fn relock_on_one_thread_is_deadlock() {
+    let n = name("relock");
+    let lock = Lock::create(&n).expect("create");
+    let g = lock.acquire().expect("acquire");
+    assert!(matches!(lock.acquire(), Err(LockError::Deadlock)));
+    assert!(matches!(
+        lock.acquire_timeout(Duration::from_millis(10)),
+        Err(LockError::Deadlock)
+    ));
+    assert!(matches!(
+        lock.try_acquire(),
+        Err(LockError::Deadlock | LockError::WouldBlock)
+    ));
+    // Another thread simply waits.
+    std::thread::scope(|s| {
+        s.spawn(|| assert!(matches!(lock.try_acquire(), Err(LockError::WouldBlock))));
+    });
+    drop(g);
+}
+
+fn rlock_is_reentrant_per_thread() {
+    let n = name("rl");
+    let lock = RLock::create(&n).expect("create");
+    let a = lock.acquire().expect("first");
+    let b = lock.try_acquire().expect("second");
+    let c = lock
+        .acquire_timeout(Duration::from_millis(1))
+        .expect("third");
+    std::thread::scope(|s| {
+        s.spawn(|| assert!(matches!(lock.try_acquire(), Err(LockError::WouldBlock))));
+    });
+    drop((c, b));
+    std::thread::scope(|s| {
+        s.spawn(|| assert!(matches!(lock.try_acquire(), Err(LockError::WouldBlock))));
+    });
+    drop(a);
+    std::thread::scope(|s| {
+        s.spawn(|| drop(lock.try_acquire().expect("free once fully released")));
+    });
+}
+
+fn lock_and_rlock_are_distinct_kinds() {
+    let n = name("kinds");
+    let _l = Lock::create(&n).expect("create");
+    assert!(matches!(RLock::open(&n), Err(Error::KindMismatch { .. })));
+    assert!(matches!(Lock::create(&n), Err(Error::AlreadyExists { .. })));
+    assert!(matches!(
+        mpshm::Value::<u8>::open(&n),
+        Err(Error::KindMismatch { .. })
+    ));
+}
+
+fn open_or_create_lock(args: &[String]) {
+    assert_eq!(common::line_from_parent(), "go");
+    let lock = Lock::open_or_create(&args[0]).expect("open_or_create");
+    let counter = RawValue::<u64>::open_or_create(&args[1], 0).expect("counter");
+    for _ in 0..1000 {
+        let _g = lock.acquire().expect("acquire");
+        counter.set(counter.get() + 1);
+    }
+    // Keep the segments alive until the parent has looked.
+    common::ready();
+    assert_eq!(common::line_from_parent(), "bye");
+}
+
+fn open_or_create_from_two_processes() {
+    let (l, c) = (name("ooc"), name("oocc"));
+    let mut kids = [
+        Child::spawn("open_or_create_lock", &[&l, &c]),
+        Child::spawn("open_or_create_lock", &[&l, &c]),
+    ];
+    for k in &mut kids {
+        k.tell("go");
+    }
+    for k in &mut kids {
+        k.wait_ready();
+    }
+    let counter = RawValue::<u64>::open(&c).expect("open counter");
+    assert_eq!(
+        counter.get(),
+        2000,
+        "both children used the same lock and counter"
+    );
+    drop(counter);
+    for mut k in kids {
+        k.tell("bye");
+        k.join();
+    }
+    assert!(
+        !common::exists(&l) && !common::exists(&c),
+        "the creator removed them"
+    );
+}

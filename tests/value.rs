@@ -1,0 +1,280 @@
+//! `Value` and `RawValue` across real processes.
+
+mod common;
+
+use common::{Child, name};
+use mpshm::{AccessError, Error, LockError, RawValue, Value};
+
+const INCREMENTS: u64 = 100_000;
+
+fn main() {
+    common::run(
+        &[
+            (
+                "locked_increments_from_two_processes",
+                locked_increments_from_two_processes,
+            ),
+            (
+                "atomic_increments_from_two_processes",
+                atomic_increments_from_two_processes,
+            ),
+            ("child_sets_an_f64", child_sets_an_f64),
+            (
+                "wrong_type_is_a_layout_mismatch",
+                wrong_type_is_a_layout_mismatch,
+            ),
+            (
+                "type_tag_lets_two_types_agree",
+                type_tag_lets_two_types_agree,
+            ),
+            ("lock_guard_writes_back", lock_guard_writes_back),
+            (
+                "get_while_holding_guard_is_deadlock",
+                get_while_holding_guard_is_deadlock,
+            ),
+            (
+                "owner_death_poisons_until_marked",
+                owner_death_poisons_until_marked,
+            ),
+            ("atomic_ops", atomic_ops),
+            ("raw_value_across_processes", raw_value_across_processes),
+            ("zero_sized_type_is_refused", zero_sized_type_is_refused),
+            ("handles_are_send_and_sync", handles_are_send_and_sync),
+        ],
+        &[
+            ("increment_locked", increment_locked),
+            ("increment_atomic", increment_atomic),
+            ("set_pi", set_pi),
+            ("hold_value_lock", hold_value_lock),
+            ("raw_set", raw_set),
+        ],
+    );
+}
+
+fn increment_locked(args: &[String]) {
+    let v = Value::<u64>::open(&args[0]).expect("open");
+    common::ready();
+    assert_eq!(common::line_from_parent(), "go");
+    for _ in 0..INCREMENTS {
+        v.update(|x| *x += 1).expect("update");
+    }
+}
+
+fn increment_atomic(args: &[String]) {
+    let v = Value::<u64>::open(&args[0]).expect("open");
+    common::ready();
+    assert_eq!(common::line_from_parent(), "go");
+    for _ in 0..INCREMENTS {
+        v.fetch_add(1);
+    }
+}
+
+/// Starts two children running `routine` on a fresh `Value<u64>`, lets them go together, and
+/// returns the final value.
+fn two_children(routine: &str) -> u64 {
+    let n = name("inc");
+    let v = Value::<u64>::create(&n, 0).expect("create");
+    let mut kids = [Child::spawn(routine, &[&n]), Child::spawn(routine, &[&n])];
+    for k in &mut kids {
+        k.wait_ready();
+    }
+    for k in &mut kids {
+        k.tell("go");
+    }
+    for k in kids {
+        k.join();
+    }
+    v.get().expect("get")
+}
+
+fn locked_increments_from_two_processes() {
+    assert_eq!(two_children("increment_locked"), 2 * INCREMENTS);
+}
+
+fn atomic_increments_from_two_processes() {
+    assert_eq!(two_children("increment_atomic"), 2 * INCREMENTS);
+}
+
+/// The seeds' value (Python's `num.value = 3.1415927`), not `PI`.
+#[allow(clippy::approx_constant, reason = "the seeds' literal, on purpose")]
+const SEED_PI: f64 = 3.1415927;
+
+fn set_pi(args: &[String]) {
+    Value::<f64>::open(&args[0])
+        .expect("open")
+        .set(SEED_PI)
+        .expect("set");
+}
+
+fn child_sets_an_f64() {
+    let n = name("pi");
+    let v = Value::<f64>::create(&n, 0.0).expect("create");
+    Child::spawn("set_pi", &[&n]).join();
+    assert_eq!(v.get().expect("get"), SEED_PI);
+}
+
+fn wrong_type_is_a_layout_mismatch() {
+    let n = name("wrongt");
+    let _v = Value::<f64>::create(&n, 1.0).expect("create");
+    match Value::<u64>::open(&n) {
+        Err(Error::LayoutMismatch {
+            expected, found, ..
+        }) => {
+            assert_eq!(expected, "u64 × 1");
+            assert_eq!(found, "f64 × 1");
+        }
+        other => panic!("expected LayoutMismatch, got {other:?}"),
+    }
+    // Same size and name but another alignment is refused too.
+    match Value::<[u8; 8]>::open(&n) {
+        Err(Error::LayoutMismatch { .. }) => {}
+        other => panic!("expected LayoutMismatch, got {other:?}"),
+    }
+    // And a RawValue is another kind of object.
+    match RawValue::<f64>::open(&n) {
+        Err(Error::KindMismatch {
+            expected: mpshm::Kind::RawValue,
+            found: mpshm::Kind::Value,
+            ..
+        }) => {}
+        other => panic!("expected KindMismatch, got {other:?}"),
+    }
+}
+
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Debug, PartialEq)]
+#[repr(C)]
+struct Point {
+    x: f32,
+    y: f32,
+}
+
+fn type_tag_lets_two_types_agree() {
+    let n = name("tag");
+    let mut opts = mpshm::Options::new();
+    opts.type_tag("point");
+    let v = Value::<Point>::create_with(&n, Point { x: 1.0, y: 2.0 }, &opts).expect("create");
+    // Another binary's identical struct under the same tag.
+    let other = Value::<[f32; 2]>::open_with(&n, &opts).expect("open with tag");
+    assert_eq!(other.get().expect("get"), [1.0, 2.0]);
+    // Without the tag the default (type name) disagrees.
+    assert!(matches!(
+        Value::<Point>::open(&n),
+        Err(Error::LayoutMismatch { .. })
+    ));
+    drop(v);
+}
+
+fn lock_guard_writes_back() {
+    let n = name("guard");
+    let v = Value::<Point>::create(&n, Point { x: 0.0, y: 0.0 }).expect("create");
+    {
+        let mut g = v.lock().expect("lock");
+        g.x = 5.0;
+        assert!(matches!(
+            v.try_lock(),
+            Err(LockError::Deadlock | LockError::WouldBlock)
+        ));
+    }
+    assert_eq!(v.get().expect("get"), Point { x: 5.0, y: 0.0 });
+}
+
+fn get_while_holding_guard_is_deadlock() {
+    let n = name("dead");
+    let v = Value::<u32>::create(&n, 1).expect("create");
+    let g = v.lock().expect("lock");
+    assert!(matches!(v.get(), Err(AccessError::Deadlock)));
+    assert!(matches!(v.lock(), Err(LockError::Deadlock)));
+    drop(g);
+    assert_eq!(v.get().expect("get"), 1);
+}
+
+fn hold_value_lock(args: &[String]) {
+    let v = Value::<u64>::open(&args[0]).expect("open");
+    let mut g = v.lock().expect("lock");
+    *g = 99; // never written back: the child dies holding the guard
+    common::ready();
+    common::park();
+}
+
+fn owner_death_poisons_until_marked() {
+    let n = name("vdie");
+    let v = Value::<u64>::create(&n, 7).expect("create");
+    let mut child = Child::spawn("hold_value_lock", &[&n]);
+    child.wait_ready();
+    child.kill();
+    // The guard's copy was never written back; the value is the old one, but in doubt.
+    match v.get() {
+        Err(AccessError::OwnerDied(x)) => assert_eq!(x, 7),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    assert!(v.is_poisoned());
+    // Poison stays until someone marks it consistent.
+    match v.lock() {
+        Err(LockError::OwnerDied(mut g)) => {
+            *g = 8;
+            g.mark_consistent();
+        }
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    assert!(!v.is_poisoned());
+    assert_eq!(v.get().expect("clean after repair"), 8);
+}
+
+fn atomic_ops() {
+    let n = name("atom");
+    let v = Value::<i32>::create(&n, 5).expect("create");
+    assert_eq!(v.fetch_add(3), 5);
+    assert_eq!(v.fetch_sub(10), 8);
+    assert_eq!(v.load(), -2);
+    assert_eq!(v.compare_exchange(-2, 4), Ok(-2));
+    assert_eq!(v.compare_exchange(-2, 9), Err(4));
+    assert_eq!(v.swap(1), 4);
+    v.store(i32::MAX);
+    assert_eq!(v.fetch_add(1), i32::MAX);
+    assert_eq!(v.load(), i32::MIN, "wrapping, like std's atomics");
+    let n = name("atom8");
+    let b = RawValue::<u8>::create(&n, 255).expect("create");
+    assert_eq!(b.fetch_add(1), 255);
+    assert_eq!(b.get(), 0);
+}
+
+fn raw_set(args: &[String]) {
+    RawValue::<[u64; 4]>::open(&args[0])
+        .expect("open")
+        .set([1, 2, 3, 4]);
+}
+
+fn raw_value_across_processes() {
+    let n = name("raw");
+    let v = RawValue::<[u64; 4]>::create(&n, [0; 4]).expect("create");
+    Child::spawn("raw_set", &[&n]).join();
+    assert_eq!(v.get(), [1, 2, 3, 4]);
+}
+
+fn zero_sized_type_is_refused() {
+    assert!(matches!(
+        Value::<()>::create(&name("zst"), ()),
+        Err(Error::InvalidLength { .. })
+    ));
+}
+
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Value<u64>>();
+    check::<RawValue<u64>>();
+    check::<mpshm::Array<u8>>();
+    check::<mpshm::Lock>();
+    // And they work from several threads at once.
+    let n = name("threads");
+    let v = Value::<u64>::create(&n, 0).expect("create");
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..1000 {
+                    v.update(|x| *x += 1).expect("update");
+                }
+            });
+        }
+    });
+    assert_eq!(v.get().expect("get"), 4000);
+}
