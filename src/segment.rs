@@ -401,8 +401,8 @@ impl Segment {
     /// `spec`.
     pub(crate) fn open(name: &str, spec: &Spec, opts: &Options) -> Result<Segment, Error> {
         let bare = validate_name(name)?;
-        let file = sys::shm_open(bare, true).map_err(|e| open_error(bare, e))?;
-        let (header, len) = wait_ready(bare, &file, opts.open_timeout)?;
+        let mut file = sys::shm_open(bare, true).map_err(|e| open_error(bare, e))?;
+        let (header, len) = wait_ready(bare, &mut file, opts.open_timeout)?;
         validate(bare, &header, len, spec)?;
         let map = MmapOptions::new().len(len as usize).map_raw(&file)?;
         let seg = Segment {
@@ -681,8 +681,9 @@ fn read_header(file: &File) -> io::Result<(Option<Header>, u64)> {
     Ok((header, len))
 }
 
-/// Polls the header until the creator publishes it, or `timeout` passes.
-fn wait_ready(name: &str, file: &File, timeout: Duration) -> Result<(Header, u64), Error> {
+/// Polls the header until the creator publishes it, or `timeout` passes. If the object is
+/// unlinked meanwhile (its creator failed or dropped it), follows the name to its new object.
+fn wait_ready(name: &str, file: &mut File, timeout: Duration) -> Result<(Header, u64), Error> {
     let start = Instant::now();
     let mut pause = Duration::from_micros(20);
     loop {
@@ -693,6 +694,10 @@ fn wait_ready(name: &str, file: &File, timeout: Duration) -> Result<(Header, u64
                 return Err(corrupt(name, format!("ready word is {:#x}", h.ready)));
             }
             _ => {}
+        }
+        if sys::is_unlinked(file)? {
+            *file = sys::shm_open(name, true).map_err(|e| open_error(name, e))?;
+            continue;
         }
         if start.elapsed() >= timeout {
             return Err(match header {

@@ -276,29 +276,24 @@ fn unready_segment_is_not_ready() {
 }
 
 fn open_waits_for_a_slow_creator() {
-    // The opener arrives while the object exists but is empty (creator between shm_open and
-    // initialisation): it must wait, then see the published segment.
+    // The opener arrives while the object exists but is empty (a creator between `shm_open` and
+    // initialisation). It must wait; when that object is replaced under the same name (the first
+    // creator failed and another created it), it must follow the name and see the new one.
     let n = name("slow");
     write_raw(&n, &[]);
     std::thread::scope(|s| {
-        let opener = s.spawn(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let n2 = n.clone();
+        let opener = s.spawn(move || {
+            tx.send(common::thread_id()).expect("send");
             let mut o = Options::new();
             o.open_timeout(Duration::from_secs(10));
-            Value::<u64>::open_with(&n, &o).map(|v| v.get().expect("get"))
+            Value::<u64>::open_with(&n2, &o).map(|v| v.get().expect("get"))
         });
-        // Replace the empty object with a real one (as a slow creator would finish).
+        common::wait_until_sleeping(rx.recv().expect("opener started"));
         std::fs::remove_file(shm_path(&n)).expect("remove");
         let v = Value::<u64>::create(&n, 42).expect("create");
-        let r = opener.join().expect("join");
-        // The opener held the old (empty, unlinked) object: it must report that honestly rather
-        // than return the new one's data or hang.
-        match r {
-            Ok(x) => assert_eq!(x, 42),
-            Err(e) => assert!(
-                matches!(e, Error::Corrupt { .. } | Error::NotFound { .. }),
-                "{e:?}"
-            ),
-        }
+        assert_eq!(opener.join().expect("join").expect("open"), 42);
         drop(v);
     });
 }

@@ -72,6 +72,11 @@ pub(crate) fn file_stat(file: &File) -> io::Result<(u64, FileId)> {
     Ok((st.st_size as u64, (st.st_dev, st.st_ino)))
 }
 
+/// Whether an open file has lost its last name (it was unlinked after we opened it).
+pub(crate) fn is_unlinked(file: &File) -> io::Result<bool> {
+    Ok(rustix::fs::fstat(file.as_fd())?.st_nlink == 0)
+}
+
 /// Reads up to `buf.len()` bytes at `offset` without mapping the file, so that a file truncated
 /// under us yields a short read instead of `SIGBUS`.
 pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
