@@ -313,3 +313,126 @@ impl<T> fmt::Display for AccessError<T> {
 }
 
 impl<T> std::error::Error for AccessError<T> {}
+
+/// Why a blocking `put` failed; the message is handed back.
+#[derive(PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PutError<T> {
+    /// The queue is closed.
+    Closed(T),
+}
+
+/// Why `try_put` failed; the message is handed back.
+#[derive(PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TryPutError<T> {
+    /// Every slot is taken.
+    Full(T),
+    /// The queue is closed.
+    Closed(T),
+}
+
+/// Why `put_timeout` failed; the message is handed back.
+#[derive(PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PutTimeoutError<T> {
+    /// Still full when the timeout passed.
+    Timeout(T),
+    /// The queue is closed.
+    Closed(T),
+}
+
+/// Why a blocking `get` failed: the queue is closed and drained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GetError {
+    /// The queue is closed and every message has been taken.
+    Closed,
+}
+
+/// Why `try_get` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TryGetError {
+    /// No message is ready.
+    Empty,
+    /// The queue is closed and every message has been taken.
+    Closed,
+}
+
+/// Why `get_timeout` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GetTimeoutError {
+    /// Still empty when the timeout passed.
+    Timeout,
+    /// The queue is closed and every message has been taken.
+    Closed,
+}
+
+/// Why `JoinableQueue::join_timeout` or `task_done` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JoinError {
+    /// `task_done` was called more times than messages were taken.
+    TooManyTaskDone,
+    /// Messages were still unfinished when the timeout passed.
+    Timeout,
+}
+
+macro_rules! value_error {
+    ($name:ident { $($variant:ident => $msg:literal),* $(,)? }) => {
+        impl<T> $name<T> {
+            /// The message that could not be put.
+            pub fn into_inner(self) -> T {
+                match self { $($name::$variant(v) => v),* }
+            }
+        }
+        impl<T> fmt::Debug for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self { $($name::$variant(_) => f.write_str(concat!(stringify!($variant), "(..)"))),* }
+            }
+        }
+        impl<T> fmt::Display for $name<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self { $($name::$variant(_) => f.write_str($msg)),* }
+            }
+        }
+        impl<T> std::error::Error for $name<T> {}
+    };
+}
+
+value_error!(PutError { Closed => "the queue is closed; nothing more can be put" });
+value_error!(TryPutError {
+    Full => "the queue is full; wait (put) or retry",
+    Closed => "the queue is closed; nothing more can be put",
+});
+value_error!(PutTimeoutError {
+    Timeout => "the queue stayed full until the timeout",
+    Closed => "the queue is closed; nothing more can be put",
+});
+
+macro_rules! unit_error {
+    ($name:ident { $($variant:ident => $msg:literal),* $(,)? }) => {
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self { $($name::$variant => f.write_str($msg)),* }
+            }
+        }
+        impl std::error::Error for $name {}
+    };
+}
+
+unit_error!(GetError { Closed => "the queue is closed and drained" });
+unit_error!(TryGetError {
+    Empty => "the queue is empty",
+    Closed => "the queue is closed and drained",
+});
+unit_error!(GetTimeoutError {
+    Timeout => "the queue stayed empty until the timeout",
+    Closed => "the queue is closed and drained",
+});
+unit_error!(JoinError {
+    TooManyTaskDone => "task_done() called more times than messages were taken",
+    Timeout => "messages were still unfinished at the timeout",
+});

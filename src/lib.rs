@@ -30,13 +30,19 @@
 
 mod array;
 mod error;
+mod queue;
+mod ring;
 mod segment;
 mod sync;
 mod sys;
 mod value;
 
 pub use array::{Array, ArrayGuard, RawArray};
-pub use error::{AccessError, Error, LockError};
+pub use error::{
+    AccessError, Error, GetError, GetTimeoutError, JoinError, LockError, PutError, PutTimeoutError,
+    TryGetError, TryPutError,
+};
+pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use segment::{Kind, Options, SegmentInfo, segments, unlink};
 pub use sync::atomic::AtomicInt;
 pub use sync::{Lock, LockGuard, RLock};

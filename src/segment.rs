@@ -59,8 +59,10 @@ pub enum Kind {
     Lock,
     /// An [`RLock`](crate::RLock).
     RLock,
-    /// A queue (reserved for the ring-buffer queue).
+    /// A [`Queue`](crate::Queue) (or [`SimpleQueue`](crate::SimpleQueue)).
     Queue,
+    /// A [`JoinableQueue`](crate::JoinableQueue).
+    JoinableQueue,
     /// A pipe (reserved for the duplex pipe).
     Pipe,
 }
@@ -76,6 +78,7 @@ impl Kind {
             Kind::RLock => 6,
             Kind::Queue => 7,
             Kind::Pipe => 8,
+            Kind::JoinableQueue => 9,
         }
     }
 
@@ -89,6 +92,7 @@ impl Kind {
             6 => Kind::RLock,
             7 => Kind::Queue,
             8 => Kind::Pipe,
+            9 => Kind::JoinableQueue,
             _ => return None,
         })
     }
@@ -110,6 +114,7 @@ impl fmt::Display for Kind {
             Kind::RLock => "rlock",
             Kind::Queue => "queue",
             Kind::Pipe => "pipe",
+            Kind::JoinableQueue => "joinable queue",
         };
         f.write_str(s)
     }
@@ -516,6 +521,23 @@ impl Segment {
         // lives as long as `self`. `S: Shared` accepts every bit pattern and is only mutated
         // through interior mutability that tolerates concurrent access from other processes.
         unsafe { &*ptr.cast::<S>() }
+    }
+
+    /// A shared slice of `len` values of `S` at `offset`.
+    ///
+    /// # Panics
+    ///
+    /// As [`shared`](Self::shared).
+    pub(crate) fn shared_slice<S: Shared>(&self, offset: usize, len: usize) -> &[S] {
+        let bytes = len
+            .checked_mul(std::mem::size_of::<S>())
+            .expect("slice size");
+        let ptr = self.range(offset, bytes);
+        assert!(ptr.align_offset(std::mem::align_of::<S>()) == 0);
+        // SAFETY: as in `shared`, for each of the `len` values: inside the mapping (checked by
+        // `range`), aligned (checked above), valid for any bits, mutated only through interior
+        // mutability that tolerates other processes.
+        unsafe { std::slice::from_raw_parts(ptr.cast::<S>(), len) }
     }
 
     fn range(&self, offset: usize, len: usize) -> *mut u8 {

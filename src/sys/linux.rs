@@ -296,3 +296,25 @@ impl RobustMutex {
         check(unsafe { libc::pthread_mutex_unlock(self.inner.get()) })
     }
 }
+
+/// Sleeps while `word` holds `expected`, at most `timeout` (forever if `None`). A shared (not
+/// process-private) futex, so a wake from any process that maps the word reaches us. Returns
+/// early, without error, on a wake, a value change, a signal or the timeout; callers re-check.
+pub(crate) fn futex_wait(
+    word: &std::sync::atomic::AtomicU32,
+    expected: u32,
+    timeout: Option<Duration>,
+) {
+    use rustix::thread::futex;
+    let ts = timeout.map(|t| futex::Timespec {
+        tv_sec: t.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(t.subsec_nanos()),
+    });
+    // Errors are all "return and re-check": EAGAIN (value changed), ETIMEDOUT, EINTR.
+    let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
+}
+
+/// Wakes up to `n` sleepers on `word`, in any process.
+pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32, n: u32) {
+    let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), n);
+}

@@ -1,0 +1,586 @@
+//! [`Queue`], [`JoinableQueue`] and [`SimpleQueue`]: Python's `multiprocessing` queues as a
+//! bounded lock-free ring in one named segment (see `ring.rs` for the algorithm and its
+//! guarantees under peer death).
+//!
+//! Messages are any `T: bytemuck::Pod`, copied by value into a slot: no serialisation, no
+//! feeder thread, no syscall unless a side sleeps.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+
+use crate::error::{
+    Error, GetError, GetTimeoutError, JoinError, PutError, PutTimeoutError, TryGetError,
+    TryPutError,
+};
+use crate::ring::{self, CTL_SIZE, Fail, Ring, RingCtl, TryGet, TryPut};
+use crate::segment::{Kind, Options, Segment, Spec};
+use crate::sys;
+
+/// The largest capacity accepted.
+const MAX_CAPACITY: usize = 1 << 32;
+/// How many rounds a blocked `put`/`get` spins before it sleeps, unless told otherwise.
+pub(crate) const DEFAULT_SPIN: u32 = 200;
+
+/// The segment layout of a ring of `cap` slots of `max_len`-byte messages.
+pub(crate) fn ring_spec(
+    kind: Kind,
+    cap: usize,
+    max_len: usize,
+    tag: String,
+) -> Result<Spec, Error> {
+    if cap == 0 || cap > MAX_CAPACITY {
+        return Err(Error::InvalidLength {
+            len: cap,
+            reason: "a queue's capacity must be 1 to 2^32",
+        });
+    }
+    let bytes = ring::slot_words(max_len)
+        .and_then(|w| w.checked_mul(cap)?.checked_mul(8)?.checked_add(CTL_SIZE))
+        .ok_or(Error::InvalidLength {
+            len: cap,
+            reason: "the queue would not fit in memory",
+        })?;
+    Ok(Spec {
+        kind,
+        elem_size: 1,
+        elem_align: 128,
+        count: Some(bytes),
+        tag,
+        params: [cap as u64, max_len as u64, 0, 0],
+    })
+}
+
+/// A mapped ring: the segment and the checked geometry.
+pub(crate) struct RingSeg {
+    seg: Segment,
+    cap: usize,
+    max_len: usize,
+    pid: u32,
+    spin: AtomicU32,
+}
+
+impl RingSeg {
+    pub(crate) fn create(name: &str, spec: &Spec, opts: &Options) -> Result<RingSeg, Error> {
+        let (cap, max_len) = (spec.params[0] as usize, spec.params[1] as usize);
+        let pid = sys::current_pid();
+        let joinable = spec.kind == Kind::JoinableQueue;
+        let seg = Segment::create(name, spec, opts, |seg| {
+            ring_view(seg, cap, max_len, pid, joinable).init();
+        })?;
+        Ok(RingSeg {
+            seg,
+            cap,
+            max_len,
+            pid,
+            spin: AtomicU32::new(DEFAULT_SPIN),
+        })
+    }
+
+    /// Opens a ring segment of `kind` whose messages carry `tag`; `max_len` if the caller
+    /// needs one exact message size.
+    pub(crate) fn open(
+        name: &str,
+        kind: Kind,
+        tag: String,
+        max_len: Option<usize>,
+        opts: &Options,
+    ) -> Result<RingSeg, Error> {
+        let spec = Spec {
+            kind,
+            elem_size: 1,
+            elem_align: 128,
+            count: None,
+            tag,
+            params: [0; 4],
+        };
+        let seg = Segment::open(name, &spec, opts)?;
+        let [cap, len, ..] = seg.params();
+        let expect = ring_spec(kind, cap as usize, len as usize, String::new())
+            .ok()
+            .and_then(|s| s.count);
+        if cap == 0 || len > u32::MAX as u64 || expect != Some(seg.count()) {
+            return Err(Error::Corrupt {
+                name: seg.name().to_owned(),
+                reason: format!(
+                    "ring geometry {cap} × {len} B does not match its size {}",
+                    seg.count()
+                ),
+            });
+        }
+        if let Some(want) = max_len {
+            if want as u64 != len {
+                return Err(Error::LayoutMismatch {
+                    name: seg.name().to_owned(),
+                    expected: format!("{want}-byte messages"),
+                    found: format!("{len}-byte messages"),
+                });
+            }
+        }
+        Ok(RingSeg {
+            seg,
+            cap: cap as usize,
+            max_len: len as usize,
+            pid: sys::current_pid(),
+            spin: AtomicU32::new(DEFAULT_SPIN),
+        })
+    }
+
+    pub(crate) fn ring(&self) -> Ring<'_> {
+        ring_view(
+            &self.seg,
+            self.cap,
+            self.max_len,
+            self.pid,
+            self.seg.kind() == Kind::JoinableQueue,
+        )
+    }
+
+    pub(crate) fn spin(&self) -> u32 {
+        self.spin.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_spin(&self, rounds: u32) {
+        self.spin.store(rounds, Ordering::Relaxed);
+    }
+
+    pub(crate) fn segment(&self) -> &Segment {
+        &self.seg
+    }
+}
+
+fn ring_view(seg: &Segment, cap: usize, max_len: usize, pid: u32, joinable: bool) -> Ring<'_> {
+    let off = seg.payload_offset();
+    let words = cap * ring::slot_words(max_len).expect("checked geometry");
+    let ctl: &RingCtl = seg.shared(off);
+    let slots: &[AtomicU64] = seg.shared_slice(off + CTL_SIZE, words);
+    Ring::new(ctl, slots, cap, max_len, pid, joinable)
+}
+
+fn deadline(timeout: Duration) -> Option<Instant> {
+    // A timeout too large to represent waits forever.
+    Instant::now().checked_add(timeout)
+}
+
+/// A bounded multi-producer, multi-consumer queue of `T` in a named segment (Python's
+/// `multiprocessing.Queue(maxsize)`).
+///
+/// ```
+/// let name = format!("doc-queue-{}", std::process::id());
+/// let q = mpshm::Queue::<u64>::create(&name, 8)?;
+/// q.put(1).expect("open queue");
+/// q.try_put(2).expect("room");
+/// assert_eq!(q.len(), 2);
+/// assert_eq!(q.get(), Ok(1));
+/// assert_eq!(q.try_get(), Ok(2));
+/// assert_eq!(q.try_get(), Err(mpshm::TryGetError::Empty));
+/// q.close();
+/// assert_eq!(q.get(), Err(mpshm::GetError::Closed));
+/// # Ok::<(), mpshm::Error>(())
+/// ```
+pub struct Queue<T> {
+    ring: RingSeg,
+    _t: PhantomData<T>,
+}
+
+impl<T: Pod> Queue<T> {
+    /// Creates the queue `name` exclusively, with room for `capacity` messages.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidLength`] for a zero or huge capacity; [`Error::InvalidName`],
+    /// [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
+    pub fn create(name: &str, capacity: usize) -> Result<Self, Error> {
+        Self::create_with(name, capacity, &Options::new())
+    }
+
+    /// [`create`](Self::create) with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    pub fn create_with(name: &str, capacity: usize, opts: &Options) -> Result<Self, Error> {
+        Self::make(Kind::Queue, name, capacity, opts)
+    }
+
+    fn make(kind: Kind, name: &str, capacity: usize, opts: &Options) -> Result<Self, Error> {
+        let spec = ring_spec(kind, capacity, std::mem::size_of::<T>(), Self::tag(opts))?;
+        Ok(Queue {
+            ring: RingSeg::create(name, &spec, opts)?,
+            _t: PhantomData,
+        })
+    }
+
+    fn tag(opts: &Options) -> String {
+        Spec::of::<T>(Kind::Queue, None, opts.type_tag.as_deref()).tag
+    }
+
+    /// Opens the existing queue `name`, checking that it carries `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`]; [`Error::LayoutMismatch`] for another message type;
+    /// [`Error::KindMismatch`]; [`Error::Corrupt`]; [`Error::NotReady`]; [`Error::Io`].
+    pub fn open(name: &str) -> Result<Self, Error> {
+        Self::open_with(name, &Options::new())
+    }
+
+    /// [`open`](Self::open) with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_with(name: &str, opts: &Options) -> Result<Self, Error> {
+        Self::open_kind(Kind::Queue, name, opts)
+    }
+
+    fn open_kind(kind: Kind, name: &str, opts: &Options) -> Result<Self, Error> {
+        let ring = RingSeg::open(
+            name,
+            kind,
+            Self::tag(opts),
+            Some(std::mem::size_of::<T>()),
+            opts,
+        )?;
+        Ok(Queue {
+            ring,
+            _t: PhantomData,
+        })
+    }
+
+    fn ring(&self) -> Ring<'_> {
+        self.ring.ring()
+    }
+
+    /// Puts `v`, waiting while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Closed`] (with `v`) once the queue is closed.
+    pub fn put(&self, v: T) -> Result<(), PutError<T>> {
+        match self
+            .ring()
+            .put(bytemuck::bytes_of(&v), None, self.ring.spin())
+        {
+            Ok(()) => Ok(()),
+            Err(_) => Err(PutError::Closed(v)),
+        }
+    }
+
+    /// Puts `v`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// [`PutTimeoutError::Timeout`] or [`PutTimeoutError::Closed`], with `v`.
+    pub fn put_timeout(&self, v: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
+        match self
+            .ring()
+            .put(bytemuck::bytes_of(&v), deadline(timeout), self.ring.spin())
+        {
+            Ok(()) => Ok(()),
+            Err(Fail::Timeout) => Err(PutTimeoutError::Timeout(v)),
+            Err(Fail::Closed) => Err(PutTimeoutError::Closed(v)),
+        }
+    }
+
+    /// Puts `v` if there is room; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`TryPutError::Full`] or [`TryPutError::Closed`], with `v`.
+    pub fn try_put(&self, v: T) -> Result<(), TryPutError<T>> {
+        let ring = self.ring();
+        if ring.is_closed() {
+            return Err(TryPutError::Closed(v));
+        }
+        match ring.try_put(bytemuck::bytes_of(&v)) {
+            TryPut::Done => Ok(()),
+            TryPut::Full {
+                stuck: Some((pos, w)),
+            } if ring.reclaim(pos, w) => self.try_put(v),
+            TryPut::Full { .. } => Err(TryPutError::Full(v)),
+        }
+    }
+
+    fn read(data: &[AtomicU64], len: usize) -> T {
+        let mut v = T::zeroed();
+        let bytes = bytemuck::bytes_of_mut(&mut v);
+        let n = len.min(bytes.len());
+        ring::read_data(data, &mut bytes[..n]);
+        v
+    }
+
+    /// Takes the oldest message, waiting while the queue is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::Closed`] once the queue is closed and drained.
+    pub fn get(&self) -> Result<T, GetError> {
+        self.ring()
+            .get(&mut Self::read, None, self.ring.spin())
+            .map_err(|_| GetError::Closed)
+    }
+
+    /// Takes the oldest message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`GetTimeoutError::Timeout`], or [`GetTimeoutError::Closed`] once closed and drained.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
+        self.ring()
+            .get(&mut Self::read, deadline(timeout), self.ring.spin())
+            .map_err(|e| match e {
+                Fail::Timeout => GetTimeoutError::Timeout,
+                Fail::Closed => GetTimeoutError::Closed,
+            })
+    }
+
+    /// Takes the oldest message if one is ready; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`TryGetError::Empty`], or [`TryGetError::Closed`] once closed and drained.
+    pub fn try_get(&self) -> Result<T, TryGetError> {
+        let ring = self.ring();
+        match ring.try_get(&mut Self::read) {
+            TryGet::Got(v) => Ok(v),
+            TryGet::Empty {
+                stuck: Some((pos, w)),
+            } if ring.reclaim(pos, w) => self.try_get(),
+            TryGet::Empty { stuck } if stuck.is_none() && ring.is_closed() => {
+                Err(TryGetError::Closed)
+            }
+            TryGet::Empty { .. } => Err(TryGetError::Empty),
+        }
+    }
+
+    /// The number of messages in the queue (Python's `qsize`): exact when no put or get is in
+    /// flight.
+    pub fn len(&self) -> usize {
+        self.ring().len()
+    }
+
+    /// Whether the queue holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether every slot is taken.
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// How many messages fit.
+    pub fn capacity(&self) -> usize {
+        self.ring().capacity()
+    }
+
+    /// Closes the queue for every process: puts fail from now on; gets drain what is left, then
+    /// fail; blocked callers wake.
+    pub fn close(&self) {
+        self.ring().close();
+    }
+
+    /// Whether the queue has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.ring().is_closed()
+    }
+
+    /// How many messages were lost because a process died while putting or taking them.
+    pub fn lost(&self) -> u64 {
+        self.ring().lost()
+    }
+
+    /// How many rounds this handle spins (then yields) before sleeping in a blocked `put` or
+    /// `get`. `0` sleeps at once; `u32::MAX` busy-polls and never sleeps.
+    pub fn set_spin(&self, rounds: u32) {
+        self.ring.set_spin(rounds);
+    }
+
+    /// The segment name.
+    pub fn name(&self) -> &str {
+        self.ring.segment().name()
+    }
+
+    /// Keeps the name when this creating handle is dropped; remove it later with
+    /// [`unlink`](crate::unlink).
+    pub fn persist(&self) {
+        self.ring.segment().persist();
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("name", &self.ring.seg.name())
+            .field("type", &std::any::type_name::<T>())
+            .field("capacity", &self.ring.cap)
+            .finish()
+    }
+}
+
+/// A [`Queue`] that counts finished work (Python's `JoinableQueue`): every message taken is
+/// marked done with [`task_done`](Self::task_done), and [`join`](Self::join) waits until all
+/// are. Derefs to [`Queue`] for `put`, `get` and the rest.
+///
+/// ```
+/// let name = format!("doc-jq-{}", std::process::id());
+/// let q = mpshm::JoinableQueue::<u32>::create(&name, 4)?;
+/// q.put(7).expect("open");
+/// let job = q.get().expect("open");
+/// q.task_done().expect("one taken");
+/// q.join().expect("all done");
+/// assert!(q.task_done().is_err());
+/// # let _ = job;
+/// # Ok::<(), mpshm::Error>(())
+/// ```
+pub struct JoinableQueue<T> {
+    queue: Queue<T>,
+}
+
+impl<T: Pod> JoinableQueue<T> {
+    /// Creates the queue `name` exclusively, with room for `capacity` messages.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::create`].
+    pub fn create(name: &str, capacity: usize) -> Result<Self, Error> {
+        Ok(JoinableQueue {
+            queue: Queue::make(Kind::JoinableQueue, name, capacity, &Options::new())?,
+        })
+    }
+
+    /// Opens the existing joinable queue `name`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::open`].
+    pub fn open(name: &str) -> Result<Self, Error> {
+        Ok(JoinableQueue {
+            queue: Queue::open_kind(Kind::JoinableQueue, name, &Options::new())?,
+        })
+    }
+
+    /// Marks one taken message as finished.
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::TooManyTaskDone`] when every taken message is already marked.
+    pub fn task_done(&self) -> Result<(), JoinError> {
+        self.queue
+            .ring()
+            .task_done()
+            .map_err(|()| JoinError::TooManyTaskDone)
+    }
+
+    /// Waits until every message put has been taken and marked done.
+    ///
+    /// # Errors
+    ///
+    /// None today; the `Result` leaves room for the timeout form's errors.
+    pub fn join(&self) -> Result<(), JoinError> {
+        self.queue.ring().join(None).map_err(|_| JoinError::Timeout)
+    }
+
+    /// Waits at most `timeout` for every message to be taken and marked done.
+    ///
+    /// # Errors
+    ///
+    /// [`JoinError::Timeout`].
+    pub fn join_timeout(&self, timeout: Duration) -> Result<(), JoinError> {
+        self.queue
+            .ring()
+            .join(deadline(timeout))
+            .map_err(|_| JoinError::Timeout)
+    }
+}
+
+impl<T> Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+    fn deref(&self) -> &Queue<T> {
+        &self.queue
+    }
+}
+
+impl<T> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("JoinableQueue").field(&self.queue).finish()
+    }
+}
+
+/// The plain queue of Python's `SimpleQueue`: `put`, `get`, `is_empty`, `close` — nothing else
+/// to misuse. It shares its segment format with [`Queue`]; either can open the other's.
+///
+/// ```
+/// let name = format!("doc-sq-{}", std::process::id());
+/// let q = mpshm::SimpleQueue::<i16>::create(&name, 2)?;
+/// q.put(-1).expect("open");
+/// assert_eq!(q.get(), Ok(-1));
+/// assert!(q.is_empty());
+/// # Ok::<(), mpshm::Error>(())
+/// ```
+pub struct SimpleQueue<T> {
+    queue: Queue<T>,
+}
+
+impl<T: Pod> SimpleQueue<T> {
+    /// Creates the queue `name` exclusively, with room for `capacity` messages.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::create`].
+    pub fn create(name: &str, capacity: usize) -> Result<Self, Error> {
+        Ok(SimpleQueue {
+            queue: Queue::create(name, capacity)?,
+        })
+    }
+
+    /// Opens the existing queue `name`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::open`].
+    pub fn open(name: &str) -> Result<Self, Error> {
+        Ok(SimpleQueue {
+            queue: Queue::open(name)?,
+        })
+    }
+
+    /// Puts `v`, waiting while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::put`].
+    pub fn put(&self, v: T) -> Result<(), PutError<T>> {
+        self.queue.put(v)
+    }
+
+    /// Takes the oldest message, waiting while the queue is empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::get`].
+    pub fn get(&self) -> Result<T, GetError> {
+        self.queue.get()
+    }
+
+    /// Whether the queue holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Closes the queue (see [`Queue::close`]).
+    pub fn close(&self) {
+        self.queue.close();
+    }
+}
+
+impl<T> fmt::Debug for SimpleQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SimpleQueue").field(&self.queue).finish()
+    }
+}
