@@ -425,6 +425,11 @@ impl Segment {
         {
             return Err(corrupt(bare, "the ready word changed while opening"));
         }
+        if let Some(mutex) = seg.mutex() {
+            if !mutex.kind_ok(seg.kind() == Kind::RLock) {
+                return Err(corrupt(bare, "the lock's type word is not one mpshm writes"));
+            }
+        }
         Ok(seg)
     }
 

@@ -29,6 +29,10 @@ fn main() {
                 scribbled_fields_fail_cleanly,
             ),
             (
+                "scribbled_mutex_type_is_refused",
+                scribbled_mutex_type_is_refused,
+            ),
+            (
                 "short_file_fails_after_the_timeout",
                 short_file_fails_after_the_timeout,
             ),
@@ -239,6 +243,43 @@ fn scribbled_fields_fail_cleanly() {
             _ => expect_corrupt(r, &format!("field at {offset}")),
         }
         drop(v);
+    }
+}
+
+/// The fuzzer's finds: glibc trusts a mutex's type word, and some values make it execute TSX
+/// instructions (SIGILL without TSX) or take the priority-protect path (abort). Such words must
+/// be refused at open, and by every lock call if they change after open.
+fn scribbled_mutex_type_is_refused() {
+    const KIND: u64 = 256 + 16; // lock area + offset of glibc's `__kind`
+    for kind in [[0u8, 1, 0, 0], [0x43, 0, 0, 0], [0, 0, 0, 0], [0xff; 4]] {
+        let n = name("mkind");
+        let lock = mpshm::Lock::create(&n).expect("create");
+        let arr = mpshm::Array::<u32>::create(&name("akind"), 2).expect("create");
+        for path in [n.clone(), arr.name().to_owned()] {
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(shm_path(&path))
+                .expect("open");
+            f.seek(SeekFrom::Start(KIND)).expect("seek");
+            f.write_all(&kind).expect("scribble");
+        }
+        let r = mpshm::Lock::open(&n);
+        assert!(matches!(r, Err(Error::Corrupt { .. })), "{kind:?}: {r:?}");
+        assert!(matches!(
+            mpshm::Array::<u32>::open(arr.name()),
+            Err(Error::Corrupt { .. })
+        ));
+        // Handles opened before the damage refuse to lock rather than crash.
+        assert!(
+            matches!(lock.try_acquire(), Err(mpshm::LockError::Os(_))),
+            "{kind:?}"
+        );
+        assert!(matches!(lock.acquire(), Err(mpshm::LockError::Os(_))));
+        assert!(matches!(
+            lock.acquire_timeout(Duration::from_millis(1)),
+            Err(mpshm::LockError::Os(_))
+        ));
+        assert!(matches!(arr.get(0), Err(mpshm::AccessError::Os(_))));
     }
 }
 

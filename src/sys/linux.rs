@@ -204,9 +204,40 @@ pub(crate) struct RobustMutex {
 // thread of any process through a shared pointer; it holds no thread-affine state of ours.
 unsafe impl Sync for RobustMutex {}
 
-// SAFETY: `RobustMutex` is plain bytes (`pthread_mutex_t` is a C union of integers); glibc
-// validates the type bits of a mutex on every call and reports garbage as an error.
+// SAFETY: `RobustMutex` is plain bytes (`pthread_mutex_t` is a C union of integers). glibc
+// does NOT validate its type word (garbage there can select lock elision, which raises SIGILL
+// on CPUs without TSX, or priority protection, which aborts); so every lock call first checks
+// that word against what `init` writes (`kind_ok`), and refuses the mutex otherwise.
 unsafe impl crate::segment::Shared for RobustMutex {}
+
+/// Byte offset of `__kind` in glibc's `pthread_mutex_t` (`struct __pthread_mutex_s`) on 64-bit
+/// Linux: after `__lock`, `__count`, `__owner` and `__nusers`, four 4-byte fields.
+const KIND_OFFSET: usize = 16;
+const _: () = assert!(KIND_OFFSET + 4 <= std::mem::size_of::<libc::pthread_mutex_t>());
+
+/// The `__kind` words that `init` writes, `[error-checking, recursive]`, read off mutexes
+/// initialised here; 0 if initialisation failed (no real mutex has kind 0 with these attributes).
+fn expected_kinds() -> [i32; 2] {
+    static KINDS: std::sync::OnceLock<[i32; 2]> = std::sync::OnceLock::new();
+    *KINDS.get_or_init(|| {
+        [false, true].map(|recursive| {
+            let m = RobustMutex {
+                inner: UnsafeCell::new(zeroed_mutex()),
+            };
+            // SAFETY: `m` is a local no one else can see.
+            match unsafe { m.init(recursive) } {
+                Ok(()) => m.kind_word(),
+                Err(_) => 0,
+            }
+        })
+    })
+}
+
+fn zeroed_mutex() -> libc::pthread_mutex_t {
+    // SAFETY: `pthread_mutex_t` is a C union of integers, for which all-zero bytes are valid
+    // (it is what `PTHREAD_MUTEX_INITIALIZER` is on glibc).
+    unsafe { std::mem::zeroed() }
+}
 
 fn check(rc: libc::c_int) -> io::Result<()> {
     if rc == 0 {
@@ -251,6 +282,42 @@ impl RobustMutex {
         }
     }
 
+    fn kind_word(&self) -> i32 {
+        let ptr = self
+            .inner
+            .get()
+            .cast::<u8>()
+            .wrapping_add(KIND_OFFSET)
+            .cast::<i32>();
+        // SAFETY: `ptr` is inside the mutex (checked by the const assertion on KIND_OFFSET) and
+        // 4-aligned (the mutex is 8-aligned); an atomic read is sound even if another process
+        // scribbles on the word concurrently.
+        unsafe { std::sync::atomic::AtomicI32::from_ptr(ptr) }
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether the mutex's type word is the one `init(recursive)` writes. A mutex that fails
+    /// this must not be handed to glibc.
+    pub(crate) fn kind_ok(&self, recursive: bool) -> bool {
+        let want = expected_kinds()[usize::from(recursive)];
+        want != 0 && self.kind_word() == want
+    }
+
+    /// Refuses a mutex whose type word is not one `init` writes (a corrupted segment).
+    fn checked(&self) -> Result<(), LockFail> {
+        let kind = self.kind_word();
+        if kind != 0 && expected_kinds().contains(&kind) {
+            Ok(())
+        } else {
+            Err(LockFail::Os(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the mutex type word is {kind:#x}, not one mpshm writes: the segment is corrupt"
+                ),
+            )))
+        }
+    }
+
     fn finish(&self, rc: libc::c_int) -> Result<Locked, LockFail> {
         match rc {
             0 => Ok(Locked::Clean),
@@ -271,18 +338,21 @@ impl RobustMutex {
 
     /// Blocks until the mutex is taken.
     pub(crate) fn lock(&self) -> Result<Locked, LockFail> {
+        self.checked()?;
         // SAFETY: `inner` points to a mutex in memory that stays mapped for `&self`'s lifetime.
         self.finish(unsafe { libc::pthread_mutex_lock(self.inner.get()) })
     }
 
     /// Takes the mutex if it is free.
     pub(crate) fn try_lock(&self) -> Result<Locked, LockFail> {
+        self.checked()?;
         // SAFETY: as in `lock`.
         self.finish(unsafe { libc::pthread_mutex_trylock(self.inner.get()) })
     }
 
     /// Blocks until the mutex is taken or `timeout` (on the monotonic clock) has passed.
     pub(crate) fn lock_timeout(&self, timeout: Duration) -> Result<Locked, LockFail> {
+        self.checked()?;
         let deadline = monotonic_deadline(timeout);
         // SAFETY: as in `lock`; `deadline` is a valid, normalised timespec on the stack.
         self.finish(unsafe {

@@ -1,0 +1,498 @@
+//! `Queue`, `JoinableQueue` and `SimpleQueue` across real processes: Python's semantics,
+//! many-to-many traffic without loss or duplication, and peers killed at random points.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytemuck::{Pod, Zeroable};
+use common::{Child, name};
+use mpshm::{
+    Error, GetError, GetTimeoutError, JoinError, JoinableQueue, PutError, PutTimeoutError, Queue,
+    SimpleQueue, TryGetError, TryPutError,
+};
+
+fn main() {
+    common::run(
+        &[
+            ("nonblocking_calls_never_wait", nonblocking_calls_never_wait),
+            ("timed_calls_wait_then_fail", timed_calls_wait_then_fail),
+            ("qsize_follows_puts_and_gets", qsize_follows_puts_and_gets),
+            ("one_producers_order_is_kept", one_producers_order_is_kept),
+            (
+                "close_fails_puts_and_drains_gets",
+                close_fails_puts_and_drains_gets,
+            ),
+            (
+                "close_wakes_a_blocked_get_elsewhere",
+                close_wakes_a_blocked_get_elsewhere,
+            ),
+            (
+                "blocked_put_wakes_when_room_is_made",
+                blocked_put_wakes_when_room_is_made,
+            ),
+            (
+                "wrong_type_or_kind_is_refused",
+                wrong_type_or_kind_is_refused,
+            ),
+            ("bad_capacities_are_refused", bad_capacities_are_refused),
+            (
+                "joinable_queue_joins_across_processes",
+                joinable_queue_joins_across_processes,
+            ),
+            ("simple_queue_basics", simple_queue_basics),
+            ("many_to_many_loses_nothing", many_to_many_loses_nothing),
+            (
+                "killed_peers_never_wedge_the_queue",
+                killed_peers_never_wedge_the_queue,
+            ),
+        ],
+        &[
+            ("get_until_closed", get_until_closed),
+            ("fill", fill),
+            ("produce", produce),
+            ("consume", consume),
+            ("produce_forever", produce_forever),
+            ("consume_forever", consume_forever),
+            ("work_joinable", work_joinable),
+        ],
+    );
+}
+
+/// A 64-byte message whose body is derived from (producer, seq): a torn copy cannot pass
+/// [`Msg::check`].
+#[derive(Clone, Copy, Pod, Zeroable, Debug, PartialEq)]
+#[repr(C)]
+struct Msg {
+    producer: u32,
+    seq: u32,
+    body: [u64; 7],
+}
+
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^ (x >> 33)
+}
+
+impl Msg {
+    fn new(producer: u32, seq: u32) -> Msg {
+        let base = (u64::from(producer) << 32) | u64::from(seq);
+        let mut body = [0; 7];
+        for (i, b) in body.iter_mut().enumerate() {
+            *b = mix(base + i as u64);
+        }
+        Msg {
+            producer,
+            seq,
+            body,
+        }
+    }
+
+    fn check(&self) {
+        assert_eq!(
+            *self,
+            Msg::new(self.producer, self.seq),
+            "torn or corrupt message"
+        );
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn nonblocking_calls_never_wait() {
+    let q = Queue::<u32>::create(&name("nb"), 2).expect("create");
+    let start = Instant::now();
+    assert_eq!(q.try_get(), Err(TryGetError::Empty));
+    q.try_put(1).expect("room");
+    q.try_put(2).expect("room");
+    assert!(matches!(q.try_put(3), Err(TryPutError::Full(3))));
+    assert!(q.is_full());
+    assert!(start.elapsed() < Duration::from_secs(1));
+}
+
+fn timed_calls_wait_then_fail() {
+    let q = Queue::<u32>::create(&name("timed"), 1).expect("create");
+    for asked in [ms(1), ms(120)] {
+        let start = Instant::now();
+        assert_eq!(q.get_timeout(asked), Err(GetTimeoutError::Timeout));
+        let waited = start.elapsed();
+        assert!(
+            waited >= asked && waited < asked + Duration::from_secs(2),
+            "{waited:?}"
+        );
+    }
+    q.put(1).expect("put");
+    for asked in [ms(1), ms(120)] {
+        let start = Instant::now();
+        assert!(matches!(
+            q.put_timeout(9, asked),
+            Err(PutTimeoutError::Timeout(9))
+        ));
+        let waited = start.elapsed();
+        assert!(
+            waited >= asked && waited < asked + Duration::from_secs(2),
+            "{waited:?}"
+        );
+    }
+    // A timeout too large to represent waits forever (here: returns at once, there is data).
+    assert_eq!(q.get_timeout(Duration::MAX), Ok(1));
+}
+
+fn qsize_follows_puts_and_gets() {
+    let q = Queue::<u64>::create(&name("qsize"), 5).expect("create");
+    assert_eq!((q.len(), q.capacity()), (0, 5));
+    assert!(q.is_empty() && !q.is_full());
+    for i in 0..5 {
+        q.put(i).expect("put");
+        assert_eq!(q.len(), i as usize + 1);
+    }
+    assert!(q.is_full());
+    let other = Queue::<u64>::open(q.name()).expect("open");
+    assert_eq!(other.len(), 5);
+    for i in 0..5 {
+        assert_eq!(other.get(), Ok(i));
+        assert_eq!(q.len(), 4 - i as usize);
+    }
+}
+
+fn fill(args: &[String]) {
+    let q = Queue::<u32>::open(&args[0]).expect("open");
+    let n: u32 = args[1].parse().expect("count");
+    for i in 0..n {
+        q.put(i).expect("put");
+    }
+}
+
+fn one_producers_order_is_kept() {
+    let n = name("order");
+    let q = Queue::<u32>::create(&n, 7).expect("create");
+    let child = Child::spawn("fill", &[&n, "10000"]);
+    for i in 0..10_000 {
+        assert_eq!(q.get_timeout(Duration::from_secs(10)), Ok(i));
+    }
+    child.join();
+}
+
+fn close_fails_puts_and_drains_gets() {
+    let q = Queue::<u8>::create(&name("close"), 4).expect("create");
+    q.put(1).expect("put");
+    q.put(2).expect("put");
+    q.close();
+    assert!(q.is_closed());
+    assert_eq!(q.put(3), Err(PutError::Closed(3)));
+    assert!(matches!(q.try_put(3), Err(TryPutError::Closed(3))));
+    assert!(matches!(
+        q.put_timeout(3, ms(10)),
+        Err(PutTimeoutError::Closed(3))
+    ));
+    assert_eq!(q.get(), Ok(1));
+    assert_eq!(q.try_get(), Ok(2));
+    assert_eq!(q.get(), Err(GetError::Closed));
+    assert_eq!(q.try_get(), Err(TryGetError::Closed));
+    assert_eq!(q.get_timeout(ms(10)), Err(GetTimeoutError::Closed));
+}
+
+fn get_until_closed(args: &[String]) {
+    let q = Queue::<u32>::open(&args[0]).expect("open");
+    q.set_spin(0);
+    common::ready();
+    assert_eq!(q.get(), Err(GetError::Closed));
+    common::say("closed");
+}
+
+fn close_wakes_a_blocked_get_elsewhere() {
+    let n = name("wakec");
+    let q = Queue::<u32>::create(&n, 4).expect("create");
+    let mut child = Child::spawn("get_until_closed", &[&n]);
+    child.wait_ready();
+    q.close();
+    assert_eq!(child.line(), "closed");
+    child.join();
+}
+
+fn blocked_put_wakes_when_room_is_made() {
+    let n = name("room");
+    let q = Queue::<u32>::create(&n, 3).expect("create");
+    let child = Child::spawn("fill", &[&n, "1000"]);
+    // The child blocks on a full queue over and over; each get must let it go on.
+    for i in 0..1000 {
+        assert_eq!(q.get_timeout(Duration::from_secs(10)), Ok(i));
+    }
+    child.join();
+}
+
+fn wrong_type_or_kind_is_refused() {
+    let n = name("qtype");
+    let _q = Queue::<u64>::create(&n, 4).expect("create");
+    assert!(matches!(
+        Queue::<f64>::open(&n),
+        Err(Error::LayoutMismatch { .. })
+    ));
+    assert!(matches!(
+        Queue::<u32>::open(&n),
+        Err(Error::LayoutMismatch { .. })
+    ));
+    assert!(matches!(
+        JoinableQueue::<u64>::open(&n),
+        Err(Error::KindMismatch { .. })
+    ));
+    assert!(matches!(
+        mpshm::Value::<u64>::open(&n),
+        Err(Error::KindMismatch { .. })
+    ));
+    assert!(matches!(
+        Queue::<u64>::create(&n, 4),
+        Err(Error::AlreadyExists { .. })
+    ));
+    Queue::<u64>::open(&n).expect("same type opens");
+}
+
+fn bad_capacities_are_refused() {
+    let n = name("qcap");
+    assert!(matches!(
+        Queue::<u8>::create(&n, 0),
+        Err(Error::InvalidLength { .. })
+    ));
+    assert!(matches!(
+        Queue::<u8>::create(&n, usize::MAX),
+        Err(Error::InvalidLength { .. })
+    ));
+    assert!(matches!(
+        Queue::<[u8; 4096]>::create(&n, 1 << 30),
+        Err(Error::InvalidLength { .. })
+    ));
+    assert!(!common::exists(&n));
+}
+
+fn work_joinable(args: &[String]) {
+    let q = JoinableQueue::<u32>::open(&args[0]).expect("open");
+    while let Ok(job) = q.get() {
+        std::hint::black_box(job);
+        q.task_done().expect("task_done");
+    }
+}
+
+fn joinable_queue_joins_across_processes() {
+    let n = name("join");
+    let q = JoinableQueue::<u32>::create(&n, 8).expect("create");
+    assert_eq!(q.task_done(), Err(JoinError::TooManyTaskDone));
+    q.join().expect("nothing put: joined at once");
+    q.put(1).expect("put");
+    assert_eq!(q.join_timeout(ms(30)), Err(JoinError::Timeout));
+    let workers = [
+        Child::spawn("work_joinable", &[&n]),
+        Child::spawn("work_joinable", &[&n]),
+    ];
+    for i in 0..500 {
+        q.put(i).expect("put");
+    }
+    q.join_timeout(Duration::from_secs(30))
+        .expect("workers finish");
+    assert!(q.is_empty());
+    q.close();
+    for w in workers {
+        w.join();
+    }
+    assert_eq!(q.task_done(), Err(JoinError::TooManyTaskDone));
+}
+
+fn simple_queue_basics() {
+    let n = name("simple");
+    let q = SimpleQueue::<[u8; 3]>::create(&n, 2).expect("create");
+    assert!(q.is_empty());
+    q.put([1, 2, 3]).expect("put");
+    let other = SimpleQueue::<[u8; 3]>::open(&n).expect("open");
+    assert_eq!(other.get(), Ok([1, 2, 3]));
+    other.close();
+    assert_eq!(q.get(), Err(GetError::Closed));
+}
+
+/// Messages per producer in the many-to-many test (`MPSHM_STRESS_MESSAGES` raises it).
+fn per_producer() -> u32 {
+    std::env::var("MPSHM_STRESS_MESSAGES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(50_000)
+}
+
+fn produce(args: &[String]) {
+    let q = Queue::<Msg>::open(&args[0]).expect("open");
+    let me: u32 = args[1].parse().expect("producer id");
+    for seq in 0..per_producer() {
+        q.put(Msg::new(me, seq)).expect("put");
+    }
+}
+
+const PRODUCERS: u32 = 4;
+
+fn consume(args: &[String]) {
+    let q = Queue::<Msg>::open(&args[0]).expect("open");
+    // Per producer: count, sum and sum of squares of seqs, and the last seq (order check).
+    let mut stats = [(0u64, 0u64, 0u64, -1i64); PRODUCERS as usize];
+    while let Ok(m) = q.get() {
+        m.check();
+        let s = &mut stats[m.producer as usize];
+        assert!(
+            i64::from(m.seq) > s.3,
+            "producer {} out of order: {} after {}",
+            m.producer,
+            m.seq,
+            s.3
+        );
+        let seq = u64::from(m.seq);
+        *s = (
+            s.0 + 1,
+            s.1 + seq,
+            s.2.wrapping_add(seq * seq),
+            i64::from(m.seq),
+        );
+    }
+    for (p, s) in stats.iter().enumerate() {
+        common::say(&format!("{p} {} {} {}", s.0, s.1, s.2));
+    }
+}
+
+fn many_to_many_loses_nothing() {
+    let n = name("m2m");
+    let q = Queue::<Msg>::create(&n, 256).expect("create");
+    let mut consumers: Vec<Child> = (0..4).map(|_| Child::spawn("consume", &[&n])).collect();
+    let producers: Vec<Child> = (0..PRODUCERS)
+        .map(|p| Child::spawn("produce", &[&n, &p.to_string()]))
+        .collect();
+    for p in producers {
+        p.join();
+    }
+    q.close();
+    let mut totals = [(0u64, 0u64, 0u64); PRODUCERS as usize];
+    for c in &mut consumers {
+        for _ in 0..PRODUCERS {
+            let line = c.line();
+            let f: Vec<u64> = line
+                .split(' ')
+                .map(|x| x.parse().expect("number"))
+                .collect();
+            let t = &mut totals[f[0] as usize];
+            *t = (t.0 + f[1], t.1 + f[2], t.2.wrapping_add(f[3]));
+        }
+    }
+    for c in consumers {
+        c.join();
+    }
+    let per = u64::from(per_producer());
+    let sum: u64 = (0..per).sum();
+    let squares = (0..per).fold(0u64, |a, s| a.wrapping_add(s * s));
+    for (p, t) in totals.iter().enumerate() {
+        assert_eq!(
+            *t,
+            (per, sum, squares),
+            "producer {p}: lost or duplicated messages"
+        );
+    }
+    assert_eq!(q.lost(), 0);
+}
+
+fn produce_forever(args: &[String]) {
+    let q = Queue::<Msg>::open(&args[0]).expect("open");
+    let me: u32 = args[1].parse().expect("producer id");
+    common::ready();
+    let mut seq = 0;
+    loop {
+        if q.put_timeout(Msg::new(me, seq), Duration::from_secs(30))
+            .is_ok()
+        {
+            seq += 1;
+        }
+    }
+}
+
+fn consume_forever(args: &[String]) {
+    let q = Queue::<Msg>::open(&args[0]).expect("open");
+    common::ready();
+    loop {
+        if let Ok(m) = q.get_timeout(Duration::from_secs(30)) {
+            m.check();
+        }
+    }
+}
+
+/// Trials of the kill loop (`MPSHM_KILL_TRIALS` raises it).
+fn trials() -> u32 {
+    std::env::var("MPSHM_KILL_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100)
+}
+
+fn killed_peers_never_wedge_the_queue() {
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut received, mut lost) = (0u64, 0u64);
+    for trial in 0..trials() {
+        let n = name("kill");
+        let q = Queue::<Msg>::create(&n, 4).expect("create");
+        let mut kids = vec![
+            Child::spawn("produce_forever", &[&n, "0"]),
+            Child::spawn("produce_forever", &[&n, "1"]),
+            Child::spawn("consume_forever", &[&n]),
+        ];
+        for k in &mut kids {
+            k.wait_ready();
+        }
+        let mut last = [-1i64; 2];
+        let mut take = |m: Msg| {
+            m.check();
+            assert!(i64::from(m.seq) > last[m.producer as usize], "out of order");
+            last[m.producer as usize] = i64::from(m.seq);
+        };
+        // Kill the three in a random order, each after a random amount of traffic.
+        while !kids.is_empty() {
+            // (With both producers dead, nothing more comes: stop at the first timeout.)
+            for _ in 0..next() % 50 {
+                match q.get_timeout(ms(100)) {
+                    Ok(m) => {
+                        take(m);
+                        received += 1;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let victim = (next() % kids.len() as u64) as usize;
+            kids.swap_remove(victim).kill();
+        }
+        // Everyone else is dead: what is left drains without waiting, stuck slots reclaimed.
+        let start = Instant::now();
+        loop {
+            match q.try_get() {
+                Ok(m) => take(m),
+                Err(TryGetError::Empty) if q.is_empty() => break,
+                Err(TryGetError::Empty) => {}
+                Err(e) => panic!("trial {trial}: {e}"),
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "trial {trial}: drain wedged"
+            );
+        }
+        // And the queue works at full capacity afterwards.
+        for i in 0..q.capacity() as u32 {
+            q.put_timeout(Msg::new(9, i), Duration::from_secs(5))
+                .expect("put after kills");
+        }
+        for i in 0..q.capacity() as u32 {
+            assert_eq!(q.get_timeout(Duration::from_secs(5)), Ok(Msg::new(9, i)));
+        }
+        lost += q.lost();
+    }
+    eprintln!(
+        "kill loop: {} trials, {received} messages checked, {lost} lost to killed peers",
+        trials()
+    );
+}
