@@ -20,8 +20,9 @@
 //! word; the other side issues the wake syscall only when that count is non-zero, so the
 //! uncontended path makes no syscalls at all.
 //!
-//! All of it works on atomics only (no raw pointers), so it runs the same on heap memory under
-//! Miri and in property tests as on a mapped segment.
+//! It works on a control block and a slice of `AtomicU64` slot words, wherever they live, so it
+//! runs the same on heap memory under Miri and in property tests as on a mapped segment. The one
+//! unsafe operation is the message copy into and out of a claimed slot.
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::{AtomicU32, AtomicU64, fence};
@@ -483,34 +484,33 @@ impl<'a> Ring<'a> {
     }
 }
 
+/// Writes `msg` and its length into a slot this thread has claimed (`WRITING`).
 fn write_data(slot: &[AtomicU64], msg: &[u8]) {
     slot[1].store(msg.len() as u64, Relaxed);
-    let mut chunks = msg.chunks_exact(8);
-    for (word, chunk) in slot[2..].iter().zip(&mut chunks) {
-        word.store(
-            u64::from_ne_bytes(chunk.try_into().expect("8 bytes")),
-            Relaxed,
+    let data = &slot[2..];
+    assert!(msg.len() <= data.len() * 8);
+    // SAFETY: the bytes lie inside `data` (asserted). The slot is claimed by our successful CAS
+    // to WRITING, so until our Release store of FULL no one else reads or writes these words:
+    // the previous reader's copy happened-before its Release store of FREE, which our Acquire
+    // CAS read. `data` is atomics (UnsafeCell), so writing through a pointer from `&` is allowed.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            msg.as_ptr(),
+            data.as_ptr().cast::<u8>().cast_mut(),
+            msg.len(),
         );
-    }
-    let rest = chunks.remainder();
-    if !rest.is_empty() {
-        let mut last = [0u8; 8];
-        last[..rest.len()].copy_from_slice(rest);
-        slot[2 + msg.len() / 8].store(u64::from_ne_bytes(last), Relaxed);
     }
 }
 
-/// Copies `out.len()` bytes of a message out of its slot's data words.
+/// Copies `out.len()` bytes of a message out of the data words of a slot this thread has
+/// claimed (`READING`), inside the `read` callback of [`Ring::try_get`].
 pub(crate) fn read_data(data: &[AtomicU64], out: &mut [u8]) {
-    let n = out.len() / 8;
-    let mut chunks = out.chunks_exact_mut(8);
-    for (word, chunk) in data.iter().zip(&mut chunks) {
-        chunk.copy_from_slice(&word.load(Relaxed).to_ne_bytes());
-    }
-    let rest = chunks.into_remainder();
-    if !rest.is_empty() {
-        let len = rest.len();
-        rest.copy_from_slice(&data[n].load(Relaxed).to_ne_bytes()[..len]);
+    assert!(out.len() <= data.len() * 8);
+    // SAFETY: the bytes lie inside `data` (asserted). The caller's claim (a successful Acquire
+    // CAS from FULL, pairing with the producer's Release store of FULL) orders the producer's
+    // writes before this read, and no one writes the slot until our Release store of FREE.
+    unsafe {
+        std::ptr::copy_nonoverlapping(data.as_ptr().cast::<u8>(), out.as_mut_ptr(), out.len());
     }
 }
 
