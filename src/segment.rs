@@ -427,7 +427,10 @@ impl Segment {
         }
         if let Some(mutex) = seg.mutex() {
             if !mutex.kind_ok(seg.kind() == Kind::RLock) {
-                return Err(corrupt(bare, "the lock's type word is not one mpshm writes"));
+                return Err(corrupt(
+                    bare,
+                    "the lock's type word is not one mpshm writes",
+                ));
             }
         }
         Ok(seg)
