@@ -80,6 +80,13 @@ pub enum Error {
         /// Why it is refused.
         reason: &'static str,
     },
+    /// The object is held by other processes (both ends of a pipe are taken).
+    InUse {
+        /// The name opened.
+        name: String,
+        /// What is taken.
+        reason: &'static str,
+    },
     /// The shared-memory filesystem has no room for the segment.
     NoSpace {
         /// The name being created.
@@ -143,6 +150,10 @@ impl fmt::Display for Error {
             Error::NoSpace { name, bytes } => write!(
                 f,
                 "no space in /dev/shm for segment {name:?} ({bytes} bytes); free space or remove stale segments"
+            ),
+            Error::InUse { name, reason } => write!(
+                f,
+                "segment {name:?} is in use: {reason}; release an end first or create another pipe"
             ),
             Error::Io(e) => write!(f, "shared-memory I/O error: {e}"),
         }
@@ -436,3 +447,101 @@ unit_error!(JoinError {
     TooManyTaskDone => "task_done() called more times than messages were taken",
     Timeout => "messages were still unfinished at the timeout",
 });
+
+/// Why a pipe `send` failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The other end was closed, or its process died.
+    Disconnected,
+    /// The message is longer than the pipe's limit.
+    TooLarge {
+        /// The message length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// `send_bytes_range` was given a range outside the buffer.
+    OutOfRange {
+        /// The offset given.
+        offset: usize,
+        /// The size given.
+        size: usize,
+        /// The buffer's length.
+        len: usize,
+    },
+}
+
+/// Why a pipe receive failed.
+///
+/// `recv` and `recv_bytes` give `Disconnected` and `WrongSize`; `try_recv` adds `Empty`,
+/// `recv_timeout` adds `Timeout`, `recv_bytes_into` adds `BufferTooShort`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecvError {
+    /// The other end was closed (or its process died) and everything it sent has been read.
+    Disconnected,
+    /// No message is ready (`try_recv`).
+    Empty,
+    /// No message arrived in time (`recv_timeout`).
+    Timeout,
+    /// The buffer given to `recv_bytes_into` is too short; the message is kept for the next
+    /// receive.
+    BufferTooShort {
+        /// The message's length.
+        needed: usize,
+    },
+    /// The message does not have the size of the type asked for; it has been consumed.
+    WrongSize {
+        /// `size_of` the type asked for.
+        expected: usize,
+        /// The message's length.
+        found: usize,
+    },
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Disconnected => {
+                f.write_str("the other end of the pipe is closed or its process died")
+            }
+            SendError::TooLarge { len, max } => {
+                write!(
+                    f,
+                    "message of {len} bytes is longer than the pipe's limit of {max}"
+                )
+            }
+            SendError::OutOfRange { offset, size, len } => {
+                write!(
+                    f,
+                    "range {offset}..{offset}+{size} is outside a buffer of {len} bytes"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for SendError {}
+
+impl fmt::Display for RecvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvError::Disconnected => f.write_str(
+                "the other end of the pipe is closed (or died) and everything it sent was read",
+            ),
+            RecvError::Empty => f.write_str("no message is ready"),
+            RecvError::Timeout => f.write_str("no message arrived before the timeout"),
+            RecvError::BufferTooShort { needed } => write!(
+                f,
+                "the buffer is too short for the message ({needed} bytes); it is kept for the next receive"
+            ),
+            RecvError::WrongSize { expected, found } => write!(
+                f,
+                "the message has {found} bytes, not the {expected} of the type asked for"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for RecvError {}

@@ -30,6 +30,7 @@
 
 mod array;
 mod error;
+mod pipe;
 mod queue;
 mod ring;
 mod segment;
@@ -40,8 +41,9 @@ mod value;
 pub use array::{Array, ArrayGuard, RawArray};
 pub use error::{
     AccessError, Error, GetError, GetTimeoutError, JoinError, LockError, PutError, PutTimeoutError,
-    TryGetError, TryPutError,
+    RecvError, SendError, TryGetError, TryPutError,
 };
+pub use pipe::{Connection, MAX_MESSAGE, PEER_POLL, Pipe, PipeReader, PipeWriter, Waitable, wait};
 pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use segment::{Kind, Options, SegmentInfo, segments, unlink};
 pub use sync::atomic::AtomicInt;

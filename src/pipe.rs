@@ -1,0 +1,689 @@
+//! [`Pipe`]: Python's `multiprocessing.Pipe` — a duplex connection between two processes — as two
+//! single-producer, single-consumer rings in one named segment.
+//!
+//! Messages keep their boundaries and may be far larger than a ring: a message travels as chunks
+//! of the slot size, every chunk but the last exactly full, the last one shorter (possibly empty,
+//! which is also how a zero-length message travels). A receiver reassembles them.
+//!
+//! Each end records the process attached to it. Dropping a [`Connection`] closes both directions
+//! for that end, so the peer's `recv` drains what was sent and then reports
+//! [`RecvError::Disconnected`], and its `send` fails at once. A peer that died without closing
+//! (`SIGKILL`) is noticed the same way: a blocked receiver re-checks its peer every
+//! [`PEER_POLL`], and a sender checks it at most that often.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+
+use crate::error::{Error, RecvError, SendError};
+use crate::queue::DEFAULT_SPIN;
+use crate::ring::{self, CTL_SIZE, Fail, Ring, RingCtl};
+use crate::segment::{Kind, Options, Segment, Shared, Spec};
+use crate::sys;
+
+/// How often a blocked receiver (or a sender) checks that its peer process is still alive.
+pub const PEER_POLL: Duration = Duration::from_millis(20);
+/// Bytes per chunk (one ring slot).
+const CHUNK: usize = 16 * 1024 - 16;
+/// Slots per direction.
+const SLOTS: usize = 32;
+/// The largest message `send_bytes` accepts: 1 GiB.
+pub const MAX_MESSAGE: usize = 1 << 30;
+
+/// The state of one end, shared: who holds it and whether it was closed.
+#[repr(C)]
+struct EndState {
+    pid: AtomicU32,
+    closed: AtomicU32,
+    start: AtomicU64,
+}
+
+#[repr(C, align(128))]
+struct PipeCtl {
+    ends: [EndState; 2],
+}
+
+// SAFETY: atomics only: every bit pattern is valid and all mutation is atomic.
+unsafe impl Shared for PipeCtl {}
+
+fn ring_bytes() -> usize {
+    let slots = SLOTS * ring::slot_words(CHUNK).expect("constant") * 8;
+    (CTL_SIZE + slots).next_multiple_of(128)
+}
+
+fn spec(oneway: bool) -> Spec {
+    let bytes = std::mem::size_of::<PipeCtl>() + 2 * ring_bytes();
+    Spec {
+        kind: Kind::Pipe,
+        elem_size: 1,
+        elem_align: 128,
+        count: Some(bytes),
+        tag: if oneway {
+            "one-way pipe"
+        } else {
+            "duplex pipe"
+        }
+        .to_owned(),
+        params: [SLOTS as u64, CHUNK as u64, u64::from(oneway), 0],
+    }
+}
+
+/// One end's view of the segment.
+struct End {
+    seg: Arc<Segment>,
+    side: usize,
+    pid: u32,
+    spin: Cell<u32>,
+    /// When the peer was last seen alive.
+    peer_seen: Cell<Instant>,
+    /// A message already taken off the ring (by `poll`, or by `recv_bytes_into` with a buffer
+    /// too short), returned by the next receive.
+    pending: RefCell<Option<Vec<u8>>>,
+    released: Cell<bool>,
+}
+
+impl End {
+    fn ctl(&self) -> &PipeCtl {
+        self.seg.shared(self.seg.payload_offset())
+    }
+
+    /// The ring carrying messages from end `from` to the other end.
+    fn ring(&self, from: usize) -> Ring<'_> {
+        let off = self.seg.payload_offset() + std::mem::size_of::<PipeCtl>() + from * ring_bytes();
+        let words = SLOTS * ring::slot_words(CHUNK).expect("constant");
+        let ctl: &RingCtl = self.seg.shared(off);
+        let slots: &[AtomicU64] = self.seg.shared_slice(off + CTL_SIZE, words);
+        Ring::new(ctl, slots, SLOTS, CHUNK, self.pid, false)
+    }
+
+    fn attach(seg: Arc<Segment>, side: usize) -> End {
+        let pid = sys::current_pid();
+        End {
+            seg,
+            side,
+            pid,
+            spin: Cell::new(DEFAULT_SPIN),
+            peer_seen: Cell::new(Instant::now()),
+            pending: RefCell::new(None),
+            released: Cell::new(false),
+        }
+    }
+
+    /// Claims end `side` of `seg` for this process, if no live process holds it.
+    fn claim(seg: &Arc<Segment>, side: usize) -> bool {
+        let state = &seg.shared::<PipeCtl>(seg.payload_offset()).ends[side];
+        let pid = sys::current_pid();
+        // Relaxed: the segment handshake already published the rings; the pid is a claim only.
+        if state.closed.load(Ordering::Relaxed) != 0
+            || state
+                .pid
+                .compare_exchange(0, pid, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return false;
+        }
+        state
+            .start
+            .store(sys::process_start_time(pid), Ordering::Relaxed);
+        true
+    }
+
+    fn peer(&self) -> &EndState {
+        &self.ctl().ends[1 - self.side]
+    }
+
+    /// Whether the peer closed its end, or its process is gone. Checks the process at most
+    /// every [`PEER_POLL`] unless `now`.
+    fn peer_gone(&self, now: bool) -> bool {
+        let peer = self.peer();
+        // Acquire: pairs with the Release store in `close`.
+        if peer.closed.load(Ordering::Acquire) != 0 {
+            return true;
+        }
+        if !now && self.peer_seen.get().elapsed() < PEER_POLL {
+            return false;
+        }
+        let pid = peer.pid.load(Ordering::Relaxed);
+        // pid 0: the end is not attached yet (or was handed over); its future holder may still
+        // come.
+        let alive = pid == 0 || sys::process_alive(pid, peer.start.load(Ordering::Relaxed));
+        if alive {
+            self.peer_seen.set(Instant::now());
+        }
+        !alive
+    }
+
+    fn send_bytes(&self, msg: &[u8]) -> Result<(), SendError> {
+        if msg.len() > MAX_MESSAGE {
+            return Err(SendError::TooLarge {
+                len: msg.len(),
+                max: MAX_MESSAGE,
+            });
+        }
+        if self.peer_gone(false) {
+            return Err(SendError::Disconnected);
+        }
+        let ring = self.ring(self.side);
+        let mut chunks = msg.chunks(CHUNK);
+        // Every chunk but the last is full; a message of whole chunks ends with an empty one.
+        let last_full = msg.len() % CHUNK == 0;
+        let mut next = chunks.next().unwrap_or(&[]);
+        loop {
+            self.put_chunk(&ring, next)?;
+            match chunks.next() {
+                Some(c) => next = c,
+                None if last_full && !msg.is_empty() => {
+                    self.put_chunk(&ring, &[])?;
+                    return Ok(());
+                }
+                None => return Ok(()),
+            }
+        }
+    }
+
+    fn put_chunk(&self, ring: &Ring<'_>, chunk: &[u8]) -> Result<(), SendError> {
+        loop {
+            match ring.put(chunk, Some(Instant::now() + PEER_POLL), self.spin.get()) {
+                Ok(()) => return Ok(()),
+                Err(Fail::Closed) => return Err(SendError::Disconnected),
+                Err(Fail::Timeout) if self.peer_gone(true) => return Err(SendError::Disconnected),
+                Err(Fail::Timeout) => {}
+            }
+        }
+    }
+
+    /// Takes the next whole message into `out`; waits until `deadline` for its first chunk.
+    fn recv_into_vec(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), RecvError> {
+        if let Some(p) = self.pending.borrow_mut().take() {
+            *out = p;
+            return Ok(());
+        }
+        out.clear();
+        let ring = self.ring(1 - self.side);
+        let mut first = true;
+        loop {
+            let mut read = |data: &[AtomicU64], len: usize| {
+                let start = out.len();
+                out.resize(start + len, 0);
+                ring::read_data(data, &mut out[start..]);
+                len
+            };
+            let poll = Instant::now() + PEER_POLL;
+            let wait = match deadline {
+                Some(d) if first => d.min(poll),
+                _ => poll,
+            };
+            match ring.get(&mut read, Some(wait), self.spin.get()) {
+                Ok(len) if len < CHUNK => return Ok(()),
+                Ok(_) => first = false,
+                // Closed and drained (mid-message, the rest of it is lost with the peer).
+                Err(Fail::Closed) => return Err(RecvError::Disconnected),
+                Err(Fail::Timeout) => {
+                    if self.peer_gone(true) && !ring.readable() {
+                        return Err(RecvError::Disconnected);
+                    }
+                    if first && deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Err(RecvError::Timeout);
+                    }
+                }
+            }
+        }
+    }
+
+    fn try_recv_vec(&self) -> Result<Vec<u8>, RecvError> {
+        if !self.ready() {
+            return Err(RecvError::Empty);
+        }
+        let mut v = Vec::new();
+        // Ready: a chunk is published (or the peer is gone), so this does not wait for long.
+        self.recv_into_vec(&mut v, None)?;
+        Ok(v)
+    }
+
+    /// Whether a receive would not block: a message (or its first chunk) is there, or the peer
+    /// is gone.
+    fn ready(&self) -> bool {
+        if self.pending.borrow().is_some() {
+            return true;
+        }
+        let ring = self.ring(1 - self.side);
+        ring.readable() || self.peer_gone(false)
+    }
+
+    fn poll(&self, timeout: Duration) -> bool {
+        if self.ready() {
+            return true;
+        }
+        let mut v = Vec::new();
+        match self.recv_into_vec(&mut v, Some(Instant::now() + timeout)) {
+            Ok(()) => {
+                *self.pending.borrow_mut() = Some(v);
+                true
+            }
+            Err(RecvError::Timeout) => false,
+            Err(_) => true,
+        }
+    }
+
+    fn close(&self) {
+        let me = &self.ctl().ends[self.side];
+        // Release: pairs with the Acquire load in `peer_gone`.
+        me.closed.store(1, Ordering::Release);
+        self.ring(0).close();
+        self.ring(1).close();
+    }
+}
+
+impl Drop for End {
+    fn drop(&mut self) {
+        if !self.released.get() {
+            self.close();
+        }
+    }
+}
+
+/// One end of a [`Pipe`]: send and receive messages (Python's `Connection`).
+///
+/// ```
+/// let name = format!("doc-pipe-{}", std::process::id());
+/// let (a, b) = mpshm::Pipe::create(&name)?;
+/// a.send(&42u64).expect("peer open");
+/// assert_eq!(b.recv::<u64>(), Ok(42));
+/// b.send_bytes(b"hello").expect("peer open");
+/// assert!(a.poll(std::time::Duration::ZERO));
+/// assert_eq!(a.recv_bytes().expect("message"), b"hello");
+/// drop(b);
+/// assert_eq!(a.recv_bytes(), Err(mpshm::RecvError::Disconnected));
+/// # Ok::<(), mpshm::Error>(())
+/// ```
+pub struct Connection {
+    end: End,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+/// The receiving end of a one-way pipe ([`Pipe::create_oneway`]).
+pub struct PipeReader {
+    end: End,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+/// The sending end of a one-way pipe ([`Pipe::create_oneway`]).
+pub struct PipeWriter {
+    end: End,
+    _not_sync: PhantomData<Cell<()>>,
+}
+
+/// Constructors for pipes. A pipe has two ends, 0 and 1; a process attaches to an end when it
+/// creates or opens it, and one end can be held by one process at a time.
+#[derive(Debug)]
+pub struct Pipe;
+
+impl Pipe {
+    /// Creates the duplex pipe `name` and returns both ends, attached to this process. To give
+    /// one to another process, [`release`](Connection::release) it here and
+    /// [`open`](Pipe::open) it there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
+    pub fn create(name: &str) -> Result<(Connection, Connection), Error> {
+        let [a, b] = create_ends(name, false)?;
+        Ok((Connection::from(a), Connection::from(b)))
+    }
+
+    /// Creates the one-way pipe `name` (Python's `Pipe(duplex=False)`): a reader and a writer.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    pub fn create_oneway(name: &str) -> Result<(PipeReader, PipeWriter), Error> {
+        let [r, w] = create_ends(name, true)?;
+        Ok((
+            PipeReader {
+                end: r,
+                _not_sync: PhantomData,
+            },
+            PipeWriter {
+                end: w,
+                _not_sync: PhantomData,
+            },
+        ))
+    }
+
+    /// Opens the duplex pipe `name` and attaches to whichever end is free.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::NotFound`]; [`Error::InUse`] when both ends are held (or closed);
+    /// [`Error::LayoutMismatch`] for a one-way pipe; [`Error::KindMismatch`]; [`Error::Io`].
+    pub fn open(name: &str) -> Result<Connection, Error> {
+        let seg = open_seg(name, false)?;
+        let side = (0..2)
+            .find(|&s| End::claim(&seg, s))
+            .ok_or_else(|| in_use(name))?;
+        Ok(Connection::from(End::attach(seg, side)))
+    }
+
+    /// Opens the reading end of the one-way pipe `name`.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_reader(name: &str) -> Result<PipeReader, Error> {
+        let seg = open_seg(name, true)?;
+        if !End::claim(&seg, 0) {
+            return Err(in_use(name));
+        }
+        Ok(PipeReader {
+            end: End::attach(seg, 0),
+            _not_sync: PhantomData,
+        })
+    }
+
+    /// Opens the writing end of the one-way pipe `name`.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_writer(name: &str) -> Result<PipeWriter, Error> {
+        let seg = open_seg(name, true)?;
+        if !End::claim(&seg, 1) {
+            return Err(in_use(name));
+        }
+        Ok(PipeWriter {
+            end: End::attach(seg, 1),
+            _not_sync: PhantomData,
+        })
+    }
+}
+
+fn in_use(name: &str) -> Error {
+    Error::InUse {
+        name: name.to_owned(),
+        reason: "both ends of the pipe are taken or closed",
+    }
+}
+
+fn create_ends(name: &str, oneway: bool) -> Result<[End; 2], Error> {
+    let spec = spec(oneway);
+    let seg = Segment::create(name, &spec, &Options::new(), |seg| {
+        let base = seg.payload_offset() + std::mem::size_of::<PipeCtl>();
+        for from in 0..2 {
+            let off = base + from * ring_bytes();
+            let words = SLOTS * ring::slot_words(CHUNK).expect("constant");
+            Ring::new(
+                seg.shared(off),
+                seg.shared_slice(off + CTL_SIZE, words),
+                SLOTS,
+                CHUNK,
+                0,
+                false,
+            )
+            .init();
+        }
+    })?;
+    let seg = Arc::new(seg);
+    for side in 0..2 {
+        End::claim(&seg, side);
+    }
+    Ok([End::attach(Arc::clone(&seg), 0), End::attach(seg, 1)])
+}
+
+fn open_seg(name: &str, oneway: bool) -> Result<Arc<Segment>, Error> {
+    let mut want = spec(oneway);
+    want.count = None;
+    let seg = Segment::open(name, &want, &Options::new())?;
+    if seg.count() != spec(oneway).count.unwrap_or(0) || seg.params() != spec(oneway).params {
+        return Err(Error::Corrupt {
+            name: seg.name().to_owned(),
+            reason: "pipe geometry does not match this build".to_owned(),
+        });
+    }
+    Ok(Arc::new(seg))
+}
+
+impl From<End> for Connection {
+    fn from(end: End) -> Connection {
+        Connection {
+            end,
+            _not_sync: PhantomData,
+        }
+    }
+}
+
+/// Receiving, shared by `Connection` and `PipeReader`.
+macro_rules! receiving {
+    ($ty:ident) => {
+        impl $ty {
+            /// Receives the next message as bytes, waiting for it.
+            ///
+            /// # Errors
+            ///
+            /// [`RecvError::Disconnected`] once the peer closed (or died) and everything it sent
+            /// has been read.
+            pub fn recv_bytes(&self) -> Result<Vec<u8>, RecvError> {
+                let mut v = Vec::new();
+                self.end.recv_into_vec(&mut v, None)?;
+                Ok(v)
+            }
+
+            /// Receives the next message into `buf`, returning its length. When `buf` is too
+            /// short, fails with [`RecvError::BufferTooShort`] and keeps the message for the
+            /// next receive.
+            ///
+            /// # Errors
+            ///
+            /// [`RecvError::BufferTooShort`], or as [`recv_bytes`](Self::recv_bytes).
+            pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
+                let mut v = Vec::new();
+                self.end.recv_into_vec(&mut v, None)?;
+                if v.len() > buf.len() {
+                    let needed = v.len();
+                    *self.end.pending.borrow_mut() = Some(v);
+                    return Err(RecvError::BufferTooShort { needed });
+                }
+                buf[..v.len()].copy_from_slice(&v);
+                Ok(v.len())
+            }
+
+            /// Receives the next message as a `T` sent with `send`.
+            ///
+            /// # Errors
+            ///
+            /// [`RecvError::WrongSize`] when the message is not `size_of::<T>()` bytes (it is
+            /// consumed), or as [`recv_bytes`](Self::recv_bytes).
+            pub fn recv<T: Pod>(&self) -> Result<T, RecvError> {
+                decode(self.recv_bytes()?)
+            }
+
+            /// Receives a `T` if a message is ready; never waits for one.
+            ///
+            /// # Errors
+            ///
+            /// [`RecvError::Empty`], or as [`recv`](Self::recv).
+            pub fn try_recv<T: Pod>(&self) -> Result<T, RecvError> {
+                decode(self.end.try_recv_vec()?)
+            }
+
+            /// Receives a `T`, waiting at most `timeout` for it to start arriving.
+            ///
+            /// # Errors
+            ///
+            /// [`RecvError::Timeout`], or as [`recv`](Self::recv).
+            pub fn recv_timeout<T: Pod>(&self, timeout: Duration) -> Result<T, RecvError> {
+                let mut v = Vec::new();
+                self.end
+                    .recv_into_vec(&mut v, Instant::now().checked_add(timeout))?;
+                decode(v)
+            }
+
+            /// Whether a message (or the end of the stream) is ready, waiting at most `timeout`.
+            pub fn poll(&self, timeout: Duration) -> bool {
+                self.end.poll(timeout)
+            }
+
+            /// How many rounds a blocked receive (or send) spins before it sleeps: `0` sleeps at
+            /// once, `u32::MAX` busy-polls.
+            pub fn set_spin(&self, rounds: u32) {
+                self.end.spin.set(rounds);
+            }
+        }
+
+        impl Waitable for $ty {
+            fn is_ready(&self) -> bool {
+                self.end.ready()
+            }
+        }
+    };
+}
+
+/// Sending, shared by `Connection` and `PipeWriter`.
+macro_rules! sending {
+    ($ty:ident) => {
+        impl $ty {
+            /// Sends `msg` as one message (of any length up to [`MAX_MESSAGE`]), waiting while
+            /// the ring is full.
+            ///
+            /// # Errors
+            ///
+            /// [`SendError::Disconnected`] when the peer closed or died;
+            /// [`SendError::TooLarge`].
+            pub fn send_bytes(&self, msg: &[u8]) -> Result<(), SendError> {
+                self.end.send_bytes(msg)
+            }
+
+            /// Sends `msg[offset..offset + size]` as one message (Python's
+            /// `send_bytes(buf, offset, size)`).
+            ///
+            /// # Errors
+            ///
+            /// [`SendError::OutOfRange`] when the range is not inside `msg`, or as
+            /// [`send_bytes`](Self::send_bytes).
+            pub fn send_bytes_range(
+                &self,
+                msg: &[u8],
+                offset: usize,
+                size: usize,
+            ) -> Result<(), SendError> {
+                let end = offset.checked_add(size).filter(|&e| e <= msg.len());
+                match end {
+                    Some(end) => self.end.send_bytes(&msg[offset..end]),
+                    None => Err(SendError::OutOfRange {
+                        offset,
+                        size,
+                        len: msg.len(),
+                    }),
+                }
+            }
+
+            /// Sends `v` by value (its bytes; no serialisation).
+            ///
+            /// # Errors
+            ///
+            /// As [`send_bytes`](Self::send_bytes).
+            pub fn send<T: Pod>(&self, v: &T) -> Result<(), SendError> {
+                self.end.send_bytes(bytemuck::bytes_of(v))
+            }
+        }
+    };
+}
+
+fn decode<T: Pod>(v: Vec<u8>) -> Result<T, RecvError> {
+    if v.len() != std::mem::size_of::<T>() {
+        return Err(RecvError::WrongSize {
+            expected: std::mem::size_of::<T>(),
+            found: v.len(),
+        });
+    }
+    Ok(bytemuck::pod_read_unaligned(&v))
+}
+
+receiving!(Connection);
+sending!(Connection);
+receiving!(PipeReader);
+sending!(PipeWriter);
+
+macro_rules! end_common {
+    ($ty:ident) => {
+        impl $ty {
+            /// Leaves this end attached to no process, without closing it, so that another
+            /// process can open it by name ([`Pipe::open`]).
+            pub fn release(self) {
+                let state = &self.end.ctl().ends[self.end.side];
+                state.pid.store(0, Ordering::Relaxed);
+                self.end.released.set(true);
+            }
+
+            /// Closes this end: the peer drains what was sent, then sees `Disconnected`. The
+            /// same as dropping it.
+            pub fn close(self) {}
+
+            /// The pipe's segment name.
+            pub fn name(&self) -> &str {
+                self.end.seg.name()
+            }
+        }
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("name", &self.end.seg.name())
+                    .field("end", &self.end.side)
+                    .finish()
+            }
+        }
+    };
+}
+
+end_common!(Connection);
+end_common!(PipeReader);
+end_common!(PipeWriter);
+
+/// Something [`wait`] can wait on: a connection, a pipe reader or a queue.
+pub trait Waitable {
+    /// Whether a receive would not block now.
+    fn is_ready(&self) -> bool;
+}
+
+impl<T: Pod> Waitable for crate::Queue<T> {
+    fn is_ready(&self) -> bool {
+        !self.is_empty() || self.is_closed()
+    }
+}
+
+/// Waits until at least one of `objects` is ready to receive from, or `timeout` passes (forever
+/// if `None`); returns the indices of the ready ones, like `multiprocessing.connection.wait`.
+/// It polls with growing pauses (spinning, then up to 1 ms), not a single kernel wait.
+///
+/// ```
+/// let name = format!("doc-wait-{}", std::process::id());
+/// let (a, b) = mpshm::Pipe::create(&name)?;
+/// let q = mpshm::Queue::<u8>::create(&format!("{name}q"), 1)?;
+/// b.send(&1u8).expect("open");
+/// let ready = mpshm::wait(&[&a, &q], Some(std::time::Duration::from_secs(1)));
+/// assert_eq!(ready, [0]);
+/// # Ok::<(), mpshm::Error>(())
+/// ```
+pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Vec<usize> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut pause = Duration::from_micros(1);
+    loop {
+        let ready: Vec<usize> = (0..objects.len())
+            .filter(|&i| objects[i].is_ready())
+            .collect();
+        if !ready.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
+            return ready;
+        }
+        if pause < Duration::from_micros(20) {
+            std::hint::spin_loop();
+        } else {
+            std::thread::sleep(pause);
+        }
+        pause = (pause * 2).min(Duration::from_millis(1));
+    }
+}
