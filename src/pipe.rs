@@ -11,11 +11,9 @@
 //! (`SIGKILL`) is noticed the same way: a blocked receiver re-checks its peer every
 //! [`PEER_POLL`], and a sender checks it at most that often.
 
-use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::marker::PhantomData;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
@@ -78,13 +76,22 @@ struct End {
     seg: Arc<Segment>,
     side: usize,
     pid: u32,
-    spin: Cell<u32>,
-    /// When the peer was last seen alive.
-    peer_seen: Cell<Instant>,
-    /// A message already taken off the ring (by `poll`, or by `recv_bytes_into` with a buffer
-    /// too short), returned by the next receive.
-    pending: RefCell<Option<Vec<u8>>>,
-    released: Cell<bool>,
+    spin: AtomicU32,
+    /// When this handle was made, and how long after that the peer was last seen alive.
+    born: Instant,
+    peer_seen: AtomicU64,
+    /// Held while receiving, so two threads cannot interleave a message's chunks. Holds a
+    /// message already taken off the ring (by `poll`, or by `recv_bytes_into` with a buffer too
+    /// short), which the next receive returns.
+    recv: Mutex<Option<Vec<u8>>>,
+    /// Held while sending, for the same reason.
+    send: Mutex<()>,
+    released: AtomicBool,
+}
+
+/// Locks in-process state; a panic in another thread leaves nothing half-done there.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl End {
@@ -107,10 +114,12 @@ impl End {
             seg,
             side,
             pid,
-            spin: Cell::new(DEFAULT_SPIN),
-            peer_seen: Cell::new(Instant::now()),
-            pending: RefCell::new(None),
-            released: Cell::new(false),
+            spin: AtomicU32::new(DEFAULT_SPIN),
+            born: Instant::now(),
+            peer_seen: AtomicU64::new(0),
+            recv: Mutex::new(None),
+            send: Mutex::new(()),
+            released: AtomicBool::new(false),
         }
     }
 
@@ -145,7 +154,10 @@ impl End {
         if peer.closed.load(Ordering::Acquire) != 0 {
             return true;
         }
-        if !now && self.peer_seen.get().elapsed() < PEER_POLL {
+        let since_born = || self.born.elapsed().as_nanos() as u64;
+        if !now
+            && since_born() - self.peer_seen.load(Ordering::Relaxed) < PEER_POLL.as_nanos() as u64
+        {
             return false;
         }
         let pid = peer.pid.load(Ordering::Relaxed);
@@ -153,7 +165,7 @@ impl End {
         // come.
         let alive = pid == 0 || sys::process_alive(pid, peer.start.load(Ordering::Relaxed));
         if alive {
-            self.peer_seen.set(Instant::now());
+            self.peer_seen.store(since_born(), Ordering::Relaxed);
         }
         !alive
     }
@@ -169,6 +181,7 @@ impl End {
             return Err(SendError::Disconnected);
         }
         let ring = self.ring(self.side);
+        let _sending = lock(&self.send);
         let mut chunks = msg.chunks(CHUNK);
         // Every chunk but the last is full; a message of whole chunks ends with an empty one.
         let last_full = msg.len() % CHUNK == 0;
@@ -188,7 +201,11 @@ impl End {
 
     fn put_chunk(&self, ring: &Ring<'_>, chunk: &[u8]) -> Result<(), SendError> {
         loop {
-            match ring.put(chunk, Some(Instant::now() + PEER_POLL), self.spin.get()) {
+            match ring.put(
+                chunk,
+                Some(Instant::now() + PEER_POLL),
+                self.spin.load(Ordering::Relaxed),
+            ) {
                 Ok(()) => return Ok(()),
                 Err(Fail::Closed) => return Err(SendError::Disconnected),
                 Err(Fail::Timeout) if self.peer_gone(true) => return Err(SendError::Disconnected),
@@ -199,10 +216,16 @@ impl End {
 
     /// Takes the next whole message into `out`; waits until `deadline` for its first chunk.
     fn recv_into_vec(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), RecvError> {
-        if let Some(p) = self.pending.borrow_mut().take() {
+        let mut pending = lock(&self.recv);
+        if let Some(p) = pending.take() {
             *out = p;
             return Ok(());
         }
+        self.recv_locked(out, deadline)
+    }
+
+    /// [`recv_into_vec`](Self::recv_into_vec) with the receive lock held and nothing pending.
+    fn recv_locked(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), RecvError> {
         out.clear();
         let ring = self.ring(1 - self.side);
         let mut first = true;
@@ -218,7 +241,7 @@ impl End {
                 Some(d) if first => d.min(poll),
                 _ => poll,
             };
-            match ring.get(&mut read, Some(wait), self.spin.get()) {
+            match ring.get(&mut read, Some(wait), self.spin.load(Ordering::Relaxed)) {
                 Ok(len) if len < CHUNK => return Ok(()),
                 Ok(_) => first = false,
                 // Closed and drained (mid-message, the rest of it is lost with the peer).
@@ -248,7 +271,7 @@ impl End {
     /// Whether a receive would not block: a message (or its first chunk) is there, or the peer
     /// is gone.
     fn ready(&self) -> bool {
-        if self.pending.borrow().is_some() {
+        if lock(&self.recv).is_some() {
             return true;
         }
         let ring = self.ring(1 - self.side);
@@ -259,10 +282,14 @@ impl End {
         if self.ready() {
             return true;
         }
+        let mut pending = lock(&self.recv);
+        if pending.is_some() {
+            return true;
+        }
         let mut v = Vec::new();
-        match self.recv_into_vec(&mut v, Some(Instant::now() + timeout)) {
+        match self.recv_locked(&mut v, Instant::now().checked_add(timeout)) {
             Ok(()) => {
-                *self.pending.borrow_mut() = Some(v);
+                *pending = Some(v);
                 true
             }
             Err(RecvError::Timeout) => false,
@@ -281,7 +308,7 @@ impl End {
 
 impl Drop for End {
     fn drop(&mut self) {
-        if !self.released.get() {
+        if !self.released.load(Ordering::Relaxed) {
             self.close();
         }
     }
@@ -303,19 +330,36 @@ impl Drop for End {
 /// ```
 pub struct Connection {
     end: End,
-    _not_sync: PhantomData<Cell<()>>,
 }
 
-/// The receiving end of a one-way pipe ([`Pipe::create_oneway`]).
+/// The receiving end of a one-way pipe ([`Pipe::create_oneway`]). It has no way to send:
+///
+/// ```compile_fail
+/// # let name = format!("doc-ro-{}", std::process::id());
+/// let (reader, _writer) = mpshm::Pipe::create_oneway(&name).expect("create");
+/// reader.send_bytes(b"no"); // a reader cannot send
+/// ```
 pub struct PipeReader {
     end: End,
-    _not_sync: PhantomData<Cell<()>>,
 }
 
-/// The sending end of a one-way pipe ([`Pipe::create_oneway`]).
+/// The sending end of a one-way pipe ([`Pipe::create_oneway`]). It has no way to receive:
+///
+/// ```compile_fail
+/// # let name = format!("doc-wo-{}", std::process::id());
+/// let (_reader, writer) = mpshm::Pipe::create_oneway(&name).expect("create");
+/// let _ = writer.recv_bytes(); // a writer cannot receive
+/// ```
+///
+/// ```
+/// # let name = format!("doc-ow-{}", std::process::id());
+/// let (reader, writer) = mpshm::Pipe::create_oneway(&name)?;
+/// writer.send(&7u32).expect("reader open");
+/// assert_eq!(reader.recv::<u32>(), Ok(7));
+/// # Ok::<(), mpshm::Error>(())
+/// ```
 pub struct PipeWriter {
     end: End,
-    _not_sync: PhantomData<Cell<()>>,
 }
 
 /// Constructors for pipes. A pipe has two ends, 0 and 1; a process attaches to an end when it
@@ -343,16 +387,7 @@ impl Pipe {
     /// As [`create`](Self::create).
     pub fn create_oneway(name: &str) -> Result<(PipeReader, PipeWriter), Error> {
         let [r, w] = create_ends(name, true)?;
-        Ok((
-            PipeReader {
-                end: r,
-                _not_sync: PhantomData,
-            },
-            PipeWriter {
-                end: w,
-                _not_sync: PhantomData,
-            },
-        ))
+        Ok((PipeReader { end: r }, PipeWriter { end: w }))
     }
 
     /// Opens the duplex pipe `name` and attaches to whichever end is free.
@@ -381,7 +416,6 @@ impl Pipe {
         }
         Ok(PipeReader {
             end: End::attach(seg, 0),
-            _not_sync: PhantomData,
         })
     }
 
@@ -397,7 +431,6 @@ impl Pipe {
         }
         Ok(PipeWriter {
             end: End::attach(seg, 1),
-            _not_sync: PhantomData,
         })
     }
 }
@@ -449,10 +482,7 @@ fn open_seg(name: &str, oneway: bool) -> Result<Arc<Segment>, Error> {
 
 impl From<End> for Connection {
     fn from(end: End) -> Connection {
-        Connection {
-            end,
-            _not_sync: PhantomData,
-        }
+        Connection { end }
     }
 }
 
@@ -480,11 +510,17 @@ macro_rules! receiving {
             ///
             /// [`RecvError::BufferTooShort`], or as [`recv_bytes`](Self::recv_bytes).
             pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
-                let mut v = Vec::new();
-                self.end.recv_into_vec(&mut v, None)?;
+                let mut pending = lock(&self.end.recv);
+                let mut v = match pending.take() {
+                    Some(v) => v,
+                    None => Vec::new(),
+                };
+                if v.is_empty() {
+                    self.end.recv_locked(&mut v, None)?;
+                }
                 if v.len() > buf.len() {
                     let needed = v.len();
-                    *self.end.pending.borrow_mut() = Some(v);
+                    *pending = Some(v);
                     return Err(RecvError::BufferTooShort { needed });
                 }
                 buf[..v.len()].copy_from_slice(&v);
@@ -530,7 +566,7 @@ macro_rules! receiving {
             /// How many rounds a blocked receive (or send) spins before it sleeps: `0` sleeps at
             /// once, `u32::MAX` busy-polls.
             pub fn set_spin(&self, rounds: u32) {
-                self.end.spin.set(rounds);
+                self.end.spin.store(rounds, Ordering::Relaxed);
             }
         }
 
@@ -616,7 +652,7 @@ macro_rules! end_common {
             pub fn release(self) {
                 let state = &self.end.ctl().ends[self.end.side];
                 state.pid.store(0, Ordering::Relaxed);
-                self.end.released.set(true);
+                self.end.released.store(true, Ordering::Relaxed);
             }
 
             /// Closes this end: the peer drains what was sent, then sees `Disconnected`. The

@@ -1,0 +1,309 @@
+//! `Pipe` across real processes: echo, large and empty messages, EOF on close and on death,
+//! and CPython's `test_connection` semantics.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Child, name};
+use mpshm::{Error, Pipe, RecvError, SendError};
+
+fn main() {
+    common::run(
+        &[
+            ("echo_across_processes", echo_across_processes),
+            (
+                "messages_larger_than_the_ring",
+                messages_larger_than_the_ring,
+            ),
+            ("recv_bytes_into_short_buffer", recv_bytes_into_short_buffer),
+            ("zero_length_messages", zero_length_messages),
+            ("eof_in_both_directions", eof_in_both_directions),
+            (
+                "killed_peer_ends_a_blocked_recv",
+                killed_peer_ends_a_blocked_recv,
+            ),
+            (
+                "killed_peer_ends_a_blocked_send",
+                killed_peer_ends_a_blocked_send,
+            ),
+            ("oneway_pipe_across_processes", oneway_pipe_across_processes),
+            ("values_and_byte_ranges", values_and_byte_ranges),
+            (
+                "poll_with_and_without_timeout",
+                poll_with_and_without_timeout,
+            ),
+            ("ends_are_taken_once", ends_are_taken_once),
+            ("wait_returns_the_ready_ones", wait_returns_the_ready_ones),
+        ],
+        &[
+            ("echo", echo),
+            ("hold_and_block", hold_and_block),
+            ("oneway_write", oneway_write),
+            ("send_later", send_later),
+        ],
+    );
+}
+
+/// Opens the free end of the pipe and sends back every message until the other end closes.
+fn echo(args: &[String]) {
+    let c = Pipe::open(&args[0]).expect("open");
+    common::ready();
+    loop {
+        match c.recv_bytes() {
+            Ok(m) => c.send_bytes(&m).expect("send back"),
+            Err(RecvError::Disconnected) => return,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Creates a pipe, hands its second end to an `echo` child, and returns the first end.
+fn with_echo(tag: &str) -> (mpshm::Connection, Child) {
+    let n = name(tag);
+    let (a, b) = Pipe::create(&n).expect("create");
+    b.release();
+    let mut child = Child::spawn("echo", &[&n]);
+    child.wait_ready();
+    (a, child)
+}
+
+fn echo_across_processes() {
+    let (a, child) = with_echo("echo");
+    for i in 0..1000u32 {
+        a.send(&i).expect("send");
+        assert_eq!(a.recv::<u32>(), Ok(i));
+    }
+    for len in [1, 7, 8, 100, 4096] {
+        let msg: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+        a.send_bytes(&msg).expect("send");
+        assert_eq!(a.recv_bytes().expect("recv"), msg);
+    }
+    drop(a);
+    child.join();
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+fn messages_larger_than_the_ring() {
+    let (a, child) = with_echo("big");
+    // The ring holds 32 chunks of ~16 KiB per direction; these are far larger, and the exact
+    // chunk multiple must keep its boundary too.
+    for len in [16 * 1024 - 16, 3 * (16 * 1024 - 16), 5 << 20, (5 << 20) + 3] {
+        let msg: Vec<u8> = (0..len as u64)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
+            .collect();
+        let want = fnv(&msg);
+        // Send from another thread: the echo sends back while we are still sending.
+        std::thread::scope(|s| {
+            s.spawn(|| a.send_bytes(&msg).expect("send"));
+            let got = a.recv_bytes().expect("recv");
+            assert_eq!((got.len(), fnv(&got)), (len, want));
+        });
+    }
+    drop(a);
+    child.join();
+}
+
+fn recv_bytes_into_short_buffer() {
+    let (a, b) = Pipe::create(&name("short")).expect("create");
+    a.send_bytes(b"0123456789").expect("send");
+    let mut small = [0u8; 4];
+    assert_eq!(
+        b.recv_bytes_into(&mut small),
+        Err(RecvError::BufferTooShort { needed: 10 })
+    );
+    let mut big = [0u8; 16];
+    assert_eq!(b.recv_bytes_into(&mut big), Ok(10));
+    assert_eq!(&big[..10], b"0123456789");
+}
+
+fn zero_length_messages() {
+    let (a, child) = with_echo("zero");
+    for _ in 0..3 {
+        a.send_bytes(b"").expect("send");
+        assert_eq!(a.recv_bytes().expect("recv"), b"");
+    }
+    a.send_bytes(b"x").expect("send");
+    assert_eq!(a.recv_bytes().expect("recv"), b"x");
+    drop(a);
+    child.join();
+}
+
+fn eof_in_both_directions() {
+    for close_first in [0, 1] {
+        let (a, b) = Pipe::create(&name("eof")).expect("create");
+        let (closer, other) = if close_first == 0 { (a, b) } else { (b, a) };
+        closer.send_bytes(b"last words").expect("send");
+        closer.close();
+        // What was sent is still delivered, then EOF.
+        assert_eq!(other.recv_bytes().expect("drain"), b"last words");
+        assert_eq!(other.recv_bytes(), Err(RecvError::Disconnected));
+        assert_eq!(other.try_recv::<u8>(), Err(RecvError::Disconnected));
+        assert!(other.poll(Duration::ZERO), "EOF is ready");
+        assert_eq!(other.send_bytes(b"anyone?"), Err(SendError::Disconnected));
+    }
+}
+
+fn hold_and_block(args: &[String]) {
+    let _held = Pipe::open(&args[0]).expect("open");
+    common::ready();
+    common::park();
+}
+
+fn killed_peer_ends_a_blocked_recv() {
+    let n = name("krecv");
+    let (a, b) = Pipe::create(&n).expect("create");
+    b.release();
+    let mut child = Child::spawn("hold_and_block", &[&n]);
+    child.wait_ready();
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = s.spawn(move || {
+            tx.send(common::thread_id()).expect("send");
+            let r = a.recv_bytes();
+            (r, Instant::now())
+        });
+        common::wait_until_sleeping(rx.recv().expect("tid"));
+        let killed = Instant::now();
+        child.kill();
+        let (r, when) = waiter.join().expect("join");
+        assert_eq!(r, Err(RecvError::Disconnected));
+        let took = when - killed;
+        eprintln!("peer death noticed by a blocked recv after {took:?}");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    });
+}
+
+fn killed_peer_ends_a_blocked_send() {
+    let n = name("ksend");
+    let (a, b) = Pipe::create(&n).expect("create");
+    b.release();
+    let mut child = Child::spawn("hold_and_block", &[&n]);
+    child.wait_ready();
+    std::thread::scope(|s| {
+        let sender = s.spawn(|| a.send_bytes(&vec![7u8; 4 << 20]));
+        // The child never reads: the ring fills and the send blocks until the child dies.
+        child.kill();
+        assert_eq!(sender.join().expect("join"), Err(SendError::Disconnected));
+    });
+}
+
+fn oneway_write(args: &[String]) {
+    let w = Pipe::open_writer(&args[0]).expect("open writer");
+    for i in 0..100u64 {
+        w.send(&i).expect("send");
+    }
+}
+
+fn oneway_pipe_across_processes() {
+    let n = name("oneway");
+    let (r, w) = Pipe::create_oneway(&n).expect("create");
+    w.release();
+    assert!(
+        matches!(Pipe::open(&n), Err(Error::LayoutMismatch { .. })),
+        "not a duplex pipe"
+    );
+    assert!(
+        matches!(Pipe::open_reader(&n), Err(Error::InUse { .. })),
+        "reader is taken"
+    );
+    let child = Child::spawn("oneway_write", &[&n]);
+    for i in 0..100u64 {
+        assert_eq!(r.recv::<u64>(), Ok(i));
+    }
+    child.join();
+    assert_eq!(r.recv::<u64>(), Err(RecvError::Disconnected));
+}
+
+fn values_and_byte_ranges() {
+    let (a, b) = Pipe::create(&name("vals")).expect("create");
+    a.send(&[1.5f64, -2.0]).expect("send");
+    assert_eq!(b.recv::<[f64; 2]>(), Ok([1.5, -2.0]));
+    // A message of another size is an error, not a reinterpretation.
+    a.send(&1u32).expect("send");
+    assert_eq!(
+        b.recv::<u64>(),
+        Err(RecvError::WrongSize {
+            expected: 8,
+            found: 4
+        })
+    );
+    // Python's send_bytes(buf, offset, size).
+    let buf = b"abcdefghij";
+    a.send_bytes_range(buf, 2, 3).expect("send");
+    a.send_bytes_range(buf, 10, 0).expect("empty tail");
+    assert_eq!(b.recv_bytes().expect("recv"), b"cde");
+    assert_eq!(b.recv_bytes().expect("recv"), b"");
+    assert!(matches!(
+        a.send_bytes_range(buf, 8, 3),
+        Err(SendError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        a.send_bytes_range(buf, usize::MAX, 2),
+        Err(SendError::OutOfRange { .. })
+    ));
+}
+
+fn poll_with_and_without_timeout() {
+    let (a, b) = Pipe::create(&name("poll")).expect("create");
+    assert!(!b.poll(Duration::ZERO));
+    let start = Instant::now();
+    assert!(!b.poll(Duration::from_millis(100)));
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(100) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    assert_eq!(
+        b.recv_timeout::<u8>(Duration::from_millis(10)),
+        Err(RecvError::Timeout)
+    );
+    a.send(&5u8).expect("send");
+    assert!(b.poll(Duration::ZERO));
+    assert!(b.poll(Duration::ZERO), "poll does not consume");
+    assert_eq!(b.try_recv::<u8>(), Ok(5));
+    assert_eq!(b.try_recv::<u8>(), Err(RecvError::Empty));
+}
+
+fn ends_are_taken_once() {
+    let n = name("taken");
+    let (a, b) = Pipe::create(&n).expect("create");
+    assert!(matches!(Pipe::open(&n), Err(Error::InUse { .. })));
+    b.release();
+    let b2 = Pipe::open(&n).expect("the released end");
+    assert!(matches!(Pipe::open(&n), Err(Error::InUse { .. })));
+    a.send(&3u16).expect("send");
+    assert_eq!(b2.recv::<u16>(), Ok(3));
+    assert!(matches!(
+        mpshm::Queue::<u8>::open(&n),
+        Err(Error::KindMismatch { .. })
+    ));
+}
+
+fn send_later(args: &[String]) {
+    let c = Pipe::open(&args[0]).expect("open");
+    assert_eq!(common::line_from_parent(), "go");
+    c.send(&99u32).expect("send");
+    assert_eq!(common::line_from_parent(), "bye");
+}
+
+fn wait_returns_the_ready_ones() {
+    let n = name("wait");
+    let (a, b) = Pipe::create(&n).expect("create");
+    b.release();
+    let q = mpshm::Queue::<u8>::create(&name("waitq"), 2).expect("create");
+    let mut child = Child::spawn("send_later", &[&n]);
+    assert!(mpshm::wait(&[&a, &q], Some(Duration::from_millis(20))).is_empty());
+    child.tell("go");
+    assert_eq!(mpshm::wait(&[&q, &a], Some(Duration::from_secs(10))), [1]);
+    assert_eq!(a.recv::<u32>(), Ok(99));
+    q.put(1).expect("put");
+    assert_eq!(mpshm::wait(&[&a, &q], None), [1]);
+    child.tell("bye");
+    child.join();
+}
