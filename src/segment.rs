@@ -481,20 +481,24 @@ impl Segment {
         self.header.params
     }
 
+    #[inline]
     fn lock_offset(&self) -> Option<usize> {
         (self.header.lock_offset != 0).then_some(self.header.lock_offset as usize)
     }
 
+    #[inline]
     pub(crate) fn payload_offset(&self) -> usize {
         self.header.payload_offset as usize
     }
 
     /// The embedded robust mutex, for kinds that have one.
+    #[inline]
     pub(crate) fn mutex(&self) -> Option<&sys::RobustMutex> {
         self.lock_offset().map(|off| self.shared(off))
     }
 
     /// The word after the mutex in the lock area: set while the lock's data is in doubt.
+    #[inline]
     pub(crate) fn poison_word(&self) -> Option<&AtomicU32> {
         self.lock_offset()
             .map(|off| self.shared(off + POISON_OFFSET))
@@ -516,6 +520,7 @@ impl Segment {
     ///
     /// If `S` would not lie wholly and aligned inside the mapping: offsets come from the
     /// validated header, so this is a bug in mpshm.
+    #[inline]
     pub(crate) fn shared<S: Shared>(&self, offset: usize) -> &S {
         let size = std::mem::size_of::<S>();
         assert!(
@@ -548,6 +553,7 @@ impl Segment {
         unsafe { std::slice::from_raw_parts(ptr.cast::<S>(), len) }
     }
 
+    #[inline]
     fn range(&self, offset: usize, len: usize) -> *mut u8 {
         assert!(
             offset
@@ -559,6 +565,7 @@ impl Segment {
 
     /// Copies `src` into the segment at `offset`, word by word with relaxed atomic stores, so
     /// that a racing reader sees torn data at worst, never undefined behaviour.
+    #[inline]
     pub(crate) fn copy_in(&self, offset: usize, src: &[u8]) {
         let base = self.range(offset, src.len());
         let mut i = 0;
@@ -579,6 +586,7 @@ impl Segment {
     }
 
     /// Copies from the segment at `offset` into `dst`, the mirror of [`copy_in`](Self::copy_in).
+    #[inline]
     pub(crate) fn copy_out(&self, offset: usize, dst: &mut [u8]) {
         let base = self.range(offset, dst.len());
         let mut i = 0;
@@ -598,6 +606,7 @@ impl Segment {
     }
 
     /// Reads element `index` of the payload.
+    #[inline]
     pub(crate) fn read<T: Pod>(&self, index: usize) -> T {
         let mut v = T::zeroed();
         self.copy_out(self.elem_offset::<T>(index), bytemuck::bytes_of_mut(&mut v));
@@ -605,6 +614,7 @@ impl Segment {
     }
 
     /// Writes element `index` of the payload.
+    #[inline]
     pub(crate) fn write<T: Pod>(&self, index: usize, v: &T) {
         self.copy_in(self.elem_offset::<T>(index), bytemuck::bytes_of(v));
     }
@@ -619,6 +629,7 @@ impl Segment {
         self.copy_in(self.payload_offset(), bytemuck::cast_slice(src));
     }
 
+    #[inline]
     fn elem_offset<T>(&self, index: usize) -> usize {
         assert!(std::mem::size_of::<T>() as u64 == self.header.elem_size);
         self.payload_offset() + index * std::mem::size_of::<T>()

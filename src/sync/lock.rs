@@ -28,6 +28,7 @@ impl fmt::Debug for LockGuard<'_> {
     }
 }
 
+#[inline]
 fn wrap(r: Acquired<'_>) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
     r.map(|held| LockGuard { held })
         .map_err(|e| e.map(|held| LockGuard { held }))

@@ -42,6 +42,7 @@ impl<'a> RawLock<'a> {
     /// # Panics
     ///
     /// If `seg` is of a kind without a lock; callers only pass kinds that have one.
+    #[inline]
     pub(crate) fn of(seg: &'a Segment) -> RawLock<'a> {
         RawLock {
             mutex: seg.mutex().expect("segment kind has a lock"),
@@ -49,6 +50,7 @@ impl<'a> RawLock<'a> {
         }
     }
 
+    #[inline]
     fn finish(self, r: Result<Locked, LockFail>) -> Acquired<'a> {
         match r {
             Ok(how) => {
@@ -90,9 +92,20 @@ impl<'a> RawLock<'a> {
         None
     }
 
+    /// The fast path is one `try_lock`; contention goes to the out-of-line slow path.
+    #[inline]
     pub(crate) fn acquire(self) -> Acquired<'a> {
-        let r = self.spin(None).unwrap_or_else(|| self.mutex.lock());
+        let r = match self.mutex.try_lock() {
+            Err(LockFail::Busy) => self.acquire_slow(),
+            other => other,
+        };
         self.finish(r)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn acquire_slow(self) -> Result<Locked, LockFail> {
+        self.spin(None).unwrap_or_else(|| self.mutex.lock())
     }
 
     pub(crate) fn try_acquire(self) -> Acquired<'a> {
@@ -135,6 +148,7 @@ impl Held<'_> {
 }
 
 impl Drop for Held<'_> {
+    #[inline]
     fn drop(&mut self) {
         // Cannot fail: this thread holds the mutex (robust mutexes check, and would say EPERM).
         let _ = self.lock.mutex.unlock();
@@ -142,6 +156,7 @@ impl Drop for Held<'_> {
 }
 
 /// Runs `f` on `seg` with its lock held, reporting an owner's death with `f`'s result inside.
+#[inline]
 pub(crate) fn with_lock<R>(
     seg: &Segment,
     f: impl FnOnce(&Segment) -> R,

@@ -171,6 +171,14 @@ unsafe extern "C" {
     ) -> libc::c_int;
 }
 
+#[cold]
+fn corrupt_kind(kind: i32) -> LockFail {
+    LockFail::Os(io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the mutex type word is {kind:#x}, not one mpshm writes: the segment is corrupt"),
+    ))
+}
+
 /// What a successful lock call found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Locked {
@@ -282,6 +290,7 @@ impl RobustMutex {
         }
     }
 
+    #[inline]
     fn kind_word(&self) -> i32 {
         let ptr = self
             .inner
@@ -304,20 +313,17 @@ impl RobustMutex {
     }
 
     /// Refuses a mutex whose type word is not one `init` writes (a corrupted segment).
+    #[inline]
     fn checked(&self) -> Result<(), LockFail> {
         let kind = self.kind_word();
         if kind != 0 && expected_kinds().contains(&kind) {
             Ok(())
         } else {
-            Err(LockFail::Os(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "the mutex type word is {kind:#x}, not one mpshm writes: the segment is corrupt"
-                ),
-            )))
+            Err(corrupt_kind(kind))
         }
     }
 
+    #[inline]
     fn finish(&self, rc: libc::c_int) -> Result<Locked, LockFail> {
         match rc {
             0 => Ok(Locked::Clean),
@@ -337,6 +343,7 @@ impl RobustMutex {
     }
 
     /// Blocks until the mutex is taken.
+    #[inline]
     pub(crate) fn lock(&self) -> Result<Locked, LockFail> {
         self.checked()?;
         // SAFETY: `inner` points to a mutex in memory that stays mapped for `&self`'s lifetime.
@@ -344,6 +351,7 @@ impl RobustMutex {
     }
 
     /// Takes the mutex if it is free.
+    #[inline]
     pub(crate) fn try_lock(&self) -> Result<Locked, LockFail> {
         self.checked()?;
         // SAFETY: as in `lock`.
@@ -361,6 +369,7 @@ impl RobustMutex {
     }
 
     /// Releases the mutex. Fails with `EPERM` when this thread does not hold it.
+    #[inline]
     pub(crate) fn unlock(&self) -> io::Result<()> {
         // SAFETY: as in `lock`; robust mutexes check the owner, so a wrong caller gets EPERM.
         check(unsafe { libc::pthread_mutex_unlock(self.inner.get()) })
