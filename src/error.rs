@@ -329,6 +329,10 @@ impl<T> std::error::Error for AccessError<T> {}
 #[derive(PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PutError<T> {
+    /// The message is longer than the queue's slots.
+    TooLarge(T),
+    /// The message could not be serialised.
+    Encode(T),
     /// The queue is closed.
     Closed(T),
 }
@@ -337,6 +341,10 @@ pub enum PutError<T> {
 #[derive(PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TryPutError<T> {
+    /// The message is longer than the queue's slots.
+    TooLarge(T),
+    /// The message could not be serialised.
+    Encode(T),
     /// Every slot is taken.
     Full(T),
     /// The queue is closed.
@@ -347,6 +355,10 @@ pub enum TryPutError<T> {
 #[derive(PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PutTimeoutError<T> {
+    /// The message is longer than the queue's slots.
+    TooLarge(T),
+    /// The message could not be serialised.
+    Encode(T),
     /// Still full when the timeout passed.
     Timeout(T),
     /// The queue is closed.
@@ -357,6 +369,8 @@ pub enum PutTimeoutError<T> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum GetError {
+    /// The message was not a valid one of the type asked for (it has been consumed).
+    Decode,
     /// The queue is closed and every message has been taken.
     Closed,
 }
@@ -365,6 +379,8 @@ pub enum GetError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TryGetError {
+    /// The message was not a valid one of the type asked for (it has been consumed).
+    Decode,
     /// No message is ready.
     Empty,
     /// The queue is closed and every message has been taken.
@@ -375,6 +391,8 @@ pub enum TryGetError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum GetTimeoutError {
+    /// The message was not a valid one of the type asked for (it has been consumed).
+    Decode,
     /// Still empty when the timeout passed.
     Timeout,
     /// The queue is closed and every message has been taken.
@@ -413,14 +431,22 @@ macro_rules! value_error {
     };
 }
 
-value_error!(PutError { Closed => "the queue is closed; nothing more can be put" });
+value_error!(PutError {
+    Closed => "the queue is closed; nothing more can be put",
+    TooLarge => "the message is longer than the queue's slots",
+    Encode => "the message could not be serialised",
+});
 value_error!(TryPutError {
     Full => "the queue is full; wait (put) or retry",
     Closed => "the queue is closed; nothing more can be put",
+    TooLarge => "the message is longer than the queue's slots",
+    Encode => "the message could not be serialised",
 });
 value_error!(PutTimeoutError {
     Timeout => "the queue stayed full until the timeout",
     Closed => "the queue is closed; nothing more can be put",
+    TooLarge => "the message is longer than the queue's slots",
+    Encode => "the message could not be serialised",
 });
 
 macro_rules! unit_error {
@@ -434,14 +460,19 @@ macro_rules! unit_error {
     };
 }
 
-unit_error!(GetError { Closed => "the queue is closed and drained" });
+unit_error!(GetError {
+    Closed => "the queue is closed and drained",
+    Decode => "the message was not a valid one of the type asked for",
+});
 unit_error!(TryGetError {
     Empty => "the queue is empty",
     Closed => "the queue is closed and drained",
+    Decode => "the message was not a valid one of the type asked for",
 });
 unit_error!(GetTimeoutError {
     Timeout => "the queue stayed empty until the timeout",
     Closed => "the queue is closed and drained",
+    Decode => "the message was not a valid one of the type asked for",
 });
 unit_error!(JoinError {
     TooManyTaskDone => "task_done() called more times than messages were taken",

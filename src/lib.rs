@@ -44,7 +44,9 @@ pub use error::{
     RecvError, SendError, TryGetError, TryPutError,
 };
 pub use pipe::{Connection, MAX_MESSAGE, PEER_POLL, Pipe, PipeReader, PipeWriter, Waitable, wait};
-pub use queue::{JoinableQueue, Queue, SimpleQueue};
+#[cfg(feature = "serde")]
+pub use queue::SerdeQueue;
+pub use queue::{ByteQueue, JoinableQueue, Queue, SimpleQueue};
 pub use segment::{Kind, Options, SegmentInfo, segments, unlink};
 pub use sync::atomic::AtomicInt;
 pub use sync::{Lock, LockGuard, RLock};

@@ -23,6 +23,8 @@ use crate::sys;
 
 /// The largest capacity accepted.
 const MAX_CAPACITY: usize = 1 << 32;
+/// The longest message slot accepted: 64 MiB.
+const MAX_MESSAGE: usize = 64 << 20;
 /// How many rounds a blocked `put`/`get` spins before it sleeps, unless told otherwise.
 pub(crate) const DEFAULT_SPIN: u32 = 200;
 
@@ -166,6 +168,260 @@ fn deadline(timeout: Duration) -> Option<Instant> {
     Instant::now().checked_add(timeout)
 }
 
+/// How a blocking or non-blocking operation may wait.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Never (the `try_` forms).
+    No,
+    /// Until the deadline (forever if `None`).
+    Until(Option<Instant>),
+}
+
+/// Why a put did not happen, before the message is handed back in a public error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PutFail {
+    Full,
+    Timeout,
+    Closed,
+    TooLarge,
+    #[cfg_attr(
+        not(feature = "serde"),
+        allow(dead_code, reason = "only serde messages can fail to encode")
+    )]
+    Encode,
+}
+
+/// Why a get did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum GetFail {
+    Empty,
+    Timeout,
+    Closed,
+    Decode,
+}
+
+impl RingSeg {
+    fn put_bytes(&self, msg: &[u8], wait: Wait) -> Result<(), PutFail> {
+        if msg.len() > self.max_len {
+            return Err(PutFail::TooLarge);
+        }
+        let ring = self.ring();
+        match wait {
+            Wait::Until(deadline) => ring.put(msg, deadline, self.spin()).map_err(|e| match e {
+                Fail::Timeout => PutFail::Timeout,
+                Fail::Closed => PutFail::Closed,
+            }),
+            Wait::No => loop {
+                if ring.is_closed() {
+                    return Err(PutFail::Closed);
+                }
+                match ring.try_put(msg) {
+                    TryPut::Done => return Ok(()),
+                    TryPut::Full {
+                        stuck: Some((pos, w)),
+                    } if ring.reclaim(pos, w) => {}
+                    TryPut::Full { .. } => return Err(PutFail::Full),
+                }
+            },
+        }
+    }
+
+    fn get_msg<C: Codec>(&self, wait: Wait) -> Result<C::Msg, GetFail> {
+        let ring = self.ring();
+        let mut read = C::decode;
+        let got = match wait {
+            Wait::Until(deadline) => {
+                ring.get(&mut read, deadline, self.spin())
+                    .map_err(|e| match e {
+                        Fail::Timeout => GetFail::Timeout,
+                        Fail::Closed => GetFail::Closed,
+                    })
+            }
+            Wait::No => loop {
+                match ring.try_get(&mut read) {
+                    TryGet::Got(v) => break Ok(v),
+                    TryGet::Empty {
+                        stuck: Some((pos, w)),
+                    } if ring.reclaim(pos, w) => {}
+                    TryGet::Empty { stuck: None } if ring.is_closed() => {
+                        break Err(GetFail::Closed);
+                    }
+                    TryGet::Empty { .. } => break Err(GetFail::Empty),
+                }
+            },
+        };
+        got?.ok_or(GetFail::Decode)
+    }
+}
+
+/// How a queue type turns its messages into slot bytes and back.
+trait Codec {
+    type Msg;
+    fn seg(&self) -> &RingSeg;
+    /// Calls `put` with the bytes of `v` (or fails with `Encode`).
+    fn encode(v: &Self::Msg, put: impl FnOnce(&[u8]) -> Result<(), PutFail>)
+    -> Result<(), PutFail>;
+    /// Reads a message of `len` bytes out of a slot; `None` if it is not a valid `Msg`.
+    fn decode(data: &[AtomicU64], len: usize) -> Option<Self::Msg>;
+}
+
+fn put_with<C: Codec>(q: &C, v: C::Msg, wait: Wait) -> Result<(), (C::Msg, PutFail)> {
+    match C::encode(&v, |bytes| q.seg().put_bytes(bytes, wait)) {
+        Ok(()) => Ok(()),
+        Err(f) => Err((v, f)),
+    }
+}
+
+/// The put/get family and the queries, the same for every message codec.
+macro_rules! queue_ops {
+    (impl[$($generics:tt)*] $ty:ty, $msg:ty) => {
+        impl<$($generics)*> $ty {
+            /// Puts `v`, waiting while the queue is full.
+            ///
+            /// # Errors
+            ///
+            /// [`PutError::Closed`] once the queue is closed; [`PutError::TooLarge`] for a
+            /// message longer than the queue's slots; [`PutError::Encode`] when it cannot be
+            /// serialised. The message is handed back.
+            pub fn put(&self, v: $msg) -> Result<(), PutError<$msg>> {
+                put_with(self, v, Wait::Until(None)).map_err(|(v, f)| match f {
+                    PutFail::TooLarge => PutError::TooLarge(v),
+                    PutFail::Encode => PutError::Encode(v),
+                    // Without a deadline, closing is the only way a blocking put ends early.
+                    _ => PutError::Closed(v),
+                })
+            }
+
+            /// Puts `v`, waiting at most `timeout` for room.
+            ///
+            /// # Errors
+            ///
+            /// [`PutTimeoutError::Timeout`], or as [`put`](Self::put).
+            pub fn put_timeout(&self, v: $msg, timeout: Duration) -> Result<(), PutTimeoutError<$msg>> {
+                put_with(self, v, Wait::Until(deadline(timeout))).map_err(|(v, f)| match f {
+                    PutFail::TooLarge => PutTimeoutError::TooLarge(v),
+                    PutFail::Encode => PutTimeoutError::Encode(v),
+                    PutFail::Closed => PutTimeoutError::Closed(v),
+                    _ => PutTimeoutError::Timeout(v),
+                })
+            }
+
+            /// Puts `v` if there is room; never waits.
+            ///
+            /// # Errors
+            ///
+            /// [`TryPutError::Full`], or as [`put`](Self::put).
+            pub fn try_put(&self, v: $msg) -> Result<(), TryPutError<$msg>> {
+                put_with(self, v, Wait::No).map_err(|(v, f)| match f {
+                    PutFail::TooLarge => TryPutError::TooLarge(v),
+                    PutFail::Encode => TryPutError::Encode(v),
+                    PutFail::Closed => TryPutError::Closed(v),
+                    _ => TryPutError::Full(v),
+                })
+            }
+
+            /// Takes the oldest message, waiting while the queue is empty.
+            ///
+            /// # Errors
+            ///
+            /// [`GetError::Closed`] once the queue is closed and drained; [`GetError::Decode`]
+            /// when the message is not a valid one of this type (it is consumed).
+            pub fn get(&self) -> Result<$msg, GetError> {
+                self.seg().get_msg::<Self>(Wait::Until(None)).map_err(|f| match f {
+                    GetFail::Decode => GetError::Decode,
+                    _ => GetError::Closed,
+                })
+            }
+
+            /// Takes the oldest message, waiting at most `timeout`.
+            ///
+            /// # Errors
+            ///
+            /// [`GetTimeoutError::Timeout`], or as [`get`](Self::get).
+            pub fn get_timeout(&self, timeout: Duration) -> Result<$msg, GetTimeoutError> {
+                self.seg().get_msg::<Self>(Wait::Until(deadline(timeout))).map_err(|f| match f {
+                    GetFail::Decode => GetTimeoutError::Decode,
+                    GetFail::Closed => GetTimeoutError::Closed,
+                    _ => GetTimeoutError::Timeout,
+                })
+            }
+
+            /// Takes the oldest message if one is ready; never waits.
+            ///
+            /// # Errors
+            ///
+            /// [`TryGetError::Empty`], or as [`get`](Self::get).
+            pub fn try_get(&self) -> Result<$msg, TryGetError> {
+                self.seg().get_msg::<Self>(Wait::No).map_err(|f| match f {
+                    GetFail::Decode => TryGetError::Decode,
+                    GetFail::Closed => TryGetError::Closed,
+                    _ => TryGetError::Empty,
+                })
+            }
+
+            /// The number of messages in the queue (Python's `qsize`): exact when no put or get
+            /// is in flight.
+            pub fn len(&self) -> usize {
+                self.seg().ring().len()
+            }
+
+            /// Whether the queue holds no message.
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+
+            /// Whether every slot is taken.
+            pub fn is_full(&self) -> bool {
+                self.len() == self.capacity()
+            }
+
+            /// How many messages fit.
+            pub fn capacity(&self) -> usize {
+                self.seg().ring().capacity()
+            }
+
+            /// The longest message, in bytes, a slot holds.
+            pub fn max_message(&self) -> usize {
+                self.seg().max_len
+            }
+
+            /// Closes the queue for every process: puts fail from now on; gets drain what is
+            /// left, then fail; blocked callers wake.
+            pub fn close(&self) {
+                self.seg().ring().close();
+            }
+
+            /// Whether the queue has been closed.
+            pub fn is_closed(&self) -> bool {
+                self.seg().ring().is_closed()
+            }
+
+            /// How many messages were lost because a process died while putting or taking
+            /// them (or a slot held bytes no producer wrote).
+            pub fn lost(&self) -> u64 {
+                self.seg().ring().lost()
+            }
+
+            /// How many rounds this handle spins (then yields) before sleeping in a blocked
+            /// `put` or `get`. `0` sleeps at once; `u32::MAX` busy-polls and never sleeps.
+            pub fn set_spin(&self, rounds: u32) {
+                self.seg().set_spin(rounds);
+            }
+
+            /// The segment name.
+            pub fn name(&self) -> &str {
+                self.seg().segment().name()
+            }
+
+            /// Keeps the name when this creating handle is dropped; remove it later with
+            /// [`unlink`](crate::unlink).
+            pub fn persist(&self) {
+                self.seg().segment().persist();
+            }
+        }
+    };
+}
+
 /// A bounded multi-producer, multi-consumer queue of `T` in a named segment (Python's
 /// `multiprocessing.Queue(maxsize)`).
 ///
@@ -255,163 +511,30 @@ impl<T: Pod> Queue<T> {
     fn ring(&self) -> Ring<'_> {
         self.ring.ring()
     }
+}
 
-    /// Puts `v`, waiting while the queue is full.
-    ///
-    /// # Errors
-    ///
-    /// [`PutError::Closed`] (with `v`) once the queue is closed.
-    pub fn put(&self, v: T) -> Result<(), PutError<T>> {
-        match self
-            .ring()
-            .put(bytemuck::bytes_of(&v), None, self.ring.spin())
-        {
-            Ok(()) => Ok(()),
-            Err(_) => Err(PutError::Closed(v)),
-        }
+impl<T: Pod> Codec for Queue<T> {
+    type Msg = T;
+
+    fn seg(&self) -> &RingSeg {
+        &self.ring
     }
 
-    /// Puts `v`, waiting at most `timeout` for room.
-    ///
-    /// # Errors
-    ///
-    /// [`PutTimeoutError::Timeout`] or [`PutTimeoutError::Closed`], with `v`.
-    pub fn put_timeout(&self, v: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
-        match self
-            .ring()
-            .put(bytemuck::bytes_of(&v), deadline(timeout), self.ring.spin())
-        {
-            Ok(()) => Ok(()),
-            Err(Fail::Timeout) => Err(PutTimeoutError::Timeout(v)),
-            Err(Fail::Closed) => Err(PutTimeoutError::Closed(v)),
-        }
+    fn encode(v: &T, put: impl FnOnce(&[u8]) -> Result<(), PutFail>) -> Result<(), PutFail> {
+        put(bytemuck::bytes_of(v))
     }
 
-    /// Puts `v` if there is room; never waits.
-    ///
-    /// # Errors
-    ///
-    /// [`TryPutError::Full`] or [`TryPutError::Closed`], with `v`.
-    pub fn try_put(&self, v: T) -> Result<(), TryPutError<T>> {
-        let ring = self.ring();
-        if ring.is_closed() {
-            return Err(TryPutError::Closed(v));
+    fn decode(data: &[AtomicU64], len: usize) -> Option<T> {
+        if len != std::mem::size_of::<T>() {
+            return None;
         }
-        match ring.try_put(bytemuck::bytes_of(&v)) {
-            TryPut::Done => Ok(()),
-            TryPut::Full {
-                stuck: Some((pos, w)),
-            } if ring.reclaim(pos, w) => self.try_put(v),
-            TryPut::Full { .. } => Err(TryPutError::Full(v)),
-        }
-    }
-
-    fn read(data: &[AtomicU64], len: usize) -> T {
         let mut v = T::zeroed();
-        let bytes = bytemuck::bytes_of_mut(&mut v);
-        let n = len.min(bytes.len());
-        ring::read_data(data, &mut bytes[..n]);
-        v
-    }
-
-    /// Takes the oldest message, waiting while the queue is empty.
-    ///
-    /// # Errors
-    ///
-    /// [`GetError::Closed`] once the queue is closed and drained.
-    pub fn get(&self) -> Result<T, GetError> {
-        self.ring()
-            .get(&mut Self::read, None, self.ring.spin())
-            .map_err(|_| GetError::Closed)
-    }
-
-    /// Takes the oldest message, waiting at most `timeout`.
-    ///
-    /// # Errors
-    ///
-    /// [`GetTimeoutError::Timeout`], or [`GetTimeoutError::Closed`] once closed and drained.
-    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
-        self.ring()
-            .get(&mut Self::read, deadline(timeout), self.ring.spin())
-            .map_err(|e| match e {
-                Fail::Timeout => GetTimeoutError::Timeout,
-                Fail::Closed => GetTimeoutError::Closed,
-            })
-    }
-
-    /// Takes the oldest message if one is ready; never waits.
-    ///
-    /// # Errors
-    ///
-    /// [`TryGetError::Empty`], or [`TryGetError::Closed`] once closed and drained.
-    pub fn try_get(&self) -> Result<T, TryGetError> {
-        let ring = self.ring();
-        match ring.try_get(&mut Self::read) {
-            TryGet::Got(v) => Ok(v),
-            TryGet::Empty {
-                stuck: Some((pos, w)),
-            } if ring.reclaim(pos, w) => self.try_get(),
-            TryGet::Empty { stuck } if stuck.is_none() && ring.is_closed() => {
-                Err(TryGetError::Closed)
-            }
-            TryGet::Empty { .. } => Err(TryGetError::Empty),
-        }
-    }
-
-    /// The number of messages in the queue (Python's `qsize`): exact when no put or get is in
-    /// flight.
-    pub fn len(&self) -> usize {
-        self.ring().len()
-    }
-
-    /// Whether the queue holds no message.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Whether every slot is taken.
-    pub fn is_full(&self) -> bool {
-        self.len() == self.capacity()
-    }
-
-    /// How many messages fit.
-    pub fn capacity(&self) -> usize {
-        self.ring().capacity()
-    }
-
-    /// Closes the queue for every process: puts fail from now on; gets drain what is left, then
-    /// fail; blocked callers wake.
-    pub fn close(&self) {
-        self.ring().close();
-    }
-
-    /// Whether the queue has been closed.
-    pub fn is_closed(&self) -> bool {
-        self.ring().is_closed()
-    }
-
-    /// How many messages were lost because a process died while putting or taking them.
-    pub fn lost(&self) -> u64 {
-        self.ring().lost()
-    }
-
-    /// How many rounds this handle spins (then yields) before sleeping in a blocked `put` or
-    /// `get`. `0` sleeps at once; `u32::MAX` busy-polls and never sleeps.
-    pub fn set_spin(&self, rounds: u32) {
-        self.ring.set_spin(rounds);
-    }
-
-    /// The segment name.
-    pub fn name(&self) -> &str {
-        self.ring.segment().name()
-    }
-
-    /// Keeps the name when this creating handle is dropped; remove it later with
-    /// [`unlink`](crate::unlink).
-    pub fn persist(&self) {
-        self.ring.segment().persist();
+        ring::read_data(data, bytemuck::bytes_of_mut(&mut v));
+        Some(v)
     }
 }
+
+queue_ops!(impl[T: Pod] Queue<T>, T);
 
 impl<T> fmt::Debug for Queue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -420,6 +543,176 @@ impl<T> fmt::Debug for Queue<T> {
             .field("type", &std::any::type_name::<T>())
             .field("capacity", &self.ring.cap)
             .finish()
+    }
+}
+
+/// A bounded queue of byte messages, each up to a maximum length fixed at creation.
+///
+/// ```
+/// let name = format!("doc-bq-{}", std::process::id());
+/// let q = mpshm::ByteQueue::create(&name, 4, 32)?;
+/// q.put(b"hello".to_vec()).expect("room");
+/// assert_eq!(q.get().expect("message"), b"hello");
+/// assert!(matches!(q.put(vec![0; 33]), Err(mpshm::PutError::TooLarge(_))));
+/// # Ok::<(), mpshm::Error>(())
+/// ```
+pub struct ByteQueue {
+    ring: RingSeg,
+}
+
+const BYTES_TAG: &str = "bytes";
+
+impl ByteQueue {
+    /// Creates the queue `name` exclusively: `capacity` messages of up to `max_message` bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::create`].
+    pub fn create(name: &str, capacity: usize, max_message: usize) -> Result<Self, Error> {
+        Self::create_tagged(name, capacity, max_message, BYTES_TAG)
+    }
+
+    fn create_tagged(
+        name: &str,
+        capacity: usize,
+        max_message: usize,
+        tag: &str,
+    ) -> Result<Self, Error> {
+        if max_message > MAX_MESSAGE {
+            return Err(Error::InvalidLength {
+                len: max_message,
+                reason: "a queue message may be at most 64 MiB",
+            });
+        }
+        let opts = Options::new();
+        let spec = ring_spec(Kind::Queue, capacity, max_message, tag.to_owned())?;
+        Ok(ByteQueue {
+            ring: RingSeg::create(name, &spec, &opts)?,
+        })
+    }
+
+    /// Opens the existing byte queue `name`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::open`].
+    pub fn open(name: &str) -> Result<Self, Error> {
+        Self::open_tagged(name, BYTES_TAG)
+    }
+
+    fn open_tagged(name: &str, tag: &str) -> Result<Self, Error> {
+        Ok(ByteQueue {
+            ring: RingSeg::open(name, Kind::Queue, tag.to_owned(), None, &Options::new())?,
+        })
+    }
+}
+
+impl Codec for ByteQueue {
+    type Msg = Vec<u8>;
+
+    fn seg(&self) -> &RingSeg {
+        &self.ring
+    }
+
+    fn encode(v: &Vec<u8>, put: impl FnOnce(&[u8]) -> Result<(), PutFail>) -> Result<(), PutFail> {
+        put(v)
+    }
+
+    fn decode(data: &[AtomicU64], len: usize) -> Option<Vec<u8>> {
+        let mut v = vec![0; len];
+        ring::read_data(data, &mut v);
+        Some(v)
+    }
+}
+
+queue_ops!(impl[] ByteQueue, Vec<u8>);
+
+impl fmt::Debug for ByteQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ByteQueue")
+            .field("name", &self.ring.seg.name())
+            .field("capacity", &self.ring.cap)
+            .field("max_message", &self.ring.max_len)
+            .finish()
+    }
+}
+
+/// A bounded queue of any serde type, encoded with postcard into slots of a maximum length
+/// fixed at creation (feature `serde`).
+///
+/// ```
+/// # #[cfg(feature = "serde")] {
+/// let name = format!("doc-sq-{}", std::process::id());
+/// let q = mpshm::SerdeQueue::<(String, Vec<u32>)>::create(&name, 4, 256)?;
+/// q.put(("job".to_owned(), vec![1, 2, 3])).expect("room");
+/// assert_eq!(q.get().expect("message"), ("job".to_owned(), vec![1, 2, 3]));
+/// # }
+/// # Ok::<(), mpshm::Error>(())
+/// ```
+#[cfg(feature = "serde")]
+pub struct SerdeQueue<T> {
+    bytes: ByteQueue,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+#[cfg(feature = "serde")]
+impl<T: serde::Serialize + serde::de::DeserializeOwned> SerdeQueue<T> {
+    fn tag() -> String {
+        format!("serde:{}", std::any::type_name::<T>())
+    }
+
+    /// Creates the queue `name` exclusively: `capacity` messages of up to `max_message` encoded
+    /// bytes.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::create`].
+    pub fn create(name: &str, capacity: usize, max_message: usize) -> Result<Self, Error> {
+        let bytes = ByteQueue::create_tagged(name, capacity, max_message, &Self::tag())?;
+        Ok(SerdeQueue {
+            bytes,
+            _t: PhantomData,
+        })
+    }
+
+    /// Opens the existing queue `name` of `T`s.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::open`].
+    pub fn open(name: &str) -> Result<Self, Error> {
+        Ok(SerdeQueue {
+            bytes: ByteQueue::open_tagged(name, &Self::tag())?,
+            _t: PhantomData,
+        })
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec for SerdeQueue<T> {
+    type Msg = T;
+
+    fn seg(&self) -> &RingSeg {
+        &self.bytes.ring
+    }
+
+    fn encode(v: &T, put: impl FnOnce(&[u8]) -> Result<(), PutFail>) -> Result<(), PutFail> {
+        let bytes = postcard::to_allocvec(v).map_err(|_| PutFail::Encode)?;
+        put(&bytes)
+    }
+
+    fn decode(data: &[AtomicU64], len: usize) -> Option<T> {
+        postcard::from_bytes(&ByteQueue::decode(data, len)?).ok()
+    }
+}
+
+#[cfg(feature = "serde")]
+queue_ops!(impl[T: serde::Serialize + serde::de::DeserializeOwned] SerdeQueue<T>, T);
+
+#[cfg(feature = "serde")]
+impl<T> fmt::Debug for SerdeQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SerdeQueue").field(&self.bytes).finish()
     }
 }
 

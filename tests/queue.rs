@@ -41,6 +41,8 @@ fn main() {
                 joinable_queue_joins_across_processes,
             ),
             ("simple_queue_basics", simple_queue_basics),
+            ("byte_messages_across_processes", byte_messages_across_processes),
+            ("serde_messages_across_processes", serde_messages_across_processes),
             ("many_to_many_loses_nothing", many_to_many_loses_nothing),
             (
                 "killed_peers_never_wedge_the_queue",
@@ -55,6 +57,8 @@ fn main() {
             ("produce_forever", produce_forever),
             ("consume_forever", consume_forever),
             ("work_joinable", work_joinable),
+            ("echo_bytes", echo_bytes),
+            ("echo_serde", echo_serde),
         ],
     );
 }
@@ -495,4 +499,81 @@ fn killed_peers_never_wedge_the_queue() {
         "kill loop: {} trials, {received} messages checked, {lost} lost to killed peers",
         trials()
     );
+}
+
+fn echo_bytes(args: &[String]) {
+    let inbox = mpshm::ByteQueue::open(&args[0]).expect("open");
+    let outbox = mpshm::ByteQueue::open(&args[1]).expect("open");
+    while let Ok(m) = inbox.get() {
+        outbox.put(m).expect("put back");
+    }
+}
+
+fn byte_messages_across_processes() {
+    let (a, b) = (name("bq"), name("bqb"));
+    let inbox = mpshm::ByteQueue::create(&a, 4, 1000).expect("create");
+    let outbox = mpshm::ByteQueue::create(&b, 4, 1000).expect("create");
+    assert_eq!(inbox.max_message(), 1000);
+    let child = Child::spawn("echo_bytes", &[&a, &b]);
+    for len in [0, 1, 7, 8, 9, 999, 1000] {
+        let m: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        inbox.put(m.clone()).expect("put");
+        assert_eq!(outbox.get_timeout(Duration::from_secs(10)), Ok(m));
+    }
+    // Too long for a slot: refused at put, handed back, never truncated.
+    match inbox.try_put(vec![1; 1001]) {
+        Err(TryPutError::TooLarge(v)) => assert_eq!(v.len(), 1001),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+    assert!(matches!(inbox.put(vec![1; 5000]), Err(PutError::TooLarge(_))));
+    // A byte queue is not a queue of u64s, nor the other way round.
+    assert!(matches!(Queue::<u64>::open(&a), Err(Error::LayoutMismatch { .. })));
+    inbox.close();
+    child.join();
+}
+
+#[cfg(feature = "serde")]
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+enum Job {
+    Square(u64),
+    Greet { name: String, times: u8 },
+}
+
+#[cfg(feature = "serde")]
+fn echo_serde(args: &[String]) {
+    let inbox = mpshm::SerdeQueue::<Job>::open(&args[0]).expect("open");
+    let outbox = mpshm::SerdeQueue::<Job>::open(&args[1]).expect("open");
+    while let Ok(job) = inbox.get() {
+        let reply = match job {
+            Job::Square(n) => Job::Square(n * n),
+            Job::Greet { name, times } => Job::Greet { name: name.repeat(times.into()), times: 1 },
+        };
+        outbox.put(reply).expect("put back");
+    }
+}
+
+#[cfg(not(feature = "serde"))]
+fn echo_serde(_: &[String]) {}
+
+#[cfg(feature = "serde")]
+fn serde_messages_across_processes() {
+    let (a, b) = (name("sq"), name("sqb"));
+    let inbox = mpshm::SerdeQueue::<Job>::create(&a, 4, 64).expect("create");
+    let outbox = mpshm::SerdeQueue::<Job>::create(&b, 4, 64).expect("create");
+    let child = Child::spawn("echo_serde", &[&a, &b]);
+    inbox.put(Job::Square(12)).expect("put");
+    assert_eq!(outbox.get(), Ok(Job::Square(144)));
+    inbox.put(Job::Greet { name: "ab".into(), times: 3 }).expect("put");
+    assert_eq!(outbox.get(), Ok(Job::Greet { name: "ababab".into(), times: 1 }));
+    let long = Job::Greet { name: "x".repeat(100), times: 1 };
+    assert!(matches!(inbox.put(long), Err(PutError::TooLarge(_))));
+    // Another type's queue is refused by its tag.
+    assert!(matches!(mpshm::SerdeQueue::<u64>::open(&a), Err(Error::LayoutMismatch { .. })));
+    inbox.close();
+    child.join();
+}
+
+#[cfg(not(feature = "serde"))]
+fn serde_messages_across_processes() {
+    eprintln!("serde_messages_across_processes: built without the serde feature; nothing to test");
 }
