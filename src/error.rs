@@ -492,6 +492,8 @@ pub enum SendError {
         /// The limit.
         max: usize,
     },
+    /// The value could not be serialised (`send_serde`).
+    Encode,
     /// `send_bytes_range` was given a range outside the buffer.
     OutOfRange {
         /// The offset given.
@@ -522,6 +524,9 @@ pub enum RecvError {
         /// The message's length.
         needed: usize,
     },
+    /// The message is not a valid value of the type asked for (`recv_serde`); it has been
+    /// consumed.
+    Decode,
     /// The message does not have the size of the type asked for; it has been consumed.
     WrongSize {
         /// `size_of` the type asked for.
@@ -543,6 +548,7 @@ impl fmt::Display for SendError {
                     "message of {len} bytes is longer than the pipe's limit of {max}"
                 )
             }
+            SendError::Encode => f.write_str("the value could not be serialised"),
             SendError::OutOfRange { offset, size, len } => {
                 write!(
                     f,
@@ -567,6 +573,9 @@ impl fmt::Display for RecvError {
                 f,
                 "the buffer is too short for the message ({needed} bytes); it is kept for the next receive"
             ),
+            RecvError::Decode => {
+                f.write_str("the message is not a valid value of the type asked for")
+            }
             RecvError::WrongSize { expected, found } => write!(
                 f,
                 "the message has {found} bytes, not the {expected} of the type asked for"

@@ -558,6 +558,17 @@ macro_rules! receiving {
                 decode(v)
             }
 
+            /// Receives a message sent with `send_serde` as a `T` (feature `serde`, postcard).
+            ///
+            /// # Errors
+            ///
+            /// [`RecvError::Decode`] when it is not a valid `T` (it is consumed), or as
+            /// [`recv_bytes`](Self::recv_bytes).
+            #[cfg(feature = "serde")]
+            pub fn recv_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T, RecvError> {
+                postcard::from_bytes(&self.recv_bytes()?).map_err(|_| RecvError::Decode)
+            }
+
             /// Whether a message (or the end of the stream) is ready, waiting at most `timeout`.
             pub fn poll(&self, timeout: Duration) -> bool {
                 self.end.poll(timeout)
@@ -615,6 +626,18 @@ macro_rules! sending {
                         len: msg.len(),
                     }),
                 }
+            }
+
+            /// Sends any serde value, encoded with postcard (feature `serde`).
+            ///
+            /// # Errors
+            ///
+            /// [`SendError::Encode`] when it cannot be serialised, or as
+            /// [`send_bytes`](Self::send_bytes).
+            #[cfg(feature = "serde")]
+            pub fn send_serde<T: serde::Serialize>(&self, v: &T) -> Result<(), SendError> {
+                let bytes = postcard::to_allocvec(v).map_err(|_| SendError::Encode)?;
+                self.end.send_bytes(&bytes)
             }
 
             /// Sends `v` by value (its bytes; no serialisation).

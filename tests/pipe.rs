@@ -35,6 +35,7 @@ fn main() {
             ),
             ("ends_are_taken_once", ends_are_taken_once),
             ("wait_returns_the_ready_ones", wait_returns_the_ready_ones),
+            ("serde_values", serde_values),
         ],
         &[
             ("echo", echo),
@@ -306,4 +307,19 @@ fn wait_returns_the_ready_ones() {
     assert_eq!(mpshm::wait(&[&a, &q], None), [1]);
     child.tell("bye");
     child.join();
+}
+
+#[cfg(feature = "serde")]
+fn serde_values() {
+    let (a, b) = Pipe::create(&name("serde")).expect("create");
+    let v = (String::from("hello"), vec![1u16, 2, 3], Some(-4i64));
+    a.send_serde(&v).expect("send");
+    assert_eq!(b.recv_serde::<(String, Vec<u16>, Option<i64>)>(), Ok(v));
+    a.send_bytes(&[0xff; 3]).expect("send");
+    assert_eq!(b.recv_serde::<String>(), Err(RecvError::Decode));
+}
+
+#[cfg(not(feature = "serde"))]
+fn serde_values() {
+    eprintln!("serde_values: built without the serde feature; nothing to test");
 }

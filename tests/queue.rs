@@ -41,8 +41,14 @@ fn main() {
                 joinable_queue_joins_across_processes,
             ),
             ("simple_queue_basics", simple_queue_basics),
-            ("byte_messages_across_processes", byte_messages_across_processes),
-            ("serde_messages_across_processes", serde_messages_across_processes),
+            (
+                "byte_messages_across_processes",
+                byte_messages_across_processes,
+            ),
+            (
+                "serde_messages_across_processes",
+                serde_messages_across_processes,
+            ),
             ("many_to_many_loses_nothing", many_to_many_loses_nothing),
             (
                 "killed_peers_never_wedge_the_queue",
@@ -525,9 +531,15 @@ fn byte_messages_across_processes() {
         Err(TryPutError::TooLarge(v)) => assert_eq!(v.len(), 1001),
         other => panic!("expected TooLarge, got {other:?}"),
     }
-    assert!(matches!(inbox.put(vec![1; 5000]), Err(PutError::TooLarge(_))));
+    assert!(matches!(
+        inbox.put(vec![1; 5000]),
+        Err(PutError::TooLarge(_))
+    ));
     // A byte queue is not a queue of u64s, nor the other way round.
-    assert!(matches!(Queue::<u64>::open(&a), Err(Error::LayoutMismatch { .. })));
+    assert!(matches!(
+        Queue::<u64>::open(&a),
+        Err(Error::LayoutMismatch { .. })
+    ));
     inbox.close();
     child.join();
 }
@@ -546,7 +558,10 @@ fn echo_serde(args: &[String]) {
     while let Ok(job) = inbox.get() {
         let reply = match job {
             Job::Square(n) => Job::Square(n * n),
-            Job::Greet { name, times } => Job::Greet { name: name.repeat(times.into()), times: 1 },
+            Job::Greet { name, times } => Job::Greet {
+                name: name.repeat(times.into()),
+                times: 1,
+            },
         };
         outbox.put(reply).expect("put back");
     }
@@ -563,12 +578,29 @@ fn serde_messages_across_processes() {
     let child = Child::spawn("echo_serde", &[&a, &b]);
     inbox.put(Job::Square(12)).expect("put");
     assert_eq!(outbox.get(), Ok(Job::Square(144)));
-    inbox.put(Job::Greet { name: "ab".into(), times: 3 }).expect("put");
-    assert_eq!(outbox.get(), Ok(Job::Greet { name: "ababab".into(), times: 1 }));
-    let long = Job::Greet { name: "x".repeat(100), times: 1 };
+    inbox
+        .put(Job::Greet {
+            name: "ab".into(),
+            times: 3,
+        })
+        .expect("put");
+    assert_eq!(
+        outbox.get(),
+        Ok(Job::Greet {
+            name: "ababab".into(),
+            times: 1
+        })
+    );
+    let long = Job::Greet {
+        name: "x".repeat(100),
+        times: 1,
+    };
     assert!(matches!(inbox.put(long), Err(PutError::TooLarge(_))));
     // Another type's queue is refused by its tag.
-    assert!(matches!(mpshm::SerdeQueue::<u64>::open(&a), Err(Error::LayoutMismatch { .. })));
+    assert!(matches!(
+        mpshm::SerdeQueue::<u64>::open(&a),
+        Err(Error::LayoutMismatch { .. })
+    ));
     inbox.close();
     child.join();
 }
