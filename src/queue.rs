@@ -238,12 +238,14 @@ impl RingSeg {
                     })
             }
             Wait::No => loop {
+                // `closed` first, as in `Ring::get`: "closed and empty" must mean drained.
+                let closed = ring.is_closed();
                 match ring.try_get(&mut read) {
                     TryGet::Got(v) => break Ok(v),
                     TryGet::Empty {
                         stuck: Some((pos, w)),
                     } if ring.reclaim(pos, w) => {}
-                    TryGet::Empty { stuck: None } if ring.is_closed() => {
+                    TryGet::Empty { stuck: None } if closed => {
                         break Err(GetFail::Closed);
                     }
                     TryGet::Empty { .. } => break Err(GetFail::Empty),

@@ -1,0 +1,441 @@
+//! Queue costs between two processes, next to an OS pipe and a Unix-domain stream socket
+//! measured in the same run.
+//!
+//! ```text
+//! cargo bench --bench queue
+//! ```
+//!
+//! The child is this binary again, told its role by the `MPSHM_BENCH_QUEUE_CHILD` environment
+//! variable; it reports `ready` on its stderr, and pipe and socket ends are its stdin and stdout.
+//!
+//! - `round_trip/*`: an 8-byte counter to an echoing child and back (plus one, checked). mpshm
+//!   uses a queue each way, every handle `set_spin(u32::MAX)` (`queue_spinning`) or
+//!   `set_spin(0)` (`queue_parked`).
+//! - `stream_64B/*`: the parent sends `iters` 64-byte messages (one `write` each for pipe and
+//!   socket) to a child that reads them one at a time (exactly 64 bytes per read) and checks
+//!   their sequence; the last message of each batch asks the child for an 8-byte
+//!   acknowledgement, and the time runs until it arrives. Queues use the default spin.
+//!
+//! After Criterion's report, a summary gives each mean (over every sample, warm-up included) and
+//! how many times faster than the pipe it is.
+
+use std::cell::RefCell;
+use std::error::Error;
+use std::fs::File;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use mpshm::Queue;
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+/// Tells a re-executed bench binary to act as the child: `qecho <there> <back> <spin>`,
+/// `qsink <data> <ack>`, `fdecho`, or `fdsink`.
+const CHILD_ENV: &str = "MPSHM_BENCH_QUEUE_CHILD";
+/// Marks the message that asks for an acknowledgement.
+const ACK_ME: u64 = 1 << 63;
+/// A 64-byte message: a tag (sequence, maybe [`ACK_ME`]), then filler.
+type Msg = [u64; 8];
+
+fn main() {
+    if let Ok(role) = std::env::var(CHILD_ENV) {
+        if let Err(e) = child(&role) {
+            eprintln!("bench child ({role}): {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let mut c = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    if let Err(e) = benches(&mut c) {
+        eprintln!("bench queue: {e}");
+        std::process::exit(1);
+    }
+    c.final_summary();
+    summary();
+}
+
+// ---- the summary ---------------------------------------------------------------------------
+
+thread_local! {
+    /// Per benchmark: total time and iterations over every `iter_custom` call.
+    static TOTALS: RefCell<Vec<(String, Duration, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn record(id: &str, time: Duration, iters: u64) -> Duration {
+    TOTALS.with_borrow_mut(|totals| match totals.iter_mut().find(|t| t.0 == id) {
+        Some(t) => {
+            t.1 += time;
+            t.2 += iters;
+        }
+        None => totals.push((id.to_owned(), time, iters)),
+    });
+    time
+}
+
+fn summary() {
+    TOTALS.with_borrow(|totals| {
+        let mean = |t: &(String, Duration, u64)| t.1.as_nanos() as f64 / t.2.max(1) as f64;
+        println!("\nsummary (mean over all samples; × = the group's pipe mean / this)");
+        println!("{:-<72}", "");
+        for t in totals {
+            let group = t.0.split('/').next().unwrap_or_default();
+            let pipe = totals
+                .iter()
+                .find(|p| p.0 == format!("{group}/pipe"))
+                .map(mean);
+            let ratio = pipe.map_or(String::new(), |p| format!("{:>9.1}×", p / mean(t)));
+            println!("{:<36} {:>12.1} ns/iter {ratio}", t.0, mean(t));
+        }
+        println!("{:-<72}", "");
+    });
+}
+
+// ---- the benchmarks ------------------------------------------------------------------------
+
+fn benches(c: &mut Criterion) -> Res<()> {
+    let pid = std::process::id();
+
+    let mut g = c.benchmark_group("round_trip");
+    g.throughput(Throughput::Elements(1));
+    for (id, via) in [
+        ("queue_spinning", Via::Queue(u32::MAX)),
+        ("queue_parked", Via::Queue(0)),
+        ("pipe", Via::Pipe),
+        ("socket", Via::Socket),
+    ] {
+        let mut link = Link::start(via, &format!("qbb-{pid}-{id}"), false)?;
+        let full = format!("round_trip/{id}");
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    link.round_trip().expect("round trip");
+                }
+                record(&full, start.elapsed(), iters)
+            })
+        });
+        link.stop()?;
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("stream_64B");
+    g.throughput(Throughput::Bytes(64));
+    for (id, via) in [
+        ("queue", Via::Queue(KEEP_SPIN)),
+        ("pipe", Via::Pipe),
+        ("socket", Via::Socket),
+    ] {
+        let mut link = Link::start(via, &format!("qbb-{pid}-s{id}"), true)?;
+        let full = format!("stream_64B/{id}");
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                link.stream(iters).expect("stream");
+                record(&full, start.elapsed(), iters)
+            })
+        });
+        link.stop()?;
+    }
+    g.finish();
+    Ok(())
+}
+
+/// Stands for "leave the handles' spin at the default".
+const KEEP_SPIN: u32 = u32::MAX - 1;
+
+#[derive(Clone, Copy)]
+enum Via {
+    /// A queue each way, with this spin.
+    Queue(u32),
+    Pipe,
+    Socket,
+}
+
+/// The parent's end of a link to a child: a queue each way (8-byte messages to an echo child,
+/// 64-byte ones to a sink), or a writer and a reader.
+enum Ends {
+    Echo(Queue<u64>, Queue<u64>),
+    Sink(Queue<Msg>, Queue<u64>),
+    Fds(Box<dyn Write>, Box<dyn Read>),
+}
+
+struct Link {
+    ends: Ends,
+    child: KillOnDrop,
+    /// The next sequence number.
+    seq: u64,
+}
+
+impl Link {
+    /// Starts a child that echoes (`sink == false`) or takes a stream (`sink == true`).
+    fn start(via: Via, prefix: &str, sink: bool) -> Res<Link> {
+        let exe = std::env::current_exe()?;
+        let mut cmd = Command::new(exe);
+        cmd.stderr(Stdio::piped());
+        let fd_role = if sink { "fdsink" } else { "fdecho" };
+        let (ends, mut child) = match via {
+            Via::Queue(spin) => {
+                let (a, b) = (format!("{prefix}-a"), format!("{prefix}-b"));
+                let back = Queue::create(&b, 8)?;
+                set_spin(&back, spin);
+                let (ends, role) = if sink {
+                    let there = Queue::create(&a, 1024)?;
+                    set_spin(&there, spin);
+                    (Ends::Sink(there, back), "qsink")
+                } else {
+                    let there = Queue::create(&a, 8)?;
+                    set_spin(&there, spin);
+                    (Ends::Echo(there, back), "qecho")
+                };
+                let child = cmd
+                    .env(CHILD_ENV, format!("{role} {a} {b} {spin}"))
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .spawn()?;
+                (ends, child)
+            }
+            Via::Pipe => {
+                let mut child = cmd
+                    .env(CHILD_ENV, fd_role)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()?;
+                let to = child.stdin.take().ok_or("no pipe to the child")?;
+                let from = child.stdout.take().ok_or("no pipe from the child")?;
+                (Ends::Fds(Box::new(to), Box::new(from)), child)
+            }
+            Via::Socket => {
+                let (mine, theirs) = UnixStream::pair()?;
+                let out = OwnedFd::from(theirs.try_clone()?);
+                let child = cmd
+                    .env(CHILD_ENV, fd_role)
+                    .stdin(Stdio::from(OwnedFd::from(theirs)))
+                    .stdout(Stdio::from(out))
+                    .spawn()?;
+                (
+                    Ends::Fds(Box::new(mine.try_clone()?), Box::new(mine)),
+                    child,
+                )
+            }
+        };
+        drop(cmd); // the parent's copies of the child's socket ends
+        let stderr = child.stderr.take().ok_or("no report pipe")?;
+        let child = KillOnDrop(Some(child));
+        expect_ready(stderr)?;
+        Ok(Link {
+            ends,
+            child,
+            seq: 0,
+        })
+    }
+
+    fn round_trip(&mut self) -> Res<()> {
+        let v = self.seq;
+        self.seq += 1;
+        let got = match &mut self.ends {
+            Ends::Echo(there, back) => {
+                there.put(v).map_err(|e| e.to_string())?;
+                back.get()?
+            }
+            Ends::Sink(..) => return Err("a stream link does not echo".into()),
+            Ends::Fds(to, from) => {
+                to.write_all(&v.to_ne_bytes())?;
+                let mut buf = [0; 8];
+                from.read_exact(&mut buf)?;
+                u64::from_ne_bytes(buf)
+            }
+        };
+        if got != v + 1 {
+            return Err(format!("sent {v}, the echo came back as {got}").into());
+        }
+        Ok(())
+    }
+
+    /// Sends `n` messages, the last asking for an acknowledgement, and waits for it.
+    fn stream(&mut self, n: u64) -> Res<()> {
+        let n = n.max(1);
+        let mut msg: Msg = [0; 8];
+        let last = self.seq + n - 1;
+        for seq in self.seq..=last {
+            msg[0] = if seq == last { seq | ACK_ME } else { seq };
+            match &mut self.ends {
+                Ends::Sink(there, _) => there.put(msg).map_err(|e| e.to_string())?,
+                Ends::Fds(to, _) => to.write_all(bytemuck::bytes_of(&msg))?,
+                Ends::Echo(..) => return Err("an echo link takes no stream".into()),
+            }
+        }
+        self.seq = last + 1;
+        let ack = match &mut self.ends {
+            Ends::Sink(_, back) | Ends::Echo(_, back) => back.get()?,
+            Ends::Fds(_, from) => {
+                let mut buf = [0; 8];
+                from.read_exact(&mut buf)?;
+                u64::from_ne_bytes(buf)
+            }
+        };
+        if ack != last {
+            return Err(format!("acknowledged {ack}, the last sent was {last}").into());
+        }
+        Ok(())
+    }
+
+    fn stop(mut self) -> Res<()> {
+        match self.ends {
+            // The child's get fails: it exits.
+            Ends::Echo(there, _) => there.close(),
+            Ends::Sink(there, _) => there.close(),
+            Ends::Fds(to, from) => drop((to, from)), // end of file: the child exits
+        }
+        self.child.wait()
+    }
+}
+
+fn set_spin<T: bytemuck::Pod>(q: &Queue<T>, spin: u32) {
+    if spin != KEEP_SPIN {
+        q.set_spin(spin);
+    }
+}
+
+/// Waits for the child's `ready` line; anything else is its error.
+fn expect_ready(stderr: ChildStderr) -> Res<()> {
+    let mut line = String::new();
+    BufReader::new(stderr).read_line(&mut line)?;
+    if line.trim_end() != "ready" {
+        return Err(format!("child did not start: {line:?}").into());
+    }
+    Ok(())
+}
+
+// ---- child processes -----------------------------------------------------------------------
+
+fn child(role: &str) -> Res<()> {
+    let words: Vec<&str> = role.split(' ').collect();
+    match words[..] {
+        ["qecho", a, b, spin] => {
+            let (there, back) = open_queues::<u64>(a, b, spin.parse()?)?;
+            while let Ok(v) = there.get() {
+                back.put(v + 1).map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+        ["qsink", a, b, spin] => {
+            let (there, back) = open_queues::<Msg>(a, b, spin.parse()?)?;
+            let mut sink = Sink::default();
+            while let Ok(m) = there.get() {
+                if let Some(ack) = sink.see(m[0])? {
+                    back.put(ack).map_err(|e| e.to_string())?;
+                }
+            }
+            Ok(())
+        }
+        ["fdecho"] => {
+            let (mut input, mut output) = raw_stdio()?;
+            report_ready()?;
+            let mut buf = [0; 8];
+            while read_record(&mut input, &mut buf)? {
+                output.write_all(&(u64::from_ne_bytes(buf) + 1).to_ne_bytes())?;
+            }
+            Ok(())
+        }
+        ["fdsink"] => {
+            let (mut input, mut output) = raw_stdio()?;
+            report_ready()?;
+            let mut sink = Sink::default();
+            let mut msg: Msg = [0; 8];
+            while read_record(&mut input, bytemuck::bytes_of_mut(&mut msg))? {
+                if let Some(ack) = sink.see(msg[0])? {
+                    output.write_all(&ack.to_ne_bytes())?;
+                }
+            }
+            Ok(())
+        }
+        _ => Err(format!("unknown {CHILD_ENV} value {role:?}").into()),
+    }
+}
+
+fn open_queues<T: bytemuck::Pod>(a: &str, b: &str, spin: u32) -> Res<(Queue<T>, Queue<u64>)> {
+    let (there, back) = (Queue::open(a)?, Queue::open(b)?);
+    set_spin(&there, spin);
+    set_spin(&back, spin);
+    report_ready()?;
+    Ok((there, back))
+}
+
+/// The stream child's check: sequence numbers arrive in order, without gaps.
+#[derive(Default)]
+struct Sink {
+    next: u64,
+}
+
+impl Sink {
+    /// Checks one tag; the sequence number to acknowledge, if it asks for one.
+    fn see(&mut self, tag: u64) -> Res<Option<u64>> {
+        let seq = tag & !ACK_ME;
+        if seq != self.next {
+            return Err(format!("got sequence {seq}, expected {}", self.next).into());
+        }
+        self.next += 1;
+        Ok((tag & ACK_ME != 0).then_some(seq))
+    }
+}
+
+fn report_ready() -> Res<()> {
+    let mut err = std::io::stderr().lock();
+    writeln!(err, "ready")?;
+    err.flush()?;
+    Ok(())
+}
+
+/// Our stdin and stdout as unbuffered files.
+fn raw_stdio() -> Res<(File, File)> {
+    Ok((
+        File::from(std::io::stdin().as_fd().try_clone_to_owned()?),
+        File::from(std::io::stdout().as_fd().try_clone_to_owned()?),
+    ))
+}
+
+/// Fills `buf` with exactly one record: `false` at a clean end of file.
+fn read_record(input: &mut File, buf: &mut [u8]) -> Res<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => return Err("end of file inside a record".into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
+}
+
+/// A child process that is killed and reaped if dropped before [`KillOnDrop::wait`].
+struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    fn wait(&mut self) -> Res<()> {
+        let mut child = self.0.take().ok_or("child already waited for")?;
+        let status = child.wait()?;
+        if !status.success() {
+            return Err(format!("child process failed: {status}").into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
