@@ -1,8 +1,8 @@
-//! mpshm's [`Queue`] beside an OS pipe and a Unix-domain stream socket, all measured in the same
-//! run between real processes, printed as one table with the ratios.
+//! mpshm's [`Queue`] and [`Pipe`] beside an OS pipe and a Unix-domain stream socket, all measured
+//! in the same run between real processes, printed as one table with the ratios.
 //!
 //! ```text
-//! cargo run --release --example queue_bench                          # about 30 s
+//! cargo run --release --example queue_bench                          # about 35 s
 //! MPSHM_QBENCH_SECS=0.05 cargo run --release --example queue_bench   # a quick look
 //! ```
 //!
@@ -28,6 +28,20 @@
 //!   producer's sequence only rises (and has no gap when there is one consumer), and report a
 //!   count and sum that the parent matches against what the producers sent. Queue, pipe and
 //!   socket take turns for five rounds; each figure is the median of its five.
+//! - **Pipe**: the same cases over an mpshm [`Pipe`], a [`Connection`](mpshm::Connection) at each
+//!   end, taking turns with the queue, the OS pipe and the socket in the same rounds (their
+//!   figures are shared by both sections). The round trip is `send::<u64>` / `recv::<u64>` to an
+//!   echoing child. A stream's consumer child creates the pipe and receives with
+//!   `recv_bytes_into` until `Disconnected`; its producer child opens it by name. The **1 MiB**
+//!   case sends one 1 MiB message per `send_bytes`; the OS pipe and socket write an 8-byte length
+//!   and then the message in one `write` and read the length and then exactly that many bytes.
+//!   Every 8th 1 MiB message is checked word by word (each word depends on its position and the
+//!   message's tag), the others at every 64th word, besides the tag checks of every stream.
+//! - **Peer death**: a child holds the far end and blocks reading its stdin; a parent thread
+//!   blocks in `recv_bytes` (a `read` for the OS pipe and the socket); the child is `SIGKILL`ed
+//!   and the time runs from the kill until the receive fails with `Disconnected` (end of file).
+//!   The three take turns for [`DEATH_TRIALS`] trials each, killed at delays spread over one
+//!   [`PEER_POLL`](mpshm::PEER_POLL) period; the table gives the median (and the worst).
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
@@ -36,9 +50,10 @@ use std::os::unix::net::UnixStream;
 use std::process::{Child, ChildStderr, ChildStdin, Command, Stdio};
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Release};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use mpshm::Queue;
+use mpshm::{Pipe, Queue, RecvError};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -56,6 +71,12 @@ const SIZES: [usize; 5] = [8, 64, 1024, 4096, 65536];
 /// At most this many producers (their id is the top 16 bits of the tag).
 const MAX_PRODUCERS: usize = 4;
 const SEQ_MASK: u64 = (1 << 48) - 1;
+/// The size of the large-message case (pipe section only).
+const BIG: usize = 1 << 20;
+/// Peer-death trials of each transport.
+const DEATH_TRIALS: usize = 21;
+/// How long a peer-death trial may wait for the receive to fail before the run gives up.
+const DEATH_GIVE_UP: Duration = Duration::from_secs(5);
 
 /// Runs `$f::<N>(args)` for the message size `$size`.
 macro_rules! sized {
@@ -88,19 +109,31 @@ fn main() {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Via {
     Queue,
+    /// An OS pipe.
     Pipe,
     Socket,
+    /// An mpshm [`Pipe`]: a `Connection` at each end.
+    Conn,
 }
-
-const VIAS: [Via; 3] = [Via::Queue, Via::Pipe, Via::Socket];
 
 // ---- the parent ----------------------------------------------------------------------------
 
-/// What a row measures: nanoseconds per round trip, or messages per second of `size` bytes.
+/// What a row measures: nanoseconds per round trip, messages per second of `size` bytes, or
+/// nanoseconds from a peer's death to the receiver's error.
 #[derive(Clone, Copy)]
 enum Unit {
     RoundTrip,
     Rate { size: usize },
+    Latency,
+}
+
+/// What the project asks of a row.
+#[derive(Clone, Copy)]
+enum Target {
+    /// At least this many times faster than the OS pipe.
+    Speedup(f64),
+    /// mpshm's figure at most this many milliseconds.
+    AtMostMs(f64),
 }
 
 struct Row {
@@ -108,16 +141,26 @@ struct Row {
     unit: Unit,
     /// mpshm, pipe, socket.
     vals: [f64; 3],
-    /// The least speed-up over the pipe the project asks for.
-    target: Option<f64>,
+    target: Option<Target>,
+    /// Said after the figures (e.g. the worst trial).
+    note: String,
 }
 
 impl Row {
     /// How many times faster than baseline `i` (1 = pipe, 2 = socket) mpshm is.
     fn speedup(&self, i: usize) -> f64 {
         match self.unit {
-            Unit::RoundTrip => self.vals[i] / self.vals[0],
+            Unit::RoundTrip | Unit::Latency => self.vals[i] / self.vals[0],
             Unit::Rate { .. } => self.vals[0] / self.vals[i],
+        }
+    }
+
+    fn verdict(&self) -> String {
+        let pass = |ok: bool| if ok { "PASS" } else { "FAIL" };
+        match self.target {
+            Some(Target::Speedup(t)) => format!("≥ {t}×  {}", pass(self.speedup(1) >= t)),
+            Some(Target::AtMostMs(t)) => format!("< {t} ms  {}", pass(self.vals[0] < t * 1e6)),
+            None => String::new(),
         }
     }
 }
@@ -146,62 +189,119 @@ fn run() -> Res<()> {
     let started = Instant::now();
     let mut names = Names { n: 0 };
     let mut rows = Vec::new();
+    let mut pipe_rows = Vec::new();
     let mut verified = 0u64;
     eprintln!("queue_bench: {secs} s per case; round trips ...");
 
-    // Fresh children each round; the four cases take turns, so a burst of load from elsewhere
-    // lands on one round of each rather than on all of one case.
+    // Fresh children each round; the cases take turns, so a burst of load from elsewhere lands
+    // on one round of each rather than on all of one case.
     let cases = [
         (Via::Queue, u32::MAX),
         (Via::Queue, 0),
+        (Via::Conn, u32::MAX),
+        (Via::Conn, 0),
         (Via::Pipe, 0),
         (Via::Socket, 0),
     ];
-    let mut rt: [Vec<f64>; 4] = Default::default();
+    let mut rt: [Vec<f64>; 6] = Default::default();
     let mut floor = Vec::new();
     for _ in 0..ROUNDS {
         floor.push(line_ping_pong(secs / 4.0));
         for (i, (via, spin)) in cases.into_iter().enumerate() {
-            rt[i].push(round_trip(via, spin, secs, &mut names)?);
+            rt[i].push(
+                round_trip(via, spin, secs, &mut names)
+                    .map_err(|e| format!("round trip over {via:?}: {e}"))?,
+            );
         }
     }
-    let [spinning, parked, pipe_rt, sock_rt] = rt.map(median);
-    for (case, ns, target) in [
-        ("round trip 8 B, spinning", spinning, 100.0),
-        ("round trip 8 B, parked", parked, 1.0),
+    let [q_spin, q_park, c_spin, c_park, pipe_rt, sock_rt] = rt.map(median);
+    for (section, spinning, parked) in [
+        (&mut rows, q_spin, q_park),
+        (&mut pipe_rows, c_spin, c_park),
     ] {
-        rows.push(Row {
-            case: case.into(),
-            unit: Unit::RoundTrip,
-            vals: [ns, pipe_rt, sock_rt],
-            target: Some(target),
-        });
+        for (case, ns, target) in [
+            ("round trip 8 B, spinning", spinning, 100.0),
+            ("round trip 8 B, parked", parked, 1.0),
+        ] {
+            section.push(Row {
+                case: case.into(),
+                unit: Unit::RoundTrip,
+                vals: [ns, pipe_rt, sock_rt],
+                target: Some(Target::Speedup(target)),
+                note: String::new(),
+            });
+        }
     }
 
-    let mut streams = vec![(64, 2, "stream 64 B 2→2".to_owned(), None)];
+    // (size, processes each side, the mpshm transports and their targets); the OS pipe and the
+    // socket run every case.
+    let mut streams = vec![(64, 2, vec![(Via::Queue, None)])];
     for size in SIZES {
-        let target = (size == 64).then_some(15.0);
-        streams.push((size, 1, format!("stream {} 1→1", bytes(size)), target));
+        let target = (size == 64).then_some(Target::Speedup(15.0));
+        let mut mine = vec![(Via::Queue, target)];
+        if size == 64 || size == 4096 {
+            mine.push((Via::Conn, target));
+        }
+        streams.push((size, 1, mine));
     }
-    for (size, procs, case, target) in streams {
+    streams.push((BIG, 1, vec![(Via::Conn, Some(Target::Speedup(2.0)))]));
+    for (size, procs, mine) in streams {
+        let case = format!("stream {} {procs}→{procs}", bytes(size));
         eprintln!("queue_bench: {case} ...");
-        let mut got: [Vec<f64>; 3] = Default::default();
+        let vias: Vec<Via> = mine
+            .iter()
+            .map(|m| m.0)
+            .chain([Via::Pipe, Via::Socket])
+            .collect();
+        let mut got = vec![Vec::new(); vias.len()];
         for _ in 0..ROUNDS {
-            for (i, via) in VIAS.into_iter().enumerate() {
+            for (i, &via) in vias.iter().enumerate() {
                 let (msgs, time) = stream(via, size, procs, secs, &mut names)
                     .map_err(|e| format!("{case} over {via:?}: {e}"))?;
                 verified += msgs;
                 got[i].push(msgs as f64 / time.as_secs_f64());
             }
         }
-        rows.push(Row {
-            case,
-            unit: Unit::Rate { size },
-            vals: got.map(median),
-            target,
-        });
+        let got: Vec<f64> = got.into_iter().map(median).collect();
+        let (pipe, sock) = (got[got.len() - 2], got[got.len() - 1]);
+        for (i, (via, target)) in mine.into_iter().enumerate() {
+            let section = if via == Via::Conn {
+                &mut pipe_rows
+            } else {
+                &mut rows
+            };
+            section.push(Row {
+                case: case.clone(),
+                unit: Unit::Rate { size },
+                vals: [got[i], pipe, sock],
+                target,
+                note: String::new(),
+            });
+        }
     }
-    print_table(&rows);
+
+    eprintln!("queue_bench: peer death ...");
+    let mut death: [Vec<f64>; 3] = Default::default();
+    for trial in 0..DEATH_TRIALS {
+        // Kill at delays spread over one peer-poll period: the detection waits for the next poll.
+        let delay = Duration::from_millis(3 + (trial as u64 * 7) % 20);
+        for (i, via) in [Via::Conn, Via::Pipe, Via::Socket].into_iter().enumerate() {
+            death[i].push(
+                peer_death(via, delay, &mut names)
+                    .map_err(|e| format!("peer death over {via:?}: {e}"))?,
+            );
+        }
+    }
+    let worst = death[0].iter().copied().fold(0.0, f64::max);
+    pipe_rows.push(Row {
+        case: "peer SIGKILL → recv error".into(),
+        unit: Unit::Latency,
+        vals: death.map(median),
+        target: Some(Target::AtMostMs(100.0)),
+        note: format!("mpshm worst {}", latency(worst)),
+    });
+
+    print_table(&[("mpshm::Queue", &rows), ("mpshm::Pipe", &pipe_rows)]);
     println!(
         "two threads of this process bouncing one cache line: {:.0} ns per round trip (median of \
          {ROUNDS}). About 100-200 ns means two free cores; microseconds or more mean the cores are \
@@ -216,11 +316,11 @@ fn run() -> Res<()> {
     Ok(())
 }
 
-fn print_table(rows: &[Row]) {
+fn print_table(sections: &[(&str, &[Row])]) {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let line = "-".repeat(124);
     println!(
-        "\nmpshm::Queue vs OS pipe vs Unix stream socket, cross-process ({cores} cores); \
+        "\nmpshm vs OS pipe vs Unix stream socket, cross-process ({cores} cores); \
          ×pipe, ×sock = how many times faster mpshm is"
     );
     println!("{line}");
@@ -228,48 +328,68 @@ fn print_table(rows: &[Row]) {
         "{:<26}{:>22}{:>22}{:>22}{:>9}{:>9}  target (×pipe)",
         "case", "mpshm", "pipe", "socket", "×pipe", "×sock"
     );
-    println!("{line}");
-    for r in rows {
-        let cell = |v: f64| match r.unit {
-            Unit::RoundTrip => format!("{v:.0} ns/rt"),
-            Unit::Rate { size } => {
-                format!(
-                    "{}/s {:>8}",
-                    si(v),
-                    format!("{:.0} MB/s", v * size as f64 / 1e6)
-                )
-            }
-        };
-        let target = match r.target {
-            Some(t) if r.speedup(1) >= t => format!("≥ {t}×  PASS"),
-            Some(t) => format!("≥ {t}×  FAIL"),
-            None => String::new(),
-        };
-        println!(
-            "{:<26}{:>22}{:>22}{:>22}{:>8.1}×{:>8.1}×  {}",
-            r.case,
-            cell(r.vals[0]),
-            cell(r.vals[1]),
-            cell(r.vals[2]),
-            r.speedup(1),
-            r.speedup(2),
-            target
-        );
+    for (title, rows) in sections {
+        println!("{line}");
+        println!("{title}");
+        for r in rows.iter() {
+            let cell = |v: f64| match r.unit {
+                Unit::RoundTrip => format!("{v:.0} ns/rt"),
+                Unit::Latency => latency(v),
+                Unit::Rate { size } => {
+                    format!(
+                        "{}/s {:>8}",
+                        si(v),
+                        format!("{:.0} MB/s", v * size as f64 / 1e6)
+                    )
+                }
+            };
+            println!(
+                "{:<26}{:>22}{:>22}{:>22}{:>8.1}×{:>8.1}×  {}{}",
+                r.case,
+                cell(r.vals[0]),
+                cell(r.vals[1]),
+                cell(r.vals[2]),
+                r.speedup(1),
+                r.speedup(2),
+                r.verdict(),
+                if r.note.is_empty() {
+                    String::new()
+                } else {
+                    format!("  ({})", r.note)
+                }
+            );
+        }
     }
     println!("{line}");
     println!(
         "round trips: median of {ROUNDS} rounds, each the median of {BATCHES} batches; \
-         spinning = set_spin(u32::MAX) on both sides, parked = set_spin(0).\n\
-         streams: median of {ROUNDS} rounds; queues use the default spin; queue capacity {} \
-         messages ({} for 4 KiB, {} for 64 KiB).\n\
+         spinning = set_spin(u32::MAX) on both sides, parked = set_spin(0); the pipe and socket \
+         figures are shared by both sections (measured in the same rounds).\n\
+         streams: median of {ROUNDS} rounds; queues and pipes use the default spin; queue capacity \
+         {} messages ({} for 4 KiB, {} for 64 KiB); a Pipe holds 32 chunks of up to 16 KiB each \
+         way.\n\
          2→2: two producer and two consumer processes on one queue; the baselines are two \
          independent 1→1 pipes (sockets) at once.\n\
          With 2 cores, 2→2 puts 4 busy processes on 2 cores: they time-share, and a \
-         spinning waiter burns the slice its peer needs.",
+         spinning waiter burns the slice its peer needs.\n\
+         1 MiB: one message per send_bytes / recv_bytes_into; the pipe and socket write a length \
+         prefix and the message in one write and read them fully.\n\
+         peer SIGKILL: median of {DEATH_TRIALS} trials from the kill until the blocked receive \
+         fails (mpshm: Disconnected; pipe, socket: end of file); mpshm checks its peer every {} ms.",
         capacity(64),
         capacity(4096),
-        capacity(65536)
+        capacity(65536),
+        mpshm::PEER_POLL.as_millis()
     );
+}
+
+/// Nanoseconds as milliseconds, or microseconds when short.
+fn latency(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.1} ms", ns / 1e6)
+    } else {
+        format!("{:.0} µs", ns / 1e3)
+    }
 }
 
 /// The queue capacity for `size`-byte messages: 1024, or 1 MiB of payload for big ones.
@@ -293,7 +413,9 @@ fn si(v: f64) -> String {
 }
 
 fn bytes(size: usize) -> String {
-    if size >= 1024 {
+    if size >= 1 << 20 {
+        format!("{} MiB", size >> 20)
+    } else if size >= 1024 {
         format!("{} KiB", size / 1024)
     } else {
         format!("{size} B")
@@ -328,6 +450,22 @@ fn round_trip(via: Via, spin: u32, secs: f64, names: &mut Names) -> Res<f64> {
             kid.finish()?;
             Ok(ns)
         }
+        Via::Conn => {
+            let name = names.next();
+            let (mine, theirs) = Pipe::create(&name)?;
+            theirs.release();
+            mine.set_spin(spin);
+            let mut kid = Kid::spawn(format!("cecho {name} {spin}"), Stdio::null(), Stdio::null())?;
+            kid.expect("ready")?;
+            let ns = batches(secs, |i| {
+                mine.send(&i).map_err(|e| format!("send: {e}"))?;
+                let r = mine.recv::<u64>().map_err(|e| format!("no echo: {e}"))?;
+                check_echo(i, r)
+            })?;
+            drop(mine); // the child's recv fails: it exits
+            kid.finish()?;
+            Ok(ns)
+        }
         Via::Pipe | Via::Socket => {
             let (mut kid, mut to, mut from): (Kid, Box<dyn Write>, Box<dyn Read>) =
                 if via == Via::Pipe {
@@ -357,6 +495,78 @@ fn round_trip(via: Via, spin: u32, secs: f64, names: &mut Names) -> Res<f64> {
             Ok(ns)
         }
     }
+}
+
+/// Nanoseconds from `SIGKILL` of a child that holds the far end (and blocks reading its stdin)
+/// until a receive blocked in a thread of ours fails: `Disconnected`, or end of file. The kill
+/// comes `delay` after the receiving thread starts.
+fn peer_death(via: Via, delay: Duration, names: &mut Names) -> Res<f64> {
+    let (done_tx, done) = mpsc::channel::<Result<Instant, String>>();
+    let (kid, name) = match via {
+        Via::Conn => {
+            let name = names.next();
+            let (mine, theirs) = Pipe::create(&name)?;
+            theirs.release();
+            let mut kid = Kid::spawn(format!("chold {name}"), Stdio::piped(), Stdio::null())?;
+            kid.expect("ready")?;
+            std::thread::spawn(move || {
+                let r = match mine.recv_bytes() {
+                    Err(RecvError::Disconnected) => Ok(Instant::now()),
+                    other => Err(format!("the blocked recv_bytes returned {other:?}")),
+                };
+                let _ = done_tx.send(r);
+            });
+            (kid, Some(name))
+        }
+        Via::Pipe | Via::Socket => {
+            let (mut kid, mut from): (Kid, Box<dyn Read + Send>) = if via == Via::Pipe {
+                let mut kid = Kid::spawn("fdhold".into(), Stdio::piped(), Stdio::piped())?;
+                let from = kid.child.stdout.take().ok_or("no pipe from the child")?;
+                (kid, Box::new(from))
+            } else {
+                let (mine, theirs) = UnixStream::pair()?;
+                let kid = Kid::spawn(
+                    "fdhold".into(),
+                    Stdio::piped(),
+                    Stdio::from(OwnedFd::from(theirs)),
+                )?;
+                (kid, Box::new(mine))
+            };
+            kid.expect("ready")?;
+            std::thread::spawn(move || {
+                let mut byte = [0];
+                let r = loop {
+                    match from.read(&mut byte) {
+                        Ok(0) => break Ok(Instant::now()),
+                        Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                        other => break Err(format!("the blocked read returned {other:?}")),
+                    }
+                };
+                let _ = done_tx.send(r);
+            });
+            (kid, None)
+        }
+        Via::Queue => return Err("no peer-death case for a queue".into()),
+    };
+    let mut kid = kid;
+    std::thread::sleep(delay);
+    let killed = Instant::now();
+    kid.child.kill()?;
+    let ended = match done.recv_timeout(DEATH_GIVE_UP) {
+        Ok(r) => r?,
+        Err(_) => {
+            // The receiver is stuck in a thread we cannot stop; the process is about to exit
+            // with this error, so remove the segment its handle would have removed.
+            if let Some(name) = name {
+                let _ = mpshm::unlink(&name);
+            }
+            return Err(format!("no error {DEATH_GIVE_UP:?} after the kill").into());
+        }
+    };
+    if ended < killed {
+        return Err("the receive failed before the kill".into());
+    }
+    Ok((ended - killed).as_nanos() as f64)
 }
 
 /// Nanoseconds per round trip of one cache line between two spinning threads: the least any
@@ -442,6 +652,24 @@ fn stream(
 ) -> Res<(u64, Duration)> {
     match via {
         Via::Queue => sized!(size, stream_queue(procs, secs, names)),
+        Via::Conn => {
+            if procs != 1 {
+                return Err("a pipe connects one producer to one consumer".into());
+            }
+            // The consumer creates the pipe (its handle unlinks it at the end) and gives away
+            // the other end; the producer opens that by name.
+            let name = names.next();
+            let mut cons =
+                Kid::spawn(format!("ccons {size} {name}"), Stdio::null(), Stdio::null())?;
+            cons.expect("made")?;
+            let prod = Kid::spawn(
+                format!("cprod {size} 0 {secs} {name}"),
+                Stdio::piped(),
+                Stdio::null(),
+            )?;
+            // The producer's end closes when it exits: the consumer drains and stops.
+            drive(vec![prod], vec![cons], || {})
+        }
         Via::Pipe | Via::Socket => {
             let mut producers = Vec::new();
             let mut consumers = Vec::new();
@@ -638,11 +866,38 @@ fn child(role: &str) -> Res<()> {
         }
         ["fdprod", size, id, secs] => {
             let (id, secs) = (id.parse()?, secs.parse()?);
-            sized!(size.parse::<usize>()?, fd_producer(id, secs))
+            match size.parse::<usize>()? {
+                BIG => fd_big_producer(id, secs),
+                size => sized!(size, fd_producer(id, secs)),
+            }
         }
         ["fdcons", size, single] => {
             let single = single == "1";
-            sized!(size.parse::<usize>()?, fd_consumer(single))
+            match size.parse::<usize>()? {
+                BIG => fd_big_consumer(),
+                size => sized!(size, fd_consumer(single)),
+            }
+        }
+        ["cecho", name, spin] => conn_echo(name, spin.parse()?),
+        ["cprod", size, id, secs, name] => {
+            let (id, secs) = (id.parse()?, secs.parse()?);
+            match size.parse::<usize>()? {
+                BIG => conn_big_producer(name, id, secs),
+                size => sized!(size, conn_producer(name, id, secs)),
+            }
+        }
+        ["ccons", size, name] => match size.parse::<usize>()? {
+            BIG => conn_big_consumer(name),
+            size => sized!(size, conn_consumer(name)),
+        },
+        ["chold", name] => {
+            let _held = Pipe::open(name)?;
+            report("ready")?;
+            wait_go() // never comes: the parent kills us
+        }
+        ["fdhold"] => {
+            report("ready")?;
+            wait_go()
         }
         _ => Err("unknown role".into()),
     }
@@ -830,4 +1085,168 @@ fn fd_consumer<const N: usize>(single: bool) -> Res<()> {
         check.see(&buf)?;
     }
     check.report()
+}
+
+// ---- pipe children -------------------------------------------------------------------------
+
+fn conn_echo(name: &str, spin: u32) -> Res<()> {
+    let conn = Pipe::open(name)?;
+    conn.set_spin(spin);
+    report("ready")?;
+    loop {
+        match conn.recv::<u64>() {
+            Ok(v) => conn.send(&v.wrapping_add(1))?,
+            Err(RecvError::Disconnected) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Creates the pipe `name`, keeps one end and leaves the other for the producer to open.
+fn conn_create(name: &str) -> Res<mpshm::Connection> {
+    let (mine, theirs) = Pipe::create(name)?;
+    theirs.release();
+    report("made")?;
+    report("ready")?;
+    Ok(mine)
+}
+
+fn conn_producer<const N: usize>(name: &str, id: u64, secs: f64) -> Res<()> {
+    let conn = Pipe::open(name)?;
+    report("ready")?;
+    wait_go()?;
+    let n = produce(id, secs, |m: &[u8; N]| Ok(conn.send_bytes(m)?))?;
+    report(&format!("sent {n}"))
+}
+
+fn conn_consumer<const N: usize>(name: &str) -> Res<()> {
+    let conn = conn_create(name)?;
+    let mut check = Check::new(true);
+    let mut buf = [0u8; N];
+    loop {
+        match conn.recv_bytes_into(&mut buf) {
+            Ok(n) if n == N => check.see(&buf)?,
+            Ok(n) => return Err(format!("a {n}-byte message, expected {N}").into()),
+            Err(RecvError::Disconnected) => return check.report(),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+// ---- 1 MiB messages ------------------------------------------------------------------------
+
+/// Every this many 1 MiB messages, one is written and checked word by word ...
+const BIG_FULL_EVERY: u64 = 8;
+/// ... and the others at every this many words.
+const BIG_SAMPLE: usize = 64;
+
+fn big_step(tag: u64) -> usize {
+    if (tag & SEQ_MASK) % BIG_FULL_EVERY == 0 {
+        1
+    } else {
+        BIG_SAMPLE
+    }
+}
+
+/// Word `i` of the message tagged `tag` (but for the first and last words: see [`stamp`]).
+fn big_word(tag: u64, i: usize) -> u64 {
+    tag ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+fn big_fill(msg: &mut [u8], tag: u64) {
+    for (i, w) in msg.chunks_exact_mut(8).enumerate().step_by(big_step(tag)) {
+        w.copy_from_slice(&big_word(tag, i).to_ne_bytes());
+    }
+    stamp(msg, tag);
+}
+
+/// Checks the words [`big_fill`] wrote (the tag and its complement are [`Check::see`]'s).
+fn big_check(msg: &[u8]) -> Res<()> {
+    let word = |w: &[u8]| u64::from_ne_bytes(w.try_into().expect("8 bytes"));
+    let tag = word(&msg[..8]);
+    let last = msg.len() / 8 - 1;
+    for (i, w) in msg.chunks_exact(8).enumerate().step_by(big_step(tag)) {
+        if i != 0 && i != last && word(w) != big_word(tag, i) {
+            return Err(format!(
+                "message {tag:#x}: word {i} is {:#x}, expected {:#x}",
+                word(w),
+                big_word(tag, i)
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Sends [`BIG`]-byte messages from producer `id` for `secs`; how many. `send` gets each message
+/// with its length (8 bytes) in front.
+fn produce_big(id: u64, secs: f64, mut send: impl FnMut(&[u8]) -> Res<()>) -> Res<u64> {
+    let mut buf = vec![0u8; 8 + BIG];
+    buf[..8].copy_from_slice(&(BIG as u64).to_ne_bytes());
+    let end = Instant::now() + Duration::from_secs_f64(secs);
+    let mut seq = 0;
+    loop {
+        big_fill(&mut buf[8..], id << 48 | seq);
+        send(&buf)?;
+        seq += 1;
+        if Instant::now() >= end {
+            return Ok(seq);
+        }
+    }
+}
+
+/// Checks every [`BIG`]-byte message `recv` puts into its buffer, until it returns `false`.
+fn consume_big(mut recv: impl FnMut(&mut [u8]) -> Res<bool>) -> Res<()> {
+    let mut check = Check::new(true);
+    let mut buf = vec![0u8; BIG];
+    while recv(&mut buf)? {
+        check.see(&buf)?;
+        big_check(&buf)?;
+    }
+    check.report()
+}
+
+fn fd_big_producer(id: u64, secs: f64) -> Res<()> {
+    let mut out = raw_stdout()?;
+    report("ready")?;
+    wait_go()?;
+    let n = produce_big(id, secs, |m| Ok(out.write_all(m)?))?;
+    report(&format!("sent {n}"))
+}
+
+fn fd_big_consumer() -> Res<()> {
+    let mut input = raw_stdin()?;
+    report("ready")?;
+    consume_big(|buf| {
+        let mut len = [0u8; 8];
+        if !read_record(&mut input, &mut len)? {
+            return Ok(false);
+        }
+        let len = u64::from_ne_bytes(len);
+        if len != buf.len() as u64 {
+            return Err(format!("a {len}-byte message, expected {}", buf.len()).into());
+        }
+        if !read_record(&mut input, buf)? {
+            return Err("end of file inside a message".into());
+        }
+        Ok(true)
+    })
+}
+
+fn conn_big_producer(name: &str, id: u64, secs: f64) -> Res<()> {
+    let conn = Pipe::open(name)?;
+    report("ready")?;
+    wait_go()?;
+    let n = produce_big(id, secs, |m| Ok(conn.send_bytes(&m[8..])?))?;
+    report(&format!("sent {n}"))
+}
+
+fn conn_big_consumer(name: &str) -> Res<()> {
+    let conn = conn_create(name)?;
+    consume_big(|buf| match conn.recv_bytes_into(buf) {
+        Ok(n) if n == buf.len() => Ok(true),
+        Ok(n) => Err(format!("a {n}-byte message, expected {}", buf.len()).into()),
+        Err(RecvError::Disconnected) => Ok(false),
+        Err(e) => Err(e.into()),
+    })
 }

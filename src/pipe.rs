@@ -1,5 +1,5 @@
 //! [`Pipe`]: Python's `multiprocessing.Pipe` — a duplex connection between two processes — as two
-//! single-producer, single-consumer rings in one named segment.
+//! single-producer, single-consumer rings (`spsc.rs`) in one named segment.
 //!
 //! Messages keep their boundaries and may be far larger than a ring: a message travels as chunks
 //! of the slot size, every chunk but the last exactly full, the last one shorter (possibly empty,
@@ -20,16 +20,18 @@ use bytemuck::Pod;
 
 use crate::error::{Error, RecvError, SendError};
 use crate::queue::DEFAULT_SPIN;
-use crate::ring::{self, CTL_SIZE, Fail, Ring, RingCtl};
+use crate::ring::{self, Fail};
 use crate::segment::{Kind, Options, Segment, Shared, Spec};
+use crate::spsc::{Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
 use crate::sys;
 
 /// How often a blocked receiver (or a sender) checks that its peer process is still alive.
 pub const PEER_POLL: Duration = Duration::from_millis(20);
-/// Bytes per chunk (one ring slot).
-const CHUNK: usize = 16 * 1024 - 16;
-/// Slots per direction.
-const SLOTS: usize = 32;
+/// Bytes per chunk: one ring slot is 1 KiB with its header words. Small slots keep many small
+/// messages in flight; large messages pay a slot per KiB, a fraction of the copy itself.
+const CHUNK: usize = 1024 - 16;
+/// Slots per direction (512 KiB of ring each way).
+const SLOTS: usize = 512;
 /// The largest message `send_bytes` accepts: 1 GiB.
 pub const MAX_MESSAGE: usize = 1 << 30;
 
@@ -51,7 +53,7 @@ unsafe impl Shared for PipeCtl {}
 
 fn ring_bytes() -> usize {
     let slots = SLOTS * ring::slot_words(CHUNK).expect("constant") * 8;
-    (CTL_SIZE + slots).next_multiple_of(128)
+    (SPSC_CTL_SIZE + slots).next_multiple_of(128)
 }
 
 fn spec(oneway: bool) -> Spec {
@@ -75,7 +77,6 @@ fn spec(oneway: bool) -> Spec {
 struct End {
     seg: Arc<Segment>,
     side: usize,
-    pid: u32,
     spin: AtomicU32,
     /// When this handle was made, and how long after that the peer was last seen alive.
     born: Instant,
@@ -87,6 +88,11 @@ struct End {
     /// Held while sending, for the same reason.
     send: Mutex<()>,
     released: AtomicBool,
+    /// Sends so far (under the send lock), to space out the peer's liveness checks.
+    sends: AtomicU32,
+    /// This end's caches of the other side's ring indices.
+    send_cache: Cache,
+    recv_cache: Cache,
 }
 
 /// Locks in-process state; a panic in another thread leaves nothing half-done there.
@@ -100,26 +106,27 @@ impl End {
     }
 
     /// The ring carrying messages from end `from` to the other end.
-    fn ring(&self, from: usize) -> Ring<'_> {
+    fn ring(&self, from: usize) -> Spsc<'_> {
         let off = self.seg.payload_offset() + std::mem::size_of::<PipeCtl>() + from * ring_bytes();
         let words = SLOTS * ring::slot_words(CHUNK).expect("constant");
-        let ctl: &RingCtl = self.seg.shared(off);
-        let slots: &[AtomicU64] = self.seg.shared_slice(off + CTL_SIZE, words);
-        Ring::new(ctl, slots, SLOTS, CHUNK, self.pid, false)
+        let ctl: &SpscCtl = self.seg.shared(off);
+        let slots: &[AtomicU64] = self.seg.shared_slice(off + SPSC_CTL_SIZE, words);
+        Spsc::new(ctl, slots, SLOTS, CHUNK)
     }
 
     fn attach(seg: Arc<Segment>, side: usize) -> End {
-        let pid = sys::current_pid();
         End {
             seg,
             side,
-            pid,
             spin: AtomicU32::new(DEFAULT_SPIN),
             born: Instant::now(),
             peer_seen: AtomicU64::new(0),
             recv: Mutex::new(None),
             send: Mutex::new(()),
             released: AtomicBool::new(false),
+            sends: AtomicU32::new(0),
+            send_cache: Cache::default(),
+            recv_cache: Cache::default(),
         }
     }
 
@@ -146,14 +153,19 @@ impl End {
         &self.ctl().ends[1 - self.side]
     }
 
+    /// Whether the peer closed its end.
+    fn peer_closed(&self) -> bool {
+        // Acquire: pairs with the Release store in `close`.
+        self.peer().closed.load(Ordering::Acquire) != 0
+    }
+
     /// Whether the peer closed its end, or its process is gone. Checks the process at most
     /// every [`PEER_POLL`] unless `now`.
     fn peer_gone(&self, now: bool) -> bool {
-        let peer = self.peer();
-        // Acquire: pairs with the Release store in `close`.
-        if peer.closed.load(Ordering::Acquire) != 0 {
+        if self.peer_closed() {
             return true;
         }
+        let peer = self.peer();
         let since_born = || self.born.elapsed().as_nanos() as u64;
         if !now
             && since_born() - self.peer_seen.load(Ordering::Relaxed) < PEER_POLL.as_nanos() as u64
@@ -177,11 +189,20 @@ impl End {
                 max: MAX_MESSAGE,
             });
         }
-        if self.peer_gone(false) {
+        let _sending = lock(&self.send);
+        // The peer's closed flag is one load; its liveness costs a clock read, so it is looked
+        // at once every 64 sends (and whenever a send has to wait).
+        let n = self.sends.load(Ordering::Relaxed).wrapping_add(1);
+        self.sends.store(n, Ordering::Relaxed);
+        let gone = if n % 64 == 0 {
+            self.peer_gone(false)
+        } else {
+            self.peer_closed()
+        };
+        if gone {
             return Err(SendError::Disconnected);
         }
         let ring = self.ring(self.side);
-        let _sending = lock(&self.send);
         let mut chunks = msg.chunks(CHUNK);
         // Every chunk but the last is full; a message of whole chunks ends with an empty one.
         let last_full = msg.len() % CHUNK == 0;
@@ -199,10 +220,14 @@ impl End {
         }
     }
 
-    fn put_chunk(&self, ring: &Ring<'_>, chunk: &[u8]) -> Result<(), SendError> {
+    fn put_chunk(&self, ring: &Spsc<'_>, chunk: &[u8]) -> Result<(), SendError> {
+        if !ring.is_closed() && ring.try_push(chunk, &self.send_cache) {
+            return Ok(());
+        }
         loop {
-            match ring.put(
+            match ring.push(
                 chunk,
+                &self.send_cache,
                 Some(Instant::now() + PEER_POLL),
                 self.spin.load(Ordering::Relaxed),
             ) {
@@ -230,18 +255,29 @@ impl End {
         let ring = self.ring(1 - self.side);
         let mut first = true;
         loop {
-            let mut read = |data: &[AtomicU64], len: usize| {
-                let start = out.len();
-                out.resize(start + len, 0);
-                ring::read_data(data, &mut out[start..]);
-                len
+            let mut read = |bytes: &[u8]| {
+                out.extend_from_slice(bytes);
+                bytes.len()
             };
+            // The fast path: a chunk is there (no clock read, no deadline).
+            if let Some(len) = ring.try_pop(&mut read, &self.recv_cache) {
+                if len < CHUNK {
+                    return Ok(());
+                }
+                first = false;
+                continue;
+            }
             let poll = Instant::now() + PEER_POLL;
             let wait = match deadline {
                 Some(d) if first => d.min(poll),
                 _ => poll,
             };
-            match ring.get(&mut read, Some(wait), self.spin.load(Ordering::Relaxed)) {
+            match ring.pop(
+                &mut read,
+                &self.recv_cache,
+                Some(wait),
+                self.spin.load(Ordering::Relaxed),
+            ) {
                 Ok(len) if len < CHUNK => return Ok(()),
                 Ok(_) => first = false,
                 // Closed and drained (mid-message, the rest of it is lost with the peer).
@@ -444,22 +480,8 @@ fn in_use(name: &str) -> Error {
 
 fn create_ends(name: &str, oneway: bool) -> Result<[End; 2], Error> {
     let spec = spec(oneway);
-    let seg = Segment::create(name, &spec, &Options::new(), |seg| {
-        let base = seg.payload_offset() + std::mem::size_of::<PipeCtl>();
-        for from in 0..2 {
-            let off = base + from * ring_bytes();
-            let words = SLOTS * ring::slot_words(CHUNK).expect("constant");
-            Ring::new(
-                seg.shared(off),
-                seg.shared_slice(off + CTL_SIZE, words),
-                SLOTS,
-                CHUNK,
-                0,
-                false,
-            )
-            .init();
-        }
-    })?;
+    // A fresh (zeroed) segment is two empty rings: both indices 0.
+    let seg = Segment::create(name, &spec, &Options::new(), |_| {})?;
     let seg = Arc::new(seg);
     for side in 0..2 {
         End::claim(&seg, side);

@@ -23,12 +23,18 @@
 //! It works on a control block and a slice of `AtomicU64` slot words, wherever they live, so it
 //! runs the same on heap memory under Miri and in property tests as on a mapped segment. The one
 //! unsafe operation is the message copy into and out of a claimed slot.
+//!
+//! The atomics come from `crate::sync::atomic`, which hands out loom's under `--cfg loom`; the
+//! models in `ring/loom_model.rs` check the algorithm there
+//! (`RUSTFLAGS="--cfg loom" cargo test --release --lib ring::loom`), and `ring/tests.rs` runs it
+//! under Miri and proptest. Under loom and Miri the OS is out of the picture: loom's futex is a
+//! model mutex and condition variable, and `claimer_alive` decides liveness without asking the
+//! kernel.
 
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use std::sync::atomic::{AtomicU32, AtomicU64, fence};
 use std::time::{Duration, Instant};
 
-use crate::sys;
+use crate::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use crate::sync::atomic::{AtomicU32, AtomicU64, fence};
 
 /// One cache-line pair (128 bytes: x86_64 prefetches lines in pairs).
 #[repr(C, align(128))]
@@ -61,6 +67,8 @@ struct Misc {
 }
 
 // SAFETY: `RingCtl` is atomics only: every bit pattern is valid and all mutation is atomic.
+// (Not under loom, whose atomics are handles into the model rather than words in memory.)
+#[cfg(not(loom))]
 unsafe impl crate::segment::Shared for RingCtl {}
 
 /// Bytes of the control block.
@@ -104,6 +112,25 @@ pub(crate) fn slot_words(max_len: usize) -> Option<usize> {
 
 /// How long a waiter stuck behind a claimed slot sleeps between checks that its claimer lives.
 const LIVENESS_POLL: Duration = Duration::from_millis(10);
+
+/// The pid that tests write into a slot to stage a claimer that died: above any pid Linux hands
+/// out by default (`pid_max` is at most 2^22 = 4,194,304, and defaults to far less).
+#[cfg(any(test, loom, miri))]
+const MODEL_DEAD_PID: u32 = 4_000_000;
+
+/// Whether the process `pid` that claimed a slot is still running.
+#[cfg(not(any(loom, miri)))]
+fn claimer_alive(pid: u32) -> bool {
+    crate::sys::process_alive(pid, 0)
+}
+
+/// Models have no processes to ask about (Miri cannot read `/proc` or call `kill` in isolation,
+/// and loom threads all share one pid): every claimer counts as alive except the pid the tests
+/// stage as dead.
+#[cfg(any(loom, miri))]
+fn claimer_alive(pid: u32) -> bool {
+    pid != MODEL_DEAD_PID
+}
 
 /// What a non-blocking put found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -251,8 +278,8 @@ impl<'a> Ring<'a> {
                 // Still holding the previous lap: full, unless our tail was stale.
                 _ => {
                     if tail.load(Relaxed) == pos {
-                        let stuck =
-                            matches!(state(w), WRITING | READING).then_some((pos - self.cap, w));
+                        let stuck = matches!(state(w), WRITING | READING)
+                            .then_some((pos.wrapping_sub(self.cap), w));
                         return TryPut::Full { stuck };
                     }
                 }
@@ -312,7 +339,17 @@ impl<'a> Ring<'a> {
                 (d, _) if d > 0 => {
                     let _ = head.compare_exchange(pos, pos + 1, Relaxed, Relaxed);
                 }
-                _ => {} // a stale head: reload
+                // Still holding the previous lap: nothing is published at `pos`, unless our head
+                // was stale. A consumer of that lap may still be copying out (`READING`); name
+                // it, so that a waiter can reclaim the slot if that consumer died (looping here
+                // until it frees the slot would spin forever behind a dead one).
+                _ => {
+                    if head.load(Relaxed) == pos {
+                        let stuck = matches!(state(w), WRITING | READING)
+                            .then_some((pos.wrapping_sub(self.cap), w));
+                        return TryGet::Empty { stuck };
+                    }
+                }
             }
         }
     }
@@ -320,7 +357,7 @@ impl<'a> Ring<'a> {
     /// Frees slot `pos`, found holding `w` (`WRITING` or `READING`), if the process named in
     /// `w` is dead. Returns whether it did.
     pub(crate) fn reclaim(&self, pos: u64, w: u64) -> bool {
-        if sys::process_alive(pid(w), 0) {
+        if claimer_alive(pid(w)) {
             return false;
         }
         let slot = self.slot(pos);
@@ -405,11 +442,18 @@ impl<'a> Ring<'a> {
     ) -> Result<R, Fail> {
         let mut rounds = 0;
         loop {
+            // `closed` is read BEFORE looking for a message: a put that happened before the
+            // close is then visible to the `try_get` below, so "closed and empty" really means
+            // drained. (Read after, a consumer preempted between the two could see the close
+            // but not the last puts, and drop them.)
+            let closed = self.is_closed();
             let stuck = match self.try_get(read) {
                 TryGet::Got(r) => return Ok(r),
                 TryGet::Empty { stuck } => stuck,
             };
-            if stuck.is_none() && self.is_closed() {
+            // Closed and drained: nothing is published, and no producer holds the head slot (a
+            // consumer still copying out the previous lap does not count).
+            if closed && stuck.is_none_or(|(_, w)| state(w) == READING) {
                 return Err(Fail::Closed);
             }
             if rounds < spin {
@@ -465,11 +509,12 @@ impl<'a> Ring<'a> {
             if self.joined() {
                 return Ok(());
             }
-            // A dead producer's claimed slot at the head would hold `head < tail` forever.
+            // A dead producer's claimed slot at the head would hold `head < tail` forever, and so
+            // would a consumer that died after its claim but before it moved the head on.
             let pos = self.ctl.head.0.load(Relaxed);
             // Acquire: as in `try_get`.
             let w = self.slot(pos)[0].load(Acquire);
-            if diff(w, pos) == 0 && state(w) == WRITING && self.reclaim(pos, w) {
+            if diff(w, pos) == 0 && matches!(state(w), WRITING | READING) && self.reclaim(pos, w) {
                 continue;
             }
             let wait = remaining(deadline)?;
@@ -489,6 +534,15 @@ fn write_data(slot: &[AtomicU64], msg: &[u8]) {
     slot[1].store(msg.len() as u64, Relaxed);
     let data = &slot[2..];
     assert!(msg.len() <= data.len() * 8);
+    // loom's atomics are handles, not memory: copy word by word, Relaxed, so that a missing
+    // happens-before edge shows up in the model as a stale message.
+    #[cfg(loom)]
+    for (word, chunk) in data.iter().zip(msg.chunks(8)) {
+        let mut bytes = [0; 8];
+        bytes[..chunk.len()].copy_from_slice(chunk);
+        word.store(u64::from_ne_bytes(bytes), Relaxed);
+    }
+    #[cfg(not(loom))]
     // SAFETY: the bytes lie inside `data` (asserted). The slot is claimed by our successful CAS
     // to WRITING, so until our Release store of FULL no one else reads or writes these words:
     // the previous reader's copy happened-before its Release store of FREE, which our Acquire
@@ -506,6 +560,12 @@ fn write_data(slot: &[AtomicU64], msg: &[u8]) {
 /// claimed (`READING`), inside the `read` callback of [`Ring::try_get`].
 pub(crate) fn read_data(data: &[AtomicU64], out: &mut [u8]) {
     assert!(out.len() <= data.len() * 8);
+    // Word by word under loom, as in `write_data`.
+    #[cfg(loom)]
+    for (word, chunk) in data.iter().zip(out.chunks_mut(8)) {
+        chunk.copy_from_slice(&word.load(Relaxed).to_ne_bytes()[..chunk.len()]);
+    }
+    #[cfg(not(loom))]
     // SAFETY: the bytes lie inside `data` (asserted). The caller's claim (a successful Acquire
     // CAS from FULL, pairing with the producer's Release store of FULL) orders the producer's
     // writes before this read, and no one writes the slot until our Release store of FREE.
@@ -514,9 +574,19 @@ pub(crate) fn read_data(data: &[AtomicU64], out: &mut [u8]) {
     }
 }
 
-fn backoff(round: u32) {
-    if round < 64 {
-        for _ in 0..(1u32 << (round / 8).min(6)) {
+pub(crate) fn backoff(round: u32) {
+    // Under loom every interleaving is explored anyway; a spin the model cannot see only adds
+    // steps, so yield to it instead.
+    #[cfg(loom)]
+    {
+        let _ = round;
+        loom::thread::yield_now();
+    }
+    // A few exponentially growing spins (127 pauses in all, a few microseconds), then yield:
+    // longer pure spinning only starves a peer that shares this core.
+    #[cfg(not(loom))]
+    if round <= 6 {
+        for _ in 0..(1u32 << round) {
             std::hint::spin_loop();
         }
     } else {
@@ -524,7 +594,7 @@ fn backoff(round: u32) {
     }
 }
 
-fn remaining(deadline: Option<Instant>) -> Result<Option<Duration>, Fail> {
+pub(crate) fn remaining(deadline: Option<Instant>) -> Result<Option<Duration>, Fail> {
     match deadline {
         None => Ok(None),
         Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -543,7 +613,7 @@ fn min_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
 }
 
 /// Sleeps on `epoch` while `blocked()` holds, at most `timeout`.
-fn park(
+pub(crate) fn park(
     epoch: &AtomicU32,
     waiters: &AtomicU32,
     timeout: Option<Duration>,
@@ -555,19 +625,52 @@ fn park(
     let seen = epoch.load(SeqCst);
     fence(SeqCst);
     if blocked() {
-        sys::futex_wait(epoch, seen, timeout);
+        futex_wait(epoch, seen, timeout);
     }
     waiters.fetch_sub(1, SeqCst);
 }
 
 /// Wakes the sleepers on `epoch`, with a syscall only if any are counted.
-fn wake(epoch: &AtomicU32, waiters: &AtomicU32) {
+pub(crate) fn wake(epoch: &AtomicU32, waiters: &AtomicU32) {
     // SeqCst: pairs with the fence in `park` (see there).
     fence(SeqCst);
     if waiters.load(Relaxed) > 0 {
         epoch.fetch_add(1, SeqCst);
-        sys::futex_wake(epoch, i32::MAX as u32);
+        futex_wake(epoch, i32::MAX as u32);
     }
+}
+
+#[cfg(not(loom))]
+use crate::sys::{futex_wait, futex_wake};
+
+#[cfg(loom)]
+loom::lazy_static! {
+    /// loom's futex: one wait queue for every word, as if all hashed to one kernel bucket.
+    static ref FUTEX: (loom::sync::Mutex<()>, loom::sync::Condvar) =
+        (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
+}
+
+/// loom's stand-in for the futex wait: like the kernel, compare the word under the lock that the
+/// wake takes too, and sleep only if it still holds `expected`. The sleep is a real block in the
+/// model (with yield loops, loom starves the one thread that could wake two spinners: loom
+/// issue 53), so a lost wake-up shows up as a deadlock, which loom reports. A timed wait is
+/// modelled as an untimed one: with every claimer alive, progress must never need a timeout.
+#[cfg(loom)]
+fn futex_wait(word: &AtomicU32, expected: u32, _timeout: Option<Duration>) {
+    let (lock, queue) = &*FUTEX;
+    let guard = lock.lock().expect("model lock");
+    // SeqCst: the kernel reads the word under the bucket lock; so does this.
+    if word.load(SeqCst) == expected {
+        drop(queue.wait(guard).expect("model lock"));
+    }
+}
+
+/// loom's stand-in for the futex wake: wakes every waiter (of any word; they re-check).
+#[cfg(loom)]
+fn futex_wake(_word: &AtomicU32, _n: u32) {
+    let (lock, queue) = &*FUTEX;
+    let _guard = lock.lock().expect("model lock");
+    queue.notify_all();
 }
 
 /// A ring on the heap, for tests of the algorithm alone (Miri, property tests).
@@ -598,171 +701,8 @@ impl HeapRing {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::VecDeque;
+#[cfg(all(test, not(loom)))]
+mod tests;
 
-    fn get_vec(r: &Ring<'_>) -> TryGet<Vec<u8>> {
-        r.try_get(&mut |data, len| {
-            let mut v = vec![0; len];
-            read_data(data, &mut v);
-            v
-        })
-    }
-
-    #[test]
-    fn encoding_round_trips() {
-        for pos in [0, 1, POS_MASK, POS_MASK + 5, u64::MAX] {
-            let w = enc(pos, READING, 4_194_303);
-            assert_eq!(state(w), READING);
-            assert_eq!(pid(w), 4_194_303);
-            assert_eq!(diff(w, pos), 0);
-            assert_eq!(diff(w, pos.wrapping_sub(3)), 3);
-            assert_eq!(diff(w, pos.wrapping_add(3)), -3);
-        }
-    }
-
-    #[test]
-    fn fifo_wraps_and_reports_full_and_empty() {
-        let h = HeapRing::new(3, 13);
-        let r = h.ring(1);
-        assert_eq!(get_vec(&r), TryGet::Empty { stuck: None });
-        for round in 0..10u8 {
-            for i in 0..3u8 {
-                let msg = vec![round ^ i; (i as usize * 6) % 14];
-                assert_eq!(r.try_put(&msg), TryPut::Done);
-            }
-            assert_eq!(r.try_put(b"x"), TryPut::Full { stuck: None });
-            assert_eq!(r.len(), 3);
-            for i in 0..3u8 {
-                assert_eq!(
-                    get_vec(&r),
-                    TryGet::Got(vec![round ^ i; (i as usize * 6) % 14])
-                );
-            }
-            assert_eq!(get_vec(&r), TryGet::Empty { stuck: None });
-        }
-    }
-
-    #[test]
-    fn capacity_one_works() {
-        let h = HeapRing::new(1, 8);
-        let r = h.ring(1);
-        for i in 0..5u8 {
-            assert_eq!(r.try_put(&[i]), TryPut::Done);
-            assert!(matches!(r.try_put(&[i]), TryPut::Full { .. }));
-            assert_eq!(get_vec(&r), TryGet::Got(vec![i]));
-        }
-    }
-
-    #[test]
-    fn dead_claimers_are_reclaimed() {
-        let h = HeapRing::new(2, 8);
-        let dead = 4_000_000; // above any pid this test machine hands out
-        let r = h.ring(1);
-        // A producer that died after claiming slot 0.
-        let w = enc(0, WRITING, dead);
-        h.words[0].store(w, Relaxed);
-        h.ctl.tail.0.store(1, Relaxed);
-        assert_eq!(
-            get_vec(&r),
-            TryGet::Empty {
-                stuck: Some((0, w))
-            }
-        );
-        assert!(r.reclaim(0, w));
-        assert_eq!(r.lost(), 1);
-        assert_eq!(r.try_put(b"a"), TryPut::Done);
-        assert_eq!(get_vec(&r), TryGet::Got(b"a".to_vec()));
-        assert!(r.joined() || r.task_done().is_ok());
-    }
-
-    #[test]
-    fn threads_lose_and_duplicate_nothing() {
-        let h = HeapRing::new(4, 16);
-        let per = if cfg!(miri) { 50 } else { 20_000 };
-        let producers = 3u64;
-        let seen = std::sync::Mutex::new(Vec::new());
-        std::thread::scope(|s| {
-            for p in 0..producers {
-                let r = h.ring(10 + p as u32);
-                s.spawn(move || {
-                    for i in 0..per {
-                        let msg = (p << 32 | i).to_ne_bytes();
-                        r.put(&msg, None, 100).expect("put");
-                    }
-                });
-            }
-            for c in 0..2 {
-                let r = h.ring(20 + c);
-                let seen = &seen;
-                s.spawn(move || {
-                    let mut mine = Vec::new();
-                    let mut read = |d: &[AtomicU64], len: usize| {
-                        let mut b = [0u8; 8];
-                        read_data(d, &mut b[..len]);
-                        u64::from_ne_bytes(b)
-                    };
-                    while let Ok(v) = r.get(&mut read, None, 100) {
-                        mine.push(v);
-                    }
-                    seen.lock().expect("lock").push(mine);
-                });
-            }
-            // Close once everything is in; consumers drain and stop.
-            s.spawn(|| {
-                let r = h.ring(30);
-                while r.ctl.tail.0.load(Relaxed) < producers * per {
-                    std::thread::yield_now();
-                }
-                r.close();
-            });
-        });
-        let seen = seen.into_inner().expect("lock");
-        // Per consumer, each producer's messages arrive in order.
-        for mine in &seen {
-            for p in 0..producers {
-                let idx: Vec<u64> = mine
-                    .iter()
-                    .filter(|v| *v >> 32 == p)
-                    .map(|v| v & 0xffff_ffff)
-                    .collect();
-                assert!(idx.windows(2).all(|w| w[0] < w[1]));
-            }
-        }
-        let mut all: Vec<u64> = seen.concat();
-        all.sort_unstable();
-        let want: Vec<u64> = (0..producers)
-            .flat_map(|p| (0..per).map(move |i| p << 32 | i))
-            .collect();
-        assert_eq!(all, want);
-    }
-
-    #[test]
-    fn matches_a_vecdeque_model() {
-        // A deterministic op sequence (proptest drives a wider one in tests/).
-        let h = HeapRing::new(5, 24);
-        let r = h.ring(1);
-        let mut model = VecDeque::new();
-        let mut x = 0x9e37_79b9_u32;
-        for _ in 0..if cfg!(miri) { 200 } else { 20_000 } {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            if x % 3 != 0 {
-                let msg = vec![x as u8; (x as usize >> 8) % 25];
-                match r.try_put(&msg) {
-                    TryPut::Done => model.push_back(msg),
-                    TryPut::Full { .. } => assert_eq!(model.len(), 5),
-                }
-            } else {
-                match get_vec(&r) {
-                    TryGet::Got(m) => assert_eq!(Some(m), model.pop_front()),
-                    TryGet::Empty { .. } => assert!(model.is_empty()),
-                }
-            }
-            assert_eq!(r.len(), model.len());
-        }
-    }
-}
+#[cfg(all(test, loom))]
+mod loom_model;

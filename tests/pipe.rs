@@ -92,9 +92,9 @@ fn fnv(bytes: &[u8]) -> u64 {
 
 fn messages_larger_than_the_ring() {
     let (a, child) = with_echo("big");
-    // The ring holds 32 chunks of ~16 KiB per direction; these are far larger, and the exact
-    // chunk multiple must keep its boundary too.
-    for len in [16 * 1024 - 16, 3 * (16 * 1024 - 16), 5 << 20, (5 << 20) + 3] {
+    // The ring holds 512 chunks of 1008 bytes per direction: messages of one chunk, of exact
+    // chunk multiples (which end with an empty chunk) and far larger than the ring.
+    for len in [1008, 3 * 1008, 512 * 1008, 5 << 20, (5 << 20) + 3] {
         let msg: Vec<u8> = (0..len as u64)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
             .collect();

@@ -1,13 +1,23 @@
-//! Lock-free integer operations on a value in shared memory.
+//! Lock-free integer operations on a value in shared memory, and the atomics the lock-free
+//! algorithms are written against.
 //!
-//! These are the counters "shared between cooperating binaries": one `lock`-prefixed instruction
-//! on x86_64, no syscall, no lock. Every operation is `SeqCst`, the order users of Python's and
-//! C's shared counters expect; it pairs with itself in every process that touches the counter.
+//! [`AtomicInt`] gives the counters "shared between cooperating binaries": one `lock`-prefixed
+//! instruction on x86_64, no syscall, no lock. Every operation is `SeqCst`, the order users of
+//! Python's and C's shared counters expect; it pairs with itself in every process that touches
+//! the counter.
+//!
+//! `AtomicU32`, `AtomicU64`, `fence` and `Ordering` re-exported here are std's, or loom's under
+//! `--cfg loom`, so that the ring (`ring.rs`) can be model checked on heap memory (as crossbeam
+//! does with its `primitive` module). Code that maps these types onto shared memory must use
+//! std's directly: loom's atomics are handles into the model, not words in memory.
 
-use std::sync::atomic::Ordering::SeqCst;
-use std::sync::atomic::{
-    AtomicI8, AtomicI16, AtomicI32, AtomicI64, AtomicU8, AtomicU16, AtomicU32, AtomicU64,
-};
+use std::sync::atomic as std_atomic;
+use std_atomic::Ordering::SeqCst;
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 
 use crate::segment::Shared;
 
@@ -60,6 +70,8 @@ macro_rules! atomic_int {
 }
 
 atomic_int! {
-    u8 => AtomicU8, u16 => AtomicU16, u32 => AtomicU32, u64 => AtomicU64,
-    i8 => AtomicI8, i16 => AtomicI16, i32 => AtomicI32, i64 => AtomicI64,
+    u8 => std_atomic::AtomicU8, u16 => std_atomic::AtomicU16,
+    u32 => std_atomic::AtomicU32, u64 => std_atomic::AtomicU64,
+    i8 => std_atomic::AtomicI8, i16 => std_atomic::AtomicI16,
+    i32 => std_atomic::AtomicI32, i64 => std_atomic::AtomicI64,
 }

@@ -1,0 +1,482 @@
+//! Pipe costs between two processes, next to an OS pipe and a Unix-domain stream socket
+//! measured in the same run.
+//!
+//! ```text
+//! cargo bench --bench pipe
+//! ```
+//!
+//! The child is this binary again, told its role by the `MPSHM_BENCH_PIPE_CHILD` environment
+//! variable; it reports `ready` on its stderr. The parent creates the mpshm pipe and gives the
+//! child the other end by name; OS pipe and socket ends are the child's stdin and stdout.
+//!
+//! - `round_trip/*`: an 8-byte counter to an echoing child and back (plus one, checked). mpshm
+//!   uses `send::<u64>` / `recv::<u64>` with both ends `set_spin(u32::MAX)` (`mpshm_spinning`) or
+//!   `set_spin(0)` (`mpshm_parked`).
+//! - `stream_64B/*`, `stream_1MiB/*`: the parent sends `iters` messages to a child that receives
+//!   them one at a time and checks their length, sequence and last word; the last message of each
+//!   batch asks the child for an 8-byte acknowledgement, and the time runs until it arrives.
+//!   mpshm sends each message with `send_bytes` (default spin) and the child receives with
+//!   `recv_bytes_into`. OS pipe and socket write each 64-byte message as one `write` read back
+//!   exactly; a 1 MiB message is an 8-byte length and the message in one `write`, read fully.
+//!
+//! After Criterion's report, a summary gives each mean (over every sample, warm-up included) and
+//! how many times faster than the OS pipe it is.
+
+use std::cell::RefCell;
+use std::error::Error;
+use std::fs::File;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{Child, ChildStderr, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput};
+use mpshm::{Connection, Pipe, RecvError};
+
+type Res<T> = Result<T, Box<dyn Error>>;
+
+/// Tells a re-executed bench binary to act as the child: `cecho <name> <spin>`,
+/// `csink <name> <size>`, `fdecho`, or `fdsink <size>`.
+const CHILD_ENV: &str = "MPSHM_BENCH_PIPE_CHILD";
+/// Marks the message that asks for an acknowledgement.
+const ACK_ME: u64 = 1 << 63;
+/// The large message size; OS pipe and socket frame it with a length.
+const BIG: usize = 1 << 20;
+
+fn main() {
+    if let Ok(role) = std::env::var(CHILD_ENV) {
+        if let Err(e) = child(&role) {
+            eprintln!("bench child ({role}): {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let mut c = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    if let Err(e) = benches(&mut c) {
+        eprintln!("bench pipe: {e}");
+        std::process::exit(1);
+    }
+    c.final_summary();
+    summary();
+}
+
+// ---- the summary ---------------------------------------------------------------------------
+
+thread_local! {
+    /// Per benchmark: total time and iterations over every `iter_custom` call.
+    static TOTALS: RefCell<Vec<(String, Duration, u64)>> = const { RefCell::new(Vec::new()) };
+}
+
+fn record(id: &str, time: Duration, iters: u64) -> Duration {
+    TOTALS.with_borrow_mut(|totals| match totals.iter_mut().find(|t| t.0 == id) {
+        Some(t) => {
+            t.1 += time;
+            t.2 += iters;
+        }
+        None => totals.push((id.to_owned(), time, iters)),
+    });
+    time
+}
+
+fn summary() {
+    TOTALS.with_borrow(|totals| {
+        let mean = |t: &(String, Duration, u64)| t.1.as_nanos() as f64 / t.2.max(1) as f64;
+        println!("\nsummary (mean over all samples; × = the group's OS pipe mean / this)");
+        println!("{:-<72}", "");
+        for t in totals {
+            let group = t.0.split('/').next().unwrap_or_default();
+            let pipe = totals
+                .iter()
+                .find(|p| p.0 == format!("{group}/os_pipe"))
+                .map(mean);
+            let ratio = pipe.map_or(String::new(), |p| format!("{:>9.1}×", p / mean(t)));
+            println!("{:<36} {:>12.1} ns/iter {ratio}", t.0, mean(t));
+        }
+        println!("{:-<72}", "");
+    });
+}
+
+// ---- the benchmarks ------------------------------------------------------------------------
+
+fn benches(c: &mut Criterion) -> Res<()> {
+    let pid = std::process::id();
+
+    let mut g = c.benchmark_group("round_trip");
+    g.throughput(Throughput::Elements(1));
+    for (id, via) in [
+        ("mpshm_spinning", Via::Mpshm(u32::MAX)),
+        ("mpshm_parked", Via::Mpshm(0)),
+        ("os_pipe", Via::Pipe),
+        ("socket", Via::Socket),
+    ] {
+        let mut link = Link::start(via, &format!("pbb-{pid}-{id}"), None)?;
+        let full = format!("round_trip/{id}");
+        g.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    link.round_trip().expect("round trip");
+                }
+                record(&full, start.elapsed(), iters)
+            })
+        });
+        link.stop()?;
+    }
+    g.finish();
+
+    for (group, size) in [("stream_64B", 64), ("stream_1MiB", BIG)] {
+        let mut g = c.benchmark_group(group);
+        g.throughput(Throughput::Bytes(size as u64));
+        if size == BIG {
+            g.sample_size(10);
+        }
+        for (id, via) in [
+            ("mpshm", Via::Mpshm(KEEP_SPIN)),
+            ("os_pipe", Via::Pipe),
+            ("socket", Via::Socket),
+        ] {
+            let mut link = Link::start(via, &format!("pbb-{pid}-{group}-{id}"), Some(size))?;
+            let full = format!("{group}/{id}");
+            g.bench_function(id, |b| {
+                b.iter_custom(|iters| {
+                    let start = Instant::now();
+                    link.stream(iters).expect("stream");
+                    record(&full, start.elapsed(), iters)
+                })
+            });
+            link.stop()?;
+        }
+        g.finish();
+    }
+    Ok(())
+}
+
+/// Stands for "leave the connections' spin at the default".
+const KEEP_SPIN: u32 = u32::MAX - 1;
+
+#[derive(Clone, Copy)]
+enum Via {
+    /// An mpshm pipe, with this spin.
+    Mpshm(u32),
+    Pipe,
+    Socket,
+}
+
+/// The parent's end of a link to a child.
+enum Ends {
+    Mpshm(Connection),
+    Fds(Box<dyn Write>, Box<dyn Read>),
+}
+
+struct Link {
+    ends: Ends,
+    child: KillOnDrop,
+    /// The stream's message size (`None`: an echo link).
+    size: Option<usize>,
+    /// The message being sent; the OS pipe and socket frame a large one with its length.
+    msg: Vec<u8>,
+    /// The next sequence number.
+    seq: u64,
+}
+
+impl Link {
+    /// Starts a child that echoes (`size == None`) or takes a stream of `size`-byte messages.
+    fn start(via: Via, name: &str, size: Option<usize>) -> Res<Link> {
+        let exe = std::env::current_exe()?;
+        let mut cmd = Command::new(exe);
+        cmd.stderr(Stdio::piped());
+        let fd_role = match size {
+            Some(n) => format!("fdsink {n}"),
+            None => "fdecho".to_owned(),
+        };
+        let (ends, mut child) = match via {
+            Via::Mpshm(spin) => {
+                let (mine, theirs) = Pipe::create(name)?;
+                theirs.release();
+                set_spin(&mine, spin);
+                let role = match size {
+                    Some(n) => format!("csink {name} {n}"),
+                    None => format!("cecho {name} {spin}"),
+                };
+                let child = cmd
+                    .env(CHILD_ENV, role)
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .spawn()?;
+                (Ends::Mpshm(mine), child)
+            }
+            Via::Pipe => {
+                let mut child = cmd
+                    .env(CHILD_ENV, fd_role)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()?;
+                let to = child.stdin.take().ok_or("no pipe to the child")?;
+                let from = child.stdout.take().ok_or("no pipe from the child")?;
+                (Ends::Fds(Box::new(to), Box::new(from)), child)
+            }
+            Via::Socket => {
+                let (mine, theirs) = UnixStream::pair()?;
+                let out = OwnedFd::from(theirs.try_clone()?);
+                let child = cmd
+                    .env(CHILD_ENV, fd_role)
+                    .stdin(Stdio::from(OwnedFd::from(theirs)))
+                    .stdout(Stdio::from(out))
+                    .spawn()?;
+                (
+                    Ends::Fds(Box::new(mine.try_clone()?), Box::new(mine)),
+                    child,
+                )
+            }
+        };
+        drop(cmd); // the parent's copies of the child's socket ends
+        let stderr = child.stderr.take().ok_or("no report pipe")?;
+        let child = KillOnDrop(Some(child));
+        expect_ready(stderr)?;
+        let framed = matches!(ends, Ends::Fds(..)) && size.is_some_and(|n| n >= BIG);
+        let mut msg = vec![0u8; size.unwrap_or(0) + if framed { 8 } else { 0 }];
+        if framed {
+            msg[..8].copy_from_slice(&(BIG as u64).to_ne_bytes());
+        }
+        Ok(Link {
+            ends,
+            child,
+            size,
+            msg,
+            seq: 0,
+        })
+    }
+
+    fn round_trip(&mut self) -> Res<()> {
+        let v = self.seq;
+        self.seq += 1;
+        let got = match &mut self.ends {
+            Ends::Mpshm(conn) => {
+                conn.send(&v)?;
+                conn.recv::<u64>()?
+            }
+            Ends::Fds(to, from) => {
+                to.write_all(&v.to_ne_bytes())?;
+                let mut buf = [0; 8];
+                from.read_exact(&mut buf)?;
+                u64::from_ne_bytes(buf)
+            }
+        };
+        if got != v + 1 {
+            return Err(format!("sent {v}, the echo came back as {got}").into());
+        }
+        Ok(())
+    }
+
+    /// Sends `n` messages, the last asking for an acknowledgement, and waits for it.
+    fn stream(&mut self, n: u64) -> Res<()> {
+        let size = self.size.ok_or("an echo link takes no stream")?;
+        let n = n.max(1);
+        let last = self.seq + n - 1;
+        for seq in self.seq..=last {
+            let tag = if seq == last { seq | ACK_ME } else { seq };
+            let body = self.msg.len() - size;
+            stamp(&mut self.msg[body..], tag);
+            match &mut self.ends {
+                Ends::Mpshm(conn) => conn.send_bytes(&self.msg)?,
+                Ends::Fds(to, _) => to.write_all(&self.msg)?,
+            }
+        }
+        self.seq = last + 1;
+        let ack = match &mut self.ends {
+            Ends::Mpshm(conn) => conn.recv::<u64>()?,
+            Ends::Fds(_, from) => {
+                let mut buf = [0; 8];
+                from.read_exact(&mut buf)?;
+                u64::from_ne_bytes(buf)
+            }
+        };
+        if ack != last {
+            return Err(format!("acknowledged {ack}, the last sent was {last}").into());
+        }
+        Ok(())
+    }
+
+    fn stop(mut self) -> Res<()> {
+        // The child's receive fails (Disconnected, end of file): it exits.
+        drop(self.ends);
+        self.child.wait()
+    }
+}
+
+fn set_spin(conn: &Connection, spin: u32) {
+    if spin != KEEP_SPIN {
+        conn.set_spin(spin);
+    }
+}
+
+/// Writes `tag` into the first 8 bytes of `msg` and its complement into the last 8.
+fn stamp(msg: &mut [u8], tag: u64) {
+    let n = msg.len();
+    msg[..8].copy_from_slice(&tag.to_ne_bytes());
+    msg[n - 8..].copy_from_slice(&(!tag).to_ne_bytes());
+}
+
+/// Waits for the child's `ready` line; anything else is its error.
+fn expect_ready(stderr: ChildStderr) -> Res<()> {
+    let mut line = String::new();
+    BufReader::new(stderr).read_line(&mut line)?;
+    if line.trim_end() != "ready" {
+        return Err(format!("child did not start: {line:?}").into());
+    }
+    Ok(())
+}
+
+// ---- child processes -----------------------------------------------------------------------
+
+fn child(role: &str) -> Res<()> {
+    let words: Vec<&str> = role.split(' ').collect();
+    match words[..] {
+        ["cecho", name, spin] => {
+            let conn = Pipe::open(name)?;
+            set_spin(&conn, spin.parse()?);
+            report_ready()?;
+            loop {
+                match conn.recv::<u64>() {
+                    Ok(v) => conn.send(&(v + 1))?,
+                    Err(RecvError::Disconnected) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        ["csink", name, size] => {
+            let conn = Pipe::open(name)?;
+            report_ready()?;
+            let mut sink = Sink::default();
+            let mut buf = vec![0u8; size.parse()?];
+            loop {
+                match conn.recv_bytes_into(&mut buf) {
+                    Ok(n) if n == buf.len() => {
+                        if let Some(ack) = sink.see(&buf)? {
+                            conn.send(&ack)?;
+                        }
+                    }
+                    Ok(n) => return Err(format!("a {n}-byte message").into()),
+                    Err(RecvError::Disconnected) => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        ["fdecho"] => {
+            let (mut input, mut output) = raw_stdio()?;
+            report_ready()?;
+            let mut buf = [0; 8];
+            while read_record(&mut input, &mut buf)? {
+                output.write_all(&(u64::from_ne_bytes(buf) + 1).to_ne_bytes())?;
+            }
+            Ok(())
+        }
+        ["fdsink", size] => {
+            let (mut input, mut output) = raw_stdio()?;
+            report_ready()?;
+            let size: usize = size.parse()?;
+            let mut sink = Sink::default();
+            let mut buf = vec![0u8; size];
+            loop {
+                if size >= BIG {
+                    let mut len = [0; 8];
+                    if !read_record(&mut input, &mut len)? {
+                        return Ok(());
+                    }
+                    if u64::from_ne_bytes(len) != size as u64 {
+                        return Err(format!("a {}-byte message", u64::from_ne_bytes(len)).into());
+                    }
+                }
+                if !read_record(&mut input, &mut buf)? {
+                    return Ok(());
+                }
+                if let Some(ack) = sink.see(&buf)? {
+                    output.write_all(&ack.to_ne_bytes())?;
+                }
+            }
+        }
+        _ => Err(format!("unknown {CHILD_ENV} value {role:?}").into()),
+    }
+}
+
+/// The stream child's check: sequence numbers arrive in order, without gaps, and the last word
+/// of each message is the complement of its tag.
+#[derive(Default)]
+struct Sink {
+    next: u64,
+}
+
+impl Sink {
+    /// Checks one message; the sequence number to acknowledge, if it asks for one.
+    fn see(&mut self, msg: &[u8]) -> Res<Option<u64>> {
+        let word = |at: usize| u64::from_ne_bytes(msg[at..at + 8].try_into().expect("8 bytes"));
+        let (tag, tail) = (word(0), word(msg.len() - 8));
+        if tail != !tag {
+            return Err(format!("torn message: head {tag:#x}, tail {tail:#x}").into());
+        }
+        let seq = tag & !ACK_ME;
+        if seq != self.next {
+            return Err(format!("got sequence {seq}, expected {}", self.next).into());
+        }
+        self.next += 1;
+        Ok((tag & ACK_ME != 0).then_some(seq))
+    }
+}
+
+fn report_ready() -> Res<()> {
+    let mut err = std::io::stderr().lock();
+    writeln!(err, "ready")?;
+    err.flush()?;
+    Ok(())
+}
+
+/// Our stdin and stdout as unbuffered files.
+fn raw_stdio() -> Res<(File, File)> {
+    Ok((
+        File::from(std::io::stdin().as_fd().try_clone_to_owned()?),
+        File::from(std::io::stdout().as_fd().try_clone_to_owned()?),
+    ))
+}
+
+/// Fills `buf` with exactly one record: `false` at a clean end of file.
+fn read_record(input: &mut File, buf: &mut [u8]) -> Res<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => return Err("end of file inside a record".into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
+}
+
+/// A child process that is killed and reaped if dropped before [`KillOnDrop::wait`].
+struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    fn wait(&mut self) -> Res<()> {
+        let mut child = self.0.take().ok_or("child already waited for")?;
+        let status = child.wait()?;
+        if !status.success() {
+            return Err(format!("child process failed: {status}").into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! loom models of the ring on heap memory: every interleaving of a few threads up to the
+//! preemption bound, with the weak-memory behaviour of each atomic access.
+//!
+//! `RUSTFLAGS="--cfg loom" cargo test --release --lib ring::loom` (two preemptions deep unless
+//! `LOOM_MAX_PREEMPTIONS` says otherwise; the largest model is `#[ignore]`d, run it with
+//! `-- --ignored`).
+//!
+//! Under loom the futex is a model mutex and condition variable (see `futex_wait` in `ring.rs`):
+//! a waiter really blocks, so a lost wake-up is a deadlock, which loom reports. Message bytes are
+//! copied word by word with Relaxed atomics, so a missing happens-before edge shows up as a
+//! stale message. Every model thread uses the same pid, which counts as alive: nothing is
+//! reclaimed.
+
+use loom::sync::Arc;
+use loom::thread;
+
+use super::*;
+
+const ME: u32 = 1;
+
+/// Runs `f` under loom, two preemptions deep unless `LOOM_MAX_PREEMPTIONS` says otherwise.
+fn model(f: impl Fn() + Send + Sync + 'static) {
+    let mut builder = loom::model::Builder::new();
+    if builder.preemption_bound.is_none() {
+        builder.preemption_bound = Some(2);
+    }
+    builder.check(f);
+}
+
+fn read2(data: &[AtomicU64], len: usize) -> [u8; 2] {
+    assert_eq!(len, 2);
+    let mut b = [0; 2];
+    read_data(data, &mut b);
+    b
+}
+
+/// Two producers put `per[p]` messages each, `[producer, index]`, into a ring of `cap` slots,
+/// waiting on the futex when full; one consumer takes them all, waiting when empty.
+fn two_producers_one_consumer(cap: usize, per: [u8; 2]) {
+    model(move || {
+        let h = Arc::new(HeapRing::new(cap, 2));
+        let producers: Vec<_> = (0..2u8)
+            .map(|p| {
+                let h = h.clone();
+                thread::spawn(move || {
+                    let r = h.ring(ME);
+                    for i in 0..per[usize::from(p)] {
+                        r.put(&[p, i], None, 0).expect("open");
+                    }
+                })
+            })
+            .collect();
+        let r = h.ring(ME);
+        let got: Vec<[u8; 2]> = (0..per[0] + per[1])
+            .map(|_| r.get(&mut read2, None, 0).expect("open"))
+            .collect();
+        for t in producers {
+            t.join().expect("producer");
+        }
+        // Nothing lost, nothing doubled, each producer's messages in its order.
+        for p in 0..2u8 {
+            let mine: Vec<u8> = got.iter().filter(|m| m[0] == p).map(|m| m[1]).collect();
+            assert_eq!(
+                mine,
+                (0..per[usize::from(p)]).collect::<Vec<_>>(),
+                "{got:?}"
+            );
+        }
+        assert_eq!(r.try_get(&mut read2), TryGet::Empty { stuck: None });
+        assert_eq!((r.len(), r.lost()), (0, 0));
+    });
+}
+
+#[test]
+fn two_producers_cap1_one_each() {
+    two_producers_one_consumer(1, [1, 1]);
+}
+
+#[test]
+fn two_producers_cap2_one_each() {
+    two_producers_one_consumer(2, [1, 1]);
+}
+
+#[test]
+fn two_producers_cap1_two_and_one() {
+    two_producers_one_consumer(1, [2, 1]);
+}
+
+#[test]
+fn two_producers_cap2_two_and_one() {
+    two_producers_one_consumer(2, [2, 1]);
+}
+
+#[test]
+fn two_producers_cap2_two_each() {
+    two_producers_one_consumer(2, [2, 2]);
+}
+
+/// The largest model: about ten minutes at two preemptions.
+#[test]
+#[ignore = "slow: about ten minutes; run with --ignored"]
+fn two_producers_cap1_two_each() {
+    two_producers_one_consumer(1, [2, 2]);
+}
+
+/// A getter blocked on an empty ring wakes on close and fails.
+#[test]
+fn close_wakes_a_blocked_getter() {
+    model(|| {
+        let h = Arc::new(HeapRing::new(1, 2));
+        let getter = {
+            let h = h.clone();
+            thread::spawn(move || h.ring(ME).get(&mut read2, None, 0))
+        };
+        h.ring(ME).close();
+        assert_eq!(getter.join().expect("getter"), Err(Fail::Closed));
+    });
+}
+
+/// Close after a put: the getter drains the message, then fails.
+#[test]
+fn close_drains_then_fails() {
+    model(|| {
+        let h = Arc::new(HeapRing::new(1, 2));
+        let getter = {
+            let h = h.clone();
+            thread::spawn(move || {
+                let r = h.ring(ME);
+                (r.get(&mut read2, None, 0), r.get(&mut read2, None, 0))
+            })
+        };
+        let r = h.ring(ME);
+        r.put(&[7, 8], None, 0).expect("open");
+        r.close();
+        assert_eq!(
+            getter.join().expect("getter"),
+            (Ok([7, 8]), Err(Fail::Closed))
+        );
+    });
+}
+
+/// A putter blocked on a full ring wakes on close and fails.
+#[test]
+fn close_wakes_a_blocked_putter() {
+    model(|| {
+        let h = Arc::new(HeapRing::new(1, 2));
+        h.ring(ME).put(&[1, 1], None, 0).expect("room");
+        let putter = {
+            let h = h.clone();
+            thread::spawn(move || h.ring(ME).put(&[2, 2], None, 0))
+        };
+        h.ring(ME).close();
+        assert_eq!(putter.join().expect("putter"), Err(Fail::Closed));
+        assert_eq!(h.ring(ME).len(), 1);
+    });
+}

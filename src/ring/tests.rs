@@ -1,0 +1,627 @@
+//! The ring on heap memory: unit tests, threads, and property tests against a model. All of it
+//! runs under Miri too (`cargo +nightly miri test --lib ring::`), with fewer rounds.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use proptest::prelude::*;
+
+use super::*;
+
+fn get_vec(r: &Ring<'_>) -> TryGet<Vec<u8>> {
+    r.try_get(&mut |data, len| {
+        let mut v = vec![0; len];
+        read_data(data, &mut v);
+        v
+    })
+}
+
+/// A pid that is alive for as long as the test runs: ours. (A made-up small pid may name no
+/// process, and then a waiter would rightly reclaim a slot that a test thread is still filling.)
+fn me() -> u32 {
+    std::process::id()
+}
+
+#[test]
+fn encoding_round_trips() {
+    for pos in [0, 1, POS_MASK, POS_MASK + 5, u64::MAX] {
+        let w = enc(pos, READING, 4_194_303);
+        assert_eq!(state(w), READING);
+        assert_eq!(pid(w), 4_194_303);
+        assert_eq!(diff(w, pos), 0);
+        assert_eq!(diff(w, pos.wrapping_sub(3)), 3);
+        assert_eq!(diff(w, pos.wrapping_add(3)), -3);
+    }
+}
+
+#[test]
+fn fifo_wraps_and_reports_full_and_empty() {
+    let h = HeapRing::new(3, 13);
+    let r = h.ring(me());
+    assert_eq!(get_vec(&r), TryGet::Empty { stuck: None });
+    for round in 0..10u8 {
+        for i in 0..3u8 {
+            let msg = vec![round ^ i; (i as usize * 6) % 14];
+            assert_eq!(r.try_put(&msg), TryPut::Done);
+        }
+        assert_eq!(r.try_put(b"x"), TryPut::Full { stuck: None });
+        assert_eq!(r.len(), 3);
+        for i in 0..3u8 {
+            assert_eq!(
+                get_vec(&r),
+                TryGet::Got(vec![round ^ i; (i as usize * 6) % 14])
+            );
+        }
+        assert_eq!(get_vec(&r), TryGet::Empty { stuck: None });
+    }
+}
+
+#[test]
+fn capacity_one_works() {
+    let h = HeapRing::new(1, 8);
+    let r = h.ring(me());
+    for i in 0..5u8 {
+        assert_eq!(r.try_put(&[i]), TryPut::Done);
+        assert!(matches!(r.try_put(&[i]), TryPut::Full { .. }));
+        assert_eq!(get_vec(&r), TryGet::Got(vec![i]));
+    }
+}
+
+#[test]
+fn dead_claimers_are_reclaimed() {
+    let h = HeapRing::new(2, 8);
+    let r = h.ring(me());
+    // A producer that claimed slot 0 and is alive: not reclaimed.
+    let live = enc(0, WRITING, me());
+    h.words[0].store(live, Relaxed);
+    h.ctl.tail.0.store(1, Relaxed);
+    assert!(!r.reclaim(0, live));
+    assert_eq!(h.words[0].load(Relaxed), live);
+    // The same producer, dead.
+    let w = enc(0, WRITING, MODEL_DEAD_PID);
+    h.words[0].store(w, Relaxed);
+    assert_eq!(
+        get_vec(&r),
+        TryGet::Empty {
+            stuck: Some((0, w))
+        }
+    );
+    assert!(r.reclaim(0, w));
+    assert_eq!(r.lost(), 1);
+    assert_eq!(r.try_put(b"a"), TryPut::Done);
+    assert_eq!(get_vec(&r), TryGet::Got(b"a".to_vec()));
+    assert!(r.joined() || r.task_done().is_ok());
+}
+
+/// A consumer that died copying out the previous lap of the head slot, in an empty ring: `try_get`
+/// must report it rather than spin until the slot is freed (it spun forever before).
+#[test]
+fn dead_reader_of_the_previous_lap_is_reported() {
+    let h = HeapRing::new(1, 8);
+    let r = h.ring(me());
+    assert_eq!(r.try_put(b"a"), TryPut::Done);
+    let w = enc(0, READING, MODEL_DEAD_PID);
+    h.words[0].store(w, Relaxed);
+    h.ctl.head.0.store(1, Relaxed);
+    assert_eq!(
+        get_vec(&r),
+        TryGet::Empty {
+            stuck: Some((0, w))
+        }
+    );
+    // Closed: a blocking get says so at once; the dead reader does not hold it up.
+    r.close();
+    let mut read = |_: &[AtomicU64], _: usize| ();
+    assert_eq!(r.get(&mut read, None, 0), Err(Fail::Closed));
+    assert!(r.reclaim(0, w));
+    assert_eq!(r.lost(), 1);
+    assert_eq!(get_vec(&r), TryGet::Empty { stuck: None });
+    assert_eq!(r.try_put(b"b"), TryPut::Done);
+    assert_eq!(get_vec(&r), TryGet::Got(b"b".to_vec()));
+}
+
+#[test]
+fn threads_lose_and_duplicate_nothing() {
+    let h = HeapRing::new(4, 16);
+    let per = if cfg!(miri) { 50 } else { 20_000 };
+    let producers = 3u64;
+    let seen = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for p in 0..producers {
+            let r = h.ring(me());
+            s.spawn(move || {
+                for i in 0..per {
+                    let msg = (p << 32 | i).to_ne_bytes();
+                    r.put(&msg, None, 100).expect("put");
+                }
+            });
+        }
+        for _ in 0..2 {
+            let r = h.ring(me());
+            let seen = &seen;
+            s.spawn(move || {
+                let mut mine = Vec::new();
+                let mut read = |d: &[AtomicU64], len: usize| {
+                    let mut b = [0u8; 8];
+                    read_data(d, &mut b[..len]);
+                    u64::from_ne_bytes(b)
+                };
+                while let Ok(v) = r.get(&mut read, None, 100) {
+                    mine.push(v);
+                }
+                seen.lock().expect("lock").push(mine);
+            });
+        }
+        // Close once everything is in; consumers drain and stop.
+        s.spawn(|| {
+            let r = h.ring(me());
+            while r.ctl.tail.0.load(Relaxed) < producers * per {
+                std::thread::yield_now();
+            }
+            r.close();
+        });
+    });
+    let seen = seen.into_inner().expect("lock");
+    // Per consumer, each producer's messages arrive in order.
+    for mine in &seen {
+        for p in 0..producers {
+            let idx: Vec<u64> = mine
+                .iter()
+                .filter(|v| *v >> 32 == p)
+                .map(|v| v & 0xffff_ffff)
+                .collect();
+            assert!(idx.windows(2).all(|w| w[0] < w[1]));
+        }
+    }
+    let mut all: Vec<u64> = seen.concat();
+    all.sort_unstable();
+    let want: Vec<u64> = (0..producers)
+        .flat_map(|p| (0..per).map(move |i| p << 32 | i))
+        .collect();
+    assert_eq!(all, want);
+    assert_eq!(h.ring(me()).lost(), 0);
+}
+
+/// No spinning: every wait parks on the futex, so the eventcount (and, under Miri, the futex
+/// calls themselves) carry the whole exchange.
+#[test]
+fn ping_pong_through_the_futex() {
+    let h = HeapRing::new(1, 8);
+    let rounds = if cfg!(miri) { 20 } else { 2_000 };
+    let mut read = |d: &[AtomicU64], len: usize| {
+        let mut b = [0u8; 8];
+        read_data(d, &mut b[..len]);
+        u64::from_ne_bytes(b)
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let r = h.ring(me());
+            for i in 0..rounds {
+                r.put(&u64::to_ne_bytes(i), None, 0).expect("open");
+            }
+        });
+        let r = h.ring(me());
+        for i in 0..rounds {
+            assert_eq!(r.get(&mut read, None, 0), Ok(i));
+        }
+    });
+    // A getter parked on an empty ring is woken by close.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let r = h.ring(me());
+            assert_eq!(r.get(&mut read, None, 0), Err(Fail::Closed));
+        });
+        let r = h.ring(me());
+        while r.ctl.misc.0.get_waiters.load(Relaxed) == 0 {
+            std::thread::yield_now();
+        }
+        r.close();
+    });
+}
+
+#[test]
+fn matches_a_vecdeque_model() {
+    // A deterministic op sequence; the property tests below drive wider ones.
+    let h = HeapRing::new(5, 24);
+    let r = h.ring(me());
+    let mut model = VecDeque::new();
+    let mut x = 0x9e37_79b9_u32;
+    for _ in 0..if cfg!(miri) { 200 } else { 20_000 } {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        if x % 3 != 0 {
+            let msg = vec![x as u8; (x as usize >> 8) % 25];
+            match r.try_put(&msg) {
+                TryPut::Done => model.push_back(msg),
+                TryPut::Full { .. } => assert_eq!(model.len(), 5),
+            }
+        } else {
+            match get_vec(&r) {
+                TryGet::Got(m) => assert_eq!(Some(m), model.pop_front()),
+                TryGet::Empty { .. } => assert!(model.is_empty()),
+            }
+        }
+        assert_eq!(r.len(), model.len());
+    }
+}
+
+/// One step of a property test.
+#[derive(Debug, Clone)]
+enum Op {
+    /// `try_put` of these bytes, cut to the ring's `max_len`.
+    TryPut(Vec<u8>),
+    TryGet,
+    /// `put` with a deadline of now: succeeds, times out, or fails closed at once.
+    Put(Vec<u8>),
+    /// `get` with a deadline of now.
+    Get,
+    Close,
+    TaskDone,
+    /// A producer claims the tail slot and dies; `advance`: after moving the tail on.
+    DeadWriter {
+        advance: bool,
+    },
+    /// A consumer claims the head message and dies; `advance`: after moving the head on.
+    DeadReader {
+        advance: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Entry {
+    Msg(Vec<u8>),
+    DeadWriting,
+    DeadReading,
+}
+
+/// What the ring should hold, by position: a `VecDeque` of messages with the holes that dead
+/// claimers leave, and the indices the ring should show (which may trail by the step a dead
+/// claimer never took).
+struct Model {
+    cap: u64,
+    max_len: usize,
+    /// Every held position, all in `tail - cap .. tail`: messages and dead writers from `head`
+    /// on, dead readers before it.
+    entries: BTreeMap<u64, Entry>,
+    head: u64,
+    tail: u64,
+    ring_head: u64,
+    ring_tail: u64,
+    closed: bool,
+    lost: u64,
+    delivered: u64,
+    done: u64,
+}
+
+impl Model {
+    fn new(cap: usize, max_len: usize) -> Model {
+        Model {
+            cap: cap as u64,
+            max_len,
+            entries: BTreeMap::new(),
+            head: 0,
+            tail: 0,
+            ring_head: 0,
+            ring_tail: 0,
+            closed: false,
+            lost: 0,
+            delivered: 0,
+            done: 0,
+        }
+    }
+
+    fn word(pos: u64, e: &Entry) -> u64 {
+        match e {
+            Entry::Msg(_) => enc(pos, FULL, 0),
+            Entry::DeadWriting => enc(pos, WRITING, MODEL_DEAD_PID),
+            Entry::DeadReading => enc(pos, READING, MODEL_DEAD_PID),
+        }
+    }
+
+    /// The stuck slot a claim word names, if `pos` holds a dead claimer.
+    fn stuck(&self, pos: u64) -> Option<(u64, u64)> {
+        match self.entries.get(&pos)? {
+            Entry::Msg(_) => None,
+            e => Some((pos, Model::word(pos, e))),
+        }
+    }
+
+    /// What `try_put` should find blocking the tail slot: `None` if it is free.
+    fn put_blocker(&self) -> Option<Option<(u64, u64)>> {
+        let prev = self.tail.checked_sub(self.cap)?;
+        self.entries.contains_key(&prev).then(|| self.stuck(prev))
+    }
+
+    /// What `try_get` should return.
+    fn expect_get(&self) -> TryGet<Vec<u8>> {
+        if self.head < self.tail {
+            match &self.entries[&self.head] {
+                Entry::Msg(m) => TryGet::Got(m.clone()),
+                _ => TryGet::Empty {
+                    stuck: self.stuck(self.head),
+                },
+            }
+        } else {
+            let stuck = self.head.checked_sub(self.cap).and_then(|p| self.stuck(p));
+            TryGet::Empty { stuck }
+        }
+    }
+
+    /// `reclaim` freed `pos`.
+    fn reclaimed(&mut self, pos: u64) {
+        let e = self.entries.remove(&pos).expect("a held slot");
+        assert!(
+            !matches!(e, Entry::Msg(_)),
+            "only dead claimers are reclaimed"
+        );
+        if e == Entry::DeadWriting {
+            assert_eq!(pos, self.head, "a dead writer is reclaimed at the head");
+            self.head += 1;
+        }
+        self.lost += 1;
+        for ix in [&mut self.ring_head, &mut self.ring_tail] {
+            if *ix == pos {
+                *ix += 1;
+            }
+        }
+    }
+
+    fn put_done(&mut self, msg: &[u8]) {
+        self.entries.insert(self.tail, Entry::Msg(msg.to_vec()));
+        self.tail += 1;
+        self.ring_tail = self.tail;
+    }
+
+    fn got(&mut self) {
+        self.entries.remove(&self.head);
+        self.head += 1;
+        self.ring_head = self.head;
+        self.delivered += 1;
+    }
+}
+
+/// Calls `reclaim` on a slot the model says a dead claimer holds, and checks that it frees that
+/// slot alone and counts one lost message.
+fn checked_reclaim(h: &HeapRing, r: &Ring<'_>, m: &mut Model, pos: u64, w: u64) {
+    let words = |h: &HeapRing| -> Vec<u64> {
+        (0..h.cap)
+            .map(|i| h.words[i * r.stride].load(Relaxed))
+            .collect()
+    };
+    let before = words(h);
+    let lost = r.lost();
+    assert!(r.reclaim(pos, w));
+    let after = words(h);
+    let i = (pos % m.cap) as usize;
+    for (j, (b, a)) in before.iter().zip(&after).enumerate() {
+        if j == i {
+            assert_eq!(*b, w);
+            assert_eq!(
+                *a,
+                enc(pos + m.cap, FREE, 0),
+                "slot {j} freed for the next lap"
+            );
+        } else {
+            assert_eq!(a, b, "slot {j} untouched");
+        }
+    }
+    assert_eq!(r.lost(), lost + 1);
+    // Once freed, the same claim word is gone: nothing more to reclaim.
+    assert!(!r.reclaim(pos, w));
+    assert_eq!(r.lost(), lost + 1);
+    m.reclaimed(pos);
+}
+
+fn step(h: &HeapRing, r: &Ring<'_>, m: &mut Model, op: &Op) {
+    let mut read = |data: &[AtomicU64], len: usize| {
+        let mut v = vec![0; len];
+        read_data(data, &mut v);
+        v
+    };
+    match op {
+        Op::TryPut(msg) => {
+            let msg = &msg[..msg.len().min(m.max_len)];
+            let want = m.put_blocker();
+            let got = r.try_put(msg);
+            // Any try_put first helps a trailing tail on.
+            m.ring_tail = m.tail;
+            match (got, want) {
+                (TryPut::Done, None) => m.put_done(msg),
+                (TryPut::Full { stuck }, Some(want)) => {
+                    assert_eq!(stuck, want);
+                    if let Some((pos, w)) = stuck {
+                        checked_reclaim(h, r, m, pos, w);
+                    }
+                }
+                (got, want) => panic!("try_put gave {got:?}, model blocker {want:?}"),
+            }
+        }
+        Op::TryGet => {
+            let want = m.expect_get();
+            let got = r.try_get(&mut read);
+            // Any try_get first helps a trailing head on.
+            m.ring_head = m.head;
+            assert_eq!(got, want);
+            match got {
+                TryGet::Got(_) => m.got(),
+                TryGet::Empty {
+                    stuck: Some((pos, w)),
+                } => checked_reclaim(h, r, m, pos, w),
+                TryGet::Empty { stuck: None } => {}
+            }
+        }
+        Op::Put(msg) => {
+            let msg = &msg[..msg.len().min(m.max_len)];
+            let got = r.put(msg, Some(Instant::now()), 0);
+            if m.closed {
+                assert_eq!(got, Err(Fail::Closed));
+                return;
+            }
+            m.ring_tail = m.tail;
+            // `put` reclaims a dead claimer in its way, then tries again.
+            while let Some(Some((pos, _))) = m.put_blocker() {
+                m.reclaimed(pos);
+            }
+            match m.put_blocker() {
+                None => {
+                    assert_eq!(got, Ok(()));
+                    m.put_done(msg);
+                }
+                Some(_) => assert_eq!(got, Err(Fail::Timeout)),
+            }
+        }
+        Op::Get => {
+            let got = r.get(&mut read, Some(Instant::now()), 0);
+            m.ring_head = m.head;
+            let want = loop {
+                match m.expect_get() {
+                    TryGet::Got(v) => {
+                        m.got();
+                        break Ok(v);
+                    }
+                    TryGet::Empty { stuck } => {
+                        if m.closed && stuck.is_none_or(|(_, w)| state(w) == READING) {
+                            break Err(Fail::Closed);
+                        }
+                        match stuck {
+                            Some((pos, _)) => m.reclaimed(pos),
+                            None => break Err(Fail::Timeout),
+                        }
+                    }
+                }
+            };
+            assert_eq!(got, want);
+        }
+        Op::Close => {
+            r.close();
+            m.closed = true;
+        }
+        Op::TaskDone => {
+            let ok = m.done < m.delivered;
+            assert_eq!(r.task_done().is_ok(), ok);
+            m.done += u64::from(ok);
+        }
+        Op::DeadWriter { advance } => {
+            if (m.ring_head, m.ring_tail) != (m.head, m.tail) || m.put_blocker().is_some() {
+                return; // only from a settled ring with a free tail slot
+            }
+            let pos = m.tail;
+            let slot = &r.slot(pos)[0];
+            assert_eq!(slot.load(Relaxed), enc(pos, FREE, 0));
+            slot.store(enc(pos, WRITING, MODEL_DEAD_PID), Relaxed);
+            m.entries.insert(pos, Entry::DeadWriting);
+            m.tail += 1;
+            if *advance {
+                h.ctl.tail.0.store(pos + 1, Relaxed);
+                m.ring_tail = pos + 1;
+            }
+        }
+        Op::DeadReader { advance } => {
+            let pos = m.head;
+            let settled = (m.ring_head, m.ring_tail) == (m.head, m.tail);
+            if !settled || !matches!(m.entries.get(&pos), Some(Entry::Msg(_))) {
+                return; // only from a settled ring with a message at the head
+            }
+            let slot = &r.slot(pos)[0];
+            assert_eq!(slot.load(Relaxed), enc(pos, FULL, 0));
+            slot.store(enc(pos, READING, MODEL_DEAD_PID), Relaxed);
+            m.entries.insert(pos, Entry::DeadReading);
+            m.head += 1;
+            if *advance {
+                h.ctl.head.0.store(pos + 1, Relaxed);
+                m.ring_head = pos + 1;
+            }
+        }
+    }
+}
+
+/// What every step must leave true.
+fn check(r: &Ring<'_>, m: &Model) {
+    let (head, tail) = (r.ctl.head.0.load(Relaxed), r.ctl.tail.0.load(Relaxed));
+    assert_eq!((head, tail), (m.ring_head, m.ring_tail), "ring indices");
+    let len = tail.checked_sub(head).expect("head <= tail");
+    assert_eq!(r.len() as u64, len.min(m.cap));
+    assert_eq!(r.lost(), m.lost);
+    assert_eq!(r.is_closed(), m.closed);
+    let at_head = head == m.head && matches!(m.entries.get(&head), Some(Entry::Msg(_)));
+    assert_eq!(r.readable(), m.closed || at_head);
+    let tail_free = tail == m.tail && m.put_blocker().is_none();
+    assert_eq!(r.writable(), m.closed || tail_free);
+    assert_eq!(r.joined(), head == tail && m.done == m.delivered);
+}
+
+fn run(cap: usize, max_len: usize, ops: &[Op]) {
+    let h = HeapRing::new(cap, max_len);
+    let r = h.ring(me());
+    let mut m = Model::new(cap, max_len);
+    for op in ops {
+        step(&h, &r, &mut m, op);
+        check(&r, &m);
+        if m.entries.values().all(|e| matches!(e, Entry::Msg(_))) {
+            // No dead claimer holds a slot: the plain FIFO picture holds exactly.
+            assert_eq!(r.len(), m.entries.len());
+        }
+    }
+}
+
+fn bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..=40)
+}
+
+fn plain_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => bytes().prop_map(Op::TryPut),
+        6 => Just(Op::TryGet),
+        2 => bytes().prop_map(Op::Put),
+        2 => Just(Op::Get),
+        2 => Just(Op::TaskDone),
+        1 => Just(Op::Close),
+    ]
+}
+
+fn any_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        12 => plain_op(),
+        1 => any::<bool>().prop_map(|advance| Op::DeadWriter { advance }),
+        1 => any::<bool>().prop_map(|advance| Op::DeadReader { advance }),
+    ]
+}
+
+fn config() -> ProptestConfig {
+    if cfg!(miri) {
+        // Miri cannot read the regression file in isolation, and each case is slow there.
+        ProptestConfig {
+            cases: 4,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    } else {
+        ProptestConfig::with_cases(512)
+    }
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// try_put, try_get, put/get with an expired deadline, task_done and close against the
+    /// model, checking len, readable/writable and joined after every step.
+    #[test]
+    fn behaves_like_a_vecdeque(
+        cap in 1usize..8,
+        max_len in 0usize..=40,
+        ops in prop::collection::vec(plain_op(), 0..200),
+    ) {
+        run(cap, max_len, &ops);
+    }
+
+    /// As above, with producers and consumers that die holding a slot: each is found by the
+    /// side it blocks, and reclaiming it frees exactly its slot and counts one lost message.
+    #[test]
+    fn reclaims_dead_claimers(
+        cap in 1usize..8,
+        max_len in 0usize..=40,
+        ops in prop::collection::vec(any_op(), 0..200),
+    ) {
+        run(cap, max_len, &ops);
+    }
+}

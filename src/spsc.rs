@@ -1,0 +1,312 @@
+//! The single-producer, single-consumer ring under each direction of a `Pipe`: Lamport's ring
+//! with each side caching the other's index, after rtrb.
+//!
+//! The producer writes a slot and then publishes it by advancing `tail` (Release); the consumer
+//! reads it and frees it by advancing `head` (Release). Each side re-reads the other's index only
+//! when its cached copy says the ring is full (or empty), so a stream of messages moves the data
+//! lines and, now and then, an index line — about half the cache-line traffic of the MPMC ring,
+//! which must claim every slot with a CAS. A side killed mid-operation leaves nothing half-done:
+//! an unpublished message is simply not there, and a message whose reader died before advancing
+//! `head` is read again by the next reader.
+//!
+//! The caller guarantees one producer and one consumer at a time (the pipe attaches one process
+//! per end and serialises each direction with an in-process lock). Waiting uses the ring's
+//! eventcount (`ring::park` / `ring::wake`).
+
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::time::Instant;
+
+use crate::ring::{Fail, Padded, backoff, park, remaining, slot_words, wake};
+use crate::segment::Shared;
+
+/// The shared control block: each index on a line of its own, then the waiting state.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct SpscCtl {
+    head: Padded<AtomicU64>,
+    tail: Padded<AtomicU64>,
+    misc: Padded<Misc>,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Misc {
+    closed: AtomicU32,
+    get_epoch: AtomicU32,
+    get_waiters: AtomicU32,
+    put_epoch: AtomicU32,
+    put_waiters: AtomicU32,
+    _reserved: AtomicU32,
+    lost: AtomicU64,
+}
+
+// SAFETY: atomics only: every bit pattern is valid and all mutation is atomic.
+unsafe impl Shared for SpscCtl {}
+
+/// Bytes of the control block.
+pub(crate) const SPSC_CTL_SIZE: usize = std::mem::size_of::<SpscCtl>();
+
+/// What each side remembers of the other's index (process-local).
+#[derive(Debug, Default)]
+pub(crate) struct Cache {
+    other: AtomicU64,
+}
+
+/// A view of one SPSC ring.
+#[derive(Clone, Copy)]
+pub(crate) struct Spsc<'a> {
+    ctl: &'a SpscCtl,
+    words: &'a [AtomicU64],
+    cap: u64,
+    stride: usize,
+    max_len: usize,
+}
+
+impl<'a> Spsc<'a> {
+    /// A view of `cap` slots of messages up to `max_len` bytes; `words` must hold
+    /// `cap * slot_words(max_len)` words.
+    pub(crate) fn new(
+        ctl: &'a SpscCtl,
+        words: &'a [AtomicU64],
+        cap: usize,
+        max_len: usize,
+    ) -> Spsc<'a> {
+        let stride = slot_words(max_len).expect("validated size");
+        assert!(cap >= 1 && words.len() == cap * stride);
+        Spsc {
+            ctl,
+            words,
+            cap: cap as u64,
+            stride,
+            max_len,
+        }
+    }
+
+    fn slot(&self, pos: u64) -> &'a [AtomicU64] {
+        let i = (pos % self.cap) as usize * self.stride;
+        &self.words[i..i + self.stride]
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        // Acquire: pairs with the Release store in `close`.
+        self.ctl.misc.0.closed.load(Acquire) != 0
+    }
+
+    pub(crate) fn close(&self) {
+        let m = &self.ctl.misc.0;
+        // Release: pairs with the Acquire load in `is_closed`.
+        m.closed.store(1, Release);
+        wake(&m.get_epoch, &m.get_waiters);
+        wake(&m.put_epoch, &m.put_waiters);
+    }
+
+    /// Messages dropped because their slot held a length no producer wrote.
+    #[allow(
+        dead_code,
+        reason = "kept for `inspect`; the pipe reports corruption as loss"
+    )]
+    pub(crate) fn lost(&self) -> u64 {
+        self.ctl.misc.0.lost.load(Relaxed)
+    }
+
+    /// Whether a message is published (or the ring is closed).
+    pub(crate) fn readable(&self) -> bool {
+        // Acquire: pairs with the Release store of `tail` in `try_push`.
+        self.ctl.tail.0.load(Acquire) != self.ctl.head.0.load(Relaxed) || self.is_closed()
+    }
+
+    fn writable(&self) -> bool {
+        // Acquire: pairs with the Release store of `head` in `try_pop`.
+        self.ctl.tail.0.load(Relaxed) - self.ctl.head.0.load(Acquire) < self.cap || self.is_closed()
+    }
+
+    /// Publishes `msg` (at most `max_len` bytes) if there is room. Producer side only.
+    pub(crate) fn try_push(&self, msg: &[u8], cache: &Cache) -> bool {
+        debug_assert!(msg.len() <= self.max_len);
+        let tail = self.ctl.tail.0.load(Relaxed); // only this side writes it
+        if tail - cache.other.load(Relaxed) >= self.cap {
+            // Acquire: pairs with the Release store of `head` in `try_pop`: the consumer's
+            // reads of the slot we are about to reuse are done.
+            let head = self.ctl.head.0.load(Acquire);
+            cache.other.store(head, Relaxed);
+            if tail - head >= self.cap {
+                return false;
+            }
+        }
+        let slot = self.slot(tail);
+        slot[0].store(msg.len() as u64, Relaxed);
+        let data = &slot[1..];
+        assert!(msg.len() <= data.len() * 8);
+        // SAFETY: the bytes lie inside the slot's data words (asserted). Slot `tail` is ours:
+        // the consumer is done with it (the Acquire load of `head` above, or an earlier one),
+        // and will not read it before our Release store of `tail` below. The words are atomics
+        // (UnsafeCell), so writing through a pointer derived from `&` is allowed.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                msg.as_ptr(),
+                data.as_ptr().cast::<u8>().cast_mut(),
+                msg.len(),
+            );
+        }
+        // Release: pairs with the Acquire loads of `tail` in `try_pop` and `readable`.
+        self.ctl.tail.0.store(tail + 1, Release);
+        let m = &self.ctl.misc.0;
+        wake(&m.get_epoch, &m.get_waiters);
+        true
+    }
+
+    /// Takes the oldest message if one is published, handing `read` its bytes and length.
+    /// Consumer side only.
+    pub(crate) fn try_pop<R>(&self, read: &mut impl FnMut(&[u8]) -> R, cache: &Cache) -> Option<R> {
+        let m = &self.ctl.misc.0;
+        loop {
+            let head = self.ctl.head.0.load(Relaxed); // only this side writes it
+            if head == cache.other.load(Relaxed) {
+                // Acquire: pairs with the Release store of `tail` in `try_push`.
+                let tail = self.ctl.tail.0.load(Acquire);
+                cache.other.store(tail, Relaxed);
+                if head == tail {
+                    return None;
+                }
+            }
+            let slot = self.slot(head);
+            let len = slot[0].load(Relaxed) as usize;
+            let r = (len <= self.max_len).then(|| {
+                let data = &slot[1..];
+                // SAFETY: `len` bytes lie inside the data words (`len <= max_len`, which the
+                // slot holds). The producer wrote them before its Release store of `tail`,
+                // which our Acquire load read; it will not write the slot again before our
+                // Release store of `head` below. Reading through `&` of atomics is allowed.
+                let bytes = unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), len) };
+                read(bytes)
+            });
+            // Release: pairs with the Acquire loads of `head` in `try_push` and `writable`.
+            self.ctl.head.0.store(head + 1, Release);
+            wake(&m.put_epoch, &m.put_waiters);
+            match r {
+                Some(r) => return Some(r),
+                // A length no producer wrote: the slot was scribbled on. Drop it.
+                None => {
+                    m.lost.fetch_add(1, Relaxed);
+                }
+            }
+        }
+    }
+
+    /// Pushes `msg`, waiting while the ring is full (see `Ring::put`).
+    pub(crate) fn push(
+        &self,
+        msg: &[u8],
+        cache: &Cache,
+        deadline: Option<Instant>,
+        spin: u32,
+    ) -> Result<(), Fail> {
+        let mut rounds = 0;
+        loop {
+            if self.is_closed() {
+                return Err(Fail::Closed);
+            }
+            if self.try_push(msg, cache) {
+                return Ok(());
+            }
+            if rounds < spin {
+                rounds += 1;
+                backoff(rounds);
+                continue;
+            }
+            let wait = remaining(deadline)?;
+            let m = &self.ctl.misc.0;
+            park(&m.put_epoch, &m.put_waiters, wait, || !self.writable());
+        }
+    }
+
+    /// Pops a message, waiting while the ring is empty (see `Ring::get`).
+    pub(crate) fn pop<R>(
+        &self,
+        read: &mut impl FnMut(&[u8]) -> R,
+        cache: &Cache,
+        deadline: Option<Instant>,
+        spin: u32,
+    ) -> Result<R, Fail> {
+        let mut rounds = 0;
+        loop {
+            // `closed` first, so that closed-and-empty means drained (see `Ring::get`).
+            let closed = self.is_closed();
+            if let Some(r) = self.try_pop(read, cache) {
+                return Ok(r);
+            }
+            if closed {
+                return Err(Fail::Closed);
+            }
+            if rounds < spin {
+                rounds += 1;
+                backoff(rounds);
+                continue;
+            }
+            let wait = remaining(deadline)?;
+            let m = &self.ctl.misc.0;
+            park(&m.get_epoch, &m.get_waiters, wait, || !self.readable());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heap(cap: usize, max_len: usize) -> (Box<SpscCtl>, Vec<AtomicU64>) {
+        let n = cap * slot_words(max_len).expect("size");
+        (Box::default(), (0..n).map(|_| AtomicU64::new(0)).collect())
+    }
+
+    #[test]
+    fn fifo_full_empty_and_close() {
+        let (ctl, words) = heap(3, 20);
+        let q = Spsc::new(&ctl, &words, 3, 20);
+        let (pc, cc) = (Cache::default(), Cache::default());
+        let mut read = |b: &[u8]| b.to_vec();
+        for round in 0..10u8 {
+            for i in 0..3u8 {
+                assert!(q.try_push(&vec![round ^ i; usize::from(i) * 9], &pc));
+            }
+            assert!(!q.try_push(b"x", &pc));
+            for i in 0..3u8 {
+                assert_eq!(
+                    q.try_pop(&mut read, &cc),
+                    Some(vec![round ^ i; usize::from(i) * 9])
+                );
+            }
+            assert_eq!(q.try_pop(&mut read, &cc), None);
+        }
+        q.try_push(b"last", &pc);
+        q.close();
+        assert_eq!(q.push(b"no", &pc, None, 0), Err(Fail::Closed));
+        assert_eq!(q.pop(&mut read, &cc, None, 0), Ok(b"last".to_vec()));
+        assert_eq!(q.pop(&mut read, &cc, None, 0), Err(Fail::Closed));
+    }
+
+    #[test]
+    fn two_threads_stream_in_order() {
+        let (ctl, words) = heap(4, 8);
+        let q = Spsc::new(&ctl, &words, 4, 8);
+        let n: u64 = if cfg!(miri) { 200 } else { 50_000 };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let c = Cache::default();
+                for i in 0..n {
+                    q.push(&i.to_ne_bytes(), &c, None, 100).expect("push");
+                }
+                q.close();
+            });
+            let c = Cache::default();
+            let mut next = 0;
+            let mut read = |b: &[u8]| u64::from_ne_bytes(b.try_into().expect("8 bytes"));
+            while let Ok(v) = q.pop(&mut read, &c, None, 100) {
+                assert_eq!(v, next);
+                next += 1;
+            }
+            assert_eq!(next, n);
+        });
+    }
+}
