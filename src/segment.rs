@@ -30,8 +30,9 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"mpshm\0\x01\xfe");
 pub(crate) const VERSION: u32 = 1;
 /// Bytes reserved for the header; the lock area or payload starts here.
 pub(crate) const HEADER_SIZE: usize = 256;
-/// Bytes reserved for an embedded lock.
-pub(crate) const LOCK_AREA: usize = 64;
+/// Bytes reserved for an embedded lock: the mutex and the poison word. A small payload follows
+/// on the same cache line, so a lock handed to another core brings the value with it.
+pub(crate) const LOCK_AREA: usize = 56;
 /// The value of `ready` once the creator has finished; 0 while it initialises.
 const READY: u32 = 0x5EAD_1E55;
 /// The longest type tag stored; longer tags are cut (the same way on both sides).
@@ -200,7 +201,8 @@ fn place(kind: Kind, elem_size: u64, elem_align: u64, count: u64) -> Option<(u64
     } else {
         (0, HEADER_SIZE as u64)
     };
-    let align = elem_align.max(64);
+    // Locked payloads start right after the lock (8-aligned at least); others on a cache line.
+    let align = if kind.has_lock() { elem_align.max(8) } else { elem_align.max(64) };
     let payload = start.checked_add(align - 1)? & !(align - 1);
     let total = payload.checked_add(elem_size.checked_mul(count)?)?;
     (total <= MAX_SEGMENT).then_some((lock, payload, total))
