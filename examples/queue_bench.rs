@@ -366,7 +366,7 @@ fn print_table(sections: &[(&str, &[Row])]) {
          spinning = set_spin(u32::MAX) on both sides, parked = set_spin(0); the pipe and socket \
          figures are shared by both sections (measured in the same rounds).\n\
          streams: median of {ROUNDS} rounds; queues and pipes use the default spin; queue capacity \
-         {} messages ({} for 4 KiB, {} for 64 KiB); a Pipe holds 32 chunks of up to 16 KiB each \
+         {} messages ({} for 4 KiB, {} for 64 KiB); a Pipe holds 512 chunks of up to 1008 B each \
          way.\n\
          2→2: two producer and two consumer processes on one queue; the baselines are two \
          independent 1→1 pipes (sockets) at once.\n\

@@ -252,11 +252,21 @@ impl End {
     /// [`recv_into_vec`](Self::recv_into_vec) with the receive lock held and nothing pending.
     fn recv_locked(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), RecvError> {
         out.clear();
+        self.recv_chunks(deadline, &mut |bytes| out.extend_from_slice(bytes))
+    }
+
+    /// Receives the next message chunk by chunk into `sink`, with the receive lock held and
+    /// nothing pending; waits until `deadline` for its first chunk.
+    fn recv_chunks(
+        &self,
+        deadline: Option<Instant>,
+        sink: &mut impl FnMut(&[u8]),
+    ) -> Result<(), RecvError> {
         let ring = self.ring(1 - self.side);
         let mut first = true;
         loop {
             let mut read = |bytes: &[u8]| {
-                out.extend_from_slice(bytes);
+                sink(bytes);
                 bytes.len()
             };
             // The fast path: a chunk is there (no clock read, no deadline).
@@ -291,6 +301,62 @@ impl End {
                     }
                 }
             }
+        }
+    }
+
+    /// Receives the next message into `buf` without an intermediate copy; a message longer
+    /// than `buf` is kept whole for the next receive and reported as `BufferTooShort`.
+    fn recv_into_slice(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
+        let mut pending = lock(&self.recv);
+        if let Some(v) = pending.take() {
+            if v.len() > buf.len() {
+                let needed = v.len();
+                *pending = Some(v);
+                return Err(RecvError::BufferTooShort { needed });
+            }
+            buf[..v.len()].copy_from_slice(&v);
+            return Ok(v.len());
+        }
+        let (mut n, mut spill) = (0, None::<Vec<u8>>);
+        self.recv_chunks(None, &mut |bytes| match &mut spill {
+            Some(v) => v.extend_from_slice(bytes),
+            None if n + bytes.len() <= buf.len() => {
+                buf[n..n + bytes.len()].copy_from_slice(bytes);
+                n += bytes.len();
+            }
+            None => {
+                let mut v = Vec::with_capacity(n + bytes.len());
+                v.extend_from_slice(&buf[..n]);
+                v.extend_from_slice(bytes);
+                spill = Some(v);
+            }
+        })?;
+        match spill {
+            Some(v) => {
+                let needed = v.len();
+                *pending = Some(v);
+                Err(RecvError::BufferTooShort { needed })
+            }
+            None => Ok(n),
+        }
+    }
+
+    /// Receives a `T` straight into place.
+    fn recv_pod<T: Pod>(&self) -> Result<T, RecvError> {
+        let mut v = T::zeroed();
+        let expected = std::mem::size_of::<T>();
+        match self.recv_into_slice(bytemuck::bytes_of_mut(&mut v)) {
+            Ok(n) if n == expected => Ok(v),
+            Ok(found) => Err(RecvError::WrongSize { expected, found }),
+            Err(RecvError::BufferTooShort { needed }) => {
+                // Too long for a `T`: consume it, as a wrong size always is.
+                lock(&self.recv).take();
+                Err(RecvError::WrongSize {
+                    expected,
+                    found: needed,
+                })
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -532,21 +598,7 @@ macro_rules! receiving {
             ///
             /// [`RecvError::BufferTooShort`], or as [`recv_bytes`](Self::recv_bytes).
             pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
-                let mut pending = lock(&self.end.recv);
-                let mut v = match pending.take() {
-                    Some(v) => v,
-                    None => Vec::new(),
-                };
-                if v.is_empty() {
-                    self.end.recv_locked(&mut v, None)?;
-                }
-                if v.len() > buf.len() {
-                    let needed = v.len();
-                    *pending = Some(v);
-                    return Err(RecvError::BufferTooShort { needed });
-                }
-                buf[..v.len()].copy_from_slice(&v);
-                Ok(v.len())
+                self.end.recv_into_slice(buf)
             }
 
             /// Receives the next message as a `T` sent with `send`.
@@ -556,7 +608,7 @@ macro_rules! receiving {
             /// [`RecvError::WrongSize`] when the message is not `size_of::<T>()` bytes (it is
             /// consumed), or as [`recv_bytes`](Self::recv_bytes).
             pub fn recv<T: Pod>(&self) -> Result<T, RecvError> {
-                decode(self.recv_bytes()?)
+                self.end.recv_pod()
             }
 
             /// Receives a `T` if a message is ready; never waits for one.

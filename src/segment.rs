@@ -202,7 +202,11 @@ fn place(kind: Kind, elem_size: u64, elem_align: u64, count: u64) -> Option<(u64
         (0, HEADER_SIZE as u64)
     };
     // Locked payloads start right after the lock (8-aligned at least); others on a cache line.
-    let align = if kind.has_lock() { elem_align.max(8) } else { elem_align.max(64) };
+    let align = if kind.has_lock() {
+        elem_align.max(8)
+    } else {
+        elem_align.max(64)
+    };
     let payload = start.checked_add(align - 1)? & !(align - 1);
     let total = payload.checked_add(elem_size.checked_mul(count)?)?;
     (total <= MAX_SEGMENT).then_some((lock, payload, total))

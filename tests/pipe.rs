@@ -234,6 +234,20 @@ fn values_and_byte_ranges() {
             found: 4
         })
     );
+    a.send(&1u64).expect("send");
+    a.send(&2u8).expect("send");
+    assert_eq!(
+        b.recv::<u32>(),
+        Err(RecvError::WrongSize {
+            expected: 4,
+            found: 8
+        })
+    );
+    assert_eq!(
+        b.recv::<u8>(),
+        Ok(2),
+        "the too-long message was consumed, the next is intact"
+    );
     // Python's send_bytes(buf, offset, size).
     let buf = b"abcdefghij";
     a.send_bytes_range(buf, 2, 3).expect("send");
