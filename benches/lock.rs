@@ -14,8 +14,6 @@
 //! After Criterion's report, a summary gives each mean (over every sample, warm-up included) and
 //! how many of each operation fit in one pipe round trip.
 
-use std::cell::RefCell;
-use std::error::Error;
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -24,7 +22,9 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use mpshm::{Lock, RawValue, Value};
 
-type Res<T> = Result<T, Box<dyn Error>>;
+mod common;
+
+use common::{Res, record};
 
 /// Tells a re-executed bench binary to act as the child: `echo` or `contend <prefix>`.
 const CHILD_ENV: &str = "MPSHM_BENCH_CHILD";
@@ -34,59 +34,7 @@ const QUIT: u64 = u64::MAX;
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn main() {
-    if let Ok(role) = std::env::var(CHILD_ENV) {
-        if let Err(e) = child(&role) {
-            eprintln!("bench child ({role}): {e}");
-            std::process::exit(1);
-        }
-        return;
-    }
-    let mut c = Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .configure_from_args();
-    if let Err(e) = benches(&mut c) {
-        eprintln!("bench lock: {e}");
-        std::process::exit(1);
-    }
-    c.final_summary();
-    summary();
-}
-
-// ---- the summary ---------------------------------------------------------------------------
-
-thread_local! {
-    /// Per benchmark: total time and iterations over every `iter_custom` call.
-    static TOTALS: RefCell<Vec<(&'static str, Duration, u64)>> = const { RefCell::new(Vec::new()) };
-}
-
-fn record(id: &'static str, time: Duration, iters: u64) -> Duration {
-    TOTALS.with_borrow_mut(|totals| match totals.iter_mut().find(|t| t.0 == id) {
-        Some(t) => {
-            t.1 += time;
-            t.2 += iters;
-        }
-        None => totals.push((id, time, iters)),
-    });
-    time
-}
-
-fn summary() {
-    TOTALS.with_borrow(|totals| {
-        if totals.is_empty() {
-            return;
-        }
-        let mean = |t: &(&str, Duration, u64)| t.1.as_nanos() as f64 / t.2.max(1) as f64;
-        let pipe = totals.iter().find(|t| t.0 == PIPE_ID).map(mean);
-        println!("\nsummary (mean over all samples; ratio = pipe round trip / this)");
-        println!("{:-<78}", "");
-        for t in totals {
-            let ratio = pipe.map_or("-".to_owned(), |p| format!("{:.1}x", p / mean(t)));
-            println!("{:<44} {:>10.1} ns/iter  {ratio:>11}", t.0, mean(t));
-        }
-        println!("{:-<78}", "");
-    });
+    common::run("lock", CHILD_ENV, child, benches, |_| PIPE_ID.to_owned());
 }
 
 // ---- the benchmarks ------------------------------------------------------------------------

@@ -19,19 +19,19 @@
 //! After Criterion's report, a summary gives each mean (over every sample, warm-up included) and
 //! how many times faster than the pipe it is.
 
-use std::cell::RefCell;
-use std::error::Error;
 use std::fs::File;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Child, ChildStderr, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
 use mpshm::Queue;
 
-type Res<T> = Result<T, Box<dyn Error>>;
+mod common;
+
+use common::{Res, record};
 
 /// Tells a re-executed bench binary to act as the child: `qecho <there> <back> <spin>`,
 /// `qsink <data> <ack>`, `fdecho`, or `fdsink`.
@@ -42,59 +42,8 @@ const ACK_ME: u64 = 1 << 63;
 type Msg = [u64; 8];
 
 fn main() {
-    if let Ok(role) = std::env::var(CHILD_ENV) {
-        if let Err(e) = child(&role) {
-            eprintln!("bench child ({role}): {e}");
-            std::process::exit(1);
-        }
-        return;
-    }
-    let mut c = Criterion::default()
-        .sample_size(20)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_secs(2))
-        .configure_from_args();
-    if let Err(e) = benches(&mut c) {
-        eprintln!("bench queue: {e}");
-        std::process::exit(1);
-    }
-    c.final_summary();
-    summary();
-}
-
-// ---- the summary ---------------------------------------------------------------------------
-
-thread_local! {
-    /// Per benchmark: total time and iterations over every `iter_custom` call.
-    static TOTALS: RefCell<Vec<(String, Duration, u64)>> = const { RefCell::new(Vec::new()) };
-}
-
-fn record(id: &str, time: Duration, iters: u64) -> Duration {
-    TOTALS.with_borrow_mut(|totals| match totals.iter_mut().find(|t| t.0 == id) {
-        Some(t) => {
-            t.1 += time;
-            t.2 += iters;
-        }
-        None => totals.push((id.to_owned(), time, iters)),
-    });
-    time
-}
-
-fn summary() {
-    TOTALS.with_borrow(|totals| {
-        let mean = |t: &(String, Duration, u64)| t.1.as_nanos() as f64 / t.2.max(1) as f64;
-        println!("\nsummary (mean over all samples; × = the group's pipe mean / this)");
-        println!("{:-<72}", "");
-        for t in totals {
-            let group = t.0.split('/').next().unwrap_or_default();
-            let pipe = totals
-                .iter()
-                .find(|p| p.0 == format!("{group}/pipe"))
-                .map(mean);
-            let ratio = pipe.map_or(String::new(), |p| format!("{:>9.1}×", p / mean(t)));
-            println!("{:<36} {:>12.1} ns/iter {ratio}", t.0, mean(t));
-        }
-        println!("{:-<72}", "");
+    common::run("queue", CHILD_ENV, child, benches, |id| {
+        format!("{}/pipe", id.split('/').next().unwrap_or_default())
     });
 }
 
