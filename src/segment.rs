@@ -482,7 +482,6 @@ impl Segment {
     }
 
     /// The kind-specific parameters recorded at creation.
-    #[allow(dead_code, reason = "read by the queue and pipe kinds")]
     pub(crate) fn params(&self) -> [u64; 4] {
         self.header.params
     }
