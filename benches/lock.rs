@@ -16,7 +16,7 @@
 
 use std::hint::black_box;
 use std::io::{Read, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
@@ -24,7 +24,7 @@ use mpshm::{Lock, RawValue, Value};
 
 mod common;
 
-use common::{Res, record};
+use common::{KillOnDrop, Res, record};
 
 /// Tells a re-executed bench binary to act as the child: `echo` or `contend <prefix>`.
 const CHILD_ENV: &str = "MPSHM_BENCH_CHILD";
@@ -345,28 +345,5 @@ fn child(role: &str) -> Res<()> {
         None if role == "echo" => echo_child(),
         Some(("contend", prefix)) => contend_child(prefix),
         _ => Err(format!("unknown {CHILD_ENV} value {role:?}").into()),
-    }
-}
-
-/// A child process that is killed and reaped if dropped before [`KillOnDrop::wait`].
-struct KillOnDrop(Option<Child>);
-
-impl KillOnDrop {
-    fn wait(&mut self) -> Res<()> {
-        let mut child = self.0.take().ok_or("child already waited for")?;
-        let status = child.wait()?;
-        if !status.success() {
-            return Err(format!("child process failed: {status}").into());
-        }
-        Ok(())
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }

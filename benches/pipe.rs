@@ -22,11 +22,10 @@
 //! After Criterion's report, a summary gives each mean (over every sample, warm-up included) and
 //! how many times faster than the OS pipe it is.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{ChildStderr, Command, Stdio};
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
@@ -34,7 +33,7 @@ use mpshm::{Connection, Pipe, RecvError};
 
 mod common;
 
-use common::{Res, record};
+use common::{KillOnDrop, Res, raw_stdio, read_record, record, report_ready};
 
 /// Tells a re-executed bench binary to act as the child: `cecho <name> <spin>`,
 /// `csink <name> <size>`, `fdecho`, or `fdsink <size>`.
@@ -374,58 +373,5 @@ impl Sink {
         }
         self.next += 1;
         Ok((tag & ACK_ME != 0).then_some(seq))
-    }
-}
-
-fn report_ready() -> Res<()> {
-    let mut err = std::io::stderr().lock();
-    writeln!(err, "ready")?;
-    err.flush()?;
-    Ok(())
-}
-
-/// Our stdin and stdout as unbuffered files.
-fn raw_stdio() -> Res<(File, File)> {
-    Ok((
-        File::from(std::io::stdin().as_fd().try_clone_to_owned()?),
-        File::from(std::io::stdout().as_fd().try_clone_to_owned()?),
-    ))
-}
-
-/// Fills `buf` with exactly one record: `false` at a clean end of file.
-fn read_record(input: &mut File, buf: &mut [u8]) -> Res<bool> {
-    let mut got = 0;
-    while got < buf.len() {
-        match input.read(&mut buf[got..]) {
-            Ok(0) if got == 0 => return Ok(false),
-            Ok(0) => return Err("end of file inside a record".into()),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(true)
-}
-
-/// A child process that is killed and reaped if dropped before [`KillOnDrop::wait`].
-struct KillOnDrop(Option<Child>);
-
-impl KillOnDrop {
-    fn wait(&mut self) -> Res<()> {
-        let mut child = self.0.take().ok_or("child already waited for")?;
-        let status = child.wait()?;
-        if !status.success() {
-            return Err(format!("child process failed: {status}").into());
-        }
-        Ok(())
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
     }
 }

@@ -1,9 +1,15 @@
 //! What every bench binary shares: the dispatch to a child role (a bench re-executes itself as
 //! its peer process), Criterion's settings, and a closing summary of mean times with the ratio
-//! against a baseline measured in the same run.
+//! against a baseline measured in the same run; and the small process and stdio helpers the
+//! benches' children use.
+#![allow(dead_code, reason = "each bench uses a different part")]
 
 use std::cell::RefCell;
 use std::error::Error;
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsFd;
+use std::process::Child;
 use std::time::Duration;
 
 use criterion::Criterion;
@@ -77,4 +83,58 @@ fn summary(baseline: fn(&str) -> String) {
         }
         println!("{:-<78}", "");
     });
+}
+
+/// In a child: tells the parent (on stderr) that it is set up.
+pub fn report_ready() -> Res<()> {
+    let mut err = std::io::stderr().lock();
+    writeln!(err, "ready")?;
+    err.flush()?;
+    Ok(())
+}
+
+/// Our stdin and stdout as unbuffered files.
+pub fn raw_stdio() -> Res<(File, File)> {
+    Ok((
+        File::from(std::io::stdin().as_fd().try_clone_to_owned()?),
+        File::from(std::io::stdout().as_fd().try_clone_to_owned()?),
+    ))
+}
+
+/// Fills `buf` with exactly one record: `false` at a clean end of file.
+pub fn read_record(input: &mut File, buf: &mut [u8]) -> Res<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => return Err("end of file inside a record".into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
+}
+
+/// A child process that is killed and reaped if dropped before [`KillOnDrop::wait`].
+pub struct KillOnDrop(pub Option<Child>);
+
+impl KillOnDrop {
+    pub fn wait(&mut self) -> Res<()> {
+        let mut child = self.0.take().ok_or("child already waited for")?;
+        let status = child.wait()?;
+        if !status.success() {
+            return Err(format!("child process failed: {status}").into());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
