@@ -405,32 +405,24 @@ impl<'a> Ring<'a> {
     /// Puts `msg`, waiting while the ring is full: `spin` rounds of spinning, then sleeping,
     /// until `deadline` (forever if `None`).
     pub(crate) fn put(&self, msg: &[u8], deadline: Option<Instant>, spin: u32) -> Result<(), Fail> {
-        let mut rounds = 0;
-        loop {
+        let m = &self.ctl.misc.0;
+        let attempt = |spun| {
             if self.is_closed() {
-                return Err(Fail::Closed);
+                return Attempt::Done(Err(Fail::Closed));
             }
-            let stuck = match self.try_put(msg) {
-                TryPut::Done => return Ok(()),
-                TryPut::Full { stuck } => stuck,
-            };
-            if rounds < spin {
-                rounds += 1;
-                backoff(rounds);
-                continue;
+            match self.try_put(msg) {
+                TryPut::Done => Attempt::Done(Ok(())),
+                TryPut::Full { stuck } => self.unstick(stuck, spun),
             }
-            if let Some((pos, w)) = stuck {
-                if self.reclaim(pos, w) {
-                    continue;
-                }
-            }
-            let wait = remaining(deadline)?;
-            let m = &self.ctl.misc.0;
-            let poll = stuck.map(|_| LIVENESS_POLL);
-            park(&m.put_epoch, &m.put_waiters, min_opt(wait, poll), || {
-                !self.writable()
-            });
-        }
+        };
+        block(
+            &m.put_epoch,
+            &m.put_waiters,
+            deadline,
+            spin,
+            attempt,
+            || !self.writable(),
+        )
     }
 
     /// Takes a message, waiting while the ring is empty (see [`put`](Self::put)).
@@ -440,38 +432,44 @@ impl<'a> Ring<'a> {
         deadline: Option<Instant>,
         spin: u32,
     ) -> Result<R, Fail> {
-        let mut rounds = 0;
-        loop {
+        let m = &self.ctl.misc.0;
+        let attempt = |spun| {
             // `closed` is read BEFORE looking for a message: a put that happened before the
             // close is then visible to the `try_get` below, so "closed and empty" really means
             // drained. (Read after, a consumer preempted between the two could see the close
             // but not the last puts, and drop them.)
             let closed = self.is_closed();
             let stuck = match self.try_get(read) {
-                TryGet::Got(r) => return Ok(r),
+                TryGet::Got(r) => return Attempt::Done(Ok(r)),
                 TryGet::Empty { stuck } => stuck,
             };
             // Closed and drained: nothing is published, and no producer holds the head slot (a
             // consumer still copying out the previous lap does not count).
             if closed && stuck.is_none_or(|(_, w)| state(w) == READING) {
-                return Err(Fail::Closed);
+                return Attempt::Done(Err(Fail::Closed));
             }
-            if rounds < spin {
-                rounds += 1;
-                backoff(rounds);
-                continue;
-            }
-            if let Some((pos, w)) = stuck {
-                if self.reclaim(pos, w) {
-                    continue;
-                }
-            }
-            let wait = remaining(deadline)?;
-            let m = &self.ctl.misc.0;
-            let poll = stuck.map(|_| LIVENESS_POLL);
-            park(&m.get_epoch, &m.get_waiters, min_opt(wait, poll), || {
-                !self.readable()
-            });
+            self.unstick(stuck, spun)
+        };
+        block(
+            &m.get_epoch,
+            &m.get_waiters,
+            deadline,
+            spin,
+            attempt,
+            || !self.readable(),
+        )
+    }
+
+    /// What a blocked operation does about a claimed slot in its way: once the spin budget is
+    /// spent (the claimer's liveness costs a `/proc` read), reclaim it if the claimer is dead
+    /// and try again at once; otherwise wait, re-checking every [`LIVENESS_POLL`].
+    fn unstick<T>(&self, stuck: Option<(u64, u64)>, spun: bool) -> Attempt<T> {
+        match stuck {
+            Some((pos, w)) if spun && self.reclaim(pos, w) => Attempt::Again,
+            Some(_) => Attempt::Wait {
+                poll: Some(LIVENESS_POLL),
+            },
+            None => Attempt::Wait { poll: None },
         }
     }
 
@@ -574,7 +572,46 @@ pub(crate) fn read_data(data: &[AtomicU64], out: &mut [u8]) {
     }
 }
 
-pub(crate) fn backoff(round: u32) {
+/// What one attempt of a blocking ring operation found.
+pub(crate) enum Attempt<T> {
+    /// Finished: the result, or why it gave up.
+    Done(Result<T, Fail>),
+    /// Something changed (a dead claimer's slot was freed): try again at once.
+    Again,
+    /// Must wait for the other side; `poll` bounds the sleep, to re-check a claimer.
+    Wait { poll: Option<Duration> },
+}
+
+/// The wait every blocking ring operation shares: calls `attempt(spun)` until it finishes;
+/// between attempts spins `spin` rounds with [`backoff`], then sleeps on `epoch` (while
+/// `blocked()` holds) until the other side wakes it, the `poll` interval passes, or `deadline`.
+/// `spun` tells `attempt` that the spin budget is spent.
+pub(crate) fn block<T>(
+    epoch: &AtomicU32,
+    waiters: &AtomicU32,
+    deadline: Option<Instant>,
+    spin: u32,
+    mut attempt: impl FnMut(bool) -> Attempt<T>,
+    blocked: impl Fn() -> bool,
+) -> Result<T, Fail> {
+    let mut rounds = 0;
+    loop {
+        let poll = match attempt(rounds >= spin) {
+            Attempt::Done(r) => return r,
+            Attempt::Again => continue,
+            Attempt::Wait { poll } => poll,
+        };
+        if rounds < spin {
+            rounds += 1;
+            backoff(rounds);
+            continue;
+        }
+        let wait = remaining(deadline)?;
+        park(epoch, waiters, min_opt(wait, poll), &blocked);
+    }
+}
+
+fn backoff(round: u32) {
     // Under loom every interleaving is explored anyway; a spin the model cannot see only adds
     // steps, so yield to it instead.
     #[cfg(loom)]
@@ -594,7 +631,7 @@ pub(crate) fn backoff(round: u32) {
     }
 }
 
-pub(crate) fn remaining(deadline: Option<Instant>) -> Result<Option<Duration>, Fail> {
+fn remaining(deadline: Option<Instant>) -> Result<Option<Duration>, Fail> {
     match deadline {
         None => Ok(None),
         Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -613,7 +650,7 @@ fn min_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
 }
 
 /// Sleeps on `epoch` while `blocked()` holds, at most `timeout`.
-pub(crate) fn park(
+fn park(
     epoch: &AtomicU32,
     waiters: &AtomicU32,
     timeout: Option<Duration>,

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Instant;
 
-use crate::ring::{Fail, Padded, backoff, park, remaining, slot_words, wake};
+use crate::ring::{Attempt, Fail, Padded, block, slot_words, wake};
 use crate::segment::Shared;
 
 /// The shared control block: each index on a line of its own, then the waiting state.
@@ -202,23 +202,24 @@ impl<'a> Spsc<'a> {
         deadline: Option<Instant>,
         spin: u32,
     ) -> Result<(), Fail> {
-        let mut rounds = 0;
-        loop {
+        let m = &self.ctl.misc.0;
+        let attempt = |_| {
             if self.is_closed() {
-                return Err(Fail::Closed);
+                Attempt::Done(Err(Fail::Closed))
+            } else if self.try_push(msg, cache) {
+                Attempt::Done(Ok(()))
+            } else {
+                Attempt::Wait { poll: None }
             }
-            if self.try_push(msg, cache) {
-                return Ok(());
-            }
-            if rounds < spin {
-                rounds += 1;
-                backoff(rounds);
-                continue;
-            }
-            let wait = remaining(deadline)?;
-            let m = &self.ctl.misc.0;
-            park(&m.put_epoch, &m.put_waiters, wait, || !self.writable());
-        }
+        };
+        block(
+            &m.put_epoch,
+            &m.put_waiters,
+            deadline,
+            spin,
+            attempt,
+            || !self.writable(),
+        )
     }
 
     /// Pops a message, waiting while the ring is empty (see `Ring::get`).
@@ -229,25 +230,24 @@ impl<'a> Spsc<'a> {
         deadline: Option<Instant>,
         spin: u32,
     ) -> Result<R, Fail> {
-        let mut rounds = 0;
-        loop {
+        let m = &self.ctl.misc.0;
+        let attempt = |_| {
             // `closed` first, so that closed-and-empty means drained (see `Ring::get`).
             let closed = self.is_closed();
-            if let Some(r) = self.try_pop(read, cache) {
-                return Ok(r);
+            match self.try_pop(read, cache) {
+                Some(r) => Attempt::Done(Ok(r)),
+                None if closed => Attempt::Done(Err(Fail::Closed)),
+                None => Attempt::Wait { poll: None },
             }
-            if closed {
-                return Err(Fail::Closed);
-            }
-            if rounds < spin {
-                rounds += 1;
-                backoff(rounds);
-                continue;
-            }
-            let wait = remaining(deadline)?;
-            let m = &self.ctl.misc.0;
-            park(&m.get_epoch, &m.get_waiters, wait, || !self.readable());
-        }
+        };
+        block(
+            &m.get_epoch,
+            &m.get_waiters,
+            deadline,
+            spin,
+            attempt,
+            || !self.readable(),
+        )
     }
 }
 
