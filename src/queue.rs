@@ -19,6 +19,7 @@ use crate::error::{
 };
 use crate::ring::{self, CTL_SIZE, Fail, Ring, RingCtl, TryGet, TryPut};
 use crate::segment::{Kind, Options, Segment, Spec};
+use crate::sync::barrier;
 use crate::sys;
 
 /// The largest capacity accepted.
@@ -69,6 +70,7 @@ pub(crate) struct RingSeg {
 impl RingSeg {
     pub(crate) fn create(name: &str, spec: &Spec, opts: &Options) -> Result<RingSeg, Error> {
         let (cap, max_len) = (spec.params[0] as usize, spec.params[1] as usize);
+        barrier::init();
         let pid = sys::current_pid();
         let joinable = spec.kind == Kind::JoinableQueue;
         let seg = Segment::create(name, spec, opts, |seg| {
@@ -100,6 +102,7 @@ impl RingSeg {
             tag,
             params: [0; 4],
         };
+        barrier::init();
         let seg = Segment::open(name, &spec, opts)?;
         let [cap, len, ..] = seg.params();
         let expect = ring_spec(kind, cap as usize, len as usize, String::new())

@@ -18,7 +18,9 @@
 //!
 //! Waiting is an eventcount: a blocked side bumps a waiter count and sleeps on a shared futex
 //! word; the other side issues the wake syscall only when that count is non-zero, so the
-//! uncontended path makes no syscalls at all.
+//! uncontended path makes no syscalls at all. The count and the message need a store-then-load
+//! fence on each side; the waking side's is a compiler fence only, and the parking side pays for
+//! both with a `membarrier` (see `sync::barrier`), so a stream of messages runs no fence at all.
 //!
 //! It works on a control block and a slice of `AtomicU64` slot words, wherever they live, so it
 //! runs the same on heap memory under Miri and in property tests as on a mapped segment. The one
@@ -34,7 +36,8 @@
 use std::time::{Duration, Instant};
 
 use crate::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
-use crate::sync::atomic::{AtomicU32, AtomicU64, fence};
+use crate::sync::atomic::{AtomicU32, AtomicU64};
+use crate::sync::barrier;
 
 /// One cache-line pair (128 bytes: x86_64 prefetches lines in pairs).
 #[repr(C, align(128))]
@@ -649,6 +652,9 @@ fn min_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
     }
 }
 
+/// How long a waiter sleeps at most when this process cannot run `membarrier`.
+const UNFENCED_POLL: Duration = Duration::from_millis(10);
+
 /// Sleeps on `epoch` while `blocked()` holds, at most `timeout`.
 fn park(
     epoch: &AtomicU32,
@@ -657,20 +663,29 @@ fn park(
     blocked: impl Fn() -> bool,
 ) {
     waiters.fetch_add(1, SeqCst);
-    // SeqCst: with the fence in `wake`, either `blocked()` below sees the other side's update,
-    // or the other side sees our waiter count and bumps the epoch (so the futex wait returns).
     let seen = epoch.load(SeqCst);
-    fence(SeqCst);
+    // The heavy half of the fence pair whose light half is in `wake`: either `blocked()` below
+    // sees the other side's update, or the other side sees our waiter count and bumps the
+    // epoch (so the futex wait returns).
+    let reached = barrier::heavy();
     if blocked() {
+        // Without the membarrier a peer's light fence is out of our reach (see `barrier`), so
+        // its wake-up may be lost: look again now and then.
+        let timeout = if reached {
+            timeout
+        } else {
+            min_opt(timeout, Some(UNFENCED_POLL))
+        };
         futex_wait(epoch, seen, timeout);
     }
     waiters.fetch_sub(1, SeqCst);
 }
 
 /// Wakes the sleepers on `epoch`, with a syscall only if any are counted.
+#[inline]
 pub(crate) fn wake(epoch: &AtomicU32, waiters: &AtomicU32) {
-    // SeqCst: pairs with the fence in `park` (see there).
-    fence(SeqCst);
+    // Pairs with the heavy fence in `park` (see there).
+    barrier::light();
     if waiters.load(Relaxed) > 0 {
         epoch.fetch_add(1, SeqCst);
         futex_wake(epoch, i32::MAX as u32);

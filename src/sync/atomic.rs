@@ -6,7 +6,7 @@
 //! Python's and C's shared counters expect; it pairs with itself in every process that touches
 //! the counter.
 //!
-//! `AtomicU32`, `AtomicU64`, `fence` and `Ordering` re-exported here are std's, or loom's under
+//! `AtomicU32`, `AtomicU64` and `Ordering` re-exported here are std's, or loom's under
 //! `--cfg loom`, so that the ring (`ring.rs`) can be model checked on heap memory (as crossbeam
 //! does with its `primitive` module). Code that maps these types onto shared memory must use
 //! std's directly: loom's atomics are handles into the model, not words in memory.
@@ -15,9 +15,9 @@ use std::sync::atomic as std_atomic;
 use std_atomic::Ordering::SeqCst;
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
+pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::segment::Shared;
 

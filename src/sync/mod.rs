@@ -9,7 +9,10 @@
 //! acquirer until one of them calls `mark_consistent`.
 
 pub(crate) mod atomic;
+pub(crate) mod barrier;
 mod lock;
+#[cfg(not(loom))]
+pub(crate) mod owner;
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};

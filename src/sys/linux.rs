@@ -397,3 +397,20 @@ pub(crate) fn futex_wait(
 pub(crate) fn futex_wake(word: &std::sync::atomic::AtomicU32, n: u32) {
     let _ = rustix::thread::futex::wake(word, rustix::thread::futex::Flags::empty(), n);
 }
+
+/// Registers this process for `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` and tries one;
+/// `false` where the kernel or a seccomp filter does not allow it.
+pub(crate) fn membarrier_register() -> bool {
+    use rustix::thread::{MembarrierCommand, membarrier, membarrier_query};
+    // Miri runs no system calls; the symmetric fences it gets instead are checked there.
+    !cfg!(miri)
+        && membarrier_query().contains_command(MembarrierCommand::GlobalExpedited)
+        && membarrier(MembarrierCommand::RegisterGlobalExpedited).is_ok()
+        && membarrier(MembarrierCommand::GlobalExpedited).is_ok()
+}
+
+/// Runs a full memory fence on every CPU running a thread of a registered process (and here).
+pub(crate) fn membarrier_global() -> bool {
+    use rustix::thread::{MembarrierCommand, membarrier};
+    membarrier(MembarrierCommand::GlobalExpedited).is_ok()
+}

@@ -1,0 +1,86 @@
+//! Asymmetric fences, for the store-then-load handshakes (Dekker's) where one side runs on every
+//! message and the other rarely: a sender that publishes and then looks for parked receivers,
+//! against a receiver that counts itself parked and then looks for messages once more.
+//!
+//! Such a handshake needs a full fence on both sides, and on x86_64 a full fence waits for the
+//! store buffer to drain, which costs a stream of small messages more than everything else a
+//! send does. With Linux's `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` the frequent side
+//! ([`light`]) needs only a compiler fence, and the rare side ([`heavy`]) pays instead: the kernel
+//! runs a full fence on every CPU that is running a thread of a registered process at that
+//! moment (a context switch is a full fence already). Folly's `asymmetricHeavyBarrier` and the
+//! Linux kernel's own RCU use the same idea.
+//!
+//! Every process registers on its first handle ([`init`]); the registration survives `fork`. A
+//! process that cannot (a kernel before 4.16, or a seccomp filter that denies `membarrier`) uses
+//! a full fence on both sides, and because a registered peer's light side may then be out of its
+//! reach, [`heavy`] returns `false` so that the caller bounds its sleep and looks again.
+//! Under loom both sides are plain `SeqCst` fences, which the model checks.
+
+#[cfg(not(loom))]
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed, Ordering::SeqCst, compiler_fence, fence};
+
+#[cfg(not(loom))]
+const UNKNOWN: u8 = 0;
+#[cfg(not(loom))]
+const ASYMMETRIC: u8 = 1;
+#[cfg(not(loom))]
+const SYMMETRIC: u8 = 2;
+
+/// Whether this process is registered for the expedited global `membarrier`.
+#[cfg(not(loom))]
+static MODE: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+/// Registers this process, once; called by every handle's constructor, before its first
+/// [`light`] fence.
+#[cfg(not(loom))]
+pub(crate) fn init() {
+    if MODE.load(Relaxed) == UNKNOWN {
+        // Two threads may both register; registering is idempotent.
+        let mode = if crate::sys::membarrier_register() {
+            ASYMMETRIC
+        } else {
+            SYMMETRIC
+        };
+        MODE.store(mode, Relaxed);
+    }
+}
+
+/// The frequent side's fence: orders this thread's earlier stores before its later loads, as
+/// seen by a thread that runs [`heavy`].
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn light() {
+    if MODE.load(Relaxed) == ASYMMETRIC {
+        // The heavy side's membarrier puts a full fence here, or a context switch did.
+        compiler_fence(SeqCst);
+    } else {
+        fence(SeqCst);
+    }
+}
+
+/// The rare side's fence: a full fence here and in every thread that may have run [`light`].
+/// `false` if that second part could not be done, so a peer's light side may have been missed
+/// and the caller must not sleep for long.
+#[cfg(not(loom))]
+pub(crate) fn heavy() -> bool {
+    init();
+    if MODE.load(Relaxed) == ASYMMETRIC && crate::sys::membarrier_global() {
+        return true;
+    }
+    fence(SeqCst);
+    false
+}
+
+#[cfg(loom)]
+pub(crate) fn init() {}
+
+#[cfg(loom)]
+pub(crate) fn light() {
+    loom::sync::atomic::fence(loom::sync::atomic::Ordering::SeqCst);
+}
+
+#[cfg(loom)]
+pub(crate) fn heavy() -> bool {
+    loom::sync::atomic::fence(loom::sync::atomic::Ordering::SeqCst);
+    true
+}
