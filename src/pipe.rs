@@ -23,6 +23,8 @@ use crate::queue::DEFAULT_SPIN;
 use crate::ring::{self, Fail};
 use crate::segment::{Kind, Options, Segment, Shared, Spec};
 use crate::spsc::{Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
+use crate::sync::barrier;
+use crate::sync::owner::OwnerLock;
 use crate::sys;
 
 /// How often a blocked receiver (or a sender) checks that its peer process is still alive.
@@ -81,18 +83,21 @@ struct End {
     /// When this handle was made, and how long after that the peer was last seen alive.
     born: Instant,
     peer_seen: AtomicU64,
-    /// Held while receiving, so two threads cannot interleave a message's chunks. Holds a
-    /// message already taken off the ring (by `poll`, or by `recv_bytes_into` with a buffer too
-    /// short), which the next receive returns.
-    recv: Mutex<Option<Vec<u8>>>,
-    /// Held while sending, for the same reason.
-    send: Mutex<()>,
+    /// Held while receiving, so two threads cannot interleave a message's chunks (see
+    /// `sync::owner` for why not a `Mutex`).
+    recv: OwnerLock,
+    /// A message already taken off the ring (by `poll`, or by `recv_bytes_into` with a buffer
+    /// too short), which the next receive returns; touched with `recv` held.
+    pending: Mutex<Option<Vec<u8>>>,
+    /// Whether `pending` holds a message, so that receives need not lock it.
+    has_pending: AtomicBool,
+    /// Held while sending, for the same reason as `recv`.
+    send: OwnerLock,
     released: AtomicBool,
     /// Sends so far (under the send lock), to space out the peer's liveness checks.
     sends: AtomicU32,
     /// This end's caches of the other side's ring indices.
     send_cache: Cache,
-    recv_cache: Cache,
 }
 
 /// Locks in-process state; a panic in another thread leaves nothing half-done there.
@@ -115,18 +120,20 @@ impl End {
     }
 
     fn attach(seg: Arc<Segment>, side: usize) -> End {
+        barrier::init();
         End {
             seg,
             side,
             spin: AtomicU32::new(DEFAULT_SPIN),
             born: Instant::now(),
             peer_seen: AtomicU64::new(0),
-            recv: Mutex::new(None),
-            send: Mutex::new(()),
+            recv: OwnerLock::default(),
+            pending: Mutex::new(None),
+            has_pending: AtomicBool::new(false),
+            send: OwnerLock::default(),
             released: AtomicBool::new(false),
             sends: AtomicU32::new(0),
             send_cache: Cache::default(),
-            recv_cache: Cache::default(),
         }
     }
 
@@ -151,6 +158,22 @@ impl End {
 
     fn peer(&self) -> &EndState {
         &self.ctl().ends[1 - self.side]
+    }
+
+    /// Takes the pending message, if any; `recv` must be held.
+    fn take_pending(&self) -> Option<Vec<u8>> {
+        if !self.has_pending.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.has_pending.store(false, Ordering::Relaxed);
+        lock(&self.pending).take()
+    }
+
+    /// Keeps `v` for the next receive; `recv` must be held.
+    fn set_pending(&self, v: Vec<u8>) {
+        *lock(&self.pending) = Some(v);
+        // Release: pairs with the Acquire load in `ready`.
+        self.has_pending.store(true, Ordering::Release);
     }
 
     /// Whether the peer closed its end.
@@ -189,7 +212,7 @@ impl End {
                 max: MAX_MESSAGE,
             });
         }
-        let _sending = lock(&self.send);
+        let _sending = self.send.lock();
         // The peer's closed flag is one load; its liveness costs a clock read, so it is looked
         // at once every 64 sends (and whenever a send has to wait).
         let n = self.sends.load(Ordering::Relaxed).wrapping_add(1);
@@ -241,8 +264,8 @@ impl End {
 
     /// Takes the next whole message into `out`; waits until `deadline` for its first chunk.
     fn recv_into_vec(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), RecvError> {
-        let mut pending = lock(&self.recv);
-        if let Some(p) = pending.take() {
+        let _receiving = self.recv.lock();
+        if let Some(p) = self.take_pending() {
             *out = p;
             return Ok(());
         }
@@ -270,7 +293,7 @@ impl End {
                 bytes.len()
             };
             // The fast path: a chunk is there (no clock read, no deadline).
-            if let Some(len) = ring.try_pop(&mut read, &self.recv_cache) {
+            if let Some(len) = ring.try_pop(&mut read, false) {
                 if len < CHUNK {
                     return Ok(());
                 }
@@ -282,12 +305,7 @@ impl End {
                 Some(d) if first => d.min(poll),
                 _ => poll,
             };
-            match ring.pop(
-                &mut read,
-                &self.recv_cache,
-                Some(wait),
-                self.spin.load(Ordering::Relaxed),
-            ) {
+            match ring.pop(&mut read, Some(wait), self.spin.load(Ordering::Relaxed)) {
                 Ok(len) if len < CHUNK => return Ok(()),
                 Ok(_) => first = false,
                 // Closed and drained (mid-message, the rest of it is lost with the peer).
@@ -307,11 +325,11 @@ impl End {
     /// Receives the next message into `buf` without an intermediate copy; a message longer
     /// than `buf` is kept whole for the next receive and reported as `BufferTooShort`.
     fn recv_into_slice(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
-        let mut pending = lock(&self.recv);
-        if let Some(v) = pending.take() {
+        let _receiving = self.recv.lock();
+        if let Some(v) = self.take_pending() {
             if v.len() > buf.len() {
                 let needed = v.len();
-                *pending = Some(v);
+                self.set_pending(v);
                 return Err(RecvError::BufferTooShort { needed });
             }
             buf[..v.len()].copy_from_slice(&v);
@@ -334,7 +352,7 @@ impl End {
         match spill {
             Some(v) => {
                 let needed = v.len();
-                *pending = Some(v);
+                self.set_pending(v);
                 Err(RecvError::BufferTooShort { needed })
             }
             None => Ok(n),
@@ -350,7 +368,8 @@ impl End {
             Ok(found) => Err(RecvError::WrongSize { expected, found }),
             Err(RecvError::BufferTooShort { needed }) => {
                 // Too long for a `T`: consume it, as a wrong size always is.
-                lock(&self.recv).take();
+                let _receiving = self.recv.lock();
+                self.take_pending();
                 Err(RecvError::WrongSize {
                     expected,
                     found: needed,
@@ -373,7 +392,8 @@ impl End {
     /// Whether a receive would not block: a message (or its first chunk) is there, or the peer
     /// is gone.
     fn ready(&self) -> bool {
-        if lock(&self.recv).is_some() {
+        // Acquire: pairs with the Release store in `set_pending`.
+        if self.has_pending.load(Ordering::Acquire) {
             return true;
         }
         let ring = self.ring(1 - self.side);
@@ -384,14 +404,14 @@ impl End {
         if self.ready() {
             return true;
         }
-        let mut pending = lock(&self.recv);
-        if pending.is_some() {
+        let _receiving = self.recv.lock();
+        if self.has_pending.load(Ordering::Relaxed) {
             return true;
         }
         let mut v = Vec::new();
         match self.recv_locked(&mut v, Instant::now().checked_add(timeout)) {
             Ok(()) => {
-                *pending = Some(v);
+                self.set_pending(v);
                 true
             }
             Err(RecvError::Timeout) => false,

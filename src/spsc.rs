@@ -1,13 +1,18 @@
 //! The single-producer, single-consumer ring under each direction of a `Pipe`: Lamport's ring
 //! with each side caching the other's index, after rtrb.
 //!
-//! The producer writes a slot and then publishes it by advancing `tail` (Release); the consumer
-//! reads it and frees it by advancing `head` (Release). Each side re-reads the other's index only
-//! when its cached copy says the ring is full (or empty), so a stream of messages moves the data
-//! lines and, now and then, an index line — about half the cache-line traffic of the MPMC ring,
-//! which must claim every slot with a CAS. A side killed mid-operation leaves nothing half-done:
-//! an unpublished message is simply not there, and a message whose reader died before advancing
-//! `head` is read again by the next reader.
+//! The producer writes a slot's bytes and then publishes it with one Release store of the slot's
+//! first word, which holds the message's length and a stamp of its position; the consumer
+//! polls that word, so it reads only the lines it needs anyway and never the producer's index.
+//! The consumer frees a slot by advancing `head` (Release), which the producer re-reads only
+//! when its cached copy says the ring is full. A stream of messages therefore moves the data
+//! lines and, once a lap, the `head` line — with no atomic read-modify-write on either side,
+//! where the MPMC ring must claim every slot with a CAS. The producer also advances `tail`, for
+//! the consumer's slow path only: a slot behind `tail` without its stamp was scribbled on.
+//!
+//! A side killed mid-operation leaves nothing half-done: an unpublished message is simply not
+//! there, and a message whose reader died before advancing `head` is read again by the next
+//! reader.
 //!
 //! The caller guarantees one producer and one consumer at a time (the pipe attaches one process
 //! per end and serialises each direction with an in-process lock). Waiting uses the ring's
@@ -73,7 +78,7 @@ impl<'a> Spsc<'a> {
         max_len: usize,
     ) -> Spsc<'a> {
         let stride = slot_words(max_len).expect("validated size");
-        assert!(cap >= 1 && words.len() == cap * stride);
+        assert!(cap >= 1 && words.len() == cap * stride && max_len < 1 << 32);
         Spsc {
             ctl,
             words,
@@ -81,6 +86,18 @@ impl<'a> Spsc<'a> {
             stride,
             max_len,
         }
+    }
+
+    /// The first word of the slot at `pos` once the message of `len` bytes is published there.
+    /// The stamp is the position plus one, so a zeroed slot, and the same slot a lap earlier,
+    /// never look published.
+    fn stamp(pos: u64, len: usize) -> u64 {
+        (pos.wrapping_add(1) << 32) | len as u64
+    }
+
+    /// Whether `word`, the first word of the slot at `pos`, says its message is published.
+    fn stamped(pos: u64, word: u64) -> bool {
+        (word >> 32) == pos.wrapping_add(1) & 0xFFFF_FFFF
     }
 
     fn slot(&self, pos: u64) -> &'a [AtomicU64] {
@@ -112,8 +129,13 @@ impl<'a> Spsc<'a> {
 
     /// Whether a message is published (or the ring is closed).
     pub(crate) fn readable(&self) -> bool {
-        // Acquire: pairs with the Release store of `tail` in `try_push`.
-        self.ctl.tail.0.load(Acquire) != self.ctl.head.0.load(Relaxed) || self.is_closed()
+        let head = self.ctl.head.0.load(Relaxed);
+        // Acquire: pairs with the Release store of the stamp in `try_push`. A scribbled slot
+        // reads as readable too, so that `try_pop` gets to drop it.
+        let ahead = || self.ctl.tail.0.load(Acquire).wrapping_sub(head);
+        Self::stamped(head, self.slot(head)[0].load(Acquire))
+            || (1..=self.cap).contains(&ahead())
+            || self.is_closed()
     }
 
     fn writable(&self) -> bool {
@@ -135,13 +157,12 @@ impl<'a> Spsc<'a> {
             }
         }
         let slot = self.slot(tail);
-        slot[0].store(msg.len() as u64, Relaxed);
         let data = &slot[1..];
         assert!(msg.len() <= data.len() * 8);
         // SAFETY: the bytes lie inside the slot's data words (asserted). Slot `tail` is ours:
         // the consumer is done with it (the Acquire load of `head` above, or an earlier one),
-        // and will not read it before our Release store of `tail` below. The words are atomics
-        // (UnsafeCell), so writing through a pointer derived from `&` is allowed.
+        // and will not read it before our Release store of its stamp below. The words are
+        // atomics (UnsafeCell), so writing through a pointer derived from `&` is allowed.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 msg.as_ptr(),
@@ -149,7 +170,10 @@ impl<'a> Spsc<'a> {
                 msg.len(),
             );
         }
-        // Release: pairs with the Acquire loads of `tail` in `try_pop` and `readable`.
+        // Release: pairs with the Acquire loads of the stamp in `try_pop` and `readable`.
+        slot[0].store(Self::stamp(tail, msg.len()), Release);
+        // Release: pairs with the Acquire loads of `tail` in `try_pop` and `readable`, which
+        // look at it only when the slot at `head` shows no stamp.
         self.ctl.tail.0.store(tail + 1, Release);
         let m = &self.ctl.misc.0;
         wake(&m.get_epoch, &m.get_waiters);
@@ -157,25 +181,40 @@ impl<'a> Spsc<'a> {
     }
 
     /// Takes the oldest message if one is published, handing `read` its bytes and length.
-    /// Consumer side only.
-    pub(crate) fn try_pop<R>(&self, read: &mut impl FnMut(&[u8]) -> R, cache: &Cache) -> Option<R> {
+    /// Consumer side only. With `check`, an unstamped slot is compared with `tail` to find
+    /// scribbled ones; that reads the line the producer writes on every push, so a consumer
+    /// polling an empty ring leaves it out until it is about to sleep.
+    pub(crate) fn try_pop<R>(&self, read: &mut impl FnMut(&[u8]) -> R, check: bool) -> Option<R> {
         let m = &self.ctl.misc.0;
         loop {
             let head = self.ctl.head.0.load(Relaxed); // only this side writes it
-            if head == cache.other.load(Relaxed) {
-                // Acquire: pairs with the Release store of `tail` in `try_push`.
-                let tail = self.ctl.tail.0.load(Acquire);
-                cache.other.store(tail, Relaxed);
-                if head == tail {
+            let slot = self.slot(head);
+            // Acquire: pairs with the Release store of the stamp in `try_push`.
+            let mut word = slot[0].load(Acquire);
+            if !Self::stamped(head, word) {
+                if !check {
                     return None;
                 }
+                // Acquire: pairs with the Release store of `tail` in `try_push`, which follows
+                // the stamp's. A `tail` more than a ring ahead was scribbled on; trust the
+                // stamps then.
+                let ahead = self.ctl.tail.0.load(Acquire).wrapping_sub(head);
+                if ahead == 0 || ahead > self.cap {
+                    return None;
+                }
+                // The stamp may have landed since we looked; if it is still missing now that
+                // `tail` is past it, the slot was scribbled on.
+                word = slot[0].load(Acquire);
             }
-            let slot = self.slot(head);
-            let len = slot[0].load(Relaxed) as usize;
+            let len = if Self::stamped(head, word) {
+                (word & 0xFFFF_FFFF) as usize
+            } else {
+                usize::MAX
+            };
             let r = (len <= self.max_len).then(|| {
                 let data = &slot[1..];
                 // SAFETY: `len` bytes lie inside the data words (`len <= max_len`, which the
-                // slot holds). The producer wrote them before its Release store of `tail`,
+                // slot holds). The producer wrote them before its Release store of the stamp,
                 // which our Acquire load read; it will not write the slot again before our
                 // Release store of `head` below. Reading through `&` of atomics is allowed.
                 let bytes = unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), len) };
@@ -186,7 +225,7 @@ impl<'a> Spsc<'a> {
             wake(&m.put_epoch, &m.put_waiters);
             match r {
                 Some(r) => return Some(r),
-                // A length no producer wrote: the slot was scribbled on. Drop it.
+                // No stamp, or a length no producer wrote: the slot was scribbled on. Drop it.
                 None => {
                     m.lost.fetch_add(1, Relaxed);
                 }
@@ -226,15 +265,14 @@ impl<'a> Spsc<'a> {
     pub(crate) fn pop<R>(
         &self,
         read: &mut impl FnMut(&[u8]) -> R,
-        cache: &Cache,
         deadline: Option<Instant>,
         spin: u32,
     ) -> Result<R, Fail> {
         let m = &self.ctl.misc.0;
-        let attempt = |_| {
+        let attempt = |spun| {
             // `closed` first, so that closed-and-empty means drained (see `Ring::get`).
             let closed = self.is_closed();
-            match self.try_pop(read, cache) {
+            match self.try_pop(read, spun || closed) {
                 Some(r) => Attempt::Done(Ok(r)),
                 None if closed => Attempt::Done(Err(Fail::Closed)),
                 None => Attempt::Wait { poll: None },
@@ -264,7 +302,7 @@ mod tests {
     fn fifo_full_empty_and_close() {
         let (ctl, words) = heap(3, 20);
         let q = Spsc::new(&ctl, &words, 3, 20);
-        let (pc, cc) = (Cache::default(), Cache::default());
+        let pc = Cache::default();
         let mut read = |b: &[u8]| b.to_vec();
         for round in 0..10u8 {
             for i in 0..3u8 {
@@ -273,17 +311,17 @@ mod tests {
             assert!(!q.try_push(b"x", &pc));
             for i in 0..3u8 {
                 assert_eq!(
-                    q.try_pop(&mut read, &cc),
+                    q.try_pop(&mut read, true),
                     Some(vec![round ^ i; usize::from(i) * 9])
                 );
             }
-            assert_eq!(q.try_pop(&mut read, &cc), None);
+            assert_eq!(q.try_pop(&mut read, true), None);
         }
         q.try_push(b"last", &pc);
         q.close();
         assert_eq!(q.push(b"no", &pc, None, 0), Err(Fail::Closed));
-        assert_eq!(q.pop(&mut read, &cc, None, 0), Ok(b"last".to_vec()));
-        assert_eq!(q.pop(&mut read, &cc, None, 0), Err(Fail::Closed));
+        assert_eq!(q.pop(&mut read, None, 0), Ok(b"last".to_vec()));
+        assert_eq!(q.pop(&mut read, None, 0), Err(Fail::Closed));
     }
 
     #[test]
@@ -299,14 +337,48 @@ mod tests {
                 }
                 q.close();
             });
-            let c = Cache::default();
             let mut next = 0;
             let mut read = |b: &[u8]| u64::from_ne_bytes(b.try_into().expect("8 bytes"));
-            while let Ok(v) = q.pop(&mut read, &c, None, 100) {
+            while let Ok(v) = q.pop(&mut read, None, 100) {
                 assert_eq!(v, next);
                 next += 1;
             }
             assert_eq!(next, n);
         });
+    }
+
+    #[test]
+    fn scribbled_stamps_are_dropped_not_waited_for() {
+        let (ctl, words) = heap(4, 16);
+        let q = Spsc::new(&ctl, &words, 4, 16);
+        let pc = Cache::default();
+        let mut read = |b: &[u8]| b.to_vec();
+        // An unstamped slot at `head` with nothing pushed is just empty, checked or not.
+        words[0].store(0xdead_beef, Relaxed);
+        assert_eq!(q.try_pop(&mut read, true), None);
+        assert!(!q.readable());
+        words[0].store(0, Relaxed);
+        // Two messages; the first one's stamp is scribbled on.
+        assert!(q.try_push(b"one", &pc) && q.try_push(b"two", &pc));
+        words[0].store(0xdead_beef, Relaxed);
+        // The unchecked fast path sees no message; the checked one drops the slot, counts
+        // it, and delivers the next.
+        assert_eq!(q.try_pop(&mut read, false), None);
+        assert!(
+            q.readable(),
+            "a scribbled slot behind tail must wake the reader"
+        );
+        assert_eq!(q.try_pop(&mut read, true), Some(b"two".to_vec()));
+        assert_eq!(q.lost(), 1);
+        // A stamped length longer than a slot is dropped too.
+        assert!(q.try_push(b"three", &pc));
+        let slot = 2 * slot_words(16).expect("size");
+        let stamp = words[slot].load(Relaxed);
+        words[slot].store(stamp | 0xffff, Relaxed);
+        assert_eq!(q.try_pop(&mut read, true), None);
+        assert_eq!(q.lost(), 2);
+        // The ring goes on.
+        assert!(q.try_push(b"four", &pc));
+        assert_eq!(q.pop(&mut read, None, 0), Ok(b"four".to_vec()));
     }
 }
