@@ -20,9 +20,9 @@ use bytemuck::Pod;
 
 use crate::error::{Error, RecvError, SendError};
 use crate::queue::DEFAULT_SPIN;
-use crate::ring::{self, Fail};
+use crate::ring::Fail;
 use crate::segment::{Kind, Options, Segment, Shared, Spec};
-use crate::spsc::{Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
+use crate::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
 use crate::sync::barrier;
 use crate::sync::owner::OwnerLock;
 use crate::sys;
@@ -54,7 +54,7 @@ struct PipeCtl {
 unsafe impl Shared for PipeCtl {}
 
 fn ring_bytes() -> usize {
-    let slots = SLOTS * ring::slot_words(CHUNK).expect("constant") * 8;
+    let slots = SLOTS * spsc::slot_words(CHUNK).expect("constant") * 8;
     (SPSC_CTL_SIZE + slots).next_multiple_of(128)
 }
 
@@ -113,7 +113,7 @@ impl End {
     /// The ring carrying messages from end `from` to the other end.
     fn ring(&self, from: usize) -> Spsc<'_> {
         let off = self.seg.payload_offset() + std::mem::size_of::<PipeCtl>() + from * ring_bytes();
-        let words = SLOTS * ring::slot_words(CHUNK).expect("constant");
+        let words = SLOTS * spsc::slot_words(CHUNK).expect("constant");
         let ctl: &SpscCtl = self.seg.shared(off);
         let slots: &[AtomicU64] = self.seg.shared_slice(off + SPSC_CTL_SIZE, words);
         Spsc::new(ctl, slots, SLOTS, CHUNK)

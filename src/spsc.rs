@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Instant;
 
-use crate::ring::{Attempt, Fail, Padded, block, slot_words, wake};
+use crate::ring::{self, Attempt, Fail, Padded, block, wake};
 use crate::segment::Shared;
 
 /// The shared control block: each index on a line of its own, then the waiting state.
@@ -51,6 +51,13 @@ unsafe impl Shared for SpscCtl {}
 
 /// Bytes of the control block.
 pub(crate) const SPSC_CTL_SIZE: usize = std::mem::size_of::<SpscCtl>();
+
+/// Words per slot for messages up to `max_len` bytes: the length-and-stamp word, then the data,
+/// padded to whole cache lines so that the producer filling one slot never shares a line with
+/// the consumer reading the one before it. `None` if that does not fit in memory.
+pub(crate) fn slot_words(max_len: usize) -> Option<usize> {
+    ring::slot_words(max_len)?.checked_next_multiple_of(8)
+}
 
 /// What each side remembers of the other's index (process-local).
 #[derive(Debug, Default)]
@@ -105,6 +112,13 @@ impl<'a> Spsc<'a> {
         &self.words[i..i + self.stride]
     }
 
+    /// Messages pushed and not yet popped: exact when neither side is mid-operation.
+    pub(crate) fn len(&self) -> usize {
+        let head = self.ctl.head.0.load(Relaxed);
+        let tail = self.ctl.tail.0.load(Relaxed);
+        tail.wrapping_sub(head).min(self.cap) as usize
+    }
+
     pub(crate) fn is_closed(&self) -> bool {
         // Acquire: pairs with the Release store in `close`.
         self.ctl.misc.0.closed.load(Acquire) != 0
@@ -119,10 +133,6 @@ impl<'a> Spsc<'a> {
     }
 
     /// Messages dropped because their slot held a length no producer wrote.
-    #[allow(
-        dead_code,
-        reason = "kept for `inspect`; the pipe reports corruption as loss"
-    )]
     pub(crate) fn lost(&self) -> u64 {
         self.ctl.misc.0.lost.load(Relaxed)
     }
@@ -140,19 +150,42 @@ impl<'a> Spsc<'a> {
 
     fn writable(&self) -> bool {
         // Acquire: pairs with the Release store of `head` in `try_pop`.
-        self.ctl.tail.0.load(Relaxed) - self.ctl.head.0.load(Acquire) < self.cap || self.is_closed()
+        self.ctl
+            .tail
+            .0
+            .load(Relaxed)
+            .wrapping_sub(self.ctl.head.0.load(Acquire))
+            < self.cap
+            || self.is_closed()
+    }
+
+    /// Brings `tail` up to date for a producer taking over from one that died between
+    /// stamping a slot and advancing `tail`, so that the message it published is not
+    /// overwritten. Producer side only.
+    pub(crate) fn recover_tail(&self) {
+        let mut tail = self.ctl.tail.0.load(Relaxed);
+        for _ in 0..self.cap {
+            // Acquire: pairs with the Release store of the stamp in `try_push`.
+            if !Self::stamped(tail, self.slot(tail)[0].load(Acquire)) {
+                break;
+            }
+            tail = tail.wrapping_add(1);
+        }
+        // Release: as the store in `try_push`.
+        self.ctl.tail.0.store(tail, Release);
     }
 
     /// Publishes `msg` (at most `max_len` bytes) if there is room. Producer side only.
     pub(crate) fn try_push(&self, msg: &[u8], cache: &Cache) -> bool {
         debug_assert!(msg.len() <= self.max_len);
         let tail = self.ctl.tail.0.load(Relaxed); // only this side writes it
-        if tail - cache.other.load(Relaxed) >= self.cap {
+        // Wrapping: indices scribbled on must not panic (they read as full).
+        if tail.wrapping_sub(cache.other.load(Relaxed)) >= self.cap {
             // Acquire: pairs with the Release store of `head` in `try_pop`: the consumer's
             // reads of the slot we are about to reuse are done.
             let head = self.ctl.head.0.load(Acquire);
             cache.other.store(head, Relaxed);
-            if tail - head >= self.cap {
+            if tail.wrapping_sub(head) >= self.cap {
                 return false;
             }
         }
@@ -174,7 +207,7 @@ impl<'a> Spsc<'a> {
         slot[0].store(Self::stamp(tail, msg.len()), Release);
         // Release: pairs with the Acquire loads of `tail` in `try_pop` and `readable`, which
         // look at it only when the slot at `head` shows no stamp.
-        self.ctl.tail.0.store(tail + 1, Release);
+        self.ctl.tail.0.store(tail.wrapping_add(1), Release);
         let m = &self.ctl.misc.0;
         wake(&m.get_epoch, &m.get_waiters);
         true
@@ -221,7 +254,7 @@ impl<'a> Spsc<'a> {
                 read(bytes)
             });
             // Release: pairs with the Acquire loads of `head` in `try_push` and `writable`.
-            self.ctl.head.0.store(head + 1, Release);
+            self.ctl.head.0.store(head.wrapping_add(1), Release);
             wake(&m.put_epoch, &m.put_waiters);
             match r {
                 Some(r) => return Some(r),

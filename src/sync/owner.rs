@@ -14,6 +14,7 @@
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use crate::sync::barrier;
 
@@ -47,13 +48,14 @@ impl Drop for OwnerGuard<'_> {
     }
 }
 
-/// A number for this thread, never reused within the process (0 is no thread).
+/// A number for this thread, never reused within the process; 0 (never the owner) for a thread
+/// whose thread-locals are already gone (a destructor running at thread exit).
 fn token() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     thread_local! {
         static TOKEN: u64 = NEXT.fetch_add(1, Relaxed);
     }
-    TOKEN.with(|t| *t)
+    TOKEN.try_with(|t| *t).unwrap_or(0)
 }
 
 impl OwnerLock {
@@ -61,7 +63,7 @@ impl OwnerLock {
     #[inline]
     pub(crate) fn lock(&self) -> OwnerGuard<'_> {
         let me = token();
-        if self.owner.load(Relaxed) == me {
+        if me != 0 && self.owner.load(Relaxed) == me {
             self.busy.store(true, Relaxed);
             // The light half of a fence pair with `lock_slow`: either its load of `busy` sees
             // our store, or our load of `revoke` below sees its store.
@@ -86,8 +88,18 @@ impl OwnerLock {
             // owner: `barrier::light` is a full fence wherever `heavy` is not.
             barrier::heavy();
             // Acquire: pairs with the Release stores of `busy` in `lock` and in the guard's drop.
-            while self.busy.load(Acquire) {
-                std::thread::yield_now();
+            // The owner may be blocked inside (a put on a full queue): yield, then sleep.
+            let mut nap = Duration::from_micros(20);
+            for round in 0u32.. {
+                if !self.busy.load(Acquire) {
+                    break;
+                }
+                if round < 64 {
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(nap);
+                    nap = (nap * 2).min(Duration::from_millis(1));
+                }
             }
             self.owner.store(me, Relaxed);
             // Release: pairs with the Acquire load of `revoke` in `lock`.
