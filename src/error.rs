@@ -153,7 +153,7 @@ impl fmt::Display for Error {
             ),
             Error::InUse { name, reason } => write!(
                 f,
-                "segment {name:?} is in use: {reason}; release an end first or create another pipe"
+                "segment {name:?} is in use: {reason}; release that end first"
             ),
             Error::Io(e) => write!(f, "shared-memory I/O error: {e}"),
         }

@@ -43,6 +43,8 @@ mod ring;
 mod segment;
 #[cfg(not(loom))]
 mod spsc;
+#[cfg(not(loom))]
+mod spsc_queue;
 mod sync;
 mod sys;
 mod value;
@@ -59,6 +61,8 @@ pub use queue::SerdeQueue;
 #[cfg(not(loom))]
 pub use queue::{ByteQueue, JoinableQueue, Queue, SimpleQueue};
 pub use segment::{Kind, Options, SegmentInfo, segments, unlink};
+#[cfg(not(loom))]
+pub use spsc_queue::{SpscConsumer, SpscProducer, SpscQueue};
 pub use sync::atomic::AtomicInt;
 pub use sync::{Lock, LockGuard, RLock};
 pub use value::{RawValue, Value, ValueGuard};

@@ -23,7 +23,7 @@ use crate::sync::barrier;
 use crate::sys;
 
 /// The largest capacity accepted.
-const MAX_CAPACITY: usize = 1 << 32;
+pub(crate) const MAX_CAPACITY: usize = 1 << 32;
 /// The longest message slot accepted: 64 MiB.
 const MAX_MESSAGE: usize = 64 << 20;
 /// How many rounds a blocked `put`/`get` spins before it sleeps, unless told otherwise.

@@ -64,8 +64,10 @@ pub enum Kind {
     Queue,
     /// A [`JoinableQueue`](crate::JoinableQueue).
     JoinableQueue,
-    /// A pipe (reserved for the duplex pipe).
+    /// A [`Pipe`](crate::Pipe), duplex or one-way.
     Pipe,
+    /// An [`SpscQueue`](crate::SpscQueue).
+    SpscQueue,
 }
 
 impl Kind {
@@ -80,6 +82,7 @@ impl Kind {
             Kind::Queue => 7,
             Kind::Pipe => 8,
             Kind::JoinableQueue => 9,
+            Kind::SpscQueue => 10,
         }
     }
 
@@ -94,6 +97,7 @@ impl Kind {
             7 => Kind::Queue,
             8 => Kind::Pipe,
             9 => Kind::JoinableQueue,
+            10 => Kind::SpscQueue,
             _ => return None,
         })
     }
@@ -116,6 +120,7 @@ impl fmt::Display for Kind {
             Kind::Queue => "queue",
             Kind::Pipe => "pipe",
             Kind::JoinableQueue => "joinable queue",
+            Kind::SpscQueue => "spsc queue",
         };
         f.write_str(s)
     }

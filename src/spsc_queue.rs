@@ -1,0 +1,552 @@
+//! [`SpscQueue`]: the queue's explicit single-producer, single-consumer mode, for a stream from
+//! one process to one other.
+//!
+//! It is the ring under each direction of a [`Pipe`](crate::Pipe) (`spsc.rs`) carrying `T` by
+//! value, one message per slot: no slot is claimed with a CAS, and neither side runs a fence or
+//! any other atomic read-modify-write per message. Measured against the MPMC [`Queue`] in
+//! `examples/queue_bench.rs`, it streams small messages two to three times as fast.
+//!
+//! The two roles are claimed in the segment, one process each: a second live process that asks
+//! for a taken role gets [`Error::InUse`], and a role whose process died is free to take, so a
+//! restarted producer (or consumer) carries on where the dead one stopped. Within a process a
+//! handle may be shared between threads; they take turns (`sync::owner`).
+//!
+//! [`Queue`]: crate::Queue
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+use std::time::{Duration, Instant};
+
+use bytemuck::Pod;
+
+use crate::error::{
+    Error, GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
+};
+use crate::queue::{DEFAULT_SPIN, MAX_CAPACITY};
+use crate::ring::Fail;
+use crate::segment::{Kind, Options, Segment, Shared, Spec};
+use crate::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
+use crate::sync::barrier;
+use crate::sync::owner::OwnerLock;
+use crate::sys;
+
+const PRODUCER: usize = 0;
+const CONSUMER: usize = 1;
+
+/// Who holds each role: `pid << 32 | (start time as u32)`, 0 for nobody. One word, so that a
+/// process taking a dead holder's role never pairs its pid with the dead one's start time.
+#[repr(C, align(128))]
+struct Roles {
+    holder: [AtomicU64; 2],
+}
+
+// SAFETY: atomics only: every bit pattern is valid and all mutation is atomic.
+unsafe impl Shared for Roles {}
+
+const ROLES_SIZE: usize = std::mem::size_of::<Roles>();
+
+/// Constructors for single-producer, single-consumer queues of `T: Pod`.
+///
+/// ```
+/// let name = format!("doc-spsc-{}", std::process::id());
+/// let (tx, rx) = mpshm::SpscQueue::create::<u64>(&name, 64)?;
+/// tx.put(7).expect("open queue");
+/// assert_eq!(rx.get(), Ok(7));
+/// // A second producer in a live process is refused until this one is released.
+/// assert!(matches!(
+///     mpshm::SpscQueue::open_producer::<u64>(&name),
+///     Err(mpshm::Error::InUse { .. })
+/// ));
+/// tx.release();
+/// let tx = mpshm::SpscQueue::open_producer::<u64>(&name)?;
+/// tx.close();
+/// assert_eq!(rx.get(), Err(mpshm::GetError::Closed));
+/// # Ok::<(), mpshm::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct SpscQueue;
+
+impl SpscQueue {
+    /// Creates the queue `name` exclusively, with room for `capacity` messages, and returns
+    /// both ends attached to this process. To give one to another process,
+    /// [`release`](SpscProducer::release) it here and open it there.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidLength`] for a zero or huge capacity; [`Error::InvalidName`],
+    /// [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
+    pub fn create<T: Pod>(
+        name: &str,
+        capacity: usize,
+    ) -> Result<(SpscProducer<T>, SpscConsumer<T>), Error> {
+        Self::create_with(name, capacity, &Options::new())
+    }
+
+    /// [`create`](Self::create) with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    pub fn create_with<T: Pod>(
+        name: &str,
+        capacity: usize,
+        opts: &Options,
+    ) -> Result<(SpscProducer<T>, SpscConsumer<T>), Error> {
+        let spec = spec::<T>(capacity, opts)?;
+        // A fresh (zeroed) segment is an empty ring with both roles free.
+        let seg = Arc::new(Segment::create(name, &spec, opts, |_| {})?);
+        claim(&seg, PRODUCER)?;
+        claim(&seg, CONSUMER)?;
+        Ok((
+            SpscProducer {
+                end: End::attach(Arc::clone(&seg), PRODUCER),
+                cache: Cache::default(),
+                _t: PhantomData,
+            },
+            SpscConsumer {
+                end: End::attach(seg, CONSUMER),
+                _t: PhantomData,
+            },
+        ))
+    }
+
+    /// Opens the producing end of the queue `name`, checking that it carries `T`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InUse`] while another live process (or another handle in this one) holds it;
+    /// [`Error::NotFound`]; [`Error::LayoutMismatch`] for another message type;
+    /// [`Error::KindMismatch`]; [`Error::Corrupt`]; [`Error::NotReady`]; [`Error::Io`].
+    pub fn open_producer<T: Pod>(name: &str) -> Result<SpscProducer<T>, Error> {
+        Self::open_producer_with(name, &Options::new())
+    }
+
+    /// [`open_producer`](Self::open_producer) with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`open_producer`](Self::open_producer).
+    pub fn open_producer_with<T: Pod>(
+        name: &str,
+        opts: &Options,
+    ) -> Result<SpscProducer<T>, Error> {
+        Ok(SpscProducer {
+            end: open_end::<T>(name, opts, PRODUCER)?,
+            cache: Cache::default(),
+            _t: PhantomData,
+        })
+    }
+
+    /// Opens the consuming end of the queue `name`, checking that it carries `T`.
+    ///
+    /// # Errors
+    ///
+    /// As [`open_producer`](Self::open_producer).
+    pub fn open_consumer<T: Pod>(name: &str) -> Result<SpscConsumer<T>, Error> {
+        Self::open_consumer_with(name, &Options::new())
+    }
+
+    /// [`open_consumer`](Self::open_consumer) with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`open_producer`](Self::open_producer).
+    pub fn open_consumer_with<T: Pod>(
+        name: &str,
+        opts: &Options,
+    ) -> Result<SpscConsumer<T>, Error> {
+        Ok(SpscConsumer {
+            end: open_end::<T>(name, opts, CONSUMER)?,
+            _t: PhantomData,
+        })
+    }
+}
+
+fn spec<T: Pod>(capacity: usize, opts: &Options) -> Result<Spec, Error> {
+    if capacity == 0 || capacity > MAX_CAPACITY {
+        return Err(Error::InvalidLength {
+            len: capacity,
+            reason: "a queue's capacity must be 1 to 2^32",
+        });
+    }
+    let size = std::mem::size_of::<T>();
+    let bytes = spsc::slot_words(size)
+        .filter(|_| size < 1 << 32)
+        .and_then(|w| w.checked_mul(capacity)?.checked_mul(8))
+        .and_then(|b| b.checked_add(ROLES_SIZE + SPSC_CTL_SIZE))
+        .ok_or(Error::InvalidLength {
+            len: capacity,
+            reason: "the queue would not fit in memory",
+        })?;
+    let tag = Spec::of::<T>(Kind::SpscQueue, None, opts.type_tag.as_deref()).tag;
+    Ok(Spec {
+        kind: Kind::SpscQueue,
+        elem_size: 1,
+        elem_align: 128,
+        count: Some(bytes),
+        tag,
+        params: [capacity as u64, size as u64, 0, 0],
+    })
+}
+
+fn open_end<T: Pod>(name: &str, opts: &Options, role: usize) -> Result<End, Error> {
+    let mut want = spec::<T>(1, opts)?;
+    want.count = None;
+    let seg = Segment::open(name, &want, opts)?;
+    let [cap, size, ..] = seg.params();
+    let expect = usize::try_from(cap)
+        .ok()
+        .and_then(|cap| spec::<T>(cap, opts).ok())
+        .and_then(|s| s.count);
+    if size != std::mem::size_of::<T>() as u64 {
+        return Err(Error::LayoutMismatch {
+            name: name.to_owned(),
+            expected: format!("{}-byte messages", std::mem::size_of::<T>()),
+            found: format!("{size}-byte messages"),
+        });
+    }
+    if expect != Some(seg.count()) {
+        return Err(Error::Corrupt {
+            name: name.to_owned(),
+            reason: format!(
+                "ring geometry {cap} × {size} B does not match its size {}",
+                seg.count()
+            ),
+        });
+    }
+    let seg = Arc::new(seg);
+    claim(&seg, role)?;
+    let end = End::attach(seg, role);
+    if role == PRODUCER {
+        // The previous producer may have died between publishing a message and advancing
+        // `tail`.
+        end.ring().recover_tail();
+    }
+    Ok(end)
+}
+
+fn roles(seg: &Segment) -> &Roles {
+    seg.shared(seg.payload_offset())
+}
+
+/// Takes `role` for this process if nobody holds it or its holder died.
+fn claim(seg: &Segment, role: usize) -> Result<(), Error> {
+    let word = &roles(seg).holder[role];
+    let pid = sys::current_pid();
+    let mine = (u64::from(pid) << 32) | u64::from(sys::process_start_time(pid) as u32);
+    let mut held = word.load(Relaxed);
+    loop {
+        if held != 0 && holder_alive(held) {
+            return Err(Error::InUse {
+                name: seg.name().to_owned(),
+                reason: if role == PRODUCER {
+                    "another live handle holds the producing end"
+                } else {
+                    "another live handle holds the consuming end"
+                },
+            });
+        }
+        // AcqRel: the new holder starts after whatever the previous one did (its Release in
+        // `release`), and publishes itself to the next claimant.
+        match word.compare_exchange(held, mine, AcqRel, Relaxed) {
+            Ok(_) => return Ok(()),
+            Err(now) => held = now,
+        }
+    }
+}
+
+fn holder_alive(word: u64) -> bool {
+    let pid = (word >> 32) as u32;
+    if pid == sys::current_pid() {
+        // Another handle of this process.
+        return true;
+    }
+    match sys::process_start_time(pid) {
+        // No start time to compare (no /proc): the pid alone decides.
+        0 => sys::process_alive(pid, 0),
+        start => start as u32 == word as u32 && sys::process_alive(pid, start),
+    }
+}
+
+/// One end's view of the segment.
+struct End {
+    seg: Arc<Segment>,
+    role: usize,
+    spin: AtomicU32,
+    /// Held while putting (or getting), so that threads of this process take turns.
+    lock: OwnerLock,
+    released: AtomicBool,
+}
+
+impl End {
+    fn attach(seg: Arc<Segment>, role: usize) -> End {
+        barrier::init();
+        End {
+            seg,
+            role,
+            spin: AtomicU32::new(DEFAULT_SPIN),
+            lock: OwnerLock::default(),
+            released: AtomicBool::new(false),
+        }
+    }
+
+    fn ring(&self) -> Spsc<'_> {
+        let [cap, size, ..] = self.seg.params();
+        let (cap, size) = (cap as usize, size as usize);
+        let off = self.seg.payload_offset() + ROLES_SIZE;
+        let words = cap * spsc::slot_words(size).expect("checked geometry");
+        let ctl: &SpscCtl = self.seg.shared(off);
+        let slots: &[AtomicU64] = self.seg.shared_slice(off + SPSC_CTL_SIZE, words);
+        Spsc::new(ctl, slots, cap, size)
+    }
+
+    fn spin(&self) -> u32 {
+        self.spin.load(Relaxed)
+    }
+
+    /// Gives the role up, once.
+    fn release(&self) {
+        if !self.released.swap(true, Relaxed) {
+            let word = &roles(&self.seg).holder[self.role];
+            let held = word.load(Acquire);
+            if (held >> 32) as u32 == sys::current_pid() {
+                // Release: pairs with the AcqRel claim of the next holder.
+                let _ =
+                    word.compare_exchange(held, 0, std::sync::atomic::Ordering::Release, Relaxed);
+            }
+        }
+    }
+}
+
+impl Drop for End {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+fn deadline(timeout: Duration) -> Option<Instant> {
+    // A timeout too large to represent waits forever.
+    Instant::now().checked_add(timeout)
+}
+
+/// The queries both ends answer.
+macro_rules! end_queries {
+    ($ty:ident) => {
+        impl<T: Pod> $ty<T> {
+            /// The number of messages in the queue: exact when no put or get is in flight.
+            pub fn len(&self) -> usize {
+                self.end.ring().len()
+            }
+
+            /// Whether the queue holds no message.
+            pub fn is_empty(&self) -> bool {
+                self.len() == 0
+            }
+
+            /// Whether every slot is taken.
+            pub fn is_full(&self) -> bool {
+                self.len() == self.capacity()
+            }
+
+            /// How many messages fit.
+            pub fn capacity(&self) -> usize {
+                self.end.seg.params()[0] as usize
+            }
+
+            /// Closes the queue for both ends: puts fail from now on; gets drain what is left,
+            /// then fail; blocked callers wake.
+            pub fn close(&self) {
+                self.end.ring().close();
+            }
+
+            /// Whether the queue has been closed.
+            pub fn is_closed(&self) -> bool {
+                self.end.ring().is_closed()
+            }
+
+            /// How many messages were dropped because their slot held bytes no producer wrote.
+            pub fn lost(&self) -> u64 {
+                self.end.ring().lost()
+            }
+
+            /// How many rounds this handle spins (then yields) before sleeping in a blocked
+            /// call. `0` sleeps at once; `u32::MAX` busy-polls and never sleeps.
+            pub fn set_spin(&self, rounds: u32) {
+                self.end.spin.store(rounds, Relaxed);
+            }
+
+            /// Gives this end up, so that another process (or handle) can open it; the queue
+            /// stays open. Dropping the handle does the same.
+            pub fn release(self) {
+                self.end.release();
+            }
+
+            /// The segment name.
+            pub fn name(&self) -> &str {
+                self.end.seg.name()
+            }
+
+            /// Keeps the name when the creating handles are dropped; remove it later with
+            /// [`unlink`](crate::unlink).
+            pub fn persist(&self) {
+                self.end.seg.persist();
+            }
+        }
+
+        impl<T> fmt::Debug for $ty<T> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("name", &self.end.seg.name())
+                    .field("type", &std::any::type_name::<T>())
+                    .field("capacity", &self.end.seg.params()[0])
+                    .finish()
+            }
+        }
+    };
+}
+
+/// The producing end of an [`SpscQueue`]: puts `T`s.
+pub struct SpscProducer<T> {
+    end: End,
+    /// The consumer's index as last seen.
+    cache: Cache,
+    _t: PhantomData<T>,
+}
+
+/// The consuming end of an [`SpscQueue`]: gets `T`s, oldest first.
+///
+/// A message whose consumer died while taking it (after reading it, before freeing its slot) is
+/// delivered again to the next consumer: at least once, where the MPMC
+/// [`Queue`](crate::Queue) delivers at most once and counts the loss.
+pub struct SpscConsumer<T> {
+    end: End,
+    _t: PhantomData<T>,
+}
+
+end_queries!(SpscProducer);
+end_queries!(SpscConsumer);
+
+impl<T: Pod> SpscProducer<T> {
+    fn put_inner(&self, v: &T, deadline: Option<Instant>) -> Result<(), Fail> {
+        let _turn = self.end.lock.lock();
+        let ring = self.end.ring();
+        let bytes = bytemuck::bytes_of(v);
+        if ring.is_closed() {
+            return Err(Fail::Closed);
+        }
+        if ring.try_push(bytes, &self.cache) {
+            return Ok(());
+        }
+        ring.push(bytes, &self.cache, deadline, self.end.spin())
+    }
+
+    /// Puts `v`, waiting while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Closed`] once the queue is closed; the message is handed back.
+    pub fn put(&self, v: T) -> Result<(), PutError<T>> {
+        self.put_inner(&v, None).map_err(|_| PutError::Closed(v))
+    }
+
+    /// Puts `v`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// [`PutTimeoutError::Timeout`], or as [`put`](Self::put).
+    pub fn put_timeout(&self, v: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
+        self.put_inner(&v, deadline(timeout)).map_err(|f| match f {
+            Fail::Closed => PutTimeoutError::Closed(v),
+            Fail::Timeout => PutTimeoutError::Timeout(v),
+        })
+    }
+
+    /// Puts `v` if there is room; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`TryPutError::Full`], or as [`put`](Self::put).
+    pub fn try_put(&self, v: T) -> Result<(), TryPutError<T>> {
+        let _turn = self.end.lock.lock();
+        let ring = self.end.ring();
+        if ring.is_closed() {
+            Err(TryPutError::Closed(v))
+        } else if ring.try_push(bytemuck::bytes_of(&v), &self.cache) {
+            Ok(())
+        } else {
+            Err(TryPutError::Full(v))
+        }
+    }
+}
+
+/// Reads a `T` out of a slot's bytes; `None` for a length no producer of `T` wrote.
+fn decode<T: Pod>(bytes: &[u8]) -> Option<T> {
+    bytemuck::try_pod_read_unaligned(bytes).ok()
+}
+
+impl<T: Pod> SpscConsumer<T> {
+    fn get_inner(&self, deadline: Option<Instant>) -> Result<Option<T>, Fail> {
+        let _turn = self.end.lock.lock();
+        let ring = self.end.ring();
+        let mut read = decode::<T>;
+        if let Some(v) = ring.try_pop(&mut read, false) {
+            return Ok(v);
+        }
+        ring.pop(&mut read, deadline, self.end.spin())
+    }
+
+    /// Takes the oldest message, waiting while the queue is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::Closed`] once the queue is closed and drained; [`GetError::Decode`] when
+    /// the slot held a message of another size (it is consumed).
+    pub fn get(&self) -> Result<T, GetError> {
+        match self.get_inner(None) {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(GetError::Decode),
+            Err(_) => Err(GetError::Closed),
+        }
+    }
+
+    /// Takes the oldest message, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`GetTimeoutError::Timeout`], or as [`get`](Self::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
+        match self.get_inner(deadline(timeout)) {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(GetTimeoutError::Decode),
+            Err(Fail::Closed) => Err(GetTimeoutError::Closed),
+            Err(Fail::Timeout) => Err(GetTimeoutError::Timeout),
+        }
+    }
+
+    /// Takes the oldest message if one is ready; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`TryGetError::Empty`], or as [`get`](Self::get).
+    pub fn try_get(&self) -> Result<T, TryGetError> {
+        let _turn = self.end.lock.lock();
+        let ring = self.end.ring();
+        // `closed` first, so that closed-and-empty means drained.
+        let closed = ring.is_closed();
+        match ring.try_pop(&mut decode::<T>, true) {
+            Some(Some(v)) => Ok(v),
+            Some(None) => Err(TryGetError::Decode),
+            None if closed => Err(TryGetError::Closed),
+            None => Err(TryGetError::Empty),
+        }
+    }
+}
+
+impl<T: Pod> crate::Waitable for SpscConsumer<T> {
+    fn is_ready(&self) -> bool {
+        self.end.ring().readable()
+    }
+}
