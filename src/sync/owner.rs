@@ -4,27 +4,44 @@
 //! Each direction of a pipe is a single-producer, single-consumer ring, so the threads of one
 //! process must take turns at it; a `Mutex` would do, but its two `lock`-prefixed instructions
 //! per message drain the store buffer, which costs a stream of small messages more than the
-//! ring itself (measured: 24 M msgs/s with a mutex on each side, 70 M without). Here the lock
-//! belongs to one thread at a time. The owner enters by raising `busy` and checking, after a
-//! light fence, that nobody asked for the lock back; any other thread takes the slow path: it
-//! serialises on a `Mutex`, raises `revoke`, runs the heavy fence, waits for the owner to
-//! lower `busy`, and becomes the owner. A thread that sends (or receives) on its own pays a
-//! few plain loads and stores; a change of thread costs one `membarrier`.
+//! ring itself (in one run here: 24 M msgs/s with a mutex on each side, 70 M without). Here the
+//! lock belongs to one thread at a time. The owner enters by raising its `inside` flag and
+//! checking, after a light fence, that nobody asked for the lock back; any other thread takes
+//! the slow path: it serialises on a `Mutex`, raises `revoke`, runs the heavy fence, waits for
+//! the owner to lower its flag, and becomes the owner. A thread that sends (or receives) on its
+//! own pays a few plain loads and stores; a change of thread costs one `membarrier`.
+//!
+//! Each thread that has owned the lock has a flag of its own ([`Seat`]), written by that thread
+//! only. With one shared flag, a thread still seeing itself as the owner (a stale read, which
+//! the memory model allows) would raise and lower the flag while the real owner was inside, and
+//! a revoker could then walk in beside it; Miri found that.
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::sync::barrier;
 
+/// Threads that can own the lock in turn; more take the slow path every time.
+const SEATS: usize = 8;
+
+/// One thread's place at the lock: who sits there, and whether it is inside.
+#[derive(Debug, Default)]
+pub(crate) struct Seat {
+    /// The [`token`] of the thread this seat belongs to (0: free); set once, under `slow`.
+    token: AtomicU64,
+    /// That thread is inside, as the owner. Written by that thread only.
+    inside: AtomicBool,
+}
+
 /// The lock; it guards no data of its own.
 #[derive(Debug, Default)]
 pub(crate) struct OwnerLock {
-    /// The [`token`] of the owning thread; 0 for none.
-    owner: AtomicU64,
-    /// The owner is inside.
-    busy: AtomicBool,
+    /// The owning thread's seat plus one; 0 for none.
+    owner: AtomicUsize,
+    /// Boxed, to keep the handles that hold two of these small.
+    seats: Box<[Seat; SEATS]>,
     /// Another thread is taking the lock over.
     revoke: AtomicBool,
     /// Held by every thread that enters other than as the owner.
@@ -34,16 +51,16 @@ pub(crate) struct OwnerLock {
 /// Proof that the lock is held; releases it on drop.
 #[must_use = "the lock is released at once if the guard is dropped"]
 pub(crate) enum OwnerGuard<'a> {
-    Owner(&'a OwnerLock),
+    Owner(&'a Seat),
     Other(#[allow(dead_code, reason = "held for its drop")] MutexGuard<'a, ()>),
 }
 
 impl Drop for OwnerGuard<'_> {
     fn drop(&mut self) {
-        if let OwnerGuard::Owner(lock) = self {
-            // Release: pairs with the Acquire load of `busy` in `lock_slow`: what we did inside
-            // happens before the next owner's turn.
-            lock.busy.store(false, Release);
+        if let OwnerGuard::Owner(seat) = self {
+            // Release: pairs with the Acquire load of `inside` in `lock_slow`: what we did
+            // inside happens before the next owner's turn.
+            seat.inside.store(false, Release);
         }
     }
 }
@@ -63,18 +80,23 @@ impl OwnerLock {
     #[inline]
     pub(crate) fn lock(&self) -> OwnerGuard<'_> {
         let me = token();
-        if me != 0 && self.owner.load(Relaxed) == me {
-            self.busy.store(true, Relaxed);
-            // The light half of a fence pair with `lock_slow`: either its load of `busy` sees
-            // our store, or our load of `revoke` below sees its store.
-            barrier::light();
-            // Acquire: pairs with the Release store of `revoke` in `lock_slow`; a `false`
-            // stored there after a takeover makes the load of `owner` below see the new owner.
-            if !self.revoke.load(Acquire) && self.owner.load(Relaxed) == me {
-                return OwnerGuard::Owner(self);
+        let owner = self.owner.load(Relaxed);
+        if let Some(seat) = owner.checked_sub(1).map(|i| &self.seats[i]) {
+            // A stale `owner` can only name a seat that was ours: we write no one else's flag.
+            if me != 0 && seat.token.load(Relaxed) == me {
+                seat.inside.store(true, Relaxed);
+                // The light half of a fence pair with `lock_slow`: either its load of our
+                // `inside` sees this store, or our load of `revoke` below sees its store.
+                barrier::light();
+                // Acquire: pairs with the Release store of `revoke` in `lock_slow`; a `false`
+                // stored there after a takeover makes the load of `owner` below see the new
+                // owner.
+                if !self.revoke.load(Acquire) && self.owner.load(Relaxed) == owner {
+                    return OwnerGuard::Owner(seat);
+                }
+                // Release: pairs with the Acquire load of `inside` in `lock_slow`.
+                seat.inside.store(false, Release);
             }
-            // Release: pairs with the Acquire load of `busy` in `lock_slow`.
-            self.busy.store(false, Release);
         }
         self.lock_slow(me)
     }
@@ -82,16 +104,25 @@ impl OwnerLock {
     #[cold]
     fn lock_slow(&self, me: u64) -> OwnerGuard<'_> {
         let guard = self.slow.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.owner.load(Relaxed) != me {
+        // Under `slow`, `owner` and the seat tokens are current: only holders of `slow` write
+        // them.
+        let mine = self.seats.iter().position(|s| {
+            me != 0
+                && (s.token.load(Relaxed) == me
+                    || s.token.compare_exchange(0, me, Relaxed, Relaxed).is_ok())
+        });
+        let owner = self.owner.load(Relaxed);
+        if owner != 0 && Some(owner - 1) != mine {
             self.revoke.store(true, Relaxed);
             // The heavy half of the pair in `lock`. Within one process it always reaches the
             // owner: `barrier::light` is a full fence wherever `heavy` is not.
             barrier::heavy();
-            // Acquire: pairs with the Release stores of `busy` in `lock` and in the guard's drop.
-            // The owner may be blocked inside (a put on a full queue): yield, then sleep.
+            // Acquire: pairs with the Release stores of `inside` in `lock` and in the guard's
+            // drop. The owner may be blocked inside (a put on a full queue): yield, then sleep.
+            let inside = &self.seats[owner - 1].inside;
             let mut nap = Duration::from_micros(20);
             for round in 0u32.. {
-                if !self.busy.load(Acquire) {
+                if !inside.load(Acquire) {
                     break;
                 }
                 if round < 64 {
@@ -101,10 +132,11 @@ impl OwnerLock {
                     nap = (nap * 2).min(Duration::from_millis(1));
                 }
             }
-            self.owner.store(me, Relaxed);
-            // Release: pairs with the Acquire load of `revoke` in `lock`.
-            self.revoke.store(false, Release);
         }
+        // A thread without a seat leaves the lock unowned: everyone takes this path.
+        self.owner.store(mine.map_or(0, |i| i + 1), Relaxed);
+        // Release: pairs with the Acquire load of `revoke` in `lock`.
+        self.revoke.store(false, Release);
         OwnerGuard::Other(guard)
     }
 }
@@ -120,7 +152,7 @@ mod tests {
     fn excludes_while_threads_take_turns() {
         let lock = OwnerLock::default();
         let count = AtomicU64::new(0);
-        let (threads, rounds) = (4u64, if cfg!(miri) { 50 } else { 20_000 });
+        let (threads, rounds) = (4u64, if cfg!(miri) { 200 } else { 20_000 });
         std::thread::scope(|s| {
             for t in 0..threads {
                 let (lock, count) = (&lock, &count);
@@ -137,6 +169,29 @@ mod tests {
                         mine.set(mine.get() + 1);
                     }
                     assert_eq!(mine.get(), rounds);
+                });
+            }
+        });
+        assert_eq!(count.load(Relaxed), threads * rounds);
+    }
+
+    /// More threads than seats: the ones without a seat always take the slow path, and
+    /// revoke whoever owns the lock each time.
+    #[test]
+    fn excludes_threads_without_a_seat() {
+        let lock = OwnerLock::default();
+        let count = AtomicU64::new(0);
+        let (threads, rounds) = (SEATS as u64 + 3, if cfg!(miri) { 10 } else { 2_000 });
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                let (lock, count) = (&lock, &count);
+                s.spawn(move || {
+                    for _ in 0..rounds {
+                        let _g = lock.lock();
+                        let v = count.load(Relaxed);
+                        std::thread::yield_now();
+                        count.store(v + 1, Relaxed);
+                    }
                 });
             }
         });
