@@ -17,6 +17,10 @@
 //! # Ok::<(), mpshm::Error>(())
 //! ```
 //!
+//! Messages travel through lock-free rings in the same kind of segment: [`Queue`] (bounded,
+//! many producers and consumers, Python's `put`/`get`), its single-producer, single-consumer
+//! mode [`SpscQueue`], and [`Pipe`] (Python's `Pipe` and `Connection`).
+//!
 //! Linux is the supported platform: the robust lock rests on glibc's robust process-shared
 //! mutexes. Every OS call lives in one module per platform so that macOS can follow; there the
 //! lock cannot be robust, and the docs will say so.
