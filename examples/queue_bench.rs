@@ -667,40 +667,27 @@ fn stream(
 ) -> Res<(u64, Duration)> {
     match via {
         Via::Queue => sized!(size, stream_queue(procs, secs, names)),
-        Via::Spsc => {
-            if procs != 1 {
-                return Err("an SpscQueue connects one producer to one consumer".into());
-            }
-            // As for the pipe: the consumer creates the queue and gives away the producer.
+        // The consumer creates the pipe (or queue) and gives away the other end, which the
+        // producer opens by name. When the producer is done, its end closes (the pipe) or it
+        // closes the queue: the consumer drains and stops.
+        Via::Conn | Via::Spsc if procs == 1 => {
+            let tag = if via == Via::Conn { 'c' } else { 's' };
             let name = names.next();
-            let mut cons =
-                Kid::spawn(format!("scons {size} {name}"), Stdio::null(), Stdio::null())?;
+            let mut cons = Kid::spawn(
+                format!("{tag}cons {size} {name}"),
+                Stdio::null(),
+                Stdio::null(),
+            )?;
             cons.expect("made")?;
             let prod = Kid::spawn(
-                format!("sprod {size} 0 {secs} {name}"),
+                format!("{tag}prod {size} 0 {secs} {name}"),
                 Stdio::piped(),
                 Stdio::null(),
             )?;
-            // The producer closes the queue when it is done: the consumer drains and stops.
             drive(vec![prod], vec![cons], || {})
         }
-        Via::Conn => {
-            if procs != 1 {
-                return Err("a pipe connects one producer to one consumer".into());
-            }
-            // The consumer creates the pipe (its handle unlinks it at the end) and gives away
-            // the other end; the producer opens that by name.
-            let name = names.next();
-            let mut cons =
-                Kid::spawn(format!("ccons {size} {name}"), Stdio::null(), Stdio::null())?;
-            cons.expect("made")?;
-            let prod = Kid::spawn(
-                format!("cprod {size} 0 {secs} {name}"),
-                Stdio::piped(),
-                Stdio::null(),
-            )?;
-            // The producer's end closes when it exits: the consumer drains and stops.
-            drive(vec![prod], vec![cons], || {})
+        Via::Conn | Via::Spsc => {
+            Err("a pipe or SpscQueue connects one producer to one consumer".into())
         }
         Via::Pipe | Via::Socket => {
             let mut producers = Vec::new();

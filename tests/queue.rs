@@ -5,8 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bytemuck::{Pod, Zeroable};
-use common::{Child, name};
+use common::{Child, Msg, name};
 use mpshm::{
     Error, GetError, GetTimeoutError, JoinError, JoinableQueue, PutError, PutTimeoutError, Queue,
     SimpleQueue, TryGetError, TryPutError,
@@ -67,45 +66,6 @@ fn main() {
             ("echo_serde", echo_serde),
         ],
     );
-}
-
-/// A 64-byte message whose body is derived from (producer, seq): a torn copy cannot pass
-/// [`Msg::check`].
-#[derive(Clone, Copy, Pod, Zeroable, Debug, PartialEq)]
-#[repr(C)]
-struct Msg {
-    producer: u32,
-    seq: u32,
-    body: [u64; 7],
-}
-
-fn mix(mut x: u64) -> u64 {
-    x ^= x >> 33;
-    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    x ^ (x >> 33)
-}
-
-impl Msg {
-    fn new(producer: u32, seq: u32) -> Msg {
-        let base = (u64::from(producer) << 32) | u64::from(seq);
-        let mut body = [0; 7];
-        for (i, b) in body.iter_mut().enumerate() {
-            *b = mix(base + i as u64);
-        }
-        Msg {
-            producer,
-            seq,
-            body,
-        }
-    }
-
-    fn check(&self) {
-        assert_eq!(
-            *self,
-            Msg::new(self.producer, self.seq),
-            "torn or corrupt message"
-        );
-    }
 }
 
 fn ms(n: u64) -> Duration {
@@ -322,10 +282,7 @@ fn simple_queue_basics() {
 
 /// Messages per producer in the many-to-many test (`MPSHM_STRESS_MESSAGES` raises it).
 fn per_producer() -> u32 {
-    std::env::var("MPSHM_STRESS_MESSAGES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(50_000)
+    common::env_or("MPSHM_STRESS_MESSAGES", 50_000)
 }
 
 fn produce(args: &[String]) {
@@ -430,10 +387,7 @@ fn consume_forever(args: &[String]) {
 
 /// Trials of the kill loop (`MPSHM_KILL_TRIALS` raises it).
 fn trials() -> u32 {
-    std::env::var("MPSHM_KILL_TRIALS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100)
+    common::env_or("MPSHM_KILL_TRIALS", 100)
 }
 
 fn killed_peers_never_wedge_the_queue() {

@@ -5,8 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bytemuck::{Pod, Zeroable};
-use common::{Child, name};
+use common::{Child, Msg, name};
 use mpshm::{
     Error, GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, SpscQueue, TryGetError,
     TryPutError,
@@ -52,50 +51,13 @@ fn main() {
     );
 }
 
-/// A 64-byte message whose body is derived from (producer, seq): a torn copy fails
-/// [`Msg::check`].
-#[derive(Clone, Copy, Pod, Zeroable, Debug, PartialEq)]
-#[repr(C)]
-struct Msg {
-    producer: u32,
-    seq: u32,
-    body: [u64; 7],
-}
-
-impl Msg {
-    fn new(producer: u32, seq: u32) -> Msg {
-        let mut x = (u64::from(producer) << 32) | u64::from(seq);
-        let mut body = [0; 7];
-        for b in &mut body {
-            x = x.wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29) ^ 0xd6e8_feb8_6659_fd93;
-            *b = x;
-        }
-        Msg {
-            producer,
-            seq,
-            body,
-        }
-    }
-
-    fn check(&self) {
-        assert_eq!(
-            *self,
-            Msg::new(self.producer, self.seq),
-            "torn or corrupt message"
-        );
-    }
-}
-
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
 /// Messages streamed (`MPSHM_STRESS_MESSAGES` raises it).
 fn messages() -> u32 {
-    std::env::var("MPSHM_STRESS_MESSAGES")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200_000)
+    common::env_or("MPSHM_STRESS_MESSAGES", 200_000)
 }
 
 fn produce(args: &[String]) {
@@ -254,10 +216,7 @@ fn produce_forever(args: &[String]) {
 
 /// Trials of the kill loops (`MPSHM_KILL_TRIALS` raises it).
 fn trials() -> u32 {
-    std::env::var("MPSHM_KILL_TRIALS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(30)
+    common::env_or("MPSHM_KILL_TRIALS", 30)
 }
 
 fn killed_producers_are_replaced_mid_stream() {

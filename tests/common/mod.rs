@@ -233,3 +233,50 @@ pub fn wait_until_sleeping(tid: u32) {
         std::thread::yield_now();
     }
 }
+
+/// A 64-byte message whose body is derived from (producer, seq): a torn copy cannot pass
+/// [`Msg::check`].
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Debug, PartialEq)]
+#[repr(C)]
+pub struct Msg {
+    pub producer: u32,
+    pub seq: u32,
+    pub body: [u64; 7],
+}
+
+fn mix(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^ (x >> 33)
+}
+
+impl Msg {
+    pub fn new(producer: u32, seq: u32) -> Msg {
+        let base = (u64::from(producer) << 32) | u64::from(seq);
+        let mut body = [0; 7];
+        for (i, b) in body.iter_mut().enumerate() {
+            *b = mix(base + i as u64);
+        }
+        Msg {
+            producer,
+            seq,
+            body,
+        }
+    }
+
+    pub fn check(&self) {
+        assert_eq!(
+            *self,
+            Msg::new(self.producer, self.seq),
+            "torn or corrupt message"
+        );
+    }
+}
+
+/// The number in the environment variable `var`, or `default` (how the stress tests are raised).
+pub fn env_or(var: &str, default: u32) -> u32 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
