@@ -236,7 +236,7 @@ impl RingSeg {
         // copied piecewise through unaligned stack slots, which cost the consumer a third of
         // its speed.
         let mut out = None;
-        let mut read = |data: &[AtomicU64], len: usize| out = C::decode(data, len);
+        let mut read = |data: &[AtomicU64], len: usize| C::decode(data, len, &mut out);
         match wait {
             Wait::Until(deadline) => {
                 ring.get(&mut read, deadline, self.spin())
@@ -269,8 +269,9 @@ trait Codec {
     /// Calls `put` with the bytes of `v` (or fails with `Encode`).
     fn encode(v: &Self::Msg, put: impl FnOnce(&[u8]) -> Result<(), PutFail>)
     -> Result<(), PutFail>;
-    /// Reads a message of `len` bytes out of a slot; `None` if it is not a valid `Msg`.
-    fn decode(data: &[AtomicU64], len: usize) -> Option<Self::Msg>;
+    /// Reads a message of `len` bytes out of a slot into `out`, which it leaves `None` if the
+    /// bytes are not a valid `Msg`. (Filled in place: see `get_msg`.)
+    fn decode(data: &[AtomicU64], len: usize, out: &mut Option<Self::Msg>);
 }
 
 fn put_with<C: Codec>(q: &C, v: C::Msg, wait: Wait) -> Result<(), (C::Msg, PutFail)> {
@@ -532,13 +533,10 @@ impl<T: Pod> Codec for Queue<T> {
         put(bytemuck::bytes_of(v))
     }
 
-    fn decode(data: &[AtomicU64], len: usize) -> Option<T> {
-        if len != std::mem::size_of::<T>() {
-            return None;
+    fn decode(data: &[AtomicU64], len: usize, out: &mut Option<T>) {
+        if len == std::mem::size_of::<T>() {
+            ring::read_data(data, bytemuck::bytes_of_mut(out.insert(T::zeroed())));
         }
-        let mut v = T::zeroed();
-        ring::read_data(data, bytemuck::bytes_of_mut(&mut v));
-        Some(v)
     }
 }
 
@@ -626,10 +624,8 @@ impl Codec for ByteQueue {
         put(v)
     }
 
-    fn decode(data: &[AtomicU64], len: usize) -> Option<Vec<u8>> {
-        let mut v = vec![0; len];
-        ring::read_data(data, &mut v);
-        Some(v)
+    fn decode(data: &[AtomicU64], len: usize, out: &mut Option<Vec<u8>>) {
+        ring::read_data(data, out.insert(vec![0; len]));
     }
 }
 
@@ -709,8 +705,10 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec for SerdeQueue<T> 
         put(&bytes)
     }
 
-    fn decode(data: &[AtomicU64], len: usize) -> Option<T> {
-        postcard::from_bytes(&ByteQueue::decode(data, len)?).ok()
+    fn decode(data: &[AtomicU64], len: usize, out: &mut Option<T>) {
+        let mut bytes = None;
+        ByteQueue::decode(data, len, &mut bytes);
+        *out = bytes.and_then(|b| postcard::from_bytes(&b).ok());
     }
 }
 
