@@ -13,11 +13,16 @@
 //! Every process registers on its first handle ([`init`]); the registration survives `fork`. A
 //! process that cannot (a kernel before 4.16, or a seccomp filter that denies `membarrier`) uses
 //! a full fence on both sides, and because a registered peer's light side may then be out of its
-//! reach, [`heavy`] returns `false` so that the caller bounds its sleep and looks again.
+//! reach, [`heavy`] returns `false` so that the caller bounds its sleep and looks again. Once a
+//! process is registered it stays asymmetric; if a later `membarrier` fails (a filter installed
+//! after start-up), [`heavy`] still fences this process's own threads through a TLB shootdown
+//! (`sys::process_wide_fence`), and returns `false` for the other processes.
 //! Under loom both sides are plain `SeqCst` fences, which the model checks.
 
 #[cfg(not(loom))]
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed, Ordering::SeqCst, compiler_fence, fence};
+#[cfg(not(loom))]
+use std::time::Duration;
 
 #[cfg(not(loom))]
 const UNKNOWN: u8 = 0;
@@ -35,13 +40,15 @@ static MODE: AtomicU8 = AtomicU8::new(UNKNOWN);
 #[cfg(not(loom))]
 pub(crate) fn init() {
     if MODE.load(Relaxed) == UNKNOWN {
-        // Two threads may both register; registering is idempotent.
+        // Two threads may both register; registering is idempotent. The mode is set once: a
+        // process that went asymmetric never goes back, or a heavy fence could miss a thread
+        // that still runs the light one.
         let mode = if crate::sys::membarrier_register() {
             ASYMMETRIC
         } else {
             SYMMETRIC
         };
-        MODE.store(mode, Relaxed);
+        let _ = MODE.compare_exchange(UNKNOWN, mode, Relaxed, Relaxed);
     }
 }
 
@@ -64,10 +71,21 @@ pub(crate) fn light() {
 #[cfg(not(loom))]
 pub(crate) fn heavy() -> bool {
     init();
-    if MODE.load(Relaxed) == ASYMMETRIC && crate::sys::membarrier_global() {
+    fence(SeqCst);
+    if MODE.load(Relaxed) != ASYMMETRIC {
+        // Every thread of this process runs full fences.
+        return false;
+    }
+    if crate::sys::membarrier_global() {
         return true;
     }
-    fence(SeqCst);
+    // Registered, yet refused now: this process's threads still skip their fences, so they
+    // must be reached some other way before anyone may go on.
+    let mut nap = Duration::from_micros(50);
+    while !crate::sys::process_wide_fence() && !crate::sys::membarrier_global() {
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(10));
+    }
     false
 }
 
@@ -83,4 +101,17 @@ pub(crate) fn light() {
 pub(crate) fn heavy() -> bool {
     loom::sync::atomic::fence(loom::sync::atomic::Ordering::SeqCst);
     true
+}
+
+#[cfg(all(test, not(loom), not(miri)))]
+mod tests {
+    /// The fallback fence works here (and again: the page is mapped once).
+    #[test]
+    fn process_wide_fence_runs() {
+        assert!(crate::sys::process_wide_fence());
+        assert!(crate::sys::process_wide_fence());
+        super::init();
+        super::light();
+        let _ = super::heavy();
+    }
 }

@@ -414,3 +414,44 @@ pub(crate) fn membarrier_global() -> bool {
     use rustix::thread::{MembarrierCommand, membarrier};
     membarrier(MembarrierCommand::GlobalExpedited).is_ok()
 }
+
+/// A full memory fence on every CPU running a thread of this process, without `membarrier`:
+/// taking write access away from a page this process has touched makes the kernel shoot down
+/// the stale TLB entries on those CPUs with an interrupt, and taking an interrupt is a full
+/// fence (folly's fallback for the same job). `false` if the page cannot be had.
+pub(crate) fn process_wide_fence() -> bool {
+    use rustix::mm::{MapFlags, MprotectFlags, ProtFlags, mmap_anonymous, mprotect};
+    use std::sync::{Mutex, PoisonError};
+
+    /// The page's address; 0 until mapped.
+    static PAGE: Mutex<usize> = Mutex::new(0);
+    let mut page = PAGE.lock().unwrap_or_else(PoisonError::into_inner);
+    let len = rustix::param::page_size();
+    if *page == 0 {
+        // SAFETY: a fresh anonymous private mapping at an address the kernel picks overlaps
+        // nothing; it is never unmapped, so the address stays valid for the process.
+        match unsafe {
+            mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE,
+            )
+        } {
+            Ok(p) => *page = p as usize,
+            Err(_) => return false,
+        }
+    }
+    let ptr = *page as *mut std::ffi::c_void;
+    // SAFETY: `ptr` is the page mapped above, owned by this function and only touched under
+    // `PAGE`; changing its protection affects no other memory.
+    unsafe {
+        if mprotect(ptr, len, MprotectFlags::READ | MprotectFlags::WRITE).is_err() {
+            return false;
+        }
+        // A write makes the page present and writable in this CPU's TLB...
+        ptr.cast::<u8>().write_volatile(0);
+        // ...so taking write access away must shoot the entry down everywhere.
+        mprotect(ptr, len, MprotectFlags::READ).is_ok()
+    }
+}
