@@ -178,14 +178,21 @@ impl<'a> Spsc<'a> {
     /// Publishes `msg` (at most `max_len` bytes) if there is room. Producer side only.
     pub(crate) fn try_push(&self, msg: &[u8], cache: &Cache) -> bool {
         debug_assert!(msg.len() <= self.max_len);
-        let tail = self.ctl.tail.0.load(Relaxed); // only this side writes it
-        // Wrapping: indices scribbled on must not panic (they read as full).
+        let mut tail = self.ctl.tail.0.load(Relaxed); // only this side writes it
+        // Wrapping: indices scribbled on must not panic.
         if tail.wrapping_sub(cache.other.load(Relaxed)) >= self.cap {
             // Acquire: pairs with the Release store of `head` in `try_pop`: the consumer's
             // reads of the slot we are about to reuse are done.
             let head = self.ctl.head.0.load(Acquire);
             cache.other.store(head, Relaxed);
-            if tail.wrapping_sub(head) >= self.cap {
+            let used = tail.wrapping_sub(head);
+            if used > self.cap {
+                // `head` past `tail`, or either scribbled on: no working ring looks like this.
+                // Carry on from the consumer's position rather than wait forever for room;
+                // what lay between is lost (counted once).
+                self.ctl.misc.0.lost.fetch_add(1, Relaxed);
+                tail = head;
+            } else if used == self.cap {
                 return false;
             }
         }
@@ -413,5 +420,11 @@ mod tests {
         // The ring goes on.
         assert!(q.try_push(b"four", &pc));
         assert_eq!(q.pop(&mut read, None, 0), Ok(b"four".to_vec()));
+        // A `head` scribbled past `tail` does not wedge the producer: it carries on from there.
+        ctl.head.0.store(ctl.tail.0.load(Relaxed) + 2, Relaxed);
+        let fresh = Cache::default();
+        assert!(q.try_push(b"five", &fresh));
+        assert_eq!(q.lost(), 3);
+        assert_eq!(q.pop(&mut read, None, 0), Ok(b"five".to_vec()));
     }
 }

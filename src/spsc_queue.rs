@@ -26,12 +26,12 @@ use bytemuck::Pod;
 use crate::error::{
     Error, GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
 };
-use crate::queue::{DEFAULT_SPIN, MAX_CAPACITY};
+use crate::queue::DEFAULT_SPIN;
 use crate::ring::Fail;
 use crate::segment::{Kind, Options, Segment, Shared, Spec};
 use crate::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
 use crate::sync::barrier;
-use crate::sync::owner::OwnerLock;
+use crate::sync::owner::{OwnerLock, Patience};
 use crate::sys;
 
 const PRODUCER: usize = 0;
@@ -167,10 +167,11 @@ impl SpscQueue {
 }
 
 fn spec<T: Pod>(capacity: usize, opts: &Options) -> Result<Spec, Error> {
-    if capacity == 0 || capacity > MAX_CAPACITY {
+    // Below 2^32: the slot stamps keep 32 bits of the position.
+    if capacity == 0 || capacity > u32::MAX as usize {
         return Err(Error::InvalidLength {
             len: capacity,
-            reason: "a queue's capacity must be 1 to 2^32",
+            reason: "an SPSC queue's capacity must be 1 to 2^32 - 1",
         });
     }
     let size = std::mem::size_of::<T>();
@@ -240,7 +241,7 @@ fn claim(seg: &Segment, role: usize) -> Result<(), Error> {
     let mine = (u64::from(pid) << 32) | u64::from(sys::process_start_time(pid) as u32);
     let mut held = word.load(Relaxed);
     loop {
-        if held != 0 && holder_alive(held) {
+        if held != 0 && holder_alive(held, mine) {
             return Err(Error::InUse {
                 name: seg.name().to_owned(),
                 reason: if role == PRODUCER {
@@ -259,16 +260,21 @@ fn claim(seg: &Segment, role: usize) -> Result<(), Error> {
     }
 }
 
-fn holder_alive(word: u64) -> bool {
-    let pid = (word >> 32) as u32;
-    if pid == sys::current_pid() {
+/// Whether the process recorded in `word` still runs; `mine` is this process's own word.
+fn holder_alive(word: u64, mine: u64) -> bool {
+    if word == mine {
         // Another handle of this process.
         return true;
     }
+    let (pid, start) = ((word >> 32) as u32, word as u32);
+    if pid == sys::current_pid() {
+        // An earlier process that had our pid: it is gone.
+        return false;
+    }
     match sys::process_start_time(pid) {
-        // No start time to compare (no /proc): the pid alone decides.
-        0 => sys::process_alive(pid, 0),
-        start => start as u32 == word as u32 && sys::process_alive(pid, start),
+        // No start time to compare, on either side: the pid alone decides.
+        now if now == 0 || start == 0 => sys::process_alive(pid, 0),
+        now => now as u32 == start && sys::process_alive(pid, now),
     }
 }
 
@@ -326,6 +332,11 @@ impl Drop for End {
     fn drop(&mut self) {
         self.release();
     }
+}
+
+/// How long a call with `deadline` (`None`: none) may wait for the handle's lock.
+fn patience(deadline: Option<Instant>) -> Patience {
+    deadline.map_or(Patience::Forever, Patience::Until)
 }
 
 fn deadline(timeout: Duration) -> Option<Instant> {
@@ -432,7 +443,12 @@ end_queries!(SpscConsumer);
 
 impl<T: Pod> SpscProducer<T> {
     fn put_inner(&self, v: &T, deadline: Option<Instant>) -> Result<(), Fail> {
-        let _turn = self.end.lock.lock();
+        // A deadline covers the wait for another thread of this process to finish its put.
+        let _turn = self
+            .end
+            .lock
+            .lock_within(patience(deadline))
+            .ok_or(Fail::Timeout)?;
         let ring = self.end.ring();
         let bytes = bytemuck::bytes_of(v);
         if ring.is_closed() {
@@ -471,7 +487,10 @@ impl<T: Pod> SpscProducer<T> {
     ///
     /// [`TryPutError::Full`], or as [`put`](Self::put).
     pub fn try_put(&self, v: T) -> Result<(), TryPutError<T>> {
-        let _turn = self.end.lock.lock();
+        // Another thread of this process inside a put: this one would have to wait.
+        let Some(_turn) = self.end.lock.lock_within(Patience::None) else {
+            return Err(TryPutError::Full(v));
+        };
         let ring = self.end.ring();
         if ring.is_closed() {
             Err(TryPutError::Closed(v))
@@ -499,7 +518,12 @@ fn read_into<T: Pod>(out: &mut T, bytes: &[u8]) -> bool {
 impl<T: Pod> SpscConsumer<T> {
     /// Takes a message into `out`: `Ok(false)` if it had the wrong length (it is consumed).
     fn get_inner(&self, out: &mut T, deadline: Option<Instant>) -> Result<bool, Fail> {
-        let _turn = self.end.lock.lock();
+        // A deadline covers the wait for another thread of this process to finish its get.
+        let _turn = self
+            .end
+            .lock
+            .lock_within(patience(deadline))
+            .ok_or(Fail::Timeout)?;
         let ring = self.end.ring();
         let mut read = |bytes: &[u8]| read_into(out, bytes);
         if let Some(ok) = ring.try_pop(&mut read, false) {
@@ -544,7 +568,10 @@ impl<T: Pod> SpscConsumer<T> {
     ///
     /// [`TryGetError::Empty`], or as [`get`](Self::get).
     pub fn try_get(&self) -> Result<T, TryGetError> {
-        let _turn = self.end.lock.lock();
+        // Another thread of this process inside a get: this one would have to wait.
+        let Some(_turn) = self.end.lock.lock_within(Patience::None) else {
+            return Err(TryGetError::Empty);
+        };
         let ring = self.end.ring();
         // `closed` first, so that closed-and-empty means drained.
         let closed = ring.is_closed();

@@ -40,6 +40,10 @@ fn main() {
                 "threads_take_turns_at_one_end",
                 threads_take_turns_at_one_end,
             ),
+            (
+                "try_calls_never_wait_behind_a_blocked_thread",
+                try_calls_never_wait_behind_a_blocked_thread,
+            ),
         ],
         &[
             ("produce", produce),
@@ -345,4 +349,34 @@ fn threads_take_turns_at_one_end() {
         }
     });
     assert!(rx.is_empty());
+}
+
+fn try_calls_never_wait_behind_a_blocked_thread() {
+    let (tx, rx) = SpscQueue::create::<u32>(&name("tryblk"), 1).expect("create");
+    tx.put(1).expect("room");
+    std::thread::scope(|s| {
+        let (said, heard) = std::sync::mpsc::channel();
+        let tx = &tx;
+        let blocked = s.spawn(move || {
+            said.send(common::thread_id()).expect("send");
+            tx.put(2) // the queue is full: waits for the get below
+        });
+        common::wait_until_sleeping(heard.recv().expect("tid"));
+        // That thread holds the producing end while it waits; these must not wait for it.
+        let start = Instant::now();
+        assert!(matches!(tx.try_put(3), Err(TryPutError::Full(3))));
+        assert!(start.elapsed() < Duration::from_secs(1));
+        let asked = ms(50);
+        let start = Instant::now();
+        assert!(matches!(
+            tx.put_timeout(4, asked),
+            Err(PutTimeoutError::Timeout(4))
+        ));
+        let waited = start.elapsed();
+        assert!(waited >= asked && waited < asked + Duration::from_secs(2));
+        // A get on the other end is free to run, and lets the blocked put through.
+        assert_eq!(rx.get(), Ok(1));
+        blocked.join().expect("join").expect("put");
+    });
+    assert_eq!(rx.try_get(), Ok(2));
 }

@@ -18,8 +18,8 @@
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
+use std::time::{Duration, Instant};
 
 use crate::sync::barrier;
 
@@ -46,6 +46,28 @@ pub(crate) struct OwnerLock {
     revoke: AtomicBool,
     /// Held by every thread that enters other than as the owner.
     slow: Mutex<()>,
+}
+
+/// How long [`OwnerLock::lock_within`] may wait for another thread to leave.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Patience {
+    /// Not at all: the `try_` operations must never wait.
+    None,
+    /// Until then.
+    Until(Instant),
+    /// As long as it takes.
+    Forever,
+}
+
+impl Patience {
+    /// Whether it has run out (reads the clock only for `Until`).
+    fn spent(self) -> bool {
+        match self {
+            Patience::None => true,
+            Patience::Until(t) => Instant::now() >= t,
+            Patience::Forever => false,
+        }
+    }
 }
 
 /// Proof that the lock is held; releases it on drop.
@@ -79,6 +101,15 @@ impl OwnerLock {
     /// Takes the lock, waiting while another thread holds it.
     #[inline]
     pub(crate) fn lock(&self) -> OwnerGuard<'_> {
+        match self.lock_within(Patience::Forever) {
+            Some(guard) => guard,
+            None => unreachable!("an unbounded wait never gives up"),
+        }
+    }
+
+    /// Takes the lock, or `None` if another thread holds it longer than `patience` allows.
+    #[inline]
+    pub(crate) fn lock_within(&self, patience: Patience) -> Option<OwnerGuard<'_>> {
         let me = token();
         let owner = self.owner.load(Relaxed);
         if let Some(seat) = owner.checked_sub(1).map(|i| &self.seats[i]) {
@@ -92,18 +123,28 @@ impl OwnerLock {
                 // stored there after a takeover makes the load of `owner` below see the new
                 // owner.
                 if !self.revoke.load(Acquire) && self.owner.load(Relaxed) == owner {
-                    return OwnerGuard::Owner(seat);
+                    return Some(OwnerGuard::Owner(seat));
                 }
                 // Release: pairs with the Acquire load of `inside` in `lock_slow`.
                 seat.inside.store(false, Release);
             }
         }
-        self.lock_slow(me)
+        self.lock_slow(me, patience)
     }
 
     #[cold]
-    fn lock_slow(&self, me: u64) -> OwnerGuard<'_> {
-        let guard = self.slow.lock().unwrap_or_else(PoisonError::into_inner);
+    fn lock_slow(&self, me: u64, patience: Patience) -> Option<OwnerGuard<'_>> {
+        let guard = match patience {
+            Patience::Forever => self.slow.lock().unwrap_or_else(PoisonError::into_inner),
+            _ => loop {
+                match self.slow.try_lock() {
+                    Ok(guard) => break guard,
+                    Err(TryLockError::Poisoned(p)) => break p.into_inner(),
+                    Err(TryLockError::WouldBlock) if patience.spent() => return None,
+                    Err(TryLockError::WouldBlock) => std::thread::yield_now(),
+                }
+            },
+        };
         // Under `slow`, `owner` and the seat tokens are current: only holders of `slow` write
         // them.
         let mine = self.seats.iter().position(|s| {
@@ -125,6 +166,11 @@ impl OwnerLock {
                 if !inside.load(Acquire) {
                     break;
                 }
+                if patience.spent() {
+                    // Give up without taking over: the owner keeps the lock. Release: as below.
+                    self.revoke.store(false, Release);
+                    return None;
+                }
                 if round < 64 {
                     std::thread::yield_now();
                 } else {
@@ -137,7 +183,7 @@ impl OwnerLock {
         self.owner.store(mine.map_or(0, |i| i + 1), Relaxed);
         // Release: pairs with the Acquire load of `revoke` in `lock`.
         self.revoke.store(false, Release);
-        OwnerGuard::Other(guard)
+        Some(OwnerGuard::Other(guard))
     }
 }
 
@@ -173,6 +219,30 @@ mod tests {
             }
         });
         assert_eq!(count.load(Relaxed), threads * rounds);
+    }
+
+    /// A `try` never waits for an owner that is inside, and gives the lock up untouched.
+    #[test]
+    fn impatient_callers_do_not_wait() {
+        let lock = OwnerLock::default();
+        let inside = lock.lock(); // this thread now owns it (through the slow path)
+        drop(inside);
+        let held = lock.lock(); // the owner's fast path: inside
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(lock.lock_within(Patience::None).is_none());
+                let start = Instant::now();
+                let soon = Patience::Until(start + Duration::from_millis(30));
+                assert!(lock.lock_within(soon).is_none());
+                assert!(start.elapsed() >= Duration::from_millis(30));
+            });
+        });
+        drop(held);
+        // Still ours, and free: the fast path works again; another thread can take it.
+        assert!(matches!(lock.lock(), OwnerGuard::Owner(_)));
+        std::thread::scope(|s| {
+            s.spawn(|| assert!(lock.lock_within(Patience::None).is_some()));
+        });
     }
 
     /// More threads than seats: the ones without a seat always take the slow path, and
