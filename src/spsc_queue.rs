@@ -334,11 +334,6 @@ impl Drop for End {
     }
 }
 
-/// How long a call with `deadline` (`None`: none) may wait for the handle's lock.
-fn patience(deadline: Option<Instant>) -> Patience {
-    deadline.map_or(Patience::Forever, Patience::Until)
-}
-
 fn deadline(timeout: Duration) -> Option<Instant> {
     // A timeout too large to represent waits forever.
     Instant::now().checked_add(timeout)
@@ -444,11 +439,14 @@ end_queries!(SpscConsumer);
 impl<T: Pod> SpscProducer<T> {
     fn put_inner(&self, v: &T, deadline: Option<Instant>) -> Result<(), Fail> {
         // A deadline covers the wait for another thread of this process to finish its put.
-        let _turn = self
-            .end
-            .lock
-            .lock_within(patience(deadline))
-            .ok_or(Fail::Timeout)?;
+        let _turn = match deadline {
+            None => self.end.lock.lock(),
+            Some(d) => self
+                .end
+                .lock
+                .lock_within(Patience::Until(d))
+                .ok_or(Fail::Timeout)?,
+        };
         let ring = self.end.ring();
         let bytes = bytemuck::bytes_of(v);
         if ring.is_closed() {
@@ -519,11 +517,14 @@ impl<T: Pod> SpscConsumer<T> {
     /// Takes a message into `out`: `Ok(false)` if it had the wrong length (it is consumed).
     fn get_inner(&self, out: &mut T, deadline: Option<Instant>) -> Result<bool, Fail> {
         // A deadline covers the wait for another thread of this process to finish its get.
-        let _turn = self
-            .end
-            .lock
-            .lock_within(patience(deadline))
-            .ok_or(Fail::Timeout)?;
+        let _turn = match deadline {
+            None => self.end.lock.lock(),
+            Some(d) => self
+                .end
+                .lock
+                .lock_within(Patience::Until(d))
+                .ok_or(Fail::Timeout)?,
+        };
         let ring = self.end.ring();
         let mut read = |bytes: &[u8]| read_into(out, bytes);
         if let Some(ok) = ring.try_pop(&mut read, false) {
