@@ -136,14 +136,17 @@ impl OwnerLock {
     fn lock_slow(&self, me: u64, patience: Patience) -> Option<OwnerGuard<'_>> {
         let guard = match patience {
             Patience::Forever => self.slow.lock().unwrap_or_else(PoisonError::into_inner),
-            _ => loop {
-                match self.slow.try_lock() {
-                    Ok(guard) => break guard,
-                    Err(TryLockError::Poisoned(p)) => break p.into_inner(),
-                    Err(TryLockError::WouldBlock) if patience.spent() => return None,
-                    Err(TryLockError::WouldBlock) => std::thread::yield_now(),
+            _ => {
+                let mut pause = Pause::new();
+                loop {
+                    match self.slow.try_lock() {
+                        Ok(guard) => break guard,
+                        Err(TryLockError::Poisoned(p)) => break p.into_inner(),
+                        Err(TryLockError::WouldBlock) if patience.spent() => return None,
+                        Err(TryLockError::WouldBlock) => pause.next(),
+                    }
                 }
-            },
+            }
         };
         // Under `slow`, `owner` and the seat tokens are current: only holders of `slow` write
         // them.
@@ -156,27 +159,19 @@ impl OwnerLock {
         if owner != 0 && Some(owner - 1) != mine {
             self.revoke.store(true, Relaxed);
             // The heavy half of the pair in `lock`. Within one process it always reaches the
-            // owner: `barrier::light` is a full fence wherever `heavy` is not.
+            // owner (by membarrier, or its fallback), or both halves are full fences.
             barrier::heavy();
             // Acquire: pairs with the Release stores of `inside` in `lock` and in the guard's
             // drop. The owner may be blocked inside (a put on a full queue): yield, then sleep.
             let inside = &self.seats[owner - 1].inside;
-            let mut nap = Duration::from_micros(20);
-            for round in 0u32.. {
-                if !inside.load(Acquire) {
-                    break;
-                }
+            let mut pause = Pause::new();
+            while inside.load(Acquire) {
                 if patience.spent() {
                     // Give up without taking over: the owner keeps the lock. Release: as below.
                     self.revoke.store(false, Release);
                     return None;
                 }
-                if round < 64 {
-                    std::thread::yield_now();
-                } else {
-                    std::thread::sleep(nap);
-                    nap = (nap * 2).min(Duration::from_millis(1));
-                }
+                pause.next();
             }
         }
         // A thread without a seat leaves the lock unowned: everyone takes this path.
@@ -184,6 +179,32 @@ impl OwnerLock {
         // Release: pairs with the Acquire load of `revoke` in `lock`.
         self.revoke.store(false, Release);
         Some(OwnerGuard::Other(guard))
+    }
+}
+
+/// The wait for a thread that may stay inside for long (blocked in a put on a full queue):
+/// yield a while, then sleep, longer each time, up to a millisecond.
+struct Pause {
+    round: u32,
+    nap: Duration,
+}
+
+impl Pause {
+    fn new() -> Pause {
+        Pause {
+            round: 0,
+            nap: Duration::from_micros(20),
+        }
+    }
+
+    fn next(&mut self) {
+        self.round = self.round.saturating_add(1);
+        if self.round < 64 {
+            std::thread::yield_now();
+        } else {
+            std::thread::sleep(self.nap);
+            self.nap = (self.nap * 2).min(Duration::from_millis(1));
+        }
     }
 }
 
