@@ -24,7 +24,7 @@ use crate::ring::Fail;
 use crate::segment::{Kind, Options, Segment, Shared, Spec};
 use crate::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
 use crate::sync::barrier;
-use crate::sync::owner::OwnerLock;
+use crate::sync::owner::{OwnerLock, Patience};
 use crate::sys;
 
 /// How often a blocked receiver (or a sender) checks that its peer process is still alive.
@@ -262,9 +262,16 @@ impl End {
         }
     }
 
-    /// Takes the next whole message into `out`; waits until `deadline` for its first chunk.
+    /// Takes the next whole message into `out`; waits until `deadline` for its first chunk,
+    /// and that long at most for another thread of this process to finish its receive.
     fn recv_into_vec(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), RecvError> {
-        let _receiving = self.recv.lock();
+        let _receiving = match deadline {
+            None => self.recv.lock(),
+            Some(d) => self
+                .recv
+                .lock_within(Patience::Until(d))
+                .ok_or(RecvError::Timeout)?,
+        };
         if let Some(p) = self.take_pending() {
             *out = p;
             return Ok(());
@@ -383,9 +390,16 @@ impl End {
         if !self.ready() {
             return Err(RecvError::Empty);
         }
+        // Another thread of this process is receiving: this one would have to wait.
+        let Some(_receiving) = self.recv.lock_within(Patience::None) else {
+            return Err(RecvError::Empty);
+        };
+        if let Some(p) = self.take_pending() {
+            return Ok(p);
+        }
         let mut v = Vec::new();
         // Ready: a chunk is published (or the peer is gone), so this does not wait for long.
-        self.recv_into_vec(&mut v, None)?;
+        self.recv_locked(&mut v, None)?;
         Ok(v)
     }
 
@@ -404,12 +418,17 @@ impl End {
         if self.ready() {
             return true;
         }
-        let _receiving = self.recv.lock();
+        let deadline = Instant::now().checked_add(timeout);
+        // Another thread receiving longer than `timeout`: nothing for this one.
+        let patience = deadline.map_or(Patience::Forever, Patience::Until);
+        let Some(_receiving) = self.recv.lock_within(patience) else {
+            return false;
+        };
         if self.has_pending.load(Ordering::Relaxed) {
             return true;
         }
         let mut v = Vec::new();
-        match self.recv_locked(&mut v, Instant::now().checked_add(timeout)) {
+        match self.recv_locked(&mut v, deadline) {
             Ok(()) => {
                 self.set_pending(v);
                 true

@@ -36,6 +36,10 @@ fn main() {
             ("ends_are_taken_once", ends_are_taken_once),
             ("wait_returns_the_ready_ones", wait_returns_the_ready_ones),
             ("serde_values", serde_values),
+            (
+                "try_calls_never_wait_behind_a_blocked_receive",
+                try_calls_never_wait_behind_a_blocked_receive,
+            ),
         ],
         &[
             ("echo", echo),
@@ -336,4 +340,32 @@ fn serde_values() {
 #[cfg(not(feature = "serde"))]
 fn serde_values() {
     eprintln!("serde_values: built without the serde feature; nothing to test");
+}
+
+fn try_calls_never_wait_behind_a_blocked_receive() {
+    let (a, b) = Pipe::create(&name("tryrecv")).expect("create");
+    b.send(&1u32).expect("send");
+    std::thread::scope(|s| {
+        let (said, heard) = std::sync::mpsc::channel();
+        let a = &a;
+        let blocked = s.spawn(move || {
+            // Takes the first message, then waits for a second inside its receive.
+            assert_eq!(a.recv::<u32>(), Ok(1));
+            said.send(common::thread_id()).expect("send");
+            a.recv::<u32>()
+        });
+        common::wait_until_sleeping(heard.recv().expect("tid"));
+        // That thread holds the receiving side while it waits; these must not wait for it.
+        let start = Instant::now();
+        assert_eq!(a.try_recv::<u32>(), Err(RecvError::Empty));
+        assert!(!a.poll(Duration::ZERO));
+        assert!(start.elapsed() < Duration::from_secs(1));
+        let asked = Duration::from_millis(50);
+        let start = Instant::now();
+        assert_eq!(a.recv_timeout::<u32>(asked), Err(RecvError::Timeout));
+        let waited = start.elapsed();
+        assert!(waited >= asked && waited < asked + Duration::from_secs(2));
+        b.send(&2u32).expect("send");
+        assert_eq!(blocked.join().expect("join"), Ok(2));
+    });
 }
