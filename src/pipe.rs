@@ -265,13 +265,7 @@ impl End {
     /// Takes the next whole message into `out`; waits until `deadline` for its first chunk,
     /// and that long at most for another thread of this process to finish its receive.
     fn recv_into_vec(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), RecvError> {
-        let _receiving = match deadline {
-            None => self.recv.lock(),
-            Some(d) => self
-                .recv
-                .lock_within(Patience::Until(d))
-                .ok_or(RecvError::Timeout)?,
-        };
+        let _receiving = self.recv.lock_until(deadline).ok_or(RecvError::Timeout)?;
         if let Some(p) = self.take_pending() {
             *out = p;
             return Ok(());

@@ -439,14 +439,7 @@ end_queries!(SpscConsumer);
 impl<T: Pod> SpscProducer<T> {
     fn put_inner(&self, v: &T, deadline: Option<Instant>) -> Result<(), Fail> {
         // A deadline covers the wait for another thread of this process to finish its put.
-        let _turn = match deadline {
-            None => self.end.lock.lock(),
-            Some(d) => self
-                .end
-                .lock
-                .lock_within(Patience::Until(d))
-                .ok_or(Fail::Timeout)?,
-        };
+        let _turn = self.end.lock.lock_until(deadline).ok_or(Fail::Timeout)?;
         let ring = self.end.ring();
         let bytes = bytemuck::bytes_of(v);
         if ring.is_closed() {
@@ -517,14 +510,7 @@ impl<T: Pod> SpscConsumer<T> {
     /// Takes a message into `out`: `Ok(false)` if it had the wrong length (it is consumed).
     fn get_inner(&self, out: &mut T, deadline: Option<Instant>) -> Result<bool, Fail> {
         // A deadline covers the wait for another thread of this process to finish its get.
-        let _turn = match deadline {
-            None => self.end.lock.lock(),
-            Some(d) => self
-                .end
-                .lock
-                .lock_within(Patience::Until(d))
-                .ok_or(Fail::Timeout)?,
-        };
+        let _turn = self.end.lock.lock_until(deadline).ok_or(Fail::Timeout)?;
         let ring = self.end.ring();
         let mut read = |bytes: &[u8]| read_into(out, bytes);
         if let Some(ok) = ring.try_pop(&mut read, false) {
