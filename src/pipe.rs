@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use crate::error::{Error, RecvError, SendError};
-use crate::queue::DEFAULT_SPIN;
+use crate::queue::{DEFAULT_SPIN, deadline};
 use crate::ring::Fail;
 use crate::segment::{Kind, Options, Segment, Shared, Spec};
 use crate::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
@@ -266,11 +266,18 @@ impl End {
     /// and that long at most for another thread of this process to finish its receive.
     fn recv_into_vec(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), RecvError> {
         let _receiving = self.recv.lock_until(deadline).ok_or(RecvError::Timeout)?;
-        if let Some(p) = self.take_pending() {
-            *out = p;
-            return Ok(());
+        self.recv_held(out, deadline)
+    }
+
+    /// The pending message, or else the next one off the ring, with `recv` held.
+    fn recv_held(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), RecvError> {
+        match self.take_pending() {
+            Some(p) => {
+                *out = p;
+                Ok(())
+            }
+            None => self.recv_locked(out, deadline),
         }
-        self.recv_locked(out, deadline)
     }
 
     /// [`recv_into_vec`](Self::recv_into_vec) with the receive lock held and nothing pending.
@@ -388,12 +395,9 @@ impl End {
         let Some(_receiving) = self.recv.lock_within(Patience::None) else {
             return Err(RecvError::Empty);
         };
-        if let Some(p) = self.take_pending() {
-            return Ok(p);
-        }
         let mut v = Vec::new();
         // Ready: a chunk is published (or the peer is gone), so this does not wait for long.
-        self.recv_locked(&mut v, None)?;
+        self.recv_held(&mut v, None)?;
         Ok(v)
     }
 
@@ -412,10 +416,9 @@ impl End {
         if self.ready() {
             return true;
         }
-        let deadline = Instant::now().checked_add(timeout);
+        let deadline = deadline(timeout);
         // Another thread receiving longer than `timeout`: nothing for this one.
-        let patience = deadline.map_or(Patience::Forever, Patience::Until);
-        let Some(_receiving) = self.recv.lock_within(patience) else {
+        let Some(_receiving) = self.recv.lock_until(deadline) else {
             return false;
         };
         if self.has_pending.load(Ordering::Relaxed) {
@@ -660,8 +663,7 @@ macro_rules! receiving {
             /// [`RecvError::Timeout`], or as [`recv`](Self::recv).
             pub fn recv_timeout<T: Pod>(&self, timeout: Duration) -> Result<T, RecvError> {
                 let mut v = Vec::new();
-                self.end
-                    .recv_into_vec(&mut v, Instant::now().checked_add(timeout))?;
+                self.end.recv_into_vec(&mut v, deadline(timeout))?;
                 decode(v)
             }
 

@@ -23,7 +23,7 @@ use crate::sync::barrier;
 use crate::sys;
 
 /// The largest capacity accepted.
-pub(crate) const MAX_CAPACITY: usize = 1 << 32;
+const MAX_CAPACITY: usize = 1 << 32;
 /// The longest message slot accepted: 64 MiB.
 const MAX_MESSAGE: usize = 64 << 20;
 /// How many rounds a blocked `put`/`get` spins before it sleeps, unless told otherwise.
@@ -166,7 +166,8 @@ fn ring_view(seg: &Segment, cap: usize, max_len: usize, pid: u32, joinable: bool
     Ring::new(ctl, slots, cap, max_len, pid, joinable)
 }
 
-fn deadline(timeout: Duration) -> Option<Instant> {
+/// The deadline `timeout` from now; `None` (wait forever) for one too large to represent.
+pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
     // A timeout too large to represent waits forever.
     Instant::now().checked_add(timeout)
 }

@@ -1,4 +1,5 @@
-//! The single-producer, single-consumer ring under each direction of a `Pipe`: Lamport's ring
+//! The single-producer, single-consumer ring under each direction of a `Pipe` and under an
+//! `SpscQueue`: Lamport's ring
 //! with each side caching the other's index, after rtrb.
 //!
 //! The producer writes a slot's bytes and then publishes it with one Release store of the slot's
@@ -14,8 +15,8 @@
 //! there, and a message whose reader died before advancing `head` is read again by the next
 //! reader.
 //!
-//! The caller guarantees one producer and one consumer at a time (the pipe attaches one process
-//! per end and serialises each direction with an in-process lock). Waiting uses the ring's
+//! The caller guarantees one producer and one consumer at a time (the pipe and `SpscQueue`
+//! attach one process per end and serialise each end's threads with `sync::owner`). Waiting uses the ring's
 //! eventcount (`ring::park` / `ring::wake`).
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};

@@ -17,7 +17,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use bytemuck::Pod;
 use crate::error::{
     Error, GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
 };
-use crate::queue::DEFAULT_SPIN;
+use crate::queue::{DEFAULT_SPIN, deadline};
 use crate::ring::Fail;
 use crate::segment::{Kind, Options, Segment, Shared, Spec};
 use crate::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
@@ -99,16 +99,16 @@ impl SpscQueue {
         let spec = spec::<T>(capacity, opts)?;
         // A fresh (zeroed) segment is an empty ring with both roles free.
         let seg = Arc::new(Segment::create(name, &spec, opts, |_| {})?);
-        claim(&seg, PRODUCER)?;
-        claim(&seg, CONSUMER)?;
+        let producer = claim(&seg, PRODUCER)?;
+        let consumer = claim(&seg, CONSUMER)?;
         Ok((
             SpscProducer {
-                end: End::attach(Arc::clone(&seg), PRODUCER),
+                end: End::attach(Arc::clone(&seg), PRODUCER, producer),
                 cache: Cache::default(),
                 _t: PhantomData,
             },
             SpscConsumer {
-                end: End::attach(seg, CONSUMER),
+                end: End::attach(seg, CONSUMER, consumer),
                 _t: PhantomData,
             },
         ))
@@ -220,8 +220,8 @@ fn open_end<T: Pod>(name: &str, opts: &Options, role: usize) -> Result<End, Erro
         });
     }
     let seg = Arc::new(seg);
-    claim(&seg, role)?;
-    let end = End::attach(seg, role);
+    let holder = claim(&seg, role)?;
+    let end = End::attach(seg, role, holder);
     if role == PRODUCER {
         // The previous producer may have died between publishing a message and advancing
         // `tail`.
@@ -234,8 +234,9 @@ fn roles(seg: &Segment) -> &Roles {
     seg.shared(seg.payload_offset())
 }
 
-/// Takes `role` for this process if nobody holds it or its holder died.
-fn claim(seg: &Segment, role: usize) -> Result<(), Error> {
+/// Takes `role` for this process if nobody holds it or its holder died; the word it wrote
+/// there, which `release` clears.
+fn claim(seg: &Segment, role: usize) -> Result<u64, Error> {
     let word = &roles(seg).holder[role];
     let pid = sys::current_pid();
     let mine = (u64::from(pid) << 32) | u64::from(sys::process_start_time(pid) as u32);
@@ -254,7 +255,7 @@ fn claim(seg: &Segment, role: usize) -> Result<(), Error> {
         // AcqRel: the new holder starts after whatever the previous one did (its Release in
         // `release`), and publishes itself to the next claimant.
         match word.compare_exchange(held, mine, AcqRel, Relaxed) {
-            Ok(_) => return Ok(()),
+            Ok(_) => return Ok(mine),
             Err(now) => held = now,
         }
     }
@@ -282,6 +283,8 @@ fn holder_alive(word: u64, mine: u64) -> bool {
 struct End {
     seg: Arc<Segment>,
     role: usize,
+    /// What `claim` wrote in this role's word.
+    holder: u64,
     spin: AtomicU32,
     /// Held while putting (or getting), so that threads of this process take turns.
     lock: OwnerLock,
@@ -289,11 +292,12 @@ struct End {
 }
 
 impl End {
-    fn attach(seg: Arc<Segment>, role: usize) -> End {
+    fn attach(seg: Arc<Segment>, role: usize, holder: u64) -> End {
         barrier::init();
         End {
             seg,
             role,
+            holder,
             spin: AtomicU32::new(DEFAULT_SPIN),
             lock: OwnerLock::default(),
             released: AtomicBool::new(false),
@@ -314,16 +318,12 @@ impl End {
         self.spin.load(Relaxed)
     }
 
-    /// Gives the role up, once.
+    /// Gives the role up, once (unless a later claimant took it over already).
     fn release(&self) {
         if !self.released.swap(true, Relaxed) {
+            // Release: pairs with the AcqRel claim of the next holder.
             let word = &roles(&self.seg).holder[self.role];
-            let held = word.load(Acquire);
-            if (held >> 32) as u32 == sys::current_pid() {
-                // Release: pairs with the AcqRel claim of the next holder.
-                let _ =
-                    word.compare_exchange(held, 0, std::sync::atomic::Ordering::Release, Relaxed);
-            }
+            let _ = word.compare_exchange(self.holder, 0, Release, Relaxed);
         }
     }
 }
@@ -332,11 +332,6 @@ impl Drop for End {
     fn drop(&mut self) {
         self.release();
     }
-}
-
-fn deadline(timeout: Duration) -> Option<Instant> {
-    // A timeout too large to represent waits forever.
-    Instant::now().checked_add(timeout)
 }
 
 /// The queries both ends answer.
