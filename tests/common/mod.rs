@@ -215,10 +215,18 @@ pub fn thread_id() -> u32 {
 /// Waits (at most 10 s) until thread `tid` of this process is asleep in the kernel (state `S`),
 /// e.g. blocked on a futex.
 pub fn wait_until_sleeping(tid: u32) {
-    let path = format!("/proc/self/task/{tid}/stat");
+    wait_until_asleep(&format!("/proc/self/task/{tid}/stat"));
+}
+
+/// [`wait_until_sleeping`] for the main thread of process `pid` (a child's).
+pub fn wait_until_process_sleeps(pid: u32) {
+    wait_until_asleep(&format!("/proc/{pid}/stat"));
+}
+
+fn wait_until_asleep(path: &str) {
     let start = std::time::Instant::now();
     loop {
-        let stat = std::fs::read_to_string(&path).expect("read thread stat");
+        let stat = std::fs::read_to_string(path).expect("read stat");
         let state = stat[stat.rfind(')').expect("stat format") + 1..]
             .trim_start()
             .chars()
@@ -228,7 +236,7 @@ pub fn wait_until_sleeping(tid: u32) {
         }
         assert!(
             start.elapsed() < std::time::Duration::from_secs(10),
-            "thread {tid} never slept"
+            "{path}: never slept"
         );
         std::thread::yield_now();
     }
@@ -279,4 +287,17 @@ pub fn env_or(var: &str, default: u32) -> u32 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
+}
+
+/// Runs `f`, a call told to give up after `asked`, and checks that it waited at least that long
+/// (and, generously, not much longer); hands back what it returned.
+pub fn timed<R>(asked: std::time::Duration, f: impl FnOnce() -> R) -> R {
+    let start = std::time::Instant::now();
+    let r = f();
+    let waited = start.elapsed();
+    assert!(
+        waited >= asked && waited < asked + std::time::Duration::from_secs(2),
+        "asked {asked:?}, waited {waited:?}"
+    );
+    r
 }
