@@ -52,6 +52,13 @@ pub(crate) fn init() {
     }
 }
 
+/// Whether this process skips the frequent side's fence (it is registered for `membarrier`).
+#[cfg(not(loom))]
+pub(crate) fn asymmetric() -> bool {
+    init();
+    MODE.load(Relaxed) == ASYMMETRIC
+}
+
 /// The frequent side's fence: orders this thread's earlier stores before its later loads, as
 /// seen by a thread that runs [`heavy`].
 #[cfg(not(loom))]
@@ -67,14 +74,15 @@ pub(crate) fn light() {
 
 /// The rare side's fence: a full fence here and in every thread that may have run [`light`].
 /// `false` if that second part could not be done, so a peer's light side may have been missed
-/// and the caller must not sleep for long.
+/// and the caller must not sleep for long (or rely on the handshake at all).
 #[cfg(not(loom))]
 pub(crate) fn heavy() -> bool {
     init();
     fence(SeqCst);
     if MODE.load(Relaxed) != ASYMMETRIC {
-        // Every thread of this process runs full fences.
-        return false;
+        // Every thread of this process runs full fences, so this one reaches them all; but a
+        // registered peer process runs compiler fences only. (Under Miri there are no peers.)
+        return cfg!(miri);
     }
     if crate::sys::membarrier_global() {
         return true;
@@ -91,6 +99,11 @@ pub(crate) fn heavy() -> bool {
 
 #[cfg(loom)]
 pub(crate) fn init() {}
+
+#[cfg(loom)]
+pub(crate) fn asymmetric() -> bool {
+    true
+}
 
 #[cfg(loom)]
 pub(crate) fn light() {

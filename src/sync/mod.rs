@@ -29,6 +29,33 @@ use crate::sys::{LockFail, Locked, RobustMutex};
 /// context switch, so a short spin wins under contention.
 const SPIN_TRIES: u32 = 100;
 
+/// How long an operation may wait for another thread to leave what it needs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Patience {
+    /// Not at all: the `try_` operations must never wait.
+    None,
+    /// Until then.
+    Until(Instant),
+    /// As long as it takes.
+    Forever,
+}
+
+impl Patience {
+    /// Until `deadline`, or forever for `None`.
+    pub(crate) fn until(deadline: Option<Instant>) -> Patience {
+        deadline.map_or(Patience::Forever, Patience::Until)
+    }
+
+    /// Whether it has run out (reads the clock only for `Until`).
+    pub(crate) fn spent(self) -> bool {
+        match self {
+            Patience::None => true,
+            Patience::Until(t) => Instant::now() >= t,
+            Patience::Forever => false,
+        }
+    }
+}
+
 /// What acquiring a [`RawLock`] gives.
 pub(crate) type Acquired<'a> = Result<Held<'a>, LockError<Held<'a>>>;
 

@@ -48,27 +48,7 @@ pub(crate) struct OwnerLock {
     slow: Mutex<()>,
 }
 
-/// How long [`OwnerLock::lock_within`] may wait for another thread to leave.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Patience {
-    /// Not at all: the `try_` operations must never wait.
-    None,
-    /// Until then.
-    Until(Instant),
-    /// As long as it takes.
-    Forever,
-}
-
-impl Patience {
-    /// Whether it has run out (reads the clock only for `Until`).
-    fn spent(self) -> bool {
-        match self {
-            Patience::None => true,
-            Patience::Until(t) => Instant::now() >= t,
-            Patience::Forever => false,
-        }
-    }
-}
+pub(crate) use super::Patience;
 
 /// Proof that the lock is held; releases it on drop.
 #[must_use = "the lock is released at once if the guard is dropped"]

@@ -144,6 +144,50 @@ pub(crate) fn process_alive(pid: u32, start_time: u64) -> bool {
     }
 }
 
+/// Forks since start-up, counted in each child by a `pthread_atfork` handler: a thread's cached
+/// ids are stale once this moves.
+static FORKS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn count_fork() {
+    FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+std::thread_local! {
+    /// This thread's `(forks, pid, tid)` as last read.
+    static IDS: std::cell::Cell<(u32, u32, u32)> = const { std::cell::Cell::new((u32::MAX, 0, 0)) };
+}
+
+/// This thread's process id and thread id, cached per thread (a system call each would cost a
+/// queue operation more than the operation itself) and read again after a `fork`.
+#[inline]
+pub(crate) fn thread_ids() -> (u32, u32) {
+    static AT_FORK: std::sync::Once = std::sync::Once::new();
+    AT_FORK.call_once(|| {
+        // SAFETY: registers a handler that only bumps an atomic counter, which is
+        // async-signal-safe as a handler run in a forked child must be. If registration fails
+        // (ENOMEM), a forked child would keep its parent's ids; nothing else changes.
+        let _ = unsafe { libc::pthread_atfork(None, None, Some(count_fork)) };
+    });
+    let forks = FORKS.load(std::sync::atomic::Ordering::Relaxed);
+    IDS.with(|ids| {
+        let (seen, pid, tid) = ids.get();
+        if seen == forks {
+            return (pid, tid);
+        }
+        let (pid, tid) = (
+            current_pid(),
+            rustix::thread::gettid().as_raw_nonzero().get() as u32,
+        );
+        ids.set((forks, pid, tid));
+        (pid, tid)
+    })
+}
+
+/// Whether thread `tid` of the process `pid` that started at `start_time` is still running.
+pub(crate) fn thread_alive(pid: u32, tid: u32, start_time: u64) -> bool {
+    process_alive(pid, start_time) && std::fs::metadata(format!("/proc/{pid}/task/{tid}")).is_ok()
+}
+
 /// The monotonic clock as a `libc::timespec`, `after` from now, with nanoseconds normalised.
 fn monotonic_deadline(after: Duration) -> libc::timespec {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
