@@ -82,7 +82,8 @@ impl RingSeg {
             max_len,
             pid,
             spin: AtomicU32::new(DEFAULT_SPIN),
-        })
+        }
+        .checked_in())
     }
 
     /// Opens a ring segment of `kind` whose messages carry `tag`; `max_len` if the caller
@@ -132,7 +133,17 @@ impl RingSeg {
             max_len: len as usize,
             pid: sys::current_pid(),
             spin: AtomicU32::new(DEFAULT_SPIN),
-        })
+        }
+        .checked_in())
+    }
+
+    /// A process that cannot run `membarrier` says so in the ring before its first operation,
+    /// so that no side is handed to a single thread while it is around (see `ring/bias.rs`).
+    fn checked_in(self) -> RingSeg {
+        if !barrier::asymmetric() {
+            self.ring().forbid_bias();
+        }
+        self
     }
 
     pub(crate) fn ring(&self) -> Ring<'_> {
@@ -224,7 +235,9 @@ impl RingSeg {
                     TryPut::Full {
                         stuck: Some((pos, w)),
                     } if ring.reclaim(pos, w) => {}
-                    TryPut::Full { .. } => return Err(PutFail::Full),
+                    // Another producer is inside a put, holding the producers' side: as
+                    // CPython's `put_nowait` when another process holds the queue's lock.
+                    TryPut::Full { .. } | TryPut::Busy => return Err(PutFail::Full),
                 }
             },
         }
@@ -255,7 +268,9 @@ impl RingSeg {
                         stuck: Some((pos, w)),
                     } if ring.reclaim(pos, w) => {}
                     TryGet::Empty { stuck: None } if closed => return Err(GetFail::Closed),
-                    TryGet::Empty { .. } => return Err(GetFail::Empty),
+                    // Busy: another consumer is inside a get (CPython's `get_nowait` says
+                    // Empty when another process holds the read lock, too).
+                    TryGet::Empty { .. } | TryGet::Busy => return Err(GetFail::Empty),
                 }
             },
         }
@@ -316,7 +331,9 @@ macro_rules! queue_ops {
                 })
             }
 
-            /// Puts `v` if there is room; never waits.
+            /// Puts `v` if there is room; never waits (beyond a few microseconds for another
+            /// producer that is in the middle of a put while it holds the producers' side, as
+            /// described in the crate's README: if it is still there, that is `Full` too).
             ///
             /// # Errors
             ///
@@ -356,7 +373,9 @@ macro_rules! queue_ops {
                 })
             }
 
-            /// Takes the oldest message if one is ready; never waits.
+            /// Takes the oldest message if one is ready; never waits (beyond a few microseconds
+            /// for another consumer in the middle of a get, as for [`try_put`](Self::try_put);
+            /// CPython's `get_nowait` says `Empty` when another process holds the read lock).
             ///
             /// # Errors
             ///

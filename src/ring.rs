@@ -13,8 +13,16 @@
 //! frees the slot and counts one lost message.
 //!
 //! Guarantee: every message is delivered at most once, and each producer's messages come out in
-//! the order it put them. A message whose producer died before publishing it, or whose consumer
-//! died while copying it out, is lost and counted in [`Ring::lost`].
+//! the order it put them. A message whose producer died between claiming its slot and
+//! publishing it, or whose consumer died while copying it out, is lost and counted in
+//! [`Ring::lost`]. (A producer that holds its side alone claims nothing before it publishes: if
+//! it dies in the middle, that put never happened, and nothing is counted.)
+//!
+//! Each side (the producers, the consumers) is handed to a single thread while that thread is
+//! the only one using it, and then makes the same state changes with plain stores instead of
+//! compare-and-swaps: a stream from one producer to one consumer runs no `lock`-prefixed
+//! instruction at all. Another thread takes the side back with a `membarrier`. See
+//! `ring/bias.rs`.
 //!
 //! Waiting is an eventcount: a blocked side bumps a waiter count and sleeps on a shared futex
 //! word; the other side issues the wake syscall only when that count is non-zero, so the
@@ -35,22 +43,38 @@
 
 use std::time::{Duration, Instant};
 
-use crate::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
+use crate::sync::Patience;
+use crate::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use crate::sync::atomic::{AtomicU32, AtomicU64};
 use crate::sync::barrier;
+
+mod bias;
+
+use bias::{Seat, Side};
 
 /// One cache-line pair (128 bytes: x86_64 prefetches lines in pairs).
 #[repr(C, align(128))]
 #[derive(Default)]
 pub(crate) struct Padded<T>(pub T);
 
-/// The ring's shared control block: indices on lines of their own, then the waiting state.
+/// The ring's shared control block: indices on lines of their own, the waiting state, and each
+/// side's bias (see `ring/bias.rs`).
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct RingCtl {
-    head: Padded<AtomicU64>,
-    tail: Padded<AtomicU64>,
+    head: Padded<Index>,
+    tail: Padded<Index>,
     misc: Padded<Misc>,
+    putters: Side,
+    getters: Side,
+}
+
+/// A side's index, and whose operation moved it last (for `bias`).
+#[repr(C)]
+#[derive(Default)]
+struct Index {
+    pos: AtomicU64,
+    last: AtomicU32,
 }
 
 #[repr(C)]
@@ -63,7 +87,8 @@ struct Misc {
     put_waiters: AtomicU32,
     join_epoch: AtomicU32,
     join_waiters: AtomicU32,
-    _reserved: AtomicU32,
+    /// Set by a process that cannot run `membarrier`: no side is handed to one thread.
+    no_bias: AtomicU32,
     lost: AtomicU64,
     delivered: AtomicU64,
     done: AtomicU64,
@@ -139,6 +164,8 @@ fn claimer_alive(pid: u32) -> bool {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TryPut {
     Done,
+    /// Another producer holds the producers' side and is inside a put (see `ring/bias.rs`).
+    Busy,
     /// No free slot; `stuck` names a claimed slot of the previous lap `(pos, word)` if that is
     /// what blocks.
     Full {
@@ -150,6 +177,8 @@ pub(crate) enum TryPut {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TryGet<R> {
     Got(R),
+    /// Another consumer holds the consumers' side and is inside a get.
+    Busy,
     /// Nothing published at the head; `stuck` names the head slot `(pos, word)` if a producer
     /// has claimed it.
     Empty {
@@ -218,8 +247,8 @@ impl<'a> Ring<'a> {
 
     /// Messages put and not yet taken (exact when nothing is in flight).
     pub(crate) fn len(&self) -> usize {
-        let head = self.ctl.head.0.load(Relaxed);
-        let tail = self.ctl.tail.0.load(Relaxed);
+        let head = self.ctl.head.0.pos.load(Relaxed);
+        let tail = self.ctl.tail.0.pos.load(Relaxed);
         tail.saturating_sub(head).min(self.cap) as usize
     }
 
@@ -247,37 +276,77 @@ impl<'a> Ring<'a> {
         }
     }
 
-    /// Puts `msg` (at most `max_len` bytes) if a slot is free; never waits.
+    /// Puts `msg` (at most `max_len` bytes) if a slot is free; never waits, not even for
+    /// another producer to leave (`Busy`).
     pub(crate) fn try_put(&self, msg: &[u8]) -> TryPut {
+        self.put_within(msg, Patience::None)
+    }
+
+    fn put_within(&self, msg: &[u8], patience: Patience) -> TryPut {
         debug_assert!(msg.len() <= self.max_len);
-        let tail = &self.ctl.tail.0;
+        let Some(entry) = self.ctl.putters.enter(patience, |_| {}) else {
+            return TryPut::Busy;
+        };
+        let seen = entry.seat().map(|s| &s.seen);
+        let r = if entry.alone() {
+            self.put_in::<true>(msg, seen)
+        } else {
+            self.put_in::<false>(msg, seen)
+        };
+        if r == TryPut::Done {
+            entry.done(&self.ctl.tail.0.last, self.may_bias());
+        }
+        r
+    }
+
+    /// `try_put`'s work, by a thread that holds the producers' side `ALONE` (see `ring/bias.rs`)
+    /// or shares it. Alone, nothing needs a compare-and-swap: no other producer runs, and only a
+    /// producer moves a slot on from `FREE` (or from a `FULL` that a consumer holding its side
+    /// has taken: see `get_in`). `seen` caches the head (see `consumed`).
+    #[inline(always)]
+    fn put_in<const ALONE: bool>(&self, msg: &[u8], seen: Option<&AtomicU64>) -> TryPut {
+        let tail = &self.ctl.tail.0.pos;
         loop {
             let pos = tail.load(Relaxed);
             let slot = self.slot(pos);
             // Acquire: pairs with the Release store that freed this slot in `try_get` (or
             // `reclaim`), so the last reader's copy is done before we overwrite the data.
             let w = slot[0].load(Acquire);
+            let free = match diff(w, pos) {
+                0 => state(w) == FREE,
+                // The previous lap's message, taken by a consumer that held its side and so
+                // left the state word alone.
+                d => {
+                    d == -(self.cap as i64)
+                        && state(w) == FULL
+                        && self.consumed(pos, seen, &slot[0], w)
+                }
+            };
             match diff(w, pos) {
-                0 if state(w) == FREE => {
-                    // Acquire on success, as above; on failure we reload.
-                    if slot[0]
-                        .compare_exchange(w, enc(pos, WRITING, self.pid), Acquire, Relaxed)
-                        .is_ok()
-                    {
-                        let _ = tail.compare_exchange(pos, pos + 1, Relaxed, Relaxed);
+                _ if free => {
+                    // Alone, there is nothing to claim against other producers, and nothing to
+                    // mark for a consumer to find if we die: until the FULL store below, and the
+                    // tail after it, the ring shows nothing of this put. (A consumer polling the
+                    // slot would otherwise pull its line away between a claim and the
+                    // publication.)
+                    if ALONE || claim::<false>(&slot[0], w, enc(pos, WRITING, self.pid)) {
+                        if !ALONE {
+                            advance::<false>(tail, pos);
+                        }
                         write_data(slot, msg);
                         // Release: pairs with the Acquire loads in `try_get`; the data written
                         // above is visible to whoever sees FULL.
                         slot[0].store(enc(pos, FULL, 0), Release);
+                        if ALONE {
+                            advance::<true>(tail, pos);
+                        }
                         let m = &self.ctl.misc.0;
                         wake(&m.get_epoch, &m.get_waiters);
                         return TryPut::Done;
                     }
                 }
                 // Claimed for `pos` already, or even reused for a later lap: help the tail on.
-                d if d >= 0 => {
-                    let _ = tail.compare_exchange(pos, pos + 1, Relaxed, Relaxed);
-                }
+                d if d >= 0 => advance::<ALONE>(tail, pos),
                 // Still holding the previous lap: full, unless our tail was stale.
                 _ => {
                     if tail.load(Relaxed) == pos {
@@ -291,9 +360,42 @@ impl<'a> Ring<'a> {
     }
 
     /// Takes the message at the head if one is published, handing `read` its bytes; never
-    /// waits.
+    /// waits, not even for another consumer to leave (`Busy`).
     pub(crate) fn try_get<R>(&self, read: &mut impl FnMut(&[AtomicU64], usize) -> R) -> TryGet<R> {
-        let head = &self.ctl.head.0;
+        self.get_within(read, Patience::None)
+    }
+
+    fn get_within<R>(
+        &self,
+        read: &mut impl FnMut(&[AtomicU64], usize) -> R,
+        patience: Patience,
+    ) -> TryGet<R> {
+        let Some(entry) = self.ctl.getters.enter(patience, |dead| self.salvage(dead)) else {
+            return TryGet::Busy;
+        };
+        let r = if entry.alone() {
+            self.get_in::<true, R>(read, entry.seat())
+        } else {
+            self.get_in::<false, R>(read, None)
+        };
+        if matches!(r, TryGet::Got(_)) {
+            entry.done(&self.ctl.head.0.last, self.may_bias());
+        }
+        r
+    }
+
+    /// `try_get`'s work, alone or shared. Alone, the consumer writes nothing into the slot: it
+    /// reads the message and moves the head past it, and producers take a previous lap's `FULL`
+    /// slot behind the head as free (see `put_in`). So the slot's cache line is written by the
+    /// producer only, and crosses to the consumer and back without a full transfer each way.
+    /// Its seat's `taking` says which message it is copying out, for `salvage`.
+    #[inline(always)]
+    fn get_in<const ALONE: bool, R>(
+        &self,
+        read: &mut impl FnMut(&[AtomicU64], usize) -> R,
+        seat: Option<&Seat>,
+    ) -> TryGet<R> {
+        let head = &self.ctl.head.0.pos;
         loop {
             let pos = head.load(Relaxed);
             let slot = self.slot(pos);
@@ -301,19 +403,27 @@ impl<'a> Ring<'a> {
             let w = slot[0].load(Acquire);
             match (diff(w, pos), state(w)) {
                 (0, FULL) => {
-                    // Acquire on success, as above; on failure we reload.
-                    if slot[0]
-                        .compare_exchange(w, enc(pos, READING, self.pid), Acquire, Relaxed)
-                        .is_err()
-                    {
+                    if ALONE {
+                        if let Some(seat) = seat {
+                            seat.taking.store(pos + 1, Relaxed);
+                        }
+                    } else if claim::<false>(&slot[0], w, enc(pos, READING, self.pid)) {
+                        advance::<false>(head, pos);
+                    } else {
                         continue;
                     }
-                    let _ = head.compare_exchange(pos, pos + 1, Relaxed, Relaxed);
                     let len = slot[1].load(Relaxed) as usize;
                     let r = (len <= self.max_len).then(|| read(&slot[2..], len));
-                    // Release: pairs with the Acquire loads in `try_put`; our copy of the data
-                    // is done before a producer may overwrite it.
-                    slot[0].store(enc(pos + self.cap, FREE, 0), Release);
+                    if ALONE {
+                        // Release: pairs with the Acquire load of the head in `consumed`; our
+                        // copy is done before a producer, seeing the head past the slot, may
+                        // overwrite it.
+                        head.store(pos + 1, Release);
+                    } else {
+                        // Release: pairs with the Acquire loads in `try_put`; our copy of the
+                        // data is done before a producer may overwrite it.
+                        slot[0].store(enc(pos + self.cap, FREE, 0), Release);
+                    }
                     let m = &self.ctl.misc.0;
                     wake(&m.put_epoch, &m.put_waiters);
                     match r {
@@ -336,12 +446,8 @@ impl<'a> Ring<'a> {
                 }
                 (0, FREE) => return TryGet::Empty { stuck: None },
                 // Being read by another consumer, or already gone: help the head on.
-                (0, _) => {
-                    let _ = head.compare_exchange(pos, pos + 1, Relaxed, Relaxed);
-                }
-                (d, _) if d > 0 => {
-                    let _ = head.compare_exchange(pos, pos + 1, Relaxed, Relaxed);
-                }
+                (0, _) => advance::<ALONE>(head, pos),
+                (d, _) if d > 0 => advance::<ALONE>(head, pos),
                 // Still holding the previous lap: nothing is published at `pos`, unless our head
                 // was stale. A consumer of that lap may still be copying out (`READING`); name
                 // it, so that a waiter can reclaim the slot if that consumer died (looping here
@@ -355,6 +461,71 @@ impl<'a> Ring<'a> {
                 }
             }
         }
+    }
+
+    /// Whether the message of the previous lap in the slot of `pos`, whose state word `word` was
+    /// just read as `w` (`FULL`), has been taken by a consumer that held its side: the head has
+    /// passed it. `seen` (a producer's seat) caches the head, so that a producer streaming
+    /// behind a consumer reads the consumer's line once a lap rather than once a message.
+    ///
+    /// The head must be read before the state word: a shared consumer claims the slot
+    /// (`READING`) and then moves the head, so a head read after `w` may be past a slot that is
+    /// still being copied out, and a producer holding its side would then overwrite it with
+    /// plain stores. (Both loom and the cross-process join test caught that order the wrong way
+    /// round.) A cached head was read before `w`; a fresh one is followed by a second look at
+    /// the word.
+    fn consumed(&self, pos: u64, seen: Option<&AtomicU64>, word: &AtomicU64, w: u64) -> bool {
+        let prev = pos.wrapping_sub(self.cap);
+        if let Some(seen) = seen {
+            // Relaxed: the value came from an Acquire load below, by this thread, before `w`.
+            if seen.load(Relaxed) > prev {
+                return true;
+            }
+        }
+        // Acquire: pairs with the Release store of the head by a consumer holding its side (its
+        // copy is done) and with the Release advance of a shared consumer (its claim is then
+        // visible to the second look below).
+        let head = self.ctl.head.0.pos.load(Acquire);
+        if let Some(seen) = seen {
+            seen.store(head, Relaxed);
+        }
+        // Acquire: as the first look.
+        head > prev && word.load(Acquire) == w
+    }
+
+    /// A consumer that held its side died inside a get (`bias` found it so, with its seat): if
+    /// it was copying out the message at the head, that message counts as lost, and the head
+    /// moves past it, so that no one gets it twice.
+    fn salvage(&self, dead: &Seat) {
+        // Acquire: the dead thread's last stores are all there is; this pairs with nothing
+        // newer.
+        let taking = dead.taking.load(Acquire);
+        let Some(pos) = taking.checked_sub(1) else {
+            return;
+        };
+        if self
+            .ctl
+            .head
+            .0
+            .pos
+            .compare_exchange(pos, taking, AcqRel, Relaxed)
+            .is_ok()
+        {
+            let m = &self.ctl.misc.0;
+            m.lost.fetch_add(1, Relaxed);
+            wake(&m.put_epoch, &m.put_waiters);
+        }
+    }
+
+    /// Whether a side may be handed to one thread (no process without `membarrier` uses this
+    /// ring).
+    fn may_bias(&self) -> bool {
+        self.ctl.misc.0.no_bias.load(Relaxed) == 0
+    }
+
+    /// Marks the ring as used by a process that cannot run `membarrier` (see `ring/bias.rs`).
+    pub(crate) fn forbid_bias(&self) {
+        self.ctl.misc.0.no_bias.store(1, Relaxed);
     }
 
     /// Frees slot `pos`, found holding `w` (`WRITING` or `READING`), if the process named in
@@ -376,11 +547,13 @@ impl<'a> Ring<'a> {
             .ctl
             .tail
             .0
+            .pos
             .compare_exchange(pos, pos + 1, Relaxed, Relaxed);
         let _ = self
             .ctl
             .head
             .0
+            .pos
             .compare_exchange(pos, pos + 1, Relaxed, Relaxed);
         let m = &self.ctl.misc.0;
         m.lost.fetch_add(1, Relaxed);
@@ -392,17 +565,25 @@ impl<'a> Ring<'a> {
 
     /// Whether the head slot holds a published message (or the ring is closed).
     pub(crate) fn readable(&self) -> bool {
-        let pos = self.ctl.head.0.load(Relaxed);
+        let pos = self.ctl.head.0.pos.load(Relaxed);
         // Acquire: as in `try_get`.
         let w = self.slot(pos)[0].load(Acquire);
         (diff(w, pos) == 0 && state(w) == FULL) || self.is_closed()
     }
 
     fn writable(&self) -> bool {
-        let pos = self.ctl.tail.0.load(Relaxed);
+        let pos = self.ctl.tail.0.pos.load(Relaxed);
         // Acquire: as in `try_put`.
         let w = self.slot(pos)[0].load(Acquire);
-        (diff(w, pos) == 0 && state(w) == FREE) || self.is_closed()
+        let free = match diff(w, pos) {
+            0 => state(w) == FREE,
+            d => {
+                d == -(self.cap as i64)
+                    && state(w) == FULL
+                    && self.consumed(pos, None, &self.slot(pos)[0], w)
+            }
+        };
+        free || self.is_closed()
     }
 
     /// Puts `msg`, waiting while the ring is full: `spin` rounds of spinning, then sleeping,
@@ -413,8 +594,9 @@ impl<'a> Ring<'a> {
             if self.is_closed() {
                 return Attempt::Done(Err(Fail::Closed));
             }
-            match self.try_put(msg) {
+            match self.put_within(msg, Patience::until(deadline)) {
                 TryPut::Done => Attempt::Done(Ok(())),
+                TryPut::Busy => Attempt::Done(Err(Fail::Timeout)),
                 TryPut::Full { stuck } => self.unstick(stuck, spun),
             }
         };
@@ -442,8 +624,9 @@ impl<'a> Ring<'a> {
             // drained. (Read after, a consumer preempted between the two could see the close
             // but not the last puts, and drop them.)
             let closed = self.is_closed();
-            let stuck = match self.try_get(read) {
+            let stuck = match self.get_within(read, Patience::until(deadline)) {
                 TryGet::Got(r) => return Attempt::Done(Ok(r)),
+                TryGet::Busy => return Attempt::Done(Err(Fail::Timeout)),
                 TryGet::Empty { stuck } => stuck,
             };
             // Closed and drained: nothing is published, and no producer holds the head slot (a
@@ -500,7 +683,10 @@ impl<'a> Ring<'a> {
     /// Whether every message put has been taken and marked done.
     fn joined(&self) -> bool {
         let m = &self.ctl.misc.0;
-        let (head, tail) = (self.ctl.head.0.load(Relaxed), self.ctl.tail.0.load(Relaxed));
+        let (head, tail) = (
+            self.ctl.head.0.pos.load(Relaxed),
+            self.ctl.tail.0.pos.load(Relaxed),
+        );
         head == tail && m.done.load(Relaxed) == m.delivered.load(Relaxed)
     }
 
@@ -512,10 +698,14 @@ impl<'a> Ring<'a> {
             }
             // A dead producer's claimed slot at the head would hold `head < tail` forever, and so
             // would a consumer that died after its claim but before it moved the head on.
-            let pos = self.ctl.head.0.load(Relaxed);
+            let pos = self.ctl.head.0.pos.load(Relaxed);
             // Acquire: as in `try_get`.
             let w = self.slot(pos)[0].load(Acquire);
             if diff(w, pos) == 0 && matches!(state(w), WRITING | READING) && self.reclaim(pos, w) {
+                continue;
+            }
+            // Or a consumer that held its side died taking the message at the head.
+            if self.ctl.getters.reap(|dead| self.salvage(dead)) {
                 continue;
             }
             let wait = remaining(deadline)?;
@@ -527,6 +717,32 @@ impl<'a> Ring<'a> {
                 || !self.joined(),
             );
         }
+    }
+}
+
+/// Claims a slot by moving its state word from `w` to `new`: a compare-and-swap, or a plain store
+/// for a thread that holds its side `ALONE`. Acquire on success: pairs with the Release store
+/// that put the slot in state `w` (alone, the caller's Acquire load of `w` did that).
+#[inline(always)]
+fn claim<const ALONE: bool>(word: &AtomicU64, w: u64, new: u64) -> bool {
+    if ALONE {
+        word.store(new, Relaxed);
+        true
+    } else {
+        word.compare_exchange(w, new, Acquire, Relaxed).is_ok()
+    }
+}
+
+/// Moves an index on from `pos`, if no one has yet. Alone, a plain store does: the only other
+/// writer is `reclaim`, which moves it from `pos` to `pos + 1` too. Release, both: the claim (or
+/// the claimed state the helper saw) is visible to whoever reads the index past it (see
+/// `Ring::consumed`).
+#[inline(always)]
+fn advance<const ALONE: bool>(index: &AtomicU64, pos: u64) {
+    if ALONE {
+        index.store(pos + 1, Release);
+    } else {
+        let _ = index.compare_exchange(pos, pos + 1, Release, Relaxed);
     }
 }
 

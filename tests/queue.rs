@@ -53,6 +53,10 @@ fn main() {
                 "killed_peers_never_wedge_the_queue",
                 killed_peers_never_wedge_the_queue,
             ),
+            (
+                "killed_lone_peers_never_wedge_the_queue",
+                killed_lone_peers_never_wedge_the_queue,
+            ),
         ],
         &[
             ("get_until_closed", get_until_closed),
@@ -445,6 +449,77 @@ fn killed_peers_never_wedge_the_queue() {
     eprintln!(
         "kill loop: {} trials, {received} messages checked, {lost} lost to killed peers",
         trials()
+    );
+}
+
+/// One producer and one consumer, each the only one on its side, so each is soon handed its
+/// side and puts or gets with plain stores (see `ring/bias.rs`); both killed at random points,
+/// the consumer first, and then this process takes over the getting.
+fn killed_lone_peers_never_wedge_the_queue() {
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut received, mut lost) = (0u64, 0u64);
+    for trial in 0..trials().div_ceil(2) {
+        let n = name("lone");
+        let q = Queue::<Msg>::create(&n, 8).expect("create");
+        let mut producer = Child::spawn("produce_forever", &[&n, "0"]);
+        let mut consumer = Child::spawn("consume_forever", &[&n]);
+        producer.wait_ready();
+        consumer.wait_ready();
+        // Let the stream run (and the sides be handed over), then kill the consumer, wherever
+        // it is: between messages, or copying one out.
+        let until = Instant::now() + Duration::from_micros(500 + next() % 20_000);
+        while Instant::now() < until {
+            std::hint::spin_loop();
+        }
+        consumer.kill();
+        // The stream goes on to us, in order and untorn, with at most the message the consumer
+        // was copying lost.
+        let mut last = -1i64;
+        let mut take = |m: Msg| {
+            m.check();
+            assert!(i64::from(m.seq) > last, "trial {trial}: out of order");
+            last = i64::from(m.seq);
+        };
+        for _ in 0..100 + next() % 400 {
+            let m = q.get_timeout(Duration::from_secs(5)).unwrap_or_else(|e| {
+                panic!("trial {trial}: stream wedged after the consumer died: {e}")
+            });
+            take(m);
+            received += 1;
+        }
+        producer.kill();
+        let start = Instant::now();
+        loop {
+            match q.try_get() {
+                Ok(m) => take(m),
+                Err(TryGetError::Empty) if q.is_empty() => break,
+                Err(TryGetError::Empty) => {}
+                Err(e) => panic!("trial {trial}: {e}"),
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "trial {trial}: drain wedged"
+            );
+        }
+        for i in 0..q.capacity() as u32 {
+            q.put_timeout(Msg::new(9, i), Duration::from_secs(5))
+                .expect("put after kills");
+        }
+        for i in 0..q.capacity() as u32 {
+            assert_eq!(q.get_timeout(Duration::from_secs(5)), Ok(Msg::new(9, i)));
+        }
+        assert!(q.lost() <= 2, "trial {trial}: {} lost", q.lost());
+        lost += q.lost();
+    }
+    eprintln!(
+        "lone kill loop: {} trials, {received} messages checked, {lost} lost to killed peers",
+        trials().div_ceil(2)
     );
 }
 

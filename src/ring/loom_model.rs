@@ -96,6 +96,36 @@ fn two_producers_cap2_two_each() {
     two_producers_one_consumer(2, [2, 2]);
 }
 
+/// One producer, handed its side after its second put, so that its third is a plain-store
+/// put, against a consumer that is handed its side the same way.
+#[test]
+fn one_producer_alone_one_consumer_alone() {
+    model(|| {
+        let h = Arc::new(HeapRing::new(2, 2));
+        let producer = {
+            let h = h.clone();
+            thread::spawn(move || {
+                let r = h.ring(ME);
+                for i in 0..3 {
+                    r.put(&[0, i], None, 0).expect("open");
+                }
+            })
+        };
+        let r = h.ring(ME);
+        for i in 0..3 {
+            assert_eq!(r.get(&mut read2, None, 0), Ok([0, i]));
+        }
+        producer.join().expect("producer");
+        assert_eq!((r.len(), r.lost()), (0, 0));
+    });
+}
+
+/// A producer that holds its side, revoked at any point by a second producer.
+#[test]
+fn two_producers_cap2_three_and_one() {
+    two_producers_one_consumer(2, [3, 1]);
+}
+
 /// The largest model: about ten minutes at two preemptions.
 #[test]
 #[ignore = "slow: about ten minutes; run with --ignored"]

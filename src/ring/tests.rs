@@ -73,7 +73,7 @@ fn dead_claimers_are_reclaimed() {
     // A producer that claimed slot 0 and is alive: not reclaimed.
     let live = enc(0, WRITING, me());
     h.words[0].store(live, Relaxed);
-    h.ctl.tail.0.store(1, Relaxed);
+    h.ctl.tail.0.pos.store(1, Relaxed);
     assert!(!r.reclaim(0, live));
     assert_eq!(h.words[0].load(Relaxed), live);
     // The same producer, dead.
@@ -101,7 +101,7 @@ fn dead_reader_of_the_previous_lap_is_reported() {
     assert_eq!(r.try_put(b"a"), TryPut::Done);
     let w = enc(0, READING, MODEL_DEAD_PID);
     h.words[0].store(w, Relaxed);
-    h.ctl.head.0.store(1, Relaxed);
+    h.ctl.head.0.pos.store(1, Relaxed);
     assert_eq!(
         get_vec(&r),
         TryGet::Empty {
@@ -117,6 +117,184 @@ fn dead_reader_of_the_previous_lap_is_reported() {
     assert_eq!(get_vec(&r), TryGet::Empty { stuck: None });
     assert_eq!(r.try_put(b"b"), TryPut::Done);
     assert_eq!(get_vec(&r), TryGet::Got(b"b".to_vec()));
+}
+
+/// The seat that holds `side` alone, if one does.
+fn holder(side: &bias::Side) -> Option<usize> {
+    let b = side.bias.0.load(Relaxed);
+    (b & (3 << 32) == bias::HELD).then_some((b & 0xffff) as usize)
+}
+
+#[test]
+fn a_lone_thread_is_handed_each_side_and_another_takes_it_back() {
+    let h = HeapRing::new(8, 8);
+    let r = h.ring(me());
+    assert_eq!(holder(&h.ctl.putters), None);
+    for i in 0..10u8 {
+        assert_eq!(r.try_put(&[i]), TryPut::Done);
+        assert_eq!(get_vec(&r), TryGet::Got(vec![i]));
+    }
+    let mine = holder(&h.ctl.putters).expect("the producers' side is ours");
+    assert!(holder(&h.ctl.getters).is_some());
+    // Another thread puts: it revokes our hold, and after a few puts holds the side itself.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..5u8 {
+                assert_eq!(r.try_put(&[100 + i]), TryPut::Done);
+            }
+            assert_ne!(holder(&h.ctl.putters), Some(mine));
+            assert!(holder(&h.ctl.putters).is_some());
+        });
+    });
+    // And we take it back.
+    assert_eq!(r.try_put(&[7]), TryPut::Done);
+    assert_eq!(holder(&h.ctl.putters), None);
+    for want in [100, 101, 102, 103, 104, 7] {
+        assert_eq!(get_vec(&r), TryGet::Got(vec![want]));
+    }
+    assert_eq!((r.len(), r.lost()), (0, 0));
+}
+
+#[test]
+fn a_holder_that_died_inside_is_revoked() {
+    let h = HeapRing::new(4, 8);
+    let r = h.ring(me());
+    let side = &h.ctl.putters;
+    let dead = &side.seats[3].0;
+    dead.key.store(bias::MODEL_DEAD_KEY, Relaxed);
+    dead.inside.store(1, Relaxed);
+    side.bias.0.store(bias::HELD | 3, Relaxed);
+    // Even a put that may not wait finds the holder dead, rather than saying Busy for ever.
+    assert_eq!(r.try_put(b"a"), TryPut::Done);
+    assert_ne!(holder(side), Some(3));
+    assert_eq!(get_vec(&r), TryGet::Got(b"a".to_vec()));
+}
+
+#[test]
+fn a_consumer_that_died_taking_alone_loses_that_message_only() {
+    let h = HeapRing::new(4, 8);
+    let r = h.ring(me());
+    for i in 0..3u8 {
+        assert_eq!(r.try_put(&[i]), TryPut::Done);
+    }
+    // A consumer holding its side died copying out the message at the head.
+    let side = &h.ctl.getters;
+    let dead = &side.seats[7].0;
+    dead.key.store(bias::MODEL_DEAD_KEY, Relaxed);
+    dead.inside.store(1, Relaxed);
+    dead.taking.store(1, Relaxed); // position 0, plus one
+    side.bias.0.store(bias::HELD | 7, Relaxed);
+    assert!(!r.joined());
+    assert_eq!(get_vec(&r), TryGet::Got(vec![1]));
+    assert_eq!(r.lost(), 1);
+    assert_eq!(get_vec(&r), TryGet::Got(vec![2]));
+    // The slot it left is free for the next lap.
+    for i in 3..7u8 {
+        assert_eq!(r.try_put(&[i]), TryPut::Done);
+    }
+    assert!(matches!(r.try_put(&[9]), TryPut::Full { .. }));
+}
+
+#[test]
+fn join_passes_a_consumer_that_died_taking_alone() {
+    let h = HeapRing::new(4, 8);
+    let r = h.ring(me());
+    assert_eq!(r.try_put(&[1]), TryPut::Done);
+    let side = &h.ctl.getters;
+    let dead = &side.seats[2].0;
+    dead.key.store(bias::MODEL_DEAD_KEY, Relaxed);
+    dead.inside.store(1, Relaxed);
+    dead.taking.store(1, Relaxed);
+    side.bias.0.store(bias::HELD | 2, Relaxed);
+    assert_eq!(
+        r.join(Some(Instant::now() + Duration::from_secs(5))),
+        Ok(())
+    );
+    assert_eq!((r.lost(), r.len()), (1, 0));
+}
+
+/// Threads that exited leave their seats behind; a thread that needs one takes theirs over.
+#[cfg(not(miri))] // Miri's model threads never count as dead
+#[test]
+fn seats_of_finished_threads_are_taken_over() {
+    let h = HeapRing::new(4, 8);
+    for i in 0..bias::SEATS as u8 + 4 {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let r = h.ring(me());
+                assert_eq!(r.try_put(&[i]), TryPut::Done);
+                assert_eq!(get_vec(&r), TryGet::Got(vec![i]));
+            });
+        });
+    }
+    // Threads found earlier ones dead and took their seats. (Not always the one before: a
+    // thread that has been joined may still be in the kernel's list for a moment.)
+    for side in [&h.ctl.putters, &h.ctl.getters] {
+        let taken = side.seats.iter().filter(|t| t.0.key.load(Relaxed) != 0);
+        assert!(taken.count() < bias::SEATS);
+    }
+}
+
+#[test]
+fn a_holder_inside_makes_others_wait_or_say_busy() {
+    let h = HeapRing::new(4, 8);
+    let r = h.ring(me());
+    let (key_tx, key_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        // A live thread, staged as the holder, inside a put.
+        s.spawn(move || {
+            key_tx.send(bias::my_key()).expect("send");
+            let _ = done_rx.recv();
+        });
+        let side = &h.ctl.putters;
+        let seat = &side.seats[5].0;
+        seat.key.store(key_rx.recv().expect("key"), Relaxed);
+        seat.inside.store(1, Relaxed);
+        side.bias.0.store(bias::HELD | 5, Relaxed);
+        assert_eq!(r.try_put(b"a"), TryPut::Busy);
+        let asked = Duration::from_millis(20);
+        let start = Instant::now();
+        assert_eq!(r.put(b"a", Some(start + asked), 0), Err(Fail::Timeout));
+        assert!(start.elapsed() >= asked);
+        // It leaves: the side is ours to take.
+        seat.inside.store(0, Release);
+        assert_eq!(r.try_put(b"b"), TryPut::Done);
+        assert_ne!(holder(side), Some(5));
+        done_tx.send(()).expect("send");
+    });
+    assert_eq!(get_vec(&r), TryGet::Got(b"b".to_vec()));
+}
+
+#[test]
+fn threads_without_a_seat_still_work_and_block_grants() {
+    let h = HeapRing::new(4, 8);
+    let r = h.ring(me());
+    let (key_tx, key_rx) = std::sync::mpsc::channel();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        // Every seat taken by a live thread that is not us.
+        s.spawn(move || {
+            key_tx.send(bias::my_key()).expect("send");
+            let _ = done_rx.recv();
+        });
+        let live = key_rx.recv().expect("key");
+        for side in [&h.ctl.putters, &h.ctl.getters] {
+            for t in &side.seats {
+                t.0.key.store(live, Relaxed);
+            }
+        }
+        for i in 0..10u8 {
+            assert_eq!(r.try_put(&[i]), TryPut::Done);
+            assert_eq!(get_vec(&r), TryGet::Got(vec![i]));
+        }
+        done_tx.send(()).expect("send");
+    });
+    assert_eq!(
+        (holder(&h.ctl.putters), holder(&h.ctl.getters)),
+        (None, None)
+    );
+    assert_eq!(h.ctl.putters.seatless.0.load(Relaxed), 0);
 }
 
 #[test]
@@ -154,7 +332,7 @@ fn threads_lose_and_duplicate_nothing() {
         // Close once everything is in; consumers drain and stop.
         s.spawn(|| {
             let r = h.ring(me());
-            while r.ctl.tail.0.load(Relaxed) < producers * per {
+            while r.ctl.tail.0.pos.load(Relaxed) < producers * per {
                 std::thread::yield_now();
             }
             r.close();
@@ -233,12 +411,12 @@ fn matches_a_vecdeque_model() {
             let msg = vec![x as u8; (x as usize >> 8) % 25];
             match r.try_put(&msg) {
                 TryPut::Done => model.push_back(msg),
-                TryPut::Full { .. } => assert_eq!(model.len(), 5),
+                r => assert_eq!((r, model.len()), (TryPut::Full { stuck: None }, 5)),
             }
         } else {
             match get_vec(&r) {
                 TryGet::Got(m) => assert_eq!(Some(m), model.pop_front()),
-                TryGet::Empty { .. } => assert!(model.is_empty()),
+                r => assert!(r == TryGet::Empty { stuck: None } && model.is_empty()),
             }
         }
         assert_eq!(r.len(), model.len());
@@ -448,6 +626,7 @@ fn step(h: &HeapRing, r: &Ring<'_>, m: &mut Model, op: &Op) {
                     stuck: Some((pos, w)),
                 } => checked_reclaim(h, r, m, pos, w),
                 TryGet::Empty { stuck: None } => {}
+                TryGet::Busy => unreachable!("the model never says Busy"),
             }
         }
         Op::Put(msg) => {
@@ -479,6 +658,7 @@ fn step(h: &HeapRing, r: &Ring<'_>, m: &mut Model, op: &Op) {
                         m.got();
                         break Ok(v);
                     }
+                    TryGet::Busy => unreachable!("the model never says Busy"),
                     TryGet::Empty { stuck } => {
                         if m.closed && stuck.is_none_or(|(_, w)| state(w) == READING) {
                             break Err(Fail::Closed);
@@ -512,7 +692,7 @@ fn step(h: &HeapRing, r: &Ring<'_>, m: &mut Model, op: &Op) {
             m.entries.insert(pos, Entry::DeadWriting);
             m.tail += 1;
             if *advance {
-                h.ctl.tail.0.store(pos + 1, Relaxed);
+                h.ctl.tail.0.pos.store(pos + 1, Relaxed);
                 m.ring_tail = pos + 1;
             }
         }
@@ -528,7 +708,7 @@ fn step(h: &HeapRing, r: &Ring<'_>, m: &mut Model, op: &Op) {
             m.entries.insert(pos, Entry::DeadReading);
             m.head += 1;
             if *advance {
-                h.ctl.head.0.store(pos + 1, Relaxed);
+                h.ctl.head.0.pos.store(pos + 1, Relaxed);
                 m.ring_head = pos + 1;
             }
         }
@@ -537,7 +717,10 @@ fn step(h: &HeapRing, r: &Ring<'_>, m: &mut Model, op: &Op) {
 
 /// What every step must leave true.
 fn check(r: &Ring<'_>, m: &Model) {
-    let (head, tail) = (r.ctl.head.0.load(Relaxed), r.ctl.tail.0.load(Relaxed));
+    let (head, tail) = (
+        r.ctl.head.0.pos.load(Relaxed),
+        r.ctl.tail.0.pos.load(Relaxed),
+    );
     assert_eq!((head, tail), (m.ring_head, m.ring_tail), "ring indices");
     let len = tail.checked_sub(head).expect("head <= tail");
     assert_eq!(r.len() as u64, len.min(m.cap));
@@ -553,6 +736,9 @@ fn check(r: &Ring<'_>, m: &Model) {
 fn run(cap: usize, max_len: usize, ops: &[Op]) {
     let h = HeapRing::new(cap, max_len);
     let r = h.ring(me());
+    // The model is of the shared protocol's slot states (a consumer holding its side leaves
+    // taken slots `FULL`); the other tests cover the sides held alone.
+    r.forbid_bias();
     let mut m = Model::new(cap, max_len);
     for op in ops {
         step(&h, &r, &mut m, op);

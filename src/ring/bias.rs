@@ -1,0 +1,619 @@
+//! One side of the ring (its producers, or its consumers) handed to a single thread while that
+//! thread is the only one using it: a biased lock in shared memory, revoked with an asymmetric
+//! fence, as `sync::owner` does for a pipe's threads.
+//!
+//! The shared protocol claims each slot with a compare-and-swap and moves the index on with
+//! another, and on x86_64 every `lock`-prefixed instruction waits for the store buffer to drain;
+//! a consumer also writes every slot it takes, so each slot's cache line crosses between the
+//! cores in full twice a lap. But when only one thread puts, nothing can race its claim. So a
+//! thread that has put [`GRANT_AFTER`] times in a row with no other producer in between is
+//! granted the producers' side (the same for consumers), and while it holds it:
+//! - a producer writes the message and publishes it (`FULL`) with plain stores, and moves the
+//!   tail on after that, without a claim: if it dies first, the ring shows nothing of that put;
+//! - a consumer writes nothing into the slot: it copies the message out and then moves the head
+//!   on, and a producer takes a previous lap's `FULL` slot behind the head as free. Its seat
+//!   says which message it is taking, so that if it dies doing so, the next consumer skips that
+//!   one message and counts it lost (`Ring::salvage`): at most once, as in the shared protocol.
+//!
+//! Every state the ring passes through is one the shared protocol reads correctly, so a side
+//! can change hands between any two operations, and a holder that dies leaves nothing that
+//! wedges the others.
+//!
+//! The handshake is Dekker's, with the fences split unevenly (`sync::barrier`). Every thread has
+//! a [`Seat`] in the segment with an `inside` flag that only it writes. An operation raises its
+//! flag, runs the light fence (a compiler fence), and reads the side's `bias` word:
+//! - `HELD` by its own seat: it goes ahead with plain stores;
+//! - `UNBIASED`: it runs the shared protocol;
+//! - held by another seat, or being granted to one: it revokes that first.
+//!
+//! A revoker marks the word `REVOKING`, runs the heavy fence (`membarrier`), and waits until the
+//! holder's flag is down (or the holder is dead); the fences make sure that the holder either
+//! saw the mark or had its flag up where the revoker looks. A grant is the mirror image: the
+//! candidate marks the word `GRANTING`, runs the heavy fence, and takes the side only if no other
+//! thread is inside a shared operation. So a change of hands costs one `membarrier`, and a
+//! thread working alone pays two plain stores of its own flag per operation.
+//!
+//! What it costs in progress: a holder that is descheduled or stopped (`SIGSTOP`) in the middle
+//! of an operation holds up the other threads of its side until it runs again, where the shared
+//! protocol would let them pass it; one that dies there is found dead and passed. A `try_`
+//! operation watches a holder for one operation's time (a few microseconds) and then says
+//! `Full` or `Empty`, as CPython's `get_nowait` says `Empty` while another process holds the
+//! queue's read lock.
+//!
+//! A flag per thread rather than per side: a thread still reading itself as the holder (a stale
+//! read) would otherwise lower a flag that the new holder had raised (see `sync::owner`).
+//! Threads beyond [`SEATS`] count themselves in `seatless` with an atomic add, and while any is
+//! inside, nothing is granted (one killed inside leaves the count up: that side then always
+//! runs the shared protocol, which is slower, not wrong). A seat belongs to its thread until the
+//! thread is dead; then the next thread without a seat may take it over (never while the bias
+//! names it).
+//!
+//! Where a process cannot use `membarrier` (`barrier::asymmetric` is false) its heavy fence does
+//! not reach the light fences of other processes, so it grants nothing and marks the ring
+//! `no_bias`, and a revocation it must still make waits [`UNFENCED_GRACE`] before it trusts a
+//! holder's lowered flag: a store sits in a store buffer for nanoseconds, and a processor that
+//! is interrupted or descheduled drains its buffer first.
+
+use std::time::Duration;
+
+use super::{Padded, backoff};
+use crate::sync::Patience;
+use crate::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use crate::sync::atomic::{AtomicU32, AtomicU64};
+use crate::sync::barrier;
+
+/// Threads per side that can hold it alone; more run the shared protocol only.
+#[cfg(not(loom))]
+pub(crate) const SEATS: usize = 16;
+#[cfg(loom)]
+pub(crate) const SEATS: usize = 2;
+
+/// Operations in a row, with no other thread's in between, after which a thread asks for the
+/// side. A grant and its later revocation cost a `membarrier` each (microseconds), so a thread
+/// must first show that it works alone.
+#[cfg(not(any(test, loom)))]
+const GRANT_AFTER: u32 = 64;
+/// Small in tests, so that the tests hand sides over often (and in the models, after a thread's
+/// second operation).
+#[cfg(all(test, not(loom)))]
+const GRANT_AFTER: u32 = 2;
+#[cfg(loom)]
+const GRANT_AFTER: u32 = 1;
+
+/// Rounds of spinning (about 80 µs in all) for which a caller that may not wait watches for a
+/// holder to leave.
+const BRIEF: u32 = 64;
+
+/// How long a revoker that could not run `membarrier` waits before it believes a lowered flag.
+const UNFENCED_GRACE: Duration = Duration::from_millis(10);
+
+/// The `bias` word: the state in the high half, the seat in the low.
+pub(super) const UNBIASED: u64 = 0;
+pub(super) const GRANTING: u64 = 1 << 32;
+pub(super) const HELD: u64 = 2 << 32;
+pub(super) const REVOKING: u64 = 3 << 32;
+const STATE: u64 = 3 << 32;
+
+fn seat_of(bias: u64) -> usize {
+    (bias & 0xffff) as usize
+}
+
+/// What the side's `last` word holds after an operation by a thread without a seat.
+const SEATLESS: u32 = u32::MAX;
+
+/// One thread's place at a side.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct Seat {
+    /// Whose: `pid << 32 | tid`, 0 for nobody. Set by a compare-and-swap when a thread takes
+    /// the seat; never changed while the `bias` word names the seat.
+    pub(super) key: AtomicU64,
+    /// The owner's process start time (`sys::process_start_time`), so that a reused pid does
+    /// not pass for the owner.
+    pub(super) start: AtomicU64,
+    /// 1 while the owner is inside an operation on this side. Written by the owner only.
+    pub(super) inside: AtomicU32,
+    /// The owner's operations in a row with no other thread's in between. Owner only.
+    pub(super) streak: AtomicU32,
+    /// A consumer holding its side: the position it is taking, plus one (see `Ring::get_in`).
+    /// Owner only.
+    pub(super) taking: AtomicU64,
+    /// A producer: the head it last read (see `Ring::consumed`). Owner only.
+    pub(super) seen: AtomicU64,
+}
+
+/// The shared state of one side.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct Side {
+    pub(super) bias: Padded<AtomicU64>,
+    /// Threads without a seat inside an operation.
+    pub(super) seatless: Padded<AtomicU32>,
+    pub(super) seats: [Padded<Seat>; SEATS],
+}
+
+/// A thread's part in one operation on a side; leaving is dropping it.
+pub(crate) enum Entry<'a> {
+    /// The thread holds the side: plain stores.
+    Alone(&'a Seat),
+    /// The shared protocol; `None` for a thread without a seat.
+    Shared(&'a Side, Option<(usize, &'a Seat)>),
+}
+
+impl Drop for Entry<'_> {
+    #[inline(always)]
+    fn drop(&mut self) {
+        match *self {
+            // Release: pairs with the Acquire loads of the flag by a revoker or a granter, so
+            // that everything this operation did happens-before what they do next.
+            Entry::Alone(seat) | Entry::Shared(_, Some((_, seat))) => seat.inside.store(0, Release),
+            // Release: as above, with the granter's load of the count.
+            Entry::Shared(side, None) => {
+                side.seatless.0.fetch_sub(1, Release);
+            }
+        }
+    }
+}
+
+impl<'a> Entry<'a> {
+    #[inline(always)]
+    pub(crate) fn alone(&self) -> bool {
+        matches!(self, Entry::Alone(_))
+    }
+
+    /// This thread's seat, if it has one.
+    #[inline(always)]
+    pub(crate) fn seat(&self) -> Option<&'a Seat> {
+        match *self {
+            Entry::Alone(seat) | Entry::Shared(_, Some((_, seat))) => Some(seat),
+            Entry::Shared(_, None) => None,
+        }
+    }
+
+    /// Notes an operation that went through (`last` is the side's word for whose operation was
+    /// last); after [`GRANT_AFTER`] of this thread's in a row, asks for the side.
+    #[inline]
+    pub(crate) fn done(&self, last: &AtomicU32, may_grant: bool) {
+        match *self {
+            Entry::Alone(_) => {}
+            Entry::Shared(side, Some((s, seat))) => {
+                // Plus one: a fresh side's `last` (0) names no one.
+                let me = s as u32 + 1;
+                // Relaxed: a hint; a wrong guess costs one grant that another thread revokes.
+                if last.load(Relaxed) != me {
+                    last.store(me, Relaxed);
+                    seat.streak.store(0, Relaxed);
+                    return;
+                }
+                let streak = seat.streak.load(Relaxed) + 1;
+                if streak < GRANT_AFTER {
+                    seat.streak.store(streak, Relaxed);
+                    return;
+                }
+                seat.streak.store(0, Relaxed);
+                if may_grant {
+                    side.grant(s);
+                }
+            }
+            Entry::Shared(_, None) => {
+                if last.load(Relaxed) != SEATLESS {
+                    last.store(SEATLESS, Relaxed);
+                }
+            }
+        }
+    }
+}
+
+impl Side {
+    /// Starts an operation: finds this thread's seat, and takes whatever way in the `bias` word
+    /// allows, revoking another thread's hold first if need be (and calling `salvage` with the
+    /// seat of a holder that died inside an operation). `None` if that thread is still inside
+    /// when `patience` runs out.
+    #[inline(always)]
+    pub(crate) fn enter(&self, patience: Patience, salvage: impl Fn(&Seat)) -> Option<Entry<'_>> {
+        // The common case inline (a value handed back through memory from an outlined call
+        // stalled every operation on store forwarding): a remembered seat, and a side that is
+        // ours or no one's.
+        if let Some(s) = cache::get(self)
+            && self.seats[s].0.key.load(Relaxed) == my_key()
+        {
+            let seat = &self.seats[s].0;
+            seat.inside.store(1, Relaxed);
+            // As in `enter_slow`.
+            barrier::light();
+            let bias = self.bias.0.load(Acquire);
+            if bias == HELD | s as u64 {
+                return Some(Entry::Alone(seat));
+            }
+            if bias == UNBIASED {
+                return Some(Entry::Shared(self, Some((s, seat))));
+            }
+            seat.inside.store(0, Release);
+        }
+        self.enter_slow(patience, &salvage)
+    }
+
+    #[inline(never)]
+    fn enter_slow(&self, patience: Patience, salvage: &impl Fn(&Seat)) -> Option<Entry<'_>> {
+        let mine = self.my_seat();
+        loop {
+            let bias = match mine {
+                Some(s) => {
+                    let seat = &self.seats[s].0;
+                    seat.inside.store(1, Relaxed);
+                    // The light half of the handshake with `revoke` and `grant`: either they see
+                    // the flag up, or the load below sees their mark.
+                    barrier::light();
+                    // Acquire: pairs with the AcqRel compare-and-swap that granted the side or
+                    // ended a revocation, which happened after the previous users' flags were
+                    // seen down (Acquire after their Release): their operations happen-before
+                    // ours.
+                    let bias = self.bias.0.load(Acquire);
+                    if bias == HELD | s as u64 {
+                        return Some(Entry::Alone(seat));
+                    }
+                    if bias == UNBIASED {
+                        return Some(Entry::Shared(self, Some((s, seat))));
+                    }
+                    if bias == REVOKING | s as u64 {
+                        // Our own hold, being revoked: we are not inside it, so end it here.
+                        let _ = self
+                            .bias
+                            .0
+                            .compare_exchange(bias, UNBIASED, AcqRel, Relaxed);
+                        continue;
+                    }
+                    seat.inside.store(0, Release);
+                    bias
+                }
+                None => {
+                    // SeqCst, both: Dekker's handshake with `grant` without the split fences.
+                    self.seatless.0.fetch_add(1, SeqCst);
+                    let bias = self.bias.0.load(SeqCst);
+                    if bias == UNBIASED {
+                        return Some(Entry::Shared(self, None));
+                    }
+                    self.seatless.0.fetch_sub(1, Release);
+                    bias
+                }
+            };
+            if !self.revoke(bias, patience, salvage) {
+                return None;
+            }
+        }
+    }
+
+    /// Takes the side away from the seat named in `bias`: waits for its owner to leave (or to
+    /// be found dead). `false` if it is still inside when `patience` runs out; the mark stays,
+    /// and the next caller finishes the job.
+    fn revoke(&self, bias: u64, patience: Patience, salvage: &impl Fn(&Seat)) -> bool {
+        let s = seat_of(bias);
+        match bias & STATE {
+            // A grant not yet made: call it off; the candidate checks before it takes the side.
+            GRANTING => {
+                let _ = self
+                    .bias
+                    .0
+                    .compare_exchange(bias, UNBIASED, AcqRel, Relaxed);
+                return true;
+            }
+            // Mark it, unless it changed meanwhile (then look again).
+            HELD if self
+                .bias
+                .0
+                .compare_exchange(bias, REVOKING | s as u64, AcqRel, Relaxed)
+                .is_err() =>
+            {
+                return true;
+            }
+            _ => {}
+        }
+        // The heavy half: from here on, the holder either sees the mark or has its flag up.
+        if !barrier::heavy() {
+            std::thread::sleep(UNFENCED_GRACE);
+        }
+        let seat = &self.seats[s].0;
+        let marked = REVOKING | s as u64;
+        let mut round = 0u32;
+        loop {
+            if self.bias.0.load(Relaxed) != marked {
+                return true;
+            }
+            // Acquire: pairs with the Release store that lowered the flag. The owner's liveness
+            // costs a `/proc` read: asked now and then, and before giving up. Even a caller
+            // that may not wait rides out one operation of the holder's (a few spins), rather
+            // than call a queue full or empty because another thread is putting or getting.
+            let spent = match patience {
+                Patience::None => round >= BRIEF,
+                _ => patience.spent(),
+            };
+            let left = seat.inside.load(Acquire) == 0;
+            let died = !left && (spent || round % 64 == 63) && !seat.owner_alive();
+            if died {
+                // Died inside: whatever it left half done is the ring's to repair.
+                salvage(seat);
+            }
+            if left || died {
+                let _ = self
+                    .bias
+                    .0
+                    .compare_exchange(marked, UNBIASED, AcqRel, Relaxed);
+                return true;
+            }
+            if spent {
+                return false;
+            }
+            round = round.wrapping_add(1);
+            match patience {
+                Patience::None => backoff(round.min(6)),
+                _ => pause(round),
+            }
+        }
+    }
+
+    /// If the thread holding the side died inside an operation, takes the side back and calls
+    /// `salvage` with its seat, without waiting for anyone (a `join` that must not wait for the
+    /// next get to find it). Whether it did.
+    pub(crate) fn reap(&self, salvage: impl Fn(&Seat)) -> bool {
+        // Acquire: as in `enter`.
+        let bias = self.bias.0.load(Acquire);
+        if !matches!(bias & STATE, HELD | REVOKING) {
+            return false;
+        }
+        let seat = &self.seats[seat_of(bias)].0;
+        // Acquire: pairs with the Release store that lowered the flag.
+        if seat.inside.load(Acquire) == 0 || seat.owner_alive() {
+            return false;
+        }
+        // Dead: no fence needed, it runs nothing more. `revoke` does the rest.
+        self.revoke(bias, Patience::None, &salvage)
+    }
+
+    /// Hands the side to seat `s`, if no other thread is inside a shared operation on it.
+    fn grant(&self, s: usize) {
+        if self.seatless.0.load(Relaxed) != 0
+            || self
+                .bias
+                .0
+                // SeqCst: the store half of the handshake with a seatless `enter`, whose add and
+                // load are SeqCst too (the seated ones meet the heavy fence below).
+                .compare_exchange(UNBIASED, GRANTING | s as u64, SeqCst, Relaxed)
+                .is_err()
+        {
+            return;
+        }
+        // The heavy half of the handshake in `enter`: a thread that raised its flag before this
+        // is seen below; one that raises it after sees the mark. A heavy fence that did not
+        // reach every process proves nothing, so then nothing is granted.
+        let clear = barrier::heavy()
+            // Acquire, both: pair with the Release stores that ended the other operations.
+            && self.seatless.0.load(Acquire) == 0
+            && self
+                .seats
+                .iter()
+                .enumerate()
+                .all(|(i, t)| i == s || t.0.inside.load(Acquire) == 0 || t.0.retire_if_dead());
+        let to = if clear { HELD | s as u64 } else { UNBIASED };
+        let _ = self
+            .bias
+            .0
+            .compare_exchange(GRANTING | s as u64, to, AcqRel, Relaxed);
+    }
+
+    /// This thread's seat at this side, taking a free one (or a dead thread's) if it has none.
+    fn my_seat(&self) -> Option<usize> {
+        let key = my_key();
+        let cached = cache::get(self);
+        if let Some(s) = cached
+            && self.seats[s].0.key.load(Relaxed) == key
+        {
+            return Some(s);
+        }
+        if let Some(s) = self.seats.iter().position(|t| t.0.key.load(Relaxed) == key) {
+            cache::put(self, s);
+            return Some(s);
+        }
+        if !cache::may_look(self) {
+            return None;
+        }
+        // Acquire: a seat named by the bias word is not to be taken, even if its owner died:
+        // a revoker may be reading it.
+        let bias = self.bias.0.load(Acquire);
+        for (s, t) in self.seats.iter().enumerate() {
+            let t = &t.0;
+            let owner = t.key.load(Acquire);
+            let named = bias != UNBIASED && seat_of(bias) == s;
+            if (owner == 0 || (!named && !t.owner_alive()))
+                && t.key.compare_exchange(owner, key, AcqRel, Relaxed).is_ok()
+            {
+                t.start.store(my_start(), Relaxed);
+                t.inside.store(0, Relaxed);
+                t.streak.store(0, Relaxed);
+                t.taking.store(0, Relaxed);
+                t.seen.store(0, Relaxed);
+                cache::put(self, s);
+                return Some(s);
+            }
+        }
+        cache::none(self);
+        None
+    }
+}
+
+impl Seat {
+    /// Frees the seat if its owner is dead (it died inside an operation, and its raised flag
+    /// would otherwise cost every later grant a `/proc` read). Only for a seat the `bias` word
+    /// does not name. Whether it was dead.
+    fn retire_if_dead(&self) -> bool {
+        let key = self.key.load(Acquire);
+        if key != 0 && key_alive(key, self.start.load(Relaxed)) {
+            return false;
+        }
+        let _ = self.key.compare_exchange(key, 0, AcqRel, Relaxed);
+        true
+    }
+
+    /// Whether the thread that owns this seat still runs (a free seat's owner does not).
+    fn owner_alive(&self) -> bool {
+        let key = self.key.load(Acquire);
+        key != 0 && key_alive(key, self.start.load(Relaxed))
+    }
+}
+
+/// Between looks at a holder's flag: spin, then yield, then sleep, up to a millisecond. A
+/// holder lowers its flag before it waits for room or messages, so it stays inside for long
+/// only if it is descheduled, stopped, or dead.
+fn pause(round: u32) {
+    if round < 256 {
+        backoff(round.min(10));
+    } else {
+        #[cfg(not(loom))]
+        std::thread::sleep(Duration::from_micros(u64::from(round - 255).min(1000)));
+        #[cfg(loom)]
+        loom::thread::yield_now();
+    }
+}
+
+/// This thread's seat key: `pid << 32 | tid`.
+#[cfg(not(any(loom, miri)))]
+#[inline(always)]
+pub(super) fn my_key() -> u64 {
+    let (pid, tid) = crate::sys::thread_ids();
+    u64::from(pid) << 32 | u64::from(tid)
+}
+
+#[cfg(not(any(loom, miri)))]
+fn my_start() -> u64 {
+    crate::sys::process_start_time(crate::sys::thread_ids().0)
+}
+
+#[cfg(not(any(loom, miri)))]
+fn key_alive(key: u64, start: u64) -> bool {
+    crate::sys::thread_alive((key >> 32) as u32, key as u32, start)
+}
+
+/// A seat key that no thread has: the tests write it into a seat to stage a dead owner. Its
+/// pid is `MODEL_DEAD_PID`, which names no process; under loom and Miri, keys from here up
+/// count as dead.
+#[cfg(any(test, loom, miri))]
+pub(crate) const MODEL_DEAD_KEY: u64 = (super::MODEL_DEAD_PID as u64) << 32 | 1;
+
+/// Models have no thread ids to read: each thread numbers itself.
+#[cfg(any(loom, miri))]
+pub(super) fn my_key() -> u64 {
+    use std::sync::atomic::{AtomicU64 as StdU64, Ordering::Relaxed as StdRelaxed};
+    static NEXT: StdU64 = StdU64::new(1);
+    #[cfg(loom)]
+    loom::thread_local! { static KEY: std::cell::Cell<u64> = std::cell::Cell::new(0); }
+    #[cfg(not(loom))]
+    std::thread_local! { static KEY: std::cell::Cell<u64> = const { std::cell::Cell::new(0) }; }
+    KEY.with(|k| {
+        if k.get() == 0 {
+            k.set(NEXT.fetch_add(1, StdRelaxed));
+        }
+        k.get()
+    })
+}
+
+#[cfg(any(loom, miri))]
+fn my_start() -> u64 {
+    0
+}
+
+#[cfg(any(loom, miri))]
+fn key_alive(key: u64, _start: u64) -> bool {
+    key < MODEL_DEAD_KEY
+}
+
+/// The seats this thread found lately, so that an operation costs one load to find its seat.
+#[cfg(not(loom))]
+mod cache {
+    use std::cell::Cell;
+
+    use super::Side;
+
+    /// Sides remembered per thread (a thread that puts to one queue and gets from another
+    /// uses two).
+    const WAYS: usize = 4;
+    /// After finding every seat taken, a thread looks again only after this many operations
+    /// (looking means reading `/proc` for every owner).
+    const RETRY: u32 = 1024;
+
+    std::thread_local! {
+        /// `(side address, seat or NONE, operations left before looking again)`, per way.
+        static SEEN: [Cell<(usize, u32, u32)>; WAYS] = const {
+            [const { Cell::new((0, 0, 0)) }; WAYS]
+        };
+        static NEXT: Cell<usize> = const { Cell::new(0) };
+    }
+
+    const NONE: u32 = u32::MAX;
+
+    fn addr(side: &Side) -> usize {
+        std::ptr::from_ref(side) as usize
+    }
+
+    /// The remembered seat (unchecked: the caller compares its key).
+    #[inline(always)]
+    pub(super) fn get(side: &Side) -> Option<usize> {
+        let a = addr(side);
+        SEEN.with(|ways| {
+            ways.iter().find_map(|w| {
+                let (at, seat, _) = w.get();
+                (at == a && seat != NONE).then_some(seat as usize)
+            })
+        })
+    }
+
+    fn set(side: &Side, seat: u32, wait: u32) {
+        let a = addr(side);
+        SEEN.with(|ways| {
+            let i = ways.iter().position(|w| w.get().0 == a).unwrap_or_else(|| {
+                NEXT.with(|n| {
+                    let i = n.get();
+                    n.set((i + 1) % WAYS);
+                    i
+                })
+            });
+            ways[i].set((a, seat, wait));
+        });
+    }
+
+    pub(super) fn put(side: &Side, seat: usize) {
+        set(side, seat as u32, 0);
+    }
+
+    pub(super) fn none(side: &Side) {
+        set(side, NONE, RETRY);
+    }
+
+    /// Whether to look for a free seat now (not too soon after finding none).
+    pub(super) fn may_look(side: &Side) -> bool {
+        let a = addr(side);
+        SEEN.with(|ways| {
+            for w in ways {
+                let (at, seat, wait) = w.get();
+                if at == a && seat == NONE && wait > 0 {
+                    w.set((at, seat, wait - 1));
+                    return false;
+                }
+            }
+            true
+        })
+    }
+}
+
+/// Under loom every operation scans the seats (there are two).
+#[cfg(loom)]
+mod cache {
+    use super::Side;
+
+    pub(super) fn get(_: &Side) -> Option<usize> {
+        None
+    }
+    pub(super) fn put(_: &Side, _: usize) {}
+    pub(super) fn none(_: &Side) {}
+    pub(super) fn may_look(_: &Side) -> bool {
+        true
+    }
+}
