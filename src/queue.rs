@@ -235,8 +235,8 @@ impl RingSeg {
                     TryPut::Full {
                         stuck: Some((pos, w)),
                     } if ring.reclaim(pos, w) => {}
-                    // Another producer is inside a put, holding the producers' side: as
-                    // CPython's `put_nowait` when another process holds the queue's lock.
+                    // Busy: another producer, holding the producers' side, was still inside a
+                    // put after a brief spin; a nonblocking put must not wait on it.
                     TryPut::Full { .. } | TryPut::Busy => return Err(PutFail::Full),
                 }
             },
@@ -331,9 +331,10 @@ macro_rules! queue_ops {
                 })
             }
 
-            /// Puts `v` if there is room; never waits (beyond a few microseconds for another
-            /// producer that is in the middle of a put while it holds the producers' side, as
-            /// described in the crate's README: if it is still there, that is `Full` too).
+            /// Puts `v` if there is room; never sleeps (it spins for up to tens of microseconds
+            /// for another producer that is in the middle of a put while it holds the
+            /// producers' side, as the crate's README describes; if that one is still there,
+            /// that is `Full` too).
             ///
             /// # Errors
             ///
@@ -373,9 +374,9 @@ macro_rules! queue_ops {
                 })
             }
 
-            /// Takes the oldest message if one is ready; never waits (beyond a few microseconds
-            /// for another consumer in the middle of a get, as for [`try_put`](Self::try_put);
-            /// CPython's `get_nowait` says `Empty` when another process holds the read lock).
+            /// Takes the oldest message if one is ready; never sleeps (as for
+            /// [`try_put`](Self::try_put), with another consumer in the middle of a get; CPython's
+            /// `get_nowait` says `Empty` when another process holds the read lock).
             ///
             /// # Errors
             ///

@@ -19,10 +19,10 @@
 //! it dies in the middle, that put never happened, and nothing is counted.)
 //!
 //! Each side (the producers, the consumers) is handed to a single thread while that thread is
-//! the only one using it, and then makes the same state changes with plain stores instead of
-//! compare-and-swaps: a stream from one producer to one consumer runs no `lock`-prefixed
-//! instruction at all. Another thread takes the side back with a `membarrier`. See
-//! `ring/bias.rs`.
+//! the only one using it, and that thread then works with plain stores only (a producer claims
+//! nothing, a consumer writes nothing into the slot): a stream from one producer to one
+//! consumer runs no `lock`-prefixed instruction at all. Another thread takes the side back with
+//! a `membarrier`. See `ring/bias.rs`.
 //!
 //! Waiting is an eventcount: a blocked side bumps a waiter count and sleeps on a shared futex
 //! word; the other side issues the wake syscall only when that count is non-zero, so the
@@ -276,8 +276,8 @@ impl<'a> Ring<'a> {
         }
     }
 
-    /// Puts `msg` (at most `max_len` bytes) if a slot is free; never waits, not even for
-    /// another producer to leave (`Busy`).
+    /// Puts `msg` (at most `max_len` bytes) if a slot is free; never sleeps. Another producer
+    /// that holds the side and is inside a put is spun on briefly, then `Busy`.
     pub(crate) fn try_put(&self, msg: &[u8]) -> TryPut {
         self.put_within(msg, Patience::None)
     }
@@ -360,7 +360,7 @@ impl<'a> Ring<'a> {
     }
 
     /// Takes the message at the head if one is published, handing `read` its bytes; never
-    /// waits, not even for another consumer to leave (`Busy`).
+    /// sleeps (another consumer holding the side: as in `try_put`).
     pub(crate) fn try_get<R>(&self, read: &mut impl FnMut(&[AtomicU64], usize) -> R) -> TryGet<R> {
         self.get_within(read, Patience::None)
     }
@@ -692,6 +692,7 @@ impl<'a> Ring<'a> {
 
     /// Waits until every message put has been taken and marked done, or `deadline`.
     pub(crate) fn join(&self, deadline: Option<Instant>) -> Result<(), Fail> {
+        let mut last_head = None;
         loop {
             if self.joined() {
                 return Ok(());
@@ -704,10 +705,13 @@ impl<'a> Ring<'a> {
             if diff(w, pos) == 0 && matches!(state(w), WRITING | READING) && self.reclaim(pos, w) {
                 continue;
             }
-            // Or a consumer that held its side died taking the message at the head.
-            if self.ctl.getters.reap(|dead| self.salvage(dead)) {
+            // Or a consumer that held its side died taking the message at the head: looked for
+            // only once the head has stood still for a round (it costs a `/proc` read while the
+            // holder is inside, and a live holder moves the head).
+            if last_head == Some(pos) && self.ctl.getters.reap(|dead| self.salvage(dead)) {
                 continue;
             }
+            last_head = Some(pos);
             let wait = remaining(deadline)?;
             let m = &self.ctl.misc.0;
             park(

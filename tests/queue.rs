@@ -381,14 +381,43 @@ fn trials() -> u32 {
     common::env_or("MPSHM_KILL_TRIALS", 100)
 }
 
+/// A xorshift generator: the kill loops' random points, the same in every run.
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
+/// After a kill loop's trial, with every other process dead: what is left drains without
+/// waiting (stuck slots reclaimed), through `take`, and the queue then works at full capacity.
+fn drain_then_fill(q: &Queue<Msg>, trial: u32, mut take: impl FnMut(Msg)) {
+    let start = Instant::now();
+    loop {
+        match q.try_get() {
+            Ok(m) => take(m),
+            Err(TryGetError::Empty) if q.is_empty() => break,
+            Err(TryGetError::Empty) => {}
+            Err(e) => panic!("trial {trial}: {e}"),
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "trial {trial}: drain wedged"
+        );
+    }
+    for i in 0..q.capacity() as u32 {
+        q.put_timeout(Msg::new(9, i), Duration::from_secs(5))
+            .expect("put after kills");
+    }
+    for i in 0..q.capacity() as u32 {
+        assert_eq!(q.get_timeout(Duration::from_secs(5)), Ok(Msg::new(9, i)));
+    }
+}
+
 fn killed_peers_never_wedge_the_queue() {
-    let mut rng = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     let (mut received, mut lost) = (0u64, 0u64);
     for trial in 0..trials() {
         let n = name("kill");
@@ -422,28 +451,7 @@ fn killed_peers_never_wedge_the_queue() {
             let victim = (next() % kids.len() as u64) as usize;
             kids.swap_remove(victim).kill();
         }
-        // Everyone else is dead: what is left drains without waiting, stuck slots reclaimed.
-        let start = Instant::now();
-        loop {
-            match q.try_get() {
-                Ok(m) => take(m),
-                Err(TryGetError::Empty) if q.is_empty() => break,
-                Err(TryGetError::Empty) => {}
-                Err(e) => panic!("trial {trial}: {e}"),
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "trial {trial}: drain wedged"
-            );
-        }
-        // And the queue works at full capacity afterwards.
-        for i in 0..q.capacity() as u32 {
-            q.put_timeout(Msg::new(9, i), Duration::from_secs(5))
-                .expect("put after kills");
-        }
-        for i in 0..q.capacity() as u32 {
-            assert_eq!(q.get_timeout(Duration::from_secs(5)), Ok(Msg::new(9, i)));
-        }
+        drain_then_fill(&q, trial, take);
         lost += q.lost();
     }
     eprintln!(
@@ -456,13 +464,7 @@ fn killed_peers_never_wedge_the_queue() {
 /// side and puts or gets with plain stores (see `ring/bias.rs`); both killed at random points,
 /// the consumer first, and then this process takes over the getting.
 fn killed_lone_peers_never_wedge_the_queue() {
-    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
     let (mut received, mut lost) = (0u64, 0u64);
     for trial in 0..trials().div_ceil(2) {
         let n = name("lone");
@@ -494,26 +496,7 @@ fn killed_lone_peers_never_wedge_the_queue() {
             received += 1;
         }
         producer.kill();
-        let start = Instant::now();
-        loop {
-            match q.try_get() {
-                Ok(m) => take(m),
-                Err(TryGetError::Empty) if q.is_empty() => break,
-                Err(TryGetError::Empty) => {}
-                Err(e) => panic!("trial {trial}: {e}"),
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "trial {trial}: drain wedged"
-            );
-        }
-        for i in 0..q.capacity() as u32 {
-            q.put_timeout(Msg::new(9, i), Duration::from_secs(5))
-                .expect("put after kills");
-        }
-        for i in 0..q.capacity() as u32 {
-            assert_eq!(q.get_timeout(Duration::from_secs(5)), Ok(Msg::new(9, i)));
-        }
+        drain_then_fill(&q, trial, take);
         assert!(q.lost() <= 2, "trial {trial}: {} lost", q.lost());
         lost += q.lost();
     }

@@ -36,8 +36,8 @@
 //! What it costs in progress: a holder that is descheduled or stopped (`SIGSTOP`) in the middle
 //! of an operation holds up the other threads of its side until it runs again, where the shared
 //! protocol would let them pass it; one that dies there is found dead and passed. A `try_`
-//! operation watches a holder for one operation's time (a few microseconds) and then says
-//! `Full` or `Empty`, as CPython's `get_nowait` says `Empty` while another process holds the
+//! operation spins for a holder to leave for tens of microseconds (an operation takes well
+//! under one) and then says `Full` or `Empty`, as CPython's `get_nowait` says `Empty` while another process holds the
 //! queue's read lock.
 //!
 //! A flag per thread rather than per side: a thread still reading itself as the holder (a stale
@@ -80,8 +80,8 @@ const GRANT_AFTER: u32 = 2;
 #[cfg(loom)]
 const GRANT_AFTER: u32 = 1;
 
-/// Rounds of spinning (about 80 µs in all) for which a caller that may not wait watches for a
-/// holder to leave.
+/// Rounds of spinning (tens of microseconds in all, with no yield or sleep) for which a caller
+/// that may not wait watches for a holder to leave.
 const BRIEF: u32 = 64;
 
 /// How long a revoker that could not run `membarrier` waits before it believes a lowered flag.
@@ -216,21 +216,34 @@ impl Side {
         // ours or no one's.
         if let Some(s) = cache::get(self)
             && self.seats[s].0.key.load(Relaxed) == my_key()
+            && let Ok(entry) = self.sit(s)
         {
-            let seat = &self.seats[s].0;
-            seat.inside.store(1, Relaxed);
-            // As in `enter_slow`.
-            barrier::light();
-            let bias = self.bias.0.load(Acquire);
-            if bias == HELD | s as u64 {
-                return Some(Entry::Alone(seat));
-            }
-            if bias == UNBIASED {
-                return Some(Entry::Shared(self, Some((s, seat))));
-            }
-            seat.inside.store(0, Release);
+            return Some(entry);
         }
         self.enter_slow(patience, &salvage)
+    }
+
+    /// Enters from seat `s`: raises its flag and reads the `bias` word; the way in, or (flag
+    /// lowered again) the word that bars it.
+    #[inline(always)]
+    fn sit(&self, s: usize) -> Result<Entry<'_>, u64> {
+        let seat = &self.seats[s].0;
+        seat.inside.store(1, Relaxed);
+        // The light half of the handshake with `revoke` and `grant`: either they see the flag
+        // up, or the load below sees their mark.
+        barrier::light();
+        // Acquire: pairs with the AcqRel compare-and-swap that granted the side or ended a
+        // revocation, which happened after the previous users' flags were seen down (Acquire
+        // after their Release): their operations happen-before ours.
+        let bias = self.bias.0.load(Acquire);
+        if bias == HELD | s as u64 {
+            return Ok(Entry::Alone(seat));
+        }
+        if bias == UNBIASED {
+            return Ok(Entry::Shared(self, Some((s, seat))));
+        }
+        seat.inside.store(0, Release);
+        Err(bias)
     }
 
     #[inline(never)]
@@ -238,24 +251,9 @@ impl Side {
         let mine = self.my_seat();
         loop {
             let bias = match mine {
-                Some(s) => {
-                    let seat = &self.seats[s].0;
-                    seat.inside.store(1, Relaxed);
-                    // The light half of the handshake with `revoke` and `grant`: either they see
-                    // the flag up, or the load below sees their mark.
-                    barrier::light();
-                    // Acquire: pairs with the AcqRel compare-and-swap that granted the side or
-                    // ended a revocation, which happened after the previous users' flags were
-                    // seen down (Acquire after their Release): their operations happen-before
-                    // ours.
-                    let bias = self.bias.0.load(Acquire);
-                    if bias == HELD | s as u64 {
-                        return Some(Entry::Alone(seat));
-                    }
-                    if bias == UNBIASED {
-                        return Some(Entry::Shared(self, Some((s, seat))));
-                    }
-                    if bias == REVOKING | s as u64 {
+                Some(s) => match self.sit(s) {
+                    Ok(entry) => return Some(entry),
+                    Err(bias) if bias == REVOKING | s as u64 => {
                         // Our own hold, being revoked: we are not inside it, so end it here.
                         let _ = self
                             .bias
@@ -263,9 +261,8 @@ impl Side {
                             .compare_exchange(bias, UNBIASED, AcqRel, Relaxed);
                         continue;
                     }
-                    seat.inside.store(0, Release);
-                    bias
-                }
+                    Err(bias) => bias,
+                },
                 None => {
                     // SeqCst, both: Dekker's handshake with `grant` without the split fences.
                     self.seatless.0.fetch_add(1, SeqCst);

@@ -119,6 +119,15 @@ fn dead_reader_of_the_previous_lap_is_reported() {
     assert_eq!(get_vec(&r), TryGet::Got(b"b".to_vec()));
 }
 
+/// Stages thread `key` as the holder of `side` at seat `s`, inside an operation.
+fn stage_holder(side: &bias::Side, s: usize, key: u64) -> &bias::Seat {
+    let seat = &side.seats[s].0;
+    seat.key.store(key, Relaxed);
+    seat.inside.store(1, Relaxed);
+    side.bias.0.store(bias::HELD | s as u64, Relaxed);
+    seat
+}
+
 /// The seat that holds `side` alone, if one does.
 fn holder(side: &bias::Side) -> Option<usize> {
     let b = side.bias.0.load(Relaxed);
@@ -160,10 +169,7 @@ fn a_holder_that_died_inside_is_revoked() {
     let h = HeapRing::new(4, 8);
     let r = h.ring(me());
     let side = &h.ctl.putters;
-    let dead = &side.seats[3].0;
-    dead.key.store(bias::MODEL_DEAD_KEY, Relaxed);
-    dead.inside.store(1, Relaxed);
-    side.bias.0.store(bias::HELD | 3, Relaxed);
+    stage_holder(side, 3, bias::MODEL_DEAD_KEY);
     // Even a put that may not wait finds the holder dead, rather than saying Busy for ever.
     assert_eq!(r.try_put(b"a"), TryPut::Done);
     assert_ne!(holder(side), Some(3));
@@ -178,12 +184,8 @@ fn a_consumer_that_died_taking_alone_loses_that_message_only() {
         assert_eq!(r.try_put(&[i]), TryPut::Done);
     }
     // A consumer holding its side died copying out the message at the head.
-    let side = &h.ctl.getters;
-    let dead = &side.seats[7].0;
-    dead.key.store(bias::MODEL_DEAD_KEY, Relaxed);
-    dead.inside.store(1, Relaxed);
+    let dead = stage_holder(&h.ctl.getters, 7, bias::MODEL_DEAD_KEY);
     dead.taking.store(1, Relaxed); // position 0, plus one
-    side.bias.0.store(bias::HELD | 7, Relaxed);
     assert!(!r.joined());
     assert_eq!(get_vec(&r), TryGet::Got(vec![1]));
     assert_eq!(r.lost(), 1);
@@ -200,12 +202,8 @@ fn join_passes_a_consumer_that_died_taking_alone() {
     let h = HeapRing::new(4, 8);
     let r = h.ring(me());
     assert_eq!(r.try_put(&[1]), TryPut::Done);
-    let side = &h.ctl.getters;
-    let dead = &side.seats[2].0;
-    dead.key.store(bias::MODEL_DEAD_KEY, Relaxed);
-    dead.inside.store(1, Relaxed);
+    let dead = stage_holder(&h.ctl.getters, 2, bias::MODEL_DEAD_KEY);
     dead.taking.store(1, Relaxed);
-    side.bias.0.store(bias::HELD | 2, Relaxed);
     assert_eq!(
         r.join(Some(Instant::now() + Duration::from_secs(5))),
         Ok(())
@@ -235,23 +233,28 @@ fn seats_of_finished_threads_are_taken_over() {
     }
 }
 
-#[test]
-fn a_holder_inside_makes_others_wait_or_say_busy() {
-    let h = HeapRing::new(4, 8);
-    let r = h.ring(me());
+/// Runs `f` with the seat key of another thread, which stays alive until `f` returns.
+fn with_another_live_thread(f: impl FnOnce(u64)) {
     let (key_tx, key_rx) = std::sync::mpsc::channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|s| {
-        // A live thread, staged as the holder, inside a put.
         s.spawn(move || {
             key_tx.send(bias::my_key()).expect("send");
             let _ = done_rx.recv();
         });
+        f(key_rx.recv().expect("key"));
+        done_tx.send(()).expect("send");
+    });
+}
+
+#[test]
+fn a_holder_inside_makes_others_wait_or_say_busy() {
+    let h = HeapRing::new(4, 8);
+    let r = h.ring(me());
+    with_another_live_thread(|key| {
+        // That thread, staged as the holder, inside a put.
         let side = &h.ctl.putters;
-        let seat = &side.seats[5].0;
-        seat.key.store(key_rx.recv().expect("key"), Relaxed);
-        seat.inside.store(1, Relaxed);
-        side.bias.0.store(bias::HELD | 5, Relaxed);
+        let seat = stage_holder(side, 5, key);
         assert_eq!(r.try_put(b"a"), TryPut::Busy);
         let asked = Duration::from_millis(20);
         let start = Instant::now();
@@ -261,7 +264,6 @@ fn a_holder_inside_makes_others_wait_or_say_busy() {
         seat.inside.store(0, Release);
         assert_eq!(r.try_put(b"b"), TryPut::Done);
         assert_ne!(holder(side), Some(5));
-        done_tx.send(()).expect("send");
     });
     assert_eq!(get_vec(&r), TryGet::Got(b"b".to_vec()));
 }
@@ -270,15 +272,8 @@ fn a_holder_inside_makes_others_wait_or_say_busy() {
 fn threads_without_a_seat_still_work_and_block_grants() {
     let h = HeapRing::new(4, 8);
     let r = h.ring(me());
-    let (key_tx, key_rx) = std::sync::mpsc::channel();
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::scope(|s| {
+    with_another_live_thread(|live| {
         // Every seat taken by a live thread that is not us.
-        s.spawn(move || {
-            key_tx.send(bias::my_key()).expect("send");
-            let _ = done_rx.recv();
-        });
-        let live = key_rx.recv().expect("key");
         for side in [&h.ctl.putters, &h.ctl.getters] {
             for t in &side.seats {
                 t.0.key.store(live, Relaxed);
@@ -288,7 +283,6 @@ fn threads_without_a_seat_still_work_and_block_grants() {
             assert_eq!(r.try_put(&[i]), TryPut::Done);
             assert_eq!(get_vec(&r), TryGet::Got(vec![i]));
         }
-        done_tx.send(()).expect("send");
     });
     assert_eq!(
         (holder(&h.ctl.putters), holder(&h.ctl.getters)),
