@@ -98,6 +98,9 @@ fn seat_of(bias: u64) -> usize {
     (bias & 0xffff) as usize
 }
 
+/// A seat's `key` while a thread is taking the seat over (no pid is `u32::MAX`).
+pub(super) const CLAIMING: u64 = u64::MAX;
+
 /// What the side's `last` word holds after an operation by a thread without a seat.
 const SEATLESS: u32 = u32::MAX;
 
@@ -105,8 +108,8 @@ const SEATLESS: u32 = u32::MAX;
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct Seat {
-    /// Whose: `pid << 32 | tid`, 0 for nobody. Set by a compare-and-swap when a thread takes
-    /// the seat; never changed while the `bias` word names the seat.
+    /// Whose: `pid << 32 | tid`, 0 for nobody, `CLAIMING` while a thread takes the seat over
+    /// (see `my_seat`); never changed while the `bias` word names the seat.
     pub(super) key: AtomicU64,
     /// The owner's process start time (`sys::process_start_time`), so that a reused pid does
     /// not pass for the owner.
@@ -413,21 +416,33 @@ impl Side {
         if !cache::may_look(self) {
             return None;
         }
+        let start = my_start();
         // Acquire: a seat named by the bias word is not to be taken, even if its owner died:
         // a revoker may be reading it.
         let bias = self.bias.0.load(Acquire);
         for (s, t) in self.seats.iter().enumerate() {
             let t = &t.0;
+            // Acquire: pairs with the Release store of a key below, as in `owner_alive`.
             let owner = t.key.load(Acquire);
             let named = bias != UNBIASED && seat_of(bias) == s;
+            // The seat is ours once the compare-and-swap puts `CLAIMING` in it; until the key
+            // goes in, it counts as a live thread's. (Putting our key in at once would show
+            // our key beside the dead owner's start time and raised flag: another thread would
+            // take us for dead and free the seat under us.)
             if (owner == 0 || (!named && !t.owner_alive()))
-                && t.key.compare_exchange(owner, key, AcqRel, Relaxed).is_ok()
+                && t.key
+                    .compare_exchange(owner, CLAIMING, Acquire, Relaxed)
+                    .is_ok()
             {
-                t.start.store(my_start(), Relaxed);
+                t.start.store(start, Relaxed);
                 t.inside.store(0, Relaxed);
                 t.streak.store(0, Relaxed);
                 t.taking.store(0, Relaxed);
                 t.seen.store(0, Relaxed);
+                // Release: the fields above are set before anyone reads them under our key
+                // (pairs with the Acquire loads of the key in `owner_alive`,
+                // `retire_if_dead` and here).
+                t.key.store(key, Release);
                 cache::put(self, s);
                 return Some(s);
             }
@@ -442,18 +457,22 @@ impl Seat {
     /// would otherwise cost every later grant a `/proc` read). Only for a seat the `bias` word
     /// does not name. Whether it was dead.
     fn retire_if_dead(&self) -> bool {
+        // Acquire: pairs with the Release store of the key in `my_seat`, so `start` is the
+        // owner's.
         let key = self.key.load(Acquire);
-        if key != 0 && key_alive(key, self.start.load(Relaxed)) {
+        if key != 0 && (key == CLAIMING || key_alive(key, self.start.load(Relaxed))) {
             return false;
         }
-        let _ = self.key.compare_exchange(key, 0, AcqRel, Relaxed);
+        let _ = self.key.compare_exchange(key, 0, Relaxed, Relaxed);
         true
     }
 
-    /// Whether the thread that owns this seat still runs (a free seat's owner does not).
+    /// Whether the thread that owns this seat still runs (a free seat's owner does not; one
+    /// being taken over counts as alive).
     fn owner_alive(&self) -> bool {
+        // Acquire: as in `retire_if_dead`.
         let key = self.key.load(Acquire);
-        key != 0 && key_alive(key, self.start.load(Relaxed))
+        key != 0 && (key == CLAIMING || key_alive(key, self.start.load(Relaxed)))
     }
 }
 

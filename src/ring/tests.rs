@@ -211,6 +211,26 @@ fn join_passes_a_consumer_that_died_taking_alone() {
     assert_eq!((r.lost(), r.len()), (1, 0));
 }
 
+/// A seat in the middle of being taken over (its key `CLAIMING`, its flag still raised by the
+/// dead owner) belongs to the thread taking it: no one frees it or takes it, and nothing is
+/// granted past its raised flag.
+#[test]
+fn a_seat_being_taken_over_is_left_to_its_taker() {
+    let h = HeapRing::new(4, 8);
+    let r = h.ring(me());
+    let side = &h.ctl.putters;
+    let taken = &side.seats[0].0;
+    taken.key.store(bias::CLAIMING, Relaxed);
+    taken.inside.store(1, Relaxed);
+    for i in 0..10u8 {
+        assert_eq!(r.try_put(&[i]), TryPut::Done);
+        assert_eq!(get_vec(&r), TryGet::Got(vec![i]));
+    }
+    assert_eq!(taken.key.load(Relaxed), bias::CLAIMING);
+    assert_eq!(holder(side), None);
+    assert!(holder(&h.ctl.getters).is_some());
+}
+
 /// Threads that exited leave their seats behind; a thread that needs one takes theirs over.
 #[cfg(not(miri))] // Miri's model threads never count as dead
 #[test]
