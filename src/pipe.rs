@@ -395,6 +395,10 @@ impl End {
         let Some(_receiving) = self.recv.lock_within(Patience::None) else {
             return Err(RecvError::Empty);
         };
+        // Look again under the lock: that other thread may have taken the message we saw.
+        if !self.ready() {
+            return Err(RecvError::Empty);
+        }
         let mut v = Vec::new();
         // Ready: a chunk is published (or the peer is gone), so this does not wait for long.
         self.recv_held(&mut v, None)?;
