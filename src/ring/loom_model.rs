@@ -96,8 +96,9 @@ fn two_producers_cap2_two_each() {
     two_producers_one_consumer(2, [2, 2]);
 }
 
-/// One producer, handed its side after its second put, so that its third is a plain-store
-/// put, against a consumer that is handed its side the same way.
+/// One producer, handed its side after its second put, so that its later puts are plain-store
+/// puts, against a consumer that is handed its side the same way; five messages through two
+/// slots, so that puts reuse slots the consumer took alone (and left `FULL`).
 #[test]
 fn one_producer_alone_one_consumer_alone() {
     model(|| {
@@ -106,13 +107,13 @@ fn one_producer_alone_one_consumer_alone() {
             let h = h.clone();
             thread::spawn(move || {
                 let r = h.ring(ME);
-                for i in 0..3 {
+                for i in 0..5 {
                     r.put(&[0, i], None, 0).expect("open");
                 }
             })
         };
         let r = h.ring(ME);
-        for i in 0..3 {
+        for i in 0..5 {
             assert_eq!(r.get(&mut read2, None, 0), Ok([0, i]));
         }
         producer.join().expect("producer");
