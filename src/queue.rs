@@ -70,7 +70,6 @@ pub(crate) struct RingSeg {
 impl RingSeg {
     pub(crate) fn create(name: &str, spec: &Spec, opts: &Options) -> Result<RingSeg, Error> {
         let (cap, max_len) = (spec.params[0] as usize, spec.params[1] as usize);
-        barrier::init();
         let pid = sys::current_pid();
         let joinable = spec.kind == Kind::JoinableQueue;
         let seg = Segment::create(name, spec, opts, |seg| {
@@ -103,7 +102,6 @@ impl RingSeg {
             tag,
             params: [0; 4],
         };
-        barrier::init();
         let seg = Segment::open(name, &spec, opts)?;
         let [cap, len, ..] = seg.params();
         let expect = ring_spec(kind, cap as usize, len as usize, String::new())
@@ -137,8 +135,9 @@ impl RingSeg {
         .checked_in())
     }
 
-    /// A process that cannot run `membarrier` says so in the ring before its first operation,
-    /// so that no side is handed to a single thread while it is around (see `ring/bias.rs`).
+    /// Registers this process for `membarrier` before its first operation (`barrier::asymmetric`
+    /// does, once); a process that cannot run it says so in the ring, so that no side is handed
+    /// to a single thread while it is around (see `ring/bias.rs`).
     fn checked_in(self) -> RingSeg {
         if !barrier::asymmetric() {
             self.ring().forbid_bias();

@@ -312,49 +312,49 @@ impl<'a> Ring<'a> {
             // Acquire: pairs with the Release store that freed this slot in `try_get` (or
             // `reclaim`), so the last reader's copy is done before we overwrite the data.
             let w = slot[0].load(Acquire);
-            let free = match diff(w, pos) {
-                0 => state(w) == FREE,
-                // The previous lap's message, taken by a consumer that held its side and so
-                // left the state word alone.
-                d => {
-                    d == -(self.cap as i64)
-                        && state(w) == FULL
-                        && self.consumed(pos, seen, &slot[0], w)
-                }
-            };
-            match diff(w, pos) {
-                _ if free => {
-                    // Alone, there is nothing to claim against other producers, and nothing to
-                    // mark for a consumer to find if we die: until the FULL store below, and the
-                    // tail after it, the ring shows nothing of this put. (A consumer polling the
-                    // slot would otherwise pull its line away between a claim and the
-                    // publication.)
-                    if ALONE || claim::<false>(&slot[0], w, enc(pos, WRITING, self.pid)) {
-                        if !ALONE {
-                            advance::<false>(tail, pos);
-                        }
-                        write_data(slot, msg);
-                        // Release: pairs with the Acquire loads in `try_get`; the data written
-                        // above is visible to whoever sees FULL.
-                        slot[0].store(enc(pos, FULL, 0), Release);
-                        if ALONE {
-                            advance::<true>(tail, pos);
-                        }
-                        let m = &self.ctl.misc.0;
-                        wake(&m.get_epoch, &m.get_waiters);
-                        return TryPut::Done;
+            if self.slot_free(pos, w, seen) {
+                // Alone, there is nothing to claim against other producers, and nothing to
+                // mark for a consumer to find if we die: until the FULL store below, and the
+                // tail after it, the ring shows nothing of this put. (A consumer polling the
+                // slot would otherwise pull its line away between a claim and the
+                // publication.)
+                if ALONE || claim(&slot[0], w, enc(pos, WRITING, self.pid)) {
+                    if !ALONE {
+                        advance::<false>(tail, pos);
                     }
+                    write_data(slot, msg);
+                    // Release: pairs with the Acquire loads in `try_get`; the data written
+                    // above is visible to whoever sees FULL.
+                    slot[0].store(enc(pos, FULL, 0), Release);
+                    if ALONE {
+                        advance::<true>(tail, pos);
+                    }
+                    let m = &self.ctl.misc.0;
+                    wake(&m.get_epoch, &m.get_waiters);
+                    return TryPut::Done;
                 }
+            } else if diff(w, pos) >= 0 {
                 // Claimed for `pos` already, or even reused for a later lap: help the tail on.
-                d if d >= 0 => advance::<ALONE>(tail, pos),
+                advance::<ALONE>(tail, pos);
+            } else if tail.load(Relaxed) == pos {
                 // Still holding the previous lap: full, unless our tail was stale.
-                _ => {
-                    if tail.load(Relaxed) == pos {
-                        let stuck = matches!(state(w), WRITING | READING)
-                            .then_some((pos.wrapping_sub(self.cap), w));
-                        return TryPut::Full { stuck };
-                    }
-                }
+                let stuck = matches!(state(w), WRITING | READING)
+                    .then_some((pos.wrapping_sub(self.cap), w));
+                return TryPut::Full { stuck };
+            }
+        }
+    }
+
+    /// Whether the slot of `pos`, whose state word was just read as `w`, is free for `pos`:
+    /// freed by a consumer, or holding the previous lap's message taken by a consumer that held
+    /// its side and so left the word `FULL` (see `consumed`).
+    fn slot_free(&self, pos: u64, w: u64, seen: Option<&AtomicU64>) -> bool {
+        match diff(w, pos) {
+            0 => state(w) == FREE,
+            d => {
+                d == -(self.cap as i64)
+                    && state(w) == FULL
+                    && self.consumed(pos, seen, &self.slot(pos)[0], w)
             }
         }
     }
@@ -407,7 +407,7 @@ impl<'a> Ring<'a> {
                         if let Some(seat) = seat {
                             seat.taking.store(pos + 1, Relaxed);
                         }
-                    } else if claim::<false>(&slot[0], w, enc(pos, READING, self.pid)) {
+                    } else if claim(&slot[0], w, enc(pos, READING, self.pid)) {
                         advance::<false>(head, pos);
                     } else {
                         continue;
@@ -497,9 +497,9 @@ impl<'a> Ring<'a> {
     /// it was copying out the message at the head, that message counts as lost, and the head
     /// moves past it, so that no one gets it twice.
     fn salvage(&self, dead: &Seat) {
-        // Acquire: the dead thread's last stores are all there is; this pairs with nothing
-        // newer.
-        let taking = dead.taking.load(Acquire);
+        // Relaxed: the dead thread stores nothing more, and `revoke` found it dead through
+        // its flag and `/proc`, after its last stores had left its processor.
+        let taking = dead.taking.load(Relaxed);
         let Some(pos) = taking.checked_sub(1) else {
             return;
         };
@@ -575,15 +575,7 @@ impl<'a> Ring<'a> {
         let pos = self.ctl.tail.0.pos.load(Relaxed);
         // Acquire: as in `try_put`.
         let w = self.slot(pos)[0].load(Acquire);
-        let free = match diff(w, pos) {
-            0 => state(w) == FREE,
-            d => {
-                d == -(self.cap as i64)
-                    && state(w) == FULL
-                    && self.consumed(pos, None, &self.slot(pos)[0], w)
-            }
-        };
-        free || self.is_closed()
+        self.slot_free(pos, w, None) || self.is_closed()
     }
 
     /// Puts `msg`, waiting while the ring is full: `spin` rounds of spinning, then sleeping,
@@ -724,22 +716,19 @@ impl<'a> Ring<'a> {
     }
 }
 
-/// Claims a slot by moving its state word from `w` to `new`: a compare-and-swap, or a plain store
-/// for a thread that holds its side `ALONE`. Acquire on success: pairs with the Release store
-/// that put the slot in state `w` (alone, the caller's Acquire load of `w` did that).
+/// Claims a slot (shared protocol) by moving its state word from `w` to `new`. Acquire on
+/// success: pairs with the Release store that put the slot in state `w`.
 #[inline(always)]
-fn claim<const ALONE: bool>(word: &AtomicU64, w: u64, new: u64) -> bool {
-    if ALONE {
-        word.store(new, Relaxed);
-        true
-    } else {
-        word.compare_exchange(w, new, Acquire, Relaxed).is_ok()
-    }
+fn claim(word: &AtomicU64, w: u64, new: u64) -> bool {
+    word.compare_exchange(w, new, Acquire, Relaxed).is_ok()
 }
 
-/// Moves an index on from `pos`, if no one has yet. Alone, a plain store does: the only other
-/// writer is `reclaim`, which moves it from `pos` to `pos + 1` too. Release, both: the claim (or
-/// the claimed state the helper saw) is visible to whoever reads the index past it (see
+/// Moves an index on from `pos`, if no one has yet. Alone, a plain store does. The only other
+/// writer then is `reclaim`, which may have moved it on already (past the next slot too, if
+/// that one was a dead claimer's); the plain store then sets it back by a slot, which is safe
+/// (an index only says where to start looking: the slot's word is the truth) and heals at the
+/// next look, which finds that slot taken and moves on. Release, both: the claim (or the
+/// claimed state the helper saw) is visible to whoever reads the index past it (see
 /// `Ring::consumed`).
 #[inline(always)]
 fn advance<const ALONE: bool>(index: &AtomicU64, pos: u64) {

@@ -23,7 +23,11 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Instant;
 
-use crate::ring::{self, Attempt, Fail, Padded, block, wake};
+/// Words per slot: the ring's size (whole cache lines, so that the producer filling one slot
+/// never shares a line with the consumer reading the one before it). A slot here needs one
+/// header word, the stamp; the ring's second is spare.
+pub(crate) use crate::ring::slot_words;
+use crate::ring::{Attempt, Fail, Padded, block, wake};
 use crate::segment::Shared;
 
 /// The shared control block: each index on a line of its own, then the waiting state.
@@ -52,13 +56,6 @@ unsafe impl Shared for SpscCtl {}
 
 /// Bytes of the control block.
 pub(crate) const SPSC_CTL_SIZE: usize = std::mem::size_of::<SpscCtl>();
-
-/// Words per slot for messages up to `max_len` bytes: the length-and-stamp word, then the data,
-/// padded to whole cache lines so that the producer filling one slot never shares a line with
-/// the consumer reading the one before it. `None` if that does not fit in memory.
-pub(crate) fn slot_words(max_len: usize) -> Option<usize> {
-    ring::slot_words(max_len)?.checked_next_multiple_of(8)
-}
 
 /// What each side remembers of the other's index (process-local).
 #[derive(Debug, Default)]
@@ -141,9 +138,10 @@ impl<'a> Spsc<'a> {
     /// Whether a message is published (or the ring is closed).
     pub(crate) fn readable(&self) -> bool {
         let head = self.ctl.head.0.load(Relaxed);
-        // Acquire: pairs with the Release store of the stamp in `try_push`. A scribbled slot
-        // reads as readable too, so that `try_pop` gets to drop it.
+        // Acquire: pairs with the Release store of `tail` in `try_push` (and `recover_tail`).
+        // A slot scribbled on reads as readable too, so that `try_pop` gets to drop it.
         let ahead = || self.ctl.tail.0.load(Acquire).wrapping_sub(head);
+        // Acquire: pairs with the Release store of the stamp in `try_push`.
         Self::stamped(head, self.slot(head)[0].load(Acquire))
             || (1..=self.cap).contains(&ahead())
             || self.is_closed()
@@ -244,7 +242,7 @@ impl<'a> Spsc<'a> {
                     return None;
                 }
                 // The stamp may have landed since we looked; if it is still missing now that
-                // `tail` is past it, the slot was scribbled on.
+                // `tail` is past it, the slot was scribbled on. (Acquire: as above.)
                 word = slot[0].load(Acquire);
             }
             let len = if Self::stamped(head, word) {

@@ -437,6 +437,8 @@ impl<T: Pod> SpscProducer<T> {
         let _turn = self.end.lock.lock_until(deadline).ok_or(Fail::Timeout)?;
         let ring = self.end.ring();
         let bytes = bytemuck::bytes_of(v);
+        // The common case first, outside `push`'s waiting loop and its closures; `push` starts
+        // with the same attempt, so a full ring is tried twice before the first backoff.
         if ring.is_closed() {
             return Err(Fail::Closed);
         }

@@ -88,10 +88,10 @@ const BRIEF: u32 = 64;
 const UNFENCED_GRACE: Duration = Duration::from_millis(10);
 
 /// The `bias` word: the state in the high half, the seat in the low.
-pub(super) const UNBIASED: u64 = 0;
-pub(super) const GRANTING: u64 = 1 << 32;
+const UNBIASED: u64 = 0;
+const GRANTING: u64 = 1 << 32;
 pub(super) const HELD: u64 = 2 << 32;
-pub(super) const REVOKING: u64 = 3 << 32;
+const REVOKING: u64 = 3 << 32;
 const STATE: u64 = 3 << 32;
 
 fn seat_of(bias: u64) -> usize {
@@ -113,11 +113,11 @@ pub(crate) struct Seat {
     pub(super) key: AtomicU64,
     /// The owner's process start time (`sys::process_start_time`), so that a reused pid does
     /// not pass for the owner.
-    pub(super) start: AtomicU64,
+    start: AtomicU64,
     /// 1 while the owner is inside an operation on this side. Written by the owner only.
     pub(super) inside: AtomicU32,
     /// The owner's operations in a row with no other thread's in between. Owner only.
-    pub(super) streak: AtomicU32,
+    streak: AtomicU32,
     /// A consumer holding its side: the position it is taking, plus one (see `Ring::get_in`).
     /// Owner only.
     pub(super) taking: AtomicU64,
@@ -129,6 +129,11 @@ pub(crate) struct Seat {
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct Side {
+    /// `UNBIASED`, or `GRANTING`, `HELD` or `REVOKING` with a seat. Every compare-and-swap on it
+    /// is AcqRel (except the grant's first, SeqCst): Release, so that what a thread did before
+    /// it (seeing the old holder's flag down, its own operations) happens-before the work of
+    /// whoever reads the new word with Acquire (`sit`, `reap`, `my_seat`); Acquire, for the
+    /// swap before it.
     pub(super) bias: Padded<AtomicU64>,
     /// Threads without a seat inside an operation.
     pub(super) seatless: Padded<AtomicU32>,
@@ -208,6 +213,13 @@ impl<'a> Entry<'a> {
 }
 
 impl Side {
+    /// The seat that holds the side alone, if one does.
+    #[cfg(test)]
+    pub(super) fn holder(&self) -> Option<usize> {
+        let bias = self.bias.0.load(Relaxed);
+        (bias & STATE == HELD).then_some(seat_of(bias))
+    }
+
     /// Starts an operation: finds this thread's seat, and takes whatever way in the `bias` word
     /// allows, revoking another thread's hold first if need be (and calling `salvage` with the
     /// seat of a holder that died inside an operation). `None` if that thread is still inside
@@ -245,6 +257,7 @@ impl Side {
         if bias == UNBIASED {
             return Ok(Entry::Shared(self, Some((s, seat))));
         }
+        // Release: as in `Entry::drop` (nothing was done, but a revoker may be waiting on it).
         seat.inside.store(0, Release);
         Err(bias)
     }
@@ -273,6 +286,7 @@ impl Side {
                     if bias == UNBIASED {
                         return Some(Entry::Shared(self, None));
                     }
+                    // Release: as in `Entry::drop`.
                     self.seatless.0.fetch_sub(1, Release);
                     bias
                 }
@@ -287,33 +301,14 @@ impl Side {
     /// be found dead). `false` if it is still inside when `patience` runs out; the mark stays,
     /// and the next caller finishes the job.
     fn revoke(&self, bias: u64, patience: Patience, salvage: &impl Fn(&Seat)) -> bool {
-        let s = seat_of(bias);
-        match bias & STATE {
-            // A grant not yet made: call it off; the candidate checks before it takes the side.
-            GRANTING => {
-                let _ = self
-                    .bias
-                    .0
-                    .compare_exchange(bias, UNBIASED, AcqRel, Relaxed);
-                return true;
-            }
-            // Mark it, unless it changed meanwhile (then look again).
-            HELD if self
-                .bias
-                .0
-                .compare_exchange(bias, REVOKING | s as u64, AcqRel, Relaxed)
-                .is_err() =>
-            {
-                return true;
-            }
-            _ => {}
-        }
+        let Some(marked) = self.mark(bias) else {
+            return true;
+        };
         // The heavy half: from here on, the holder either sees the mark or has its flag up.
         if !barrier::heavy() {
             std::thread::sleep(UNFENCED_GRACE);
         }
-        let seat = &self.seats[s].0;
-        let marked = REVOKING | s as u64;
+        let seat = &self.seats[seat_of(marked)].0;
         let mut round = 0u32;
         loop {
             if self.bias.0.load(Relaxed) != marked {
@@ -329,15 +324,8 @@ impl Side {
             };
             let left = seat.inside.load(Acquire) == 0;
             let died = !left && (spent || round % 64 == 63) && !seat.owner_alive();
-            if died {
-                // Died inside: whatever it left half done is the ring's to repair.
-                salvage(seat);
-            }
             if left || died {
-                let _ = self
-                    .bias
-                    .0
-                    .compare_exchange(marked, UNBIASED, AcqRel, Relaxed);
+                self.finish(marked, died, salvage);
                 return true;
             }
             if spent {
@@ -351,11 +339,47 @@ impl Side {
         }
     }
 
+    /// The first step of a revocation: the `REVOKING` word to wait on, or `None` if there is
+    /// nothing to wait for (a grant not yet made is called off at once; a word that changed
+    /// meanwhile is to be looked at again).
+    fn mark(&self, bias: u64) -> Option<u64> {
+        let marked = REVOKING | (bias & !STATE);
+        match bias & STATE {
+            // The candidate checks the word before it takes the side.
+            GRANTING => {
+                let _ = self
+                    .bias
+                    .0
+                    .compare_exchange(bias, UNBIASED, AcqRel, Relaxed);
+                None
+            }
+            HELD => self
+                .bias
+                .0
+                .compare_exchange(bias, marked, AcqRel, Relaxed)
+                .ok()
+                .map(|_| marked),
+            _ => Some(marked),
+        }
+    }
+
+    /// Ends a revocation whose holder left, or `died` inside: then whatever it left half done
+    /// is the ring's to repair (`salvage`) before the side is free.
+    fn finish(&self, marked: u64, died: bool, salvage: &impl Fn(&Seat)) {
+        if died {
+            salvage(&self.seats[seat_of(marked)].0);
+        }
+        let _ = self
+            .bias
+            .0
+            .compare_exchange(marked, UNBIASED, AcqRel, Relaxed);
+    }
+
     /// If the thread holding the side died inside an operation, takes the side back and calls
     /// `salvage` with its seat, without waiting for anyone (a `join` that must not wait for the
     /// next get to find it). Whether it did.
     pub(crate) fn reap(&self, salvage: impl Fn(&Seat)) -> bool {
-        // Acquire: as in `enter`.
+        // Acquire: as in `sit`.
         let bias = self.bias.0.load(Acquire);
         if !matches!(bias & STATE, HELD | REVOKING) {
             return false;
@@ -365,8 +389,12 @@ impl Side {
         if seat.inside.load(Acquire) == 0 || seat.owner_alive() {
             return false;
         }
-        // Dead: no fence needed, it runs nothing more. `revoke` does the rest.
-        self.revoke(bias, Patience::None, &salvage)
+        // Dead: it runs nothing more, so no fence and no wait are needed.
+        let Some(marked) = self.mark(bias) else {
+            return false;
+        };
+        self.finish(marked, true, &salvage);
+        true
     }
 
     /// Hands the side to seat `s`, if no other thread is inside a shared operation on it.
@@ -430,6 +458,7 @@ impl Side {
             // our key beside the dead owner's start time and raised flag: another thread would
             // take us for dead and free the seat under us.)
             if (owner == 0 || (!named && !t.owner_alive()))
+                // Acquire: the dead owner's last stores to the seat are behind us.
                 && t.key
                     .compare_exchange(owner, CLAIMING, Acquire, Relaxed)
                     .is_ok()

@@ -128,36 +128,30 @@ fn stage_holder(side: &bias::Side, s: usize, key: u64) -> &bias::Seat {
     seat
 }
 
-/// The seat that holds `side` alone, if one does.
-fn holder(side: &bias::Side) -> Option<usize> {
-    let b = side.bias.0.load(Relaxed);
-    (b & (3 << 32) == bias::HELD).then_some((b & 0xffff) as usize)
-}
-
 #[test]
 fn a_lone_thread_is_handed_each_side_and_another_takes_it_back() {
     let h = HeapRing::new(8, 8);
     let r = h.ring(me());
-    assert_eq!(holder(&h.ctl.putters), None);
+    assert_eq!(h.ctl.putters.holder(), None);
     for i in 0..10u8 {
         assert_eq!(r.try_put(&[i]), TryPut::Done);
         assert_eq!(get_vec(&r), TryGet::Got(vec![i]));
     }
-    let mine = holder(&h.ctl.putters).expect("the producers' side is ours");
-    assert!(holder(&h.ctl.getters).is_some());
+    let mine = h.ctl.putters.holder().expect("the producers' side is ours");
+    assert!(h.ctl.getters.holder().is_some());
     // Another thread puts: it revokes our hold, and after a few puts holds the side itself.
     std::thread::scope(|s| {
         s.spawn(|| {
             for i in 0..5u8 {
                 assert_eq!(r.try_put(&[100 + i]), TryPut::Done);
             }
-            assert_ne!(holder(&h.ctl.putters), Some(mine));
-            assert!(holder(&h.ctl.putters).is_some());
+            assert_ne!(h.ctl.putters.holder(), Some(mine));
+            assert!(h.ctl.putters.holder().is_some());
         });
     });
     // And we take it back.
     assert_eq!(r.try_put(&[7]), TryPut::Done);
-    assert_eq!(holder(&h.ctl.putters), None);
+    assert_eq!(h.ctl.putters.holder(), None);
     for want in [100, 101, 102, 103, 104, 7] {
         assert_eq!(get_vec(&r), TryGet::Got(vec![want]));
     }
@@ -172,7 +166,7 @@ fn a_holder_that_died_inside_is_revoked() {
     stage_holder(side, 3, bias::MODEL_DEAD_KEY);
     // Even a put that may not wait finds the holder dead, rather than saying Busy for ever.
     assert_eq!(r.try_put(b"a"), TryPut::Done);
-    assert_ne!(holder(side), Some(3));
+    assert_ne!(side.holder(), Some(3));
     assert_eq!(get_vec(&r), TryGet::Got(b"a".to_vec()));
 }
 
@@ -186,7 +180,6 @@ fn a_consumer_that_died_taking_alone_loses_that_message_only() {
     // A consumer holding its side died copying out the message at the head.
     let dead = stage_holder(&h.ctl.getters, 7, bias::MODEL_DEAD_KEY);
     dead.taking.store(1, Relaxed); // position 0, plus one
-    assert!(!r.joined());
     assert_eq!(get_vec(&r), TryGet::Got(vec![1]));
     assert_eq!(r.lost(), 1);
     assert_eq!(get_vec(&r), TryGet::Got(vec![2]));
@@ -227,8 +220,8 @@ fn a_seat_being_taken_over_is_left_to_its_taker() {
         assert_eq!(get_vec(&r), TryGet::Got(vec![i]));
     }
     assert_eq!(taken.key.load(Relaxed), bias::CLAIMING);
-    assert_eq!(holder(side), None);
-    assert!(holder(&h.ctl.getters).is_some());
+    assert_eq!(side.holder(), None);
+    assert!(h.ctl.getters.holder().is_some());
 }
 
 /// Threads that exited leave their seats behind; a thread that needs one takes theirs over.
@@ -283,13 +276,13 @@ fn a_holder_inside_makes_others_wait_or_say_busy() {
         // It leaves: the side is ours to take.
         seat.inside.store(0, Release);
         assert_eq!(r.try_put(b"b"), TryPut::Done);
-        assert_ne!(holder(side), Some(5));
+        assert_ne!(side.holder(), Some(5));
     });
     assert_eq!(get_vec(&r), TryGet::Got(b"b".to_vec()));
 }
 
 #[test]
-fn threads_without_a_seat_still_work_and_block_grants() {
+fn threads_without_a_seat_still_work() {
     let h = HeapRing::new(4, 8);
     let r = h.ring(me());
     with_another_live_thread(|live| {
@@ -305,10 +298,31 @@ fn threads_without_a_seat_still_work_and_block_grants() {
         }
     });
     assert_eq!(
-        (holder(&h.ctl.putters), holder(&h.ctl.getters)),
+        (h.ctl.putters.holder(), h.ctl.getters.holder()),
         (None, None)
     );
     assert_eq!(h.ctl.putters.seatless.0.load(Relaxed), 0);
+}
+
+/// While a thread without a seat is inside an operation, a side is handed to no one.
+#[test]
+fn a_thread_without_a_seat_inside_blocks_grants() {
+    let h = HeapRing::new(4, 8);
+    let r = h.ring(me());
+    h.ctl.putters.seatless.0.store(1, Relaxed);
+    for i in 0..10u8 {
+        assert_eq!(r.try_put(&[i]), TryPut::Done);
+        assert_eq!(get_vec(&r), TryGet::Got(vec![i]));
+    }
+    assert_eq!(h.ctl.putters.holder(), None);
+    assert!(h.ctl.getters.holder().is_some());
+    // It leaves: the next run of puts is handed the side.
+    h.ctl.putters.seatless.0.store(0, Relaxed);
+    for i in 0..10u8 {
+        assert_eq!(r.try_put(&[i]), TryPut::Done);
+        assert_eq!(get_vec(&r), TryGet::Got(vec![i]));
+    }
+    assert!(h.ctl.putters.holder().is_some());
 }
 
 #[test]

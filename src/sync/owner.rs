@@ -87,14 +87,10 @@ impl OwnerLock {
         }
     }
 
-    /// Takes the lock, waiting at most until `deadline` (forever if `None`; that takes the same
-    /// path as [`lock`](Self::lock), which the hot paths rely on).
+    /// Takes the lock, waiting at most until `deadline` (forever if `None`).
     #[inline]
     pub(crate) fn lock_until(&self, deadline: Option<Instant>) -> Option<OwnerGuard<'_>> {
-        match deadline {
-            None => Some(self.lock()),
-            Some(d) => self.lock_within(Patience::Until(d)),
-        }
+        self.lock_within(Patience::until(deadline))
     }
 
     /// Takes the lock, or `None` if another thread holds it longer than `patience` allows.
