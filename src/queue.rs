@@ -64,6 +64,7 @@ pub(crate) struct RingSeg {
     cap: usize,
     max_len: usize,
     pid: u32,
+    joinable: bool,
     spin: AtomicU32,
 }
 
@@ -80,6 +81,7 @@ impl RingSeg {
             cap,
             max_len,
             pid,
+            joinable,
             spin: AtomicU32::new(DEFAULT_SPIN),
         }
         .checked_in())
@@ -130,6 +132,7 @@ impl RingSeg {
             cap: cap as usize,
             max_len: len as usize,
             pid: sys::current_pid(),
+            joinable: kind == Kind::JoinableQueue,
             spin: AtomicU32::new(DEFAULT_SPIN),
         }
         .checked_in())
@@ -145,16 +148,12 @@ impl RingSeg {
         self
     }
 
+    #[inline]
     pub(crate) fn ring(&self) -> Ring<'_> {
-        ring_view(
-            &self.seg,
-            self.cap,
-            self.max_len,
-            self.pid,
-            self.seg.kind() == Kind::JoinableQueue,
-        )
+        ring_view(&self.seg, self.cap, self.max_len, self.pid, self.joinable)
     }
 
+    #[inline]
     pub(crate) fn spin(&self) -> u32 {
         self.spin.load(Ordering::Relaxed)
     }
@@ -168,6 +167,7 @@ impl RingSeg {
     }
 }
 
+#[inline]
 fn ring_view(seg: &Segment, cap: usize, max_len: usize, pid: u32, joinable: bool) -> Ring<'_> {
     let off = seg.payload_offset();
     let words = cap * ring::slot_words(max_len).expect("checked geometry");
@@ -555,7 +555,7 @@ impl<T: Pod> Codec for Queue<T> {
 
     fn decode(data: &[AtomicU64], len: usize, out: &mut Option<T>) {
         if len == std::mem::size_of::<T>() {
-            ring::read_data(data, bytemuck::bytes_of_mut(out.insert(T::zeroed())));
+            *out = Some(ring::read_pod(data));
         }
     }
 }

@@ -113,19 +113,23 @@ const FULL: u64 = 1;
 const WRITING: u64 = 2;
 const READING: u64 = 3;
 
+#[inline]
 fn enc(pos: u64, state: u64, pid: u32) -> u64 {
     ((pos & POS_MASK) << POS_SHIFT) | (state << STATE_SHIFT) | (u64::from(pid) & PID_MASK)
 }
 
+#[inline]
 fn state(w: u64) -> u64 {
     (w >> STATE_SHIFT) & 3
 }
 
+#[inline]
 fn pid(w: u64) -> u32 {
     (w & PID_MASK) as u32
 }
 
 /// `tag(w) - pos`, as a signed 40-bit difference.
+#[inline]
 fn diff(w: u64, pos: u64) -> i64 {
     let d = ((w >> POS_SHIFT).wrapping_sub(pos) & POS_MASK) << POS_SHIFT;
     (d as i64) >> POS_SHIFT
@@ -133,6 +137,7 @@ fn diff(w: u64, pos: u64) -> i64 {
 
 /// Words per slot for messages of up to `max_len` bytes: state, length, data, rounded up to a
 /// cache line so neighbouring slots do not share one.
+#[inline]
 pub(crate) fn slot_words(max_len: usize) -> Option<usize> {
     let words = max_len.checked_add(7)? / 8 + 2;
     Some(words.checked_add(7)? / 8 * 8)
@@ -208,6 +213,7 @@ pub(crate) struct Ring<'a> {
 impl<'a> Ring<'a> {
     /// A view of `cap` slots of messages of up to `max_len` bytes, acting as process `pid`.
     /// `words` must hold `cap * slot_words(max_len)` words.
+    #[inline]
     pub(crate) fn new(
         ctl: &'a RingCtl,
         words: &'a [AtomicU64],
@@ -236,16 +242,25 @@ impl<'a> Ring<'a> {
         }
     }
 
+    #[inline]
     fn slot(&self, pos: u64) -> &'a [AtomicU64] {
-        let i = (pos % self.cap) as usize * self.stride;
+        // A division costs tens of cycles, on every operation; a power of two needs none.
+        let i = if self.cap.is_power_of_two() {
+            pos & (self.cap - 1)
+        } else {
+            pos % self.cap
+        };
+        let i = i as usize * self.stride;
         &self.words[i..i + self.stride]
     }
 
+    #[inline]
     pub(crate) fn capacity(&self) -> usize {
         self.cap as usize
     }
 
     /// Messages put and not yet taken (exact when nothing is in flight).
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         let head = self.ctl.head.0.pos.load(Relaxed);
         let tail = self.ctl.tail.0.pos.load(Relaxed);
@@ -257,6 +272,7 @@ impl<'a> Ring<'a> {
         self.ctl.misc.0.lost.load(Relaxed)
     }
 
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         // Acquire: pairs with the Release store in `close`.
         self.ctl.misc.0.closed.load(Acquire) != 0
@@ -348,6 +364,7 @@ impl<'a> Ring<'a> {
     /// Whether the slot of `pos`, whose state word was just read as `w`, is free for `pos`:
     /// freed by a consumer, or holding the previous lap's message taken by a consumer that held
     /// its side and so left the word `FULL` (see `consumed`).
+    #[inline]
     fn slot_free(&self, pos: u64, w: u64, seen: Option<&AtomicU64>) -> bool {
         match diff(w, pos) {
             0 => state(w) == FREE,
@@ -474,6 +491,7 @@ impl<'a> Ring<'a> {
     /// plain stores. (Both loom and the cross-process join test caught that order the wrong way
     /// round.) A cached head was read before `w`; a fresh one is followed by a second look at
     /// the word.
+    #[inline]
     fn consumed(&self, pos: u64, seen: Option<&AtomicU64>, word: &AtomicU64, w: u64) -> bool {
         let prev = pos.wrapping_sub(self.cap);
         if let Some(seen) = seen {
@@ -519,6 +537,7 @@ impl<'a> Ring<'a> {
 
     /// Whether a side may be handed to one thread (no process without `membarrier` uses this
     /// ring).
+    #[inline]
     fn may_bias(&self) -> bool {
         self.ctl.misc.0.no_bias.load(Relaxed) == 0
     }
@@ -564,6 +583,7 @@ impl<'a> Ring<'a> {
     }
 
     /// Whether the head slot holds a published message (or the ring is closed).
+    #[inline]
     pub(crate) fn readable(&self) -> bool {
         let pos = self.ctl.head.0.pos.load(Relaxed);
         // Acquire: as in `try_get`.
@@ -571,6 +591,7 @@ impl<'a> Ring<'a> {
         (diff(w, pos) == 0 && state(w) == FULL) || self.is_closed()
     }
 
+    #[inline]
     fn writable(&self) -> bool {
         let pos = self.ctl.tail.0.pos.load(Relaxed);
         // Acquire: as in `try_put`.
@@ -740,6 +761,7 @@ fn advance<const ALONE: bool>(index: &AtomicU64, pos: u64) {
 }
 
 /// Writes `msg` and its length into a slot this thread has claimed (`WRITING`).
+#[inline]
 fn write_data(slot: &[AtomicU64], msg: &[u8]) {
     slot[1].store(msg.len() as u64, Relaxed);
     let data = &slot[2..];
@@ -768,6 +790,7 @@ fn write_data(slot: &[AtomicU64], msg: &[u8]) {
 
 /// Copies `out.len()` bytes of a message out of the data words of a slot this thread has
 /// claimed (`READING`), inside the `read` callback of [`Ring::try_get`].
+#[inline]
 pub(crate) fn read_data(data: &[AtomicU64], out: &mut [u8]) {
     assert!(out.len() <= data.len() * 8);
     // Word by word under loom, as in `write_data`.
@@ -782,6 +805,19 @@ pub(crate) fn read_data(data: &[AtomicU64], out: &mut [u8]) {
     unsafe {
         std::ptr::copy_nonoverlapping(data.as_ptr().cast::<u8>(), out.as_mut_ptr(), out.len());
     }
+}
+
+/// Reads a `T` out of the data words of a slot this thread has claimed (as [`read_data`]), in one
+/// piece, straight into the value handed back: not a zeroed buffer with the message copied over
+/// it, which cost the consumer two rounds of stores per message.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn read_pod<T: bytemuck::Pod>(data: &[AtomicU64]) -> T {
+    assert!(std::mem::size_of::<T>() <= data.len() * 8);
+    // SAFETY: the bytes lie inside `data` (asserted), and the claim orders the producer's writes
+    // before this read, as in `read_data`. Unaligned, because the words are 8-aligned and `T`
+    // may ask for more; any bytes are a valid `T: Pod`.
+    unsafe { std::ptr::read_unaligned(data.as_ptr().cast::<T>()) }
 }
 
 /// What one attempt of a blocking ring operation found.
@@ -843,6 +879,7 @@ fn backoff(round: u32) {
     }
 }
 
+#[inline]
 fn remaining(deadline: Option<Instant>) -> Result<Option<Duration>, Fail> {
     match deadline {
         None => Ok(None),
@@ -853,6 +890,7 @@ fn remaining(deadline: Option<Instant>) -> Result<Option<Duration>, Fail> {
     }
 }
 
+#[inline]
 fn min_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),

@@ -477,6 +477,7 @@ impl Segment {
         &self.name
     }
 
+    #[inline]
     pub(crate) fn kind(&self) -> Kind {
         Kind::from_code(self.header.kind).expect("validated at open")
     }
@@ -551,6 +552,7 @@ impl Segment {
     /// # Panics
     ///
     /// As [`shared`](Self::shared).
+    #[inline]
     pub(crate) fn shared_slice<S: Shared>(&self, offset: usize, len: usize) -> &[S] {
         let bytes = len
             .checked_mul(std::mem::size_of::<S>())

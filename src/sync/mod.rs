@@ -42,11 +42,13 @@ pub(crate) enum Patience {
 
 impl Patience {
     /// Until `deadline`, or forever for `None`.
+    #[inline]
     pub(crate) fn until(deadline: Option<Instant>) -> Patience {
         deadline.map_or(Patience::Forever, Patience::Until)
     }
 
     /// Whether it has run out (reads the clock only for `Until`).
+    #[inline]
     pub(crate) fn spent(self) -> bool {
         match self {
             Patience::None => true,
