@@ -27,7 +27,7 @@ use std::time::Instant;
 /// never shares a line with the consumer reading the one before it). A slot here needs one
 /// header word, the stamp; the ring's second is spare.
 pub(crate) use crate::ring::slot_words;
-use crate::ring::{Attempt, Fail, Padded, block, wake};
+use crate::ring::{Attempt, Fail, Padded, Refill, block, wake};
 use crate::segment::Shared;
 
 /// The shared control block: each index on a line of its own, then the waiting state.
@@ -272,7 +272,8 @@ impl<'a> Spsc<'a> {
         }
     }
 
-    /// Pushes `msg`, waiting while the ring is full (see `Ring::put`).
+    /// Pushes `msg`, waiting while the ring is full (see `Ring::put`; a full ring is refilled in
+    /// batches, see `ring::Refill`).
     pub(crate) fn push(
         &self,
         msg: &[u8],
@@ -281,12 +282,16 @@ impl<'a> Spsc<'a> {
         spin: u32,
     ) -> Result<(), Fail> {
         let m = &self.ctl.misc.0;
-        let attempt = |_| {
+        let refill = Refill::new(&self.ctl.head.0, self.cap);
+        let attempt = |spun| {
             if self.is_closed() {
                 Attempt::Done(Err(Fail::Closed))
+            } else if refill.waiting(spun) {
+                Attempt::Wait { poll: None }
             } else if self.try_push(msg, cache) {
                 Attempt::Done(Ok(()))
             } else {
+                refill.full(spun);
                 Attempt::Wait { poll: None }
             }
         };

@@ -121,6 +121,30 @@ fn one_producer_alone_one_consumer_alone() {
     });
 }
 
+/// A producer that spins before it sleeps, so that a full ring makes it wait for a batch
+/// (`Refill`) first: no message lost or stuck, whatever the interleaving.
+#[test]
+fn a_spinning_producer_refills_in_batches() {
+    model(|| {
+        let h = Arc::new(HeapRing::new(2, 2));
+        let producer = {
+            let h = h.clone();
+            thread::spawn(move || {
+                let r = h.ring(ME);
+                for i in 0..4 {
+                    r.put(&[0, i], None, 2).expect("open");
+                }
+            })
+        };
+        let r = h.ring(ME);
+        for i in 0..4 {
+            assert_eq!(r.get(&mut read2, None, 0), Ok([0, i]));
+        }
+        producer.join().expect("producer");
+        assert_eq!((r.len(), r.lost()), (0, 0));
+    });
+}
+
 /// A producer that holds its side, revoked at any point by a second producer.
 #[test]
 fn two_producers_cap2_three_and_one() {

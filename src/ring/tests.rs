@@ -326,6 +326,35 @@ fn a_thread_without_a_seat_inside_blocks_grants() {
 }
 
 #[test]
+fn a_full_ring_is_refilled_in_batches_while_consumers_take() {
+    let head = AtomicU64::new(10);
+    let r = Refill::new(&head, 8);
+    assert!(!r.waiting(false), "the ring was not found full");
+    r.full(false);
+    for taken in [11, 12, 13] {
+        head.store(taken, Relaxed);
+        assert!(
+            r.waiting(false),
+            "half the ring (4) is not yet taken at {taken}"
+        );
+    }
+    head.store(14, Relaxed);
+    assert!(!r.waiting(false));
+    assert!(!r.waiting(false), "the wait is over");
+    // Consumers that stop taking end the wait at the next look.
+    r.full(false);
+    head.store(15, Relaxed);
+    assert!(r.waiting(false));
+    assert!(!r.waiting(false));
+    // Once the spinning is over, a put never waits for a batch.
+    r.full(true);
+    assert!(!r.waiting(false));
+    r.full(false);
+    head.store(16, Relaxed);
+    assert!(!r.waiting(true));
+}
+
+#[test]
 fn threads_lose_and_duplicate_nothing() {
     let h = HeapRing::new(4, 16);
     let per = if cfg!(miri) { 50 } else { 20_000 };
