@@ -148,7 +148,7 @@ impl RingSeg {
         self
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn ring(&self) -> Ring<'_> {
         ring_view(&self.seg, self.cap, self.max_len, self.pid, self.joinable)
     }
@@ -167,7 +167,7 @@ impl RingSeg {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn ring_view(seg: &Segment, cap: usize, max_len: usize, pid: u32, joinable: bool) -> Ring<'_> {
     let off = seg.payload_offset();
     let words = cap * ring::slot_words(max_len).expect("checked geometry");
@@ -215,6 +215,7 @@ enum GetFail {
 }
 
 impl RingSeg {
+    #[inline(always)]
     fn put_bytes(&self, msg: &[u8], wait: Wait) -> Result<(), PutFail> {
         if msg.len() > self.max_len {
             return Err(PutFail::TooLarge);

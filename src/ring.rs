@@ -299,6 +299,7 @@ impl<'a> Ring<'a> {
         self.put_within(msg, Patience::None)
     }
 
+    #[inline]
     fn put_within(&self, msg: &[u8], patience: Patience) -> TryPut {
         debug_assert!(msg.len() <= self.max_len);
         let Some(entry) = self.ctl.putters.enter(patience, |_| {}) else {
@@ -603,6 +604,7 @@ impl<'a> Ring<'a> {
     /// Puts `msg`, waiting while the ring is full: `spin` rounds of spinning, then sleeping,
     /// until `deadline` (forever if `None`). A full ring is refilled in batches (see
     /// [`Refill`]).
+    #[inline]
     pub(crate) fn put(&self, msg: &[u8], deadline: Option<Instant>, spin: u32) -> Result<(), Fail> {
         let m = &self.ctl.misc.0;
         let refill = Refill::new(&self.ctl.head.0.pos, self.cap);
@@ -848,6 +850,7 @@ pub(crate) struct Refill<'a> {
 
 impl<'a> Refill<'a> {
     /// For a ring of `cap` slots whose consumers move `head`.
+    #[inline]
     pub(crate) fn new(head: &'a AtomicU64, cap: u64) -> Refill<'a> {
         Refill {
             head,
@@ -857,6 +860,7 @@ impl<'a> Refill<'a> {
     }
 
     /// The put found the ring full: while it spins, it waits for a batch.
+    #[inline]
     pub(crate) fn full(&self, spun: bool) {
         if !spun {
             // Relaxed: it only says when to look at the slot again; the put's own check of the
@@ -868,6 +872,7 @@ impl<'a> Refill<'a> {
 
     /// Whether the put is to keep waiting rather than look at the slot: it spins, the batch is
     /// not yet taken, and the head has moved since the last look.
+    #[inline]
     pub(crate) fn waiting(&self, spun: bool) -> bool {
         let Some((until, last)) = self.wait.take() else {
             return false;
