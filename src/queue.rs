@@ -440,6 +440,8 @@ macro_rules! queue_ops {
 
             /// How many rounds this handle spins (then yields) before sleeping in a blocked
             /// `put` or `get`. `0` sleeps at once; `u32::MAX` busy-polls and never sleeps.
+            /// While it spins, a `put` into a full queue waits for the consumers to take half
+            /// of it, as long as they keep taking (the crate's README says why).
             pub fn set_spin(&self, rounds: u32) {
                 self.seg().set_spin(rounds);
             }
