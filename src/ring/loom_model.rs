@@ -96,24 +96,22 @@ fn two_producers_cap2_two_each() {
     two_producers_one_consumer(2, [2, 2]);
 }
 
-/// One producer, handed its side after its second put, so that its later puts are plain-store
-/// puts, against a consumer that is handed its side the same way; five messages through two
-/// slots, so that puts reuse slots the consumer took alone (and left `FULL`).
-#[test]
-fn one_producer_alone_one_consumer_alone() {
-    model(|| {
+/// One producer puts `n` messages into a ring of two slots, spinning `spin` rounds before it
+/// sleeps; one consumer takes them all.
+fn one_producer_one_consumer(n: u8, spin: u32) {
+    model(move || {
         let h = Arc::new(HeapRing::new(2, 2));
         let producer = {
             let h = h.clone();
             thread::spawn(move || {
                 let r = h.ring(ME);
-                for i in 0..5 {
-                    r.put(&[0, i], None, 0).expect("open");
+                for i in 0..n {
+                    r.put(&[0, i], None, spin).expect("open");
                 }
             })
         };
         let r = h.ring(ME);
-        for i in 0..5 {
+        for i in 0..n {
             assert_eq!(r.get(&mut read2, None, 0), Ok([0, i]));
         }
         producer.join().expect("producer");
@@ -121,28 +119,19 @@ fn one_producer_alone_one_consumer_alone() {
     });
 }
 
+/// One producer, handed its side after its second put, so that its later puts are plain-store
+/// puts, against a consumer that is handed its side the same way; five messages through two
+/// slots, so that puts reuse slots the consumer took alone (and left `FULL`).
+#[test]
+fn one_producer_alone_one_consumer_alone() {
+    one_producer_one_consumer(5, 0);
+}
+
 /// A producer that spins before it sleeps, so that a full ring makes it wait for a batch
 /// (`Refill`) first: no message lost or stuck, whatever the interleaving.
 #[test]
 fn a_spinning_producer_refills_in_batches() {
-    model(|| {
-        let h = Arc::new(HeapRing::new(2, 2));
-        let producer = {
-            let h = h.clone();
-            thread::spawn(move || {
-                let r = h.ring(ME);
-                for i in 0..4 {
-                    r.put(&[0, i], None, 2).expect("open");
-                }
-            })
-        };
-        let r = h.ring(ME);
-        for i in 0..4 {
-            assert_eq!(r.get(&mut read2, None, 0), Ok([0, i]));
-        }
-        producer.join().expect("producer");
-        assert_eq!((r.len(), r.lost()), (0, 0));
-    });
+    one_producer_one_consumer(4, 2);
 }
 
 /// A producer that holds its side, revoked at any point by a second producer.
