@@ -688,9 +688,9 @@ macro_rules! receiving {
             }
 
             /// How many rounds a blocked receive (or send) spins before it sleeps: `0` sleeps at
-            /// once, `u32::MAX` busy-polls. While it spins, a send into a full pipe waits for
-            /// the receiver to take half of it, as long as it keeps taking (the crate's README
-            /// says why).
+            /// once, `u32::MAX` busy-polls (and still keeps a timed call's deadline). While it
+            /// spins, a send into a full pipe waits for the receiver to take half of it, as long
+            /// as it keeps taking (the crate's README says why).
             pub fn set_spin(&self, rounds: u32) {
                 self.end.spin.store(rounds, Ordering::Relaxed);
             }

@@ -27,7 +27,7 @@ const MAX_CAPACITY: usize = 1 << 32;
 /// The longest message slot accepted: 64 MiB.
 const MAX_MESSAGE: usize = 64 << 20;
 /// How many rounds a blocked `put`/`get` spins before it sleeps, unless told otherwise.
-pub(crate) const DEFAULT_SPIN: u32 = 200;
+pub(crate) const DEFAULT_SPIN: u32 = ring::SPUN_AFTER;
 
 /// The segment layout of a ring of `cap` slots of `max_len`-byte messages.
 pub(crate) fn ring_spec(
@@ -439,9 +439,10 @@ macro_rules! queue_ops {
             }
 
             /// How many rounds this handle spins (then yields) before sleeping in a blocked
-            /// `put` or `get`. `0` sleeps at once; `u32::MAX` busy-polls and never sleeps.
-            /// While it spins, a `put` into a full queue waits for the consumers to take half
-            /// of it, as long as they keep taking (the crate's README says why).
+            /// `put` or `get`. `0` sleeps at once; `u32::MAX` busy-polls and never sleeps (it
+            /// still keeps a timed call's deadline and passes a dead peer's slot). While it
+            /// spins, a `put` into a full queue waits for the consumers to take half of it, as
+            /// long as they keep taking (the crate's README says why).
             pub fn set_spin(&self, rounds: u32) {
                 self.seg().set_spin(rounds);
             }

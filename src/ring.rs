@@ -897,10 +897,17 @@ pub(crate) enum Attempt<T> {
     Wait { poll: Option<Duration> },
 }
 
+/// Rounds of spinning after which a waiter does what one about to sleep does (looks whether a
+/// claimer in its way died, stops waiting for a refill), even if it spins on: the default spin
+/// budget.
+pub(crate) const SPUN_AFTER: u32 = 200;
+
 /// The wait every blocking ring operation shares: calls `attempt(spun)` until it finishes;
 /// between attempts spins `spin` rounds with [`backoff`], then sleeps on `epoch` (while
 /// `blocked()` holds) until the other side wakes it, the `poll` interval passes, or `deadline`.
-/// `spun` tells `attempt` that the spin budget is spent.
+/// `spun` tells `attempt` that the spin budget is spent, or [`SPUN_AFTER`] rounds are.
+/// `deadline` holds while spinning too: a handle set to busy-poll (`set_spin(u32::MAX)`) would
+/// otherwise spin past it, and past a dead claimer, for 2^32 rounds.
 pub(crate) fn block<T>(
     epoch: &AtomicU32,
     waiters: &AtomicU32,
@@ -911,7 +918,7 @@ pub(crate) fn block<T>(
 ) -> Result<T, Fail> {
     let mut rounds = 0;
     loop {
-        let poll = match attempt(rounds >= spin) {
+        let poll = match attempt(rounds >= spin.min(SPUN_AFTER)) {
             Attempt::Done(r) => return r,
             Attempt::Again => continue,
             Attempt::Wait { poll } => poll,
@@ -919,6 +926,9 @@ pub(crate) fn block<T>(
         if rounds < spin {
             rounds += 1;
             backoff(rounds);
+            if deadline.is_some() {
+                remaining(deadline)?;
+            }
             continue;
         }
         let wait = remaining(deadline)?;

@@ -375,9 +375,10 @@ macro_rules! end_queries {
             }
 
             /// How many rounds this handle spins (then yields) before sleeping in a blocked
-            /// call. `0` sleeps at once; `u32::MAX` busy-polls and never sleeps. While it
-            /// spins, a `put` into a full queue waits for the consumer to take half of it, as
-            /// long as it keeps taking (the crate's README says why).
+            /// call. `0` sleeps at once; `u32::MAX` busy-polls and never sleeps (it still keeps
+            /// a timed call's deadline). While it spins, a `put` into a full queue waits for the
+            /// consumer to take half of it, as long as it keeps taking (the crate's README says
+            /// why).
             pub fn set_spin(&self, rounds: u32) {
                 self.end.spin.store(rounds, Relaxed);
             }

@@ -89,17 +89,24 @@ fn nonblocking_calls_never_wait() {
 
 fn timed_calls_wait_then_fail() {
     let q = Queue::<u32>::create(&name("timed"), 1).expect("create");
-    for asked in [ms(1), ms(120)] {
-        let r = common::timed(asked, || q.get_timeout(asked));
-        assert_eq!(r, Err(GetTimeoutError::Timeout));
+    // The default spin, and a handle that busy-polls (it never sleeps, and must still keep its
+    // deadline).
+    for spin in [None, Some(u32::MAX)] {
+        if let Some(rounds) = spin {
+            q.set_spin(rounds);
+        }
+        for asked in [ms(1), ms(120)] {
+            let r = common::timed(asked, || q.get_timeout(asked));
+            assert_eq!(r, Err(GetTimeoutError::Timeout));
+        }
+        q.put(1).expect("put");
+        for asked in [ms(1), ms(120)] {
+            let r = common::timed(asked, || q.put_timeout(9, asked));
+            assert!(matches!(r, Err(PutTimeoutError::Timeout(9))));
+        }
+        // A timeout too large to represent waits forever (here: returns at once, there is data).
+        assert_eq!(q.get_timeout(Duration::MAX), Ok(1));
     }
-    q.put(1).expect("put");
-    for asked in [ms(1), ms(120)] {
-        let r = common::timed(asked, || q.put_timeout(9, asked));
-        assert!(matches!(r, Err(PutTimeoutError::Timeout(9))));
-    }
-    // A timeout too large to represent waits forever (here: returns at once, there is data).
-    assert_eq!(q.get_timeout(Duration::MAX), Ok(1));
 }
 
 fn qsize_follows_puts_and_gets() {

@@ -7,12 +7,14 @@ use proptest::prelude::*;
 
 use super::*;
 
+fn read_vec(data: &[AtomicU64], len: usize) -> Vec<u8> {
+    let mut v = vec![0; len];
+    read_data(data, &mut v);
+    v
+}
+
 fn get_vec(r: &Ring<'_>) -> TryGet<Vec<u8>> {
-    r.try_get(&mut |data, len| {
-        let mut v = vec![0; len];
-        read_data(data, &mut v);
-        v
-    })
+    r.try_get(&mut read_vec)
 }
 
 /// A pid that is alive for as long as the test runs: ours. (A made-up small pid may name no
@@ -90,6 +92,45 @@ fn dead_claimers_are_reclaimed() {
     assert_eq!(r.try_put(b"a"), TryPut::Done);
     assert_eq!(get_vec(&r), TryGet::Got(b"a".to_vec()));
     assert!(r.joined() || r.task_done().is_ok());
+}
+
+/// Runs `f` on a thread of its own and hands back its result, failing the test if that takes
+/// longer than a generous bound (rather than hanging the suite: the thread is left behind).
+fn within_seconds<R: Send + 'static>(secs: u64, f: impl FnOnce() -> R + Send + 'static) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    let r = rx
+        .recv_timeout(Duration::from_secs(secs))
+        .expect("still waiting: the call ignored what should have ended it");
+    thread.join().expect("the call's thread");
+    r
+}
+
+/// A handle that busy-polls (`set_spin(u32::MAX)`) never stops spinning: it must still reclaim a
+/// dead claimer's slot in its way (it spun 2^32 rounds first, before), and give up at its
+/// deadline.
+#[test]
+fn a_busy_polling_waiter_reclaims_dead_claimers_and_keeps_its_deadline() {
+    let h = std::sync::Arc::new(HeapRing::new(2, 8));
+    let w = enc(0, WRITING, MODEL_DEAD_PID);
+    h.words[0].store(w, Relaxed);
+    h.ctl.tail.0.pos.store(1, Relaxed);
+    assert_eq!(h.ring(me()).try_put(b"a"), TryPut::Done);
+    let hh = h.clone();
+    let got = within_seconds(60, move || hh.ring(me()).get(&mut read_vec, None, u32::MAX));
+    assert_eq!(got, Ok(b"a".to_vec()));
+    assert_eq!(h.ring(me()).lost(), 1);
+    let asked = Duration::from_millis(20);
+    let start = Instant::now();
+    let hh = h.clone();
+    let got = within_seconds(60, move || {
+        hh.ring(me())
+            .get(&mut read_vec, Some(start + asked), u32::MAX)
+    });
+    assert_eq!(got, Err(Fail::Timeout));
+    assert!(start.elapsed() >= asked);
 }
 
 /// A consumer that died copying out the previous lap of the head slot, in an empty ring: `try_get`
