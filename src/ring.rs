@@ -299,6 +299,15 @@ impl<'a> Ring<'a> {
         self.put_within(msg, Patience::None)
     }
 
+    /// A blocking put's first attempt, before its wait loop ([`put`](Self::put)): as
+    /// [`try_put`](Self::try_put), but another producer holding the side is waited for as the
+    /// loop would, until `deadline` (a brief spin, and then the loop taking the side back again,
+    /// would cost a second `membarrier`).
+    #[inline]
+    pub(crate) fn put_once(&self, msg: &[u8], deadline: Option<Instant>) -> TryPut {
+        self.put_within(msg, Patience::until(deadline))
+    }
+
     #[inline]
     fn put_within(&self, msg: &[u8], patience: Patience) -> TryPut {
         debug_assert!(msg.len() <= self.max_len);
@@ -382,6 +391,16 @@ impl<'a> Ring<'a> {
     /// sleeps (another consumer holding the side: as in `try_put`).
     pub(crate) fn try_get<R>(&self, read: &mut impl FnMut(&[AtomicU64], usize) -> R) -> TryGet<R> {
         self.get_within(read, Patience::None)
+    }
+
+    /// A blocking get's first attempt, before its wait loop, as [`put_once`](Self::put_once).
+    #[inline]
+    pub(crate) fn get_once<R>(
+        &self,
+        read: &mut impl FnMut(&[AtomicU64], usize) -> R,
+        deadline: Option<Instant>,
+    ) -> TryGet<R> {
+        self.get_within(read, Patience::until(deadline))
     }
 
     fn get_within<R>(
@@ -839,8 +858,8 @@ pub(crate) fn read_pod<T: bytemuck::Pod>(data: &[AtomicU64]) -> T {
 /// lines the consumer writes next; waiting for a batch leaves the consumer alone while it takes
 /// it. (In `queue_bench`'s 64 B stream, where the consumer is the slower side, the `Queue` went
 /// from 25 to 39 M messages/s, and `SpscQueue`'s runs at 30 M/s, a third of them, were gone.)
-/// A consumer that stops taking ends the wait at once, and so does the end of the spinning: a
-/// put that sleeps is woken for the first free slot.
+/// A consumer that stops taking ends the wait at the next look, and so does the end of the
+/// spinning: a put that sleeps is woken for the first free slot.
 pub(crate) struct Refill<'a> {
     head: &'a AtomicU64,
     batch: u64,

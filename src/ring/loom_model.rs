@@ -96,11 +96,11 @@ fn two_producers_cap2_two_each() {
     two_producers_one_consumer(2, [2, 2]);
 }
 
-/// One producer puts `n` messages into a ring of two slots, spinning `spin` rounds before it
+/// One producer puts `n` messages into a ring of `cap` slots, spinning `spin` rounds before it
 /// sleeps; one consumer takes them all.
-fn one_producer_one_consumer(n: u8, spin: u32) {
+fn one_producer_one_consumer(cap: usize, n: u8, spin: u32) {
     model(move || {
-        let h = Arc::new(HeapRing::new(2, 2));
+        let h = Arc::new(HeapRing::new(cap, 2));
         let producer = {
             let h = h.clone();
             thread::spawn(move || {
@@ -124,14 +124,14 @@ fn one_producer_one_consumer(n: u8, spin: u32) {
 /// slots, so that puts reuse slots the consumer took alone (and left `FULL`).
 #[test]
 fn one_producer_alone_one_consumer_alone() {
-    one_producer_one_consumer(5, 0);
+    one_producer_one_consumer(2, 5, 0);
 }
 
-/// A producer that spins before it sleeps, so that a full ring makes it wait for a batch
-/// (`Refill`) first: no message lost or stuck, whatever the interleaving.
+/// A producer that spins before it sleeps, so that a full ring of four makes it wait for a batch
+/// of two (`Refill`) first: no message lost or stuck, whatever the interleaving.
 #[test]
 fn a_spinning_producer_refills_in_batches() {
-    one_producer_one_consumer(4, 2);
+    one_producer_one_consumer(4, 6, 2);
 }
 
 /// A producer that holds its side, revoked at any point by a second producer.
