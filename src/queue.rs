@@ -63,7 +63,10 @@ pub(crate) struct RingSeg {
     seg: Segment,
     cap: usize,
     max_len: usize,
+    /// The pid this handle claims slots under, and `sys::forks()` when it was read: a handle
+    /// inherited through `fork` claims under the child's pid instead (see `ring`).
     pid: u32,
+    forks: u32,
     joinable: bool,
     spin: AtomicU32,
 }
@@ -71,7 +74,7 @@ pub(crate) struct RingSeg {
 impl RingSeg {
     pub(crate) fn create(name: &str, spec: &Spec, opts: &Options) -> Result<RingSeg, Error> {
         let (cap, max_len) = (spec.params[0] as usize, spec.params[1] as usize);
-        let pid = sys::current_pid();
+        let (pid, forks) = (sys::thread_ids().0, sys::forks());
         let joinable = spec.kind == Kind::JoinableQueue;
         let seg = Segment::create(name, spec, opts, |seg| {
             ring_view(seg, cap, max_len, pid, joinable).init();
@@ -81,6 +84,7 @@ impl RingSeg {
             cap,
             max_len,
             pid,
+            forks,
             joinable,
             spin: AtomicU32::new(DEFAULT_SPIN),
         }
@@ -131,7 +135,8 @@ impl RingSeg {
             seg,
             cap: cap as usize,
             max_len: len as usize,
-            pid: sys::current_pid(),
+            pid: sys::thread_ids().0,
+            forks: sys::forks(),
             joinable: kind == Kind::JoinableQueue,
             spin: AtomicU32::new(DEFAULT_SPIN),
         }
@@ -150,7 +155,15 @@ impl RingSeg {
 
     #[inline(always)]
     pub(crate) fn ring(&self) -> Ring<'_> {
-        ring_view(&self.seg, self.cap, self.max_len, self.pid, self.joinable)
+        // A child that inherited this handle through `fork` must claim slots under its own pid:
+        // under its parent's, a claim it died in would look alive for as long as the parent
+        // runs, and the slot would never be reclaimed.
+        let pid = if sys::forks() == self.forks {
+            self.pid
+        } else {
+            sys::thread_ids().0
+        };
+        ring_view(&self.seg, self.cap, self.max_len, pid, self.joinable)
     }
 
     #[inline]
@@ -916,5 +929,22 @@ impl<T: Pod> SimpleQueue<T> {
 impl<T> fmt::Debug for SimpleQueue<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("SimpleQueue").field(&self.queue).finish()
+    }
+}
+
+#[cfg(all(test, not(miri)))]
+mod tests {
+    use super::*;
+
+    /// A forked child that uses a queue handle it inherited claims slots under its own pid.
+    #[test]
+    fn a_handle_inherited_through_fork_claims_as_the_child() {
+        let name = format!("mpt{}-fork", std::process::id());
+        let q = Queue::<u64>::create(&name, 4).expect("create");
+        assert_eq!(q.ring().pid(), std::process::id());
+        // In the child: no allocation (see `in_forked_child`), just the pids.
+        assert!(sys::in_forked_child(|| q.ring().pid()
+            == sys::current_pid()
+            && q.ring().pid() != q.ring.pid));
     }
 }

@@ -255,6 +255,12 @@ impl<'a> Ring<'a> {
         &self.words[i..i + self.stride]
     }
 
+    /// The pid this view claims slots under.
+    #[cfg(test)]
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
     #[inline]
     pub(crate) fn capacity(&self) -> usize {
         self.cap as usize

@@ -183,6 +183,36 @@ pub(crate) fn thread_ids() -> (u32, u32) {
     })
 }
 
+/// How many times this process was forked from its parent and theirs, as counted in each child
+/// (once [`thread_ids`] has run): a value read before a `fork` differs in the child.
+#[inline]
+pub(crate) fn forks() -> u32 {
+    FORKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Forks, runs `f` in the child and exits there at once (no destructors, no exit handlers),
+/// with status 0 if `f` returned `true`; whether the child did. For tests: `f` must not allocate
+/// or take a lock, since another thread of the test binary may hold one across the `fork`.
+#[cfg(test)]
+pub(crate) fn in_forked_child(f: impl FnOnce() -> bool) -> bool {
+    // SAFETY: the child runs only `f`, which its callers keep free of allocation and locks, and
+    // then `_exit`; the parent only waits for it.
+    match unsafe { libc::fork() } {
+        -1 => panic!("fork: {}", io::Error::last_os_error()),
+        0 => {
+            let ok = f();
+            // SAFETY: ends the child without running anything of the parent's state.
+            unsafe { libc::_exit(i32::from(!ok)) }
+        }
+        child => {
+            let mut status = 0;
+            // SAFETY: waits for our own child, writing its status into a local.
+            let r = unsafe { libc::waitpid(child, &mut status, 0) };
+            r == child && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+        }
+    }
+}
+
 /// Whether thread `tid` of the process `pid` that started at `start_time` is still running.
 pub(crate) fn thread_alive(pid: u32, tid: u32, start_time: u64) -> bool {
     process_alive(pid, start_time) && std::fs::metadata(format!("/proc/{pid}/task/{tid}")).is_ok()
