@@ -235,13 +235,6 @@ impl RingSeg {
         }
         let ring = self.ring();
         match wait {
-            // The common case first, outside `Ring::put`'s wait loop: a put that finds room at
-            // once. (Through the loop, a 64 B stream ran at 43 M messages/s; this way, 51.)
-            Wait::Until(deadline)
-                if !ring.is_closed() && ring.put_once(msg, deadline) == TryPut::Done =>
-            {
-                Ok(())
-            }
             Wait::Until(deadline) => ring.put(msg, deadline, self.spin()).map_err(|e| match e {
                 Fail::Timeout => PutFail::Timeout,
                 Fail::Closed => PutFail::Closed,
@@ -272,10 +265,6 @@ impl RingSeg {
         let mut out = None;
         let mut read = |data: &[AtomicU64], len: usize| C::decode(data, len, &mut out);
         match wait {
-            // The common case first, as in `put_bytes`: a message at once. (A closed queue
-            // still hands out what it holds, so `closed` need not be read first here.)
-            Wait::Until(deadline)
-                if matches!(ring.get_once(&mut read, deadline), TryGet::Got(())) => {}
             Wait::Until(deadline) => {
                 ring.get(&mut read, deadline, self.spin())
                     .map_err(|e| match e {
