@@ -23,7 +23,7 @@ use crate::queue::{DEFAULT_SPIN, deadline};
 use crate::ring::Fail;
 use crate::segment::{Kind, Options, Segment, Shared, Spec};
 use crate::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
-use crate::sync::barrier;
+use crate::sync::fence;
 use crate::sync::owner::{OwnerLock, Patience};
 use crate::sys;
 
@@ -120,7 +120,7 @@ impl End {
     }
 
     fn attach(seg: Arc<Segment>, side: usize) -> End {
-        barrier::init();
+        fence::init();
         End {
             seg,
             side,

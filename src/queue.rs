@@ -19,7 +19,7 @@ use crate::error::{
 };
 use crate::ring::{self, CTL_SIZE, Fail, Ring, RingCtl, TryGet, TryPut};
 use crate::segment::{Kind, Options, Segment, Spec};
-use crate::sync::barrier;
+use crate::sync::fence;
 use crate::sys;
 
 /// The largest capacity accepted.
@@ -143,11 +143,11 @@ impl RingSeg {
         .checked_in())
     }
 
-    /// Registers this process for `membarrier` before its first operation (`barrier::asymmetric`
+    /// Registers this process for `membarrier` before its first operation (`fence::asymmetric`
     /// does, once); a process that cannot run it says so in the ring, so that no side is handed
     /// to a single thread while it is around (see `ring/bias.rs`).
     fn checked_in(self) -> RingSeg {
-        if !barrier::asymmetric() {
+        if !fence::asymmetric() {
             self.ring().forbid_bias();
         }
         self

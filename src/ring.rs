@@ -28,7 +28,7 @@
 //! word; the other side issues the wake syscall only when that count is non-zero, so the
 //! uncontended path makes no syscalls at all. The count and the message need a store-then-load
 //! fence on each side; the waking side's is a compiler fence only, and the parking side pays for
-//! both with a `membarrier` (see `sync::barrier`), so a stream of messages runs no fence at all.
+//! both with a `membarrier` (see `sync::fence`), so a stream of messages runs no fence at all.
 //!
 //! It works on a control block and a slice of `AtomicU64` slot words, wherever they live, so it
 //! runs the same on heap memory under Miri and in property tests as on a mapped segment. The one
@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 use crate::sync::Patience;
 use crate::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use crate::sync::atomic::{AtomicU32, AtomicU64};
-use crate::sync::barrier;
+use crate::sync::fence;
 
 mod bias;
 
@@ -1008,9 +1008,9 @@ fn park(
     // The heavy half of the fence pair whose light half is in `wake`: either `blocked()` below
     // sees the other side's update, or the other side sees our waiter count and bumps the
     // epoch (so the futex wait returns).
-    let reached = barrier::heavy();
+    let reached = fence::heavy();
     if blocked() {
-        // Without the membarrier a peer's light fence is out of our reach (see `barrier`), so
+        // Without the membarrier a peer's light fence is out of our reach (see `fence`), so
         // its wake-up may be lost: look again now and then.
         let timeout = if reached {
             timeout
@@ -1026,7 +1026,7 @@ fn park(
 #[inline]
 pub(crate) fn wake(epoch: &AtomicU32, waiters: &AtomicU32) {
     // Pairs with the heavy fence in `park` (see there).
-    barrier::light();
+    fence::light();
     if waiters.load(Relaxed) > 0 {
         epoch.fetch_add(1, SeqCst);
         futex_wake(epoch, i32::MAX as u32);

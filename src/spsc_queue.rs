@@ -30,7 +30,7 @@ use crate::queue::{DEFAULT_SPIN, deadline};
 use crate::ring::Fail;
 use crate::segment::{Kind, Options, Segment, Shared, Spec};
 use crate::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
-use crate::sync::barrier;
+use crate::sync::fence;
 use crate::sync::owner::{OwnerLock, Patience};
 use crate::sys;
 
@@ -293,7 +293,7 @@ struct End {
 
 impl End {
     fn attach(seg: Arc<Segment>, role: usize, holder: u64) -> End {
-        barrier::init();
+        fence::init();
         End {
             seg,
             role,

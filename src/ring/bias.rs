@@ -19,7 +19,7 @@
 //! can change hands between any two operations, and a holder that dies leaves nothing that
 //! wedges the others.
 //!
-//! The handshake is Dekker's, with the fences split unevenly (`sync::barrier`). Every thread has
+//! The handshake is Dekker's, with the fences split unevenly (`sync::fence`). Every thread has
 //! a [`Seat`] in the segment with an `inside` flag that only it writes. An operation raises its
 //! flag, runs the light fence (a compiler fence), and reads the side's `bias` word:
 //! - `HELD` by its own seat: it goes ahead with plain stores;
@@ -48,7 +48,7 @@
 //! thread is dead; then the next thread without a seat may take it over (never while the bias
 //! names it).
 //!
-//! Where a process cannot use `membarrier` (`barrier::asymmetric` is false) its heavy fence does
+//! Where a process cannot use `membarrier` (`fence::asymmetric` is false) its heavy fence does
 //! not reach the light fences of other processes, so it grants nothing and marks the ring
 //! `no_bias`, and a revocation it must still make waits [`UNFENCED_GRACE`] before it trusts a
 //! holder's lowered flag: a store sits in a store buffer for nanoseconds, and a processor that
@@ -60,7 +60,7 @@ use super::{Padded, backoff};
 use crate::sync::Patience;
 use crate::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use crate::sync::atomic::{AtomicU32, AtomicU64};
-use crate::sync::barrier;
+use crate::sync::fence;
 
 /// Threads per side that can hold it alone; more run the shared protocol only.
 #[cfg(not(loom))]
@@ -246,7 +246,7 @@ impl Side {
         seat.inside.store(1, Relaxed);
         // The light half of the handshake with `revoke` and `grant`: either they see the flag
         // up, or the load below sees their mark.
-        barrier::light();
+        fence::light();
         // Acquire: pairs with the AcqRel compare-and-swap that granted the side or ended a
         // revocation, which happened after the previous users' flags were seen down (Acquire
         // after their Release): their operations happen-before ours.
@@ -305,7 +305,7 @@ impl Side {
             return true;
         };
         // The heavy half: from here on, the holder either sees the mark or has its flag up.
-        if !barrier::heavy() {
+        if !fence::heavy() {
             std::thread::sleep(UNFENCED_GRACE);
         }
         let seat = &self.seats[seat_of(marked)].0;
@@ -413,7 +413,7 @@ impl Side {
         // The heavy half of the handshake in `enter`: a thread that raised its flag before this
         // is seen below; one that raises it after sees the mark. A heavy fence that did not
         // reach every process proves nothing, so then nothing is granted.
-        let clear = barrier::heavy()
+        let clear = fence::heavy()
             // Acquire, both: pair with the Release stores that ended the other operations.
             && self.seatless.0.load(Acquire) == 0
             && self

@@ -9,7 +9,7 @@
 //! acquirer until one of them calls `mark_consistent`.
 
 pub(crate) mod atomic;
-pub(crate) mod barrier;
+pub(crate) mod fence;
 mod lock;
 #[cfg(not(loom))]
 pub(crate) mod owner;

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
-use crate::sync::barrier;
+use crate::sync::fence;
 
 /// Threads that can own the lock in turn; more take the slow path every time.
 const SEATS: usize = 8;
@@ -104,7 +104,7 @@ impl OwnerLock {
                 seat.inside.store(true, Relaxed);
                 // The light half of a fence pair with `lock_slow`: either its load of our
                 // `inside` sees this store, or our load of `revoke` below sees its store.
-                barrier::light();
+                fence::light();
                 // Acquire: pairs with the Release store of `revoke` in `lock_slow`; a `false`
                 // stored there after a takeover makes the load of `owner` below see the new
                 // owner.
@@ -146,7 +146,7 @@ impl OwnerLock {
             self.revoke.store(true, Relaxed);
             // The heavy half of the pair in `lock`. Within one process it always reaches the
             // owner (by membarrier, or its fallback), or both halves are full fences.
-            barrier::heavy();
+            fence::heavy();
             // Acquire: pairs with the Release stores of `inside` in `lock` and in the guard's
             // drop. The owner may be blocked inside (a put on a full queue): yield, then sleep.
             let inside = &self.seats[owner - 1].inside;
