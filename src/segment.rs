@@ -14,7 +14,9 @@ use std::fmt;
 use std::fs::File;
 use std::io;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::ops::{Deref, DerefMut};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -311,8 +313,17 @@ fn open_error(name: &str, e: io::Error) -> Error {
 
 /// A mapped segment. Dropping the handle that created it unlinks the name, unless
 /// [`persist`](Segment::persist) was called; openers never unlink.
+///
+/// The mapping is kept (never unmapped) when the handle is dropped while a robust mutex in it is
+/// still held by a thread of this process (a guard leaked with `mem::forget`, or a liveness lock
+/// held by another thread): that mutex is on the thread's robust list, which glibc writes through
+/// when the thread takes its next robust mutex, and which the kernel walks when the thread exits
+/// to tell other processes that the holder died. Unmapping it would crash the one and silence the
+/// other.
 pub(crate) struct Segment {
-    map: MmapRaw,
+    map: ManuallyDrop<MmapRaw>,
+    /// Offsets of robust mutexes besides the lock area's, checked on drop as above.
+    robust: Mutex<Vec<usize>>,
     name: String,
     header: Header,
     /// `(dev, inode)` of the object this handle created, to unlink only that object.
@@ -388,7 +399,8 @@ impl Segment {
             header.tag[..tag.len()].copy_from_slice(tag.as_bytes());
             header.tag_len = tag.len() as u32;
             let seg = Segment {
-                map,
+                map: ManuallyDrop::new(map),
+                robust: Mutex::new(Vec::new()),
                 name: bare.to_owned(),
                 header,
                 created: Some(id),
@@ -422,7 +434,8 @@ impl Segment {
         validate(bare, &header, len, spec)?;
         let map = MmapOptions::new().len(len as usize).map_raw(&file)?;
         let seg = Segment {
-            map,
+            map: ManuallyDrop::new(map),
+            robust: Mutex::new(Vec::new()),
             name: bare.to_owned(),
             header,
             created: None,
@@ -513,6 +526,29 @@ impl Segment {
     pub(crate) fn poison_word(&self) -> Option<&AtomicU32> {
         self.lock_offset()
             .map(|off| self.shared(off + POISON_OFFSET))
+    }
+
+    /// Notes a robust mutex at `offset` (besides the lock area's) that threads of this process
+    /// may hold, so that the mapping outlives the handle while one does (see [`Segment`]).
+    #[allow(dead_code, reason = "the attachment records register their liveness locks")]
+    pub(crate) fn register_robust(&self, offset: usize) {
+        let _ = self.shared::<sys::RobustMutex>(offset);
+        self.robust
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(offset);
+    }
+
+    /// Whether a robust mutex of this mapping is held by a live thread of this process.
+    fn held_here(&self) -> bool {
+        let extra = self
+            .robust
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.lock_offset()
+            .into_iter()
+            .chain(extra.iter().copied())
+            .any(|off| self.shared::<sys::RobustMutex>(off).held_by_this_process())
     }
 
     /// Leaves the name in place when this (creating) handle is dropped.
@@ -703,6 +739,12 @@ impl<T: Pod, P> DerefMut for LockedSlice<'_, T, P> {
 
 impl Drop for Segment {
     fn drop(&mut self) {
+        if !self.held_here() {
+            // SAFETY: `drop` runs once and nothing uses the mapping after it; no robust mutex in
+            // it is on a robust list of this process (checked above), and every reference into
+            // it borrowed from `self`, which is going away.
+            unsafe { ManuallyDrop::drop(&mut self.map) };
+        }
         if let (Some(id), false) = (self.created, self.persist.load(Ordering::Relaxed)) {
             // Unlink only the object we created: after an external `unlink`, someone else may
             // have created a new object under the same name.

@@ -292,6 +292,9 @@ unsafe impl Sync for RobustMutex {}
 // that word against what `init` writes (`kind_ok`), and refuses the mutex otherwise.
 unsafe impl crate::segment::Shared for RobustMutex {}
 
+/// The owner's thread id in a robust futex word (`futex(2)`).
+const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+
 /// Byte offset of `__kind` in glibc's `pthread_mutex_t` (`struct __pthread_mutex_s`) on 64-bit
 /// Linux: after `__lock`, `__count`, `__owner` and `__nusers`, four 4-byte fields.
 const KIND_OFFSET: usize = 16;
@@ -440,6 +443,17 @@ impl RobustMutex {
         self.finish(unsafe {
             pthread_mutex_clocklock(self.inner.get(), libc::CLOCK_MONOTONIC, &deadline)
         })
+    }
+
+    /// Whether a live thread of this process holds the mutex (its lock word names the thread).
+    /// In a forked child, the parent's threads are not this process's.
+    pub(crate) fn held_by_this_process(&self) -> bool {
+        // SAFETY: `__lock` is the first `int` of glibc's mutex: in bounds and 4-aligned; an
+        // atomic read is sound while other processes write it.
+        let word = unsafe { std::sync::atomic::AtomicU32::from_ptr(self.inner.get().cast()) }
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let tid = word & FUTEX_TID_MASK;
+        tid != 0 && std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
     }
 
     /// Releases the mutex. Fails with `EPERM` when this thread does not hold it.
