@@ -338,8 +338,13 @@ impl<T: Pod> DerefMut for ValueGuard<'_, T> {
 
 impl<T: Pod> Drop for ValueGuard<'_, T> {
     fn drop(&mut self) {
-        // Written before `held` (a later field) drops and releases the lock.
-        self.seg.write(0, &self.value);
+        // Written before `held` (a later field) drops and releases the lock. Not while the
+        // thread panics (the change may be half-made: the shared value keeps what it held, and
+        // `held` poisons the lock), nor in a process forked while the guard was held (the lock
+        // and the value are its parent's).
+        if !self.held.panicked() && self.held.here() {
+            self.seg.write(0, &self.value);
+        }
     }
 }
 
