@@ -289,6 +289,11 @@ impl<T: Pod> Array<T> {
 }
 
 /// The lock of an [`Array`], held; derefs to its elements in place.
+///
+/// Dropped while its thread panics, it poisons the lock (the changes made so far stay, since
+/// they were made in place), as [`LockGuard`](crate::LockGuard) does. In a process forked while
+/// it was held it guards nothing: dropping it there does nothing, and writing through it there
+/// races with the parent.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T> {
     slice: LockedSlice<'a, T, Held<'a>>,

@@ -203,9 +203,9 @@ impl From<io::Error> for Error {
 /// `acquire_timeout` adds `Timeout`.
 #[non_exhaustive]
 pub enum LockError<G> {
-    /// The lock *was* acquired, but a previous owner died holding it (or a later owner did not
-    /// mark it consistent), so the data it guards may be half-updated. The guard is inside:
-    /// inspect or repair the data, then call the guard's `mark_consistent`.
+    /// The lock *was* acquired, but a previous owner died or panicked holding it (or a later
+    /// owner did not mark it consistent), so the data it guards may be half-updated. The guard is
+    /// inside: inspect or repair the data, then call the guard's `mark_consistent`.
     OwnerDied(G),
     /// The lock is held by someone else (`try_acquire`).
     WouldBlock,

@@ -229,7 +229,8 @@ impl<T: Pod> Value<T> {
         with_lock(&self.seg, |seg| seg.write(0, &v))
     }
 
-    /// Runs `f` on the value under the lock, storing what it leaves.
+    /// Runs `f` on the value under the lock, storing what it leaves. If `f` panics, nothing is
+    /// stored and the lock is poisoned.
     ///
     /// # Errors
     ///
@@ -308,7 +309,13 @@ impl<T: Pod> Value<T> {
     }
 }
 
-/// The lock of a [`Value`], held; derefs to the value. Changes are written back when it drops.
+/// The lock of a [`Value`], held; derefs to a private copy of the value, which is written back
+/// when the guard drops.
+///
+/// Dropped while its thread panics, it writes nothing back (the change may be half-made, and the
+/// shared value keeps what it held) and poisons the lock, as [`LockGuard`](crate::LockGuard)
+/// does. In a process forked while it was held it guards nothing: dropping it there writes
+/// nothing and releases nothing.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T: Pod> {
     value: T,

@@ -37,6 +37,14 @@ fn main() {
             ),
             ("try_acquire_never_waits", try_acquire_never_waits),
             (
+                "panic_in_guard_poisons_the_lock",
+                panic_in_guard_poisons_the_lock,
+            ),
+            (
+                "guard_taken_while_unwinding_does_not_poison",
+                guard_taken_while_unwinding_does_not_poison,
+            ),
+            (
                 "relock_on_one_thread_is_deadlock",
                 relock_on_one_thread_is_deadlock,
             ),
@@ -58,6 +66,7 @@ fn main() {
             ("hold", hold),
             ("hold_rlock", hold_rlock),
             ("open_or_create_lock", open_or_create_lock),
+            ("panic_holding_lock", panic_holding_lock),
         ],
     );
 }
@@ -250,6 +259,78 @@ fn try_acquire_never_waits() {
     ));
     child.kill();
     expect_owner_died(lock.acquire()).mark_consistent();
+}
+
+/// Runs `f`, which must panic, and catches the panic, keeping its message off the output.
+fn unwinds(f: impl FnOnce()) {
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    drop(std::panic::take_hook());
+    assert!(r.is_err(), "it did not panic");
+}
+
+/// Panics with the lock held (an `RLock` held twice, with `rlock`); catches it and exits
+/// normally.
+fn panic_holding_lock(args: &[String]) {
+    if args[1] == "rlock" {
+        let lock = RLock::open(&args[0]).expect("open");
+        unwinds(|| {
+            let _outer = lock.acquire().expect("acquire");
+            let _inner = lock.acquire().expect("re-enter");
+            panic!("in the critical section");
+        });
+    } else {
+        let lock = Lock::open(&args[0]).expect("open");
+        unwinds(|| {
+            let _g = lock.acquire().expect("acquire");
+            panic!("in the critical section");
+        });
+    }
+    common::say("unwound");
+}
+
+/// A holder that panics (and goes on running) poisons the lock for every later acquirer in any
+/// process, as std's `Mutex` does, until one marks it consistent.
+fn panic_in_guard_poisons_the_lock() {
+    let n = name("lpanic");
+    let lock = Lock::create(&n).expect("create");
+    let mut child = Child::spawn("panic_holding_lock", &[&n, "lock"]);
+    assert_eq!(child.line(), "unwound");
+    child.join();
+    assert!(lock.is_poisoned());
+    drop(expect_owner_died(lock.try_acquire()));
+    drop(expect_owner_died(
+        lock.acquire_timeout(Duration::from_secs(5)),
+    ));
+    expect_owner_died(lock.acquire()).mark_consistent();
+    assert!(!lock.is_poisoned());
+    drop(lock.acquire().expect("clean"));
+
+    let n = name("rpanic");
+    let rlock = RLock::create(&n).expect("create");
+    let mut child = Child::spawn("panic_holding_lock", &[&n, "rlock"]);
+    assert_eq!(child.line(), "unwound");
+    child.join();
+    assert!(rlock.is_poisoned());
+    expect_owner_died(rlock.acquire()).mark_consistent();
+    drop(rlock.acquire().expect("clean"));
+}
+
+/// As in std, a guard taken by a destructor while the thread unwinds, and dropped before the
+/// unwinding ends, poisons nothing: the panic began before it was taken.
+fn guard_taken_while_unwinding_does_not_poison() {
+    struct TakesTheLock<'a>(&'a Lock);
+    impl Drop for TakesTheLock<'_> {
+        fn drop(&mut self) {
+            drop(self.0.acquire().expect("clean"));
+        }
+    }
+    let lock = Lock::create(&name("unwind")).expect("create");
+    unwinds(|| {
+        let _t = TakesTheLock(&lock);
+        panic!("unwinding");
+    });
+    assert!(!lock.is_poisoned());
 }
 
 fn relock_on_one_thread_is_deadlock() {

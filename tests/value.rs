@@ -36,6 +36,10 @@ fn main() {
                 "owner_death_poisons_until_marked",
                 owner_death_poisons_until_marked,
             ),
+            (
+                "panic_in_guard_poisons_without_writing_back",
+                panic_in_guard_poisons_without_writing_back,
+            ),
             ("atomic_ops", atomic_ops),
             ("raw_value_across_processes", raw_value_across_processes),
             ("zero_sized_type_is_refused", zero_sized_type_is_refused),
@@ -47,6 +51,7 @@ fn main() {
             ("set_pi", set_pi),
             ("hold_value_lock", hold_value_lock),
             ("raw_set", raw_set),
+            ("panic_holding_value", panic_holding_value),
         ],
     );
 }
@@ -218,6 +223,62 @@ fn owner_death_poisons_until_marked() {
     }
     assert!(!v.is_poisoned());
     assert_eq!(v.get().expect("clean after repair"), 8);
+}
+
+/// Runs `f`, which must panic, and catches the panic, keeping its message off the output.
+fn unwinds(f: impl FnOnce()) {
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    drop(std::panic::take_hook());
+    assert!(r.is_err(), "it did not panic");
+}
+
+/// Panics with the value's lock held, half-way through a change: through a guard, or inside
+/// `update`'s closure; catches the panic and exits normally.
+fn panic_holding_value(args: &[String]) {
+    let v = Value::<[u32; 4]>::open(&args[0]).expect("open");
+    unwinds(|| match args[1].as_str() {
+        "guard" => {
+            let mut g = v.lock().expect("lock");
+            g[0] = 1;
+            panic!("half-way through a change");
+        }
+        _ => {
+            let _ = v.update(|x| {
+                x[0] = 1;
+                panic!("half-way through a change");
+            });
+        }
+    });
+    common::say("unwound");
+}
+
+/// A panic with the lock held poisons it, as std's does, for every later acquirer in any
+/// process until someone marks the value consistent; the half-made change is not written back.
+fn panic_in_guard_poisons_without_writing_back() {
+    for how in ["guard", "update"] {
+        let n = name("vpanic");
+        let v = Value::<[u32; 4]>::create(&n, [0; 4]).expect("create");
+        let mut child = Child::spawn("panic_holding_value", &[&n, how]);
+        assert_eq!(child.line(), "unwound");
+        child.join();
+        assert!(v.is_poisoned(), "{how}");
+        for _ in 0..2 {
+            match v.get() {
+                Err(AccessError::OwnerDied(x)) => assert_eq!(x, [0; 4], "{how}: written back"),
+                other => panic!("{how}: expected OwnerDied, got {other:?}"),
+            }
+        }
+        match v.lock() {
+            Err(LockError::OwnerDied(g)) => {
+                assert_eq!(*g, [0; 4]);
+                g.mark_consistent();
+            }
+            other => panic!("{how}: expected OwnerDied, got {other:?}"),
+        }
+        assert!(!v.is_poisoned());
+        assert_eq!(v.get().expect("clean after marking"), [0; 4]);
+    }
 }
 
 fn atomic_ops() {
