@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Child, name};
-use mpshm::{Error, Lock, LockError, RLock, RawValue};
+use mpshm::{Error, Lock, LockError, RLock, RawValue, Value};
 
 fn main() {
     common::run(
@@ -36,6 +36,14 @@ fn main() {
                 acquire_timeout_waits_then_fails,
             ),
             ("try_acquire_never_waits", try_acquire_never_waits),
+            (
+                "forgotten_guard_then_dropped_handle_gives_owner_died",
+                forgotten_guard_then_dropped_handle_gives_owner_died,
+            ),
+            (
+                "forgotten_guard_then_relock_is_deadlock",
+                forgotten_guard_then_relock_is_deadlock,
+            ),
             (
                 "panic_in_guard_poisons_the_lock",
                 panic_in_guard_poisons_the_lock,
@@ -67,6 +75,8 @@ fn main() {
             ("hold_rlock", hold_rlock),
             ("open_or_create_lock", open_or_create_lock),
             ("panic_holding_lock", panic_holding_lock),
+            ("forget_guard_and_drop", forget_guard_and_drop),
+            ("forget_guard_and_relock", forget_guard_and_relock),
         ],
     );
 }
@@ -287,6 +297,82 @@ fn panic_holding_lock(args: &[String]) {
         });
     }
     common::say("unwound");
+}
+
+/// Leaks a guard with `mem::forget` (safe code), drops the handle, and exits normally: the
+/// process ends holding the lock. `args[1]` says through which handle: a `Lock` or a `Value`.
+fn forget_guard_and_drop(args: &[String]) {
+    if args[1] == "value" {
+        let v = Value::<u64>::open(&args[0]).expect("open");
+        std::mem::forget(v.lock().expect("lock"));
+        drop(v);
+    } else {
+        let lock = Lock::open(&args[0]).expect("open");
+        std::mem::forget(lock.acquire().expect("acquire"));
+        drop(lock);
+    }
+    common::say("forgot");
+}
+
+/// The mapping of a lock held by a leaked guard outlives its handle, so the kernel can still
+/// tell the next acquirer that the holder died when its process ends: `OwnerDied`, not a wait
+/// for ever.
+fn forgotten_guard_then_dropped_handle_gives_owner_died() {
+    let n = name("forget");
+    let lock = Lock::create(&n).expect("create");
+    let mut child = Child::spawn("forget_guard_and_drop", &[&n, "lock"]);
+    assert_eq!(child.line(), "forgot");
+    child.join();
+    let g = expect_owner_died(lock.acquire_timeout(Duration::from_secs(10)));
+    drop(g);
+    expect_owner_died(lock.acquire()).mark_consistent();
+
+    let n = name("vforget");
+    let v = Value::<u64>::create(&n, 3).expect("create");
+    let mut child = Child::spawn("forget_guard_and_drop", &[&n, "value"]);
+    assert_eq!(child.line(), "forgot");
+    child.join();
+    match v.lock_timeout(Duration::from_secs(10)) {
+        Err(LockError::OwnerDied(g)) => assert_eq!(*g, 3),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+}
+
+/// In one process: a guard of one handle leaked, that handle dropped, the lock taken again
+/// through another handle (the error-checking mutex says `Deadlock`), and another robust lock
+/// taken and released: glibc then writes through the robust list, which still runs through the
+/// leaked mutex's mapping (had it been unmapped, at an address nothing else took since, this
+/// would crash). Then exits holding the leaked lock.
+fn forget_guard_and_relock(args: &[String]) {
+    let a = Lock::open(&args[0]).expect("open a");
+    let other = Lock::open(&args[1]).expect("open other");
+    let b = Lock::open(&args[0]).expect("open b");
+    std::mem::forget(b.acquire().expect("acquire b"));
+    drop(b);
+    assert!(matches!(a.acquire(), Err(LockError::Deadlock)));
+    assert!(matches!(
+        a.try_acquire(),
+        Err(LockError::Deadlock | LockError::WouldBlock)
+    ));
+    for _ in 0..3 {
+        drop(other.acquire().expect("acquire other"));
+    }
+    drop(other);
+    common::say("ok");
+}
+
+fn forgotten_guard_then_relock_is_deadlock() {
+    let n = name("relock");
+    let other = name("other");
+    let lock = Lock::create(&n).expect("create");
+    let _other = Lock::create(&other).expect("create other");
+    let mut child = Child::spawn("forget_guard_and_relock", &[&n, &other]);
+    assert_eq!(child.line(), "ok");
+    child.join();
+    // The child ended holding the leaked lock: the kernel told us.
+    drop(expect_owner_died(
+        lock.acquire_timeout(Duration::from_secs(10)),
+    ));
 }
 
 /// A holder that panics (and goes on running) poisons the lock for every later acquirer in any
