@@ -44,6 +44,8 @@
 
 mod array;
 mod error;
+#[cfg(all(test, not(loom)))]
+mod layout;
 #[cfg(not(loom))]
 mod pipe;
 #[cfg(not(loom))]

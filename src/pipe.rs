@@ -861,3 +861,13 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Vec<usize> 
         pause = (pause * 2).min(Duration::from_millis(1));
     }
 }
+
+/// The shared structures of this module, for the pinned layout (`src/layout.rs`).
+#[cfg(test)]
+pub(crate) fn shared_layout() -> Vec<String> {
+    vec![
+        crate::layout::pin!(PipeCtl { ends }),
+        crate::layout::pin!(EndState { pid, closed, start }),
+        format!("constants: {SLOTS} slots of {CHUNK} B per direction"),
+    ]
+}

@@ -1094,6 +1094,48 @@ impl HeapRing {
     }
 }
 
+/// The shared structures of the ring and its sides, for the pinned layout (`src/layout.rs`).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn shared_layout() -> Vec<String> {
+    let mut v = vec![
+        crate::layout::pin!(RingCtl {
+            head,
+            tail,
+            misc,
+            putters,
+            getters
+        }),
+        crate::layout::pin!(Padded<Index> { 0 }),
+        crate::layout::pin!(Index { pos, last }),
+        crate::layout::pin!(Misc {
+            closed,
+            get_epoch,
+            get_waiters,
+            put_epoch,
+            put_waiters,
+            join_epoch,
+            join_waiters,
+            no_bias,
+            lost,
+            delivered,
+            done
+        }),
+        format!(
+            "slot word pos << {POS_SHIFT} | state << {STATE_SHIFT} | pid ({PID_BITS} bits); \
+             FREE {FREE} FULL {FULL} WRITING {WRITING} READING {READING}; \
+             slot_words(8) {:?}, slot_words(1024) {:?}",
+            slot_words(8),
+            slot_words(1024)
+        ),
+    ];
+    v.extend(
+        bias::shared_layout()
+            .into_iter()
+            .map(|l| format!("bias::{l}")),
+    );
+    v
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests;
 

@@ -29,7 +29,7 @@ use crate::sys;
 /// The first eight bytes of every mpshm segment.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"mpshm\0\x01\xfe");
 /// The layout version this build writes and accepts.
-pub(crate) const VERSION: u32 = 3;
+pub(crate) const VERSION: u32 = 4;
 /// Bytes reserved for the header; the lock area or payload starts here.
 pub(crate) const HEADER_SIZE: usize = 256;
 /// Bytes reserved for an embedded lock: the mutex and the poison word. A small payload follows
@@ -752,6 +752,45 @@ impl Segment {
             _seg: PhantomData,
         }
     }
+}
+
+/// The header and the lock area, for the pinned layout (`src/layout.rs`).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn shared_layout() -> Vec<String> {
+    let kinds = (1..=10)
+        .map(|c| format!(" {c}={:?}", Kind::from_code(c)))
+        .collect::<String>();
+    vec![
+        crate::layout::pin!(Header {
+            magic,
+            version,
+            kind,
+            ready,
+            header_size,
+            total_size,
+            lock_offset,
+            payload_offset,
+            elem_size,
+            elem_align,
+            count,
+            creator_pid,
+            tag_len,
+            creator_start,
+            params,
+            tag
+        }),
+        format!(
+            "constants: magic {MAGIC:#x}, ready {READY:#x}, header {HEADER_SIZE} B, lock area \
+             {LOCK_AREA} B (mutex {} B, poison word at {POISON_OFFSET}), tag {TAG_LEN} B; kinds{kinds}",
+            std::mem::size_of::<sys::RobustMutex>()
+        ),
+        format!(
+            "placement: value u64 {:?}, array u32 x 3 {:?}, queue 1 B x 100 align 128 {:?}",
+            place(Kind::Value, 8, 8, 1),
+            place(Kind::Array, 4, 4, 3),
+            place(Kind::Queue, 1, 128, 100)
+        ),
+    ]
 }
 
 /// Byte offset of the poison word inside the lock area.

@@ -333,6 +333,24 @@ impl<'a> Spsc<'a> {
     }
 }
 
+/// The shared structures of this module, for the pinned layout (`src/layout.rs`).
+#[cfg(test)]
+pub(crate) fn shared_layout() -> Vec<String> {
+    vec![
+        crate::layout::pin!(SpscCtl { head, tail, misc }),
+        crate::layout::pin!(Misc {
+            closed,
+            get_epoch,
+            get_waiters,
+            put_epoch,
+            put_waiters,
+            _reserved,
+            lost
+        }),
+        format!("slot word 0 = stamp(pos 5, len 9) {:#x}", Spsc::stamp(5, 9)),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

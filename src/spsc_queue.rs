@@ -577,3 +577,9 @@ impl<T: Pod> crate::Waitable for SpscConsumer<T> {
         self.end.ring().readable()
     }
 }
+
+/// The shared structures of this module, for the pinned layout (`src/layout.rs`).
+#[cfg(test)]
+pub(crate) fn shared_layout() -> Vec<String> {
+    vec![crate::layout::pin!(Roles { holder })]
+}

@@ -662,3 +662,27 @@ mod cache {
         true
     }
 }
+
+/// The shared structures of a side, for the pinned layout (`src/layout.rs`).
+#[cfg(all(test, not(loom)))]
+pub(super) fn shared_layout() -> Vec<String> {
+    vec![
+        crate::layout::pin!(Side {
+            bias,
+            seatless,
+            seats
+        }),
+        crate::layout::pin!(Seat {
+            key,
+            start,
+            inside,
+            streak,
+            taking,
+            seen
+        }),
+        format!(
+            "constants: {SEATS} seats; UNBIASED {UNBIASED:#x} GRANTING {GRANTING:#x} HELD {HELD:#x} \
+             REVOKING {REVOKING:#x} | seat; CLAIMING {CLAIMING:#x}; SEATLESS {SEATLESS:#x}"
+        ),
+    ]
+}
