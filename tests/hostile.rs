@@ -26,9 +26,96 @@ fn main() {
                 "mode_takes_permission_bits_only",
                 mode_takes_permission_bits_only,
             ),
+            (
+                "queue_bias_words_naming_no_seat",
+                queue_bias_words_naming_no_seat,
+            ),
+            (
+                "queue_indices_scribbled_keep_deadlines",
+                queue_indices_scribbled_keep_deadlines,
+            ),
+            ("queue_slot_words_scribbled", queue_slot_words_scribbled),
+            (
+                "spsc_indices_scribbled_keep_deadlines",
+                spsc_indices_scribbled_keep_deadlines,
+            ),
+            ("lock_words_scribbled", lock_words_scribbled),
+            (
+                "truncated_segment_is_refused_and_reported",
+                truncated_segment_is_refused_and_reported,
+            ),
+            (
+                "truncation_under_a_mapping_is_sigbus",
+                truncation_under_a_mapping_is_sigbus,
+            ),
+            ("shm_objects_cannot_be_sealed", shm_objects_cannot_be_sealed),
         ],
-        &[],
+        &[("map_then_read", map_then_read)],
     );
+}
+
+// Offsets in the files, from the layout pinned for version 4 (`src/layout.rs`); each test
+// checks the words it uses before it scribbles on them.
+
+/// A `Queue<u64>`: the ring's control block at 256, its slots after it.
+mod queue_at {
+    pub const HEAD: u64 = 256;
+    pub const TAIL: u64 = 256 + 128;
+    pub const LOST: u64 = 256 + 256 + 32;
+    pub const PUT_BIAS: u64 = 256 + 384;
+    pub const GET_BIAS: u64 = 256 + 2688;
+    /// Slot `i`'s state word; its length word follows it.
+    pub const fn slot(i: u64) -> u64 {
+        256 + 4992 + 64 * i
+    }
+}
+
+/// An `SpscQueue<u64>`: the roles at 256, the control block after them, then the slots.
+mod spsc_at {
+    pub const HEAD: u64 = 256 + 128;
+    pub const TAIL: u64 = 256 + 256;
+    /// Slot `i`'s stamp word.
+    pub const fn slot(i: u64) -> u64 {
+        256 + 128 + 384 + 64 * i
+    }
+}
+
+/// A `Lock`: the lock area at 256; the mutex's lock word first, the poison word at 48.
+mod lock_at {
+    pub const WORD: u64 = 256;
+    pub const POISON: u64 = 256 + 48;
+}
+
+/// The file behind segment `n`, for scribbling on.
+fn file(n: &str) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(shm_path(n))
+        .expect("open the segment's file")
+}
+
+fn peek(f: &std::fs::File, at: u64) -> u64 {
+    let mut b = [0; 8];
+    std::os::unix::fs::FileExt::read_exact_at(f, &mut b, at).expect("read");
+    u64::from_ne_bytes(b)
+}
+
+fn poke(f: &std::fs::File, at: u64, v: u64) {
+    std::os::unix::fs::FileExt::write_all_at(f, &v.to_ne_bytes(), at).expect("write");
+}
+
+fn poke32(f: &std::fs::File, at: u64, v: u32) {
+    std::os::unix::fs::FileExt::write_all_at(f, &v.to_ne_bytes(), at).expect("write");
+}
+
+/// `HELD | seat` in a side's `bias` word (`ring/bias.rs`).
+const HELD: u64 = 2 << 32;
+
+/// Checks that a timed call waited what it was asked and not much longer (a scribbled index
+/// once made a 100 ms `get_timeout` run for minutes).
+fn timed<R>(asked: Duration, f: impl FnOnce() -> R) -> R {
+    common::timed(asked, f)
 }
 
 fn shm_path(n: &str) -> PathBuf {
@@ -164,4 +251,266 @@ fn mode_takes_permission_bits_only() {
         std::os::unix::fs::PermissionsExt::mode(&mode) & 0o7777,
         0o600
     );
+}
+
+/// A `bias` word that names no seat (16 seats; seat 20, stray bits, all ones): every user goes
+/// on, through the shared protocol, instead of panicking on the index.
+fn queue_bias_words_naming_no_seat() {
+    let n = name("qbias");
+    let q = mpshm::Queue::<u64>::create(&n, 8).expect("create");
+    let f = file(&n);
+    // A lone thread is handed both sides after a run of operations.
+    for i in 0..200 {
+        q.put(i).expect("put");
+        assert_eq!(q.get(), Ok(i));
+    }
+    for at in [queue_at::PUT_BIAS, queue_at::GET_BIAS] {
+        assert_eq!(
+            peek(&f, at) >> 32,
+            2,
+            "the side is held: the offset is right"
+        );
+    }
+    for (i, word) in [
+        HELD | 20,
+        3 << 32 | 20,
+        1 << 32 | 20,
+        HELD | 1 << 40,
+        u64::MAX,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let i = i as u64;
+        poke(&f, queue_at::PUT_BIAS, word);
+        poke(&f, queue_at::GET_BIAS, word);
+        q.try_put(i).expect("try_put");
+        assert_eq!(q.try_get(), Ok(i), "{word:#x}");
+        poke(&f, queue_at::PUT_BIAS, word);
+        poke(&f, queue_at::GET_BIAS, word);
+        q.put_timeout(i, Duration::from_secs(5))
+            .expect("put_timeout");
+        assert_eq!(q.get_timeout(Duration::from_secs(5)), Ok(i), "{word:#x}");
+    }
+    // And through another handle, opened with the word scribbled.
+    poke(&f, queue_at::GET_BIAS, HELD | 20);
+    q.put(7).expect("put");
+    let o = mpshm::Queue::<u64>::open(&n).expect("open");
+    assert_eq!(o.get_timeout(Duration::from_secs(5)), Ok(7));
+}
+
+/// A head or tail scribbled far behind (2^36) or ahead: a timed call keeps its deadline, and
+/// an index behind catches up without losing what is queued.
+fn queue_indices_scribbled_keep_deadlines() {
+    let n = name("qidx");
+    let q = mpshm::Queue::<u64>::create(&n, 4).expect("create");
+    let f = file(&n);
+    for i in 0..3 {
+        q.put(i).expect("put");
+    }
+    assert_eq!(q.get(), Ok(0));
+    assert_eq!((peek(&f, queue_at::HEAD), peek(&f, queue_at::TAIL)), (1, 3));
+    let short = Duration::from_millis(100);
+
+    poke(&f, queue_at::HEAD, 1u64.wrapping_sub(1 << 36));
+    assert_eq!(q.get_timeout(short), Ok(1));
+    poke(&f, queue_at::TAIL, 3u64.wrapping_sub(1 << 36));
+    q.put_timeout(3, short)
+        .expect("put after the tail caught up");
+    assert_eq!(q.get_timeout(short), Ok(2));
+    assert_eq!(q.get_timeout(short), Ok(3));
+    timed(short, || {
+        assert_eq!(q.get_timeout(short), Err(mpshm::GetTimeoutError::Timeout))
+    });
+
+    // Ahead: the ring looks empty (or full) from there on; timed calls say so in time.
+    let (head, tail) = (peek(&f, queue_at::HEAD), peek(&f, queue_at::TAIL));
+    poke(&f, queue_at::HEAD, head + (1 << 36));
+    q.put(9).expect("put");
+    timed(short, || {
+        assert_eq!(q.get_timeout(short), Err(mpshm::GetTimeoutError::Timeout))
+    });
+    poke(&f, queue_at::TAIL, tail + (1 << 36));
+    for _ in 0..4 {
+        let _ = q.try_put(1);
+    }
+    timed(short, || assert!(q.put_timeout(1, short).is_err()));
+    assert!(q.len() <= q.capacity());
+}
+
+/// A slot's length or state word scribbled: a length no producer wrote drops that message
+/// (counted in `lost`); garbage in a state word is waited out only until the deadline.
+fn queue_slot_words_scribbled() {
+    let n = name("qslot");
+    let q = mpshm::Queue::<u64>::create(&n, 4).expect("create");
+    let f = file(&n);
+    q.put(1).expect("put");
+    q.put(2).expect("put");
+    assert_eq!(peek(&f, queue_at::slot(0) + 8), 8, "slot 0 holds 8 bytes");
+    poke(&f, queue_at::slot(0) + 8, u64::MAX);
+    assert_eq!(q.get(), Ok(2));
+    assert_eq!(q.lost(), 1);
+    assert_eq!(peek(&f, queue_at::LOST), 1);
+
+    // Garbage in the state word of the slot at the head: nothing is published there.
+    let short = Duration::from_millis(100);
+    for garbage in [u64::MAX, 0xdead_beef_dead_beef, 1 << 63] {
+        poke(&f, queue_at::slot(2), garbage);
+        let r = timed(short, || q.get_timeout(short));
+        assert_eq!(r, Err(mpshm::GetTimeoutError::Timeout), "{garbage:#x}");
+        assert!(q.try_get().is_err());
+    }
+}
+
+/// The SPSC ring's indices scribbled far behind or ahead: timed calls keep their deadlines,
+/// nothing panics, and the ring goes on.
+fn spsc_indices_scribbled_keep_deadlines() {
+    let n = name("sidx");
+    let (tx, rx) = mpshm::SpscQueue::create::<u64>(&n, 4).expect("create");
+    let f = file(&n);
+    for i in 0..3 {
+        tx.put(i).expect("put");
+    }
+    assert_eq!(rx.get(), Ok(0));
+    assert_eq!((peek(&f, spsc_at::HEAD), peek(&f, spsc_at::TAIL)), (1, 3));
+    assert_eq!(
+        peek(&f, spsc_at::slot(1)) >> 32,
+        2,
+        "slot 1's stamp is its position plus one"
+    );
+    let short = Duration::from_millis(100);
+    for (at, by) in [
+        (spsc_at::HEAD, (1u64 << 36).wrapping_neg()),
+        (spsc_at::TAIL, (1u64 << 36).wrapping_neg()),
+        (spsc_at::HEAD, 1 << 36),
+        (spsc_at::TAIL, 1 << 36),
+        (spsc_at::HEAD, 5),
+    ] {
+        poke(&f, at, peek(&f, at).wrapping_add(by));
+        for _ in 0..6 {
+            let _ = tx.put_timeout(7, short);
+        }
+        let mut got = 0;
+        while rx.try_get().is_ok() {
+            got += 1;
+            assert!(got < 100, "try_get never ran dry");
+        }
+        timed(short, || assert!(rx.get_timeout(short).is_err()));
+        tx.put(8).expect("the ring goes on");
+        assert_eq!(rx.get_timeout(Duration::from_secs(5)), Ok(8));
+    }
+}
+
+/// The lock word scribbled to name a thread that does not exist: it looks held, so a timed
+/// acquire times out in time (an untimed one waits, as for any holder that never lets go);
+/// put back, the lock works. A scribbled poison word reads as a dead holder's.
+fn lock_words_scribbled() {
+    let n = name("lword");
+    let lock = mpshm::Lock::create(&n).expect("create");
+    let f = file(&n);
+    drop(lock.acquire().expect("acquire"));
+    assert_eq!(
+        peek(&f, lock_at::WORD) as u32,
+        0,
+        "the free mutex's word is 0"
+    );
+    poke32(&f, lock_at::WORD, 0x3fff_fff0);
+    assert!(matches!(
+        lock.try_acquire(),
+        Err(mpshm::LockError::WouldBlock)
+    ));
+    let short = Duration::from_millis(100);
+    timed(short, || {
+        assert!(matches!(
+            lock.acquire_timeout(short),
+            Err(mpshm::LockError::Timeout)
+        ))
+    });
+    poke32(&f, lock_at::WORD, 0);
+    drop(lock.acquire().expect("acquire"));
+
+    poke32(&f, lock_at::POISON, 0xffff_ffff);
+    assert!(lock.is_poisoned());
+    match lock.acquire() {
+        Err(mpshm::LockError::OwnerDied(g)) => g.mark_consistent(),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    drop(lock.acquire().expect("clean"));
+}
+
+/// A segment truncated by another process: `open` refuses it with a typed error, and the
+/// listing says it is not intact.
+fn truncated_segment_is_refused_and_reported() {
+    let n = name("trunc");
+    let v = Value::<u64>::create(&n, 1).expect("create");
+    v.persist();
+    drop(v);
+    let f = file(&n);
+    let full = f.metadata().expect("stat").len();
+    for len in [full - 8, 300, 100, 0] {
+        f.set_len(len).expect("truncate");
+        match Value::<u64>::open(&n) {
+            Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("bytes"), "{reason}"),
+            other => panic!("{len} bytes: expected Corrupt, got {other:?}"),
+        }
+        let listed = mpshm::segments()
+            .expect("list")
+            .into_iter()
+            .find(|s| s.name == n);
+        if let Some(seg) = listed {
+            assert!(!seg.intact, "{len} bytes listed as intact");
+            assert_eq!(seg.size, len);
+        } else {
+            assert!(len < 256, "a segment with its header is listed");
+        }
+    }
+    mpshm::unlink(&n).expect("unlink");
+}
+
+/// In a child: opens the value, says so, waits for the go, and reads it.
+fn map_then_read(args: &[String]) {
+    let v = Value::<u64>::open(&args[0]).expect("open");
+    common::ready();
+    assert_eq!(common::line_from_parent(), "go");
+    let _ = v.get();
+    common::say("read");
+}
+
+/// What remains (see the threat model in `DESIGN.md`): a process that maps a segment when
+/// another truncates it dies with `SIGBUS` at its next touch of a page past the new end. Linux
+/// offers no way to stop a writer of a POSIX shm object from truncating it (see
+/// `shm_objects_cannot_be_sealed`).
+fn truncation_under_a_mapping_is_sigbus() {
+    let n = name("sigbus");
+    let v = Value::<u64>::create(&n, 1).expect("create");
+    v.persist();
+    drop(v);
+    let mut child = common::Child::spawn("map_then_read", &[&n]);
+    child.wait_ready();
+    file(&n).set_len(0).expect("truncate");
+    child.tell("go");
+    let status = child.wait();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGBUS),
+        "{status}"
+    );
+    mpshm::unlink(&n).expect("unlink");
+}
+
+/// Why truncation cannot be prevented: the seal that would stop it (`F_SEAL_SHRINK`) is refused
+/// on POSIX shm objects; only `memfd_create(MFD_ALLOW_SEALING)` files take seals, and those
+/// cannot be given a name in `/dev/shm`. If a kernel ever accepts the seal, this fails: then
+/// mpshm should seal every segment it creates.
+fn shm_objects_cannot_be_sealed() {
+    let n = name("seal");
+    let v = Value::<u64>::create(&n, 1).expect("create");
+    let f = file(&n);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    // SAFETY: `fd` is open for the duration of the call; F_ADD_SEALS takes an int argument.
+    let r = unsafe { libc::fcntl(fd, libc::F_ADD_SEALS, libc::F_SEAL_SHRINK) };
+    let e = std::io::Error::last_os_error();
+    assert_eq!(r, -1, "the kernel sealed a POSIX shm object");
+    assert_eq!(e.raw_os_error(), Some(libc::EPERM), "{e}");
+    drop(v);
 }
