@@ -59,7 +59,8 @@ macro_rules! array_common {
             /// # Errors
             ///
             /// [`Error::InvalidLength`] for a zero length or one too large to map;
-            /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
+            /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`],
+            /// [`Error::InvalidMode`], [`Error::Io`].
             pub fn create(name: &str, len: usize) -> Result<Self, Error> {
                 Self::create_with(name, len, &Options::new())
             }
@@ -105,7 +106,8 @@ macro_rules! array_common {
             /// # Errors
             ///
             /// [`Error::NotFound`]; [`Error::LayoutMismatch`] when its elements are not `T`;
-            /// [`Error::KindMismatch`]; [`Error::Corrupt`]; [`Error::NotReady`]; [`Error::Io`].
+            /// [`Error::KindMismatch`]; [`Error::Corrupt`]; [`Error::NotReady`];
+            /// [`Error::NotRegular`]; [`Error::Io`].
             pub fn open(name: &str) -> Result<Self, Error> {
                 Self::open_with(name, &Options::new())
             }

@@ -67,7 +67,8 @@ macro_rules! value_common {
             /// # Errors
             ///
             /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`],
-            /// [`Error::InvalidLength`] for a zero-sized `T`, [`Error::Io`].
+            /// [`Error::InvalidLength`] for a zero-sized `T`, [`Error::InvalidMode`] for a mode
+            /// beyond `0o777`, [`Error::Io`].
             pub fn create(name: &str, init: T) -> Result<Self, Error> {
                 Self::create_with(name, init, &Options::new())
             }
@@ -89,7 +90,8 @@ macro_rules! value_common {
             /// # Errors
             ///
             /// [`Error::NotFound`]; [`Error::LayoutMismatch`] when it holds another type;
-            /// [`Error::KindMismatch`]; [`Error::Corrupt`]; [`Error::NotReady`]; [`Error::Io`].
+            /// [`Error::KindMismatch`]; [`Error::Corrupt`]; [`Error::NotReady`];
+            /// [`Error::NotRegular`] for a link or other non-file at the name; [`Error::Io`].
             pub fn open(name: &str) -> Result<Self, Error> {
                 Self::open_with(name, &Options::new())
             }

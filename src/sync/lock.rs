@@ -55,7 +55,8 @@ macro_rules! lock_type {
             ///
             /// # Errors
             ///
-            /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
+            /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`],
+            /// [`Error::InvalidMode`], [`Error::Io`].
             pub fn create(name: &str) -> Result<Self, Error> {
                 Self::create_with(name, &Options::new())
             }
@@ -75,7 +76,7 @@ macro_rules! lock_type {
             /// # Errors
             ///
             /// [`Error::NotFound`], [`Error::KindMismatch`] if `name` is not this kind of lock,
-            /// [`Error::Corrupt`], [`Error::NotReady`], [`Error::Io`].
+            /// [`Error::Corrupt`], [`Error::NotReady`], [`Error::NotRegular`], [`Error::Io`].
             pub fn open(name: &str) -> Result<Self, Error> {
                 Self::open_with(name, &Options::new())
             }
