@@ -148,7 +148,7 @@ pub(crate) fn slot_words(max_len: usize) -> Option<usize> {
 /// few (a stale index, a lost race); an index that another process scribbled far behind needs
 /// one per position it is behind, up to a lap (beyond that, `Ring::catch_up` jumps), so a large
 /// ring could otherwise keep a timed call past its deadline.
-const SEARCH_BUDGET: u32 = 1024;
+pub(crate) const SEARCH_BUDGET: u32 = 1024;
 
 /// How long a waiter stuck behind a claimed slot sleeps between checks that its claimer lives.
 const LIVENESS_POLL: Duration = Duration::from_millis(10);

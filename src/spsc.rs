@@ -27,7 +27,7 @@ use std::time::Instant;
 /// never shares a line with the consumer reading the one before it). A slot here needs one
 /// header word, the stamp; the ring's second is spare.
 pub(crate) use crate::ring::slot_words;
-use crate::ring::{Attempt, Fail, Padded, Refill, block, wake};
+use crate::ring::{Attempt, Fail, Padded, Refill, SEARCH_BUDGET, block, wake};
 use crate::segment::Shared;
 
 /// The shared control block: each index on a line of its own, then the waiting state.
@@ -222,10 +222,12 @@ impl<'a> Spsc<'a> {
     /// Takes the oldest message if one is published, handing `read` its bytes and length.
     /// Consumer side only. With `check`, an unstamped slot is compared with `tail` to find
     /// scribbled ones; that reads the line the producer writes on every push, so a consumer
-    /// polling an empty ring leaves it out until it is about to sleep.
+    /// polling an empty ring leaves it out until it is about to sleep. Drops at most
+    /// [`SEARCH_BUDGET`] scribbled slots per call, so that a timed caller gets to look at its
+    /// deadline (a `tail` scribbled ahead can leave a lap of them).
     pub(crate) fn try_pop<R>(&self, read: &mut impl FnMut(&[u8]) -> R, check: bool) -> Option<R> {
         let m = &self.ctl.misc.0;
-        loop {
+        for _ in 0..SEARCH_BUDGET {
             let head = self.ctl.head.0.load(Relaxed); // only this side writes it
             let slot = self.slot(head);
             // Acquire: pairs with the Release store of the stamp in `try_push`.
@@ -270,6 +272,7 @@ impl<'a> Spsc<'a> {
                 }
             }
         }
+        None
     }
 
     /// Pushes `msg`, waiting while the ring is full (see `Ring::put`; a full ring is refilled in
@@ -442,6 +445,18 @@ mod tests {
         // The ring goes on.
         assert!(q.try_push(b"four", &pc));
         assert_eq!(q.pop(&mut read, None, 0), Ok(b"four".to_vec()));
+        // A `tail` scribbled a lap ahead over unstamped slots: each call drops at most a budget
+        // of them, and the ring goes on.
+        let big = SEARCH_BUDGET as usize * 3;
+        let (bctl, bwords) = heap(big, 8);
+        let b = Spsc::new(&bctl, &bwords, big, 8);
+        bctl.tail.0.store(big as u64, Relaxed);
+        for round in 1..=3 {
+            assert_eq!(b.try_pop(&mut read, true), None);
+            assert_eq!(b.lost(), round * u64::from(SEARCH_BUDGET));
+        }
+        assert!(b.try_push(b"six", &Cache::default()));
+        assert_eq!(b.pop(&mut read, None, 0), Ok(b"six".to_vec()));
         // A `head` scribbled past `tail` does not wedge the producer: it carries on from there.
         ctl.head.0.store(ctl.tail.0.load(Relaxed) + 2, Relaxed);
         let fresh = Cache::default();
