@@ -200,18 +200,10 @@ fn killed_holder_poisons_the_array() {
     assert_eq!(a.to_vec().expect("clean"), [1, 1]);
 }
 
-/// Runs `f`, which must panic, and catches the panic, keeping its message off the output.
-fn unwinds(f: impl FnOnce()) {
-    std::panic::set_hook(Box::new(|_| {}));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    drop(std::panic::take_hook());
-    assert!(r.is_err(), "it did not panic");
-}
-
 /// Panics half-way through a change made through the guard; catches it and exits normally.
 fn panic_holding_guard(args: &[String]) {
     let a = Array::<u32>::open(&args[0]).expect("open");
-    unwinds(|| {
+    common::unwinds(|| {
         let mut g = a.lock().expect("lock");
         g[0] = 1;
         panic!("half-way through a change");

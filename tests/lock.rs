@@ -271,27 +271,19 @@ fn try_acquire_never_waits() {
     expect_owner_died(lock.acquire()).mark_consistent();
 }
 
-/// Runs `f`, which must panic, and catches the panic, keeping its message off the output.
-fn unwinds(f: impl FnOnce()) {
-    std::panic::set_hook(Box::new(|_| {}));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    drop(std::panic::take_hook());
-    assert!(r.is_err(), "it did not panic");
-}
-
 /// Panics with the lock held (an `RLock` held twice, with `rlock`); catches it and exits
 /// normally.
 fn panic_holding_lock(args: &[String]) {
     if args[1] == "rlock" {
         let lock = RLock::open(&args[0]).expect("open");
-        unwinds(|| {
+        common::unwinds(|| {
             let _outer = lock.acquire().expect("acquire");
             let _inner = lock.acquire().expect("re-enter");
             panic!("in the critical section");
         });
     } else {
         let lock = Lock::open(&args[0]).expect("open");
-        unwinds(|| {
+        common::unwinds(|| {
             let _g = lock.acquire().expect("acquire");
             panic!("in the critical section");
         });
@@ -412,7 +404,7 @@ fn guard_taken_while_unwinding_does_not_poison() {
         }
     }
     let lock = Lock::create(&name("unwind")).expect("create");
-    unwinds(|| {
+    common::unwinds(|| {
         let _t = TakesTheLock(&lock);
         panic!("unwinding");
     });

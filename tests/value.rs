@@ -253,19 +253,11 @@ fn owner_death_poisons_until_marked() {
     assert_eq!(v.get().expect("clean after repair"), 8);
 }
 
-/// Runs `f`, which must panic, and catches the panic, keeping its message off the output.
-fn unwinds(f: impl FnOnce()) {
-    std::panic::set_hook(Box::new(|_| {}));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    drop(std::panic::take_hook());
-    assert!(r.is_err(), "it did not panic");
-}
-
 /// Panics with the value's lock held, half-way through a change: through a guard, or inside
 /// `update`'s closure; catches the panic and exits normally.
 fn panic_holding_value(args: &[String]) {
     let v = Value::<[u32; 4]>::open(&args[0]).expect("open");
-    unwinds(|| match args[1].as_str() {
+    common::unwinds(|| match args[1].as_str() {
         "guard" => {
             let mut g = v.lock().expect("lock");
             g[0] = 1;

@@ -146,6 +146,16 @@ pub(crate) struct Side {
     pub(super) seats: [Padded<Seat>; SEATS],
 }
 
+/// How [`Side::wait_out`] ended.
+enum Waited {
+    /// The `bias` word changed: someone else finished the job.
+    Changed,
+    /// Whoever it waited for is out (or dead).
+    Out,
+    /// Still inside when the caller's patience ran out.
+    Spent,
+}
+
 /// A thread's part in one operation on a side; leaving is dropping it.
 pub(crate) enum Entry<'a> {
     /// The thread holds the side: plain stores.
@@ -318,27 +328,44 @@ impl Side {
             std::thread::sleep(UNFENCED_GRACE);
         }
         let seat = &self.seats[s].0;
+        let mut died = false;
+        let waited = self.wait_out(marked, patience, |ask| {
+            // Acquire: pairs with the Release store that lowered the flag.
+            let left = seat.inside.load(Acquire) == 0;
+            died = !left && ask && !seat.owner_alive();
+            left || died
+        });
+        match waited {
+            Waited::Out => {
+                self.finish(marked, died.then_some(seat), salvage);
+                true
+            }
+            Waited::Changed => true,
+            Waited::Spent => false,
+        }
+    }
+
+    /// The wait of a revocation or a reset: while the `bias` word still reads `word`, calls
+    /// `out(ask)` until it says that whoever it waits for is out, or `patience` runs out.
+    /// `ask` says whether to ask `/proc` whether an owner lives this time: that costs a read,
+    /// so it is asked now and then, and before giving up. Even a caller that may not wait rides
+    /// out one operation of a holder's (a few spins), rather than call a queue full or empty
+    /// because another thread is putting or getting.
+    fn wait_out(&self, word: u64, patience: Patience, mut out: impl FnMut(bool) -> bool) -> Waited {
         let mut round = 0u32;
         loop {
-            if self.bias.0.load(Relaxed) != marked {
-                return true;
+            if self.bias.0.load(Relaxed) != word {
+                return Waited::Changed;
             }
-            // Acquire: pairs with the Release store that lowered the flag. The owner's liveness
-            // costs a `/proc` read: asked now and then, and before giving up. Even a caller
-            // that may not wait rides out one operation of the holder's (a few spins), rather
-            // than call a queue full or empty because another thread is putting or getting.
             let spent = match patience {
                 Patience::None => round >= BRIEF,
                 _ => patience.spent(),
             };
-            let left = seat.inside.load(Acquire) == 0;
-            let died = !left && (spent || round % 64 == 63) && !seat.owner_alive();
-            if left || died {
-                self.finish(marked, died.then_some(seat), salvage);
-                return true;
+            if out(spent || round % 64 == 63) {
+                return Waited::Out;
             }
             if spent {
-                return false;
+                return Waited::Spent;
             }
             round = round.wrapping_add(1);
             match patience {
@@ -421,17 +448,8 @@ impl Side {
         if !fence::heavy() {
             std::thread::sleep(UNFENCED_GRACE);
         }
-        let mut round = 0u32;
-        loop {
-            if self.bias.0.load(Relaxed) != bias {
-                return true;
-            }
-            let spent = match patience {
-                Patience::None => round >= BRIEF,
-                _ => patience.spent(),
-            };
-            let ask = spent || round % 64 == 63;
-            let out = self.seats.iter().all(|t| {
+        let waited = self.wait_out(bias, patience, |ask| {
+            self.seats.iter().all(|t| {
                 let t = &t.0;
                 // Acquire: pairs with the Release store that lowered the flag.
                 t.inside.load(Acquire) == 0
@@ -439,22 +457,18 @@ impl Side {
                         salvage(t);
                         true
                     })
-            });
-            if out {
+            })
+        });
+        match waited {
+            Waited::Out => {
                 let _ = self
                     .bias
                     .0
                     .compare_exchange(bias, UNBIASED, AcqRel, Relaxed);
-                return true;
+                true
             }
-            if spent {
-                return false;
-            }
-            round = round.wrapping_add(1);
-            match patience {
-                Patience::None => backoff(round.min(6)),
-                _ => pause(round),
-            }
+            Waited::Changed => true,
+            Waited::Spent => false,
         }
     }
 
