@@ -498,8 +498,8 @@ fn serde_seed_child(_: &[String]) {}
 #[cfg(feature = "serde")]
 fn serde_seed_manager_example() {
     let (dn, ln) = (name("sseedd"), name("sseedl"));
-    let d = mpshm::SerdeDict::<Py, Py>::create(&dn, 16, 32).expect("manager.dict()");
-    let l = mpshm::SerdeList::<Py>::create(&ln, 16, 16).expect("manager.list()");
+    let d = mpshm::SerdeDict::<Py, Py>::create_sized(&dn, 16, 32).expect("manager.dict()");
+    let l = mpshm::SerdeList::<Py>::create_sized(&ln, 16, 16).expect("manager.list()");
     l.extend((0..10).map(Py::Int)).expect("range(10)");
     Child::spawn("serde_seed_child", &[&dn, &ln]).join();
     assert_eq!(
@@ -526,7 +526,7 @@ fn serde_seed_manager_example() {
 #[cfg(feature = "serde")]
 fn serde_sizes_and_types() {
     let n = name("ssize");
-    let d = mpshm::SerdeDict::<String, Vec<u8>>::create(&n, 4, 16).expect("create");
+    let d = mpshm::SerdeDict::<String, Vec<u8>>::create_sized(&n, 4, 16).expect("create");
     assert_eq!(d.entry_bytes(), 16);
     // postcard: a length byte and the bytes, for each.
     d.insert("k".into(), vec![1; 13])
@@ -557,7 +557,7 @@ fn serde_sizes_and_types() {
         Ok(Some(_)) | Err(ContainerError::Decode) => {}
         other => panic!("{other:?}"),
     }
-    let l = mpshm::SerdeList::<String>::create(&name("slist"), 2, 8).expect("create");
+    let l = mpshm::SerdeList::<String>::create_sized(&name("slist"), 2, 8).expect("create");
     l.push("1234567".into()).expect("8 bytes fit");
     assert!(matches!(
         l.push("12345678".into()),

@@ -99,28 +99,31 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> SharedList<T, super::Pos
     ///
     /// ```
     /// # let name = format!("doc-slist-{}", std::process::id());
-    /// let l = mpshm::SerdeList::<Option<String>>::create(&name, 10, 32)?;
+    /// let l = mpshm::SerdeList::<Option<String>>::create_sized(&name, 10, 32)?;
     /// l.push(Some("hello".to_owned()))?;
     /// l.push(None)?;
     /// assert_eq!(l.to_vec()?, [Some("hello".to_owned()), None]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///
+    /// (Named apart from the plain-data form's `create`, which takes no byte budget, so that
+    /// turning the `serde` feature on never makes a call to `create` ambiguous.)
+    ///
     /// # Errors
     ///
     /// [`Error::InvalidLength`] for a capacity of 0 or over 2^30, or more than 2^30 bytes per
     /// item; [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`],
     /// [`Error::Io`].
-    pub fn create(name: &str, capacity: usize, item_bytes: usize) -> Result<Self, Error> {
-        Self::create_with(name, capacity, item_bytes, &Options::new())
+    pub fn create_sized(name: &str, capacity: usize, item_bytes: usize) -> Result<Self, Error> {
+        Self::create_sized_with(name, capacity, item_bytes, &Options::new())
     }
 
-    /// [`create`](Self::create) with options (mode, type tag).
+    /// [`create_sized`](Self::create_sized) with options (mode, type tag).
     ///
     /// # Errors
     ///
-    /// As [`create`](Self::create).
-    pub fn create_with(
+    /// As [`create_sized`](Self::create_sized).
+    pub fn create_sized_with(
         name: &str,
         capacity: usize,
         item_bytes: usize,
@@ -129,22 +132,26 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> SharedList<T, super::Pos
         Self::attach(name, How::Create, capacity, item_bytes, opts)
     }
 
-    /// Opens the list `name`, or creates it as [`create`](Self::create) does.
+    /// Opens the list `name`, or creates it as [`create_sized`](Self::create_sized) does.
     ///
     /// # Errors
     ///
-    /// As [`create`](Self::create) and [`open`](Self::open); [`Error::LayoutMismatch`] when it
+    /// As [`create_sized`](Self::create_sized) and [`open`](Self::open); [`Error::LayoutMismatch`] when it
     /// exists with other sizes.
-    pub fn open_or_create(name: &str, capacity: usize, item_bytes: usize) -> Result<Self, Error> {
-        Self::open_or_create_with(name, capacity, item_bytes, &Options::new())
+    pub fn open_or_create_sized(
+        name: &str,
+        capacity: usize,
+        item_bytes: usize,
+    ) -> Result<Self, Error> {
+        Self::open_or_create_sized_with(name, capacity, item_bytes, &Options::new())
     }
 
-    /// [`open_or_create`](Self::open_or_create) with options.
+    /// [`open_or_create_sized`](Self::open_or_create_sized) with options.
     ///
     /// # Errors
     ///
-    /// As [`open_or_create`](Self::open_or_create).
-    pub fn open_or_create_with(
+    /// As [`open_or_create_sized`](Self::open_or_create_sized).
+    pub fn open_or_create_sized_with(
         name: &str,
         capacity: usize,
         item_bytes: usize,
