@@ -22,6 +22,7 @@ fn main() {
             ("list_python_semantics", list_python_semantics),
             ("list_matches_a_model", list_matches_a_model),
             ("open_checks_kind_and_types", open_checks_kind_and_types),
+            ("threads_share_one_handle", threads_share_one_handle),
             (
                 "update_may_read_but_not_write",
                 update_may_read_but_not_write,
@@ -457,6 +458,35 @@ fn update_may_read_but_not_write() {
     assert!(caught.is_err());
     assert_eq!(d.items().expect("items"), [(1, 2)]);
     d.insert(2, 2).expect("lock released");
+}
+
+/// Handles are `Send` and `Sync` (they hold no `K`, `V` or `T`), and threads of one process
+/// updating through one handle lose nothing either.
+fn threads_share_one_handle() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<SharedDict<u32, u64>>();
+    send_sync::<SharedList<[u8; 3]>>();
+    #[cfg(feature = "serde")]
+    send_sync::<mpshm::SerdeDict<std::rc::Rc<str>, std::cell::Cell<u8>>>();
+    let d = SharedDict::<u32, u64>::create(&name("threads"), 4).expect("create");
+    let l = SharedList::<u32>::create(&name("threadl"), 4 * 500).expect("create");
+    std::thread::scope(|s| {
+        for t in 0..4u32 {
+            let (d, l) = (&d, &l);
+            s.spawn(move || {
+                for i in 0..5_000u32 {
+                    d.update(&(i % 4), |v| *v.get_or_insert(0) += 1)
+                        .expect("update");
+                    if i % 10 == 0 {
+                        l.push(t).expect("push");
+                    }
+                    let _ = d.get(&(i % 4)).expect("get");
+                }
+            });
+        }
+    });
+    assert_eq!(d.values().expect("values").iter().sum::<u64>(), 20_000);
+    assert_eq!(l.len(), 2_000);
 }
 
 // ---- the seeds' Manager example ------------------------------------------------------------

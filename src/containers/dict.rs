@@ -31,8 +31,8 @@ use crate::segment::Options;
 /// process.
 ///
 /// `C` says how keys and values are stored: [`Plain`] (the default) for plain-data types, copied
-/// as they are; [`Postcard`](super::Postcard) for any serde types
-/// ([`SerdeDict`](super::SerdeDict), feature `serde`). The number of entries, and for serde the
+/// as they are; `Postcard` for any serde types
+/// (`SerdeDict`, feature `serde`). The number of entries, and for serde the
 /// bytes per entry, are fixed at creation; an insert past them is [`ContainerError::Full`] or
 /// [`ContainerError::TooLarge`].
 ///
@@ -397,8 +397,8 @@ impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
                 let old = Self::value_raw(w, id)?;
                 // The new value goes into a spare entry, and one store swaps it in.
                 let new = w.alloc()?;
-                w.write_entry(new, key, value, w.aux(id).load(Ordering::Relaxed));
                 let token = w.begin();
+                w.write_entry(new, key, value, w.aux(id).load(Ordering::Relaxed));
                 commit(&w.index(copy)[slot], full(h, new));
                 w.free(id);
                 w.end(token);
@@ -413,8 +413,8 @@ impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
                 }
                 let new = w.alloc()?;
                 let stamp = w.next_stamp();
-                w.write_entry(new, key, value, stamp);
                 let token = w.begin();
+                w.write_entry(new, key, value, stamp);
                 let crowded = len.saturating_add(w.tombs()) >= lay.crowded() as u64;
                 let (copy, slot) = if !tomb && crowded {
                     let copy = rehash(w, copy)?;
@@ -693,11 +693,11 @@ impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
     ///
     /// ```
     /// # let name = format!("doc-ditems-{}", std::process::id());
-    /// let d = mpshm::SharedDict::<u8, char>::create(&name, 8)?;
-    /// d.insert(3, 'c')?;
-    /// d.insert(1, 'a')?;
-    /// d.insert(3, 'C')?; // keeps its place
-    /// assert_eq!(d.items()?, [(3, 'C'), (1, 'a')]);
+    /// let d = mpshm::SharedDict::<u8, u8>::create(&name, 8)?;
+    /// d.insert(3, b'c')?;
+    /// d.insert(1, b'a')?;
+    /// d.insert(3, b'C')?; // keeps its place
+    /// assert_eq!(d.items()?, [(3, b'C'), (1, b'a')]);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     ///

@@ -22,7 +22,7 @@ use crate::segment::Options;
 /// name: the role of Python's `multiprocessing.Manager().list()`, without a server process.
 ///
 /// `C` says how items are stored: [`Plain`] (the default) for plain-data types, copied as they
-/// are; [`Postcard`](super::Postcard) for any serde type ([`SerdeList`](super::SerdeList),
+/// are; `Postcard` for any serde type (`SerdeList`,
 /// feature `serde`). The number of items, and for serde the bytes per item, are fixed at
 /// creation. Indices are any integer type; negative ones count from the end, as in Python.
 ///
@@ -253,13 +253,14 @@ impl<T, C: Codec<T>> SharedList<T, C> {
             return Err(self.full());
         }
         let index = w.index(copy);
+        // (An error inside a write leaves it unended: the next writer repairs.)
+        let token = w.begin();
         for (k, bytes) in items.iter().enumerate() {
             let id = w.alloc()?;
             w.write_entry(id, &[], bytes, 0);
             // Past the length: unreachable until the commit.
             index[len + k].store(id as u64 + 1, Ordering::Relaxed);
         }
-        let token = w.begin();
         commit(w.state_word(), state(copy, len + items.len()));
         w.end(token);
         Ok(())
@@ -350,8 +351,8 @@ impl<T, C: Codec<T>> SharedList<T, C> {
         let old = Self::item(&w, copy, at)?;
         // The pool has a spare entry even when the list is full.
         let new = w.alloc()?;
-        w.write_entry(new, &[], bytes, 0);
         let token = w.begin();
+        w.write_entry(new, &[], bytes, 0);
         commit(&w.index(copy)[at], new as u64 + 1);
         w.free(old);
         w.end(token);
@@ -376,6 +377,7 @@ impl<T, C: Codec<T>> SharedList<T, C> {
             return Err(self.full());
         }
         let new = w.alloc()?;
+        let token = w.begin();
         w.write_entry(new, &[], bytes, 0);
         let (from, to) = (w.index(copy), w.index(1 - copy));
         for j in 0..at {
@@ -385,7 +387,6 @@ impl<T, C: Codec<T>> SharedList<T, C> {
         for j in at..len {
             to[j + 1].store(from[j].load(Ordering::Relaxed), Ordering::Relaxed);
         }
-        let token = w.begin();
         commit(w.state_word(), state(1 - copy, len + 1));
         w.end(token);
         Ok(())
@@ -403,12 +404,12 @@ impl<T, C: Codec<T>> SharedList<T, C> {
             let at = position(index, len)?;
             let id = Self::item(&w, copy, at)?;
             let raw = Self::raw(&w, id)?;
+            let token = w.begin();
             let (from, to) = (w.index(copy), w.index(1 - copy));
             for j in (0..len).filter(|&j| j != at) {
                 to[j - usize::from(j > at)]
                     .store(from[j].load(Ordering::Relaxed), Ordering::Relaxed);
             }
-            let token = w.begin();
             commit(w.state_word(), state(1 - copy, len - 1));
             w.free(id);
             w.end(token);
@@ -425,11 +426,11 @@ impl<T, C: Codec<T>> SharedList<T, C> {
     pub fn reverse(&self) -> Result<(), ContainerError> {
         let w = self.store.lock()?;
         let (copy, len) = w.list_state()?;
+        let token = w.begin();
         let (from, to) = (w.index(copy), w.index(1 - copy));
         for j in 0..len {
             to[len - 1 - j].store(from[j].load(Ordering::Relaxed), Ordering::Relaxed);
         }
-        let token = w.begin();
         commit(w.state_word(), state(1 - copy, len));
         w.end(token);
         Ok(())

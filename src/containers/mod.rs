@@ -15,7 +15,7 @@
 //! ("Shared containers") gives the layout and the argument.
 //!
 //! Keys, values and items are bytes to the storage; a [`Codec`] turns them into bytes:
-//! [`Plain`] copies plain-data types as they are (fixed size), [`Postcard`] serialises any
+//! [`Plain`] copies plain-data types as they are (fixed size), `Postcard` serialises any
 //! serde type (feature `serde`) into entries of a maximum length fixed at creation.
 
 // Under `--cfg loom` only the sequence lock is built, for its model.
@@ -51,7 +51,7 @@ mod sealed {
 }
 
 /// How a shared container stores its keys, values or items as bytes: [`Plain`] or
-/// [`Postcard`]. Sealed.
+/// `Postcard` (feature `serde`). Sealed.
 pub trait Codec<T>: sealed::Sealed {
     /// The bytes read back, before they are turned into a `T`.
     #[doc(hidden)]
