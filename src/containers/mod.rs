@@ -51,7 +51,20 @@ mod sealed {
 }
 
 /// How a shared container stores its keys, values or items as bytes: [`Plain`] or
-/// `Postcard` (feature `serde`). Sealed.
+/// `Postcard` (feature `serde`). Sealed. It is the containers' last type parameter, `Plain`
+/// by default:
+///
+/// ```
+/// # let name = format!("doc-codec-{}", std::process::id());
+/// use mpshm::{Plain, SharedDict};
+/// let d: SharedDict<u32, [f32; 3], Plain> = SharedDict::create(&name, 10)?;
+/// # #[cfg(feature = "serde")] {
+/// # let name = format!("doc-codec2-{}", std::process::id());
+/// // The serde form: any serde types, at most 64 bytes per entry.
+/// let s = mpshm::SerdeDict::<String, Vec<String>>::create_sized(&name, 10, 64)?;
+/// # }
+/// # Ok::<(), mpshm::Error>(())
+/// ```
 pub trait Codec<T>: sealed::Sealed {
     /// The bytes read back, before they are turned into a `T`.
     #[doc(hidden)]
@@ -158,6 +171,16 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for Postcard {
 
 /// An index into a [`SharedList`]: any integer type. Negative indices count from the end, as
 /// in Python (`-1` is the last item). Sealed.
+///
+/// ```
+/// # let name = format!("doc-index-{}", std::process::id());
+/// let l = mpshm::SharedList::<u8>::create(&name, 4)?;
+/// l.extend([10, 20, 30])?;
+/// let i: usize = 1;
+/// assert_eq!((l.get(i)?, l.get(-1)?, l.get(0u64)?), (20, 30, 10));
+/// assert!(matches!(l.get(-4), Err(mpshm::ContainerError::IndexOutOfRange { index: -4, len: 3 })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub trait ListIndex: Copy + sealed::Sealed {
     /// The index as a wide integer, exact for every implementing type.
     #[doc(hidden)]
