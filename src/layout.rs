@@ -37,6 +37,7 @@ fn listing() -> String {
         ("spsc", crate::spsc::shared_layout()),
         ("spsc_queue", crate::spsc_queue::shared_layout()),
         ("pipe", crate::pipe::shared_layout()),
+        ("containers", crate::containers::store::shared_layout()),
     ]
     .into_iter()
     .flat_map(|(module, lines)| lines.into_iter().map(move |l| format!("{module}::{l}")))
@@ -50,10 +51,11 @@ fn listing() -> String {
 const PINNED: &[(u32, &str)] = &[(4, V4)];
 
 /// Version 4: the seat-claiming protocol of `ring/bias.rs` takes a seat over through a
-/// `CLAIMING` key (version 3 wrote the new owner's key at once, with no size changing).
+/// `CLAIMING` key (version 3 wrote the new owner's key at once, with no size changing), and the
+/// containers' kinds (11, 12), which came with version 3, are in the listing.
 const V4: &str = "\
 segment::Header size 184 align 8: magic@0 version@8 kind@12 ready@16 header_size@20 total_size@24 lock_offset@32 payload_offset@40 elem_size@48 elem_align@56 count@64 creator_pid@72 tag_len@76 creator_start@80 params@88 tag@120\n\
-segment::constants: magic 0xfe01006d6873706d, ready 0x5ead1e55, header 256 B, lock area 56 B (mutex 40 B, poison word at 48), tag 64 B; kinds 1=Some(Value) 2=Some(RawValue) 3=Some(Array) 4=Some(RawArray) 5=Some(Lock) 6=Some(RLock) 7=Some(Queue) 8=Some(Pipe) 9=Some(JoinableQueue) 10=Some(SpscQueue)\n\
+segment::constants: magic 0xfe01006d6873706d, ready 0x5ead1e55, header 256 B, lock area 56 B (mutex 40 B, poison word at 48), tag 64 B; kinds 1=Value 2=RawValue 3=Array 4=RawArray 5=Lock 6=RLock 7=Queue 8=Pipe 9=JoinableQueue 10=SpscQueue 11=Dict 12=List\n\
 segment::placement: value u64 Some((256, 312, 320)), array u32 x 3 Some((256, 312, 324)), queue 1 B x 100 align 128 Some((0, 256, 356))\n\
 ring::RingCtl size 4992 align 128: head@0 tail@128 misc@256 putters@384 getters@2688\n\
 ring::Padded<Index> size 128 align 128: 0@0\n\
@@ -69,7 +71,9 @@ spsc::slot word 0 = stamp(pos 5, len 9) 0x600000009\n\
 spsc_queue::Roles size 128 align 128: holder@0\n\
 pipe::PipeCtl size 128 align 128: ends@0\n\
 pipe::EndState size 16 align 8: pid@0 closed@4 start@8\n\
-pipe::constants: 512 slots of 1008 B per direction";
+pipe::constants: 512 slots of 1008 B per direction\n\
+containers::control words: seq 0 state 1 len 2 tombs 3 free 4 fresh 5 stamp 6 repairs 7 of 8; entry header 16 B; index word EMPTY 0 TOMB 1 ID_BASE 2 low 0xffffffff; params [capacity, entry bytes, seed, codec]; plain codec 1\n\
+containers::layouts: Dict 100 x 24 B: slots 256 stride 40 words Some(1025); List 100 x 24 B: slots 100 stride 40 words Some(713)";
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[test]
