@@ -11,7 +11,9 @@ mod common;
 use std::panic::AssertUnwindSafe;
 
 use common::{Child, name};
-use mpshm::{Array, ByteQueue, JoinableQueue, Lock, Queue, RLock, RawArray, RawValue, Value};
+use mpshm::{
+    Array, ByteQueue, JoinableQueue, Lock, Queue, RLock, RawArray, RawValue, SharedDict, Value,
+};
 
 fn main() {
     common::run(
@@ -70,7 +72,9 @@ fn create_fork_and_use(args: &[String]) {
     let raw_array = RawArray::<u8>::create(names[6], 2).expect("raw array");
     let bytes = ByteQueue::create(names[7], 4, 16).expect("byte queue");
     let joinable = JoinableQueue::<u32>::create(names[8], 4).expect("joinable queue");
+    let dict = SharedDict::<u64, u64>::create(names[9], 4).expect("dict");
     queue.put(1).expect("put");
+    dict.insert(1, 2).expect("insert");
 
     let mut vg = value.lock().expect("value lock");
     let ag = array.lock().expect("array lock");
@@ -91,6 +95,7 @@ fn create_fork_and_use(args: &[String]) {
         drop((
             value, array, lock, rlock, queue, raw, raw_array, bytes, joinable,
         ));
+        drop(dict);
         exit_child(unwound.is_err());
     };
     assert!(child_succeeded(pid), "the forked child failed");
@@ -131,9 +136,12 @@ fn create_fork_and_use(args: &[String]) {
     assert_eq!(joinable.get(), Ok(1));
     joinable.task_done().expect("task done");
 
+    assert_eq!(dict.get(&1).expect("dict get"), Some(2));
+    dict.insert(3, 4).expect("insert");
     drop((
         value, array, lock, rlock, queue, raw, raw_array, bytes, joinable,
     ));
+    drop(dict);
     for n in &names {
         assert!(!common::exists(n), "{n} was not removed by its creator");
     }
@@ -145,6 +153,7 @@ fn create_fork_and_use(args: &[String]) {
 fn child_drops_nothing_of_the_parent() {
     let names: Vec<String> = [
         "fvalue", "farray", "flock", "frlock", "fqueue", "fraw", "frawarr", "fbytes", "fjoin",
+        "fdict",
     ]
     .iter()
     .map(|t| name(t))
