@@ -580,6 +580,7 @@ fn an_index_scribbled_far_behind_catches_up_at_once() {
 /// An index scribbled behind within a lap is caught up one slot at a time: a call looks at
 /// `SEARCH_BUDGET` slots before it looks at its deadline, so a `try` says `Empty` and a later
 /// call goes on where it stopped, and a blocking call with time left carries on.
+#[cfg_attr(miri, ignore = "thousands of operations; too slow under Miri")]
 #[test]
 fn a_long_catch_up_is_done_in_budgets() {
     let cap = SEARCH_BUDGET as usize * 3;
