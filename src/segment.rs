@@ -530,7 +530,10 @@ impl Segment {
 
     /// Notes a robust mutex at `offset` (besides the lock area's) that threads of this process
     /// may hold, so that the mapping outlives the handle while one does (see [`Segment`]).
-    #[allow(dead_code, reason = "the attachment records register their liveness locks")]
+    #[allow(
+        dead_code,
+        reason = "the attachment records register their liveness locks"
+    )]
     pub(crate) fn register_robust(&self, offset: usize) {
         let _ = self.shared::<sys::RobustMutex>(offset);
         self.robust
