@@ -26,6 +26,16 @@ pub(crate) const COMMAND_ENV: &str = "MPSHM_COMMAND";
 /// The prefix of the environment variables that hand segment names to a launched command.
 pub(crate) const SEGMENT_ENV_PREFIX: &str = "MPSHM_SEGMENT_";
 
+/// The environment variable that, set to `main`, leaves the take-over of spawned children to
+/// [`child_main`](crate::process::child_main) (for a program whose other start-up code must
+/// run first).
+pub(crate) const HOOK_ENV: &str = "MPSHM_PROCESS_HOOK";
+
+/// Whether the start-up hook is to leave spawned children alone ([`HOOK_ENV`] is `main`).
+pub(crate) fn hook_disabled() -> bool {
+    std::env::var_os(HOOK_ENV).is_some_and(|v| v == "main")
+}
+
 /// The exit status of a child that could not set itself up (it says why on stderr).
 pub(crate) const EXIT_SETUP: i32 = 121;
 

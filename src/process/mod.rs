@@ -54,8 +54,10 @@ use crate::sys;
 ///
 /// mpshm does this by itself before `main` starts (from an ELF constructor), so a program needs
 /// this call only where that hook cannot run; then a child's `start` fails with
-/// [`NotIntercepted`](crate::ProcessError::NotIntercepted), whose message says to add it. Make
-/// it the first line of `main`:
+/// [`NotIntercepted`](crate::ProcessError::NotIntercepted), whose message says to add it. A
+/// program whose own start-up code must run in its children first (the hook runs before
+/// `main`, and before constructors linked after mpshm's) sets `MPSHM_PROCESS_HOOK=main` in its
+/// environment and calls this. Make it the first line of `main`:
 ///
 /// ```
 /// # #[allow(clippy::needless_doctest_main, reason = "the point is where the call goes")]

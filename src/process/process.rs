@@ -30,7 +30,9 @@ use crate::sys;
 extern "C" fn on_load() {
     // An unwinding panic must not cross the C frame of the dynamic loader; `intercept` does
     // not panic, and if it did, `extern "C"` turns the unwind into an abort.
-    child::intercept();
+    if !child::hook_disabled() {
+        child::intercept();
+    }
 }
 
 // SAFETY: the dynamic loader calls every function in `.init_array` once, before `main`, with

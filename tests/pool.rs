@@ -1,0 +1,4 @@
+mod common;
+fn main() {
+    common::run(&[], &[]);
+}
