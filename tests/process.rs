@@ -4,16 +4,16 @@
 //! segment of this process in `/dev/shm`.
 
 mod common;
+mod process_kit;
 
 use std::io::{BufRead, BufReader};
-use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use common::Child;
 use mpshm::process::{Exit, Process, StartMethod, current_process, parent_process};
 use mpshm::{ProcessError, Queue};
+use process_kit::{checked, ends_within, pidfd};
 
 fn main() {
     // Only for `child_main_takes_over_when_the_hook_is_off` and the not-intercepted test: the
@@ -51,38 +51,6 @@ fn main() {
             ("command_child", command_child),
         ],
     );
-}
-
-static SERIAL: Mutex<()> = Mutex::new(());
-
-/// Runs `f` alone, then checks that no child process and no segment of this process is left.
-fn checked(f: impl FnOnce()) {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    f();
-    assert_no_children();
-    assert_no_segments();
-}
-
-fn assert_no_children() {
-    let mut kids = String::new();
-    for task in std::fs::read_dir("/proc/self/task").expect("tasks") {
-        let path = task.expect("task").path().join("children");
-        kids += &std::fs::read_to_string(path).unwrap_or_default();
-    }
-    assert!(
-        kids.trim().is_empty(),
-        "child processes left (running or unreaped): {kids}"
-    );
-}
-
-fn assert_no_segments() {
-    let prefix = format!("mpx{}-", std::process::id());
-    let left: Vec<String> = std::fs::read_dir("/dev/shm")
-        .expect("/dev/shm")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with(&prefix))
-        .collect();
-    assert!(left.is_empty(), "segments left: {left:?}");
 }
 
 fn double(x: u64) -> u64 {
@@ -319,23 +287,6 @@ fn start_daemon_and_park(_: &[String]) {
     common::park();
 }
 
-fn pidfd(pid: u32) -> OwnedFd {
-    let pid = rustix::process::Pid::from_raw(pid as i32).expect("pid");
-    rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).expect("pidfd_open")
-}
-
-/// Whether the process behind `fd` ends within `timeout`.
-fn ends_within(fd: &OwnedFd, timeout: Duration) -> bool {
-    use std::os::fd::AsRawFd;
-    let mut p = libc::pollfd {
-        fd: fd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one valid pollfd on the stack.
-    unsafe { libc::poll(&mut p, 1, timeout.as_millis() as libc::c_int) == 1 }
-}
-
 fn daemons_die_with_their_parent() {
     checked(|| {
         let mut parent = Child::spawn("start_daemon_and_park", &[]);
@@ -352,7 +303,7 @@ fn daemons_die_with_their_parent() {
         );
         // Python's non-daemon children outlive a killed parent.
         assert!(!ends_within(&plain, Duration::from_millis(100)));
-        rustix::process::pidfd_send_signal(&plain, rustix::process::Signal::KILL).expect("kill");
+        rustix::process::pidfd_send_signal(&plain.0, rustix::process::Signal::KILL).expect("kill");
         assert!(ends_within(&plain, Duration::from_secs(30)));
     });
 }

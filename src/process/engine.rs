@@ -157,7 +157,7 @@ impl<B: Backend> Engine<B> {
             max_message: self.settings.max_message as u64,
             init: self.settings.initializer.as_ref().map(|(entry, arg)| {
                 let (run, func) = entry.parts();
-                ((run, func, entry.seal(self.key)), arg.clone())
+                ((run, func, entry.seal(self.key, [0, 0])), arg.clone())
             }),
             ..Setup::default()
         }
@@ -606,15 +606,12 @@ impl<B: Backend> Submit for Engine<B> {
                 }
             }
             (Ok(entry), None) => {
-                let (run, func) = entry.parts();
-                let seal = entry.seal(self.key);
                 for mut c in chunks {
                     let id = st.next_task;
                     st.next_task += 1;
-                    c.msg[0] = wire::TASK;
-                    for (k, w) in [id, run, func, seal].into_iter().enumerate() {
-                        c.msg[1 + 8 * k..9 + 8 * k].copy_from_slice(&w.to_le_bytes());
-                    }
+                    // The chunker keeps a chunk under 2^32 items.
+                    let count = u32::try_from(c.items).unwrap_or(u32::MAX);
+                    wire::write_task_header(&mut c.msg, id, count, *entry, self.key);
                     st.tasks.insert(
                         id,
                         Task {

@@ -81,20 +81,27 @@ impl Entry {
         Entry { run, func }
     }
 
-    /// A keyed checksum of the entry: a task message carries it so that the worker can tell
-    /// an entry its pool sent from bytes that were damaged or written by someone else.
-    pub(crate) fn seal(self, key: [u64; 2]) -> u64 {
-        // SipHash over the secret key and the entry: without the key, the checksum of another
-        // entry cannot be computed.
+    /// A keyed checksum of the entry and `extra` (what else the message says that must not
+    /// be changed: a task's id and item count): a task message carries it so that the worker
+    /// can tell what its pool sent from bytes that were damaged or written by someone else.
+    pub(crate) fn seal(self, key: [u64; 2], extra: [u64; 2]) -> u64 {
+        // SipHash over the secret key and the fields: without the key, the checksum of other
+        // fields cannot be computed.
         let mut h = std::hash::DefaultHasher::new();
-        (key, self.run, self.func).hash(&mut h);
+        (key, self.run, self.func, extra).hash(&mut h);
         h.finish()
     }
 
-    /// The entry `(run, func)` read from a message, if `mac` is its checksum under `key`.
-    pub(crate) fn unseal(run: u64, func: u64, mac: u64, key: [u64; 2]) -> Option<Entry> {
+    /// The entry `(run, func)` read from a message, if `mac` is its checksum (with `extra`)
+    /// under `key`.
+    pub(crate) fn unseal(
+        (run, func): (u64, u64),
+        extra: [u64; 2],
+        mac: u64,
+        key: [u64; 2],
+    ) -> Option<Entry> {
         let e = Entry { run, func };
-        (e.seal(key) == mac).then_some(e)
+        (e.seal(key, extra) == mac).then_some(e)
     }
 
     /// Calls the function on one argument read from `input`, appending the outcome to `out`;
@@ -261,10 +268,14 @@ mod tests {
     fn a_seal_checks_the_entry() {
         let key = new_key();
         let e = Entry::of(double).expect("in the test binary");
-        let mac = e.seal(key);
+        let mac = e.seal(key, [1, 2]);
         let (run, func) = e.parts();
-        assert_eq!(Entry::unseal(run, func, mac, key), Some(e));
-        assert_eq!(Entry::unseal(run, func + 1, mac, key), None);
-        assert_eq!(Entry::unseal(run, func, mac, [key[0] ^ 1, key[1]]), None);
+        assert_eq!(Entry::unseal((run, func), [1, 2], mac, key), Some(e));
+        assert_eq!(Entry::unseal((run, func + 1), [1, 2], mac, key), None);
+        assert_eq!(Entry::unseal((run, func), [1, 3], mac, key), None);
+        assert_eq!(
+            Entry::unseal((run, func), [1, 2], mac, [key[0] ^ 1, key[1]]),
+            None
+        );
     }
 }

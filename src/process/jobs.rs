@@ -82,7 +82,8 @@ pub(crate) struct Chunker {
 impl Chunker {
     pub(crate) fn new(chunksize: usize, max_message: usize) -> Chunker {
         Chunker {
-            chunksize: chunksize.max(1),
+            // A task message counts its items in 32 bits.
+            chunksize: chunksize.clamp(1, u32::MAX as usize),
             max_message,
             next: 0,
             current: None,

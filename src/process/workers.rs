@@ -23,9 +23,10 @@ use crate::process::process::Process;
 
 /// The messages between a pool and its workers. Every message starts with its kind.
 pub(crate) mod wire {
-    /// Pool to worker: `[TASK][id u64][run u64][func u64][seal u64]`, then the arguments.
+    /// Pool to worker: `[TASK][id u64][count u32][run u64][func u64][seal u64]`, then
+    /// `count` arguments; the seal covers the entry, the id and the count.
     pub(crate) const TASK: u8 = 0x71;
-    pub(crate) const TASK_HEADER: usize = 33;
+    pub(crate) const TASK_HEADER: usize = 37;
     /// Worker to pool: `[PART][id u64][first u32][last u8]`, then outcome records of the
     /// task's items from `first` on; `last` is 1 on the task's final part.
     pub(crate) const PART: u8 = 0x72;
@@ -41,6 +42,35 @@ pub(crate) mod wire {
 
     pub(crate) fn u32_at(msg: &[u8], at: usize) -> Option<u32> {
         Some(u32::from_le_bytes(msg.get(at..at + 4)?.try_into().ok()?))
+    }
+
+    /// Writes a task header into the first [`TASK_HEADER`] bytes of `msg`.
+    pub(crate) fn write_task_header(
+        msg: &mut [u8],
+        id: u64,
+        count: u32,
+        entry: super::Entry,
+        key: [u64; 2],
+    ) {
+        let (run, func) = entry.parts();
+        let seal = entry.seal(key, [id, u64::from(count)]);
+        msg[0] = TASK;
+        msg[1..9].copy_from_slice(&id.to_le_bytes());
+        msg[9..13].copy_from_slice(&count.to_le_bytes());
+        for (k, w) in [run, func, seal].into_iter().enumerate() {
+            msg[13 + 8 * k..21 + 8 * k].copy_from_slice(&w.to_le_bytes());
+        }
+    }
+
+    /// Reads a task header: `(id, count, entry)`, if the seal matches under `key`.
+    pub(crate) fn read_task_header(msg: &[u8], key: [u64; 2]) -> Option<(u64, u32, super::Entry)> {
+        if msg.first() != Some(&TASK) {
+            return None;
+        }
+        let (id, count) = (u64_at(msg, 1)?, u32_at(msg, 9)?);
+        let (run, func, seal) = (u64_at(msg, 13)?, u64_at(msg, 21)?, u64_at(msg, 29)?);
+        let entry = super::Entry::unseal((run, func), [id, u64::from(count)], seal, key)?;
+        Some((id, count, entry))
     }
 
     pub(crate) fn part_header(id: u64, first: u32) -> Vec<u8> {
@@ -114,7 +144,7 @@ trait Transport {
 fn serve(t: &impl Transport, setup: &Setup, key: [u64; 2]) {
     let pid = std::process::id();
     if let Some(((run, func, seal), arg)) = &setup.init {
-        let failure = match Entry::unseal(*run, *func, *seal, key) {
+        let failure = match Entry::unseal((*run, *func), [0, 0], *seal, key) {
             None => Some("the initializer's entry is damaged".to_owned()),
             Some(entry) => {
                 let mut out = Vec::new();
@@ -156,21 +186,15 @@ fn serve(t: &impl Transport, setup: &Setup, key: [u64; 2]) {
 /// Runs one task message and puts its outcomes, in parts that each fit in a message; `false`
 /// if the pool can no longer be told.
 fn run_task(t: &impl Transport, task: &[u8], key: [u64; 2], max_message: usize) -> bool {
-    if task.first() != Some(&wire::TASK) {
-        return true;
-    }
-    let field = |i: usize| wire::u64_at(task, 1 + 8 * i);
-    let (Some(id), Some(run), Some(func), Some(seal)) = (field(0), field(1), field(2), field(3))
-    else {
+    let Some(id) = wire::u64_at(task, 1) else {
         return true;
     };
     let mut out = wire::part_header(id, 0);
-    // A task whose entry does not carry the pool's seal gets an empty last part: the pool then
-    // fails its items as undecodable, and nothing is called.
-    if let Some(entry) = Entry::unseal(run, func, seal, key) {
+    // A task that does not carry the pool's seal gets an empty last part: the pool then fails
+    // its items as undecodable, and nothing is called.
+    if let Some((_, count, entry)) = wire::read_task_header(task, key) {
         let mut input = &task[wire::TASK_HEADER..];
-        let mut index: u32 = 0;
-        while !input.is_empty() {
+        for index in 0..count {
             let mark = out.len();
             let valid = entry.call(&mut input, &mut out);
             if out.len() > max_message {
@@ -188,7 +212,6 @@ fn run_task(t: &impl Transport, task: &[u8], key: [u64; 2], max_message: usize) 
                     out.extend_from_slice(&record);
                 }
             }
-            index += 1;
             if !valid {
                 break;
             }
@@ -564,11 +587,8 @@ mod tests {
     fn outcomes_are_split_into_parts_that_fit() {
         let key = crate::process::entry::new_key();
         let entry = Entry::of(echo_len).unwrap();
-        let (run, func) = entry.parts();
-        let mut task = vec![wire::TASK];
-        for w in [7u64, run, func, entry.seal(key)] {
-            task.extend_from_slice(&w.to_le_bytes());
-        }
+        let mut task = vec![0; wire::TASK_HEADER];
+        wire::write_task_header(&mut task, 7, 4, entry, key);
         // Three items of 40 bytes each, and one too large for any message.
         for len in [40, 40, 40, 500] {
             vec![1u8; len].encode(&mut task).unwrap();
@@ -606,11 +626,9 @@ mod tests {
     fn a_task_without_the_seal_runs_nothing() {
         let key = crate::process::entry::new_key();
         let entry = Entry::of(echo_len).unwrap();
-        let (run, func) = entry.parts();
-        let mut task = vec![wire::TASK];
-        for w in [9u64, run, func, entry.seal(key) ^ 1] {
-            task.extend_from_slice(&w.to_le_bytes());
-        }
+        let mut task = vec![0; wire::TASK_HEADER];
+        wire::write_task_header(&mut task, 9, 1, entry, key);
+        task[10] ^= 1;
         vec![1u8].encode(&mut task).unwrap();
         let t = Loopback {
             tasks: Mutex::new(VecDeque::from([task])),
