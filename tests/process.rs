@@ -43,6 +43,10 @@ fn main() {
                 "a_child_running_main_is_reported",
                 a_child_running_main_is_reported,
             ),
+            (
+                "a_job_for_another_executable_is_ignored",
+                a_job_for_another_executable_is_ignored,
+            ),
         ],
         &[
             ("start_daemon_and_park", start_daemon_and_park),
@@ -384,6 +388,25 @@ fn child_main_takes_over_when_the_hook_is_off() {
         );
         // The hook leaves the child alone; `child_main` at the top of `main` takes it over.
         assert_eq!(report_with(&[("MPSHM_PROCESS_HOOK", "main")]), ["ok 42"]);
+    });
+}
+
+fn a_job_for_another_executable_is_ignored() {
+    checked(|| {
+        // A spawn job whose executable identity is not this binary's, as a program that
+        // inherited the variable from an mpshm child would see: it runs as usual.
+        let foreign = [
+            "mpshm1",
+            "1:2",
+            "1",
+            "MainProcess",
+            "0",
+            "0:0",
+            "no-such-seg",
+            "x",
+        ]
+        .join("\x1f");
+        assert_eq!(report_with(&[("MPSHM_PROCESS", &foreign)]), ["ok 42"]);
     });
 }
 

@@ -174,11 +174,20 @@ pub(crate) fn command_env(name: &str) -> String {
     .join(&SEP.to_string())
 }
 
+/// The job in [`SPAWN_ENV`], if there is one and it was meant for this executable (a different
+/// program that inherited the variable leaves it alone).
+fn job_for_this_executable() -> Option<Spec> {
+    let spec = std::env::var(SPAWN_ENV)
+        .ok()
+        .and_then(|s| Spec::decode(&s))?;
+    (sys::exe_identity().ok() == Some(spec.exe)).then_some(spec)
+}
+
 /// Fails when this process is a spawned child that was not taken over (the start-up hook did
 /// not run and `main` does not call `child_main`): starting children from here would start
 /// them over and over, each running `main` again.
 pub(crate) fn refuse_if_not_intercepted() -> Result<(), ProcessError> {
-    if std::env::var_os(SPAWN_ENV).is_some() && !INTERCEPTED.load(Ordering::Relaxed) {
+    if !INTERCEPTED.load(Ordering::Relaxed) && job_for_this_executable().is_some() {
         return Err(ProcessError::NotIntercepted { pid: 0 });
     }
     Ok(())
@@ -188,31 +197,17 @@ pub(crate) fn refuse_if_not_intercepted() -> Result<(), ProcessError> {
 /// once otherwise, and on every call after the first.
 pub(crate) fn intercept() {
     static ONCE: AtomicBool = AtomicBool::new(false);
-    if ONCE.swap(true, Ordering::Relaxed) {
+    if ONCE.swap(true, Ordering::Relaxed) || std::env::var_os(SPAWN_ENV).is_none() {
         return;
     }
-    let Some(raw) = std::env::var_os(SPAWN_ENV) else {
-        return;
-    };
-    let Some(spec) = raw.to_str().and_then(Spec::decode) else {
-        setup_failed(&format!(
-            "the {SPAWN_ENV} environment variable is not valid"
-        ));
-    };
-    match sys::exe_identity() {
-        Ok(id) if id == spec.exe => {}
-        _ => setup_failed("it was started for another executable file"),
-    }
-    // Children it starts get their own; a program it runs must not see this one.
+    let job = job_for_this_executable();
+    // Children it starts get their own; a program it runs must not see this one. (A variable
+    // meant for another executable, inherited by this one, goes too.)
     sys::env_remove(SPAWN_ENV);
+    let Some(spec) = job else { return };
     sys::ignore_sigpipe();
     let code = run(&spec);
     std::process::exit(code)
-}
-
-fn setup_failed(why: &str) -> ! {
-    eprintln!("mpshm: this child process cannot run its function: {why}");
-    std::process::exit(EXIT_SETUP)
 }
 
 /// Runs a forked child's job (the fork happened in `Process::start`) and ends the process

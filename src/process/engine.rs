@@ -221,7 +221,7 @@ impl<B: Backend> Engine<B> {
             return;
         }
         let max_tasks = self.settings.max_tasks;
-        while let Some(msg) = st.backlog.pop_front() {
+        while !st.backlog.is_empty() {
             let pick = st
                 .slots
                 .iter()
@@ -234,10 +234,11 @@ impl<B: Backend> Engine<B> {
                 })
                 .min_by_key(|(_, s)| s.held.len())
                 .map(|(i, _)| i);
-            let (Some(i), Some(id)) = (pick, task_id(&msg)) else {
-                st.backlog.push_front(msg);
+            let Some(i) = pick else { return };
+            let Some(msg) = st.backlog.pop_front() else {
                 return;
             };
+            let Some(id) = task_id(&msg) else { continue };
             let slot = &mut st.slots[i];
             let Some(worker) = &slot.worker else { return };
             match worker.send(msg) {

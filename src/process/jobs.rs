@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -164,6 +165,10 @@ pub(crate) fn default_chunksize(items: usize, processes: usize) -> usize {
     items.div_ceil(processes.max(1) * 4).max(1)
 }
 
+/// How many times a waiter looks for its result, spinning and then yielding, before it sleeps
+/// (as the queues do before they park).
+const SPIN_ROUNDS: u32 = 200;
+
 type OnOk<T> = Box<dyn FnOnce(&T) + Send>;
 type OnErr = Box<dyn FnOnce(&ProcessError) + Send>;
 
@@ -171,6 +176,8 @@ type OnErr = Box<dyn FnOnce(&ProcessError) + Send>;
 pub(crate) struct Collect<R, T> {
     st: Mutex<CollectState<R, T>>,
     cond: Condvar,
+    /// `CollectState::ready`, readable without the lock, so that a waiter can spin on it.
+    ready: AtomicBool,
     make: fn(Vec<R>) -> Option<T>,
 }
 
@@ -202,6 +209,7 @@ impl<R: Send + 'static, T: Send + 'static> Collect<R, T> {
                 on_err: Vec::new(),
             }),
             cond: Condvar::new(),
+            ready: AtomicBool::new(false),
             make,
         });
         if items == 0 {
@@ -209,6 +217,7 @@ impl<R: Send + 'static, T: Send + 'static> Collect<R, T> {
             let mut st = lock(&job.st);
             job.complete(&mut st);
             st.ready = true;
+            job.ready.store(true, Ordering::Release);
         }
         job
     }
@@ -299,6 +308,9 @@ impl<R: Payload + Send + 'static, T: Send + 'static> Sink for Collect<R, T> {
             None => {}
         }
         st.ready = true;
+        // Release: pairs with the Acquire load in `wait_until`, which then takes the lock
+        // (so it sees the outcome in any case).
+        self.ready.store(true, Ordering::Release);
         if st.waiters > 0 {
             self.cond.notify_all();
         }
@@ -317,6 +329,25 @@ trait Outcome<T>: Send + Sync {
 
 impl<R: Send + 'static, T: Send + 'static> Outcome<T> for Collect<R, T> {
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        // Results of short tasks follow each other within microseconds: look a while before
+        // sleeping, since a sleep costs the pool's thread a wake-up call and this thread a
+        // context switch for every result.
+        for round in 0..SPIN_ROUNDS {
+            // Acquire: pairs with the Release store in `finish`.
+            if self.ready.load(Ordering::Acquire) {
+                return true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            if round < 6 {
+                for _ in 0..(1u32 << round) {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
+        }
         let mut st = lock(&self.st);
         while !st.ready {
             st.waiters += 1;

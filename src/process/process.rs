@@ -527,3 +527,22 @@ impl<R> fmt::Debug for Process<R> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn triple(x: u32) -> u32 {
+        x * 3
+    }
+
+    /// The crate's own unit tests run under libtest's default harness, whose `main` is not
+    /// ours: the start-up hook must take the child over before it.
+    #[test]
+    fn spawn_from_a_libtest_binary() {
+        let p = Process::new(triple, 14);
+        p.start().expect("start");
+        assert_eq!(p.join().expect("result"), 42);
+        assert_eq!(p.exitcode(), Some(0));
+    }
+}
