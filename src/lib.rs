@@ -38,6 +38,7 @@
 )]
 
 mod array;
+mod containers;
 mod error;
 #[cfg(not(loom))]
 mod pipe;
@@ -56,9 +57,13 @@ mod sys;
 mod value;
 
 pub use array::{Array, ArrayGuard, RawArray};
+#[cfg(not(loom))]
+pub use containers::{Codec, ListIndex, Plain, SharedDict, SharedList};
+#[cfg(all(feature = "serde", not(loom)))]
+pub use containers::{Postcard, SerdeDict, SerdeList};
 pub use error::{
-    AccessError, Error, GetError, GetTimeoutError, JoinError, LockError, PutError, PutTimeoutError,
-    RecvError, SendError, TryGetError, TryPutError,
+    AccessError, ContainerError, Error, GetError, GetTimeoutError, JoinError, LockError, PutError,
+    PutTimeoutError, RecvError, SendError, TryGetError, TryPutError,
 };
 #[cfg(not(loom))]
 pub use error::{Exit, ProcessError};

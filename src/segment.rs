@@ -70,6 +70,10 @@ pub enum Kind {
     Pipe,
     /// An [`SpscQueue`](crate::SpscQueue).
     SpscQueue,
+    /// A [`SharedDict`](crate::SharedDict).
+    Dict,
+    /// A [`SharedList`](crate::SharedList).
+    List,
 }
 
 impl Kind {
@@ -85,6 +89,8 @@ impl Kind {
             Kind::Pipe => 8,
             Kind::JoinableQueue => 9,
             Kind::SpscQueue => 10,
+            Kind::Dict => 11,
+            Kind::List => 12,
         }
     }
 
@@ -100,13 +106,18 @@ impl Kind {
             8 => Kind::Pipe,
             9 => Kind::JoinableQueue,
             10 => Kind::SpscQueue,
+            11 => Kind::Dict,
+            12 => Kind::List,
             _ => return None,
         })
     }
 
     /// Whether segments of this kind carry a lock before the payload.
     fn has_lock(self) -> bool {
-        matches!(self, Kind::Value | Kind::Array | Kind::Lock | Kind::RLock)
+        matches!(
+            self,
+            Kind::Value | Kind::Array | Kind::Lock | Kind::RLock | Kind::Dict | Kind::List
+        )
     }
 }
 
@@ -123,6 +134,8 @@ impl fmt::Display for Kind {
             Kind::Pipe => "pipe",
             Kind::JoinableQueue => "joinable queue",
             Kind::SpscQueue => "spsc queue",
+            Kind::Dict => "dict",
+            Kind::List => "list",
         };
         f.write_str(s)
     }

@@ -42,7 +42,7 @@ pub use crate::error::{Exit, ProcessError};
 pub use jobs::{AsyncResult, IMap};
 #[cfg(feature = "serde")]
 pub use payload::Serde;
-pub use payload::{Payload, Plain};
+pub use payload::{Payload, Raw};
 pub use pool::{DEFAULT_MAX_MESSAGE, Pool, PoolBuilder, ThreadPool};
 pub use process::{Process, StartMethod};
 pub use workers::{Processes, Threads};

@@ -4,7 +4,7 @@
 //! (tuples, vectors, a chunk of many arguments one after another) and a reader can tell where
 //! each ends. The bytes come from another process and are read as untrusted input: every length
 //! is checked against what is left, and a bad encoding decodes to `None`, never a panic.
-//! Plain-data types go by value through [`Plain`]; any serde type through [`Serde`] (postcard,
+//! Plain-data types go by value through [`Raw`]; any serde type through [`Serde`] (postcard,
 //! feature `serde`).
 
 use crate::error::ProcessError;
@@ -13,7 +13,7 @@ use crate::error::ProcessError;
 ///
 /// Implemented for the integers, floats, `bool`, `char`, `()`, `String`, `Vec<T>`, `Option<T>`,
 /// `Result<T, E>`, `Box<T>`, arrays and tuples (up to eight) of payloads; for any
-/// [`bytemuck::Pod`] type through [`Plain`], and any serde type through [`Serde`]. Implement it
+/// [`bytemuck::Pod`] type through [`Raw`], and any serde type through [`Serde`]. Implement it
 /// for a type of your own by encoding its fields in order.
 ///
 /// ```
@@ -278,23 +278,23 @@ tuple_payload! {
 /// Any plain-data type ([`bytemuck::Pod`]), sent as its bytes.
 ///
 /// ```
-/// use mpshm::process::{Payload, Plain};
+/// use mpshm::process::{Payload, Raw};
 ///
 /// #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
 /// #[repr(C)]
 /// struct Pixel { r: u8, g: u8, b: u8, a: u8 }
 ///
 /// let mut bytes = Vec::new();
-/// Plain(Pixel { r: 1, g: 2, b: 3, a: 4 }).encode(&mut bytes)?;
+/// Raw(Pixel { r: 1, g: 2, b: 3, a: 4 }).encode(&mut bytes)?;
 /// assert_eq!(bytes.len(), 4);
-/// let back = Plain::<Pixel>::decode(&mut bytes.as_slice()).expect("four bytes");
+/// let back = Raw::<Pixel>::decode(&mut bytes.as_slice()).expect("four bytes");
 /// assert_eq!(back.0, Pixel { r: 1, g: 2, b: 3, a: 4 });
 /// # Ok::<(), mpshm::ProcessError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Plain<T>(pub T);
+pub struct Raw<T>(pub T);
 
-impl<T: bytemuck::Pod> Payload for Plain<T> {
+impl<T: bytemuck::Pod> Payload for Raw<T> {
     #[inline]
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), ProcessError> {
         out.extend_from_slice(bytemuck::bytes_of(&self.0));
@@ -302,7 +302,7 @@ impl<T: bytemuck::Pod> Payload for Plain<T> {
     }
     #[inline]
     fn decode(input: &mut &[u8]) -> Option<Self> {
-        take(input, std::mem::size_of::<T>()).map(|b| Plain(bytemuck::pod_read_unaligned(b)))
+        take(input, std::mem::size_of::<T>()).map(|b| Raw(bytemuck::pod_read_unaligned(b)))
     }
 }
 
@@ -374,7 +374,7 @@ mod tests {
         round_trip(Box::new(3u16));
         round_trip([1u64, 2, 3]);
         round_trip((1u8, "x".to_owned(), (2i32, 3.0f32)));
-        round_trip(Plain([1u32, 2]));
+        round_trip(Raw([1u32, 2]));
     }
 
     #[test]
