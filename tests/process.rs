@@ -28,6 +28,8 @@ fn main() {
             ("is_alive_before_during_after", is_alive_before_during_after),
             ("results_of_every_size", results_of_every_size),
             ("who_am_i", who_am_i),
+            ("serde_payloads", serde_payloads),
+            ("handles_are_send_and_sync", handles_are_send_and_sync),
             ("misuse_is_refused", misuse_is_refused),
             ("fork_needs_a_single_thread", fork_needs_a_single_thread),
             (
@@ -201,6 +203,39 @@ fn results_of_every_size() {
         p.start().expect("start");
         p.join().expect("unit result");
     });
+}
+
+#[cfg(feature = "serde")]
+fn count_words(
+    text: mpshm::process::Serde<Vec<String>>,
+) -> mpshm::process::Serde<std::collections::BTreeMap<String, u32>> {
+    let mut counts = std::collections::BTreeMap::new();
+    for w in text.0 {
+        *counts.entry(w).or_insert(0) += 1;
+    }
+    mpshm::process::Serde(counts)
+}
+
+fn serde_payloads() {
+    #[cfg(feature = "serde")]
+    checked(|| {
+        use mpshm::process::Serde;
+        let words = ["a", "b", "a"].map(String::from).to_vec();
+        let p = Process::new(count_words, Serde(words));
+        p.start().expect("start");
+        let counts = p.join().expect("result").0;
+        assert_eq!(counts.get("a"), Some(&2));
+        assert_eq!(counts.get("b"), Some(&1));
+    });
+}
+
+/// Handles move between threads and are shared by them.
+fn handles_are_send_and_sync() {
+    fn both<T: Send + Sync>() {}
+    both::<Process<u64>>();
+    both::<mpshm::process::Pool>();
+    both::<mpshm::process::ThreadPool>();
+    both::<mpshm::process::AsyncResult<Vec<u64>>>();
 }
 
 fn names(_: ()) -> (String, u32, u32, Option<(String, u32)>) {
