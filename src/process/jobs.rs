@@ -67,6 +67,28 @@ pub(crate) struct Chunk {
     pub(crate) msg: Vec<u8>,
 }
 
+/// Reads up to `count` outcome records from `bytes`, handing each to `put` with its number:
+/// how many it read, and whether the bytes were valid records to the end.
+fn read_records<R: Payload>(
+    mut bytes: &[u8],
+    count: usize,
+    pid: u32,
+    max_message: usize,
+    mut put: impl FnMut(usize, Result<R, ProcessError>),
+) -> (usize, bool) {
+    let mut n = 0;
+    while n < count && !bytes.is_empty() {
+        match read_record::<R>(&mut bytes, pid, max_message) {
+            Some(r) => {
+                put(n, r);
+                n += 1;
+            }
+            None => return (n, false),
+        }
+    }
+    (n, bytes.is_empty())
+}
+
 /// Cuts a stream of arguments into chunks of at most `chunksize` items whose message fits
 /// `max_message` bytes. An item that cannot be encoded, or is too long for any message, is set
 /// aside as failed; a chunk never spans it, so each chunk's items stay consecutive.
@@ -262,27 +284,16 @@ impl<R: Payload + Send + 'static, T: Send + 'static> Sink for Collect<R, T> {
         &self,
         first: usize,
         count: usize,
-        mut bytes: &[u8],
+        bytes: &[u8],
         pid: u32,
         max_message: usize,
     ) -> (usize, bool, bool) {
         let mut st = lock(&self.st);
-        let mut n = 0;
-        let mut valid = true;
-        while n < count && !bytes.is_empty() {
-            match read_record::<R>(&mut bytes, pid, max_message) {
-                Some(r) => {
-                    self.set(&mut st, first + n, r);
-                    n += 1;
-                }
-                None => {
-                    valid = false;
-                    break;
-                }
-            }
-        }
+        let (n, valid) = read_records(bytes, count, pid, max_message, |i, r| {
+            self.set(&mut st, first + i, r);
+        });
         let done = self.check_complete(&mut st);
-        (n, valid && bytes.is_empty(), done)
+        (n, valid, done)
     }
 
     fn fail(&self, items: Range<usize>, err: &ProcessError) -> bool {
@@ -522,8 +533,18 @@ struct StreamState<R> {
     waiters: usize,
 }
 
+/// In which order an [`IMap`] yields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Order {
+    /// The arguments' order (`imap`).
+    Given,
+    /// As the results come (`imap_unordered`).
+    Finished,
+}
+
 impl<R> Stream<R> {
-    fn new(ordered: bool) -> Stream<R> {
+    fn new(order: Order) -> Stream<R> {
+        let ordered = order == Order::Given;
         Stream {
             st: Mutex::new(StreamState {
                 by_index: BTreeMap::new(),
@@ -555,27 +576,16 @@ impl<R: Payload + Send> Sink for Stream<R> {
         &self,
         first: usize,
         count: usize,
-        mut bytes: &[u8],
+        bytes: &[u8],
         pid: u32,
         max_message: usize,
     ) -> (usize, bool, bool) {
         let mut st = lock(&self.st);
-        let mut n = 0;
-        let mut valid = true;
-        while n < count && !bytes.is_empty() {
-            match read_record::<R>(&mut bytes, pid, max_message) {
-                Some(r) => {
-                    self.push(&mut st, first + n, r);
-                    n += 1;
-                }
-                None => {
-                    valid = false;
-                    break;
-                }
-            }
-        }
+        let (n, valid) = read_records(bytes, count, pid, max_message, |i, r| {
+            self.push(&mut st, first + i, r);
+        });
         self.wake(&st);
-        (n, valid && bytes.is_empty(), false)
+        (n, valid, false)
     }
 
     fn fail(&self, items: Range<usize>, err: &ProcessError) -> bool {
@@ -614,14 +624,14 @@ where
         entry: Result<Entry, ProcessError>,
         items: I,
         chunksize: usize,
-        ordered: bool,
+        order: Order,
     ) -> IMap<I, R> {
         IMap {
             items: Some(items),
             pool,
             entry,
             chunksize: chunksize.max(1),
-            job: Arc::new(Stream::new(ordered)),
+            job: Arc::new(Stream::new(order)),
             submitted: 0,
             yielded: 0,
         }

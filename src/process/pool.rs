@@ -11,7 +11,9 @@ use std::time::Duration;
 use crate::error::ProcessError;
 use crate::process::engine::{Engine, Settings};
 use crate::process::entry::Entry;
-use crate::process::jobs::{AsyncResult, Chunker, Collect, IMap, Sink, Submit, default_chunksize};
+use crate::process::jobs::{
+    AsyncResult, Chunker, Collect, IMap, Order, Sink, Submit, default_chunksize,
+};
 use crate::process::payload::Payload;
 use crate::process::workers::{Processes, Threads, Workers};
 
@@ -111,8 +113,12 @@ pub struct PoolBuilder<W> {
 
 impl<W> PoolBuilder<W> {
     fn new() -> PoolBuilder<W> {
+        PoolBuilder::sized(None)
+    }
+
+    fn sized(processes: Option<usize>) -> PoolBuilder<W> {
         PoolBuilder {
-            processes: None,
+            processes,
             initializer: None,
             max_tasks: 0,
             task_timeout: None,
@@ -254,11 +260,7 @@ impl Pool<Processes> {
     ///
     /// As [`PoolBuilder::build`].
     pub fn new(processes: impl Into<Option<usize>>) -> Result<Pool, ProcessError> {
-        let mut b = Pool::builder();
-        if let Some(n) = processes.into() {
-            b.processes(n);
-        }
-        b.build()
+        PoolBuilder::<Processes>::sized(processes.into()).build()
     }
 
     /// Settings for a pool.
@@ -274,11 +276,7 @@ impl ThreadPool {
     ///
     /// As [`PoolBuilder::build`].
     pub fn new(threads: impl Into<Option<usize>>) -> Result<ThreadPool, ProcessError> {
-        let mut b = ThreadPool::builder();
-        if let Some(n) = threads.into() {
-            b.processes(n);
-        }
-        b.build()
+        PoolBuilder::<Threads>::sized(threads.into()).build()
     }
 
     /// Settings for a thread pool.
@@ -436,7 +434,7 @@ impl<W: Workers> Pool<W> {
             Entry::of(f),
             items.into_iter(),
             chunksize,
-            true,
+            Order::Given,
         )
     }
 
@@ -466,7 +464,7 @@ impl<W: Workers> Pool<W> {
             Entry::of(f),
             items.into_iter(),
             chunksize,
-            false,
+            Order::Finished,
         )
     }
 

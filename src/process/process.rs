@@ -323,7 +323,7 @@ impl<R: Payload> Process<R> {
                 return Some(Err(e.into()));
             }
             let mut g = self.lock();
-            match reap(&mut g, false) {
+            match reap(&mut g) {
                 Ok(true) => return Some(take(&mut g)),
                 Ok(false) => {}
                 Err(e) => return Some(Err(e)),
@@ -337,7 +337,7 @@ impl<R: Payload> Process<R> {
     /// Whether the child has been started and has not ended (reaps it if it has).
     pub fn is_alive(&self) -> bool {
         let mut g = self.lock();
-        g.run.is_some() && g.exit.is_none() && matches!(reap(&mut g, false), Ok(false))
+        g.run.is_some() && g.exit.is_none() && matches!(reap(&mut g), Ok(false))
     }
 
     /// Python's `exitcode`: `None` until the child has ended, then its exit status, or minus
@@ -345,7 +345,7 @@ impl<R: Payload> Process<R> {
     pub fn exitcode(&self) -> Option<i32> {
         let mut g = self.lock();
         if g.run.is_some() && g.exit.is_none() {
-            let _ = reap(&mut g, false);
+            let _ = reap(&mut g);
         }
         g.exit.map(Exit::exitcode)
     }
@@ -433,16 +433,15 @@ fn fork(spec: &Spec) -> Result<(u32, OwnedFd), ProcessError> {
     }
 }
 
-/// Reaps the child if it has ended (waiting for it if `block`) and collects its outcome;
-/// whether it has ended.
-fn reap<R: Payload>(g: &mut Inner<R>, block: bool) -> Result<bool, ProcessError> {
+/// Reaps the child if it has ended and collects its outcome; whether it has ended.
+fn reap<R: Payload>(g: &mut Inner<R>) -> Result<bool, ProcessError> {
     if g.exit.is_some() {
         return Ok(true);
     }
     let Some(run) = &mut g.run else {
         return Err(ProcessError::NotStarted);
     };
-    let Some(code) = sys::pidfd_reap(&run.pidfd, block)? else {
+    let Some(code) = sys::pidfd_try_reap(&run.pidfd)? else {
         return Ok(false);
     };
     let exit = Exit::from_exitcode(code);
@@ -507,7 +506,7 @@ impl<R> Drop for Process<R> {
                 if self.daemon {
                     let _ = sys::pidfd_signal(&run.pidfd, sys::Signal::Kill);
                 }
-                let _ = sys::pidfd_reap(&run.pidfd, true);
+                let _ = sys::pidfd_reap(&run.pidfd);
             }
             if let Some((_, name)) = &run.channel {
                 channel::remove(&format!("{name}r"));

@@ -584,17 +584,28 @@ pub(crate) fn pidfd_signal(pidfd: &OwnedFd, sig: Signal) -> io::Result<()> {
     }
 }
 
-/// Reaps the child behind `pidfd` (`waitid(P_PIDFD)`), waiting for it if `block`; `None` while
-/// it runs (only without `block`).
-pub(crate) fn pidfd_reap(pidfd: &OwnedFd, block: bool) -> io::Result<Option<RawExit>> {
-    use rustix::process::{WaitId, WaitIdOptions, waitid};
-    let mut opts = WaitIdOptions::EXITED;
-    if !block {
-        opts |= WaitIdOptions::NOHANG;
-    }
+/// Reaps the child behind `pidfd` if it has ended (`waitid(P_PIDFD, WNOHANG)`); `None` while it
+/// runs.
+pub(crate) fn pidfd_try_reap(pidfd: &OwnedFd) -> io::Result<Option<RawExit>> {
+    pidfd_waitid(pidfd, rustix::process::WaitIdOptions::NOHANG)
+}
+
+/// Waits for the child behind `pidfd` to end and reaps it.
+pub(crate) fn pidfd_reap(pidfd: &OwnedFd) -> io::Result<RawExit> {
     loop {
-        match waitid(WaitId::PidFd(pidfd.as_fd()), opts) {
-            Ok(None) => return Ok(None),
+        if let Some(code) = pidfd_waitid(pidfd, rustix::process::WaitIdOptions::empty())? {
+            return Ok(code);
+        }
+    }
+}
+
+fn pidfd_waitid(
+    pidfd: &OwnedFd,
+    extra: rustix::process::WaitIdOptions,
+) -> io::Result<Option<RawExit>> {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    loop {
+        match waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED | extra) {
             Ok(Some(status)) => {
                 if let Some(code) = status.exit_status() {
                     return Ok(Some(code));
@@ -602,11 +613,10 @@ pub(crate) fn pidfd_reap(pidfd: &OwnedFd, block: bool) -> io::Result<Option<RawE
                 if let Some(sig) = status.terminating_signal() {
                     return Ok(Some(-sig));
                 }
-                // Stopped or continued: not asked for, but keep waiting if blocking.
-                if !block {
-                    return Ok(None);
-                }
+                // Only `EXITED` was asked for; anything else is not an end.
+                return Ok(None);
             }
+            Ok(None) => return Ok(None),
             Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
