@@ -31,6 +31,7 @@ fn main() {
             ("serde_payloads", serde_payloads),
             ("handles_are_send_and_sync", handles_are_send_and_sync),
             ("misuse_is_refused", misuse_is_refused),
+            ("stdin_is_not_shared", stdin_is_not_shared),
             ("fork_needs_a_single_thread", fork_needs_a_single_thread),
             (
                 "daemons_die_with_their_parent",
@@ -55,6 +56,7 @@ fn main() {
             ("fork_and_report", fork_and_report),
             ("start_and_report", start_and_report),
             ("command_child", command_child),
+            ("read_stdin_in_a_child", read_stdin_in_a_child),
         ],
     );
 }
@@ -260,6 +262,31 @@ fn who_am_i() {
         assert_eq!(parent, Some(("MainProcess".to_owned(), std::process::id())));
         assert_eq!(current_process().name, "MainProcess");
         assert!(parent_process().is_none());
+    });
+}
+
+fn read_stdin(_: ()) -> usize {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap_or(0)
+}
+
+/// In a child whose standard input is a pipe from the test (which never writes to it): a
+/// grandchild reading its standard input must see the end of it at once.
+fn read_stdin_in_a_child(_: &[String]) {
+    let mut p = Process::new(read_stdin, ());
+    p.set_daemon(true);
+    p.start().expect("start");
+    match p.join_timeout(Duration::from_secs(20)) {
+        Some(r) => common::say(&format!("read {}", r.expect("result"))),
+        None => common::say("blocked"),
+    }
+}
+
+fn stdin_is_not_shared() {
+    checked(|| {
+        let mut child = Child::spawn("read_stdin_in_a_child", &[]);
+        assert_eq!(child.line(), "read 0");
+        child.join();
     });
 }
 

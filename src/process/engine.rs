@@ -31,9 +31,8 @@ const TICK: Duration = Duration::from_millis(10);
 const DRAIN_WAIT: Duration = Duration::from_millis(100);
 /// How many outcomes the manager files per turn of its lock.
 const BATCH: usize = 64;
-/// How many workers in a row may exit with an error before they said they were ready before
-/// the pool gives up (a program that cannot start its workers would otherwise start them
-/// forever).
+/// How many workers of a slot in a row may exit before they said they were ready before the
+/// pool gives up (a program that cannot start its workers would otherwise start them forever).
 const MAX_START_FAILURES: u32 = 3;
 
 /// What a pool was built with.
@@ -436,10 +435,13 @@ impl<B: Backend> Engine<B> {
             };
             Self::fail(st, &t.sink, t.first + t.delivered..t.first + t.items, &err);
         }
+        // A worker that exits by itself before it said it was ready could not start (a signal
+        // is someone else's doing). A child that ran `main` will not do better next time.
         let slot = &mut st.slots[i];
-        if !slot.ready && matches!(end.exit, crate::error::Exit::Code(c) if c != 0) {
+        if !slot.ready && matches!(end.exit, crate::error::Exit::Code(_)) {
             slot.start_failures += 1;
-            if slot.start_failures >= MAX_START_FAILURES {
+            let hopeless = matches!(end.error, Some(ProcessError::NotIntercepted { .. }));
+            if hopeless || slot.start_failures >= MAX_START_FAILURES {
                 let err = end.error.unwrap_or(ProcessError::Exited {
                     pid,
                     exit: end.exit,

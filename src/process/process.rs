@@ -254,7 +254,10 @@ impl<R: Payload> Process<R> {
                 if let Some(arg0) = args.next() {
                     cmd.arg0(arg0);
                 }
-                cmd.args(args).env(child::SPAWN_ENV, spec.encode());
+                // As Python's children, it does not share the parent's standard input.
+                cmd.args(args)
+                    .env(child::SPAWN_ENV, spec.encode())
+                    .stdin(std::process::Stdio::null());
                 cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
                 adopt(cmd.spawn()?)?
             }
