@@ -337,13 +337,24 @@ fn fork_and_report(_: &[String]) {
     ));
 }
 
-/// In a child: starts a daemon and a non-daemon grandchild that wait forever, says their pids,
-/// and parks until killed.
-fn start_daemon_and_park(_: &[String]) {
-    let mut daemon = Process::new(wait_forever, ());
+/// Tells the queue `name` this process's pid, then waits forever.
+fn report_and_wait(name: String) {
+    Queue::<u32>::open(&name)
+        .expect("open")
+        .put(std::process::id())
+        .expect("put");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// In a child: starts a daemon and a non-daemon grandchild that say their pids on the queue
+/// `args[0]` and wait forever, then parks until killed.
+fn start_daemon_and_park(args: &[String]) {
+    let mut daemon = Process::new(report_and_wait, args[0].clone());
     daemon.set_daemon(true);
     daemon.start().expect("start");
-    let plain = Process::new(wait_forever, ());
+    let plain = Process::new(report_and_wait, args[0].clone());
     plain.start().expect("start");
     common::say(&format!(
         "{} {}",
@@ -355,13 +366,20 @@ fn start_daemon_and_park(_: &[String]) {
 
 fn daemons_die_with_their_parent() {
     checked(|| {
-        let mut parent = Child::spawn("start_daemon_and_park", &[]);
+        let q = Queue::<u32>::create(&common::name("daemons"), 2).expect("queue");
+        let mut parent = Child::spawn("start_daemon_and_park", &[q.name()]);
         let line = parent.line();
         let (daemon, plain) = line.split_once(' ').expect("two pids");
         // Pidfds taken while the parent lives, so a reused pid cannot fool the checks.
         let daemon = pidfd(daemon.parse().expect("pid"));
         let plain = pidfd(plain.parse().expect("pid"));
+        // Both run their function (so both took their argument from their channel).
+        for _ in 0..2 {
+            q.get_timeout(Duration::from_secs(30))
+                .expect("a grandchild reports");
+        }
         assert!(!ends_within(&daemon, Duration::ZERO));
+        let parent_pid = parent.pid();
         parent.kill();
         assert!(
             ends_within(&daemon, Duration::from_secs(30)),
@@ -371,6 +389,9 @@ fn daemons_die_with_their_parent() {
         assert!(!ends_within(&plain, Duration::from_millis(100)));
         rustix::process::pidfd_send_signal(&plain.0, rustix::process::Signal::KILL).expect("kill");
         assert!(ends_within(&plain, Duration::from_secs(30)));
+        // The killed parent's channels lost their names once the children took their
+        // arguments, so they did not outlive everyone.
+        process_kit::assert_no_segments_of(parent_pid);
     });
 }
 

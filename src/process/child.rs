@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::ProcessError;
-use crate::process::channel::Channel;
+use crate::process::channel::{self, Channel};
 use crate::process::entry::{Entry, status};
 use crate::sys;
 
@@ -248,6 +248,9 @@ fn run(spec: &Spec) -> i32 {
             return EXIT_SETUP;
         }
     };
+    // Both sides have the channel mapped now, and nobody opens it again: without its name it
+    // cannot outlive them, even if the parent is killed.
+    channel::remove(&spec.channel);
     let mut out = vec![tag::RESULT];
     spec.entry.call(&mut &arg[1..], &mut out);
     let code = if out.get(1) == Some(&status::OK) {

@@ -337,6 +337,9 @@ fn process_worker(setup: Setup) {
         eprintln!("mpshm: a pool worker cannot find its key or its channels");
         return;
     };
+    // Only this worker opens its task channel: without its name it cannot outlive the pool
+    // and this worker. (The result channel keeps its name for the workers still to come.)
+    channel::remove(&setup.tasks);
     serve(&ChannelTransport { tasks, results }, &setup, key);
 }
 

@@ -41,7 +41,12 @@ pub fn assert_no_children() {
 }
 
 pub fn assert_no_segments() {
-    let prefix = format!("mpx{}-", std::process::id());
+    assert_no_segments_of(std::process::id());
+}
+
+/// Checks that no segment made by process `pid` is in `/dev/shm`.
+pub fn assert_no_segments_of(pid: u32) {
+    let prefix = format!("mpx{pid}-");
     let left: Vec<String> = std::fs::read_dir("/dev/shm")
         .expect("/dev/shm")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
