@@ -811,7 +811,8 @@ pub enum ProcessError {
         /// The panic message.
         message: String,
     },
-    /// An encoded argument or result is longer than the pool's message limit.
+    /// An encoded argument or result could not be sent: it is longer than the message limit
+    /// and no segment of its own could be made for it (`/dev/shm` is full).
     TooLarge {
         /// Its length in bytes.
         len: usize,
@@ -932,7 +933,7 @@ impl fmt::Display for ProcessError {
             ),
             ProcessError::TooLarge { len, max } => write!(
                 f,
-                "an encoded argument or result of {len} bytes is longer than the limit of {max}; raise the pool's max_message"
+                "an encoded argument or result of {len} bytes is longer than the message limit of {max}, and no segment of its own could be made for it; free space in /dev/shm"
             ),
             ProcessError::Encode { reason } => write!(f, "a value could not be encoded: {reason}"),
             ProcessError::Decode { what } => write!(

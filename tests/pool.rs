@@ -54,7 +54,10 @@ fn main() {
             ),
             ("callbacks_are_called", callbacks_are_called),
             ("close_and_join", close_and_join),
-            ("too_large_items_fail_alone", too_large_items_fail_alone),
+            (
+                "large_items_go_through_their_own_segments",
+                large_items_go_through_their_own_segments,
+            ),
         ],
         &[],
     );
@@ -526,28 +529,46 @@ fn len(v: Vec<u8>) -> u64 {
     v.len() as u64
 }
 
-fn too_large_items_fail_alone() {
+fn large_items_go_through_their_own_segments() {
     checked(|| {
         let pool = Pool::builder()
-            .processes(1)
+            .processes(2)
             .max_message(4096)
             .build()
             .expect("pool");
-        let r: Vec<_> = pool
-            .imap_chunked(len, [vec![1; 10], vec![1; 10_000], vec![1; 20]], 3)
+        // Arguments longer than a message, alone and among short ones, in chunks.
+        let args = vec![vec![1; 10], vec![2; 10_000], vec![3; 20], vec![4; 1 << 20]];
+        let r: Vec<u64> = pool
+            .imap_chunked(len, args.clone(), 3)
+            .map(|r| r.expect("item"))
             .collect();
-        assert_eq!(r[0].as_ref().ok(), Some(&10));
-        assert!(
-            matches!(r[1], Err(ProcessError::TooLarge { len: 10_008, .. })),
-            "{r:?}"
+        assert_eq!(r, [10, 10_000, 20, 1 << 20]);
+        assert_eq!(pool.map(len, args).expect("map"), [10, 10_000, 20, 1 << 20]);
+        // Results longer than a message.
+        let sizes = [10, 10_000, 3000, 3000, 1 << 20];
+        let r = pool.map_chunked(repeat, sizes, 5).expect("map");
+        assert_eq!(
+            r.iter().map(Vec::len).collect::<Vec<_>>(),
+            sizes.map(|n| n as usize)
         );
-        assert_eq!(r[2].as_ref().ok(), Some(&20));
-        let r: Vec<_> = pool
-            .imap_chunked(repeat, [10, 10_000, 3000, 3000], 4)
-            .collect();
-        assert_eq!(r[0].as_ref().map(Vec::len).ok(), Some(10));
-        assert!(matches!(r[1], Err(ProcessError::TooLarge { .. })), "{r:?}");
-        assert_eq!(r[2].as_ref().map(Vec::len).ok(), Some(3000));
-        assert_eq!(r[3].as_ref().map(Vec::len).ok(), Some(3000));
+        assert!(r[4].iter().all(|&b| b == 7));
+        // Both at once, and a thread pool (which has no message limit).
+        assert_eq!(
+            pool.apply(echo, vec![9; 50_000]).expect("apply").len(),
+            50_000
+        );
+        let threads = ThreadPool::builder()
+            .processes(2)
+            .max_message(4096)
+            .build()
+            .expect("pool");
+        assert_eq!(
+            threads.apply(echo, vec![9; 50_000]).expect("apply").len(),
+            50_000
+        );
     });
+}
+
+fn echo(v: Vec<u8>) -> Vec<u8> {
+    v
 }

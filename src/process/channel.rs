@@ -129,3 +129,53 @@ impl Channel {
 pub(crate) fn remove(name: &str) {
     let _ = crate::segment::unlink(name);
 }
+
+/// A message too long for a channel's slots, in a segment of its own: `<prefix><n>`, created
+/// by the side that has it and removed by the side that takes it (or by its creator's handle,
+/// dropped unread).
+#[derive(Debug)]
+pub struct Blob {
+    pub(crate) name: String,
+    /// The creating handle, which removes the name when dropped (a taker removes it first).
+    _chan: Channel,
+}
+
+impl Blob {
+    /// Puts `bytes` into the new segment `name`.
+    pub(crate) fn create(name: String, bytes: Vec<u8>) -> Result<Blob, Error> {
+        let chan = Channel::create(&name, 1, bytes.len())?;
+        if chan.try_put(bytes).is_err() {
+            return Err(Error::Io(std::io::Error::other(
+                "cannot put a message into its own new segment",
+            )));
+        }
+        Ok(Blob { name, _chan: chan })
+    }
+
+    /// Leaves the segment for the taker when this handle is dropped; its name.
+    pub(crate) fn hand_over(self) -> String {
+        self._chan.persist();
+        self.name
+    }
+}
+
+/// Takes the message out of the blob segment `name` and removes the segment, if `name` is
+/// `prefix` followed by digits (so that damaged bytes naming another segment touch nothing).
+pub(crate) fn take_blob(name: &str, prefix: &str) -> Option<Vec<u8>> {
+    let n = name.strip_prefix(prefix)?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let bytes = Channel::open(name).ok().and_then(|c| c.try_get().ok());
+    remove(name);
+    bytes
+}
+
+/// Removes every segment whose name starts with `prefix` (blobs nobody took).
+pub(crate) fn remove_all(prefix: &str) {
+    for name in crate::sys::shm_names().unwrap_or_default() {
+        if name.starts_with(prefix) {
+            remove(&name);
+        }
+    }
+}

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::ProcessError;
-use crate::process::entry::Entry;
+use crate::process::channel::Blob;
+use crate::process::entry::{Entry, Origin};
 use crate::process::jobs::{Chunk, Sink, Submit};
 use crate::process::payload::Payload;
 use crate::process::workers::sealed::Backend;
@@ -81,6 +82,8 @@ struct Task {
     timed_out: bool,
     /// The rest of its outcomes could not be read; they were failed.
     spoiled: bool,
+    /// The blob segment holding its argument, removed with the task.
+    _blob: Option<Blob>,
 }
 
 struct State<W> {
@@ -107,7 +110,8 @@ fn task_id(msg: &[u8]) -> Option<u64> {
 }
 
 impl<B: Backend> Engine<B> {
-    pub(crate) fn new(settings: Settings) -> Result<Engine<B>, ProcessError> {
+    pub(crate) fn new(mut settings: Settings) -> Result<Engine<B>, ProcessError> {
+        settings.max_message = B::message_limit(settings.max_message);
         let backend = B::new(settings.processes, settings.max_message)?;
         let slots = (0..settings.processes)
             .map(|_| Slot {
@@ -293,18 +297,20 @@ impl<B: Backend> Engine<B> {
             // A task that failed already (timed out, or the pool was terminated).
             return;
         };
-        let pid = task
-            .slot
-            .and_then(|i| st.slots[i].worker.as_ref().map(Worker::pid))
-            .unwrap_or(0);
+        let worker = task.slot.and_then(|i| st.slots[i].worker.as_ref());
+        let blobs = worker.and_then(Worker::blob_prefix);
+        let from = Origin {
+            pid: worker.map_or(0, Worker::pid),
+            max_message: self.settings.max_message,
+            blobs: blobs.as_deref(),
+        };
         let mut finished = None;
         if !task.spoiled && first as usize == task.delivered {
             let (n, valid, done) = task.sink.deliver(
                 task.first + task.delivered,
                 task.items - task.delivered,
                 &msg[wire::PART_HEADER..],
-                pid,
-                self.settings.max_message,
+                from,
             );
             task.delivered += n;
             if done {
@@ -614,7 +620,12 @@ impl<B: Backend> Submit for Engine<B> {
                     st.next_task += 1;
                     // The chunker keeps a chunk under 2^32 items.
                     let count = u32::try_from(c.items).unwrap_or(u32::MAX);
-                    wire::write_task_header(&mut c.msg, id, count, *entry, self.key);
+                    let kind = if c.blob.is_some() {
+                        wire::TASK_BLOB
+                    } else {
+                        wire::TASK
+                    };
+                    wire::write_task_header(&mut c.msg, kind, (id, count), *entry, self.key);
                     st.tasks.insert(
                         id,
                         Task {
@@ -625,6 +636,7 @@ impl<B: Backend> Submit for Engine<B> {
                             slot: None,
                             timed_out: false,
                             spoiled: false,
+                            _blob: c.blob,
                         },
                     );
                     st.backlog.push_back(c.msg);
@@ -642,5 +654,9 @@ impl<B: Backend> Submit for Engine<B> {
 
     fn max_message(&self) -> usize {
         self.settings.max_message
+    }
+
+    fn stash(&self, bytes: Vec<u8>) -> Option<Result<Blob, ProcessError>> {
+        self.backend.stash(bytes)
     }
 }

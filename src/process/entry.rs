@@ -35,6 +35,18 @@ pub(crate) mod status {
     /// The argument bytes were not a valid encoding; nothing follows, and the rest of the
     /// input cannot be read.
     pub(crate) const BAD_INPUT: u8 = 4;
+    /// The record was too long for a message: it is in the blob segment whose name follows
+    /// (a `String`).
+    pub(crate) const ELSEWHERE: u8 = 5;
+}
+
+/// Where outcome records come from, to read them: the worker's pid (for a panic), the message
+/// limit (for `TooLarge`), and the prefix of the blob segments it may hand records over in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Origin<'a> {
+    pub(crate) pid: u32,
+    pub(crate) max_message: usize,
+    pub(crate) blobs: Option<&'a str>,
 }
 
 /// Reads one argument from the front of `input`, calls the function at `func` on it and
@@ -207,14 +219,13 @@ fn run_pair<A: Payload, B: Payload, R: Payload>(
 /// `None` when the bytes are not a valid record (the rest of the input cannot be read).
 pub(crate) fn read_record<R: Payload>(
     input: &mut &[u8],
-    pid: u32,
-    max_message: usize,
+    from: Origin<'_>,
 ) -> Option<Result<R, ProcessError>> {
     let text = |input: &mut &[u8]| String::decode(input);
     Some(match u8::decode(input)? {
         status::OK => Ok(R::decode(input)?),
         status::PANICKED => Err(ProcessError::Panicked {
-            pid,
+            pid: from.pid,
             message: text(input)?,
         }),
         status::ENCODE => Err(ProcessError::Encode {
@@ -222,11 +233,28 @@ pub(crate) fn read_record<R: Payload>(
         }),
         status::TOO_LARGE => Err(ProcessError::TooLarge {
             len: usize::decode(input)?,
-            max: max_message,
+            max: from.max_message,
         }),
         status::BAD_INPUT => Err(ProcessError::Decode {
             what: "an argument",
         }),
+        status::ELSEWHERE => {
+            let name = text(input)?;
+            let bytes = from
+                .blobs
+                .and_then(|prefix| crate::process::channel::take_blob(&name, prefix));
+            // The record in the blob is read as one, but may not point further.
+            let inner = Origin {
+                blobs: None,
+                ..from
+            };
+            match bytes.and_then(|b| read_record(&mut b.as_slice(), inner)) {
+                Some(r) => r,
+                None => Err(ProcessError::Decode {
+                    what: "a result handed over in its own segment",
+                }),
+            }
+        }
         _ => return None,
     })
 }
@@ -239,6 +267,14 @@ mod tests {
         x * 2
     }
 
+    fn origin(pid: u32) -> Origin<'static> {
+        Origin {
+            pid,
+            max_message: 0,
+            blobs: None,
+        }
+    }
+
     fn boom(_: u8) -> u8 {
         panic!("boom")
     }
@@ -249,7 +285,7 @@ mod tests {
         let mut input: &[u8] = &21u64.to_le_bytes();
         let mut out = Vec::new();
         assert!(e.call(&mut input, &mut out));
-        let r: Result<u64, _> = read_record(&mut out.as_slice(), 1, 0).expect("record");
+        let r: Result<u64, _> = read_record(&mut out.as_slice(), origin(1)).expect("record");
         assert_eq!(r.ok(), Some(42));
     }
 
@@ -258,10 +294,28 @@ mod tests {
         let e = Entry::of(boom).expect("in the test binary");
         let mut out = Vec::new();
         assert!(e.call(&mut [1u8].as_slice(), &mut out));
-        let r: Result<u8, _> = read_record(&mut out.as_slice(), 7, 0).expect("record");
+        let r: Result<u8, _> = read_record(&mut out.as_slice(), origin(7)).expect("record");
         assert!(
             matches!(r, Err(ProcessError::Panicked { pid: 7, ref message }) if message == "boom")
         );
+    }
+
+    #[test]
+    fn a_record_elsewhere_is_only_taken_from_its_workers_blobs() {
+        // A name outside the allowed prefix is not opened (nor removed): the item fails.
+        let mut rec = vec![status::ELSEWHERE];
+        "someone-elses-queue".to_owned().encode(&mut rec).unwrap();
+        let from = Origin {
+            pid: 1,
+            max_message: 0,
+            blobs: Some("mpx1-2b"),
+        };
+        let r: Result<u8, _> = read_record(&mut rec.as_slice(), from).expect("record");
+        assert!(matches!(r, Err(ProcessError::Decode { .. })));
+        let mut rec = vec![status::ELSEWHERE];
+        "mpx1-2bx".to_owned().encode(&mut rec).unwrap();
+        let r: Result<u8, _> = read_record(&mut rec.as_slice(), from).expect("record");
+        assert!(matches!(r, Err(ProcessError::Decode { .. })));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::ProcessError;
-use crate::process::entry::{Entry, read_record};
+use crate::process::channel::Blob;
+use crate::process::entry::{Entry, Origin, read_record};
 use crate::process::payload::Payload;
 use crate::process::workers::wire;
 
@@ -25,8 +26,7 @@ pub(crate) trait Sink: Send + Sync {
         first: usize,
         count: usize,
         bytes: &[u8],
-        pid: u32,
-        max_message: usize,
+        from: Origin<'_>,
     ) -> (usize, bool, bool);
 
     /// Fails `items` with `err`; `true` when this completed the job.
@@ -52,6 +52,9 @@ pub(crate) trait Submit: Send + Sync {
     fn processes(&self) -> usize;
     /// The longest message.
     fn max_message(&self) -> usize;
+    /// Puts arguments too long for a message into a blob segment; `None` where messages have
+    /// no limit.
+    fn stash(&self, bytes: Vec<u8>) -> Option<Result<Blob, ProcessError>>;
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -59,12 +62,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// One task's worth of items: `items` encoded arguments from item `first` on, behind room for
-/// the task header.
+/// the task header; or, for one argument too long for a message, the name of the blob segment
+/// that holds it.
 #[derive(Debug)]
 pub(crate) struct Chunk {
     pub(crate) first: usize,
     pub(crate) items: usize,
     pub(crate) msg: Vec<u8>,
+    pub(crate) blob: Option<Blob>,
 }
 
 /// Reads up to `count` outcome records from `bytes`, handing each to `put` with its number:
@@ -72,13 +77,12 @@ pub(crate) struct Chunk {
 fn read_records<R: Payload>(
     mut bytes: &[u8],
     count: usize,
-    pid: u32,
-    max_message: usize,
+    from: Origin<'_>,
     mut put: impl FnMut(usize, Result<R, ProcessError>),
 ) -> (usize, bool) {
     let mut n = 0;
     while n < count && !bytes.is_empty() {
-        match read_record::<R>(&mut bytes, pid, max_message) {
+        match read_record::<R>(&mut bytes, from) {
             Some(r) => {
                 put(n, r);
                 n += 1;
@@ -90,8 +94,9 @@ fn read_records<R: Payload>(
 }
 
 /// Cuts a stream of arguments into chunks of at most `chunksize` items whose message fits
-/// `max_message` bytes. An item that cannot be encoded, or is too long for any message, is set
-/// aside as failed; a chunk never spans it, so each chunk's items stay consecutive.
+/// `max_message` bytes. An item too long for any message goes alone, in a blob segment; one
+/// that cannot be encoded (or put in a blob) is set aside as failed. A chunk never spans
+/// either, so each chunk's items stay consecutive.
 #[derive(Debug)]
 pub(crate) struct Chunker {
     chunksize: usize,
@@ -128,13 +133,14 @@ impl Chunker {
         }
     }
 
-    pub(crate) fn push<A: Payload>(&mut self, arg: &A) {
+    pub(crate) fn push<A: Payload>(&mut self, arg: &A, pool: &dyn Submit) {
         let index = self.next;
         self.next += 1;
         let cur = self.current.get_or_insert_with(|| Chunk {
             first: index,
             items: 0,
             msg: vec![0; wire::TASK_HEADER],
+            blob: None,
         });
         let mark = cur.msg.len();
         if let Err(e) = arg.encode(&mut cur.msg) {
@@ -148,24 +154,40 @@ impl Chunker {
         } else {
             let item = cur.msg.split_off(mark);
             self.seal();
-            if wire::TASK_HEADER + item.len() > self.max_message {
-                self.failed.push((
-                    index,
-                    ProcessError::TooLarge {
-                        len: item.len(),
-                        max: self.max_message - wire::TASK_HEADER,
-                    },
-                ));
+            if wire::TASK_HEADER + item.len() <= self.max_message {
+                let mut msg = Vec::with_capacity(wire::TASK_HEADER + item.len());
+                msg.resize(wire::TASK_HEADER, 0);
+                msg.extend_from_slice(&item);
+                self.current = Some(Chunk {
+                    first: index,
+                    items: 1,
+                    msg,
+                    blob: None,
+                });
+            } else {
+                let len = item.len();
+                match pool.stash(item) {
+                    Some(Ok(blob)) => {
+                        let mut msg = vec![0; wire::TASK_HEADER];
+                        let _ = blob.name.encode(&mut msg);
+                        self.chunks.push(Chunk {
+                            first: index,
+                            items: 1,
+                            msg,
+                            blob: Some(blob),
+                        });
+                    }
+                    Some(Err(e)) => self.failed.push((index, e)),
+                    None => self.failed.push((
+                        index,
+                        ProcessError::TooLarge {
+                            len,
+                            max: self.max_message - wire::TASK_HEADER,
+                        },
+                    )),
+                }
                 return;
             }
-            let mut msg = Vec::with_capacity(wire::TASK_HEADER + item.len());
-            msg.resize(wire::TASK_HEADER, 0);
-            msg.extend_from_slice(&item);
-            self.current = Some(Chunk {
-                first: index,
-                items: 1,
-                msg,
-            });
         }
         if self
             .current
@@ -285,11 +307,10 @@ impl<R: Payload + Send + 'static, T: Send + 'static> Sink for Collect<R, T> {
         first: usize,
         count: usize,
         bytes: &[u8],
-        pid: u32,
-        max_message: usize,
+        from: Origin<'_>,
     ) -> (usize, bool, bool) {
         let mut st = lock(&self.st);
-        let (n, valid) = read_records(bytes, count, pid, max_message, |i, r| {
+        let (n, valid) = read_records(bytes, count, from, |i, r| {
             self.set(&mut st, first + i, r);
         });
         let done = self.check_complete(&mut st);
@@ -577,11 +598,10 @@ impl<R: Payload + Send> Sink for Stream<R> {
         first: usize,
         count: usize,
         bytes: &[u8],
-        pid: u32,
-        max_message: usize,
+        from: Origin<'_>,
     ) -> (usize, bool, bool) {
         let mut st = lock(&self.st);
-        let (n, valid) = read_records(bytes, count, pid, max_message, |i, r| {
+        let (n, valid) = read_records(bytes, count, from, |i, r| {
             self.push(&mut st, first + i, r);
         });
         self.wake(&st);
@@ -644,7 +664,7 @@ where
             let Some(items) = &mut self.items else { return };
             let mut chunker = Chunker::new(self.chunksize, self.pool.max_message());
             for a in items.by_ref().take(self.chunksize) {
-                chunker.push(&a);
+                chunker.push(&a, &*self.pool);
             }
             chunker.flush();
             let taken = chunker.items();
@@ -720,14 +740,37 @@ impl<I, R> fmt::Debug for IMap<I, R> {
 mod tests {
     use super::*;
 
+    /// A pool that cannot stash (as a thread pool, but with a message limit).
+    struct NoStash;
+
+    impl Submit for NoStash {
+        fn submit(
+            &self,
+            _: &Result<Entry, ProcessError>,
+            _: Arc<dyn Sink>,
+            _: Vec<Chunk>,
+            _: Vec<(usize, ProcessError)>,
+        ) {
+        }
+        fn processes(&self) -> usize {
+            1
+        }
+        fn max_message(&self) -> usize {
+            0
+        }
+        fn stash(&self, _: Vec<u8>) -> Option<Result<Blob, ProcessError>> {
+            None
+        }
+    }
+
     #[test]
     fn chunks_keep_items_consecutive_and_small() {
         let mut c = Chunker::new(3, wire::TASK_HEADER + 8 * 2);
         for i in 0..7u64 {
-            c.push(&i);
+            c.push(&i, &NoStash);
         }
-        c.push(&"x".repeat(100));
-        c.push(&9u64);
+        c.push(&"x".repeat(100), &NoStash);
+        c.push(&9u64, &NoStash);
         c.flush();
         let spans: Vec<(usize, usize)> = c.chunks.iter().map(|c| (c.first, c.items)).collect();
         assert_eq!(spans, [(0, 2), (2, 2), (4, 2), (6, 1), (8, 1)]);

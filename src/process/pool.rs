@@ -17,9 +17,9 @@ use crate::process::jobs::{
 use crate::process::payload::Payload;
 use crate::process::workers::{Processes, Threads, Workers};
 
-/// The longest task or result message by default: 64 KiB. A chunk of arguments, or of
-/// results, is cut to fit; a single argument or result longer than this fails its item with
-/// [`ProcessError::TooLarge`] (raise it with [`PoolBuilder::max_message`]).
+/// The longest message between a pool and a worker by default: 64 KiB. A chunk of arguments,
+/// or of results, is cut to fit; a single argument or result longer than this goes through a
+/// shared-memory segment of its own, made for it and removed once it is read.
 pub const DEFAULT_MAX_MESSAGE: usize = 64 << 10;
 
 /// A pool of worker processes (Python's `multiprocessing.Pool`), or of threads
@@ -161,7 +161,9 @@ impl<W> PoolBuilder<W> {
     }
 
     /// The longest message between the pool and a worker (default [`DEFAULT_MAX_MESSAGE`]).
-    /// Every worker's queue holds a few messages of this size in shared memory.
+    /// Every worker's queue holds a few messages of this size in shared memory; a longer
+    /// argument or result travels in a segment of its own, which costs two segment calls.
+    /// A thread pool has no limit.
     pub fn max_message(&mut self, bytes: usize) -> &mut Self {
         self.max_message = bytes;
         self
@@ -309,7 +311,7 @@ impl<W: Workers> Pool<W> {
     ) {
         let mut chunker = Chunker::new(chunksize, self.engine.max_message());
         for a in items {
-            chunker.push(&a);
+            chunker.push(&a, &*self.engine);
         }
         chunker.flush();
         self.engine

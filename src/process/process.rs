@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Exit, ProcessError};
 use crate::process::channel::{self, Channel};
 use crate::process::child::{self, Spec, tag};
-use crate::process::entry::{Entry, read_record};
+use crate::process::entry::{Entry, Origin, read_record};
 use crate::process::payload::Payload;
 use crate::sys;
 
@@ -484,7 +484,12 @@ fn collect<R: Payload>(
     };
     match msg.as_deref() {
         Some([tag::RESULT, record @ ..]) => {
-            read_record(&mut &record[..], pid, child::INLINE_RESULT)
+            let from = Origin {
+                pid,
+                max_message: child::INLINE_RESULT,
+                blobs: None,
+            };
+            read_record(&mut &record[..], from)
                 .unwrap_or(Err(ProcessError::Decode { what: "the result" }))
         }
         // The argument is still there: the child never took it. Unless it was killed first or

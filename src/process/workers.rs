@@ -10,23 +10,25 @@
 //! a dead worker was running (see `engine.rs`).
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::{Exit, ProcessError};
-use crate::process::channel::{self, Channel};
-use crate::process::entry::{Entry, read_record, status};
+use crate::process::channel::{self, Blob, Channel};
+use crate::process::entry::{Entry, Origin, read_record, status};
 use crate::process::payload::Payload;
 use crate::process::process::Process;
 
 /// The messages between a pool and its workers. Every message starts with its kind.
 pub(crate) mod wire {
     /// Pool to worker: `[TASK][id u64][count u32][run u64][func u64][seal u64]`, then
-    /// `count` arguments; the seal covers the entry, the id and the count.
+    /// `count` arguments; the seal covers the kind, the entry, the id and the count.
     pub(crate) const TASK: u8 = 0x71;
     pub(crate) const TASK_HEADER: usize = 37;
+    /// As [`TASK`], but the arguments are in a blob segment whose name follows the header.
+    pub(crate) const TASK_BLOB: u8 = 0x75;
     /// Worker to pool: `[PART][id u64][first u32][last u8]`, then outcome records of the
     /// task's items from `first` on; `last` is 1 on the task's final part.
     pub(crate) const PART: u8 = 0x72;
@@ -44,17 +46,17 @@ pub(crate) mod wire {
         Some(u32::from_le_bytes(msg.get(at..at + 4)?.try_into().ok()?))
     }
 
-    /// Writes a task header into the first [`TASK_HEADER`] bytes of `msg`.
+    /// Writes a task header of `kind` into the first [`TASK_HEADER`] bytes of `msg`.
     pub(crate) fn write_task_header(
         msg: &mut [u8],
-        id: u64,
-        count: u32,
+        kind: u8,
+        (id, count): (u64, u32),
         entry: super::Entry,
         key: [u64; 2],
     ) {
         let (run, func) = entry.parts();
-        let seal = entry.seal(key, [id, u64::from(count)]);
-        msg[0] = TASK;
+        let seal = entry.seal(key, [id, u64::from(count) | u64::from(kind) << 32]);
+        msg[0] = kind;
         msg[1..9].copy_from_slice(&id.to_le_bytes());
         msg[9..13].copy_from_slice(&count.to_le_bytes());
         for (k, w) in [run, func, seal].into_iter().enumerate() {
@@ -62,15 +64,17 @@ pub(crate) mod wire {
         }
     }
 
-    /// Reads a task header: `(id, count, entry)`, if the seal matches under `key`.
-    pub(crate) fn read_task_header(msg: &[u8], key: [u64; 2]) -> Option<(u64, u32, super::Entry)> {
-        if msg.first() != Some(&TASK) {
-            return None;
-        }
+    /// Reads a task header: `(kind, id, count, entry)`, if the seal matches under `key`.
+    pub(crate) fn read_task_header(
+        msg: &[u8],
+        key: [u64; 2],
+    ) -> Option<(u8, u64, u32, super::Entry)> {
+        let kind = *msg.first().filter(|&&k| k == TASK || k == TASK_BLOB)?;
         let (id, count) = (u64_at(msg, 1)?, u32_at(msg, 9)?);
         let (run, func, seal) = (u64_at(msg, 13)?, u64_at(msg, 21)?, u64_at(msg, 29)?);
-        let entry = super::Entry::unseal((run, func), [id, u64::from(count)], seal, key)?;
-        Some((id, count, entry))
+        let extra = [id, u64::from(count) | u64::from(kind) << 32];
+        let entry = super::Entry::unseal((run, func), extra, seal, key)?;
+        Some((kind, id, count, entry))
     }
 
     pub(crate) fn part_header(id: u64, first: u32) -> Vec<u8> {
@@ -137,6 +141,10 @@ trait Transport {
     fn get(&self) -> Option<Vec<u8>>;
     /// Puts a message to the pool; `false` if it cannot.
     fn put(&self, msg: Vec<u8>) -> bool;
+    /// Hands `record`, too long for a message, to the pool in a blob segment; its name.
+    fn stash(&self, record: Vec<u8>) -> Option<String>;
+    /// Takes the arguments of a task out of the blob segment `name`.
+    fn take(&self, name: &str) -> Option<Vec<u8>>;
 }
 
 /// The worker loop: runs the initializer, says it is ready, then serves tasks until its
@@ -149,7 +157,12 @@ fn serve(t: &impl Transport, setup: &Setup, key: [u64; 2]) {
             Some(entry) => {
                 let mut out = Vec::new();
                 entry.call(&mut arg.as_slice(), &mut out);
-                match read_record::<()>(&mut out.as_slice(), pid, 0) {
+                let from = Origin {
+                    pid,
+                    max_message: 0,
+                    blobs: None,
+                };
+                match read_record::<()>(&mut out.as_slice(), from) {
                     Some(Ok(())) => None,
                     Some(Err(ProcessError::Panicked { message, .. })) => Some(message),
                     Some(Err(e)) => Some(e.to_string()),
@@ -192,33 +205,68 @@ fn run_task(t: &impl Transport, task: &[u8], key: [u64; 2], max_message: usize) 
     let mut out = wire::part_header(id, 0);
     // A task that does not carry the pool's seal gets an empty last part: the pool then fails
     // its items as undecodable, and nothing is called.
-    if let Some((_, count, entry)) = wire::read_task_header(task, key) {
+    if let Some((kind, _, count, entry)) = wire::read_task_header(task, key) {
         let mut input = &task[wire::TASK_HEADER..];
-        for index in 0..count {
-            let mark = out.len();
-            let valid = entry.call(&mut input, &mut out);
-            if out.len() > max_message {
-                let record = out.split_off(mark);
-                if mark > wire::PART_HEADER {
-                    // Send what came before, and start the next part with this item.
-                    if !t.put(std::mem::replace(&mut out, wire::part_header(id, index))) {
-                        return false;
-                    }
-                }
-                if wire::PART_HEADER + record.len() > max_message {
-                    out.push(status::TOO_LARGE);
-                    let _ = record.len().encode(&mut out);
-                } else {
-                    out.extend_from_slice(&record);
-                }
-            }
-            if !valid {
-                break;
-            }
+        let blob = if kind == wire::TASK_BLOB {
+            String::decode(&mut input).and_then(|name| t.take(&name))
+        } else {
+            None
+        };
+        if let Some(bytes) = &blob {
+            input = bytes;
+        }
+        // A blob that cannot be taken leaves the task's items unanswered: they fail.
+        let runnable = kind == wire::TASK || blob.is_some();
+        if runnable && !run_items(t, &mut out, (id, count), entry, input, max_message) {
+            return false;
         }
     }
     out[wire::PART_HEADER - 1] = 1;
     t.put(out)
+}
+
+/// Runs the `count` items of task `id` read from `input`, putting every part but the last
+/// (left in `out`); `false` if the pool can no longer be told.
+fn run_items(
+    t: &impl Transport,
+    out: &mut Vec<u8>,
+    (id, count): (u64, u32),
+    entry: Entry,
+    mut input: &[u8],
+    max_message: usize,
+) -> bool {
+    for index in 0..count {
+        let mark = out.len();
+        let valid = entry.call(&mut input, out);
+        if out.len() > max_message {
+            let record = out.split_off(mark);
+            if mark > wire::PART_HEADER {
+                // Send what came before, and start the next part with this item.
+                if !t.put(std::mem::replace(out, wire::part_header(id, index))) {
+                    return false;
+                }
+            }
+            if wire::PART_HEADER + record.len() <= max_message {
+                out.extend_from_slice(&record);
+            } else {
+                let len = record.len();
+                match t.stash(record) {
+                    Some(name) => {
+                        out.push(status::ELSEWHERE);
+                        let _ = name.encode(out);
+                    }
+                    None => {
+                        out.push(status::TOO_LARGE);
+                        let _ = len.encode(out);
+                    }
+                }
+            }
+        }
+        if !valid {
+            break;
+        }
+    }
+    true
 }
 
 /// How a worker ended.
@@ -243,6 +291,8 @@ pub trait Worker: Send {
     fn kill(&self);
     /// The tasks still in its channel, which it never took.
     fn recover(&self) -> Vec<Vec<u8>>;
+    /// The prefix of the blob segments it hands long outcomes over in, if it may.
+    fn blob_prefix(&self) -> Option<String>;
 }
 
 pub(crate) mod sealed {
@@ -263,6 +313,14 @@ pub(crate) mod sealed {
         fn recv(&self, timeout: std::time::Duration) -> Option<Vec<u8>>;
         /// How many messages wait (every message a worker that has ended put is among them).
         fn pending(&self) -> usize;
+        /// Puts arguments too long for a message into a blob segment for a worker to take;
+        /// `None` where messages have no limit.
+        fn stash(
+            &self,
+            bytes: Vec<u8>,
+        ) -> Option<Result<crate::process::channel::Blob, crate::ProcessError>>;
+        /// The message limit for a pool that asked for `requested`.
+        fn message_limit(requested: usize) -> usize;
     }
 }
 
@@ -275,6 +333,8 @@ pub struct Processes {
     results: Channel,
     results_name: String,
     max_message: usize,
+    /// Counts the argument blobs (`<results>a<n>`).
+    blobs: AtomicU64,
 }
 
 impl Workers for Processes {}
@@ -289,6 +349,7 @@ impl sealed::Backend for Processes {
             results: Channel::create(&results_name, capacity, max_message)?,
             results_name,
             max_message,
+            blobs: AtomicU64::new(0),
         })
     }
 
@@ -300,6 +361,7 @@ impl sealed::Backend for Processes {
     ) -> Result<ProcessWorker, ProcessError> {
         let tasks_name = channel::fresh_name();
         let tasks = Channel::create(&tasks_name, DEPTH, self.max_message)?;
+        let blob_prefix = format!("{tasks_name}b");
         setup.tasks = tasks_name;
         setup.results = self.results_name.clone();
         let mut process = Process::new(process_worker, setup);
@@ -308,7 +370,11 @@ impl sealed::Backend for Processes {
             .set_daemon(true)
             .set_env(KEY_ENV, &format!("{:x}:{:x}", key[0], key[1]));
         process.start()?;
-        Ok(ProcessWorker { process, tasks })
+        Ok(ProcessWorker {
+            process,
+            tasks,
+            blob_prefix,
+        })
     }
 
     fn recv(&self, timeout: Duration) -> Option<Vec<u8>> {
@@ -317,6 +383,16 @@ impl sealed::Backend for Processes {
 
     fn pending(&self) -> usize {
         self.results.len()
+    }
+
+    fn stash(&self, bytes: Vec<u8>) -> Option<Result<Blob, ProcessError>> {
+        let n = self.blobs.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{}a{n}", self.results_name);
+        Some(Blob::create(name, bytes).map_err(ProcessError::from))
+    }
+
+    fn message_limit(requested: usize) -> usize {
+        requested
     }
 }
 
@@ -340,12 +416,23 @@ fn process_worker(setup: Setup) {
     // Only this worker opens its task channel: without its name it cannot outlive the pool
     // and this worker. (The result channel keeps its name for the workers still to come.)
     channel::remove(&setup.tasks);
-    serve(&ChannelTransport { tasks, results }, &setup, key);
+    let transport = ChannelTransport {
+        blobs_in: format!("{}a", setup.results),
+        blobs_out: format!("{}b", setup.tasks),
+        stashed: std::cell::Cell::new(0),
+        tasks,
+        results,
+    };
+    serve(&transport, &setup, key);
 }
 
 struct ChannelTransport {
     tasks: Channel,
     results: Channel,
+    /// The prefixes of the pool's argument blobs and of this worker's result blobs.
+    blobs_in: String,
+    blobs_out: String,
+    stashed: std::cell::Cell<u64>,
 }
 
 impl Transport for ChannelTransport {
@@ -356,6 +443,18 @@ impl Transport for ChannelTransport {
     fn put(&self, msg: Vec<u8>) -> bool {
         self.results.put(msg)
     }
+
+    fn stash(&self, record: Vec<u8>) -> Option<String> {
+        let n = self.stashed.get();
+        self.stashed.set(n + 1);
+        Blob::create(format!("{}{n}", self.blobs_out), record)
+            .ok()
+            .map(Blob::hand_over)
+    }
+
+    fn take(&self, name: &str) -> Option<Vec<u8>> {
+        channel::take_blob(name, &self.blobs_in)
+    }
 }
 
 /// A worker process, with its task channel.
@@ -363,6 +462,17 @@ impl Transport for ChannelTransport {
 pub struct ProcessWorker {
     process: Process<()>,
     tasks: Channel,
+    blob_prefix: String,
+}
+
+impl Drop for ProcessWorker {
+    fn drop(&mut self) {
+        // Outcomes it handed over that were never taken (the pool was terminated, or the task
+        // failed first).
+        let _ = self.process.kill();
+        let _ = self.process.join();
+        channel::remove_all(&self.blob_prefix);
+    }
 }
 
 impl Worker for ProcessWorker {
@@ -399,6 +509,10 @@ impl Worker for ProcessWorker {
             left.push(m);
         }
         left
+    }
+
+    fn blob_prefix(&self) -> Option<String> {
+        Some(self.blob_prefix.clone())
     }
 }
 
@@ -454,6 +568,15 @@ impl sealed::Backend for Threads {
         // up on (timed out) has its task failed already, and what it sends later is ignored.
         0
     }
+
+    fn stash(&self, _bytes: Vec<u8>) -> Option<Result<Blob, ProcessError>> {
+        None
+    }
+
+    fn message_limit(_requested: usize) -> usize {
+        // In-process queues hold messages of any length.
+        usize::MAX / 4
+    }
 }
 
 /// A thread worker's task queue.
@@ -488,6 +611,14 @@ impl Transport for ThreadTransport {
 
     fn put(&self, msg: Vec<u8>) -> bool {
         self.results.send(msg).is_ok()
+    }
+
+    fn stash(&self, _record: Vec<u8>) -> Option<String> {
+        None
+    }
+
+    fn take(&self, _name: &str) -> Option<Vec<u8>> {
+        None
     }
 }
 
@@ -554,6 +685,10 @@ impl Worker for ThreadWorker {
         let mut g = self.tasks.q.lock().unwrap_or_else(PoisonError::into_inner);
         g.0.drain(..).collect()
     }
+
+    fn blob_prefix(&self) -> Option<String> {
+        None
+    }
 }
 
 impl Drop for ThreadWorker {
@@ -580,6 +715,12 @@ mod tests {
             self.out.lock().unwrap().push(msg);
             true
         }
+        fn stash(&self, _record: Vec<u8>) -> Option<String> {
+            None
+        }
+        fn take(&self, _name: &str) -> Option<Vec<u8>> {
+            None
+        }
     }
 
     fn echo_len(v: Vec<u8>) -> Vec<u8> {
@@ -591,7 +732,7 @@ mod tests {
         let key = crate::process::entry::new_key();
         let entry = Entry::of(echo_len).unwrap();
         let mut task = vec![0; wire::TASK_HEADER];
-        wire::write_task_header(&mut task, 7, 4, entry, key);
+        wire::write_task_header(&mut task, wire::TASK, (7, 4), entry, key);
         // Three items of 40 bytes each, and one too large for any message.
         for len in [40, 40, 40, 500] {
             vec![1u8; len].encode(&mut task).unwrap();
@@ -630,7 +771,7 @@ mod tests {
         let key = crate::process::entry::new_key();
         let entry = Entry::of(echo_len).unwrap();
         let mut task = vec![0; wire::TASK_HEADER];
-        wire::write_task_header(&mut task, 9, 1, entry, key);
+        wire::write_task_header(&mut task, wire::TASK, (9, 1), entry, key);
         task[10] ^= 1;
         vec![1u8].encode(&mut task).unwrap();
         let t = Loopback {
