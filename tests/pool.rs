@@ -41,6 +41,10 @@ fn main() {
                 a_killed_worker_fails_only_its_task,
             ),
             (
+                "a_worker_killed_at_a_random_point_fails_at_most_its_task",
+                a_worker_killed_at_a_random_point_fails_at_most_its_task,
+            ),
+            (
                 "a_worker_that_aborts_or_exits_fails_only_its_task",
                 a_worker_that_aborts_or_exits_fails_only_its_task,
             ),
@@ -366,6 +370,62 @@ fn a_killed_worker_fails_only_its_task() {
             pool.map(square, 0..10).expect("the pool carries on").len(),
             10
         );
+    });
+}
+
+/// `x * x`, after about 20 µs of work.
+fn slow_square(x: u64) -> u64 {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_micros(20) {
+        std::hint::spin_loop();
+    }
+    x * x
+}
+
+fn a_worker_killed_at_a_random_point_fails_at_most_its_task() {
+    checked(|| {
+        let trials = common::env_or("MPSHM_POOL_KILL_TRIALS", 20);
+        let pool = Pool::new(2).expect("pool");
+        let mut seed = Instant::now().elapsed().subsec_nanos() as u64 | 1;
+        let mut random = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut failed = 0;
+        for trial in 0..trials {
+            let results: Vec<_> = (0..300).map(|i| pool.apply_async(slow_square, i)).collect();
+            let pids = pool.pids();
+            let pid = pids[random(pids.len() as u64) as usize];
+            // A random point of the work: spin (not sleep) for up to 2 ms.
+            let until = Instant::now() + Duration::from_micros(random(2000));
+            while Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            // Only this test kills workers and none exits by itself, so `pid` is still an
+            // unreaped child of this process: the signal cannot reach another process.
+            rustix::process::kill_process(
+                rustix::process::Pid::from_raw(pid as i32).expect("pid"),
+                rustix::process::Signal::KILL,
+            )
+            .expect("kill the worker");
+            let mut died = 0;
+            for (i, r) in results.iter().enumerate() {
+                match r.get_timeout(Duration::from_secs(60)) {
+                    Ok(v) => assert_eq!(v, (i * i) as u64, "trial {trial}"),
+                    Err(ProcessError::WorkerDied {
+                        pid: p,
+                        exit: Exit::Signal(9),
+                    }) if p == pid => died += 1,
+                    other => panic!("trial {trial}, task {i}: {other:?}"),
+                }
+            }
+            assert!(died <= 1, "trial {trial}: {died} tasks failed for one kill");
+            failed += died;
+        }
+        // Not a check (the kill may land between tasks), but the run says how often it hit.
+        eprintln!("{failed} of {trials} kills landed in a task");
     });
 }
 
