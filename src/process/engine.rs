@@ -224,6 +224,7 @@ impl<B: Backend> Engine<B> {
             return;
         }
         let max_tasks = self.settings.max_tasks;
+        let timed = self.settings.task_timeout.is_some();
         while !st.backlog.is_empty() {
             let pick = st
                 .slots
@@ -246,7 +247,8 @@ impl<B: Backend> Engine<B> {
             let Some(worker) = &slot.worker else { return };
             match worker.send(msg) {
                 Ok(()) => {
-                    if slot.held.is_empty() {
+                    // The clock is read only when a task timeout needs it.
+                    if slot.held.is_empty() && timed {
                         slot.busy_since = Instant::now();
                     }
                     slot.held.push_back(id);
@@ -332,7 +334,9 @@ impl<B: Backend> Engine<B> {
             let slot = st.tasks.remove(&id).and_then(|t| t.slot);
             if let Some(slot) = slot.and_then(|i| st.slots.get_mut(i)) {
                 slot.held.retain(|&t| t != id);
-                slot.busy_since = Instant::now();
+                if self.settings.task_timeout.is_some() {
+                    slot.busy_since = Instant::now();
+                }
             }
         }
     }
