@@ -55,8 +55,9 @@ mod value;
 
 pub use array::{Array, ArrayGuard, RawArray};
 pub use error::{
-    AccessError, Error, GetError, GetTimeoutError, JoinError, LockError, PutError, PutTimeoutError,
-    RecvError, SendError, TryGetError, TryPutError,
+    AccessError, AcquireError, BarrierError, BreakCause, ConditionError, Error, GetError,
+    GetTimeoutError, JoinError, LockError, PutError, PutTimeoutError, RecvError, ReleaseError,
+    SendError, TryGetError, TryPutError,
 };
 #[cfg(not(loom))]
 pub use pipe::{Connection, MAX_MESSAGE, PEER_POLL, Pipe, PipeReader, PipeWriter, Waitable, wait};
@@ -68,7 +69,11 @@ pub use segment::{Kind, Options, SegmentInfo, segments, unlink};
 #[cfg(not(loom))]
 pub use spsc_queue::{SpscConsumer, SpscProducer, SpscQueue};
 pub use sync::atomic::AtomicInt;
-pub use sync::{Lock, LockGuard, RLock};
+pub use sync::{BARRIER_MAX_PARTIES, Lock, LockGuard, RLock, SEMAPHORE_MAX};
+#[cfg(not(loom))]
+pub use sync::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Semaphore, SemaphoreGuard,
+};
 pub use value::{RawValue, Value, ValueGuard};
 
 /// The README's examples, compiled and run as doctests.

@@ -70,6 +70,16 @@ pub enum Kind {
     Pipe,
     /// An [`SpscQueue`](crate::SpscQueue).
     SpscQueue,
+    /// A [`Semaphore`](crate::Semaphore).
+    Semaphore,
+    /// A [`BoundedSemaphore`](crate::BoundedSemaphore).
+    BoundedSemaphore,
+    /// An [`Event`](crate::Event).
+    Event,
+    /// A [`Condition`](crate::Condition).
+    Condition,
+    /// A [`Barrier`](crate::Barrier).
+    Barrier,
 }
 
 impl Kind {
@@ -85,6 +95,11 @@ impl Kind {
             Kind::Pipe => 8,
             Kind::JoinableQueue => 9,
             Kind::SpscQueue => 10,
+            Kind::Semaphore => 11,
+            Kind::BoundedSemaphore => 12,
+            Kind::Event => 13,
+            Kind::Condition => 14,
+            Kind::Barrier => 15,
         }
     }
 
@@ -100,13 +115,34 @@ impl Kind {
             8 => Kind::Pipe,
             9 => Kind::JoinableQueue,
             10 => Kind::SpscQueue,
+            11 => Kind::Semaphore,
+            12 => Kind::BoundedSemaphore,
+            13 => Kind::Event,
+            14 => Kind::Condition,
+            15 => Kind::Barrier,
             _ => return None,
         })
     }
 
     /// Whether segments of this kind carry a lock before the payload.
     fn has_lock(self) -> bool {
-        matches!(self, Kind::Value | Kind::Array | Kind::Lock | Kind::RLock)
+        matches!(
+            self,
+            Kind::Value
+                | Kind::Array
+                | Kind::Lock
+                | Kind::RLock
+                | Kind::Semaphore
+                | Kind::BoundedSemaphore
+                | Kind::Condition
+                | Kind::Barrier
+        )
+    }
+
+    /// Whether the lock of segments of this kind is reentrant (a condition's own lock is an
+    /// `RLock`, as Python's is).
+    fn recursive_lock(self) -> bool {
+        matches!(self, Kind::RLock | Kind::Condition)
     }
 }
 
@@ -123,6 +159,11 @@ impl fmt::Display for Kind {
             Kind::Pipe => "pipe",
             Kind::JoinableQueue => "joinable queue",
             Kind::SpscQueue => "spsc queue",
+            Kind::Semaphore => "semaphore",
+            Kind::BoundedSemaphore => "bounded semaphore",
+            Kind::Event => "event",
+            Kind::Condition => "condition",
+            Kind::Barrier => "barrier",
         };
         f.write_str(s)
     }
@@ -410,7 +451,7 @@ impl Segment {
             if let Some(mutex) = seg.mutex() {
                 // SAFETY: the segment is not published yet (ready is 0, and openers wait for it),
                 // so no one else can touch the mutex during its initialisation.
-                unsafe { mutex.init(spec.kind == Kind::RLock) }?;
+                unsafe { mutex.init(spec.kind.recursive_lock()) }?;
             }
             init(&seg);
             // Release: pairs with the Acquire load in `Segment::open`; everything written above
@@ -450,7 +491,7 @@ impl Segment {
             return Err(corrupt(bare, "the ready word changed while opening"));
         }
         if let Some(mutex) = seg.mutex() {
-            if !mutex.kind_ok(seg.kind() == Kind::RLock) {
+            if !mutex.kind_ok(seg.kind().recursive_lock()) {
                 return Err(corrupt(
                     bare,
                     "the lock's type word is not one mpshm writes",
@@ -530,7 +571,10 @@ impl Segment {
 
     /// Notes a robust mutex at `offset` (besides the lock area's) that threads of this process
     /// may hold, so that the mapping outlives the handle while one does (see [`Segment`]).
-    #[allow(dead_code, reason = "the attachment records register their liveness locks")]
+    #[allow(
+        dead_code,
+        reason = "the attachment records register their liveness locks"
+    )]
     pub(crate) fn register_robust(&self, offset: usize) {
         let _ = self.shared::<sys::RobustMutex>(offset);
         self.robust
