@@ -689,7 +689,10 @@ pub enum ConditionError {
     /// The wait is over and the lock is held again, but a holder of the lock died holding it
     /// (or a later holder did not mark it consistent): the data it guards may be half-updated.
     /// Check it, then call the guard's `mark_consistent`.
-    OwnerDied,
+    OwnerDied {
+        /// Whether a notify ended the wait (`false`: it timed out).
+        notified: bool,
+    },
     /// Every waiter slot of the condition is taken; the lock was not released.
     TooManyWaiters {
         /// The number of slots.
@@ -702,7 +705,7 @@ pub enum ConditionError {
 impl fmt::Display for ConditionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConditionError::OwnerDied => f.write_str(
+            ConditionError::OwnerDied { .. } => f.write_str(
                 "a holder of the condition's lock died holding it; check the data, then mark the guard consistent",
             ),
             ConditionError::TooManyWaiters { max } => {

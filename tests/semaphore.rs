@@ -40,6 +40,10 @@ fn main() {
             ),
             ("forgotten_permits_stay_taken", forgotten_permits_stay_taken),
             ("kinds_and_values_are_checked", kinds_and_values_are_checked),
+            (
+                "a_release_cut_short_by_death_is_kept",
+                a_release_cut_short_by_death_is_kept,
+            ),
             ("kill_loop_hot_holders", kill_loop_hot_holders),
             ("kill_loop_blocked_waiter", kill_loop_blocked_waiter),
         ],
@@ -48,6 +52,7 @@ fn main() {
             ("release_once", release_once),
             ("bounded_worker", bounded_worker),
             ("churn", churn),
+            ("raw_release_then_park", raw_release_then_park),
         ],
     );
 }
@@ -338,7 +343,8 @@ fn churn(args: &[String]) {
 }
 
 /// A child churns on both permits of a semaphore of 2 and is killed at a random point of its
-/// loop, each trial on the same semaphore. The parent then takes both permits without hanging:
+/// loop, each trial on the same semaphore; every other trial it holds them for no time at all,
+/// so that most kills land inside the semaphore's own code (in its state lock, often). The parent then takes both permits without hanging:
 /// nothing the dead child held or was updating is lost, and the free count is the initial
 /// value again once the parent gives them back.
 fn kill_loop_hot_holders() {
@@ -347,8 +353,9 @@ fn kill_loop_hot_holders() {
     let sem = Semaphore::create(&n, 2).expect("create");
     let mut rng = sync_kit::Rng::new();
     let mut samples = Vec::new();
-    for _ in 0..trials {
-        let mut victim = Child::spawn("churn", &[&n, "2"]);
+    for trial in 0..trials {
+        let hold = if trial % 2 == 0 { "40" } else { "0" };
+        let mut victim = Child::spawn("churn", &[&n, "2", hold]);
         victim.wait_ready();
         sync_kit::spin_for(rng.duration(Duration::from_millis(3)));
         let killed = Instant::now();
@@ -398,4 +405,46 @@ fn kill_loop_blocked_waiter() {
         assert_eq!(sem.value(), 1);
     }
     sync_kit::report("semaphore, holder killed, waiter asleep", &mut samples);
+}
+
+/// Where the free count lives in a semaphore's segment: the 256-byte header and the 56-byte
+/// lock area, rounded up to 64, then `seq` and the redo flag (4 bytes each), then `state`
+/// whose low half is the count.
+const SEMAPHORE_COUNT: u64 = 320 + 8;
+
+fn raw_release_then_park(args: &[String]) {
+    let _sem = Semaphore::open(&args[0]).expect("open"); // holds a record: its death is noticed
+    common::ready();
+    assert_eq!(common::line_from_parent(), "go");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/shm/{}", args[0]))
+        .expect("open the segment file");
+    use std::os::unix::fs::FileExt;
+    // What a release commits, without the `seq` bump and the wake that follow it: a releaser
+    // killed in between (its state lock long released).
+    file.write_all_at(&1u32.to_ne_bytes(), SEMAPHORE_COUNT)
+        .expect("write");
+    common::say("released");
+    common::park();
+}
+
+/// A releaser that made its permit free but died before waking anyone: the sleeper, which
+/// sleeps on `seq` (unchanged), is woken by the death and takes the permit.
+fn a_release_cut_short_by_death_is_kept() {
+    let n = name("semcut");
+    let sem = Semaphore::create(&n, 0).expect("create");
+    let mut child = Child::spawn("raw_release_then_park", &[&n]);
+    child.wait_ready();
+    std::thread::scope(|s| {
+        let got = blocked_waiter(s, &n);
+        child.tell("go");
+        assert_eq!(child.line(), "released");
+        assert_eq!(sem.value(), 1, "the test's idea of the layout is wrong");
+        child.kill();
+        got.recv_timeout(Duration::from_secs(5))
+            .expect("the sleeper took the permit after the death");
+    });
+    assert_eq!(sem.value(), 1);
 }

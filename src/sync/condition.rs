@@ -267,7 +267,7 @@ impl CondCore<'_> {
         }
         slot.state.store(FREE, Relaxed);
         if poisoned {
-            Err(ConditionError::OwnerDied)
+            Err(ConditionError::OwnerDied { notified })
         } else {
             Ok(notified)
         }
