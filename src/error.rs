@@ -764,9 +764,6 @@ impl fmt::Display for BreakCause {
 pub enum BarrierError {
     /// The barrier is broken (Python's `BrokenBarrierError`); `reset` makes it usable again.
     Broken(BreakCause),
-    /// `wait_timeout`'s deadline passed before the barrier's own lock could be taken (a process
-    /// was stopped while holding it); this party did not arrive and the barrier was not broken.
-    Timeout,
     /// This process has no record in the barrier's table to be known as a party by, and every
     /// record is taken (a child that inherited the handle through `fork` claims its own).
     TooManyProcesses {
@@ -786,9 +783,6 @@ impl fmt::Display for BarrierError {
                     "the barrier is broken: {cause}; reset it to use it again"
                 )
             }
-            BarrierError::Timeout => f.write_str(
-                "the barrier's lock stayed held past the timeout (a process stopped inside it)",
-            ),
             BarrierError::TooManyProcesses { max } => write!(
                 f,
                 "all {max} process records of the barrier are taken; close some handles"

@@ -15,9 +15,8 @@
 //! it. Sleepers wake when a recorded process dies (see `roster`); whoever finds a dead party
 //! breaks the barrier with [`BreakCause::PartyDied`], naming it, and frees its record.
 
-use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::error::{BarrierError, BreakCause};
 use crate::sync::Patience;
@@ -33,14 +32,14 @@ pub const BARRIER_MAX_PARTIES: u32 = 1 << 30;
 #[derive(Debug, Default)]
 pub(crate) struct BarrierCtl {
     /// The futex word waiters sleep on: bumped whenever a generation ends or the barrier breaks.
-    seq: AtomicU32,
+    pub(crate) seq: AtomicU32,
     _pad: AtomicU32,
     /// Generation (high half), broken flag (bit 31), arrivals in this generation (bits 0..31).
-    state: AtomicU64,
+    pub(crate) state: AtomicU64,
     /// Bit `g % 64`: generation `g` ended broken or reset rather than released.
-    history: AtomicU64,
+    pub(crate) history: AtomicU64,
     /// Why the barrier broke: a cause code (low half) and a pid (high half).
-    cause: AtomicU64,
+    pub(crate) cause: AtomicU64,
 }
 
 // SAFETY: `BarrierCtl` is atomics only: every bit pattern is valid and all mutation is atomic.
@@ -50,6 +49,7 @@ unsafe impl crate::segment::Shared for BarrierCtl {}
 
 /// Bytes of the barrier's words, padded to a cache line before the records.
 pub(crate) const CTL_SIZE: usize = 64;
+#[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<BarrierCtl>() <= CTL_SIZE);
 
 const BROKEN: u64 = 1 << 31;
@@ -104,7 +104,7 @@ fn decode(w: u64) -> BreakCause {
 
 fn enter_error(e: EnterError) -> BarrierError {
     match e {
-        EnterError::Busy => BarrierError::Timeout,
+        EnterError::Busy => unreachable!("an unbounded wait never gives up"),
         EnterError::Os(e) => BarrierError::Os(e),
     }
 }
@@ -172,7 +172,10 @@ impl<'a, L: StateLock> BarrierCore<'a, L> {
         deadline: Option<Instant>,
         action: Option<&(dyn Fn() + Send + Sync)>,
     ) -> Result<u32, BarrierError> {
-        let mut inside = self.enter(Patience::until(deadline)).map_err(enter_error)?;
+        // The state lock is held for a few stores at a time: wait for it whatever the deadline,
+        // as Python waits for the condition's lock, so that a party that times out can break
+        // the barrier rather than leave the others waiting for it.
+        let mut inside = self.enter(Patience::Forever).map_err(enter_error)?;
         if let Some(r) = self.roster.record(me.index) {
             r.data.fetch_or(PARTY, Relaxed);
         }
@@ -309,6 +312,9 @@ pub use handle::Barrier;
 
 #[cfg(not(loom))]
 mod handle {
+    use std::fmt;
+    use std::time::Duration;
+
     use super::*;
     use crate::error::Error;
     use crate::segment::{Kind, Options, Segment, Spec};
@@ -526,8 +532,7 @@ mod handle {
         ///
         /// # Errors
         ///
-        /// [`BarrierError::Broken`] with [`BreakCause::Timeout`] when it ran out;
-        /// [`BarrierError::Timeout`] when the barrier's lock stayed held; or as
+        /// [`BarrierError::Broken`] with [`BreakCause::Timeout`] when it ran out, or as
         /// [`wait`](Self::wait).
         pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BarrierError> {
             self.wait_until(Some(

@@ -21,9 +21,8 @@
 //! when it was made. So a notifier killed between its mark and its wake loses nothing, and a
 //! waiter killed in any state leaves no one blocked past their timeout.
 
-use std::fmt;
 use std::io;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::error::ConditionError;
 use crate::sync::atomic::{
@@ -38,12 +37,12 @@ use crate::sync::roster::{Roster, Woke, alive};
 #[derive(Debug, Default)]
 pub(crate) struct CondCtl {
     /// The next waiter's ticket.
-    tickets: AtomicU64,
+    pub(crate) tickets: AtomicU64,
     /// Slots at this index and above have never been used.
-    high: AtomicU32,
+    pub(crate) high: AtomicU32,
     _pad: AtomicU32,
     /// The name of the user's lock, little-endian bytes (its length is in the header).
-    name: [AtomicU64; 4],
+    pub(crate) name: [AtomicU64; 4],
     _reserved: [AtomicU64; 2],
 }
 
@@ -52,15 +51,15 @@ pub(crate) struct CondCtl {
 #[derive(Debug, Default)]
 pub(crate) struct Slot {
     /// `FREE`, `WAITING`, `NOTIFIED` or `LEFT`: the futex word the waiter sleeps on.
-    state: AtomicU32,
+    pub(crate) state: AtomicU32,
     _pad: AtomicU32,
     /// When it began to wait (from `CondCtl::tickets`).
-    ticket: AtomicU64,
+    pub(crate) ticket: AtomicU64,
     /// For a notified slot: the ticket counter when the notify was made (a notify passed on from
     /// a dead waiter may go only to a waiter with an earlier ticket).
-    mark: AtomicU64,
+    pub(crate) mark: AtomicU64,
     /// The waiter's process (`roster` owner word).
-    owner: AtomicU64,
+    pub(crate) owner: AtomicU64,
 }
 
 // SAFETY: `CondCtl` and `Slot` are atomics only: every bit pattern is valid and all mutation is
@@ -74,11 +73,12 @@ unsafe impl crate::segment::Shared for Slot {}
 
 pub(crate) const CTL_SIZE: usize = std::mem::size_of::<CondCtl>();
 pub(crate) const SLOT_SIZE: usize = std::mem::size_of::<Slot>();
+#[cfg(not(loom))]
 const _: () = assert!(CTL_SIZE == 64 && SLOT_SIZE == 32);
 
-const FREE: u32 = 0;
-const WAITING: u32 = 1;
-const NOTIFIED: u32 = 2;
+pub(crate) const FREE: u32 = 0;
+pub(crate) const WAITING: u32 = 1;
+pub(crate) const NOTIFIED: u32 = 2;
 /// Its waiter timed out before any notify reached it, and has not yet freed the slot.
 const LEFT: u32 = 3;
 
@@ -289,17 +289,14 @@ impl CondLock for crate::sync::park::ModelLock {
     }
 }
 
-/// The end of a wait of at most `timeout` from now; `None` (forever) if it cannot be
-/// represented.
-fn deadline(timeout: Duration) -> Option<Instant> {
-    Instant::now().checked_add(timeout)
-}
-
 #[cfg(not(loom))]
 pub use handle::{Condition, ConditionGuard};
 
 #[cfg(not(loom))]
 mod handle {
+    use std::fmt;
+    use std::time::Duration;
+
     use super::*;
     use crate::error::{Error, LockError};
     use crate::segment::{Kind, Options, Segment, Spec, validate_name};
@@ -308,6 +305,12 @@ mod handle {
     };
     use crate::sync::{Held, RawLock};
     use crate::{Lock, RLock};
+
+    /// The end of a wait of at most `timeout` from now; `None` (forever) if it cannot be
+    /// represented.
+    fn deadline(timeout: Duration) -> Option<Instant> {
+        Instant::now().checked_add(timeout)
+    }
 
     /// Waiter slots in a condition: how many threads may wait on it at once.
     pub(crate) const SLOTS: usize = 256;

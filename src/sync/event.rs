@@ -10,11 +10,10 @@
 //! flag up; so each handle holds a record in the segment, and sleepers also wake when a recorded
 //! process dies (see `roster`), and find the flag.
 
-use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::sync::atomic::{AtomicU32, Ordering::SeqCst};
-use crate::sync::park::futex_wake;
+use crate::sync::park::{fence, futex_wake};
 use crate::sync::roster::{Roster, Woke};
 
 /// The words of an event, as stored at the start of its payload.
@@ -22,9 +21,9 @@ use crate::sync::roster::{Roster, Woke};
 #[derive(Debug, Default)]
 pub(crate) struct EventCtl {
     /// Bit 0: the flag. Bits 1..: how many times `set` raised it (wrapping). The futex word.
-    state: AtomicU32,
+    pub(crate) state: AtomicU32,
     /// Threads asleep in `wait` (an overcount left by a dead waiter costs wake calls only).
-    waiters: AtomicU32,
+    pub(crate) waiters: AtomicU32,
 }
 
 // SAFETY: `EventCtl` is atomics only: every bit pattern is valid and all mutation is atomic.
@@ -34,6 +33,7 @@ unsafe impl crate::segment::Shared for EventCtl {}
 
 /// Bytes of the event's words, padded to a cache line before the records.
 pub(crate) const CTL_SIZE: usize = 64;
+#[cfg(not(loom))]
 const _: () = assert!(std::mem::size_of::<EventCtl>() <= CTL_SIZE);
 
 const FLAG: u32 = 1;
@@ -63,8 +63,9 @@ impl EventCore<'_> {
                 Err(now) => s = now,
             }
         }
-        // Pairs with the SeqCst increment of `waiters` in `wait`: either it sees the flag, or
-        // this sees it counted.
+        // Pairs with the fence in `wait`: either that waiter's load sees the flag, or this load
+        // sees it counted.
+        fence(SeqCst);
         if self.ctl.waiters.load(SeqCst) > 0 {
             futex_wake(&self.ctl.state, i32::MAX as u32);
         }
@@ -83,6 +84,8 @@ impl EventCore<'_> {
         }
         let was_set = |s: u32| s & FLAG != 0 || s != start;
         self.ctl.waiters.fetch_add(1, SeqCst);
+        // Pairs with the fence in `set`.
+        fence(SeqCst);
         let set = loop {
             let now = self.ctl.state.load(SeqCst);
             if was_set(now) {
@@ -111,6 +114,9 @@ pub use handle::Event;
 
 #[cfg(not(loom))]
 mod handle {
+    use std::fmt;
+    use std::time::Duration;
+
     use super::*;
     use crate::error::Error;
     use crate::segment::{Kind, Options, Segment, Spec};

@@ -6,46 +6,65 @@
 //! killed inside it hands the next holder a [`Entered::Repair`] instead of a deadlock. Waiting
 //! is done outside it, on a futex word.
 //!
-//! Under `--cfg loom` the futex is a model mutex and condition variable, as in `ring.rs`: a
-//! waiter really blocks, so a lost wake-up is a deadlock, which loom reports; the state lock is a
-//! small futex lock built on the same stand-in.
+//! Under `--cfg loom` the futex is a model mutex and condition variable, as in `ring.rs`, but
+//! kept per word: a waiter really blocks until its own word is woken, so a lost wake-up is a
+//! deadlock, which loom reports; the state lock is a small futex lock built on the same
+//! stand-in.
 
 use std::io;
-use std::time::Instant;
 
 use crate::sync::Patience;
 
 #[cfg(not(loom))]
 pub(crate) use crate::sys::{futex_wait, futex_wake};
 
+/// A full fence between a store and a load of two other words (a Dekker pair): loom checks
+/// `SeqCst` fences, while it takes `SeqCst` loads and stores for acquire and release.
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::fence;
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::fence;
+
 #[cfg(loom)]
 use crate::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
 #[cfg(loom)]
 loom::lazy_static! {
-    /// loom's futex: one wait queue for every word, as if all hashed to one kernel bucket.
-    static ref FUTEX: (loom::sync::Mutex<()>, loom::sync::Condvar) =
-        (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
+    /// loom's futex: for each word (by address) how many wakes it has had, and one condition
+    /// variable that every waiter sleeps on.
+    static ref FUTEX: (
+        loom::sync::Mutex<std::collections::HashMap<usize, u64>>,
+        loom::sync::Condvar,
+    ) = (loom::sync::Mutex::new(std::collections::HashMap::new()), loom::sync::Condvar::new());
 }
 
 /// loom's futex wait: like the kernel, compares the word under the lock that the wake takes, so
-/// a wake cannot fall between the comparison and the sleep. The timeout is ignored: a model
-/// waiter with a deadline never gets here (see `Roster::sleep`).
+/// a wake cannot fall between the comparison and the sleep; and returns only once a wake of
+/// this word came, so that a missing wake is a deadlock even when other words are woken. The
+/// timeout is ignored: a model waiter with a deadline never gets here (see `Roster::sleep`).
 #[cfg(loom)]
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, _timeout: Option<std::time::Duration>) {
     let (lock, queue) = &*FUTEX;
-    let guard = lock.lock().expect("model lock");
+    let addr = std::ptr::from_ref(word) as usize;
+    let mut wakes = lock.lock().expect("model lock");
     // SeqCst: the kernel reads the word under the bucket lock; so does this.
-    if word.load(SeqCst) == expected {
-        drop(queue.wait(guard).expect("model lock"));
+    if word.load(SeqCst) != expected {
+        return;
+    }
+    let seen = wakes.get(&addr).copied().unwrap_or(0);
+    while wakes.get(&addr).copied().unwrap_or(0) == seen {
+        wakes = queue.wait(wakes).expect("model lock");
     }
 }
 
-/// loom's futex wake: wakes every waiter (of any word; they re-check).
+/// loom's futex wake: wakes every waiter of `word` (a wake of one may wake more; callers
+/// re-check).
 #[cfg(loom)]
-pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) {
+pub(crate) fn futex_wake(word: &AtomicU32, _n: u32) {
     let (lock, queue) = &*FUTEX;
-    let _guard = lock.lock().expect("model lock");
+    let addr = std::ptr::from_ref(word) as usize;
+    let mut wakes = lock.lock().expect("model lock");
+    *wakes.entry(addr).or_insert(0) += 1;
     queue.notify_all();
 }
 
@@ -101,7 +120,7 @@ impl StateLock for crate::sys::RobustMutex {
                 Patience::Forever => self.lock(),
                 Patience::None => self.lock_timeout(TRY_PATIENCE),
                 Patience::Until(t) => {
-                    self.lock_timeout(t.saturating_duration_since(Instant::now()))
+                    self.lock_timeout(t.saturating_duration_since(std::time::Instant::now()))
                 }
             };
         }

@@ -15,8 +15,7 @@
 //! sleeps; a sleeper also wakes when a recorded process dies, since that may return permits or
 //! take a wake-up with it.
 
-use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::error::{AcquireError, ReleaseError};
 use crate::sync::Patience;
@@ -35,19 +34,19 @@ const NO_RECORD: u64 = u64::MAX;
 #[derive(Debug, Default)]
 pub(crate) struct SemCtl {
     /// The futex word waiters sleep on: bumped when a permit comes back while someone sleeps.
-    seq: AtomicU32,
+    pub(crate) seq: AtomicU32,
     /// 1 while the redo log holds an update being applied.
-    redo_valid: AtomicU32,
+    pub(crate) redo_valid: AtomicU32,
     /// Free permits (low half) and threads asleep waiting for one (high half).
-    state: AtomicU64,
+    pub(crate) state: AtomicU64,
     /// Permits held through guards, every process together.
-    held: AtomicU64,
+    pub(crate) held: AtomicU64,
     /// The redo log: the record the update touches (`NO_RECORD`: none) and its new data, and the
     /// new `state` and `held`.
-    redo_record: AtomicU64,
-    redo_data: AtomicU64,
-    redo_state: AtomicU64,
-    redo_held: AtomicU64,
+    pub(crate) redo_record: AtomicU64,
+    pub(crate) redo_data: AtomicU64,
+    pub(crate) redo_state: AtomicU64,
+    pub(crate) redo_held: AtomicU64,
     _reserved: AtomicU64,
 }
 
@@ -58,16 +57,17 @@ unsafe impl crate::segment::Shared for SemCtl {}
 
 /// Bytes of the state words.
 pub(crate) const CTL_SIZE: usize = std::mem::size_of::<SemCtl>();
+#[cfg(not(loom))]
 const _: () = assert!(CTL_SIZE == 64);
 
 /// `(low, high)` halves of a state or record word: `(count, waiters)` or `(held, waiting)`.
 #[inline]
-fn halves(w: u64) -> (u32, u32) {
+pub(crate) fn halves(w: u64) -> (u32, u32) {
     (w as u32, (w >> 32) as u32)
 }
 
 #[inline]
-fn word(low: u32, high: u32) -> u64 {
+pub(crate) fn word(low: u32, high: u32) -> u64 {
     u64::from(low) | (u64::from(high) << 32)
 }
 
@@ -355,6 +355,9 @@ pub use handle::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 
 #[cfg(not(loom))]
 mod handle {
+    use std::fmt;
+    use std::time::Duration;
+
     use super::*;
     use crate::error::Error;
     use crate::segment::{Kind, Options, Segment, Spec};
