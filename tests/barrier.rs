@@ -13,6 +13,10 @@ use mpshm::{Barrier, BarrierError, BreakCause, Error, RawValue};
 /// Parties in Python's barrier tests.
 const N: u32 = 5;
 
+/// The longest any wait in these tests may take: a party that never comes (a child that failed)
+/// breaks the barrier for the others instead of hanging the test.
+const LIMIT: Duration = Duration::from_secs(30);
+
 fn main() {
     common::run(
         &[
@@ -74,10 +78,10 @@ fn multipass(b: &Barrier, r0: &RawValue<u64>, r1: &RawValue<u64>, passes: u64) {
     for i in 0..passes {
         r0.fetch_add(1);
         assert_eq!(r1.load(), i * m);
-        b.wait().expect("wait");
+        b.wait_timeout(LIMIT).expect("wait");
         r1.fetch_add(1);
         assert_eq!(r0.load(), (i + 1) * m);
-        b.wait().expect("wait");
+        b.wait_timeout(LIMIT).expect("wait");
     }
     assert_eq!(b.n_waiting(), 0);
     assert!(!b.broken());
@@ -105,7 +109,7 @@ fn passes_in_lockstep() {
 
 fn report_index(args: &[String]) {
     let b = Barrier::open(&args[0]).expect("open");
-    let i = b.wait().expect("wait");
+    let i = b.wait_timeout(LIMIT).expect("wait");
     common::say(&i.to_string());
 }
 
@@ -116,7 +120,7 @@ fn one_party_gets_each_index() {
     let mut kids: Vec<Child> = (1..N)
         .map(|_| Child::spawn("report_index", &[&b]))
         .collect();
-    let mut got = vec![barrier.wait().expect("wait")];
+    let mut got = vec![barrier.wait_timeout(LIMIT).expect("wait")];
     for k in &mut kids {
         got.push(k.line().parse().expect("index"));
     }
@@ -133,7 +137,7 @@ fn action_party(args: &[String]) {
     b.set_action(move || {
         counter(&ran).fetch_add(1);
     });
-    b.wait().expect("wait");
+    b.wait_timeout(LIMIT).expect("wait");
     assert_eq!(
         counter(&args[1]).load(),
         1,
@@ -158,12 +162,12 @@ fn the_action_runs_once() {
 fn abort_party(args: &[String]) {
     let b = Barrier::open(&args[0]).expect("open");
     let (passed, failed) = (counter(&args[1]), counter(&args[2]));
-    let i = b.wait().expect("wait");
+    let i = b.wait_timeout(LIMIT).expect("wait");
     if i == N / 2 {
         b.abort().expect("abort");
         return;
     }
-    match b.wait() {
+    match b.wait_timeout(LIMIT) {
         Ok(_) => {
             passed.fetch_add(1);
         }
@@ -190,13 +194,13 @@ fn abort_breaks_it() {
     assert_eq!(failed.load(), u64::from(N - 1));
     assert!(barrier.broken());
     assert_eq!(barrier.n_waiting(), 0);
-    assert_eq!(broken(barrier.wait()), BreakCause::Aborted);
+    assert_eq!(broken(barrier.wait_timeout(LIMIT)), BreakCause::Aborted);
 }
 
 fn reset_party(args: &[String]) {
     let b = Barrier::open(&args[0]).expect("open");
     let (passed, failed, again) = (counter(&args[1]), counter(&args[2]), counter(&args[3]));
-    let i = b.wait().expect("wait");
+    let i = b.wait_timeout(LIMIT).expect("wait");
     if i == N / 2 {
         let start = Instant::now();
         while b.n_waiting() < N - 1 {
@@ -208,7 +212,7 @@ fn reset_party(args: &[String]) {
         }
         b.reset().expect("reset");
     } else {
-        match b.wait() {
+        match b.wait_timeout(LIMIT) {
             Ok(_) => {
                 passed.fetch_add(1);
             }
@@ -218,7 +222,7 @@ fn reset_party(args: &[String]) {
             Err(e) => panic!("{e}"),
         }
     }
-    b.wait().expect("the reset barrier works");
+    b.wait_timeout(LIMIT).expect("the reset barrier works");
     again.fetch_add(1);
 }
 
@@ -244,11 +248,11 @@ fn abort_reset_party(args: &[String]) {
     let b = Barrier::open(&args[0]).expect("open");
     let b2 = Barrier::open(&args[1]).expect("open");
     let (passed, failed, again) = (counter(&args[2]), counter(&args[3]), counter(&args[4]));
-    let i = b.wait().expect("wait");
+    let i = b.wait_timeout(LIMIT).expect("wait");
     if i == N / 2 {
         b.abort().expect("abort");
     } else {
-        match b.wait() {
+        match b.wait_timeout(LIMIT) {
             Ok(_) => {
                 passed.fetch_add(1);
             }
@@ -260,11 +264,11 @@ fn abort_reset_party(args: &[String]) {
     }
     // Everyone has left `b` once `b2` is passed; reset it then, and pass `b2` again so that no
     // one enters `b` before the reset.
-    if b2.wait().expect("wait") == N / 2 {
+    if b2.wait_timeout(LIMIT).expect("wait") == N / 2 {
         b.reset().expect("reset");
     }
-    b2.wait().expect("wait");
-    b.wait().expect("the reset barrier works");
+    b2.wait_timeout(LIMIT).expect("wait");
+    b.wait_timeout(LIMIT).expect("the reset barrier works");
     again.fetch_add(1);
 }
 
@@ -291,7 +295,7 @@ fn abort_then_reset() {
 fn timeout_party(args: &[String]) {
     let b = Barrier::open(&args[0]).expect("open");
     let failed = counter(&args[1]);
-    let i = b.wait().expect("wait");
+    let i = b.wait_timeout(LIMIT).expect("wait");
     if i == N / 2 {
         // One party is late: the others' timeouts run out first.
         std::thread::sleep(Duration::from_millis(400));
@@ -322,7 +326,7 @@ fn a_timeout_breaks_it() {
         k.join();
     }
     assert_eq!(failed.load(), u64::from(N));
-    assert_eq!(broken(barrier.wait()), BreakCause::Timeout);
+    assert_eq!(broken(barrier.wait_timeout(LIMIT)), BreakCause::Timeout);
     let asked = Duration::from_millis(50);
     barrier.reset().expect("reset");
     let cause = broken(common::timed(asked, || barrier.wait_timeout(asked)));
@@ -344,8 +348,9 @@ fn a_panicking_action_breaks_it() {
     barrier.set_action(|| panic!("the action fails"));
     let other = Barrier::open(&b).expect("open");
     std::thread::scope(|s| {
-        let waiter = s.spawn(|| other.wait());
-        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| barrier.wait()));
+        let waiter = s.spawn(|| other.wait_timeout(LIMIT));
+        let ran =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| barrier.wait_timeout(LIMIT)));
         let waited = waiter.join().expect("thread");
         match ran {
             // This thread arrived last: it ran the action, which panicked.
@@ -380,37 +385,29 @@ fn parameters_are_checked() {
 
 fn one_round_then_park(args: &[String]) {
     let b = Barrier::open(&args[0]).expect("open");
-    b.wait().expect("wait");
+    b.wait_timeout(LIMIT).expect("wait");
     common::ready();
     common::park();
 }
 
 fn one_round_then_leave(args: &[String]) {
     let b = Barrier::open(&args[0]).expect("open");
-    b.wait().expect("wait");
+    b.wait_timeout(LIMIT).expect("wait");
     drop(b);
     common::ready();
 }
 
-/// Starts `n` threads waiting on barrier `b`; the receiver gets each one's result and time.
-fn waiting_threads<'s>(
+/// Starts a thread waiting on barrier `b`; the receiver gets its result and when.
+fn waiting_thread<'s>(
     s: &'s std::thread::Scope<'s, '_>,
     b: &str,
-    n: usize,
 ) -> mpsc::Receiver<(Result<u32, BarrierError>, Instant)> {
-    let (tx, rx) = mpsc::channel();
-    for _ in 0..n {
-        let (tx, b) = (tx.clone(), b.to_owned());
-        let (tid_tx, tid_rx) = mpsc::channel();
-        s.spawn(move || {
-            let barrier = Barrier::open(&b).expect("open");
-            tid_tx.send(common::thread_id()).expect("send");
-            let r = barrier.wait();
-            tx.send((r, Instant::now())).expect("send");
-        });
-        common::wait_until_sleeping(tid_rx.recv().expect("tid"));
-    }
-    rx
+    let b = b.to_owned();
+    sync_kit::sleeper(
+        s,
+        move || Barrier::open(&b).expect("open"),
+        |barrier| barrier.wait_timeout(LIMIT),
+    )
 }
 
 /// A party killed while two others wait: they wake at once with `PartyDied`, naming it.
@@ -420,17 +417,17 @@ fn a_dead_party_breaks_it() {
     let mut victim = Child::spawn("one_round_then_park", &[&b]);
     let other = Barrier::open(&b).expect("open");
     std::thread::scope(|s| {
-        let a = s.spawn(|| barrier.wait().expect("round one"));
-        other.wait().expect("round one");
+        let a = s.spawn(|| barrier.wait_timeout(LIMIT).expect("round one"));
+        other.wait_timeout(LIMIT).expect("round one");
         a.join().expect("thread");
     });
     victim.wait_ready();
     let pid = victim.pid();
     std::thread::scope(|s| {
-        let got = waiting_threads(s, &b, 2);
+        let got = [waiting_thread(s, &b), waiting_thread(s, &b)];
         victim.kill();
-        for _ in 0..2 {
-            let (r, _) = got
+        for rx in got {
+            let (r, _) = rx
                 .recv_timeout(Duration::from_secs(5))
                 .expect("woken by the death");
             assert_eq!(broken(r), BreakCause::PartyDied { pid });
@@ -440,10 +437,12 @@ fn a_dead_party_breaks_it() {
     barrier.reset().expect("reset");
     // Usable again, by the survivors alone once a third comes.
     std::thread::scope(|s| {
-        let a = s.spawn(|| barrier.wait());
-        let c = s.spawn(|| other.wait());
+        let a = s.spawn(|| barrier.wait_timeout(LIMIT));
+        let c = s.spawn(|| other.wait_timeout(LIMIT));
         let third = Barrier::open(&b).expect("open");
-        third.wait().expect("a full round after the reset");
+        third
+            .wait_timeout(LIMIT)
+            .expect("a full round after the reset");
         a.join().expect("thread").expect("wait");
         c.join().expect("thread").expect("wait");
     });
@@ -454,7 +453,7 @@ fn a_party_that_leaves_does_not_break_it() {
     let b = name("bv");
     let barrier = Barrier::create(&b, 2).expect("create");
     let mut leaver = Child::spawn("one_round_then_leave", &[&b]);
-    barrier.wait().expect("round one");
+    barrier.wait_timeout(LIMIT).expect("round one");
     leaver.wait_ready();
     leaver.join();
     let asked = Duration::from_millis(100);
@@ -466,7 +465,7 @@ fn loop_party(args: &[String]) {
     let b = Barrier::open(&args[0]).expect("open");
     let mut said = false;
     loop {
-        match b.wait() {
+        match b.wait_timeout(LIMIT) {
             Ok(_) if !said => {
                 common::ready();
                 said = true;
@@ -497,7 +496,7 @@ fn kill_loop_party() {
         let barrier = &barrier;
         s.spawn(move || {
             loop {
-                match barrier.wait() {
+                match barrier.wait_timeout(LIMIT) {
                     Ok(_) => {}
                     Err(BarrierError::Broken(cause)) => {
                         err_tx.send((cause, Instant::now())).expect("send");

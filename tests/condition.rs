@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 use common::{Child, name};
 use mpshm::{Condition, ConditionError, ConditionGuard, Lock, LockError, RLock, RawValue};
 
+/// The longest a wait "without timeout" may take in these tests: a lost wake-up fails the test
+/// instead of hanging it.
+const LIMIT: Duration = Duration::from_secs(30);
+
 fn main() {
     common::run(
         &[
@@ -24,6 +28,7 @@ fn main() {
             ("wait_for_across_processes", wait_for_across_processes),
             ("wait_for_times_out", wait_for_times_out),
             ("wait_result", wait_result),
+            ("untimed_waits", untimed_waits),
             (
                 "a_notify_before_the_wait_is_not_kept",
                 a_notify_before_the_wait_is_not_kept,
@@ -58,6 +63,7 @@ fn main() {
             ("wait_forever", wait_forever),
             ("ping_pong", ping_pong),
             ("wait_and_mark", wait_and_mark),
+            ("notify_all_at", notify_all_at),
         ],
     );
 }
@@ -74,6 +80,27 @@ fn lock(cond: &Condition) -> ConditionGuard<'_> {
     }
 }
 
+/// Starts a thread that takes `cond`'s lock and sleeps in `wait_timeout(limit)`; the receiver
+/// gets whether a notify came (a holder's death repaired and counted as what it says) and when.
+fn timed_waiter<'s>(
+    s: &'s std::thread::Scope<'s, '_>,
+    cond: &'s Condition,
+    limit: Duration,
+) -> mpsc::Receiver<(bool, Instant)> {
+    sync_kit::sleeper(
+        s,
+        move || lock(cond),
+        move |mut g| match g.wait_timeout(limit) {
+            Ok(r) => r,
+            Err(ConditionError::OwnerDied { notified }) => {
+                g.mark_consistent();
+                notified
+            }
+            Err(e) => panic!("{e}"),
+        },
+    )
+}
+
 /// Python's helper `f`: wait (with the timeout in `args[2]` ms, or none), then count the
 /// wake-up in the shared counter `args[1]`.
 fn wait_then_count(args: &[String]) {
@@ -86,7 +113,7 @@ fn wait_then_count(args: &[String]) {
         Some(ms) => {
             g.wait_timeout(Duration::from_millis(ms)).expect("wait");
         }
-        None => g.wait().expect("wait"),
+        None => assert!(g.wait_timeout(LIMIT).expect("wait"), "never notified"),
     }
     woken.fetch_add(1);
 }
@@ -131,7 +158,7 @@ impl<'s> Waiters<'s> {
                         Some(ms) => {
                             g.wait_timeout(Duration::from_millis(ms)).expect("wait");
                         }
-                        None => g.wait().expect("wait"),
+                        None => assert!(g.wait_timeout(LIMIT).expect("wait"), "never notified"),
                     }
                     woken.fetch_add(1);
                 }));
@@ -247,7 +274,9 @@ fn wait_for_four(args: &[String]) {
     let mut g = lock(&cond);
     state.store(0);
     g.notify(1);
-    let ok = g.wait_for(|| state.load() == 4, None).expect("wait_for");
+    let ok = g
+        .wait_for(|| state.load() == 4, Some(LIMIT))
+        .expect("wait_for");
     assert!(ok && state.load() == 4);
 }
 
@@ -259,7 +288,10 @@ fn wait_for_across_processes() {
     let child = Child::spawn("wait_for_four", &[&c, &v]);
     {
         let mut g = lock(&cond);
-        assert!(g.wait_for(|| state.load() == 0, None).expect("wait_for"));
+        assert!(
+            g.wait_for(|| state.load() == 0, Some(LIMIT))
+                .expect("wait_for")
+        );
         assert_eq!(state.load(), 0);
     }
     for _ in 0..4 {
@@ -318,6 +350,49 @@ fn wait_result() {
     child.join();
 }
 
+/// `wait`, `wait_while` and `wait_for` without a timeout, woken from another process. (The
+/// waiting runs on a detached thread, so that a lost wake-up fails the test instead of
+/// hanging it.)
+fn untimed_waits() {
+    let (c, v) = (name("cuw"), name("cuwv"));
+    let cond = Condition::create(&c).expect("create");
+    let state = RawValue::<u64>::create(&v, 0).expect("create");
+    let (tx, rx) = mpsc::channel();
+    let (tid_tx, tid_rx) = mpsc::channel();
+    let (c2, v2) = (c.clone(), v.clone());
+    std::thread::spawn(move || {
+        let cond = Condition::open(&c2).expect("open");
+        let state = RawValue::<u64>::open(&v2).expect("open");
+        let mut g = lock(&cond);
+        tid_tx.send(common::thread_id()).expect("send");
+        g.wait().expect("wait");
+        tx.send("woke").expect("send");
+        g.wait_while(|| state.load() < 2).expect("wait_while");
+        assert!(g.wait_for(|| state.load() == 3, None).expect("wait_for"));
+        tx.send("done").expect("send");
+    });
+    common::wait_until_sleeping(tid_rx.recv().expect("tid"));
+    for step in 1..=3 {
+        let mut child = Child::spawn("notify_all_at", &[&c, &v, &step.to_string()]);
+        child.tell("go");
+        child.join();
+        if step == 1 {
+            assert_eq!(rx.recv_timeout(LIMIT).expect("woken"), "woke");
+        }
+    }
+    assert_eq!(rx.recv_timeout(LIMIT).expect("woken"), "done");
+    drop(cond);
+}
+
+fn notify_all_at(args: &[String]) {
+    let cond = Condition::open(&args[0]).expect("open");
+    let state = RawValue::<u64>::open(&args[1]).expect("open");
+    assert_eq!(common::line_from_parent(), "go");
+    let g = lock(&cond);
+    state.store(args[2].parse().expect("step"));
+    g.notify_all();
+}
+
 /// A notify with no one waiting is not remembered (a sleeping-waiters list, as Python's).
 fn a_notify_before_the_wait_is_not_kept() {
     let c = name("cnb");
@@ -333,27 +408,19 @@ fn a_notify_before_the_wait_is_not_kept() {
 fn a_later_waiter_does_not_take_an_earlier_notify() {
     let c = name("cln");
     let cond = Condition::create(&c).expect("create");
-    let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
-        let (tid_tx, tid_rx) = mpsc::channel();
-        let first_tx = tx.clone();
-        let cond = &cond;
-        s.spawn(move || {
-            let mut g = lock(cond);
-            tid_tx.send(common::thread_id()).expect("send");
-            let r = g.wait_timeout(Duration::from_secs(10)).expect("wait");
-            first_tx.send(("first", r)).expect("send");
-        });
-        common::wait_until_sleeping(tid_rx.recv().expect("tid"));
-        let mut g = lock(cond);
+        let first = timed_waiter(s, &cond, Duration::from_secs(10));
+        let mut g = lock(&cond);
         assert_eq!(g.notify(1), 1);
         // Still holding the lock: the first waiter cannot have left yet. Now wait ourselves.
-        let r = g.wait_timeout(Duration::from_millis(100)).expect("wait");
-        tx.send(("second", r)).expect("send");
+        let second = g.wait_timeout(Duration::from_millis(100)).expect("wait");
+        drop(g);
+        assert!(
+            first.recv().expect("first waiter").0,
+            "the first waiter got the notify"
+        );
+        assert!(!second, "the later waiter took an earlier notify");
     });
-    let mut got: Vec<_> = rx.iter().take(2).collect();
-    got.sort();
-    assert_eq!(got, vec![("first", true), ("second", false)]);
 }
 
 fn take_lock_and_notify(args: &[String]) {
@@ -476,21 +543,12 @@ fn a_notify_cut_short_by_death_is_kept() {
     let cond = Condition::create(&c).expect("create");
     let mut child = Child::spawn("raw_notify_then_park", &[&c]);
     child.wait_ready();
-    let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
-        let (tid_tx, tid_rx) = mpsc::channel();
-        let cond = &cond;
-        s.spawn(move || {
-            let mut g = lock(cond);
-            tid_tx.send(common::thread_id()).expect("send");
-            let r = g.wait_timeout(Duration::from_secs(10)).expect("wait");
-            tx.send(r).expect("send");
-        });
-        common::wait_until_sleeping(tid_rx.recv().expect("tid"));
+        let got = timed_waiter(s, &cond, Duration::from_secs(10));
         child.tell("go");
         assert_eq!(child.line(), "notified");
         child.kill();
-        assert!(rx.recv().expect("waiter"), "the notify was kept");
+        assert!(got.recv().expect("waiter").0, "the notify was kept");
     });
 }
 
@@ -513,25 +571,12 @@ fn a_dead_waiter_does_not_swallow_a_notify() {
     let mut dead = Child::spawn("wait_forever", &[&c]);
     dead.wait_ready();
     common::wait_until_process_sleeps(dead.pid());
-    let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
-        let (tid_tx, tid_rx) = mpsc::channel();
-        let cond = &cond;
-        s.spawn(move || {
-            let mut g = lock(cond);
-            tid_tx.send(common::thread_id()).expect("send");
-            let r = g.wait_timeout(Duration::from_secs(10)).expect("wait");
-            tx.send(r).expect("send");
-        });
-        common::wait_until_sleeping(tid_rx.recv().expect("tid"));
+        let got = timed_waiter(s, &cond, Duration::from_secs(10));
         dead.kill();
-        let g = lock(cond);
-        g.notify(1);
-        drop(g);
-        assert!(
-            rx.recv_timeout(Duration::from_secs(5)).expect("waiter"),
-            "the live waiter got the notify"
-        );
+        lock(&cond).notify(1);
+        let (notified, _) = got.recv_timeout(Duration::from_secs(5)).expect("waiter");
+        assert!(notified, "the live waiter got the notify");
     });
 
     // Now the notify lands on the child first (it is the oldest), and the child dies before it
@@ -539,25 +584,17 @@ fn a_dead_waiter_does_not_swallow_a_notify() {
     let mut victim = Child::spawn("wait_forever", &[&c]);
     victim.wait_ready();
     common::wait_until_process_sleeps(victim.pid());
-    let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
-        let (tid_tx, tid_rx) = mpsc::channel();
-        let cond = &cond;
-        s.spawn(move || {
-            let mut g = lock(cond);
-            tid_tx.send(common::thread_id()).expect("send");
-            let r = g.wait_timeout(Duration::from_secs(10)).expect("wait");
-            tx.send(r).expect("send");
-        });
-        common::wait_until_sleeping(tid_rx.recv().expect("tid"));
+        let got = timed_waiter(s, &cond, Duration::from_secs(10));
         // Hold the lock across the notify and the kill: the child is woken but cannot take
         // the lock back before it dies.
-        let g = lock(cond);
+        let g = lock(&cond);
         assert_eq!(g.notify(1), 1);
         victim.kill();
         drop(g);
+        let (notified, _) = got.recv_timeout(Duration::from_secs(5)).expect("waiter");
         assert!(
-            rx.recv_timeout(Duration::from_secs(5)).expect("waiter"),
+            notified,
             "the notify that reached the dead waiter was passed on"
         );
     });
@@ -622,25 +659,19 @@ fn kill_loop_ping_pong() {
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             partner.join().expect("partner");
         });
-        let (notified, _) = fresh_waiter_notified(&cond);
-        assert!(notified, "a dead waiter's slot swallowed the notify");
+        assert!(
+            fresh_waiter_notified(&cond),
+            "a dead waiter's slot swallowed the notify"
+        );
     }
 }
 
-/// Starts a waiter, notifies one, and says whether the waiter got it, and when.
-fn fresh_waiter_notified(cond: &Condition) -> (bool, Instant) {
+/// Starts a waiter, notifies one, and says whether the waiter got it.
+fn fresh_waiter_notified(cond: &Condition) -> bool {
     std::thread::scope(|s| {
-        let (tx, rx) = mpsc::channel();
-        let (tid_tx, tid_rx) = mpsc::channel();
-        s.spawn(move || {
-            let mut g = lock(cond);
-            tid_tx.send(common::thread_id()).expect("send");
-            let r = g.wait_timeout(Duration::from_secs(10)).expect("wait");
-            tx.send((r, Instant::now())).expect("send");
-        });
-        common::wait_until_sleeping(tid_rx.recv().expect("tid"));
+        let got = timed_waiter(s, cond, Duration::from_secs(10));
         lock(cond).notify(1);
-        rx.recv().expect("fresh waiter")
+        got.recv().expect("fresh waiter").0
     })
 }
 
@@ -675,29 +706,13 @@ fn kill_loop_notified_waiter() {
         child.wait_ready();
         common::wait_until_process_sleeps(child.pid());
         std::thread::scope(|s| {
-            let (tx, rx) = mpsc::channel();
-            let (tid_tx, tid_rx) = mpsc::channel();
-            let cond = &cond;
-            s.spawn(move || {
-                let mut g = lock(cond);
-                tid_tx.send(common::thread_id()).expect("send");
-                let r = match g.wait_timeout(Duration::from_secs(10)) {
-                    Ok(r) => r,
-                    Err(ConditionError::OwnerDied { notified }) => {
-                        g.mark_consistent();
-                        notified
-                    }
-                    Err(e) => panic!("{e}"),
-                };
-                tx.send((r, Instant::now())).expect("send");
-            });
-            common::wait_until_sleeping(tid_rx.recv().expect("tid"));
+            let rx = timed_waiter(s, &cond, Duration::from_secs(10));
             let notify_first = rng.below(2) == 0;
             if !notify_first {
                 child.kill();
             }
             sync_kit::spin_for(rng.duration(Duration::from_micros(200)));
-            lock(cond).notify(1);
+            lock(&cond).notify(1);
             sync_kit::spin_for(rng.duration(Duration::from_micros(200)));
             let killed = Instant::now();
             if notify_first {
@@ -706,7 +721,7 @@ fn kill_loop_notified_waiter() {
             if consumed.load() == 1 {
                 // The child took the notify and died with it: release the younger one.
                 taken_by_the_dead += 1;
-                lock(cond).notify(1);
+                lock(&cond).notify(1);
             }
             let (notified, woke) = rx
                 .recv_timeout(Duration::from_secs(5))

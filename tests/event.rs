@@ -4,7 +4,6 @@
 mod common;
 mod sync_kit;
 
-use std::os::unix::fs::FileExt;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -52,17 +51,12 @@ fn sleeping_waiter<'s>(
     n: &str,
     limit: Duration,
 ) -> mpsc::Receiver<(bool, Instant)> {
-    let (tx, rx) = mpsc::channel();
-    let (tid_tx, tid_rx) = mpsc::channel();
     let n = n.to_owned();
-    scope.spawn(move || {
-        let ev = Event::open(&n).expect("open");
-        tid_tx.send(common::thread_id()).expect("send");
-        let set = ev.wait_timeout(limit);
-        tx.send((set, Instant::now())).expect("send");
-    });
-    common::wait_until_sleeping(tid_rx.recv().expect("tid"));
-    rx
+    sync_kit::sleeper(
+        scope,
+        move || Event::open(&n).expect("open"),
+        move |ev| ev.wait_timeout(limit),
+    )
 }
 
 /// Python's `_TestEvent.test_event`.
@@ -205,18 +199,10 @@ fn raw_set_then_park(args: &[String]) {
     let _ev = Event::open(&args[0]).expect("open"); // holds a record: its death is noticed
     common::ready();
     assert_eq!(common::line_from_parent(), "go");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(format!("/dev/shm/{}", args[0]))
-        .expect("open the segment file");
-    let mut word = [0u8; 4];
-    file.read_exact_at(&mut word, EVENT_STATE).expect("read");
-    let state = u32::from_ne_bytes(word);
-    // What `set` stores, without the wake that follows it: a setter killed in between.
-    let raised = ((state & !1).wrapping_add(2)) | 1;
-    file.write_all_at(&raised.to_ne_bytes(), EVENT_STATE)
-        .expect("write");
+    // What `set` stores, without the wake that follows it: a setter killed in between. (The
+    // event is cleared, and no one else sets it: its state word is its set count, doubled.)
+    let before = sync_kit::peek(&args[0], EVENT_STATE);
+    sync_kit::poke(&args[0], EVENT_STATE, (before & !1).wrapping_add(2) | 1);
     common::say("raised");
     common::park();
 }

@@ -151,19 +151,22 @@ fn release_once(args: &[String]) {
 }
 
 /// Starts a thread blocked in `acquire` on `sem`; the receiver gets the time it got a permit.
-fn blocked_waiter<'s>(scope: &'s std::thread::Scope<'s, '_>, n: &str) -> mpsc::Receiver<Instant> {
-    let (tx, rx) = mpsc::channel();
-    let (tid_tx, tid_rx) = mpsc::channel();
+fn blocked_waiter<'s>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    n: &str,
+) -> mpsc::Receiver<((), Instant)> {
     let n = n.to_owned();
-    scope.spawn(move || {
-        let sem = Semaphore::open(&n).expect("open");
-        tid_tx.send(common::thread_id()).expect("send");
-        let g = sem.acquire().expect("acquire");
-        tx.send(Instant::now()).expect("send");
-        drop(g);
-    });
-    common::wait_until_sleeping(tid_rx.recv().expect("tid"));
-    rx
+    sync_kit::sleeper(
+        scope,
+        move || Semaphore::open(&n).expect("open"),
+        // Bounded, so that a lost wake-up fails the test instead of hanging it.
+        |sem| {
+            drop(
+                sem.acquire_timeout(Duration::from_secs(30))
+                    .expect("acquire"),
+            )
+        },
+    )
 }
 
 fn release_in_another_process_wakes_a_waiter() {
@@ -185,33 +188,30 @@ fn release_in_another_process_wakes_a_waiter() {
 fn release_wakes_one_waiter_per_permit() {
     let n = name("semn");
     let sem = Semaphore::create(&n, 0).expect("create");
-    let (tx, rx) = mpsc::channel();
     std::thread::scope(|s| {
-        let tids: Vec<u32> = (0..3)
+        let waiters: Vec<_> = (0..3)
             .map(|_| {
-                let (tx, n) = (tx.clone(), n.clone());
-                let (tid_tx, tid_rx) = mpsc::channel();
-                s.spawn(move || {
-                    let sem = Semaphore::open(&n).expect("open");
-                    tid_tx.send(common::thread_id()).expect("send");
-                    match sem.acquire_timeout(Duration::from_secs(2)) {
+                let n = n.clone();
+                sync_kit::sleeper(
+                    s,
+                    move || Semaphore::open(&n).expect("open"),
+                    |sem| match sem.acquire_timeout(Duration::from_secs(2)) {
                         Ok(g) => {
                             g.forget();
-                            tx.send(true).expect("send");
+                            true
                         }
-                        Err(AcquireError::Timeout) => tx.send(false).expect("send"),
+                        Err(AcquireError::Timeout) => false,
                         Err(e) => panic!("{e}"),
-                    }
-                });
-                tid_rx.recv().expect("tid")
+                    },
+                )
             })
             .collect();
-        for tid in tids {
-            common::wait_until_sleeping(tid);
-        }
         sem.release().expect("release");
         sem.release().expect("release");
-        let got: Vec<bool> = (0..3).map(|_| rx.recv().expect("result")).collect();
+        let got: Vec<bool> = waiters
+            .iter()
+            .map(|rx| rx.recv().expect("result").0)
+            .collect();
         assert_eq!(got.iter().filter(|&&g| g).count(), 2, "{got:?}");
     });
     assert_eq!(sem.value(), 0);
@@ -397,7 +397,7 @@ fn kill_loop_blocked_waiter() {
             sync_kit::spin_for(rng.duration(Duration::from_micros(500)));
             let killed = Instant::now();
             child.kill();
-            let woke = got
+            let ((), woke) = got
                 .recv_timeout(Duration::from_secs(10))
                 .expect("the waiter got the dead holder's permit");
             samples.push(woke.saturating_duration_since(killed));
@@ -416,16 +416,9 @@ fn raw_release_then_park(args: &[String]) {
     let _sem = Semaphore::open(&args[0]).expect("open"); // holds a record: its death is noticed
     common::ready();
     assert_eq!(common::line_from_parent(), "go");
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(format!("/dev/shm/{}", args[0]))
-        .expect("open the segment file");
-    use std::os::unix::fs::FileExt;
     // What a release commits, without the `seq` bump and the wake that follow it: a releaser
     // killed in between (its state lock long released).
-    file.write_all_at(&1u32.to_ne_bytes(), SEMAPHORE_COUNT)
-        .expect("write");
+    sync_kit::poke(&args[0], SEMAPHORE_COUNT, 1);
     common::say("released");
     common::park();
 }

@@ -317,13 +317,11 @@ mod handle {
 
     use super::*;
     use crate::error::Error;
-    use crate::segment::{Kind, Options, Segment, Spec};
+    use crate::segment::{Kind, Options, Segment};
     use crate::sync::roster::{
-        Attachment, How, RECORD_SIZE, RECORDS, bad_geometry, map_segment, table_full,
+        Attachment, How, RECORD_SIZE, RECORDS, entries_ok, map_segment, table_full,
     };
     use crate::sys::RobustMutex;
-
-    const MAX_RECORDS: u64 = 1 << 16;
 
     fn payload_bytes(records: usize) -> usize {
         CTL_SIZE + records * RECORD_SIZE
@@ -371,37 +369,17 @@ mod handle {
                     reason: "a barrier needs 1 to 2^30 parties",
                 });
             }
-            let spec = Spec {
-                kind: Kind::Barrier,
-                elem_size: 1,
-                elem_align: 64,
-                count: Some(payload_bytes(RECORDS)),
-                tag: Kind::Barrier.to_string(),
-                params: [u64::from(parties), RECORDS as u64, 0, 0],
-            };
             let seg = map_segment(
                 name,
                 how,
-                &spec,
+                Kind::Barrier,
+                [u64::from(parties), RECORDS as u64, 0, 0],
                 opts,
-                |_| {},
-                |seg| {
-                    let [parties, records, ..] = seg.params();
-                    if (1..=u64::from(BARRIER_MAX_PARTIES)).contains(&parties)
-                        && (1..=MAX_RECORDS).contains(&records)
-                        && seg.count() == payload_bytes(records as usize)
-                    {
-                        Ok(())
-                    } else {
-                        Err(bad_geometry(
-                            seg,
-                            format!(
-                                "barrier of {parties} parties with {records} records does not match its size {}",
-                                seg.count()
-                            ),
-                        ))
-                    }
+                |[parties, records, ..]| {
+                    ((1..=u64::from(BARRIER_MAX_PARTIES)).contains(&parties) && entries_ok(records))
+                        .then(|| payload_bytes(records as usize))
                 },
+                |_| {},
             )?;
             let [parties, records, ..] = seg.params();
             let barrier = Barrier {

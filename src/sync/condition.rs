@@ -301,7 +301,7 @@ mod handle {
     use crate::error::{Error, LockError};
     use crate::segment::{Kind, Options, Segment, Spec, validate_name};
     use crate::sync::roster::{
-        Attachment, How, RECORD_SIZE, RECORDS, bad_geometry, identity, map_segment, table_full,
+        Attachment, How, RECORD_SIZE, RECORDS, entries_ok, identity, map_segment, table_full,
     };
     use crate::sync::{Held, RawLock};
     use crate::{Lock, RLock};
@@ -314,8 +314,6 @@ mod handle {
 
     /// Waiter slots in a condition: how many threads may wait on it at once.
     pub(crate) const SLOTS: usize = 256;
-    const MAX_SLOTS: u64 = 1 << 16;
-    const MAX_RECORDS: u64 = 1 << 16;
 
     /// Which lock a condition waits with (stored in the header's parameters).
     const OWN: u64 = 0;
@@ -437,48 +435,29 @@ mod handle {
             for (i, b) in lock_name.bytes().enumerate() {
                 name_words[i / 8] |= u64::from(b) << (8 * (i % 8));
             }
-            let spec = Spec {
-                kind: Kind::Condition,
-                elem_size: 1,
-                elem_align: 64,
-                count: Some(payload_bytes(SLOTS, RECORDS)),
-                tag: Kind::Condition.to_string(),
-                params: [
+            let seg = map_segment(
+                name,
+                how,
+                Kind::Condition,
+                [
                     SLOTS as u64,
                     RECORDS as u64,
                     kind_code,
                     lock_name.len() as u64,
                 ],
-            };
-            let seg = map_segment(
-                name,
-                how,
-                &spec,
                 opts,
+                |[slots, records, kind, len]| {
+                    (entries_ok(slots)
+                        && entries_ok(records)
+                        && kind <= USER_RLOCK
+                        && len <= 32
+                        && (kind == OWN) == (len == 0))
+                        .then(|| payload_bytes(slots as usize, records as usize))
+                },
                 |seg| {
                     let ctl: &CondCtl = seg.shared(seg.payload_offset());
                     for (w, v) in ctl.name.iter().zip(name_words) {
                         w.store(v, Relaxed);
-                    }
-                },
-                |seg| {
-                    let [slots, records, kind, len] = seg.params();
-                    if (1..=MAX_SLOTS).contains(&slots)
-                        && (1..=MAX_RECORDS).contains(&records)
-                        && kind <= USER_RLOCK
-                        && len <= 32
-                        && (kind == OWN) == (len == 0)
-                        && seg.count() == payload_bytes(slots as usize, records as usize)
-                    {
-                        Ok(())
-                    } else {
-                        Err(bad_geometry(
-                            seg,
-                            format!(
-                                "condition with {slots} slots, {records} records, lock kind {kind} and a {len}-byte lock name does not match its size {}",
-                                seg.count()
-                            ),
-                        ))
                     }
                 },
             )?;
@@ -493,8 +472,9 @@ mod handle {
                     .flat_map(|w| w.load(Relaxed).to_le_bytes())
                     .take(len as usize)
                     .collect();
-                let lock_name = String::from_utf8(bytes).map_err(|_| {
-                    bad_geometry(&seg, "the name of its lock is not UTF-8".to_owned())
+                let lock_name = String::from_utf8(bytes).map_err(|_| Error::Corrupt {
+                    name: seg.name().to_owned(),
+                    reason: "the name of its lock is not UTF-8".to_owned(),
                 })?;
                 let lock_kind = if kind == USER_RLOCK {
                     Kind::RLock

@@ -119,12 +119,10 @@ mod handle {
 
     use super::*;
     use crate::error::Error;
-    use crate::segment::{Kind, Options, Segment, Spec};
+    use crate::segment::{Kind, Options, Segment};
     use crate::sync::roster::{
-        Attachment, How, RECORD_SIZE, RECORDS, bad_geometry, map_segment, table_full,
+        Attachment, How, RECORD_SIZE, RECORDS, entries_ok, map_segment, table_full,
     };
-
-    const MAX_RECORDS: u64 = 1 << 16;
 
     fn payload_bytes(records: usize) -> usize {
         CTL_SIZE + records * RECORD_SIZE
@@ -154,36 +152,14 @@ mod handle {
 
     impl Event {
         fn new(name: &str, how: How, opts: &Options) -> Result<Event, Error> {
-            let spec = Spec {
-                kind: Kind::Event,
-                elem_size: 1,
-                elem_align: 64,
-                count: Some(payload_bytes(RECORDS)),
-                tag: Kind::Event.to_string(),
-                params: [0, RECORDS as u64, 0, 0],
-            };
             let seg = map_segment(
                 name,
                 how,
-                &spec,
+                Kind::Event,
+                [0, RECORDS as u64, 0, 0],
                 opts,
+                |[_, records, ..]| entries_ok(records).then(|| payload_bytes(records as usize)),
                 |_| {},
-                |seg| {
-                    let records = seg.params()[1];
-                    if (1..=MAX_RECORDS).contains(&records)
-                        && seg.count() == payload_bytes(records as usize)
-                    {
-                        Ok(())
-                    } else {
-                        Err(bad_geometry(
-                            seg,
-                            format!(
-                                "event with {records} records does not match its size {}",
-                                seg.count()
-                            ),
-                        ))
-                    }
-                },
             )?;
             let records = seg.params()[1] as usize;
             let ev = Event {

@@ -263,58 +263,79 @@ pub(crate) enum How {
     OpenOrCreate,
 }
 
-/// Creates or opens (as `how` says) the segment of a primitive laid out as `spec` says, running
-/// `init` on a segment it creates, and `check` (the primitive's own geometry checks) on every
-/// segment it maps. An opener takes the creator's geometry (`spec.count` and `params` are not
-/// compared on open), which `check` then validates.
+/// The most records (or other table entries) an opener accepts in a header.
+#[cfg(not(loom))]
+pub(crate) const MAX_ENTRIES: u64 = 1 << 16;
+
+/// Whether `n`, read from a header, is an acceptable number of table entries.
+#[cfg(not(loom))]
+pub(crate) fn entries_ok(n: u64) -> bool {
+    (1..=MAX_ENTRIES).contains(&n)
+}
+
+/// Creates or opens (as `how` says) the segment of a primitive of `kind` whose payload is
+/// `bytes(params)` bytes (`None`: parameters that make no sense), running `init` on a segment it
+/// creates. An opener takes the creator's parameters from the header and checks them with the
+/// same `bytes`.
 #[cfg(not(loom))]
 pub(crate) fn map_segment(
     name: &str,
     how: How,
-    spec: &crate::segment::Spec,
+    kind: crate::segment::Kind,
+    params: [u64; 4],
     opts: &crate::segment::Options,
+    bytes: impl Fn([u64; 4]) -> Option<usize>,
     init: impl Fn(&crate::segment::Segment),
-    check: impl Fn(&crate::segment::Segment) -> Result<(), crate::error::Error>,
 ) -> Result<crate::segment::Segment, crate::error::Error> {
     use crate::error::Error;
-    use crate::segment::Segment;
-    let mut any = spec.clone();
-    any.count = None;
+    use crate::segment::{Segment, Spec};
+    let mut spec = Spec {
+        kind,
+        elem_size: 1,
+        elem_align: 64,
+        count: None,
+        tag: kind.to_string(),
+        params,
+    };
+    let check = |seg: Segment| {
+        if bytes(seg.params()) == Some(seg.count()) {
+            Ok(seg)
+        } else {
+            Err(Error::Corrupt {
+                name: seg.name().to_owned(),
+                reason: format!(
+                    "{kind} parameters {:?} do not match its size {}",
+                    seg.params(),
+                    seg.count()
+                ),
+            })
+        }
+    };
+    let open = spec.clone();
+    if how != How::Open {
+        spec.count = Some(bytes(params).ok_or(Error::InvalidLength {
+            len: 0,
+            reason: "the parameters make no sense for this kind",
+        })?);
+    }
     let mut last = None;
     // The name can vanish between a failed create and the open (its creator dropped it): then
     // try again, a bounded number of times.
     for _ in 0..16 {
         if how != How::Open {
-            match Segment::create(name, spec, opts, &init) {
+            match Segment::create(name, &spec, opts, &init) {
                 Err(Error::AlreadyExists { .. }) if how == How::OpenOrCreate => {}
-                Ok(seg) => {
-                    check(&seg)?;
-                    return Ok(seg);
-                }
-                Err(e) => return Err(e),
+                made => return made.and_then(check),
             }
         }
-        match Segment::open(name, &any, opts) {
+        match Segment::open(name, &open, opts) {
             Err(e @ Error::NotFound { .. }) if how == How::OpenOrCreate => last = Some(e),
-            Ok(seg) => {
-                check(&seg)?;
-                return Ok(seg);
-            }
-            Err(e) => return Err(e),
+            opened => return opened.and_then(check),
         }
     }
     Err(last.unwrap_or(Error::NotFound {
         name: name.to_owned(),
     }))
-}
-
-/// The error for a segment whose kind-specific geometry does not add up.
-#[cfg(not(loom))]
-pub(crate) fn bad_geometry(seg: &crate::segment::Segment, what: String) -> crate::error::Error {
-    crate::error::Error::Corrupt {
-        name: seg.name().to_owned(),
-        reason: what,
-    }
 }
 
 /// The error for a handle that found no free record in its primitive's table.

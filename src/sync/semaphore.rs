@@ -360,14 +360,11 @@ mod handle {
 
     use super::*;
     use crate::error::Error;
-    use crate::segment::{Kind, Options, Segment, Spec};
+    use crate::segment::{Kind, Options, Segment};
     use crate::sync::roster::{
-        Attachment, How, RECORD_SIZE, RECORDS, bad_geometry, map_segment, table_full,
+        Attachment, How, RECORD_SIZE, RECORDS, entries_ok, map_segment, table_full,
     };
     use crate::sys::RobustMutex;
-
-    /// The most records an opener accepts in a header.
-    const MAX_RECORDS: u64 = 1 << 16;
 
     fn payload_bytes(records: usize) -> usize {
         CTL_SIZE + records * RECORD_SIZE
@@ -402,39 +399,19 @@ mod handle {
             } else {
                 Kind::Semaphore
             };
-            let spec = Spec {
-                kind,
-                elem_size: 1,
-                elem_align: 64,
-                count: Some(payload_bytes(RECORDS)),
-                tag: kind.to_string(),
-                params: [u64::from(value), RECORDS as u64, 0, 0],
-            };
             let seg = map_segment(
                 name,
                 how,
-                &spec,
+                kind,
+                [u64::from(value), RECORDS as u64, 0, 0],
                 opts,
+                |[initial, records, ..]| {
+                    (initial <= u64::from(SEMAPHORE_MAX) && entries_ok(records))
+                        .then(|| payload_bytes(records as usize))
+                },
                 |seg| {
                     let ctl: &SemCtl = seg.shared(seg.payload_offset());
                     ctl.state.store(word(value, 0), Relaxed);
-                },
-                |seg| {
-                    let [initial, records, ..] = seg.params();
-                    let fits = (1..=MAX_RECORDS).contains(&records)
-                        && initial <= u64::from(SEMAPHORE_MAX)
-                        && seg.count() == payload_bytes(records as usize);
-                    if fits {
-                        Ok(())
-                    } else {
-                        Err(bad_geometry(
-                            seg,
-                            format!(
-                                "semaphore of value {initial} with {records} records does not match its size {}",
-                                seg.count()
-                            ),
-                        ))
-                    }
                 },
             )?;
             let [initial, records, ..] = seg.params();

@@ -66,3 +66,44 @@ pub fn report(what: &str, samples: &mut [Duration]) {
         samples[samples.len() - 1]
     );
 }
+
+/// Starts a thread that runs `prepare` (opening handles, taking a lock), then `wait`; returns
+/// once that thread sleeps in the kernel (inside `wait`, since `prepare` does not sleep). The
+/// receiver gets what `wait` returned and when.
+pub fn sleeper<'s, T, R: Send + 's>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    prepare: impl FnOnce() -> T + Send + 's,
+    wait: impl FnOnce(T) -> R + Send + 's,
+) -> std::sync::mpsc::Receiver<(R, Instant)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    scope.spawn(move || {
+        let prepared = prepare();
+        tid_tx.send(crate::common::thread_id()).expect("send");
+        let r = wait(prepared);
+        tx.send((r, Instant::now())).expect("send");
+    });
+    crate::common::wait_until_sleeping(tid_rx.recv().expect("the sleeper started"));
+    rx
+}
+
+/// The 4-byte word at `offset` of segment `name`, read through the file.
+pub fn peek(name: &str, offset: u64) -> u32 {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(format!("/dev/shm/{name}")).expect("open the segment file");
+    let mut word = [0u8; 4];
+    file.read_exact_at(&mut word, offset).expect("read");
+    u32::from_ne_bytes(word)
+}
+
+/// Overwrites the 4-byte word at `offset` of segment `name` through the file, bypassing the
+/// primitive: how a test stages what a process killed between two of its steps leaves behind.
+pub fn poke(name: &str, offset: u64, value: u32) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .expect("open the segment file");
+    file.write_all_at(&value.to_ne_bytes(), offset)
+        .expect("write");
+}
