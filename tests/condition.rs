@@ -356,7 +356,7 @@ fn wait_result() {
 fn untimed_waits() {
     let (c, v) = (name("cuw"), name("cuwv"));
     let cond = Condition::create(&c).expect("create");
-    let state = RawValue::<u64>::create(&v, 0).expect("create");
+    let _state = RawValue::<u64>::create(&v, 0).expect("create"); // the creator keeps it
     let (tx, rx) = mpsc::channel();
     let (tid_tx, tid_rx) = mpsc::channel();
     let (c2, v2) = (c.clone(), v.clone());

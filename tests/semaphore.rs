@@ -40,6 +40,7 @@ fn main() {
             ),
             ("forgotten_permits_stay_taken", forgotten_permits_stay_taken),
             ("kinds_and_values_are_checked", kinds_and_values_are_checked),
+            ("handles_are_send_and_sync", handles_are_send_and_sync),
             (
                 "a_release_cut_short_by_death_is_kept",
                 a_release_cut_short_by_death_is_kept,
@@ -304,6 +305,24 @@ fn forgotten_permits_stay_taken() {
         .expect_err("still taken");
     drop(other);
     assert_eq!(sem.value(), 0);
+}
+
+/// Every handle of the family moves between threads (checked when this compiles), and a
+/// semaphore guard may be dropped on another thread than the one that took it.
+fn handles_are_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Semaphore>();
+    check::<BoundedSemaphore>();
+    check::<mpshm::SemaphoreGuard<'static>>();
+    check::<mpshm::Event>();
+    check::<mpshm::Condition>();
+    check::<mpshm::Barrier>();
+    let sem = Semaphore::create(&name("semsend"), 1).expect("create");
+    let g = sem.acquire().expect("acquire");
+    std::thread::scope(|s| {
+        s.spawn(move || drop(g));
+    });
+    assert_eq!(sem.value(), 1);
 }
 
 fn kinds_and_values_are_checked() {
