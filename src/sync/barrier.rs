@@ -513,11 +513,8 @@ mod handle {
         /// [`BarrierError::Broken`] with [`BreakCause::Timeout`] when it ran out, or as
         /// [`wait`](Self::wait).
         pub fn wait_timeout(&self, timeout: Duration) -> Result<u32, BarrierError> {
-            self.wait_until(Some(
-                Instant::now()
-                    .checked_add(timeout)
-                    .unwrap_or_else(|| Instant::now() + Duration::from_secs(1 << 40)),
-            ))
+            // A timeout too large to represent waits forever.
+            self.wait_until(Instant::now().checked_add(timeout))
         }
 
         /// Breaks the barrier: waits in progress and to come fail until [`reset`](Self::reset).
