@@ -586,6 +586,94 @@ impl fmt::Display for RecvError {
 
 impl std::error::Error for RecvError {}
 
+// ---- Shared containers: SharedDict and SharedList ----------------------------------------------
+
+/// Why an operation on a [`SharedDict`](crate::SharedDict) or [`SharedList`](crate::SharedList)
+/// failed. Nothing was changed unless the variant says otherwise.
+///
+/// A container whose last writer died mid-operation is repaired by the next one to take its
+/// lock, so there is no `OwnerDied` here: see the containers' consistency model.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ContainerError {
+    /// Every entry is taken; the capacity was fixed at creation.
+    Full {
+        /// The number of entries the container holds at most.
+        capacity: usize,
+    },
+    /// The encoded entry (key and value, or list item) is longer than the room each entry has,
+    /// fixed at creation.
+    TooLarge {
+        /// The encoded length in bytes.
+        len: usize,
+        /// The room per entry in bytes.
+        max: usize,
+    },
+    /// The index is outside the list (Python's `IndexError`).
+    IndexOutOfRange {
+        /// The index given (negative indices count from the end).
+        index: i128,
+        /// The list's length at the time.
+        len: usize,
+    },
+    /// A key or value could not be serialised.
+    Encode,
+    /// Stored bytes are not a valid value of the type asked for.
+    Decode,
+    /// This thread already holds the container's lock: a container was written from inside the
+    /// closure of its own `update`.
+    Deadlock,
+    /// The shared memory does not hold a valid container (it was overwritten from outside).
+    /// [`clear`](crate::SharedDict::clear) resets it.
+    Corrupt {
+        /// What was found.
+        reason: &'static str,
+    },
+    /// The lock is unusable (the segment was overwritten), or another OS error.
+    Os(io::Error),
+}
+
+impl fmt::Display for ContainerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ContainerError::Full { capacity } => write!(
+                f,
+                "the container is full ({capacity} entries); remove some, or create it with a larger capacity"
+            ),
+            ContainerError::TooLarge { len, max } => write!(
+                f,
+                "the entry takes {len} bytes encoded, more than the {max} bytes each entry has; create the container with more bytes per entry"
+            ),
+            ContainerError::IndexOutOfRange { index, len } => {
+                write!(f, "list index {index} out of range for a list of length {len}")
+            }
+            ContainerError::Encode => f.write_str("the key or value could not be serialised"),
+            ContainerError::Decode => {
+                f.write_str("the stored bytes are not a valid value of the type asked for")
+            }
+            ContainerError::Deadlock => f.write_str(
+                "this thread already holds the container's lock; do not write to it from inside its own update",
+            ),
+            ContainerError::Corrupt { reason } => write!(
+                f,
+                "the container's shared memory is damaged ({reason}); clear it or create it again"
+            ),
+            ContainerError::Os(e) => {
+                write!(f, "the container's lock is unusable (is the segment damaged?): {e}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ContainerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ContainerError::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // The synchronisation family: Semaphore, BoundedSemaphore, Event, Condition, Barrier.
 // ---------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@
 )]
 
 mod array;
+mod containers;
 mod error;
 #[cfg(not(loom))]
 mod pipe;
@@ -54,10 +55,14 @@ mod sys;
 mod value;
 
 pub use array::{Array, ArrayGuard, RawArray};
+#[cfg(not(loom))]
+pub use containers::{Codec, ListIndex, Plain, SharedDict, SharedList};
+#[cfg(all(feature = "serde", not(loom)))]
+pub use containers::{Postcard, SerdeDict, SerdeList};
 pub use error::{
-    AccessError, AcquireError, BarrierError, BreakCause, ConditionError, Error, GetError,
-    GetTimeoutError, JoinError, LockError, PutError, PutTimeoutError, RecvError, ReleaseError,
-    SendError, TryGetError, TryPutError,
+    AccessError, AcquireError, BarrierError, BreakCause, ConditionError, ContainerError, Error,
+    GetError, GetTimeoutError, JoinError, LockError, PutError, PutTimeoutError, RecvError,
+    ReleaseError, SendError, TryGetError, TryPutError,
 };
 #[cfg(not(loom))]
 pub use pipe::{Connection, MAX_MESSAGE, PEER_POLL, Pipe, PipeReader, PipeWriter, Waitable, wait};

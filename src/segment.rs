@@ -70,6 +70,10 @@ pub enum Kind {
     Pipe,
     /// An [`SpscQueue`](crate::SpscQueue).
     SpscQueue,
+    /// A [`SharedDict`](crate::SharedDict).
+    Dict,
+    /// A [`SharedList`](crate::SharedList).
+    List,
     /// A [`Semaphore`](crate::Semaphore).
     Semaphore,
     /// A [`BoundedSemaphore`](crate::BoundedSemaphore).
@@ -95,11 +99,13 @@ impl Kind {
             Kind::Pipe => 8,
             Kind::JoinableQueue => 9,
             Kind::SpscQueue => 10,
-            Kind::Semaphore => 11,
-            Kind::BoundedSemaphore => 12,
-            Kind::Event => 13,
-            Kind::Condition => 14,
-            Kind::Barrier => 15,
+            Kind::Dict => 11,
+            Kind::List => 12,
+            Kind::Semaphore => 13,
+            Kind::BoundedSemaphore => 14,
+            Kind::Event => 15,
+            Kind::Condition => 16,
+            Kind::Barrier => 17,
         }
     }
 
@@ -115,11 +121,13 @@ impl Kind {
             8 => Kind::Pipe,
             9 => Kind::JoinableQueue,
             10 => Kind::SpscQueue,
-            11 => Kind::Semaphore,
-            12 => Kind::BoundedSemaphore,
-            13 => Kind::Event,
-            14 => Kind::Condition,
-            15 => Kind::Barrier,
+            11 => Kind::Dict,
+            12 => Kind::List,
+            13 => Kind::Semaphore,
+            14 => Kind::BoundedSemaphore,
+            15 => Kind::Event,
+            16 => Kind::Condition,
+            17 => Kind::Barrier,
             _ => return None,
         })
     }
@@ -132,6 +140,8 @@ impl Kind {
                 | Kind::Array
                 | Kind::Lock
                 | Kind::RLock
+                | Kind::Dict
+                | Kind::List
                 | Kind::Semaphore
                 | Kind::BoundedSemaphore
                 | Kind::Condition
@@ -159,6 +169,8 @@ impl fmt::Display for Kind {
             Kind::Pipe => "pipe",
             Kind::JoinableQueue => "joinable queue",
             Kind::SpscQueue => "spsc queue",
+            Kind::Dict => "dict",
+            Kind::List => "list",
             Kind::Semaphore => "semaphore",
             Kind::BoundedSemaphore => "bounded semaphore",
             Kind::Event => "event",

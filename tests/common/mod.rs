@@ -167,6 +167,14 @@ impl Child {
         s.trim_end().to_owned()
     }
 
+    /// The next line the child says, or `None` once it has exited and everything it said has
+    /// been read (e.g. to drain what a killed child said before it died).
+    pub fn try_line(&mut self) -> Option<String> {
+        let mut s = String::new();
+        let n = self.stdout.read_line(&mut s).expect("read from child");
+        (n > 0).then(|| s.trim_end().to_owned())
+    }
+
     /// Tells the child one line (read with [`line_from_parent`]).
     pub fn tell(&mut self, line: &str) {
         writeln!(self.stdin, "{line}").expect("write to child");
