@@ -675,6 +675,223 @@ impl std::error::Error for ContainerError {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The synchronisation family: Semaphore, BoundedSemaphore, Event, Condition, Barrier.
+// ---------------------------------------------------------------------------------------------
+
+/// Why acquiring a [`Semaphore`](crate::Semaphore) permit failed.
+///
+/// `acquire` can return `TooManyProcesses` and `Os`; `try_acquire` adds `WouldBlock`;
+/// `acquire_timeout` adds `Timeout`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AcquireError {
+    /// No permit was free (`try_acquire`).
+    WouldBlock,
+    /// No permit came free before the timeout (`acquire_timeout`).
+    Timeout,
+    /// This process has no record in the semaphore's table to count its permits in, and every
+    /// record is taken (a child that inherited the handle through `fork` claims its own).
+    TooManyProcesses {
+        /// The number of records.
+        max: usize,
+    },
+    /// The semaphore's lock is not a valid lock (the segment was overwritten).
+    Os(io::Error),
+}
+
+impl fmt::Display for AcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcquireError::WouldBlock => f.write_str("no permit is free"),
+            AcquireError::Timeout => f.write_str("no permit came free before the timeout"),
+            AcquireError::TooManyProcesses { max } => write!(
+                f,
+                "all {max} process records of the semaphore are taken; close some handles"
+            ),
+            AcquireError::Os(e) => {
+                write!(
+                    f,
+                    "the semaphore is unusable (is the segment damaged?): {e}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for AcquireError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AcquireError::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why a [`Semaphore::release`](crate::Semaphore::release) failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// A [`BoundedSemaphore`](crate::BoundedSemaphore) would hold more permits than it was
+    /// created with (Python's `ValueError`): free and held permits already add up to it.
+    AboveInitial {
+        /// The value it was created with.
+        initial: u32,
+    },
+    /// The count would pass [`SEMAPHORE_MAX`](crate::SEMAPHORE_MAX).
+    Overflow,
+    /// The semaphore's lock is not a valid lock (the segment was overwritten).
+    Os(io::Error),
+}
+
+impl fmt::Display for ReleaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReleaseError::AboveInitial { initial } => write!(
+                f,
+                "semaphore released too many times: it was created with {initial} permits"
+            ),
+            ReleaseError::Overflow => f.write_str("the semaphore's count would overflow"),
+            ReleaseError::Os(e) => {
+                write!(
+                    f,
+                    "the semaphore is unusable (is the segment damaged?): {e}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ReleaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReleaseError::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why a [`Condition`](crate::Condition) wait did not simply return.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConditionError {
+    /// The wait is over and the lock is held again, but a holder of the lock died holding it
+    /// (or a later holder did not mark it consistent): the data it guards may be half-updated.
+    /// Check it, then call the guard's `mark_consistent`.
+    OwnerDied {
+        /// Whether a notify ended the wait (`false`: it timed out).
+        notified: bool,
+    },
+    /// Every waiter slot of the condition is taken; the lock was not released.
+    TooManyWaiters {
+        /// The number of slots.
+        max: usize,
+    },
+    /// The lock is not a valid lock (the segment was overwritten).
+    Os(io::Error),
+}
+
+impl fmt::Display for ConditionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConditionError::OwnerDied { .. } => f.write_str(
+                "a holder of the condition's lock died holding it; check the data, then mark the guard consistent",
+            ),
+            ConditionError::TooManyWaiters { max } => {
+                write!(f, "all {max} waiter slots of the condition are taken")
+            }
+            ConditionError::Os(e) => {
+                write!(f, "the condition's lock is unusable (is the segment damaged?): {e}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConditionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConditionError::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// What broke a [`Barrier`](crate::Barrier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BreakCause {
+    /// [`Barrier::abort`](crate::Barrier::abort) was called.
+    Aborted,
+    /// [`Barrier::reset`](crate::Barrier::reset) was called while this party waited.
+    Reset,
+    /// A party's `wait_timeout` ran out (Python's rule: a timeout breaks the barrier).
+    Timeout,
+    /// The action panicked in the party that ran it.
+    ActionPanicked,
+    /// A process that had taken part in the barrier died.
+    PartyDied {
+        /// Its pid.
+        pid: u32,
+    },
+}
+
+impl fmt::Display for BreakCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BreakCause::Aborted => f.write_str("it was aborted"),
+            BreakCause::Reset => f.write_str("it was reset while this party waited"),
+            BreakCause::Timeout => f.write_str("a party's wait timed out"),
+            BreakCause::ActionPanicked => f.write_str("its action panicked"),
+            BreakCause::PartyDied { pid } => write!(f, "party process {pid} died"),
+        }
+    }
+}
+
+/// Why a [`Barrier`](crate::Barrier) wait failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BarrierError {
+    /// The barrier is broken (Python's `BrokenBarrierError`); `reset` makes it usable again.
+    Broken(BreakCause),
+    /// This process has no record in the barrier's table to be known as a party by, and every
+    /// record is taken (a child that inherited the handle through `fork` claims its own).
+    TooManyProcesses {
+        /// The number of records.
+        max: usize,
+    },
+    /// The barrier's lock is not a valid lock (the segment was overwritten).
+    Os(io::Error),
+}
+
+impl fmt::Display for BarrierError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BarrierError::Broken(cause) => {
+                write!(
+                    f,
+                    "the barrier is broken: {cause}; reset it to use it again"
+                )
+            }
+            BarrierError::TooManyProcesses { max } => write!(
+                f,
+                "all {max} process records of the barrier are taken; close some handles"
+            ),
+            BarrierError::Os(e) => {
+                write!(f, "the barrier is unusable (is the segment damaged?): {e}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BarrierError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BarrierError::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Processes and pools (`crate::process`).
 // ---------------------------------------------------------------------------------------------
 

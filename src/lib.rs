@@ -62,8 +62,9 @@ pub use containers::{Codec, ListIndex, Plain, SharedDict, SharedList};
 #[cfg(all(feature = "serde", not(loom)))]
 pub use containers::{Postcard, SerdeDict, SerdeList};
 pub use error::{
-    AccessError, ContainerError, Error, GetError, GetTimeoutError, JoinError, LockError, PutError,
-    PutTimeoutError, RecvError, SendError, TryGetError, TryPutError,
+    AccessError, AcquireError, BarrierError, BreakCause, ConditionError, ContainerError, Error,
+    GetError, GetTimeoutError, JoinError, LockError, PutError, PutTimeoutError, RecvError,
+    ReleaseError, SendError, TryGetError, TryPutError,
 };
 #[cfg(not(loom))]
 pub use error::{Exit, ProcessError};
@@ -81,7 +82,11 @@ pub use segment::{Kind, Options, SegmentInfo, segments, unlink};
 #[cfg(not(loom))]
 pub use spsc_queue::{SpscConsumer, SpscProducer, SpscQueue};
 pub use sync::atomic::AtomicInt;
-pub use sync::{Lock, LockGuard, RLock};
+pub use sync::{BARRIER_MAX_PARTIES, Lock, LockGuard, RLock, SEMAPHORE_MAX};
+#[cfg(not(loom))]
+pub use sync::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Semaphore, SemaphoreGuard,
+};
 pub use value::{RawValue, Value, ValueGuard};
 
 /// The README's examples, compiled and run as doctests.

@@ -9,16 +9,34 @@
 //! acquirer until one of them calls `mark_consistent`.
 
 pub(crate) mod atomic;
+mod barrier;
+mod condition;
+mod event;
 pub(crate) mod fence;
 mod lock;
+#[cfg(all(test, loom))]
+mod loom_model;
 #[cfg(not(loom))]
 pub(crate) mod owner;
+mod park;
+mod roster;
+mod semaphore;
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub use barrier::BARRIER_MAX_PARTIES;
+#[cfg(not(loom))]
+pub use barrier::Barrier;
+#[cfg(not(loom))]
+pub use condition::{Condition, ConditionGuard};
+#[cfg(not(loom))]
+pub use event::Event;
 pub use lock::{Lock, LockGuard, RLock};
+pub use semaphore::SEMAPHORE_MAX;
+#[cfg(not(loom))]
+pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 
 use crate::error::{AccessError, LockError};
 use crate::segment::Segment;

@@ -545,6 +545,55 @@ pub(crate) fn process_wide_fence() -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The synchronisation family (Semaphore, Event, Condition, Barrier): what a `Condition` needs to
+// release a reentrant lock at its full depth and take it back.
+// ---------------------------------------------------------------------------------------------
+
+/// Byte offset of `__count` in glibc's `pthread_mutex_t`: the recursion depth of a recursive
+/// mutex, written by its owner only (set to 1 by the first lock, bumped by each re-lock, lowered
+/// by each unlock).
+const COUNT_OFFSET: usize = 4;
+const _: () = assert!(COUNT_OFFSET + 4 <= KIND_OFFSET);
+
+impl RobustMutex {
+    /// How many times the calling thread holds the mutex: 0 when another thread (or nobody)
+    /// holds it, 1 for an error-checking mutex it holds, the recursion depth for a recursive one.
+    pub(crate) fn held_depth(&self) -> u32 {
+        let base = self.inner.get().cast::<u8>();
+        // SAFETY: `__lock` is the first `int` of the mutex: in bounds and 4-aligned; an atomic
+        // read is sound while other processes write the word.
+        let word = unsafe { std::sync::atomic::AtomicU32::from_ptr(base.cast()) }
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if word & FUTEX_TID_MASK != thread_ids().1 {
+            return 0;
+        }
+        if self.kind_word() != expected_kinds()[1] {
+            return 1;
+        }
+        // SAFETY: `__count` lies inside the mutex (const assertion above) and is 4-aligned; this
+        // thread owns the mutex (checked above), and only the owner writes the count.
+        let count = unsafe {
+            std::sync::atomic::AtomicU32::from_ptr(base.wrapping_add(COUNT_OFFSET).cast())
+        }
+        .load(std::sync::atomic::Ordering::Relaxed);
+        count.max(1)
+    }
+}
+
+/// Whether the process `pid` whose start time has `start_low` as its low 32 bits is still
+/// running: one read of `/proc/<pid>/stat`. A zombie counts as dead, and so does a process that
+/// reused the pid.
+pub(crate) fn process_alive_low(pid: u32, start_low: u32) -> bool {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return false;
+    }
+    match proc_stat(pid) {
+        Some((state, start)) => !matches!(state, b'Z' | b'X' | b'x') && start as u32 == start_low,
+        None => process_alive(pid, 0),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Processes: pidfds, waitid, fork, prctl, the environment and code addresses, for
 // `crate::process`. Everything below serves `Process` and `Pool`.
 // ---------------------------------------------------------------------------------------------
