@@ -43,6 +43,8 @@ mod error;
 #[cfg(not(loom))]
 mod pipe;
 #[cfg(not(loom))]
+pub mod process;
+#[cfg(not(loom))]
 mod queue;
 mod ring;
 mod segment;
@@ -65,7 +67,13 @@ pub use error::{
     ReleaseError, SendError, TryGetError, TryPutError,
 };
 #[cfg(not(loom))]
+pub use error::{Exit, ProcessError};
+#[cfg(not(loom))]
 pub use pipe::{Connection, MAX_MESSAGE, PEER_POLL, Pipe, PipeReader, PipeWriter, Waitable, wait};
+#[cfg(not(loom))]
+pub use process::{
+    AsyncResult, Payload, Pool, Process, ThreadPool, cpu_count, current_process, parent_process,
+};
 #[cfg(all(feature = "serde", not(loom)))]
 pub use queue::SerdeQueue;
 #[cfg(not(loom))]
