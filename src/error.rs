@@ -695,3 +695,514 @@ impl std::error::Error for ContainerError {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The synchronisation family: Semaphore, BoundedSemaphore, Event, Condition, Barrier.
+// ---------------------------------------------------------------------------------------------
+
+/// Why acquiring a [`Semaphore`](crate::Semaphore) permit failed.
+///
+/// `acquire` can return `TooManyProcesses` and `Os`; `try_acquire` adds `WouldBlock`;
+/// `acquire_timeout` adds `Timeout`.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum AcquireError {
+    /// No permit was free (`try_acquire`).
+    WouldBlock,
+    /// No permit came free before the timeout (`acquire_timeout`).
+    Timeout,
+    /// This process has no record in the semaphore's table to count its permits in, and every
+    /// record is taken (a child that inherited the handle through `fork` claims its own).
+    TooManyProcesses {
+        /// The number of records.
+        max: usize,
+    },
+    /// The semaphore's lock is not a valid lock (the segment was overwritten).
+    Os(io::Error),
+}
+
+impl fmt::Display for AcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcquireError::WouldBlock => f.write_str("no permit is free"),
+            AcquireError::Timeout => f.write_str("no permit came free before the timeout"),
+            AcquireError::TooManyProcesses { max } => write!(
+                f,
+                "all {max} process records of the semaphore are taken; close some handles"
+            ),
+            AcquireError::Os(e) => {
+                write!(
+                    f,
+                    "the semaphore is unusable (is the segment damaged?): {e}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for AcquireError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AcquireError::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why a [`Semaphore::release`](crate::Semaphore::release) failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// A [`BoundedSemaphore`](crate::BoundedSemaphore) would hold more permits than it was
+    /// created with (Python's `ValueError`): free and held permits already add up to it.
+    AboveInitial {
+        /// The value it was created with.
+        initial: u32,
+    },
+    /// The count would pass [`SEMAPHORE_MAX`](crate::SEMAPHORE_MAX).
+    Overflow,
+    /// The semaphore's lock is not a valid lock (the segment was overwritten).
+    Os(io::Error),
+}
+
+impl fmt::Display for ReleaseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ReleaseError::AboveInitial { initial } => write!(
+                f,
+                "semaphore released too many times: it was created with {initial} permits"
+            ),
+            ReleaseError::Overflow => f.write_str("the semaphore's count would overflow"),
+            ReleaseError::Os(e) => {
+                write!(
+                    f,
+                    "the semaphore is unusable (is the segment damaged?): {e}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for ReleaseError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ReleaseError::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Why a [`Condition`](crate::Condition) wait did not simply return.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ConditionError {
+    /// The wait is over and the lock is held again, but a holder of the lock died holding it
+    /// (or a later holder did not mark it consistent): the data it guards may be half-updated.
+    /// Check it, then call the guard's `mark_consistent`.
+    OwnerDied {
+        /// Whether a notify ended the wait (`false`: it timed out).
+        notified: bool,
+    },
+    /// Every waiter slot of the condition is taken; the lock was not released.
+    TooManyWaiters {
+        /// The number of slots.
+        max: usize,
+    },
+    /// The lock is not a valid lock (the segment was overwritten).
+    Os(io::Error),
+}
+
+impl fmt::Display for ConditionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConditionError::OwnerDied { .. } => f.write_str(
+                "a holder of the condition's lock died holding it; check the data, then mark the guard consistent",
+            ),
+            ConditionError::TooManyWaiters { max } => {
+                write!(f, "all {max} waiter slots of the condition are taken")
+            }
+            ConditionError::Os(e) => {
+                write!(f, "the condition's lock is unusable (is the segment damaged?): {e}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConditionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConditionError::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// What broke a [`Barrier`](crate::Barrier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BreakCause {
+    /// [`Barrier::abort`](crate::Barrier::abort) was called.
+    Aborted,
+    /// [`Barrier::reset`](crate::Barrier::reset) was called while this party waited.
+    Reset,
+    /// A party's `wait_timeout` ran out (Python's rule: a timeout breaks the barrier).
+    Timeout,
+    /// The action panicked in the party that ran it.
+    ActionPanicked,
+    /// A process that had taken part in the barrier died.
+    PartyDied {
+        /// Its pid.
+        pid: u32,
+    },
+}
+
+impl fmt::Display for BreakCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BreakCause::Aborted => f.write_str("it was aborted"),
+            BreakCause::Reset => f.write_str("it was reset while this party waited"),
+            BreakCause::Timeout => f.write_str("a party's wait timed out"),
+            BreakCause::ActionPanicked => f.write_str("its action panicked"),
+            BreakCause::PartyDied { pid } => write!(f, "party process {pid} died"),
+        }
+    }
+}
+
+/// Why a [`Barrier`](crate::Barrier) wait failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BarrierError {
+    /// The barrier is broken (Python's `BrokenBarrierError`); `reset` makes it usable again.
+    Broken(BreakCause),
+    /// This process has no record in the barrier's table to be known as a party by, and every
+    /// record is taken (a child that inherited the handle through `fork` claims its own).
+    TooManyProcesses {
+        /// The number of records.
+        max: usize,
+    },
+    /// The barrier's lock is not a valid lock (the segment was overwritten).
+    Os(io::Error),
+}
+
+impl fmt::Display for BarrierError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BarrierError::Broken(cause) => {
+                write!(
+                    f,
+                    "the barrier is broken: {cause}; reset it to use it again"
+                )
+            }
+            BarrierError::TooManyProcesses { max } => write!(
+                f,
+                "all {max} process records of the barrier are taken; close some handles"
+            ),
+            BarrierError::Os(e) => {
+                write!(f, "the barrier is unusable (is the segment damaged?): {e}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for BarrierError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BarrierError::Os(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes and pools (`crate::process`).
+// ---------------------------------------------------------------------------------------------
+
+/// How a process ended: its exit code, or the signal that killed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Exit {
+    /// It exited with this code.
+    Code(i32),
+    /// It was killed by this signal.
+    Signal(i32),
+}
+
+impl Exit {
+    /// Python's `exitcode`: the exit code, or minus the signal number.
+    ///
+    /// ```
+    /// use mpshm::process::Exit;
+    /// assert_eq!(Exit::Code(3).exitcode(), 3);
+    /// assert_eq!(Exit::Signal(9).exitcode(), -9);
+    /// ```
+    pub fn exitcode(self) -> i32 {
+        match self {
+            Exit::Code(c) => c,
+            Exit::Signal(s) => -s,
+        }
+    }
+
+    /// The inverse of [`exitcode`](Self::exitcode).
+    pub(crate) fn from_exitcode(code: i32) -> Exit {
+        if code < 0 {
+            Exit::Signal(-code)
+        } else {
+            Exit::Code(code)
+        }
+    }
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Exit::Code(c) => write!(f, "exit code {c}"),
+            Exit::Signal(s) => match signal_name(s) {
+                Some(name) => write!(f, "signal {s} ({name})"),
+                None => write!(f, "signal {s}"),
+            },
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> Option<&'static str> {
+    Some(match sig {
+        1 => "SIGHUP",
+        2 => "SIGINT",
+        3 => "SIGQUIT",
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        13 => "SIGPIPE",
+        14 => "SIGALRM",
+        15 => "SIGTERM",
+        _ => return None,
+    })
+}
+
+/// Why starting, running or joining a [`Process`](crate::process::Process), or a task of a
+/// [`Pool`](crate::process::Pool), failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ProcessError {
+    /// The function panicked in the child (or a pool task panicked); the panic's message.
+    Panicked {
+        /// The process it ran in.
+        pid: u32,
+        /// The panic payload, if it was a string.
+        message: String,
+    },
+    /// The pool worker running the task died (killed by a signal, out of memory, or it exited)
+    /// before it returned the result. The worker has been replaced.
+    WorkerDied {
+        /// The worker's pid.
+        pid: u32,
+        /// How it ended.
+        exit: Exit,
+    },
+    /// The process ended without handing back a result: it was killed, or it exited (with
+    /// `std::process::exit`, or a non-zero status for a launched command).
+    Exited {
+        /// Its pid.
+        pid: u32,
+        /// How it ended.
+        exit: Exit,
+    },
+    /// The pool task ran past the pool's task timeout; its worker was killed and replaced.
+    TaskTimeout {
+        /// The killed worker's pid.
+        pid: u32,
+        /// The timeout.
+        after: Duration,
+    },
+    /// A wait with a timeout (`get_timeout`) ended before the result was ready; it may still
+    /// come.
+    Timeout,
+    /// The child ran the program's own `main` instead of the function: neither mpshm's start-up
+    /// hook nor a call to [`child_main`](crate::process::child_main) took it over.
+    NotIntercepted {
+        /// The child's pid (0 when this process is itself such a child).
+        pid: u32,
+    },
+    /// `fork` was refused because this process runs more than one thread.
+    ForkWithThreads {
+        /// How many threads it runs.
+        threads: usize,
+    },
+    /// The function is not in the executable (it lives in another shared library), so a
+    /// re-executed child cannot find it.
+    NotInExecutable,
+    /// The process was not started yet.
+    NotStarted,
+    /// `start` was called a second time.
+    AlreadyStarted,
+    /// The result was already taken by an earlier `join` or `get`.
+    ResultTaken,
+    /// The pool was closed or terminated; it takes no more work.
+    Closed,
+    /// The pool was terminated before the task finished.
+    Terminated,
+    /// `join` was called on a pool that was neither closed nor terminated.
+    PoolRunning,
+    /// The pool's initializer failed in a worker; the pool takes no more work.
+    InitializerFailed {
+        /// The panic message.
+        message: String,
+    },
+    /// An encoded argument or result could not be sent: it is longer than the message limit
+    /// and no segment of its own could be made for it (`/dev/shm` is full).
+    TooLarge {
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A value could not be encoded (a serde error).
+    Encode {
+        /// What went wrong.
+        reason: String,
+    },
+    /// Bytes from another process are not a valid encoding of the expected type.
+    Decode {
+        /// What was being decoded.
+        what: &'static str,
+    },
+    /// A shared-memory segment could not be created or opened.
+    Segment(Error),
+    /// An operating-system call failed.
+    Io(io::Error),
+}
+
+impl ProcessError {
+    /// A copy of this error, for the items of a chunk that failed together. `Segment` and `Io`
+    /// keep their text but not their source.
+    pub(crate) fn duplicate(&self) -> ProcessError {
+        use ProcessError as E;
+        match self {
+            E::Panicked { pid, message } => E::Panicked {
+                pid: *pid,
+                message: message.clone(),
+            },
+            E::WorkerDied { pid, exit } => E::WorkerDied {
+                pid: *pid,
+                exit: *exit,
+            },
+            E::Exited { pid, exit } => E::Exited {
+                pid: *pid,
+                exit: *exit,
+            },
+            E::TaskTimeout { pid, after } => E::TaskTimeout {
+                pid: *pid,
+                after: *after,
+            },
+            E::Timeout => E::Timeout,
+            E::NotIntercepted { pid } => E::NotIntercepted { pid: *pid },
+            E::ForkWithThreads { threads } => E::ForkWithThreads { threads: *threads },
+            E::NotInExecutable => E::NotInExecutable,
+            E::NotStarted => E::NotStarted,
+            E::AlreadyStarted => E::AlreadyStarted,
+            E::ResultTaken => E::ResultTaken,
+            E::Closed => E::Closed,
+            E::Terminated => E::Terminated,
+            E::PoolRunning => E::PoolRunning,
+            E::InitializerFailed { message } => E::InitializerFailed {
+                message: message.clone(),
+            },
+            E::TooLarge { len, max } => E::TooLarge {
+                len: *len,
+                max: *max,
+            },
+            E::Encode { reason } => E::Encode {
+                reason: reason.clone(),
+            },
+            E::Decode { what } => E::Decode { what },
+            E::Segment(e) => E::Io(io::Error::other(e.to_string())),
+            E::Io(e) => E::Io(io::Error::new(e.kind(), e.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for ProcessError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProcessError::Panicked { pid, message } => {
+                write!(f, "the function panicked in process {pid}: {message}")
+            }
+            ProcessError::WorkerDied { pid, exit } => write!(
+                f,
+                "pool worker {pid} died ({exit}) while running the task; it has been replaced"
+            ),
+            ProcessError::Exited { pid, exit } => {
+                write!(f, "process {pid} ended ({exit}) without returning a result")
+            }
+            ProcessError::TaskTimeout { pid, after } => write!(
+                f,
+                "the task ran longer than the pool's task timeout of {after:?}; worker {pid} was killed and replaced"
+            ),
+            ProcessError::Timeout => {
+                f.write_str("timed out before the result was ready; it may still come")
+            }
+            ProcessError::NotIntercepted { pid } => write!(
+                f,
+                "child process {pid} ran the program's main instead of the function: the start-up hook did not run; add `mpshm::process::child_main();` as the first line of `main`"
+            ),
+            ProcessError::ForkWithThreads { threads } => write!(
+                f,
+                "cannot fork: this process runs {threads} threads, and a forked child of a multi-threaded process may only call async-signal-safe functions; use the spawn start method"
+            ),
+            ProcessError::NotInExecutable => f.write_str(
+                "the function is not in the executable (it is in another shared library), so a re-executed child cannot find it; use a function defined in the program",
+            ),
+            ProcessError::NotStarted => f.write_str("the process has not been started"),
+            ProcessError::AlreadyStarted => f.write_str("a process can be started only once"),
+            ProcessError::ResultTaken => {
+                f.write_str("the result was already taken by an earlier join or get")
+            }
+            ProcessError::Closed => f.write_str("the pool is closed and takes no more work"),
+            ProcessError::Terminated => {
+                f.write_str("the pool was terminated before the task finished")
+            }
+            ProcessError::PoolRunning => {
+                f.write_str("the pool is still running; call close or terminate before join")
+            }
+            ProcessError::InitializerFailed { message } => write!(
+                f,
+                "the pool's initializer panicked in a worker: {message}; the pool takes no more work"
+            ),
+            ProcessError::TooLarge { len, max } => write!(
+                f,
+                "an encoded argument or result of {len} bytes is longer than the message limit of {max}, and no segment of its own could be made for it; free space in /dev/shm"
+            ),
+            ProcessError::Encode { reason } => write!(f, "a value could not be encoded: {reason}"),
+            ProcessError::Decode { what } => write!(
+                f,
+                "{what} from another process is not a valid encoding of the expected type"
+            ),
+            ProcessError::Segment(e) => write!(f, "shared-memory segment: {e}"),
+            ProcessError::Io(e) => write!(f, "process I/O error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ProcessError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProcessError::Segment(e) => Some(e),
+            ProcessError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for ProcessError {
+    fn from(e: Error) -> Self {
+        ProcessError::Segment(e)
+    }
+}
+
+impl From<io::Error> for ProcessError {
+    fn from(e: io::Error) -> Self {
+        ProcessError::Io(e)
+    }
+}

@@ -38,6 +38,7 @@ fn listing() -> String {
         ("spsc_queue", crate::spsc_queue::shared_layout()),
         ("pipe", crate::pipe::shared_layout()),
         ("containers", crate::containers::store::shared_layout()),
+        ("sync", crate::sync::shared_layout()),
     ]
     .into_iter()
     .flat_map(|(module, lines)| lines.into_iter().map(move |l| format!("{module}::{l}")))
@@ -51,11 +52,12 @@ fn listing() -> String {
 const PINNED: &[(u32, &str)] = &[(4, V4)];
 
 /// Version 4: the seat-claiming protocol of `ring/bias.rs` takes a seat over through a
-/// `CLAIMING` key (version 3 wrote the new owner's key at once, with no size changing), and the
-/// containers' kinds (11, 12), which came with version 3, are in the listing.
+/// `CLAIMING` key (version 3 wrote the new owner's key at once, with no size changing). The
+/// containers (kinds 11, 12) and the synchronisation family (13 to 17), which came while the
+/// version was 3, are in the listing from here on.
 const V4: &str = "\
 segment::Header size 184 align 8: magic@0 version@8 kind@12 ready@16 header_size@20 total_size@24 lock_offset@32 payload_offset@40 elem_size@48 elem_align@56 count@64 creator_pid@72 tag_len@76 creator_start@80 params@88 tag@120\n\
-segment::constants: magic 0xfe01006d6873706d, ready 0x5ead1e55, header 256 B, lock area 56 B (mutex 40 B, poison word at 48), tag 64 B; kinds 1=Value 2=RawValue 3=Array 4=RawArray 5=Lock 6=RLock 7=Queue 8=Pipe 9=JoinableQueue 10=SpscQueue 11=Dict 12=List\n\
+segment::constants: magic 0xfe01006d6873706d, ready 0x5ead1e55, header 256 B, lock area 56 B (mutex 40 B, poison word at 48), tag 64 B; kinds 1=Value 2=RawValue 3=Array 4=RawArray 5=Lock 6=RLock 7=Queue 8=Pipe 9=JoinableQueue 10=SpscQueue 11=Dict 12=List 13=Semaphore 14=BoundedSemaphore 15=Event 16=Condition 17=Barrier\n\
 segment::placement: value u64 Some((256, 312, 320)), array u32 x 3 Some((256, 312, 324)), queue 1 B x 100 align 128 Some((0, 256, 356))\n\
 ring::RingCtl size 4992 align 128: head@0 tail@128 misc@256 putters@384 getters@2688\n\
 ring::Padded<Index> size 128 align 128: 0@0\n\
@@ -73,7 +75,18 @@ pipe::PipeCtl size 128 align 128: ends@0\n\
 pipe::EndState size 16 align 8: pid@0 closed@4 start@8\n\
 pipe::constants: 512 slots of 1008 B per direction\n\
 containers::control words: seq 0 state 1 len 2 tombs 3 free 4 fresh 5 stamp 6 repairs 7 of 8; entry header 16 B; index word EMPTY 0 TOMB 1 ID_BASE 2 low 0xffffffff; params [capacity, entry bytes, seed, codec]; plain codec 1\n\
-containers::layouts: Dict 100 x 24 B: slots 256 stride 40 words Some(1025); List 100 x 24 B: slots 100 stride 40 words Some(713)";
+containers::layouts: Dict 100 x 24 B: slots 256 stride 40 words Some(1025); List 100 x 24 B: slots 100 stride 40 words Some(713)\n\
+sync::roster::Record size 16 align 8: owner@0 data@8\n\
+sync::roster::constants: 256 records\n\
+sync::semaphore::SemCtl size 64 align 8: seq@0 redo_valid@4 state@8 held@16 redo_record@24 redo_data@32 redo_state@40 redo_held@48 _reserved@56\n\
+sync::semaphore::constants: NO_RECORD 0xffffffffffffffff; records at 64\n\
+sync::event::EventCtl size 8 align 4: state@0 waiters@4\n\
+sync::event::constants: FLAG 1; records at 64\n\
+sync::barrier::BarrierCtl size 32 align 8: seq@0 _pad@4 state@8 history@16 cause@24\n\
+sync::barrier::constants: BROKEN 0x80000000 COUNT 0x7fffffff PARTY 1; records at 64\n\
+sync::condition::CondCtl size 64 align 8: tickets@0 high@8 _pad@12 name@16 _reserved@48\n\
+sync::condition::Slot size 32 align 8: state@0 _pad@4 ticket@8 mark@16 owner@24\n\
+sync::condition::constants: FREE 0 WAITING 1 NOTIFIED 2 LEFT 3; slots at 64, then records";
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[test]

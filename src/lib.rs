@@ -50,6 +50,8 @@ mod layout;
 #[cfg(not(loom))]
 mod pipe;
 #[cfg(not(loom))]
+pub mod process;
+#[cfg(not(loom))]
 mod queue;
 mod ring;
 mod segment;
@@ -67,11 +69,18 @@ pub use containers::{Codec, ListIndex, Plain, SharedDict, SharedList};
 #[cfg(all(feature = "serde", not(loom)))]
 pub use containers::{Postcard, SerdeDict, SerdeList};
 pub use error::{
-    AccessError, ContainerError, Error, GetError, GetTimeoutError, JoinError, LockError, PutError,
-    PutTimeoutError, RecvError, SendError, TryGetError, TryPutError,
+    AccessError, AcquireError, BarrierError, BreakCause, ConditionError, ContainerError, Error,
+    GetError, GetTimeoutError, JoinError, LockError, PutError, PutTimeoutError, RecvError,
+    ReleaseError, SendError, TryGetError, TryPutError,
 };
 #[cfg(not(loom))]
+pub use error::{Exit, ProcessError};
+#[cfg(not(loom))]
 pub use pipe::{Connection, MAX_MESSAGE, PEER_POLL, Pipe, PipeReader, PipeWriter, Waitable, wait};
+#[cfg(not(loom))]
+pub use process::{
+    AsyncResult, Payload, Pool, Process, ThreadPool, cpu_count, current_process, parent_process,
+};
 #[cfg(all(feature = "serde", not(loom)))]
 pub use queue::SerdeQueue;
 #[cfg(not(loom))]
@@ -80,7 +89,11 @@ pub use segment::{Kind, Options, SegmentInfo, segments, unlink};
 #[cfg(not(loom))]
 pub use spsc_queue::{SpscConsumer, SpscProducer, SpscQueue};
 pub use sync::atomic::AtomicInt;
-pub use sync::{Lock, LockGuard, RLock};
+pub use sync::{BARRIER_MAX_PARTIES, Lock, LockGuard, RLock, SEMAPHORE_MAX};
+#[cfg(not(loom))]
+pub use sync::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Semaphore, SemaphoreGuard,
+};
 pub use value::{RawValue, Value, ValueGuard};
 
 /// The README's examples, compiled and run as doctests.

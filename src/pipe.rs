@@ -797,6 +797,26 @@ macro_rules! end_common {
             /// same as dropping it.
             pub fn close(self) {}
 
+            /// Keeps the pipe's name when the creating process has dropped or released both
+            /// ends, so that it can hand both to other processes and open one again later;
+            /// remove it with [`unlink`](crate::unlink) when done. (Without this, the name
+            /// goes when the creator's last end does.)
+            ///
+            /// ```
+            /// let name = format!("doc-persist-{}", std::process::id());
+            /// let (a, b) = mpshm::Pipe::create(&name)?;
+            /// a.persist();
+            /// a.release();
+            /// b.release();
+            /// let a = mpshm::Pipe::open(&name)?; // e.g. in another process
+            /// # drop(a);
+            /// mpshm::unlink(&name)?;
+            /// # Ok::<(), mpshm::Error>(())
+            /// ```
+            pub fn persist(&self) {
+                self.end.seg.persist();
+            }
+
             /// The pipe's segment name.
             pub fn name(&self) -> &str {
                 self.end.seg.name()

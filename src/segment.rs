@@ -74,6 +74,16 @@ pub enum Kind {
     Dict,
     /// A [`SharedList`](crate::SharedList).
     List,
+    /// A [`Semaphore`](crate::Semaphore).
+    Semaphore,
+    /// A [`BoundedSemaphore`](crate::BoundedSemaphore).
+    BoundedSemaphore,
+    /// An [`Event`](crate::Event).
+    Event,
+    /// A [`Condition`](crate::Condition).
+    Condition,
+    /// A [`Barrier`](crate::Barrier).
+    Barrier,
 }
 
 impl Kind {
@@ -91,6 +101,11 @@ impl Kind {
             Kind::SpscQueue => 10,
             Kind::Dict => 11,
             Kind::List => 12,
+            Kind::Semaphore => 13,
+            Kind::BoundedSemaphore => 14,
+            Kind::Event => 15,
+            Kind::Condition => 16,
+            Kind::Barrier => 17,
         }
     }
 
@@ -108,6 +123,11 @@ impl Kind {
             10 => Kind::SpscQueue,
             11 => Kind::Dict,
             12 => Kind::List,
+            13 => Kind::Semaphore,
+            14 => Kind::BoundedSemaphore,
+            15 => Kind::Event,
+            16 => Kind::Condition,
+            17 => Kind::Barrier,
             _ => return None,
         })
     }
@@ -116,8 +136,23 @@ impl Kind {
     fn has_lock(self) -> bool {
         matches!(
             self,
-            Kind::Value | Kind::Array | Kind::Lock | Kind::RLock | Kind::Dict | Kind::List
+            Kind::Value
+                | Kind::Array
+                | Kind::Lock
+                | Kind::RLock
+                | Kind::Dict
+                | Kind::List
+                | Kind::Semaphore
+                | Kind::BoundedSemaphore
+                | Kind::Condition
+                | Kind::Barrier
         )
+    }
+
+    /// Whether the lock of segments of this kind is reentrant (a condition's own lock is an
+    /// `RLock`, as Python's is).
+    fn recursive_lock(self) -> bool {
+        matches!(self, Kind::RLock | Kind::Condition)
     }
 }
 
@@ -136,6 +171,11 @@ impl fmt::Display for Kind {
             Kind::SpscQueue => "spsc queue",
             Kind::Dict => "dict",
             Kind::List => "list",
+            Kind::Semaphore => "semaphore",
+            Kind::BoundedSemaphore => "bounded semaphore",
+            Kind::Event => "event",
+            Kind::Condition => "condition",
+            Kind::Barrier => "barrier",
         };
         f.write_str(s)
     }
@@ -475,7 +515,7 @@ impl Segment {
             if let Some(mutex) = seg.mutex() {
                 // SAFETY: the segment is not published yet (ready is 0, and openers wait for it),
                 // so no one else can touch the mutex during its initialisation.
-                unsafe { mutex.init(spec.kind == Kind::RLock) }?;
+                unsafe { mutex.init(spec.kind.recursive_lock()) }?;
             }
             init(&seg);
             // Release: pairs with the Acquire load in `Segment::open`; everything written above
@@ -515,7 +555,7 @@ impl Segment {
             return Err(corrupt(bare, "the ready word changed while opening"));
         }
         if let Some(mutex) = seg.mutex() {
-            if !mutex.kind_ok(seg.kind() == Kind::RLock) {
+            if !mutex.kind_ok(seg.kind().recursive_lock()) {
                 return Err(corrupt(
                     bare,
                     "the lock's type word is not one mpshm writes",

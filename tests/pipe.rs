@@ -34,6 +34,10 @@ fn main() {
                 poll_with_and_without_timeout,
             ),
             ("ends_are_taken_once", ends_are_taken_once),
+            (
+                "a_persisted_pipe_outlives_its_ends",
+                a_persisted_pipe_outlives_its_ends,
+            ),
             ("wait_returns_the_ready_ones", wait_returns_the_ready_ones),
             ("serde_values", serde_values),
             (
@@ -302,6 +306,30 @@ fn ends_are_taken_once() {
         mpshm::Queue::<u8>::open(&n),
         Err(Error::KindMismatch { .. })
     ));
+}
+
+fn a_persisted_pipe_outlives_its_ends() {
+    let n = name("persist");
+    // Without `persist`, the creator's last end takes the name with it.
+    let (a, b) = Pipe::create(&n).expect("create");
+    a.release();
+    b.release();
+    assert!(!common::exists(&n));
+    // With it, the creator can hand both ends on and open one again later.
+    let (a, b) = Pipe::create(&n).expect("create again");
+    a.persist();
+    b.release();
+    let mut child = Child::spawn("echo", &[&n]);
+    child.wait_ready();
+    a.release();
+    assert!(common::exists(&n));
+    let a = Pipe::open(&n).expect("the released end");
+    a.send_bytes(b"again").expect("send");
+    assert_eq!(a.recv_bytes().expect("echo"), b"again");
+    drop(a);
+    child.join();
+    assert!(common::exists(&n), "the name stays until it is unlinked");
+    mpshm::unlink(&n).expect("unlink");
 }
 
 fn send_later(args: &[String]) {

@@ -15,16 +15,34 @@
 //! [`sys::forks`] and, in a child, neither marks, poisons nor unlocks anything.
 
 pub(crate) mod atomic;
+mod barrier;
+mod condition;
+mod event;
 pub(crate) mod fence;
 mod lock;
+#[cfg(all(test, loom))]
+mod loom_model;
 #[cfg(not(loom))]
 pub(crate) mod owner;
+mod park;
+mod roster;
+mod semaphore;
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+pub use barrier::BARRIER_MAX_PARTIES;
+#[cfg(not(loom))]
+pub use barrier::Barrier;
+#[cfg(not(loom))]
+pub use condition::{Condition, ConditionGuard};
+#[cfg(not(loom))]
+pub use event::Event;
 pub use lock::{Lock, LockGuard, RLock};
+pub use semaphore::SEMAPHORE_MAX;
+#[cfg(not(loom))]
+pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 
 use crate::error::{AccessError, LockError};
 use crate::segment::Segment;
@@ -34,6 +52,22 @@ use crate::sys::{self, LockFail, Locked, RobustMutex};
 /// guarded by these locks are a few hundred nanoseconds; sleeping costs two syscalls and a
 /// context switch, so a short spin wins under contention.
 const SPIN_TRIES: u32 = 100;
+
+/// The shared structures of the synchronisation family, for the pinned layout
+/// (`src/layout.rs`).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn shared_layout() -> Vec<String> {
+    [
+        ("roster", roster::shared_layout()),
+        ("semaphore", semaphore::shared_layout()),
+        ("event", event::shared_layout()),
+        ("barrier", barrier::shared_layout()),
+        ("condition", condition::shared_layout()),
+    ]
+    .into_iter()
+    .flat_map(|(module, lines)| lines.into_iter().map(move |l| format!("{module}::{l}")))
+    .collect()
+}
 
 /// How long an operation may wait for another thread to leave what it needs.
 #[derive(Clone, Copy, Debug)]

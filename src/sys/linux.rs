@@ -600,3 +600,368 @@ pub(crate) fn process_wide_fence() -> bool {
         mprotect(ptr, len, MprotectFlags::READ).is_ok()
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The synchronisation family (Semaphore, Event, Condition, Barrier): what a `Condition` needs to
+// release a reentrant lock at its full depth and take it back.
+// ---------------------------------------------------------------------------------------------
+
+/// Byte offset of `__count` in glibc's `pthread_mutex_t`: the recursion depth of a recursive
+/// mutex, written by its owner only (set to 1 by the first lock, bumped by each re-lock, lowered
+/// by each unlock).
+const COUNT_OFFSET: usize = 4;
+const _: () = assert!(COUNT_OFFSET + 4 <= KIND_OFFSET);
+
+impl RobustMutex {
+    /// How many times the calling thread holds the mutex: 0 when another thread (or nobody)
+    /// holds it, 1 for an error-checking mutex it holds, the recursion depth for a recursive one.
+    pub(crate) fn held_depth(&self) -> u32 {
+        let base = self.inner.get().cast::<u8>();
+        // SAFETY: `__lock` is the first `int` of the mutex: in bounds and 4-aligned; an atomic
+        // read is sound while other processes write the word.
+        let word = unsafe { std::sync::atomic::AtomicU32::from_ptr(base.cast()) }
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if word & FUTEX_TID_MASK != thread_ids().1 {
+            return 0;
+        }
+        if self.kind_word() != expected_kinds()[1] {
+            return 1;
+        }
+        // SAFETY: `__count` lies inside the mutex (const assertion above) and is 4-aligned; this
+        // thread owns the mutex (checked above), and only the owner writes the count.
+        let count = unsafe {
+            std::sync::atomic::AtomicU32::from_ptr(base.wrapping_add(COUNT_OFFSET).cast())
+        }
+        .load(std::sync::atomic::Ordering::Relaxed);
+        count.max(1)
+    }
+}
+
+/// Whether the process `pid` whose start time has `start_low` as its low 32 bits is still
+/// running: one read of `/proc/<pid>/stat`. A zombie counts as dead, and so does a process that
+/// reused the pid.
+pub(crate) fn process_alive_low(pid: u32, start_low: u32) -> bool {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return false;
+    }
+    match proc_stat(pid) {
+        Some((state, start)) => !matches!(state, b'Z' | b'X' | b'x') && start as u32 == start_low,
+        None => process_alive(pid, 0),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes: pidfds, waitid, fork, prctl, the environment and code addresses, for
+// `crate::process`. Everything below serves `Process` and `Pool`.
+// ---------------------------------------------------------------------------------------------
+
+/// How a reaped child ended, Python style: the exit code, or minus the signal that killed it.
+pub(crate) type RawExit = i32;
+
+/// A pidfd for the child `pid` (`pidfd_open(2)`, Linux 5.3). Signals and waits through it can
+/// never reach another process that reuses the pid. Only sound for a child not yet reaped.
+pub(crate) fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    Ok(rustix::process::pidfd_open(
+        pid,
+        rustix::process::PidfdFlags::empty(),
+    )?)
+}
+
+/// A signal that ends a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// `SIGTERM`: asks it to end.
+    Term,
+    /// `SIGKILL`: ends it.
+    Kill,
+}
+
+/// Sends `sig` through a pidfd; a process that has already exited is not an error.
+pub(crate) fn pidfd_signal(pidfd: &OwnedFd, sig: Signal) -> io::Result<()> {
+    let sig = match sig {
+        Signal::Term => rustix::process::Signal::TERM,
+        Signal::Kill => rustix::process::Signal::KILL,
+    };
+    match rustix::process::pidfd_send_signal(pidfd, sig) {
+        Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reaps the child behind `pidfd` if it has ended (`waitid(P_PIDFD, WNOHANG)`); `None` while it
+/// runs.
+pub(crate) fn pidfd_try_reap(pidfd: &OwnedFd) -> io::Result<Option<RawExit>> {
+    pidfd_waitid(pidfd, rustix::process::WaitIdOptions::NOHANG)
+}
+
+/// Waits for the child behind `pidfd` to end and reaps it.
+pub(crate) fn pidfd_reap(pidfd: &OwnedFd) -> io::Result<RawExit> {
+    loop {
+        if let Some(code) = pidfd_waitid(pidfd, rustix::process::WaitIdOptions::empty())? {
+            return Ok(code);
+        }
+    }
+}
+
+fn pidfd_waitid(
+    pidfd: &OwnedFd,
+    extra: rustix::process::WaitIdOptions,
+) -> io::Result<Option<RawExit>> {
+    use rustix::process::{WaitId, WaitIdOptions, waitid};
+    loop {
+        match waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED | extra) {
+            Ok(Some(status)) => {
+                if let Some(code) = status.exit_status() {
+                    return Ok(Some(code));
+                }
+                if let Some(sig) = status.terminating_signal() {
+                    return Ok(Some(-sig));
+                }
+                // Only `EXITED` was asked for; anything else is not an end.
+                return Ok(None);
+            }
+            Ok(None) => return Ok(None),
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Waits until one of `fds` is readable (a pidfd is, once its process has exited), at most
+/// `timeout` (`None`: forever); which ones are.
+pub(crate) fn poll_readable(fds: &[&OwnedFd], timeout: Option<Duration>) -> io::Result<Vec<bool>> {
+    use std::os::fd::AsRawFd;
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|fd| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.map_or(-1, |t| {
+        // Round up, so that a short timeout still waits.
+        t.as_nanos().div_ceil(1_000_000).min(i32::MAX as u128) as libc::c_int
+    });
+    // SAFETY: `pfds` is a live, exclusively borrowed array of `pfds.len()` pollfd structs.
+    let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![false; fds.len()]);
+        }
+        return Err(e);
+    }
+    Ok(pfds.iter().map(|p| p.revents != 0).collect())
+}
+
+/// Asks the kernel to `SIGKILL` this process when the thread that created it ends
+/// (`PR_SET_PDEATHSIG`), then checks that the parent is still `parent`: if it died before the
+/// request took effect, the child was already re-parented and no signal will come, so it ends.
+pub(crate) fn die_with_parent(parent: u32) -> io::Result<()> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+    if parent_pid() != parent {
+        // SAFETY: `_exit` ends the process at once; nothing of this process's state is used.
+        unsafe { libc::_exit(1) }
+    }
+    Ok(())
+}
+
+/// Makes the program `cmd` launches die with this process's launching thread, as
+/// [`die_with_parent`] does, from between its `fork` and its `exec`.
+pub(crate) fn die_with_parent_after_fork(cmd: &mut std::process::Command, parent: u32) {
+    use std::os::unix::process::CommandExt;
+    let hook = move || {
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+        if parent_pid() != parent {
+            // The parent died before the request took effect (no allocation here).
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the forked child before `exec`, where only async-signal-safe
+    // calls are allowed: it makes two raw system calls (`prctl`, `getppid`) through rustix,
+    // and its errors are raw OS error codes, which allocate nothing.
+    unsafe { cmd.pre_exec(hook) };
+}
+
+/// Kills and reaps our child `pid`, which has not been reaped (so the pid is still its own).
+pub(crate) fn kill_and_reap_child(pid: u32) {
+    if let Some(p) = rustix::process::Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+        let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
+    }
+}
+
+/// This process's parent's id (0 if it has none).
+pub(crate) fn parent_pid() -> u32 {
+    rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32)
+}
+
+/// The parent of process `pid`, from `/proc/<pid>/stat` (field 4).
+pub(crate) fn parent_of(pid: u32) -> Option<u32> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    text[text.rfind(')')? + 1..]
+        .split_ascii_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// How many threads this process runs.
+pub(crate) fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// What `fork_single_threaded` did.
+pub(crate) enum Forked {
+    /// This is the new child.
+    Child,
+    /// This is the parent; the child's pid.
+    Parent(u32),
+    /// Refused: the process runs this many threads.
+    Threads(usize),
+}
+
+/// Forks, but only while this process runs one thread. A fork copies just the calling thread;
+/// a lock another thread held (the allocator's, stdout's) would stay locked forever in the child,
+/// so that running ordinary Rust code there is only sound when there is no other thread. With a
+/// single thread, nothing else can start one between the count and the fork.
+pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
+    let threads = thread_count()?;
+    if threads != 1 {
+        return Ok(Forked::Threads(threads));
+    }
+    // SAFETY: this process runs only the calling thread (counted above, and only this thread
+    // could start another), so the child is a complete copy with no lock held by a thread that
+    // does not exist there; it may run any code, as a single-threaded program may after fork.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as u32)),
+    }
+}
+
+/// Ends the process at once with `code`: no exit handlers, no destructors, no flushing (what a
+/// forked child must do, so as not to run its parent's clean-up a second time).
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` takes any status and does not return; it touches no memory of ours.
+    unsafe { libc::_exit(code) }
+}
+
+/// Makes a write to a closed pipe fail with `EPIPE` instead of killing the process, as Rust's
+/// runtime arranges before `main` (a spawned child is set up before `main` runs).
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: installs the standard `SIG_IGN` disposition; no handler code of ours runs.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_IGN) };
+}
+
+/// The identity `(device, inode)` of this process's executable.
+pub(crate) fn exe_identity() -> io::Result<FileId> {
+    let st = rustix::fs::stat("/proc/self/exe")?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// Removes `name` from this process's environment, if only one thread runs (else leaves it;
+/// `setenv`/`unsetenv` race with `getenv` in other threads). Whether it was removed.
+pub(crate) fn env_remove(name: &str) -> bool {
+    if thread_count().ok() != Some(1) {
+        return false;
+    }
+    // SAFETY: the process runs this thread only (checked above; only this thread could start
+    // another), so no other thread reads the environment while it changes.
+    unsafe { std::env::remove_var(name) };
+    true
+}
+
+/// The number of CPUs online (`sysconf(_SC_NPROCESSORS_ONLN)`), at least 1.
+pub(crate) fn online_cpus() -> usize {
+    // SAFETY: `sysconf` only reads a system setting.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    usize::try_from(n).unwrap_or(1).max(1)
+}
+
+/// A fixed point in this crate's code. Functions are sent to a child of the same executable as
+/// their distance from it: the distance is the same in every run of one executable, whatever
+/// address space layout randomisation does, since the whole image moves as one.
+#[inline(never)]
+fn code_anchor() {}
+
+/// The loaded ranges `[start, end)` of the object (executable or shared library) that holds
+/// this crate's code.
+fn own_object_ranges() -> &'static [(usize, usize)] {
+    static RANGES: std::sync::OnceLock<Vec<(usize, usize)>> = std::sync::OnceLock::new();
+    RANGES.get_or_init(|| {
+        struct Search {
+            anchor: usize,
+            found: Vec<(usize, usize)>,
+        }
+        unsafe extern "C" fn visit(
+            info: *mut libc::dl_phdr_info,
+            _size: libc::size_t,
+            data: *mut libc::c_void,
+        ) -> libc::c_int {
+            // SAFETY: `data` is the `Search` passed to `dl_iterate_phdr` below, alive and
+            // exclusively ours for the call; `info` and its program headers are valid for
+            // this callback, as `dl_iterate_phdr(3)` promises.
+            let (search, info) = unsafe { (&mut *data.cast::<Search>(), &*info) };
+            let phdrs: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
+                &[]
+            } else {
+                // SAFETY: as above: `dlpi_phdr` points to `dlpi_phnum` headers.
+                unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
+            };
+            let ranges: Vec<(usize, usize)> = phdrs
+                .iter()
+                .filter(|p| p.p_type == libc::PT_LOAD)
+                .map(|p| {
+                    let start = (info.dlpi_addr as usize).wrapping_add(p.p_vaddr as usize);
+                    (start, start.wrapping_add(p.p_memsz as usize))
+                })
+                .collect();
+            if ranges.iter().any(|&(s, e)| (s..e).contains(&search.anchor)) {
+                search.found = ranges;
+                1
+            } else {
+                0
+            }
+        }
+        let mut search = Search {
+            anchor: code_anchor as fn() as usize,
+            found: Vec::new(),
+        };
+        // SAFETY: `visit` matches the callback type and only touches `search` through `data`,
+        // which outlives the call.
+        unsafe { libc::dl_iterate_phdr(Some(visit), (&raw mut search).cast()) };
+        search.found
+    })
+}
+
+/// The distance of the code address `addr` from this crate's anchor, if `addr` lies in the
+/// same loaded object (the executable, normally); `None` for code in another shared library,
+/// whose distance would differ from run to run.
+pub(crate) fn code_offset(addr: usize) -> Option<u64> {
+    own_object_ranges()
+        .iter()
+        .any(|&(s, e)| (s..e).contains(&addr))
+        .then(|| addr.wrapping_sub(code_anchor as fn() as usize) as u64)
+}
+
+/// The function pointer of type `F` at `offset` from this crate's anchor: the inverse of
+/// [`code_offset`].
+///
+/// # Safety
+///
+/// `offset` must have come from `code_offset` of a value of type `F` in a process running the
+/// same executable file (the same loaded image), and `F` must be a function pointer type.
+pub(crate) unsafe fn code_at<F: Copy>(offset: u64) -> F {
+    const {
+        assert!(std::mem::size_of::<F>() == std::mem::size_of::<usize>());
+    }
+    let addr = (code_anchor as fn() as usize).wrapping_add(offset as usize);
+    // SAFETY: per the contract, `addr` is the address of a function of type `F` in this
+    // image, so reading it back as `F` gives that same function pointer.
+    unsafe { std::mem::transmute_copy::<usize, F>(&addr) }
+}

@@ -1,0 +1,181 @@
+//! Every use the process module makes of the crate's queues, in one place: a [`Channel`] is a
+//! [`ByteQueue`] of encoded messages. Processes and pools name their segments here, with this
+//! process's pid in the name so that a stale one can be traced to its creator.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use crate::error::{Error, GetTimeoutError, TryGetError, TryPutError};
+use crate::queue::ByteQueue;
+
+/// The prefix of every segment the process module creates: `mpx<pid>-`.
+pub(crate) fn prefix() -> String {
+    format!("mpx{}-", std::process::id())
+}
+
+/// A segment name unused in this process: `mpx<pid>-<n>` (at most 21 characters, so a suffix
+/// fits the 30-character limit).
+pub(crate) fn fresh_name() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!("{}{}", prefix(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A non-blocking put did not go in (no room, closed, or longer than a slot); the message is
+/// handed back.
+#[derive(Debug)]
+pub(crate) struct PutFail(pub(crate) Vec<u8>);
+
+/// Why a get gave nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum GetFail {
+    /// Nothing yet (or not within the timeout).
+    Empty,
+    /// Closed and drained.
+    Closed,
+}
+
+/// A bounded queue of byte messages in a named segment.
+#[derive(Debug)]
+pub(crate) struct Channel {
+    queue: ByteQueue,
+}
+
+impl Channel {
+    /// Creates `name` for `capacity` messages of up to `max_message` bytes; the handle unlinks
+    /// it on drop unless [`persist`](Self::persist) is called.
+    pub(crate) fn create(name: &str, capacity: usize, max_message: usize) -> Result<Self, Error> {
+        Ok(Channel {
+            queue: ByteQueue::create(name, capacity, max_message.max(1))?,
+        })
+    }
+
+    /// Opens the existing channel `name`.
+    pub(crate) fn open(name: &str) -> Result<Self, Error> {
+        Ok(Channel {
+            queue: ByteQueue::open(name)?,
+        })
+    }
+
+    /// Puts `msg` if there is room.
+    pub(crate) fn try_put(&self, msg: Vec<u8>) -> Result<(), PutFail> {
+        self.queue.try_put(msg).map_err(|e| {
+            PutFail(match e {
+                TryPutError::Full(m)
+                | TryPutError::TooLarge(m)
+                | TryPutError::Closed(m)
+                | TryPutError::Encode(m) => m,
+            })
+        })
+    }
+
+    /// Puts `msg`, waiting for room; `false` if the channel is closed or the message too long.
+    pub(crate) fn put(&self, msg: Vec<u8>) -> bool {
+        self.queue.put(msg).is_ok()
+    }
+
+    /// Takes a message, waiting while there is none; `None` once closed and drained.
+    pub(crate) fn get(&self) -> Option<Vec<u8>> {
+        loop {
+            match self.queue.get() {
+                Ok(m) => return Some(m),
+                // A message that is not valid bytes cannot happen for a byte queue, but a
+                // damaged slot is skipped, never trusted.
+                Err(crate::error::GetError::Decode) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Takes a message, waiting at most `timeout`.
+    pub(crate) fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetFail> {
+        match self.queue.get_timeout(timeout) {
+            Ok(m) => Ok(m),
+            Err(GetTimeoutError::Closed) => Err(GetFail::Closed),
+            Err(_) => Err(GetFail::Empty),
+        }
+    }
+
+    /// Takes a message if one is ready.
+    pub(crate) fn try_get(&self) -> Result<Vec<u8>, GetFail> {
+        match self.queue.try_get() {
+            Ok(m) => Ok(m),
+            Err(TryGetError::Closed) => Err(GetFail::Closed),
+            Err(_) => Err(GetFail::Empty),
+        }
+    }
+
+    /// How many messages wait.
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Closes the channel for every process: puts fail, gets drain what is left.
+    pub(crate) fn close(&self) {
+        self.queue.close();
+    }
+
+    /// The longest message a slot holds.
+    pub(crate) fn max_message(&self) -> usize {
+        self.queue.max_message()
+    }
+
+    /// Keeps the name when this creating handle is dropped.
+    pub(crate) fn persist(&self) {
+        self.queue.persist();
+    }
+}
+
+/// Removes the segment `name`, if it is there.
+pub(crate) fn remove(name: &str) {
+    let _ = crate::segment::unlink(name);
+}
+
+/// A message too long for a channel's slots, in a segment of its own: `<prefix><n>`, created
+/// by the side that has it and removed by the side that takes it (or by its creator's handle,
+/// dropped unread).
+#[derive(Debug)]
+pub struct Blob {
+    pub(crate) name: String,
+    /// The creating handle, which removes the name when dropped (a taker removes it first).
+    _chan: Channel,
+}
+
+impl Blob {
+    /// Puts `bytes` into the new segment `name`.
+    pub(crate) fn create(name: String, bytes: Vec<u8>) -> Result<Blob, Error> {
+        let chan = Channel::create(&name, 1, bytes.len())?;
+        if chan.try_put(bytes).is_err() {
+            return Err(Error::Io(std::io::Error::other(
+                "cannot put a message into its own new segment",
+            )));
+        }
+        Ok(Blob { name, _chan: chan })
+    }
+
+    /// Leaves the segment for the taker when this handle is dropped; its name.
+    pub(crate) fn hand_over(self) -> String {
+        self._chan.persist();
+        self.name
+    }
+}
+
+/// Takes the message out of the blob segment `name` and removes the segment, if `name` is
+/// `prefix` followed by digits (so that damaged bytes naming another segment touch nothing).
+pub(crate) fn take_blob(name: &str, prefix: &str) -> Option<Vec<u8>> {
+    let n = name.strip_prefix(prefix)?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let bytes = Channel::open(name).ok().and_then(|c| c.try_get().ok());
+    remove(name);
+    bytes
+}
+
+/// Removes every segment whose name starts with `prefix` (blobs nobody took).
+pub(crate) fn remove_all(prefix: &str) {
+    for name in crate::sys::shm_names().unwrap_or_default() {
+        if name.starts_with(prefix) {
+            remove(&name);
+        }
+    }
+}

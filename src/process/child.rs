@@ -1,0 +1,288 @@
+//! The child's side of a process: how a spawned child finds out, before `main`, that it is one,
+//! and runs its function instead; and who this process is (its name and its parent's).
+//!
+//! The parent starts the child as `/proc/self/exe` (the very file it runs) with one environment
+//! variable, [`SPAWN_ENV`], describing the job: the executable's identity, the parent's pid and
+//! name, whether the child is a daemon, the function ([`Entry`]), the channel holding the
+//! argument, and the child's name. [`intercept`] runs from an ELF constructor (see `process.rs`)
+//! or from [`child_main`](crate::process::child_main) at the top of `main`: it checks the
+//! executable, takes the argument from the channel (that is the handshake: an argument still
+//! there when the child has exited means it never got this far), calls the function and puts the
+//! outcome back, then exits without returning to `main`.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::ProcessError;
+use crate::process::channel::{self, Channel};
+use crate::process::entry::{Entry, status};
+use crate::sys;
+
+/// The environment variable that makes a process a spawned child.
+pub(crate) const SPAWN_ENV: &str = "MPSHM_PROCESS";
+/// The environment variable that tells a launched command its name and its parent's.
+pub(crate) const COMMAND_ENV: &str = "MPSHM_COMMAND";
+/// The prefix of the environment variables that hand segment names to a launched command.
+pub(crate) const SEGMENT_ENV_PREFIX: &str = "MPSHM_SEGMENT_";
+
+/// The environment variable that, set to `main`, leaves the take-over of spawned children to
+/// [`child_main`](crate::process::child_main) (for a program whose other start-up code must
+/// run first).
+pub(crate) const HOOK_ENV: &str = "MPSHM_PROCESS_HOOK";
+
+/// Whether the start-up hook is to leave spawned children alone ([`HOOK_ENV`] is `main`).
+pub(crate) fn hook_disabled() -> bool {
+    std::env::var_os(HOOK_ENV).is_some_and(|v| v == "main")
+}
+
+/// The exit status of a child that could not set itself up (it says why on stderr).
+pub(crate) const EXIT_SETUP: i32 = 121;
+
+/// The first byte of each message in a process's channel.
+pub(crate) mod tag {
+    /// The argument, from the parent.
+    pub(crate) const ARG: u8 = 0xA0;
+    /// The outcome record, from the child.
+    pub(crate) const RESULT: u8 = 0xB0;
+    /// The outcome was too long for the channel; it is in the segment named after the channel
+    /// with an `r` added.
+    pub(crate) const RESULT_ELSEWHERE: u8 = 0xB1;
+}
+
+/// The longest outcome that travels back in the process's own channel.
+pub(crate) const INLINE_RESULT: usize = 4096;
+
+/// The version of the [`SPAWN_ENV`] format.
+const SPEC_VERSION: &str = "mpshm1";
+/// Separates the fields: the ASCII unit separator, which no name may contain.
+const SEP: char = '\x1f';
+
+/// What a spawned or forked child is to do.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
+    pub(crate) exe: sys::FileId,
+    pub(crate) parent: u32,
+    pub(crate) parent_name: String,
+    pub(crate) daemon: bool,
+    pub(crate) entry: Entry,
+    pub(crate) channel: String,
+    pub(crate) name: String,
+}
+
+/// `name` without the separator, so that it fits in one field.
+pub(crate) fn field(name: &str) -> String {
+    name.replace(SEP, "?")
+}
+
+impl Spec {
+    pub(crate) fn encode(&self) -> String {
+        let (run, func) = self.entry.parts();
+        [
+            SPEC_VERSION.to_owned(),
+            format!("{}:{}", self.exe.0, self.exe.1),
+            self.parent.to_string(),
+            field(&self.parent_name),
+            u8::from(self.daemon).to_string(),
+            format!("{run}:{func}"),
+            field(&self.channel),
+            field(&self.name),
+        ]
+        .join(&SEP.to_string())
+    }
+
+    fn decode(s: &str) -> Option<Spec> {
+        let f: Vec<&str> = s.split(SEP).collect();
+        let [
+            version,
+            exe,
+            parent,
+            parent_name,
+            daemon,
+            entry,
+            channel,
+            name,
+        ] = f[..]
+        else {
+            return None;
+        };
+        if version != SPEC_VERSION {
+            return None;
+        }
+        let pair = |s: &str| -> Option<(u64, u64)> {
+            let (a, b) = s.split_once(':')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        };
+        let (run, func) = pair(entry)?;
+        Some(Spec {
+            exe: pair(exe)?,
+            parent: parent.parse().ok()?,
+            parent_name: parent_name.to_owned(),
+            daemon: match daemon {
+                "0" => false,
+                "1" => true,
+                _ => return None,
+            },
+            entry: Entry::from_environment(run, func),
+            channel: channel.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+}
+
+/// This process's name and its parent's, once it knows it is a child.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub(crate) name: String,
+    pub(crate) parent_name: String,
+}
+
+/// Set when this process runs as a spawned or forked child (overwritten in a forked child).
+static IDENTITY: Mutex<Option<Identity>> = Mutex::new(None);
+/// Set once a spawned child has been taken over by [`intercept`].
+static INTERCEPTED: AtomicBool = AtomicBool::new(false);
+
+/// This process's identity as a child: from a spawn or fork, else from a launching parent's
+/// [`COMMAND_ENV`]; `None` in a main process.
+pub(crate) fn identity() -> Option<Identity> {
+    let set = IDENTITY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    set.or_else(|| {
+        let raw = std::env::var(COMMAND_ENV).ok()?;
+        let f: Vec<&str> = raw.split(SEP).collect();
+        match f[..] {
+            [SPEC_VERSION, _parent, parent_name, name] => Some(Identity {
+                name: name.to_owned(),
+                parent_name: parent_name.to_owned(),
+            }),
+            _ => None,
+        }
+    })
+}
+
+/// The [`COMMAND_ENV`] value for a command launched by this process as `name`.
+pub(crate) fn command_env(name: &str) -> String {
+    let me = crate::process::current_process();
+    [
+        SPEC_VERSION.to_owned(),
+        std::process::id().to_string(),
+        field(&me.name),
+        field(name),
+    ]
+    .join(&SEP.to_string())
+}
+
+/// The job in [`SPAWN_ENV`], if there is one and it was meant for this executable (a different
+/// program that inherited the variable leaves it alone).
+fn job_for_this_executable() -> Option<Spec> {
+    let spec = std::env::var(SPAWN_ENV)
+        .ok()
+        .and_then(|s| Spec::decode(&s))?;
+    (sys::exe_identity().ok() == Some(spec.exe)).then_some(spec)
+}
+
+/// Fails when this process is a spawned child that was not taken over (the start-up hook did
+/// not run and `main` does not call `child_main`): starting children from here would start
+/// them over and over, each running `main` again.
+pub(crate) fn refuse_if_not_intercepted() -> Result<(), ProcessError> {
+    if !INTERCEPTED.load(Ordering::Relaxed) && job_for_this_executable().is_some() {
+        return Err(ProcessError::NotIntercepted { pid: 0 });
+    }
+    Ok(())
+}
+
+/// Takes this process over if it is a spawned child: runs its function and exits. Returns at
+/// once otherwise, and on every call after the first.
+pub(crate) fn intercept() {
+    static ONCE: AtomicBool = AtomicBool::new(false);
+    if ONCE.swap(true, Ordering::Relaxed) || std::env::var_os(SPAWN_ENV).is_none() {
+        return;
+    }
+    let job = job_for_this_executable();
+    // Children it starts get their own; a program it runs must not see this one. (A variable
+    // meant for another executable, inherited by this one, goes too.)
+    sys::env_remove(SPAWN_ENV);
+    let Some(spec) = job else { return };
+    sys::ignore_sigpipe();
+    let code = run(&spec);
+    std::process::exit(code)
+}
+
+/// Runs a forked child's job (the fork happened in `Process::start`) and ends the process
+/// without running its parent's exit handlers or destructors a second time.
+pub(crate) fn run_forked(spec: &Spec) -> ! {
+    let code = run(spec);
+    let _ = std::io::stdout().flush();
+    sys::exit_now(code)
+}
+
+/// Does the child's job; its exit status: 0 when the function returned, 1 when it panicked
+/// (as Python's 1 for an exception), [`EXIT_SETUP`] when the job could not be read.
+fn run(spec: &Spec) -> i32 {
+    INTERCEPTED.store(true, Ordering::Relaxed);
+    *IDENTITY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Identity {
+        name: spec.name.clone(),
+        parent_name: spec.parent_name.clone(),
+    });
+    if spec.daemon {
+        if let Err(e) = sys::die_with_parent(spec.parent) {
+            eprintln!("mpshm: cannot ask to die with the parent: {e}");
+            return EXIT_SETUP;
+        }
+    }
+    let chan = match Channel::open(&spec.channel) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mpshm: this child process cannot open its channel: {e}");
+            return EXIT_SETUP;
+        }
+    };
+    let arg = match chan.try_get() {
+        Ok(m) if m.first() == Some(&tag::ARG) => m,
+        _ => {
+            eprintln!("mpshm: this child process found no argument in its channel");
+            return EXIT_SETUP;
+        }
+    };
+    // Both sides have the channel mapped now, and nobody opens it again: without its name it
+    // cannot outlive them, even if the parent is killed.
+    channel::remove(&spec.channel);
+    let mut out = vec![tag::RESULT];
+    spec.entry.call(&mut &arg[1..], &mut out);
+    let code = if out.get(1) == Some(&status::OK) {
+        0
+    } else {
+        1
+    };
+    hand_back(&chan, &spec.channel, out);
+    code
+}
+
+/// Puts the outcome `out` (tagged `RESULT`) where the parent will look.
+fn hand_back(chan: &Channel, name: &str, out: Vec<u8>) {
+    if out.len() <= chan.max_message() {
+        let _ = chan.try_put(out);
+        return;
+    }
+    let elsewhere = format!("{name}r");
+    match Channel::create(&elsewhere, 1, out.len()) {
+        Ok(big) => {
+            big.persist();
+            let _ = big.try_put(out);
+            let _ = chan.try_put(vec![tag::RESULT_ELSEWHERE]);
+        }
+        Err(e) => {
+            eprintln!(
+                "mpshm: cannot hand back a result of {} bytes: {e}",
+                out.len()
+            );
+            let mut too_large = vec![tag::RESULT, status::TOO_LARGE];
+            too_large.extend_from_slice(&(out.len() as u64).to_le_bytes());
+            let _ = chan.try_put(too_large);
+        }
+    }
+}

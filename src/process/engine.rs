@@ -1,0 +1,666 @@
+//! The pool's engine: it hands tasks to workers, files their outcomes, and watches the
+//! workers, replacing any that ends.
+//!
+//! Each worker has its own task channel (see `workers.rs`) and runs its tasks in the order it
+//! got them, so the engine knows which tasks a worker holds (`Slot::held`, oldest first). When a
+//! worker ends, the engine first files every outcome still waiting in the result channel (all
+//! that the dead worker put are there: a worker that has exited puts nothing more), then takes
+//! back the tasks still in the worker's channel (it never took them) and hands them to other
+//! workers. What is left of what it held is the task it was running, and only that task fails,
+//! with [`ProcessError::WorkerDied`]. Python's pool hangs here instead (CPython issue 96062).
+//!
+//! One thread per pool (the *manager*) receives the outcomes and watches the workers; it also
+//! starts every worker, so that a daemon worker's `PR_SET_PDEATHSIG` is tied to a thread that
+//! lives as long as the pool. Callers hand over work directly, under the engine's lock.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use crate::error::ProcessError;
+use crate::process::channel::Blob;
+use crate::process::entry::{Entry, Origin};
+use crate::process::jobs::{Chunk, Sink, Submit};
+use crate::process::payload::Payload;
+use crate::process::workers::sealed::Backend;
+use crate::process::workers::{DEPTH, End, Setup, Worker, wire};
+
+/// How often the manager looks at the workers and the task timeouts when no outcome arrives.
+const TICK: Duration = Duration::from_millis(10);
+/// How long the manager waits for one of the outcomes it knows are queued (a live worker may
+/// be in the middle of putting one ahead of them).
+const DRAIN_WAIT: Duration = Duration::from_millis(100);
+/// How many outcomes the manager files per turn of its lock.
+const BATCH: usize = 64;
+/// How many workers of a slot in a row may exit before they said they were ready before the
+/// pool gives up (a program that cannot start its workers would otherwise start them forever).
+const MAX_START_FAILURES: u32 = 3;
+
+/// What a pool was built with.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) processes: usize,
+    pub(crate) max_tasks: u64,
+    pub(crate) task_timeout: Option<Duration>,
+    pub(crate) max_message: usize,
+    pub(crate) initializer: Option<(Entry, Vec<u8>)>,
+}
+
+enum Phase {
+    Open,
+    /// `close` was called: no new work; the workers exit once the work is done.
+    Closed,
+    /// `terminate` was called: the workers are killed.
+    Terminated,
+    /// The pool gave up (the initializer failed, or no worker can be started).
+    Broken(ProcessError),
+}
+
+struct Slot<W> {
+    worker: Option<W>,
+    /// The ids of the tasks the worker holds, in the order it runs them.
+    held: VecDeque<u64>,
+    /// Tasks handed to this worker (for `max_tasks`).
+    sent: u64,
+    /// When the worker started its current task, as far as the engine can tell: when it got
+    /// it while idle, or when the one before came back. Never later than the truth.
+    busy_since: Instant,
+    ready: bool,
+    closed: bool,
+    start_failures: u32,
+}
+
+struct Task {
+    sink: Arc<dyn Sink>,
+    /// Its first item's index in the job, and how many it has.
+    first: usize,
+    items: usize,
+    /// How many outcomes came back.
+    delivered: usize,
+    /// The slot of the worker that holds it.
+    slot: Option<usize>,
+    timed_out: bool,
+    /// The rest of its outcomes could not be read; they were failed.
+    spoiled: bool,
+    /// The blob segment holding its argument, removed with the task.
+    _blob: Option<Blob>,
+}
+
+struct State<W> {
+    slots: Vec<Slot<W>>,
+    /// Task messages not handed to a worker yet.
+    backlog: VecDeque<Vec<u8>>,
+    tasks: HashMap<u64, Task>,
+    next_task: u64,
+    workers_started: u64,
+    phase: Phase,
+    /// Jobs completed under the lock, whose callbacks run once it is released.
+    finished: Vec<Arc<dyn Sink>>,
+}
+
+pub(crate) struct Engine<B: Backend> {
+    backend: B,
+    settings: Settings,
+    key: [u64; 2],
+    state: Mutex<State<B::Worker>>,
+}
+
+fn task_id(msg: &[u8]) -> Option<u64> {
+    wire::u64_at(msg, 1)
+}
+
+impl<B: Backend> Engine<B> {
+    pub(crate) fn new(mut settings: Settings) -> Result<Engine<B>, ProcessError> {
+        settings.max_message = B::message_limit(settings.max_message);
+        let backend = B::new(settings.processes, settings.max_message)?;
+        let slots = (0..settings.processes)
+            .map(|_| Slot {
+                worker: None,
+                held: VecDeque::new(),
+                sent: 0,
+                busy_since: Instant::now(),
+                ready: false,
+                closed: false,
+                start_failures: 0,
+            })
+            .collect();
+        Ok(Engine {
+            backend,
+            key: crate::process::entry::new_key(),
+            settings,
+            state: Mutex::new(State {
+                slots,
+                backlog: VecDeque::new(),
+                tasks: HashMap::new(),
+                next_task: 0,
+                workers_started: 0,
+                phase: Phase::Open,
+                finished: Vec::new(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State<B::Worker>> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Releases the lock, then runs the callbacks of the jobs completed under it.
+    fn unlock(&self, mut st: MutexGuard<'_, State<B::Worker>>) {
+        let finished = std::mem::take(&mut st.finished);
+        drop(st);
+        for job in finished {
+            job.finish();
+        }
+    }
+
+    fn setup(&self, slot: usize) -> Setup {
+        Setup {
+            slot: slot as u32,
+            max_tasks: self.settings.max_tasks,
+            max_message: self.settings.max_message as u64,
+            init: self.settings.initializer.as_ref().map(|(entry, arg)| {
+                let (run, func) = entry.parts();
+                ((run, func, entry.seal(self.key, [0, 0])), arg.clone())
+            }),
+            ..Setup::default()
+        }
+    }
+
+    fn start_worker(&self, st: &mut State<B::Worker>, i: usize) -> Result<(), ProcessError> {
+        st.workers_started += 1;
+        let worker = self
+            .backend
+            .start(self.setup(i), st.workers_started, self.key)?;
+        let slot = &mut st.slots[i];
+        slot.worker = Some(worker);
+        slot.held.clear();
+        slot.sent = 0;
+        slot.ready = false;
+        slot.closed = false;
+        slot.busy_since = Instant::now();
+        Ok(())
+    }
+
+    /// Starts every worker (on the manager thread, before `manage`).
+    pub(crate) fn start_workers(&self) -> Result<(), ProcessError> {
+        let mut st = self.lock();
+        for i in 0..st.slots.len() {
+            if let Err(e) = self.start_worker(&mut st, i) {
+                for slot in &mut st.slots {
+                    if let Some(w) = &slot.worker {
+                        w.kill();
+                    }
+                    slot.worker = None;
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Why the pool takes no work, if it does not.
+    fn refusal(st: &State<B::Worker>) -> Option<ProcessError> {
+        match &st.phase {
+            Phase::Open => None,
+            Phase::Closed | Phase::Terminated => Some(ProcessError::Closed),
+            Phase::Broken(e) => Some(e.duplicate()),
+        }
+    }
+
+    fn fail(
+        st: &mut State<B::Worker>,
+        sink: &Arc<dyn Sink>,
+        items: std::ops::Range<usize>,
+        err: &ProcessError,
+    ) {
+        if sink.fail(items, err) {
+            st.finished.push(Arc::clone(sink));
+        }
+    }
+
+    /// Hands waiting tasks to the workers with room, the least busy first.
+    fn pump(&self, st: &mut State<B::Worker>) {
+        if !matches!(st.phase, Phase::Open | Phase::Closed) {
+            return;
+        }
+        let max_tasks = self.settings.max_tasks;
+        let timed = self.settings.task_timeout.is_some();
+        while !st.backlog.is_empty() {
+            let pick = st
+                .slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| {
+                    s.worker.is_some()
+                        && !s.closed
+                        && s.held.len() < DEPTH
+                        && (max_tasks == 0 || s.sent < max_tasks)
+                })
+                .min_by_key(|(_, s)| s.held.len())
+                .map(|(i, _)| i);
+            let Some(i) = pick else { return };
+            let Some(msg) = st.backlog.pop_front() else {
+                return;
+            };
+            let Some(id) = task_id(&msg) else { continue };
+            let slot = &mut st.slots[i];
+            let Some(worker) = &slot.worker else { return };
+            match worker.send(msg) {
+                Ok(()) => {
+                    // The clock is read only when a task timeout needs it.
+                    if slot.held.is_empty() && timed {
+                        slot.busy_since = Instant::now();
+                    }
+                    slot.held.push_back(id);
+                    slot.sent += 1;
+                    if let Some(t) = st.tasks.get_mut(&id) {
+                        t.slot = Some(i);
+                    }
+                }
+                Err(msg) => {
+                    st.backlog.push_front(msg);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Files one message from a worker.
+    fn handle(&self, st: &mut State<B::Worker>, msg: &[u8]) {
+        match msg.first() {
+            Some(&wire::READY) => {
+                if let Some(slot) = wire::u32_at(msg, 1).and_then(|i| st.slots.get_mut(i as usize))
+                {
+                    slot.ready = true;
+                    slot.start_failures = 0;
+                }
+            }
+            Some(&wire::INIT_FAILED) => {
+                let message = msg
+                    .get(5..)
+                    .and_then(|mut b| String::decode(&mut b))
+                    .unwrap_or_else(|| "(no message)".to_owned());
+                self.give_up(st, ProcessError::InitializerFailed { message });
+            }
+            Some(&wire::PART) => self.file_part(st, msg),
+            _ => {}
+        }
+    }
+
+    fn file_part(&self, st: &mut State<B::Worker>, msg: &[u8]) {
+        let (Some(id), Some(first), Some(&last)) = (
+            task_id(msg),
+            wire::u32_at(msg, 9),
+            msg.get(wire::PART_HEADER - 1),
+        ) else {
+            return;
+        };
+        let Some(task) = st.tasks.get_mut(&id) else {
+            // A task that failed already (timed out, or the pool was terminated).
+            return;
+        };
+        let worker = task.slot.and_then(|i| st.slots[i].worker.as_ref());
+        let blobs = worker.and_then(Worker::blob_prefix);
+        let from = Origin {
+            pid: worker.map_or(0, Worker::pid),
+            max_message: self.settings.max_message,
+            blobs: blobs.as_deref(),
+        };
+        let mut finished = None;
+        if !task.spoiled && first as usize == task.delivered {
+            let (n, valid, done) = task.sink.deliver(
+                task.first + task.delivered,
+                task.items - task.delivered,
+                &msg[wire::PART_HEADER..],
+                from,
+            );
+            task.delivered += n;
+            if done {
+                finished = Some(Arc::clone(&task.sink));
+            }
+            if !valid || (last == 1 && task.delivered < task.items) {
+                task.spoiled = true;
+                let rest = task.first + task.delivered..task.first + task.items;
+                if task
+                    .sink
+                    .fail(rest, &ProcessError::Decode { what: "a result" })
+                {
+                    finished = Some(Arc::clone(&task.sink));
+                }
+            }
+        }
+        st.finished.extend(finished);
+        if last == 1 {
+            let slot = st.tasks.remove(&id).and_then(|t| t.slot);
+            if let Some(slot) = slot.and_then(|i| st.slots.get_mut(i)) {
+                slot.held.retain(|&t| t != id);
+                if self.settings.task_timeout.is_some() {
+                    slot.busy_since = Instant::now();
+                }
+            }
+        }
+    }
+
+    /// Fails everything and stops taking work.
+    fn give_up(&self, st: &mut State<B::Worker>, err: ProcessError) {
+        if matches!(st.phase, Phase::Terminated | Phase::Broken(_)) {
+            return;
+        }
+        self.fail_all(st, &err);
+        st.phase = Phase::Broken(err);
+        for slot in &st.slots {
+            if let Some(w) = &slot.worker {
+                w.kill();
+            }
+        }
+    }
+
+    fn fail_all(&self, st: &mut State<B::Worker>, err: &ProcessError) {
+        st.backlog.clear();
+        let tasks: Vec<Task> = st.tasks.drain().map(|(_, t)| t).collect();
+        for t in tasks {
+            if !t.spoiled {
+                Self::fail(st, &t.sink, t.first + t.delivered..t.first + t.items, err);
+            }
+        }
+        for slot in &mut st.slots {
+            slot.held.clear();
+        }
+    }
+
+    /// Looks at every worker: buries those that ended, kills those past the task timeout, and
+    /// starts replacements.
+    fn check_workers(&self, st: &mut State<B::Worker>) {
+        for i in 0..st.slots.len() {
+            let Some(worker) = st.slots[i].worker.as_mut() else {
+                continue;
+            };
+            if let Some(end) = worker.ended() {
+                self.drain(st);
+                self.bury(st, i, end);
+                continue;
+            }
+            let slot = &st.slots[i];
+            let (Some(limit), Some(&id)) = (self.settings.task_timeout, slot.held.front()) else {
+                continue;
+            };
+            if slot.busy_since.elapsed() < limit {
+                continue;
+            }
+            if let Some(t) = st.tasks.get_mut(&id).filter(|t| !t.timed_out) {
+                t.timed_out = true;
+                if let Some(w) = &st.slots[i].worker {
+                    w.kill();
+                }
+            }
+        }
+        self.replace_workers(st);
+    }
+
+    /// Files the outcomes queued now: every one a worker that has ended put is among them.
+    fn drain(&self, st: &mut State<B::Worker>) {
+        for _ in 0..self.backend.pending() {
+            match self.backend.recv(DRAIN_WAIT) {
+                Some(m) => self.handle(st, &m),
+                None => break,
+            }
+        }
+    }
+
+    /// Deals with the worker of slot `i`, which ended: its untaken tasks go back to the
+    /// backlog, the task it was running fails.
+    fn bury(&self, st: &mut State<B::Worker>, i: usize, end: End) {
+        let Some(worker) = st.slots[i].worker.take() else {
+            return;
+        };
+        let pid = worker.pid();
+        let untaken = worker.recover();
+        let mut back: HashSet<u64> = HashSet::new();
+        for msg in untaken.into_iter().rev() {
+            if let Some(id) = task_id(&msg).filter(|id| st.tasks.contains_key(id)) {
+                back.insert(id);
+                st.backlog.push_front(msg);
+            }
+        }
+        let held: Vec<u64> = st.slots[i].held.drain(..).collect();
+        for id in held {
+            if back.contains(&id) {
+                if let Some(t) = st.tasks.get_mut(&id) {
+                    t.slot = None;
+                }
+                continue;
+            }
+            let Some(t) = st.tasks.remove(&id) else {
+                continue;
+            };
+            if t.spoiled {
+                continue;
+            }
+            let err = match self.settings.task_timeout {
+                Some(after) if t.timed_out => ProcessError::TaskTimeout { pid, after },
+                _ => ProcessError::WorkerDied {
+                    pid,
+                    exit: end.exit,
+                },
+            };
+            Self::fail(st, &t.sink, t.first + t.delivered..t.first + t.items, &err);
+        }
+        // A worker that exits by itself before it said it was ready could not start (a signal
+        // is someone else's doing). A child that ran `main` will not do better next time.
+        let slot = &mut st.slots[i];
+        if !slot.ready && matches!(end.exit, crate::error::Exit::Code(_)) {
+            slot.start_failures += 1;
+            let hopeless = matches!(end.error, Some(ProcessError::NotIntercepted { .. }));
+            if hopeless || slot.start_failures >= MAX_START_FAILURES {
+                let err = end.error.unwrap_or(ProcessError::Exited {
+                    pid,
+                    exit: end.exit,
+                });
+                self.give_up(st, err);
+            }
+        }
+        drop(worker);
+    }
+
+    /// Whether work is queued or running.
+    fn busy(st: &State<B::Worker>) -> bool {
+        !st.tasks.is_empty() || !st.backlog.is_empty()
+    }
+
+    fn replace_workers(&self, st: &mut State<B::Worker>) {
+        let wanted = match st.phase {
+            Phase::Open => true,
+            Phase::Closed => Self::busy(st),
+            _ => false,
+        };
+        if !wanted {
+            return;
+        }
+        for i in 0..st.slots.len() {
+            if st.slots[i].worker.is_some() {
+                continue;
+            }
+            if let Err(e) = self.start_worker(st, i) {
+                // Try again at the next look, unless no worker is left to do the work.
+                if st.slots.iter().all(|s| s.worker.is_none()) {
+                    self.give_up(st, e);
+                }
+                return;
+            }
+        }
+    }
+
+    /// The manager thread's loop: until the pool is closed and done, or terminated.
+    pub(crate) fn manage(&self) {
+        let mut last_look = Instant::now();
+        loop {
+            let msg = self.backend.recv(TICK);
+            let mut st = self.lock();
+            let got = msg.is_some();
+            if let Some(m) = msg {
+                self.handle(&mut st, &m);
+                for _ in 0..BATCH {
+                    match self.backend.recv(Duration::ZERO) {
+                        Some(m) => self.handle(&mut st, &m),
+                        None => break,
+                    }
+                }
+            }
+            if !got || last_look.elapsed() >= TICK {
+                self.check_workers(&mut st);
+                last_look = Instant::now();
+            }
+            self.pump(&mut st);
+            match st.phase {
+                Phase::Terminated | Phase::Broken(_) => {
+                    let workers: Vec<_> = st
+                        .slots
+                        .iter_mut()
+                        .filter_map(|s| s.worker.take())
+                        .collect();
+                    self.unlock(st);
+                    for w in &workers {
+                        w.kill();
+                    }
+                    // Dropping a worker reaps it and removes its channel.
+                    drop(workers);
+                    return;
+                }
+                Phase::Closed if !Self::busy(&st) => {
+                    for slot in &mut st.slots {
+                        if let (Some(w), false) = (&slot.worker, slot.closed) {
+                            w.close();
+                            slot.closed = true;
+                        }
+                    }
+                    if st.slots.iter().all(|s| s.worker.is_none()) {
+                        self.unlock(st);
+                        return;
+                    }
+                }
+                _ => {}
+            }
+            self.unlock(st);
+        }
+    }
+
+    /// Stops taking work; the workers exit once the work queued is done.
+    pub(crate) fn close(&self) {
+        let mut st = self.lock();
+        if matches!(st.phase, Phase::Open) {
+            st.phase = Phase::Closed;
+        }
+    }
+
+    /// Kills the workers now and fails the work not done with [`ProcessError::Terminated`].
+    pub(crate) fn terminate(&self) {
+        let mut st = self.lock();
+        if !matches!(st.phase, Phase::Terminated | Phase::Broken(_)) {
+            self.fail_all(&mut st, &ProcessError::Terminated);
+            st.phase = Phase::Terminated;
+        }
+        for slot in &st.slots {
+            if let Some(w) = &slot.worker {
+                w.kill();
+            }
+        }
+        self.unlock(st);
+    }
+
+    /// Whether `close` or `terminate` was called (or the pool gave up).
+    pub(crate) fn is_stopping(&self) -> bool {
+        !matches!(self.lock().phase, Phase::Open)
+    }
+
+    /// The pids of the workers now running.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.lock()
+            .slots
+            .iter()
+            .filter_map(|s| s.worker.as_ref().map(Worker::pid))
+            .collect()
+    }
+
+    /// Kills and reaps every worker left (after the manager thread ended early).
+    pub(crate) fn kill_all(&self) {
+        let mut st = self.lock();
+        let workers: Vec<_> = st
+            .slots
+            .iter_mut()
+            .filter_map(|s| s.worker.take())
+            .collect();
+        drop(st);
+        for w in &workers {
+            w.kill();
+        }
+    }
+}
+
+impl<B: Backend> Submit for Engine<B> {
+    fn submit(
+        &self,
+        entry: &Result<Entry, ProcessError>,
+        sink: Arc<dyn Sink>,
+        chunks: Vec<Chunk>,
+        failed: Vec<(usize, ProcessError)>,
+    ) {
+        let mut st = self.lock();
+        for (i, e) in failed {
+            Self::fail(&mut st, &sink, i..i + 1, &e);
+        }
+        let refusal = match entry {
+            Err(e) => Some(e.duplicate()),
+            Ok(_) => Self::refusal(&st),
+        };
+        match (entry, refusal) {
+            (_, Some(err)) => {
+                for c in &chunks {
+                    Self::fail(&mut st, &sink, c.first..c.first + c.items, &err);
+                }
+            }
+            (Ok(entry), None) => {
+                for mut c in chunks {
+                    let id = st.next_task;
+                    st.next_task += 1;
+                    // The chunker keeps a chunk under 2^32 items.
+                    let count = u32::try_from(c.items).unwrap_or(u32::MAX);
+                    let kind = if c.blob.is_some() {
+                        wire::TASK_BLOB
+                    } else {
+                        wire::TASK
+                    };
+                    wire::write_task_header(&mut c.msg, kind, (id, count), *entry, self.key);
+                    st.tasks.insert(
+                        id,
+                        Task {
+                            sink: Arc::clone(&sink),
+                            first: c.first,
+                            items: c.items,
+                            delivered: 0,
+                            slot: None,
+                            timed_out: false,
+                            spoiled: false,
+                            _blob: c.blob,
+                        },
+                    );
+                    st.backlog.push_back(c.msg);
+                }
+                self.pump(&mut st);
+            }
+            (Err(_), None) => {}
+        }
+        self.unlock(st);
+    }
+
+    fn processes(&self) -> usize {
+        self.settings.processes
+    }
+
+    fn max_message(&self) -> usize {
+        self.settings.max_message
+    }
+
+    fn stash(&self, bytes: Vec<u8>) -> Option<Result<Blob, ProcessError>> {
+        self.backend.stash(bytes)
+    }
+}

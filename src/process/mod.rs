@@ -1,0 +1,134 @@
+//! Processes and pools, as Python's `multiprocessing` has them: [`Process`] runs a function of
+//! this program in a child process, [`Pool`] spreads calls over worker processes, and
+//! [`ThreadPool`] is the same pool on threads (Python's `multiprocessing.dummy`).
+//!
+//! ```
+//! use mpshm::process::{Pool, Process};
+//!
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//!
+//! let p = Process::new(square, 7);
+//! p.start()?;
+//! assert_eq!(p.join()?, 49);
+//!
+//! let pool = Pool::new(2)?;
+//! assert_eq!(pool.map(square, 1..=4)?, [1, 4, 9, 16]);
+//! # Ok::<(), mpshm::ProcessError>(())
+//! ```
+//!
+//! A child is an ordinary OS process: this executable started again (it runs only the
+//! function: mpshm takes it over before `main`), or a fork. Arguments and results are
+//! [`Payload`]s, copied through shared-memory queues. If the program's start-up hook cannot run
+//! (an unusual linker setup), `start` fails with [`NotIntercepted`](crate::ProcessError::NotIntercepted)
+//! and the error says to call [`child_main`] first thing in `main`.
+
+mod channel;
+mod child;
+mod engine;
+mod entry;
+mod jobs;
+mod payload;
+mod pool;
+#[allow(
+    clippy::module_inception,
+    reason = "the Process type lives in process/process.rs, beside Pool in process/pool.rs"
+)]
+mod process;
+mod workers;
+
+pub use crate::error::{Exit, ProcessError};
+pub use jobs::{AsyncResult, IMap};
+#[cfg(feature = "serde")]
+pub use payload::Serde;
+pub use payload::{Payload, Raw};
+pub use pool::{DEFAULT_MAX_MESSAGE, Pool, PoolBuilder, ThreadPool};
+pub use process::{Process, StartMethod};
+pub use workers::{Processes, Threads};
+
+use crate::sys;
+
+/// Takes this process over if it is a spawned child, running its function and exiting; returns
+/// at once in any other process.
+///
+/// mpshm does this by itself before `main` starts (from an ELF constructor), so a program needs
+/// this call only where that hook cannot run; then a child's `start` fails with
+/// [`NotIntercepted`](crate::ProcessError::NotIntercepted), whose message says to add it. A
+/// program whose own start-up code must run in its children first (the hook runs before
+/// `main`, and before constructors linked after mpshm's) sets `MPSHM_PROCESS_HOOK=main` in its
+/// environment and calls this. Make it the first line of `main`:
+///
+/// ```
+/// # #[allow(clippy::needless_doctest_main, reason = "the point is where the call goes")]
+/// fn main() {
+///     mpshm::process::child_main();
+///     // ... the program ...
+/// }
+/// ```
+pub fn child_main() {
+    child::intercept();
+}
+
+/// Who a process is: Python's `current_process()` and `parent_process()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProcessInfo {
+    /// Its name: `MainProcess` for a program started otherwise than by mpshm, the name its
+    /// parent gave it for a child.
+    pub name: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Its parent's process id (0 if unknown).
+    pub ppid: u32,
+}
+
+/// This process: its name, pid and parent's pid.
+///
+/// ```
+/// let me = mpshm::process::current_process();
+/// assert_eq!(me.pid, std::process::id());
+/// assert_eq!(me.name, "MainProcess");
+/// ```
+pub fn current_process() -> ProcessInfo {
+    ProcessInfo {
+        name: child::identity().map_or_else(|| "MainProcess".to_owned(), |i| i.name),
+        pid: std::process::id(),
+        ppid: sys::parent_pid(),
+    }
+}
+
+/// The process that started this one through mpshm, or `None` in a main process.
+///
+/// ```
+/// assert!(mpshm::process::parent_process().is_none());
+/// ```
+pub fn parent_process() -> Option<ProcessInfo> {
+    let me = child::identity()?;
+    let pid = sys::parent_pid();
+    Some(ProcessInfo {
+        name: me.parent_name,
+        pid,
+        ppid: sys::parent_of(pid).unwrap_or(0),
+    })
+}
+
+/// The number of CPUs online (Python's `cpu_count()`). A [`Pool`] starts as many workers as
+/// this process may run on at once, which can be fewer (`std::thread::available_parallelism`).
+///
+/// ```
+/// assert!(mpshm::process::cpu_count() >= 1);
+/// ```
+pub fn cpu_count() -> usize {
+    sys::online_cpus()
+}
+
+/// The segment name a parent handed this process under `key` with
+/// [`Process::set_segment`], if any.
+///
+/// ```
+/// assert_eq!(mpshm::process::segment_name("NO_SUCH_KEY"), None);
+/// ```
+pub fn segment_name(key: &str) -> Option<String> {
+    std::env::var(format!("{}{key}", child::SEGMENT_ENV_PREFIX)).ok()
+}

@@ -1,0 +1,816 @@
+//! [`Condition`]: Python's `Condition` in a named segment — wait for a notify while holding a
+//! cross-process lock, which the wait releases and takes back.
+//!
+//! Waiting threads, of any process, take a slot in the segment's table while they hold the lock:
+//! a ticket (the order they began waiting in), their process and a state word, which is the
+//! futex word the waiter sleeps on. `notify(n)` (lock held) marks the `n` oldest waiting slots
+//! notified and wakes each; so it wakes at most `n` of the threads waiting when it was called,
+//! never one that begins waiting after it, and exactly `n` when that many wait. A waiter whose
+//! timeout runs out withdraws its slot with one compare-and-swap, so a notify cannot be spent on
+//! it unless it comes first (and then the wait reports the notify). Slots are only claimed and
+//! freed, and only marked notified, under the lock; each change is one word.
+//!
+//! The lock is the condition's own (a reentrant one, in its segment's lock area, as Python's
+//! default `RLock`), or a [`Lock`] or [`RLock`] of the user's, named in the segment. A wait
+//! releases it at the depth this thread holds it (read from the mutex) and takes it back as
+//! deep.
+//!
+//! Each handle holds a record; sleepers wake when a recorded process dies (see `roster`), take
+//! the lock, and reclaim the slots of dead processes: a dead waiter's slot is freed, and a
+//! notify that reached a dead waiter is passed to the oldest live one that was already waiting
+//! when it was made. So a notifier killed between its mark and its wake loses nothing, and a
+//! waiter killed in any state leaves no one blocked past their timeout.
+
+use std::io;
+use std::time::Instant;
+
+use crate::error::ConditionError;
+use crate::sync::atomic::{
+    AtomicU32, AtomicU64,
+    Ordering::{AcqRel, Acquire, Relaxed, Release},
+};
+use crate::sync::park::futex_wake;
+use crate::sync::roster::{Roster, Woke, alive};
+
+/// The words of a condition, as stored after its lock area.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct CondCtl {
+    /// The next waiter's ticket.
+    pub(crate) tickets: AtomicU64,
+    /// Slots at this index and above have never been used.
+    pub(crate) high: AtomicU32,
+    _pad: AtomicU32,
+    /// The name of the user's lock, little-endian bytes (its length is in the header).
+    pub(crate) name: [AtomicU64; 4],
+    _reserved: [AtomicU64; 2],
+}
+
+/// One waiting thread.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct Slot {
+    /// `FREE`, `WAITING`, `NOTIFIED` or `LEFT`: the futex word the waiter sleeps on.
+    pub(crate) state: AtomicU32,
+    _pad: AtomicU32,
+    /// When it began to wait (from `CondCtl::tickets`).
+    pub(crate) ticket: AtomicU64,
+    /// For a notified slot: the ticket counter when the notify was made (a notify passed on from
+    /// a dead waiter may go only to a waiter with an earlier ticket).
+    pub(crate) mark: AtomicU64,
+    /// The waiter's process (`roster` owner word).
+    pub(crate) owner: AtomicU64,
+}
+
+// SAFETY: `CondCtl` and `Slot` are atomics only: every bit pattern is valid and all mutation is
+// atomic. (Not under loom, whose atomics are handles into the model rather than words in
+// memory.)
+#[cfg(not(loom))]
+unsafe impl crate::segment::Shared for CondCtl {}
+// SAFETY: as above.
+#[cfg(not(loom))]
+unsafe impl crate::segment::Shared for Slot {}
+
+pub(crate) const CTL_SIZE: usize = std::mem::size_of::<CondCtl>();
+pub(crate) const SLOT_SIZE: usize = std::mem::size_of::<Slot>();
+#[cfg(not(loom))]
+const _: () = assert!(CTL_SIZE == 64 && SLOT_SIZE == 32);
+
+pub(crate) const FREE: u32 = 0;
+pub(crate) const WAITING: u32 = 1;
+pub(crate) const NOTIFIED: u32 = 2;
+/// Its waiter timed out before any notify reached it, and has not yet freed the slot.
+const LEFT: u32 = 3;
+
+/// The lock a condition waits with: released at its full depth, and taken back.
+pub(crate) trait CondLock {
+    /// Releases the lock, which this thread holds, as many times as it holds it; that depth.
+    fn release_all(&self) -> io::Result<u32>;
+    /// Takes the lock `depth` times; whether it reported a holder's death (poisoned).
+    fn retake(&self, depth: u32) -> io::Result<bool>;
+}
+
+/// The condition algorithm over its words, its slots and its records. Every method but the
+/// sleeping part of `wait` runs with the condition's lock held, which orders these words for
+/// every other holder: Relaxed suffices there.
+pub(crate) struct CondCore<'a> {
+    pub(crate) ctl: &'a CondCtl,
+    pub(crate) slots: &'a [Slot],
+    pub(crate) roster: Roster<'a>,
+}
+
+impl CondCore<'_> {
+    /// The slots in use so far.
+    fn used(&self) -> &[Slot] {
+        let high = (self.ctl.high.load(Relaxed) as usize).min(self.slots.len());
+        &self.slots[..high]
+    }
+
+    /// Claims a free slot for a waiter of process `owner`.
+    fn claim(&self, owner: u64) -> Option<&Slot> {
+        let (index, slot) = self
+            .slots
+            .iter()
+            .enumerate()
+            .find(|(_, s)| s.state.load(Relaxed) == FREE)?;
+        let ticket = self.ctl.tickets.load(Relaxed);
+        self.ctl.tickets.store(ticket.wrapping_add(1), Relaxed);
+        slot.owner.store(owner, Relaxed);
+        slot.ticket.store(ticket, Relaxed);
+        slot.mark.store(0, Relaxed);
+        // Release: pairs with the Acquire loads of the state in `wait`'s sleep loop (none of
+        // the fields above is read there, but a notifier in another process reads them after
+        // taking the lock, which orders them anyway).
+        slot.state.store(WAITING, Release);
+        if index >= self.ctl.high.load(Relaxed) as usize {
+            self.ctl.high.store(index as u32 + 1, Relaxed);
+        }
+        Some(slot)
+    }
+
+    /// Marks `slot` notified by a notify made at ticket count `mark`, and wakes its waiter;
+    /// whether the slot was still waiting.
+    fn notify_slot(&self, slot: &Slot, mark: u64) -> bool {
+        slot.mark.store(mark, Relaxed);
+        // AcqRel: the Release half pairs with the Acquire load of the state in `wait`; the
+        // Acquire half with the waiter's own withdrawal, which it races.
+        let won = slot
+            .state
+            .compare_exchange(WAITING, NOTIFIED, AcqRel, Acquire)
+            .is_ok();
+        if won {
+            futex_wake(&slot.state, 1);
+        }
+        won
+    }
+
+    /// Wakes at most `n` of the threads waiting now, oldest first; how many it woke.
+    pub(crate) fn notify(&self, n: usize) -> usize {
+        self.notify_before(n, u64::MAX)
+    }
+
+    /// Wakes at most `n` waiters whose ticket is below `limit`, oldest first.
+    fn notify_before(&self, n: usize, limit: u64) -> usize {
+        if n == 0 {
+            return 0;
+        }
+        let now = self.ctl.tickets.load(Relaxed);
+        let mut waiting: Vec<(u64, &Slot)> = self
+            .used()
+            .iter()
+            .filter(|s| s.state.load(Relaxed) == WAITING)
+            .map(|s| (s.ticket.load(Relaxed), s))
+            .filter(|&(ticket, _)| ticket < limit)
+            .collect();
+        waiting.sort_unstable_by_key(|&(ticket, _)| ticket);
+        let mut woken = 0;
+        for (_, slot) in waiting {
+            if woken == n {
+                break;
+            }
+            if self.notify_slot(slot, now) {
+                woken += 1;
+            }
+        }
+        woken
+    }
+
+    /// Frees the slots of dead processes, passing on each notify that reached a dead waiter,
+    /// and frees their records.
+    pub(crate) fn reclaim_dead(&self) {
+        for slot in self.used() {
+            let st = slot.state.load(Relaxed);
+            if st == FREE || alive(slot.owner.load(Relaxed)) {
+                continue;
+            }
+            slot.state.store(FREE, Relaxed);
+            if st == NOTIFIED {
+                let mark = slot.mark.load(Relaxed);
+                // Only to a waiter that was already waiting when the notify was made.
+                self.notify_before(1, mark);
+            }
+        }
+        for dead in self.roster.dead() {
+            self.roster.free(dead);
+        }
+    }
+
+    /// Releases `lock` (held by this thread), sleeps until notified or `deadline`, and takes
+    /// `lock` back; whether it was notified.
+    pub(crate) fn wait(
+        &self,
+        owner: u64,
+        lock: &impl CondLock,
+        deadline: Option<Instant>,
+    ) -> Result<bool, ConditionError> {
+        let slot = match self.claim(owner) {
+            Some(slot) => slot,
+            None => {
+                self.reclaim_dead();
+                self.claim(owner).ok_or(ConditionError::TooManyWaiters {
+                    max: self.slots.len(),
+                })?
+            }
+        };
+        let depth = match lock.release_all() {
+            Ok(depth) => depth,
+            Err(e) => {
+                slot.state.store(FREE, Relaxed);
+                return Err(ConditionError::Os(e));
+            }
+        };
+        let mut poisoned = false;
+        let mut holding = false;
+        let notified = loop {
+            // Acquire: pairs with the AcqRel compare-and-swap in `notify_slot`.
+            if slot.state.load(Acquire) != WAITING {
+                break true;
+            }
+            match self.roster.sleep(&slot.state, WAITING, deadline) {
+                Woke::Changed => {}
+                Woke::TimedOut => {
+                    // Withdraw, unless a notify came first.
+                    break slot
+                        .state
+                        .compare_exchange(WAITING, LEFT, AcqRel, Acquire)
+                        .is_err();
+                }
+                Woke::Death => {
+                    // Reclaiming needs the lock; it may pass this waiter a notify.
+                    match lock.retake(depth) {
+                        Ok(p) => poisoned |= p,
+                        Err(e) => {
+                            slot.state.store(FREE, Relaxed);
+                            return Err(ConditionError::Os(e));
+                        }
+                    }
+                    self.reclaim_dead();
+                    if slot.state.load(Relaxed) != WAITING {
+                        holding = true;
+                        break true;
+                    }
+                    if let Err(e) = lock.release_all() {
+                        slot.state.store(FREE, Relaxed);
+                        return Err(ConditionError::Os(e));
+                    }
+                }
+            }
+        };
+        if !holding {
+            match lock.retake(depth) {
+                Ok(p) => poisoned |= p,
+                Err(e) => {
+                    slot.state.store(FREE, Relaxed);
+                    return Err(ConditionError::Os(e));
+                }
+            }
+        }
+        slot.state.store(FREE, Relaxed);
+        if poisoned {
+            Err(ConditionError::OwnerDied { notified })
+        } else {
+            Ok(notified)
+        }
+    }
+}
+
+#[cfg(loom)]
+impl CondLock for crate::sync::park::ModelLock {
+    fn release_all(&self) -> io::Result<u32> {
+        crate::sync::park::StateLock::leave(self);
+        Ok(1)
+    }
+
+    fn retake(&self, depth: u32) -> io::Result<bool> {
+        for _ in 0..depth {
+            let _ = crate::sync::park::StateLock::enter(self, crate::sync::Patience::Forever);
+        }
+        Ok(false)
+    }
+}
+
+#[cfg(not(loom))]
+pub use handle::{Condition, ConditionGuard};
+
+#[cfg(not(loom))]
+mod handle {
+    use std::fmt;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::error::{Error, LockError};
+    use crate::segment::{Kind, Options, Segment, Spec, validate_name};
+    use crate::sync::roster::{
+        Attachment, How, RECORD_SIZE, RECORDS, entries_ok, identity, map_segment, table_full,
+    };
+    use crate::sync::{Held, RawLock};
+    use crate::{Lock, RLock};
+
+    /// The end of a wait of at most `timeout` from now; `None` (forever) if it cannot be
+    /// represented.
+    fn deadline(timeout: Duration) -> Option<Instant> {
+        Instant::now().checked_add(timeout)
+    }
+
+    /// Waiter slots in a condition: how many threads may wait on it at once.
+    pub(crate) const SLOTS: usize = 256;
+
+    /// Which lock a condition waits with (stored in the header's parameters).
+    const OWN: u64 = 0;
+    const USER_LOCK: u64 = 1;
+    const USER_RLOCK: u64 = 2;
+
+    fn payload_bytes(slots: usize, records: usize) -> usize {
+        CTL_SIZE + slots * SLOT_SIZE + records * RECORD_SIZE
+    }
+
+    /// The spec of a user's lock segment, as `Lock` and `RLock` lay it out.
+    fn lock_spec(kind: Kind) -> Spec {
+        Spec::of::<()>(kind, None, Some(""))
+    }
+
+    /// A lock held through a guard: its mutex and the segment whose `RawLock` takes it back.
+    struct UserLock<'a> {
+        seg: &'a Segment,
+    }
+
+    impl CondLock for UserLock<'_> {
+        fn release_all(&self) -> io::Result<u32> {
+            let mutex = self.seg.mutex().expect("a lock segment has a lock");
+            let depth = mutex.held_depth();
+            if depth == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the condition's lock does not name this thread as its holder: the segment is corrupt",
+                ));
+            }
+            for _ in 0..depth {
+                mutex.unlock()?;
+            }
+            Ok(depth)
+        }
+
+        fn retake(&self, depth: u32) -> io::Result<bool> {
+            let mut poisoned = false;
+            for _ in 0..depth {
+                // Each level goes back to the guards that took it: forget this `Held`.
+                match RawLock::of(self.seg).acquire() {
+                    Ok(held) => std::mem::forget(held),
+                    Err(LockError::OwnerDied(held)) => {
+                        std::mem::forget(held);
+                        poisoned = true;
+                    }
+                    Err(LockError::Os(e)) => return Err(e),
+                    Err(e) => {
+                        return Err(io::Error::other(format!(
+                            "the condition's lock could not be taken back: {e}"
+                        )));
+                    }
+                }
+            }
+            Ok(poisoned)
+        }
+    }
+
+    /// Which lock a new condition uses.
+    enum LockChoice<'a> {
+        Own,
+        User { kind: Kind, name: &'a str },
+    }
+
+    /// A condition variable in a named segment (Python's `multiprocessing.Condition`): threads
+    /// of any process wait on it while holding its lock, and are woken by a notify from any
+    /// other.
+    ///
+    /// Its lock is its own reentrant lock ([`create`](Self::create), like Python's default
+    /// `RLock`), or a [`Lock`] or [`RLock`] the user passes
+    /// ([`create_with_lock`](Self::create_with_lock),
+    /// [`create_with_rlock`](Self::create_with_rlock)), whose name is stored in the segment and
+    /// opened again by [`open`](Self::open). Take the lock with [`acquire`](Self::acquire); the
+    /// guard waits and notifies. A wait releases the lock however many times this thread holds
+    /// it, and takes it back as many times.
+    ///
+    /// At most 256 threads may wait at once ([`ConditionError::TooManyWaiters`]); each open
+    /// handle holds one of 256 process records ([`Error::InUse`] when all are taken).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let name = format!("doc-cond-{}", std::process::id());
+    /// let cond = mpshm::Condition::create(&name)?;
+    /// let mut guard = cond.acquire().expect("lock");
+    /// // Nobody notifies: the wait times out, and the lock is held again.
+    /// assert!(!guard.wait_timeout(Duration::from_millis(1)).expect("wait"));
+    /// assert_eq!(guard.notify(1), 0); // nobody waits
+    /// # drop(guard);
+    /// # Ok::<(), mpshm::Error>(())
+    /// ```
+    pub struct Condition {
+        seg: Segment,
+        /// The user's lock segment; `None` for the condition's own lock.
+        lock: Option<Segment>,
+        attach: Attachment,
+        slots: usize,
+        records: usize,
+    }
+
+    impl Condition {
+        fn new(
+            name: &str,
+            how: How,
+            choice: LockChoice<'_>,
+            opts: &Options,
+        ) -> Result<Condition, Error> {
+            let (kind_code, lock_name) = match choice {
+                LockChoice::Own => (OWN, ""),
+                LockChoice::User { kind, name } => (
+                    if kind == Kind::RLock {
+                        USER_RLOCK
+                    } else {
+                        USER_LOCK
+                    },
+                    validate_name(name)?,
+                ),
+            };
+            let mut name_words = [0u64; 4];
+            for (i, b) in lock_name.bytes().enumerate() {
+                name_words[i / 8] |= u64::from(b) << (8 * (i % 8));
+            }
+            let seg = map_segment(
+                name,
+                how,
+                Kind::Condition,
+                [
+                    SLOTS as u64,
+                    RECORDS as u64,
+                    kind_code,
+                    lock_name.len() as u64,
+                ],
+                opts,
+                |[slots, records, kind, len]| {
+                    (entries_ok(slots)
+                        && entries_ok(records)
+                        && kind <= USER_RLOCK
+                        && len <= 32
+                        && (kind == OWN) == (len == 0))
+                        .then(|| payload_bytes(slots as usize, records as usize))
+                },
+                |seg| {
+                    let ctl: &CondCtl = seg.shared(seg.payload_offset());
+                    for (w, v) in ctl.name.iter().zip(name_words) {
+                        w.store(v, Relaxed);
+                    }
+                },
+            )?;
+            let [slots, records, kind, len] = seg.params();
+            let lock = if kind == OWN {
+                None
+            } else {
+                let ctl: &CondCtl = seg.shared(seg.payload_offset());
+                let bytes: Vec<u8> = ctl
+                    .name
+                    .iter()
+                    .flat_map(|w| w.load(Relaxed).to_le_bytes())
+                    .take(len as usize)
+                    .collect();
+                let lock_name = String::from_utf8(bytes).map_err(|_| Error::Corrupt {
+                    name: seg.name().to_owned(),
+                    reason: "the name of its lock is not UTF-8".to_owned(),
+                })?;
+                let lock_kind = if kind == USER_RLOCK {
+                    Kind::RLock
+                } else {
+                    Kind::Lock
+                };
+                Some(Segment::open(&lock_name, &lock_spec(lock_kind), opts)?)
+            };
+            let cond = Condition {
+                seg,
+                lock,
+                attach: Attachment::default(),
+                slots: slots as usize,
+                records: records as usize,
+            };
+            if cond.member().is_none() {
+                return Err(table_full(&cond.seg, cond.records));
+            }
+            Ok(cond)
+        }
+
+        fn core(&self) -> CondCore<'_> {
+            let off = self.seg.payload_offset();
+            CondCore {
+                ctl: self.seg.shared(off),
+                slots: self.seg.shared_slice(off + CTL_SIZE, self.slots),
+                roster: Roster::new(
+                    self.seg
+                        .shared_slice(off + CTL_SIZE + self.slots * SLOT_SIZE, self.records),
+                ),
+            }
+        }
+
+        /// This process's record (claimed again after `fork`): it makes this process's death
+        /// wake the sleepers. A child that finds the table full goes on without one.
+        fn member(&self) -> Option<crate::sync::roster::Member> {
+            let core = self.core();
+            self.attach.get(|word| core.roster.claim(word))
+        }
+
+        fn lock_segment(&self) -> &Segment {
+            self.lock.as_ref().unwrap_or(&self.seg)
+        }
+
+        /// Creates the condition `name` exclusively, with a reentrant lock of its own.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
+        pub fn create(name: &str) -> Result<Condition, Error> {
+            Self::create_with(name, &Options::new())
+        }
+
+        /// [`create`](Self::create) with options (mode, open timeout; the type tag is unused).
+        ///
+        /// # Errors
+        ///
+        /// As [`create`](Self::create).
+        pub fn create_with(name: &str, opts: &Options) -> Result<Condition, Error> {
+            Condition::new(name, How::Create, LockChoice::Own, opts)
+        }
+
+        /// Creates the condition `name` exclusively over the user's `lock`, which must stay
+        /// reachable by its name for as long as others open the condition.
+        ///
+        /// ```
+        /// let pid = std::process::id();
+        /// let lock = mpshm::Lock::create(&format!("doc-cl-{pid}"))?;
+        /// let cond = mpshm::Condition::create_with_lock(&format!("doc-cc-{pid}"), &lock)?;
+        /// let guard = cond.acquire().expect("lock");
+        /// assert!(lock.try_acquire().is_err()); // the same lock
+        /// # drop(guard);
+        /// # Ok::<(), mpshm::Error>(())
+        /// ```
+        ///
+        /// # Errors
+        ///
+        /// As [`create`](Self::create), and as [`Lock::open`] for the lock.
+        pub fn create_with_lock(name: &str, lock: &Lock) -> Result<Condition, Error> {
+            let choice = LockChoice::User {
+                kind: Kind::Lock,
+                name: lock.name(),
+            };
+            Condition::new(name, How::Create, choice, &Options::new())
+        }
+
+        /// Creates the condition `name` exclusively over the user's reentrant `lock`.
+        ///
+        /// # Errors
+        ///
+        /// As [`create_with_lock`](Self::create_with_lock).
+        pub fn create_with_rlock(name: &str, lock: &RLock) -> Result<Condition, Error> {
+            let choice = LockChoice::User {
+                kind: Kind::RLock,
+                name: lock.name(),
+            };
+            Condition::new(name, How::Create, choice, &Options::new())
+        }
+
+        /// Opens the existing condition `name` (and the user's lock it names, if any).
+        ///
+        /// # Errors
+        ///
+        /// [`Error::NotFound`] (for the condition or its lock), [`Error::KindMismatch`],
+        /// [`Error::InUse`] when its process records are all taken, [`Error::Corrupt`],
+        /// [`Error::NotReady`], [`Error::Io`].
+        pub fn open(name: &str) -> Result<Condition, Error> {
+            Self::open_with(name, &Options::new())
+        }
+
+        /// [`open`](Self::open) with options.
+        ///
+        /// # Errors
+        ///
+        /// As [`open`](Self::open).
+        pub fn open_with(name: &str, opts: &Options) -> Result<Condition, Error> {
+            Condition::new(name, How::Open, LockChoice::Own, opts)
+        }
+
+        /// Opens `name`, creating it with a lock of its own if it does not exist.
+        ///
+        /// # Errors
+        ///
+        /// As [`create`](Self::create) and [`open`](Self::open).
+        pub fn open_or_create(name: &str) -> Result<Condition, Error> {
+            Self::open_or_create_with(name, &Options::new())
+        }
+
+        /// [`open_or_create`](Self::open_or_create) with options.
+        ///
+        /// # Errors
+        ///
+        /// As [`open_or_create`](Self::open_or_create).
+        pub fn open_or_create_with(name: &str, opts: &Options) -> Result<Condition, Error> {
+            Condition::new(name, How::OpenOrCreate, LockChoice::Own, opts)
+        }
+
+        fn guard<'a>(
+            &'a self,
+            r: Result<Held<'a>, LockError<Held<'a>>>,
+        ) -> Result<ConditionGuard<'a>, LockError<ConditionGuard<'a>>> {
+            let wrap = |held| ConditionGuard { cond: self, held };
+            r.map(wrap).map_err(|e| e.map(wrap))
+        }
+
+        /// Takes the lock (Python's `acquire`, or `with cond:`).
+        ///
+        /// # Errors
+        ///
+        /// As [`Lock::acquire`]: [`LockError::OwnerDied`] with the guard inside when a holder
+        /// died holding it; [`LockError::Deadlock`] re-taking a non-reentrant user `Lock`.
+        pub fn acquire(&self) -> Result<ConditionGuard<'_>, LockError<ConditionGuard<'_>>> {
+            self.guard(RawLock::of(self.lock_segment()).acquire())
+        }
+
+        /// Takes the lock only if it is free.
+        ///
+        /// # Errors
+        ///
+        /// [`LockError::WouldBlock`], or as [`acquire`](Self::acquire).
+        pub fn try_acquire(&self) -> Result<ConditionGuard<'_>, LockError<ConditionGuard<'_>>> {
+            self.guard(RawLock::of(self.lock_segment()).try_acquire())
+        }
+
+        /// Takes the lock, waiting at most `timeout`.
+        ///
+        /// # Errors
+        ///
+        /// [`LockError::Timeout`], or as [`acquire`](Self::acquire).
+        pub fn acquire_timeout(
+            &self,
+            timeout: Duration,
+        ) -> Result<ConditionGuard<'_>, LockError<ConditionGuard<'_>>> {
+            self.guard(RawLock::of(self.lock_segment()).acquire_timeout(timeout))
+        }
+
+        /// The segment name.
+        pub fn name(&self) -> &str {
+            self.seg.name()
+        }
+
+        /// The name of the user's lock it waits with; `None` for its own.
+        pub fn lock_name(&self) -> Option<&str> {
+            self.lock.as_ref().map(Segment::name)
+        }
+
+        /// Keeps the name when this creating handle is dropped; remove it later with
+        /// [`unlink`](crate::unlink).
+        pub fn persist(&self) {
+            self.seg.persist();
+        }
+    }
+
+    impl Drop for Condition {
+        fn drop(&mut self) {
+            if let Some(me) = self.attach.current() {
+                self.core().roster.leave(me);
+            }
+        }
+    }
+
+    impl fmt::Debug for Condition {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("Condition")
+                .field("name", &self.seg.name())
+                .field("lock", &self.lock_name())
+                .field("owner", &self.seg.is_owner())
+                .finish()
+        }
+    }
+
+    /// The lock of a [`Condition`], held; waits and notifies go through it. Released when
+    /// dropped. Not `Send`: a pthread mutex is released by the thread that took it.
+    #[must_use = "the lock is released as soon as the guard is dropped"]
+    pub struct ConditionGuard<'a> {
+        cond: &'a Condition,
+        held: Held<'a>,
+    }
+
+    impl ConditionGuard<'_> {
+        fn wait_until(&mut self, deadline: Option<Instant>) -> Result<bool, ConditionError> {
+            let _ = self.cond.member();
+            let lock = UserLock {
+                seg: self.cond.lock_segment(),
+            };
+            self.cond.core().wait(identity(), &lock, deadline)
+        }
+
+        /// Releases the lock, sleeps until a notify reaches this thread, and takes the lock back.
+        ///
+        /// # Errors
+        ///
+        /// [`ConditionError::OwnerDied`] (the lock is held again) when a holder died holding
+        /// the lock; [`ConditionError::TooManyWaiters`] (the lock was not released);
+        /// [`ConditionError::Os`].
+        pub fn wait(&mut self) -> Result<(), ConditionError> {
+            self.wait_until(None).map(|_| ())
+        }
+
+        /// [`wait`](Self::wait) for at most `timeout` (on the monotonic clock); whether a notify
+        /// came (`false`: it timed out). The lock is held again either way.
+        ///
+        /// # Errors
+        ///
+        /// As [`wait`](Self::wait).
+        pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool, ConditionError> {
+            self.wait_until(deadline(timeout))
+        }
+
+        /// Waits while `condition` holds (checked with the lock held, first before any wait):
+        /// std's `Condvar::wait_while`.
+        ///
+        /// # Errors
+        ///
+        /// As [`wait`](Self::wait).
+        pub fn wait_while(
+            &mut self,
+            mut condition: impl FnMut() -> bool,
+        ) -> Result<(), ConditionError> {
+            while condition() {
+                self.wait_until(None)?;
+            }
+            Ok(())
+        }
+
+        /// Waits until `predicate` holds, or `timeout` has passed (`None`: no limit); the
+        /// predicate's last value (Python's `wait_for`).
+        ///
+        /// # Errors
+        ///
+        /// As [`wait`](Self::wait).
+        pub fn wait_for(
+            &mut self,
+            mut predicate: impl FnMut() -> bool,
+            timeout: Option<Duration>,
+        ) -> Result<bool, ConditionError> {
+            let end = timeout.and_then(deadline);
+            let forever = timeout.is_none() || end.is_none();
+            loop {
+                if predicate() {
+                    return Ok(true);
+                }
+                if !forever && end.is_some_and(|t| Instant::now() >= t) {
+                    return Ok(false);
+                }
+                self.wait_until(if forever { None } else { end })?;
+            }
+        }
+
+        /// Wakes at most `n` of the threads waiting now, oldest first (Python's `notify(n)`);
+        /// how many it woke.
+        pub fn notify(&self, n: usize) -> usize {
+            self.cond.core().notify(n)
+        }
+
+        /// Wakes every thread waiting now; how many.
+        pub fn notify_all(&self) -> usize {
+            self.cond.core().notify(usize::MAX)
+        }
+
+        /// Declares the data guarded by the lock sound again after `OwnerDied`.
+        pub fn mark_consistent(&self) {
+            self.held.mark_consistent();
+        }
+    }
+
+    impl fmt::Debug for ConditionGuard<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("ConditionGuard")
+                .field("condition", &self.cond.name())
+                .finish_non_exhaustive()
+        }
+    }
+}
+
+/// The shared structures of this module, for the pinned layout (`src/layout.rs`).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn shared_layout() -> Vec<String> {
+    vec![
+        crate::layout::pin!(CondCtl {
+            tickets,
+            high,
+            _pad,
+            name,
+            _reserved
+        }),
+        crate::layout::pin!(Slot {
+            state,
+            _pad,
+            ticket,
+            mark,
+            owner
+        }),
+        format!(
+            "constants: FREE {FREE} WAITING {WAITING} NOTIFIED {NOTIFIED} LEFT {LEFT}; slots at \
+             {CTL_SIZE}, then records"
+        ),
+    ]
+}

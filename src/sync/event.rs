@@ -1,0 +1,318 @@
+//! [`Event`]: Python's `Event` in a named segment — a flag that processes set, clear and wait for.
+//!
+//! One futex word holds the flag (bit 0) and a count of the sets that raised it (the other
+//! bits). A waiter returns once the flag is up, or once the count has moved since it began to
+//! wait: a set followed at once by a clear still releases everyone who was waiting (as
+//! `threading.Event` does). `set` raises the flag and bumps the count in one compare-and-swap,
+//! then wakes every sleeper if any is counted in `waiters`. No lock is involved.
+//!
+//! A setter killed between its compare-and-swap and its wake would leave sleepers asleep with the
+//! flag up; so each handle holds a record in the segment, and sleepers also wake when a recorded
+//! process dies (see `roster`), and find the flag.
+
+use std::time::Instant;
+
+use crate::sync::atomic::{AtomicU32, Ordering::SeqCst};
+use crate::sync::park::{fence, futex_wake};
+use crate::sync::roster::{Roster, Woke};
+
+/// The words of an event, as stored at the start of its payload.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct EventCtl {
+    /// Bit 0: the flag. Bits 1..: how many times `set` raised it (wrapping). The futex word.
+    pub(crate) state: AtomicU32,
+    /// Threads asleep in `wait` (an overcount left by a dead waiter costs wake calls only).
+    pub(crate) waiters: AtomicU32,
+}
+
+// SAFETY: `EventCtl` is atomics only: every bit pattern is valid and all mutation is atomic.
+// (Not under loom, whose atomics are handles into the model rather than words in memory.)
+#[cfg(not(loom))]
+unsafe impl crate::segment::Shared for EventCtl {}
+
+/// Bytes of the event's words, padded to a cache line before the records.
+pub(crate) const CTL_SIZE: usize = 64;
+#[cfg(not(loom))]
+const _: () = assert!(std::mem::size_of::<EventCtl>() <= CTL_SIZE);
+
+const FLAG: u32 = 1;
+
+/// The event algorithm over its words and its records.
+pub(crate) struct EventCore<'a> {
+    pub(crate) ctl: &'a EventCtl,
+    pub(crate) roster: Roster<'a>,
+}
+
+impl EventCore<'_> {
+    pub(crate) fn is_set(&self) -> bool {
+        // SeqCst here and below: the flag and `waiters` form a Dekker pair between `set` and
+        // `wait` (each writes one and reads the other), which needs a single total order.
+        self.ctl.state.load(SeqCst) & FLAG != 0
+    }
+
+    pub(crate) fn set(&self) {
+        let mut s = self.ctl.state.load(SeqCst);
+        loop {
+            if s & FLAG != 0 {
+                return; // Already up: the set that raised it woke the sleepers.
+            }
+            let raised = (s & !FLAG).wrapping_add(2) | FLAG;
+            match self.ctl.state.compare_exchange(s, raised, SeqCst, SeqCst) {
+                Ok(_) => break,
+                Err(now) => s = now,
+            }
+        }
+        // Pairs with the fence in `wait`: either that waiter's load sees the flag, or this load
+        // sees it counted.
+        fence(SeqCst);
+        if self.ctl.waiters.load(SeqCst) > 0 {
+            futex_wake(&self.ctl.state, i32::MAX as u32);
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        self.ctl.state.fetch_and(!FLAG, SeqCst);
+    }
+
+    /// Waits until the flag is up or a set happened since the call began, or until `deadline`;
+    /// whether it was set.
+    pub(crate) fn wait(&self, deadline: Option<Instant>) -> bool {
+        let start = self.ctl.state.load(SeqCst);
+        if start & FLAG != 0 {
+            return true;
+        }
+        let was_set = |s: u32| s & FLAG != 0 || s != start;
+        self.ctl.waiters.fetch_add(1, SeqCst);
+        // Pairs with the fence in `set`.
+        fence(SeqCst);
+        let set = loop {
+            let now = self.ctl.state.load(SeqCst);
+            if was_set(now) {
+                break true;
+            }
+            match self.roster.sleep(&self.ctl.state, now, deadline) {
+                Woke::Changed => {}
+                Woke::TimedOut => break was_set(self.ctl.state.load(SeqCst)),
+                Woke::Death => self.reclaim_dead(),
+            }
+        };
+        self.ctl.waiters.fetch_sub(1, SeqCst);
+        set
+    }
+
+    /// Frees the records of dead processes: an event keeps nothing else of theirs.
+    pub(crate) fn reclaim_dead(&self) {
+        for dead in self.roster.dead() {
+            self.roster.free(dead);
+        }
+    }
+}
+
+#[cfg(not(loom))]
+pub use handle::Event;
+
+#[cfg(not(loom))]
+mod handle {
+    use std::fmt;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::error::Error;
+    use crate::segment::{Kind, Options, Segment};
+    use crate::sync::roster::{
+        Attachment, How, RECORD_SIZE, RECORDS, entries_ok, map_segment, table_full,
+    };
+
+    fn payload_bytes(records: usize) -> usize {
+        CTL_SIZE + records * RECORD_SIZE
+    }
+
+    /// A flag in a named segment that processes set, clear and wait for (Python's
+    /// `multiprocessing.Event`).
+    ///
+    /// Waiters sleep in the kernel. A set that happens while they wait releases them even if
+    /// the flag is cleared again at once, as with `threading.Event` (`multiprocessing.Event`
+    /// would return `False` to them). A setter killed inside `set` does not leave them asleep.
+    ///
+    /// ```
+    /// let name = format!("doc-event-{}", std::process::id());
+    /// let ev = mpshm::Event::create(&name)?;
+    /// assert!(!ev.wait_timeout(std::time::Duration::from_millis(1)));
+    /// ev.set();
+    /// assert!(ev.is_set());
+    /// ev.wait(); // returns at once
+    /// # Ok::<(), mpshm::Error>(())
+    /// ```
+    pub struct Event {
+        seg: Segment,
+        attach: Attachment,
+        records: usize,
+    }
+
+    impl Event {
+        fn new(name: &str, how: How, opts: &Options) -> Result<Event, Error> {
+            let seg = map_segment(
+                name,
+                how,
+                Kind::Event,
+                [0, RECORDS as u64, 0, 0],
+                opts,
+                |[_, records, ..]| entries_ok(records).then(|| payload_bytes(records as usize)),
+                |_| {},
+            )?;
+            let records = seg.params()[1] as usize;
+            let ev = Event {
+                seg,
+                attach: Attachment::default(),
+                records,
+            };
+            if ev.member().is_none() {
+                return Err(table_full(&ev.seg, ev.records));
+            }
+            Ok(ev)
+        }
+
+        fn core(&self) -> EventCore<'_> {
+            let off = self.seg.payload_offset();
+            EventCore {
+                ctl: self.seg.shared(off),
+                roster: Roster::new(self.seg.shared_slice(off + CTL_SIZE, self.records)),
+            }
+        }
+
+        /// This process's record (claimed again after `fork`): it makes this process's death
+        /// wake the sleepers. A child that finds the table full goes on without one.
+        fn member(&self) -> Option<crate::sync::roster::Member> {
+            let core = self.core();
+            self.attach.get(|word| {
+                core.roster.claim(word).or_else(|| {
+                    core.reclaim_dead();
+                    core.roster.claim(word)
+                })
+            })
+        }
+
+        /// Creates the event `name` exclusively, cleared.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
+        pub fn create(name: &str) -> Result<Event, Error> {
+            Self::create_with(name, &Options::new())
+        }
+
+        /// [`create`](Self::create) with options (mode, open timeout; the type tag is unused).
+        ///
+        /// # Errors
+        ///
+        /// As [`create`](Self::create).
+        pub fn create_with(name: &str, opts: &Options) -> Result<Event, Error> {
+            Event::new(name, How::Create, opts)
+        }
+
+        /// Opens the existing event `name`.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::NotFound`], [`Error::KindMismatch`], [`Error::InUse`] when its process
+        /// records are all taken, [`Error::Corrupt`], [`Error::NotReady`], [`Error::Io`].
+        pub fn open(name: &str) -> Result<Event, Error> {
+            Self::open_with(name, &Options::new())
+        }
+
+        /// [`open`](Self::open) with options.
+        ///
+        /// # Errors
+        ///
+        /// As [`open`](Self::open).
+        pub fn open_with(name: &str, opts: &Options) -> Result<Event, Error> {
+            Event::new(name, How::Open, opts)
+        }
+
+        /// Opens `name`, creating it (cleared) if it does not exist.
+        ///
+        /// # Errors
+        ///
+        /// As [`create`](Self::create) and [`open`](Self::open).
+        pub fn open_or_create(name: &str) -> Result<Event, Error> {
+            Self::open_or_create_with(name, &Options::new())
+        }
+
+        /// [`open_or_create`](Self::open_or_create) with options.
+        ///
+        /// # Errors
+        ///
+        /// As [`open_or_create`](Self::open_or_create).
+        pub fn open_or_create_with(name: &str, opts: &Options) -> Result<Event, Error> {
+            Event::new(name, How::OpenOrCreate, opts)
+        }
+
+        /// Whether the flag is up.
+        pub fn is_set(&self) -> bool {
+            self.core().is_set()
+        }
+
+        /// Raises the flag and wakes every waiter.
+        pub fn set(&self) {
+            let _ = self.member();
+            self.core().set();
+        }
+
+        /// Lowers the flag.
+        pub fn clear(&self) {
+            self.core().clear();
+        }
+
+        /// Sleeps until the flag is up (at once if it is).
+        pub fn wait(&self) {
+            let _ = self.member();
+            self.core().wait(None);
+        }
+
+        /// Sleeps until the flag is up or `timeout` has passed (on the monotonic clock); whether
+        /// it was set. A set during the wait counts even if the flag was cleared again since.
+        pub fn wait_timeout(&self, timeout: Duration) -> bool {
+            let _ = self.member();
+            self.core().wait(Instant::now().checked_add(timeout))
+        }
+
+        /// The segment name.
+        pub fn name(&self) -> &str {
+            self.seg.name()
+        }
+
+        /// Keeps the name when this creating handle is dropped; remove it later with
+        /// [`unlink`](crate::unlink).
+        pub fn persist(&self) {
+            self.seg.persist();
+        }
+    }
+
+    impl Drop for Event {
+        fn drop(&mut self) {
+            if let Some(me) = self.attach.current() {
+                self.core().roster.leave(me);
+            }
+        }
+    }
+
+    impl fmt::Debug for Event {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("Event")
+                .field("name", &self.seg.name())
+                .field("set", &self.is_set())
+                .field("owner", &self.seg.is_owner())
+                .finish()
+        }
+    }
+}
+
+/// The shared structures of this module, for the pinned layout (`src/layout.rs`).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn shared_layout() -> Vec<String> {
+    vec![
+        crate::layout::pin!(EventCtl { state, waiters }),
+        format!("constants: FLAG {FLAG}; records at {CTL_SIZE}"),
+    ]
+}

@@ -1,0 +1,881 @@
+//! [`Semaphore`] and [`BoundedSemaphore`]: Python's `multiprocessing.Semaphore` and
+//! `BoundedSemaphore` in a named segment, whose permits come back when a process that holds them
+//! dies.
+//!
+//! The free count and the number of sleeping waiters share one word, guarded by the segment's
+//! robust mutex (the state lock, held for a few stores and never while sleeping). Each handle has
+//! a record in the segment (`roster`) whose data word counts the permits its process holds
+//! through guards and the threads it has asleep. Every update touches the state words and at
+//! most one record; it is written first to a one-entry redo log, then applied, so a process
+//! killed inside the state lock leaves either nothing or a complete update, which the next
+//! holder (told by the robust mutex) applies again. When a recorded process dies, whoever finds
+//! it returns its permits to the count and uncounts its sleepers, then frees the record.
+//!
+//! Waiters sleep on `seq`, which a release bumps (and wakes one sleeper) only when someone
+//! sleeps; a sleeper also wakes when a recorded process dies, since that may return permits or
+//! take a wake-up with it.
+
+use std::time::Instant;
+
+use crate::error::{AcquireError, ReleaseError};
+use crate::sync::Patience;
+use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::Release};
+use crate::sync::park::{EnterError, Entered, Inside, StateLock, futex_wake};
+use crate::sync::roster::{Member, Roster, Woke};
+
+/// The largest count a semaphore holds (`SEM_VALUE_MAX` on Linux).
+pub const SEMAPHORE_MAX: u32 = i32::MAX as u32;
+
+/// The record index in the redo log of an update that touches no record.
+const NO_RECORD: u64 = u64::MAX;
+
+/// The state words of a semaphore, as stored after its lock area.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct SemCtl {
+    /// The futex word waiters sleep on: bumped when a permit comes back while someone sleeps.
+    pub(crate) seq: AtomicU32,
+    /// 1 while the redo log holds an update being applied.
+    pub(crate) redo_valid: AtomicU32,
+    /// Free permits (low half) and threads asleep waiting for one (high half).
+    pub(crate) state: AtomicU64,
+    /// Permits held through guards, every process together.
+    pub(crate) held: AtomicU64,
+    /// The redo log: the record the update touches (`NO_RECORD`: none) and its new data, and the
+    /// new `state` and `held`.
+    pub(crate) redo_record: AtomicU64,
+    pub(crate) redo_data: AtomicU64,
+    pub(crate) redo_state: AtomicU64,
+    pub(crate) redo_held: AtomicU64,
+    _reserved: AtomicU64,
+}
+
+// SAFETY: `SemCtl` is atomics only: every bit pattern is valid and all mutation is atomic. (Not
+// under loom, whose atomics are handles into the model rather than words in memory.)
+#[cfg(not(loom))]
+unsafe impl crate::segment::Shared for SemCtl {}
+
+/// Bytes of the state words.
+pub(crate) const CTL_SIZE: usize = std::mem::size_of::<SemCtl>();
+#[cfg(not(loom))]
+const _: () = assert!(CTL_SIZE == 64);
+
+/// `(low, high)` halves of a state or record word: `(count, waiters)` or `(held, waiting)`.
+#[inline]
+pub(crate) fn halves(w: u64) -> (u32, u32) {
+    (w as u32, (w >> 32) as u32)
+}
+
+#[inline]
+pub(crate) fn word(low: u32, high: u32) -> u64 {
+    u64::from(low) | (u64::from(high) << 32)
+}
+
+/// What an operation writes: the new state words and, if any, one record's new data.
+struct Update {
+    record: Option<(usize, u64)>,
+    state: u64,
+    held: u64,
+}
+
+/// The semaphore algorithm over its state words, its state lock and its records.
+pub(crate) struct SemCore<'a, L: StateLock> {
+    pub(crate) ctl: &'a SemCtl,
+    pub(crate) lock: &'a L,
+    pub(crate) roster: Roster<'a>,
+    pub(crate) initial: u32,
+    pub(crate) bounded: bool,
+}
+
+impl<'a, L: StateLock> SemCore<'a, L> {
+    /// Enters the state lock, first finishing the update of a holder that died inside.
+    fn enter(&self, patience: Patience) -> Result<Inside<'a, L>, EnterError> {
+        let (inside, how) = Inside::enter(self.lock, patience)?;
+        if how == Entered::Repair {
+            self.repair();
+        }
+        Ok(inside)
+    }
+
+    /// Applies a logged update again (it may have been cut short), and wakes every sleeper: the
+    /// dead holder may have bumped `seq` without waking anyone.
+    fn repair(&self) {
+        // Acquire: pairs with the Release store of `redo_valid` in `commit`, made by the holder
+        // that died; the log's words are visible if the flag is.
+        if self
+            .ctl
+            .redo_valid
+            .load(crate::sync::atomic::Ordering::Acquire)
+            == 1
+        {
+            self.apply();
+        }
+        self.ctl.seq.fetch_add(1, Relaxed);
+        futex_wake(&self.ctl.seq, i32::MAX as u32);
+    }
+
+    /// Logs `u`, applies it, and clears the log. Called with the state lock held; the lock
+    /// orders these words for every other holder, so Relaxed suffices but for the log flag.
+    fn commit(&self, u: Update) {
+        let c = self.ctl;
+        let (index, data) = u.record.map_or((NO_RECORD, 0), |(i, d)| (i as u64, d));
+        c.redo_record.store(index, Relaxed);
+        c.redo_data.store(data, Relaxed);
+        c.redo_state.store(u.state, Relaxed);
+        c.redo_held.store(u.held, Relaxed);
+        // Release: pairs with the Acquire load in `repair`.
+        c.redo_valid.store(1, Release);
+        self.apply();
+        c.redo_valid.store(0, Release);
+    }
+
+    /// Writes the logged update to its words.
+    fn apply(&self) {
+        let c = self.ctl;
+        let index = c.redo_record.load(Relaxed);
+        if let Some(r) = usize::try_from(index)
+            .ok()
+            .and_then(|i| self.roster.record(i))
+        {
+            r.data.store(c.redo_data.load(Relaxed), Relaxed);
+        }
+        c.state.store(c.redo_state.load(Relaxed), Relaxed);
+        c.held.store(c.redo_held.load(Relaxed), Relaxed);
+    }
+
+    /// The data word of `me`'s record (0 if the index is out of range).
+    fn data(&self, me: Member) -> u64 {
+        self.roster
+            .record(me.index)
+            .map_or(0, |r| r.data.load(Relaxed))
+    }
+
+    /// The free permits.
+    pub(crate) fn value(&self) -> u32 {
+        halves(self.ctl.state.load(Relaxed)).0
+    }
+
+    /// Takes a permit for `me`, waiting as `patience` allows (`deadline` is its end).
+    pub(crate) fn acquire(
+        &self,
+        me: Member,
+        patience: Patience,
+        deadline: Option<Instant>,
+    ) -> Result<(), AcquireError> {
+        let gave_up = || match patience {
+            Patience::None => AcquireError::WouldBlock,
+            _ => AcquireError::Timeout,
+        };
+        // Whether this thread is counted among the waiters (in `state` and in its record).
+        let mut counted = false;
+        let mut reclaim = false;
+        loop {
+            // A counted waiter must get back in to uncount itself, deadline or not.
+            let inside = match self.enter(if counted { Patience::Forever } else { patience }) {
+                Ok(inside) => inside,
+                Err(EnterError::Busy) => return Err(gave_up()),
+                Err(EnterError::Os(e)) => return Err(AcquireError::Os(e)),
+            };
+            if reclaim {
+                self.reclaim_dead();
+                reclaim = false;
+            }
+            let (count, waiters) = halves(self.ctl.state.load(Relaxed));
+            let held = self.ctl.held.load(Relaxed);
+            let (mine, sleeping) = halves(self.data(me));
+            let less = u32::from(counted);
+            if count > 0 {
+                self.commit(Update {
+                    record: Some((
+                        me.index,
+                        word(mine.saturating_add(1), sleeping.saturating_sub(less)),
+                    )),
+                    state: word(count - 1, waiters.saturating_sub(less)),
+                    held: held.saturating_add(1),
+                });
+                return Ok(());
+            }
+            if patience.spent() {
+                if counted {
+                    self.commit(Update {
+                        record: Some((me.index, word(mine, sleeping.saturating_sub(1)))),
+                        state: word(count, waiters.saturating_sub(1)),
+                        held,
+                    });
+                }
+                return Err(gave_up());
+            }
+            if !counted {
+                self.commit(Update {
+                    record: Some((me.index, word(mine, sleeping.saturating_add(1)))),
+                    state: word(count, waiters.saturating_add(1)),
+                    held,
+                });
+                counted = true;
+            }
+            let seen = self.ctl.seq.load(Relaxed);
+            drop(inside);
+            if self.roster.sleep(&self.ctl.seq, seen, deadline) == Woke::Death {
+                reclaim = true;
+            }
+        }
+    }
+
+    /// Wakes one sleeper after a permit came back, if anyone sleeps. Called with the state lock
+    /// held; the wake itself is issued by [`wake_one`] once it is left.
+    fn bump_if_waiting(&self, waiters: u32) -> bool {
+        if waiters > 0 {
+            self.ctl.seq.fetch_add(1, Relaxed);
+        }
+        waiters > 0
+    }
+
+    fn wake_one(&self) {
+        futex_wake(&self.ctl.seq, 1);
+    }
+
+    /// Returns a permit `me` holds through a guard.
+    pub(crate) fn give_back(&self, me: Member) {
+        let Ok(inside) = self.enter(Patience::Forever) else {
+            return; // The lock is corrupt: nothing can be returned to it.
+        };
+        let (mine, sleeping) = halves(self.data(me));
+        if mine == 0 {
+            return; // Already returned (a corrupt record): create no permit from nothing.
+        }
+        let (count, waiters) = halves(self.ctl.state.load(Relaxed));
+        self.commit(Update {
+            record: Some((me.index, word(mine - 1, sleeping))),
+            state: word(count.saturating_add(1), waiters),
+            held: self.ctl.held.load(Relaxed).saturating_sub(1),
+        });
+        let wake = self.bump_if_waiting(waiters);
+        drop(inside);
+        if wake {
+            self.wake_one();
+        }
+    }
+
+    /// Drops a permit `me` holds from the books: it is neither returned nor recovered.
+    pub(crate) fn forget(&self, me: Member) {
+        let Ok(_inside) = self.enter(Patience::Forever) else {
+            return;
+        };
+        let (mine, sleeping) = halves(self.data(me));
+        if mine == 0 {
+            return;
+        }
+        self.commit(Update {
+            record: Some((me.index, word(mine - 1, sleeping))),
+            state: self.ctl.state.load(Relaxed),
+            held: self.ctl.held.load(Relaxed).saturating_sub(1),
+        });
+    }
+
+    /// Adds a permit that no guard held (Python's `release`).
+    pub(crate) fn release(&self) -> Result<(), ReleaseError> {
+        let inside = self.enter(Patience::Forever).map_err(|e| match e {
+            EnterError::Os(e) => ReleaseError::Os(e),
+            EnterError::Busy => unreachable!("an unbounded wait never gives up"),
+        })?;
+        let (count, waiters) = halves(self.ctl.state.load(Relaxed));
+        let held = self.ctl.held.load(Relaxed);
+        if self.bounded && u64::from(count).saturating_add(held) >= u64::from(self.initial) {
+            return Err(ReleaseError::AboveInitial {
+                initial: self.initial,
+            });
+        }
+        if count >= SEMAPHORE_MAX {
+            return Err(ReleaseError::Overflow);
+        }
+        self.commit(Update {
+            record: None,
+            state: word(count + 1, waiters),
+            held,
+        });
+        let wake = self.bump_if_waiting(waiters);
+        drop(inside);
+        if wake {
+            self.wake_one();
+        }
+        Ok(())
+    }
+
+    /// Returns the permits of every dead record to the count, uncounts its sleepers, and frees
+    /// it. Called with the state lock held.
+    pub(crate) fn reclaim_dead(&self) {
+        let mut returned = false;
+        for dead in self.roster.dead() {
+            let (mine, sleeping) = halves(self.data(dead));
+            if mine > 0 || sleeping > 0 {
+                let (count, waiters) = halves(self.ctl.state.load(Relaxed));
+                self.commit(Update {
+                    record: Some((dead.index, 0)),
+                    state: word(
+                        count.saturating_add(mine).min(SEMAPHORE_MAX),
+                        waiters.saturating_sub(sleeping),
+                    ),
+                    held: self.ctl.held.load(Relaxed).saturating_sub(u64::from(mine)),
+                });
+                returned |= mine > 0;
+            }
+            self.roster.free(dead);
+        }
+        if returned && halves(self.ctl.state.load(Relaxed)).1 > 0 {
+            self.ctl.seq.fetch_add(1, Relaxed);
+            futex_wake(&self.ctl.seq, i32::MAX as u32);
+        }
+    }
+
+    /// Gives `me`'s record back, returning the permits of guards that were leaked (as a death
+    /// would).
+    pub(crate) fn leave(&self, me: Member) {
+        if let Ok(inside) = self.enter(Patience::Forever) {
+            let (mine, _) = halves(self.data(me));
+            if mine > 0 {
+                let (count, waiters) = halves(self.ctl.state.load(Relaxed));
+                self.commit(Update {
+                    record: Some((me.index, 0)),
+                    state: word(count.saturating_add(mine).min(SEMAPHORE_MAX), waiters),
+                    held: self.ctl.held.load(Relaxed).saturating_sub(u64::from(mine)),
+                });
+                let wake = self.bump_if_waiting(waiters);
+                drop(inside);
+                if wake {
+                    futex_wake(&self.ctl.seq, i32::MAX as u32);
+                }
+            }
+        }
+        self.roster.leave(me);
+    }
+}
+
+#[cfg(not(loom))]
+pub use handle::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+
+#[cfg(not(loom))]
+mod handle {
+    use std::fmt;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::error::Error;
+    use crate::segment::{Kind, Options, Segment};
+    use crate::sync::roster::{
+        Attachment, How, RECORD_SIZE, RECORDS, entries_ok, map_segment, table_full,
+    };
+    use crate::sys::RobustMutex;
+
+    fn payload_bytes(records: usize) -> usize {
+        CTL_SIZE + records * RECORD_SIZE
+    }
+
+    /// What `Semaphore` and `BoundedSemaphore` share: the segment and this handle's record.
+    pub(super) struct SemHandle {
+        seg: Segment,
+        attach: Attachment,
+        initial: u32,
+        records: usize,
+        bounded: bool,
+    }
+
+    impl SemHandle {
+        /// The one constructor behind every public one.
+        pub(super) fn new(
+            name: &str,
+            how: How,
+            value: u32,
+            bounded: bool,
+            opts: &Options,
+        ) -> Result<SemHandle, Error> {
+            if value > SEMAPHORE_MAX {
+                return Err(Error::InvalidLength {
+                    len: value as usize,
+                    reason: "a semaphore's value must be at most SEMAPHORE_MAX (2^31 - 1)",
+                });
+            }
+            let kind = if bounded {
+                Kind::BoundedSemaphore
+            } else {
+                Kind::Semaphore
+            };
+            let seg = map_segment(
+                name,
+                how,
+                kind,
+                [u64::from(value), RECORDS as u64, 0, 0],
+                opts,
+                |[initial, records, ..]| {
+                    (initial <= u64::from(SEMAPHORE_MAX) && entries_ok(records))
+                        .then(|| payload_bytes(records as usize))
+                },
+                |seg| {
+                    let ctl: &SemCtl = seg.shared(seg.payload_offset());
+                    ctl.state.store(word(value, 0), Relaxed);
+                },
+            )?;
+            let [initial, records, ..] = seg.params();
+            let handle = SemHandle {
+                seg,
+                attach: Attachment::default(),
+                initial: initial as u32,
+                records: records as usize,
+                bounded,
+            };
+            if handle.member().is_none() {
+                return Err(table_full(&handle.seg, handle.records));
+            }
+            Ok(handle)
+        }
+
+        pub(super) fn core(&self) -> SemCore<'_, RobustMutex> {
+            let off = self.seg.payload_offset();
+            SemCore {
+                ctl: self.seg.shared(off),
+                lock: self.seg.mutex().expect("a semaphore has a lock"),
+                roster: Roster::new(self.seg.shared_slice(off + CTL_SIZE, self.records)),
+                initial: self.initial,
+                bounded: self.bounded,
+            }
+        }
+
+        /// This process's record, claimed now if it has none (a child after `fork`); when the
+        /// table is full, dead processes' records are reclaimed first.
+        fn member(&self) -> Option<Member> {
+            let core = self.core();
+            self.attach.get(|word| {
+                core.roster.claim(word).or_else(|| {
+                    let _inside = core.enter(Patience::Forever).ok()?;
+                    core.reclaim_dead();
+                    core.roster.claim(word)
+                })
+            })
+        }
+
+        pub(super) fn acquire_within(
+            &self,
+            patience: Patience,
+            deadline: Option<Instant>,
+        ) -> Result<SemaphoreGuard<'_>, AcquireError> {
+            let me = self
+                .member()
+                .ok_or(AcquireError::TooManyProcesses { max: self.records })?;
+            self.core().acquire(me, patience, deadline)?;
+            Ok(SemaphoreGuard {
+                handle: self,
+                me,
+                pid: crate::sys::thread_ids().0,
+            })
+        }
+
+        pub(super) fn acquire_timeout(
+            &self,
+            timeout: Duration,
+        ) -> Result<SemaphoreGuard<'_>, AcquireError> {
+            match Instant::now().checked_add(timeout) {
+                Some(t) => self.acquire_within(Patience::Until(t), Some(t)),
+                None => self.acquire_within(Patience::Forever, None),
+            }
+        }
+
+        pub(super) fn name(&self) -> &str {
+            self.seg.name()
+        }
+
+        pub(super) fn persist(&self) {
+            self.seg.persist();
+        }
+
+        pub(super) fn initial(&self) -> u32 {
+            self.initial
+        }
+
+        fn fmt(&self, f: &mut fmt::Formatter<'_>, ty: &str) -> fmt::Result {
+            f.debug_struct(ty)
+                .field("name", &self.seg.name())
+                .field("value", &self.core().value())
+                .field("owner", &self.seg.is_owner())
+                .finish()
+        }
+    }
+
+    impl Drop for SemHandle {
+        fn drop(&mut self) {
+            if let Some(me) = self.attach.current() {
+                self.core().leave(me);
+            }
+        }
+    }
+
+    /// A permit taken from a [`Semaphore`] or [`BoundedSemaphore`]; it goes back when this is
+    /// dropped, and also when the process holding it dies.
+    #[must_use = "the permit goes back as soon as the guard is dropped"]
+    pub struct SemaphoreGuard<'a> {
+        handle: &'a SemHandle,
+        me: Member,
+        /// The process that took it: a copy in a child made by `fork` does not give it back.
+        pid: u32,
+    }
+
+    impl SemaphoreGuard<'_> {
+        /// Keeps the permit taken for good (tokio's `forget`): it does not go back on drop, and
+        /// not when this process dies either. Python's split use — `acquire` here, `release`
+        /// somewhere else, perhaps in another process — is `acquire()?.forget()` followed by
+        /// [`Semaphore::release`].
+        ///
+        /// ```
+        /// let name = format!("doc-forget-{}", std::process::id());
+        /// let sem = mpshm::Semaphore::create(&name, 1)?;
+        /// sem.acquire()?.forget();
+        /// assert_eq!(sem.value(), 0);
+        /// sem.release()?; // from anywhere
+        /// assert_eq!(sem.value(), 1);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn forget(self) {
+            let this = std::mem::ManuallyDrop::new(self);
+            if crate::sys::thread_ids().0 == this.pid {
+                this.handle.core().forget(this.me);
+            }
+        }
+    }
+
+    impl Drop for SemaphoreGuard<'_> {
+        fn drop(&mut self) {
+            if crate::sys::thread_ids().0 == self.pid {
+                self.handle.core().give_back(self.me);
+            }
+        }
+    }
+
+    impl fmt::Debug for SemaphoreGuard<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("SemaphoreGuard")
+                .field("semaphore", &self.handle.name())
+                .finish()
+        }
+    }
+
+    /// A counting semaphore in a named segment (Python's `multiprocessing.Semaphore`).
+    ///
+    /// [`acquire`](Self::acquire) hands out a guard that returns the permit when dropped. Permits
+    /// held through guards are recorded per process, and come back to the count when the
+    /// process dies (even by `SIGKILL`): a waiter blocked in `acquire` gets such a permit. A
+    /// permit kept with [`SemaphoreGuard::forget`] is nobody's: [`release`](Self::release) adds
+    /// one, from any process, as Python's `release` does.
+    ///
+    /// Each open handle holds one of the segment's 256 process records; `open` fails with
+    /// [`Error::InUse`] when all are taken.
+    ///
+    /// ```
+    /// let name = format!("doc-sem-{}", std::process::id());
+    /// let sem = mpshm::Semaphore::create(&name, 2)?;
+    /// let a = sem.acquire()?;
+    /// let b = sem.acquire()?;
+    /// assert!(sem.try_acquire().is_err()); // both permits are out
+    /// drop(a);
+    /// assert_eq!(sem.value(), 1);
+    /// # drop(b);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub struct Semaphore {
+        inner: SemHandle,
+    }
+
+    /// A semaphore that refuses to be released above the value it was created with (Python's
+    /// `multiprocessing.BoundedSemaphore`): [`release`](Self::release) fails with
+    /// [`ReleaseError::AboveInitial`] when the free permits and those held through guards
+    /// already make that value. Otherwise as [`Semaphore`].
+    ///
+    /// ```
+    /// use mpshm::{BoundedSemaphore, ReleaseError};
+    /// let name = format!("doc-bsem-{}", std::process::id());
+    /// let sem = BoundedSemaphore::create(&name, 1)?;
+    /// assert!(matches!(sem.release(), Err(ReleaseError::AboveInitial { initial: 1 })));
+    /// sem.acquire()?.forget();
+    /// sem.release()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub struct BoundedSemaphore {
+        inner: SemHandle,
+    }
+
+    impl Semaphore {
+        /// Creates the semaphore `name` exclusively, with `value` free permits.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::InvalidLength`] for a value above [`SEMAPHORE_MAX`], [`Error::InvalidName`],
+        /// [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
+        pub fn create(name: &str, value: u32) -> Result<Semaphore, Error> {
+            Self::create_with(name, value, &Options::new())
+        }
+
+        /// [`create`](Self::create) with options (mode, open timeout; the type tag is unused).
+        ///
+        /// # Errors
+        ///
+        /// As [`create`](Self::create).
+        pub fn create_with(name: &str, value: u32, opts: &Options) -> Result<Semaphore, Error> {
+            SemHandle::new(name, How::Create, value, false, opts).map(|inner| Semaphore { inner })
+        }
+
+        /// Opens the existing semaphore `name`.
+        ///
+        /// # Errors
+        ///
+        /// [`Error::NotFound`], [`Error::KindMismatch`] (a `BoundedSemaphore` is another kind),
+        /// [`Error::InUse`] when its process records are all taken, [`Error::Corrupt`],
+        /// [`Error::NotReady`], [`Error::Io`].
+        pub fn open(name: &str) -> Result<Semaphore, Error> {
+            Self::open_with(name, &Options::new())
+        }
+
+        /// [`open`](Self::open) with options.
+        ///
+        /// # Errors
+        ///
+        /// As [`open`](Self::open).
+        pub fn open_with(name: &str, opts: &Options) -> Result<Semaphore, Error> {
+            SemHandle::new(name, How::Open, 0, false, opts).map(|inner| Semaphore { inner })
+        }
+
+        /// Opens `name`, creating it with `value` permits if it does not exist.
+        ///
+        /// # Errors
+        ///
+        /// As [`create`](Self::create) and [`open`](Self::open).
+        pub fn open_or_create(name: &str, value: u32) -> Result<Semaphore, Error> {
+            Self::open_or_create_with(name, value, &Options::new())
+        }
+
+        /// [`open_or_create`](Self::open_or_create) with options.
+        ///
+        /// # Errors
+        ///
+        /// As [`open_or_create`](Self::open_or_create).
+        pub fn open_or_create_with(
+            name: &str,
+            value: u32,
+            opts: &Options,
+        ) -> Result<Semaphore, Error> {
+            SemHandle::new(name, How::OpenOrCreate, value, false, opts)
+                .map(|inner| Semaphore { inner })
+        }
+
+        /// Takes a permit, sleeping in the kernel until one is free.
+        ///
+        /// # Errors
+        ///
+        /// [`AcquireError::TooManyProcesses`] in a forked child that found no free record,
+        /// [`AcquireError::Os`] when the segment was overwritten.
+        pub fn acquire(&self) -> Result<SemaphoreGuard<'_>, AcquireError> {
+            self.inner.acquire_within(Patience::Forever, None)
+        }
+
+        /// Takes a permit only if one is free now.
+        ///
+        /// # Errors
+        ///
+        /// [`AcquireError::WouldBlock`], or as [`acquire`](Self::acquire).
+        pub fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, AcquireError> {
+            self.inner.acquire_within(Patience::None, None)
+        }
+
+        /// Takes a permit, waiting at most `timeout` (on the monotonic clock).
+        ///
+        /// # Errors
+        ///
+        /// [`AcquireError::Timeout`], or as [`acquire`](Self::acquire).
+        pub fn acquire_timeout(
+            &self,
+            timeout: Duration,
+        ) -> Result<SemaphoreGuard<'_>, AcquireError> {
+            self.inner.acquire_timeout(timeout)
+        }
+
+        /// Adds a permit (Python's `release`), waking one waiter.
+        ///
+        /// # Errors
+        ///
+        /// [`ReleaseError::Overflow`] above [`SEMAPHORE_MAX`]; [`ReleaseError::Os`].
+        pub fn release(&self) -> Result<(), ReleaseError> {
+            self.inner.core().release()
+        }
+
+        /// The free permits (Python's `get_value`).
+        pub fn value(&self) -> u32 {
+            self.inner.core().value()
+        }
+
+        /// The segment name.
+        pub fn name(&self) -> &str {
+            self.inner.name()
+        }
+
+        /// Keeps the name when this creating handle is dropped; remove it later with
+        /// [`unlink`](crate::unlink).
+        pub fn persist(&self) {
+            self.inner.persist();
+        }
+    }
+
+    impl BoundedSemaphore {
+        /// Creates the bounded semaphore `name` exclusively, with `value` free permits, which is
+        /// also its bound.
+        ///
+        /// # Errors
+        ///
+        /// As [`Semaphore::create`].
+        pub fn create(name: &str, value: u32) -> Result<BoundedSemaphore, Error> {
+            Self::create_with(name, value, &Options::new())
+        }
+
+        /// [`create`](Self::create) with options.
+        ///
+        /// # Errors
+        ///
+        /// As [`create`](Self::create).
+        pub fn create_with(
+            name: &str,
+            value: u32,
+            opts: &Options,
+        ) -> Result<BoundedSemaphore, Error> {
+            SemHandle::new(name, How::Create, value, true, opts)
+                .map(|inner| BoundedSemaphore { inner })
+        }
+
+        /// Opens the existing bounded semaphore `name`.
+        ///
+        /// # Errors
+        ///
+        /// As [`Semaphore::open`].
+        pub fn open(name: &str) -> Result<BoundedSemaphore, Error> {
+            Self::open_with(name, &Options::new())
+        }
+
+        /// [`open`](Self::open) with options.
+        ///
+        /// # Errors
+        ///
+        /// As [`open`](Self::open).
+        pub fn open_with(name: &str, opts: &Options) -> Result<BoundedSemaphore, Error> {
+            SemHandle::new(name, How::Open, 0, true, opts).map(|inner| BoundedSemaphore { inner })
+        }
+
+        /// Opens `name`, creating it with `value` permits if it does not exist.
+        ///
+        /// # Errors
+        ///
+        /// As [`create`](Self::create) and [`open`](Self::open).
+        pub fn open_or_create(name: &str, value: u32) -> Result<BoundedSemaphore, Error> {
+            Self::open_or_create_with(name, value, &Options::new())
+        }
+
+        /// [`open_or_create`](Self::open_or_create) with options.
+        ///
+        /// # Errors
+        ///
+        /// As [`open_or_create`](Self::open_or_create).
+        pub fn open_or_create_with(
+            name: &str,
+            value: u32,
+            opts: &Options,
+        ) -> Result<BoundedSemaphore, Error> {
+            SemHandle::new(name, How::OpenOrCreate, value, true, opts)
+                .map(|inner| BoundedSemaphore { inner })
+        }
+
+        /// As [`Semaphore::acquire`].
+        ///
+        /// # Errors
+        ///
+        /// As [`Semaphore::acquire`].
+        pub fn acquire(&self) -> Result<SemaphoreGuard<'_>, AcquireError> {
+            self.inner.acquire_within(Patience::Forever, None)
+        }
+
+        /// As [`Semaphore::try_acquire`].
+        ///
+        /// # Errors
+        ///
+        /// As [`Semaphore::try_acquire`].
+        pub fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, AcquireError> {
+            self.inner.acquire_within(Patience::None, None)
+        }
+
+        /// As [`Semaphore::acquire_timeout`].
+        ///
+        /// # Errors
+        ///
+        /// As [`Semaphore::acquire_timeout`].
+        pub fn acquire_timeout(
+            &self,
+            timeout: Duration,
+        ) -> Result<SemaphoreGuard<'_>, AcquireError> {
+            self.inner.acquire_timeout(timeout)
+        }
+
+        /// Adds a permit, unless the free permits and those held through guards already make
+        /// the initial value.
+        ///
+        /// # Errors
+        ///
+        /// [`ReleaseError::AboveInitial`]; [`ReleaseError::Os`].
+        pub fn release(&self) -> Result<(), ReleaseError> {
+            self.inner.core().release()
+        }
+
+        /// The free permits.
+        pub fn value(&self) -> u32 {
+            self.inner.core().value()
+        }
+
+        /// The value it was created with, which is its bound.
+        pub fn initial_value(&self) -> u32 {
+            self.inner.initial()
+        }
+
+        /// The segment name.
+        pub fn name(&self) -> &str {
+            self.inner.name()
+        }
+
+        /// Keeps the name when this creating handle is dropped; remove it later with
+        /// [`unlink`](crate::unlink).
+        pub fn persist(&self) {
+            self.inner.persist();
+        }
+    }
+
+    impl fmt::Debug for Semaphore {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.inner.fmt(f, "Semaphore")
+        }
+    }
+
+    impl fmt::Debug for BoundedSemaphore {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.inner.fmt(f, "BoundedSemaphore")
+        }
+    }
+}
+
+/// The shared structures of this module, for the pinned layout (`src/layout.rs`).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn shared_layout() -> Vec<String> {
+    vec![
+        crate::layout::pin!(SemCtl {
+            seq,
+            redo_valid,
+            state,
+            held,
+            redo_record,
+            redo_data,
+            redo_state,
+            redo_held,
+            _reserved
+        }),
+        format!("constants: NO_RECORD {NO_RECORD:#x}; records at {CTL_SIZE}"),
+    ]
+}

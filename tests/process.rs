@@ -1,0 +1,521 @@
+//! `Process` across real processes: Python's exit codes, joins, liveness and daemons; results of
+//! every size; fork; launched commands; the fallback line and the error when a child is not
+//! taken over. Every test ends with no child process of this one left (reaped or not) and no
+//! segment of this process in `/dev/shm`.
+
+mod common;
+mod process_kit;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::Child;
+use mpshm::process::{Exit, Process, StartMethod, current_process, parent_process};
+use mpshm::{ProcessError, Queue};
+use process_kit::{checked, ends_within, pidfd};
+
+fn main() {
+    // Only for `child_main_takes_over_when_the_hook_is_off` and the not-intercepted test: the
+    // start-up hook normally takes children over before this line.
+    if std::env::var_os("MPSHM_TEST_SKIP_CHILD_MAIN").is_none() {
+        mpshm::process::child_main();
+    }
+    common::run(
+        &[
+            ("exit_codes_are_pythons", exit_codes_are_pythons),
+            ("join_timeout_on_a_live_child", join_timeout_on_a_live_child),
+            ("is_alive_before_during_after", is_alive_before_during_after),
+            ("results_of_every_size", results_of_every_size),
+            ("who_am_i", who_am_i),
+            ("serde_payloads", serde_payloads),
+            ("handles_are_send_and_sync", handles_are_send_and_sync),
+            ("misuse_is_refused", misuse_is_refused),
+            ("stdin_is_not_shared", stdin_is_not_shared),
+            ("fork_needs_a_single_thread", fork_needs_a_single_thread),
+            (
+                "daemons_die_with_their_parent",
+                daemons_die_with_their_parent,
+            ),
+            ("commands_get_segment_names", commands_get_segment_names),
+            (
+                "child_main_takes_over_when_the_hook_is_off",
+                child_main_takes_over_when_the_hook_is_off,
+            ),
+            (
+                "a_child_running_main_is_reported",
+                a_child_running_main_is_reported,
+            ),
+            (
+                "a_job_for_another_executable_is_ignored",
+                a_job_for_another_executable_is_ignored,
+            ),
+        ],
+        &[
+            ("start_daemon_and_park", start_daemon_and_park),
+            ("fork_and_report", fork_and_report),
+            ("start_and_report", start_and_report),
+            ("command_child", command_child),
+            ("read_stdin_in_a_child", read_stdin_in_a_child),
+        ],
+    );
+}
+
+fn double(x: u64) -> u64 {
+    x * 2
+}
+
+fn boom(_: ()) -> u32 {
+    panic!("boom from the child")
+}
+
+fn exit_3(_: ()) {
+    std::process::exit(3)
+}
+
+fn wait_forever(_: ()) {
+    loop {
+        std::thread::park();
+    }
+}
+
+/// Waits for a message on the queue `name`, then returns it.
+fn wait_for(name: String) -> u32 {
+    Queue::<u32>::open(&name)
+        .expect("open")
+        .get()
+        .expect("message")
+}
+
+fn exit_codes_are_pythons() {
+    checked(|| {
+        let p = Process::new(double, 21);
+        assert_eq!(p.exitcode(), None);
+        p.start().expect("start");
+        assert_eq!(p.join().expect("result"), 42);
+        assert_eq!(p.exitcode(), Some(0));
+        assert!(matches!(p.join(), Err(ProcessError::ResultTaken)));
+
+        let p = Process::new(boom, ());
+        p.start().expect("start");
+        match p.join() {
+            Err(ProcessError::Panicked { pid, message }) => {
+                assert_eq!(Some(pid), p.pid());
+                assert_eq!(message, "boom from the child");
+            }
+            other => panic!("expected a panic, got {other:?}"),
+        }
+        assert_eq!(p.exitcode(), Some(1));
+
+        let p = Process::new(exit_3, ());
+        p.start().expect("start");
+        assert!(matches!(
+            p.join(),
+            Err(ProcessError::Exited {
+                exit: Exit::Code(3),
+                ..
+            })
+        ));
+        assert_eq!(p.exitcode(), Some(3));
+
+        for (terminate, signal) in [(true, 15), (false, 9)] {
+            let p = Process::new(wait_forever, ());
+            p.start().expect("start");
+            if terminate {
+                p.terminate().expect("terminate");
+            } else {
+                p.kill().expect("kill");
+            }
+            match p.join() {
+                Err(ProcessError::Exited {
+                    exit: Exit::Signal(s),
+                    ..
+                }) => assert_eq!(s, signal),
+                other => panic!("expected a signal, got {other:?}"),
+            }
+            assert_eq!(p.exitcode(), Some(-signal));
+            // Signalling an ended child does nothing.
+            p.kill().expect("kill after the end");
+        }
+    });
+}
+
+fn join_timeout_on_a_live_child() {
+    checked(|| {
+        let mut p = Process::new(wait_forever, ());
+        p.set_daemon(true);
+        p.start().expect("start");
+        let asked = Duration::from_millis(200);
+        let r = common::timed(asked, || p.join_timeout(asked));
+        assert!(r.is_none(), "the child still runs");
+        assert!(p.is_alive());
+        assert_eq!(p.exitcode(), None);
+        p.kill().expect("kill");
+        let r = p.join_timeout(Duration::from_secs(30)).expect("ended");
+        assert!(matches!(
+            r,
+            Err(ProcessError::Exited {
+                exit: Exit::Signal(9),
+                ..
+            })
+        ));
+    });
+}
+
+fn is_alive_before_during_after() {
+    checked(|| {
+        let q = Queue::<u32>::create(&common::name("alive"), 1).expect("queue");
+        let p = Process::new(wait_for, q.name().to_owned());
+        assert!(!p.is_alive());
+        assert_eq!(p.pid(), None);
+        p.start().expect("start");
+        // It cannot end before the message comes.
+        assert!(p.is_alive());
+        assert!(p.pid().is_some());
+        q.put(7).expect("put");
+        assert_eq!(p.join().expect("result"), 7);
+        assert!(!p.is_alive());
+    });
+}
+
+fn text(n: usize) -> String {
+    "x".repeat(n)
+}
+
+fn lengths(v: Vec<String>) -> Vec<usize> {
+    v.iter().map(String::len).collect()
+}
+
+fn nothing(_: ()) {}
+
+fn results_of_every_size() {
+    checked(|| {
+        // Small results come back in the process's channel, large ones through a segment
+        // of their own.
+        for n in [0, 10, 4000, 5000, 1 << 20] {
+            let p = Process::new(text, n);
+            p.start().expect("start");
+            assert_eq!(p.join().expect("result").len(), n);
+        }
+        let big = vec![text(3), text(100_000), String::new()];
+        let p = Process::new(lengths, big);
+        p.start().expect("start");
+        assert_eq!(p.join().expect("result"), [3, 100_000, 0]);
+        let p = Process::new(nothing, ());
+        p.start().expect("start");
+        p.join().expect("unit result");
+    });
+}
+
+#[cfg(feature = "serde")]
+fn count_words(
+    text: mpshm::process::Serde<Vec<String>>,
+) -> mpshm::process::Serde<std::collections::BTreeMap<String, u32>> {
+    let mut counts = std::collections::BTreeMap::new();
+    for w in text.0 {
+        *counts.entry(w).or_insert(0) += 1;
+    }
+    mpshm::process::Serde(counts)
+}
+
+fn serde_payloads() {
+    #[cfg(feature = "serde")]
+    checked(|| {
+        use mpshm::process::Serde;
+        let words = ["a", "b", "a"].map(String::from).to_vec();
+        let p = Process::new(count_words, Serde(words));
+        p.start().expect("start");
+        let counts = p.join().expect("result").0;
+        assert_eq!(counts.get("a"), Some(&2));
+        assert_eq!(counts.get("b"), Some(&1));
+    });
+}
+
+/// Handles move between threads and are shared by them.
+fn handles_are_send_and_sync() {
+    fn both<T: Send + Sync>() {}
+    both::<Process<u64>>();
+    both::<mpshm::process::Pool>();
+    both::<mpshm::process::ThreadPool>();
+    both::<mpshm::process::AsyncResult<Vec<u64>>>();
+}
+
+fn names(_: ()) -> (String, u32, u32, Option<(String, u32)>) {
+    let me = current_process();
+    (
+        me.name,
+        me.pid,
+        me.ppid,
+        parent_process().map(|p| (p.name, p.pid)),
+    )
+}
+
+fn who_am_i() {
+    checked(|| {
+        let mut p = Process::new(names, ());
+        p.set_name("worker-7");
+        p.start().expect("start");
+        let (name, pid, ppid, parent) = p.join().expect("result");
+        assert_eq!(name, "worker-7");
+        assert_eq!(Some(pid), p.pid());
+        assert_eq!(ppid, std::process::id());
+        assert_eq!(parent, Some(("MainProcess".to_owned(), std::process::id())));
+        assert_eq!(current_process().name, "MainProcess");
+        assert!(parent_process().is_none());
+    });
+}
+
+fn read_stdin(_: ()) -> usize {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).unwrap_or(0)
+}
+
+/// In a child whose standard input is a pipe from the test (which never writes to it): a
+/// grandchild reading its standard input must see the end of it at once.
+fn read_stdin_in_a_child(_: &[String]) {
+    let mut p = Process::new(read_stdin, ());
+    p.set_daemon(true);
+    p.start().expect("start");
+    match p.join_timeout(Duration::from_secs(20)) {
+        Some(r) => common::say(&format!("read {}", r.expect("result"))),
+        None => common::say("blocked"),
+    }
+}
+
+fn stdin_is_not_shared() {
+    checked(|| {
+        let mut child = Child::spawn("read_stdin_in_a_child", &[]);
+        assert_eq!(child.line(), "read 0");
+        child.join();
+    });
+}
+
+fn misuse_is_refused() {
+    checked(|| {
+        let p = Process::new(double, 1);
+        assert!(matches!(p.join(), Err(ProcessError::NotStarted)));
+        assert!(matches!(p.kill(), Err(ProcessError::NotStarted)));
+        p.start().expect("start");
+        assert!(matches!(p.start(), Err(ProcessError::AlreadyStarted)));
+        assert_eq!(p.join().expect("result"), 2);
+    });
+}
+
+fn fork_needs_a_single_thread() {
+    checked(|| {
+        // The test harness runs threads: refused.
+        let mut p = Process::new(double, 1);
+        p.set_start_method(StartMethod::Fork);
+        match p.start() {
+            Err(ProcessError::ForkWithThreads { threads }) => assert!(threads > 1),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        // A single-threaded process forks.
+        let mut child = Child::spawn("fork_and_report", &[]);
+        assert_eq!(child.line(), "42 0 fork-child 1");
+        child.join();
+    });
+}
+
+fn fork_and_report(_: &[String]) {
+    let mut p = Process::new(double, 21);
+    p.set_start_method(StartMethod::Fork).set_name("fork-child");
+    p.start().expect("fork");
+    let r = p.join().expect("result");
+    let mut q = Process::new(names, ());
+    q.set_start_method(StartMethod::Fork).set_name("fork-child");
+    q.start().expect("fork");
+    let (name, ..) = q.join().expect("result");
+    let mut b = Process::new(boom, ());
+    b.set_start_method(StartMethod::Fork);
+    b.start().expect("fork");
+    let panicked = matches!(b.join(), Err(ProcessError::Panicked { .. }));
+    common::say(&format!(
+        "{r} {} {name} {}",
+        p.exitcode().unwrap_or(-100),
+        u8::from(panicked)
+    ));
+}
+
+/// Tells the queue `name` this process's pid, then waits forever.
+fn report_and_wait(name: String) {
+    Queue::<u32>::open(&name)
+        .expect("open")
+        .put(std::process::id())
+        .expect("put");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// In a child: starts a daemon and a non-daemon grandchild that say their pids on the queue
+/// `args[0]` and wait forever, then parks until killed.
+fn start_daemon_and_park(args: &[String]) {
+    let mut daemon = Process::new(report_and_wait, args[0].clone());
+    daemon.set_daemon(true);
+    daemon.start().expect("start");
+    let plain = Process::new(report_and_wait, args[0].clone());
+    plain.start().expect("start");
+    common::say(&format!(
+        "{} {}",
+        daemon.pid().expect("pid"),
+        plain.pid().expect("pid")
+    ));
+    common::park();
+}
+
+fn daemons_die_with_their_parent() {
+    checked(|| {
+        let q = Queue::<u32>::create(&common::name("daemons"), 2).expect("queue");
+        let mut parent = Child::spawn("start_daemon_and_park", &[q.name()]);
+        let line = parent.line();
+        let (daemon, plain) = line.split_once(' ').expect("two pids");
+        // Pidfds taken while the parent lives, so a reused pid cannot fool the checks.
+        let daemon = pidfd(daemon.parse().expect("pid"));
+        let plain = pidfd(plain.parse().expect("pid"));
+        // Both run their function (so both took their argument from their channel).
+        for _ in 0..2 {
+            q.get_timeout(Duration::from_secs(30))
+                .expect("a grandchild reports");
+        }
+        assert!(!ends_within(&daemon, Duration::ZERO));
+        let parent_pid = parent.pid();
+        parent.kill();
+        assert!(
+            ends_within(&daemon, Duration::from_secs(30)),
+            "the daemon outlived its parent"
+        );
+        // Python's non-daemon children outlive a killed parent.
+        assert!(!ends_within(&plain, Duration::from_millis(100)));
+        rustix::process::pidfd_send_signal(&plain.0, rustix::process::Signal::KILL).expect("kill");
+        assert!(ends_within(&plain, Duration::from_secs(30)));
+        // The killed parent's channels lost their names once the children took their
+        // arguments, so they did not outlive everyone.
+        process_kit::assert_no_segments_of(parent_pid);
+    });
+}
+
+fn command_child(_: &[String]) {
+    let name = mpshm::process::segment_name("NUMBERS").expect("segment name");
+    let q = Queue::<u32>::open(&name).expect("open");
+    q.put(current_process().name.len() as u32).expect("put");
+    let parent = parent_process().expect("a parent");
+    assert_eq!(parent.pid, current_process().ppid);
+    assert_eq!(parent.name, "MainProcess");
+    std::process::exit(if current_process().name == "cmd-ok" {
+        0
+    } else {
+        4
+    });
+}
+
+fn commands_get_segment_names() {
+    checked(|| {
+        let q = Queue::<u32>::create(&common::name("cmd"), 4).expect("queue");
+        for (name, code) in [("cmd-ok", 0), ("cmd-fails", 4)] {
+            let mut cmd = Command::new(std::env::current_exe().expect("exe"));
+            cmd.env("MPSHM_TEST_CHILD", "command_child");
+            let mut p = Process::command(cmd);
+            p.set_segment("NUMBERS", q.name())
+                .set_name(name)
+                .set_daemon(true);
+            p.start().expect("start");
+            let r = p.join();
+            assert_eq!(p.exitcode(), Some(code));
+            if code == 0 {
+                r.expect("exit status 0");
+            } else {
+                assert!(matches!(
+                    r,
+                    Err(ProcessError::Exited {
+                        exit: Exit::Code(4),
+                        ..
+                    })
+                ));
+            }
+            assert_eq!(q.get().expect("message"), name.len() as u32);
+        }
+    });
+}
+
+/// In a child: starts a process running `double(21)` and says how it went.
+fn start_and_report(_: &[String]) {
+    let p = Process::new(double, 21);
+    match p.start().map(|()| p.join()) {
+        Ok(Ok(r)) => common::say(&format!("ok {r}")),
+        Ok(Err(e)) | Err(e) => common::say(&format!("err {e:?} | {e}")),
+    }
+}
+
+/// Runs this test binary as `start_and_report` with `env`, and returns the lines it and its
+/// children said.
+fn report_with(env: &[(&str, &str)]) -> Vec<String> {
+    let mut cmd = Command::new(std::env::current_exe().expect("exe"));
+    cmd.env("MPSHM_TEST_CHILD", "start_and_report")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let out = BufReader::new(child.stdout.take().expect("stdout"));
+    let lines = out.lines().map(|l| l.expect("line")).collect();
+    assert!(child.wait().expect("wait").success());
+    lines
+}
+
+fn child_main_takes_over_when_the_hook_is_off() {
+    checked(|| {
+        assert_eq!(report_with(&[]), ["ok 42"]);
+        // The start-up hook alone takes the child over, before `main`.
+        assert_eq!(
+            report_with(&[("MPSHM_TEST_SKIP_CHILD_MAIN", "1")]),
+            ["ok 42"]
+        );
+        // The hook leaves the child alone; `child_main` at the top of `main` takes it over.
+        assert_eq!(report_with(&[("MPSHM_PROCESS_HOOK", "main")]), ["ok 42"]);
+    });
+}
+
+fn a_job_for_another_executable_is_ignored() {
+    checked(|| {
+        // A spawn job whose executable identity is not this binary's, as a program that
+        // inherited the variable from an mpshm child would see: it runs as usual.
+        let foreign = [
+            "mpshm1",
+            "1:2",
+            "1",
+            "MainProcess",
+            "0",
+            "0:0",
+            "no-such-seg",
+            "x",
+        ]
+        .join("\x1f");
+        assert_eq!(report_with(&[("MPSHM_PROCESS", &foreign)]), ["ok 42"]);
+    });
+}
+
+fn a_child_running_main_is_reported() {
+    checked(|| {
+        // Neither the hook nor `child_main`: the grandchild runs this binary's `main`, which
+        // runs `start_and_report` again (its environment says so). Its own `start` is refused
+        // (it must not start children over and over), and its parent reports the error that
+        // says which line to add.
+        let lines = report_with(&[
+            ("MPSHM_PROCESS_HOOK", "main"),
+            ("MPSHM_TEST_SKIP_CHILD_MAIN", "1"),
+        ]);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with("err NotIntercepted { pid: 0 }"),
+            "{lines:?}"
+        );
+        assert!(
+            lines[1].starts_with("err NotIntercepted { pid: "),
+            "{lines:?}"
+        );
+        assert!(!lines[1].starts_with("err NotIntercepted { pid: 0 }"));
+        assert!(
+            lines[1].contains("add `mpshm::process::child_main();` as the first line of `main`"),
+            "{lines:?}"
+        );
+    });
+}

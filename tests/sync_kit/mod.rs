@@ -1,0 +1,109 @@
+//! What the synchronisation family's tests share: kill-loop trial counts, a small random
+//! source for kill points, and the latency report.
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the kit"
+)]
+
+use std::time::{Duration, Instant};
+
+/// Kill-loop trials: `MPSHM_KILL_TRIALS` (e.g. 300 for the figures), or `default` (CI).
+pub fn trials(default: u32) -> u32 {
+    crate::common::env_or("MPSHM_KILL_TRIALS", default)
+}
+
+/// A xorshift generator seeded from the clock and the pid: kill points differ between runs.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new() -> Rng {
+        let t = Instant::now().elapsed().as_nanos() as u64
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+        Rng((t ^ (u64::from(std::process::id()) << 32)) | 1)
+    }
+
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// A duration in `0..max`.
+    pub fn duration(&mut self, max: Duration) -> Duration {
+        Duration::from_nanos(self.below(max.as_nanos() as u64))
+    }
+}
+
+/// Busy-waits for `d` (the hot loops must not sleep: a kill should land anywhere in them).
+pub fn spin_for(d: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
+/// Prints the median, 90th percentile and worst of `samples` for the kill-loop figures.
+pub fn report(what: &str, samples: &mut [Duration]) {
+    if samples.is_empty() {
+        println!("{what}: no samples");
+        return;
+    }
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{what}: {} trials, kill to wake-up: median {:?}, p90 {:?}, worst {:?}",
+        samples.len(),
+        at(0.5),
+        at(0.9),
+        samples[samples.len() - 1]
+    );
+}
+
+/// Starts a thread that runs `prepare` (opening handles, taking a lock), then `wait`; returns
+/// once that thread sleeps in the kernel (inside `wait`, since `prepare` does not sleep). The
+/// receiver gets what `wait` returned and when.
+pub fn sleeper<'s, T, R: Send + 's>(
+    scope: &'s std::thread::Scope<'s, '_>,
+    prepare: impl FnOnce() -> T + Send + 's,
+    wait: impl FnOnce(T) -> R + Send + 's,
+) -> std::sync::mpsc::Receiver<(R, Instant)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    scope.spawn(move || {
+        let prepared = prepare();
+        tid_tx.send(crate::common::thread_id()).expect("send");
+        let r = wait(prepared);
+        tx.send((r, Instant::now())).expect("send");
+    });
+    crate::common::wait_until_sleeping(tid_rx.recv().expect("the sleeper started"));
+    rx
+}
+
+/// The 4-byte word at `offset` of segment `name`, read through the file.
+pub fn peek(name: &str, offset: u64) -> u32 {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(format!("/dev/shm/{name}")).expect("open the segment file");
+    let mut word = [0u8; 4];
+    file.read_exact_at(&mut word, offset).expect("read");
+    u32::from_ne_bytes(word)
+}
+
+/// Overwrites the 4-byte word at `offset` of segment `name` through the file, bypassing the
+/// primitive: how a test stages what a process killed between two of its steps leaves behind.
+pub fn poke(name: &str, offset: u64, value: u32) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .expect("open the segment file");
+    file.write_all_at(&value.to_ne_bytes(), offset)
+        .expect("write");
+}
