@@ -38,6 +38,8 @@
 )]
 
 mod array;
+#[cfg(not(loom))]
+mod attach;
 mod containers;
 mod error;
 #[cfg(not(loom))]
@@ -55,6 +57,8 @@ mod spsc_queue;
 mod sync;
 mod sys;
 mod value;
+#[cfg(not(loom))]
+mod wait;
 
 pub use array::{Array, ArrayGuard, RawArray};
 #[cfg(not(loom))]
@@ -69,7 +73,7 @@ pub use error::{
 #[cfg(not(loom))]
 pub use error::{Exit, ProcessError};
 #[cfg(not(loom))]
-pub use pipe::{Connection, MAX_MESSAGE, PEER_POLL, Pipe, PipeReader, PipeWriter, Waitable, wait};
+pub use pipe::{Connection, MAX_MESSAGE, Pipe, PipeReader, PipeWriter};
 #[cfg(not(loom))]
 pub use process::{
     AsyncResult, Payload, Pool, Process, ThreadPool, cpu_count, current_process, parent_process,
@@ -88,6 +92,8 @@ pub use sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Semaphore, SemaphoreGuard,
 };
 pub use value::{RawValue, Value, ValueGuard};
+#[cfg(not(loom))]
+pub use wait::{DeathNotice, PEER_POLL, Waitable, death_notice, wait};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

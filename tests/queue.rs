@@ -399,14 +399,15 @@ fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
 }
 
 /// After a kill loop's trial, with every other process dead: what is left drains without
-/// waiting (stuck slots reclaimed), through `take`, and the queue then works at full capacity.
+/// waiting (stuck slots reclaimed), through `take`, the queue says its producers are gone, and
+/// then works at full capacity.
 fn drain_then_fill(q: &Queue<Msg>, trial: u32, mut take: impl FnMut(Msg)) {
     let start = Instant::now();
     loop {
         match q.try_get() {
             Ok(m) => take(m),
-            Err(TryGetError::Empty) if q.is_empty() => break,
-            Err(TryGetError::Empty) => {}
+            Err(TryGetError::Disconnected) if q.is_empty() => break,
+            Err(TryGetError::Empty | TryGetError::Disconnected) => {}
             Err(e) => panic!("trial {trial}: {e}"),
         }
         assert!(

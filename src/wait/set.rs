@@ -1,0 +1,206 @@
+//! The futex words one thread sleeps on at once: the eventcounts ("epochs") of the objects it
+//! waits for, and the liveness words of the processes on their other side (see `attach`).
+//!
+//! With `futex_waitv` (Linux 5.16) the thread sleeps on all of them in one call, and wakes as
+//! soon as any is woken or changes. The kernel wakes only one sleeper when a robust futex's
+//! owner dies, so a sleeper that finds a liveness word changed bumps the eventcounts that word
+//! stands for and wakes everyone on them: the others then look again themselves. Without
+//! `futex_waitv` (an older kernel, a filter) a thread sleeps on its first eventcount alone and
+//! looks at the rest again every [`PEER_POLL`](crate::PEER_POLL) (every millisecond when it
+//! waits on several objects).
+
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::time::Duration;
+
+use crate::sys;
+
+/// How long a sleeper that waits on several objects sleeps at most where it cannot sleep on all
+/// of their words at once.
+const MANY_POLL: Duration = Duration::from_millis(1);
+
+/// The eventcounts to wake when a liveness word changes: the ones whose sleepers watch it.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Bump<'a>(pub(crate) [Option<&'a AtomicU32>; 2]);
+
+impl Bump<'_> {
+    /// Moves every eventcount on and wakes all its sleepers, in any process.
+    pub(crate) fn wake(&self) {
+        for epoch in self.0.into_iter().flatten() {
+            // SeqCst: as the waker's bump in `ring::wake`, which the sleepers' loads pair with.
+            epoch.fetch_add(1, SeqCst);
+            sys::futex_wake(epoch, i32::MAX as u32);
+        }
+    }
+}
+
+struct Epoch<'a> {
+    word: &'a AtomicU32,
+    /// The sleeper count this set added itself to (and takes itself off again on drop).
+    waiters: Option<&'a AtomicU32>,
+    seen: u32,
+}
+
+struct Liveness<'a> {
+    word: &'a AtomicU32,
+    expected: u32,
+    bump: Bump<'a>,
+}
+
+/// What one sleeper watches (public in name only: the sealed `Waitable` trait takes it).
+pub struct WaitSet<'a> {
+    epochs: Vec<Epoch<'a>>,
+    words: Vec<Liveness<'a>>,
+    /// The longest sleep, set by what the sleeper must look at again rather than be woken for.
+    poll: Option<Duration>,
+    kernel: bool,
+}
+
+impl<'a> WaitSet<'a> {
+    pub(crate) fn new() -> WaitSet<'a> {
+        WaitSet {
+            epochs: Vec::new(),
+            words: Vec::new(),
+            poll: None,
+            kernel: sys::futex_waitv_works(),
+        }
+    }
+
+    /// Whether the kernel tells this sleeper of a liveness word's change (`futex_waitv`); if
+    /// not, liveness is looked at again every [`PEER_POLL`](crate::PEER_POLL).
+    pub(crate) fn kernel(&self) -> bool {
+        self.kernel
+    }
+
+    /// Counts this thread as a sleeper of the eventcount `epoch` (its sleeper count is
+    /// `waiters`) and remembers the value seen; the count is taken back when the set drops.
+    /// Before the sleeper's last look at its condition, and a heavy fence between (see
+    /// `ring::park`).
+    pub(crate) fn count(&mut self, epoch: &'a AtomicU32, waiters: &'a AtomicU32) {
+        // SeqCst: pairs with the waker's load of the count in `ring::wake` (through the fences).
+        waiters.fetch_add(1, SeqCst);
+        // SeqCst: as in `ring::park`.
+        let seen = epoch.load(SeqCst);
+        self.epochs.push(Epoch {
+            word: epoch,
+            waiters: Some(waiters),
+            seen,
+        });
+    }
+
+    /// An eventcount the caller is already counted on, seen holding `seen`.
+    pub(crate) fn epoch(&mut self, epoch: &'a AtomicU32, seen: u32) {
+        self.epochs.push(Epoch {
+            word: epoch,
+            waiters: None,
+            seen,
+        });
+    }
+
+    /// A liveness word expected to hold `expected`; when it changes, `bump` is woken.
+    pub(crate) fn liveness(&mut self, word: &'a AtomicU32, expected: u32, bump: Bump<'a>) {
+        self.words.push(Liveness {
+            word,
+            expected,
+            bump,
+        });
+    }
+
+    /// Sleeps at most `d`: something must be looked at again by then.
+    pub(crate) fn poll_within(&mut self, d: Duration) {
+        self.poll = Some(self.poll.map_or(d, |p| p.min(d)));
+    }
+
+    /// Whether an eventcount moved since it was counted.
+    pub(crate) fn changed(&self) -> bool {
+        // Relaxed: a hint to stop waiting for something else; the caller looks again.
+        self.epochs.iter().any(|e| e.word.load(Relaxed) != e.seen)
+    }
+
+    /// Sleeps until an eventcount or liveness word moves, at most `timeout` (and the polls
+    /// asked for). Returns early, without saying why: the caller looks again.
+    pub(crate) fn sleep(&self, timeout: Option<Duration>) {
+        let mut timeout = min_opt(timeout, self.poll);
+        if self.epochs.is_empty() && self.words.is_empty() {
+            match timeout {
+                Some(t) => std::thread::sleep(t),
+                None => std::thread::park(),
+            }
+            return;
+        }
+        if self.kernel {
+            let mut list: Vec<(&AtomicU32, u32)> = self
+                .epochs
+                .iter()
+                .map(|e| (e.word, e.seen))
+                .chain(self.words.iter().map(|l| (l.word, l.expected)))
+                .collect();
+            if list.len() > sys::WAITV_MAX {
+                // What does not fit is looked at again soon.
+                let bound = if self.epochs.len() > sys::WAITV_MAX {
+                    MANY_POLL
+                } else {
+                    crate::PEER_POLL
+                };
+                timeout = min_opt(timeout, Some(bound));
+                list.truncate(sys::WAITV_MAX);
+            }
+            if sys::futex_waitv(&list, timeout) != sys::Waitv::Unsupported {
+                self.wake_for_changed();
+                return;
+            }
+        }
+        let bound = if self.epochs.len() > 1 {
+            Some(MANY_POLL)
+        } else if !self.words.is_empty() {
+            Some(crate::PEER_POLL)
+        } else {
+            None
+        };
+        match self.epochs.first() {
+            Some(e) => sys::futex_wait(e.word, e.seen, min_opt(timeout, bound)),
+            None => std::thread::sleep(min_opt(timeout, bound).unwrap_or(crate::PEER_POLL)),
+        }
+    }
+
+    /// After a sleep: every liveness word that changed wakes the sleepers of what it stands for
+    /// (the kernel wakes one sleeper per death, maybe this one).
+    fn wake_for_changed(&self) {
+        for l in &self.words {
+            // Relaxed: any change is reported; the woken look again with their own orderings.
+            if l.word.load(Relaxed) != l.expected {
+                l.bump.wake();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for WaitSet<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitSet")
+            .field("epochs", &self.epochs.len())
+            .field("liveness", &self.words.len())
+            .field("poll", &self.poll)
+            .finish()
+    }
+}
+
+impl Drop for WaitSet<'_> {
+    fn drop(&mut self) {
+        for e in &self.epochs {
+            if let Some(waiters) = e.waiters {
+                // SeqCst: as the increment in `count`.
+                waiters.fetch_sub(1, SeqCst);
+            }
+        }
+    }
+}
+
+/// The shorter of two optional durations (`None` is forever).
+pub(crate) fn min_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
+    }
+}
