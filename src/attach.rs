@@ -380,6 +380,12 @@ impl<'a> Table<'a> {
         matches!(self.arming(i), Arming::Armed(_))
     }
 
+    /// Whether record `i` was armed by a thread that died since: its holder may be dead, or
+    /// dying.
+    pub(crate) fn abandoned(&self, i: usize) -> bool {
+        matches!(self.arming(i), Arming::Abandoned(_))
+    }
+
     /// Whether record `i` is armed by `tid`, as its holder left it.
     pub(crate) fn armed_by(&self, i: usize, tid: u32) -> bool {
         tid != 0 && self.armed[i].load(Relaxed) == tid && matches!(self.arming(i), Arming::Armed(_))
@@ -514,6 +520,11 @@ fn confirming(w: u64, a: u32, more: Duration) -> Duration {
             *spent
         }
         None => {
+            // Bounded: an entry whose confirmation nobody finished (its record was taken over
+            // meanwhile) goes first.
+            if all.len() >= 64 {
+                all.remove(0);
+            }
             all.push(((w, a), more));
             more
         }

@@ -225,8 +225,9 @@ impl End {
     }
 
     /// Whether the peer closed its end, or its process died. A released end (no holder) is
-    /// not gone: its next holder may come. An armed peer is seen alive at once; any other is
-    /// looked up in `/proc`, at most every [`PEER_POLL`](crate::PEER_POLL) unless `fresh`.
+    /// not gone: its next holder may come. An armed peer is seen alive at once; one whose
+    /// arming thread died is looked up in `/proc`, and so is an unarmed one, but that at most
+    /// every [`PEER_POLL`](crate::PEER_POLL) unless `fresh`.
     fn peer_gone(&self, fresh: bool) -> bool {
         if self.peer_closed() {
             return true;
@@ -235,16 +236,19 @@ impl End {
         if ends.armed(self.peer()) {
             return false;
         }
-        let since_born = || self.born.elapsed().as_nanos() as u64;
+        // Nanoseconds since this handle was made, plus one: 0 in `peer_seen` is "never".
+        let now = || self.born.elapsed().as_nanos() as u64 + 1;
+        let seen = self.peer_seen.load(Ordering::Relaxed);
         if !fresh
-            && since_born().saturating_sub(self.peer_seen.load(Ordering::Relaxed))
-                < crate::PEER_POLL.as_nanos() as u64
+            && seen != 0
+            && now().saturating_sub(seen) < crate::PEER_POLL.as_nanos() as u64
+            && !ends.abandoned(self.peer())
         {
             return false;
         }
         let dead = matches!(ends.holder(self.peer()), Holder::Dead(_));
         if !dead {
-            self.peer_seen.store(since_born(), Ordering::Relaxed);
+            self.peer_seen.store(now(), Ordering::Relaxed);
         }
         dead
     }

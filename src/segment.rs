@@ -633,10 +633,13 @@ impl Segment {
     /// may hold, so that the mapping outlives the handle while one does (see [`Segment`]).
     pub(crate) fn register_robust(&self, offset: usize) {
         let _ = self.shared::<sys::RobustMutex>(offset);
-        self.robust
+        let mut robust = self
+            .robust
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(offset);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !robust.contains(&offset) {
+            robust.push(offset);
+        }
     }
 
     /// Whether a robust mutex of this mapping is held by a live thread of this process.

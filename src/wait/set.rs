@@ -66,6 +66,14 @@ impl<'a> WaitSet<'a> {
         }
     }
 
+    /// A set that sleeps as where the kernel has no `futex_waitv`.
+    #[cfg(test)]
+    fn polling() -> WaitSet<'a> {
+        let mut set = WaitSet::new();
+        set.kernel = false;
+        set
+    }
+
     /// Whether the kernel tells this sleeper of a liveness word's change (`futex_waitv`); if
     /// not, liveness is looked at again every [`PEER_POLL`](crate::PEER_POLL).
     pub(crate) fn kernel(&self) -> bool {
@@ -202,5 +210,85 @@ pub(crate) fn min_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Durati
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, None) => a,
         (None, b) => b,
+    }
+}
+
+#[cfg(all(test, not(miri)))]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    /// Whether thread `tid` of this process sleeps in the kernel.
+    fn sleeping(tid: u32) -> bool {
+        std::fs::read_to_string(format!("/proc/self/task/{tid}/stat"))
+            .ok()
+            .and_then(|s| {
+                s.rfind(')')
+                    .map(|i| s[i + 1..].trim_start().starts_with('S'))
+            })
+            .unwrap_or(false)
+    }
+
+    #[test]
+    fn a_changed_liveness_word_wakes_the_sleeper_and_its_eventcounts() {
+        if !sys::futex_waitv_works() {
+            return;
+        }
+        let (epoch, live, other) = (AtomicU32::new(0), AtomicU32::new(5), AtomicU32::new(0));
+        let (epoch, live, other) = (&epoch, &live, &other);
+        std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let sleeper = s.spawn(move || {
+                tx.send(sys::current_tid()).expect("send");
+                let mut set = WaitSet::new();
+                set.epoch(epoch, 0);
+                set.liveness(live, 5, Bump([Some(other), None]));
+                let start = Instant::now();
+                set.sleep(Some(Duration::from_secs(10)));
+                start.elapsed()
+            });
+            let tid = rx.recv().expect("tid");
+            while !sleeping(tid) {
+                std::thread::yield_now();
+            }
+            // As the kernel does at an owner's death: change the word, wake one sleeper.
+            live.store(6, Relaxed);
+            sys::futex_wake(live, 1);
+            assert!(sleeper.join().expect("join") < Duration::from_secs(5));
+        });
+        // The sleeper woke the others' eventcount.
+        assert_eq!(other.load(Relaxed), 1);
+    }
+
+    #[test]
+    fn without_futex_waitv_liveness_is_polled() {
+        let (epoch, live) = (AtomicU32::new(0), AtomicU32::new(5));
+        let mut set = WaitSet::polling();
+        set.epoch(&epoch, 0);
+        set.liveness(&live, 5, Bump::default());
+        let start = Instant::now();
+        set.sleep(None);
+        let slept = start.elapsed();
+        assert!(slept < Duration::from_secs(2), "{slept:?}");
+        // A word that does not fit is looked at again soon, too.
+        let mut set = WaitSet::new();
+        set.epoch(&epoch, 0);
+        set.poll_within(Duration::from_millis(5));
+        let start = Instant::now();
+        set.sleep(None);
+        assert!(start.elapsed() < Duration::from_secs(2));
+    }
+
+    #[test]
+    fn counted_sleepers_are_uncounted_on_drop() {
+        let (epoch, waiters) = (AtomicU32::new(3), AtomicU32::new(0));
+        let mut set = WaitSet::new();
+        set.count(&epoch, &waiters);
+        assert_eq!(waiters.load(Relaxed), 1);
+        assert!(!set.changed());
+        epoch.store(4, Relaxed);
+        assert!(set.changed());
+        drop(set);
+        assert_eq!(waiters.load(Relaxed), 0);
     }
 }
