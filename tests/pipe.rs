@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Child, name};
-use mpshm::{Error, GetError, Pipe, RecvError, SendError};
+use mpshm::{Error, GetTimeoutError, Pipe, RecvError, SendError};
 
 fn main() {
     common::run(
@@ -414,6 +414,9 @@ fn try_calls_never_wait_behind_a_blocked_receive() {
     });
 }
 
+/// A wait that should end long before this: a regression fails the test rather than hang it.
+const LONG: Duration = Duration::from_secs(10);
+
 /// Runs `f` on a thread of its own and hands back, once it sleeps in the kernel, a handle to
 /// join it with.
 fn blocked<'s, R: Send + 's>(
@@ -480,6 +483,7 @@ fn a_restarted_peer_reopens_its_end() {
     // Sent while the peer lives, never read by it.
     a.send_bytes(b"for whoever comes next").expect("send");
     first.kill();
+    assert!(a.poll(LONG), "the death is noticed");
     assert_eq!(a.recv_bytes(), Err(RecvError::Disconnected));
     // A send looks at its peer's liveness every 64 sends (a few land before it notices, for
     // whoever holds the end next).
@@ -498,6 +502,7 @@ fn a_restarted_peer_reopens_its_end() {
     a.send(&3u8).expect("the new peer is there");
     assert!(matches!(Pipe::open(&n), Err(Error::InUse { .. })));
     second.kill();
+    assert!(a.poll(LONG), "the death is noticed");
     assert_eq!(a.recv_bytes(), Err(RecvError::Disconnected));
 }
 
@@ -549,7 +554,7 @@ fn wait_wakes_for_a_message_and_for_a_death() {
     assert!(mpshm::wait(&all, Some(Duration::from_millis(20))).is_empty());
     // Woken by a message from another process.
     std::thread::scope(|s| {
-        let waiting = blocked(s, || mpshm::wait(&objects(), None));
+        let waiting = blocked(s, || mpshm::wait(&objects(), Some(LONG)));
         child.tell("queue");
         assert_eq!(waiting.join().expect("join"), [1]);
     });
@@ -560,7 +565,7 @@ fn wait_wakes_for_a_message_and_for_a_death() {
     // Woken by its death: the pipe's peer is gone, and so are the producers of the queues it
     // put on.
     std::thread::scope(|s| {
-        let waiting = blocked(s, || mpshm::wait(&objects(), None));
+        let waiting = blocked(s, || mpshm::wait(&objects(), Some(LONG)));
         child.kill();
         let mut ready = waiting.join().expect("join");
         // A later look may find the others gone too.
@@ -569,10 +574,11 @@ fn wait_wakes_for_a_message_and_for_a_death() {
         ready.dedup();
         assert_eq!(ready, [0, 1, 2]);
     });
+    assert!(a.poll(LONG), "the death is noticed");
     assert_eq!(a.recv_bytes(), Err(RecvError::Disconnected));
-    assert_eq!(bq.get(), Err(GetError::Disconnected));
-    assert_eq!(rx.get(), Err(GetError::Disconnected));
+    assert_eq!(bq.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
+    assert_eq!(rx.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
     // A close counts too.
     sq.close();
-    assert_eq!(mpshm::wait(&all, None), [0, 1, 2, 4]);
+    assert_eq!(mpshm::wait(&all, Some(LONG)), [0, 1, 2, 4]);
 }

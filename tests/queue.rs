@@ -107,6 +107,9 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// A wait that should end long before this: a regression fails the test rather than hang it.
+const LONG: Duration = Duration::from_secs(10);
+
 fn nonblocking_calls_never_wait() {
     let q = Queue::<u32>::create(&name("nb"), 2).expect("create");
     let start = Instant::now();
@@ -701,11 +704,14 @@ fn get_is_disconnected_once_every_producer_went() {
     // One attaches (its first put) and dies while a get is blocked: the get wakes.
     let mut p = Child::spawn("put_then_park", &[&n, "1"]);
     p.wait_ready();
-    assert_eq!(q.get(), Ok(1));
+    assert_eq!(q.get_timeout(LONG), Ok(1));
     std::thread::scope(|s| {
-        let waiter = blocked(s, || q.get());
+        let waiter = blocked(s, || q.get_timeout(LONG));
         p.kill();
-        assert_eq!(waiter.join().expect("join"), Err(GetError::Disconnected));
+        assert_eq!(
+            waiter.join().expect("join"),
+            Err(GetTimeoutError::Disconnected)
+        );
     });
     assert_eq!(q.try_get(), Err(TryGetError::Disconnected));
     assert_eq!(q.get_timeout(ms(10)), Err(GetTimeoutError::Disconnected));
@@ -719,11 +725,11 @@ fn get_is_disconnected_once_every_producer_went() {
     p.tell("bye");
     p.join();
     // This handle itself is attached as a producer: it is not gone.
-    assert_eq!(q.get(), Ok(3));
+    assert_eq!(q.get_timeout(LONG), Ok(3));
     assert_eq!(q.get_timeout(ms(20)), Err(GetTimeoutError::Timeout));
     let other = Queue::<u32>::open(&n).expect("open");
     drop(q);
-    assert_eq!(other.get(), Err(GetError::Disconnected));
+    assert_eq!(other.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
 }
 
 fn put_is_disconnected_once_every_consumer_went() {
@@ -735,9 +741,12 @@ fn put_is_disconnected_once_every_consumer_went() {
     c.wait_ready();
     q.put(8).expect("room");
     std::thread::scope(|s| {
-        let waiter = blocked(s, || q.put(9));
+        let waiter = blocked(s, || q.put_timeout(9, LONG));
         c.kill();
-        assert_eq!(waiter.join().expect("join"), Err(PutError::Disconnected(9)));
+        assert!(matches!(
+            waiter.join().expect("join"),
+            Err(PutTimeoutError::Disconnected(9))
+        ));
     });
     assert!(matches!(q.try_put(9), Err(TryPutError::Disconnected(9))));
     assert!(matches!(
@@ -761,7 +770,10 @@ fn untracked_producers_keep_the_queue_connected() {
     tracked.wait_ready();
     let mut untracked = Child::spawn("put_then_leave", &[&n, "2"]);
     untracked.wait_ready();
-    let mut got = [q.get().expect("get"), q.get().expect("get")];
+    let mut got = [
+        q.get_timeout(LONG).expect("get"),
+        q.get_timeout(LONG).expect("get"),
+    ];
     got.sort_unstable();
     assert_eq!(got, [1, 2]);
     // The tracked one dies: the untracked one still counts.
@@ -770,7 +782,7 @@ fn untracked_producers_keep_the_queue_connected() {
     // It leaves normally, and is no longer counted.
     untracked.tell("bye");
     untracked.join();
-    assert_eq!(q.get(), Err(GetError::Disconnected));
+    assert_eq!(q.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
     // An untracked producer that dies is never found dead: the queue stays connected, for
     // ever, rather than say so wrongly.
     let mut tracked = Child::spawn("put_then_park", &[&n, "3"]);
@@ -779,7 +791,10 @@ fn untracked_producers_keep_the_queue_connected() {
     untracked.wait_ready();
     tracked.kill();
     untracked.kill();
-    let mut got = [q.get().expect("get"), q.get().expect("get")];
+    let mut got = [
+        q.get_timeout(LONG).expect("get"),
+        q.get_timeout(LONG).expect("get"),
+    ];
     got.sort_unstable();
     assert_eq!(got, [3, 4]);
     assert_eq!(q.get_timeout(ms(50)), Err(GetTimeoutError::Timeout));
@@ -803,19 +818,19 @@ fn an_exited_arming_thread_is_not_a_dead_process() {
     let q = Queue::<u32>::create(&n, 4).expect("create");
     let mut p = Child::spawn("arm_on_a_thread", &[&n]);
     p.wait_ready();
-    assert_eq!(q.get(), Ok(1));
+    assert_eq!(q.get_timeout(LONG), Ok(1));
     // The arming thread is gone, the process is not: no Disconnected, however long we wait,
     // and a get blocked meanwhile gets the next message.
     assert_eq!(q.try_get(), Err(TryGetError::Empty));
     assert_eq!(q.get_timeout(ms(300)), Err(GetTimeoutError::Timeout));
     std::thread::scope(|s| {
-        let waiter = blocked(s, || q.get());
+        let waiter = blocked(s, || q.get_timeout(LONG));
         p.tell("put");
         assert_eq!(waiter.join().expect("join"), Ok(2));
     });
     // And its death is still noticed.
     p.kill();
-    assert_eq!(q.get(), Err(GetError::Disconnected));
+    assert_eq!(q.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
 }
 
 /// Attaches as a producer on the main thread, drops the handle on another thread, then
@@ -838,15 +853,15 @@ fn a_handle_dropped_on_another_thread_detaches() {
     let q = Queue::<u32>::create(&n, 4).expect("create");
     let mut p = Child::spawn("drop_on_another_thread", &[&n]);
     assert_eq!(p.line(), "dropped");
-    assert_eq!(q.get(), Ok(1));
-    assert_eq!(q.get(), Err(GetError::Disconnected));
+    assert_eq!(q.get_timeout(LONG), Ok(1));
+    assert_eq!(q.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
     p.tell("again");
     assert_eq!(p.line(), "put");
-    assert_eq!(q.get(), Ok(2));
+    assert_eq!(q.get_timeout(LONG), Ok(2));
     assert_eq!(q.get_timeout(ms(20)), Err(GetTimeoutError::Timeout));
     p.tell("bye");
     p.join();
-    assert_eq!(q.get(), Err(GetError::Disconnected));
+    assert_eq!(q.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
 }
 
 /// In a child of the test (single-threaded, so it may fork): attaches to a queue, both ends of
@@ -858,7 +873,7 @@ fn fork_and_drop(args: &[String]) {
     let (qn, pn, sn) = (&args[0], &args[1], &args[2]);
     let q = Queue::<u32>::open(qn).expect("open");
     q.put(1).expect("put");
-    assert_eq!(q.get(), Ok(1));
+    assert_eq!(q.get_timeout(LONG), Ok(1));
     let a = mpshm::Pipe::open(pn).expect("open an end");
     let b = mpshm::Pipe::open(pn).expect("open the other");
     let tx = mpshm::SpscQueue::open_producer::<u32>(sn).expect("open producer");
@@ -883,7 +898,7 @@ fn fork_and_drop(args: &[String]) {
     }
     // The grandchild's put arrived; its producer record went with its drop, ours stands: a
     // get on the empty queue from another handle waits rather than say Disconnected.
-    assert_eq!(q.get(), Ok(2));
+    assert_eq!(q.get_timeout(LONG), Ok(2));
     let other = Queue::<u32>::open(qn).expect("open");
     assert_eq!(other.get_timeout(ms(20)), Err(GetTimeoutError::Timeout));
     // The pipe's ends are still ours and open.
@@ -915,7 +930,7 @@ fn a_forked_child_releases_nothing_of_its_parents() {
     assert_eq!(c.line(), "ok");
     c.join();
     // The child's handles dropped normally at its exit: its producer record is gone too.
-    assert_eq!(q.get(), Err(GetError::Disconnected));
+    assert_eq!(q.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
     mpshm::unlink(&pn).expect("unlink");
     mpshm::unlink(&sn).expect("unlink");
 }

@@ -65,6 +65,9 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// A wait that should end long before this: a regression fails the test rather than hang it.
+const LONG: Duration = Duration::from_secs(10);
+
 /// Messages streamed (`MPSHM_STRESS_MESSAGES` raises it).
 fn messages() -> u32 {
     common::env_or("MPSHM_STRESS_MESSAGES", 200_000)
@@ -402,9 +405,12 @@ fn a_peers_death_wakes_a_blocked_call() {
     p.wait_ready();
     assert_eq!(rx.get(), Ok(1));
     std::thread::scope(|s| {
-        let waiter = blocked(s, || rx.get());
+        let waiter = blocked(s, || rx.get_timeout(LONG));
         p.kill();
-        assert_eq!(waiter.join().expect("join"), Err(GetError::Disconnected));
+        assert_eq!(
+            waiter.join().expect("join"),
+            Err(GetTimeoutError::Disconnected)
+        );
     });
     assert_eq!(rx.try_get(), Err(TryGetError::Disconnected));
     // The dead producer's role is taken again, and the consumer waits for it.
@@ -417,9 +423,12 @@ fn a_peers_death_wakes_a_blocked_call() {
     c.wait_ready();
     tx.put(3).expect("room");
     std::thread::scope(|s| {
-        let waiter = blocked(s, || tx.put(4));
+        let waiter = blocked(s, || tx.put_timeout(4, LONG));
         c.kill();
-        assert_eq!(waiter.join().expect("join"), Err(PutError::Disconnected(4)));
+        assert!(matches!(
+            waiter.join().expect("join"),
+            Err(PutTimeoutError::Disconnected(4))
+        ));
     });
     assert!(matches!(tx.try_put(4), Err(TryPutError::Disconnected(4))));
     mpshm::unlink(&n).expect("unlink");
