@@ -198,7 +198,26 @@ impl End {
             sends: AtomicU32::new(0),
             send_cache: Cache::default(),
         };
-        (!end.closed(side) && end.att.attach_at(&end.ends(), side)).then_some(end)
+        if end.closed(side) || !end.att.attach_at(&end.ends(), side) {
+            return None;
+        }
+        end.wake_peer();
+        Some(end)
+    }
+
+    /// Wakes the peer's blocked calls (and `wait`s), so that they watch this end's new holder:
+    /// one that slept while the end was free watches no one, and would not learn of its death.
+    fn wake_peer(&self) {
+        self.bump().wake();
+    }
+
+    /// The eventcounts of whoever watches this end's holder: the peer's receives from it and
+    /// sends to it.
+    fn bump(&self) -> Bump<'_> {
+        Bump([
+            Some(self.ring(self.side).get_wait().0),
+            Some(self.ring(self.peer()).put_wait().0),
+        ])
     }
 
     /// Whether this handle holds its end in this process: a handle inherited through `fork`
@@ -206,8 +225,16 @@ impl End {
     /// child; `false` if another live process holds it, or it is closed.
     #[inline]
     fn here(&self) -> bool {
-        self.att.attached()
-            || (!self.closed(self.side) && self.att.attach_at(&self.ends(), self.side))
+        self.att.attached() || self.attach_here()
+    }
+
+    #[cold]
+    fn attach_here(&self) -> bool {
+        let here = !self.closed(self.side) && self.att.attach_at(&self.ends(), self.side);
+        if here {
+            self.wake_peer();
+        }
+        here
     }
 
     fn closed(&self, side: usize) -> bool {

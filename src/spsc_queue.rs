@@ -256,7 +256,7 @@ impl End {
             spin: AtomicU32::new(DEFAULT_SPIN),
             lock: OwnerLock::default(),
         };
-        if !end.att.attach_at(&end.roles(), role) {
+        if !end.attach_here() {
             return Err(Error::InUse {
                 name: end.seg.name().to_owned(),
                 reason: if role == PRODUCER {
@@ -278,7 +278,19 @@ impl End {
     /// child; `false` if another live process holds it.
     #[inline]
     fn here(&self) -> bool {
-        self.att.attached() || self.att.attach_at(&self.roles(), self.role)
+        self.att.attached() || self.attach_here()
+    }
+
+    /// Takes the role; then wakes the other end's blocked calls, so that they watch this new
+    /// holder (one that slept while the role was free watches no one).
+    #[cold]
+    fn attach_here(&self) -> bool {
+        let here = self.att.attach_at(&self.roles(), self.role);
+        if here {
+            let (epoch, _) = self.epoch_of(1 - self.role);
+            Bump([Some(epoch), None]).wake();
+        }
+        here
     }
 
     fn ring(&self) -> Spsc<'_> {
@@ -309,7 +321,12 @@ impl End {
 
     /// The eventcount this end's blocked calls sleep on.
     fn epoch(&self) -> (&AtomicU32, &AtomicU32) {
-        if self.role == CONSUMER {
+        self.epoch_of(self.role)
+    }
+
+    /// The eventcount the blocked calls of `role` sleep on.
+    fn epoch_of(&self, role: usize) -> (&AtomicU32, &AtomicU32) {
+        if role == CONSUMER {
             self.ring().get_wait()
         } else {
             self.ring().put_wait()

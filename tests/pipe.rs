@@ -504,6 +504,19 @@ fn a_restarted_peer_reopens_its_end() {
     second.kill();
     assert!(a.poll(LONG), "the death is noticed");
     assert_eq!(a.recv_bytes(), Err(RecvError::Disconnected));
+    // A receive that went to sleep while the end had no holder watches the process that opens
+    // it next, and learns of its death.
+    Pipe::open(&n).expect("the dead end").release();
+    std::thread::scope(|s| {
+        let waiter = blocked(s, || a.recv_timeout::<u8>(LONG));
+        let mut third = Child::spawn("hold_and_block", &[&n]);
+        third.wait_ready();
+        let killed = Instant::now();
+        third.kill();
+        assert_eq!(waiter.join().expect("join"), Err(RecvError::Disconnected));
+        // Woken by the death, not by the end of its wait.
+        assert!(killed.elapsed() < LONG / 2, "{:?}", killed.elapsed());
+    });
 }
 
 fn a_persisted_pipe_waits_for_later_processes() {
