@@ -952,19 +952,32 @@ pub(crate) enum Waitv {
 /// Sleeps until any of `words` is woken or does not hold its expected value, at most `timeout`
 /// (forever if `None`): `futex_waitv(2)` with shared 32-bit futexes (no `FUTEX2_PRIVATE`), so a
 /// wake from any process that maps a word, and the kernel's wake of a robust futex whose owner
-/// died, reach us. At most [`WAITV_MAX`] words; more is a bug in mpshm.
-pub(crate) fn futex_waitv(
-    words: &[(&std::sync::atomic::AtomicU32, u32)],
+/// died, reach us. `words` yields `count` pairs of a word and its expected value, at most
+/// [`WAITV_MAX`]; more is a bug in mpshm.
+pub(crate) fn futex_waitv<'w>(
+    words: impl Iterator<Item = (&'w std::sync::atomic::AtomicU32, u32)>,
+    count: usize,
     timeout: Option<Duration>,
 ) -> Waitv {
     use rustix::thread::futex::{self, Wait, WaitFlags, WaitPtr, WaitvFlags};
-    assert!(words.len() <= WAITV_MAX, "too many futex words");
-    let mut waiters = [Wait::new(); WAITV_MAX];
-    for (w, &(word, expected)) in waiters.iter_mut().zip(words) {
+    assert!(count <= WAITV_MAX, "too many futex words");
+    // A sleep on a few words (the usual: an eventcount and a peer or two) allocates nothing.
+    let mut few = [Wait::new(); 8];
+    let mut many = Vec::new();
+    let waiters: &mut [Wait] = if count <= few.len() {
+        &mut few[..count]
+    } else {
+        many.resize(count, Wait::new());
+        &mut many
+    };
+    let mut filled = 0;
+    for (w, (word, expected)) in waiters.iter_mut().zip(words) {
         w.val = u64::from(expected);
         w.uaddr = WaitPtr::new(word.as_ptr().cast());
         w.flags = WaitFlags::SIZE_U32;
+        filled += 1;
     }
+    let waiters = &waiters[..filled];
     // The timeout is absolute, on the clock named: the monotonic one, as `Instant` uses.
     let deadline = timeout.map(|t| {
         let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
@@ -978,7 +991,7 @@ pub(crate) fn futex_waitv(
         }
     });
     match futex::waitv(
-        &waiters[..words.len()],
+        waiters,
         WaitvFlags::empty(),
         deadline.as_ref(),
         rustix::time::ClockId::Monotonic,
@@ -1003,7 +1016,8 @@ pub(crate) fn futex_waitv_works() -> bool {
     *WORKS.get_or_init(|| {
         // A word that does not hold the expected value: a kernel with the call says so at once.
         let word = std::sync::atomic::AtomicU32::new(0);
-        !cfg!(miri) && futex_waitv(&[(&word, 1)], Some(Duration::ZERO)) == Waitv::Returned
+        !cfg!(miri)
+            && futex_waitv([(&word, 1)].into_iter(), 1, Some(Duration::ZERO)) == Waitv::Returned
     })
 }
 

@@ -34,6 +34,7 @@ impl Bump<'_> {
     }
 }
 
+#[derive(Clone, Copy)]
 struct Epoch<'a> {
     word: &'a AtomicU32,
     /// The sleeper count this set added itself to (and takes itself off again on drop).
@@ -41,16 +42,47 @@ struct Epoch<'a> {
     seen: u32,
 }
 
+#[derive(Clone, Copy)]
 struct Liveness<'a> {
     word: &'a AtomicU32,
     expected: u32,
     bump: Bump<'a>,
 }
 
+/// A list kept inline up to `N` entries, so that a sleep on a few words allocates nothing.
+struct Few<T, const N: usize> {
+    inline: [Option<T>; N],
+    more: Vec<T>,
+}
+
+impl<T: Copy, const N: usize> Few<T, N> {
+    fn new() -> Few<T, N> {
+        Few {
+            inline: [None; N],
+            more: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, v: T) {
+        match self.inline.iter_mut().find(|slot| slot.is_none()) {
+            Some(slot) => *slot = Some(v),
+            None => self.more.push(v),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        self.inline.iter().flatten().chain(&self.more)
+    }
+
+    fn len(&self) -> usize {
+        self.inline.iter().flatten().count() + self.more.len()
+    }
+}
+
 /// What one sleeper watches (public in name only: the sealed `Waitable` trait takes it).
 pub struct WaitSet<'a> {
-    epochs: Vec<Epoch<'a>>,
-    words: Vec<Liveness<'a>>,
+    epochs: Few<Epoch<'a>, 4>,
+    words: Few<Liveness<'a>, 4>,
     /// The longest sleep, set by what the sleeper must look at again rather than be woken for.
     poll: Option<Duration>,
     kernel: bool,
@@ -59,8 +91,8 @@ pub struct WaitSet<'a> {
 impl<'a> WaitSet<'a> {
     pub(crate) fn new() -> WaitSet<'a> {
         WaitSet {
-            epochs: Vec::new(),
-            words: Vec::new(),
+            epochs: Few::new(),
+            words: Few::new(),
             poll: None,
             kernel: sys::futex_waitv_works(),
         }
@@ -129,7 +161,8 @@ impl<'a> WaitSet<'a> {
     /// asked for). Returns early, without saying why: the caller looks again.
     pub(crate) fn sleep(&self, timeout: Option<Duration>) {
         let mut timeout = min_opt(timeout, self.poll);
-        if self.epochs.is_empty() && self.words.is_empty() {
+        let (epochs, words) = (self.epochs.len(), self.words.len());
+        if epochs + words == 0 {
             match timeout {
                 Some(t) => std::thread::sleep(t),
                 None => std::thread::park(),
@@ -137,35 +170,34 @@ impl<'a> WaitSet<'a> {
             return;
         }
         if self.kernel {
-            let mut list: Vec<(&AtomicU32, u32)> = self
+            let list = self
                 .epochs
                 .iter()
                 .map(|e| (e.word, e.seen))
-                .chain(self.words.iter().map(|l| (l.word, l.expected)))
-                .collect();
-            if list.len() > sys::WAITV_MAX {
+                .chain(self.words.iter().map(|l| (l.word, l.expected)));
+            let count = (epochs + words).min(sys::WAITV_MAX);
+            if epochs + words > sys::WAITV_MAX {
                 // What does not fit is looked at again soon.
-                let bound = if self.epochs.len() > sys::WAITV_MAX {
+                let bound = if epochs > sys::WAITV_MAX {
                     MANY_POLL
                 } else {
                     crate::PEER_POLL
                 };
                 timeout = min_opt(timeout, Some(bound));
-                list.truncate(sys::WAITV_MAX);
             }
-            if sys::futex_waitv(&list, timeout) != sys::Waitv::Unsupported {
+            if sys::futex_waitv(list.take(count), count, timeout) != sys::Waitv::Unsupported {
                 self.wake_for_changed();
                 return;
             }
         }
-        let bound = if self.epochs.len() > 1 {
+        let bound = if epochs > 1 {
             Some(MANY_POLL)
-        } else if !self.words.is_empty() {
+        } else if words > 0 {
             Some(crate::PEER_POLL)
         } else {
             None
         };
-        match self.epochs.first() {
+        match self.epochs.iter().next() {
             Some(e) => sys::futex_wait(e.word, e.seen, min_opt(timeout, bound)),
             None => std::thread::sleep(min_opt(timeout, bound).unwrap_or(crate::PEER_POLL)),
         }
@@ -174,7 +206,7 @@ impl<'a> WaitSet<'a> {
     /// After a sleep: every liveness word that changed wakes the sleepers of what it stands for
     /// (the kernel wakes one sleeper per death, maybe this one).
     fn wake_for_changed(&self) {
-        for l in &self.words {
+        for l in self.words.iter() {
             // Relaxed: any change is reported; the woken look again with their own orderings.
             if l.word.load(Relaxed) != l.expected {
                 l.bump.wake();
@@ -195,7 +227,7 @@ impl std::fmt::Debug for WaitSet<'_> {
 
 impl Drop for WaitSet<'_> {
     fn drop(&mut self) {
-        for e in &self.epochs {
+        for e in self.epochs.iter() {
             if let Some(waiters) = e.waiters {
                 // SeqCst: as the increment in `count`.
                 waiters.fetch_sub(1, SeqCst);
