@@ -483,6 +483,26 @@ mod tests {
     }
 
     #[test]
+    fn peek_looks_without_taking_and_parts_make_one_message() {
+        let (ctl, words) = heap(2, 16);
+        let q = Spsc::new(&ctl, &words, 2, 16);
+        let pc = Cache::default();
+        let mut read = |b: &[u8]| b.to_vec();
+        assert_eq!(q.peek(|b| b.to_vec()), None);
+        assert!(q.try_push_parts(b"head", b"body", &pc));
+        assert_eq!(q.peek(|b| b.to_vec()), Some(b"headbody".to_vec()));
+        assert_eq!(q.peek(|b| b.len()), Some(8), "a peek takes nothing");
+        assert_eq!(q.try_pop(&mut read, false), Some(b"headbody".to_vec()));
+        assert_eq!(q.peek(|b| b.len()), None);
+        // A slot scribbled on is dropped by a peek, as by a checked pop.
+        assert!(q.try_push(b"one", &pc) && q.try_push(b"two", &pc));
+        words[slot_words(16).expect("size")].store(0xdead_beef, Relaxed);
+        assert_eq!(q.peek(|b| b.to_vec()), Some(b"two".to_vec()));
+        assert_eq!(q.lost(), 1);
+        assert_eq!(q.try_pop(&mut read, true), Some(b"two".to_vec()));
+    }
+
+    #[test]
     fn two_threads_stream_in_order() {
         let (ctl, words) = heap(4, 8);
         let q = Spsc::new(&ctl, &words, 4, 8);
