@@ -1103,7 +1103,10 @@ fn queue_consumer<const N: usize>(name: &str, single: bool) -> Res<()> {
     let q = Queue::<[u8; N]>::open(name)?;
     report("ready")?;
     let mut check = Check::new(single);
-    // Only `Closed` ends a blocking get: the parent closes the queue once the producers are done.
+    // A blocking get ends with `Closed` (the parent closes the queue once the producers are
+    // done), or with `Disconnected` once every producer has finished and the queue is drained:
+    // they all start at the start byte and run for the same time, so none finishes before
+    // another has begun.
     while let Ok(msg) = q.get() {
         if let Err(e) = check.see(&msg) {
             q.close(); // so that the producers stop too

@@ -317,10 +317,16 @@ fn per_producer() -> u32 {
     common::env_or("MPSHM_STRESS_MESSAGES", 50_000)
 }
 
+/// Puts its first message (which attaches it as a producer), says so, and puts the rest once
+/// told to go: until every producer has attached, none may finish, or the consumers would find
+/// the queue without producers (`Disconnected`) and stop early.
 fn produce(args: &[String]) {
     let q = Queue::<Msg>::open(&args[0]).expect("open");
     let me: u32 = args[1].parse().expect("producer id");
-    for seq in 0..per_producer() {
+    q.put(Msg::new(me, 0)).expect("put");
+    common::ready();
+    assert_eq!(common::line_from_parent(), "go");
+    for seq in 1..per_producer() {
         q.put(Msg::new(me, seq)).expect("put");
     }
 }
@@ -358,12 +364,20 @@ fn many_to_many_loses_nothing() {
     let n = name("m2m");
     let q = Queue::<Msg>::create(&n, 256).expect("create");
     let mut consumers: Vec<Child> = (0..4).map(|_| Child::spawn("consume", &[&n])).collect();
-    let producers: Vec<Child> = (0..PRODUCERS)
+    let mut producers: Vec<Child> = (0..PRODUCERS)
         .map(|p| Child::spawn("produce", &[&n, &p.to_string()]))
         .collect();
+    for p in &mut producers {
+        p.wait_ready();
+    }
+    for p in &mut producers {
+        p.tell("go");
+    }
     for p in producers {
         p.join();
     }
+    // The consumers end at `Disconnected` (every producer gone, the queue drained), or at the
+    // close if they get there first.
     q.close();
     let mut totals = [(0u64, 0u64, 0u64); PRODUCERS as usize];
     for c in &mut consumers {
