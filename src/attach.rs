@@ -560,6 +560,10 @@ struct Held {
 pub(crate) struct Attachment {
     /// `sys::forks() + 1` while attached in this process, 0 before: read on every operation.
     mark: AtomicU32,
+    /// The record held (plus one; 0: none or untracked) and the thread that armed it, as in
+    /// `held`, for `rearm`'s look without the lock.
+    record: AtomicU32,
+    armed_by: AtomicU32,
     held: Mutex<Option<Held>>,
 }
 
@@ -576,6 +580,12 @@ impl Attachment {
 
     fn set(&self, held: &mut Option<Held>, h: Held) {
         *held = Some(h);
+        let record = match h.slot {
+            Slot::Record(i) => i as u32 + 1,
+            Slot::Untracked => 0,
+        };
+        self.record.store(record, Relaxed);
+        self.armed_by.store(h.tid, Relaxed);
         self.mark.store(h.forks.wrapping_add(1), Relaxed);
     }
 
@@ -650,7 +660,12 @@ impl Attachment {
     /// Arms the record again if the thread that armed it is gone (or it never was armed): on a
     /// slow path of the holder.
     pub(crate) fn rearm(&self, table: &Table<'_>) {
-        if !self.attached() {
+        // Relaxed, all: a hint, looked at again under the lock before anything is done.
+        let record = self.record.load(Relaxed);
+        if !self.attached()
+            || record == 0
+            || table.armed_by(record as usize - 1, self.armed_by.load(Relaxed))
+        {
             return;
         }
         let mut held = self.held();
@@ -658,6 +673,7 @@ impl Attachment {
             if let Slot::Record(i) = h.slot {
                 if table.holds(i, h.word) && !table.armed_by(i, h.tid) {
                     h.tid = table.arm(i);
+                    self.armed_by.store(h.tid, Relaxed);
                 }
             }
         }
@@ -674,6 +690,7 @@ impl Attachment {
             return false;
         };
         self.mark.store(0, Relaxed);
+        self.record.store(0, Relaxed);
         match h.slot {
             Slot::Record(i) => table.release(i, h.word),
             Slot::Untracked => table.count_untracked(-1),

@@ -547,10 +547,14 @@ struct PipePeers<'a> {
 }
 
 impl Peers for PipePeers<'_> {
+    #[cold]
+    #[inline(never)]
     fn gone(&self) -> bool {
         self.end.peer_gone(true)
     }
 
+    #[cold]
+    #[inline(never)]
     fn sleep(&self, epoch: &AtomicU32, seen: u32, timeout: Option<Duration>) {
         // The slow path: this end arms its record again if its arming thread is gone.
         self.end.att.rearm(&self.end.ends());

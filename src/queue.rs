@@ -277,10 +277,14 @@ struct QueuePeers<'a> {
 }
 
 impl Peers for QueuePeers<'_> {
+    #[cold]
+    #[inline(never)]
     fn gone(&self) -> bool {
         self.seg.gone(self.other)
     }
 
+    #[cold]
+    #[inline(never)]
     fn sleep(&self, epoch: &AtomicU32, seen: u32, timeout: Option<Duration>) {
         // The slow path: this handle arms its own record again if its arming thread is gone.
         let mine = 1 - self.other;

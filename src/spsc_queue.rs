@@ -360,10 +360,14 @@ struct SpscPeers<'a> {
 }
 
 impl Peers for SpscPeers<'_> {
+    #[cold]
+    #[inline(never)]
     fn gone(&self) -> bool {
         self.end.peer_gone()
     }
 
+    #[cold]
+    #[inline(never)]
     fn sleep(&self, epoch: &AtomicU32, seen: u32, timeout: Option<Duration>) {
         // The slow path: this end arms its record again if its arming thread is gone.
         self.end.att.rearm(&self.end.roles());
