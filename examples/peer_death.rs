@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 use mpshm::{GetError, Pipe, Queue, RecvError};
 
+mod common;
+
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 /// The byte a child writes once it is attached.
@@ -112,12 +114,9 @@ fn main() -> Result<()> {
          death notice: {:?}",
         mpshm::death_notice()
     );
-    println!(
-        "{:<22} {:>9} {:>9} {:>9} {:>9}",
-        "receiver", "median", "p90", "p99", "max"
-    );
+    common::header("receiver");
     for (case, t) in cases.iter().zip(times) {
-        report(case.label(), t);
+        common::report(case.label(), t);
     }
     Ok(())
 }
@@ -195,17 +194,10 @@ fn trial(
         });
         let run = || -> Result<Duration> {
             let task = task_rx.recv()?;
-            let start = Instant::now();
-            while !asleep(&task)? {
-                if start.elapsed() > Duration::from_secs(10) {
-                    return Err(format!("{case:?}: the receiver never slept").into());
-                }
-                std::thread::yield_now();
-            }
-            let killed = Instant::now();
-            child.kill()?;
-            let returned = waiter.join().map_err(|_| "receiver panicked")??;
-            Ok(returned - killed)
+            // Asleep in `read` (0), `futex` (202) or `futex_waitv` (449).
+            common::kill_when_asleep(&mut child, &task, &["0", "202", "449"], || {
+                Ok(waiter.join().map_err(|_| "receiver panicked")??)
+            })
         };
         let r = run();
         if r.is_err() {
@@ -215,29 +207,4 @@ fn trial(
     });
     child.wait()?;
     timing
-}
-
-/// Whether the thread at `/proc/<task>` is asleep in the kernel, in `read` (0), `futex` (202)
-/// or `futex_waitv` (449) on x86_64.
-fn asleep(task: &str) -> Result<bool> {
-    let stat = std::fs::read_to_string(format!("/proc/{task}/stat"))?;
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].split_ascii_whitespace().next());
-    let syscall = std::fs::read_to_string(format!("/proc/{task}/syscall"))?;
-    let call = syscall.split_ascii_whitespace().next();
-    Ok(state == Some("S") && matches!(call, Some("0" | "202" | "449")))
-}
-
-fn report(label: &str, mut times: Vec<Duration>) {
-    times.sort_unstable();
-    let at = |q: usize| times[(times.len() * q / 100).min(times.len() - 1)];
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    println!(
-        "{label:<22} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-        us(at(50)),
-        us(at(90)),
-        us(at(99)),
-        us(times[times.len() - 1]),
-    );
 }

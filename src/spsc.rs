@@ -392,8 +392,7 @@ impl<'a> Spsc<'a> {
         spin: u32,
         peers: &impl Peers,
     ) -> Result<R, Fail> {
-        let m = &self.ctl.misc.0;
-        let attempt = |spun| {
+        self.block_reading(deadline, spin, peers, |spun| {
             // `closed` (and `gone`) first, so that closed-and-empty means drained (see
             // `Ring::get`).
             let closed = self.is_closed();
@@ -404,16 +403,7 @@ impl<'a> Spsc<'a> {
                 None if gone => Attempt::Done(Err(Fail::Disconnected)),
                 None => Attempt::Wait { poll: None },
             }
-        };
-        block(
-            &m.get_epoch,
-            &m.get_waiters,
-            deadline,
-            spin,
-            attempt,
-            || !self.readable(),
-            peers,
-        )
+        })
     }
 
     /// Waits until a message is published or the ring is closed ([`Fail::Disconnected`] if the
@@ -424,8 +414,7 @@ impl<'a> Spsc<'a> {
         spin: u32,
         peers: &impl Peers,
     ) -> Result<(), Fail> {
-        let m = &self.ctl.misc.0;
-        let attempt = |spun| {
+        self.block_reading(deadline, spin, peers, |spun| {
             let gone = spun && peers.gone();
             if self.readable() {
                 Attempt::Done(Ok(()))
@@ -434,7 +423,18 @@ impl<'a> Spsc<'a> {
             } else {
                 Attempt::Wait { poll: None }
             }
-        };
+        })
+    }
+
+    /// The consumer's wait (`ring::block` on its eventcount, while nothing is readable).
+    fn block_reading<T>(
+        &self,
+        deadline: Option<Instant>,
+        spin: u32,
+        peers: &impl Peers,
+        attempt: impl FnMut(bool) -> Attempt<T>,
+    ) -> Result<T, Fail> {
+        let m = &self.ctl.misc.0;
         block(
             &m.get_epoch,
             &m.get_waiters,

@@ -417,27 +417,12 @@ fn try_calls_never_wait_behind_a_blocked_receive() {
 /// A wait that should end long before this: a regression fails the test rather than hang it.
 const LONG: Duration = Duration::from_secs(10);
 
-/// Runs `f` on a thread of its own and hands back, once it sleeps in the kernel, a handle to
-/// join it with.
-fn blocked<'s, R: Send + 's>(
-    s: &'s std::thread::Scope<'s, '_>,
-    f: impl FnOnce() -> R + Send + 's,
-) -> std::thread::ScopedJoinHandle<'s, R> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = s.spawn(move || {
-        tx.send(common::thread_id()).expect("send");
-        f()
-    });
-    common::wait_until_sleeping(rx.recv().expect("tid"));
-    h
-}
-
 fn poll_and_release_lose_nothing() {
     let n = name("pollrel");
     let (a, b) = Pipe::create(&n).expect("create");
     // A poll that has to wait for the message, then gives its end up.
     std::thread::scope(|s| {
-        let polling = blocked(s, || b.poll(Duration::from_secs(10)));
+        let polling = common::blocked(s, || b.poll(Duration::from_secs(10)));
         a.send(&1u32).expect("send");
         assert!(polling.join().expect("join"));
     });
@@ -508,7 +493,7 @@ fn a_restarted_peer_reopens_its_end() {
     // it next, and learns of its death.
     Pipe::open(&n).expect("the dead end").release();
     std::thread::scope(|s| {
-        let waiter = blocked(s, || a.recv_timeout::<u8>(LONG));
+        let waiter = common::blocked(s, || a.recv_timeout::<u8>(LONG));
         let mut third = Child::spawn("hold_and_block", &[&n]);
         third.wait_ready();
         let killed = Instant::now();
@@ -567,7 +552,7 @@ fn wait_wakes_for_a_message_and_for_a_death() {
     assert!(mpshm::wait(&all, Some(Duration::from_millis(20))).is_empty());
     // Woken by a message from another process.
     std::thread::scope(|s| {
-        let waiting = blocked(s, || mpshm::wait(&objects(), Some(LONG)));
+        let waiting = common::blocked(s, || mpshm::wait(&objects(), Some(LONG)));
         child.tell("queue");
         assert_eq!(waiting.join().expect("join"), [1]);
     });
@@ -578,7 +563,7 @@ fn wait_wakes_for_a_message_and_for_a_death() {
     // Woken by its death: the pipe's peer is gone, and so are the producers of the queues it
     // put on.
     std::thread::scope(|s| {
-        let waiting = blocked(s, || mpshm::wait(&objects(), Some(LONG)));
+        let waiting = common::blocked(s, || mpshm::wait(&objects(), Some(LONG)));
         child.kill();
         let mut ready = waiting.join().expect("join");
         // A later look may find the others gone too.

@@ -695,21 +695,6 @@ fn get_then_leave(args: &[String]) {
     q.get().expect("get");
 }
 
-/// Runs `f` on a thread of its own and hands back, once it sleeps in the kernel, a handle to
-/// join it with.
-fn blocked<'s, R: Send + 's>(
-    s: &'s std::thread::Scope<'s, '_>,
-    f: impl FnOnce() -> R + Send + 's,
-) -> std::thread::ScopedJoinHandle<'s, R> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = s.spawn(move || {
-        tx.send(common::thread_id()).expect("send");
-        f()
-    });
-    common::wait_until_sleeping(rx.recv().expect("tid"));
-    h
-}
-
 fn get_is_disconnected_once_every_producer_went() {
     let n = name("gdisc");
     let q = Queue::<u32>::create(&n, 4).expect("create");
@@ -720,7 +705,7 @@ fn get_is_disconnected_once_every_producer_went() {
     p.wait_ready();
     assert_eq!(q.get_timeout(LONG), Ok(1));
     std::thread::scope(|s| {
-        let waiter = blocked(s, || q.get_timeout(LONG));
+        let waiter = common::blocked(s, || q.get_timeout(LONG));
         p.kill();
         assert_eq!(
             waiter.join().expect("join"),
@@ -755,7 +740,7 @@ fn put_is_disconnected_once_every_consumer_went() {
     c.wait_ready();
     q.put(8).expect("room");
     std::thread::scope(|s| {
-        let waiter = blocked(s, || q.put_timeout(9, LONG));
+        let waiter = common::blocked(s, || q.put_timeout(9, LONG));
         c.kill();
         assert!(matches!(
             waiter.join().expect("join"),
@@ -838,7 +823,7 @@ fn an_exited_arming_thread_is_not_a_dead_process() {
     assert_eq!(q.try_get(), Err(TryGetError::Empty));
     assert_eq!(q.get_timeout(ms(300)), Err(GetTimeoutError::Timeout));
     std::thread::scope(|s| {
-        let waiter = blocked(s, || q.get_timeout(LONG));
+        let waiter = common::blocked(s, || q.get_timeout(LONG));
         p.tell("put");
         assert_eq!(waiter.join().expect("join"), Ok(2));
     });

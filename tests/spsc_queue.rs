@@ -378,21 +378,6 @@ fn get_one_and_park(args: &[String]) {
     common::park();
 }
 
-/// Runs `f` on a thread of its own and hands back, once it sleeps in the kernel, a handle to
-/// join it with.
-fn blocked<'s, R: Send + 's>(
-    s: &'s std::thread::Scope<'s, '_>,
-    f: impl FnOnce() -> R + Send + 's,
-) -> std::thread::ScopedJoinHandle<'s, R> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let h = s.spawn(move || {
-        tx.send(common::thread_id()).expect("send");
-        f()
-    });
-    common::wait_until_sleeping(rx.recv().expect("tid"));
-    h
-}
-
 fn a_peers_death_wakes_a_blocked_call() {
     let n = name("death");
     let (tx, rx) = SpscQueue::create::<u32>(&n, 1).expect("create");
@@ -405,7 +390,7 @@ fn a_peers_death_wakes_a_blocked_call() {
     p.wait_ready();
     assert_eq!(rx.get(), Ok(1));
     std::thread::scope(|s| {
-        let waiter = blocked(s, || rx.get_timeout(LONG));
+        let waiter = common::blocked(s, || rx.get_timeout(LONG));
         p.kill();
         assert_eq!(
             waiter.join().expect("join"),
@@ -423,7 +408,7 @@ fn a_peers_death_wakes_a_blocked_call() {
     c.wait_ready();
     tx.put(3).expect("room");
     std::thread::scope(|s| {
-        let waiter = blocked(s, || tx.put_timeout(4, LONG));
+        let waiter = common::blocked(s, || tx.put_timeout(4, LONG));
         c.kill();
         assert!(matches!(
             waiter.join().expect("join"),
