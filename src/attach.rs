@@ -471,7 +471,9 @@ impl<'a> Table<'a> {
 
     /// The thread `a` that armed record `i` for holder `w` died: waits for the process to
     /// finish exiting, in slices, at most [`EXIT_CONFIRM`] in all (summed over the calls of
-    /// this process); if it outlives that, the record is marked unarmed.
+    /// this process); if it outlives that, the record is marked unarmed. A slice ends early,
+    /// and the confirmation with it, when `set`'s eventcounts move or its sleeper's wait is
+    /// over.
     fn confirm(&self, i: usize, w: u64, a: u32, set: &mut WaitSet<'a>, bump: Bump<'a>) -> Watch {
         let pid = pid_of(w);
         let start = sys::process_start_time(pid);
@@ -490,14 +492,19 @@ impl<'a> Table<'a> {
                 set.poll_within(crate::PEER_POLL);
                 return Watch::Sleep;
             }
-            if sys::wait_for_exit(pid, start, CONFIRM_SLICE) {
+            let slice = set.at_most(CONFIRM_SLICE);
+            if sys::wait_for_exit(pid, start, slice) {
                 confirming_done(w, a);
                 self.reap_dead(i, w);
                 bump.wake();
                 return Watch::Changed;
             }
-            confirming(w, a, CONFIRM_SLICE);
-            if set.changed() || !self.holds(i, w) || self.arming(i) != Arming::Abandoned(a) {
+            confirming(w, a, slice);
+            if set.changed()
+                || set.expired()
+                || !self.holds(i, w)
+                || self.arming(i) != Arming::Abandoned(a)
+            {
                 return Watch::Changed;
             }
         }

@@ -558,7 +558,7 @@ impl Peers for PipePeers<'_> {
     fn sleep(&self, epoch: &AtomicU32, seen: u32, timeout: Option<Duration>) {
         // The slow path: this end arms its record again if its arming thread is gone.
         self.end.att.rearm(&self.end.ends());
-        let mut set = WaitSet::new();
+        let mut set = WaitSet::within(timeout);
         set.epoch(epoch, seen);
         if self.end.watch_peer(&mut set) {
             set.sleep(timeout);

@@ -289,7 +289,7 @@ impl Peers for QueuePeers<'_> {
         // The slow path: this handle arms its own record again if its arming thread is gone.
         let mine = 1 - self.other;
         self.seg.sides[mine].rearm(&self.seg.table(mine));
-        let mut set = WaitSet::new();
+        let mut set = WaitSet::within(timeout);
         set.epoch(epoch, seen);
         if self
             .seg

@@ -371,7 +371,7 @@ impl Peers for SpscPeers<'_> {
     fn sleep(&self, epoch: &AtomicU32, seen: u32, timeout: Option<Duration>) {
         // The slow path: this end arms its record again if its arming thread is gone.
         self.end.att.rearm(&self.end.roles());
-        let mut set = WaitSet::new();
+        let mut set = WaitSet::within(timeout);
         set.epoch(epoch, seen);
         if self.end.watch_peer(&mut set, epoch) {
             set.sleep(timeout);

@@ -111,7 +111,7 @@ pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Vec<usize> 
             backoff(round);
             continue;
         }
-        let mut set = WaitSet::new();
+        let mut set = WaitSet::within(left);
         if !objects.iter().all(|o| o.wait_on(&mut set)) {
             continue;
         }

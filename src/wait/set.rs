@@ -11,7 +11,7 @@
 
 use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::sys;
 
@@ -85,6 +85,8 @@ pub struct WaitSet<'a> {
     words: Few<Liveness<'a>, 4>,
     /// The longest sleep, set by what the sleeper must look at again rather than be woken for.
     poll: Option<Duration>,
+    /// When the sleeper's own wait ends: a confirmation (`attach`) stops there too.
+    until: Option<Instant>,
     kernel: bool,
 }
 
@@ -94,8 +96,16 @@ impl<'a> WaitSet<'a> {
             epochs: Few::new(),
             words: Few::new(),
             poll: None,
+            until: None,
             kernel: sys::futex_waitv_works(),
         }
+    }
+
+    /// A set for a sleeper that waits at most `timeout` (forever if `None`).
+    pub(crate) fn within(timeout: Option<Duration>) -> WaitSet<'a> {
+        let mut set = WaitSet::new();
+        set.until = timeout.and_then(|t| Instant::now().checked_add(t));
+        set
     }
 
     /// A set that sleeps as where the kernel has no `futex_waitv`.
@@ -149,6 +159,17 @@ impl<'a> WaitSet<'a> {
     /// Sleeps at most `d`: something must be looked at again by then.
     pub(crate) fn poll_within(&mut self, d: Duration) {
         self.poll = Some(self.poll.map_or(d, |p| p.min(d)));
+    }
+
+    /// Whether the sleeper's wait is over (see [`within`](Self::within)).
+    pub(crate) fn expired(&self) -> bool {
+        self.until.is_some_and(|t| Instant::now() >= t)
+    }
+
+    /// `d`, or what is left of the sleeper's wait if that is less.
+    pub(crate) fn at_most(&self, d: Duration) -> Duration {
+        self.until
+            .map_or(d, |t| t.saturating_duration_since(Instant::now()).min(d))
     }
 
     /// Whether an eventcount moved since it was counted.
