@@ -8,8 +8,8 @@
 mod common;
 
 use common::{random, sleep};
-use mpshm::{GetError, Queue};
 use mpshm::process::Process;
+use mpshm::{GetError, Queue};
 
 fn write(q: String) {
     let q = Queue::<u8>::open(&q).expect("open the queue");
