@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use mpshm::{Lock, LockError};
 
+mod common;
+
 type Result<T> = std::result::Result<T, Box<dyn Error>>;
 
 /// The byte a child writes once it holds the lock.
@@ -53,12 +55,9 @@ fn main() -> Result<()> {
         .collect::<Result<Vec<_>>>()?;
 
     println!("owner-death detection, {trials} trials each, every one OwnerDied (µs)");
-    println!(
-        "{:<28} {:>9} {:>9} {:>9}",
-        "variant", "median", "p90", "max"
-    );
-    report("blocked waiter (kill→return)", blocked);
-    report("after reap (acquire only)", reaped);
+    common::header("variant");
+    common::report("blocked waiter (kill→return)", blocked);
+    common::report("after reap (acquire only)", reaped);
     Ok(())
 }
 
@@ -110,16 +109,6 @@ fn expect_owner_died(
     }
 }
 
-/// Whether the thread at `/proc/<task>` is asleep in `futex(2)` (syscall 202 on x86_64).
-fn asleep_in_futex(task: &str) -> Result<bool> {
-    let stat = std::fs::read_to_string(format!("/proc/{task}/stat"))?;
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].split_ascii_whitespace().next());
-    let syscall = std::fs::read_to_string(format!("/proc/{task}/syscall"))?;
-    Ok(state == Some("S") && syscall.split_ascii_whitespace().next() == Some("202"))
-}
-
 /// Kills the holder while a waiter thread sleeps in `acquire`; times kill → return.
 fn blocked_trial(lock: &Lock, name: &str) -> Result<Duration> {
     let mut child = spawn_holder(name)?;
@@ -138,13 +127,10 @@ fn blocked_trial(lock: &Lock, name: &str) -> Result<Duration> {
         });
         let run = || -> Result<Duration> {
             let task = task_rx.recv()?;
-            while !asleep_in_futex(&task)? {
-                std::thread::yield_now();
-            }
-            let killed = Instant::now();
-            child.kill()?;
-            let returned = waiter.join().map_err(|_| "waiter panicked")??;
-            Ok(returned - killed)
+            // Asleep in `futex` (202).
+            common::kill_when_asleep(&mut child, &task, &["202"], || {
+                Ok(waiter.join().map_err(|_| "waiter panicked")??)
+            })
         };
         let r = run();
         if r.is_err() {
@@ -167,16 +153,4 @@ fn reaped_trial(lock: &Lock, name: &str) -> Result<Duration> {
     let took = start.elapsed();
     expect_owner_died(r)?;
     Ok(took)
-}
-
-fn report(label: &str, mut times: Vec<Duration>) {
-    times.sort_unstable();
-    let at = |q: usize| times[(times.len() * q / 100).min(times.len() - 1)];
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    println!(
-        "{label:<28} {:>9.1} {:>9.1} {:>9.1}",
-        us(at(50)),
-        us(at(90)),
-        us(times[times.len() - 1]),
-    );
 }

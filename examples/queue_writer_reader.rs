@@ -8,8 +8,8 @@
 mod common;
 
 use common::{random, sleep};
-use mpshm::Queue;
 use mpshm::process::Process;
+use mpshm::{GetError, Queue};
 
 fn write(q: String) {
     let q = Queue::<u8>::open(&q).expect("open the queue");
@@ -23,8 +23,13 @@ fn write(q: String) {
 fn read(q: String) {
     let q = Queue::<u8>::open(&q).expect("open the queue");
     loop {
-        let value = q.get().expect("the queue is open");
-        println!("Get {} from queue.", value as char);
+        match q.get() {
+            Ok(value) => println!("Get {} from queue.", value as char),
+            // The writer has put its last and gone, and the queue is empty. Python's reader
+            // never learns that and waits on; so does this one, for a writer that may come.
+            Err(GetError::Disconnected) => sleep(0.01),
+            Err(e) => panic!("{e}"),
+        }
     }
 }
 

@@ -357,6 +357,10 @@ pub enum PutError<T> {
     Encode(T),
     /// The queue is closed.
     Closed(T),
+    /// The queue is full and no consumer is attached any more: consumers came, and every one
+    /// has detached or died (see the crate's docs on peer death). A consumer that attaches
+    /// later makes `put` wait again.
+    Disconnected(T),
 }
 
 /// Why `try_put` failed; the message is handed back.
@@ -371,6 +375,9 @@ pub enum TryPutError<T> {
     Full(T),
     /// The queue is closed.
     Closed(T),
+    /// Every slot is taken and no consumer is attached any more (as in
+    /// [`PutError::Disconnected`]).
+    Disconnected(T),
 }
 
 /// Why `put_timeout` failed; the message is handed back.
@@ -385,9 +392,12 @@ pub enum PutTimeoutError<T> {
     Timeout(T),
     /// The queue is closed.
     Closed(T),
+    /// The queue is full and no consumer is attached any more (as in
+    /// [`PutError::Disconnected`]).
+    Disconnected(T),
 }
 
-/// Why a blocking `get` failed: the queue is closed and drained.
+/// Why a blocking `get` failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum GetError {
@@ -395,6 +405,10 @@ pub enum GetError {
     Decode,
     /// The queue is closed and every message has been taken.
     Closed,
+    /// The queue is empty and no producer is attached any more: producers came, and every one
+    /// has detached or died (see the crate's docs on peer death). A state, not an end: a
+    /// producer that attaches later makes `get` wait again.
+    Disconnected,
 }
 
 /// Why `try_get` failed.
@@ -407,6 +421,9 @@ pub enum TryGetError {
     Empty,
     /// The queue is closed and every message has been taken.
     Closed,
+    /// The queue is empty and no producer is attached any more (as in
+    /// [`GetError::Disconnected`]).
+    Disconnected,
 }
 
 /// Why `get_timeout` failed.
@@ -419,6 +436,9 @@ pub enum GetTimeoutError {
     Timeout,
     /// The queue is closed and every message has been taken.
     Closed,
+    /// The queue is empty and no producer is attached any more (as in
+    /// [`GetError::Disconnected`]).
+    Disconnected,
 }
 
 /// Why `JoinableQueue::join_timeout` or `task_done` failed.
@@ -455,18 +475,21 @@ macro_rules! value_error {
 
 value_error!(PutError {
     Closed => "the queue is closed; nothing more can be put",
+    Disconnected => "the queue is full and every consumer has detached or died",
     TooLarge => "the message is longer than the queue's slots",
     Encode => "the message could not be serialised",
 });
 value_error!(TryPutError {
     Full => "the queue is full; wait (put) or retry",
     Closed => "the queue is closed; nothing more can be put",
+    Disconnected => "the queue is full and every consumer has detached or died",
     TooLarge => "the message is longer than the queue's slots",
     Encode => "the message could not be serialised",
 });
 value_error!(PutTimeoutError {
     Timeout => "the queue stayed full until the timeout",
     Closed => "the queue is closed; nothing more can be put",
+    Disconnected => "the queue is full and every consumer has detached or died",
     TooLarge => "the message is longer than the queue's slots",
     Encode => "the message could not be serialised",
 });
@@ -484,16 +507,19 @@ macro_rules! unit_error {
 
 unit_error!(GetError {
     Closed => "the queue is closed and drained",
+    Disconnected => "the queue is empty and every producer has detached or died",
     Decode => "the message was not a valid one of the type asked for",
 });
 unit_error!(TryGetError {
     Empty => "the queue is empty",
     Closed => "the queue is closed and drained",
+    Disconnected => "the queue is empty and every producer has detached or died",
     Decode => "the message was not a valid one of the type asked for",
 });
 unit_error!(GetTimeoutError {
     Timeout => "the queue stayed empty until the timeout",
     Closed => "the queue is closed and drained",
+    Disconnected => "the queue is empty and every producer has detached or died",
     Decode => "the message was not a valid one of the type asked for",
 });
 unit_error!(JoinError {

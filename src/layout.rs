@@ -36,6 +36,8 @@ fn listing() -> String {
         ("ring", crate::ring::shared_layout()),
         ("spsc", crate::spsc::shared_layout()),
         ("spsc_queue", crate::spsc_queue::shared_layout()),
+        ("queue", crate::queue::shared_layout()),
+        ("attach", crate::attach::shared_layout()),
         ("pipe", crate::pipe::shared_layout()),
         ("containers", crate::containers::store::shared_layout()),
         ("sync", crate::sync::shared_layout()),
@@ -52,9 +54,10 @@ fn listing() -> String {
 const PINNED: &[(u32, &str)] = &[(4, V4)];
 
 /// Version 4: the seat-claiming protocol of `ring/bias.rs` takes a seat over through a
-/// `CLAIMING` key (version 3 wrote the new owner's key at once, with no size changing). The
-/// containers (kinds 11, 12) and the synchronisation family (13 to 17), which came while the
-/// version was 3, are in the listing from here on.
+/// `CLAIMING` key (version 3 wrote the new owner's key at once, with no size changing), and
+/// pipe ends, SPSC roles and a queue's producers and consumers are attachment records in tables
+/// (`attach.rs`). The containers (kinds 11, 12) and the synchronisation family (13 to 17),
+/// which came while the version was 3, are in the listing from here on.
 const V4: &str = "\
 segment::Header size 184 align 8: magic@0 version@8 kind@12 ready@16 header_size@20 total_size@24 lock_offset@32 payload_offset@40 elem_size@48 elem_align@56 count@64 creator_pid@72 tag_len@76 creator_start@80 params@88 tag@120\n\
 segment::constants: magic 0xfe01006d6873706d, ready 0x5ead1e55, header 256 B, lock area 56 B (mutex 40 B, poison word at 48), tag 64 B; kinds 1=Value 2=RawValue 3=Array 4=RawArray 5=Lock 6=RLock 7=Queue 8=Pipe 9=JoinableQueue 10=SpscQueue 11=Dict 12=List 13=Semaphore 14=BoundedSemaphore 15=Event 16=Condition 17=Barrier\n\
@@ -70,10 +73,12 @@ ring::bias::constants: 16 seats; UNBIASED 0x0 GRANTING 0x100000000 HELD 0x200000
 spsc::SpscCtl size 384 align 128: head@0 tail@128 misc@256\n\
 spsc::Misc size 32 align 8: closed@0 get_epoch@4 get_waiters@8 put_epoch@12 put_waiters@16 _reserved@20 lost@24\n\
 spsc::slot word 0 = stamp(pos 5, len 9) 0x600000009\n\
-spsc_queue::Roles size 128 align 128: holder@0\n\
-pipe::PipeCtl size 128 align 128: ends@0\n\
-pipe::EndState size 16 align 8: pid@0 closed@4 start@8\n\
-pipe::constants: 512 slots of 1008 B per direction\n\
+spsc_queue::placement: roles table (producer 0, consumer 1) at 0, ring at 256\n\
+queue::placement: ring at 0, slots at 4992, producers' and consumers' tables (of `attached` records) from Some(5248) for 4 x 8 B; params [capacity, max length, attached, 0]\n\
+attach::TableHead size 64 align 64: ever@0 untracked@4\n\
+attach::constants: record pid << 32 | start as u32; (armed, mutexes, total) of 2 records (80, 88, 256), of 32 (320, 448, 1792); at most 1024\n\
+pipe::PipeCtl size 128 align 128: closed@0\n\
+pipe::placement: ends table at 128, rings at 384 and 525056; 512 slots of 1008 B\n\
 containers::control words: seq 0 state 1 len 2 tombs 3 free 4 fresh 5 stamp 6 repairs 7 of 8; entry header 16 B; index word EMPTY 0 TOMB 1 ID_BASE 2 low 0xffffffff; params [capacity, entry bytes, seed, codec]; plain codec 1\n\
 containers::layouts: Dict 100 x 24 B: slots 256 stride 40 words Some(1025); List 100 x 24 B: slots 100 stride 40 words Some(713)\n\
 sync::roster::Record size 16 align 8: owner@0 data@8\n\

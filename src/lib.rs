@@ -24,7 +24,15 @@
 //!
 //! Messages travel through lock-free rings in the same kind of segment: [`Queue`] (bounded,
 //! many producers and consumers, Python's `put`/`get`), its single-producer, single-consumer
-//! mode [`SpscQueue`], and [`Pipe`] (Python's `Pipe` and `Connection`).
+//! mode [`SpscQueue`], and [`Pipe`] (Python's `Pipe` and `Connection`); [`wait`] sleeps on
+//! several of them at once.
+//!
+//! Every process attached to a queue, a pipe end or an SPSC role is recorded in the segment, and
+//! holds a robust futex there that the kernel marks when the process dies: a `recv` or `get`
+//! blocked on a peer that is killed fails with `Disconnected` about as soon as an OS pipe would
+//! report end of file ([`death_notice`] says whether this kernel does so, or whether peers are
+//! polled for). The README's "What is guaranteed when a process dies" has the table of what
+//! `close`, drop and process death do for each handle.
 //!
 //! Linux is the supported platform: the robust lock rests on glibc's robust process-shared
 //! mutexes. Every OS call lives in one module per platform so that macOS can follow; there the
@@ -43,6 +51,8 @@
 )]
 
 mod array;
+#[cfg(not(loom))]
+mod attach;
 mod containers;
 mod error;
 #[cfg(all(test, not(loom)))]
@@ -62,6 +72,8 @@ mod spsc_queue;
 mod sync;
 mod sys;
 mod value;
+#[cfg(not(loom))]
+mod wait;
 
 pub use array::{Array, ArrayGuard, RawArray};
 #[cfg(not(loom))]
@@ -76,7 +88,7 @@ pub use error::{
 #[cfg(not(loom))]
 pub use error::{Exit, ProcessError};
 #[cfg(not(loom))]
-pub use pipe::{Connection, MAX_MESSAGE, PEER_POLL, Pipe, PipeReader, PipeWriter, Waitable, wait};
+pub use pipe::{Connection, MAX_MESSAGE, Pipe, PipeReader, PipeWriter};
 #[cfg(not(loom))]
 pub use process::{
     AsyncResult, Payload, Pool, Process, ThreadPool, cpu_count, current_process, parent_process,
@@ -95,6 +107,8 @@ pub use sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Semaphore, SemaphoreGuard,
 };
 pub use value::{RawValue, Value, ValueGuard};
+#[cfg(not(loom))]
+pub use wait::{DeathNotice, PEER_POLL, Waitable, death_notice, wait};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -2,56 +2,63 @@
 //! single-producer, single-consumer rings (`spsc.rs`) in one named segment.
 //!
 //! Messages keep their boundaries and may be far larger than a ring: a message travels as chunks
-//! of the slot size, every chunk but the last exactly full, the last one shorter (possibly empty,
-//! which is also how a zero-length message travels). A receiver reassembles them.
+//! of up to a slot, each led by an 8-byte header. The first chunk's header holds [`FIRST`] and
+//! the message's length, every later chunk's its offset in the message; a receiver reassembles
+//! them, and drops chunks that begin no message it saw start (the rest of a message whose
+//! receiver died halfway, or whose sender died halfway and was replaced). So a receiver knows a
+//! message's length from its first chunk, which it can look at without taking it: a message too
+//! long for `recv_bytes_into`'s buffer, and a message `poll` found, stay in the ring.
 //!
-//! Each end records the process attached to it. Dropping a [`Connection`] closes both directions
-//! for that end, so the peer's `recv` drains what was sent and then reports
-//! [`RecvError::Disconnected`], and its `send` fails at once. A peer that died without closing
-//! (`SIGKILL`) is noticed the same way: a blocked receiver re-checks its peer every
-//! [`PEER_POLL`], and a sender checks it at most that often.
+//! Each end is held by one process through an attachment record (`attach`). Dropping a
+//! [`Connection`] closes both directions for that end, so the peer's `recv` drains what was sent
+//! and then reports [`RecvError::Disconnected`], and its `send` fails at once. A peer that died
+//! without closing (`SIGKILL`) is noticed the same way, at once (see
+//! [`death_notice`](crate::death_notice)); its end may then be opened again by a new process
+//! (a restarted peer rejoins), which gets everything sent to that end and not yet received.
+//! [`release`](Connection::release) hands an end on without closing it.
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
+use crate::attach::{Attachment, Holder, Table, Watch, table_size};
 use crate::error::{Error, RecvError, SendError};
 use crate::queue::{DEFAULT_SPIN, deadline};
-use crate::ring::Fail;
+use crate::ring::{Fail, Peers};
 use crate::segment::{Kind, Options, Segment, Shared, Spec};
 use crate::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
 use crate::sync::fence;
 use crate::sync::owner::{OwnerLock, Patience};
-use crate::sys;
+use crate::wait::{Bump, WaitSet};
 
-/// How often a blocked receiver (or a sender) checks that its peer process is still alive.
-pub const PEER_POLL: Duration = Duration::from_millis(20);
-/// Bytes per chunk: one ring slot is 1 KiB with its header words. Small slots keep many small
-/// messages in flight; large messages pay a slot per KiB, a fraction of the copy itself.
+/// Bytes per chunk, its header included: one ring slot is 1 KiB with its header words. Small
+/// slots keep many small messages in flight; large messages pay a slot per KiB, a fraction of
+/// the copy itself.
 const CHUNK: usize = 1024 - 16;
+/// A chunk's header: [`FIRST`] and the message's length, or the chunk's offset in its message.
+const HEADER: usize = 8;
+/// Message bytes per chunk.
+const BODY: usize = CHUNK - HEADER;
+/// Set in the header of a message's first chunk.
+const FIRST: u64 = 1 << 63;
 /// Slots per direction (512 KiB of ring each way).
 const SLOTS: usize = 512;
 /// The largest message `send_bytes` accepts: 1 GiB.
 pub const MAX_MESSAGE: usize = 1 << 30;
 
-/// The state of one end, shared: who holds it and whether it was closed.
-#[repr(C)]
-struct EndState {
-    pid: AtomicU32,
-    closed: AtomicU32,
-    start: AtomicU64,
-}
-
+/// The shared state of the ends besides their records: whether each was closed.
 #[repr(C, align(128))]
 struct PipeCtl {
-    ends: [EndState; 2],
+    closed: [AtomicU32; 2],
 }
 
 // SAFETY: atomics only: every bit pattern is valid and all mutation is atomic.
 unsafe impl Shared for PipeCtl {}
+
+const CTL_SIZE: usize = std::mem::size_of::<PipeCtl>();
 
 fn ring_bytes() -> usize {
     let slots = SLOTS * spsc::slot_words(CHUNK).expect("constant") * 8;
@@ -59,7 +66,7 @@ fn ring_bytes() -> usize {
 }
 
 fn spec(oneway: bool) -> Spec {
-    let bytes = std::mem::size_of::<PipeCtl>() + 2 * ring_bytes();
+    let bytes = CTL_SIZE + table_size(2) + 2 * ring_bytes();
     Spec {
         kind: Kind::Pipe,
         elem_size: 1,
@@ -75,34 +82,86 @@ fn spec(oneway: bool) -> Spec {
     }
 }
 
+/// The ends' records (end 0 and end 1); a dead holder's word stays until a new process takes
+/// the end, so that its peer keeps seeing it dead.
+fn ends(seg: &Segment) -> Table<'_> {
+    Table::at(seg, seg.payload_offset() + CTL_SIZE, 2, false)
+}
+
+/// A chunk's header and body; `None` for one too short to have a header.
+fn parse(chunk: &[u8]) -> Option<(u64, &[u8])> {
+    let (head, body) = chunk.split_at_checked(HEADER)?;
+    Some((u64::from_ne_bytes(head.try_into().ok()?), body))
+}
+
+/// The length of the message `header` begins, if it is a first chunk's header that fits `body`.
+fn first(header: u64, body: &[u8]) -> Option<usize> {
+    let len = usize::try_from(header & !FIRST).ok()?;
+    (header & FIRST != 0 && len <= MAX_MESSAGE && body.len() <= len).then_some(len)
+}
+
+/// Where a received message goes.
+trait Sink {
+    /// A message of `len` bytes begins (anything of an earlier one is dropped).
+    fn start(&mut self, len: usize);
+    /// Its next bytes.
+    fn extend(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn start(&mut self, len: usize) {
+        self.clear();
+        self.reserve(len);
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// A caller's buffer, for a message its receiver has seen fits.
+struct Slice<'b> {
+    buf: &'b mut [u8],
+    len: usize,
+    /// The message did not fit after all (it was not the one looked at: never, in practice).
+    overflow: Option<usize>,
+}
+
+impl Sink for Slice<'_> {
+    fn start(&mut self, len: usize) {
+        self.len = 0;
+        self.overflow = (len > self.buf.len()).then_some(len);
+    }
+
+    fn extend(&mut self, bytes: &[u8]) {
+        if let Some(dst) = self.buf.get_mut(self.len..self.len + bytes.len()) {
+            dst.copy_from_slice(bytes);
+            self.len += bytes.len();
+        }
+    }
+}
+
 /// One end's view of the segment.
 struct End {
     seg: Arc<Segment>,
     side: usize,
+    /// This handle's hold of its end.
+    att: Attachment,
     spin: AtomicU32,
-    /// When this handle was made, and how long after that the peer was last seen alive.
+    /// When this handle was made, and how long after that the peer was last found alive in
+    /// `/proc` (an unarmed peer is looked up there at most every [`PEER_POLL`](crate::PEER_POLL)
+    /// by the calls that must not wait).
     born: Instant,
     peer_seen: AtomicU64,
     /// Held while receiving, so two threads cannot interleave a message's chunks (see
     /// `sync::owner` for why not a `Mutex`).
     recv: OwnerLock,
-    /// A message already taken off the ring (by `poll`, or by `recv_bytes_into` with a buffer
-    /// too short), which the next receive returns; touched with `recv` held.
-    pending: Mutex<Option<Vec<u8>>>,
-    /// Whether `pending` holds a message, so that receives need not lock it.
-    has_pending: AtomicBool,
     /// Held while sending, for the same reason as `recv`.
     send: OwnerLock,
-    released: AtomicBool,
     /// Sends so far (under the send lock), to space out the peer's liveness checks.
     sends: AtomicU32,
     /// This end's caches of the other side's ring indices.
     send_cache: Cache,
-}
-
-/// Locks in-process state; a panic in another thread leaves nothing half-done there.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl End {
@@ -110,99 +169,125 @@ impl End {
         self.seg.shared(self.seg.payload_offset())
     }
 
+    fn ends(&self) -> Table<'_> {
+        ends(&self.seg)
+    }
+
     /// The ring carrying messages from end `from` to the other end.
     fn ring(&self, from: usize) -> Spsc<'_> {
-        let off = self.seg.payload_offset() + std::mem::size_of::<PipeCtl>() + from * ring_bytes();
+        let off = self.seg.payload_offset() + CTL_SIZE + table_size(2) + from * ring_bytes();
         let words = SLOTS * spsc::slot_words(CHUNK).expect("constant");
         let ctl: &SpscCtl = self.seg.shared(off);
         let slots: &[AtomicU64] = self.seg.shared_slice(off + SPSC_CTL_SIZE, words);
         Spsc::new(ctl, slots, SLOTS, CHUNK)
     }
 
-    fn attach(seg: Arc<Segment>, side: usize) -> End {
+    /// Takes end `side` of `seg` for this process, if it is not closed and no live process
+    /// holds it.
+    fn attach(seg: Arc<Segment>, side: usize) -> Option<End> {
         fence::init();
-        End {
+        let end = End {
             seg,
             side,
+            att: Attachment::default(),
             spin: AtomicU32::new(DEFAULT_SPIN),
             born: Instant::now(),
             peer_seen: AtomicU64::new(0),
             recv: OwnerLock::default(),
-            pending: Mutex::new(None),
-            has_pending: AtomicBool::new(false),
             send: OwnerLock::default(),
-            released: AtomicBool::new(false),
             sends: AtomicU32::new(0),
             send_cache: Cache::default(),
-        }
-    }
-
-    /// Claims end `side` of `seg` for this process, if no live process holds it.
-    fn claim(seg: &Arc<Segment>, side: usize) -> bool {
-        let state = &seg.shared::<PipeCtl>(seg.payload_offset()).ends[side];
-        let pid = sys::current_pid();
-        // Relaxed: the segment handshake already published the rings; the pid is a claim only.
-        if state.closed.load(Ordering::Relaxed) != 0
-            || state
-                .pid
-                .compare_exchange(0, pid, Ordering::Relaxed, Ordering::Relaxed)
-                .is_err()
-        {
-            return false;
-        }
-        state
-            .start
-            .store(sys::process_start_time(pid), Ordering::Relaxed);
-        true
-    }
-
-    fn peer(&self) -> &EndState {
-        &self.ctl().ends[1 - self.side]
-    }
-
-    /// Takes the pending message, if any; `recv` must be held.
-    fn take_pending(&self) -> Option<Vec<u8>> {
-        if !self.has_pending.load(Ordering::Relaxed) {
+        };
+        if end.closed(side) || !end.att.attach_at(&end.ends(), side) {
             return None;
         }
-        self.has_pending.store(false, Ordering::Relaxed);
-        lock(&self.pending).take()
+        end.wake_peer();
+        Some(end)
     }
 
-    /// Keeps `v` for the next receive; `recv` must be held.
-    fn set_pending(&self, v: Vec<u8>) {
-        *lock(&self.pending) = Some(v);
-        // Release: pairs with the Acquire load in `ready`.
-        self.has_pending.store(true, Ordering::Release);
+    /// Wakes the peer's blocked calls (and `wait`s), so that they watch this end's new holder:
+    /// one that slept while the end was free watches no one, and would not learn of its death.
+    fn wake_peer(&self) {
+        self.bump().wake();
+    }
+
+    /// The eventcounts of whoever watches this end's holder: the peer's receives from it and
+    /// sends to it.
+    fn bump(&self) -> Bump<'_> {
+        Bump([
+            Some(self.ring(self.side).get_wait().0),
+            Some(self.ring(self.peer()).put_wait().0),
+        ])
+    }
+
+    /// Whether this handle holds its end in this process: a handle inherited through `fork`
+    /// takes the end over from the parent (or claims it, if free) at its first use in the
+    /// child; `false` if another live process holds it, or it is closed.
+    #[inline]
+    fn here(&self) -> bool {
+        self.att.attached() || self.attach_here()
+    }
+
+    #[cold]
+    fn attach_here(&self) -> bool {
+        let here = !self.closed(self.side) && self.att.attach_at(&self.ends(), self.side);
+        if here {
+            self.wake_peer();
+        }
+        here
+    }
+
+    fn closed(&self, side: usize) -> bool {
+        // Acquire: pairs with the Release store in `close`.
+        self.ctl().closed[side].load(Ordering::Acquire) != 0
+    }
+
+    fn peer(&self) -> usize {
+        1 - self.side
     }
 
     /// Whether the peer closed its end.
     fn peer_closed(&self) -> bool {
-        // Acquire: pairs with the Release store in `close`.
-        self.peer().closed.load(Ordering::Acquire) != 0
+        self.closed(self.peer())
     }
 
-    /// Whether the peer closed its end, or its process is gone. Checks the process at most
-    /// every [`PEER_POLL`] unless `now`.
-    fn peer_gone(&self, now: bool) -> bool {
+    /// Whether the peer closed its end, or its process died. A released end (no holder) is
+    /// not gone: its next holder may come. An armed peer is seen alive at once; one whose
+    /// arming thread died is looked up in `/proc`, and so is an unarmed one, but that at most
+    /// every [`PEER_POLL`](crate::PEER_POLL) unless `fresh`.
+    fn peer_gone(&self, fresh: bool) -> bool {
         if self.peer_closed() {
             return true;
         }
-        let peer = self.peer();
-        let since_born = || self.born.elapsed().as_nanos() as u64;
-        if !now
-            && since_born() - self.peer_seen.load(Ordering::Relaxed) < PEER_POLL.as_nanos() as u64
+        let ends = self.ends();
+        if ends.armed(self.peer()) {
+            return false;
+        }
+        // Nanoseconds since this handle was made, plus one: 0 in `peer_seen` is "never".
+        let now = || self.born.elapsed().as_nanos() as u64 + 1;
+        let seen = self.peer_seen.load(Ordering::Relaxed);
+        if !fresh
+            && seen != 0
+            && now().saturating_sub(seen) < crate::PEER_POLL.as_nanos() as u64
+            && !ends.abandoned(self.peer())
         {
             return false;
         }
-        let pid = peer.pid.load(Ordering::Relaxed);
-        // pid 0: the end is not attached yet (or was handed over); its future holder may still
-        // come.
-        let alive = pid == 0 || sys::process_alive(pid, peer.start.load(Ordering::Relaxed));
-        if alive {
-            self.peer_seen.store(since_born(), Ordering::Relaxed);
+        let dead = matches!(ends.holder(self.peer()), Holder::Dead(_));
+        if !dead {
+            self.peer_seen.store(now(), Ordering::Relaxed);
         }
-        !alive
+        dead
+    }
+
+    /// Adds the peer's liveness to `set`: its death wakes whoever waits to receive from it or
+    /// to send to it.
+    fn watch_peer<'a>(&'a self, set: &mut WaitSet<'a>) -> bool {
+        let from_peer = self.ring(self.peer()).get_wait().0;
+        let to_peer = self.ring(self.side).put_wait().0;
+        self.ends()
+            .watch(self.peer(), set, Bump([Some(from_peer), Some(to_peer)]))
+            == Watch::Sleep
     }
 
     fn send_bytes(&self, msg: &[u8]) -> Result<(), SendError> {
@@ -213,8 +298,11 @@ impl End {
             });
         }
         let _sending = self.send.lock();
-        // The peer's closed flag is one load; its liveness costs a clock read, so it is looked
-        // at once every 64 sends (and whenever a send has to wait).
+        if !self.here() {
+            return Err(SendError::Disconnected);
+        }
+        // The peer's closed flag is one load; its liveness may cost a `/proc` read, so it is
+        // looked at once every 64 sends (and whenever a send has to wait).
         let n = self.sends.load(Ordering::Relaxed).wrapping_add(1);
         self.sends.store(n, Ordering::Relaxed);
         let gone = if n % 64 == 0 {
@@ -226,104 +314,125 @@ impl End {
             return Err(SendError::Disconnected);
         }
         let ring = self.ring(self.side);
-        let mut chunks = msg.chunks(CHUNK);
-        // Every chunk but the last is full; a message of whole chunks ends with an empty one.
-        let last_full = msg.len() % CHUNK == 0;
-        let mut next = chunks.next().unwrap_or(&[]);
+        let mut at = 0;
         loop {
-            self.put_chunk(&ring, next)?;
-            match chunks.next() {
-                Some(c) => next = c,
-                None if last_full && !msg.is_empty() => {
-                    self.put_chunk(&ring, &[])?;
-                    return Ok(());
-                }
-                None => return Ok(()),
+            let body = &msg[at..(at + BODY).min(msg.len())];
+            let header = if at == 0 {
+                FIRST | msg.len() as u64
+            } else {
+                at as u64
+            };
+            self.put_chunk(&ring, &header.to_ne_bytes(), body)?;
+            at += body.len();
+            if at >= msg.len() {
+                return Ok(());
             }
         }
     }
 
-    fn put_chunk(&self, ring: &Spsc<'_>, chunk: &[u8]) -> Result<(), SendError> {
-        if !ring.is_closed() && ring.try_push(chunk, &self.send_cache) {
+    fn put_chunk(&self, ring: &Spsc<'_>, head: &[u8], body: &[u8]) -> Result<(), SendError> {
+        if !ring.is_closed() && ring.try_push_parts(head, body, &self.send_cache) {
             return Ok(());
         }
-        loop {
-            match ring.push(
-                chunk,
-                &self.send_cache,
-                Some(Instant::now() + PEER_POLL),
-                self.spin.load(Ordering::Relaxed),
-            ) {
-                Ok(()) => return Ok(()),
-                Err(Fail::Closed) => return Err(SendError::Disconnected),
-                Err(Fail::Timeout) if self.peer_gone(true) => return Err(SendError::Disconnected),
-                Err(Fail::Timeout) => {}
-            }
-        }
+        let spin = self.spin.load(Ordering::Relaxed);
+        ring.push_watching(
+            head,
+            body,
+            &self.send_cache,
+            None,
+            spin,
+            &PipePeers { end: self },
+        )
+        .map_err(|_| SendError::Disconnected)
     }
 
     /// Takes the next whole message into `out`; waits until `deadline` for its first chunk,
     /// and that long at most for another thread of this process to finish its receive.
     fn recv_into_vec(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), RecvError> {
         let _receiving = self.recv.lock_until(deadline).ok_or(RecvError::Timeout)?;
-        self.recv_held(out, deadline)
+        self.recv_message(deadline, out).map(|_| ())
     }
 
-    /// The pending message, or else the next one off the ring, with `recv` held.
-    fn recv_held(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), RecvError> {
-        match self.take_pending() {
-            Some(p) => {
-                *out = p;
-                Ok(())
+    /// Receives the next message chunk by chunk into `sink`, with the receive lock held; waits
+    /// until `deadline` for its first chunk, and for the rest as long as the peer is there.
+    /// Returns its length.
+    fn recv_message(
+        &self,
+        deadline: Option<Instant>,
+        sink: &mut impl Sink,
+    ) -> Result<usize, RecvError> {
+        if !self.here() {
+            return Err(RecvError::Disconnected);
+        }
+        let ring = self.ring(self.peer());
+        // The message being received: its length and the bytes so far.
+        let mut got: Option<(usize, usize)> = None;
+        loop {
+            let started = got.is_some();
+            let mut take = |chunk: &[u8]| {
+                let Some((header, body)) = parse(chunk) else {
+                    return;
+                };
+                if let Some(len) = first(header, body) {
+                    sink.start(len);
+                    sink.extend(body);
+                    got = Some((len, body.len()));
+                } else if let Some((len, n)) = got {
+                    // The next piece of this message, or else a stray one: dropped.
+                    if header == n as u64 && n + body.len() <= len {
+                        sink.extend(body);
+                        got = Some((len, n + body.len()));
+                    }
+                }
+            };
+            // The fast path: a chunk is there (no clock read, no deadline).
+            if ring.try_pop(&mut take, false).is_none() {
+                let wait = if started { None } else { deadline };
+                let spin = self.spin.load(Ordering::Relaxed);
+                match ring.pop_watching(&mut take, wait, spin, &PipePeers { end: self }) {
+                    Ok(()) => {}
+                    Err(Fail::Timeout) => return Err(RecvError::Timeout),
+                    // Closed or gone, and drained (mid-message, the rest of it is lost with
+                    // the peer).
+                    Err(Fail::Closed | Fail::Disconnected) => {
+                        return Err(RecvError::Disconnected);
+                    }
+                }
             }
-            None => self.recv_locked(out, deadline),
+            if let Some((len, n)) = got {
+                if n == len {
+                    return Ok(len);
+                }
+            }
         }
     }
 
-    /// [`recv_into_vec`](Self::recv_into_vec) with the receive lock held and nothing pending.
-    fn recv_locked(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), RecvError> {
-        out.clear();
-        self.recv_chunks(deadline, &mut |bytes| out.extend_from_slice(bytes))
-    }
-
-    /// Receives the next message chunk by chunk into `sink`, with the receive lock held and
-    /// nothing pending; waits until `deadline` for its first chunk.
-    fn recv_chunks(
-        &self,
-        deadline: Option<Instant>,
-        sink: &mut impl FnMut(&[u8]),
-    ) -> Result<(), RecvError> {
-        let ring = self.ring(1 - self.side);
-        let mut first = true;
+    /// Waits until the first chunk of a message is there and returns the message's length,
+    /// taking nothing; chunks that begin no message are dropped on the way.
+    fn next_len(&self, deadline: Option<Instant>) -> Result<usize, RecvError> {
+        if !self.here() {
+            return Err(RecvError::Disconnected);
+        }
+        let ring = self.ring(self.peer());
         loop {
-            let mut read = |bytes: &[u8]| {
-                sink(bytes);
-                bytes.len()
-            };
-            // The fast path: a chunk is there (no clock read, no deadline).
-            if let Some(len) = ring.try_pop(&mut read, false) {
-                if len < CHUNK {
-                    return Ok(());
+            match ring.peek(|chunk| parse(chunk).and_then(|(h, body)| first(h, body))) {
+                Some(Some(len)) => return Ok(len),
+                // A stray chunk at the head: dropped.
+                Some(None) => {
+                    ring.try_pop(&mut |_| (), false);
                 }
-                first = false;
-                continue;
-            }
-            let poll = Instant::now() + PEER_POLL;
-            let wait = match deadline {
-                Some(d) if first => d.min(poll),
-                _ => poll,
-            };
-            match ring.pop(&mut read, Some(wait), self.spin.load(Ordering::Relaxed)) {
-                Ok(len) if len < CHUNK => return Ok(()),
-                Ok(_) => first = false,
-                // Closed and drained (mid-message, the rest of it is lost with the peer).
-                Err(Fail::Closed) => return Err(RecvError::Disconnected),
-                Err(Fail::Timeout) => {
-                    if self.peer_gone(true) && !ring.readable() {
-                        return Err(RecvError::Disconnected);
-                    }
-                    if first && deadline.is_some_and(|d| Instant::now() >= d) {
-                        return Err(RecvError::Timeout);
+                None => {
+                    let spin = self.spin.load(Ordering::Relaxed);
+                    match ring.wait_readable(deadline, spin, &PipePeers { end: self }) {
+                        // Readable: a chunk, or closed (and then drained, if nothing is there).
+                        Ok(()) if ring.is_closed() && ring.peek(|_| ()).is_none() => {
+                            return Err(RecvError::Disconnected);
+                        }
+                        Ok(()) => {}
+                        Err(Fail::Timeout) => return Err(RecvError::Timeout),
+                        Err(Fail::Closed | Fail::Disconnected) => {
+                            return Err(RecvError::Disconnected);
+                        }
                     }
                 }
             }
@@ -331,63 +440,47 @@ impl End {
     }
 
     /// Receives the next message into `buf` without an intermediate copy; a message longer
-    /// than `buf` is kept whole for the next receive and reported as `BufferTooShort`.
+    /// than `buf` stays in the ring and is reported as `BufferTooShort`.
     fn recv_into_slice(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
         let _receiving = self.recv.lock();
-        if let Some(v) = self.take_pending() {
-            if v.len() > buf.len() {
-                let needed = v.len();
-                self.set_pending(v);
-                return Err(RecvError::BufferTooShort { needed });
-            }
-            buf[..v.len()].copy_from_slice(&v);
-            return Ok(v.len());
+        let needed = self.next_len(None)?;
+        if needed > buf.len() {
+            return Err(RecvError::BufferTooShort { needed });
         }
-        let (mut n, mut spill) = (0, None::<Vec<u8>>);
-        self.recv_chunks(None, &mut |bytes| match &mut spill {
-            Some(v) => v.extend_from_slice(bytes),
-            None if n + bytes.len() <= buf.len() => {
-                buf[n..n + bytes.len()].copy_from_slice(bytes);
-                n += bytes.len();
-            }
-            None => {
-                let mut v = Vec::with_capacity(n + bytes.len());
-                v.extend_from_slice(&buf[..n]);
-                v.extend_from_slice(bytes);
-                spill = Some(v);
-            }
-        })?;
-        match spill {
-            Some(v) => {
-                let needed = v.len();
-                self.set_pending(v);
-                Err(RecvError::BufferTooShort { needed })
-            }
-            None => Ok(n),
+        let mut sink = Slice {
+            buf,
+            len: 0,
+            overflow: None,
+        };
+        let len = self.recv_message(None, &mut sink)?;
+        match sink.overflow {
+            Some(needed) => Err(RecvError::BufferTooShort { needed }),
+            None => Ok(len),
         }
     }
 
-    /// Receives a `T` straight into place.
-    fn recv_pod<T: Pod>(&self) -> Result<T, RecvError> {
+    /// Receives a `T` straight into place; a message of another size is consumed.
+    fn recv_pod<T: Pod>(&self, deadline: Option<Instant>) -> Result<T, RecvError> {
+        let _receiving = self.recv.lock_until(deadline).ok_or(RecvError::Timeout)?;
+        self.recv_pod_held(deadline)
+    }
+
+    /// [`recv_pod`](Self::recv_pod) with the receive lock held.
+    fn recv_pod_held<T: Pod>(&self, deadline: Option<Instant>) -> Result<T, RecvError> {
         let mut v = T::zeroed();
         let expected = std::mem::size_of::<T>();
-        match self.recv_into_slice(bytemuck::bytes_of_mut(&mut v)) {
-            Ok(n) if n == expected => Ok(v),
-            Ok(found) => Err(RecvError::WrongSize { expected, found }),
-            Err(RecvError::BufferTooShort { needed }) => {
-                // Too long for a `T`: consume it, as a wrong size always is.
-                let _receiving = self.recv.lock();
-                self.take_pending();
-                Err(RecvError::WrongSize {
-                    expected,
-                    found: needed,
-                })
-            }
-            Err(e) => Err(e),
+        let mut sink = Slice {
+            buf: bytemuck::bytes_of_mut(&mut v),
+            len: 0,
+            overflow: None,
+        };
+        match self.recv_message(deadline, &mut sink)? {
+            found if found != expected => Err(RecvError::WrongSize { expected, found }),
+            _ => Ok(v),
         }
     }
 
-    fn try_recv_vec(&self) -> Result<Vec<u8>, RecvError> {
+    fn try_recv_pod<T: Pod>(&self) -> Result<T, RecvError> {
         if !self.ready() {
             return Err(RecvError::Empty);
         }
@@ -399,59 +492,76 @@ impl End {
         if !self.ready() {
             return Err(RecvError::Empty);
         }
-        let mut v = Vec::new();
         // Ready: a chunk is published (or the peer is gone), so this does not wait for long.
-        self.recv_held(&mut v, None)?;
-        Ok(v)
+        self.recv_pod_held(None)
     }
 
     /// Whether a receive would not block: a message (or its first chunk) is there, or the peer
     /// is gone.
     fn ready(&self) -> bool {
-        // Acquire: pairs with the Release store in `set_pending`.
-        if self.has_pending.load(Ordering::Acquire) {
-            return true;
-        }
-        let ring = self.ring(1 - self.side);
-        ring.readable() || self.peer_gone(false)
+        self.ring(self.peer()).readable() || self.peer_gone(false)
     }
 
+    /// Waits until a receive would not block (see `ready`), taking nothing.
     fn poll(&self, timeout: Duration) -> bool {
         if self.ready() {
             return true;
         }
-        let deadline = deadline(timeout);
-        // Another thread receiving longer than `timeout`: nothing for this one.
-        let Some(_receiving) = self.recv.lock_until(deadline) else {
-            return false;
-        };
-        if self.has_pending.load(Ordering::Relaxed) {
-            return true;
-        }
-        let mut v = Vec::new();
-        match self.recv_locked(&mut v, deadline) {
-            Ok(()) => {
-                self.set_pending(v);
-                true
-            }
-            Err(RecvError::Timeout) => false,
-            Err(_) => true,
-        }
+        let spin = self.spin.load(Ordering::Relaxed);
+        let ring = self.ring(self.peer());
+        !matches!(
+            ring.wait_readable(deadline(timeout), spin, &PipePeers { end: self }),
+            Err(Fail::Timeout)
+        )
     }
 
+    /// Closes this end: both rings, so that the peer drains what is left and then sees the end.
     fn close(&self) {
-        let me = &self.ctl().ends[self.side];
-        // Release: pairs with the Acquire load in `peer_gone`.
-        me.closed.store(1, Ordering::Release);
+        // Release: pairs with the Acquire load in `closed`.
+        self.ctl().closed[self.side].store(1, Ordering::Release);
         self.ring(0).close();
         self.ring(1).close();
+    }
+
+    /// Gives the end up without closing it (a later process may open it). A peer waiting on
+    /// this end's liveness is woken by the unlock and sleeps again: a released end is not gone.
+    fn release(&self) {
+        self.att.detach(&self.ends());
     }
 }
 
 impl Drop for End {
     fn drop(&mut self) {
-        if !self.released.load(Ordering::Relaxed) {
+        // Only an end this process holds is closed: an inherited handle whose end a forked
+        // child (or its parent) holds is left alone.
+        if self.att.holds(&self.ends()) {
             self.close();
+        }
+        self.release();
+    }
+}
+
+/// The peer, for a blocked call of `end`.
+struct PipePeers<'a> {
+    end: &'a End,
+}
+
+impl Peers for PipePeers<'_> {
+    #[cold]
+    #[inline(never)]
+    fn gone(&self) -> bool {
+        self.end.peer_gone(true)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn sleep(&self, epoch: &AtomicU32, seen: u32, timeout: Option<Duration>) {
+        // The slow path: this end arms its record again if its arming thread is gone.
+        self.end.att.rearm(&self.end.ends());
+        let mut set = WaitSet::within(timeout);
+        set.epoch(epoch, seen);
+        if self.end.watch_peer(&mut set) {
+            set.sleep(timeout);
         }
     }
 }
@@ -505,7 +615,8 @@ pub struct PipeWriter {
 }
 
 /// Constructors for pipes. A pipe has two ends, 0 and 1; a process attaches to an end when it
-/// creates or opens it, and one end can be held by one process at a time.
+/// creates or opens it, and one end can be held by one process at a time. An end whose process
+/// died can be opened again; a closed one cannot.
 #[derive(Debug)]
 pub struct Pipe;
 
@@ -532,7 +643,8 @@ impl Pipe {
         Ok((PipeReader { end: r }, PipeWriter { end: w }))
     }
 
-    /// Opens the duplex pipe `name` and attaches to whichever end is free.
+    /// Opens the duplex pipe `name` and attaches to whichever end is free (released, or held
+    /// by a process that died).
     ///
     /// # Errors
     ///
@@ -540,10 +652,10 @@ impl Pipe {
     /// [`Error::LayoutMismatch`] for a one-way pipe; [`Error::KindMismatch`]; [`Error::Io`].
     pub fn open(name: &str) -> Result<Connection, Error> {
         let seg = open_seg(name, false)?;
-        let side = (0..2)
-            .find(|&s| End::claim(&seg, s))
+        let end = (0..2)
+            .find_map(|s| End::attach(Arc::clone(&seg), s))
             .ok_or_else(|| in_use(name))?;
-        Ok(Connection::from(End::attach(seg, side)))
+        Ok(Connection::from(end.taken_over()))
     }
 
     /// Opens the reading end of the one-way pipe `name`.
@@ -552,12 +664,9 @@ impl Pipe {
     ///
     /// As [`open`](Self::open).
     pub fn open_reader(name: &str) -> Result<PipeReader, Error> {
-        let seg = open_seg(name, true)?;
-        if !End::claim(&seg, 0) {
-            return Err(in_use(name));
-        }
+        let end = End::attach(open_seg(name, true)?, 0).ok_or_else(|| in_use(name))?;
         Ok(PipeReader {
-            end: End::attach(seg, 0),
+            end: end.taken_over(),
         })
     }
 
@@ -567,13 +676,19 @@ impl Pipe {
     ///
     /// As [`open`](Self::open).
     pub fn open_writer(name: &str) -> Result<PipeWriter, Error> {
-        let seg = open_seg(name, true)?;
-        if !End::claim(&seg, 1) {
-            return Err(in_use(name));
-        }
+        let end = End::attach(open_seg(name, true)?, 1).ok_or_else(|| in_use(name))?;
         Ok(PipeWriter {
-            end: End::attach(seg, 1),
+            end: end.taken_over(),
         })
+    }
+}
+
+impl End {
+    /// An end just opened: its previous holder may have died between publishing a chunk and
+    /// advancing `tail`, and that chunk must not be overwritten.
+    fn taken_over(self) -> End {
+        self.ring(self.side).recover_tail();
+        self
     }
 }
 
@@ -586,13 +701,17 @@ fn in_use(name: &str) -> Error {
 
 fn create_ends(name: &str, oneway: bool) -> Result<[End; 2], Error> {
     let spec = spec(oneway);
-    // A fresh (zeroed) segment is two empty rings: both indices 0.
-    let seg = Segment::create(name, &spec, &Options::new(), |_| {})?;
+    // A fresh (zeroed) segment is two empty rings (both indices 0) and two free ends.
+    let mut made = Ok(());
+    let seg = Segment::create(name, &spec, &Options::new(), |seg| made = ends(seg).init())?;
+    made?;
     let seg = Arc::new(seg);
-    for side in 0..2 {
-        End::claim(&seg, side);
+    let mut pair = (0..2).map(|side| End::attach(Arc::clone(&seg), side));
+    match (pair.next().flatten(), pair.next().flatten()) {
+        (Some(a), Some(b)) => Ok([a, b]),
+        // Someone scribbled on the records between our create and our claim.
+        _ => Err(in_use(name)),
     }
-    Ok([End::attach(Arc::clone(&seg), 0), End::attach(seg, 1)])
 }
 
 fn open_seg(name: &str, oneway: bool) -> Result<Arc<Segment>, Error> {
@@ -648,7 +767,7 @@ macro_rules! receiving {
             /// [`RecvError::WrongSize`] when the message is not `size_of::<T>()` bytes (it is
             /// consumed), or as [`recv_bytes`](Self::recv_bytes).
             pub fn recv<T: Pod>(&self) -> Result<T, RecvError> {
-                self.end.recv_pod()
+                self.end.recv_pod(None)
             }
 
             /// Receives a `T` if a message is ready; never waits for one.
@@ -657,7 +776,7 @@ macro_rules! receiving {
             ///
             /// [`RecvError::Empty`], or as [`recv`](Self::recv).
             pub fn try_recv<T: Pod>(&self) -> Result<T, RecvError> {
-                decode(self.end.try_recv_vec()?)
+                self.end.try_recv_pod()
             }
 
             /// Receives a `T`, waiting at most `timeout` for it to start arriving.
@@ -666,9 +785,7 @@ macro_rules! receiving {
             ///
             /// [`RecvError::Timeout`], or as [`recv`](Self::recv).
             pub fn recv_timeout<T: Pod>(&self, timeout: Duration) -> Result<T, RecvError> {
-                let mut v = Vec::new();
-                self.end.recv_into_vec(&mut v, deadline(timeout))?;
-                decode(v)
+                self.end.recv_pod(deadline(timeout))
             }
 
             /// Receives a message sent with `send_serde` as a `T` (feature `serde`, postcard).
@@ -682,7 +799,10 @@ macro_rules! receiving {
                 postcard::from_bytes(&self.recv_bytes()?).map_err(|_| RecvError::Decode)
             }
 
-            /// Whether a message (or the end of the stream) is ready, waiting at most `timeout`.
+            /// Whether a message (or the end of the stream: the peer closed or died) is ready,
+            /// waiting at most `timeout`. It takes nothing: the message stays for the next
+            /// receive, by this handle or, after [`release`](Self::release), by the next
+            /// process to open this end.
             pub fn poll(&self, timeout: Duration) -> bool {
                 self.end.poll(timeout)
             }
@@ -696,7 +816,15 @@ macro_rules! receiving {
             }
         }
 
-        impl Waitable for $ty {
+        impl crate::wait::sealed::WaitOn for $ty {
+            fn wait_on<'a>(&'a self, set: &mut WaitSet<'a>) -> bool {
+                let (epoch, waiters) = self.end.ring(self.end.peer()).get_wait();
+                set.count(epoch, waiters);
+                self.end.watch_peer(set)
+            }
+        }
+
+        impl crate::Waitable for $ty {
             fn is_ready(&self) -> bool {
                 self.end.ready()
             }
@@ -767,16 +895,6 @@ macro_rules! sending {
     };
 }
 
-fn decode<T: Pod>(v: Vec<u8>) -> Result<T, RecvError> {
-    if v.len() != std::mem::size_of::<T>() {
-        return Err(RecvError::WrongSize {
-            expected: std::mem::size_of::<T>(),
-            found: v.len(),
-        });
-    }
-    Ok(bytemuck::pod_read_unaligned(&v))
-}
-
 receiving!(Connection);
 sending!(Connection);
 receiving!(PipeReader);
@@ -786,15 +904,17 @@ macro_rules! end_common {
     ($ty:ident) => {
         impl $ty {
             /// Leaves this end attached to no process, without closing it, so that another
-            /// process can open it by name ([`Pipe::open`]).
+            /// process can open it by name ([`Pipe::open`]); it gets everything sent to this
+            /// end and not yet received. In a process that forked a child which is to use this
+            /// end, release it here rather than drop it: a drop closes the end unless the child
+            /// has already taken it over.
             pub fn release(self) {
-                let state = &self.end.ctl().ends[self.end.side];
-                state.pid.store(0, Ordering::Relaxed);
-                self.end.released.store(true, Ordering::Relaxed);
+                self.end.release();
             }
 
-            /// Closes this end: the peer drains what was sent, then sees `Disconnected`. The
-            /// same as dropping it.
+            /// Closes this end for good: the peer drains what was sent, then sees
+            /// `Disconnected`, and what the peer sent to this end is dropped with it. The same
+            /// as dropping it.
             pub fn close(self) {}
 
             /// Keeps the pipe's name when the creating process has dropped or released both
@@ -838,56 +958,15 @@ end_common!(Connection);
 end_common!(PipeReader);
 end_common!(PipeWriter);
 
-/// Something [`wait`] can wait on: a connection, a pipe reader or a queue.
-pub trait Waitable {
-    /// Whether a receive would not block now.
-    fn is_ready(&self) -> bool;
-}
-
-impl<T: Pod> Waitable for crate::Queue<T> {
-    fn is_ready(&self) -> bool {
-        !self.is_empty() || self.is_closed()
-    }
-}
-
-/// Waits until at least one of `objects` is ready to receive from, or `timeout` passes (forever
-/// if `None`); returns the indices of the ready ones, like `multiprocessing.connection.wait`.
-/// It polls with growing pauses (spinning, then up to 1 ms), not a single kernel wait.
-///
-/// ```
-/// let name = format!("doc-wait-{}", std::process::id());
-/// let (a, b) = mpshm::Pipe::create(&name)?;
-/// let q = mpshm::Queue::<u8>::create(&format!("{name}q"), 1)?;
-/// b.send(&1u8).expect("open");
-/// let ready = mpshm::wait(&[&a, &q], Some(std::time::Duration::from_secs(1)));
-/// assert_eq!(ready, [0]);
-/// # Ok::<(), mpshm::Error>(())
-/// ```
-pub fn wait(objects: &[&dyn Waitable], timeout: Option<Duration>) -> Vec<usize> {
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    let mut pause = Duration::from_micros(1);
-    loop {
-        let ready: Vec<usize> = (0..objects.len())
-            .filter(|&i| objects[i].is_ready())
-            .collect();
-        if !ready.is_empty() || deadline.is_some_and(|d| Instant::now() >= d) {
-            return ready;
-        }
-        if pause < Duration::from_micros(20) {
-            std::hint::spin_loop();
-        } else {
-            std::thread::sleep(pause);
-        }
-        pause = (pause * 2).min(Duration::from_millis(1));
-    }
-}
-
 /// The shared structures of this module, for the pinned layout (`src/layout.rs`).
 #[cfg(test)]
 pub(crate) fn shared_layout() -> Vec<String> {
     vec![
-        crate::layout::pin!(PipeCtl { ends }),
-        crate::layout::pin!(EndState { pid, closed, start }),
-        format!("constants: {SLOTS} slots of {CHUNK} B per direction"),
+        crate::layout::pin!(PipeCtl { closed }),
+        format!(
+            "placement: ends table at {CTL_SIZE}, rings at {} and {}; {SLOTS} slots of {CHUNK} B",
+            CTL_SIZE + table_size(2),
+            CTL_SIZE + table_size(2) + ring_bytes()
+        ),
     ]
 }

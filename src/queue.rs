@@ -13,14 +13,16 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
+use crate::attach::{Attachment, MAX_ATTACHED, Table, Watch, table_size};
 use crate::error::{
     Error, GetError, GetTimeoutError, JoinError, PutError, PutTimeoutError, TryGetError,
     TryPutError,
 };
-use crate::ring::{self, CTL_SIZE, Fail, Ring, RingCtl, TryGet, TryPut};
+use crate::ring::{self, CTL_SIZE, Fail, NoPeers, Peers, Ring, RingCtl, TryGet, TryPut};
 use crate::segment::{Kind, Options, Segment, Spec};
 use crate::sync::fence;
 use crate::sys;
+use crate::wait::{Bump, WaitSet};
 
 /// The largest capacity accepted.
 const MAX_CAPACITY: usize = 1 << 32;
@@ -29,11 +31,25 @@ const MAX_MESSAGE: usize = 64 << 20;
 /// How many rounds a blocked `put`/`get` spins before it sleeps, unless told otherwise.
 pub(crate) const DEFAULT_SPIN: u32 = ring::SPUN_AFTER;
 
-/// The segment layout of a ring of `cap` slots of `max_len`-byte messages.
+/// The producers' table of attachment records, and the consumers'.
+const PRODUCERS: usize = 0;
+const CONSUMERS: usize = 1;
+
+/// Where the attachment tables start in the payload of a ring of `cap` slots of `max_len`-byte
+/// messages: after the ring, on a fresh pair of cache lines.
+fn tables_offset(cap: usize, max_len: usize) -> Option<usize> {
+    ring::slot_words(max_len)
+        .and_then(|w| w.checked_mul(cap)?.checked_mul(8)?.checked_add(CTL_SIZE))
+        .map(|b| b.next_multiple_of(128))
+}
+
+/// The segment layout of a ring of `cap` slots of `max_len`-byte messages, with tables of
+/// `attached` producer and consumer records.
 pub(crate) fn ring_spec(
     kind: Kind,
     cap: usize,
     max_len: usize,
+    attached: usize,
     tag: String,
 ) -> Result<Spec, Error> {
     if cap == 0 || cap > MAX_CAPACITY {
@@ -42,8 +58,14 @@ pub(crate) fn ring_spec(
             reason: "a queue's capacity must be 1 to 2^32",
         });
     }
-    let bytes = ring::slot_words(max_len)
-        .and_then(|w| w.checked_mul(cap)?.checked_mul(8)?.checked_add(CTL_SIZE))
+    if attached == 0 || attached > MAX_ATTACHED {
+        return Err(Error::InvalidLength {
+            len: attached,
+            reason: "a queue records 1 to 1024 producers (and consumers): see Options::max_attached",
+        });
+    }
+    let bytes = tables_offset(cap, max_len)
+        .and_then(|b| b.checked_add(2 * table_size(attached)))
         .ok_or(Error::InvalidLength {
             len: cap,
             reason: "the queue would not fit in memory",
@@ -54,15 +76,19 @@ pub(crate) fn ring_spec(
         elem_align: 128,
         count: Some(bytes),
         tag,
-        params: [cap as u64, max_len as u64, 0, 0],
+        params: [cap as u64, max_len as u64, attached as u64, 0],
     })
 }
 
-/// A mapped ring: the segment and the checked geometry.
+/// A mapped ring: the segment and the checked geometry, and this handle's attachments.
 pub(crate) struct RingSeg {
     seg: Segment,
     cap: usize,
     max_len: usize,
+    /// Records per attachment table.
+    attached: usize,
+    /// This handle as a producer (from its first put) and as a consumer (its first get).
+    sides: [Attachment; 2],
     /// The pid this handle claims slots under, and `sys::forks()` when it was read: a handle
     /// inherited through `fork` claims under the child's pid instead (see `ring`).
     pid: u32,
@@ -74,15 +100,22 @@ pub(crate) struct RingSeg {
 impl RingSeg {
     pub(crate) fn create(name: &str, spec: &Spec, opts: &Options) -> Result<RingSeg, Error> {
         let (cap, max_len) = (spec.params[0] as usize, spec.params[1] as usize);
+        let attached = spec.params[2] as usize;
         let (pid, forks) = (sys::thread_ids().0, sys::forks());
         let joinable = spec.kind == Kind::JoinableQueue;
+        let mut made = Ok(());
         let seg = Segment::create(name, spec, opts, |seg| {
             ring_view(seg, cap, max_len, pid, joinable).init();
+            made = (0..2).try_for_each(|side| table_view(seg, cap, max_len, attached, side).init());
         })?;
+        // A mutex that would not initialise: the segment is dropped (and unlinked) here.
+        made?;
         Ok(RingSeg {
             seg,
             cap,
             max_len,
+            attached,
+            sides: Default::default(),
             pid,
             forks,
             joinable,
@@ -109,15 +142,22 @@ impl RingSeg {
             params: [0; 4],
         };
         let seg = Segment::open(name, &spec, opts)?;
-        let [cap, len, ..] = seg.params();
-        let expect = ring_spec(kind, cap as usize, len as usize, String::new())
-            .ok()
-            .and_then(|s| s.count);
+        let [cap, len, attached, _] = seg.params();
+        let expect = ring_spec(
+            kind,
+            cap as usize,
+            len as usize,
+            attached as usize,
+            String::new(),
+        )
+        .ok()
+        .and_then(|s| s.count);
         if cap == 0 || len > u32::MAX as u64 || expect != Some(seg.count()) {
             return Err(Error::Corrupt {
                 name: seg.name().to_owned(),
                 reason: format!(
-                    "ring geometry {cap} × {len} B does not match its size {}",
+                    "ring geometry {cap} × {len} B with {attached} attachment records does not \
+                     match its size {}",
                     seg.count()
                 ),
             });
@@ -135,6 +175,8 @@ impl RingSeg {
             seg,
             cap: cap as usize,
             max_len: len as usize,
+            attached: attached as usize,
+            sides: Default::default(),
             pid: sys::thread_ids().0,
             forks: sys::forks(),
             joinable: kind == Kind::JoinableQueue,
@@ -178,6 +220,99 @@ impl RingSeg {
     pub(crate) fn segment(&self) -> &Segment {
         &self.seg
     }
+
+    /// The attachment table of `side` (`PRODUCERS` or `CONSUMERS`).
+    fn table(&self, side: usize) -> Table<'_> {
+        table_view(&self.seg, self.cap, self.max_len, self.attached, side)
+    }
+
+    /// Attaches this handle as a producer (or consumer) if it is not yet, in this process.
+    #[inline]
+    fn attach(&self, side: usize) {
+        if !self.sides[side].attached() {
+            self.sides[side].attach_any(&self.table(side));
+        }
+    }
+
+    /// Whether every producer (or consumer) that attached has detached or died.
+    fn gone(&self, side: usize) -> bool {
+        self.table(side).none_alive()
+    }
+
+    /// Counts the caller as a waiting consumer and adds what it sleeps on: the consumers'
+    /// eventcount and the producers' liveness; `false` if something changed meanwhile.
+    pub(crate) fn wait_on<'a>(&'a self, set: &mut WaitSet<'a>) -> bool {
+        let (epoch, waiters) = self.ring().get_wait();
+        set.count(epoch, waiters);
+        self.table(PRODUCERS)
+            .watch_all(set, Bump([Some(epoch), None]))
+            == Watch::Sleep
+    }
+
+    /// Whether a get would not wait: a message is there, the queue is closed, or its producers
+    /// are gone.
+    pub(crate) fn ready(&self) -> bool {
+        self.ring().readable() || self.gone(PRODUCERS)
+    }
+}
+
+impl Drop for RingSeg {
+    fn drop(&mut self) {
+        let ring = self.ring();
+        // The other side's waiters look again: they may be disconnected now.
+        for (side, (epoch, waiters)) in [(PRODUCERS, ring.get_wait()), (CONSUMERS, ring.put_wait())]
+        {
+            if self.sides[side].detach(&self.table(side)) {
+                ring::wake(epoch, waiters);
+            }
+        }
+    }
+}
+
+/// The processes on the other side of a blocked put (the consumers) or get (the producers).
+struct QueuePeers<'a> {
+    seg: &'a RingSeg,
+    /// The side whose departure ends the wait.
+    other: usize,
+}
+
+impl Peers for QueuePeers<'_> {
+    #[cold]
+    #[inline(never)]
+    fn gone(&self) -> bool {
+        self.seg.gone(self.other)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn sleep(&self, epoch: &AtomicU32, seen: u32, timeout: Option<Duration>) {
+        // The slow path: this handle arms its own record again if its arming thread is gone.
+        let mine = 1 - self.other;
+        self.seg.sides[mine].rearm(&self.seg.table(mine));
+        let mut set = WaitSet::within(timeout);
+        set.epoch(epoch, seen);
+        if self
+            .seg
+            .table(self.other)
+            .watch_all(&mut set, Bump([Some(epoch), None]))
+            == Watch::Sleep
+        {
+            set.sleep(timeout);
+        }
+    }
+}
+
+fn table_view(
+    seg: &Segment,
+    cap: usize,
+    max_len: usize,
+    attached: usize,
+    side: usize,
+) -> Table<'_> {
+    let off = seg.payload_offset()
+        + tables_offset(cap, max_len).expect("checked geometry")
+        + side * table_size(attached);
+    Table::at(seg, off, attached, true)
 }
 
 #[inline(always)]
@@ -200,8 +335,11 @@ pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
 enum Wait {
     /// Never (the `try_` forms).
     No,
-    /// Until the deadline (forever if `None`).
+    /// Until the deadline (forever if `None`), or until the other side is gone.
     Until(Option<Instant>),
+    /// Until the deadline, whether or not the other side is there (it may come later): only a
+    /// close ends the wait early (the process module's channels).
+    UntilClosed(Option<Instant>),
 }
 
 /// Why a put did not happen, before the message is handed back in a public error.
@@ -210,6 +348,7 @@ enum PutFail {
     Full,
     Timeout,
     Closed,
+    Disconnected,
     TooLarge,
     #[cfg_attr(
         not(feature = "serde"),
@@ -224,7 +363,28 @@ enum GetFail {
     Empty,
     Timeout,
     Closed,
+    Disconnected,
     Decode,
+}
+
+impl From<Fail> for PutFail {
+    fn from(f: Fail) -> PutFail {
+        match f {
+            Fail::Timeout => PutFail::Timeout,
+            Fail::Closed => PutFail::Closed,
+            Fail::Disconnected => PutFail::Disconnected,
+        }
+    }
+}
+
+impl From<Fail> for GetFail {
+    fn from(f: Fail) -> GetFail {
+        match f {
+            Fail::Timeout => GetFail::Timeout,
+            Fail::Closed => GetFail::Closed,
+            Fail::Disconnected => GetFail::Disconnected,
+        }
+    }
 }
 
 impl RingSeg {
@@ -233,30 +393,49 @@ impl RingSeg {
         if msg.len() > self.max_len {
             return Err(PutFail::TooLarge);
         }
+        self.attach(PRODUCERS);
         let ring = self.ring();
         match wait {
-            Wait::Until(deadline) => ring.put(msg, deadline, self.spin()).map_err(|e| match e {
-                Fail::Timeout => PutFail::Timeout,
-                Fail::Closed => PutFail::Closed,
-            }),
-            Wait::No => loop {
-                if ring.is_closed() {
-                    return Err(PutFail::Closed);
+            Wait::Until(deadline) => {
+                let peers = QueuePeers {
+                    seg: self,
+                    other: CONSUMERS,
+                };
+                Ok(ring.put_watching(msg, deadline, self.spin(), &peers)?)
+            }
+            Wait::UntilClosed(deadline) => {
+                Ok(ring.put_watching(msg, deadline, self.spin(), &NoPeers)?)
+            }
+            Wait::No => {
+                // Looked at only once the queue is found full, and then before one more try,
+                // so that a consumer's last take before it went is seen.
+                let mut gone = None;
+                loop {
+                    if ring.is_closed() {
+                        return Err(PutFail::Closed);
+                    }
+                    match ring.try_put(msg) {
+                        TryPut::Done => return Ok(()),
+                        TryPut::Full {
+                            stuck: Some((pos, w)),
+                        } if ring.reclaim(pos, w) => {}
+                        TryPut::Full { .. } if gone.is_none() => {
+                            gone = Some(self.gone(CONSUMERS));
+                        }
+                        TryPut::Full { .. } if gone == Some(true) => {
+                            return Err(PutFail::Disconnected);
+                        }
+                        // Busy: another producer, holding the producers' side, was still inside
+                        // a put after a brief spin; a nonblocking put must not wait on it.
+                        TryPut::Full { .. } | TryPut::Busy => return Err(PutFail::Full),
+                    }
                 }
-                match ring.try_put(msg) {
-                    TryPut::Done => return Ok(()),
-                    TryPut::Full {
-                        stuck: Some((pos, w)),
-                    } if ring.reclaim(pos, w) => {}
-                    // Busy: another producer, holding the producers' side, was still inside a
-                    // put after a brief spin; a nonblocking put must not wait on it.
-                    TryPut::Full { .. } | TryPut::Busy => return Err(PutFail::Full),
-                }
-            },
+            }
         }
     }
 
     fn get_msg<C: Codec>(&self, wait: Wait) -> Result<C::Msg, GetFail> {
+        self.attach(CONSUMERS);
         let ring = self.ring();
         // The message is decoded straight into `out` rather than handed back through the
         // ring's result types: carried through those nested enums, a 64-byte message was
@@ -266,26 +445,39 @@ impl RingSeg {
         let mut read = |data: &[AtomicU64], len: usize| C::decode(data, len, &mut out);
         match wait {
             Wait::Until(deadline) => {
-                ring.get(&mut read, deadline, self.spin())
-                    .map_err(|e| match e {
-                        Fail::Timeout => GetFail::Timeout,
-                        Fail::Closed => GetFail::Closed,
-                    })?;
+                let peers = QueuePeers {
+                    seg: self,
+                    other: PRODUCERS,
+                };
+                ring.get_watching(&mut read, deadline, self.spin(), &peers)?;
             }
-            Wait::No => loop {
-                // `closed` first, as in `Ring::get`: "closed and empty" must mean drained.
-                let closed = ring.is_closed();
-                match ring.try_get(&mut read) {
-                    TryGet::Got(()) => break,
-                    TryGet::Empty {
-                        stuck: Some((pos, w)),
-                    } if ring.reclaim(pos, w) => {}
-                    TryGet::Empty { stuck: None } if closed => return Err(GetFail::Closed),
-                    // Busy: another consumer is inside a get (CPython's `get_nowait` says
-                    // Empty when another process holds the read lock, too).
-                    TryGet::Empty { .. } | TryGet::Busy => return Err(GetFail::Empty),
+            Wait::UntilClosed(deadline) => {
+                ring.get_watching(&mut read, deadline, self.spin(), &NoPeers)?;
+            }
+            Wait::No => {
+                // `gone` as `gone` in `put_bytes`: once empty, then one more try.
+                let mut gone = None;
+                loop {
+                    // `closed` first, as in `Ring::get`: "closed and empty" must mean drained.
+                    let closed = ring.is_closed();
+                    match ring.try_get(&mut read) {
+                        TryGet::Got(()) => break,
+                        TryGet::Empty {
+                            stuck: Some((pos, w)),
+                        } if ring.reclaim(pos, w) => {}
+                        TryGet::Empty { stuck: None } if closed => return Err(GetFail::Closed),
+                        TryGet::Empty { stuck: None } if gone.is_none() => {
+                            gone = Some(self.gone(PRODUCERS));
+                        }
+                        TryGet::Empty { stuck: None } if gone == Some(true) => {
+                            return Err(GetFail::Disconnected);
+                        }
+                        // Busy: another consumer is inside a get (CPython's `get_nowait` says
+                        // Empty when another process holds the read lock, too).
+                        TryGet::Empty { .. } | TryGet::Busy => return Err(GetFail::Empty),
+                    }
                 }
-            },
+            }
         }
         out.ok_or(GetFail::Decode)
     }
@@ -318,14 +510,16 @@ macro_rules! queue_ops {
             ///
             /// # Errors
             ///
-            /// [`PutError::Closed`] once the queue is closed; [`PutError::TooLarge`] for a
-            /// message longer than the queue's slots; [`PutError::Encode`] when it cannot be
-            /// serialised. The message is handed back.
+            /// [`PutError::Closed`] once the queue is closed; [`PutError::Disconnected`] when
+            /// it is full and every consumer that attached has detached or died;
+            /// [`PutError::TooLarge`] for a message longer than the queue's slots;
+            /// [`PutError::Encode`] when it cannot be serialised. The message is handed back.
             pub fn put(&self, v: $msg) -> Result<(), PutError<$msg>> {
                 put_with(self, v, Wait::Until(None)).map_err(|(v, f)| match f {
                     PutFail::TooLarge => PutError::TooLarge(v),
                     PutFail::Encode => PutError::Encode(v),
-                    // Without a deadline, closing is the only way a blocking put ends early.
+                    PutFail::Disconnected => PutError::Disconnected(v),
+                    // Without a deadline, closing is the only other way a blocking put ends.
                     _ => PutError::Closed(v),
                 })
             }
@@ -340,6 +534,7 @@ macro_rules! queue_ops {
                     PutFail::TooLarge => PutTimeoutError::TooLarge(v),
                     PutFail::Encode => PutTimeoutError::Encode(v),
                     PutFail::Closed => PutTimeoutError::Closed(v),
+                    PutFail::Disconnected => PutTimeoutError::Disconnected(v),
                     _ => PutTimeoutError::Timeout(v),
                 })
             }
@@ -357,6 +552,7 @@ macro_rules! queue_ops {
                     PutFail::TooLarge => TryPutError::TooLarge(v),
                     PutFail::Encode => TryPutError::Encode(v),
                     PutFail::Closed => TryPutError::Closed(v),
+                    PutFail::Disconnected => TryPutError::Disconnected(v),
                     _ => TryPutError::Full(v),
                 })
             }
@@ -365,11 +561,14 @@ macro_rules! queue_ops {
             ///
             /// # Errors
             ///
-            /// [`GetError::Closed`] once the queue is closed and drained; [`GetError::Decode`]
-            /// when the message is not a valid one of this type (it is consumed).
+            /// [`GetError::Closed`] once the queue is closed and drained;
+            /// [`GetError::Disconnected`] when it is empty and every producer that attached has
+            /// detached or died; [`GetError::Decode`] when the message is not a valid one of
+            /// this type (it is consumed).
             pub fn get(&self) -> Result<$msg, GetError> {
                 self.seg().get_msg::<Self>(Wait::Until(None)).map_err(|f| match f {
                     GetFail::Decode => GetError::Decode,
+                    GetFail::Disconnected => GetError::Disconnected,
                     _ => GetError::Closed,
                 })
             }
@@ -383,6 +582,7 @@ macro_rules! queue_ops {
                 self.seg().get_msg::<Self>(Wait::Until(deadline(timeout))).map_err(|f| match f {
                     GetFail::Decode => GetTimeoutError::Decode,
                     GetFail::Closed => GetTimeoutError::Closed,
+                    GetFail::Disconnected => GetTimeoutError::Disconnected,
                     _ => GetTimeoutError::Timeout,
                 })
             }
@@ -398,6 +598,7 @@ macro_rules! queue_ops {
                 self.seg().get_msg::<Self>(Wait::No).map_err(|f| match f {
                     GetFail::Decode => TryGetError::Decode,
                     GetFail::Closed => TryGetError::Closed,
+                    GetFail::Disconnected => TryGetError::Disconnected,
                     _ => TryGetError::Empty,
                 })
             }
@@ -465,8 +666,40 @@ macro_rules! queue_ops {
                 self.seg().segment().persist();
             }
         }
+
+        impl<$($generics)*> crate::wait::sealed::WaitOn for $ty {
+            fn wait_on<'a>(&'a self, set: &mut WaitSet<'a>) -> bool {
+                self.seg().wait_on(set)
+            }
+        }
+
+        impl<$($generics)*> crate::Waitable for $ty {
+            fn is_ready(&self) -> bool {
+                self.seg().ready()
+            }
+        }
     };
 }
+
+/// [`Waitable`](crate::Waitable) for a wrapper of a queue, through its `queue` field.
+macro_rules! waitable_wrapper {
+    ($ty:ident) => {
+        impl<T: Pod> crate::wait::sealed::WaitOn for $ty<T> {
+            fn wait_on<'a>(&'a self, set: &mut WaitSet<'a>) -> bool {
+                self.queue.seg().wait_on(set)
+            }
+        }
+
+        impl<T: Pod> crate::Waitable for $ty<T> {
+            fn is_ready(&self) -> bool {
+                self.queue.seg().ready()
+            }
+        }
+    };
+}
+
+waitable_wrapper!(JoinableQueue);
+waitable_wrapper!(SimpleQueue);
 
 /// A bounded multi-producer, multi-consumer queue of `T` in a named segment (Python's
 /// `multiprocessing.Queue(maxsize)`).
@@ -510,7 +743,13 @@ impl<T: Pod> Queue<T> {
     }
 
     fn make(kind: Kind, name: &str, capacity: usize, opts: &Options) -> Result<Self, Error> {
-        let spec = ring_spec(kind, capacity, std::mem::size_of::<T>(), Self::tag(opts))?;
+        let spec = ring_spec(
+            kind,
+            capacity,
+            std::mem::size_of::<T>(),
+            opts.max_attached,
+            Self::tag(opts),
+        )?;
         Ok(Queue {
             ring: RingSeg::create(name, &spec, opts)?,
             _t: PhantomData,
@@ -628,7 +867,13 @@ impl ByteQueue {
             });
         }
         let opts = Options::new();
-        let spec = ring_spec(Kind::Queue, capacity, max_message, tag.to_owned())?;
+        let spec = ring_spec(
+            Kind::Queue,
+            capacity,
+            max_message,
+            opts.max_attached,
+            tag.to_owned(),
+        )?;
         Ok(ByteQueue {
             ring: RingSeg::create(name, &spec, &opts)?,
         })
@@ -646,6 +891,35 @@ impl ByteQueue {
     fn open_tagged(name: &str, tag: &str) -> Result<Self, Error> {
         Ok(ByteQueue {
             ring: RingSeg::open(name, Kind::Queue, tag.to_owned(), None, &Options::new())?,
+        })
+    }
+}
+
+/// For the process module's channels, whose gets and puts end only at a close: Python's
+/// semantics, without [`GetError::Disconnected`] (a worker or a parent may attach later).
+impl ByteQueue {
+    /// Takes a message, waiting at most `timeout` (forever if `None`) while the queue is empty,
+    /// however many producers are attached.
+    pub(crate) fn get_until_closed(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Vec<u8>, GetTimeoutError> {
+        let deadline = timeout.and_then(deadline);
+        self.ring
+            .get_msg::<Self>(Wait::UntilClosed(deadline))
+            .map_err(|f| match f {
+                GetFail::Decode => GetTimeoutError::Decode,
+                GetFail::Closed => GetTimeoutError::Closed,
+                _ => GetTimeoutError::Timeout,
+            })
+    }
+
+    /// Puts `v`, waiting while the queue is full, however many consumers are attached.
+    pub(crate) fn put_until_closed(&self, v: Vec<u8>) -> Result<(), PutError<Vec<u8>>> {
+        put_with(self, v, Wait::UntilClosed(None)).map_err(|(v, f)| match f {
+            PutFail::TooLarge => PutError::TooLarge(v),
+            PutFail::Encode => PutError::Encode(v),
+            _ => PutError::Closed(v),
         })
     }
 }
@@ -936,4 +1210,14 @@ mod tests {
             == sys::current_pid()
             && q.ring().pid() != q.ring.pid));
     }
+}
+
+/// Where things sit in the payload, for the pinned layout (`src/layout.rs`).
+#[cfg(test)]
+pub(crate) fn shared_layout() -> Vec<String> {
+    vec![format!(
+        "placement: ring at 0, slots at {CTL_SIZE}, producers' and consumers' tables (of \
+         `attached` records) from {:?} for 4 x 8 B; params [capacity, max length, attached, 0]",
+        tables_offset(4, 8)
+    )]
 }

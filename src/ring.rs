@@ -203,6 +203,34 @@ pub(crate) enum TryGet<R> {
 pub(crate) enum Fail {
     Timeout,
     Closed,
+    /// The other side is gone (see [`Peers::gone`]) and there is nothing to do.
+    Disconnected,
+}
+
+/// The processes on the other side of a blocked operation, as far as it cares: whether they are
+/// gone, and how to sleep so that their death wakes it (`attach`, `wait::WaitSet`).
+pub(crate) trait Peers {
+    /// Whether the other side is gone: a blocked operation that finds nothing to do gives up
+    /// with [`Fail::Disconnected`]. Read before the operation looks at the ring, so that what a
+    /// peer did before it went is seen.
+    fn gone(&self) -> bool;
+
+    /// Sleeps while `epoch` holds `seen` (the caller is counted on it), and while nothing about
+    /// the peers changes, at most `timeout`.
+    fn sleep(&self, epoch: &AtomicU32, seen: u32, timeout: Option<Duration>);
+}
+
+/// No one to watch: the other side is never gone, and a sleep is on the epoch alone.
+pub(crate) struct NoPeers;
+
+impl Peers for NoPeers {
+    fn gone(&self) -> bool {
+        false
+    }
+
+    fn sleep(&self, epoch: &AtomicU32, seen: u32, timeout: Option<Duration>) {
+        futex_wait(epoch, seen, timeout);
+    }
 }
 
 /// A view of a ring: its control block and slot words, wherever they live.
@@ -665,8 +693,21 @@ impl<'a> Ring<'a> {
     /// Puts `msg`, waiting while the ring is full: `spin` rounds of spinning, then sleeping,
     /// until `deadline` (forever if `None`). A full ring is refilled in batches (see
     /// [`Refill`]).
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn put(&self, msg: &[u8], deadline: Option<Instant>, spin: u32) -> Result<(), Fail> {
+        self.put_watching(msg, deadline, spin, &NoPeers)
+    }
+
+    /// [`put`](Self::put), giving up with [`Fail::Disconnected`] when the ring is full and the
+    /// consumers are `gone`, and sleeping so that their death wakes it.
+    #[inline]
+    pub(crate) fn put_watching(
+        &self,
+        msg: &[u8],
+        deadline: Option<Instant>,
+        spin: u32,
+        peers: &impl Peers,
+    ) -> Result<(), Fail> {
         // The common case first, outside the wait loop: a slot free at once. (Through the loop's
         // closure and bookkeeping, a 64 B stream ran at 43 M messages/s; this way, at 51.) A
         // producer holding the side is waited for with the put's own patience, as in the loop.
@@ -682,9 +723,13 @@ impl<'a> Ring<'a> {
             if refill.waiting(spun) {
                 return Attempt::Wait { poll: None };
             }
+            // Looked at once the spin is spent (it may read `/proc`), before the slot: a
+            // consumer's last take before it went is then seen.
+            let gone = spun && peers.gone();
             match self.put_within(msg, Patience::until(deadline)) {
                 TryPut::Done => Attempt::Done(Ok(())),
                 TryPut::Busy => Attempt::Done(Err(Fail::Timeout)),
+                TryPut::Full { .. } if gone => Attempt::Done(Err(Fail::Disconnected)),
                 TryPut::Full { stuck } => {
                     if stuck.is_none() {
                         refill.full(spun);
@@ -700,15 +745,29 @@ impl<'a> Ring<'a> {
             spin,
             attempt,
             || !self.writable(),
+            peers,
         )
     }
 
     /// Takes a message, waiting while the ring is empty (see [`put`](Self::put)).
+    #[cfg(test)]
     pub(crate) fn get<R>(
         &self,
         read: &mut impl FnMut(&[AtomicU64], usize) -> R,
         deadline: Option<Instant>,
         spin: u32,
+    ) -> Result<R, Fail> {
+        self.get_watching(read, deadline, spin, &NoPeers)
+    }
+
+    /// [`get`](Self::get), giving up with [`Fail::Disconnected`] when the ring is empty and the
+    /// producers are `gone`, and sleeping so that their death wakes it.
+    pub(crate) fn get_watching<R>(
+        &self,
+        read: &mut impl FnMut(&[AtomicU64], usize) -> R,
+        deadline: Option<Instant>,
+        spin: u32,
+        peers: &impl Peers,
     ) -> Result<R, Fail> {
         // The common case first, as in `put`: a message at once. (A closed ring still hands out
         // what it holds, so `closed` need not be read first here.)
@@ -722,15 +781,22 @@ impl<'a> Ring<'a> {
             // drained. (Read after, a consumer preempted between the two could see the close
             // but not the last puts, and drop them.)
             let closed = self.is_closed();
+            // Likewise `gone`, once the spin is spent (it may read `/proc`): a message put
+            // before the last producer went is then seen.
+            let gone = spun && peers.gone();
             let stuck = match self.get_within(read, Patience::until(deadline)) {
                 TryGet::Got(r) => return Attempt::Done(Ok(r)),
                 TryGet::Busy => return Attempt::Done(Err(Fail::Timeout)),
                 TryGet::Empty { stuck } => stuck,
             };
-            // Closed and drained: nothing is published, and no producer holds the head slot (a
-            // consumer still copying out the previous lap does not count).
-            if closed && stuck.is_none_or(|(_, w)| state(w) == READING) {
+            // Closed (or gone) and drained: nothing is published, and no producer holds the
+            // head slot (a consumer still copying out the previous lap does not count).
+            let drained = stuck.is_none_or(|(_, w)| state(w) == READING);
+            if closed && drained {
                 return Attempt::Done(Err(Fail::Closed));
+            }
+            if gone && drained {
+                return Attempt::Done(Err(Fail::Disconnected));
             }
             self.unstick(stuck, spun)
         };
@@ -741,7 +807,20 @@ impl<'a> Ring<'a> {
             spin,
             attempt,
             || !self.readable(),
+            peers,
         )
+    }
+
+    /// The consumers' eventcount: `(epoch, waiters)`.
+    pub(crate) fn get_wait(&self) -> (&'a AtomicU32, &'a AtomicU32) {
+        let m = &self.ctl.misc.0;
+        (&m.get_epoch, &m.get_waiters)
+    }
+
+    /// The producers' eventcount: `(epoch, waiters)`.
+    pub(crate) fn put_wait(&self) -> (&'a AtomicU32, &'a AtomicU32) {
+        let m = &self.ctl.misc.0;
+        (&m.put_epoch, &m.put_waiters)
     }
 
     /// What a blocked operation does about a claimed slot in its way: once the spin budget is
@@ -817,6 +896,7 @@ impl<'a> Ring<'a> {
                 &m.join_waiters,
                 min_opt(wait, Some(LIVENESS_POLL)),
                 || !self.joined(),
+                &NoPeers,
             );
         }
     }
@@ -979,7 +1059,7 @@ pub(crate) const SPUN_AFTER: u32 = 200;
 /// `blocked()` holds) until the other side wakes it, the `poll` interval passes, or `deadline`.
 /// `spun` tells `attempt` that the spin budget is spent, or [`SPUN_AFTER`] rounds are.
 /// `deadline` holds while spinning too: a handle set to busy-poll (`set_spin(u32::MAX)`) would
-/// otherwise spin past it, and past a dead claimer, for 2^32 rounds.
+/// otherwise spin past it, and past a dead claimer, for 2^32 rounds. The sleep is `peers`'.
 pub(crate) fn block<T>(
     epoch: &AtomicU32,
     waiters: &AtomicU32,
@@ -987,6 +1067,7 @@ pub(crate) fn block<T>(
     spin: u32,
     mut attempt: impl FnMut(bool) -> Attempt<T>,
     blocked: impl Fn() -> bool,
+    peers: &impl Peers,
 ) -> Result<T, Fail> {
     let mut rounds = 0;
     loop {
@@ -1004,11 +1085,12 @@ pub(crate) fn block<T>(
             continue;
         }
         let wait = remaining(deadline)?;
-        park(epoch, waiters, min_opt(wait, poll), &blocked);
+        park(epoch, waiters, min_opt(wait, poll), &blocked, peers);
     }
 }
 
-fn backoff(round: u32) {
+/// One round of a waiter's backoff: a few spins, growing, then a yield.
+pub(crate) fn backoff(round: u32) {
     // Under loom every interleaving is explored anyway; a spin the model cannot see only adds
     // steps, so yield to it instead.
     #[cfg(loom)]
@@ -1049,14 +1131,16 @@ fn min_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
 }
 
 /// How long a waiter sleeps at most when this process cannot run `membarrier`.
-const UNFENCED_POLL: Duration = Duration::from_millis(10);
+pub(crate) const UNFENCED_POLL: Duration = Duration::from_millis(10);
 
-/// Sleeps on `epoch` while `blocked()` holds, at most `timeout`.
+/// Sleeps on `epoch` while `blocked()` holds, at most `timeout` (through `peers`, which may
+/// watch more words).
 fn park(
     epoch: &AtomicU32,
     waiters: &AtomicU32,
     timeout: Option<Duration>,
     blocked: impl Fn() -> bool,
+    peers: &impl Peers,
 ) {
     waiters.fetch_add(1, SeqCst);
     let seen = epoch.load(SeqCst);
@@ -1072,7 +1156,7 @@ fn park(
         } else {
             min_opt(timeout, Some(UNFENCED_POLL))
         };
-        futex_wait(epoch, seen, timeout);
+        peers.sleep(epoch, seen, timeout);
     }
     waiters.fetch_sub(1, SeqCst);
 }

@@ -43,6 +43,9 @@ pub(crate) const TAG_LEN: usize = 64;
 const MAX_ALIGN: u64 = 4096;
 /// The largest segment accepted (1 TiB): anything bigger in a header is garbage.
 const MAX_SEGMENT: u64 = 1 << 40;
+/// How many producers (and consumers) a queue records unless `Options::max_attached` says
+/// otherwise.
+pub(crate) const DEFAULT_MAX_ATTACHED: usize = 32;
 /// How long `open` waits for a creator to publish `ready`, unless told otherwise.
 pub(crate) const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -284,6 +287,7 @@ pub struct Options {
     pub(crate) mode: u32,
     pub(crate) open_timeout: Duration,
     pub(crate) type_tag: Option<String>,
+    pub(crate) max_attached: usize,
 }
 
 impl Default for Options {
@@ -292,14 +296,34 @@ impl Default for Options {
             mode: 0o600,
             open_timeout: DEFAULT_OPEN_TIMEOUT,
             type_tag: None,
+            max_attached: DEFAULT_MAX_ATTACHED,
         }
     }
 }
 
 impl Options {
-    /// The defaults: mode `0o600`, a 1 s open timeout, the Rust type name as the type tag.
+    /// The defaults: mode `0o600`, a 1 s open timeout, the Rust type name as the type tag, 32
+    /// producers and 32 consumers tracked per queue.
     pub fn new() -> Options {
         Options::default()
+    }
+
+    /// How many producers, and how many consumers, a queue this handle creates keeps a record
+    /// of (default 32, at most 1024): a handle is recorded as a producer at its first put and
+    /// as a consumer at its first get, and a `get` on an empty queue returns `Disconnected`
+    /// once producers have come and every one has gone (and a `put` on a full one once every
+    /// consumer has). Handles beyond this many run untracked: they are counted, but not by
+    /// process, so one that dies without detaching is never found gone, and from then on the
+    /// queue never says `Disconnected` on that side (it waits, as if that peer lived). Opening
+    /// takes the creator's value; this setting is ignored there.
+    ///
+    /// ```
+    /// let mut opts = mpshm::Options::new();
+    /// opts.max_attached(4);
+    /// ```
+    pub fn max_attached(&mut self, n: usize) -> &mut Self {
+        self.max_attached = n;
+        self
     }
 
     /// Permission bits for a segment this handle creates (the process umask still applies):
@@ -633,18 +657,41 @@ impl Segment {
             .map(|off| self.shared(off + POISON_OFFSET))
     }
 
+    /// Initialises the robust mutex at `offset` (error-checking, process-shared) while this
+    /// handle is creating the segment, before it is published.
+    ///
+    /// # Panics
+    ///
+    /// If called on a segment this handle did not create, or after it was published: a bug in
+    /// mpshm.
+    pub(crate) fn init_robust(&self, offset: usize) -> io::Result<()> {
+        // Acquire: pairs with nothing but our own store; only its value matters.
+        let published = self
+            .shared::<AtomicU32>(READY_OFFSET)
+            .load(Ordering::Acquire)
+            == READY;
+        assert!(
+            self.created.is_some() && !published,
+            "a robust mutex is initialised only before its segment is published"
+        );
+        let mutex = self.shared::<sys::RobustMutex>(offset);
+        // SAFETY: this handle created the segment and has not published it (checked above):
+        // openers wait for `ready` before they touch anything in it, so no one else uses the
+        // mutex while it is initialised.
+        unsafe { mutex.init(false) }
+    }
+
     /// Notes a robust mutex at `offset` (besides the lock area's) that threads of this process
     /// may hold, so that the mapping outlives the handle while one does (see [`Segment`]).
-    #[allow(
-        dead_code,
-        reason = "the attachment records register their liveness locks"
-    )]
     pub(crate) fn register_robust(&self, offset: usize) {
         let _ = self.shared::<sys::RobustMutex>(offset);
-        self.robust
+        let mut robust = self
+            .robust
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(offset);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !robust.contains(&offset) {
+            robust.push(offset);
+        }
     }
 
     /// Whether a robust mutex of this mapping is held by a live thread of this process.

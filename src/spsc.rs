@@ -23,11 +23,13 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Instant;
 
+#[cfg(test)]
+use crate::ring::NoPeers;
 /// Words per slot: the ring's size (whole cache lines, so that the producer filling one slot
 /// never shares a line with the consumer reading the one before it). A slot here needs one
 /// header word, the stamp; the ring's second is spare.
 pub(crate) use crate::ring::slot_words;
-use crate::ring::{Attempt, Fail, Padded, Refill, SEARCH_BUDGET, block, wake};
+use crate::ring::{Attempt, Fail, Padded, Peers, Refill, SEARCH_BUDGET, block, wake};
 use crate::segment::Shared;
 
 /// The shared control block: each index on a line of its own, then the waiting state.
@@ -135,6 +137,28 @@ impl<'a> Spsc<'a> {
         self.ctl.misc.0.lost.load(Relaxed)
     }
 
+    /// Whether a message was ever pushed (`tail` moved).
+    pub(crate) fn pushed_ever(&self) -> bool {
+        self.ctl.tail.0.load(Relaxed) != 0
+    }
+
+    /// Whether a message was ever popped (`head` moved).
+    pub(crate) fn popped_ever(&self) -> bool {
+        self.ctl.head.0.load(Relaxed) != 0
+    }
+
+    /// The consumer's eventcount: `(epoch, waiters)`.
+    pub(crate) fn get_wait(&self) -> (&'a AtomicU32, &'a AtomicU32) {
+        let m = &self.ctl.misc.0;
+        (&m.get_epoch, &m.get_waiters)
+    }
+
+    /// The producer's eventcount: `(epoch, waiters)`.
+    pub(crate) fn put_wait(&self) -> (&'a AtomicU32, &'a AtomicU32) {
+        let m = &self.ctl.misc.0;
+        (&m.put_epoch, &m.put_waiters)
+    }
+
     /// Whether a message is published (or the ring is closed).
     pub(crate) fn readable(&self) -> bool {
         let head = self.ctl.head.0.load(Relaxed);
@@ -175,8 +199,16 @@ impl<'a> Spsc<'a> {
     }
 
     /// Publishes `msg` (at most `max_len` bytes) if there is room. Producer side only.
+    #[inline]
     pub(crate) fn try_push(&self, msg: &[u8], cache: &Cache) -> bool {
-        debug_assert!(msg.len() <= self.max_len);
+        self.try_push_parts(msg, &[], cache)
+    }
+
+    /// Publishes one message made of `head` and then `body` (at most `max_len` bytes in all),
+    /// if there is room. Producer side only.
+    pub(crate) fn try_push_parts(&self, head: &[u8], body: &[u8], cache: &Cache) -> bool {
+        let len = head.len() + body.len();
+        debug_assert!(len <= self.max_len);
         let mut tail = self.ctl.tail.0.load(Relaxed); // only this side writes it
         // Wrapping: indices scribbled on must not panic.
         if tail.wrapping_sub(cache.other.load(Relaxed)) >= self.cap {
@@ -197,20 +229,20 @@ impl<'a> Spsc<'a> {
         }
         let slot = self.slot(tail);
         let data = &slot[1..];
-        assert!(msg.len() <= data.len() * 8);
-        // SAFETY: the bytes lie inside the slot's data words (asserted). Slot `tail` is ours:
-        // the consumer is done with it (the Acquire load of `head` above, or an earlier one),
-        // and will not read it before our Release store of its stamp below. The words are
-        // atomics (UnsafeCell), so writing through a pointer derived from `&` is allowed.
+        assert!(len <= data.len() * 8);
+        // SAFETY: the bytes lie inside the slot's data words (asserted), `head` first and `body`
+        // right after it. Slot `tail` is ours: the consumer is done with it (the Acquire load of
+        // `head` above, or an earlier one), and will not read it before our Release store of its
+        // stamp below. The words are atomics (UnsafeCell), so writing through a pointer derived
+        // from `&` is allowed.
         unsafe {
-            std::ptr::copy_nonoverlapping(
-                msg.as_ptr(),
-                data.as_ptr().cast::<u8>().cast_mut(),
-                msg.len(),
-            );
+            let dst = data.as_ptr().cast::<u8>().cast_mut();
+            std::ptr::copy_nonoverlapping(head.as_ptr(), dst, head.len());
+            std::ptr::copy_nonoverlapping(body.as_ptr(), dst.add(head.len()), body.len());
         }
-        // Release: pairs with the Acquire loads of the stamp in `try_pop` and `readable`.
-        slot[0].store(Self::stamp(tail, msg.len()), Release);
+        // Release: pairs with the Acquire loads of the stamp in `try_pop`, `peek` and
+        // `readable`.
+        slot[0].store(Self::stamp(tail, len), Release);
         // Release: pairs with the Acquire loads of `tail` in `try_pop` and `readable`, which
         // look at it only when the slot at `head` shows no stamp.
         self.ctl.tail.0.store(tail.wrapping_add(1), Release);
@@ -226,19 +258,40 @@ impl<'a> Spsc<'a> {
     /// [`SEARCH_BUDGET`] scribbled slots per call, so that a timed caller gets to look at its
     /// deadline (a `tail` scribbled ahead can leave a lap of them).
     pub(crate) fn try_pop<R>(&self, read: &mut impl FnMut(&[u8]) -> R, check: bool) -> Option<R> {
+        let (head, bytes) = self.head_message(check)?;
+        let r = read(bytes);
+        // Release: pairs with the Acquire loads of `head` in `try_push_parts` and `writable`;
+        // our read of the slot is done before the producer may write it again.
+        self.ctl.head.0.store(head.wrapping_add(1), Release);
+        let m = &self.ctl.misc.0;
+        wake(&m.put_epoch, &m.put_waiters);
+        Some(r)
+    }
+
+    /// The message at the head, if one is published, handed to `read` without taking it: the
+    /// next `try_pop` gets it. Consumer side only. Slots scribbled on are dropped first, as
+    /// `try_pop` with `check` drops them.
+    pub(crate) fn peek<R>(&self, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
+        self.head_message(true).map(|(_, bytes)| read(bytes))
+    }
+
+    /// The position and bytes of the message at the head, if one is published; slots scribbled
+    /// on (see `try_pop`) are dropped on the way. Consumer side only: the bytes stay the
+    /// message's until this side moves `head` past it.
+    fn head_message(&self, check: bool) -> Option<(u64, &'a [u8])> {
         let m = &self.ctl.misc.0;
         for _ in 0..SEARCH_BUDGET {
             let head = self.ctl.head.0.load(Relaxed); // only this side writes it
             let slot = self.slot(head);
-            // Acquire: pairs with the Release store of the stamp in `try_push`.
+            // Acquire: pairs with the Release store of the stamp in `try_push_parts`.
             let mut word = slot[0].load(Acquire);
             if !Self::stamped(head, word) {
                 if !check {
                     return None;
                 }
-                // Acquire: pairs with the Release store of `tail` in `try_push`, which follows
-                // the stamp's. A `tail` more than a ring ahead was scribbled on; trust the
-                // stamps then.
+                // Acquire: pairs with the Release store of `tail` in `try_push_parts`, which
+                // follows the stamp's. A `tail` more than a ring ahead was scribbled on; trust
+                // the stamps then.
                 let ahead = self.ctl.tail.0.load(Acquire).wrapping_sub(head);
                 if ahead == 0 || ahead > self.cap {
                     return None;
@@ -247,36 +300,29 @@ impl<'a> Spsc<'a> {
                 // `tail` is past it, the slot was scribbled on. (Acquire: as above.)
                 word = slot[0].load(Acquire);
             }
-            let len = if Self::stamped(head, word) {
-                (word & 0xFFFF_FFFF) as usize
-            } else {
-                usize::MAX
-            };
-            let r = (len <= self.max_len).then(|| {
+            let len = (word & 0xFFFF_FFFF) as usize;
+            if Self::stamped(head, word) && len <= self.max_len {
                 let data = &slot[1..];
                 // SAFETY: `len` bytes lie inside the data words (`len <= max_len`, which the
                 // slot holds). The producer wrote them before its Release store of the stamp,
-                // which our Acquire load read; it will not write the slot again before our
-                // Release store of `head` below. Reading through `&` of atomics is allowed.
+                // which our Acquire load read; it will not write the slot again before this
+                // side's Release store of `head` past it. Reading through `&` of atomics is
+                // allowed.
                 let bytes = unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), len) };
-                read(bytes)
-            });
-            // Release: pairs with the Acquire loads of `head` in `try_push` and `writable`.
+                return Some((head, bytes));
+            }
+            // No stamp, or a length no producer wrote: the slot was scribbled on. Drop it.
+            // (Release: as in `try_pop`.)
             self.ctl.head.0.store(head.wrapping_add(1), Release);
             wake(&m.put_epoch, &m.put_waiters);
-            match r {
-                Some(r) => return Some(r),
-                // No stamp, or a length no producer wrote: the slot was scribbled on. Drop it.
-                None => {
-                    m.lost.fetch_add(1, Relaxed);
-                }
-            }
+            m.lost.fetch_add(1, Relaxed);
         }
         None
     }
 
     /// Pushes `msg`, waiting while the ring is full (see `Ring::put`; a full ring is refilled in
     /// batches, see `ring::Refill`).
+    #[cfg(test)]
     pub(crate) fn push(
         &self,
         msg: &[u8],
@@ -284,15 +330,35 @@ impl<'a> Spsc<'a> {
         deadline: Option<Instant>,
         spin: u32,
     ) -> Result<(), Fail> {
+        self.push_watching(msg, &[], cache, deadline, spin, &NoPeers)
+    }
+
+    /// Pushes the message `head` + `body` as [`push`](Self::push) does, giving up with
+    /// [`Fail::Disconnected`] when the ring is full and the consumer is `gone`.
+    pub(crate) fn push_watching(
+        &self,
+        head: &[u8],
+        body: &[u8],
+        cache: &Cache,
+        deadline: Option<Instant>,
+        spin: u32,
+        peers: &impl Peers,
+    ) -> Result<(), Fail> {
         let m = &self.ctl.misc.0;
         let refill = Refill::new(&self.ctl.head.0, self.cap);
         let attempt = |spun| {
             if self.is_closed() {
-                Attempt::Done(Err(Fail::Closed))
-            } else if refill.waiting(spun) {
-                Attempt::Wait { poll: None }
-            } else if self.try_push(msg, cache) {
+                return Attempt::Done(Err(Fail::Closed));
+            }
+            if refill.waiting(spun) {
+                return Attempt::Wait { poll: None };
+            }
+            // Before the slot, as in `Ring::put_watching`.
+            let gone = spun && peers.gone();
+            if self.try_push_parts(head, body, cache) {
                 Attempt::Done(Ok(()))
+            } else if gone {
+                Attempt::Done(Err(Fail::Disconnected))
             } else {
                 refill.full(spun);
                 Attempt::Wait { poll: None }
@@ -305,26 +371,73 @@ impl<'a> Spsc<'a> {
             spin,
             attempt,
             || !self.writable(),
+            peers,
         )
     }
 
     /// Pops a message, waiting while the ring is empty (see `Ring::get`).
+    #[cfg(test)]
     pub(crate) fn pop<R>(
         &self,
         read: &mut impl FnMut(&[u8]) -> R,
         deadline: Option<Instant>,
         spin: u32,
     ) -> Result<R, Fail> {
-        let m = &self.ctl.misc.0;
-        let attempt = |spun| {
-            // `closed` first, so that closed-and-empty means drained (see `Ring::get`).
+        self.pop_watching(read, deadline, spin, &NoPeers)
+    }
+
+    /// [`pop`](Self::pop), giving up with [`Fail::Disconnected`] when the ring is empty and the
+    /// producer is `gone`.
+    pub(crate) fn pop_watching<R>(
+        &self,
+        read: &mut impl FnMut(&[u8]) -> R,
+        deadline: Option<Instant>,
+        spin: u32,
+        peers: &impl Peers,
+    ) -> Result<R, Fail> {
+        self.block_reading(deadline, spin, peers, |spun| {
+            // `closed` (and `gone`) first, so that closed-and-empty means drained (see
+            // `Ring::get`).
             let closed = self.is_closed();
-            match self.try_pop(read, spun || closed) {
+            let gone = spun && peers.gone();
+            match self.try_pop(read, spun || closed || gone) {
                 Some(r) => Attempt::Done(Ok(r)),
                 None if closed => Attempt::Done(Err(Fail::Closed)),
+                None if gone => Attempt::Done(Err(Fail::Disconnected)),
                 None => Attempt::Wait { poll: None },
             }
-        };
+        })
+    }
+
+    /// Waits until a message is published or the ring is closed ([`Fail::Disconnected`] if the
+    /// producer is `gone` first), taking nothing. Consumer side only.
+    pub(crate) fn wait_readable(
+        &self,
+        deadline: Option<Instant>,
+        spin: u32,
+        peers: &impl Peers,
+    ) -> Result<(), Fail> {
+        self.block_reading(deadline, spin, peers, |spun| {
+            let gone = spun && peers.gone();
+            if self.readable() {
+                Attempt::Done(Ok(()))
+            } else if gone {
+                Attempt::Done(Err(Fail::Disconnected))
+            } else {
+                Attempt::Wait { poll: None }
+            }
+        })
+    }
+
+    /// The consumer's wait (`ring::block` on its eventcount, while nothing is readable).
+    fn block_reading<T>(
+        &self,
+        deadline: Option<Instant>,
+        spin: u32,
+        peers: &impl Peers,
+        attempt: impl FnMut(bool) -> Attempt<T>,
+    ) -> Result<T, Fail> {
+        let m = &self.ctl.misc.0;
         block(
             &m.get_epoch,
             &m.get_waiters,
@@ -332,6 +445,7 @@ impl<'a> Spsc<'a> {
             spin,
             attempt,
             || !self.readable(),
+            peers,
         )
     }
 }
@@ -387,6 +501,26 @@ mod tests {
         assert_eq!(q.push(b"no", &pc, None, 0), Err(Fail::Closed));
         assert_eq!(q.pop(&mut read, None, 0), Ok(b"last".to_vec()));
         assert_eq!(q.pop(&mut read, None, 0), Err(Fail::Closed));
+    }
+
+    #[test]
+    fn peek_looks_without_taking_and_parts_make_one_message() {
+        let (ctl, words) = heap(2, 16);
+        let q = Spsc::new(&ctl, &words, 2, 16);
+        let pc = Cache::default();
+        let mut read = |b: &[u8]| b.to_vec();
+        assert_eq!(q.peek(|b| b.to_vec()), None);
+        assert!(q.try_push_parts(b"head", b"body", &pc));
+        assert_eq!(q.peek(|b| b.to_vec()), Some(b"headbody".to_vec()));
+        assert_eq!(q.peek(|b| b.len()), Some(8), "a peek takes nothing");
+        assert_eq!(q.try_pop(&mut read, false), Some(b"headbody".to_vec()));
+        assert_eq!(q.peek(|b| b.len()), None);
+        // A slot scribbled on is dropped by a peek, as by a checked pop.
+        assert!(q.try_push(b"one", &pc) && q.try_push(b"two", &pc));
+        words[slot_words(16).expect("size")].store(0xdead_beef, Relaxed);
+        assert_eq!(q.peek(|b| b.to_vec()), Some(b"two".to_vec()));
+        assert_eq!(q.lost(), 1);
+        assert_eq!(q.try_pop(&mut read, true), Some(b"two".to_vec()));
     }
 
     #[test]

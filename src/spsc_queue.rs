@@ -7,47 +7,47 @@
 //! 64-byte messages about three times as fast as the MPMC [`Queue`] (54 against 18 M msgs/s on
 //! an idle 2-vCPU machine).
 //!
-//! The two roles are claimed in the segment, one process each: a second live process that asks
-//! for a taken role gets [`Error::InUse`], and a role whose process died is free to take, so a
-//! restarted producer (or consumer) carries on where the dead one stopped. Within a process a
-//! handle may be shared between threads; they take turns (`sync::owner`).
+//! The two roles are claimed in the segment, one process each, through attachment records
+//! (`attach`): a second live process that asks for a taken role gets [`Error::InUse`], and a
+//! role whose process died is free to take, so a restarted producer (or consumer) carries on
+//! where the dead one stopped. Once a message has been put, a `get` on the empty queue while no
+//! producer holds its role (it was released, dropped, or died) fails with
+//! [`GetError::Disconnected`], and likewise a `put` on the full queue once a message was taken
+//! and no consumer holds its role; a blocked call learns of the peer's death at once (see
+//! `wait::death_notice`). Within a process a handle may be shared between threads; they take
+//! turns (`sync::owner`).
 //!
 //! [`Queue`]: crate::Queue
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
+use crate::attach::{Attachment, Holder, Table, Watch, table_size};
 use crate::error::{
     Error, GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
 };
 use crate::queue::{DEFAULT_SPIN, deadline};
-use crate::ring::Fail;
-use crate::segment::{Kind, Options, Segment, Shared, Spec};
+use crate::ring::{self, Fail, Peers};
+use crate::segment::{Kind, Options, Segment, Spec};
 use crate::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
 use crate::sync::fence;
 use crate::sync::owner::{OwnerLock, Patience};
-use crate::sys;
+use crate::wait::{Bump, WaitSet};
 
+/// The roles: their records in the table at the start of the payload.
 const PRODUCER: usize = 0;
 const CONSUMER: usize = 1;
 
-/// Who holds each role: `pid << 32 | (start time as u32)`, 0 for nobody. One word, so that a
-/// process taking a dead holder's role never pairs its pid with the dead one's start time.
-#[repr(C, align(128))]
-struct Roles {
-    holder: [AtomicU64; 2],
+/// Bytes of the roles' table (two records).
+fn roles_size() -> usize {
+    table_size(2)
 }
-
-// SAFETY: atomics only: every bit pattern is valid and all mutation is atomic.
-unsafe impl Shared for Roles {}
-
-const ROLES_SIZE: usize = std::mem::size_of::<Roles>();
 
 /// Constructors for single-producer, single-consumer queues of `T: Pod`.
 ///
@@ -98,17 +98,18 @@ impl SpscQueue {
     ) -> Result<(SpscProducer<T>, SpscConsumer<T>), Error> {
         let spec = spec::<T>(capacity, opts)?;
         // A fresh (zeroed) segment is an empty ring with both roles free.
-        let seg = Arc::new(Segment::create(name, &spec, opts, |_| {})?);
-        let producer = claim(&seg, PRODUCER)?;
-        let consumer = claim(&seg, CONSUMER)?;
+        let mut made = Ok(());
+        let seg = Segment::create(name, &spec, opts, |seg| made = roles(seg).init())?;
+        made?;
+        let seg = Arc::new(seg);
         Ok((
             SpscProducer {
-                end: End::attach(Arc::clone(&seg), PRODUCER, producer),
+                end: End::attach(Arc::clone(&seg), PRODUCER)?,
                 cache: Cache::default(),
                 _t: PhantomData,
             },
             SpscConsumer {
-                end: End::attach(seg, CONSUMER, consumer),
+                end: End::attach(seg, CONSUMER)?,
                 _t: PhantomData,
             },
         ))
@@ -178,7 +179,7 @@ fn spec<T: Pod>(capacity: usize, opts: &Options) -> Result<Spec, Error> {
     let bytes = spsc::slot_words(size)
         .filter(|_| size < 1 << 32)
         .and_then(|w| w.checked_mul(capacity)?.checked_mul(8))
-        .and_then(|b| b.checked_add(ROLES_SIZE + SPSC_CTL_SIZE))
+        .and_then(|b| b.checked_add(roles_size() + SPSC_CTL_SIZE))
         .ok_or(Error::InvalidLength {
             len: capacity,
             reason: "the queue would not fit in memory",
@@ -219,9 +220,7 @@ fn open_end<T: Pod>(name: &str, opts: &Options, role: usize) -> Result<End, Erro
             ),
         });
     }
-    let seg = Arc::new(seg);
-    let holder = claim(&seg, role)?;
-    let end = End::attach(seg, role, holder);
+    let end = End::attach(Arc::new(seg), role)?;
     if role == PRODUCER {
         // The previous producer may have died between publishing a message and advancing
         // `tail`.
@@ -230,21 +229,36 @@ fn open_end<T: Pod>(name: &str, opts: &Options, role: usize) -> Result<End, Erro
     Ok(end)
 }
 
-fn roles(seg: &Segment) -> &Roles {
-    seg.shared(seg.payload_offset())
+/// The roles' records; a dead holder's is freed by whoever finds it dead.
+fn roles(seg: &Segment) -> Table<'_> {
+    Table::at(seg, seg.payload_offset(), 2, true)
 }
 
-/// Takes `role` for this process if nobody holds it or its holder died; the word it wrote
-/// there, which `release` clears.
-fn claim(seg: &Segment, role: usize) -> Result<u64, Error> {
-    let word = &roles(seg).holder[role];
-    let pid = sys::current_pid();
-    let mine = (u64::from(pid) << 32) | u64::from(sys::process_start_time(pid) as u32);
-    let mut held = word.load(Relaxed);
-    loop {
-        if held != 0 && holder_alive(held, mine) {
+/// One end's view of the segment.
+struct End {
+    seg: Arc<Segment>,
+    role: usize,
+    /// This handle's hold of its role.
+    att: Attachment,
+    spin: AtomicU32,
+    /// Held while putting (or getting), so that threads of this process take turns.
+    lock: OwnerLock,
+}
+
+impl End {
+    /// Takes `role` for this process, if nobody alive holds it.
+    fn attach(seg: Arc<Segment>, role: usize) -> Result<End, Error> {
+        fence::init();
+        let end = End {
+            seg,
+            role,
+            att: Attachment::default(),
+            spin: AtomicU32::new(DEFAULT_SPIN),
+            lock: OwnerLock::default(),
+        };
+        if !end.attach_here() {
             return Err(Error::InUse {
-                name: seg.name().to_owned(),
+                name: end.seg.name().to_owned(),
                 reason: if role == PRODUCER {
                     "another live handle holds the producing end"
                 } else {
@@ -252,62 +266,37 @@ fn claim(seg: &Segment, role: usize) -> Result<u64, Error> {
                 },
             });
         }
-        // AcqRel: the new holder starts after whatever the previous one did (its Release in
-        // `release`), and publishes itself to the next claimant.
-        match word.compare_exchange(held, mine, AcqRel, Relaxed) {
-            Ok(_) => return Ok(mine),
-            Err(now) => held = now,
+        Ok(end)
+    }
+
+    fn roles(&self) -> Table<'_> {
+        roles(&self.seg)
+    }
+
+    /// Whether this handle holds its role in this process: a handle inherited through `fork`
+    /// takes the role over from the parent (or claims it, if free) at its first use in the
+    /// child; `false` if another live process holds it.
+    #[inline]
+    fn here(&self) -> bool {
+        self.att.attached() || self.attach_here()
+    }
+
+    /// Takes the role; then wakes the other end's blocked calls, so that they watch this new
+    /// holder (one that slept while the role was free watches no one).
+    #[cold]
+    fn attach_here(&self) -> bool {
+        let here = self.att.attach_at(&self.roles(), self.role);
+        if here {
+            let (epoch, _) = self.epoch_of(1 - self.role);
+            Bump([Some(epoch), None]).wake();
         }
-    }
-}
-
-/// Whether the process recorded in `word` still runs; `mine` is this process's own word.
-fn holder_alive(word: u64, mine: u64) -> bool {
-    if word == mine {
-        // Another handle of this process.
-        return true;
-    }
-    let (pid, start) = ((word >> 32) as u32, word as u32);
-    if pid == sys::current_pid() {
-        // An earlier process that had our pid: it is gone.
-        return false;
-    }
-    match sys::process_start_time(pid) {
-        // No start time to compare, on either side: the pid alone decides.
-        now if now == 0 || start == 0 => sys::process_alive(pid, 0),
-        now => now as u32 == start && sys::process_alive(pid, now),
-    }
-}
-
-/// One end's view of the segment.
-struct End {
-    seg: Arc<Segment>,
-    role: usize,
-    /// What `claim` wrote in this role's word.
-    holder: u64,
-    spin: AtomicU32,
-    /// Held while putting (or getting), so that threads of this process take turns.
-    lock: OwnerLock,
-    released: AtomicBool,
-}
-
-impl End {
-    fn attach(seg: Arc<Segment>, role: usize, holder: u64) -> End {
-        fence::init();
-        End {
-            seg,
-            role,
-            holder,
-            spin: AtomicU32::new(DEFAULT_SPIN),
-            lock: OwnerLock::default(),
-            released: AtomicBool::new(false),
-        }
+        here
     }
 
     fn ring(&self) -> Spsc<'_> {
         let [cap, size, ..] = self.seg.params();
         let (cap, size) = (cap as usize, size as usize);
-        let off = self.seg.payload_offset() + ROLES_SIZE;
+        let off = self.seg.payload_offset() + roles_size();
         let words = cap * spsc::slot_words(size).expect("checked geometry");
         let ctl: &SpscCtl = self.seg.shared(off);
         let slots: &[AtomicU64] = self.seg.shared_slice(off + SPSC_CTL_SIZE, words);
@@ -318,19 +307,75 @@ impl End {
         self.spin.load(Relaxed)
     }
 
-    /// Gives the role up, once (unless a later claimant took it over already).
-    fn release(&self) {
-        if !self.released.swap(true, Relaxed) {
-            // Release: pairs with the AcqRel claim of the next holder.
-            let word = &roles(&self.seg).holder[self.role];
-            let _ = word.compare_exchange(self.holder, 0, Release, Relaxed);
+    /// Whether the other role is gone: it was used once (a message was put, or taken) and no
+    /// process holds it now.
+    fn peer_gone(&self) -> bool {
+        let ring = self.ring();
+        let (used, other) = if self.role == CONSUMER {
+            (ring.pushed_ever(), PRODUCER)
+        } else {
+            (ring.popped_ever(), CONSUMER)
+        };
+        used && self.roles().holder(other) != Holder::Alive
+    }
+
+    /// The eventcount this end's blocked calls sleep on.
+    fn epoch(&self) -> (&AtomicU32, &AtomicU32) {
+        self.epoch_of(self.role)
+    }
+
+    /// The eventcount the blocked calls of `role` sleep on.
+    fn epoch_of(&self, role: usize) -> (&AtomicU32, &AtomicU32) {
+        if role == CONSUMER {
+            self.ring().get_wait()
+        } else {
+            self.ring().put_wait()
         }
+    }
+
+    /// Adds the other role's liveness to `set`, whose sleepers wake on `epoch`.
+    fn watch_peer<'a>(&'a self, set: &mut WaitSet<'a>, epoch: &'a AtomicU32) -> bool {
+        roles(&self.seg).watch(1 - self.role, set, Bump([Some(epoch), None])) == Watch::Sleep
     }
 }
 
 impl Drop for End {
     fn drop(&mut self) {
-        self.release();
+        if self.att.detach(&self.roles()) {
+            // The other end's waiters look again: they may be disconnected now.
+            let ring = self.ring();
+            let (epoch, waiters) = if self.role == CONSUMER {
+                ring.put_wait()
+            } else {
+                ring.get_wait()
+            };
+            ring::wake(epoch, waiters);
+        }
+    }
+}
+
+/// The other role, for a blocked call of `end`.
+struct SpscPeers<'a> {
+    end: &'a End,
+}
+
+impl Peers for SpscPeers<'_> {
+    #[cold]
+    #[inline(never)]
+    fn gone(&self) -> bool {
+        self.end.peer_gone()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn sleep(&self, epoch: &AtomicU32, seen: u32, timeout: Option<Duration>) {
+        // The slow path: this end arms its record again if its arming thread is gone.
+        self.end.att.rearm(&self.end.roles());
+        let mut set = WaitSet::within(timeout);
+        set.epoch(epoch, seen);
+        if self.end.watch_peer(&mut set, epoch) {
+            set.sleep(timeout);
+        }
     }
 }
 
@@ -384,10 +429,10 @@ macro_rules! end_queries {
             }
 
             /// Gives this end up, so that another process (or handle) can open it; the queue
-            /// stays open. Dropping the handle does the same.
-            pub fn release(self) {
-                self.end.release();
-            }
+            /// stays open. Dropping the handle does the same. (Once a message has been put, the
+            /// other end's blocked calls then fail with `Disconnected` until a new holder opens
+            /// this end.)
+            pub fn release(self) {}
 
             /// The segment name.
             pub fn name(&self) -> &str {
@@ -438,6 +483,9 @@ impl<T: Pod> SpscProducer<T> {
     fn put_inner(&self, v: &T, deadline: Option<Instant>) -> Result<(), Fail> {
         // A deadline covers the wait for another thread of this process to finish its put.
         let _turn = self.end.lock.lock_until(deadline).ok_or(Fail::Timeout)?;
+        if !self.end.here() {
+            return Err(Fail::Disconnected);
+        }
         let ring = self.end.ring();
         let bytes = bytemuck::bytes_of(v);
         // The common case first, outside `push`'s waiting loop and its closures; `push` starts
@@ -448,16 +496,22 @@ impl<T: Pod> SpscProducer<T> {
         if ring.try_push(bytes, &self.cache) {
             return Ok(());
         }
-        ring.push(bytes, &self.cache, deadline, self.end.spin())
+        let peers = SpscPeers { end: &self.end };
+        ring.push_watching(bytes, &[], &self.cache, deadline, self.end.spin(), &peers)
     }
 
     /// Puts `v`, waiting while the queue is full.
     ///
     /// # Errors
     ///
-    /// [`PutError::Closed`] once the queue is closed; the message is handed back.
+    /// [`PutError::Closed`] once the queue is closed; [`PutError::Disconnected`] when it is
+    /// full, a message was taken once, and no consumer holds its role now (or a forked child
+    /// finds the role held by another live process). The message is handed back.
     pub fn put(&self, v: T) -> Result<(), PutError<T>> {
-        self.put_inner(&v, None).map_err(|_| PutError::Closed(v))
+        self.put_inner(&v, None).map_err(|f| match f {
+            Fail::Disconnected => PutError::Disconnected(v),
+            _ => PutError::Closed(v),
+        })
     }
 
     /// Puts `v`, waiting at most `timeout` for room.
@@ -469,6 +523,7 @@ impl<T: Pod> SpscProducer<T> {
         self.put_inner(&v, deadline(timeout)).map_err(|f| match f {
             Fail::Closed => PutTimeoutError::Closed(v),
             Fail::Timeout => PutTimeoutError::Timeout(v),
+            Fail::Disconnected => PutTimeoutError::Disconnected(v),
         })
     }
 
@@ -482,11 +537,24 @@ impl<T: Pod> SpscProducer<T> {
         let Some(_turn) = self.end.lock.lock_within(Patience::None) else {
             return Err(TryPutError::Full(v));
         };
+        if !self.end.here() {
+            return Err(TryPutError::Disconnected(v));
+        }
         let ring = self.end.ring();
+        let bytes = bytemuck::bytes_of(&v);
         if ring.is_closed() {
-            Err(TryPutError::Closed(v))
-        } else if ring.try_push(bytemuck::bytes_of(&v), &self.cache) {
+            return Err(TryPutError::Closed(v));
+        }
+        if ring.try_push(bytes, &self.cache) {
+            return Ok(());
+        }
+        // Full: the consumer's liveness, then one more try, so that its last take before it
+        // went is seen.
+        let gone = self.end.peer_gone();
+        if ring.try_push(bytes, &self.cache) {
             Ok(())
+        } else if gone {
+            Err(TryPutError::Disconnected(v))
         } else {
             Err(TryPutError::Full(v))
         }
@@ -511,25 +579,32 @@ impl<T: Pod> SpscConsumer<T> {
     fn get_inner(&self, out: &mut T, deadline: Option<Instant>) -> Result<bool, Fail> {
         // A deadline covers the wait for another thread of this process to finish its get.
         let _turn = self.end.lock.lock_until(deadline).ok_or(Fail::Timeout)?;
+        if !self.end.here() {
+            return Err(Fail::Disconnected);
+        }
         let ring = self.end.ring();
         let mut read = |bytes: &[u8]| read_into(out, bytes);
         if let Some(ok) = ring.try_pop(&mut read, false) {
             return Ok(ok);
         }
-        ring.pop(&mut read, deadline, self.end.spin())
+        let peers = SpscPeers { end: &self.end };
+        ring.pop_watching(&mut read, deadline, self.end.spin(), &peers)
     }
 
     /// Takes the oldest message, waiting while the queue is empty.
     ///
     /// # Errors
     ///
-    /// [`GetError::Closed`] once the queue is closed and drained; [`GetError::Decode`] when
+    /// [`GetError::Closed`] once the queue is closed and drained; [`GetError::Disconnected`]
+    /// when it is empty, a message was put once, and no producer holds its role now (or a
+    /// forked child finds the role held by another live process); [`GetError::Decode`] when
     /// the slot held a message of another size (it is consumed).
     pub fn get(&self) -> Result<T, GetError> {
         let mut v = T::zeroed();
         match self.get_inner(&mut v, None) {
             Ok(true) => Ok(v),
             Ok(false) => Err(GetError::Decode),
+            Err(Fail::Disconnected) => Err(GetError::Disconnected),
             Err(_) => Err(GetError::Closed),
         }
     }
@@ -546,6 +621,7 @@ impl<T: Pod> SpscConsumer<T> {
             Ok(false) => Err(GetTimeoutError::Decode),
             Err(Fail::Closed) => Err(GetTimeoutError::Closed),
             Err(Fail::Timeout) => Err(GetTimeoutError::Timeout),
+            Err(Fail::Disconnected) => Err(GetTimeoutError::Disconnected),
         }
     }
 
@@ -559,27 +635,51 @@ impl<T: Pod> SpscConsumer<T> {
         let Some(_turn) = self.end.lock.lock_within(Patience::None) else {
             return Err(TryGetError::Empty);
         };
+        if !self.end.here() {
+            return Err(TryGetError::Disconnected);
+        }
         let ring = self.end.ring();
-        // `closed` first, so that closed-and-empty means drained.
+        // `closed` first, so that closed-and-empty means drained; `gone` too, but only once
+        // the queue is found empty (it may read `/proc`), and then before one more try.
         let closed = ring.is_closed();
         let mut v = T::zeroed();
-        match ring.try_pop(&mut |bytes: &[u8]| read_into(&mut v, bytes), true) {
-            Some(true) => Ok(v),
-            Some(false) => Err(TryGetError::Decode),
-            None if closed => Err(TryGetError::Closed),
-            None => Err(TryGetError::Empty),
+        let mut read = |bytes: &[u8]| read_into(&mut v, bytes);
+        let got = match ring.try_pop(&mut read, true) {
+            None if !closed => {
+                let gone = self.end.peer_gone();
+                ring.try_pop(&mut read, true).ok_or(gone)
+            }
+            other => other.ok_or(false),
+        };
+        match got {
+            Ok(true) => Ok(v),
+            Ok(false) => Err(TryGetError::Decode),
+            Err(_) if closed => Err(TryGetError::Closed),
+            Err(true) => Err(TryGetError::Disconnected),
+            Err(false) => Err(TryGetError::Empty),
         }
+    }
+}
+
+impl<T: Pod> crate::wait::sealed::WaitOn for SpscConsumer<T> {
+    fn wait_on<'a>(&'a self, set: &mut WaitSet<'a>) -> bool {
+        let (epoch, waiters) = self.end.epoch();
+        set.count(epoch, waiters);
+        self.end.watch_peer(set, epoch)
     }
 }
 
 impl<T: Pod> crate::Waitable for SpscConsumer<T> {
     fn is_ready(&self) -> bool {
-        self.end.ring().readable()
+        self.end.ring().readable() || self.end.peer_gone()
     }
 }
 
-/// The shared structures of this module, for the pinned layout (`src/layout.rs`).
+/// Where things sit in the payload, for the pinned layout (`src/layout.rs`).
 #[cfg(test)]
 pub(crate) fn shared_layout() -> Vec<String> {
-    vec![crate::layout::pin!(Roles { holder })]
+    vec![format!(
+        "placement: roles table (producer {PRODUCER}, consumer {CONSUMER}) at 0, ring at {}",
+        roles_size()
+    )]
 }

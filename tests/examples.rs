@@ -24,6 +24,7 @@ const BENCHMARKS: &[&str] = &[
     "counter",
     "dict_bench",
     "owner_death",
+    "peer_death",
     "pool_bench",
     "queue_bench",
 ];

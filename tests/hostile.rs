@@ -70,13 +70,14 @@ mod queue_at {
     }
 }
 
-/// An `SpscQueue<u64>`: the roles at 256, the control block after them, then the slots.
+/// An `SpscQueue<u64>`: the roles' table at 256 (256 B), the control block after it, then the
+/// slots.
 mod spsc_at {
-    pub const HEAD: u64 = 256 + 128;
-    pub const TAIL: u64 = 256 + 256;
+    pub const HEAD: u64 = 256 + 256;
+    pub const TAIL: u64 = 256 + 256 + 128;
     /// Slot `i`'s stamp word.
     pub const fn slot(i: u64) -> u64 {
-        256 + 128 + 384 + 64 * i
+        256 + 256 + 384 + 64 * i
     }
 }
 

@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Child, name};
-use mpshm::{Error, Pipe, RecvError, SendError};
+use mpshm::{Error, GetTimeoutError, Pipe, RecvError, SendError};
 
 fn main() {
     common::run(
@@ -44,12 +44,30 @@ fn main() {
                 "try_calls_never_wait_behind_a_blocked_receive",
                 try_calls_never_wait_behind_a_blocked_receive,
             ),
+            (
+                "poll_and_release_lose_nothing",
+                poll_and_release_lose_nothing,
+            ),
+            (
+                "a_restarted_peer_reopens_its_end",
+                a_restarted_peer_reopens_its_end,
+            ),
+            (
+                "a_persisted_pipe_waits_for_later_processes",
+                a_persisted_pipe_waits_for_later_processes,
+            ),
+            (
+                "wait_wakes_for_a_message_and_for_a_death",
+                wait_wakes_for_a_message_and_for_a_death,
+            ),
         ],
         &[
             ("echo", echo),
             ("hold_and_block", hold_and_block),
             ("oneway_write", oneway_write),
             ("send_later", send_later),
+            ("rejoin", rejoin),
+            ("feed", feed),
         ],
     );
 }
@@ -394,4 +412,171 @@ fn try_calls_never_wait_behind_a_blocked_receive() {
         b.send(&2u32).expect("send");
         assert_eq!(blocked.join().expect("join"), Ok(2));
     });
+}
+
+/// A wait that should end long before this: a regression fails the test rather than hang it.
+const LONG: Duration = Duration::from_secs(10);
+
+fn poll_and_release_lose_nothing() {
+    let n = name("pollrel");
+    let (a, b) = Pipe::create(&n).expect("create");
+    // A poll that has to wait for the message, then gives its end up.
+    std::thread::scope(|s| {
+        let polling = common::blocked(s, || b.poll(Duration::from_secs(10)));
+        a.send(&1u32).expect("send");
+        assert!(polling.join().expect("join"));
+    });
+    a.send(&2u32).expect("send");
+    b.release();
+    let b = Pipe::open(&n).expect("the released end");
+    assert_eq!(b.recv::<u32>(), Ok(1), "poll must not take the message");
+    assert_eq!(b.recv::<u32>(), Ok(2));
+    // A message too long for the buffer stays in the pipe, whole, for the next holder too.
+    let long: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+    a.send_bytes(&long).expect("send");
+    a.send_bytes(b"short").expect("send");
+    let mut small = [0u8; 10];
+    assert_eq!(
+        b.recv_bytes_into(&mut small),
+        Err(RecvError::BufferTooShort { needed: 3000 })
+    );
+    b.release();
+    let b = Pipe::open(&n).expect("the released end");
+    assert_eq!(b.recv_bytes().expect("recv"), long);
+    assert_eq!(b.recv_bytes_into(&mut small), Ok(5));
+    assert_eq!(&small[..5], b"short");
+}
+
+/// Opens the free end; receives `args[1]` unless it is "-"; sends `args[2]`; stays.
+fn rejoin(args: &[String]) {
+    let c = Pipe::open(&args[0]).expect("open");
+    if args[1] != "-" {
+        assert_eq!(c.recv_bytes().expect("recv"), args[1].as_bytes());
+    }
+    c.send_bytes(args[2].as_bytes()).expect("send");
+    common::ready();
+    common::park();
+}
+
+fn a_restarted_peer_reopens_its_end() {
+    let n = name("rejoin");
+    let (a, b) = Pipe::create(&n).expect("create");
+    b.release();
+    let mut first = Child::spawn("rejoin", &[&n, "-", "one"]);
+    first.wait_ready();
+    assert_eq!(a.recv_bytes().expect("recv"), b"one");
+    // Sent while the peer lives, never read by it.
+    a.send_bytes(b"for whoever comes next").expect("send");
+    first.kill();
+    assert!(a.poll(LONG), "the death is noticed");
+    assert_eq!(a.recv_bytes(), Err(RecvError::Disconnected));
+    // A send looks at its peer's liveness every 64 sends (a few land before it notices, for
+    // whoever holds the end next).
+    assert!(
+        (0..64).any(|_| a.send_bytes(b"x") == Err(SendError::Disconnected)),
+        "sends to a dead peer go on"
+    );
+    assert!(
+        a.poll(Duration::ZERO),
+        "a dead peer is ready to receive from"
+    );
+    // The dead end is opened again, and gets what was sent to it.
+    let mut second = Child::spawn("rejoin", &[&n, "for whoever comes next", "two"]);
+    second.wait_ready();
+    assert_eq!(a.recv_bytes().expect("recv"), b"two");
+    a.send(&3u8).expect("the new peer is there");
+    assert!(matches!(Pipe::open(&n), Err(Error::InUse { .. })));
+    second.kill();
+    assert!(a.poll(LONG), "the death is noticed");
+    assert_eq!(a.recv_bytes(), Err(RecvError::Disconnected));
+    // A receive that went to sleep while the end had no holder watches the process that opens
+    // it next, and learns of its death.
+    Pipe::open(&n).expect("the dead end").release();
+    std::thread::scope(|s| {
+        let waiter = common::blocked(s, || a.recv_timeout::<u8>(LONG));
+        let mut third = Child::spawn("hold_and_block", &[&n]);
+        third.wait_ready();
+        let killed = Instant::now();
+        third.kill();
+        assert_eq!(waiter.join().expect("join"), Err(RecvError::Disconnected));
+        // Woken by the death, not by the end of its wait.
+        assert!(killed.elapsed() < LONG / 2, "{:?}", killed.elapsed());
+    });
+}
+
+fn a_persisted_pipe_waits_for_later_processes() {
+    let n = name("persist");
+    let (a, b) = Pipe::create(&n).expect("create");
+    a.persist();
+    a.release();
+    b.release();
+    assert!(common::exists(&n));
+    let a = Pipe::open(&n).expect("open");
+    let b = Pipe::open(&n).expect("open");
+    a.send(&4u16).expect("send");
+    assert_eq!(b.recv::<u16>(), Ok(4));
+    drop((a, b));
+    mpshm::unlink(&n).expect("unlink");
+}
+
+/// Holds a pipe end, a byte queue and an SPSC queue's producing end; puts on the queue when
+/// told "queue", on the SPSC queue when told "spsc"; stays until killed.
+fn feed(args: &[String]) {
+    let _end = Pipe::open(&args[0]).expect("open");
+    let q = mpshm::ByteQueue::open(&args[1]).expect("open");
+    let tx = mpshm::SpscQueue::open_producer::<u32>(&args[2]).expect("open");
+    common::ready();
+    assert_eq!(common::line_from_parent(), "queue");
+    q.put(b"hi".to_vec()).expect("put");
+    assert_eq!(common::line_from_parent(), "spsc");
+    tx.put(5).expect("put");
+    common::park();
+}
+
+fn wait_wakes_for_a_message_and_for_a_death() {
+    let (pn, qn, sn) = (name("wpipe"), name("wq"), name("wspsc"));
+    let (a, b) = Pipe::create(&pn).expect("create");
+    b.release();
+    let bq = mpshm::ByteQueue::create(&qn, 4, 16).expect("create");
+    let (tx, rx) = mpshm::SpscQueue::create::<u32>(&sn, 4).expect("create");
+    tx.release();
+    // Every receiving kind, at once.
+    let q = mpshm::Queue::<u8>::create(&name("wq2"), 1).expect("create");
+    let sq = mpshm::SimpleQueue::<u8>::create(&name("wq3"), 1).expect("create");
+    let jq = mpshm::JoinableQueue::<u8>::create(&name("wq4"), 1).expect("create");
+    let (r, _w) = Pipe::create_oneway(&name("wq5")).expect("create");
+    let objects = || -> [&dyn mpshm::Waitable; 7] { [&a, &bq, &rx, &q, &sq, &jq, &r] };
+    let all = objects();
+    let mut child = Child::spawn("feed", &[&pn, &qn, &sn]);
+    child.wait_ready();
+    assert!(mpshm::wait(&all, Some(Duration::from_millis(20))).is_empty());
+    // Woken by a message from another process.
+    std::thread::scope(|s| {
+        let waiting = common::blocked(s, || mpshm::wait(&objects(), Some(LONG)));
+        child.tell("queue");
+        assert_eq!(waiting.join().expect("join"), [1]);
+    });
+    assert_eq!(bq.get().expect("get"), b"hi");
+    child.tell("spsc");
+    assert_eq!(mpshm::wait(&all, Some(Duration::from_secs(10))), [2]);
+    assert_eq!(rx.get(), Ok(5));
+    // Woken by its death: the pipe's peer is gone, and so are the producers of the queues it
+    // put on.
+    std::thread::scope(|s| {
+        let waiting = common::blocked(s, || mpshm::wait(&objects(), Some(LONG)));
+        child.kill();
+        let mut ready = waiting.join().expect("join");
+        // A later look may find the others gone too.
+        ready.extend(mpshm::wait(&all, Some(Duration::ZERO)));
+        ready.sort_unstable();
+        ready.dedup();
+        assert_eq!(ready, [0, 1, 2]);
+    });
+    assert!(a.poll(LONG), "the death is noticed");
+    assert_eq!(a.recv_bytes(), Err(RecvError::Disconnected));
+    assert_eq!(bq.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
+    assert_eq!(rx.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
+    // A close counts too.
+    sq.close();
+    assert_eq!(mpshm::wait(&all, Some(LONG)), [0, 1, 2, 4]);
 }

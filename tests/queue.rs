@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::{Child, Msg, name};
 use mpshm::{
-    Error, GetError, GetTimeoutError, JoinError, JoinableQueue, PutError, PutTimeoutError, Queue,
-    SimpleQueue, TryGetError, TryPutError,
+    Error, GetError, GetTimeoutError, JoinError, JoinableQueue, Options, PutError, PutTimeoutError,
+    Queue, SimpleQueue, TryGetError, TryPutError,
 };
 
 fn main() {
@@ -57,6 +57,30 @@ fn main() {
                 "killed_lone_peers_never_wedge_the_queue",
                 killed_lone_peers_never_wedge_the_queue,
             ),
+            (
+                "get_is_disconnected_once_every_producer_went",
+                get_is_disconnected_once_every_producer_went,
+            ),
+            (
+                "put_is_disconnected_once_every_consumer_went",
+                put_is_disconnected_once_every_consumer_went,
+            ),
+            (
+                "untracked_producers_keep_the_queue_connected",
+                untracked_producers_keep_the_queue_connected,
+            ),
+            (
+                "an_exited_arming_thread_is_not_a_dead_process",
+                an_exited_arming_thread_is_not_a_dead_process,
+            ),
+            (
+                "a_handle_dropped_on_another_thread_detaches",
+                a_handle_dropped_on_another_thread_detaches,
+            ),
+            (
+                "a_forked_child_releases_nothing_of_its_parents",
+                a_forked_child_releases_nothing_of_its_parents,
+            ),
         ],
         &[
             ("get_until_closed", get_until_closed),
@@ -68,6 +92,13 @@ fn main() {
             ("work_joinable", work_joinable),
             ("echo_bytes", echo_bytes),
             ("echo_serde", echo_serde),
+            ("put_then_park", put_then_park),
+            ("put_then_leave", put_then_leave),
+            ("get_then_park", get_then_park),
+            ("get_then_leave", get_then_leave),
+            ("arm_on_a_thread", arm_on_a_thread),
+            ("drop_on_another_thread", drop_on_another_thread),
+            ("fork_and_drop", fork_and_drop),
         ],
     );
 }
@@ -75,6 +106,9 @@ fn main() {
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
+
+/// A wait that should end long before this: a regression fails the test rather than hang it.
+const LONG: Duration = Duration::from_secs(10);
 
 fn nonblocking_calls_never_wait() {
     let q = Queue::<u32>::create(&name("nb"), 2).expect("create");
@@ -283,10 +317,16 @@ fn per_producer() -> u32 {
     common::env_or("MPSHM_STRESS_MESSAGES", 50_000)
 }
 
+/// Puts its first message (which attaches it as a producer), says so, and puts the rest once
+/// told to go: until every producer has attached, none may finish, or the consumers would find
+/// the queue without producers (`Disconnected`) and stop early.
 fn produce(args: &[String]) {
     let q = Queue::<Msg>::open(&args[0]).expect("open");
     let me: u32 = args[1].parse().expect("producer id");
-    for seq in 0..per_producer() {
+    q.put(Msg::new(me, 0)).expect("put");
+    common::ready();
+    assert_eq!(common::line_from_parent(), "go");
+    for seq in 1..per_producer() {
         q.put(Msg::new(me, seq)).expect("put");
     }
 }
@@ -324,12 +364,20 @@ fn many_to_many_loses_nothing() {
     let n = name("m2m");
     let q = Queue::<Msg>::create(&n, 256).expect("create");
     let mut consumers: Vec<Child> = (0..4).map(|_| Child::spawn("consume", &[&n])).collect();
-    let producers: Vec<Child> = (0..PRODUCERS)
+    let mut producers: Vec<Child> = (0..PRODUCERS)
         .map(|p| Child::spawn("produce", &[&n, &p.to_string()]))
         .collect();
+    for p in &mut producers {
+        p.wait_ready();
+    }
+    for p in &mut producers {
+        p.tell("go");
+    }
     for p in producers {
         p.join();
     }
+    // The consumers end at `Disconnected` (every producer gone, the queue drained), or at the
+    // close if they get there first.
     q.close();
     let mut totals = [(0u64, 0u64, 0u64); PRODUCERS as usize];
     for c in &mut consumers {
@@ -399,14 +447,15 @@ fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
 }
 
 /// After a kill loop's trial, with every other process dead: what is left drains without
-/// waiting (stuck slots reclaimed), through `take`, and the queue then works at full capacity.
+/// waiting (stuck slots reclaimed), through `take`, the queue says its producers are gone, and
+/// then works at full capacity.
 fn drain_then_fill(q: &Queue<Msg>, trial: u32, mut take: impl FnMut(Msg)) {
     let start = Instant::now();
     loop {
         match q.try_get() {
             Ok(m) => take(m),
-            Err(TryGetError::Empty) if q.is_empty() => break,
-            Err(TryGetError::Empty) => {}
+            Err(TryGetError::Disconnected) if q.is_empty() => break,
+            Err(TryGetError::Empty | TryGetError::Disconnected) => {}
             Err(e) => panic!("trial {trial}: {e}"),
         }
         assert!(
@@ -614,4 +663,273 @@ fn serde_messages_across_processes() {
 #[cfg(not(feature = "serde"))]
 fn serde_messages_across_processes() {
     eprintln!("serde_messages_across_processes: built without the serde feature; nothing to test");
+}
+
+/// Opens the queue, puts `args[1]`, says so, and stays (attached as a producer) until killed.
+fn put_then_park(args: &[String]) {
+    let q = Queue::<u32>::open(&args[0]).expect("open");
+    q.put(args[1].parse().expect("value")).expect("put");
+    common::ready();
+    common::park();
+}
+
+/// Opens the queue, puts `args[1]`, says so, and leaves (dropping the handle) when told.
+fn put_then_leave(args: &[String]) {
+    let q = Queue::<u32>::open(&args[0]).expect("open");
+    q.put(args[1].parse().expect("value")).expect("put");
+    common::ready();
+    assert_eq!(common::line_from_parent(), "bye");
+}
+
+/// Opens the queue, takes one message, says so, and stays (attached as a consumer).
+fn get_then_park(args: &[String]) {
+    let q = Queue::<u32>::open(&args[0]).expect("open");
+    q.get().expect("get");
+    common::ready();
+    common::park();
+}
+
+/// Opens the queue, takes one message, and leaves.
+fn get_then_leave(args: &[String]) {
+    let q = Queue::<u32>::open(&args[0]).expect("open");
+    q.get().expect("get");
+}
+
+fn get_is_disconnected_once_every_producer_went() {
+    let n = name("gdisc");
+    let q = Queue::<u32>::create(&n, 4).expect("create");
+    // No producer ever attached: a get waits.
+    assert_eq!(q.get_timeout(ms(20)), Err(GetTimeoutError::Timeout));
+    // One attaches (its first put) and dies while a get is blocked: the get wakes.
+    let mut p = Child::spawn("put_then_park", &[&n, "1"]);
+    p.wait_ready();
+    assert_eq!(q.get_timeout(LONG), Ok(1));
+    std::thread::scope(|s| {
+        let waiter = common::blocked(s, || q.get_timeout(LONG));
+        p.kill();
+        assert_eq!(
+            waiter.join().expect("join"),
+            Err(GetTimeoutError::Disconnected)
+        );
+    });
+    assert_eq!(q.try_get(), Err(TryGetError::Disconnected));
+    assert_eq!(q.get_timeout(ms(10)), Err(GetTimeoutError::Disconnected));
+    // A state, not an end: a producer that attaches later makes a get wait again; what it
+    // leaves behind is drained before the queue says so again, here after a normal exit.
+    let mut p = Child::spawn("put_then_leave", &[&n, "2"]);
+    p.wait_ready();
+    assert_eq!(q.get_timeout(ms(20)), Ok(2));
+    assert_eq!(q.get_timeout(ms(20)), Err(GetTimeoutError::Timeout));
+    q.put(3).expect("this handle is a producer now");
+    p.tell("bye");
+    p.join();
+    // This handle itself is attached as a producer: it is not gone.
+    assert_eq!(q.get_timeout(LONG), Ok(3));
+    assert_eq!(q.get_timeout(ms(20)), Err(GetTimeoutError::Timeout));
+    let other = Queue::<u32>::open(&n).expect("open");
+    drop(q);
+    assert_eq!(other.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
+}
+
+fn put_is_disconnected_once_every_consumer_went() {
+    let n = name("pdisc");
+    let q = Queue::<u32>::create(&n, 1).expect("create");
+    // A consumer that takes one message and dies while a put is blocked on the full queue.
+    let mut c = Child::spawn("get_then_park", &[&n]);
+    q.put(7).expect("put");
+    c.wait_ready();
+    q.put(8).expect("room");
+    std::thread::scope(|s| {
+        let waiter = common::blocked(s, || q.put_timeout(9, LONG));
+        c.kill();
+        assert!(matches!(
+            waiter.join().expect("join"),
+            Err(PutTimeoutError::Disconnected(9))
+        ));
+    });
+    assert!(matches!(q.try_put(9), Err(TryPutError::Disconnected(9))));
+    assert!(matches!(
+        q.put_timeout(9, ms(10)),
+        Err(PutTimeoutError::Disconnected(9))
+    ));
+    // A consumer that takes one and leaves normally: the same.
+    let c = Child::spawn("get_then_leave", &[&n]);
+    c.join();
+    q.put(10).expect("room again");
+    assert_eq!(q.put(11), Err(PutError::Disconnected(11)));
+}
+
+fn untracked_producers_keep_the_queue_connected() {
+    let n = name("untracked");
+    let mut opts = Options::new();
+    opts.max_attached(1);
+    let q = Queue::<u32>::create_with(&n, 4, &opts).expect("create");
+    // The first producer takes the one record; the second runs untracked.
+    let mut tracked = Child::spawn("put_then_park", &[&n, "1"]);
+    tracked.wait_ready();
+    let mut untracked = Child::spawn("put_then_leave", &[&n, "2"]);
+    untracked.wait_ready();
+    let mut got = [
+        q.get_timeout(LONG).expect("get"),
+        q.get_timeout(LONG).expect("get"),
+    ];
+    got.sort_unstable();
+    assert_eq!(got, [1, 2]);
+    // The tracked one dies: the untracked one still counts.
+    tracked.kill();
+    assert_eq!(q.get_timeout(ms(50)), Err(GetTimeoutError::Timeout));
+    // It leaves normally, and is no longer counted.
+    untracked.tell("bye");
+    untracked.join();
+    assert_eq!(q.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
+    // An untracked producer that dies is never found dead: the queue stays connected, for
+    // ever, rather than say so wrongly.
+    let mut tracked = Child::spawn("put_then_park", &[&n, "3"]);
+    tracked.wait_ready();
+    let mut untracked = Child::spawn("put_then_park", &[&n, "4"]);
+    untracked.wait_ready();
+    tracked.kill();
+    untracked.kill();
+    let mut got = [
+        q.get_timeout(LONG).expect("get"),
+        q.get_timeout(LONG).expect("get"),
+    ];
+    got.sort_unstable();
+    assert_eq!(got, [3, 4]);
+    assert_eq!(q.get_timeout(ms(50)), Err(GetTimeoutError::Timeout));
+}
+
+/// Puts its first message from a thread that then exits (that thread armed the record), then
+/// goes on living; puts again from the main thread when told.
+fn arm_on_a_thread(args: &[String]) {
+    let q = Queue::<u32>::open(&args[0]).expect("open");
+    std::thread::scope(|s| {
+        s.spawn(|| q.put(1).expect("put"));
+    });
+    common::ready();
+    assert_eq!(common::line_from_parent(), "put");
+    q.put(2).expect("put");
+    common::park();
+}
+
+fn an_exited_arming_thread_is_not_a_dead_process() {
+    let n = name("armthr");
+    let q = Queue::<u32>::create(&n, 4).expect("create");
+    let mut p = Child::spawn("arm_on_a_thread", &[&n]);
+    p.wait_ready();
+    assert_eq!(q.get_timeout(LONG), Ok(1));
+    // The arming thread is gone, the process is not: no Disconnected, however long we wait,
+    // and a get blocked meanwhile gets the next message.
+    assert_eq!(q.try_get(), Err(TryGetError::Empty));
+    assert_eq!(q.get_timeout(ms(300)), Err(GetTimeoutError::Timeout));
+    std::thread::scope(|s| {
+        let waiter = common::blocked(s, || q.get_timeout(LONG));
+        p.tell("put");
+        assert_eq!(waiter.join().expect("join"), Ok(2));
+    });
+    // And its death is still noticed.
+    p.kill();
+    assert_eq!(q.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
+}
+
+/// Attaches as a producer on the main thread, drops the handle on another thread, then
+/// attaches again through a new handle (the record's mutex is still held by the main thread)
+/// and drops that one here.
+fn drop_on_another_thread(args: &[String]) {
+    let q = Queue::<u32>::open(&args[0]).expect("open");
+    q.put(1).expect("put");
+    std::thread::spawn(move || drop(q)).join().expect("join");
+    common::say("dropped");
+    assert_eq!(common::line_from_parent(), "again");
+    let q = Queue::<u32>::open(&args[0]).expect("open");
+    q.put(2).expect("put");
+    common::say("put");
+    assert_eq!(common::line_from_parent(), "bye");
+}
+
+fn a_handle_dropped_on_another_thread_detaches() {
+    let n = name("dropthr");
+    let q = Queue::<u32>::create(&n, 4).expect("create");
+    let mut p = Child::spawn("drop_on_another_thread", &[&n]);
+    assert_eq!(p.line(), "dropped");
+    assert_eq!(q.get_timeout(LONG), Ok(1));
+    assert_eq!(q.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
+    p.tell("again");
+    assert_eq!(p.line(), "put");
+    assert_eq!(q.get_timeout(LONG), Ok(2));
+    assert_eq!(q.get_timeout(ms(20)), Err(GetTimeoutError::Timeout));
+    p.tell("bye");
+    p.join();
+    assert_eq!(q.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
+}
+
+/// In a child of the test (single-threaded, so it may fork): attaches to a queue, both ends of
+/// a pipe and both roles of an SPSC queue (all opened, not created: whether a forked child's
+/// drop of a creating handle unlinks the name is `Segment`'s business), forks, and in the
+/// grandchild drops every handle, after using one of the queue's (which attaches the
+/// grandchild anew); then checks that all of its own attachments stand.
+fn fork_and_drop(args: &[String]) {
+    let (qn, pn, sn) = (&args[0], &args[1], &args[2]);
+    let q = Queue::<u32>::open(qn).expect("open");
+    q.put(1).expect("put");
+    assert_eq!(q.get_timeout(LONG), Ok(1));
+    let a = mpshm::Pipe::open(pn).expect("open an end");
+    let b = mpshm::Pipe::open(pn).expect("open the other");
+    let tx = mpshm::SpscQueue::open_producer::<u32>(sn).expect("open producer");
+    let rx = mpshm::SpscQueue::open_consumer::<u32>(sn).expect("open consumer");
+    tx.put(1).expect("put");
+    assert_eq!(rx.get(), Ok(1));
+    // SAFETY (test): this process has one thread; the grandchild exits through `exit`.
+    match unsafe { libc::fork() } {
+        0 => {
+            // The grandchild: uses the queue (it attaches as itself), then drops everything.
+            q.put(2).expect("put in the grandchild");
+            drop((q, a, b, tx, rx));
+            std::process::exit(0);
+        }
+        pid => {
+            assert!(pid > 0, "fork failed");
+            let mut status = 0;
+            // SAFETY (test): waits for our own child.
+            assert_eq!(unsafe { libc::waitpid(pid, &mut status, 0) }, pid);
+            assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        }
+    }
+    // The grandchild's put arrived; its producer record went with its drop, ours stands: a
+    // get on the empty queue from another handle waits rather than say Disconnected.
+    assert_eq!(q.get_timeout(LONG), Ok(2));
+    let other = Queue::<u32>::open(qn).expect("open");
+    assert_eq!(other.get_timeout(ms(20)), Err(GetTimeoutError::Timeout));
+    // The pipe's ends are still ours and open.
+    a.send(&5u8).expect("b is not closed");
+    assert_eq!(b.recv::<u8>(), Ok(5));
+    assert!(matches!(mpshm::Pipe::open(pn), Err(Error::InUse { .. })));
+    // And so are the SPSC roles.
+    assert!(matches!(
+        mpshm::SpscQueue::open_producer::<u32>(sn),
+        Err(Error::InUse { .. })
+    ));
+    tx.put(3).expect("put");
+    assert_eq!(rx.get(), Ok(3));
+    common::say("ok");
+}
+
+fn a_forked_child_releases_nothing_of_its_parents() {
+    let (qn, pn, sn) = (name("forkq"), name("forkp"), name("forks"));
+    let q = Queue::<u32>::create(&qn, 4).expect("create");
+    let (a, b) = mpshm::Pipe::create(&pn).expect("create pipe");
+    let (tx, rx) = mpshm::SpscQueue::create::<u32>(&sn, 4).expect("create spsc");
+    a.persist();
+    tx.persist();
+    a.release();
+    b.release();
+    tx.release();
+    rx.release();
+    let mut c = Child::spawn("fork_and_drop", &[&qn, &pn, &sn]);
+    assert_eq!(c.line(), "ok");
+    c.join();
+    // The child's handles dropped normally at its exit: its producer record is gone too.
+    assert_eq!(q.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
+    mpshm::unlink(&pn).expect("unlink");
+    mpshm::unlink(&sn).expect("unlink");
 }

@@ -44,6 +44,10 @@ fn main() {
                 "try_calls_never_wait_behind_a_blocked_thread",
                 try_calls_never_wait_behind_a_blocked_thread,
             ),
+            (
+                "a_peers_death_wakes_a_blocked_call",
+                a_peers_death_wakes_a_blocked_call,
+            ),
         ],
         &[
             ("produce", produce),
@@ -51,6 +55,8 @@ fn main() {
             ("hold_producer", hold_producer),
             ("get_until_closed", get_until_closed),
             ("consume_forever", consume_forever),
+            ("put_one_and_park", put_one_and_park),
+            ("get_one_and_park", get_one_and_park),
         ],
     );
 }
@@ -58,6 +64,9 @@ fn main() {
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
+
+/// A wait that should end long before this: a regression fails the test rather than hang it.
+const LONG: Duration = Duration::from_secs(10);
 
 /// Messages streamed (`MPSHM_STRESS_MESSAGES` raises it).
 fn messages() -> u32 {
@@ -351,4 +360,61 @@ fn try_calls_never_wait_behind_a_blocked_thread() {
         blocked.join().expect("join").expect("put");
     });
     assert_eq!(rx.try_get(), Ok(2));
+}
+
+/// Opens the producing end, puts 1, says so and stays.
+fn put_one_and_park(args: &[String]) {
+    let tx = SpscQueue::open_producer::<u32>(&args[0]).expect("open producer");
+    tx.put(1).expect("put");
+    common::ready();
+    common::park();
+}
+
+/// Opens the consuming end, takes one, says so and stays.
+fn get_one_and_park(args: &[String]) {
+    let rx = SpscQueue::open_consumer::<u32>(&args[0]).expect("open consumer");
+    rx.get().expect("get");
+    common::ready();
+    common::park();
+}
+
+fn a_peers_death_wakes_a_blocked_call() {
+    let n = name("death");
+    let (tx, rx) = SpscQueue::create::<u32>(&n, 1).expect("create");
+    // Both creating handles are released below; the name is removed at the end.
+    tx.persist();
+    tx.release();
+    // Nothing was ever put: a get with no producer waits for one to come.
+    assert_eq!(rx.get_timeout(ms(20)), Err(GetTimeoutError::Timeout));
+    let mut p = Child::spawn("put_one_and_park", &[&n]);
+    p.wait_ready();
+    assert_eq!(rx.get(), Ok(1));
+    std::thread::scope(|s| {
+        let waiter = common::blocked(s, || rx.get_timeout(LONG));
+        p.kill();
+        assert_eq!(
+            waiter.join().expect("join"),
+            Err(GetTimeoutError::Disconnected)
+        );
+    });
+    assert_eq!(rx.try_get(), Err(TryGetError::Disconnected));
+    // The dead producer's role is taken again, and the consumer waits for it.
+    let tx = SpscQueue::open_producer::<u32>(&n).expect("take the dead one's role");
+    assert_eq!(rx.get_timeout(ms(20)), Err(GetTimeoutError::Timeout));
+    // The same the other way round: a consumer dies while a put waits on the full queue.
+    rx.release();
+    let mut c = Child::spawn("get_one_and_park", &[&n]);
+    tx.put(2).expect("put");
+    c.wait_ready();
+    tx.put(3).expect("room");
+    std::thread::scope(|s| {
+        let waiter = common::blocked(s, || tx.put_timeout(4, LONG));
+        c.kill();
+        assert!(matches!(
+            waiter.join().expect("join"),
+            Err(PutTimeoutError::Disconnected(4))
+        ));
+    });
+    assert!(matches!(tx.try_put(4), Err(TryPutError::Disconnected(4))));
+    mpshm::unlink(&n).expect("unlink");
 }

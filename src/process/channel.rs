@@ -63,24 +63,27 @@ impl Channel {
                 TryPutError::Full(m)
                 | TryPutError::TooLarge(m)
                 | TryPutError::Closed(m)
+                | TryPutError::Disconnected(m)
                 | TryPutError::Encode(m) => m,
             })
         })
     }
 
     /// Puts `msg`, waiting for room; `false` if the channel is closed or the message too long.
+    /// (It waits even when no process is attached to take messages: one may come later.)
     pub(crate) fn put(&self, msg: Vec<u8>) -> bool {
-        self.queue.put(msg).is_ok()
+        self.queue.put_until_closed(msg).is_ok()
     }
 
-    /// Takes a message, waiting while there is none; `None` once closed and drained.
+    /// Takes a message, waiting while there is none; `None` once closed and drained. (It waits
+    /// even when no process is attached to put messages: one may come later.)
     pub(crate) fn get(&self) -> Option<Vec<u8>> {
         loop {
-            match self.queue.get() {
+            match self.queue.get_until_closed(None) {
                 Ok(m) => return Some(m),
                 // A message that is not valid bytes cannot happen for a byte queue, but a
                 // damaged slot is skipped, never trusted.
-                Err(crate::error::GetError::Decode) => continue,
+                Err(GetTimeoutError::Decode) => continue,
                 Err(_) => return None,
             }
         }
@@ -88,7 +91,7 @@ impl Channel {
 
     /// Takes a message, waiting at most `timeout`.
     pub(crate) fn get_timeout(&self, timeout: Duration) -> Result<Vec<u8>, GetFail> {
-        match self.queue.get_timeout(timeout) {
+        match self.queue.get_until_closed(Some(timeout)) {
             Ok(m) => Ok(m),
             Err(GetTimeoutError::Closed) => Err(GetFail::Closed),
             Err(_) => Err(GetFail::Empty),

@@ -270,6 +270,17 @@ pub(crate) fn in_forked_child(f: impl FnOnce() -> bool) -> bool {
     }
 }
 
+/// Whether `tid` names a live thread of this process.
+pub(crate) fn thread_of_this_process(tid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
+}
+
+/// This thread's kernel id (cached, as [`thread_ids`]).
+#[inline]
+pub(crate) fn current_tid() -> u32 {
+    thread_ids().1
+}
+
 /// Whether thread `tid` of the process `pid` that started at `start_time` is still running.
 pub(crate) fn thread_alive(pid: u32, tid: u32, start_time: u64) -> bool {
     process_alive(pid, start_time) && std::fs::metadata(format!("/proc/{pid}/task/{tid}")).is_ok()
@@ -350,7 +361,13 @@ unsafe impl Sync for RobustMutex {}
 unsafe impl crate::segment::Shared for RobustMutex {}
 
 /// The owner's thread id in a robust futex word (`futex(2)`).
-const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+pub(crate) const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+/// Set in a robust futex word by a thread that sleeps waiting for it: the owner's unlock, and the
+/// kernel's walk of a dying owner's robust list, then wake one sleeper.
+pub(crate) const FUTEX_WAITERS: u32 = 0x8000_0000;
+/// Set in a robust futex word by the kernel when its owner thread died holding it (the owner's
+/// thread id is cleared at the same time).
+pub(crate) const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
 
 /// Byte offset of `__kind` in glibc's `pthread_mutex_t` (`struct __pthread_mutex_s`) on 64-bit
 /// Linux: after `__lock`, `__count`, `__owner` and `__nusers`, four 4-byte fields.
@@ -502,15 +519,24 @@ impl RobustMutex {
         })
     }
 
+    /// The lock word (glibc's `__lock`, the futex the kernel's robust-list walk updates): the
+    /// owner's thread id in [`FUTEX_TID_MASK`], with [`FUTEX_WAITERS`] and [`FUTEX_OWNER_DIED`].
+    /// Sleeping on it with the shared futex calls, after setting `FUTEX_WAITERS` the way a
+    /// contending `pthread_mutex_lock` does, is how a waiter learns of the owner's unlock or
+    /// death.
+    #[inline]
+    pub(crate) fn word(&self) -> &std::sync::atomic::AtomicU32 {
+        // SAFETY: `__lock` is the first `int` of glibc's mutex: in bounds and 4-aligned (the
+        // mutex is 8-aligned); it lives as long as `self`, and an atomic view is sound while
+        // other threads and processes write it.
+        unsafe { std::sync::atomic::AtomicU32::from_ptr(self.inner.get().cast()) }
+    }
+
     /// Whether a live thread of this process holds the mutex (its lock word names the thread).
     /// In a forked child, the parent's threads are not this process's.
     pub(crate) fn held_by_this_process(&self) -> bool {
-        // SAFETY: `__lock` is the first `int` of glibc's mutex: in bounds and 4-aligned; an
-        // atomic read is sound while other processes write it.
-        let word = unsafe { std::sync::atomic::AtomicU32::from_ptr(self.inner.get().cast()) }
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let tid = word & FUTEX_TID_MASK;
-        tid != 0 && std::path::Path::new(&format!("/proc/self/task/{tid}")).exists()
+        let tid = self.word().load(std::sync::atomic::Ordering::Relaxed) & FUTEX_TID_MASK;
+        tid != 0 && thread_of_this_process(tid)
     }
 
     /// Releases the mutex. Fails with `EPERM` when this thread does not hold it.
@@ -964,4 +990,132 @@ pub(crate) unsafe fn code_at<F: Copy>(offset: u64) -> F {
     // SAFETY: per the contract, `addr` is the address of a function of type `F` in this
     // image, so reading it back as `F` gives that same function pointer.
     unsafe { std::mem::transmute_copy::<usize, F>(&addr) }
+}
+
+/// The most words one `futex_waitv` call sleeps on (the kernel's `FUTEX_WAITV_MAX`).
+pub(crate) const WAITV_MAX: usize = 128;
+
+/// How a [`futex_waitv`] call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waitv {
+    /// Woken through the word at this index.
+    Woken(usize),
+    /// A word did not hold its expected value, the timeout passed, or a signal came: look again.
+    Returned,
+    /// The kernel has no `futex_waitv` (before Linux 5.16), or a filter refuses it.
+    Unsupported,
+}
+
+/// Sleeps until any of `words` is woken or does not hold its expected value, at most `timeout`
+/// (forever if `None`): `futex_waitv(2)` with shared 32-bit futexes (no `FUTEX2_PRIVATE`), so a
+/// wake from any process that maps a word, and the kernel's wake of a robust futex whose owner
+/// died, reach us. `words` yields `count` pairs of a word and its expected value, at most
+/// [`WAITV_MAX`]; more is a bug in mpshm.
+pub(crate) fn futex_waitv<'w>(
+    words: impl Iterator<Item = (&'w std::sync::atomic::AtomicU32, u32)>,
+    count: usize,
+    timeout: Option<Duration>,
+) -> Waitv {
+    use rustix::thread::futex::{self, Wait, WaitFlags, WaitPtr, WaitvFlags};
+    assert!(count <= WAITV_MAX, "too many futex words");
+    // A sleep on a few words (the usual: an eventcount and a peer or two) allocates nothing.
+    let mut few = [Wait::new(); 8];
+    let mut many = Vec::new();
+    let waiters: &mut [Wait] = if count <= few.len() {
+        &mut few[..count]
+    } else {
+        many.resize(count, Wait::new());
+        &mut many
+    };
+    let mut filled = 0;
+    for (w, (word, expected)) in waiters.iter_mut().zip(words) {
+        w.val = u64::from(expected);
+        w.uaddr = WaitPtr::new(word.as_ptr().cast());
+        w.flags = WaitFlags::SIZE_U32;
+        filled += 1;
+    }
+    let waiters = &waiters[..filled];
+    // The timeout is absolute, on the clock named: the monotonic one, as `Instant` uses.
+    let deadline = timeout.map(|t| {
+        let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+        let nsec = now.tv_nsec + i64::from(t.subsec_nanos());
+        rustix::time::Timespec {
+            tv_sec: now
+                .tv_sec
+                .saturating_add(t.as_secs().min(i64::MAX as u64) as i64)
+                .saturating_add(nsec / 1_000_000_000),
+            tv_nsec: nsec % 1_000_000_000,
+        }
+    });
+    match futex::waitv(
+        waiters,
+        WaitvFlags::empty(),
+        deadline.as_ref(),
+        rustix::time::ClockId::Monotonic,
+    ) {
+        Ok(i) => Waitv::Woken(i),
+        Err(e)
+            if e == rustix::io::Errno::AGAIN
+                || e == rustix::io::Errno::TIMEDOUT
+                || e == rustix::io::Errno::INTR =>
+        {
+            Waitv::Returned
+        }
+        // ENOSYS: an older kernel; EPERM: a seccomp filter; EINVAL: no use of ours is invalid on
+        // a kernel that has the call, so one that says so does not have it as we know it.
+        Err(_) => Waitv::Unsupported,
+    }
+}
+
+/// Whether `futex_waitv` works here, asked once per process.
+pub(crate) fn futex_waitv_works() -> bool {
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORKS.get_or_init(|| {
+        // A word that does not hold the expected value: a kernel with the call says so at once.
+        let word = std::sync::atomic::AtomicU32::new(0);
+        !cfg!(miri)
+            && futex_waitv([(&word, 1)].into_iter(), 1, Some(Duration::ZERO)) == Waitv::Returned
+    })
+}
+
+/// Waits at most `timeout` for the process `pid` that started at `start_time` (0: unknown) to
+/// end; whether it has. A pidfd becomes readable once every thread of its process has exited,
+/// so the wait ends then; without pidfds (before Linux 5.3, or filtered), `/proc` is looked at
+/// every 100 µs.
+pub(crate) fn wait_for_exit(pid: u32, start_time: u64, timeout: Duration) -> bool {
+    use rustix::event::{PollFd, PollFlags};
+    if !process_alive(pid, start_time) {
+        return true;
+    }
+    let Some(p) = rustix::process::Pid::from_raw(pid as i32) else {
+        return true;
+    };
+    match rustix::process::pidfd_open(p, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => {
+            // The pid may have been reused between the look above and the open: the pidfd must
+            // name the process we mean.
+            if !process_alive(pid, start_time) {
+                return true;
+            }
+            let mut fds = [PollFd::new(&fd, PollFlags::IN)];
+            let ts = rustix::event::Timespec {
+                tv_sec: timeout.as_secs().min(i64::MAX as u64) as i64,
+                tv_nsec: i64::from(timeout.subsec_nanos()),
+            };
+            // Readable: it exited; anything else: look at /proc below.
+            let _ = rustix::event::poll(&mut fds, Some(&ts));
+            !process_alive(pid, start_time)
+        }
+        Err(e) if e == rustix::io::Errno::SRCH => true,
+        Err(_) => {
+            let start = std::time::Instant::now();
+            while process_alive(pid, start_time) {
+                if start.elapsed() >= timeout {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            true
+        }
+    }
 }

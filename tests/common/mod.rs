@@ -220,6 +220,21 @@ pub fn thread_id() -> u32 {
     rustix::thread::gettid().as_raw_nonzero().get() as u32
 }
 
+/// Runs `f` on a thread of its own and hands back, once it sleeps in the kernel (a blocking
+/// call waiting), a handle to join it with.
+pub fn blocked<'s, R: Send + 's>(
+    s: &'s std::thread::Scope<'s, '_>,
+    f: impl FnOnce() -> R + Send + 's,
+) -> std::thread::ScopedJoinHandle<'s, R> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = s.spawn(move || {
+        tx.send(thread_id()).expect("send");
+        f()
+    });
+    wait_until_sleeping(rx.recv().expect("tid"));
+    h
+}
+
 /// Waits (at most 10 s) until thread `tid` of this process is asleep in the kernel (state `S`),
 /// e.g. blocked on a futex.
 pub fn wait_until_sleeping(tid: u32) {
