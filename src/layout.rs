@@ -79,6 +79,7 @@ attach::TableHead size 64 align 64: ever@0 untracked@4\n\
 attach::constants: record pid << 32 | start as u32; (armed, mutexes, total) of 2 records (80, 88, 256), of 32 (320, 448, 1792); at most 1024\n\
 pipe::PipeCtl size 128 align 128: closed@0\n\
 pipe::placement: ends table at 128, rings at 384 and 525056; 512 slots of 1008 B\n\
+pipe::chunk header: 8 B, FIRST 0x8000000000000000 | length in a message's first, its offset in the others\n\
 containers::control words: seq 0 state 1 len 2 tombs 3 free 4 fresh 5 stamp 6 repairs 7 of 8; entry header 16 B; index word EMPTY 0 TOMB 1 ID_BASE 2 low 0xffffffff; params [capacity, entry bytes, seed, codec]; plain codec 1\n\
 containers::layouts: Dict 100 x 24 B: slots 256 stride 40 words Some(1025); List 100 x 24 B: slots 100 stride 40 words Some(713)\n\
 sync::roster::Record size 16 align 8: owner@0 data@8\n\

@@ -968,5 +968,9 @@ pub(crate) fn shared_layout() -> Vec<String> {
             CTL_SIZE + table_size(2),
             CTL_SIZE + table_size(2) + ring_bytes()
         ),
+        format!(
+            "chunk header: {HEADER} B, FIRST {FIRST:#x} | length in a message's first, its \
+             offset in the others"
+        ),
     ]
 }
