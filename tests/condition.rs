@@ -536,19 +536,26 @@ fn raw_notify_then_park(args: &[String]) {
 }
 
 /// A notifier that marked a waiter notified but died before waking it: the waiter returns
-/// notified. (While `roster` polls for deaths, its poll also sees the word change; with
-/// `attach`'s death notice, only the death wakes it.)
+/// notified, woken by the death, not by its timeout (nothing else wakes it: the mark was written
+/// without a wake).
 fn a_notify_cut_short_by_death_is_kept() {
     let c = name("ccut");
     let cond = Condition::create(&c).expect("create");
     let mut child = Child::spawn("raw_notify_then_park", &[&c]);
     child.wait_ready();
+    let limit = Duration::from_secs(10);
+    let before = Instant::now();
     std::thread::scope(|s| {
-        let got = timed_waiter(s, &cond, Duration::from_secs(10));
+        let got = timed_waiter(s, &cond, limit);
         child.tell("go");
         assert_eq!(child.line(), "notified");
         child.kill();
-        assert!(got.recv().expect("waiter").0, "the notify was kept");
+        let (notified, woke) = got.recv().expect("waiter");
+        assert!(notified, "the notify was kept");
+        assert!(
+            woke < before + limit,
+            "the waiter slept until its timeout: the notifier's death did not wake it"
+        );
     });
 }
 
