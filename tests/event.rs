@@ -211,27 +211,41 @@ fn raw_set_then_park(args: &[String]) {
     common::park();
 }
 
-/// A setter that raised the flag but died before its wake: the sleeper returns `true`, woken by
-/// the death, not by its timeout (nothing else wakes it: the flag was written without a wake).
+/// Has `child` (a ready `raw_set_then_park`) raise the flag of event `n` without a wake, and
+/// kills it: the sleeper `got`, started at `before` with `limit`, must return `true`, woken by
+/// the death, not by its timeout (nothing else wakes it).
+fn kill_a_raising_setter(
+    n: &str,
+    mut child: Child,
+    got: mpsc::Receiver<(bool, Instant)>,
+    before: Instant,
+    limit: Duration,
+) {
+    child.tell("go");
+    assert_eq!(child.line(), "raised");
+    assert!(
+        Event::open(n).expect("open").is_set(),
+        "the test's idea of the layout is wrong"
+    );
+    child.kill();
+    let (set, woke) = got.recv().expect("waiter");
+    assert!(set);
+    assert!(
+        woke < before + limit,
+        "the waiter slept until its timeout: the setter's death did not wake it"
+    );
+}
+
+/// A setter that raised the flag but died before its wake: the sleeper is woken by the death.
 fn a_set_cut_short_by_death_is_kept() {
     let n = name("evd");
-    let ev = Event::create(&n).expect("create");
+    let _ev = Event::create(&n).expect("create");
     let mut child = Child::spawn("raw_set_then_park", &[&n]);
     child.wait_ready();
-    let limit = Duration::from_secs(10);
-    let before = Instant::now();
+    let (before, limit) = (Instant::now(), Duration::from_secs(10));
     std::thread::scope(|s| {
         let got = sleeping_waiter(s, &n, limit);
-        child.tell("go");
-        assert_eq!(child.line(), "raised");
-        assert!(ev.is_set(), "the test's idea of the layout is wrong");
-        child.kill();
-        let (set, woke) = got.recv().expect("waiter");
-        assert!(set);
-        assert!(
-            woke < before + limit,
-            "the waiter slept until its timeout: the setter's death did not wake it"
-        );
+        kill_a_raising_setter(&n, child, got, before, limit);
     });
 }
 
@@ -239,23 +253,13 @@ fn a_set_cut_short_by_death_is_kept() {
 /// waiter sleeps: its attaching wakes the waiter, which then watches it too.
 fn a_setter_that_opened_after_the_waiter_slept_is_watched() {
     let n = name("evl");
-    let ev = Event::create(&n).expect("create");
-    let limit = Duration::from_secs(10);
-    let before = Instant::now();
+    let _ev = Event::create(&n).expect("create");
+    let (before, limit) = (Instant::now(), Duration::from_secs(10));
     std::thread::scope(|s| {
         let got = sleeping_waiter(s, &n, limit);
         let mut child = Child::spawn("raw_set_then_park", &[&n]);
         child.wait_ready();
-        child.tell("go");
-        assert_eq!(child.line(), "raised");
-        assert!(ev.is_set(), "the test's idea of the layout is wrong");
-        child.kill();
-        let (set, woke) = got.recv().expect("waiter");
-        assert!(set);
-        assert!(
-            woke < before + limit,
-            "the waiter slept until its timeout: the late setter's death did not wake it"
-        );
+        kill_a_raising_setter(&n, child, got, before, limit);
     });
 }
 

@@ -343,7 +343,7 @@ mod handle {
     use crate::error::Error;
     use crate::segment::{Kind, Options, Segment};
     use crate::sync::make::{How, RECORDS, map_segment, records_ok, table_full};
-    use crate::sync::records::{self, Claim, RecordData};
+    use crate::sync::records::{self, RecordData};
     use crate::sys::RobustMutex;
 
     fn payload_bytes(n: usize) -> usize {
@@ -443,18 +443,10 @@ mod handle {
         /// state lock: a record taken over from a dead party breaks the barrier first.
         fn member(&self) -> Option<Member> {
             let core = self.core();
-            if let Some(me) = core.records.held() {
-                return Some(me);
-            }
-            let _inside = core.enter(Patience::Forever).ok()?;
-            match core.records.claim() {
-                Claim::Held(me) => Some(me),
-                Claim::New { me, prev } => {
-                    core.take_over(me, prev);
-                    Some(me)
-                }
-                Claim::Full => None,
-            }
+            core.records.claim_locked(
+                || core.enter(Patience::Forever).ok(),
+                |me, prev| core.take_over(me, prev),
+            )
         }
 
         /// Creates the barrier `name` exclusively, for `parties` waits per round.

@@ -206,6 +206,29 @@ mod real {
             }
         }
 
+        /// [`held`](Self::held), or else [`claim`](Self::claim) with the state lock that
+        /// `enter` takes held throughout, handing a new record and the word it held to
+        /// `take_over` first (a semaphore's or a barrier's claim); `None` when the table is full
+        /// or the lock could not be taken.
+        pub(crate) fn claim_locked<G>(
+            &self,
+            enter: impl FnOnce() -> Option<G>,
+            take_over: impl FnOnce(Member, u64),
+        ) -> Option<Member> {
+            if let Some(me) = self.held() {
+                return Some(me);
+            }
+            let _inside = enter()?;
+            match self.claim() {
+                Claim::Held(me) => Some(me),
+                Claim::New { me, prev } => {
+                    take_over(me, prev);
+                    Some(me)
+                }
+                Claim::Full => None,
+            }
+        }
+
         /// Releases this handle's record (its data word must be empty by now); wakes whoever
         /// watched it.
         pub(crate) fn leave(&self) {

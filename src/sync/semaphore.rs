@@ -370,7 +370,7 @@ mod handle {
     use crate::error::Error;
     use crate::segment::{Kind, Options, Segment};
     use crate::sync::make::{How, RECORDS, map_segment, records_ok, table_full};
-    use crate::sync::records::{self, Claim, RecordData};
+    use crate::sync::records::{self, RecordData};
     use crate::sys::RobustMutex;
 
     fn payload_bytes(n: usize) -> usize {
@@ -461,18 +461,10 @@ mod handle {
         /// go back first.
         fn member(&self) -> Option<Member> {
             let core = self.core();
-            if let Some(me) = core.records.held() {
-                return Some(me);
-            }
-            let _inside = core.enter(Patience::Forever).ok()?;
-            match core.records.claim() {
-                Claim::Held(me) => Some(me),
-                Claim::New { me, .. } => {
-                    core.take_over(me);
-                    Some(me)
-                }
-                Claim::Full => None,
-            }
+            core.records.claim_locked(
+                || core.enter(Patience::Forever).ok(),
+                |me, _| core.take_over(me),
+            )
         }
 
         pub(super) fn acquire_within(
