@@ -8,7 +8,11 @@
 //! holder that is provably dead (its pid is gone, or names a process with another start time),
 //! and released only by the process that claimed it: a forked child never releases, closes or
 //! detaches what its parent claimed ([`Attachment`] remembers `sys::forks()`); a handle it
-//! inherited attaches anew, under the child's pid, when the child first uses it.
+//! inherited attaches anew, under the child's pid, when the child first uses it. A table either
+//! frees a dead holder's record as soon as someone finds it dead, or keeps the dead word until
+//! a new holder takes the record or the object frees it ([`Table::free_dead`]): a pipe's, so
+//! that the death stays visible, and a semaphore's or barrier's, whose per-record data must be
+//! returned first.
 //!
 //! **Liveness.** Each record carries a robust process-shared mutex that a thread of the attached
 //! process holds while attached (it *arms* the record), and the id of that thread. When the
