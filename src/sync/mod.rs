@@ -17,9 +17,11 @@ mod lock;
 #[cfg(all(test, loom))]
 mod loom_model;
 #[cfg(not(loom))]
+mod make;
+#[cfg(not(loom))]
 pub(crate) mod owner;
 mod park;
-mod roster;
+mod records;
 mod semaphore;
 
 use std::marker::PhantomData;
