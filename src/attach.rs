@@ -1,5 +1,6 @@
 //! Who is attached to a shared object, and whether they still live: one record per attachment
-//! (a pipe end, an `SpscQueue` role, a queue's producer or consumer), in a table in the segment.
+//! (a pipe end, an `SpscQueue` role, a queue's producer or consumer, an open handle of a
+//! semaphore, event, condition or barrier), in a table in the segment.
 //!
 //! **The record** is one word, `pid << 32 | (start time as u32)` (the start time from
 //! `/proc/<pid>/stat`), 0 when free, claimed with a compare-and-swap: one word, so a claimant
@@ -7,7 +8,11 @@
 //! holder that is provably dead (its pid is gone, or names a process with another start time),
 //! and released only by the process that claimed it: a forked child never releases, closes or
 //! detaches what its parent claimed ([`Attachment`] remembers `sys::forks()`); a handle it
-//! inherited attaches anew, under the child's pid, when the child first uses it.
+//! inherited attaches anew, under the child's pid, when the child first uses it. A table either
+//! frees a dead holder's record as soon as someone finds it dead, or keeps the dead word until
+//! a new holder takes the record or the object frees it ([`Table::free_dead`]): a pipe's, so
+//! that the death stays visible, and a semaphore's or barrier's, whose per-record data must be
+//! returned first.
 //!
 //! **Liveness.** Each record carries a robust process-shared mutex that a thread of the attached
 //! process holds while attached (it *arms* the record), and the id of that thread. When the
@@ -184,9 +189,10 @@ pub(crate) struct Table<'a> {
     head: &'a TableHead,
     holders: &'a [AtomicU64],
     armed: &'a [AtomicU32],
-    /// Whether whoever finds a holder dead frees its record (queue sides, SPSC roles), or the
-    /// dead holder's word stays until a new holder takes the record, so that the death stays
-    /// visible (pipe ends).
+    /// Whether whoever finds a holder dead frees its record (queue sides, SPSC roles, events,
+    /// conditions), or the dead holder's word stays until a new holder takes the record, or the
+    /// object frees it with [`free_dead`](Table::free_dead), so that the death stays visible
+    /// (pipe ends; semaphores and barriers, until they have returned what the holder held).
     reap: bool,
 }
 
@@ -265,9 +271,15 @@ impl<'a> Table<'a> {
 
     /// Frees record `i`, found held by the dead `w`, where this table frees dead holders.
     fn reap_dead(&self, i: usize, w: u64) {
-        if !self.reap {
-            return;
+        if self.reap {
+            self.free_dead(i, w);
         }
+    }
+
+    /// Frees record `i`, found held by the dead `w` (see [`holder`](Self::holder)), unless a
+    /// new holder took it meanwhile: for a table that keeps dead holders' words, once the
+    /// object has returned what the dead one held.
+    pub(crate) fn free_dead(&self, i: usize, w: u64) {
         let a = self.armed[i].load(Relaxed);
         // Release: as a release by the holder; pairs with the next claimant's Acquire.
         if self.holders[i]
@@ -316,17 +328,27 @@ impl<'a> Table<'a> {
                 .is_ok()
     }
 
-    /// Claims any free record (or one whose holder died) for `mine`.
-    pub(crate) fn claim_any(&self, mine: u64) -> Option<usize> {
-        (0..self.len()).find(|&i| {
+    /// Claims any free record (or one whose holder died) for `mine`: its index, and the word
+    /// it held (0 if it was free; else the dead holder's).
+    pub(crate) fn claim_any(&self, mine: u64) -> Option<(usize, u64)> {
+        (0..self.len()).find_map(|i| {
             let held = self.holders[i].load(Relaxed);
-            (held == 0 || !self.alive(i, held, mine))
+            ((held == 0 || !self.alive(i, held, mine))
                 && !self.locked_elsewhere(i)
                 // AcqRel: as in `claim`.
                 && self.holders[i]
                     .compare_exchange(held, mine, AcqRel, Relaxed)
-                    .is_ok()
+                    .is_ok())
+            .then_some((i, held))
         })
+    }
+
+    /// Whether record `i` holds `word` and its holder is alive (see [`holder`](Self::holder)).
+    pub(crate) fn holds_alive(&self, i: usize, word: u64) -> bool {
+        // Read again after the liveness check: a word that was there before and after it was
+        // there throughout (a dead holder's word is never claimed again), so the check was of
+        // its holder.
+        self.holds(i, word) && self.alive(i, word, my_word()) && self.holds(i, word)
     }
 
     /// Whether record `i`'s mutex is still held by a live thread of another process (its last
@@ -562,6 +584,18 @@ struct Held {
     forks: u32,
 }
 
+/// What [`Attachment::attach_any`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Attached {
+    /// The handle was attached in this process already.
+    Already,
+    /// It claimed record `index`, which held `prev`: 0 if it was free, else the word of the
+    /// dead holder it was taken from.
+    Record { index: usize, prev: u64 },
+    /// No record was free: the attachment is counted in the table's `untracked`.
+    Untracked,
+}
+
 /// A handle's attachment in one role (a producer, a consumer, a pipe end): process-local.
 #[derive(Debug, Default)]
 pub(crate) struct Attachment {
@@ -596,35 +630,50 @@ impl Attachment {
         self.mark.store(h.forks.wrapping_add(1), Relaxed);
     }
 
+    /// The record this handle holds in this process, if it is attached here to one.
+    #[inline]
+    pub(crate) fn record(&self) -> Option<usize> {
+        // Relaxed: set by this process's own `attach_any` (under `held`), before `mark`.
+        let record = self.record.load(Relaxed);
+        (self.attached() && record != 0).then(|| record as usize - 1)
+    }
+
     /// Attaches to any free record of `table` (a queue's first put or get through this handle
     /// in this process); untracked when none is free.
     #[cold]
-    pub(crate) fn attach_any(&self, table: &Table<'_>) {
+    pub(crate) fn attach_any(&self, table: &Table<'_>) -> Attached {
         let mut held = self.held();
         if self.attached() {
-            return;
+            return Attached::Already;
         }
         // Anything held before belongs to an ancestor process: left as it is.
         let (word, forks) = (my_word(), sys::forks());
-        let h = match table.claim_any(word) {
-            Some(i) => Held {
-                slot: Slot::Record(i),
-                word,
-                tid: table.arm(i),
-                forks,
-            },
+        let (h, attached) = match table.claim_any(word) {
+            Some((i, prev)) => (
+                Held {
+                    slot: Slot::Record(i),
+                    word,
+                    tid: table.arm(i),
+                    forks,
+                },
+                Attached::Record { index: i, prev },
+            ),
             None => {
                 table.count_untracked(1);
-                Held {
-                    slot: Slot::Untracked,
-                    word,
-                    tid: 0,
-                    forks,
-                }
+                (
+                    Held {
+                        slot: Slot::Untracked,
+                        word,
+                        tid: 0,
+                        forks,
+                    },
+                    Attached::Untracked,
+                )
             }
         };
         table.mark_ever();
         self.set(&mut held, h);
+        attached
     }
 
     /// Attaches to record `i` of `table` (a role), if it is free or its holder dead; or, in a

@@ -834,6 +834,13 @@ pub enum ConditionError {
         /// The number of slots.
         max: usize,
     },
+    /// This process has no record in the condition's table, by which its wait could be found
+    /// dead, and every record is taken (a child that inherited the handle through `fork` claims
+    /// its own); the lock was not released.
+    TooManyProcesses {
+        /// The number of records.
+        max: usize,
+    },
     /// The lock is not a valid lock (the segment was overwritten).
     Os(io::Error),
 }
@@ -847,6 +854,10 @@ impl fmt::Display for ConditionError {
             ConditionError::TooManyWaiters { max } => {
                 write!(f, "all {max} waiter slots of the condition are taken")
             }
+            ConditionError::TooManyProcesses { max } => write!(
+                f,
+                "all {max} process records of the condition are taken; close some handles"
+            ),
             ConditionError::Os(e) => {
                 write!(f, "the condition's lock is unusable (is the segment damaged?): {e}")
             }

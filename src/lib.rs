@@ -27,12 +27,14 @@
 //! mode [`SpscQueue`], and [`Pipe`] (Python's `Pipe` and `Connection`); [`wait`] sleeps on
 //! several of them at once.
 //!
-//! Every process attached to a queue, a pipe end or an SPSC role is recorded in the segment, and
-//! holds a robust futex there that the kernel marks when the process dies: a `recv` or `get`
-//! blocked on a peer that is killed fails with `Disconnected` about as soon as an OS pipe would
-//! report end of file ([`death_notice`] says whether this kernel does so, or whether peers are
-//! polled for). The README's "What is guaranteed when a process dies" has the table of what
-//! `close`, drop and process death do for each handle.
+//! Every process attached to a queue, a pipe end or an SPSC role, and every open [`Semaphore`],
+//! [`Event`], [`Condition`] or [`Barrier`] handle, is recorded in the segment, and holds a
+//! robust futex there that the kernel marks when the process dies: a `recv` or `get` blocked on
+//! a peer that is killed fails with `Disconnected` about as soon as an OS pipe would report end
+//! of file, and an `acquire` blocked on a killed holder's permit gets it as soon
+//! ([`death_notice`] says whether this kernel does so, or whether peers are polled for). The
+//! README's "What is guaranteed when a process dies" has the table of what `close`, drop and
+//! process death do for each handle.
 //!
 //! Linux is the supported platform: the robust lock rests on glibc's robust process-shared
 //! mutexes. Every OS call lives in one module per platform so that macOS can follow; there the

@@ -32,6 +32,10 @@ fn main() {
             ("parameters_are_checked", parameters_are_checked),
             ("a_dead_party_breaks_it", a_dead_party_breaks_it),
             (
+                "a_dead_partys_record_breaks_it_for_its_next_holder",
+                a_dead_partys_record_breaks_it_for_its_next_holder,
+            ),
+            (
                 "a_party_that_leaves_does_not_break_it",
                 a_party_that_leaves_does_not_break_it,
             ),
@@ -46,6 +50,7 @@ fn main() {
             ("abort_reset_party", abort_reset_party),
             ("timeout_party", timeout_party),
             ("one_round_then_park", one_round_then_park),
+            ("arrive", arrive),
             ("one_round_then_leave", one_round_then_leave),
             ("loop_party", loop_party),
         ],
@@ -446,6 +451,33 @@ fn a_dead_party_breaks_it() {
         a.join().expect("thread").expect("wait");
         c.join().expect("thread").expect("wait");
     });
+}
+
+fn arrive(args: &[String]) {
+    let b = Barrier::open(&args[0]).expect("open");
+    common::ready();
+    let _ = b.wait_timeout(LIMIT);
+}
+
+/// A party killed while it waits alone, so nobody looks for the dead: the next handle to open
+/// takes its record over, and breaks the barrier for its death first.
+fn a_dead_partys_record_breaks_it_for_its_next_holder() {
+    let b = name("bt");
+    let barrier = Barrier::create(&b, 3).expect("create");
+    let mut victim = Child::spawn("arrive", &[&b]);
+    victim.wait_ready();
+    common::wait_until_process_sleeps(victim.pid());
+    assert_eq!(barrier.n_waiting(), 1);
+    let pid = victim.pid();
+    victim.kill();
+    assert!(!barrier.broken(), "nobody has looked for the dead yet");
+    // Record 0 is the creator's; record 1, the dead party's, is the first one free.
+    let next = Barrier::open(&b).expect("open");
+    assert!(barrier.broken(), "broken when the record was taken");
+    assert_eq!(
+        broken(next.wait_timeout(LIMIT)),
+        BreakCause::PartyDied { pid }
+    );
 }
 
 /// A party that drops its handle and exits does not break the barrier: only a death does.

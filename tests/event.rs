@@ -30,6 +30,10 @@ fn main() {
                 "a_set_cut_short_by_death_is_kept",
                 a_set_cut_short_by_death_is_kept,
             ),
+            (
+                "a_setter_that_opened_after_the_waiter_slept_is_watched",
+                a_setter_that_opened_after_the_waiter_slept_is_watched,
+            ),
             ("kinds_are_checked", kinds_are_checked),
             ("kill_loop_setter", kill_loop_setter),
         ],
@@ -207,22 +211,55 @@ fn raw_set_then_park(args: &[String]) {
     common::park();
 }
 
-/// A setter that raised the flag but died before its wake: the sleepers still return `true`.
-/// (While `roster` polls for deaths, its poll also sees the word change; with `attach`'s
-/// death notice, only the death wakes them.)
+/// Has `child` (a ready `raw_set_then_park`) raise the flag of event `n` without a wake, and
+/// kills it: the sleeper `got`, started at `before` with `limit`, must return `true`, woken by
+/// the death, not by its timeout (nothing else wakes it).
+fn kill_a_raising_setter(
+    n: &str,
+    mut child: Child,
+    got: mpsc::Receiver<(bool, Instant)>,
+    before: Instant,
+    limit: Duration,
+) {
+    child.tell("go");
+    assert_eq!(child.line(), "raised");
+    assert!(
+        Event::open(n).expect("open").is_set(),
+        "the test's idea of the layout is wrong"
+    );
+    child.kill();
+    let (set, woke) = got.recv().expect("waiter");
+    assert!(set);
+    assert!(
+        woke < before + limit,
+        "the waiter slept until its timeout: the setter's death did not wake it"
+    );
+}
+
+/// A setter that raised the flag but died before its wake: the sleeper is woken by the death.
 fn a_set_cut_short_by_death_is_kept() {
     let n = name("evd");
-    let ev = Event::create(&n).expect("create");
+    let _ev = Event::create(&n).expect("create");
     let mut child = Child::spawn("raw_set_then_park", &[&n]);
     child.wait_ready();
+    let (before, limit) = (Instant::now(), Duration::from_secs(10));
     std::thread::scope(|s| {
-        let got = sleeping_waiter(s, &n, Duration::from_secs(10));
-        child.tell("go");
-        assert_eq!(child.line(), "raised");
-        assert!(ev.is_set(), "the test's idea of the layout is wrong");
-        child.kill();
-        let (set, _) = got.recv().expect("waiter");
-        assert!(set);
+        let got = sleeping_waiter(s, &n, limit);
+        kill_a_raising_setter(&n, child, got, before, limit);
+    });
+}
+
+/// As [`a_set_cut_short_by_death_is_kept`], with a setter that opens the event only once the
+/// waiter sleeps: its attaching wakes the waiter, which then watches it too.
+fn a_setter_that_opened_after_the_waiter_slept_is_watched() {
+    let n = name("evl");
+    let _ev = Event::create(&n).expect("create");
+    let (before, limit) = (Instant::now(), Duration::from_secs(10));
+    std::thread::scope(|s| {
+        let got = sleeping_waiter(s, &n, limit);
+        let mut child = Child::spawn("raw_set_then_park", &[&n]);
+        child.wait_ready();
+        kill_a_raising_setter(&n, child, got, before, limit);
     });
 }
 

@@ -54,7 +54,7 @@ fn main() {
     );
 }
 
-// Offsets in the files, from the layout pinned for version 4 (`src/layout.rs`); each test
+// Offsets in the files, from the layout pinned for version 5 (`src/layout.rs`); each test
 // checks the words it uses before it scribbles on them.
 
 /// A `Queue<u64>`: the ring's control block at 256, its slots after it.

@@ -38,6 +38,14 @@ fn main() {
                 "killed_holders_permits_come_back",
                 killed_holders_permits_come_back,
             ),
+            (
+                "a_dead_holders_record_returns_its_permit_to_its_next_holder",
+                a_dead_holders_record_returns_its_permit_to_its_next_holder,
+            ),
+            (
+                "open_fails_when_every_record_is_taken",
+                open_fails_when_every_record_is_taken,
+            ),
             ("forgotten_permits_stay_taken", forgotten_permits_stay_taken),
             ("kinds_and_values_are_checked", kinds_and_values_are_checked),
             ("handles_are_send_and_sync", handles_are_send_and_sync),
@@ -289,6 +297,43 @@ fn killed_holders_permits_come_back() {
         3,
         "count plus live holders is the initial value"
     );
+}
+
+/// A child holding the only permit is killed while nobody waits, so nobody looks for the dead;
+/// the next handle to open takes the dead child's record over, and returns its permit first
+/// (once: not again when that handle is dropped).
+fn a_dead_holders_record_returns_its_permit_to_its_next_holder() {
+    let n = name("semt");
+    let sem = Semaphore::create(&n, 1).expect("create");
+    let mut child = Child::spawn("hold", &[&n, "1"]);
+    child.wait_ready();
+    child.kill();
+    assert_eq!(sem.value(), 0, "nobody has looked for the dead yet");
+    // Record 0 is the creator's; record 1, the dead child's, is the first one free.
+    let next = Semaphore::open(&n).expect("open");
+    assert_eq!(
+        sem.value(),
+        1,
+        "the permit came back when its record was taken"
+    );
+    drop(next);
+    assert_eq!(sem.value(), 1, "and only then");
+}
+
+/// Each open handle holds one of the semaphore's 256 records: the next open fails with
+/// `InUse`, and a dropped handle makes room again.
+fn open_fails_when_every_record_is_taken() {
+    let n = name("semf");
+    let sem = Semaphore::create(&n, 1).expect("create");
+    let mut handles: Vec<_> = (1..256)
+        .map(|_| Semaphore::open(&n).expect("open"))
+        .collect();
+    let r = Semaphore::open(&n);
+    assert!(matches!(r, Err(Error::InUse { .. })), "{r:?}");
+    handles.pop();
+    let again = Semaphore::open(&n).expect("a record came free");
+    drop(again.acquire().expect("acquire"));
+    assert_eq!(sem.value(), 1);
 }
 
 /// A forgotten permit is nobody's: a holder that forgot it and died does not give it back.

@@ -11,9 +11,11 @@
 //! lock leaves nothing half-made that matters; the next holder (told by the robust mutex) only
 //! wakes everyone.
 //!
-//! Every handle holds a record; a process that has waited on the barrier is marked a party in
-//! it. Sleepers wake when a recorded process dies (see `roster`); whoever finds a dead party
-//! breaks the barrier with [`BreakCause::PartyDied`], naming it, and frees its record.
+//! Every handle holds an attachment record; a process that has waited on the barrier is marked
+//! a party in the record's data word. The kernel wakes a sleeper when a recorded process dies
+//! (see `records`); whoever finds a dead party (holding the state lock) breaks the barrier with
+//! [`BreakCause::PartyDied`], naming it, and frees its record. A handle that claims a dead
+//! party's record (under the state lock too) breaks it the same way first.
 
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
@@ -22,7 +24,7 @@ use crate::error::{BarrierError, BreakCause};
 use crate::sync::Patience;
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use crate::sync::park::{EnterError, Entered, Inside, StateLock, futex_wake};
-use crate::sync::roster::{Member, Roster, Woke};
+use crate::sync::records::{Member, Records, Woke};
 
 /// The largest number of parties.
 pub const BARRIER_MAX_PARTIES: u32 = 1 << 30;
@@ -33,7 +35,8 @@ pub const BARRIER_MAX_PARTIES: u32 = 1 << 30;
 pub(crate) struct BarrierCtl {
     /// The futex word waiters sleep on: bumped whenever a generation ends or the barrier breaks.
     pub(crate) seq: AtomicU32,
-    _pad: AtomicU32,
+    /// The records' eventcount: bumped when a recorded process dies or attaches (`records`).
+    pub(crate) deaths: AtomicU32,
     /// Generation (high half), broken flag (bit 31), arrivals in this generation (bits 0..31).
     pub(crate) state: AtomicU64,
     /// Bit `g % 64`: generation `g` ended broken or reset rather than released.
@@ -113,7 +116,7 @@ fn enter_error(e: EnterError) -> BarrierError {
 pub(crate) struct BarrierCore<'a, L: StateLock> {
     pub(crate) ctl: &'a BarrierCtl,
     pub(crate) lock: &'a L,
-    pub(crate) roster: Roster<'a>,
+    pub(crate) records: Records<'a>,
     pub(crate) parties: u32,
 }
 
@@ -176,8 +179,8 @@ impl<'a, L: StateLock> BarrierCore<'a, L> {
         // as Python waits for the condition's lock, so that a party that times out can break
         // the barrier rather than leave the others waiting for it.
         let mut inside = self.enter(Patience::Forever).map_err(enter_error)?;
-        if let Some(r) = self.roster.record(me.index) {
-            r.data.fetch_or(PARTY, Relaxed);
+        if let Some(d) = self.records.data(me.index) {
+            d.fetch_or(PARTY, Relaxed);
         }
         // Wait for room: a generation whose action runs is full until it ends.
         let st = loop {
@@ -190,7 +193,7 @@ impl<'a, L: StateLock> BarrierCore<'a, L> {
             }
             let seen = self.ctl.seq.load(Relaxed);
             drop(inside);
-            let woke = self.roster.sleep(&self.ctl.seq, seen, deadline);
+            let woke = self.records.sleep(&self.ctl.seq, seen, deadline);
             inside = self.enter(Patience::Forever).map_err(enter_error)?;
             match woke {
                 Woke::Death => self.reclaim_dead(),
@@ -231,7 +234,7 @@ impl<'a, L: StateLock> BarrierCore<'a, L> {
         loop {
             let seen = self.ctl.seq.load(Relaxed);
             drop(inside);
-            let woke = self.roster.sleep(&self.ctl.seq, seen, deadline);
+            let woke = self.records.sleep(&self.ctl.seq, seen, deadline);
             inside = self.enter(Patience::Forever).map_err(enter_error)?;
             if woke == Woke::Death {
                 self.reclaim_dead();
@@ -286,24 +289,44 @@ impl<'a, L: StateLock> BarrierCore<'a, L> {
     /// lock held. The break is made before the record is cleared, so a reclaimer killed in
     /// between leaves the record for the next one to break on.
     pub(crate) fn reclaim_dead(&self) {
-        for dead in self.roster.dead() {
-            let Some(r) = self.roster.record(dead.index) else {
-                continue;
-            };
-            if r.data.load(Relaxed) & PARTY != 0 {
-                self.break_with(BreakCause::PartyDied { pid: dead.pid() });
-            }
-            r.data.store(0, Relaxed);
-            self.roster.free(dead);
+        for dead in self.records.dead() {
+            self.clear_party(dead.index, dead.pid());
+            self.records.free_dead(dead);
         }
     }
 
-    /// Gives `me`'s record back: this process leaves without breaking the barrier.
-    pub(crate) fn leave(&self, me: Member) {
-        if let Some(r) = self.roster.record(me.index) {
-            r.data.store(0, Relaxed);
+    /// Empties record `index`'s data word, breaking the barrier first if it marks a party
+    /// (whose process, `pid`, died). State lock held.
+    fn clear_party(&self, index: usize, pid: u32) {
+        let Some(d) = self.records.data(index) else {
+            return;
+        };
+        if d.load(Relaxed) & PARTY != 0 {
+            self.break_with(BreakCause::PartyDied { pid });
         }
-        self.roster.leave(me);
+        d.store(0, Relaxed);
+    }
+
+    /// Breaks the barrier if record `me`, just claimed by this process from the dead holder
+    /// `prev` (0: it was free), still marks that holder a party. Called with the state lock
+    /// held, as the claim was.
+    pub(crate) fn take_over(&self, me: Member, prev: u64) {
+        if prev == 0 {
+            // Free: whatever its data word says belongs to no one.
+            if let Some(d) = self.records.data(me.index) {
+                d.store(0, Relaxed);
+            }
+        } else {
+            self.clear_party(me.index, (prev >> 32) as u32);
+        }
+    }
+
+    /// Clears `me`'s data word before its record is given back: this process leaves without
+    /// breaking the barrier.
+    pub(crate) fn leave(&self, me: Member) {
+        if let Some(d) = self.records.data(me.index) {
+            d.store(0, Relaxed);
+        }
     }
 }
 
@@ -316,15 +339,15 @@ mod handle {
     use std::time::Duration;
 
     use super::*;
+    use crate::attach::Attachment;
     use crate::error::Error;
     use crate::segment::{Kind, Options, Segment};
-    use crate::sync::roster::{
-        Attachment, How, RECORD_SIZE, RECORDS, entries_ok, map_segment, table_full,
-    };
+    use crate::sync::make::{How, RECORDS, map_segment, records_ok, table_full};
+    use crate::sync::records::{self, RecordData};
     use crate::sys::RobustMutex;
 
-    fn payload_bytes(records: usize) -> usize {
-        CTL_SIZE + records * RECORD_SIZE
+    fn payload_bytes(n: usize) -> usize {
+        CTL_SIZE + records::bytes(n, RecordData::Words)
     }
 
     type Action = Box<dyn Fn() + Send + Sync>;
@@ -376,10 +399,13 @@ mod handle {
                 [u64::from(parties), RECORDS as u64, 0, 0],
                 opts,
                 |[parties, records, ..]| {
-                    ((1..=u64::from(BARRIER_MAX_PARTIES)).contains(&parties) && entries_ok(records))
+                    ((1..=u64::from(BARRIER_MAX_PARTIES)).contains(&parties) && records_ok(records))
                         .then(|| payload_bytes(records as usize))
                 },
-                |_| {},
+                |seg| {
+                    let off = seg.payload_offset() + CTL_SIZE;
+                    Records::init(seg, off, RECORDS, RecordData::Words)
+                },
             )?;
             let [parties, records, ..] = seg.params();
             let barrier = Barrier {
@@ -397,25 +423,30 @@ mod handle {
 
         fn core(&self) -> BarrierCore<'_, RobustMutex> {
             let off = self.seg.payload_offset();
+            let ctl: &BarrierCtl = self.seg.shared(off);
             BarrierCore {
-                ctl: self.seg.shared(off),
+                ctl,
                 lock: self.seg.mutex().expect("a barrier has a lock"),
-                roster: Roster::new(self.seg.shared_slice(off + CTL_SIZE, self.records)),
+                records: Records::at(
+                    &self.seg,
+                    off + CTL_SIZE,
+                    self.records,
+                    RecordData::Words,
+                    &ctl.deaths,
+                    &self.attach,
+                ),
                 parties: self.parties,
             }
         }
 
-        /// This process's record, claimed now if it has none (a child after `fork`); when the
-        /// table is full, dead processes' records are reclaimed first.
+        /// This process's record, claimed now if it has none (a child after `fork`), under the
+        /// state lock: a record taken over from a dead party breaks the barrier first.
         fn member(&self) -> Option<Member> {
             let core = self.core();
-            self.attach.get(|word| {
-                core.roster.claim(word).or_else(|| {
-                    let _inside = core.enter(Patience::Forever).ok()?;
-                    core.reclaim_dead();
-                    core.roster.claim(word)
-                })
-            })
+            core.records.claim_locked(
+                || core.enter(Patience::Forever).ok(),
+                |me, prev| core.take_over(me, prev),
+            )
         }
 
         /// Creates the barrier `name` exclusively, for `parties` waits per round.
@@ -564,8 +595,10 @@ mod handle {
 
     impl Drop for Barrier {
         fn drop(&mut self) {
-            if let Some(me) = self.attach.current() {
-                self.core().leave(me);
+            let core = self.core();
+            if let Some(me) = core.records.held() {
+                core.leave(me);
+                core.records.leave();
             }
         }
     }
@@ -589,13 +622,14 @@ pub(crate) fn shared_layout() -> Vec<String> {
     vec![
         crate::layout::pin!(BarrierCtl {
             seq,
-            _pad,
+            deaths,
             state,
             history,
             cause
         }),
         format!(
-            "constants: BROKEN {BROKEN:#x} COUNT {COUNT:#x} PARTY {PARTY}; records at {CTL_SIZE}"
+            "constants: BROKEN {BROKEN:#x} COUNT {COUNT:#x} PARTY {PARTY}; record words, then \
+             the table, at {CTL_SIZE}"
         ),
     ]
 }

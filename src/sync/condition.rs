@@ -2,8 +2,8 @@
 //! cross-process lock, which the wait releases and takes back.
 //!
 //! Waiting threads, of any process, take a slot in the segment's table while they hold the lock:
-//! a ticket (the order they began waiting in), their process and a state word, which is the
-//! futex word the waiter sleeps on. `notify(n)` (lock held) marks the `n` oldest waiting slots
+//! a ticket (the order they began waiting in), their process (its attachment record and word)
+//! and a state word, which is the futex word the waiter sleeps on. `notify(n)` (lock held) marks the `n` oldest waiting slots
 //! notified and wakes each; so it wakes at most `n` of the threads waiting when it was called,
 //! never one that begins waiting after it, and exactly `n` when that many wait. A waiter whose
 //! timeout runs out withdraws its slot with one compare-and-swap, so a notify cannot be spent on
@@ -15,11 +15,12 @@
 //! releases it at the depth this thread holds it (read from the mutex) and takes it back as
 //! deep.
 //!
-//! Each handle holds a record; sleepers wake when a recorded process dies (see `roster`), take
-//! the lock, and reclaim the slots of dead processes: a dead waiter's slot is freed, and a
-//! notify that reached a dead waiter is passed to the oldest live one that was already waiting
-//! when it was made. So a notifier killed between its mark and its wake loses nothing, and a
-//! waiter killed in any state leaves no one blocked past their timeout.
+//! Each handle holds an attachment record; the kernel wakes a sleeper when a recorded process
+//! dies (see `records`), and the sleepers take the lock and reclaim the slots of dead processes
+//! (a slot whose record no longer holds its waiter's live process): a dead waiter's slot is
+//! freed, and a notify that reached a dead waiter is passed to the oldest live one that was
+//! already waiting when it was made. So a notifier killed between its mark and its wake loses
+//! nothing, and a waiter killed in any state leaves no one blocked past their timeout.
 
 use std::io;
 use std::time::Instant;
@@ -30,7 +31,7 @@ use crate::sync::atomic::{
     Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
 use crate::sync::park::futex_wake;
-use crate::sync::roster::{Roster, Woke, alive};
+use crate::sync::records::{Member, Records, Woke};
 
 /// The words of a condition, as stored after its lock area.
 #[repr(C)]
@@ -40,7 +41,8 @@ pub(crate) struct CondCtl {
     pub(crate) tickets: AtomicU64,
     /// Slots at this index and above have never been used.
     pub(crate) high: AtomicU32,
-    _pad: AtomicU32,
+    /// The records' eventcount: bumped when a recorded process dies or attaches (`records`).
+    pub(crate) deaths: AtomicU32,
     /// The name of the user's lock, little-endian bytes (its length is in the header).
     pub(crate) name: [AtomicU64; 4],
     _reserved: [AtomicU64; 2],
@@ -52,13 +54,14 @@ pub(crate) struct CondCtl {
 pub(crate) struct Slot {
     /// `FREE`, `WAITING`, `NOTIFIED` or `LEFT`: the futex word the waiter sleeps on.
     pub(crate) state: AtomicU32,
-    _pad: AtomicU32,
+    /// The waiter's attachment record (an index into the condition's table).
+    pub(crate) record: AtomicU32,
     /// When it began to wait (from `CondCtl::tickets`).
     pub(crate) ticket: AtomicU64,
     /// For a notified slot: the ticket counter when the notify was made (a notify passed on from
     /// a dead waiter may go only to a waiter with an earlier ticket).
     pub(crate) mark: AtomicU64,
-    /// The waiter's process (`roster` owner word).
+    /// The waiter's process: its record word (`pid << 32 | start time`).
     pub(crate) owner: AtomicU64,
 }
 
@@ -96,7 +99,7 @@ pub(crate) trait CondLock {
 pub(crate) struct CondCore<'a> {
     pub(crate) ctl: &'a CondCtl,
     pub(crate) slots: &'a [Slot],
-    pub(crate) roster: Roster<'a>,
+    pub(crate) records: Records<'a>,
 }
 
 impl CondCore<'_> {
@@ -106,8 +109,8 @@ impl CondCore<'_> {
         &self.slots[..high]
     }
 
-    /// Claims a free slot for a waiter of process `owner`.
-    fn claim(&self, owner: u64) -> Option<&Slot> {
+    /// Claims a free slot for a waiter of the process that holds record `me`.
+    fn claim(&self, me: Member) -> Option<&Slot> {
         let (index, slot) = self
             .slots
             .iter()
@@ -115,7 +118,8 @@ impl CondCore<'_> {
             .find(|(_, s)| s.state.load(Relaxed) == FREE)?;
         let ticket = self.ctl.tickets.load(Relaxed);
         self.ctl.tickets.store(ticket.wrapping_add(1), Relaxed);
-        slot.owner.store(owner, Relaxed);
+        slot.owner.store(me.word, Relaxed);
+        slot.record.store(me.index as u32, Relaxed);
         slot.ticket.store(ticket, Relaxed);
         slot.mark.store(0, Relaxed);
         // Release: pairs with the Acquire loads of the state in `wait`'s sleep loop (none of
@@ -175,12 +179,16 @@ impl CondCore<'_> {
         woken
     }
 
-    /// Frees the slots of dead processes, passing on each notify that reached a dead waiter,
-    /// and frees their records.
+    /// Frees the slots of dead processes (whose record no longer holds their live process),
+    /// passing on each notify that reached a dead waiter.
     pub(crate) fn reclaim_dead(&self) {
         for slot in self.used() {
             let st = slot.state.load(Relaxed);
-            if st == FREE || alive(slot.owner.load(Relaxed)) {
+            if st == FREE
+                || self
+                    .records
+                    .holds_alive(slot.record.load(Relaxed) as usize, slot.owner.load(Relaxed))
+            {
                 continue;
             }
             slot.state.store(FREE, Relaxed);
@@ -190,24 +198,21 @@ impl CondCore<'_> {
                 self.notify_before(1, mark);
             }
         }
-        for dead in self.roster.dead() {
-            self.roster.free(dead);
-        }
     }
 
     /// Releases `lock` (held by this thread), sleeps until notified or `deadline`, and takes
     /// `lock` back; whether it was notified.
     pub(crate) fn wait(
         &self,
-        owner: u64,
+        me: Member,
         lock: &impl CondLock,
         deadline: Option<Instant>,
     ) -> Result<bool, ConditionError> {
-        let slot = match self.claim(owner) {
+        let slot = match self.claim(me) {
             Some(slot) => slot,
             None => {
                 self.reclaim_dead();
-                self.claim(owner).ok_or(ConditionError::TooManyWaiters {
+                self.claim(me).ok_or(ConditionError::TooManyWaiters {
                     max: self.slots.len(),
                 })?
             }
@@ -226,7 +231,7 @@ impl CondCore<'_> {
             if slot.state.load(Acquire) != WAITING {
                 break true;
             }
-            match self.roster.sleep(&slot.state, WAITING, deadline) {
+            match self.records.sleep(&slot.state, WAITING, deadline) {
                 Woke::Changed => {}
                 Woke::TimedOut => {
                     // Withdraw, unless a notify came first.
@@ -298,11 +303,11 @@ mod handle {
     use std::time::Duration;
 
     use super::*;
+    use crate::attach::Attachment;
     use crate::error::{Error, LockError};
     use crate::segment::{Kind, Options, Segment, Spec, validate_name};
-    use crate::sync::roster::{
-        Attachment, How, RECORD_SIZE, RECORDS, entries_ok, identity, map_segment, table_full,
-    };
+    use crate::sync::make::{How, RECORDS, entries_ok, map_segment, records_ok, table_full};
+    use crate::sync::records::{self, Claim, RecordData};
     use crate::sync::{Held, RawLock};
     use crate::{Lock, RLock};
 
@@ -320,8 +325,13 @@ mod handle {
     const USER_LOCK: u64 = 1;
     const USER_RLOCK: u64 = 2;
 
-    fn payload_bytes(slots: usize, records: usize) -> usize {
-        CTL_SIZE + slots * SLOT_SIZE + records * RECORD_SIZE
+    /// Where the records start in the payload: after the slots, 128-aligned.
+    fn records_offset(slots: usize) -> usize {
+        (CTL_SIZE + slots * SLOT_SIZE).next_multiple_of(128)
+    }
+
+    fn payload_bytes(slots: usize, n: usize) -> usize {
+        records_offset(slots) + records::bytes(n, RecordData::Nothing)
     }
 
     /// The spec of a user's lock segment, as `Lock` and `RLock` lay it out.
@@ -448,17 +458,20 @@ mod handle {
                 opts,
                 |[slots, records, kind, len]| {
                     (entries_ok(slots)
-                        && entries_ok(records)
+                        && records_ok(records)
                         && kind <= USER_RLOCK
                         && len <= 32
                         && (kind == OWN) == (len == 0))
                         .then(|| payload_bytes(slots as usize, records as usize))
                 },
                 |seg| {
-                    let ctl: &CondCtl = seg.shared(seg.payload_offset());
+                    let off = seg.payload_offset();
+                    let ctl: &CondCtl = seg.shared(off);
                     for (w, v) in ctl.name.iter().zip(name_words) {
                         w.store(v, Relaxed);
                     }
+                    let records = off + records_offset(SLOTS);
+                    Records::init(seg, records, RECORDS, RecordData::Nothing)
                 },
             )?;
             let [slots, records, kind, len] = seg.params();
@@ -498,21 +511,30 @@ mod handle {
 
         fn core(&self) -> CondCore<'_> {
             let off = self.seg.payload_offset();
+            let ctl: &CondCtl = self.seg.shared(off);
             CondCore {
-                ctl: self.seg.shared(off),
+                ctl,
                 slots: self.seg.shared_slice(off + CTL_SIZE, self.slots),
-                roster: Roster::new(
-                    self.seg
-                        .shared_slice(off + CTL_SIZE + self.slots * SLOT_SIZE, self.records),
+                records: Records::at(
+                    &self.seg,
+                    off + records_offset(self.slots),
+                    self.records,
+                    RecordData::Nothing,
+                    &ctl.deaths,
+                    &self.attach,
                 ),
             }
         }
 
         /// This process's record (claimed again after `fork`): it makes this process's death
-        /// wake the sleepers. A child that finds the table full goes on without one.
-        fn member(&self) -> Option<crate::sync::roster::Member> {
-            let core = self.core();
-            self.attach.get(|word| core.roster.claim(word))
+        /// wake the sleepers, and a wait's slot names it. A child that finds the table full
+        /// cannot wait ([`ConditionError::TooManyProcesses`]); its notifies go on, but its
+        /// death inside one then wakes no one (the waiter finds the notify at its timeout).
+        fn member(&self) -> Option<Member> {
+            match self.core().records.claim() {
+                Claim::Held(me) | Claim::New { me, .. } => Some(me),
+                Claim::Full => None,
+            }
         }
 
         fn lock_segment(&self) -> &Segment {
@@ -670,9 +692,7 @@ mod handle {
 
     impl Drop for Condition {
         fn drop(&mut self) {
-            if let Some(me) = self.attach.current() {
-                self.core().roster.leave(me);
-            }
+            self.core().records.leave();
         }
     }
 
@@ -696,11 +716,13 @@ mod handle {
 
     impl ConditionGuard<'_> {
         fn wait_until(&mut self, deadline: Option<Instant>) -> Result<bool, ConditionError> {
-            let _ = self.cond.member();
+            let me = self.cond.member().ok_or(ConditionError::TooManyProcesses {
+                max: self.cond.records,
+            })?;
             let lock = UserLock {
                 seg: self.cond.lock_segment(),
             };
-            self.cond.core().wait(identity(), &lock, deadline)
+            self.cond.core().wait(me, &lock, deadline)
         }
 
         /// Releases the lock, sleeps until a notify reaches this thread, and takes the lock back.
@@ -708,7 +730,8 @@ mod handle {
         /// # Errors
         ///
         /// [`ConditionError::OwnerDied`] (the lock is held again) when a holder died holding
-        /// the lock; [`ConditionError::TooManyWaiters`] (the lock was not released);
+        /// the lock; [`ConditionError::TooManyWaiters`] and, in a forked child that found no
+        /// free record, [`ConditionError::TooManyProcesses`] (the lock was not released);
         /// [`ConditionError::Os`].
         pub fn wait(&mut self) -> Result<(), ConditionError> {
             self.wait_until(None).map(|_| ())
@@ -767,12 +790,14 @@ mod handle {
         /// Wakes at most `n` of the threads waiting now, oldest first (Python's `notify(n)`);
         /// how many it woke.
         pub fn notify(&self, n: usize) -> usize {
+            // Recorded, so that a death between a mark and its wake wakes the waiter.
+            let _ = self.cond.member();
             self.cond.core().notify(n)
         }
 
         /// Wakes every thread waiting now; how many.
         pub fn notify_all(&self) -> usize {
-            self.cond.core().notify(usize::MAX)
+            self.notify(usize::MAX)
         }
 
         /// Declares the data guarded by the lock sound again after `OwnerDied`.
@@ -797,20 +822,20 @@ pub(crate) fn shared_layout() -> Vec<String> {
         crate::layout::pin!(CondCtl {
             tickets,
             high,
-            _pad,
+            deaths,
             name,
             _reserved
         }),
         crate::layout::pin!(Slot {
             state,
-            _pad,
+            record,
             ticket,
             mark,
             owner
         }),
         format!(
             "constants: FREE {FREE} WAITING {WAITING} NOTIFIED {NOTIFIED} LEFT {LEFT}; slots at \
-             {CTL_SIZE}, then records"
+             {CTL_SIZE}, then the table"
         ),
     ]
 }

@@ -7,14 +7,14 @@
 //! then wakes every sleeper if any is counted in `waiters`. No lock is involved.
 //!
 //! A setter killed between its compare-and-swap and its wake would leave sleepers asleep with the
-//! flag up; so each handle holds a record in the segment, and sleepers also wake when a recorded
-//! process dies (see `roster`), and find the flag.
+//! flag up; so each handle holds an attachment record, and the kernel also wakes a sleeper when a
+//! recorded process dies (see `records`), which then finds the flag.
 
 use std::time::Instant;
 
 use crate::sync::atomic::{AtomicU32, Ordering::SeqCst};
 use crate::sync::park::{fence, futex_wake};
-use crate::sync::roster::{Roster, Woke};
+use crate::sync::records::{Records, Woke};
 
 /// The words of an event, as stored at the start of its payload.
 #[repr(C)]
@@ -24,6 +24,8 @@ pub(crate) struct EventCtl {
     pub(crate) state: AtomicU32,
     /// Threads asleep in `wait` (an overcount left by a dead waiter costs wake calls only).
     pub(crate) waiters: AtomicU32,
+    /// The records' eventcount: bumped when a recorded process dies or attaches (`records`).
+    pub(crate) deaths: AtomicU32,
 }
 
 // SAFETY: `EventCtl` is atomics only: every bit pattern is valid and all mutation is atomic.
@@ -41,7 +43,7 @@ const FLAG: u32 = 1;
 /// The event algorithm over its words and its records.
 pub(crate) struct EventCore<'a> {
     pub(crate) ctl: &'a EventCtl,
-    pub(crate) roster: Roster<'a>,
+    pub(crate) records: Records<'a>,
 }
 
 impl EventCore<'_> {
@@ -91,21 +93,14 @@ impl EventCore<'_> {
             if was_set(now) {
                 break true;
             }
-            match self.roster.sleep(&self.ctl.state, now, deadline) {
-                Woke::Changed => {}
-                Woke::TimedOut => break was_set(self.ctl.state.load(SeqCst)),
-                Woke::Death => self.reclaim_dead(),
+            // A death only wakes: the event keeps nothing of a process's, and its table
+            // frees dead records as it finds them.
+            if self.records.sleep(&self.ctl.state, now, deadline) == Woke::TimedOut {
+                break was_set(self.ctl.state.load(SeqCst));
             }
         };
         self.ctl.waiters.fetch_sub(1, SeqCst);
         set
-    }
-
-    /// Frees the records of dead processes: an event keeps nothing else of theirs.
-    pub(crate) fn reclaim_dead(&self) {
-        for dead in self.roster.dead() {
-            self.roster.free(dead);
-        }
     }
 }
 
@@ -118,14 +113,14 @@ mod handle {
     use std::time::Duration;
 
     use super::*;
+    use crate::attach::Attachment;
     use crate::error::Error;
     use crate::segment::{Kind, Options, Segment};
-    use crate::sync::roster::{
-        Attachment, How, RECORD_SIZE, RECORDS, entries_ok, map_segment, table_full,
-    };
+    use crate::sync::make::{How, RECORDS, map_segment, records_ok, table_full};
+    use crate::sync::records::{self, Claim, RecordData};
 
-    fn payload_bytes(records: usize) -> usize {
-        CTL_SIZE + records * RECORD_SIZE
+    fn payload_bytes(n: usize) -> usize {
+        CTL_SIZE + records::bytes(n, RecordData::Nothing)
     }
 
     /// A flag in a named segment that processes set, clear and wait for (Python's
@@ -158,8 +153,11 @@ mod handle {
                 Kind::Event,
                 [0, RECORDS as u64, 0, 0],
                 opts,
-                |[_, records, ..]| entries_ok(records).then(|| payload_bytes(records as usize)),
-                |_| {},
+                |[_, records, ..]| records_ok(records).then(|| payload_bytes(records as usize)),
+                |seg| {
+                    let off = seg.payload_offset() + CTL_SIZE;
+                    Records::init(seg, off, RECORDS, RecordData::Nothing)
+                },
             )?;
             let records = seg.params()[1] as usize;
             let ev = Event {
@@ -167,7 +165,7 @@ mod handle {
                 attach: Attachment::default(),
                 records,
             };
-            if ev.member().is_none() {
+            if !ev.member() {
                 return Err(table_full(&ev.seg, ev.records));
             }
             Ok(ev)
@@ -175,22 +173,25 @@ mod handle {
 
         fn core(&self) -> EventCore<'_> {
             let off = self.seg.payload_offset();
+            let ctl: &EventCtl = self.seg.shared(off);
             EventCore {
-                ctl: self.seg.shared(off),
-                roster: Roster::new(self.seg.shared_slice(off + CTL_SIZE, self.records)),
+                ctl,
+                records: Records::at(
+                    &self.seg,
+                    off + CTL_SIZE,
+                    self.records,
+                    RecordData::Nothing,
+                    &ctl.deaths,
+                    &self.attach,
+                ),
             }
         }
 
         /// This process's record (claimed again after `fork`): it makes this process's death
-        /// wake the sleepers. A child that finds the table full goes on without one.
-        fn member(&self) -> Option<crate::sync::roster::Member> {
-            let core = self.core();
-            self.attach.get(|word| {
-                core.roster.claim(word).or_else(|| {
-                    core.reclaim_dead();
-                    core.roster.claim(word)
-                })
-            })
+        /// wake the sleepers. A child that finds the table full goes on without one (its death
+        /// inside `set` then wakes no one: the sleepers find the flag at their timeout).
+        fn member(&self) -> bool {
+            !matches!(self.core().records.claim(), Claim::Full)
         }
 
         /// Creates the event `name` exclusively, cleared.
@@ -291,9 +292,7 @@ mod handle {
 
     impl Drop for Event {
         fn drop(&mut self) {
-            if let Some(me) = self.attach.current() {
-                self.core().roster.leave(me);
-            }
+            self.core().records.leave();
         }
     }
 
@@ -312,7 +311,11 @@ mod handle {
 #[cfg(all(test, not(loom)))]
 pub(crate) fn shared_layout() -> Vec<String> {
     vec![
-        crate::layout::pin!(EventCtl { state, waiters }),
-        format!("constants: FLAG {FLAG}; records at {CTL_SIZE}"),
+        crate::layout::pin!(EventCtl {
+            state,
+            waiters,
+            deaths
+        }),
+        format!("constants: FLAG {FLAG}; the table at {CTL_SIZE}"),
     ]
 }

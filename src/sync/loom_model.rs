@@ -8,8 +8,8 @@
 //! The futex is a model mutex and condition variable (`park.rs`), so a lost wake-up is a
 //! deadlock, which loom reports; the state lock is a futex lock on it. A wait with a deadline
 //! times out at once (a timeout may fire at any moment, so that is one of the real schedules);
-//! one without sleeps until woken. Records owned by `MODEL_DEAD_PID` stand for dead processes;
-//! every other owner is alive.
+//! one without sleeps until woken. The attachment records are the heap model of `records`:
+//! records held by `MODEL_DEAD_PID` stand for dead processes; every other holder is alive.
 
 use loom::sync::Arc;
 use loom::sync::atomic::AtomicBool;
@@ -22,7 +22,7 @@ use super::barrier::{BarrierCore, BarrierCtl, PARTY};
 use super::condition::{CondCore, CondCtl, NOTIFIED, Slot};
 use super::event::{EventCore, EventCtl};
 use super::park::{ModelLock, StateLock};
-use super::roster::{MODEL_DEAD_PID, Member, Record, Roster};
+use super::records::{MODEL_DEAD_PID, Member, ModelRecord, Records};
 use super::semaphore::{SemCore, SemCtl, halves, word};
 use crate::error::{AcquireError, BarrierError, BreakCause};
 
@@ -43,10 +43,10 @@ fn proc_word(p: u32) -> u64 {
 const DEAD: u64 = (MODEL_DEAD_PID as u64) << 32 | 1;
 
 /// A table of `n` records, the first `owners.len()` of them claimed by `owners`.
-fn records(n: usize, owners: &[u64]) -> Vec<Record> {
+fn records(n: usize, owners: &[u64]) -> Vec<ModelRecord> {
     (0..n)
         .map(|i| {
-            let r = Record::default();
+            let r = ModelRecord::default();
             if let Some(&w) = owners.get(i) {
                 r.owner.store(w, Relaxed);
             }
@@ -55,7 +55,7 @@ fn records(n: usize, owners: &[u64]) -> Vec<Record> {
         .collect()
 }
 
-fn member(records: &[Record], index: usize) -> Member {
+fn member(records: &[ModelRecord], index: usize) -> Member {
     Member {
         index,
         word: records[index].owner.load(Relaxed),
@@ -66,7 +66,7 @@ fn member(records: &[Record], index: usize) -> Member {
 struct HeapSem {
     ctl: SemCtl,
     lock: ModelLock,
-    records: Vec<Record>,
+    records: Vec<ModelRecord>,
     initial: u32,
 }
 
@@ -86,7 +86,7 @@ impl HeapSem {
         SemCore {
             ctl: &self.ctl,
             lock: &self.lock,
-            roster: Roster::new(&self.records),
+            records: Records::new(&self.records),
             initial: self.initial,
             bounded: false,
         }
@@ -183,7 +183,7 @@ fn semaphore_dead_holders_permit_returns() {
 /// An event on the heap.
 struct HeapEvent {
     ctl: EventCtl,
-    records: Vec<Record>,
+    records: Vec<ModelRecord>,
 }
 
 impl HeapEvent {
@@ -197,7 +197,7 @@ impl HeapEvent {
     fn core(&self) -> EventCore<'_> {
         EventCore {
             ctl: &self.ctl,
-            roster: Roster::new(&self.records),
+            records: Records::new(&self.records),
         }
     }
 }
@@ -244,7 +244,7 @@ fn event_set_then_clear_releases_a_waiter() {
 struct HeapCond {
     ctl: CondCtl,
     slots: Vec<Slot>,
-    records: Vec<Record>,
+    records: Vec<ModelRecord>,
     lock: ModelLock,
 }
 
@@ -262,7 +262,7 @@ impl HeapCond {
         CondCore {
             ctl: &self.ctl,
             slots: &self.slots,
-            roster: Roster::new(&self.records),
+            records: Records::new(&self.records),
         }
     }
 
@@ -287,7 +287,8 @@ fn condition_no_lost_wakeup() {
             thread::spawn(move || {
                 c.lock();
                 while !flag.load(Relaxed) {
-                    c.core().wait(proc_word(1), &c.lock, None).expect("wait");
+                    let me = member(&c.records, 0);
+                    c.core().wait(me, &c.lock, None).expect("wait");
                 }
                 c.unlock();
             })
@@ -310,9 +311,10 @@ fn condition_timed_waiter_races_notify() {
             let c = c.clone();
             thread::spawn(move || {
                 c.lock();
+                let me = member(&c.records, 0);
                 let r = c
                     .core()
-                    .wait(proc_word(1), &c.lock, Some(Instant::now()))
+                    .wait(me, &c.lock, Some(Instant::now()))
                     .expect("wait");
                 c.unlock();
                 r
@@ -338,9 +340,8 @@ fn condition_two_notifies_wake_two_waiters() {
                 thread::spawn(move || {
                     c.lock();
                     while tokens.load(Relaxed) == 0 {
-                        c.core()
-                            .wait(proc_word(i + 1), &c.lock, None)
-                            .expect("wait");
+                        let me = member(&c.records, i as usize);
+                        c.core().wait(me, &c.lock, None).expect("wait");
                     }
                     tokens.fetch_sub(1, Relaxed);
                     c.unlock();
@@ -365,8 +366,9 @@ fn condition_two_notifies_wake_two_waiters() {
 fn condition_notify_of_a_dead_waiter_is_passed_on() {
     model(|| {
         let c = Arc::new(HeapCond::new(2, &[proc_word(1), DEAD]));
-        // The dead waiter: slot 0, ticket 0, notified when the ticket count was 5.
+        // The dead waiter (record 1): slot 0, ticket 0, notified when the ticket count was 5.
         c.slots[0].owner.store(DEAD, Relaxed);
+        c.slots[0].record.store(1, Relaxed);
         c.slots[0].mark.store(5, Relaxed);
         c.slots[0].state.store(NOTIFIED, Relaxed);
         c.ctl.tickets.store(1, Relaxed);
@@ -375,16 +377,17 @@ fn condition_notify_of_a_dead_waiter_is_passed_on() {
             let c = c.clone();
             thread::spawn(move || {
                 c.lock();
-                let r = c.core().wait(proc_word(1), &c.lock, None).expect("wait");
+                let me = member(&c.records, 0);
+                let r = c.core().wait(me, &c.lock, None).expect("wait");
                 c.unlock();
                 assert!(r);
             })
         };
         waiter.join().expect("waiter");
         assert_eq!(
-            c.records[1].owner.load(Relaxed),
-            0,
-            "the dead record was freed"
+            c.slots[0].state.load(Relaxed),
+            super::condition::FREE,
+            "the dead waiter's slot was freed"
         );
     });
 }
@@ -393,7 +396,7 @@ fn condition_notify_of_a_dead_waiter_is_passed_on() {
 struct HeapBarrier {
     ctl: BarrierCtl,
     lock: ModelLock,
-    records: Vec<Record>,
+    records: Vec<ModelRecord>,
     parties: u32,
 }
 
@@ -411,7 +414,7 @@ impl HeapBarrier {
         BarrierCore {
             ctl: &self.ctl,
             lock: &self.lock,
-            roster: Roster::new(&self.records),
+            records: Records::new(&self.records),
             parties: self.parties,
         }
     }

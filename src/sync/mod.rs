@@ -23,9 +23,11 @@ mod lock;
 #[cfg(all(test, loom))]
 mod loom_model;
 #[cfg(not(loom))]
+mod make;
+#[cfg(not(loom))]
 pub(crate) mod owner;
 mod park;
-mod roster;
+mod records;
 mod semaphore;
 
 use std::marker::PhantomData;
@@ -58,7 +60,6 @@ const SPIN_TRIES: u32 = 100;
 #[cfg(all(test, not(loom)))]
 pub(crate) fn shared_layout() -> Vec<String> {
     [
-        ("roster", roster::shared_layout()),
         ("semaphore", semaphore::shared_layout()),
         ("event", event::shared_layout()),
         ("barrier", barrier::shared_layout()),

@@ -1,5 +1,5 @@
-//! Sleeping on a futex word that other processes wake, and the lock around a primitive's state,
-//! with the stand-ins that the loom models run on.
+//! Waking a futex word that other processes sleep on (the sleep itself is `records`'), and the
+//! lock around a primitive's state, with the stand-ins that the loom models run on.
 //!
 //! The semaphore and the barrier keep a few words of state under their segment's robust mutex
 //! (the "state lock"): it is held for a handful of stores, never while sleeping, and a process
@@ -16,7 +16,7 @@ use std::io;
 use crate::sync::Patience;
 
 #[cfg(not(loom))]
-pub(crate) use crate::sys::{futex_wait, futex_wake};
+pub(crate) use crate::sys::futex_wake;
 
 /// A full fence between a store and a load of two other words (a Dekker pair): loom checks
 /// `SeqCst` fences, while it takes `SeqCst` loads and stores for acquire and release.
@@ -41,7 +41,7 @@ loom::lazy_static! {
 /// loom's futex wait: like the kernel, compares the word under the lock that the wake takes, so
 /// a wake cannot fall between the comparison and the sleep; and returns only once a wake of
 /// this word came, so that a missing wake is a deadlock even when other words are woken. The
-/// timeout is ignored: a model waiter with a deadline never gets here (see `Roster::sleep`).
+/// timeout is ignored: a model waiter with a deadline never gets here (see `Records::sleep`).
 #[cfg(loom)]
 pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, _timeout: Option<std::time::Duration>) {
     let (lock, queue) = &*FUTEX;

@@ -3,17 +3,19 @@
 //! dies.
 //!
 //! The free count and the number of sleeping waiters share one word, guarded by the segment's
-//! robust mutex (the state lock, held for a few stores and never while sleeping). Each handle has
-//! a record in the segment (`roster`) whose data word counts the permits its process holds
-//! through guards and the threads it has asleep. Every update touches the state words and at
-//! most one record; it is written first to a one-entry redo log, then applied, so a process
-//! killed inside the state lock leaves either nothing or a complete update, which the next
-//! holder (told by the robust mutex) applies again. When a recorded process dies, whoever finds
-//! it returns its permits to the count and uncounts its sleepers, then frees the record.
+//! robust mutex (the state lock, held for a few stores and never while sleeping). Each handle
+//! holds an attachment record (see `records`), whose data word counts the permits its process
+//! holds through guards and the threads it has asleep. Every update touches the state words and
+//! at most one data word; it is written first to a one-entry redo log, then applied, so a
+//! process killed inside the state lock leaves either nothing or a complete update, which the
+//! next holder (told by the robust mutex) applies again. When a recorded process dies, whoever
+//! finds it (holding the state lock) returns its permits to the count and uncounts its
+//! sleepers, then frees the record; a handle that claims a dead process's record (under the
+//! state lock too) does the same first.
 //!
 //! Waiters sleep on `seq`, which a release bumps (and wakes one sleeper) only when someone
-//! sleeps; a sleeper also wakes when a recorded process dies, since that may return permits or
-//! take a wake-up with it.
+//! sleeps; the kernel also wakes a sleeper when a recorded process dies (see `records`), since
+//! that may return permits or take a wake-up with it.
 
 use std::time::Instant;
 
@@ -21,7 +23,7 @@ use crate::error::{AcquireError, ReleaseError};
 use crate::sync::Patience;
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::Release};
 use crate::sync::park::{EnterError, Entered, Inside, StateLock, futex_wake};
-use crate::sync::roster::{Member, Roster, Woke};
+use crate::sync::records::{Member, Records, Woke};
 
 /// The largest count a semaphore holds (`SEM_VALUE_MAX` on Linux).
 pub const SEMAPHORE_MAX: u32 = i32::MAX as u32;
@@ -47,7 +49,9 @@ pub(crate) struct SemCtl {
     pub(crate) redo_data: AtomicU64,
     pub(crate) redo_state: AtomicU64,
     pub(crate) redo_held: AtomicU64,
-    _reserved: AtomicU64,
+    /// The records' eventcount: bumped when a recorded process dies or attaches (`records`).
+    pub(crate) deaths: AtomicU32,
+    _pad: AtomicU32,
 }
 
 // SAFETY: `SemCtl` is atomics only: every bit pattern is valid and all mutation is atomic. (Not
@@ -82,7 +86,7 @@ struct Update {
 pub(crate) struct SemCore<'a, L: StateLock> {
     pub(crate) ctl: &'a SemCtl,
     pub(crate) lock: &'a L,
-    pub(crate) roster: Roster<'a>,
+    pub(crate) records: Records<'a>,
     pub(crate) initial: u32,
     pub(crate) bounded: bool,
 }
@@ -133,11 +137,11 @@ impl<'a, L: StateLock> SemCore<'a, L> {
     fn apply(&self) {
         let c = self.ctl;
         let index = c.redo_record.load(Relaxed);
-        if let Some(r) = usize::try_from(index)
+        if let Some(d) = usize::try_from(index)
             .ok()
-            .and_then(|i| self.roster.record(i))
+            .and_then(|i| self.records.data(i))
         {
-            r.data.store(c.redo_data.load(Relaxed), Relaxed);
+            d.store(c.redo_data.load(Relaxed), Relaxed);
         }
         c.state.store(c.redo_state.load(Relaxed), Relaxed);
         c.held.store(c.redo_held.load(Relaxed), Relaxed);
@@ -145,9 +149,7 @@ impl<'a, L: StateLock> SemCore<'a, L> {
 
     /// The data word of `me`'s record (0 if the index is out of range).
     fn data(&self, me: Member) -> u64 {
-        self.roster
-            .record(me.index)
-            .map_or(0, |r| r.data.load(Relaxed))
+        self.records.data(me.index).map_or(0, |d| d.load(Relaxed))
     }
 
     /// The free permits.
@@ -215,7 +217,7 @@ impl<'a, L: StateLock> SemCore<'a, L> {
             }
             let seen = self.ctl.seq.load(Relaxed);
             drop(inside);
-            if self.roster.sleep(&self.ctl.seq, seen, deadline) == Woke::Death {
+            if self.records.sleep(&self.ctl.seq, seen, deadline) == Woke::Death {
                 reclaim = true;
             }
         }
@@ -301,52 +303,57 @@ impl<'a, L: StateLock> SemCore<'a, L> {
         Ok(())
     }
 
-    /// Returns the permits of every dead record to the count, uncounts its sleepers, and frees
-    /// it. Called with the state lock held.
-    pub(crate) fn reclaim_dead(&self) {
-        let mut returned = false;
-        for dead in self.roster.dead() {
-            let (mine, sleeping) = halves(self.data(dead));
-            if mine > 0 || sleeping > 0 {
-                let (count, waiters) = halves(self.ctl.state.load(Relaxed));
-                self.commit(Update {
-                    record: Some((dead.index, 0)),
-                    state: word(
-                        count.saturating_add(mine).min(SEMAPHORE_MAX),
-                        waiters.saturating_sub(sleeping),
-                    ),
-                    held: self.ctl.held.load(Relaxed).saturating_sub(u64::from(mine)),
-                });
-                returned |= mine > 0;
-            }
-            self.roster.free(dead);
+    /// Empties record `m`'s data word: its permits go back to the count and its sleepers
+    /// leave the waiter count. State lock held. Whether permits came back.
+    fn return_data(&self, m: Member) -> bool {
+        let (mine, sleeping) = halves(self.data(m));
+        if mine == 0 && sleeping == 0 {
+            return false;
         }
-        if returned && halves(self.ctl.state.load(Relaxed)).1 > 0 {
-            self.ctl.seq.fetch_add(1, Relaxed);
+        let (count, waiters) = halves(self.ctl.state.load(Relaxed));
+        self.commit(Update {
+            record: Some((m.index, 0)),
+            state: word(
+                count.saturating_add(mine).min(SEMAPHORE_MAX),
+                waiters.saturating_sub(sleeping),
+            ),
+            held: self.ctl.held.load(Relaxed).saturating_sub(u64::from(mine)),
+        });
+        mine > 0
+    }
+
+    /// Wakes every sleeper once permits came back, if anyone sleeps. State lock held.
+    fn wake_all_if_waiting(&self, returned: bool) {
+        if returned && self.bump_if_waiting(halves(self.ctl.state.load(Relaxed)).1) {
             futex_wake(&self.ctl.seq, i32::MAX as u32);
         }
     }
 
-    /// Gives `me`'s record back, returning the permits of guards that were leaked (as a death
-    /// would).
-    pub(crate) fn leave(&self, me: Member) {
-        if let Ok(inside) = self.enter(Patience::Forever) {
-            let (mine, _) = halves(self.data(me));
-            if mine > 0 {
-                let (count, waiters) = halves(self.ctl.state.load(Relaxed));
-                self.commit(Update {
-                    record: Some((me.index, 0)),
-                    state: word(count.saturating_add(mine).min(SEMAPHORE_MAX), waiters),
-                    held: self.ctl.held.load(Relaxed).saturating_sub(u64::from(mine)),
-                });
-                let wake = self.bump_if_waiting(waiters);
-                drop(inside);
-                if wake {
-                    futex_wake(&self.ctl.seq, i32::MAX as u32);
-                }
-            }
+    /// Returns the permits of every dead record to the count, uncounts its sleepers, and frees
+    /// it. Called with the state lock held.
+    pub(crate) fn reclaim_dead(&self) {
+        let mut returned = false;
+        for dead in self.records.dead() {
+            returned |= self.return_data(dead);
+            self.records.free_dead(dead);
         }
-        self.roster.leave(me);
+        self.wake_all_if_waiting(returned);
+    }
+
+    /// Returns what record `me`, just claimed by this process, still holds of its dead
+    /// previous holder. Called with the state lock held, as the claim was.
+    pub(crate) fn take_over(&self, me: Member) {
+        let returned = self.return_data(me);
+        self.wake_all_if_waiting(returned);
+    }
+
+    /// Returns the permits of guards that were leaked through `me` (as a death would), before
+    /// its record is given back.
+    pub(crate) fn leave(&self, me: Member) {
+        if let Ok(_inside) = self.enter(Patience::Forever) {
+            let returned = self.return_data(me);
+            self.wake_all_if_waiting(returned);
+        }
     }
 }
 
@@ -359,15 +366,15 @@ mod handle {
     use std::time::Duration;
 
     use super::*;
+    use crate::attach::Attachment;
     use crate::error::Error;
     use crate::segment::{Kind, Options, Segment};
-    use crate::sync::roster::{
-        Attachment, How, RECORD_SIZE, RECORDS, entries_ok, map_segment, table_full,
-    };
+    use crate::sync::make::{How, RECORDS, map_segment, records_ok, table_full};
+    use crate::sync::records::{self, RecordData};
     use crate::sys::RobustMutex;
 
-    fn payload_bytes(records: usize) -> usize {
-        CTL_SIZE + records * RECORD_SIZE
+    fn payload_bytes(n: usize) -> usize {
+        CTL_SIZE + records::bytes(n, RecordData::Words)
     }
 
     /// What `Semaphore` and `BoundedSemaphore` share: the segment and this handle's record.
@@ -406,12 +413,14 @@ mod handle {
                 [u64::from(value), RECORDS as u64, 0, 0],
                 opts,
                 |[initial, records, ..]| {
-                    (initial <= u64::from(SEMAPHORE_MAX) && entries_ok(records))
+                    (initial <= u64::from(SEMAPHORE_MAX) && records_ok(records))
                         .then(|| payload_bytes(records as usize))
                 },
                 |seg| {
-                    let ctl: &SemCtl = seg.shared(seg.payload_offset());
+                    let off = seg.payload_offset();
+                    let ctl: &SemCtl = seg.shared(off);
                     ctl.state.store(word(value, 0), Relaxed);
+                    Records::init(seg, off + CTL_SIZE, RECORDS, RecordData::Words)
                 },
             )?;
             let [initial, records, ..] = seg.params();
@@ -430,26 +439,32 @@ mod handle {
 
         pub(super) fn core(&self) -> SemCore<'_, RobustMutex> {
             let off = self.seg.payload_offset();
+            let ctl: &SemCtl = self.seg.shared(off);
             SemCore {
-                ctl: self.seg.shared(off),
+                ctl,
                 lock: self.seg.mutex().expect("a semaphore has a lock"),
-                roster: Roster::new(self.seg.shared_slice(off + CTL_SIZE, self.records)),
+                records: Records::at(
+                    &self.seg,
+                    off + CTL_SIZE,
+                    self.records,
+                    RecordData::Words,
+                    &ctl.deaths,
+                    &self.attach,
+                ),
                 initial: self.initial,
                 bounded: self.bounded,
             }
         }
 
-        /// This process's record, claimed now if it has none (a child after `fork`); when the
-        /// table is full, dead processes' records are reclaimed first.
+        /// This process's record, claimed now if it has none (a child after `fork`), under the
+        /// state lock: a record taken over from a dead process still counts its permits, which
+        /// go back first.
         fn member(&self) -> Option<Member> {
             let core = self.core();
-            self.attach.get(|word| {
-                core.roster.claim(word).or_else(|| {
-                    let _inside = core.enter(Patience::Forever).ok()?;
-                    core.reclaim_dead();
-                    core.roster.claim(word)
-                })
-            })
+            core.records.claim_locked(
+                || core.enter(Patience::Forever).ok(),
+                |me, _| core.take_over(me),
+            )
         }
 
         pub(super) fn acquire_within(
@@ -501,8 +516,10 @@ mod handle {
 
     impl Drop for SemHandle {
         fn drop(&mut self) {
-            if let Some(me) = self.attach.current() {
-                self.core().leave(me);
+            let core = self.core();
+            if let Some(me) = core.records.held() {
+                core.leave(me);
+                core.records.leave();
             }
         }
     }
@@ -874,8 +891,9 @@ pub(crate) fn shared_layout() -> Vec<String> {
             redo_data,
             redo_state,
             redo_held,
-            _reserved
+            deaths,
+            _pad
         }),
-        format!("constants: NO_RECORD {NO_RECORD:#x}; records at {CTL_SIZE}"),
+        format!("constants: NO_RECORD {NO_RECORD:#x}; record words, then the table, at {CTL_SIZE}"),
     ]
 }

@@ -663,19 +663,6 @@ impl RobustMutex {
     }
 }
 
-/// Whether the process `pid` whose start time has `start_low` as its low 32 bits is still
-/// running: one read of `/proc/<pid>/stat`. A zombie counts as dead, and so does a process that
-/// reused the pid.
-pub(crate) fn process_alive_low(pid: u32, start_low: u32) -> bool {
-    if pid == 0 || pid > i32::MAX as u32 {
-        return false;
-    }
-    match proc_stat(pid) {
-        Some((state, start)) => !matches!(state, b'Z' | b'X' | b'x') && start as u32 == start_low,
-        None => process_alive(pid, 0),
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Processes: pidfds, waitid, fork, prctl, the environment and code addresses, for
 // `crate::process`. Everything below serves `Process` and `Pool`.
