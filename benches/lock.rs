@@ -7,7 +7,7 @@
 //! - `uncontended/*`: one process, nobody else touching the segment.
 //! - `two_processes/*`: this process and a child (this binary again, told by the
 //!   `MPSHM_BENCH_CHILD` environment variable what to do) each make `iters` increments of one
-//!   `Value<u64>`; both start at a barrier in shared memory, and the time runs until both are
+//!   `Value<u64>` under its lock (or, lock-free, of one `RawValue<u64>`); both start at a barrier in shared memory, and the time runs until both are
 //!   done. One iteration is one increment by each process, so throughput counts 2 elements.
 //! - `baseline/pipe_round_trip`: one byte to a child process through a pipe and back.
 //!
@@ -66,17 +66,18 @@ fn benches(c: &mut Criterion) -> Res<()> {
             record("uncontended/value_update", start.elapsed(), iters)
         })
     });
+    let raw = RawValue::<u64>::create(&format!("lb-{pid}-raw"), 0)?;
     g.bench_function("fetch_add", |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();
             for _ in 0..iters {
-                black_box(value.fetch_add(1));
+                black_box(raw.fetch_add(1));
             }
             record("uncontended/fetch_add", start.elapsed(), iters)
         })
     });
     g.finish();
-    drop((lock, value));
+    drop((lock, value, raw));
 
     let rig = Contention::start(&format!("lb-{pid}"))?;
     let mut g = c.benchmark_group("two_processes");
@@ -122,7 +123,7 @@ enum Routine {
 
 /// The segments both processes share, and their roles:
 /// `cmd` round number (or [`QUIT`]), `routine`, `iters`, `arrive` barrier count (2 per round),
-/// `done` the last round the child finished, `value` the counter.
+/// `done` the last round the child finished, `value` the locked counter, `raw` the lock-free one.
 struct Control {
     cmd: RawValue<u64>,
     routine: RawValue<u32>,
@@ -130,15 +131,16 @@ struct Control {
     arrive: RawValue<u64>,
     done: RawValue<u64>,
     value: Value<u64>,
+    raw: RawValue<u64>,
 }
 
 impl Control {
-    fn names(prefix: &str) -> [String; 6] {
-        ["cmd", "rt", "it", "arr", "done", "val"].map(|s| format!("{prefix}-{s}"))
+    fn names(prefix: &str) -> [String; 7] {
+        ["cmd", "rt", "it", "arr", "done", "val", "raw"].map(|s| format!("{prefix}-{s}"))
     }
 
     fn create(prefix: &str) -> Res<Control> {
-        let [cmd, routine, iters, arrive, done, value] = Control::names(prefix);
+        let [cmd, routine, iters, arrive, done, value, raw] = Control::names(prefix);
         Ok(Control {
             cmd: RawValue::create(&cmd, 0)?,
             routine: RawValue::create(&routine, 0)?,
@@ -146,11 +148,12 @@ impl Control {
             arrive: RawValue::create(&arrive, 0)?,
             done: RawValue::create(&done, 0)?,
             value: Value::create(&value, 0)?,
+            raw: RawValue::create(&raw, 0)?,
         })
     }
 
     fn open(prefix: &str) -> Res<Control> {
-        let [cmd, routine, iters, arrive, done, value] = Control::names(prefix);
+        let [cmd, routine, iters, arrive, done, value, raw] = Control::names(prefix);
         Ok(Control {
             cmd: RawValue::open(&cmd)?,
             routine: RawValue::open(&routine)?,
@@ -158,6 +161,7 @@ impl Control {
             arrive: RawValue::open(&arrive)?,
             done: RawValue::open(&done)?,
             value: Value::open(&value)?,
+            raw: RawValue::open(&raw)?,
         })
     }
 
@@ -178,7 +182,7 @@ impl Control {
             }
             Routine::Atomic => {
                 for _ in 0..iters {
-                    self.value.fetch_add(1);
+                    self.raw.fetch_add(1);
                 }
             }
         }
@@ -230,7 +234,13 @@ impl Contention {
     fn round(&self, routine: Routine, iters: u64) -> Res<Duration> {
         let round = self.round.get() + 1;
         self.round.set(round);
-        let before = self.ctl.value.load();
+        let count = || -> Res<u64> {
+            Ok(match routine {
+                Routine::Locked => self.ctl.value.get().map_err(|e| format!("get: {e}"))?,
+                Routine::Atomic => self.ctl.raw.load(),
+            })
+        };
+        let before = count()?;
         self.ctl.routine.set(routine as u32);
         self.ctl.iters.set(iters);
         // SeqCst store: publishes `routine` and `iters` to the child's SeqCst load of `cmd`.
@@ -240,7 +250,7 @@ impl Contention {
         self.ctl.run(routine, iters)?;
         wait_for(|| self.ctl.done.load() >= round)?;
         let time = start.elapsed();
-        let after = self.ctl.value.load();
+        let after = count()?;
         if after.wrapping_sub(before) != 2 * iters {
             return Err(format!(
                 "lost updates: {} increments, expected {}",

@@ -1,5 +1,6 @@
-//! The counter benchmark: how fast a shared `Value<u64>` counts, alone and with two processes
-//! contending, next to Python's `multiprocessing.Value` doing the same in the same run.
+//! The counter benchmark: how fast a shared `Value<u64>` counts under its lock (and a lock-free
+//! `RawValue<u64>` with `fetch_add`), alone and with two processes contending, next to Python's
+//! `multiprocessing.Value` doing the same in the same run.
 //!
 //! ```text
 //! cargo run --release --example counter [-- N]
@@ -60,7 +61,7 @@ fn main() -> ExitCode {
 enum Routine {
     /// `update(|v| *v += 1)`: the lock, a copy out and a copy in.
     Locked,
-    /// `fetch_add(1)`: one atomic instruction.
+    /// `fetch_add(1)` on a `RawValue`: one atomic instruction.
     Atomic,
 }
 
@@ -85,6 +86,7 @@ impl Routine {
 /// unique per process and run.
 struct Names {
     value: String,
+    raw: String,
     barrier: String,
     times: String,
 }
@@ -94,6 +96,7 @@ impl Names {
         let pid = std::process::id();
         Names {
             value: format!("ctr-{pid}-{run}-v"),
+            raw: format!("ctr-{pid}-{run}-r"),
             barrier: format!("ctr-{pid}-{run}-b"),
             times: format!("ctr-{pid}-{run}-t"),
         }
@@ -102,7 +105,10 @@ impl Names {
 
 /// The segments of one contended run, as created (parent) or opened (child) by one process.
 struct Shared {
+    /// What the locked routine counts.
     value: Value<u64>,
+    /// What the lock-free routine counts.
+    raw: RawValue<u64>,
     /// How many of the two processes have reached the start line.
     barrier: RawValue<u32>,
     /// Nanoseconds: wall time of process 0 and 1, then CPU time of process 0 and 1.
@@ -113,6 +119,7 @@ impl Shared {
     fn create(names: &Names) -> Res<Shared> {
         Ok(Shared {
             value: Value::create(&names.value, 0)?,
+            raw: RawValue::create(&names.raw, 0)?,
             barrier: RawValue::create(&names.barrier, 0)?,
             times: RawArray::create(&names.times, 4)?,
         })
@@ -121,6 +128,7 @@ impl Shared {
     fn open(names: &Names) -> Res<Shared> {
         Ok(Shared {
             value: Value::open(&names.value)?,
+            raw: RawValue::open(&names.raw)?,
             barrier: RawValue::open(&names.barrier)?,
             times: RawArray::open(&names.times)?,
         })
@@ -161,7 +169,7 @@ impl Shared {
             }
             Routine::Atomic => {
                 for _ in 0..n {
-                    self.value.fetch_add(1);
+                    self.raw.fetch_add(1);
                 }
             }
         }
@@ -182,13 +190,14 @@ fn cpu_ns() -> u64 {
     t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
 }
 
-/// The child side: `--child <routine> <n> <value> <barrier> <times>`.
+/// The child side: `--child <routine> <n> <value> <raw> <barrier> <times>`.
 fn child(args: &[String]) -> Res<()> {
-    let [routine, n, value, barrier, times] = args else {
-        return Err("usage: counter --child <routine> <n> <value> <barrier> <times>".into());
+    let [routine, n, value, raw, barrier, times] = args else {
+        return Err("usage: counter --child <routine> <n> <value> <raw> <barrier> <times>".into());
     };
     let names = Names {
         value: value.clone(),
+        raw: raw.clone(),
         barrier: barrier.clone(),
         times: times.clone(),
     };
@@ -246,13 +255,16 @@ fn contended(routine: Routine, n: u64, run: usize) -> Res<Sample> {
             .arg("--child")
             .arg(routine.as_str())
             .arg(n.to_string())
-            .args([&names.value, &names.barrier, &names.times])
+            .args([&names.value, &names.raw, &names.barrier, &names.times])
             .spawn()?,
     ));
     shared.work(routine, n, 0, || child.check())?;
     child.wait()?;
 
-    let total = shared.value.load();
+    let total = match routine {
+        Routine::Locked => shared.value.get().map_err(|e| format!("get: {e}"))?,
+        Routine::Atomic => shared.raw.load(),
+    };
     if total != 2 * n {
         return Err(format!(
             "{} run lost updates: counter is {total}, expected {}",
@@ -359,17 +371,23 @@ fn parent(n_arg: Option<&str>) -> Res<()> {
             Ok(())
         })
     })?;
+    let raw = RawValue::<u64>::create(&format!("ctr-{pid}-solo-raw"), 0)?;
     let add_ns = trials(|| {
         ns_per_op(SOLO_ITERS, || {
-            black_box(value.fetch_add(1));
+            black_box(raw.fetch_add(1));
             Ok(())
         })
     })?;
-    let expected = 2 * TRIALS as u64 * SOLO_ITERS;
-    if value.load() != expected {
-        return Err(format!("solo counter is {}, expected {expected}", value.load()).into());
+    let expected = TRIALS as u64 * SOLO_ITERS;
+    for (what, total) in [
+        ("locked", value.get().map_err(|e| format!("get: {e}"))?),
+        ("lock-free", raw.load()),
+    ] {
+        if total != expected {
+            return Err(format!("solo {what} counter is {total}, expected {expected}").into());
+        }
     }
-    drop(value);
+    drop((value, raw));
 
     // Contended, interleaved: locked, atomic, Python; TRIALS times.
     let mut locked = Vec::new();
@@ -406,7 +424,7 @@ fn parent(n_arg: Option<&str>) -> Res<()> {
     };
     ns_row("Lock acquire+release, uncontended", lock_ns);
     ns_row("Value::update(+1), uncontended", update_ns);
-    ns_row("Value::fetch_add(1), uncontended", add_ns);
+    ns_row("RawValue::fetch_add(1), uncontended", add_ns);
     let ops_row = |label: &str, ops: Vec<f64>, cores: Option<f64>| {
         let (med, lo, hi) = spread(ops);
         let cores = cores.map_or(String::new(), |c| format!("  cores {c:.2}"));
@@ -419,7 +437,7 @@ fn parent(n_arg: Option<&str>) -> Res<()> {
     };
     for (label, samples) in [
         ("Value::update(+1), 2 processes contending", &locked),
-        ("Value::fetch_add(1), 2 processes contending", &atomic),
+        ("RawValue::fetch_add(1), 2 processes contending", &atomic),
     ] {
         let ops = samples.iter().map(|s| s.ops_per_sec).collect();
         let cores = spread(samples.iter().map(|s| s.cores).collect()).0;

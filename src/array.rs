@@ -59,7 +59,8 @@ macro_rules! array_common {
             /// # Errors
             ///
             /// [`Error::InvalidLength`] for a zero length or one too large to map;
-            /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
+            /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`],
+            /// [`Error::InvalidMode`], [`Error::Io`].
             pub fn create(name: &str, len: usize) -> Result<Self, Error> {
                 Self::create_with(name, len, &Options::new())
             }
@@ -105,7 +106,8 @@ macro_rules! array_common {
             /// # Errors
             ///
             /// [`Error::NotFound`]; [`Error::LayoutMismatch`] when its elements are not `T`;
-            /// [`Error::KindMismatch`]; [`Error::Corrupt`]; [`Error::NotReady`]; [`Error::Io`].
+            /// [`Error::KindMismatch`]; [`Error::Corrupt`]; [`Error::NotReady`];
+            /// [`Error::NotRegular`]; [`Error::Io`].
             pub fn open(name: &str) -> Result<Self, Error> {
                 Self::open_with(name, &Options::new())
             }
@@ -289,6 +291,11 @@ impl<T: Pod> Array<T> {
 }
 
 /// The lock of an [`Array`], held; derefs to its elements in place.
+///
+/// Dropped while its thread panics, it poisons the lock (the changes made so far stay, since
+/// they were made in place), as [`LockGuard`](crate::LockGuard) does. In a process forked while
+/// it was held it guards nothing: dropping it there does nothing, and writing through it there
+/// races with the parent.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ArrayGuard<'a, T> {
     slice: LockedSlice<'a, T, Held<'a>>,

@@ -780,3 +780,17 @@ mod tests {
         assert!(!holder_alive(w ^ 1, w));
     }
 }
+
+/// A table's layout, for the pinned layout (`src/layout.rs`).
+#[cfg(test)]
+pub(crate) fn shared_layout() -> Vec<String> {
+    vec![
+        crate::layout::pin!(TableHead { ever, untracked }),
+        format!(
+            "constants: record pid << 32 | start as u32; (armed, mutexes, total) of 2 records \
+             {:?}, of 32 {:?}; at most {MAX_ATTACHED}",
+            layout(2),
+            layout(32)
+        ),
+    ]
+}

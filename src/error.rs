@@ -87,6 +87,20 @@ pub enum Error {
         /// What is taken.
         reason: &'static str,
     },
+    /// Something other than a shared-memory object sits at the name (a symbolic link, a FIFO, a
+    /// directory): mpshm never follows or opens it.
+    NotRegular {
+        /// The name opened.
+        name: String,
+        /// What is there, e.g. "symbolic link".
+        found: &'static str,
+    },
+    /// [`Options::mode`](crate::Options::mode) was given bits other than the permission bits
+    /// `0o777` (setuid, setgid, sticky, or a file type).
+    InvalidMode {
+        /// The mode given.
+        mode: u32,
+    },
     /// The shared-memory filesystem has no room for the segment.
     NoSpace {
         /// The name being created.
@@ -155,6 +169,14 @@ impl fmt::Display for Error {
                 f,
                 "segment {name:?} is in use: {reason}; release that end first"
             ),
+            Error::NotRegular { name, found } => write!(
+                f,
+                "{name:?} in /dev/shm is a {found}, not a shared-memory segment, and is not followed or opened; someone else put it there: remove it (`mpshm::unlink`) if it should not be there"
+            ),
+            Error::InvalidMode { mode } => write!(
+                f,
+                "mode {mode:#o} has bits beyond the permission bits 0o777 (setuid, setgid, sticky or a file type); give permission bits only, e.g. 0o600"
+            ),
             Error::Io(e) => write!(f, "shared-memory I/O error: {e}"),
         }
     }
@@ -181,9 +203,9 @@ impl From<io::Error> for Error {
 /// `acquire_timeout` adds `Timeout`.
 #[non_exhaustive]
 pub enum LockError<G> {
-    /// The lock *was* acquired, but a previous owner died holding it (or a later owner did not
-    /// mark it consistent), so the data it guards may be half-updated. The guard is inside:
-    /// inspect or repair the data, then call the guard's `mark_consistent`.
+    /// The lock *was* acquired, but a previous owner died or panicked holding it (or a later
+    /// owner did not mark it consistent), so the data it guards may be half-updated. The guard is
+    /// inside: inspect or repair the data, then call the guard's `mark_consistent`.
     OwnerDied(G),
     /// The lock is held by someone else (`try_acquire`).
     WouldBlock,

@@ -6,14 +6,19 @@
 //! `SIGKILL` — is handed to the next acquirer inside [`LockError::OwnerDied`].
 //!
 //! ```
-//! use mpshm::Value;
+//! use mpshm::{RawValue, Value};
 //!
 //! let name = format!("quickstart-{}", std::process::id());
 //! let counter = Value::<u64>::create(&name, 0)?;       // the creator unlinks it on drop
 //! let other = Value::<u64>::open(&name)?;              // e.g. in another process
 //! other.update(|n| *n += 1).expect("lock");             // under the lock
-//! counter.fetch_add(1);                                 // lock-free
+//! counter.update(|n| *n += 1).expect("lock");
 //! assert_eq!(counter.get().expect("lock"), 2);
+//!
+//! // A counter that needs no lock at all: a RawValue, one atomic instruction per add.
+//! let hits = RawValue::<u64>::create(&format!("{name}-hits"), 0)?;
+//! hits.fetch_add(1);
+//! assert_eq!(hits.load(), 1);
 //! # Ok::<(), mpshm::Error>(())
 //! ```
 //!
@@ -52,6 +57,8 @@ mod array;
 mod attach;
 mod containers;
 mod error;
+#[cfg(all(test, not(loom)))]
+mod layout;
 #[cfg(not(loom))]
 mod pipe;
 #[cfg(not(loom))]

@@ -957,3 +957,20 @@ macro_rules! end_common {
 end_common!(Connection);
 end_common!(PipeReader);
 end_common!(PipeWriter);
+
+/// The shared structures of this module, for the pinned layout (`src/layout.rs`).
+#[cfg(test)]
+pub(crate) fn shared_layout() -> Vec<String> {
+    vec![
+        crate::layout::pin!(PipeCtl { closed }),
+        format!(
+            "placement: ends table at {CTL_SIZE}, rings at {} and {}; {SLOTS} slots of {CHUNK} B",
+            CTL_SIZE + table_size(2),
+            CTL_SIZE + table_size(2) + ring_bytes()
+        ),
+        format!(
+            "chunk header: {HEADER} B, FIRST {FIRST:#x} | length in a message's first, its \
+             offset in the others"
+        ),
+    ]
+}

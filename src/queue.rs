@@ -1211,3 +1211,13 @@ mod tests {
             && q.ring().pid() != q.ring.pid));
     }
 }
+
+/// Where things sit in the payload, for the pinned layout (`src/layout.rs`).
+#[cfg(test)]
+pub(crate) fn shared_layout() -> Vec<String> {
+    vec![format!(
+        "placement: ring at 0, slots at {CTL_SIZE}, producers' and consumers' tables (of \
+         `attached` records) from {:?} for 4 x 8 B; params [capacity, max length, attached, 0]",
+        tables_offset(4, 8)
+    )]
+}

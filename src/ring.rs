@@ -144,6 +144,12 @@ pub(crate) fn slot_words(max_len: usize) -> Option<usize> {
     Some(words.checked_add(7)? / 8 * 8)
 }
 
+/// Slots a put or a get looks at before it checks its deadline. A healthy ring needs one or a
+/// few (a stale index, a lost race); an index that another process scribbled far behind needs
+/// one per position it is behind, up to a lap (beyond that, `Ring::catch_up` jumps), so a large
+/// ring could otherwise keep a timed call past its deadline.
+pub(crate) const SEARCH_BUDGET: u32 = 1024;
+
 /// How long a waiter stuck behind a claimed slot sleeps between checks that its claimer lives.
 const LIVENESS_POLL: Duration = Duration::from_millis(10);
 
@@ -340,10 +346,19 @@ impl<'a> Ring<'a> {
             return TryPut::Busy;
         };
         let seen = entry.seat().map(|s| &s.seen);
-        let r = if entry.alone() {
-            self.put_in::<true>(msg, seen)
-        } else {
-            self.put_in::<false>(msg, seen)
+        let r = loop {
+            let r = if entry.alone() {
+                self.put_in::<true>(msg, seen)
+            } else {
+                self.put_in::<false>(msg, seen)
+            };
+            match r {
+                Some(r) => break r,
+                // The tail was far behind (see `SEARCH_BUDGET`): go on looking while there is
+                // time.
+                None if patience.spent() => break TryPut::Full { stuck: None },
+                None => {}
+            }
         };
         if r == TryPut::Done {
             entry.done(&self.ctl.tail.0.last, self.may_bias());
@@ -355,10 +370,11 @@ impl<'a> Ring<'a> {
     /// or shares it. Alone, nothing needs a compare-and-swap: no other producer runs, and only a
     /// producer moves a slot on from `FREE` (or from a `FULL` that a consumer holding its side
     /// has taken: see `get_in`). `seen` caches the head (see `consumed`).
+    /// `None` once it has looked at [`SEARCH_BUDGET`] slots without finishing.
     #[inline(always)]
-    fn put_in<const ALONE: bool>(&self, msg: &[u8], seen: Option<&AtomicU64>) -> TryPut {
+    fn put_in<const ALONE: bool>(&self, msg: &[u8], seen: Option<&AtomicU64>) -> Option<TryPut> {
         let tail = &self.ctl.tail.0.pos;
-        loop {
+        for _ in 0..SEARCH_BUDGET {
             let pos = tail.load(Relaxed);
             let slot = self.slot(pos);
             // Acquire: pairs with the Release store that freed this slot in `try_get` (or
@@ -383,17 +399,40 @@ impl<'a> Ring<'a> {
                     }
                     let m = &self.ctl.misc.0;
                     wake(&m.get_epoch, &m.get_waiters);
-                    return TryPut::Done;
+                    return Some(TryPut::Done);
                 }
             } else if diff(w, pos) >= 0 {
                 // Claimed for `pos` already, or even reused for a later lap: help the tail on.
-                advance::<ALONE>(tail, pos);
+                self.catch_up::<ALONE>(tail, pos, diff(w, pos));
             } else if tail.load(Relaxed) == pos {
                 // Still holding the previous lap: full, unless our tail was stale.
                 let stuck = matches!(state(w), WRITING | READING)
                     .then_some((pos.wrapping_sub(self.cap), w));
-                return TryPut::Full { stuck };
+                return Some(TryPut::Full { stuck });
             }
+        }
+        None
+    }
+
+    /// Moves an index on from `pos`, whose slot holds a lap `d` (≥ 0) positions on: by one
+    /// position, as the helping in `put_in` and `get_in` does; or, when the slot is more than a
+    /// lap ahead, which no working ring shows (the index was scribbled far behind), straight to
+    /// the lap before the slot's. A slot holds lap `pos + d` only once position `pos + d - cap`
+    /// was claimed, and positions are claimed in order, so every position before that is taken:
+    /// the index skips nothing that is still to come.
+    #[inline(always)]
+    fn catch_up<const ALONE: bool>(&self, index: &AtomicU64, pos: u64, d: i64) {
+        match (d as u64).checked_sub(self.cap) {
+            Some(ahead) if ahead > 0 => {
+                let to = pos.wrapping_add(ahead);
+                // Release: as in `advance`.
+                if ALONE {
+                    index.store(to, Release);
+                } else {
+                    let _ = index.compare_exchange(pos, to, Release, Relaxed);
+                }
+            }
+            _ => advance::<ALONE>(index, pos),
         }
     }
 
@@ -426,10 +465,19 @@ impl<'a> Ring<'a> {
         let Some(entry) = self.ctl.getters.enter(patience, |dead| self.salvage(dead)) else {
             return TryGet::Busy;
         };
-        let r = if entry.alone() {
-            self.get_in::<true, R>(read, entry.seat())
-        } else {
-            self.get_in::<false, R>(read, None)
+        let r = loop {
+            let r = if entry.alone() {
+                self.get_in::<true, R>(read, entry.seat())
+            } else {
+                self.get_in::<false, R>(read, None)
+            };
+            match r {
+                Some(r) => break r,
+                // The head was far behind (see `SEARCH_BUDGET`): go on looking while there is
+                // time.
+                None if patience.spent() => break TryGet::Empty { stuck: None },
+                None => {}
+            }
         };
         if matches!(r, TryGet::Got(_)) {
             entry.done(&self.ctl.head.0.last, self.may_bias());
@@ -442,14 +490,15 @@ impl<'a> Ring<'a> {
     /// slot behind the head as free (see `put_in`). So the slot's cache line is written by the
     /// producer only, and crosses to the consumer and back without a full transfer each way.
     /// Its seat's `taking` says which message it is copying out, for `salvage`.
+    /// `None` once it has looked at [`SEARCH_BUDGET`] slots without finishing.
     #[inline(always)]
     fn get_in<const ALONE: bool, R>(
         &self,
         read: &mut impl FnMut(&[AtomicU64], usize) -> R,
         seat: Option<&Seat>,
-    ) -> TryGet<R> {
+    ) -> Option<TryGet<R>> {
         let head = &self.ctl.head.0.pos;
-        loop {
+        for _ in 0..SEARCH_BUDGET {
             let pos = head.load(Relaxed);
             let slot = self.slot(pos);
             // Acquire: pairs with the Release store of FULL in `try_put`.
@@ -458,7 +507,7 @@ impl<'a> Ring<'a> {
                 (0, FULL) => {
                     if ALONE {
                         if let Some(seat) = seat {
-                            seat.taking.store(pos + 1, Relaxed);
+                            seat.taking.store(pos.wrapping_add(1), Relaxed);
                         }
                     } else if claim(&slot[0], w, enc(pos, READING, self.pid)) {
                         advance::<false>(head, pos);
@@ -471,11 +520,11 @@ impl<'a> Ring<'a> {
                         // Release: pairs with the Acquire load of the head in `consumed`; our
                         // copy is done before a producer, seeing the head past the slot, may
                         // overwrite it.
-                        head.store(pos + 1, Release);
+                        head.store(pos.wrapping_add(1), Release);
                     } else {
                         // Release: pairs with the Acquire loads in `try_put`; our copy of the
                         // data is done before a producer may overwrite it.
-                        slot[0].store(enc(pos + self.cap, FREE, 0), Release);
+                        slot[0].store(enc(pos.wrapping_add(self.cap), FREE, 0), Release);
                     }
                     let m = &self.ctl.misc.0;
                     wake(&m.put_epoch, &m.put_waiters);
@@ -484,7 +533,7 @@ impl<'a> Ring<'a> {
                             if self.joinable {
                                 m.delivered.fetch_add(1, Relaxed);
                             }
-                            return TryGet::Got(r);
+                            return Some(TryGet::Got(r));
                         }
                         // A length no producer wrote: the slot was scribbled on. Drop it.
                         None => {
@@ -493,14 +542,14 @@ impl<'a> Ring<'a> {
                     }
                 }
                 (0, WRITING) => {
-                    return TryGet::Empty {
+                    return Some(TryGet::Empty {
                         stuck: Some((pos, w)),
-                    };
+                    });
                 }
-                (0, FREE) => return TryGet::Empty { stuck: None },
+                (0, FREE) => return Some(TryGet::Empty { stuck: None }),
                 // Being read by another consumer, or already gone: help the head on.
                 (0, _) => advance::<ALONE>(head, pos),
-                (d, _) if d > 0 => advance::<ALONE>(head, pos),
+                (d, _) if d > 0 => self.catch_up::<ALONE>(head, pos, d),
                 // Still holding the previous lap: nothing is published at `pos`, unless our head
                 // was stale. A consumer of that lap may still be copying out (`READING`); name
                 // it, so that a waiter can reclaim the slot if that consumer died (looping here
@@ -509,11 +558,12 @@ impl<'a> Ring<'a> {
                     if head.load(Relaxed) == pos {
                         let stuck = matches!(state(w), WRITING | READING)
                             .then_some((pos.wrapping_sub(self.cap), w));
-                        return TryGet::Empty { stuck };
+                        return Some(TryGet::Empty { stuck });
                     }
                 }
             }
         }
+        None
     }
 
     /// Whether the message of the previous lap in the slot of `pos`, whose state word `word` was
@@ -593,7 +643,12 @@ impl<'a> Ring<'a> {
         // Release: pairs with the Acquire loads in `try_put`, like a consumer's free. Nothing
         // the dead claimer wrote is read, so no Acquire is needed.
         if slot[0]
-            .compare_exchange(w, enc(pos + self.cap, FREE, 0), Release, Relaxed)
+            .compare_exchange(
+                w,
+                enc(pos.wrapping_add(self.cap), FREE, 0),
+                Release,
+                Relaxed,
+            )
             .is_err()
         {
             return false;
@@ -603,13 +658,13 @@ impl<'a> Ring<'a> {
             .tail
             .0
             .pos
-            .compare_exchange(pos, pos + 1, Relaxed, Relaxed);
+            .compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed);
         let _ = self
             .ctl
             .head
             .0
             .pos
-            .compare_exchange(pos, pos + 1, Relaxed, Relaxed);
+            .compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed);
         let m = &self.ctl.misc.0;
         m.lost.fetch_add(1, Relaxed);
         wake(&m.put_epoch, &m.put_waiters);
@@ -864,9 +919,9 @@ fn claim(word: &AtomicU64, w: u64, new: u64) -> bool {
 #[inline(always)]
 fn advance<const ALONE: bool>(index: &AtomicU64, pos: u64) {
     if ALONE {
-        index.store(pos + 1, Release);
+        index.store(pos.wrapping_add(1), Release);
     } else {
-        let _ = index.compare_exchange(pos, pos + 1, Release, Relaxed);
+        let _ = index.compare_exchange(pos, pos.wrapping_add(1), Release, Relaxed);
     }
 }
 
@@ -1176,6 +1231,48 @@ impl HeapRing {
     pub(crate) fn ring(&self, pid: u32) -> Ring<'_> {
         Ring::new(&self.ctl, &self.words, self.cap, self.max_len, pid, true)
     }
+}
+
+/// The shared structures of the ring and its sides, for the pinned layout (`src/layout.rs`).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn shared_layout() -> Vec<String> {
+    let mut v = vec![
+        crate::layout::pin!(RingCtl {
+            head,
+            tail,
+            misc,
+            putters,
+            getters
+        }),
+        crate::layout::pin!(Padded<Index> { 0 }),
+        crate::layout::pin!(Index { pos, last }),
+        crate::layout::pin!(Misc {
+            closed,
+            get_epoch,
+            get_waiters,
+            put_epoch,
+            put_waiters,
+            join_epoch,
+            join_waiters,
+            no_bias,
+            lost,
+            delivered,
+            done
+        }),
+        format!(
+            "slot word pos << {POS_SHIFT} | state << {STATE_SHIFT} | pid ({PID_BITS} bits); \
+             FREE {FREE} FULL {FULL} WRITING {WRITING} READING {READING}; \
+             slot_words(8) {:?}, slot_words(1024) {:?}",
+            slot_words(8),
+            slot_words(1024)
+        ),
+    ];
+    v.extend(
+        bias::shared_layout()
+            .into_iter()
+            .map(|l| format!("bias::{l}")),
+    );
+    v
 }
 
 #[cfg(all(test, not(loom)))]

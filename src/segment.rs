@@ -326,7 +326,9 @@ impl Options {
         self
     }
 
-    /// Permission bits for a segment this handle creates (the process umask still applies).
+    /// Permission bits for a segment this handle creates (the process umask still applies):
+    /// `0o777` at most. Any other bit (setuid, setgid, sticky) makes `create` fail with
+    /// [`Error::InvalidMode`].
     pub fn mode(&mut self, mode: u32) -> &mut Self {
         self.mode = mode;
         self
@@ -377,6 +379,16 @@ pub(crate) fn validate_name(name: &str) -> Result<&str, Error> {
 }
 
 fn open_error(name: &str, e: io::Error) -> Error {
+    // What `O_NOFOLLOW` says of a link (`ELOOP`), and an open says of a directory opened for
+    // writing or a socket: name what is there.
+    if matches!(
+        e.raw_os_error(),
+        Some(libc::ELOOP | libc::EISDIR | libc::ENXIO)
+    ) {
+        if let Some(found) = sys::shm_stat(name).ok().and_then(|st| st.irregular) {
+            return not_regular(name, found);
+        }
+    }
     match e.kind() {
         io::ErrorKind::NotFound => Error::NotFound {
             name: name.to_owned(),
@@ -388,8 +400,26 @@ fn open_error(name: &str, e: io::Error) -> Error {
     }
 }
 
+fn not_regular(name: &str, found: &'static str) -> Error {
+    Error::NotRegular {
+        name: name.to_owned(),
+        found,
+    }
+}
+
+/// Opens the existing `name` read-write: a regular file, or a typed error.
+fn open_file(name: &str) -> Result<File, Error> {
+    let file = sys::shm_open(name, true).map_err(|e| open_error(name, e))?;
+    match sys::file_stat(&file)?.irregular {
+        None => Ok(file),
+        Some(found) => Err(not_regular(name, found)),
+    }
+}
+
 /// A mapped segment. Dropping the handle that created it unlinks the name, unless
-/// [`persist`](Segment::persist) was called; openers never unlink.
+/// [`persist`](Segment::persist) was called, and only in the process that created it: a copy of
+/// the handle inherited through `fork` and dropped in the child leaves the name alone. Openers
+/// never unlink.
 ///
 /// The mapping is kept (never unmapped) when the handle is dropped while a robust mutex in it is
 /// still held by a thread of this process (a guard leaked with `mem::forget`, or a liveness lock
@@ -403,9 +433,28 @@ pub(crate) struct Segment {
     robust: Mutex<Vec<usize>>,
     name: String,
     header: Header,
-    /// `(dev, inode)` of the object this handle created, to unlink only that object.
-    created: Option<sys::FileId>,
+    /// The object this handle created, to unlink only that one, and only from there.
+    created: Option<Creation>,
     persist: AtomicBool,
+}
+
+/// What a creating handle remembers of its creation.
+#[derive(Debug, Clone, Copy)]
+struct Creation {
+    /// `(dev, inode)` of the object it created.
+    id: sys::FileId,
+    /// The process that created it.
+    pid: u32,
+}
+
+impl Creation {
+    /// Whether this process made the object: a forked child holds a copy of its parent's
+    /// handle, and the parent's segment is not the child's to unlink.
+    fn here(self) -> bool {
+        // A system call rather than `sys::thread_ids`: a handle may be dropped by a thread-local
+        // destructor, after the cached ids are gone.
+        self.pid == sys::current_pid()
+    }
 }
 
 impl fmt::Debug for Segment {
@@ -414,7 +463,7 @@ impl fmt::Debug for Segment {
             .field("name", &self.name)
             .field("kind", &self.kind())
             .field("len", &self.map.len())
-            .field("owner", &self.created.is_some())
+            .field("owner", &self.is_owner())
             .finish()
     }
 }
@@ -429,6 +478,9 @@ impl Segment {
         init: impl FnOnce(&Segment),
     ) -> Result<Segment, Error> {
         let bare = validate_name(name)?;
+        if opts.mode & !0o777 != 0 {
+            return Err(Error::InvalidMode { mode: opts.mode });
+        }
         let count = spec.count.unwrap_or(0);
         let (lock, payload, total) = place(
             spec.kind,
@@ -451,7 +503,7 @@ impl Segment {
                 },
                 _ => Error::Io(e),
             })?;
-            let (_, id) = sys::file_stat(&file)?;
+            let id = sys::file_stat(&file)?.id;
             let map = MmapOptions::new().len(total as usize).map_raw(&file)?;
             let pid = sys::current_pid();
             let mut header = Header {
@@ -480,7 +532,7 @@ impl Segment {
                 robust: Mutex::new(Vec::new()),
                 name: bare.to_owned(),
                 header,
-                created: Some(id),
+                created: Some(Creation { id, pid }),
                 persist: AtomicBool::new(false),
             };
             seg.copy_in(0, bytemuck::bytes_of(&header));
@@ -506,7 +558,7 @@ impl Segment {
     /// `spec`.
     pub(crate) fn open(name: &str, spec: &Spec, opts: &Options) -> Result<Segment, Error> {
         let bare = validate_name(name)?;
-        let mut file = sys::shm_open(bare, true).map_err(|e| open_error(bare, e))?;
+        let mut file = open_file(bare)?;
         let (header, len) = wait_ready(bare, &mut file, opts.open_timeout)?;
         validate(bare, &header, len, spec)?;
         let map = MmapOptions::new().len(len as usize).map_raw(&file)?;
@@ -659,9 +711,10 @@ impl Segment {
         self.persist.store(true, Ordering::Relaxed);
     }
 
-    /// Whether this handle created the segment (and will unlink it on drop unless persisted).
+    /// Whether this handle created the segment in this process (and will unlink it on drop
+    /// unless persisted).
     pub(crate) fn is_owner(&self) -> bool {
-        self.created.is_some() && !self.persist.load(Ordering::Relaxed)
+        self.created.is_some_and(Creation::here) && !self.persist.load(Ordering::Relaxed)
     }
 
     /// A shared reference to an `S` at `offset`.
@@ -801,6 +854,45 @@ impl Segment {
     }
 }
 
+/// The header and the lock area, for the pinned layout (`src/layout.rs`).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn shared_layout() -> Vec<String> {
+    let kinds = (1..)
+        .map_while(|c| Kind::from_code(c).map(|k| format!(" {c}={k:?}")))
+        .collect::<String>();
+    vec![
+        crate::layout::pin!(Header {
+            magic,
+            version,
+            kind,
+            ready,
+            header_size,
+            total_size,
+            lock_offset,
+            payload_offset,
+            elem_size,
+            elem_align,
+            count,
+            creator_pid,
+            tag_len,
+            creator_start,
+            params,
+            tag
+        }),
+        format!(
+            "constants: magic {MAGIC:#x}, ready {READY:#x}, header {HEADER_SIZE} B, lock area \
+             {LOCK_AREA} B (mutex {} B, poison word at {POISON_OFFSET}), tag {TAG_LEN} B; kinds{kinds}",
+            std::mem::size_of::<sys::RobustMutex>()
+        ),
+        format!(
+            "placement: value u64 {:?}, array u32 x 3 {:?}, queue 1 B x 100 align 128 {:?}",
+            place(Kind::Value, 8, 8, 1),
+            place(Kind::Array, 4, 4, 3),
+            place(Kind::Queue, 1, 128, 100)
+        ),
+    ]
+}
+
 /// Byte offset of the poison word inside the lock area.
 const POISON_OFFSET: usize = 48;
 const _: () = assert!(std::mem::size_of::<sys::RobustMutex>() <= POISON_OFFSET);
@@ -848,12 +940,13 @@ impl Drop for Segment {
             // it borrowed from `self`, which is going away.
             unsafe { ManuallyDrop::drop(&mut self.map) };
         }
-        if let (Some(id), false) = (self.created, self.persist.load(Ordering::Relaxed)) {
+        if self.is_owner() {
+            let id = self.created.map(|c| c.id);
             // Unlink only the object we created: after an external `unlink`, someone else may
-            // have created a new object under the same name.
-            let same = sys::shm_open(&self.name, false)
-                .and_then(|f| sys::file_stat(&f))
-                .is_ok_and(|(_, now)| now == id);
+            // have created a new object under the same name. Looked at without opening it, so
+            // that a FIFO or device planted there cannot block or trigger anything.
+            let same = sys::shm_stat(&self.name)
+                .is_ok_and(|st| st.irregular.is_none() && Some(st.id) == id);
             if same {
                 let _ = sys::shm_unlink(&self.name);
             }
@@ -869,8 +962,9 @@ fn corrupt(name: &str, reason: impl Into<String>) -> Error {
 }
 
 fn read_header(file: &File) -> io::Result<(Option<Header>, u64)> {
-    let (len, _) = sys::file_stat(file)?;
-    if len < HEADER_SIZE as u64 {
+    let st = sys::file_stat(file)?;
+    let len = st.len;
+    if st.irregular.is_some() || len < HEADER_SIZE as u64 {
         return Ok((None, len));
     }
     let mut buf = [0u8; std::mem::size_of::<Header>()];
@@ -894,7 +988,7 @@ fn wait_ready(name: &str, file: &mut File, timeout: Duration) -> Result<(Header,
             _ => {}
         }
         if sys::is_unlinked(file)? {
-            *file = sys::shm_open(name, true).map_err(|e| open_error(name, e))?;
+            *file = open_file(name)?;
             continue;
         }
         if start.elapsed() >= timeout {
@@ -1030,6 +1124,10 @@ pub struct SegmentInfo {
     pub creator_alive: bool,
     /// Whether the creator finished initialising it.
     pub ready: bool,
+    /// Whether the file is as long as its header says. A segment that another process truncated
+    /// is not: `open` refuses it, and a process that still maps it dies with `SIGBUS` when it
+    /// touches a page past the new end (see the threat model in `DESIGN.md`). Remove it.
+    pub intact: bool,
 }
 
 /// Lists every mpshm segment in `/dev/shm` that this user can read. Other files are skipped.
@@ -1068,6 +1166,7 @@ pub fn segments() -> io::Result<Vec<SegmentInfo>> {
             creator_pid: h.creator_pid,
             creator_alive: sys::process_alive(h.creator_pid, h.creator_start),
             ready: h.ready == READY,
+            intact: h.total_size == size,
             name,
         });
     }

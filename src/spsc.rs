@@ -29,7 +29,7 @@ use crate::ring::NoPeers;
 /// never shares a line with the consumer reading the one before it). A slot here needs one
 /// header word, the stamp; the ring's second is spare.
 pub(crate) use crate::ring::slot_words;
-use crate::ring::{Attempt, Fail, Padded, Peers, Refill, block, wake};
+use crate::ring::{Attempt, Fail, Padded, Peers, Refill, SEARCH_BUDGET, block, wake};
 use crate::segment::Shared;
 
 /// The shared control block: each index on a line of its own, then the waiting state.
@@ -254,7 +254,9 @@ impl<'a> Spsc<'a> {
     /// Takes the oldest message if one is published, handing `read` its bytes and length.
     /// Consumer side only. With `check`, an unstamped slot is compared with `tail` to find
     /// scribbled ones; that reads the line the producer writes on every push, so a consumer
-    /// polling an empty ring leaves it out until it is about to sleep.
+    /// polling an empty ring leaves it out until it is about to sleep. Drops at most
+    /// [`SEARCH_BUDGET`] scribbled slots per call, so that a timed caller gets to look at its
+    /// deadline (a `tail` scribbled ahead can leave a lap of them).
     pub(crate) fn try_pop<R>(&self, read: &mut impl FnMut(&[u8]) -> R, check: bool) -> Option<R> {
         let (head, bytes) = self.head_message(check)?;
         let r = read(bytes);
@@ -278,7 +280,7 @@ impl<'a> Spsc<'a> {
     /// message's until this side moves `head` past it.
     fn head_message(&self, check: bool) -> Option<(u64, &'a [u8])> {
         let m = &self.ctl.misc.0;
-        loop {
+        for _ in 0..SEARCH_BUDGET {
             let head = self.ctl.head.0.load(Relaxed); // only this side writes it
             let slot = self.slot(head);
             // Acquire: pairs with the Release store of the stamp in `try_push_parts`.
@@ -315,6 +317,7 @@ impl<'a> Spsc<'a> {
             wake(&m.put_epoch, &m.put_waiters);
             m.lost.fetch_add(1, Relaxed);
         }
+        None
     }
 
     /// Pushes `msg`, waiting while the ring is full (see `Ring::put`; a full ring is refilled in
@@ -447,6 +450,24 @@ impl<'a> Spsc<'a> {
     }
 }
 
+/// The shared structures of this module, for the pinned layout (`src/layout.rs`).
+#[cfg(test)]
+pub(crate) fn shared_layout() -> Vec<String> {
+    vec![
+        crate::layout::pin!(SpscCtl { head, tail, misc }),
+        crate::layout::pin!(Misc {
+            closed,
+            get_epoch,
+            get_waiters,
+            put_epoch,
+            put_waiters,
+            _reserved,
+            lost
+        }),
+        format!("slot word 0 = stamp(pos 5, len 9) {:#x}", Spsc::stamp(5, 9)),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,5 +585,24 @@ mod tests {
         assert!(q.try_push(b"five", &fresh));
         assert_eq!(q.lost(), 3);
         assert_eq!(q.pop(&mut read, None, 0), Ok(b"five".to_vec()));
+    }
+
+    /// A `tail` scribbled a lap ahead over unstamped slots: each `try_pop` drops at most
+    /// `SEARCH_BUDGET` of them, so that a timed caller gets to its deadline, and the ring goes
+    /// on.
+    #[cfg_attr(miri, ignore = "thousands of slots; too slow under Miri")]
+    #[test]
+    fn a_tail_scribbled_ahead_is_dropped_in_budgets() {
+        let big = SEARCH_BUDGET as usize * 3;
+        let (ctl, words) = heap(big, 8);
+        let b = Spsc::new(&ctl, &words, big, 8);
+        ctl.tail.0.store(big as u64, Relaxed);
+        let mut read = |b: &[u8]| b.to_vec();
+        for round in 1..=3 {
+            assert_eq!(b.try_pop(&mut read, true), None);
+            assert_eq!(b.lost(), round * u64::from(SEARCH_BUDGET));
+        }
+        assert!(b.try_push(b"six", &Cache::default()));
+        assert_eq!(b.pop(&mut read, None, 0), Ok(b"six".to_vec()));
     }
 }

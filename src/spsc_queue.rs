@@ -674,3 +674,12 @@ impl<T: Pod> crate::Waitable for SpscConsumer<T> {
         self.end.ring().readable() || self.end.peer_gone()
     }
 }
+
+/// Where things sit in the payload, for the pinned layout (`src/layout.rs`).
+#[cfg(test)]
+pub(crate) fn shared_layout() -> Vec<String> {
+    vec![format!(
+        "placement: roles table (producer {PRODUCER}, consumer {CONSUMER}) at 0, ring at {}",
+        roles_size()
+    )]
+}

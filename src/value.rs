@@ -3,8 +3,10 @@
 //!
 //! `Value` carries a robust lock; `get`, `set` and `update` take it, and `lock` hands out a guard.
 //! The guard works on a private copy that is written back when it drops, so no reference into
-//! shared memory escapes and the lock-free integer operations stay sound beside it. Those
-//! operations (`fetch_add` and friends) never take the lock.
+//! shared memory escapes. Every write to a `Value` takes its lock, so none can be lost: the
+//! lock-free integer operations (`fetch_add` and friends) belong to `RawValue` alone, as Python's
+//! `Value(lock=False)` is a raw value. (Beside a guard's write-back, a lock-free `fetch_add` on the
+//! same value would be overwritten and lost.)
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -65,7 +67,8 @@ macro_rules! value_common {
             /// # Errors
             ///
             /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`],
-            /// [`Error::InvalidLength`] for a zero-sized `T`, [`Error::Io`].
+            /// [`Error::InvalidLength`] for a zero-sized `T`, [`Error::InvalidMode`] for a mode
+            /// beyond `0o777`, [`Error::Io`].
             pub fn create(name: &str, init: T) -> Result<Self, Error> {
                 Self::create_with(name, init, &Options::new())
             }
@@ -87,7 +90,8 @@ macro_rules! value_common {
             /// # Errors
             ///
             /// [`Error::NotFound`]; [`Error::LayoutMismatch`] when it holds another type;
-            /// [`Error::KindMismatch`]; [`Error::Corrupt`]; [`Error::NotReady`]; [`Error::Io`].
+            /// [`Error::KindMismatch`]; [`Error::Corrupt`]; [`Error::NotReady`];
+            /// [`Error::NotRegular`] for a link or other non-file at the name; [`Error::Io`].
             pub fn open(name: &str) -> Result<Self, Error> {
                 Self::open_with(name, &Options::new())
             }
@@ -137,46 +141,6 @@ macro_rules! value_common {
             }
         }
 
-        impl<T: AtomicInt> $ty<T> {
-            fn atomic(&self) -> &T::Atomic {
-                self.seg.shared(self.seg.payload_offset())
-            }
-
-            /// Reads the integer atomically, without the lock.
-            pub fn load(&self) -> T {
-                T::load(self.atomic())
-            }
-
-            /// Writes the integer atomically, without the lock.
-            pub fn store(&self, v: T) {
-                T::store(self.atomic(), v)
-            }
-
-            /// Replaces the integer atomically, returning the old one.
-            pub fn swap(&self, v: T) -> T {
-                T::swap(self.atomic(), v)
-            }
-
-            /// Adds `v` atomically (wrapping), returning the old value.
-            pub fn fetch_add(&self, v: T) -> T {
-                T::fetch_add(self.atomic(), v)
-            }
-
-            /// Subtracts `v` atomically (wrapping), returning the old value.
-            pub fn fetch_sub(&self, v: T) -> T {
-                T::fetch_sub(self.atomic(), v)
-            }
-
-            /// Stores `new` if the value is `current`.
-            ///
-            /// # Errors
-            ///
-            /// The value found, when it was not `current`.
-            pub fn compare_exchange(&self, current: T, new: T) -> Result<T, T> {
-                T::compare_exchange(self.atomic(), current, new)
-            }
-        }
-
         impl<T> fmt::Debug for $ty<T> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct(stringify!($ty))
@@ -191,15 +155,26 @@ macro_rules! value_common {
 
 /// One `T` in a named segment, guarded by a robust cross-process lock.
 ///
+/// Every read and write takes the lock, so no combination of calls, in any number of processes,
+/// loses an update. There are no lock-free operations on a `Value`: for a counter that needs no
+/// lock, use a [`RawValue`] of an integer type (Python's `Value(lock=False)`), whose
+/// `fetch_add` and friends are one atomic instruction.
+///
 /// ```
 /// let name = format!("doc-value-{}", std::process::id());
 /// let v = mpshm::Value::<u64>::create(&name, 0)?;
 /// v.set(41).expect("lock");
 /// v.update(|x| *x += 1).expect("lock");
 /// assert_eq!(v.get().expect("lock"), 42);
-/// // Lock-free counter operations for the integer types:
-/// v.fetch_add(8);
-/// assert_eq!(v.load(), 50);
+/// # Ok::<(), mpshm::Error>(())
+/// ```
+///
+/// A lock-free write beside the lock's does not compile:
+///
+/// ```compile_fail
+/// # let name = format!("doc-value-cf-{}", std::process::id());
+/// let v = mpshm::Value::<u64>::create(&name, 0)?;
+/// v.fetch_add(1); // no such method: use a RawValue
 /// # Ok::<(), mpshm::Error>(())
 /// ```
 pub struct Value<T> {
@@ -229,7 +204,8 @@ impl<T: Pod> Value<T> {
         with_lock(&self.seg, |seg| seg.write(0, &v))
     }
 
-    /// Runs `f` on the value under the lock, storing what it leaves.
+    /// Runs `f` on the value under the lock, storing what it leaves. If `f` panics, nothing is
+    /// stored and the lock is poisoned.
     ///
     /// # Errors
     ///
@@ -308,7 +284,13 @@ impl<T: Pod> Value<T> {
     }
 }
 
-/// The lock of a [`Value`], held; derefs to the value. Changes are written back when it drops.
+/// The lock of a [`Value`], held; derefs to a private copy of the value, which is written back
+/// when the guard drops.
+///
+/// Dropped while its thread panics, it writes nothing back (the change may be half-made, and the
+/// shared value keeps what it held) and poisons the lock, as [`LockGuard`](crate::LockGuard)
+/// does. In a process forked while it was held it guards nothing: dropping it there writes
+/// nothing and releases nothing.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T: Pod> {
     value: T,
@@ -338,8 +320,13 @@ impl<T: Pod> DerefMut for ValueGuard<'_, T> {
 
 impl<T: Pod> Drop for ValueGuard<'_, T> {
     fn drop(&mut self) {
-        // Written before `held` (a later field) drops and releases the lock.
-        self.seg.write(0, &self.value);
+        // Written before `held` (a later field) drops and releases the lock. Not while the
+        // thread panics (the change may be half-made: the shared value keeps what it held, and
+        // `held` poisons the lock), nor in a process forked while the guard was held (the lock
+        // and the value are its parent's).
+        if !self.held.panicked() && self.held.here() {
+            self.seg.write(0, &self.value);
+        }
     }
 }
 
@@ -349,14 +336,19 @@ impl<T: Pod + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
     }
 }
 
-/// One `T` in a named segment, with no lock (Python's `RawValue`). Reads and writes are
-/// word-atomic copies: a racing writer can tear a multi-word `T`, never corrupt memory.
+/// One `T` in a named segment, with no lock (Python's `RawValue`, and `Value(lock=False)`).
+/// Reads and writes are word-atomic copies: a racing writer can tear a multi-word `T`, never
+/// corrupt memory. For the integer types ([`AtomicInt`]) it is also a lock-free counter:
+/// `load`, `store`, `swap`, `fetch_add`, `fetch_sub` and `compare_exchange` are one atomic
+/// instruction each, `SeqCst`.
 ///
 /// ```
 /// let name = format!("doc-raw-{}", std::process::id());
 /// let v = mpshm::RawValue::<u32>::create(&name, 7)?;
 /// v.set(9);
 /// assert_eq!(v.get(), 9);
+/// assert_eq!(v.fetch_add(1), 9);
+/// assert_eq!(v.load(), 10);
 /// # Ok::<(), mpshm::Error>(())
 /// ```
 pub struct RawValue<T> {
@@ -375,5 +367,45 @@ impl<T: Pod> RawValue<T> {
     /// Writes the value.
     pub fn set(&self, v: T) {
         self.seg.write(0, &v)
+    }
+}
+
+impl<T: AtomicInt> RawValue<T> {
+    fn atomic(&self) -> &T::Atomic {
+        self.seg.shared(self.seg.payload_offset())
+    }
+
+    /// Reads the integer atomically.
+    pub fn load(&self) -> T {
+        T::load(self.atomic())
+    }
+
+    /// Writes the integer atomically.
+    pub fn store(&self, v: T) {
+        T::store(self.atomic(), v)
+    }
+
+    /// Replaces the integer atomically, returning the old one.
+    pub fn swap(&self, v: T) -> T {
+        T::swap(self.atomic(), v)
+    }
+
+    /// Adds `v` atomically (wrapping), returning the old value.
+    pub fn fetch_add(&self, v: T) -> T {
+        T::fetch_add(self.atomic(), v)
+    }
+
+    /// Subtracts `v` atomically (wrapping), returning the old value.
+    pub fn fetch_sub(&self, v: T) -> T {
+        T::fetch_sub(self.atomic(), v)
+    }
+
+    /// Stores `new` if the value is `current`.
+    ///
+    /// # Errors
+    ///
+    /// The value found, when it was not `current`.
+    pub fn compare_exchange(&self, current: T, new: T) -> Result<T, T> {
+        T::compare_exchange(self.atomic(), current, new)
     }
 }

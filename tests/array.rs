@@ -26,6 +26,10 @@ fn main() {
                 "killed_holder_poisons_the_array",
                 killed_holder_poisons_the_array,
             ),
+            (
+                "panic_in_guard_poisons_the_array",
+                panic_in_guard_poisons_the_array,
+            ),
             ("raw_array_across_processes", raw_array_across_processes),
             ("open_or_create_checks_length", open_or_create_checks_length),
         ],
@@ -33,6 +37,7 @@ fn main() {
             ("negate", negate),
             ("hold_guard", hold_guard),
             ("raw_fill", raw_fill),
+            ("panic_holding_guard", panic_holding_guard),
         ],
     );
 }
@@ -193,6 +198,43 @@ fn killed_holder_poisons_the_array() {
         other => panic!("expected OwnerDied, got {other:?}"),
     }
     assert_eq!(a.to_vec().expect("clean"), [1, 1]);
+}
+
+/// Panics half-way through a change made through the guard; catches it and exits normally.
+fn panic_holding_guard(args: &[String]) {
+    let a = Array::<u32>::open(&args[0]).expect("open");
+    common::unwinds(|| {
+        let mut g = a.lock().expect("lock");
+        g[0] = 1;
+        panic!("half-way through a change");
+    });
+    common::say("unwound");
+}
+
+/// The guard changes the array in place, so the half-made change is there; the poison says so
+/// to every later acquirer in any process until someone marks the array consistent.
+fn panic_in_guard_poisons_the_array() {
+    let n = name("apanic");
+    let a = Array::<u32>::create(&n, 4).expect("create");
+    let mut child = Child::spawn("panic_holding_guard", &[&n]);
+    assert_eq!(child.line(), "unwound");
+    child.join();
+    assert!(a.is_poisoned());
+    for _ in 0..2 {
+        match a.to_vec() {
+            Err(AccessError::OwnerDied(v)) => assert_eq!(v, [1, 0, 0, 0]),
+            other => panic!("expected OwnerDied, got {other:?}"),
+        }
+    }
+    match a.lock_timeout(Duration::from_secs(5)) {
+        Err(LockError::OwnerDied(mut g)) => {
+            g[0] = 0;
+            g.mark_consistent();
+        }
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+    assert!(!a.is_poisoned());
+    assert_eq!(a.to_vec().expect("clean"), [0; 4]);
 }
 
 fn raw_fill(args: &[String]) {

@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Child, name};
-use mpshm::{Error, Lock, LockError, RLock, RawValue};
+use mpshm::{Error, Lock, LockError, RLock, RawValue, Value};
 
 fn main() {
     common::run(
@@ -37,6 +37,22 @@ fn main() {
             ),
             ("try_acquire_never_waits", try_acquire_never_waits),
             (
+                "forgotten_guard_then_dropped_handle_gives_owner_died",
+                forgotten_guard_then_dropped_handle_gives_owner_died,
+            ),
+            (
+                "forgotten_guard_then_relock_is_deadlock",
+                forgotten_guard_then_relock_is_deadlock,
+            ),
+            (
+                "panic_in_guard_poisons_the_lock",
+                panic_in_guard_poisons_the_lock,
+            ),
+            (
+                "guard_taken_while_unwinding_does_not_poison",
+                guard_taken_while_unwinding_does_not_poison,
+            ),
+            (
                 "relock_on_one_thread_is_deadlock",
                 relock_on_one_thread_is_deadlock,
             ),
@@ -58,6 +74,9 @@ fn main() {
             ("hold", hold),
             ("hold_rlock", hold_rlock),
             ("open_or_create_lock", open_or_create_lock),
+            ("panic_holding_lock", panic_holding_lock),
+            ("forget_guard_and_drop", forget_guard_and_drop),
+            ("forget_guard_and_relock", forget_guard_and_relock),
         ],
     );
 }
@@ -250,6 +269,146 @@ fn try_acquire_never_waits() {
     ));
     child.kill();
     expect_owner_died(lock.acquire()).mark_consistent();
+}
+
+/// Panics with the lock held (an `RLock` held twice, with `rlock`); catches it and exits
+/// normally.
+fn panic_holding_lock(args: &[String]) {
+    if args[1] == "rlock" {
+        let lock = RLock::open(&args[0]).expect("open");
+        common::unwinds(|| {
+            let _outer = lock.acquire().expect("acquire");
+            let _inner = lock.acquire().expect("re-enter");
+            panic!("in the critical section");
+        });
+    } else {
+        let lock = Lock::open(&args[0]).expect("open");
+        common::unwinds(|| {
+            let _g = lock.acquire().expect("acquire");
+            panic!("in the critical section");
+        });
+    }
+    common::say("unwound");
+}
+
+/// Leaks a guard with `mem::forget` (safe code), drops the handle, and exits normally: the
+/// process ends holding the lock. `args[1]` says through which handle: a `Lock` or a `Value`.
+fn forget_guard_and_drop(args: &[String]) {
+    if args[1] == "value" {
+        let v = Value::<u64>::open(&args[0]).expect("open");
+        std::mem::forget(v.lock().expect("lock"));
+        drop(v);
+    } else {
+        let lock = Lock::open(&args[0]).expect("open");
+        std::mem::forget(lock.acquire().expect("acquire"));
+        drop(lock);
+    }
+    common::say("forgot");
+}
+
+/// The mapping of a lock held by a leaked guard outlives its handle, so the kernel can still
+/// tell the next acquirer that the holder died when its process ends: `OwnerDied`, not a wait
+/// for ever.
+fn forgotten_guard_then_dropped_handle_gives_owner_died() {
+    let n = name("forget");
+    let lock = Lock::create(&n).expect("create");
+    let mut child = Child::spawn("forget_guard_and_drop", &[&n, "lock"]);
+    assert_eq!(child.line(), "forgot");
+    child.join();
+    let g = expect_owner_died(lock.acquire_timeout(Duration::from_secs(10)));
+    drop(g);
+    expect_owner_died(lock.acquire()).mark_consistent();
+
+    let n = name("vforget");
+    let v = Value::<u64>::create(&n, 3).expect("create");
+    let mut child = Child::spawn("forget_guard_and_drop", &[&n, "value"]);
+    assert_eq!(child.line(), "forgot");
+    child.join();
+    match v.lock_timeout(Duration::from_secs(10)) {
+        Err(LockError::OwnerDied(g)) => assert_eq!(*g, 3),
+        other => panic!("expected OwnerDied, got {other:?}"),
+    }
+}
+
+/// In one process: a guard of one handle leaked, that handle dropped, the lock taken again
+/// through another handle (the error-checking mutex says `Deadlock`), and another robust lock
+/// taken and released: glibc then writes through the robust list, which still runs through the
+/// leaked mutex's mapping (had it been unmapped, at an address nothing else took since, this
+/// would crash). Then exits holding the leaked lock.
+fn forget_guard_and_relock(args: &[String]) {
+    let a = Lock::open(&args[0]).expect("open a");
+    let other = Lock::open(&args[1]).expect("open other");
+    let b = Lock::open(&args[0]).expect("open b");
+    std::mem::forget(b.acquire().expect("acquire b"));
+    drop(b);
+    assert!(matches!(a.acquire(), Err(LockError::Deadlock)));
+    assert!(matches!(
+        a.try_acquire(),
+        Err(LockError::Deadlock | LockError::WouldBlock)
+    ));
+    for _ in 0..3 {
+        drop(other.acquire().expect("acquire other"));
+    }
+    drop(other);
+    common::say("ok");
+}
+
+fn forgotten_guard_then_relock_is_deadlock() {
+    let n = name("relock");
+    let other = name("other");
+    let lock = Lock::create(&n).expect("create");
+    let _other = Lock::create(&other).expect("create other");
+    let mut child = Child::spawn("forget_guard_and_relock", &[&n, &other]);
+    assert_eq!(child.line(), "ok");
+    child.join();
+    // The child ended holding the leaked lock: the kernel told us.
+    drop(expect_owner_died(
+        lock.acquire_timeout(Duration::from_secs(10)),
+    ));
+}
+
+/// A holder that panics (and goes on running) poisons the lock for every later acquirer in any
+/// process, as std's `Mutex` does, until one marks it consistent.
+fn panic_in_guard_poisons_the_lock() {
+    let n = name("lpanic");
+    let lock = Lock::create(&n).expect("create");
+    let mut child = Child::spawn("panic_holding_lock", &[&n, "lock"]);
+    assert_eq!(child.line(), "unwound");
+    child.join();
+    assert!(lock.is_poisoned());
+    drop(expect_owner_died(lock.try_acquire()));
+    drop(expect_owner_died(
+        lock.acquire_timeout(Duration::from_secs(5)),
+    ));
+    expect_owner_died(lock.acquire()).mark_consistent();
+    assert!(!lock.is_poisoned());
+    drop(lock.acquire().expect("clean"));
+
+    let n = name("rpanic");
+    let rlock = RLock::create(&n).expect("create");
+    let mut child = Child::spawn("panic_holding_lock", &[&n, "rlock"]);
+    assert_eq!(child.line(), "unwound");
+    child.join();
+    assert!(rlock.is_poisoned());
+    expect_owner_died(rlock.acquire()).mark_consistent();
+    drop(rlock.acquire().expect("clean"));
+}
+
+/// As in std, a guard taken by a destructor while the thread unwinds, and dropped before the
+/// unwinding ends, poisons nothing: the panic began before it was taken.
+fn guard_taken_while_unwinding_does_not_poison() {
+    struct TakesTheLock<'a>(&'a Lock);
+    impl Drop for TakesTheLock<'_> {
+        fn drop(&mut self) {
+            drop(self.0.acquire().expect("clean"));
+        }
+    }
+    let lock = Lock::create(&name("unwind")).expect("create");
+    common::unwinds(|| {
+        let _t = TakesTheLock(&lock);
+        panic!("unwinding");
+    });
+    assert!(!lock.is_poisoned());
 }
 
 fn relock_on_one_thread_is_deadlock() {

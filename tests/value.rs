@@ -18,6 +18,10 @@ fn main() {
                 "atomic_increments_from_two_processes",
                 atomic_increments_from_two_processes,
             ),
+            (
+                "guard_and_locked_updates_lose_nothing",
+                guard_and_locked_updates_lose_nothing,
+            ),
             ("child_sets_an_f64", child_sets_an_f64),
             (
                 "wrong_type_is_a_layout_mismatch",
@@ -36,6 +40,10 @@ fn main() {
                 "owner_death_poisons_until_marked",
                 owner_death_poisons_until_marked,
             ),
+            (
+                "panic_in_guard_poisons_without_writing_back",
+                panic_in_guard_poisons_without_writing_back,
+            ),
             ("atomic_ops", atomic_ops),
             ("raw_value_across_processes", raw_value_across_processes),
             ("zero_sized_type_is_refused", zero_sized_type_is_refused),
@@ -47,6 +55,7 @@ fn main() {
             ("set_pi", set_pi),
             ("hold_value_lock", hold_value_lock),
             ("raw_set", raw_set),
+            ("panic_holding_value", panic_holding_value),
         ],
     );
 }
@@ -61,7 +70,7 @@ fn increment_locked(args: &[String]) {
 }
 
 fn increment_atomic(args: &[String]) {
-    let v = Value::<u64>::open(&args[0]).expect("open");
+    let v = RawValue::<u64>::open(&args[0]).expect("open");
     common::ready();
     assert_eq!(common::line_from_parent(), "go");
     for _ in 0..INCREMENTS {
@@ -69,12 +78,9 @@ fn increment_atomic(args: &[String]) {
     }
 }
 
-/// Starts two children running `routine` on a fresh `Value<u64>`, lets them go together, and
-/// returns the final value.
-fn two_children(routine: &str) -> u64 {
-    let n = name("inc");
-    let v = Value::<u64>::create(&n, 0).expect("create");
-    let mut kids = [Child::spawn(routine, &[&n]), Child::spawn(routine, &[&n])];
+/// Starts two children running `routine` on the segment `n`, and lets them go together.
+fn two_children(routine: &str, n: &str) {
+    let mut kids = [Child::spawn(routine, &[n]), Child::spawn(routine, &[n])];
     for k in &mut kids {
         k.wait_ready();
     }
@@ -84,15 +90,42 @@ fn two_children(routine: &str) -> u64 {
     for k in kids {
         k.join();
     }
-    v.get().expect("get")
 }
 
 fn locked_increments_from_two_processes() {
-    assert_eq!(two_children("increment_locked"), 2 * INCREMENTS);
+    let n = name("inc");
+    let v = Value::<u64>::create(&n, 0).expect("create");
+    two_children("increment_locked", &n);
+    assert_eq!(v.get().expect("get"), 2 * INCREMENTS);
 }
 
 fn atomic_increments_from_two_processes() {
-    assert_eq!(two_children("increment_atomic"), 2 * INCREMENTS);
+    let n = name("inc");
+    let v = RawValue::<u64>::create(&n, 0).expect("create");
+    two_children("increment_atomic", &n);
+    assert_eq!(v.load(), 2 * INCREMENTS);
+}
+
+/// A `Value` has no lock-free writes (they live on `RawValue`), so a guard held for long, with
+/// its private copy, cannot overwrite another process's update: the child's `update`s wait for
+/// the guard, and every increment on both sides counts.
+fn guard_and_locked_updates_lose_nothing() {
+    let n = name("noloss");
+    let v = Value::<u64>::create(&n, 0).expect("create");
+    let mut child = Child::spawn("increment_locked", &[&n]);
+    child.wait_ready();
+    let mut g = v.lock().expect("lock");
+    child.tell("go");
+    // The child is blocked in its first update, behind our guard.
+    common::wait_until_process_sleeps(child.pid());
+    *g += 1_000_000;
+    drop(g);
+    for _ in 0..1000 {
+        let mut g = v.lock().expect("lock");
+        *g += 1;
+    }
+    child.join();
+    assert_eq!(v.get().expect("get"), 1_000_000 + 1000 + INCREMENTS);
 }
 
 /// The seeds' value (Python's `num.value = 3.1415927`), not `PI`.
@@ -220,9 +253,57 @@ fn owner_death_poisons_until_marked() {
     assert_eq!(v.get().expect("clean after repair"), 8);
 }
 
+/// Panics with the value's lock held, half-way through a change: through a guard, or inside
+/// `update`'s closure; catches the panic and exits normally.
+fn panic_holding_value(args: &[String]) {
+    let v = Value::<[u32; 4]>::open(&args[0]).expect("open");
+    common::unwinds(|| match args[1].as_str() {
+        "guard" => {
+            let mut g = v.lock().expect("lock");
+            g[0] = 1;
+            panic!("half-way through a change");
+        }
+        _ => {
+            let _ = v.update(|x| {
+                x[0] = 1;
+                panic!("half-way through a change");
+            });
+        }
+    });
+    common::say("unwound");
+}
+
+/// A panic with the lock held poisons it, as std's does, for every later acquirer in any
+/// process until someone marks the value consistent; the half-made change is not written back.
+fn panic_in_guard_poisons_without_writing_back() {
+    for how in ["guard", "update"] {
+        let n = name("vpanic");
+        let v = Value::<[u32; 4]>::create(&n, [0; 4]).expect("create");
+        let mut child = Child::spawn("panic_holding_value", &[&n, how]);
+        assert_eq!(child.line(), "unwound");
+        child.join();
+        assert!(v.is_poisoned(), "{how}");
+        for _ in 0..2 {
+            match v.get() {
+                Err(AccessError::OwnerDied(x)) => assert_eq!(x, [0; 4], "{how}: written back"),
+                other => panic!("{how}: expected OwnerDied, got {other:?}"),
+            }
+        }
+        match v.lock() {
+            Err(LockError::OwnerDied(g)) => {
+                assert_eq!(*g, [0; 4]);
+                g.mark_consistent();
+            }
+            other => panic!("{how}: expected OwnerDied, got {other:?}"),
+        }
+        assert!(!v.is_poisoned());
+        assert_eq!(v.get().expect("clean after marking"), [0; 4]);
+    }
+}
+
 fn atomic_ops() {
     let n = name("atom");
-    let v = Value::<i32>::create(&n, 5).expect("create");
+    let v = RawValue::<i32>::create(&n, 5).expect("create");
     assert_eq!(v.fetch_add(3), 5);
     assert_eq!(v.fetch_sub(10), 8);
     assert_eq!(v.load(), -2);

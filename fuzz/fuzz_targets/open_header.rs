@@ -120,8 +120,6 @@ fn exercise(name: &str) {
     match Value::<u64>::open_with(name, &opts) {
         Ok(v) => {
             let _ = format!("{v:?}");
-            v.fetch_add(1);
-            let _ = v.compare_exchange(0, 1);
             let free = match v.try_lock() {
                 Ok(mut g) | Err(LockError::OwnerDied(mut g)) => {
                     *g = g.wrapping_add(1);
@@ -139,7 +137,6 @@ fn exercise(name: &str) {
                 let _ = v.update(|x| *x += 1);
             }
             let _ = v.is_poisoned();
-            let _ = v.load();
         }
         Err(e) => {
             let _ = e.to_string();

@@ -27,7 +27,7 @@ mod list;
 mod loom_model;
 pub(crate) mod seqlock;
 #[cfg(not(loom))]
-mod store;
+pub(crate) mod store;
 
 use bytemuck::Pod;
 

@@ -620,3 +620,32 @@ impl Writer<'_> {
         Ok(())
     }
 }
+
+/// The words of a container's payload and what they hold, for the pinned layout
+/// (`src/layout.rs`).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn shared_layout() -> Vec<String> {
+    let sizes = |shape, capacity, bytes| {
+        let lay = Layout::new(shape, capacity, bytes).expect("in range");
+        format!(
+            "{shape:?} {capacity} x {bytes} B: slots {} stride {} words {:?}",
+            lay.slots,
+            lay.stride,
+            lay.words()
+        )
+    };
+    vec![
+        format!(
+            "control words: seq {SEQ} state {STATE} len {LEN} tombs {TOMBS} free {FREE} \
+             fresh {FRESH} stamp {STAMP} repairs {REPAIRS} of {CTL_WORDS}; entry header \
+             {ENTRY_HEADER} B; index word EMPTY {EMPTY} TOMB {TOMB} ID_BASE {ID_BASE} low \
+             {LOW:#x}; params [capacity, entry bytes, seed, codec]; plain codec {}",
+            <super::Plain as Codec<u64>>::ID
+        ),
+        format!(
+            "layouts: {}; {}",
+            sizes(Shape::Dict, 100, 24),
+            sizes(Shape::List, 100, 24)
+        ),
+    ]
+}

@@ -94,8 +94,14 @@ pub(super) const HELD: u64 = 2 << 32;
 const REVOKING: u64 = 3 << 32;
 const STATE: u64 = 3 << 32;
 
-fn seat_of(bias: u64) -> usize {
-    (bias & 0xffff) as usize
+const SEAT: u64 = 0xffff;
+
+/// The seat a `bias` word names, or `None` if it is not a word this protocol writes (a seat past
+/// the last, or stray bits): another process scribbled on it. (`UNBIASED` names seat 0; callers
+/// look at the state first.)
+fn seat_of(bias: u64) -> Option<usize> {
+    let seat = (bias & SEAT) as usize;
+    (bias & !(STATE | SEAT) == 0 && seat < SEATS).then_some(seat)
 }
 
 /// A seat's `key` while a thread is taking the seat over (no pid is `u32::MAX`).
@@ -138,6 +144,16 @@ pub(crate) struct Side {
     /// Threads without a seat inside an operation.
     pub(super) seatless: Padded<AtomicU32>,
     pub(super) seats: [Padded<Seat>; SEATS],
+}
+
+/// How [`Side::wait_out`] ended.
+enum Waited {
+    /// The `bias` word changed: someone else finished the job.
+    Changed,
+    /// Whoever it waited for is out (or dead).
+    Out,
+    /// Still inside when the caller's patience ran out.
+    Spent,
 }
 
 /// A thread's part in one operation on a side; leaving is dropping it.
@@ -193,7 +209,7 @@ impl<'a> Entry<'a> {
                     seat.streak.store(0, Relaxed);
                     return;
                 }
-                let streak = seat.streak.load(Relaxed) + 1;
+                let streak = seat.streak.load(Relaxed).saturating_add(1);
                 if streak < GRANT_AFTER {
                     seat.streak.store(streak, Relaxed);
                     return;
@@ -217,7 +233,7 @@ impl Side {
     #[cfg(test)]
     pub(super) fn holder(&self) -> Option<usize> {
         let bias = self.bias.0.load(Relaxed);
-        (bias & STATE == HELD).then_some(seat_of(bias))
+        seat_of(bias).filter(|_| bias & STATE == HELD)
     }
 
     /// Starts an operation: finds this thread's seat, and takes whatever way in the `bias` word
@@ -299,8 +315,11 @@ impl Side {
 
     /// Takes the side away from the seat named in `bias`: waits for its owner to leave (or to
     /// be found dead). `false` if it is still inside when `patience` runs out; the mark stays,
-    /// and the next caller finishes the job.
+    /// and the next caller finishes the job. A word that names no seat is reset instead.
     fn revoke(&self, bias: u64, patience: Patience, salvage: &impl Fn(&Seat)) -> bool {
+        let Some(s) = seat_of(bias) else {
+            return self.reset(bias, patience, salvage);
+        };
         let Some(marked) = self.mark(bias) else {
             return true;
         };
@@ -308,28 +327,45 @@ impl Side {
         if !fence::heavy() {
             std::thread::sleep(UNFENCED_GRACE);
         }
-        let seat = &self.seats[seat_of(marked)].0;
+        let seat = &self.seats[s].0;
+        let mut died = false;
+        let waited = self.wait_out(marked, patience, |ask| {
+            // Acquire: pairs with the Release store that lowered the flag.
+            let left = seat.inside.load(Acquire) == 0;
+            died = !left && ask && !seat.owner_alive();
+            left || died
+        });
+        match waited {
+            Waited::Out => {
+                self.finish(marked, died.then_some(seat), salvage);
+                true
+            }
+            Waited::Changed => true,
+            Waited::Spent => false,
+        }
+    }
+
+    /// The wait of a revocation or a reset: while the `bias` word still reads `word`, calls
+    /// `out(ask)` until it says that whoever it waits for is out, or `patience` runs out.
+    /// `ask` says whether to ask `/proc` whether an owner lives this time: that costs a read,
+    /// so it is asked now and then, and before giving up. Even a caller that may not wait rides
+    /// out one operation of a holder's (a few spins), rather than call a queue full or empty
+    /// because another thread is putting or getting.
+    fn wait_out(&self, word: u64, patience: Patience, mut out: impl FnMut(bool) -> bool) -> Waited {
         let mut round = 0u32;
         loop {
-            if self.bias.0.load(Relaxed) != marked {
-                return true;
+            if self.bias.0.load(Relaxed) != word {
+                return Waited::Changed;
             }
-            // Acquire: pairs with the Release store that lowered the flag. The owner's liveness
-            // costs a `/proc` read: asked now and then, and before giving up. Even a caller
-            // that may not wait rides out one operation of the holder's (a few spins), rather
-            // than call a queue full or empty because another thread is putting or getting.
             let spent = match patience {
                 Patience::None => round >= BRIEF,
                 _ => patience.spent(),
             };
-            let left = seat.inside.load(Acquire) == 0;
-            let died = !left && (spent || round % 64 == 63) && !seat.owner_alive();
-            if left || died {
-                self.finish(marked, died, salvage);
-                return true;
+            if out(spent || round % 64 == 63) {
+                return Waited::Out;
             }
             if spent {
-                return false;
+                return Waited::Spent;
             }
             round = round.wrapping_add(1);
             match patience {
@@ -363,11 +399,11 @@ impl Side {
         }
     }
 
-    /// Ends a revocation whose holder left, or `died` inside: then whatever it left half done
-    /// is the ring's to repair (`salvage`) before the side is free.
-    fn finish(&self, marked: u64, died: bool, salvage: &impl Fn(&Seat)) {
-        if died {
-            salvage(&self.seats[seat_of(marked)].0);
+    /// Ends a revocation whose holder left, or died inside (`dead`, its seat): then whatever it
+    /// left half done is the ring's to repair (`salvage`) before the side is free.
+    fn finish(&self, marked: u64, dead: Option<&Seat>, salvage: &impl Fn(&Seat)) {
+        if let Some(seat) = dead {
+            salvage(seat);
         }
         let _ = self
             .bias
@@ -384,7 +420,10 @@ impl Side {
         if !matches!(bias & STATE, HELD | REVOKING) {
             return false;
         }
-        let seat = &self.seats[seat_of(bias)].0;
+        let Some(s) = seat_of(bias) else {
+            return self.reset(bias, Patience::None, &salvage);
+        };
+        let seat = &self.seats[s].0;
         // Acquire: pairs with the Release store that lowered the flag.
         if seat.inside.load(Acquire) == 0 || seat.owner_alive() {
             return false;
@@ -393,8 +432,44 @@ impl Side {
         let Some(marked) = self.mark(bias) else {
             return false;
         };
-        self.finish(marked, true, &salvage);
+        self.finish(marked, Some(seat), &salvage);
         true
+    }
+
+    /// Puts `UNBIASED` back in place of a `bias` word that names no seat (another process
+    /// scribbled on it). No thread enters alone under such a word (`sit` compares the whole
+    /// word), but one that entered alone under the word it replaced may still be inside; which
+    /// one is not known, so this waits, as a revocation waits for the holder, until every seat
+    /// is out (or its owner dead, its work salvaged). Whether it did before `patience` ran out;
+    /// if not, the word stays and the next caller goes on.
+    #[cold]
+    fn reset(&self, bias: u64, patience: Patience, salvage: &impl Fn(&Seat)) -> bool {
+        // The heavy half, as in `revoke`: a thread inside has its flag up where we look.
+        if !fence::heavy() {
+            std::thread::sleep(UNFENCED_GRACE);
+        }
+        let waited = self.wait_out(bias, patience, |ask| {
+            self.seats.iter().all(|t| {
+                let t = &t.0;
+                // Acquire: pairs with the Release store that lowered the flag.
+                t.inside.load(Acquire) == 0
+                    || (ask && !t.owner_alive() && {
+                        salvage(t);
+                        true
+                    })
+            })
+        });
+        match waited {
+            Waited::Out => {
+                let _ = self
+                    .bias
+                    .0
+                    .compare_exchange(bias, UNBIASED, AcqRel, Relaxed);
+                true
+            }
+            Waited::Changed => true,
+            Waited::Spent => false,
+        }
     }
 
     /// Hands the side to seat `s`, if no other thread is inside a shared operation on it.
@@ -452,7 +527,7 @@ impl Side {
             let t = &t.0;
             // Acquire: pairs with the Release store of a key below, as in `owner_alive`.
             let owner = t.key.load(Acquire);
-            let named = bias != UNBIASED && seat_of(bias) == s;
+            let named = bias != UNBIASED && seat_of(bias) == Some(s);
             // The seat is ours once the compare-and-swap puts `CLAIMING` in it; until the key
             // goes in, it counts as a live thread's. (Putting our key in at once would show
             // our key beside the dead owner's start time and raised flag: another thread would
@@ -661,4 +736,28 @@ mod cache {
     pub(super) fn may_look(_: &Side) -> bool {
         true
     }
+}
+
+/// The shared structures of a side, for the pinned layout (`src/layout.rs`).
+#[cfg(all(test, not(loom)))]
+pub(super) fn shared_layout() -> Vec<String> {
+    vec![
+        crate::layout::pin!(Side {
+            bias,
+            seatless,
+            seats
+        }),
+        crate::layout::pin!(Seat {
+            key,
+            start,
+            inside,
+            streak,
+            taking,
+            seen
+        }),
+        format!(
+            "constants: {SEATS} seats; UNBIASED {UNBIASED:#x} GRANTING {GRANTING:#x} HELD {HELD:#x} \
+             REVOKING {REVOKING:#x} | seat; CLAIMING {CLAIMING:#x}; SEATLESS {SEATLESS:#x}"
+        ),
+    ]
 }

@@ -287,11 +287,12 @@ fn seats_of_finished_threads_are_taken_over() {
     }
 }
 
-/// Runs `f` with the seat key of another thread, which stays alive until `f` returns.
+/// Runs `f` with the seat key of another thread, which stays alive until `f` returns (or
+/// panics: `done_tx`, moved into the scope, is dropped then, and the thread ends).
 fn with_another_live_thread(f: impl FnOnce(u64)) {
     let (key_tx, key_rx) = std::sync::mpsc::channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::scope(|s| {
+    std::thread::scope(move |s| {
         s.spawn(move || {
             key_tx.send(bias::my_key()).expect("send");
             let _ = done_rx.recv();
@@ -492,6 +493,113 @@ fn ping_pong_through_the_futex() {
         }
         r.close();
     });
+}
+
+/// `bias` words that name no seat, or carry stray bits: what another process may scribble.
+const CORRUPT_BIAS: [u64; 6] = [
+    bias::HELD | 20,
+    3 << 32 | 20, // REVOKING
+    1 << 32 | 20, // GRANTING
+    bias::HELD | 1 << 40,
+    bias::HELD | 0xffff,
+    u64::MAX,
+];
+
+/// A `bias` word that names no seat is reset to the shared protocol, not used as an index.
+#[test]
+fn a_bias_word_naming_no_seat_is_reset() {
+    let h = HeapRing::new(4, 8);
+    let r = h.ring(me());
+    for (i, word) in CORRUPT_BIAS.into_iter().enumerate() {
+        h.ctl.putters.bias.0.store(word, Relaxed);
+        h.ctl.getters.bias.0.store(word, Relaxed);
+        let i = i as u8;
+        assert_eq!(r.try_put(&[i]), TryPut::Done, "{word:#x}");
+        assert_eq!(get_vec(&r), TryGet::Got(vec![i]), "{word:#x}");
+        assert_eq!(r.task_done(), Ok(()));
+        for side in [&h.ctl.putters, &h.ctl.getters] {
+            assert_ne!(side.bias.0.load(Relaxed), word);
+        }
+        // A `join` waiting on a message at the head looks for a dead holder of the consumers'
+        // side (`reap`): a word that names a holder (held or being revoked) is reset there
+        // too; a grant in progress is left to the next get.
+        assert_eq!(r.try_put(&[i]), TryPut::Done);
+        h.ctl.getters.bias.0.store(word, Relaxed);
+        let soon = Some(Instant::now() + Duration::from_millis(30));
+        assert_eq!(r.join(soon), Err(Fail::Timeout));
+        if word & (3 << 32) >= bias::HELD {
+            assert_eq!(h.ctl.getters.bias.0.load(Relaxed), 0, "{word:#x}");
+        }
+        assert_eq!(get_vec(&r), TryGet::Got(vec![i]));
+        assert_eq!(r.task_done(), Ok(()));
+    }
+}
+
+/// The thread that held a side may still be inside when the word is scribbled over: the reset
+/// waits for it, as a revocation does (a try gives up and says so).
+#[test]
+fn a_bias_reset_waits_for_a_thread_inside() {
+    let h = HeapRing::new(4, 8);
+    let r = h.ring(me());
+    with_another_live_thread(|key| {
+        let seat = stage_holder(&h.ctl.putters, 5, key);
+        h.ctl.putters.bias.0.store(bias::HELD | 20, Relaxed);
+        assert_eq!(r.try_put(b"a"), TryPut::Busy);
+        seat.inside.store(0, Release);
+        assert_eq!(r.try_put(b"b"), TryPut::Done);
+    });
+    assert_eq!(get_vec(&r), TryGet::Got(b"b".to_vec()));
+}
+
+/// An index scribbled far behind (2^36 positions) is caught up in a few steps, not one per
+/// position, and nothing is lost or repeated.
+#[test]
+fn an_index_scribbled_far_behind_catches_up_at_once() {
+    let h = HeapRing::new(4, 8);
+    let r = h.ring(me());
+    for i in 0..3u8 {
+        assert_eq!(r.try_put(&[i]), TryPut::Done);
+    }
+    assert_eq!(get_vec(&r), TryGet::Got(vec![0]));
+    let head = &h.ctl.head.0.pos;
+    head.store(head.load(Relaxed).wrapping_sub(1 << 36), Relaxed);
+    assert_eq!(get_vec(&r), TryGet::Got(vec![1]));
+    let tail = &h.ctl.tail.0.pos;
+    tail.store(tail.load(Relaxed).wrapping_sub(1 << 36), Relaxed);
+    assert_eq!(r.try_put(&[3]), TryPut::Done);
+    assert_eq!(get_vec(&r), TryGet::Got(vec![2]));
+    assert_eq!(get_vec(&r), TryGet::Got(vec![3]));
+    assert_eq!(get_vec(&r), TryGet::Empty { stuck: None });
+    // Even an index at the very end of the number range moves on without overflow.
+    head.store(u64::MAX, Relaxed);
+    tail.store(u64::MAX, Relaxed);
+    let _ = r.try_put(&[4]);
+    let _ = get_vec(&r);
+}
+
+/// An index scribbled behind within a lap is caught up one slot at a time: a call looks at
+/// `SEARCH_BUDGET` slots before it looks at its deadline, so a `try` says `Empty` and a later
+/// call goes on where it stopped, and a blocking call with time left carries on.
+#[cfg_attr(miri, ignore = "thousands of operations; too slow under Miri")]
+#[test]
+fn a_long_catch_up_is_done_in_budgets() {
+    let cap = SEARCH_BUDGET as usize * 3;
+    let h = HeapRing::new(cap, 0);
+    let r = h.ring(me());
+    // Shared protocol only, so that each slot taken is marked free for the next lap (a
+    // consumer holding its side leaves it `FULL`, and a head moved back onto it would take
+    // that message again: a scribbler can have a message delivered twice).
+    r.forbid_bias();
+    for _ in 0..cap {
+        assert_eq!(r.try_put(&[]), TryPut::Done);
+        assert_eq!(get_vec(&r), TryGet::Got(vec![]));
+    }
+    assert_eq!(r.try_put(&[]), TryPut::Done);
+    let head = &h.ctl.head.0.pos;
+    head.store(head.load(Relaxed) - (cap as u64 - 1), Relaxed);
+    assert_eq!(get_vec(&r), TryGet::Empty { stuck: None });
+    let deadline = Some(Instant::now() + Duration::from_secs(60));
+    assert_eq!(r.get(&mut read_vec, deadline, 0), Ok(vec![]));
 }
 
 #[test]

@@ -25,8 +25,9 @@ mod sealed {
     pub trait Sealed {}
 }
 
-/// Integer types that [`Value`](crate::Value) and [`RawValue`](crate::RawValue) can update
-/// atomically: `u8`–`u64` and `i8`–`i64` (fixed widths only: `usize` differs between binaries).
+/// Integer types that a [`RawValue`](crate::RawValue) can update atomically, without a lock:
+/// `u8`–`u64` and `i8`–`i64` (fixed widths only: `usize` differs between binaries). A
+/// [`Value`](crate::Value) has no lock-free operations: every write to it takes its lock.
 pub trait AtomicInt: bytemuck::Pod + sealed::Sealed {
     #[doc(hidden)]
     type Atomic: Shared;

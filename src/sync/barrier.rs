@@ -615,3 +615,21 @@ mod handle {
         }
     }
 }
+
+/// The shared structures of this module, for the pinned layout (`src/layout.rs`).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn shared_layout() -> Vec<String> {
+    vec![
+        crate::layout::pin!(BarrierCtl {
+            seq,
+            deaths,
+            state,
+            history,
+            cause
+        }),
+        format!(
+            "constants: BROKEN {BROKEN:#x} COUNT {COUNT:#x} PARTY {PARTY}; record words, then \
+             the table, at {CTL_SIZE}"
+        ),
+    ]
+}

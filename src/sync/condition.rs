@@ -814,3 +814,28 @@ mod handle {
         }
     }
 }
+
+/// The shared structures of this module, for the pinned layout (`src/layout.rs`).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn shared_layout() -> Vec<String> {
+    vec![
+        crate::layout::pin!(CondCtl {
+            tickets,
+            high,
+            deaths,
+            name,
+            _reserved
+        }),
+        crate::layout::pin!(Slot {
+            state,
+            record,
+            ticket,
+            mark,
+            owner
+        }),
+        format!(
+            "constants: FREE {FREE} WAITING {WAITING} NOTIFIED {NOTIFIED} LEFT {LEFT}; slots at \
+             {CTL_SIZE}, then the table"
+        ),
+    ]
+}

@@ -306,3 +306,16 @@ mod handle {
         }
     }
 }
+
+/// The shared structures of this module, for the pinned layout (`src/layout.rs`).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn shared_layout() -> Vec<String> {
+    vec![
+        crate::layout::pin!(EventCtl {
+            state,
+            waiters,
+            deaths
+        }),
+        format!("constants: FLAG {FLAG}; the table at {CTL_SIZE}"),
+    ]
+}

@@ -9,6 +9,11 @@ use crate::segment::{Kind, Options, Segment, Spec};
 use crate::sync::{Acquired, Held, RawLock};
 
 /// A guard of a [`Lock`] or [`RLock`]; the lock is released when it is dropped.
+///
+/// Dropped while its thread panics, it poisons the lock first, as std's `MutexGuard` does: every
+/// later acquirer, in any process, gets [`LockError::OwnerDied`] until one calls
+/// [`mark_consistent`](Self::mark_consistent). A copy inherited by a process forked while the
+/// guard was held guards nothing there: dropping it in the child does nothing.
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     held: Held<'a>,
@@ -50,7 +55,8 @@ macro_rules! lock_type {
             ///
             /// # Errors
             ///
-            /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
+            /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`],
+            /// [`Error::InvalidMode`], [`Error::Io`].
             pub fn create(name: &str) -> Result<Self, Error> {
                 Self::create_with(name, &Options::new())
             }
@@ -70,7 +76,7 @@ macro_rules! lock_type {
             /// # Errors
             ///
             /// [`Error::NotFound`], [`Error::KindMismatch`] if `name` is not this kind of lock,
-            /// [`Error::Corrupt`], [`Error::NotReady`], [`Error::Io`].
+            /// [`Error::Corrupt`], [`Error::NotReady`], [`Error::NotRegular`], [`Error::Io`].
             pub fn open(name: &str) -> Result<Self, Error> {
                 Self::open_with(name, &Options::new())
             }

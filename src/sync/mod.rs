@@ -6,7 +6,13 @@
 //! of `Value`/`Array` wrap those. The poison word makes an owner's death sticky the way std's
 //! poisoning is: the kernel reports `EOWNERDEAD` once, we make the mutex consistent at once (so it
 //! can never become `ENOTRECOVERABLE`), set the poison word, and report `OwnerDied` to every
-//! acquirer until one of them calls `mark_consistent`.
+//! acquirer until one of them calls `mark_consistent`. A guard dropped while its thread panics
+//! sets the poison word too, as std's `MutexGuard` does, so that the next acquirer in any process
+//! is told that the data may be half-made.
+//!
+//! A guard is a thread's proof of holding the lock, and a process forked while a guard was held
+//! holds a copy of it but not the lock (that stays with the parent's thread): [`Held`] remembers
+//! [`sys::forks`] and, in a child, neither marks, poisons nor unlocks anything.
 
 pub(crate) mod atomic;
 mod barrier;
@@ -42,12 +48,27 @@ pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 
 use crate::error::{AccessError, LockError};
 use crate::segment::Segment;
-use crate::sys::{LockFail, Locked, RobustMutex};
+use crate::sys::{self, LockFail, Locked, RobustMutex};
 
 /// How many times `acquire` retries a busy lock before it blocks in the kernel. Critical sections
 /// guarded by these locks are a few hundred nanoseconds; sleeping costs two syscalls and a
 /// context switch, so a short spin wins under contention.
 const SPIN_TRIES: u32 = 100;
+
+/// The shared structures of the synchronisation family, for the pinned layout
+/// (`src/layout.rs`).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn shared_layout() -> Vec<String> {
+    [
+        ("semaphore", semaphore::shared_layout()),
+        ("event", event::shared_layout()),
+        ("barrier", barrier::shared_layout()),
+        ("condition", condition::shared_layout()),
+    ]
+    .into_iter()
+    .flat_map(|(module, lines)| lines.into_iter().map(move |l| format!("{module}::{l}")))
+    .collect()
+}
 
 /// How long an operation may wait for another thread to leave what it needs.
 #[derive(Clone, Copy, Debug)]
@@ -108,6 +129,8 @@ impl<'a> RawLock<'a> {
             Ok(how) => {
                 let held = Held {
                     lock: self,
+                    forks: sys::forks(),
+                    panicking: std::thread::panicking(),
                     _not_send: PhantomData,
                 };
                 // The poison word is only touched while the mutex is held, so the mutex orders
@@ -183,25 +206,54 @@ impl<'a> RawLock<'a> {
     }
 }
 
-/// Proof that this thread holds a [`RawLock`]; releases it on drop. Not `Send`: a pthread mutex
-/// must be unlocked by the thread that locked it.
+/// Proof that this thread holds a [`RawLock`]; releases it on drop, and poisons it first if the
+/// thread is panicking. Not `Send`: a pthread mutex must be unlocked by the thread that locked it.
 #[must_use = "the lock is released as soon as this is dropped"]
 pub(crate) struct Held<'a> {
     lock: RawLock<'a>,
+    /// [`sys::forks`] when the lock was taken: a copy in a forked child holds nothing.
+    forks: u32,
+    /// Whether the thread was already panicking when it took the lock (a guard taken in a
+    /// destructor during unwinding poisons nothing by being dropped, as in std).
+    panicking: bool,
     _not_send: PhantomData<*const ()>,
 }
 
 impl Held<'_> {
+    /// Whether this process holds the lock: `false` in a child forked while it was held.
+    #[inline]
+    pub(crate) fn here(&self) -> bool {
+        sys::forks() == self.forks
+    }
+
+    /// Whether the thread began to panic after it took the lock: the guarded data may be
+    /// half-made.
+    #[inline]
+    pub(crate) fn panicked(&self) -> bool {
+        !self.panicking && std::thread::panicking()
+    }
+
     /// Declares the guarded data sound again after an owner's death.
     pub(crate) fn mark_consistent(&self) {
-        // Relaxed: written while the mutex is held; the unlock publishes it.
-        self.lock.poison.store(0, Ordering::Relaxed);
+        if self.here() {
+            // Relaxed: written while the mutex is held; the unlock publishes it.
+            self.lock.poison.store(0, Ordering::Relaxed);
+        }
     }
 }
 
 impl Drop for Held<'_> {
     #[inline]
     fn drop(&mut self) {
+        if !self.here() {
+            // The parent's thread holds the mutex and its data; the child has nothing to give.
+            return;
+        }
+        if self.panicked() {
+            // The guarded data may be half-made. Relaxed: written while the mutex is held; the
+            // unlock publishes it.
+            self.lock.poison.store(1, Ordering::Relaxed);
+        }
         // Cannot fail: this thread holds the mutex (robust mutexes check, and would say EPERM).
         let _ = self.lock.mutex.unlock();
     }

@@ -877,3 +877,23 @@ mod handle {
         }
     }
 }
+
+/// The shared structures of this module, for the pinned layout (`src/layout.rs`).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn shared_layout() -> Vec<String> {
+    vec![
+        crate::layout::pin!(SemCtl {
+            seq,
+            redo_valid,
+            state,
+            held,
+            redo_record,
+            redo_data,
+            redo_state,
+            redo_held,
+            deaths,
+            _pad
+        }),
+        format!("constants: NO_RECORD {NO_RECORD:#x}; record words, then the table, at {CTL_SIZE}"),
+    ]
+}

@@ -12,8 +12,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
 
-use rustix::fs::{FallocateFlags, Mode};
-use rustix::shm;
+use rustix::fs::{AtFlags, FallocateFlags, FileType, Mode, OFlags};
 
 /// The directory where the kernel exposes POSIX shared-memory objects.
 pub(crate) const SHM_DIR: &str = "/dev/shm";
@@ -22,34 +21,57 @@ pub(crate) const SHM_DIR: &str = "/dev/shm";
 /// the whole name, slash included, to 31 bytes (`PSHMNAMLEN`).
 pub(crate) const MAX_NAME_LEN: usize = 30;
 
-fn shm_path(name: &str) -> String {
-    format!("/{name}")
+/// The shared-memory directory, opened for the `*at` calls below. Opened per call: segments are
+/// created and opened rarely, and a descriptor kept for the process would be one more thing a
+/// program that closes its descriptors (a daemon) could pull from under us.
+fn shm_dir() -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        SHM_DIR,
+        OFlags::DIRECTORY | OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
-/// Creates `name` exclusively (`O_CREAT | O_EXCL`) with permission bits `mode`.
+/// The flags every open of a segment carries, as glibc's `shm_open` does and more: never follow
+/// a symbolic link planted at the name (`O_NOFOLLOW`: `ELOOP` instead), never leak the descriptor
+/// into a program this one executes (`O_CLOEXEC`), and never block opening a FIFO planted there
+/// (`O_NONBLOCK`, which changes nothing for a regular file). The caller checks that what it got
+/// is a regular file ([`file_stat`]).
+const OPEN_FLAGS: OFlags = OFlags::NOFOLLOW
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NONBLOCK);
+
+/// Creates `name` exclusively (`O_CREAT | O_EXCL`, which never follows a link either) with
+/// permission bits `mode`.
 pub(crate) fn shm_create(name: &str, mode: u32) -> io::Result<File> {
-    let fd = shm::open(
-        shm_path(name),
-        shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+    let fd = rustix::fs::openat(
+        shm_dir()?,
+        name,
+        OPEN_FLAGS | OFlags::CREATE | OFlags::EXCL | OFlags::RDWR,
         Mode::from_raw_mode(mode),
     )?;
     Ok(File::from(fd))
 }
 
-/// Opens an existing `name`, read-write or read-only.
+/// Opens an existing `name`, read-write or read-only, without following a link (see
+/// [`OPEN_FLAGS`]); the caller checks that it is a regular file.
 pub(crate) fn shm_open(name: &str, write: bool) -> io::Result<File> {
-    let flags = if write {
-        shm::OFlags::RDWR
-    } else {
-        shm::OFlags::RDONLY
-    };
-    let fd: OwnedFd = shm::open(shm_path(name), flags, Mode::empty())?;
+    let access = if write { OFlags::RDWR } else { OFlags::RDONLY };
+    let fd: OwnedFd = rustix::fs::openat(shm_dir()?, name, OPEN_FLAGS | access, Mode::empty())?;
     Ok(File::from(fd))
 }
 
-/// Removes `name`; mappings that are open elsewhere stay valid.
+/// What `name` is, without opening it or following a link: for checking what sits at a name
+/// without the side effects of an open (a FIFO, a device).
+pub(crate) fn shm_stat(name: &str) -> io::Result<FileStat> {
+    let st = rustix::fs::statat(shm_dir()?, name, AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(FileStat::of(&st))
+}
+
+/// Removes `name` (whatever it is: a link is removed, not followed); mappings that are open
+/// elsewhere stay valid.
 pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
-    Ok(shm::unlink(shm_path(name))?)
+    Ok(rustix::fs::unlinkat(shm_dir()?, name, AtFlags::empty())?)
 }
 
 /// Reserves `len` bytes of backing store so that a full `/dev/shm` fails here, with `ENOSPC`,
@@ -66,10 +88,38 @@ pub(crate) fn reserve(file: &File, len: u64) -> io::Result<()> {
 /// The identity of an open file: `(device, inode)`.
 pub(crate) type FileId = (u64, u64);
 
-/// Length and identity of an open file.
-pub(crate) fn file_stat(file: &File) -> io::Result<(u64, FileId)> {
-    let st = rustix::fs::fstat(file.as_fd())?;
-    Ok((st.st_size as u64, (st.st_dev, st.st_ino)))
+/// What `fstat` says of a file, as far as segments care.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FileStat {
+    pub len: u64,
+    pub id: FileId,
+    /// `None` for a regular file; otherwise what it is, in words ("symbolic link").
+    pub irregular: Option<&'static str>,
+}
+
+impl FileStat {
+    fn of(st: &rustix::fs::Stat) -> FileStat {
+        let irregular = match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => None,
+            FileType::Directory => Some("directory"),
+            FileType::Symlink => Some("symbolic link"),
+            FileType::Fifo => Some("FIFO"),
+            FileType::Socket => Some("socket"),
+            FileType::CharacterDevice => Some("character device"),
+            FileType::BlockDevice => Some("block device"),
+            _ => Some("file of unknown type"),
+        };
+        FileStat {
+            len: st.st_size as u64,
+            id: (st.st_dev, st.st_ino),
+            irregular,
+        }
+    }
+}
+
+/// Length, identity and type of an open file.
+pub(crate) fn file_stat(file: &File) -> io::Result<FileStat> {
+    Ok(FileStat::of(&rustix::fs::fstat(file.as_fd())?))
 }
 
 /// Whether an open file has lost its last name (it was unlinked after we opened it).
@@ -157,10 +207,9 @@ std::thread_local! {
     static IDS: std::cell::Cell<(u32, u32, u32)> = const { std::cell::Cell::new((u32::MAX, 0, 0)) };
 }
 
-/// This thread's process id and thread id, cached per thread (a system call each would cost a
-/// queue operation more than the operation itself) and read again after a `fork`.
+/// Registers [`count_fork`] once per process.
 #[inline]
-pub(crate) fn thread_ids() -> (u32, u32) {
+fn count_forks() {
     static AT_FORK: std::sync::Once = std::sync::Once::new();
     AT_FORK.call_once(|| {
         // SAFETY: registers a handler that only bumps an atomic counter, which is
@@ -168,6 +217,13 @@ pub(crate) fn thread_ids() -> (u32, u32) {
         // (ENOMEM), a forked child would keep its parent's ids; nothing else changes.
         let _ = unsafe { libc::pthread_atfork(None, None, Some(count_fork)) };
     });
+}
+
+/// This thread's process id and thread id, cached per thread (a system call each would cost a
+/// queue operation more than the operation itself) and read again after a `fork`.
+#[inline]
+pub(crate) fn thread_ids() -> (u32, u32) {
+    count_forks();
     let forks = FORKS.load(std::sync::atomic::Ordering::Relaxed);
     IDS.with(|ids| {
         let (seen, pid, tid) = ids.get();
@@ -183,10 +239,11 @@ pub(crate) fn thread_ids() -> (u32, u32) {
     })
 }
 
-/// How many times this process was forked from its parent and theirs, as counted in each child
-/// (once [`thread_ids`] has run): a value read before a `fork` differs in the child.
+/// How many times this process was forked from its parent and theirs, as counted in each child:
+/// a value read before a `fork` differs in the child.
 #[inline]
 pub(crate) fn forks() -> u32 {
+    count_forks();
     FORKS.load(std::sync::atomic::Ordering::Relaxed)
 }
 

@@ -324,3 +324,13 @@ pub fn timed<R>(asked: std::time::Duration, f: impl FnOnce() -> R) -> R {
     );
     r
 }
+
+/// Runs `f`, which must panic, and catches the panic, keeping its message off the output (the
+/// panic hook is process-wide: meant for child processes, or tests that tolerate a moment
+/// without panic messages).
+pub fn unwinds(f: impl FnOnce()) {
+    std::panic::set_hook(Box::new(|_| {}));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    drop(std::panic::take_hook());
+    assert!(r.is_err(), "it did not panic");
+}

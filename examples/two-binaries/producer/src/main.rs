@@ -56,7 +56,7 @@ fn run() -> Result<(), Box<dyn Error>> {
             seq,
             celsius,
         })?;
-        count.fetch_add(1);
+        count.update(|n| *n += 1)?;
     }
     readings.close();
     println!("producer {}: put {n} readings", std::process::id());

@@ -1,0 +1,165 @@
+//! Handles and guards inherited through `fork`: whatever a forked child drops, the parent's
+//! segments, locks and data stay the parent's.
+//!
+//! The test binary runs tests on several threads, and a child forked from a threaded process may
+//! only do async-signal-safe work; so each case runs in a child process of its own (single
+//! threaded), which creates the segments, forks, lets its forked child drop everything, and then
+//! goes on using them itself.
+
+mod common;
+
+use std::panic::AssertUnwindSafe;
+
+use common::{Child, name};
+use mpshm::{
+    Array, ByteQueue, JoinableQueue, Lock, Queue, RLock, RawArray, RawValue, SharedDict, Value,
+};
+
+fn main() {
+    common::run(
+        &[(
+            "child_drops_nothing_of_the_parent",
+            child_drops_nothing_of_the_parent,
+        )],
+        &[("create_fork_and_use", create_fork_and_use)],
+    );
+}
+
+/// Forks: `None` in the forked child, its pid in the parent.
+fn fork() -> Option<libc::pid_t> {
+    // SAFETY: called from a single-threaded child process of the test binary, so the forked
+    // child inherits no lock held by another thread.
+    match unsafe { libc::fork() } {
+        -1 => panic!("fork: {}", std::io::Error::last_os_error()),
+        0 => None,
+        pid => Some(pid),
+    }
+}
+
+/// In a forked child: ends it at once, without the parent's exit handlers, with status 0 if `ok`.
+fn exit_child(ok: bool) -> ! {
+    // SAFETY: `_exit` ends the process; nothing runs after it.
+    unsafe { libc::_exit(i32::from(!ok)) }
+}
+
+/// Waits for the forked child `pid`; whether it exited with status 0.
+fn child_succeeded(pid: libc::pid_t) -> bool {
+    let mut status = 0;
+    // SAFETY: waits for our own child, writing its status into a local.
+    let r = unsafe { libc::waitpid(pid, &mut status, 0) };
+    r == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+}
+
+/// The payload of a `Value<u64>` as the file holds it: header (256 B), lock area (56 B), value.
+fn value_in_file(n: &str) -> u64 {
+    let bytes = std::fs::read(std::path::Path::new("/dev/shm").join(n)).expect("read segment");
+    u64::from_ne_bytes(bytes[312..320].try_into().expect("8 bytes"))
+}
+
+/// In a child process of the test: creates one of each handle, holds a guard of each lock,
+/// forks, and has the forked child change what its copy of the value's guard shows and drop it,
+/// drop the other guards while panicking, drop every handle and exit. Then checks that the names are there, the locks are
+/// still held here and not poisoned, the value was not written back, and everything works, and
+/// finally that dropping the handles here removes the names.
+fn create_fork_and_use(args: &[String]) {
+    let names: Vec<&str> = args.iter().map(String::as_str).collect();
+    let value = Value::<u64>::create(names[0], 7).expect("value");
+    let array = Array::<u32>::from_slice(names[1], &[1, 2, 3]).expect("array");
+    let lock = Lock::create(names[2]).expect("lock");
+    let rlock = RLock::create(names[3]).expect("rlock");
+    let queue = Queue::<u64>::create(names[4], 4).expect("queue");
+    let raw = RawValue::<u64>::create(names[5], 1).expect("raw value");
+    let raw_array = RawArray::<u8>::create(names[6], 2).expect("raw array");
+    let bytes = ByteQueue::create(names[7], 4, 16).expect("byte queue");
+    let joinable = JoinableQueue::<u32>::create(names[8], 4).expect("joinable queue");
+    let dict = SharedDict::<u64, u64>::create(names[9], 4).expect("dict");
+    queue.put(1).expect("put");
+    dict.insert(1, 2).expect("insert");
+
+    let mut vg = value.lock().expect("value lock");
+    let ag = array.lock().expect("array lock");
+    let lg = lock.acquire().expect("lock");
+    let rg = rlock.acquire().expect("rlock");
+    assert_eq!(*vg, 7);
+
+    let Some(pid) = fork() else {
+        // The forked child: its copy of the value's guard, changed and dropped; its copies of
+        // the lock guards, dropped while panicking; then its copies of the handles.
+        *vg = 99;
+        drop(vg);
+        std::panic::set_hook(Box::new(|_| {}));
+        let unwound = std::panic::catch_unwind(AssertUnwindSafe(move || {
+            let _held = (ag, lg, rg);
+            panic!("dropping the inherited guards while unwinding");
+        }));
+        drop((
+            value, array, lock, rlock, queue, raw, raw_array, bytes, joinable,
+        ));
+        drop(dict);
+        exit_child(unwound.is_err());
+    };
+    assert!(child_succeeded(pid), "the forked child failed");
+
+    // Nothing of ours was unlinked.
+    for n in &names {
+        assert!(common::exists(n), "{n} was unlinked by the forked child");
+    }
+    // The value's guard (the child's copy) wrote nothing back, and no lock was poisoned or
+    // released: this process still holds them all.
+    assert_eq!(value_in_file(names[0]), 7, "the child's guard wrote back");
+    for (what, poisoned) in [
+        ("value", value.is_poisoned()),
+        ("array", array.is_poisoned()),
+        ("lock", lock.is_poisoned()),
+        ("rlock", rlock.is_poisoned()),
+    ] {
+        assert!(!poisoned, "the child poisoned the {what}");
+    }
+    assert!(matches!(lock.acquire(), Err(mpshm::LockError::Deadlock)));
+    drop((vg, ag, lg, rg));
+    // Everything works here as before.
+    value.set(8).expect("value set");
+    assert_eq!(value.get().expect("value get"), 8);
+    array.set(0, 5).expect("array set");
+    assert_eq!(array.to_vec().expect("to_vec"), [5, 2, 3]);
+    drop(lock.acquire().expect("lock again"));
+    drop(rlock.acquire().expect("rlock again"));
+    assert_eq!(queue.get(), Ok(1));
+    queue.put(2).expect("put");
+    assert_eq!(queue.get(), Ok(2));
+    raw.set(3);
+    assert_eq!(raw.get(), 3);
+    raw_array.set(1, 4).expect("raw array set");
+    bytes.put(b"x".to_vec()).expect("byte put");
+    assert_eq!(bytes.get().expect("byte get"), b"x");
+    joinable.put(1).expect("joinable put");
+    assert_eq!(joinable.get(), Ok(1));
+    joinable.task_done().expect("task done");
+
+    assert_eq!(dict.get(&1).expect("dict get"), Some(2));
+    dict.insert(3, 4).expect("insert");
+    drop((
+        value, array, lock, rlock, queue, raw, raw_array, bytes, joinable,
+    ));
+    drop(dict);
+    for n in &names {
+        assert!(!common::exists(n), "{n} was not removed by its creator");
+    }
+    common::say("ok");
+}
+
+/// `Segment::drop` must unlink only in the process that created the segment, and a guard's
+/// drop must neither write back, poison nor unlock in a child forked while it was held.
+fn child_drops_nothing_of_the_parent() {
+    let names: Vec<String> = [
+        "fvalue", "farray", "flock", "frlock", "fqueue", "fraw", "frawarr", "fbytes", "fjoin",
+        "fdict",
+    ]
+    .iter()
+    .map(|t| name(t))
+    .collect();
+    let args: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut child = Child::spawn("create_fork_and_use", &args);
+    assert_eq!(child.line(), "ok");
+    child.join();
+}
