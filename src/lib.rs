@@ -68,13 +68,10 @@ mod queue;
 mod ring;
 mod segment;
 #[cfg(not(loom))]
-mod spsc;
-#[cfg(not(loom))]
 mod spsc_queue;
 mod sync;
 mod sys;
 mod value;
-#[cfg(not(loom))]
 mod wait;
 
 pub use array::{Array, ArrayGuard, RawArray};
@@ -110,7 +107,8 @@ pub use sync::{
 };
 pub use value::{RawValue, Value, ValueGuard};
 #[cfg(not(loom))]
-pub use wait::{DeathNotice, PEER_POLL, Waitable, death_notice, wait};
+pub use wait::{DeathNotice, PEER_POLL, Waitable, death_notice, fence_mode, wait};
+pub use wait::{FenceMode, UNFENCED_POLL};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -26,13 +26,11 @@ use bytemuck::Pod;
 
 use crate::attach::{Attachment, Holder, Table, Watch, table_size};
 use crate::error::{Error, RecvError, SendError};
-use crate::queue::{DEFAULT_SPIN, deadline};
-use crate::ring::{Fail, Peers};
+use crate::ring::RingError;
+use crate::ring::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
 use crate::segment::{Kind, Options, Segment, Shared, Spec};
-use crate::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
-use crate::sync::fence;
-use crate::sync::owner::{OwnerLock, Patience};
-use crate::wait::{Bump, WaitSet};
+use crate::sync::owner::BiasedLock;
+use crate::wait::{Bump, DEFAULT_SPIN, Deadline, Peers, WaitSet, deadline, fence};
 
 /// Bytes per chunk, its header included: one ring slot is 1 KiB with its header words. Small
 /// slots keep many small messages in flight; large messages pay a slot per KiB, a fraction of
@@ -155,9 +153,9 @@ struct End {
     peer_seen: AtomicU64,
     /// Held while receiving, so two threads cannot interleave a message's chunks (see
     /// `sync::owner` for why not a `Mutex`).
-    recv: OwnerLock,
+    recv: BiasedLock,
     /// Held while sending, for the same reason as `recv`.
-    send: OwnerLock,
+    send: BiasedLock,
     /// Sends so far (under the send lock), to space out the peer's liveness checks.
     sends: AtomicU32,
     /// This end's caches of the other side's ring indices.
@@ -193,8 +191,8 @@ impl End {
             spin: AtomicU32::new(DEFAULT_SPIN),
             born: Instant::now(),
             peer_seen: AtomicU64::new(0),
-            recv: OwnerLock::default(),
-            send: OwnerLock::default(),
+            recv: BiasedLock::default(),
+            send: BiasedLock::default(),
             sends: AtomicU32::new(0),
             send_cache: Cache::default(),
         };
@@ -215,8 +213,8 @@ impl End {
     /// sends to it.
     fn bump(&self) -> Bump<'_> {
         Bump([
-            Some(self.ring(self.side).get_wait().0),
-            Some(self.ring(self.peer()).put_wait().0),
+            Some(self.ring(self.side).get_events().epoch()),
+            Some(self.ring(self.peer()).put_events().epoch()),
         ])
     }
 
@@ -254,8 +252,8 @@ impl End {
     /// Whether the peer closed its end, or its process died. A released end (no holder) is
     /// not gone: its next holder may come. An armed peer is seen alive at once; one whose
     /// arming thread died is looked up in `/proc`, and so is an unarmed one, but that at most
-    /// every [`PEER_POLL`](crate::PEER_POLL) unless `fresh`.
-    fn peer_gone(&self, fresh: bool) -> bool {
+    /// every [`PEER_POLL`](crate::PEER_POLL) unless the look is [`Look::Fresh`].
+    fn peer_gone(&self, look: Look) -> bool {
         if self.peer_closed() {
             return true;
         }
@@ -266,7 +264,7 @@ impl End {
         // Nanoseconds since this handle was made, plus one: 0 in `peer_seen` is "never".
         let now = || self.born.elapsed().as_nanos() as u64 + 1;
         let seen = self.peer_seen.load(Ordering::Relaxed);
-        if !fresh
+        if look == Look::Cached
             && seen != 0
             && now().saturating_sub(seen) < crate::PEER_POLL.as_nanos() as u64
             && !ends.abandoned(self.peer())
@@ -283,8 +281,8 @@ impl End {
     /// Adds the peer's liveness to `set`: its death wakes whoever waits to receive from it or
     /// to send to it.
     fn watch_peer<'a>(&'a self, set: &mut WaitSet<'a>) -> bool {
-        let from_peer = self.ring(self.peer()).get_wait().0;
-        let to_peer = self.ring(self.side).put_wait().0;
+        let from_peer = self.ring(self.peer()).get_events().epoch();
+        let to_peer = self.ring(self.side).put_events().epoch();
         self.ends()
             .watch(self.peer(), set, Bump([Some(from_peer), Some(to_peer)]))
             == Watch::Sleep
@@ -297,7 +295,7 @@ impl End {
                 max: MAX_MESSAGE,
             });
         }
-        let _sending = self.send.lock();
+        let _sending = self.send.enter();
         if !self.here() {
             return Err(SendError::Disconnected);
         }
@@ -306,7 +304,7 @@ impl End {
         let n = self.sends.load(Ordering::Relaxed).wrapping_add(1);
         self.sends.store(n, Ordering::Relaxed);
         let gone = if n % 64 == 0 {
-            self.peer_gone(false)
+            self.peer_gone(Look::Cached)
         } else {
             self.peer_closed()
         };
@@ -349,7 +347,7 @@ impl End {
     /// Takes the next whole message into `out`; waits until `deadline` for its first chunk,
     /// and that long at most for another thread of this process to finish its receive.
     fn recv_into_vec(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), RecvError> {
-        let _receiving = self.recv.lock_until(deadline).ok_or(RecvError::Timeout)?;
+        let _receiving = self.recv.enter_until(deadline).ok_or(RecvError::Timeout)?;
         self.recv_message(deadline, out).map(|_| ())
     }
 
@@ -391,10 +389,10 @@ impl End {
                 let spin = self.spin.load(Ordering::Relaxed);
                 match ring.pop_watching(&mut take, wait, spin, &PipePeers { end: self }) {
                     Ok(()) => {}
-                    Err(Fail::Timeout) => return Err(RecvError::Timeout),
+                    Err(RingError::Timeout) => return Err(RecvError::Timeout),
                     // Closed or gone, and drained (mid-message, the rest of it is lost with
                     // the peer).
-                    Err(Fail::Closed | Fail::Disconnected) => {
+                    Err(RingError::Closed | RingError::Disconnected) => {
                         return Err(RecvError::Disconnected);
                     }
                 }
@@ -429,8 +427,8 @@ impl End {
                             return Err(RecvError::Disconnected);
                         }
                         Ok(()) => {}
-                        Err(Fail::Timeout) => return Err(RecvError::Timeout),
-                        Err(Fail::Closed | Fail::Disconnected) => {
+                        Err(RingError::Timeout) => return Err(RecvError::Timeout),
+                        Err(RingError::Closed | RingError::Disconnected) => {
                             return Err(RecvError::Disconnected);
                         }
                     }
@@ -442,7 +440,7 @@ impl End {
     /// Receives the next message into `buf` without an intermediate copy; a message longer
     /// than `buf` stays in the ring and is reported as `BufferTooShort`.
     fn recv_into_slice(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
-        let _receiving = self.recv.lock();
+        let _receiving = self.recv.enter();
         let needed = self.next_len(None)?;
         if needed > buf.len() {
             return Err(RecvError::BufferTooShort { needed });
@@ -461,7 +459,7 @@ impl End {
 
     /// Receives a `T` straight into place; a message of another size is consumed.
     fn recv_pod<T: Pod>(&self, deadline: Option<Instant>) -> Result<T, RecvError> {
-        let _receiving = self.recv.lock_until(deadline).ok_or(RecvError::Timeout)?;
+        let _receiving = self.recv.enter_until(deadline).ok_or(RecvError::Timeout)?;
         self.recv_pod_held(deadline)
     }
 
@@ -485,7 +483,7 @@ impl End {
             return Err(RecvError::Empty);
         }
         // Another thread of this process is receiving: this one would have to wait.
-        let Some(_receiving) = self.recv.lock_within(Patience::None) else {
+        let Some(_receiving) = self.recv.enter_within(Deadline::Now) else {
             return Err(RecvError::Empty);
         };
         // Look again under the lock: that other thread may have taken the message we saw.
@@ -499,7 +497,7 @@ impl End {
     /// Whether a receive would not block: a message (or its first chunk) is there, or the peer
     /// is gone.
     fn ready(&self) -> bool {
-        self.ring(self.peer()).readable() || self.peer_gone(false)
+        self.ring(self.peer()).readable() || self.peer_gone(Look::Cached)
     }
 
     /// Waits until a receive would not block (see `ready`), taking nothing.
@@ -511,7 +509,7 @@ impl End {
         let ring = self.ring(self.peer());
         !matches!(
             ring.wait_readable(deadline(timeout), spin, &PipePeers { end: self }),
-            Err(Fail::Timeout)
+            Err(RingError::Timeout)
         )
     }
 
@@ -541,6 +539,16 @@ impl Drop for End {
     }
 }
 
+/// How recent a look at the peer's liveness must be ([`End::peer_gone`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// A liveness read within the last [`PEER_POLL`](crate::PEER_POLL) will do: the send and
+    /// `poll` paths, which run often.
+    Cached,
+    /// Read it now: a blocked call deciding whether to give up.
+    Fresh,
+}
+
 /// The peer, for a blocked call of `end`.
 struct PipePeers<'a> {
     end: &'a End,
@@ -550,7 +558,7 @@ impl Peers for PipePeers<'_> {
     #[cold]
     #[inline(never)]
     fn gone(&self) -> bool {
-        self.end.peer_gone(true)
+        self.end.peer_gone(Look::Fresh)
     }
 
     #[cold]
@@ -818,8 +826,7 @@ macro_rules! receiving {
 
         impl crate::wait::sealed::WaitOn for $ty {
             fn wait_on<'a>(&'a self, set: &mut WaitSet<'a>) -> bool {
-                let (epoch, waiters) = self.end.ring(self.end.peer()).get_wait();
-                set.count(epoch, waiters);
+                set.count(self.end.ring(self.end.peer()).get_events());
                 self.end.watch_peer(set)
             }
         }

@@ -18,18 +18,16 @@ use crate::error::{
     Error, GetError, GetTimeoutError, JoinError, PutError, PutTimeoutError, TryGetError,
     TryPutError,
 };
-use crate::ring::{self, CTL_SIZE, Fail, NoPeers, Peers, Ring, RingCtl, TryGet, TryPut};
+use crate::ring::mpmc::{self, CTL_SIZE, Ring, RingCtl};
+use crate::ring::{self, RingError, TryRingError};
 use crate::segment::{Kind, Options, Segment, Spec};
-use crate::sync::fence;
 use crate::sys;
-use crate::wait::{Bump, WaitSet};
+use crate::wait::{Bump, DEFAULT_SPIN, NoPeers, Peers, WaitSet, deadline, fence};
 
 /// The largest capacity accepted.
 const MAX_CAPACITY: usize = 1 << 32;
 /// The longest message slot accepted: 64 MiB.
 const MAX_MESSAGE: usize = 64 << 20;
-/// How many rounds a blocked `put`/`get` spins before it sleeps, unless told otherwise.
-pub(crate) const DEFAULT_SPIN: u32 = ring::SPUN_AFTER;
 
 /// The producers' table of attachment records, and the consumers'.
 const PRODUCERS: usize = 0;
@@ -242,10 +240,10 @@ impl RingSeg {
     /// Counts the caller as a waiting consumer and adds what it sleeps on: the consumers'
     /// eventcount and the producers' liveness; `false` if something changed meanwhile.
     pub(crate) fn wait_on<'a>(&'a self, set: &mut WaitSet<'a>) -> bool {
-        let (epoch, waiters) = self.ring().get_wait();
-        set.count(epoch, waiters);
+        let events = self.ring().get_events();
+        set.count(events);
         self.table(PRODUCERS)
-            .watch_all(set, Bump([Some(epoch), None]))
+            .watch_all(set, Bump([Some(events.epoch()), None]))
             == Watch::Sleep
     }
 
@@ -260,10 +258,12 @@ impl Drop for RingSeg {
     fn drop(&mut self) {
         let ring = self.ring();
         // The other side's waiters look again: they may be disconnected now.
-        for (side, (epoch, waiters)) in [(PRODUCERS, ring.get_wait()), (CONSUMERS, ring.put_wait())]
-        {
+        for (side, events) in [
+            (PRODUCERS, ring.get_events()),
+            (CONSUMERS, ring.put_events()),
+        ] {
             if self.sides[side].detach(&self.table(side)) {
-                ring::wake(epoch, waiters);
+                events.wake();
             }
         }
     }
@@ -324,12 +324,6 @@ fn ring_view(seg: &Segment, cap: usize, max_len: usize, pid: u32, joinable: bool
     Ring::new(ctl, slots, cap, max_len, pid, joinable)
 }
 
-/// The deadline `timeout` from now; `None` (wait forever) for one too large to represent.
-pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
-    // A timeout too large to represent waits forever.
-    Instant::now().checked_add(timeout)
-}
-
 /// How a blocking or non-blocking operation may wait.
 #[derive(Clone, Copy)]
 enum Wait {
@@ -367,22 +361,42 @@ enum GetFail {
     Decode,
 }
 
-impl From<Fail> for PutFail {
-    fn from(f: Fail) -> PutFail {
+impl From<RingError> for PutFail {
+    fn from(f: RingError) -> PutFail {
         match f {
-            Fail::Timeout => PutFail::Timeout,
-            Fail::Closed => PutFail::Closed,
-            Fail::Disconnected => PutFail::Disconnected,
+            RingError::Timeout => PutFail::Timeout,
+            RingError::Closed => PutFail::Closed,
+            RingError::Disconnected => PutFail::Disconnected,
         }
     }
 }
 
-impl From<Fail> for GetFail {
-    fn from(f: Fail) -> GetFail {
+impl From<TryRingError> for PutFail {
+    fn from(f: TryRingError) -> PutFail {
         match f {
-            Fail::Timeout => GetFail::Timeout,
-            Fail::Closed => GetFail::Closed,
-            Fail::Disconnected => GetFail::Disconnected,
+            TryRingError::WouldBlock => PutFail::Full,
+            TryRingError::Closed => PutFail::Closed,
+            TryRingError::Disconnected => PutFail::Disconnected,
+        }
+    }
+}
+
+impl From<RingError> for GetFail {
+    fn from(f: RingError) -> GetFail {
+        match f {
+            RingError::Timeout => GetFail::Timeout,
+            RingError::Closed => GetFail::Closed,
+            RingError::Disconnected => GetFail::Disconnected,
+        }
+    }
+}
+
+impl From<TryRingError> for GetFail {
+    fn from(f: TryRingError) -> GetFail {
+        match f {
+            TryRingError::WouldBlock => GetFail::Empty,
+            TryRingError::Closed => GetFail::Closed,
+            TryRingError::Disconnected => GetFail::Disconnected,
         }
     }
 }
@@ -407,29 +421,11 @@ impl RingSeg {
                 Ok(ring.put_watching(msg, deadline, self.spin(), &NoPeers)?)
             }
             Wait::No => {
-                // Looked at only once the queue is found full, and then before one more try,
-                // so that a consumer's last take before it went is seen.
-                let mut gone = None;
-                loop {
-                    if ring.is_closed() {
-                        return Err(PutFail::Closed);
-                    }
-                    match ring.try_put(msg) {
-                        TryPut::Done => return Ok(()),
-                        TryPut::Full {
-                            stuck: Some((pos, w)),
-                        } if ring.reclaim(pos, w) => {}
-                        TryPut::Full { .. } if gone.is_none() => {
-                            gone = Some(self.gone(CONSUMERS));
-                        }
-                        TryPut::Full { .. } if gone == Some(true) => {
-                            return Err(PutFail::Disconnected);
-                        }
-                        // Busy: another producer, holding the producers' side, was still inside
-                        // a put after a brief spin; a nonblocking put must not wait on it.
-                        TryPut::Full { .. } | TryPut::Busy => return Err(PutFail::Full),
-                    }
-                }
+                let peers = QueuePeers {
+                    seg: self,
+                    other: CONSUMERS,
+                };
+                Ok(ring.put_nowait(msg, &peers)?)
             }
         }
     }
@@ -455,28 +451,11 @@ impl RingSeg {
                 ring.get_watching(&mut read, deadline, self.spin(), &NoPeers)?;
             }
             Wait::No => {
-                // `gone` as `gone` in `put_bytes`: once empty, then one more try.
-                let mut gone = None;
-                loop {
-                    // `closed` first, as in `Ring::get`: "closed and empty" must mean drained.
-                    let closed = ring.is_closed();
-                    match ring.try_get(&mut read) {
-                        TryGet::Got(()) => break,
-                        TryGet::Empty {
-                            stuck: Some((pos, w)),
-                        } if ring.reclaim(pos, w) => {}
-                        TryGet::Empty { stuck: None } if closed => return Err(GetFail::Closed),
-                        TryGet::Empty { stuck: None } if gone.is_none() => {
-                            gone = Some(self.gone(PRODUCERS));
-                        }
-                        TryGet::Empty { stuck: None } if gone == Some(true) => {
-                            return Err(GetFail::Disconnected);
-                        }
-                        // Busy: another consumer is inside a get (CPython's `get_nowait` says
-                        // Empty when another process holds the read lock, too).
-                        TryGet::Empty { .. } | TryGet::Busy => return Err(GetFail::Empty),
-                    }
-                }
+                let peers = QueuePeers {
+                    seg: self,
+                    other: PRODUCERS,
+                };
+                ring.get_nowait(&mut read, &peers)?;
             }
         }
         out.ok_or(GetFail::Decode)
@@ -811,7 +790,7 @@ impl<T: Pod> Codec for Queue<T> {
 
     fn decode(data: &[AtomicU64], len: usize, out: &mut Option<T>) {
         if len == std::mem::size_of::<T>() {
-            *out = Some(ring::read_pod(data));
+            *out = Some(mpmc::read_pod(data));
         }
     }
 }
@@ -936,7 +915,7 @@ impl Codec for ByteQueue {
     }
 
     fn decode(data: &[AtomicU64], len: usize, out: &mut Option<Vec<u8>>) {
-        ring::read_data(data, out.insert(vec![0; len]));
+        mpmc::read_data(data, out.insert(vec![0; len]));
     }
 }
 

@@ -48,6 +48,8 @@ const MAX_SEGMENT: u64 = 1 << 40;
 pub(crate) const DEFAULT_MAX_ATTACHED: usize = 32;
 /// How long `open` waits for a creator to publish `ready`, unless told otherwise.
 pub(crate) const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest sleep between looks at a header whose creator has not published it yet.
+const LONGEST_PAUSE: Duration = Duration::from_millis(2);
 
 /// What a segment holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -977,7 +979,7 @@ fn read_header(file: &File) -> io::Result<(Option<Header>, u64)> {
 /// unlinked meanwhile (its creator failed or dropped it), follows the name to its new object.
 fn wait_ready(name: &str, file: &mut File, timeout: Duration) -> Result<(Header, u64), Error> {
     let start = Instant::now();
-    let mut pause = Duration::from_micros(20);
+    let mut backoff = crate::wait::Backoff::new();
     loop {
         let (header, len) = read_header(file)?;
         match header {
@@ -1006,8 +1008,7 @@ fn wait_ready(name: &str, file: &mut File, timeout: Duration) -> Result<(Header,
                 },
             });
         }
-        std::thread::sleep(pause.min(timeout.saturating_sub(start.elapsed())));
-        pause = (pause * 2).min(Duration::from_millis(2));
+        backoff.pause(LONGEST_PAUSE.min(timeout.saturating_sub(start.elapsed())));
     }
 }
 

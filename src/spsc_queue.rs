@@ -32,13 +32,11 @@ use crate::attach::{Attachment, Holder, Table, Watch, table_size};
 use crate::error::{
     Error, GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
 };
-use crate::queue::{DEFAULT_SPIN, deadline};
-use crate::ring::{self, Fail, Peers};
+use crate::ring::RingError;
+use crate::ring::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
 use crate::segment::{Kind, Options, Segment, Spec};
-use crate::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
-use crate::sync::fence;
-use crate::sync::owner::{OwnerLock, Patience};
-use crate::wait::{Bump, WaitSet};
+use crate::sync::owner::BiasedLock;
+use crate::wait::{Bump, DEFAULT_SPIN, Deadline, EventCount, Peers, WaitSet, deadline, fence};
 
 /// The roles: their records in the table at the start of the payload.
 const PRODUCER: usize = 0;
@@ -242,7 +240,7 @@ struct End {
     att: Attachment,
     spin: AtomicU32,
     /// Held while putting (or getting), so that threads of this process take turns.
-    lock: OwnerLock,
+    lock: BiasedLock,
 }
 
 impl End {
@@ -254,7 +252,7 @@ impl End {
             role,
             att: Attachment::default(),
             spin: AtomicU32::new(DEFAULT_SPIN),
-            lock: OwnerLock::default(),
+            lock: BiasedLock::default(),
         };
         if !end.attach_here() {
             return Err(Error::InUse {
@@ -287,8 +285,8 @@ impl End {
     fn attach_here(&self) -> bool {
         let here = self.att.attach_at(&self.roles(), self.role);
         if here {
-            let (epoch, _) = self.epoch_of(1 - self.role);
-            Bump([Some(epoch), None]).wake();
+            let events = self.events_of(1 - self.role);
+            Bump([Some(events.epoch()), None]).wake();
         }
         here
     }
@@ -320,16 +318,16 @@ impl End {
     }
 
     /// The eventcount this end's blocked calls sleep on.
-    fn epoch(&self) -> (&AtomicU32, &AtomicU32) {
-        self.epoch_of(self.role)
+    fn events(&self) -> &EventCount {
+        self.events_of(self.role)
     }
 
     /// The eventcount the blocked calls of `role` sleep on.
-    fn epoch_of(&self, role: usize) -> (&AtomicU32, &AtomicU32) {
+    fn events_of(&self, role: usize) -> &EventCount {
         if role == CONSUMER {
-            self.ring().get_wait()
+            self.ring().get_events()
         } else {
-            self.ring().put_wait()
+            self.ring().put_events()
         }
     }
 
@@ -343,13 +341,7 @@ impl Drop for End {
     fn drop(&mut self) {
         if self.att.detach(&self.roles()) {
             // The other end's waiters look again: they may be disconnected now.
-            let ring = self.ring();
-            let (epoch, waiters) = if self.role == CONSUMER {
-                ring.put_wait()
-            } else {
-                ring.get_wait()
-            };
-            ring::wake(epoch, waiters);
+            self.events_of(1 - self.role).wake();
         }
     }
 }
@@ -480,18 +472,22 @@ end_queries!(SpscProducer);
 end_queries!(SpscConsumer);
 
 impl<T: Pod> SpscProducer<T> {
-    fn put_inner(&self, v: &T, deadline: Option<Instant>) -> Result<(), Fail> {
+    fn put_inner(&self, v: &T, deadline: Option<Instant>) -> Result<(), RingError> {
         // A deadline covers the wait for another thread of this process to finish its put.
-        let _turn = self.end.lock.lock_until(deadline).ok_or(Fail::Timeout)?;
+        let _turn = self
+            .end
+            .lock
+            .enter_until(deadline)
+            .ok_or(RingError::Timeout)?;
         if !self.end.here() {
-            return Err(Fail::Disconnected);
+            return Err(RingError::Disconnected);
         }
         let ring = self.end.ring();
         let bytes = bytemuck::bytes_of(v);
         // The common case first, outside `push`'s waiting loop and its closures; `push` starts
         // with the same attempt, so a full ring is tried twice before the first backoff.
         if ring.is_closed() {
-            return Err(Fail::Closed);
+            return Err(RingError::Closed);
         }
         if ring.try_push(bytes, &self.cache) {
             return Ok(());
@@ -509,7 +505,7 @@ impl<T: Pod> SpscProducer<T> {
     /// finds the role held by another live process). The message is handed back.
     pub fn put(&self, v: T) -> Result<(), PutError<T>> {
         self.put_inner(&v, None).map_err(|f| match f {
-            Fail::Disconnected => PutError::Disconnected(v),
+            RingError::Disconnected => PutError::Disconnected(v),
             _ => PutError::Closed(v),
         })
     }
@@ -521,9 +517,9 @@ impl<T: Pod> SpscProducer<T> {
     /// [`PutTimeoutError::Timeout`], or as [`put`](Self::put).
     pub fn put_timeout(&self, v: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
         self.put_inner(&v, deadline(timeout)).map_err(|f| match f {
-            Fail::Closed => PutTimeoutError::Closed(v),
-            Fail::Timeout => PutTimeoutError::Timeout(v),
-            Fail::Disconnected => PutTimeoutError::Disconnected(v),
+            RingError::Closed => PutTimeoutError::Closed(v),
+            RingError::Timeout => PutTimeoutError::Timeout(v),
+            RingError::Disconnected => PutTimeoutError::Disconnected(v),
         })
     }
 
@@ -534,7 +530,7 @@ impl<T: Pod> SpscProducer<T> {
     /// [`TryPutError::Full`], or as [`put`](Self::put).
     pub fn try_put(&self, v: T) -> Result<(), TryPutError<T>> {
         // Another thread of this process inside a put: this one would have to wait.
-        let Some(_turn) = self.end.lock.lock_within(Patience::None) else {
+        let Some(_turn) = self.end.lock.enter_within(Deadline::Now) else {
             return Err(TryPutError::Full(v));
         };
         if !self.end.here() {
@@ -576,11 +572,15 @@ fn read_into<T: Pod>(out: &mut T, bytes: &[u8]) -> bool {
 
 impl<T: Pod> SpscConsumer<T> {
     /// Takes a message into `out`: `Ok(false)` if it had the wrong length (it is consumed).
-    fn get_inner(&self, out: &mut T, deadline: Option<Instant>) -> Result<bool, Fail> {
+    fn get_inner(&self, out: &mut T, deadline: Option<Instant>) -> Result<bool, RingError> {
         // A deadline covers the wait for another thread of this process to finish its get.
-        let _turn = self.end.lock.lock_until(deadline).ok_or(Fail::Timeout)?;
+        let _turn = self
+            .end
+            .lock
+            .enter_until(deadline)
+            .ok_or(RingError::Timeout)?;
         if !self.end.here() {
-            return Err(Fail::Disconnected);
+            return Err(RingError::Disconnected);
         }
         let ring = self.end.ring();
         let mut read = |bytes: &[u8]| read_into(out, bytes);
@@ -604,7 +604,7 @@ impl<T: Pod> SpscConsumer<T> {
         match self.get_inner(&mut v, None) {
             Ok(true) => Ok(v),
             Ok(false) => Err(GetError::Decode),
-            Err(Fail::Disconnected) => Err(GetError::Disconnected),
+            Err(RingError::Disconnected) => Err(GetError::Disconnected),
             Err(_) => Err(GetError::Closed),
         }
     }
@@ -619,9 +619,9 @@ impl<T: Pod> SpscConsumer<T> {
         match self.get_inner(&mut v, deadline(timeout)) {
             Ok(true) => Ok(v),
             Ok(false) => Err(GetTimeoutError::Decode),
-            Err(Fail::Closed) => Err(GetTimeoutError::Closed),
-            Err(Fail::Timeout) => Err(GetTimeoutError::Timeout),
-            Err(Fail::Disconnected) => Err(GetTimeoutError::Disconnected),
+            Err(RingError::Closed) => Err(GetTimeoutError::Closed),
+            Err(RingError::Timeout) => Err(GetTimeoutError::Timeout),
+            Err(RingError::Disconnected) => Err(GetTimeoutError::Disconnected),
         }
     }
 
@@ -632,7 +632,7 @@ impl<T: Pod> SpscConsumer<T> {
     /// [`TryGetError::Empty`], or as [`get`](Self::get).
     pub fn try_get(&self) -> Result<T, TryGetError> {
         // Another thread of this process inside a get: this one would have to wait.
-        let Some(_turn) = self.end.lock.lock_within(Patience::None) else {
+        let Some(_turn) = self.end.lock.enter_within(Deadline::Now) else {
             return Err(TryGetError::Empty);
         };
         if !self.end.here() {
@@ -663,9 +663,9 @@ impl<T: Pod> SpscConsumer<T> {
 
 impl<T: Pod> crate::wait::sealed::WaitOn for SpscConsumer<T> {
     fn wait_on<'a>(&'a self, set: &mut WaitSet<'a>) -> bool {
-        let (epoch, waiters) = self.end.epoch();
-        set.count(epoch, waiters);
-        self.end.watch_peer(set, epoch)
+        let events = self.end.events();
+        set.count(events);
+        self.end.watch_peer(set, events.epoch())
     }
 }
 

@@ -321,7 +321,7 @@ mod model {
 
     use super::{Member, Woke};
     use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
-    use crate::sync::park::futex_wait;
+    use crate::wait::futex::futex_wait;
 
     /// The pid that the models stage as a dead process: above any pid Linux hands out.
     pub(crate) const MODEL_DEAD_PID: u32 = 4_000_000;
