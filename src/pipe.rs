@@ -1,5 +1,5 @@
 //! [`Pipe`]: Python's `multiprocessing.Pipe` — a duplex connection between two processes — as two
-//! single-producer, single-consumer rings (`spsc.rs`) in one named segment.
+//! single-producer, single-consumer rings (`ring/spsc.rs`) in one named segment.
 //!
 //! Messages keep their boundaries and may be far larger than a ring: a message travels as chunks
 //! of up to a slot, each led by an 8-byte header. The first chunk's header holds [`FIRST`] and
@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::attach::{Attachment, Holder, Table, Watch, table_size};
+use crate::attach::{Attachment, DeadHolders, Holder, Table, Watch, table_size};
 use crate::error::{Error, RecvError, SendError};
 use crate::ring::RingError;
 use crate::ring::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
@@ -83,7 +83,7 @@ fn spec(oneway: bool) -> Spec {
 /// The ends' records (end 0 and end 1); a dead holder's word stays until a new process takes
 /// the end, so that its peer keeps seeing it dead.
 fn ends(seg: &Segment) -> Table<'_> {
-    Table::at(seg, seg.payload_offset() + CTL_SIZE, 2, false)
+    Table::at(seg, seg.payload_offset() + CTL_SIZE, 2, DeadHolders::Keep)
 }
 
 /// A chunk's header and body; `None` for one too short to have a header.

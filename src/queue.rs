@@ -1,5 +1,5 @@
 //! [`Queue`], [`JoinableQueue`] and [`SimpleQueue`]: Python's `multiprocessing` queues as a
-//! bounded lock-free ring in one named segment (see `ring.rs` for the algorithm and its
+//! bounded lock-free ring in one named segment (see `ring/mpmc.rs` for the algorithm and its
 //! guarantees under peer death).
 //!
 //! Messages are any `T: bytemuck::Pod`, copied by value into a slot: no serialisation, no
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::attach::{Attachment, MAX_ATTACHED, Table, Watch, table_size};
+use crate::attach::{Attachment, DeadHolders, MAX_ATTACHED, Table, Watch, table_size};
 use crate::error::{
     Error, GetError, GetTimeoutError, JoinError, PutError, PutTimeoutError, TryGetError,
     TryPutError,
@@ -312,7 +312,7 @@ fn table_view(
     let off = seg.payload_offset()
         + tables_offset(cap, max_len).expect("checked geometry")
         + side * table_size(attached);
-    Table::at(seg, off, attached, true)
+    Table::at(seg, off, attached, DeadHolders::Free)
 }
 
 #[inline(always)]
@@ -434,9 +434,8 @@ impl RingSeg {
         self.attach(CONSUMERS);
         let ring = self.ring();
         // The message is decoded straight into `out` rather than handed back through the
-        // ring's result types: carried through those nested enums, a 64-byte message was
-        // copied piecewise through unaligned stack slots, which cost the consumer a third of
-        // its speed.
+        // ring's result types: carried through those nested enums, a message would be copied
+        // piecewise through unaligned stack slots, on the consumer's hot path.
         let mut out = None;
         let mut read = |data: &[AtomicU64], len: usize| C::decode(data, len, &mut out);
         match wait {

@@ -3,9 +3,8 @@
 //!
 //! It is the ring under each direction of a [`Pipe`](crate::Pipe) (`spsc.rs`) carrying `T` by
 //! value, one message per slot: no slot is claimed with a CAS, and neither side runs a fence or
-//! any other atomic read-modify-write per message. In `examples/queue_bench.rs` it streams
-//! 64-byte messages about three times as fast as the MPMC [`Queue`] (54 against 18 M msgs/s on
-//! an idle 2-vCPU machine).
+//! any other atomic read-modify-write per message (the README's figures compare it with the MPMC
+//! [`Queue`]).
 //!
 //! The two roles are claimed in the segment, one process each, through attachment records
 //! (`attach`): a second live process that asks for a taken role gets [`Error::InUse`], and a
@@ -28,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::attach::{Attachment, Holder, Table, Watch, table_size};
+use crate::attach::{Attachment, DeadHolders, Holder, Table, Watch, table_size};
 use crate::error::{
     Error, GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
 };
@@ -229,7 +228,7 @@ fn open_end<T: Pod>(name: &str, opts: &Options, role: usize) -> Result<End, Erro
 
 /// The roles' records; a dead holder's is freed by whoever finds it dead.
 fn roles(seg: &Segment) -> Table<'_> {
-    Table::at(seg, seg.payload_offset(), 2, true)
+    Table::at(seg, seg.payload_offset(), 2, DeadHolders::Free)
 }
 
 /// One end's view of the segment.
@@ -558,9 +557,8 @@ impl<T: Pod> SpscProducer<T> {
 }
 
 /// Copies a slot's bytes into `out`; `false` for a length no producer of `T` wrote. The value
-/// is read straight into the caller's `T`: handing it back inside nested `Option`s made the
-/// compiler shuffle 65 unaligned bytes through the stack, which cost the consumer half its
-/// speed.
+/// is read straight into the caller's `T`: handed back inside nested `Option`s, it would be
+/// shuffled through the stack as unaligned bytes, on the consumer's hot path.
 fn read_into<T: Pod>(out: &mut T, bytes: &[u8]) -> bool {
     let out = bytemuck::bytes_of_mut(out);
     if bytes.len() != out.len() {

@@ -19,40 +19,34 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 fn main() {
     common::run(
-        &[
-            ("passes_in_lockstep", passes_in_lockstep),
-            ("one_party_gets_each_index", one_party_gets_each_index),
-            ("the_action_runs_once", the_action_runs_once),
-            ("abort_breaks_it", abort_breaks_it),
-            ("reset_frees_the_waiters", reset_frees_the_waiters),
-            ("abort_then_reset", abort_then_reset),
-            ("a_timeout_breaks_it", a_timeout_breaks_it),
-            ("a_single_party", a_single_party),
-            ("a_panicking_action_breaks_it", a_panicking_action_breaks_it),
-            ("parameters_are_checked", parameters_are_checked),
-            ("a_dead_party_breaks_it", a_dead_party_breaks_it),
-            (
-                "a_dead_partys_record_breaks_it_for_its_next_holder",
-                a_dead_partys_record_breaks_it_for_its_next_holder,
-            ),
-            (
-                "a_party_that_leaves_does_not_break_it",
-                a_party_that_leaves_does_not_break_it,
-            ),
-            ("kill_loop_party", kill_loop_party),
+        tests![
+            passes_in_lockstep,
+            one_party_gets_each_index,
+            the_action_runs_once,
+            abort_breaks_it,
+            reset_frees_the_waiters,
+            abort_then_reset,
+            a_timeout_breaks_it,
+            a_single_party,
+            a_panicking_action_breaks_it,
+            parameters_are_checked,
+            a_dead_party_breaks_it,
+            a_dead_partys_record_breaks_it_for_its_next_holder,
+            a_party_that_leaves_does_not_break_it,
+            kill_loop_party
         ],
-        &[
-            ("multipass", multipass_child),
-            ("report_index", report_index),
-            ("action_party", action_party),
-            ("abort_party", abort_party),
-            ("reset_party", reset_party),
-            ("abort_reset_party", abort_reset_party),
-            ("timeout_party", timeout_party),
-            ("one_round_then_park", one_round_then_park),
-            ("arrive", arrive),
-            ("one_round_then_leave", one_round_then_leave),
-            ("loop_party", loop_party),
+        routines![
+            multipass_child,
+            report_index,
+            action_party,
+            abort_party,
+            reset_party,
+            abort_reset_party,
+            timeout_party,
+            one_round_then_park,
+            arrive,
+            one_round_then_leave,
+            loop_party
         ],
     );
 }
@@ -106,7 +100,7 @@ fn passes_in_lockstep() {
         let c0 = RawValue::<u64>::create(&r0, 0).expect("create");
         let c1 = RawValue::<u64>::create(&r1, 0).expect("create");
         let p = passes.to_string();
-        run_parties("multipass", &[&b, &r0, &r1, &p], || {
+        run_parties("multipass_child", &[&b, &r0, &r1, &p], || {
             multipass(&barrier, &c0, &c1, passes);
         });
     }

@@ -17,53 +17,35 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 fn main() {
     common::run(
-        &[
-            ("notify_wakes_one_at_a_time", notify_wakes_one_at_a_time),
-            (
-                "notify_all_after_waiters_timed_out",
-                notify_all_after_waiters_timed_out,
-            ),
-            ("notify_n_counts", notify_n_counts),
-            ("wait_timeout_waits_at_least", wait_timeout_waits_at_least),
-            ("wait_for_across_processes", wait_for_across_processes),
-            ("wait_for_times_out", wait_for_times_out),
-            ("wait_result", wait_result),
-            ("untimed_waits", untimed_waits),
-            (
-                "a_notify_before_the_wait_is_not_kept",
-                a_notify_before_the_wait_is_not_kept,
-            ),
-            (
-                "a_later_waiter_does_not_take_an_earlier_notify",
-                a_later_waiter_does_not_take_an_earlier_notify,
-            ),
-            (
-                "rlock_is_released_at_its_full_depth",
-                rlock_is_released_at_its_full_depth,
-            ),
-            ("user_locks", user_locks),
-            (
-                "a_notify_cut_short_by_death_is_kept",
-                a_notify_cut_short_by_death_is_kept,
-            ),
-            (
-                "a_dead_waiter_does_not_swallow_a_notify",
-                a_dead_waiter_does_not_swallow_a_notify,
-            ),
-            ("kill_loop_ping_pong", kill_loop_ping_pong),
-            ("kill_loop_notified_waiter", kill_loop_notified_waiter),
+        tests![
+            notify_wakes_one_at_a_time,
+            notify_all_after_waiters_timed_out,
+            notify_n_counts,
+            wait_timeout_waits_at_least,
+            wait_for_across_processes,
+            wait_for_times_out,
+            wait_result,
+            untimed_waits,
+            a_notify_before_the_wait_is_not_kept,
+            a_later_waiter_does_not_take_an_earlier_notify,
+            rlock_is_released_at_its_full_depth,
+            user_locks,
+            a_notify_cut_short_by_death_is_kept,
+            a_dead_waiter_does_not_swallow_a_notify,
+            kill_loop_ping_pong,
+            kill_loop_notified_waiter
         ],
-        &[
-            ("wait_then_count", wait_then_count),
-            ("wait_for_four", wait_for_four),
-            ("wait_for_four_briefly", wait_for_four_briefly),
-            ("notify_once", notify_once),
-            ("take_lock_and_notify", take_lock_and_notify),
-            ("raw_notify_then_park", raw_notify_then_park),
-            ("wait_forever", wait_forever),
-            ("ping_pong", ping_pong),
-            ("wait_and_mark", wait_and_mark),
-            ("notify_all_at", notify_all_at),
+        routines![
+            wait_then_count,
+            wait_for_four,
+            wait_for_four_briefly,
+            notify_once,
+            take_lock_and_notify,
+            raw_notify_then_park,
+            wait_forever,
+            ping_pong,
+            wait_and_mark,
+            notify_all_at
         ],
     );
 }

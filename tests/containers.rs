@@ -13,58 +13,34 @@ use mpshm::{ContainerError, Error, Kind, SharedDict, SharedList};
 
 fn main() {
     common::run(
-        &[
-            ("dict_python_semantics", dict_python_semantics),
-            (
-                "dict_matches_a_model_through_churn",
-                dict_matches_a_model_through_churn,
-            ),
-            ("list_python_semantics", list_python_semantics),
-            ("list_matches_a_model", list_matches_a_model),
-            ("open_checks_kind_and_types", open_checks_kind_and_types),
-            ("threads_share_one_handle", threads_share_one_handle),
-            (
-                "update_may_read_but_not_write",
-                update_may_read_but_not_write,
-            ),
-            ("serde_seed_manager_example", serde_seed_manager_example),
-            ("serde_sizes_and_types", serde_sizes_and_types),
-            (
-                "children_update_dict_and_list",
-                children_update_dict_and_list,
-            ),
-            (
-                "concurrent_writers_lose_nothing",
-                concurrent_writers_lose_nothing,
-            ),
-            (
-                "readers_never_see_torn_entries",
-                readers_never_see_torn_entries,
-            ),
-            (
-                "reads_go_on_while_a_writer_holds_the_lock",
-                reads_go_on_while_a_writer_holds_the_lock,
-            ),
-            (
-                "a_write_left_half_done_is_repaired",
-                a_write_left_half_done_is_repaired,
-            ),
-            (
-                "killed_writers_leave_consistent_containers",
-                killed_writers_leave_consistent_containers,
-            ),
-            (
-                "damaged_memory_errors_never_panics",
-                damaged_memory_errors_never_panics,
-            ),
+        tests![
+            dict_python_semantics,
+            dict_matches_a_model_through_churn,
+            list_python_semantics,
+            list_matches_a_model,
+            open_checks_kind_and_types,
+            threads_share_one_handle,
+            update_may_read_but_not_write,
+            #[cfg(feature = "serde")]
+            serde_seed_manager_example,
+            #[cfg(feature = "serde")]
+            serde_sizes_and_types,
+            children_update_dict_and_list,
+            concurrent_writers_lose_nothing,
+            readers_never_see_torn_entries,
+            reads_go_on_while_a_writer_holds_the_lock,
+            a_write_left_half_done_is_repaired,
+            killed_writers_leave_consistent_containers,
+            damaged_memory_errors_never_panics
         ],
-        &[
-            ("seed_child", seed_child),
-            ("serde_seed_child", serde_seed_child),
-            ("count_child", count_child),
-            ("torn_writer", torn_writer),
-            ("hold_in_update", hold_in_update),
-            ("random_writer", random_writer),
+        routines![
+            seed_child,
+            #[cfg(feature = "serde")]
+            serde_seed_child,
+            count_child,
+            torn_writer,
+            hold_in_update,
+            random_writer
         ],
     );
 }
@@ -522,9 +498,6 @@ fn serde_seed_child(args: &[String]) {
     l.reverse().expect("reverse");
 }
 
-#[cfg(not(feature = "serde"))]
-fn serde_seed_child(_: &[String]) {}
-
 #[cfg(feature = "serde")]
 fn serde_seed_manager_example() {
     let (dn, ln) = (name("sseedd"), name("sseedl"));
@@ -546,11 +519,6 @@ fn serde_seed_manager_example() {
         l.to_vec().expect("print(l)"),
         (0..10).rev().map(Py::Int).collect::<Vec<_>>()
     );
-}
-
-#[cfg(not(feature = "serde"))]
-fn serde_seed_manager_example() {
-    eprintln!("serde_seed_manager_example: built without the serde feature; nothing to test");
 }
 
 #[cfg(feature = "serde")]
@@ -598,11 +566,6 @@ fn serde_sizes_and_types() {
         Err(ContainerError::TooLarge { .. })
     ));
     assert_eq!(l.to_vec().expect("to_vec"), ["1234567"]);
-}
-
-#[cfg(not(feature = "serde"))]
-fn serde_sizes_and_types() {
-    eprintln!("serde_sizes_and_types: built without the serde feature; nothing to test");
 }
 
 // ---- across processes ----------------------------------------------------------------------

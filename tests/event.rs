@@ -12,38 +12,23 @@ use mpshm::{Error, Event};
 
 fn main() {
     common::run(
-        &[
-            ("event_like_python", event_like_python),
-            (
-                "set_wakes_waiters_in_other_processes",
-                set_wakes_waiters_in_other_processes,
-            ),
-            (
-                "a_set_cleared_at_once_still_releases_waiters",
-                a_set_cleared_at_once_still_releases_waiters,
-            ),
-            (
-                "set_clear_race_across_processes",
-                set_clear_race_across_processes,
-            ),
-            (
-                "a_set_cut_short_by_death_is_kept",
-                a_set_cut_short_by_death_is_kept,
-            ),
-            (
-                "a_setter_that_opened_after_the_waiter_slept_is_watched",
-                a_setter_that_opened_after_the_waiter_slept_is_watched,
-            ),
-            ("kinds_are_checked", kinds_are_checked),
-            ("kill_loop_setter", kill_loop_setter),
+        tests![
+            event_like_python,
+            set_wakes_waiters_in_other_processes,
+            a_set_cleared_at_once_still_releases_waiters,
+            set_clear_race_across_processes,
+            a_set_cut_short_by_death_is_kept,
+            a_setter_that_opened_after_the_waiter_slept_is_watched,
+            kinds_are_checked,
+            kill_loop_setter
         ],
-        &[
-            ("wait_and_report", wait_and_report),
-            ("set_once", set_once),
-            ("set_then_clear", set_then_clear),
-            ("toggle", toggle),
-            ("raw_set_then_park", raw_set_then_park),
-            ("set_after_a_while", set_after_a_while),
+        routines![
+            wait_and_report,
+            set_once,
+            set_then_clear,
+            toggle,
+            raw_set_then_park,
+            set_after_a_while
         ],
     );
 }

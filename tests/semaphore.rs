@@ -12,56 +12,29 @@ use mpshm::{AcquireError, BoundedSemaphore, Error, RawValue, ReleaseError, Semap
 
 fn main() {
     common::run(
-        &[
-            ("counts_like_python", counts_like_python),
-            (
-                "bounded_refuses_release_above_initial",
-                bounded_refuses_release_above_initial,
-            ),
-            (
-                "timeouts_wait_at_least_what_was_asked",
-                timeouts_wait_at_least_what_was_asked,
-            ),
-            (
-                "release_in_another_process_wakes_a_waiter",
-                release_in_another_process_wakes_a_waiter,
-            ),
-            (
-                "release_wakes_one_waiter_per_permit",
-                release_wakes_one_waiter_per_permit,
-            ),
-            (
-                "permits_bound_concurrency_across_processes",
-                permits_bound_concurrency_across_processes,
-            ),
-            (
-                "killed_holders_permits_come_back",
-                killed_holders_permits_come_back,
-            ),
-            (
-                "a_dead_holders_record_returns_its_permit_to_its_next_holder",
-                a_dead_holders_record_returns_its_permit_to_its_next_holder,
-            ),
-            (
-                "open_fails_when_every_record_is_taken",
-                open_fails_when_every_record_is_taken,
-            ),
-            ("forgotten_permits_stay_taken", forgotten_permits_stay_taken),
-            ("kinds_and_values_are_checked", kinds_and_values_are_checked),
-            ("handles_are_send_and_sync", handles_are_send_and_sync),
-            (
-                "a_release_cut_short_by_death_is_kept",
-                a_release_cut_short_by_death_is_kept,
-            ),
-            ("kill_loop_hot_holders", kill_loop_hot_holders),
-            ("kill_loop_blocked_waiter", kill_loop_blocked_waiter),
+        tests![
+            counts_like_python,
+            bounded_refuses_release_above_initial,
+            timeouts_wait_at_least_what_was_asked,
+            release_in_another_process_wakes_a_waiter,
+            release_wakes_one_waiter_per_permit,
+            permits_bound_concurrency_across_processes,
+            killed_holders_permits_come_back,
+            a_dead_holders_record_returns_its_permit_to_its_next_holder,
+            open_fails_when_every_record_is_taken,
+            forgotten_permits_stay_taken,
+            kinds_and_values_are_checked,
+            handles_are_send_and_sync,
+            a_release_cut_short_by_death_is_kept,
+            kill_loop_hot_holders,
+            kill_loop_blocked_waiter
         ],
-        &[
-            ("hold", hold),
-            ("release_once", release_once),
-            ("bounded_worker", bounded_worker),
-            ("churn", churn),
-            ("raw_release_then_park", raw_release_then_park),
+        routines![
+            hold,
+            release_once,
+            bounded_worker,
+            churn,
+            raw_release_then_park
         ],
     );
 }

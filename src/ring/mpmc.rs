@@ -716,9 +716,9 @@ impl<'a> Ring<'a> {
         spin: u32,
         peers: &impl Peers,
     ) -> Result<(), RingError> {
-        // The common case first, outside the wait loop (its closure and bookkeeping cost a
-        // stream of small messages a sixth of its speed): a slot free at once. A producer
-        // holding the role is waited for with the put's own deadline, as in the loop.
+        // The common case first, outside the wait loop, whose closure and bookkeeping would
+        // slow a stream of small messages: a slot free at once. A producer holding the role is
+        // waited for with the put's own deadline, as in the loop.
         let within = Deadline::from_instant(deadline);
         if !self.is_closed() && self.put_within(msg, within) == TryPut::Done {
             return Ok(());
@@ -903,7 +903,7 @@ pub(crate) fn read_data(data: &[AtomicU64], out: &mut [u8]) {
 
 /// Reads a `T` out of the data words of a slot this thread has claimed (as [`read_data`]), in one
 /// piece, straight into the value handed back: not a zeroed buffer with the message copied over
-/// it, which cost the consumer two rounds of stores per message.
+/// it, which would cost the consumer two rounds of stores per message.
 #[cfg(not(loom))]
 #[inline]
 pub(crate) fn read_pod<T: bytemuck::Pod>(data: &[AtomicU64]) -> T {

@@ -59,7 +59,9 @@ mod real {
     use std::time::{Duration, Instant};
 
     use super::{Member, Woke};
-    use crate::attach::{Attached, Attachment, Holder, Table, Watch, my_word, table_size};
+    use crate::attach::{
+        Attached, Attachment, DeadHolders, Holder, Table, Watch, my_word, table_size,
+    };
     use crate::segment::Segment;
     use crate::wait::{Bump, WaitSet};
 
@@ -93,6 +95,15 @@ mod real {
         match data {
             RecordData::Words => (8 * n).next_multiple_of(128),
             RecordData::Nothing => 0,
+        }
+    }
+
+    /// A record with a data word keeps its dead holder's word until the primitive has returned
+    /// what the word says it held.
+    fn dead_holders(data: RecordData) -> DeadHolders {
+        match data {
+            RecordData::Words => DeadHolders::Keep,
+            RecordData::Nothing => DeadHolders::Free,
         }
     }
 
@@ -132,7 +143,7 @@ mod real {
         ) -> Records<'a> {
             let skip = data_bytes(n, data);
             Records {
-                table: Table::at(seg, off + skip, n, data == RecordData::Nothing),
+                table: Table::at(seg, off + skip, n, dead_holders(data)),
                 data: if skip == 0 {
                     &[]
                 } else {
@@ -151,13 +162,7 @@ mod real {
             n: usize,
             data: RecordData,
         ) -> std::io::Result<()> {
-            Table::at(
-                seg,
-                off + data_bytes(n, data),
-                n,
-                data == RecordData::Nothing,
-            )
-            .init()
+            Table::at(seg, off + data_bytes(n, data), n, dead_holders(data)).init()
         }
 
         pub(crate) fn len(&self) -> usize {

@@ -1180,7 +1180,11 @@ mod tests {
     /// reads them; a mutex with other bytes there fails the same check.
     #[test]
     fn the_mutex_layout_is_checked() {
-        assert!(expected_kinds().iter().all(|&k| k != 0), "{:?}", expected_kinds());
+        assert!(
+            expected_kinds().iter().all(|&k| k != 0),
+            "{:?}",
+            expected_kinds()
+        );
         for recursive in [false, true] {
             let m = RobustMutex {
                 inner: UnsafeCell::new(zeroed_mutex()),
