@@ -5,10 +5,11 @@
 //! ```
 //!
 //! - `uncontended/*`: one process, nobody else touching the segment.
-//! - `two_processes/*`: this process and a child (this binary again, told by the
-//!   `MPSHM_BENCH_CHILD` environment variable what to do) each make `iters` increments of one
-//!   `Value<u64>` under its lock (or, lock-free, of one `RawValue<u64>`); both start at a barrier in shared memory, and the time runs until both are
-//!   done. One iteration is one increment by each process, so throughput counts 2 elements.
+//! - `two_processes/*`: this process and a child (this binary again, running the `contend`
+//!   routine through the child-process kit in `benches/common`) each make `iters` increments of
+//!   one `Value<u64>` under its lock (or, lock-free, of one `RawValue<u64>`); both start at a
+//!   barrier in shared memory, and the time runs until both are done. One iteration is one
+//!   increment by each process, so throughput counts 2 elements.
 //! - `baseline/pipe_round_trip`: one byte to a child process through a pipe and back.
 //!
 //! After Criterion's report, a summary gives each mean (over every sample, warm-up included) and
@@ -16,7 +17,7 @@
 
 use std::hint::black_box;
 use std::io::{Read, Write};
-use std::process::{ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
@@ -24,17 +25,17 @@ use mpshm::{Lock, RawValue, Value};
 
 mod common;
 
-use common::{KillOnDrop, Res, record};
-
-/// Tells a re-executed bench binary to act as the child: `echo` or `contend <prefix>`.
-const CHILD_ENV: &str = "MPSHM_BENCH_CHILD";
+use common::child::Child;
+use common::{Res, or_exit, record, spawn_role};
 /// The `cmd` word that tells the contending child to exit.
 const QUIT: u64 = u64::MAX;
 /// How long either side waits for the other before giving up.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn main() {
-    common::run("lock", CHILD_ENV, child, benches, |_| PIPE_ID.to_owned());
+    common::run("lock", routines![echo, contend], benches, |_| {
+        PIPE_ID.to_owned()
+    });
 }
 
 // ---- the benchmarks ------------------------------------------------------------------------
@@ -213,19 +214,17 @@ fn wait_for(mut ready: impl FnMut() -> bool) -> Res<()> {
 /// The parent's side: the shared segments and the contending child.
 struct Contention {
     ctl: Control,
-    child: KillOnDrop,
+    child: Child,
     round: std::cell::Cell<u64>,
 }
 
 impl Contention {
     fn start(prefix: &str) -> Res<Contention> {
         let ctl = Control::create(prefix)?;
-        let child = Command::new(std::env::current_exe()?)
-            .env(CHILD_ENV, format!("contend {prefix}"))
-            .spawn()?;
+        let child = spawn_role(&format!("contend {prefix}"))?.spawn()?;
         Ok(Contention {
             ctl,
-            child: KillOnDrop(Some(child)),
+            child,
             round: std::cell::Cell::new(0),
         })
     }
@@ -264,7 +263,7 @@ impl Contention {
 
     fn stop(mut self) -> Res<()> {
         self.ctl.cmd.store(QUIT);
-        self.child.wait()
+        Ok(self.child.finish()?)
     }
 }
 
@@ -299,22 +298,21 @@ fn contend_child(prefix: &str) -> Res<()> {
 struct Echo {
     to: Option<ChildStdin>,
     from: ChildStdout,
-    child: KillOnDrop,
+    child: Child,
 }
 
 impl Echo {
     fn start() -> Res<Echo> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .env(CHILD_ENV, "echo")
+        let mut child = spawn_role("echo")?
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()?;
-        let to = child.stdin.take().ok_or("no pipe to the echo child")?;
-        let from = child.stdout.take().ok_or("no pipe from the echo child")?;
+        let to = child.take_stdin().ok_or("no pipe to the echo child")?;
+        let from = child.take_stdout().ok_or("no pipe from the echo child")?;
         Ok(Echo {
             to: Some(to),
             from,
-            child: KillOnDrop(Some(child)),
+            child,
         })
     }
 
@@ -331,7 +329,7 @@ impl Echo {
 
     fn stop(mut self) -> Res<()> {
         drop(self.to.take()); // EOF: the child exits.
-        self.child.wait()
+        Ok(self.child.finish()?)
     }
 }
 
@@ -350,10 +348,15 @@ fn echo_child() -> Res<()> {
 
 // ---- child processes -----------------------------------------------------------------------
 
-fn child(role: &str) -> Res<()> {
-    match role.split_once(' ') {
-        None if role == "echo" => echo_child(),
-        Some(("contend", prefix)) => contend_child(prefix),
-        _ => Err(format!("unknown {CHILD_ENV} value {role:?}").into()),
+/// `echo`: sends each byte on stdin back on stdout.
+fn echo(_: &[String]) {
+    or_exit(echo_child());
+}
+
+/// `contend <prefix>`: the other process of `two_processes/*`.
+fn contend(args: &[String]) {
+    match args {
+        [prefix] => or_exit(contend_child(prefix)),
+        _ => or_exit(Err(format!("contend takes a prefix, not {args:?}").into())),
     }
 }

@@ -5,8 +5,9 @@
 //! cargo bench --bench queue
 //! ```
 //!
-//! The child is this binary again, told its role by the `MPSHM_BENCH_QUEUE_CHILD` environment
-//! variable; it reports `ready` on its stderr, and pipe and socket ends are its stdin and stdout.
+//! The child is this binary again, running one of the routines at the end of this file (the
+//! child-process kit in `benches/common`); it reports `ready` on its stderr, and pipe and socket
+//! ends are its stdin and stdout.
 //!
 //! - `round_trip/*`: an 8-byte counter to an echoing child and back (plus one, checked). mpshm
 //!   uses a queue each way, every handle `set_spin(u32::MAX)` (`queue_spinning`) or
@@ -19,10 +20,10 @@
 //! After Criterion's report, a summary gives each mean (over every sample, warm-up included) and
 //! how many times faster than the pipe it is.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::process::{ChildStderr, Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
@@ -30,18 +31,17 @@ use mpshm::Queue;
 
 mod common;
 
-use common::{KillOnDrop, Res, raw_stdio, read_record, record, report_ready};
+use common::child::{self, Child, Spawn};
+use common::{Res, or_exit, raw_stdio, read_record, record};
 
-/// Tells a re-executed bench binary to act as the child: `qecho <there> <back> <spin>`,
-/// `qsink <data> <ack>`, `fdecho`, or `fdsink`.
-const CHILD_ENV: &str = "MPSHM_BENCH_QUEUE_CHILD";
 /// Marks the message that asks for an acknowledgement.
 const ACK_ME: u64 = 1 << 63;
 /// A 64-byte message: a tag (sequence, maybe [`ACK_ME`]), then filler.
 type Msg = [u64; 8];
 
 fn main() {
-    common::run("queue", CHILD_ENV, child, benches, |id| {
+    let children = routines![qecho, qsink, fdecho, fdsink];
+    common::run("queue", children, benches, |id| {
         format!("{}/pipe", id.split('/').next().unwrap_or_default())
     });
 }
@@ -117,7 +117,7 @@ enum Ends {
 
 struct Link {
     ends: Ends,
-    child: KillOnDrop,
+    child: Child,
     /// The next sequence number.
     seq: u64,
 }
@@ -125,9 +125,6 @@ struct Link {
 impl Link {
     /// Starts a child that echoes (`sink == false`) or takes a stream (`sink == true`).
     fn start(via: Via, prefix: &str, sink: bool) -> Res<Link> {
-        let exe = std::env::current_exe()?;
-        let mut cmd = Command::new(exe);
-        cmd.stderr(Stdio::piped());
         let fd_role = if sink { "fdsink" } else { "fdecho" };
         let (ends, mut child) = match via {
             Via::Queue(spin) => {
@@ -143,30 +140,31 @@ impl Link {
                     set_spin(&there, spin);
                     (Ends::Echo(there, back), "qecho")
                 };
-                let child = cmd
-                    .env(CHILD_ENV, format!("{role} {a} {b} {spin}"))
+                let child = Spawn::new(role, &[&a, &b, &spin.to_string()])?
+                    .control_on_stderr()
                     .stdin(Stdio::null())
                     .stdout(Stdio::null())
                     .spawn()?;
                 (ends, child)
             }
             Via::Pipe => {
-                let mut child = cmd
-                    .env(CHILD_ENV, fd_role)
+                let mut child = Spawn::new(fd_role, &[])?
+                    .control_on_stderr()
                     .stdin(Stdio::piped())
                     .stdout(Stdio::piped())
                     .spawn()?;
-                let to = child.stdin.take().ok_or("no pipe to the child")?;
-                let from = child.stdout.take().ok_or("no pipe from the child")?;
+                let to = child.take_stdin().ok_or("no pipe to the child")?;
+                let from = child.take_stdout().ok_or("no pipe from the child")?;
                 (Ends::Fds(Box::new(to), Box::new(from)), child)
             }
             Via::Socket => {
                 let (mine, theirs) = UnixStream::pair()?;
                 let out = OwnedFd::from(theirs.try_clone()?);
-                let child = cmd
-                    .env(CHILD_ENV, fd_role)
-                    .stdin(Stdio::from(OwnedFd::from(theirs)))
-                    .stdout(Stdio::from(out))
+                // The spawn takes the parent's copies of the child's socket ends with it.
+                let child = Spawn::new(fd_role, &[])?
+                    .control_on_stderr()
+                    .stdin(OwnedFd::from(theirs))
+                    .stdout(out)
                     .spawn()?;
                 (
                     Ends::Fds(Box::new(mine.try_clone()?), Box::new(mine)),
@@ -174,10 +172,7 @@ impl Link {
                 )
             }
         };
-        drop(cmd); // the parent's copies of the child's socket ends
-        let stderr = child.stderr.take().ok_or("no report pipe")?;
-        let child = KillOnDrop(Some(child));
-        expect_ready(stderr)?;
+        child.expect_ready()?;
         Ok(Link {
             ends,
             child,
@@ -242,7 +237,7 @@ impl Link {
             Ends::Sink(there, _) => there.close(),
             Ends::Fds(to, from) => drop((to, from)), // end of file: the child exits
         }
-        self.child.wait()
+        Ok(self.child.finish()?)
     }
 }
 
@@ -252,68 +247,73 @@ fn set_spin<T: bytemuck::Pod>(q: &Queue<T>, spin: u32) {
     }
 }
 
-/// Waits for the child's `ready` line; anything else is its error.
-fn expect_ready(stderr: ChildStderr) -> Res<()> {
-    let mut line = String::new();
-    BufReader::new(stderr).read_line(&mut line)?;
-    if line.trim_end() != "ready" {
-        return Err(format!("child did not start: {line:?}").into());
-    }
-    Ok(())
-}
-
 // ---- child processes -----------------------------------------------------------------------
 
-fn child(role: &str) -> Res<()> {
-    let words: Vec<&str> = role.split(' ').collect();
-    match words[..] {
-        ["qecho", a, b, spin] => {
-            let (there, back) = open_queues::<u64>(a, b, spin.parse()?)?;
-            while let Ok(v) = there.get() {
-                back.put(v + 1).map_err(|e| e.to_string())?;
-            }
-            Ok(())
+/// `qecho <there> <back> <spin>`: sends each number back, plus one.
+fn qecho(args: &[String]) {
+    or_exit((|| {
+        let [a, b, spin] = args else {
+            return Err("qecho takes three arguments".into());
+        };
+        let (there, back) = open_queues::<u64>(a, b, spin.parse()?)?;
+        while let Ok(v) = there.get() {
+            back.put(v + 1).map_err(|e| e.to_string())?;
         }
-        ["qsink", a, b, spin] => {
-            let (there, back) = open_queues::<Msg>(a, b, spin.parse()?)?;
-            let mut sink = Sink::default();
-            while let Ok(m) = there.get() {
-                if let Some(ack) = sink.see(m[0])? {
-                    back.put(ack).map_err(|e| e.to_string())?;
-                }
+        Ok(())
+    })());
+}
+
+/// `qsink <data> <ack> <spin>`: takes a stream, acknowledging where asked.
+fn qsink(args: &[String]) {
+    or_exit((|| {
+        let [a, b, spin] = args else {
+            return Err("qsink takes three arguments".into());
+        };
+        let (there, back) = open_queues::<Msg>(a, b, spin.parse()?)?;
+        let mut sink = Sink::default();
+        while let Ok(m) = there.get() {
+            if let Some(ack) = sink.see(m[0])? {
+                back.put(ack).map_err(|e| e.to_string())?;
             }
-            Ok(())
         }
-        ["fdecho"] => {
-            let (mut input, mut output) = raw_stdio()?;
-            report_ready()?;
-            let mut buf = [0; 8];
-            while read_record(&mut input, &mut buf)? {
-                output.write_all(&(u64::from_ne_bytes(buf) + 1).to_ne_bytes())?;
+        Ok(())
+    })());
+}
+
+/// Echoes 8-byte records from stdin to stdout, plus one.
+fn fdecho(_: &[String]) {
+    or_exit((|| {
+        let (mut input, mut output) = raw_stdio()?;
+        child::ready();
+        let mut buf = [0; 8];
+        while read_record(&mut input, &mut buf)? {
+            output.write_all(&(u64::from_ne_bytes(buf) + 1).to_ne_bytes())?;
+        }
+        Ok(())
+    })());
+}
+
+/// Takes a stream of 64-byte records from stdin, acknowledging on stdout where asked.
+fn fdsink(_: &[String]) {
+    or_exit((|| {
+        let (mut input, mut output) = raw_stdio()?;
+        child::ready();
+        let mut sink = Sink::default();
+        let mut msg: Msg = [0; 8];
+        while read_record(&mut input, bytemuck::bytes_of_mut(&mut msg))? {
+            if let Some(ack) = sink.see(msg[0])? {
+                output.write_all(&ack.to_ne_bytes())?;
             }
-            Ok(())
         }
-        ["fdsink"] => {
-            let (mut input, mut output) = raw_stdio()?;
-            report_ready()?;
-            let mut sink = Sink::default();
-            let mut msg: Msg = [0; 8];
-            while read_record(&mut input, bytemuck::bytes_of_mut(&mut msg))? {
-                if let Some(ack) = sink.see(msg[0])? {
-                    output.write_all(&ack.to_ne_bytes())?;
-                }
-            }
-            Ok(())
-        }
-        _ => Err(format!("unknown {CHILD_ENV} value {role:?}").into()),
-    }
+        Ok(())
+    })());
 }
 
 fn open_queues<T: bytemuck::Pod>(a: &str, b: &str, spin: u32) -> Res<(Queue<T>, Queue<u64>)> {
     let (there, back) = (Queue::open(a)?, Queue::open(b)?);
     set_spin(&there, spin);
     set_spin(&back, spin);
-    report_ready()?;
+    child::ready();
     Ok((there, back))
 }
 

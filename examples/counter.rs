@@ -148,7 +148,7 @@ impl Shared {
         let mut spins = 0u32;
         while self.barrier.load() < 2 {
             spins = spins.wrapping_add(1);
-            if spins % 1024 == 0 {
+            if spins.is_multiple_of(1024) {
                 other_failed()?;
                 if Instant::now() > deadline {
                     return Err("the other process never reached the start barrier".into());

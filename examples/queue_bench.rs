@@ -611,7 +611,7 @@ fn line_ping_pong(secs: f64) -> f64 {
             }
         });
         let mut trips = 0u64;
-        while trips % 1024 != 0 || Instant::now() < end {
+        while !trips.is_multiple_of(1024) || Instant::now() < end {
             let v = 2 * trips + 1;
             // Release/Acquire: the value is all that is exchanged.
             line.0.store(v, Release);
@@ -1197,7 +1197,7 @@ const BIG_FULL_EVERY: u64 = 8;
 const BIG_SAMPLE: usize = 64;
 
 fn big_step(tag: u64) -> usize {
-    if (tag & SEQ_MASK) % BIG_FULL_EVERY == 0 {
+    if (tag & SEQ_MASK).is_multiple_of(BIG_FULL_EVERY) {
         1
     } else {
         BIG_SAMPLE

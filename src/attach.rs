@@ -91,7 +91,7 @@ unsafe impl Shared for TableHead {}
 
 const HEAD_SIZE: usize = std::mem::size_of::<TableHead>();
 const MUTEX_SIZE: usize = std::mem::size_of::<RobustMutex>();
-const _: () = assert!(HEAD_SIZE == 64 && MUTEX_SIZE % 8 == 0);
+const _: () = assert!(HEAD_SIZE == 64 && MUTEX_SIZE.is_multiple_of(8));
 
 /// Offsets in a table of `n` records: `(armed, mutexes, total)`; the holders start at
 /// [`HEAD_SIZE`].
@@ -733,13 +733,13 @@ impl Attachment {
             return;
         }
         let mut held = self.held();
-        if let Some(h) = held.as_mut() {
-            if let Slot::Record(i) = h.slot {
-                if table.holds(i, h.word) && !table.armed_by(i, h.tid) {
-                    h.tid = table.arm(i);
-                    self.armed_by.store(h.tid, Relaxed);
-                }
-            }
+        if let Some(h) = held.as_mut()
+            && let Slot::Record(i) = h.slot
+            && table.holds(i, h.word)
+            && !table.armed_by(i, h.tid)
+        {
+            h.tid = table.arm(i);
+            self.armed_by.store(h.tid, Relaxed);
         }
     }
 

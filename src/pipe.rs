@@ -303,7 +303,7 @@ impl End {
         // looked at once every 64 sends (and whenever a send has to wait).
         let n = self.sends.load(Ordering::Relaxed).wrapping_add(1);
         self.sends.store(n, Ordering::Relaxed);
-        let gone = if n % 64 == 0 {
+        let gone = if n.is_multiple_of(64) {
             self.peer_gone(Look::Cached)
         } else {
             self.peer_closed()
@@ -397,10 +397,10 @@ impl End {
                     }
                 }
             }
-            if let Some((len, n)) = got {
-                if n == len {
-                    return Ok(len);
-                }
+            if let Some((len, n)) = got
+                && n == len
+            {
+                return Ok(len);
             }
         }
     }

@@ -160,14 +160,14 @@ impl RingSeg {
                 ),
             });
         }
-        if let Some(want) = max_len {
-            if want as u64 != len {
-                return Err(Error::LayoutMismatch {
-                    name: seg.name().to_owned(),
-                    expected: format!("{want}-byte messages"),
-                    found: format!("{len}-byte messages"),
-                });
-            }
+        if let Some(want) = max_len
+            && want as u64 != len
+        {
+            return Err(Error::LayoutMismatch {
+                name: seg.name().to_owned(),
+                expected: format!("{want}-byte messages"),
+                found: format!("{len}-byte messages"),
+            });
         }
         Ok(RingSeg {
             seg,

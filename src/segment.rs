@@ -252,10 +252,9 @@ fn open_error(name: &str, e: io::Error) -> Error {
     if matches!(
         e.raw_os_error(),
         Some(libc::ELOOP | libc::EISDIR | libc::ENXIO)
-    ) {
-        if let Some(found) = sys::shm_stat(name).ok().and_then(|st| st.irregular) {
-            return not_regular(name, found);
-        }
+    ) && let Some(found) = sys::shm_stat(name).ok().and_then(|st| st.irregular)
+    {
+        return not_regular(name, found);
     }
     match e.kind() {
         io::ErrorKind::NotFound => Error::NotFound {
@@ -446,13 +445,13 @@ impl Segment {
         {
             return Err(corrupt(bare, "the ready word changed while opening"));
         }
-        if let Some(mutex) = seg.mutex() {
-            if !mutex.kind_ok(seg.kind().recursive_lock()) {
-                return Err(corrupt(
-                    bare,
-                    "the lock's type word is not one mpshm writes",
-                ));
-            }
+        if let Some(mutex) = seg.mutex()
+            && !mutex.kind_ok(seg.kind().recursive_lock())
+        {
+            return Err(corrupt(
+                bare,
+                "the lock's type word is not one mpshm writes",
+            ));
         }
         Ok(seg)
     }

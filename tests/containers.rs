@@ -686,7 +686,7 @@ fn readers_never_see_torn_entries() {
         m.check();
         seen.insert(m.seq);
         l.get(i % 8).expect("get").check();
-        if i % 64 == 0 {
+        if i.is_multiple_of(64) {
             for m in d
                 .values()
                 .expect("values")
@@ -909,7 +909,7 @@ fn random_writer(args: &[String]) {
     common::ready();
     loop {
         let r = next();
-        let op = if r % 2 == 0 {
+        let op = if r.is_multiple_of(2) {
             let k = (r >> 8) as u32 % 64;
             Op::Dict(match (r >> 1) % 64 {
                 0 => DictOp::Clear,
@@ -921,7 +921,7 @@ fn random_writer(args: &[String]) {
             let len = l.len();
             let op = random_list_op(r >> 1, len);
             Op::List(match op {
-                ListOp::Clear if r % 8 != 0 => ListOp::Reverse,
+                ListOp::Clear if !r.is_multiple_of(8) => ListOp::Reverse,
                 ListOp::Pop | ListOp::Remove(_) if len < KILL_LIST_MIN => {
                     ListOp::Extend(5, r >> 40)
                 }

@@ -402,7 +402,7 @@ fn commands_get_segment_names() {
         let q = Queue::<u32>::create(&common::name("cmd"), 4).expect("queue");
         for (name, code) in [("cmd-ok", 0), ("cmd-fails", 4)] {
             let mut cmd = Command::new(std::env::current_exe().expect("exe"));
-            cmd.env("MPSHM_TEST_CHILD", "command_child");
+            cmd.env(common::child::ROUTINE_ENV, "command_child");
             let mut p = Process::command(cmd);
             p.set_segment("NUMBERS", q.name())
                 .set_name(name)
@@ -439,7 +439,7 @@ fn start_and_report(_: &[String]) {
 /// children said.
 fn report_with(env: &[(&str, &str)]) -> Vec<String> {
     let mut cmd = Command::new(std::env::current_exe().expect("exe"));
-    cmd.env("MPSHM_TEST_CHILD", "start_and_report")
+    cmd.env(common::child::ROUTINE_ENV, "start_and_report")
         .envs(env.iter().copied())
         .stdout(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");

@@ -1,38 +1,36 @@
-//! What every bench binary shares: the dispatch to a child role (a bench re-executes itself as
-//! its peer process), Criterion's settings, and a closing summary of mean times with the ratio
-//! against a baseline measured in the same run; and the small process and stdio helpers the
-//! benches' children use.
+//! What every bench binary shares: the child-process kit (a bench re-executes itself as its
+//! peer process: `tests/common/child.rs`, the tests' own, included by path), Criterion's
+//! settings, and a closing summary of mean times with the ratio against a baseline measured in
+//! the same run; and the small stdio helpers the benches' children use.
+//!
+//! A bench's children talk back on their stderr (`Spawn::control_on_stderr`): their stdin and
+//! stdout are the OS pipe or socket that the baselines measure.
 #![allow(dead_code, reason = "each bench uses a different part")]
+
+#[path = "../../tests/common/child.rs"]
+pub mod child;
 
 use std::cell::RefCell;
 use std::error::Error;
 use std::fs::File;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::os::fd::AsFd;
-use std::process::Child;
 use std::time::Duration;
 
 use criterion::Criterion;
 
 pub type Res<T> = Result<T, Box<dyn Error>>;
 
-/// Runs `child(role)` when `child_env` names a role (this process is some bench's peer);
+/// Runs the child routine this process was started for (it is some bench's peer), if any;
 /// otherwise runs `benches` under Criterion, then prints the summary, in which each
 /// benchmark's ratio is `baseline(id)`'s mean over its own.
 pub fn run(
     name: &str,
-    child_env: &str,
-    child: fn(&str) -> Res<()>,
+    routines: Vec<child::Routine>,
     benches: fn(&mut Criterion) -> Res<()>,
     baseline: fn(&str) -> String,
 ) {
-    if let Ok(role) = std::env::var(child_env) {
-        if let Err(e) = child(&role) {
-            eprintln!("bench child ({role}): {e}");
-            std::process::exit(1);
-        }
-        return;
-    }
+    child::dispatch(&routines);
     let mut c = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
@@ -85,12 +83,28 @@ fn summary(baseline: fn(&str) -> String) {
     });
 }
 
-/// In a child: tells the parent (on stderr) that it is set up.
-pub fn report_ready() -> Res<()> {
-    let mut err = std::io::stderr().lock();
-    writeln!(err, "ready")?;
-    err.flush()?;
-    Ok(())
+/// The child for a role written as words, `"name arg1 arg2"`: routine `name` with the rest as
+/// its arguments, talking back on its stderr.
+pub fn spawn_role(role: &str) -> Res<child::Spawn> {
+    let mut words = role.split(' ');
+    let name = words.next().unwrap_or_default();
+    Ok(child::Spawn::new(name, &words.collect::<Vec<_>>())?.control_on_stderr())
+}
+
+/// The words of a role again, for a routine that matches on them: its name and arguments.
+pub fn role_words<'a>(name: &'a str, args: &'a [String]) -> Vec<&'a str> {
+    std::iter::once(name)
+        .chain(args.iter().map(String::as_str))
+        .collect()
+}
+
+/// In a child routine: its outcome; an error is printed and ends the process with status 1,
+/// which the parent's `Child::finish` reports.
+pub fn or_exit(outcome: Res<()>) {
+    if let Err(e) = outcome {
+        eprintln!("bench child: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// Our stdin and stdout as unbuffered files.
@@ -114,27 +128,4 @@ pub fn read_record(input: &mut File, buf: &mut [u8]) -> Res<bool> {
         }
     }
     Ok(true)
-}
-
-/// A child process that is killed and reaped if dropped before [`KillOnDrop::wait`].
-pub struct KillOnDrop(pub Option<Child>);
-
-impl KillOnDrop {
-    pub fn wait(&mut self) -> Res<()> {
-        let mut child = self.0.take().ok_or("child already waited for")?;
-        let status = child.wait()?;
-        if !status.success() {
-            return Err(format!("child process failed: {status}").into());
-        }
-        Ok(())
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }

@@ -126,10 +126,10 @@ impl Chunker {
     }
 
     fn seal(&mut self) {
-        if let Some(c) = self.current.take() {
-            if c.items > 0 {
-                self.chunks.push(c);
-            }
+        if let Some(c) = self.current.take()
+            && c.items > 0
+        {
+            self.chunks.push(c);
         }
     }
 

@@ -43,13 +43,14 @@ pub struct Routine {
 #[macro_export]
 macro_rules! routines {
     ($($(#[cfg($cfg:meta)])? $f:ident),* $(,)?) => {{
-        #[allow(unused_mut, reason = "a list may have no routines")]
-        let mut all: Vec<$crate::common::child::Routine> = Vec::new();
-        $(
-            $(#[cfg($cfg)])?
-            all.push($crate::common::child::Routine { name: stringify!($f), body: $f });
-        )*
-        all
+        let all: &[Option<$crate::common::child::Routine>] = &[$({
+            $(#[cfg(not($cfg))]
+            let entry = None;
+            #[cfg($cfg)])?
+            let entry = Some($crate::common::child::Routine { name: stringify!($f), body: $f });
+            entry
+        }),*];
+        all.iter().flatten().copied().collect::<Vec<_>>()
     }};
 }
 

@@ -618,7 +618,7 @@ fn matches_a_vecdeque_model() {
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        if x % 3 != 0 {
+        if !x.is_multiple_of(3) {
             let msg = vec![x as u8; (x as usize >> 8) % 25];
             match r.try_put(&msg) {
                 TryPut::Done => model.push_back(msg),
