@@ -27,7 +27,7 @@ use bytemuck::Pod;
 use crate::attach::{Attachment, DeadHolders, Holder, Table, Watch, table_size};
 use crate::error::{Error, RecvError, SendError};
 use crate::ring::RingError;
-use crate::ring::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
+use crate::ring::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl, Unstamped};
 use crate::segment::{Kind, Options, Segment, Shared, Spec};
 use crate::sync::owner::BiasedLock;
 use crate::wait::{Bump, DEFAULT_SPIN, Deadline, Peers, WaitSet, deadline, fence};
@@ -384,7 +384,7 @@ impl End {
                 }
             };
             // The fast path: a chunk is there (no clock read, no deadline).
-            if ring.try_pop(&mut take, false).is_none() {
+            if ring.try_pop(&mut take, Unstamped::MeansEmpty).is_none() {
                 let wait = if started { None } else { deadline };
                 let spin = self.spin.load(Ordering::Relaxed);
                 match ring.pop_watching(&mut take, wait, spin, &PipePeers { end: self }) {
@@ -417,7 +417,7 @@ impl End {
                 Some(Some(len)) => return Ok(len),
                 // A stray chunk at the head: dropped.
                 Some(None) => {
-                    ring.try_pop(&mut |_| (), false);
+                    ring.try_pop(&mut |_| (), Unstamped::MeansEmpty);
                 }
                 None => {
                     let spin = self.spin.load(Ordering::Relaxed);

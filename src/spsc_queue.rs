@@ -32,7 +32,7 @@ use crate::error::{
     Error, GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
 };
 use crate::ring::RingError;
-use crate::ring::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
+use crate::ring::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl, Unstamped};
 use crate::segment::{Kind, Options, Segment, Spec};
 use crate::sync::owner::BiasedLock;
 use crate::wait::{Bump, DEFAULT_SPIN, Deadline, EventCount, Peers, WaitSet, deadline, fence};
@@ -582,7 +582,7 @@ impl<T: Pod> SpscConsumer<T> {
         }
         let ring = self.end.ring();
         let mut read = |bytes: &[u8]| read_into(out, bytes);
-        if let Some(ok) = ring.try_pop(&mut read, false) {
+        if let Some(ok) = ring.try_pop(&mut read, Unstamped::MeansEmpty) {
             return Ok(ok);
         }
         let peers = SpscPeers { end: &self.end };
@@ -642,10 +642,10 @@ impl<T: Pod> SpscConsumer<T> {
         let closed = ring.is_closed();
         let mut v = T::zeroed();
         let mut read = |bytes: &[u8]| read_into(&mut v, bytes);
-        let got = match ring.try_pop(&mut read, true) {
+        let got = match ring.try_pop(&mut read, Unstamped::CheckTail) {
             None if !closed => {
                 let gone = self.end.peer_gone();
-                ring.try_pop(&mut read, true).ok_or(gone)
+                ring.try_pop(&mut read, Unstamped::CheckTail).ok_or(gone)
             }
             other => other.ok_or(false),
         };

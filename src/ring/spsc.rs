@@ -68,6 +68,17 @@ pub(crate) struct Cache {
     other: AtomicU64,
 }
 
+/// What a pop makes of a slot at `head` with no stamp: the ring is empty there, or the slot
+/// may have been scribbled on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unstamped {
+    /// Empty: the fast path, which leaves the producer's `tail` line alone.
+    MeansEmpty,
+    /// Compared with `tail`: an unstamped slot that `tail` has passed was scribbled on, and is
+    /// dropped.
+    CheckTail,
+}
+
 /// A view of one SPSC ring.
 #[derive(Clone, Copy)]
 pub(crate) struct Spsc<'a> {
@@ -253,13 +264,17 @@ impl<'a> Spsc<'a> {
     }
 
     /// Takes the oldest message if one is published, handing `read` its bytes and length.
-    /// Consumer side only. With `check`, an unstamped slot is compared with `tail` to find
-    /// scribbled ones; that reads the line the producer writes on every push, so a consumer
+    /// Consumer side only. With [`Unstamped::CheckTail`], an unstamped slot is compared with
+    /// `tail` to find scribbled ones; that reads the line the producer writes on every push, so a consumer
     /// polling an empty ring leaves it out until it is about to sleep. Drops at most
     /// [`SEARCH_BUDGET`] scribbled slots per call, so that a timed caller gets to look at its
     /// deadline (a `tail` scribbled ahead can leave a lap of them).
-    pub(crate) fn try_pop<R>(&self, read: &mut impl FnMut(&[u8]) -> R, check: bool) -> Option<R> {
-        let (head, bytes) = self.head_message(check)?;
+    pub(crate) fn try_pop<R>(
+        &self,
+        read: &mut impl FnMut(&[u8]) -> R,
+        unstamped: Unstamped,
+    ) -> Option<R> {
+        let (head, bytes) = self.head_message(unstamped)?;
         let r = read(bytes);
         // Release: pairs with the Acquire loads of `head` in `try_push_parts` and `writable`;
         // our read of the slot is done before the producer may write it again.
@@ -271,15 +286,16 @@ impl<'a> Spsc<'a> {
 
     /// The message at the head, if one is published, handed to `read` without taking it: the
     /// next `try_pop` gets it. Consumer side only. Slots scribbled on are dropped first, as
-    /// `try_pop` with `check` drops them.
+    /// `try_pop` with [`Unstamped::CheckTail`] drops them.
     pub(crate) fn peek<R>(&self, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        self.head_message(true).map(|(_, bytes)| read(bytes))
+        self.head_message(Unstamped::CheckTail)
+            .map(|(_, bytes)| read(bytes))
     }
 
     /// The position and bytes of the message at the head, if one is published; slots scribbled
     /// on (see `try_pop`) are dropped on the way. Consumer side only: the bytes stay the
     /// message's until this side moves `head` past it.
-    fn head_message(&self, check: bool) -> Option<(u64, &'a [u8])> {
+    fn head_message(&self, unstamped: Unstamped) -> Option<(u64, &'a [u8])> {
         let m = &self.ctl.state.0;
         for _ in 0..SEARCH_BUDGET {
             let head = self.ctl.head.0.load(Relaxed); // only this side writes it
@@ -287,7 +303,7 @@ impl<'a> Spsc<'a> {
             // Acquire: pairs with the Release store of the stamp in `try_push_parts`.
             let mut word = slot[0].load(Acquire);
             if !Self::stamped(head, word) {
-                if !check {
+                if unstamped == Unstamped::MeansEmpty {
                     return None;
                 }
                 // Acquire: pairs with the Release store of `tail` in `try_push_parts`, which
@@ -394,7 +410,12 @@ impl<'a> Spsc<'a> {
             // `Ring::get`).
             let closed = self.is_closed();
             let gone = spun && peers.gone();
-            match self.try_pop(read, spun || closed || gone) {
+            let unstamped = if spun || closed || gone {
+                Unstamped::CheckTail
+            } else {
+                Unstamped::MeansEmpty
+            };
+            match self.try_pop(read, unstamped) {
                 Some(r) => Progress::Done(Ok(r)),
                 None if closed => Progress::Done(Err(RingError::Closed)),
                 None if gone => Progress::Done(Err(RingError::Disconnected)),
@@ -475,11 +496,11 @@ mod tests {
             assert!(!q.try_push(b"x", &pc));
             for i in 0..3u8 {
                 assert_eq!(
-                    q.try_pop(&mut read, true),
+                    q.try_pop(&mut read, Unstamped::CheckTail),
                     Some(vec![round ^ i; usize::from(i) * 9])
                 );
             }
-            assert_eq!(q.try_pop(&mut read, true), None);
+            assert_eq!(q.try_pop(&mut read, Unstamped::CheckTail), None);
         }
         q.try_push(b"last", &pc);
         q.close();
@@ -498,14 +519,20 @@ mod tests {
         assert!(q.try_push_parts(b"head", b"body", &pc));
         assert_eq!(q.peek(|b| b.to_vec()), Some(b"headbody".to_vec()));
         assert_eq!(q.peek(|b| b.len()), Some(8), "a peek takes nothing");
-        assert_eq!(q.try_pop(&mut read, false), Some(b"headbody".to_vec()));
+        assert_eq!(
+            q.try_pop(&mut read, Unstamped::MeansEmpty),
+            Some(b"headbody".to_vec())
+        );
         assert_eq!(q.peek(|b| b.len()), None);
         // A slot scribbled on is dropped by a peek, as by a checked pop.
         assert!(q.try_push(b"one", &pc) && q.try_push(b"two", &pc));
         words[slot_words(16).expect("size")].store(0xdead_beef, Relaxed);
         assert_eq!(q.peek(|b| b.to_vec()), Some(b"two".to_vec()));
         assert_eq!(q.lost(), 1);
-        assert_eq!(q.try_pop(&mut read, true), Some(b"two".to_vec()));
+        assert_eq!(
+            q.try_pop(&mut read, Unstamped::CheckTail),
+            Some(b"two".to_vec())
+        );
     }
 
     #[test]
@@ -539,7 +566,7 @@ mod tests {
         let mut read = |b: &[u8]| b.to_vec();
         // An unstamped slot at `head` with nothing pushed is just empty, checked or not.
         words[0].store(0xdead_beef, Relaxed);
-        assert_eq!(q.try_pop(&mut read, true), None);
+        assert_eq!(q.try_pop(&mut read, Unstamped::CheckTail), None);
         assert!(!q.readable());
         words[0].store(0, Relaxed);
         // Two messages; the first one's stamp is scribbled on.
@@ -547,19 +574,22 @@ mod tests {
         words[0].store(0xdead_beef, Relaxed);
         // The unchecked fast path sees no message; the checked one drops the slot, counts
         // it, and delivers the next.
-        assert_eq!(q.try_pop(&mut read, false), None);
+        assert_eq!(q.try_pop(&mut read, Unstamped::MeansEmpty), None);
         assert!(
             q.readable(),
             "a scribbled slot behind tail must wake the reader"
         );
-        assert_eq!(q.try_pop(&mut read, true), Some(b"two".to_vec()));
+        assert_eq!(
+            q.try_pop(&mut read, Unstamped::CheckTail),
+            Some(b"two".to_vec())
+        );
         assert_eq!(q.lost(), 1);
         // A stamped length longer than a slot is dropped too.
         assert!(q.try_push(b"three", &pc));
         let slot = 2 * slot_words(16).expect("size");
         let stamp = words[slot].load(Relaxed);
         words[slot].store(stamp | 0xffff, Relaxed);
-        assert_eq!(q.try_pop(&mut read, true), None);
+        assert_eq!(q.try_pop(&mut read, Unstamped::CheckTail), None);
         assert_eq!(q.lost(), 2);
         // The ring goes on.
         assert!(q.try_push(b"four", &pc));
@@ -584,7 +614,7 @@ mod tests {
         ctl.tail.0.store(big as u64, Relaxed);
         let mut read = |b: &[u8]| b.to_vec();
         for round in 1..=3 {
-            assert_eq!(b.try_pop(&mut read, true), None);
+            assert_eq!(b.try_pop(&mut read, Unstamped::CheckTail), None);
             assert_eq!(b.lost(), round * u64::from(SEARCH_BUDGET));
         }
         assert!(b.try_push(b"six", &Cache::default()));
