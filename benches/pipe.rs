@@ -34,7 +34,7 @@ use mpshm::{Connection, Pipe, RecvError};
 mod common;
 
 use common::child::{self, Child};
-use common::{Res, or_exit, raw_stdio, read_record, record, role_words, spawn_role};
+use common::{Res, fdecho, or_exit, raw_stdio, read_record, record, spawn_role};
 /// Marks the message that asks for an acknowledgement.
 const ACK_ME: u64 = 1 << 63;
 /// The large message size; OS pipe and socket frame it with a length.
@@ -264,92 +264,77 @@ fn stamp(msg: &mut [u8], tag: u64) {
 
 /// `cecho <name> <spin>`: receives numbers on the pipe and sends each back, plus one.
 fn cecho(args: &[String]) {
-    or_exit(child("cecho", args));
+    or_exit((|| {
+        let [name, spin] = args else {
+            return Err("cecho takes a pipe name and a spin".into());
+        };
+        let conn = Pipe::open(name)?;
+        set_spin(&conn, spin.parse()?);
+        child::ready();
+        loop {
+            match conn.recv::<u64>() {
+                Ok(v) => conn.send(&(v + 1))?,
+                Err(RecvError::Disconnected) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })());
 }
 
 /// `csink <name> <size>`: receives a stream of `size`-byte messages on the pipe.
 fn csink(args: &[String]) {
-    or_exit(child("csink", args));
-}
-
-/// `fdecho`: the same as `cecho`, over stdin and stdout.
-fn fdecho(args: &[String]) {
-    or_exit(child("fdecho", args));
+    or_exit((|| {
+        let [name, size] = args else {
+            return Err("csink takes a pipe name and a size".into());
+        };
+        let conn = Pipe::open(name)?;
+        child::ready();
+        let mut sink = Sink::default();
+        let mut buf = vec![0u8; size.parse()?];
+        loop {
+            match conn.recv_bytes_into(&mut buf) {
+                Ok(n) if n == buf.len() => {
+                    if let Some(ack) = sink.see(&buf)? {
+                        conn.send(&ack)?;
+                    }
+                }
+                Ok(n) => return Err(format!("a {n}-byte message").into()),
+                Err(RecvError::Disconnected) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })());
 }
 
 /// `fdsink <size>`: the same as `csink`, over stdin and stdout.
 fn fdsink(args: &[String]) {
-    or_exit(child("fdsink", args));
-}
-
-fn child(name: &str, args: &[String]) -> Res<()> {
-    let words = role_words(name, args);
-    match words[..] {
-        ["cecho", name, spin] => {
-            let conn = Pipe::open(name)?;
-            set_spin(&conn, spin.parse()?);
-            child::ready();
-            loop {
-                match conn.recv::<u64>() {
-                    Ok(v) => conn.send(&(v + 1))?,
-                    Err(RecvError::Disconnected) => return Ok(()),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        ["csink", name, size] => {
-            let conn = Pipe::open(name)?;
-            child::ready();
-            let mut sink = Sink::default();
-            let mut buf = vec![0u8; size.parse()?];
-            loop {
-                match conn.recv_bytes_into(&mut buf) {
-                    Ok(n) if n == buf.len() => {
-                        if let Some(ack) = sink.see(&buf)? {
-                            conn.send(&ack)?;
-                        }
-                    }
-                    Ok(n) => return Err(format!("a {n}-byte message").into()),
-                    Err(RecvError::Disconnected) => return Ok(()),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        ["fdecho"] => {
-            let (mut input, mut output) = raw_stdio()?;
-            child::ready();
-            let mut buf = [0; 8];
-            while read_record(&mut input, &mut buf)? {
-                output.write_all(&(u64::from_ne_bytes(buf) + 1).to_ne_bytes())?;
-            }
-            Ok(())
-        }
-        ["fdsink", size] => {
-            let (mut input, mut output) = raw_stdio()?;
-            child::ready();
-            let size: usize = size.parse()?;
-            let mut sink = Sink::default();
-            let mut buf = vec![0u8; size];
-            loop {
-                if size >= BIG {
-                    let mut len = [0; 8];
-                    if !read_record(&mut input, &mut len)? {
-                        return Ok(());
-                    }
-                    if u64::from_ne_bytes(len) != size as u64 {
-                        return Err(format!("a {}-byte message", u64::from_ne_bytes(len)).into());
-                    }
-                }
-                if !read_record(&mut input, &mut buf)? {
+    or_exit((|| {
+        let [size] = args else {
+            return Err("fdsink takes a size".into());
+        };
+        let (mut input, mut output) = raw_stdio()?;
+        child::ready();
+        let size: usize = size.parse()?;
+        let mut sink = Sink::default();
+        let mut buf = vec![0u8; size];
+        loop {
+            if size >= BIG {
+                let mut len = [0; 8];
+                if !read_record(&mut input, &mut len)? {
                     return Ok(());
                 }
-                if let Some(ack) = sink.see(&buf)? {
-                    output.write_all(&ack.to_ne_bytes())?;
+                if u64::from_ne_bytes(len) != size as u64 {
+                    return Err(format!("a {}-byte message", u64::from_ne_bytes(len)).into());
                 }
             }
+            if !read_record(&mut input, &mut buf)? {
+                return Ok(());
+            }
+            if let Some(ack) = sink.see(&buf)? {
+                output.write_all(&ack.to_ne_bytes())?;
+            }
         }
-        _ => Err(format!("bad arguments for {name}: {args:?}").into()),
-    }
+    })());
 }
 
 /// The stream child's check: sequence numbers arrive in order, without gaps, and the last word

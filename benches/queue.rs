@@ -32,7 +32,7 @@ use mpshm::Queue;
 mod common;
 
 use common::child::{self, Child, Spawn};
-use common::{Res, or_exit, raw_stdio, read_record, record};
+use common::{Res, fdecho, or_exit, raw_stdio, read_record, record};
 
 /// Marks the message that asks for an acknowledgement.
 const ACK_ME: u64 = 1 << 63;
@@ -275,19 +275,6 @@ fn qsink(args: &[String]) {
             if let Some(ack) = sink.see(m[0])? {
                 back.put(ack).map_err(|e| e.to_string())?;
             }
-        }
-        Ok(())
-    })());
-}
-
-/// Echoes 8-byte records from stdin to stdout, plus one.
-fn fdecho(_: &[String]) {
-    or_exit((|| {
-        let (mut input, mut output) = raw_stdio()?;
-        child::ready();
-        let mut buf = [0; 8];
-        while read_record(&mut input, &mut buf)? {
-            output.write_all(&(u64::from_ne_bytes(buf) + 1).to_ne_bytes())?;
         }
         Ok(())
     })());

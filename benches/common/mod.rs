@@ -13,7 +13,7 @@ pub mod child;
 use std::cell::RefCell;
 use std::error::Error;
 use std::fs::File;
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
@@ -91,13 +91,6 @@ pub fn spawn_role(role: &str) -> Res<child::Spawn> {
     Ok(child::Spawn::new(name, &words.collect::<Vec<_>>())?.control_on_stderr())
 }
 
-/// The words of a role again, for a routine that matches on them: its name and arguments.
-pub fn role_words<'a>(name: &'a str, args: &'a [String]) -> Vec<&'a str> {
-    std::iter::once(name)
-        .chain(args.iter().map(String::as_str))
-        .collect()
-}
-
 /// In a child routine: its outcome; an error is printed and ends the process with status 1,
 /// which the parent's `Child::finish` reports.
 pub fn or_exit(outcome: Res<()>) {
@@ -105,6 +98,20 @@ pub fn or_exit(outcome: Res<()>) {
         eprintln!("bench child: {e}");
         std::process::exit(1);
     }
+}
+
+/// `fdecho`, the OS pipe's and the socket's echo child of the benches: echoes 8-byte records
+/// from stdin to stdout, plus one.
+pub fn fdecho(_: &[String]) {
+    or_exit((|| {
+        let (mut input, mut output) = raw_stdio()?;
+        child::ready();
+        let mut buf = [0; 8];
+        while read_record(&mut input, &mut buf)? {
+            output.write_all(&(u64::from_ne_bytes(buf) + 1).to_ne_bytes())?;
+        }
+        Ok(())
+    })());
 }
 
 /// Our stdin and stdout as unbuffered files.
