@@ -2,7 +2,6 @@
 //! `SIGKILL` breaking it for the others.
 
 mod common;
-mod sync_kit;
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -402,7 +401,7 @@ fn waiting_thread<'s>(
     b: &str,
 ) -> mpsc::Receiver<(Result<u32, BarrierError>, Instant)> {
     let b = b.to_owned();
-    sync_kit::sleeper(
+    common::sync::sleeper(
         s,
         move || Barrier::open(&b).expect("open"),
         |barrier| barrier.wait_timeout(LIMIT),
@@ -511,10 +510,10 @@ fn loop_party(args: &[String]) {
 /// victim; after `reset` (and a new victim) the barrier passes rounds again. Reported: kill to
 /// the parent party's wake-up with the error.
 fn kill_loop_party() {
-    let trials = sync_kit::trials(30);
+    let trials = common::sync::trials(30);
     let b = name("bkl");
     let barrier = Barrier::create(&b, 3).expect("create");
-    let mut rng = sync_kit::Rng::new();
+    let mut rng = common::sync::Rng::new();
     let mut samples = Vec::new();
     let (err_tx, err_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -542,7 +541,7 @@ fn kill_loop_party() {
                 survivor.wait_ready();
             }
             let pid = victim.pid();
-            sync_kit::spin_for(rng.duration(Duration::from_millis(2)));
+            common::sync::spin_for(rng.duration(Duration::from_millis(2)));
             let killed = Instant::now();
             victim.kill();
             let (cause, woke) = err_rx
@@ -563,5 +562,5 @@ fn kill_loop_party() {
         drop(go_tx);
         let _ = err_rx.recv();
     });
-    sync_kit::report("barrier, party killed", &mut samples);
+    common::sync::report("barrier, party killed", &mut samples);
 }

@@ -3,7 +3,6 @@
 //! `SIGKILL`.
 
 mod common;
-mod sync_kit;
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -69,7 +68,7 @@ fn timed_waiter<'s>(
     cond: &'s Condition,
     limit: Duration,
 ) -> mpsc::Receiver<(bool, Instant)> {
-    sync_kit::sleeper(
+    common::sync::sleeper(
         s,
         move || lock(cond),
         move |mut g| match g.wait_timeout(limit) {
@@ -611,11 +610,11 @@ fn ping_pong(args: &[String]) {
 /// their timeout, and afterwards the condition still works: a fresh waiter is reached by
 /// `notify(1)`, no slot of the dead child swallows it.
 fn kill_loop_ping_pong() {
-    let trials = sync_kit::trials(30);
+    let trials = common::sync::trials(30);
     let (c, t) = (name("ckl"), name("cklt"));
     let cond = Condition::create(&c).expect("create");
     let turns = RawValue::<u64>::create(&t, 0).expect("create");
-    let mut rng = sync_kit::Rng::new();
+    let mut rng = common::sync::Rng::new();
     for _ in 0..trials {
         let mut child = Child::spawn("ping_pong", &[&c, &t]);
         child.wait_ready();
@@ -643,7 +642,7 @@ fn kill_loop_ping_pong() {
             while turns.load() < start + 20 {
                 std::thread::yield_now();
             }
-            sync_kit::spin_for(rng.duration(Duration::from_millis(2)));
+            common::sync::spin_for(rng.duration(Duration::from_millis(2)));
             child.kill();
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             partner.join().expect("partner");
@@ -669,7 +668,7 @@ fn fresh_waiter_notified(cond: &Condition) -> bool {
 fn first_free_slot(c: &str) -> u64 {
     (0..256)
         .map(|i| FIRST_SLOT_STATE + 32 * i)
-        .find(|&at| sync_kit::peek(c, at) == 0)
+        .find(|&at| common::sync::peek(c, at) == 0)
         .expect("a free slot")
 }
 
@@ -696,11 +695,11 @@ fn wait_and_mark(args: &[String]) {
 /// leaves the notify to be passed on, which this cannot tell from a taken one.) Reported: kill
 /// to the younger waiter's wake-up, when the notify came before the kill.
 fn kill_loop_notified_waiter() {
-    let trials = sync_kit::trials(30);
+    let trials = common::sync::trials(30);
     let (c, f) = (name("cknw"), name("cknwf"));
     let cond = Condition::create(&c).expect("create");
     let consumed = RawValue::<u64>::create(&f, 0).expect("create");
-    let mut rng = sync_kit::Rng::new();
+    let mut rng = common::sync::Rng::new();
     let mut samples = Vec::new();
     let mut taken_by_the_dead = 0;
     for _ in 0..trials {
@@ -716,9 +715,9 @@ fn kill_loop_notified_waiter() {
             if !notify_first {
                 child.kill();
             }
-            sync_kit::spin_for(rng.duration(Duration::from_micros(200)));
+            common::sync::spin_for(rng.duration(Duration::from_micros(200)));
             lock(&cond).notify(1);
-            sync_kit::spin_for(rng.duration(Duration::from_micros(200)));
+            common::sync::spin_for(rng.duration(Duration::from_micros(200)));
             let killed = Instant::now();
             if notify_first {
                 child.kill();
@@ -731,7 +730,7 @@ fn kill_loop_notified_waiter() {
                 }
                 Err(e) => panic!("acquire: {e}"),
             };
-            let slot = |at| sync_kit::peek(&c, at);
+            let slot = |at| common::sync::peek(&c, at);
             let taken = consumed.load() == 1
                 || (died_holding && slot(childs_slot) == 0 && slot(younger_slot) == 1);
             if taken {
@@ -752,7 +751,7 @@ fn kill_loop_notified_waiter() {
     println!(
         "condition: the dead waiter had taken the notify in {taken_by_the_dead} of {trials} trials"
     );
-    sync_kit::report(
+    common::sync::report(
         "condition, notified waiter killed: notify passed on",
         &mut samples,
     );

@@ -2,7 +2,6 @@
 //! with `SIGKILL`.
 
 mod common;
-mod sync_kit;
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -41,7 +40,7 @@ fn sleeping_waiter<'s>(
     limit: Duration,
 ) -> mpsc::Receiver<(bool, Instant)> {
     let n = n.to_owned();
-    sync_kit::sleeper(
+    common::sync::sleeper(
         scope,
         move || Event::open(&n).expect("open"),
         move |ev| ev.wait_timeout(limit),
@@ -190,8 +189,8 @@ fn raw_set_then_park(args: &[String]) {
     assert_eq!(common::line_from_parent(), "go");
     // What `set` stores, without the wake that follows it: a setter killed in between. (The
     // event is cleared, and no one else sets it: its state word is its set count, doubled.)
-    let before = sync_kit::peek(&args[0], EVENT_STATE);
-    sync_kit::poke(&args[0], EVENT_STATE, (before & !1).wrapping_add(2) | 1);
+    let before = common::sync::peek(&args[0], EVENT_STATE);
+    common::sync::poke(&args[0], EVENT_STATE, (before & !1).wrapping_add(2) | 1);
     common::say("raised");
     common::park();
 }
@@ -269,7 +268,7 @@ fn set_after_a_while(args: &[String]) {
     let delay: u64 = args[1].parse().expect("delay");
     common::ready();
     assert_eq!(common::line_from_parent(), "go");
-    sync_kit::spin_for(Duration::from_nanos(delay));
+    common::sync::spin_for(Duration::from_nanos(delay));
     ev.set();
     common::park();
 }
@@ -279,10 +278,10 @@ fn set_after_a_while(args: &[String]) {
 /// waiter returns `true` on its own; when the kill came first, a set by the parent releases it.
 /// Reported: kill to wake-up, for the waiters still asleep at the kill with the flag up.
 fn kill_loop_setter() {
-    let trials = sync_kit::trials(30);
+    let trials = common::sync::trials(30);
     let n = name("evkl");
     let ev = Event::create(&n).expect("create");
-    let mut rng = sync_kit::Rng::new();
+    let mut rng = common::sync::Rng::new();
     let mut samples = Vec::new();
     let mut cut_short = 0;
     for _ in 0..trials {
@@ -293,7 +292,7 @@ fn kill_loop_setter() {
         std::thread::scope(|s| {
             let got = sleeping_waiter(s, &n, Duration::from_secs(10));
             child.tell("go");
-            sync_kit::spin_for(rng.duration(Duration::from_micros(300)));
+            common::sync::spin_for(rng.duration(Duration::from_micros(300)));
             let killed = Instant::now();
             child.kill();
             let by_child = ev.is_set();
@@ -312,5 +311,5 @@ fn kill_loop_setter() {
         });
     }
     println!("event: {cut_short} of {trials} waiters were still asleep at the kill");
-    sync_kit::report("event, setter killed", &mut samples);
+    common::sync::report("event, setter killed", &mut samples);
 }

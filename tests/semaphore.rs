@@ -2,7 +2,6 @@
 //! permits that come back when their holder is killed.
 
 mod common;
-mod sync_kit;
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -138,7 +137,7 @@ fn blocked_waiter<'s>(
     n: &str,
 ) -> mpsc::Receiver<((), Instant)> {
     let n = n.to_owned();
-    sync_kit::sleeper(
+    common::sync::sleeper(
         scope,
         move || Semaphore::open(&n).expect("open"),
         // Bounded, so that a lost wake-up fails the test instead of hanging it.
@@ -174,7 +173,7 @@ fn release_wakes_one_waiter_per_permit() {
         let waiters: Vec<_> = (0..3)
             .map(|_| {
                 let n = n.clone();
-                sync_kit::sleeper(
+                common::sync::sleeper(
                     s,
                     move || Semaphore::open(&n).expect("open"),
                     |sem| match sem.acquire_timeout(Duration::from_secs(2)) {
@@ -367,15 +366,15 @@ fn kinds_and_values_are_checked() {
 fn churn(args: &[String]) {
     let sem = Semaphore::open(&args[0]).expect("open");
     let count: usize = args[1].parse().expect("count");
-    let mut rng = sync_kit::Rng::new();
+    let mut rng = common::sync::Rng::new();
     common::ready();
     loop {
         let guards: Vec<_> = (0..count)
             .map(|_| sem.acquire().expect("acquire"))
             .collect();
-        sync_kit::spin_for(rng.duration(Duration::from_micros(40)));
+        common::sync::spin_for(rng.duration(Duration::from_micros(40)));
         drop(guards);
-        sync_kit::spin_for(rng.duration(Duration::from_micros(5)));
+        common::sync::spin_for(rng.duration(Duration::from_micros(5)));
     }
 }
 
@@ -385,16 +384,16 @@ fn churn(args: &[String]) {
 /// nothing the dead child held or was updating is lost, and the free count is the initial
 /// value again once the parent gives them back.
 fn kill_loop_hot_holders() {
-    let trials = sync_kit::trials(30);
+    let trials = common::sync::trials(30);
     let n = name("semkl");
     let sem = Semaphore::create(&n, 2).expect("create");
-    let mut rng = sync_kit::Rng::new();
+    let mut rng = common::sync::Rng::new();
     let mut samples = Vec::new();
     for trial in 0..trials {
         let hold = if trial % 2 == 0 { "40" } else { "0" };
         let mut victim = Child::spawn("churn", &[&n, "2", hold]);
         victim.wait_ready();
-        sync_kit::spin_for(rng.duration(Duration::from_millis(3)));
+        common::sync::spin_for(rng.duration(Duration::from_millis(3)));
         let killed = Instant::now();
         victim.kill();
         let a = sem
@@ -412,7 +411,7 @@ fn kill_loop_hot_holders() {
             "count plus live holders is the initial value"
         );
     }
-    sync_kit::report(
+    common::sync::report(
         "semaphore, hot holder killed: parent holds both permits",
         &mut samples,
     );
@@ -421,17 +420,17 @@ fn kill_loop_hot_holders() {
 /// A child holds the only permit while a thread of the parent sleeps in `acquire`; the child is
 /// killed: the time from the kill to the waiter's wake-up with the permit.
 fn kill_loop_blocked_waiter() {
-    let trials = sync_kit::trials(30);
+    let trials = common::sync::trials(30);
     let n = name("semkw");
     let sem = Semaphore::create(&n, 1).expect("create");
-    let mut rng = sync_kit::Rng::new();
+    let mut rng = common::sync::Rng::new();
     let mut samples = Vec::new();
     for _ in 0..trials {
         let mut child = Child::spawn("hold", &[&n, "1"]);
         child.wait_ready();
         std::thread::scope(|s| {
             let got = blocked_waiter(s, &n);
-            sync_kit::spin_for(rng.duration(Duration::from_micros(500)));
+            common::sync::spin_for(rng.duration(Duration::from_micros(500)));
             let killed = Instant::now();
             child.kill();
             let ((), woke) = got
@@ -441,7 +440,7 @@ fn kill_loop_blocked_waiter() {
         });
         assert_eq!(sem.value(), 1);
     }
-    sync_kit::report("semaphore, holder killed, waiter asleep", &mut samples);
+    common::sync::report("semaphore, holder killed, waiter asleep", &mut samples);
 }
 
 /// Where the free count lives in a semaphore's segment: the 256-byte header and the 56-byte
@@ -455,7 +454,7 @@ fn raw_release_then_park(args: &[String]) {
     assert_eq!(common::line_from_parent(), "go");
     // What a release commits, without the `seq` bump and the wake that follow it: a releaser
     // killed in between (its state lock long released).
-    sync_kit::poke(&args[0], SEMAPHORE_COUNT, 1);
+    common::sync::poke(&args[0], SEMAPHORE_COUNT, 1);
     common::say("released");
     common::park();
 }

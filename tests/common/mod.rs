@@ -20,7 +20,7 @@
 //! [`Child::line`]), which is how tests order events without sleeping. That protocol is the
 //! child-process kit in [`child`], which the benches share. After the tests, `run` fails the
 //! binary if any segment made with [`name`] is still in `/dev/shm`. What the process and pool
-//! tests need besides is in [`process`].
+//! tests need besides is in [`process`], and what the synchronisation family's need in [`sync`].
 #![allow(
     dead_code,
     unused_imports,
@@ -30,6 +30,7 @@
 
 pub mod child;
 pub mod process;
+pub mod sync;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
