@@ -55,6 +55,8 @@
 mod array;
 #[cfg(not(loom))]
 mod attach;
+#[cfg(not(loom))]
+mod codec;
 mod containers;
 mod error;
 #[cfg(all(test, not(loom)))]
@@ -67,6 +69,8 @@ pub mod process;
 mod queue;
 mod ring;
 mod segment;
+mod shared_type;
+mod shm;
 #[cfg(not(loom))]
 mod spsc;
 #[cfg(not(loom))]
@@ -77,20 +81,31 @@ mod value;
 #[cfg(not(loom))]
 mod wait;
 
+/// The `bytemuck` this crate is built with, for deriving `Pod` and `Zeroable` on the types
+/// you share: `#[derive(mpshm::bytemuck::Pod, mpshm::bytemuck::Zeroable)]` with
+/// `#[bytemuck(crate = "mpshm::bytemuck")]` (see [`SharedType`]).
+pub use bytemuck;
+
 pub use array::{Array, ArrayGuard, RawArray};
 #[cfg(not(loom))]
-pub use containers::{Codec, ListIndex, Plain, SharedDict, SharedList};
+pub use codec::{Bytes, Codec, Plain};
 #[cfg(all(feature = "serde", not(loom)))]
-pub use containers::{Postcard, SerdeDict, SerdeList};
+pub use codec::Postcard;
+#[cfg(not(loom))]
+pub use containers::{ListIndex, SharedDict, SharedList};
+#[cfg(all(feature = "serde", not(loom)))]
+pub use containers::{SerdeDict, SerdeList};
 pub use error::{
-    AccessError, AcquireError, BarrierError, BreakCause, ConditionError, ContainerError, Error,
-    GetError, GetTimeoutError, JoinError, LockError, PutError, PutTimeoutError, RecvError,
-    ReleaseError, SendError, TryGetError, TryPutError,
+    AccessError, AcquireError, BarrierError, BreakCause, BufferTooShort, ConditionError,
+    ContainerError, DecodeError, Difference, EncodeError, Error, GetError, GetTimeoutError,
+    JoinError, LengthMismatch, LockError, OutOfBounds, PutError, PutTimeoutError, RecvError,
+    RecvTimeoutError, ReleaseError, SendError, SendTimeoutError, TooLarge, TryGetError,
+    TryPutError, TryRecvError, TrySendError, WrongType,
 };
 #[cfg(not(loom))]
 pub use error::{Exit, ProcessError};
 #[cfg(not(loom))]
-pub use pipe::{Connection, MAX_MESSAGE, Pipe, PipeReader, PipeWriter};
+pub use pipe::{Connection, MAX_MESSAGE, Pipe, PipeEnd, PipeIter, PipeReader, PipeTryIter, PipeWriter};
 #[cfg(not(loom))]
 pub use process::{
     AsyncResult, Payload, Pool, Process, ThreadPool, cpu_count, current_process, parent_process,
@@ -98,19 +113,37 @@ pub use process::{
 #[cfg(all(feature = "serde", not(loom)))]
 pub use queue::SerdeQueue;
 #[cfg(not(loom))]
-pub use queue::{ByteQueue, JoinableQueue, Queue, SimpleQueue};
+pub use queue::{ByteQueue, Iter, JoinableQueue, Queue, SimpleQueue, TryIter};
 pub use segment::{Kind, Options, SegmentInfo, segments, unlink};
+pub use shared_type::{Field, SharedType};
+pub use shm::{Shm, prelude};
 #[cfg(not(loom))]
-pub use spsc_queue::{SpscConsumer, SpscProducer, SpscQueue};
+pub use spsc_queue::{SpscConsumer, SpscEnd, SpscIter, SpscProducer, SpscQueue, SpscTryIter};
 pub use sync::atomic::AtomicInt;
-pub use sync::{BARRIER_MAX_PARTIES, Lock, LockGuard, RLock, SEMAPHORE_MAX};
+pub use sync::{BARRIER_MAX_PARTIES, Lock, LockGuard, ProcessLock, RLock, SEMAPHORE_MAX};
 #[cfg(not(loom))]
 pub use sync::{
-    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Semaphore, SemaphoreGuard,
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, ProcessSemaphore,
+    Semaphore, SemaphoreGuard,
 };
 pub use value::{RawValue, Value, ValueGuard};
 #[cfg(not(loom))]
 pub use wait::{DeathNotice, PEER_POLL, Waitable, death_notice, wait};
+
+/// The marker types that pick a generic handle's kind, and the sealed traits over them: the
+/// lock kinds of [`ProcessLock`] ([`Lock`], [`RLock`]), the kinds of [`ProcessSemaphore`]
+/// ([`Semaphore`], [`BoundedSemaphore`]), the directions of [`PipeEnd`] ([`Connection`],
+/// [`PipeReader`], [`PipeWriter`]) and the roles of [`SpscEnd`] ([`SpscProducer`],
+/// [`SpscConsumer`]). Most code names the aliases and never these.
+pub mod marker {
+    #[cfg(not(loom))]
+    pub use crate::pipe::{Direction, Duplex, ReadOnly, Receives, Sends, WriteOnly};
+    #[cfg(not(loom))]
+    pub use crate::spsc_queue::{Consumer, Producer, Role};
+    pub use crate::sync::{Exclusive, LockKind, Reentrant};
+    #[cfg(not(loom))]
+    pub use crate::sync::{Bounded, SemaphoreKind, Unbounded};
+}
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::error::{Error, GetTimeoutError, TryGetError, TryPutError};
 use crate::queue::ByteQueue;
+use crate::shm::Shm;
 
 /// The prefix of every segment the process module creates: `mpx<pid>-`.
 pub(crate) fn prefix() -> String {
@@ -45,7 +46,7 @@ impl Channel {
     /// it on drop unless [`persist`](Self::persist) is called.
     pub(crate) fn create(name: &str, capacity: usize, max_message: usize) -> Result<Self, Error> {
         Ok(Channel {
-            queue: ByteQueue::create(name, capacity, max_message.max(1))?,
+            queue: ByteQueue::create(name, (capacity, max_message.max(1)))?,
         })
     }
 
@@ -61,10 +62,9 @@ impl Channel {
         self.queue.try_put(msg).map_err(|e| {
             PutFail(match e {
                 TryPutError::Full(m)
-                | TryPutError::TooLarge(m)
                 | TryPutError::Closed(m)
                 | TryPutError::Disconnected(m)
-                | TryPutError::Encode(m) => m,
+                | TryPutError::Encode(m, _) => m,
             })
         })
     }
@@ -78,15 +78,7 @@ impl Channel {
     /// Takes a message, waiting while there is none; `None` once closed and drained. (It waits
     /// even when no process is attached to put messages: one may come later.)
     pub(crate) fn get(&self) -> Option<Vec<u8>> {
-        loop {
-            match self.queue.get_until_closed(None) {
-                Ok(m) => return Some(m),
-                // A message that is not valid bytes cannot happen for a byte queue, but a
-                // damaged slot is skipped, never trusted.
-                Err(GetTimeoutError::Decode) => continue,
-                Err(_) => return None,
-            }
-        }
+        self.queue.get_until_closed(None).ok()
     }
 
     /// Takes a message, waiting at most `timeout`.
