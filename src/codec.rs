@@ -18,9 +18,9 @@ use std::convert::Infallible;
 use std::fmt;
 use std::sync::atomic::AtomicU64;
 
+use crate::error::{ContainerError, TooLarge};
 #[cfg(feature = "serde")]
 use crate::error::{DecodeError, EncodeError};
-use crate::error::{ContainerError, TooLarge};
 use crate::segment::{Identity, Options};
 use crate::shared_type::SharedType;
 
@@ -50,6 +50,9 @@ pub trait Codec<T>: sealed::Sealed {
     /// A number stored in the segment, so that two codecs never share one.
     #[doc(hidden)]
     const ID: u64;
+    /// The word that starts a container's type tag (`serde dict<K, V>`).
+    #[doc(hidden)]
+    const PREFIX: &'static str;
     /// The bytes read back, before they are turned into a `T`.
     #[doc(hidden)]
     type Raw;
@@ -121,6 +124,7 @@ impl<T: SharedType> Codec<T> for Plain {
     type EncodeError = Infallible;
     type DecodeError = Infallible;
     const ID: u64 = 1;
+    const PREFIX: &'static str = "";
     type Raw = T;
 
     fn sizes(capacity: &usize) -> (usize, usize) {
@@ -178,6 +182,7 @@ impl Codec<Vec<u8>> for Bytes {
     type EncodeError = TooLarge;
     type DecodeError = Infallible;
     const ID: u64 = 3;
+    const PREFIX: &'static str = "bytes ";
     type Raw = Vec<u8>;
 
     fn sizes(&(capacity, max): &(usize, usize)) -> (usize, usize) {
@@ -244,6 +249,7 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for Postcard {
     type EncodeError = EncodeError;
     type DecodeError = DecodeError;
     const ID: u64 = 2;
+    const PREFIX: &'static str = "serde ";
     type Raw = Vec<u8>;
 
     fn sizes(&(capacity, max): &(usize, usize)) -> (usize, usize) {
@@ -258,11 +264,7 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for Postcard {
         Identity::named(std::any::type_name::<T>(), 0, 0, 0, "")
     }
 
-    fn encode<'a>(
-        v: &'a T,
-        max: usize,
-        scratch: &'a mut Vec<u8>,
-    ) -> Result<&'a [u8], EncodeError> {
+    fn encode<'a>(v: &'a T, max: usize, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], EncodeError> {
         scratch.clear();
         *scratch =
             postcard::to_extend(v, std::mem::take(scratch)).map_err(|_| EncodeError::Serialize)?;

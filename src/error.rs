@@ -509,7 +509,6 @@ impl std::error::Error for EncodeError {}
 /// The bytes of a message or entry are not a valid encoding of the type asked for
 /// ([`Postcard`](crate::Postcard)); the message has been consumed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct DecodeError;
 
 impl fmt::Display for DecodeError {

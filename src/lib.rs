@@ -6,6 +6,7 @@
 //! `SIGKILL` — is handed to the next acquirer inside [`LockError::OwnerDied`].
 //!
 //! ```
+//! use mpshm::prelude::*;
 //! use mpshm::{RawValue, Value};
 //!
 //! let name = format!("quickstart-{}", std::process::id());
@@ -87,10 +88,10 @@ mod wait;
 pub use bytemuck;
 
 pub use array::{Array, ArrayGuard, RawArray};
-#[cfg(not(loom))]
-pub use codec::{Bytes, Codec, Plain};
 #[cfg(all(feature = "serde", not(loom)))]
 pub use codec::Postcard;
+#[cfg(not(loom))]
+pub use codec::{Bytes, Codec, Plain};
 #[cfg(not(loom))]
 pub use containers::{ListIndex, SharedDict, SharedList};
 #[cfg(all(feature = "serde", not(loom)))]
@@ -105,7 +106,9 @@ pub use error::{
 #[cfg(not(loom))]
 pub use error::{Exit, ProcessError};
 #[cfg(not(loom))]
-pub use pipe::{Connection, MAX_MESSAGE, Pipe, PipeEnd, PipeIter, PipeReader, PipeTryIter, PipeWriter};
+pub use pipe::{
+    Connection, MAX_MESSAGE, Pipe, PipeEnd, PipeIter, PipeReader, PipeTryIter, PipeWriter,
+};
 #[cfg(not(loom))]
 pub use process::{
     AsyncResult, Payload, Pool, Process, ThreadPool, cpu_count, current_process, parent_process,
@@ -140,9 +143,9 @@ pub mod marker {
     pub use crate::pipe::{Direction, Duplex, ReadOnly, Receives, Sends, WriteOnly};
     #[cfg(not(loom))]
     pub use crate::spsc_queue::{Consumer, Producer, Role};
-    pub use crate::sync::{Exclusive, LockKind, Reentrant};
     #[cfg(not(loom))]
     pub use crate::sync::{Bounded, SemaphoreKind, Unbounded};
+    pub use crate::sync::{Exclusive, LockKind, Reentrant};
 }
 
 /// The README's examples, compiled and run as doctests.

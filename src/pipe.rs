@@ -25,12 +25,12 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::attach::{Attachment, Holder, Table, Watch, table_size};
-#[cfg(feature = "serde")]
-use crate::error::{DecodeError, EncodeError};
 use crate::error::{
     BufferTooShort, Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TooLarge,
     TryRecvError, TrySendError, WrongType,
 };
+#[cfg(feature = "serde")]
+use crate::error::{DecodeError, EncodeError};
 use crate::queue::{DEFAULT_SPIN, deadline};
 use crate::ring::{Fail, Peers};
 use crate::segment::{Identity, Kind, Options, Segment, Shared, Spec};
@@ -85,7 +85,9 @@ fn params(oneway: bool) -> [u64; 4] {
 
 fn spec(oneway: bool, opts: &Options) -> Spec {
     let bytes = CTL_SIZE + table_size(2) + 2 * ring_bytes();
-    let ty = Identity::untyped(if oneway { "one-way pipe" } else { "duplex pipe" }, opts);
+    // One tag for both: an opener of the other direction learns which it found from the
+    // parameters (a `LayoutMismatch` naming both), not from a tag.
+    let ty = Identity::untyped("pipe", opts);
     Spec::bytes(Kind::Pipe, ty, bytes, params(oneway))
 }
 
@@ -93,7 +95,8 @@ fn spec(oneway: bool, opts: &Options) -> Spec {
 fn checked(seg: &Segment, oneway: bool) -> Result<(), Error> {
     let [slots, chunk, found_oneway, rest] = seg.params();
     let this = params(oneway);
-    if [slots, chunk, rest] != [this[0], this[1], this[3]] || seg.count() != spec(oneway, &Options::new()).count
+    if [slots, chunk, rest] != [this[0], this[1], this[3]]
+        || seg.count() != spec(oneway, &Options::new()).count
     {
         return Err(Error::Corrupt {
             name: seg.name().to_owned(),
@@ -101,7 +104,13 @@ fn checked(seg: &Segment, oneway: bool) -> Result<(), Error> {
         });
     }
     if found_oneway != this[2] {
-        let kind = |oneway| if oneway { "a one-way pipe" } else { "a duplex pipe" };
+        let kind = |oneway| {
+            if oneway {
+                "a one-way pipe"
+            } else {
+                "a duplex pipe"
+            }
+        };
         return Err(Error::LayoutMismatch {
             name: seg.name().to_owned(),
             expected: kind(oneway).to_owned(),
@@ -1165,7 +1174,8 @@ impl<D: Sends> PipeEnd<D> {
     /// than [`MAX_MESSAGE`] encoded, or as [`send`](Self::send).
     #[cfg(feature = "serde")]
     pub fn send_serde<T: serde::Serialize>(&self, v: &T) -> Result<(), SendError<EncodeError>> {
-        let bytes = postcard::to_allocvec(v).map_err(|_| SendError::Encode(EncodeError::Serialize))?;
+        let bytes =
+            postcard::to_allocvec(v).map_err(|_| SendError::Encode(EncodeError::Serialize))?;
         self.send_bytes(&bytes).map_err(|e| match e {
             SendError::Encode(t) => SendError::Encode(EncodeError::TooLarge(t)),
             _ => SendError::Disconnected,
@@ -1254,8 +1264,8 @@ pub(crate) fn shared_layout() -> Vec<String> {
             CTL_SIZE + table_size(2) + ring_bytes()
         ),
         format!(
-            "chunk header: {HEADER} B, FIRST {FIRST:#x} | length in a message's first, its \
-             offset in the others"
+            "chunk header: {HEADER} B, FIRST {FIRST:#x} | type id << {LEN_BITS} | length in a \
+             message's first (type id 0: bytes), its offset in the others"
         ),
     ]
 }

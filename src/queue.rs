@@ -626,12 +626,13 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// the codec refuses the message (never for plain data: see [`Codec::EncodeError`]). The
     /// message is handed back.
     pub fn put(&self, v: T) -> Result<(), PutError<T, C::EncodeError>> {
-        self.put_with(v, Wait::Until(None)).map_err(|(v, f)| match f {
-            Failed::Codec(e) => PutError::Encode(v, e),
-            Failed::Disconnected => PutError::Disconnected(v),
-            // Without a deadline, closing is the only other way a blocking put ends.
-            _ => PutError::Closed(v),
-        })
+        self.put_with(v, Wait::Until(None))
+            .map_err(|(v, f)| match f {
+                Failed::Codec(e) => PutError::Encode(v, e),
+                Failed::Disconnected => PutError::Disconnected(v),
+                // Without a deadline, closing is the only other way a blocking put ends.
+                _ => PutError::Closed(v),
+            })
     }
 
     /// Puts `v`, waiting at most `timeout` for room.

@@ -330,7 +330,10 @@ impl Identity {
     fn describe(&self, differs: Difference) -> String {
         match differs {
             Difference::Fields if self.fields.is_empty() => {
-                format!("`{}` with a field layout hashed {:#018x}", self.tag, self.layout)
+                format!(
+                    "`{}` with a field layout hashed {:#018x}",
+                    self.tag, self.layout
+                )
             }
             Difference::Fields => format!("`{}` with fields {}", self.tag, self.fields),
             _ if self.size == 0 => format!("`{}`", self.tag),
@@ -340,8 +343,9 @@ impl Identity {
 
     /// The identity the header `h` records.
     fn of_header(h: &Header) -> Option<Identity> {
+        let tag_len = h.tag_len as usize;
         Some(Identity {
-            tag: text(&h.tag[..(h.tag_len as usize).min(TAG_LEN)])?.to_owned(),
+            tag: text(h.tag.get(..tag_len)?)?.to_owned(),
             size: h.type_size,
             align: h.type_align,
             layout: h.layout,

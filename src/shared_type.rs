@@ -155,11 +155,13 @@ impl Field {
     }
 }
 
-/// Implements [`SharedType`] for the `#[repr(C)]` struct it wraps, naming it `#[name = ".."]`
-/// and listing every field (name, offset, size and type) in [`FIELDS`](SharedType::FIELDS).
-/// The struct is emitted as written, with its other attributes; each field's type must itself
-/// be a [`SharedType`] (the numbers, arrays of them, or another such struct). Derive
-/// `Pod` and `Zeroable` yourself, as the example on [`SharedType`] does.
+/// Implements [`SharedType`] for the `#[repr(C)]` struct it wraps, naming it with the
+/// attribute `#[name = ".."]` (anywhere among its attributes) and listing every field (name,
+/// offset, size and type) in [`FIELDS`](SharedType::FIELDS). The struct is emitted as written,
+/// with its other attributes; each field's type must itself be a [`SharedType`] (the numbers,
+/// arrays of them, or another such struct). Derive `Pod` and `Zeroable` yourself, as the
+/// example on [`SharedType`] does. A plain `macro_rules!` macro: it implements a trait, it adds
+/// no methods.
 ///
 /// ```
 /// use mpshm::bytemuck::{Pod, Zeroable};
@@ -178,14 +180,20 @@ impl Field {
 /// ```
 #[macro_export]
 macro_rules! shared_type {
+    // Takes the attributes one by one, keeping all but `#[name = ".."]`.
+    (@attrs [$($attrs:tt)*] [] #[name = $tag:literal] $($rest:tt)*) => {
+        $crate::shared_type!(@attrs [$($attrs)*] [$tag] $($rest)*);
+    };
+    (@attrs [$($attrs:tt)*] [$($tag:tt)*] #[$attr:meta] $($rest:tt)*) => {
+        $crate::shared_type!(@attrs [$($attrs)* #[$attr]] [$($tag)*] $($rest)*);
+    };
     (
-        #[name = $tag:literal]
-        $(#[$attr:meta])*
+        @attrs [$($attrs:tt)*] [$tag:literal]
         $vis:vis struct $ty:ident {
             $($(#[$fattr:meta])* $fvis:vis $field:ident : $fty:ty),* $(,)?
         }
     ) => {
-        $(#[$attr])*
+        $($attrs)*
         $vis struct $ty {
             $($(#[$fattr])* $fvis $field: $fty),*
         }
@@ -199,6 +207,14 @@ macro_rules! shared_type {
                 )),*
             ];
         }
+    };
+    (@attrs [$($attrs:tt)*] [] $($rest:tt)*) => {
+        ::core::compile_error!(
+            "shared_type! needs the type's name: #[name = \"my_app::Type\"] among its attributes"
+        );
+    };
+    ($($input:tt)*) => {
+        $crate::shared_type!(@attrs [] [] $($input)*);
     };
 }
 

@@ -197,12 +197,7 @@ pub trait Shm: Sized {
 
 /// The one constructor path of the handles: `H`'s spec, initialisation and wrapping through
 /// [`make`].
-fn attach<H: Shm>(
-    name: &str,
-    how: How,
-    init: Option<H::Init>,
-    opts: &Options,
-) -> Result<H, Error> {
+fn attach<H: Shm>(name: &str, how: How, init: Option<H::Init>, opts: &Options) -> Result<H, Error> {
     let spec = H::spec(init.as_ref(), opts)?;
     make(
         name,

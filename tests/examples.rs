@@ -408,7 +408,7 @@ fn pipe_hello() {
     let Some(r) = run("pipe_hello") else { return };
     let lines = r.lines();
     assert_eq!(lines.len(), 2, "{}", r.out);
-    assert!(lines[0].starts_with("Connection {"), "{}", lines[0]);
+    assert!(lines[0].starts_with("mpshm::Connection {"), "{}", lines[0]);
     assert_eq!(lines[1], r#"(42, None, "hello")"#);
 }
 
@@ -579,7 +579,11 @@ fn two_binaries() {
     }
     let bin = target.join("release");
     let name = format!("twobin{}", std::process::id());
-    let segments = [format!("{name}.readings"), format!("{name}.count")];
+    let segments = [
+        format!("{name}.readings"),
+        format!("{name}.count"),
+        format!("{name}.pipe"),
+    ];
 
     // A producer without its consumer says what to do.
     let out = Command::new(bin.join("mpshm-producer"))
@@ -606,14 +610,30 @@ fn two_binaries() {
     let produced = finish(producer, producer_out, "the producer");
     let consumed = finish(consumer, reader, "the consumer");
 
-    let untagged = produced
-        .lines()
-        .find(|l| l.starts_with("producer: without the type tag: "))
-        .unwrap_or_else(|| panic!("no refusal without the tag:\n{produced}"));
+    // The same struct, defined in each crate under one stable name, matches; under another
+    // name, or with its fields reordered under the same name, it is refused, and the error says
+    // what differs.
+    let line = |start: &str| {
+        produced
+            .lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line {start:?}:\n{produced}"))
+            .to_owned()
+    };
+    let renamed = line("producer: under another name: ");
     assert!(
-        untagged.contains("two-binaries::Reading v1")
-            && untagged.contains("mpshm_producer::Reading"),
-        "{untagged}"
+        renamed
+            .contains("holds `two-binaries::Reading@1` (16 B, align 8), not `producer::Reading`"),
+        "{renamed}"
+    );
+    let reordered = line("producer: with reordered fields: ");
+    assert!(
+        reordered.contains(
+            "holds `two-binaries::Reading@1` with fields sensor@0+4 seq@4+4 celsius@8+8, but \
+             this build's is `two-binaries::Reading@1` with fields seq@0+4 sensor@4+4 \
+             celsius@8+8"
+        ),
+        "{reordered}"
     );
     assert!(produced.contains(": put 20000 readings"), "{produced}");
     assert!(
@@ -622,6 +642,19 @@ fn two_binaries() {
     );
     assert!(
         consumed.contains("consumer: 20000 readings, mean 22.25 °C; the producer counted 20000"),
+        "{consumed}"
+    );
+    // Through the pipe: the message sent as a `Reading` by the other binary is one here; the
+    // reordered struct of the same name is not.
+    assert!(
+        consumed.contains("consumer: by pipe Reading { sensor: 8, seq: 20000, celsius: 19.5 }"),
+        "{consumed}"
+    );
+    assert!(
+        consumed.contains(
+            "consumer: by pipe, reordered: the message is not a `two-binaries::Reading@1` (16 B): \
+             it is a value of another type of 16 B"
+        ),
         "{consumed}"
     );
     for s in &segments {

@@ -44,6 +44,7 @@ use crate::shm::{Made, Shm};
 /// dead owner.
 ///
 /// ```
+/// use mpshm::prelude::*;
 /// let name = format!("doc-dict-{}", std::process::id());
 /// let scores = mpshm::SharedDict::<u32, f64>::create(&name, 100)?;
 /// scores.insert(7, 0.5)?;
@@ -187,8 +188,11 @@ impl<K, V, C: Codec<K> + Codec<V>> Shm for SharedDict<K, V, C> {
 
     fn spec(init: Option<&Self::Init>, opts: &Options) -> Result<Spec, Error> {
         let ty = super::identity(
-            "dict",
-            &[codec::identity::<K, C>(&Options::new()), codec::identity::<V, C>(&Options::new())],
+            &format!("{}dict", <C as Codec<K>>::PREFIX),
+            &[
+                codec::identity::<K, C>(&Options::new()),
+                codec::identity::<V, C>(&Options::new()),
+            ],
             opts,
         );
         store::spec(Shape::Dict, init.map(Self::sizes), <C as Codec<K>>::ID, ty)
@@ -342,6 +346,7 @@ impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
     /// replaced key keeps its place in the insertion order.
     ///
     /// ```
+    /// use mpshm::prelude::*;
     /// # let name = format!("doc-dinsert-{}", std::process::id());
     /// let d = mpshm::SharedDict::<u8, u8>::create(&name, 1)?;
     /// assert_eq!(d.insert(1, 10)?, None);
@@ -435,6 +440,7 @@ impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
     /// writers wait meanwhile, so concurrent updates never lose one another:
     ///
     /// ```
+    /// use mpshm::prelude::*;
     /// # let name = format!("doc-dupdate-{}", std::process::id());
     /// let counts = mpshm::SharedDict::<u32, u64>::create(&name, 10)?;
     /// for _ in 0..3 {
@@ -568,6 +574,7 @@ impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
     /// Every entry, in insertion order, from one consistent snapshot (Python's `d.items()`).
     ///
     /// ```
+    /// use mpshm::prelude::*;
     /// # let name = format!("doc-ditems-{}", std::process::id());
     /// let d = mpshm::SharedDict::<u8, u8>::create(&name, 8)?;
     /// d.insert(3, b'c')?;

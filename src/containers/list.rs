@@ -14,10 +14,10 @@ use std::sync::atomic::Ordering;
 use super::store::{self, POINT_TRIES, SNAPSHOT_TRIES, Shape, Store, Writer, commit};
 use super::{ListIndex, insert_position, position};
 use crate::codec::{self, Codec, Plain};
-use crate::segment::{Segment, Spec};
-use crate::shm::{Made, Shm};
 use crate::error::{ContainerError, Error};
 use crate::segment::Options;
+use crate::segment::{Segment, Spec};
+use crate::shm::{Made, Shm};
 
 /// A list of `T` in a named shared-memory segment, usable from any process that opens it by
 /// name: the role of Python's `multiprocessing.Manager().list()`, without a server process.
@@ -32,6 +32,7 @@ use crate::segment::Options;
 /// write left; a writer killed at any instruction leaves its operation done or not done.
 ///
 /// ```
+/// use mpshm::prelude::*;
 /// let name = format!("doc-list-{}", std::process::id());
 /// let l = mpshm::SharedList::<i32>::create(&name, 16)?;
 /// l.extend(0..10)?;                       // Python: manager.list(range(10))
@@ -62,12 +63,19 @@ impl<T, C: Codec<T>> Shm for SharedList<T, C> {
     type Init = C::Init;
 
     fn spec(init: Option<&C::Init>, opts: &Options) -> Result<Spec, Error> {
-        let ty = super::identity("list", &[codec::identity::<T, C>(&Options::new())], opts);
+        let noun = format!("{}list", C::PREFIX);
+        let ty = super::identity(&noun, &[codec::identity::<T, C>(&Options::new())], opts);
         store::spec(Shape::List, init.map(Self::sizes), C::ID, ty)
     }
 
     fn wrap(seg: Segment, _: Made, init: Option<&C::Init>, _: &Options) -> Result<Self, Error> {
-        let store = Store::wrap(seg, Shape::List, C::ID, C::fixed_len(), init.map(Self::sizes))?;
+        let store = Store::wrap(
+            seg,
+            Shape::List,
+            C::ID,
+            C::fixed_len(),
+            init.map(Self::sizes),
+        )?;
         Ok(SharedList {
             store,
             _t: PhantomData,

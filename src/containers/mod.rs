@@ -76,6 +76,7 @@ fn identity(noun: &str, parts: &[Identity], opts: &Options) -> Identity {
 /// in Python (`-1` is the last item). Sealed.
 ///
 /// ```
+/// use mpshm::prelude::*;
 /// # let name = format!("doc-index-{}", std::process::id());
 /// let l = mpshm::SharedList::<u8>::create(&name, 4)?;
 /// l.extend([10, 20, 30])?;

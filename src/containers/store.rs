@@ -146,12 +146,11 @@ pub(crate) fn spec(
     let Some((capacity, entry_bytes)) = sizes else {
         return Ok(Spec::elements(kind, words_of(ty), 0));
     };
-    let lay = Layout::new(shape, capacity as u64, entry_bytes as u64).ok_or(
-        Error::InvalidLength {
+    let lay =
+        Layout::new(shape, capacity as u64, entry_bytes as u64).ok_or(Error::InvalidLength {
             len: capacity,
             reason: "a container holds 1 to 2^30 entries of at most 2^30 bytes each",
-        },
-    )?;
+        })?;
     let words = lay.words().and_then(|w| usize::try_from(w).ok());
     let words = words.ok_or(Error::InvalidLength {
         len: capacity,

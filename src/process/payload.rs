@@ -7,9 +7,9 @@
 //! Plain-data types go by value wrapped in [`Plain`]; any serde type wrapped in [`Postcard`] (postcard,
 //! feature `serde`).
 
+use crate::codec::Plain;
 #[cfg(feature = "serde")]
 use crate::codec::Postcard;
-use crate::codec::Plain;
 use crate::error::ProcessError;
 
 /// A value that can be sent to another process as an argument or a result.

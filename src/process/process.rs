@@ -389,6 +389,7 @@ impl Process<()> {
     /// `Ok(())` for exit status 0.
     ///
     /// ```no_run
+    /// use mpshm::prelude::*;
     /// use mpshm::process::Process;
     /// use std::process::Command;
     ///

@@ -410,7 +410,12 @@ mod handle {
             }
             let records = make::records(opts)?;
             let params = [u64::from(parties), records as u64, 0, 0];
-            Ok(make::spec(Kind::Barrier, params, payload_bytes(records), opts))
+            Ok(make::spec(
+                Kind::Barrier,
+                params,
+                payload_bytes(records),
+                opts,
+            ))
         }
 
         fn init(seg: &Segment, _: &u32) -> Result<(), Error> {

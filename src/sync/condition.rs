@@ -627,7 +627,6 @@ mod handle {
         pub fn lock_name(&self) -> Option<&str> {
             self.lock.as_ref().map(Segment::name)
         }
-
     }
 
     impl Drop for Condition {

@@ -135,7 +135,7 @@ mod handle {
     /// use mpshm::prelude::*;
     ///
     /// let name = format!("doc-event-{}", std::process::id());
-    /// let ev = mpshm::Event::create(&name)?;
+    /// let ev = mpshm::Event::create(&name, ())?;
     /// assert!(!ev.wait_timeout(std::time::Duration::from_millis(1)));
     /// ev.set();
     /// assert!(ev.is_set());
@@ -156,7 +156,12 @@ mod handle {
         fn spec(_: Option<&()>, opts: &Options) -> Result<Spec, Error> {
             let records = make::records(opts)?;
             let params = [0, records as u64, 0, 0];
-            Ok(make::spec(Kind::Event, params, payload_bytes(records), opts))
+            Ok(make::spec(
+                Kind::Event,
+                params,
+                payload_bytes(records),
+                opts,
+            ))
         }
 
         fn init(seg: &Segment, _: &()) -> Result<(), Error> {

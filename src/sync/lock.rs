@@ -187,9 +187,13 @@ impl<K: LockKind> ProcessLock<K> {
 
 impl<K: LockKind> fmt::Debug for ProcessLock<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct(if K::KIND == Kind::RLock { "RLock" } else { "Lock" })
-            .field("name", &self.seg.name())
-            .field("owner", &self.seg.is_owner())
-            .finish()
+        f.debug_struct(if K::KIND == Kind::RLock {
+            "RLock"
+        } else {
+            "Lock"
+        })
+        .field("name", &self.seg.name())
+        .field("owner", &self.seg.is_owner())
+        .finish()
     }
 }

@@ -41,13 +41,14 @@ pub use barrier::Barrier;
 pub use condition::{Condition, ConditionGuard, ConditionLock};
 #[cfg(not(loom))]
 pub use event::Event;
-pub use lock::{Exclusive, Lock, LockGuard, LockKind, ProcessLock, RLock, Reentrant};
 #[cfg(not(loom))]
 pub(crate) use lock::lock_spec;
+pub use lock::{Exclusive, Lock, LockGuard, LockKind, ProcessLock, RLock, Reentrant};
 pub use semaphore::SEMAPHORE_MAX;
 #[cfg(not(loom))]
 pub use semaphore::{
-    Bounded, BoundedSemaphore, ProcessSemaphore, Semaphore, SemaphoreGuard, SemaphoreKind, Unbounded,
+    Bounded, BoundedSemaphore, ProcessSemaphore, Semaphore, SemaphoreGuard, SemaphoreKind,
+    Unbounded,
 };
 
 use crate::error::{AccessError, LockError};

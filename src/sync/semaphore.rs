@@ -358,7 +358,10 @@ impl<'a, L: StateLock> SemCore<'a, L> {
 }
 
 #[cfg(not(loom))]
-pub use handle::{Bounded, BoundedSemaphore, ProcessSemaphore, Semaphore, SemaphoreGuard, SemaphoreKind, Unbounded};
+pub use handle::{
+    Bounded, BoundedSemaphore, ProcessSemaphore, Semaphore, SemaphoreGuard, SemaphoreKind,
+    Unbounded,
+};
 
 #[cfg(not(loom))]
 mod handle {
@@ -714,7 +717,6 @@ mod handle {
                 .finish()
         }
     }
-
 }
 
 /// The shared structures of this module, for the pinned layout (`src/layout.rs`).
