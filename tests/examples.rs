@@ -408,7 +408,7 @@ fn pipe_hello() {
     let Some(r) = run("pipe_hello") else { return };
     let lines = r.lines();
     assert_eq!(lines.len(), 2, "{}", r.out);
-    assert!(lines[0].starts_with("mpshm::Connection {"), "{}", lines[0]);
+    assert!(lines[0].starts_with("Connection {"), "{}", lines[0]);
     assert_eq!(lines[1], r#"(42, None, "hello")"#);
 }
 
