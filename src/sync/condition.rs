@@ -408,10 +408,10 @@ mod handle {
         /// A reentrant lock of its own, as Python's default `RLock`.
         #[default]
         Own,
-        /// The [`Lock`] of this name, which must stay reachable by its name for as long as
+        /// The [`Lock`](crate::Lock) of this name, which must stay reachable by its name for as long as
         /// others open the condition.
         Lock(String),
-        /// The [`RLock`] of this name, likewise.
+        /// The [`RLock`](crate::RLock) of this name, likewise.
         RLock(String),
     }
 
@@ -440,7 +440,7 @@ mod handle {
     /// other.
     ///
     /// Its lock is its own reentrant lock ([`ConditionLock::Own`], like Python's default
-    /// `RLock`), or a [`Lock`] or [`RLock`] the user names ([`ConditionLock::from`] the lock),
+    /// `RLock`), or a [`Lock`](crate::Lock) or [`RLock`](crate::RLock) the user names ([`ConditionLock::from`] the lock),
     /// whose name is stored in the segment and opened again by `open`. Take the lock with [`acquire`](Self::acquire); the
     /// guard waits and notifies. A wait releases the lock however many times this thread holds
     /// it, and takes it back as many times.
@@ -596,7 +596,7 @@ mod handle {
         ///
         /// # Errors
         ///
-        /// As [`Lock::acquire`]: [`LockError::OwnerDied`] with the guard inside when a holder
+        /// As [`Lock::acquire`](crate::ProcessLock::acquire): [`LockError::OwnerDied`] with the guard inside when a holder
         /// died holding it; [`LockError::Deadlock`] re-taking a non-reentrant user `Lock`.
         pub fn acquire(&self) -> Result<ConditionGuard<'_>, LockError<ConditionGuard<'_>>> {
             self.guard(RawLock::of(self.lock_segment()).acquire())
