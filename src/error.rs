@@ -1,24 +1,4 @@
-//! Every public error type, in one place, after one convention:
-//!
-//! - **Setup** — creating, opening, listing and removing segments ([`Shm`](crate::Shm)'s
-//!   constructors, [`segments`](crate::segments), [`unlink`](crate::unlink)) — fails with
-//!   [`Error`], which holds `io::Error` for what the OS reports.
-//! - **Operations** each have a small error type holding only what that operation can fail
-//!   with, named after it: `get` → [`GetError`], `try_get` → [`TryGetError`] (adds `Empty`),
-//!   `get_timeout` → [`GetTimeoutError`] (adds `Timeout`); likewise `put`, a pipe's `send` and
-//!   `recv`, a lock's `acquire` ([`LockError`]). Whatever can only happen for some codecs or
-//!   message types is a type parameter `E` of the error, [`Infallible`] where it cannot
-//!   happen: a plain-data queue's `put` returns `PutError<T, Infallible>`, whose `Encode`
-//!   variant cannot be built. An error of a put or send hands the message back.
-//! - **A lock whose holder died** hands the guard (or the operation's result) back inside
-//!   `OwnerDied`, the way std's `PoisonError` does ([`LockError`], [`AccessError`]).
-//! - **An index** outside an array or list is an `Err` naming the index and the length
-//!   ([`OutOfBounds`], [`AccessError::OutOfBounds`],
-//!   [`ContainerError::IndexOutOfRange`]), never a `None`: `Option` means "nothing there",
-//!   which is not a failure (a dict's missing key).
-//! - **Queries** (`len`, `is_empty`, `name`, …) never fail.
-//!
-//! Every type is `#[non_exhaustive]` where more cases may come.
+//! Every public error type, in one place, after the one convention [`Error`]'s docs set out.
 
 use std::convert::Infallible;
 use std::fmt;
@@ -27,7 +7,31 @@ use std::time::Duration;
 
 use crate::segment::Kind;
 
-/// Why a segment could not be created or opened.
+/// Why a segment could not be created, opened, listed or removed.
+///
+/// # The error convention
+///
+/// Every error type of the crate follows one convention:
+///
+/// - **Setup** — creating, opening, listing and removing segments ([`Shm`](crate::Shm)'s
+///   constructors, [`segments`](crate::segments), [`unlink`](crate::unlink)) — fails with
+///   this type, which holds `io::Error` for what the OS reports.
+/// - **Operations** each have a small error type holding only what that operation can fail
+///   with, named after it: `get` → [`GetError`], `try_get` → [`TryGetError`] (adds `Empty`),
+///   `get_timeout` → [`GetTimeoutError`] (adds `Timeout`); likewise `put`, a pipe's `send` and
+///   `recv`, a lock's `acquire` ([`LockError`]). Whatever can only happen for some codecs or
+///   message types is a type parameter `E` of the error, [`Infallible`] where it cannot
+///   happen: a plain-data queue's `put` returns `PutError<T, Infallible>`, whose `Encode`
+///   variant cannot be built. An error of a put or send hands the message back.
+/// - **A lock whose holder died** hands the guard (or the operation's result) back inside
+///   `OwnerDied`, the way std's `PoisonError` does ([`LockError`], [`AccessError`]).
+/// - **An index** outside an array or list is an `Err` naming the index and the length
+///   ([`OutOfBounds`], [`AccessError::OutOfBounds`],
+///   [`ContainerError::IndexOutOfRange`]), never a `None`: `Option` means "nothing there",
+///   which is not a failure (a dict's missing key).
+/// - **Queries** (`len`, `is_empty`, `name`, …) never fail.
+///
+/// Every type is `#[non_exhaustive]` where more cases may come.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {

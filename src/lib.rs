@@ -23,10 +23,41 @@
 //! # Ok::<(), mpshm::Error>(())
 //! ```
 //!
+//! Every handle is created and opened the same way, through [`Shm`] (in [`prelude`]):
+//! `create(name, init)`, `open(name)`, `open_or_create(name, init)`, `create_unique(init)`, each
+//! also with [`Options`]. What crosses between processes is plain data that names itself, a
+//! [`SharedType`] (the numbers and arrays, or a struct of yours through [`shared_type!`]):
+//! `open` checks its name, size and fields, so two binaries built apart share a struct by name
+//! and refuse one whose fields differ.
+//!
+//! ```
+//! use mpshm::bytemuck::{Pod, Zeroable};
+//! use mpshm::prelude::*;
+//!
+//! mpshm::shared_type! {
+//!     #[name = "quickstart::Tick@1"]
+//!     #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+//!     #[bytemuck(crate = "mpshm::bytemuck")]
+//!     #[repr(C)]
+//!     struct Tick {
+//!         seq: u64,
+//!         price: f64,
+//!     }
+//! }
+//!
+//! let q = mpshm::Queue::<Tick>::create_unique(16)?;
+//! let other = mpshm::Queue::<Tick>::open(q.name())?; // e.g. in another binary
+//! q.put(Tick { seq: 1, price: 9.5 }).expect("room");
+//! assert_eq!(other.get(), Ok(Tick { seq: 1, price: 9.5 }));
+//! # Ok::<(), mpshm::Error>(())
+//! ```
+//!
 //! Messages travel through lock-free rings in the same kind of segment: [`Queue`] (bounded,
-//! many producers and consumers, Python's `put`/`get`), its single-producer, single-consumer
-//! mode [`SpscQueue`], and [`Pipe`] (Python's `Pipe` and `Connection`); [`wait`] sleeps on
-//! several of them at once.
+//! many producers and consumers, Python's `put`/`get`, over a codec: plain data, bytes or
+//! serde), its single-producer, single-consumer mode [`SpscQueue`], and [`Pipe`] (Python's
+//! `Pipe` and `Connection`); every receiving handle iterates, and [`wait`] sleeps on several
+//! of them at once. The errors follow one convention, set out in [`Error`]'s docs: each
+//! operation's error holds only what it can fail with.
 //!
 //! Every process attached to a queue, a pipe end or an SPSC role, and every open [`Semaphore`],
 //! [`Event`], [`Condition`] or [`Barrier`] handle, is recorded in the segment, and holds a
