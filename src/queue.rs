@@ -931,22 +931,23 @@ impl<T, C: Codec<T>> Shm for JoinableQueue<T, C> {
         queue_spec::<T, C>(Kind::JoinableQueue, init, opts)
     }
 
-    fn init(seg: &Segment, _: &C::Init) -> Result<(), Error> {
-        RingSeg::init(seg)
+    fn init(seg: &Segment, init: &C::Init) -> Result<(), Error> {
+        Queue::<T, C>::init(seg, init)
     }
 
-    fn wrap(seg: Segment, _: Made, init: Option<&C::Init>, _: &Options) -> Result<Self, Error> {
-        let ring = queue_wrap::<T, C>(seg, init)?;
+    fn wrap(
+        seg: Segment,
+        made: Made,
+        init: Option<&C::Init>,
+        opts: &Options,
+    ) -> Result<Self, Error> {
         Ok(JoinableQueue {
-            queue: Queue {
-                ring,
-                _t: PhantomData,
-            },
+            queue: Queue::wrap(seg, made, init, opts)?,
         })
     }
 
     fn segment(&self) -> &Segment {
-        &self.queue.ring.seg
+        self.queue.segment()
     }
 }
 
@@ -1025,30 +1026,31 @@ pub struct SimpleQueue<T, C = Plain> {
     queue: Queue<T, C>,
 }
 
-/// `Init` as for [`Queue`].
+/// `Init` as for [`Queue`], whose segment it is.
 impl<T, C: Codec<T>> Shm for SimpleQueue<T, C> {
     type Init = C::Init;
 
     fn spec(init: Option<&C::Init>, opts: &Options) -> Result<Spec, Error> {
-        queue_spec::<T, C>(Kind::Queue, init, opts)
+        Queue::<T, C>::spec(init, opts)
     }
 
-    fn init(seg: &Segment, _: &C::Init) -> Result<(), Error> {
-        RingSeg::init(seg)
+    fn init(seg: &Segment, init: &C::Init) -> Result<(), Error> {
+        Queue::<T, C>::init(seg, init)
     }
 
-    fn wrap(seg: Segment, _: Made, init: Option<&C::Init>, _: &Options) -> Result<Self, Error> {
-        let ring = queue_wrap::<T, C>(seg, init)?;
+    fn wrap(
+        seg: Segment,
+        made: Made,
+        init: Option<&C::Init>,
+        opts: &Options,
+    ) -> Result<Self, Error> {
         Ok(SimpleQueue {
-            queue: Queue {
-                ring,
-                _t: PhantomData,
-            },
+            queue: Queue::wrap(seg, made, init, opts)?,
         })
     }
 
     fn segment(&self) -> &Segment {
-        &self.queue.ring.seg
+        self.queue.segment()
     }
 }
 
