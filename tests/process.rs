@@ -340,10 +340,11 @@ fn fork_and_report(_: &[String]) {
 
 /// Tells the queue `name` this process's pid, then waits forever.
 fn report_and_wait(name: String) {
-    Queue::<u32>::open(&name)
-        .expect("open")
-        .put(std::process::id())
-        .expect("put");
+    // Kept open while it waits: a producer that put and detached at once could leave the queue
+    // empty with every producer gone before the other grandchild attached, and the parent's
+    // `get` would then rightly say `Disconnected`.
+    let q = Queue::<u32>::open(&name).expect("open");
+    q.put(std::process::id()).expect("put");
     loop {
         std::thread::park();
     }
