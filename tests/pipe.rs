@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use common::{Child, name};
 use mpshm::prelude::*;
 use mpshm::{
-    BufferTooShort, Connection, DecodeError, Error, GetTimeoutError, Pipe, PipeReader, PipeWriter,
-    RecvError, RecvTimeoutError, SendError, TryRecvError, WrongType,
+    BufferTooShort, Connection, Error, GetTimeoutError, Pipe, PipeReader, PipeWriter, RecvError,
+    RecvTimeoutError, SendError, TryRecvError, WrongType,
 };
 
 fn main() {
@@ -400,7 +400,7 @@ fn serde_values() {
     a.send_bytes(&[0xff; 3]).expect("send");
     assert_eq!(
         b.recv_serde::<String>(),
-        Err(RecvError::Decode(DecodeError))
+        Err(RecvError::Decode(mpshm::DecodeError))
     );
 }
 
