@@ -188,13 +188,20 @@ fn finish(mut child: Child, output: Output, what: &str) -> String {
     out
 }
 
-/// The segments in `/dev/shm` whose names hold `pid` as a number: those of a run of an example
-/// whose process id it was (the examples and mpshm's own channels name their segments so).
-fn segments_of(pid: u32) -> Vec<String> {
+/// The segments in `/dev/shm` whose names hold `pid` as a number and that were changed since
+/// `since`: those of a run of an example whose process id it was (the examples and mpshm's own
+/// channels name their segments so). An older one is another process's that had the same pid
+/// (`/dev/shm` is shared), and is left alone.
+fn segments_of(pid: u32, since: std::time::SystemTime) -> Vec<String> {
     let pid = pid.to_string();
     std::fs::read_dir("/dev/shm")
         .expect("/dev/shm")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let changed = e.metadata().ok()?.modified().ok()?;
+            let name = e.file_name().into_string().ok()?;
+            (changed >= since).then_some(name)
+        })
         .filter(|n| n.split(|c: char| !c.is_ascii_digit()).any(|t| t == pid))
         .collect()
 }
@@ -208,10 +215,12 @@ fn run(name: &str) -> Option<Run> {
     }
     let mut cmd = Command::new(examples_dir().join(name));
     cmd.env("MPSHM_EXAMPLE_SLEEP_SCALE", "0.05");
+    // File times are taken from a coarse clock, which may lag this one by a tick.
+    let started = std::time::SystemTime::now() - Duration::from_secs(1);
     let (child, reader) = start(cmd);
     let pid = child.id();
     let out = finish(child, reader, name);
-    let left = segments_of(pid);
+    let left = segments_of(pid, started);
     if !left.is_empty() {
         for n in &left {
             let _ = std::fs::remove_file(Path::new("/dev/shm").join(n));
