@@ -747,7 +747,8 @@ fn get_is_disconnected_once_every_producer_went() {
         );
     });
     assert_eq!(q.try_get(), Err(TryGetError::Disconnected));
-    assert_eq!(q.get_timeout(ms(10)), Err(GetTimeoutError::Disconnected));
+    // A timeout long enough for a loaded machine: the answer comes at once anyway.
+    assert_eq!(q.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
     // A state, not an end: a producer that attaches later makes a get wait again; what it
     // leaves behind is drained before the queue says so again, here after a normal exit.
     let mut p = Child::spawn("put_then_leave", &[&n, "2"]);
