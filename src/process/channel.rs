@@ -16,7 +16,7 @@ pub(crate) fn prefix() -> String {
 
 /// A segment name unused in this process: `mpx<pid>-<n>` (at most 21 characters, so a suffix
 /// fits the 30-character limit).
-pub(crate) fn fresh_name() -> String {
+fn fresh_name() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     format!("{}{}", prefix(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
@@ -42,6 +42,26 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
+    /// Creates a channel under a fresh name ([`fresh_name`]) for `capacity` messages of up to
+    /// `max_message` bytes, and returns it with its name. A name another process of this pid
+    /// left behind (a parent killed by `SIGKILL` leaves its pools' result channels) is passed
+    /// over.
+    pub(crate) fn create_fresh(
+        capacity: usize,
+        max_message: usize,
+    ) -> Result<(Self, String), Error> {
+        let mut last = None;
+        for _ in 0..64 {
+            let name = fresh_name();
+            match Self::create(&name, capacity, max_message) {
+                Ok(chan) => return Ok((chan, name)),
+                Err(e @ Error::AlreadyExists { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("64 tries"))
+    }
+
     /// Creates `name` for `capacity` messages of up to `max_message` bytes; the handle unlinks
     /// it on drop unless [`persist`](Self::persist) is called.
     pub(crate) fn create(name: &str, capacity: usize, max_message: usize) -> Result<Self, Error> {
@@ -172,5 +192,22 @@ pub(crate) fn remove_all(prefix: &str) {
         if name.starts_with(prefix) {
             remove(&name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A name that another process of this pid left behind is passed over.
+    #[test]
+    fn a_fresh_channel_passes_over_a_stale_name() {
+        let taken = fresh_name();
+        let (base, n) = taken.rsplit_once('-').expect("mpx<pid>-<n>");
+        let next = format!("{base}-{}", n.parse::<u32>().expect("a number") + 1);
+        let stale = Channel::create(&next, 1, 8).expect("the stale one");
+        let (chan, name) = Channel::create_fresh(1, 8).expect("passes over it");
+        assert_ne!(name, next);
+        drop((chan, stale));
     }
 }
