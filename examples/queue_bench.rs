@@ -19,8 +19,10 @@
 //!   turns for five rounds (a fresh child each time), and the table gives the median round.
 //!   Beside them, two threads bounce one cache line: the floor of any spinning handoff, and a
 //!   gauge of whether the cores were free.
-//! - **Stream**: producers send for a fixed time, then exit; consumers take until the queue is
-//!   closed (by the parent, once every producer is done) or until end of file. The time runs
+//! - **Stream**: producers send for a fixed time, then exit (a queue producer once the parent
+//!   has heard from every producer, so that none detaches before all have attached); consumers
+//!   take until the queue is closed (by the parent, once every producer is done) or until end
+//!   of file. The time runs
 //!   from the start byte until every consumer has reported, so it includes draining what was
 //!   still queued. One pipe or socket message is one `write` of the whole record and reads of
 //!   exactly the record's remaining bytes. Each message carries `producer << 48 | sequence` in
@@ -767,11 +769,14 @@ fn drive(
         p.go()?;
     }
     let mut want = (0u64, 0u64);
-    for (id, mut p) in producers.into_iter().enumerate() {
+    for (id, p) in producers.iter_mut().enumerate() {
         let n = p.expect("sent")?[0];
-        p.finish()?;
         want.0 += n;
         want.1 = want.1.wrapping_add(tag_sum(id as u64, n));
+    }
+    // Only now, with every producer done, may one leave (see `queue_producer`).
+    for p in producers {
+        p.finish()?;
     }
     producers_done();
     let mut got = (0u64, 0u64);
@@ -847,14 +852,15 @@ impl Kid {
         Ok(words.map(str::parse).collect::<Result<_, _>>()?)
     }
 
-    /// Sends the start byte.
+    /// Sends the start byte. The pipe stays open until [`finish`](Self::finish).
     fn go(&mut self) -> Res<()> {
-        let mut go = self.go.take().ok_or("no start pipe")?;
-        go.write_all(b"g")?;
+        self.go.as_mut().ok_or("no start pipe")?.write_all(b"g")?;
         Ok(())
     }
 
+    /// Closes the child's stdin (a producer waits for that to leave) and waits for its exit.
     fn finish(mut self) -> Res<()> {
+        drop(self.go.take());
         let status = self.child.wait()?;
         self.waited = true;
         if !status.success() {
@@ -985,6 +991,19 @@ fn fd_echo() -> Res<()> {
     Ok(())
 }
 
+/// Waits for the end of stdin.
+fn wait_eof() -> Res<()> {
+    let mut stdin = raw_stdin()?;
+    loop {
+        match stdin.read(&mut [0]) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Waits for the start byte on stdin.
 fn wait_go() -> Res<()> {
     let mut byte = [0];
@@ -1030,7 +1049,12 @@ fn queue_producer<const N: usize>(name: &str, id: u64, secs: f64) -> Res<()> {
         // A consumer that fails closes the queue (see `queue_consumer`).
         q.put(*m).map_err(|e| format!("put: {e}").into())
     })?;
-    report(&format!("sent {n}"))
+    report(&format!("sent {n}"))?;
+    // The handle stays, and with it this producer's place on the queue, until the parent has
+    // heard from every producer (it then closes our stdin): a consumer's get says
+    // `Disconnected` once every producer that attached has gone, so one that left before
+    // another began would end the consumers early.
+    wait_eof()
 }
 
 fn spsc_producer<const N: usize>(name: &str, id: u64, secs: f64) -> Res<()> {
@@ -1105,9 +1129,8 @@ fn queue_consumer<const N: usize>(name: &str, single: bool) -> Res<()> {
     report("ready")?;
     let mut check = Check::new(single);
     // A blocking get ends with `Closed` (the parent closes the queue once the producers are
-    // done), or with `Disconnected` once every producer has finished and the queue is drained:
-    // they all start at the start byte and run for the same time, so none finishes before
-    // another has begun.
+    // done), or with `Disconnected` once every producer has left and the queue is drained: no
+    // producer leaves before every one has put all it puts (see `queue_producer`).
     while let Ok(msg) = q.get() {
         if let Err(e) = check.see(&msg) {
             q.close(); // so that the producers stop too

@@ -338,11 +338,10 @@ fn fork_and_report(_: &[String]) {
     ));
 }
 
-/// Tells the queue `name` this process's pid, then waits forever.
+/// Tells the queue `name` this process's pid, then waits forever. The handle stays open while
+/// it waits: a producer that put and went away would leave the queue `Disconnected` until the
+/// other grandchild attached, and the test's `get` could see that.
 fn report_and_wait(name: String) {
-    // Kept open while it waits: a producer that put and detached at once could leave the queue
-    // empty with every producer gone before the other grandchild attached, and the parent's
-    // `get` would then rightly say `Disconnected`.
     let q = Queue::<u32>::open(&name).expect("open");
     q.put(std::process::id()).expect("put");
     loop {

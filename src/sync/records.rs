@@ -25,7 +25,7 @@ pub(crate) use real::{Claim, RecordData, Records, bytes};
 
 #[cfg(loom)]
 pub(crate) use model::Records;
-#[cfg(all(loom, test))]
+#[cfg(all(test, loom))]
 pub(crate) use model::{MODEL_DEAD_PID, ModelRecord};
 
 /// A record held by a process: where it is and its holder's word (`pid << 32 | start time`).
