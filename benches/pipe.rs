@@ -29,6 +29,7 @@ use std::process::{ChildStderr, Command, Stdio};
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
+use mpshm::prelude::*;
 use mpshm::{Connection, Pipe, RecvError};
 
 mod common;
@@ -286,7 +287,7 @@ fn child(role: &str) -> Res<()> {
     let words: Vec<&str> = role.split(' ').collect();
     match words[..] {
         ["cecho", name, spin] => {
-            let conn = Pipe::open(name)?;
+            let conn = Connection::open(name)?;
             set_spin(&conn, spin.parse()?);
             report_ready()?;
             loop {
@@ -298,7 +299,7 @@ fn child(role: &str) -> Res<()> {
             }
         }
         ["csink", name, size] => {
-            let conn = Pipe::open(name)?;
+            let conn = Connection::open(name)?;
             report_ready()?;
             let mut sink = Sink::default();
             let mut buf = vec![0u8; size.parse()?];

@@ -25,6 +25,7 @@ use std::path::Path;
 use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use mpshm::prelude::*;
 use mpshm::{Lock, RawArray, RawValue, Value};
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -353,7 +354,7 @@ fn parent(n_arg: Option<&str>) -> Res<()> {
         .unwrap_or_else(|| "?".to_owned());
 
     // Uncontended: one process, nobody else touching the segments.
-    let lock = Lock::create(&format!("ctr-{pid}-lock"))?;
+    let lock = Lock::create(&format!("ctr-{pid}-lock"), ())?;
     let lock_ns = trials(|| {
         ns_per_op(SOLO_ITERS, || {
             let guard = lock.acquire().map_err(|e| format!("acquire: {e}"))?;

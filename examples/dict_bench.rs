@@ -23,6 +23,7 @@ use std::path::Path;
 use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
+use mpshm::prelude::*;
 use mpshm::{RawArray, RawValue, SharedDict};
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -92,7 +93,7 @@ impl Dict {
         Ok(match row {
             Row::Plain => Dict::Plain(SharedDict::create(name, KEYS as usize)?),
             #[cfg(feature = "serde")]
-            Row::Serde => Dict::Serde(mpshm::SerdeDict::create_sized(name, KEYS as usize, 24)?),
+            Row::Serde => Dict::Serde(mpshm::SerdeDict::create(name, (KEYS as usize, 24))?),
             #[cfg(not(feature = "serde"))]
             Row::Serde => return Err("the serde row needs --features serde".into()),
         })

@@ -22,6 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use mpshm::prelude::*;
 use mpshm::{Lock, LockError};
 
 mod common;
@@ -46,7 +47,7 @@ fn main() -> Result<()> {
     }
 
     let name = format!("owner-death-{}", std::process::id());
-    let lock = Lock::create(&name)?;
+    let lock = Lock::create(&name, ())?;
     let blocked = (0..trials)
         .map(|_| blocked_trial(&lock, &name))
         .collect::<Result<Vec<_>>>()?;

@@ -21,6 +21,7 @@ use std::process::{ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use mpshm::prelude::*;
 use mpshm::{GetError, Pipe, Queue, RecvError};
 
 mod common;
@@ -127,7 +128,7 @@ fn child(case: &str, name: &str) -> Result<()> {
     let _conn;
     let _queue;
     match case {
-        "pipe" => _conn = Pipe::open(name)?,
+        "pipe" => _conn = mpshm::Connection::open(name)?,
         "queue" => {
             let q = Queue::<u64>::open(name)?;
             q.put(1).map_err(|e| format!("put: {e}"))?;

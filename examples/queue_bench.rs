@@ -60,6 +60,7 @@ use std::sync::atomic::Ordering::{Acquire, Release};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use mpshm::prelude::*;
 use mpshm::{Pipe, Queue, RecvError, SpscQueue};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -923,7 +924,7 @@ fn child(role: &str) -> Res<()> {
             size => sized!(size, conn_consumer(name)),
         },
         ["chold", name] => {
-            let _held = Pipe::open(name)?;
+            let _held = mpshm::Connection::open(name)?;
             report("ready")?;
             wait_go() // never comes: the parent kills us
         }
@@ -1057,7 +1058,7 @@ fn queue_producer<const N: usize>(name: &str, id: u64, secs: f64) -> Res<()> {
 }
 
 fn spsc_producer<const N: usize>(name: &str, id: u64, secs: f64) -> Res<()> {
-    let tx = SpscQueue::open_producer::<[u8; N]>(name)?;
+    let tx = mpshm::SpscProducer::<[u8; N]>::open(name)?;
     report("ready")?;
     wait_go()?;
     let n = produce(id, secs, |m: &[u8; N]| {
@@ -1169,7 +1170,7 @@ fn fd_consumer<const N: usize>(single: bool) -> Res<()> {
 // ---- pipe children -------------------------------------------------------------------------
 
 fn conn_echo(name: &str, spin: u32) -> Res<()> {
-    let conn = Pipe::open(name)?;
+    let conn = mpshm::Connection::open(name)?;
     conn.set_spin(spin);
     report("ready")?;
     loop {
@@ -1191,7 +1192,7 @@ fn conn_create(name: &str) -> Res<mpshm::Connection> {
 }
 
 fn conn_producer<const N: usize>(name: &str, id: u64, secs: f64) -> Res<()> {
-    let conn = Pipe::open(name)?;
+    let conn = mpshm::Connection::open(name)?;
     report("ready")?;
     wait_go()?;
     let n = produce(id, secs, |m: &[u8; N]| Ok(conn.send_bytes(m)?))?;
@@ -1313,7 +1314,7 @@ fn fd_big_consumer() -> Res<()> {
 }
 
 fn conn_big_producer(name: &str, id: u64, secs: f64) -> Res<()> {
-    let conn = Pipe::open(name)?;
+    let conn = mpshm::Connection::open(name)?;
     report("ready")?;
     wait_go()?;
     let n = produce_big(id, secs, |m| Ok(conn.send_bytes(&m[8..])?))?;
