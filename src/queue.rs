@@ -14,7 +14,7 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::attach::{Attachment, MAX_ATTACHED, Table, Watch, table_size};
+use crate::attach::{Attached, Attachment, MAX_ATTACHED, Table, Watch, table_size};
 use crate::codec::{self, Bytes, Codec, Plain};
 use crate::error::{
     Error, GetError, GetTimeoutError, JoinError, PutError, PutTimeoutError, TooLarge, TryGetError,
@@ -248,6 +248,37 @@ impl RingSeg {
         }
     }
 
+    /// Attaches as [`attach`](Self::attach) does (an explicit `attach_producer` or
+    /// `attach_consumer`), then wakes the other side's sleepers: a sleeper watches only the
+    /// records held when it went to sleep, and an explicit attach puts or takes nothing that
+    /// would wake it, so without this one a death of this process would go unseen by it.
+    fn attach_and_wake(&self, side: usize) {
+        if !self.sides[side].attached()
+            && self.sides[side].attach_any(&self.table(side)) != Attached::Already
+        {
+            self.wake_other(side);
+        }
+    }
+
+    /// Detaches this handle from `side` if it is attached in this process, and wakes the other
+    /// side's sleepers: they may be disconnected now.
+    fn detach(&self, side: usize) {
+        if self.sides[side].detach(&self.table(side)) {
+            self.wake_other(side);
+        }
+    }
+
+    /// Wakes whoever sleeps on the side opposite `side`: the consumers for `PRODUCERS`.
+    fn wake_other(&self, side: usize) {
+        let ring = self.ring();
+        let (epoch, waiters) = if side == PRODUCERS {
+            ring.get_wait()
+        } else {
+            ring.put_wait()
+        };
+        ring::wake(epoch, waiters);
+    }
+
     /// Whether every producer (or consumer) that attached has detached or died.
     fn gone(&self, side: usize) -> bool {
         self.table(side).none_alive()
@@ -272,14 +303,8 @@ impl RingSeg {
 
 impl Drop for RingSeg {
     fn drop(&mut self) {
-        let ring = self.ring();
-        // The other side's waiters look again: they may be disconnected now.
-        for (side, (epoch, waiters)) in [(PRODUCERS, ring.get_wait()), (CONSUMERS, ring.put_wait())]
-        {
-            if self.sides[side].detach(&self.table(side)) {
-                ring::wake(epoch, waiters);
-            }
-        }
+        self.detach(PRODUCERS);
+        self.detach(CONSUMERS);
     }
 }
 
@@ -746,6 +771,61 @@ impl<T, C: Codec<T>> Queue<T, C> {
         TryIter { queue: self }
     }
 
+    /// Makes this handle count as a producer from now on, as its first put would, until
+    /// [`detach_producer`](Self::detach_producer) or its drop (or its process's death): while
+    /// it does, a get on the empty queue waits rather than say `Disconnected`. Crossbeam's
+    /// parent keeps a `Sender` until it has handed one to every thread; across processes a
+    /// worker attaches only when it runs, so the parent holds until it no longer expects any
+    /// (it has its results, or has joined the workers). Does nothing if attached already.
+    ///
+    /// ```
+    /// use mpshm::prelude::*;
+    /// use mpshm::{GetError, Queue};
+    ///
+    /// let name = format!("doc-qhold-{}", std::process::id());
+    /// let q = Queue::<u32>::create(&name, 4)?;
+    /// q.attach_producer();
+    /// std::thread::scope(|s| {
+    ///     // Workers (processes, usually) that each put once and go: however early the first
+    ///     // goes, the parent's gets wait for the others.
+    ///     for i in 0..3 {
+    ///         let name = &name;
+    ///         s.spawn(move || Queue::<u32>::open(name).expect("open").put(i).expect("room"));
+    ///     }
+    ///     let mut got: Vec<u32> = (0..3).map(|_| q.get().expect("held")).collect();
+    ///     got.sort_unstable();
+    ///     assert_eq!(got, [0, 1, 2]);
+    /// });
+    /// q.detach_producer();
+    /// // No producer left: once drained, a get says so instead of waiting.
+    /// assert_eq!(q.get(), Err(GetError::Disconnected));
+    /// # Ok::<(), mpshm::Error>(())
+    /// ```
+    pub fn attach_producer(&self) {
+        self.ring.attach_and_wake(PRODUCERS);
+    }
+
+    /// Stops this handle counting as a producer (as its drop does): if it was the last, gets
+    /// on the empty queue say `Disconnected`, and blocked ones wake to say so. A later put
+    /// through it attaches it again. Does nothing if it is not attached in this process.
+    pub fn detach_producer(&self) {
+        self.ring.detach(PRODUCERS);
+    }
+
+    /// Makes this handle count as a consumer, as its first get would, until
+    /// [`detach_consumer`](Self::detach_consumer) or its drop: while it does, a put on the full
+    /// queue waits rather than say `Disconnected` (a parent that fills a queue for workers
+    /// that each take a little and go). See [`attach_producer`](Self::attach_producer).
+    pub fn attach_consumer(&self) {
+        self.ring.attach_and_wake(CONSUMERS);
+    }
+
+    /// Stops this handle counting as a consumer (as its drop does): if it was the last, puts
+    /// on the full queue say `Disconnected`. A later get through it attaches it again.
+    pub fn detach_consumer(&self) {
+        self.ring.detach(CONSUMERS);
+    }
+
     /// The number of messages in the queue (Python's `qsize`): exact when no put or get is in
     /// flight.
     pub fn len(&self) -> usize {
@@ -1008,7 +1088,8 @@ impl<T, C> fmt::Debug for JoinableQueue<T, C> {
     }
 }
 
-/// The plain queue of Python's `SimpleQueue`: `put`, `get`, `is_empty`, `close` — nothing else
+/// The plain queue of Python's `SimpleQueue`: `put`, `get` (and `try_get`), `is_empty`,
+/// `close`, and the producer and consumer holds of [`Queue::attach_producer`] — nothing else
 /// to misuse. It shares its segment format with [`Queue`]; either can open the other's.
 /// `Init` as for [`Queue`].
 ///
@@ -1073,9 +1154,46 @@ impl<T, C: Codec<T>> SimpleQueue<T, C> {
         self.queue.get()
     }
 
+    /// Takes the oldest message if one is ready; never sleeps.
+    ///
+    /// # Errors
+    ///
+    /// As [`Queue::try_get`].
+    pub fn try_get(&self) -> Result<T, TryGetError<C::DecodeError>> {
+        self.queue.try_get()
+    }
+
     /// The messages, each taken with [`get`](Self::get), as [`Queue::iter`].
     pub fn iter(&self) -> Iter<'_, T, C> {
         self.queue.iter()
+    }
+
+    /// The messages ready now, each taken with [`try_get`](Self::try_get), as
+    /// [`Queue::try_iter`].
+    pub fn try_iter(&self) -> TryIter<'_, T, C> {
+        self.queue.try_iter()
+    }
+
+    /// Counts this handle as a producer until [`detach_producer`](Self::detach_producer), as
+    /// [`Queue::attach_producer`].
+    pub fn attach_producer(&self) {
+        self.queue.attach_producer();
+    }
+
+    /// As [`Queue::detach_producer`].
+    pub fn detach_producer(&self) {
+        self.queue.detach_producer();
+    }
+
+    /// Counts this handle as a consumer until [`detach_consumer`](Self::detach_consumer), as
+    /// [`Queue::attach_consumer`].
+    pub fn attach_consumer(&self) {
+        self.queue.attach_consumer();
+    }
+
+    /// As [`Queue::detach_consumer`].
+    pub fn detach_consumer(&self) {
+        self.queue.detach_consumer();
     }
 
     /// Whether the queue holds no message.

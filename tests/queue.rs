@@ -86,8 +86,24 @@ fn main() {
                 "a_handle_dropped_in_a_thread_local_destructor_detaches",
                 a_handle_dropped_in_a_thread_local_destructor_detaches,
             ),
+            (
+                "a_held_queue_waits_for_workers_still_to_come",
+                a_held_queue_waits_for_workers_still_to_come,
+            ),
+            (
+                "a_held_queue_waits_for_consumers_still_to_come",
+                a_held_queue_waits_for_consumers_still_to_come,
+            ),
+            ("simple_queue_holds_and_tries", simple_queue_holds_and_tries),
+            (
+                "a_sleeping_get_sees_an_attached_producer_die",
+                a_sleeping_get_sees_an_attached_producer_die,
+            ),
         ],
         &[
+            ("put_once", put_once),
+            ("get_once", get_once),
+            ("attach_then_park", attach_then_park),
             ("get_until_closed", get_until_closed),
             ("fill", fill),
             ("produce", produce),
@@ -1010,4 +1026,151 @@ fn a_forked_child_releases_nothing_of_its_parents() {
     assert_eq!(q.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
     mpshm::unlink(&pn).expect("unlink");
     mpshm::unlink(&sn).expect("unlink");
+}
+
+/// Opens the queue, puts `args[1]` and exits: a worker of Python's "each puts once" idiom.
+fn put_once(args: &[String]) {
+    let q = Queue::<u32>::open(&args[0]).expect("open");
+    q.put(args[1].parse().expect("value")).expect("put");
+}
+
+/// Opens the queue, takes one message and exits.
+fn get_once(args: &[String]) {
+    let q = Queue::<u32>::open(&args[0]).expect("open");
+    q.get_timeout(LONG).expect("get");
+}
+
+/// Attaches as a producer without putting, says so, and stays until killed.
+fn attach_then_park(args: &[String]) {
+    let q = Queue::<u32>::open(&args[0]).expect("open");
+    q.attach_producer();
+    common::ready();
+    common::park();
+}
+
+/// Python's idiom: the parent makes a queue, starts workers that each put once and exit, and
+/// takes one result per worker. Here every worker exits before the next one starts, the
+/// worst order: without the parent's hold, its get between two workers says `Disconnected`.
+fn a_held_queue_waits_for_workers_still_to_come() {
+    let n = name("hold");
+    let q = Queue::<u32>::create(&n, 4).expect("create");
+    q.attach_producer();
+    for i in 0..4u32 {
+        // The last worker has gone and the next has not started: empty, not disconnected.
+        assert_eq!(q.try_get(), Err(TryGetError::Empty), "before worker {i}");
+        std::thread::scope(|s| {
+            let waiter = common::blocked(s, || q.get_timeout(LONG));
+            Child::spawn("put_once", &[&n, &i.to_string()]).join();
+            assert_eq!(waiter.join().expect("join"), Ok(i));
+        });
+    }
+    // Every worker has gone; the parent still holds: a get waits.
+    assert_eq!(q.get_timeout(ms(20)), Err(GetTimeoutError::Timeout));
+    // Let go while a get is blocked: it wakes to say so.
+    std::thread::scope(|s| {
+        let waiter = common::blocked(s, || q.get_timeout(LONG));
+        q.detach_producer();
+        assert_eq!(
+            waiter.join().expect("join"),
+            Err(GetTimeoutError::Disconnected)
+        );
+    });
+    // Held again, with workers all started at once (the usual case): nothing lost, and what
+    // is left after the release is drained before `Disconnected`.
+    q.attach_producer();
+    let workers: Vec<Child> = (0..8u32)
+        .map(|i| Child::spawn("put_once", &[&n, &(10 + i).to_string()]))
+        .collect();
+    let mut got: Vec<u32> = (0..4)
+        .map(|_| q.get_timeout(LONG).expect("held: a result"))
+        .collect();
+    workers.into_iter().for_each(Child::join);
+    q.detach_producer();
+    got.extend(q.iter());
+    got.sort_unstable();
+    assert_eq!(got, (10..18).collect::<Vec<_>>());
+    assert_eq!(q.try_get(), Err(TryGetError::Disconnected));
+    // A put through a released handle attaches it again, until its drop.
+    q.put(1).expect("put");
+    let other = Queue::<u32>::open(&n).expect("open");
+    assert_eq!(other.get_timeout(LONG), Ok(1));
+    assert_eq!(other.get_timeout(ms(20)), Err(GetTimeoutError::Timeout));
+    drop(q);
+    assert_eq!(other.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
+}
+
+/// The same idiom on the other side: a parent fills a queue of one slot for workers that each
+/// take one message and exit; its put on the full queue waits for the next while it holds.
+fn a_held_queue_waits_for_consumers_still_to_come() {
+    let n = name("holdc");
+    let q = Queue::<u32>::create(&n, 1).expect("create");
+    q.attach_consumer();
+    q.put(0).expect("room");
+    for i in 1..4u32 {
+        assert!(
+            matches!(q.try_put(i), Err(TryPutError::Full(_))),
+            "before consumer {i}"
+        );
+        std::thread::scope(|s| {
+            let waiter = common::blocked(s, || q.put_timeout(i, LONG));
+            Child::spawn("get_once", &[&n]).join();
+            assert_eq!(waiter.join().expect("join"), Ok(()));
+        });
+    }
+    q.detach_consumer();
+    assert!(matches!(
+        q.put_timeout(9, LONG),
+        Err(PutTimeoutError::Disconnected(9))
+    ));
+}
+
+/// A `SimpleQueue` holds the same way, and has `try_get` and `try_iter`.
+fn simple_queue_holds_and_tries() {
+    let n = name("simhold");
+    let q = SimpleQueue::<u32>::create(&n, 4).expect("create");
+    assert_eq!(q.try_get(), Err(TryGetError::Empty));
+    q.attach_producer();
+    for i in 0..2u32 {
+        Child::spawn("put_once", &[&n, &i.to_string()]).join();
+        assert_eq!(q.get(), Ok(i));
+        assert_eq!(q.try_get(), Err(TryGetError::Empty));
+    }
+    Child::spawn("put_once", &[&n, "5"]).join();
+    Child::spawn("put_once", &[&n, "6"]).join();
+    assert_eq!(q.try_iter().collect::<Vec<_>>(), [5, 6]);
+    assert_eq!(q.try_get(), Err(TryGetError::Empty));
+    q.detach_producer();
+    assert_eq!(q.try_get(), Err(TryGetError::Disconnected));
+    assert_eq!(q.get(), Err(GetError::Disconnected));
+    // The consumer's side, through a `JoinableQueue` (a `Queue` underneath).
+    let jn = name("jqhold");
+    let jq = JoinableQueue::<u32>::create(&jn, 1).expect("create");
+    jq.attach_consumer();
+    jq.put(1).expect("room");
+    jq.detach_consumer();
+    assert!(matches!(jq.try_put(2), Err(TryPutError::Disconnected(2))));
+    q.close();
+    assert_eq!(q.try_get(), Err(TryGetError::Closed));
+}
+
+/// A get that went to sleep before any producer attached watches one that attaches without
+/// putting, and wakes when it dies.
+fn a_sleeping_get_sees_an_attached_producer_die() {
+    let n = name("attdie");
+    let q = Queue::<u32>::create(&n, 4).expect("create");
+    std::thread::scope(|s| {
+        let waiter = common::blocked(s, || (q.get_timeout(LONG), Instant::now()));
+        let mut p = Child::spawn("attach_then_park", &[&n]);
+        p.wait_ready();
+        let killed = Instant::now();
+        p.kill();
+        let (got, at) = waiter.join().expect("join");
+        assert_eq!(got, Err(GetTimeoutError::Disconnected));
+        // Woken by the death, not by its deadline (which also reports the death).
+        assert!(
+            at - killed < LONG / 2,
+            "woke {:?} after the kill",
+            at - killed
+        );
+    });
 }
