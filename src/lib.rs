@@ -57,6 +57,8 @@ mod array;
 mod attach;
 mod containers;
 mod error;
+#[cfg(not(loom))]
+mod inspect;
 #[cfg(all(test, not(loom)))]
 mod layout;
 #[cfg(not(loom))]
@@ -90,6 +92,8 @@ pub use error::{
 #[cfg(not(loom))]
 pub use error::{Exit, ProcessError};
 #[cfg(not(loom))]
+pub use inspect::{Attached, Inspection, LockState, Role, State, inspect};
+#[cfg(not(loom))]
 pub use pipe::{Connection, MAX_MESSAGE, Pipe, PipeReader, PipeWriter};
 #[cfg(not(loom))]
 pub use process::{
@@ -99,7 +103,7 @@ pub use process::{
 pub use queue::SerdeQueue;
 #[cfg(not(loom))]
 pub use queue::{ByteQueue, JoinableQueue, Queue, SimpleQueue};
-pub use segment::{Kind, Options, SegmentInfo, segments, unlink};
+pub use segment::{Kind, LAYOUT_VERSION, Options, SegmentInfo, segments, unlink};
 #[cfg(not(loom))]
 pub use spsc_queue::{SpscConsumer, SpscProducer, SpscQueue};
 pub use sync::atomic::AtomicInt;

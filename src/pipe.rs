@@ -727,6 +727,38 @@ fn open_seg(name: &str, oneway: bool) -> Result<Arc<Segment>, Error> {
     Ok(Arc::new(seg))
 }
 
+/// What [`inspect`](crate::inspect) shows of a pipe, read without changing anything; an error
+/// for a geometry other than this build's (checked as `open_seg` does).
+pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+    use crate::inspect::{Found, Role, State, records};
+    let params = seg.params();
+    let one_way = params[2] == 1;
+    let want = spec(one_way);
+    if seg.count() != want.count.unwrap_or(0) || params != want.params {
+        return Err("pipe geometry does not match this build".to_owned());
+    }
+    let ctl: &PipeCtl = seg.shared(seg.payload_offset());
+    let words = SLOTS * spsc::slot_words(CHUNK).expect("constant");
+    let queued = [0, 1].map(|from| {
+        let off = seg.payload_offset() + CTL_SIZE + table_size(2) + from * ring_bytes();
+        Spsc::new(
+            seg.shared(off),
+            seg.shared_slice(off + SPSC_CTL_SIZE, words),
+            SLOTS,
+            CHUNK,
+        )
+        .len()
+    });
+    let mut found = Found::plain(State::Pipe {
+        one_way,
+        // Relaxed: a snapshot.
+        closed: [0, 1].map(|side| ctl.closed[side].load(Ordering::Relaxed) != 0),
+        queued,
+    });
+    found.attached = records(&ends(seg), |i| Role::End(i as u8));
+    Ok(found)
+}
+
 impl From<End> for Connection {
     fn from(end: End) -> Connection {
         Connection { end }

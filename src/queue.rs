@@ -324,6 +324,45 @@ fn ring_view(seg: &Segment, cap: usize, max_len: usize, pid: u32, joinable: bool
     Ring::new(ctl, slots, cap, max_len, pid, joinable)
 }
 
+/// What [`inspect`](crate::inspect) shows of a queue, read without changing anything; an error
+/// for a geometry that does not match the segment's size (checked as `RingSeg::open` does).
+pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+    use crate::inspect::{Found, Role, State, records};
+    let [cap, len, attached, _] = seg.params();
+    let expect = ring_spec(
+        seg.kind(),
+        cap as usize,
+        len as usize,
+        attached as usize,
+        String::new(),
+    )
+    .ok()
+    .and_then(|s| s.count);
+    if cap == 0 || len > u32::MAX as u64 || expect != Some(seg.count()) {
+        return Err(format!(
+            "ring geometry {cap} × {len} B with {attached} attachment records does not match \
+             its size {}",
+            seg.count()
+        ));
+    }
+    let (cap, len, attached) = (cap as usize, len as usize, attached as usize);
+    let ring = ring_view(seg, cap, len, 0, seg.kind() == Kind::JoinableQueue);
+    let tables = [PRODUCERS, CONSUMERS].map(|side| table_view(seg, cap, len, attached, side));
+    let mut found = Found::plain(State::Queue {
+        len: ring.len(),
+        capacity: cap,
+        max_message: len,
+        closed: ring.is_closed(),
+        lost: ring.lost(),
+        untracked: tables.map(|t| t.untracked()),
+    });
+    found.attached = records(&tables[PRODUCERS], |_| Role::Producer);
+    found
+        .attached
+        .extend(records(&tables[CONSUMERS], |_| Role::Consumer));
+    Ok(found)
+}
+
 /// The deadline `timeout` from now; `None` (wait forever) for one too large to represent.
 pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
     // A timeout too large to represent waits forever.

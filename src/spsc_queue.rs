@@ -176,14 +176,10 @@ fn spec<T: Pod>(capacity: usize, opts: &Options) -> Result<Spec, Error> {
         });
     }
     let size = std::mem::size_of::<T>();
-    let bytes = spsc::slot_words(size)
-        .filter(|_| size < 1 << 32)
-        .and_then(|w| w.checked_mul(capacity)?.checked_mul(8))
-        .and_then(|b| b.checked_add(roles_size() + SPSC_CTL_SIZE))
-        .ok_or(Error::InvalidLength {
-            len: capacity,
-            reason: "the queue would not fit in memory",
-        })?;
+    let bytes = payload_bytes(capacity, size).ok_or(Error::InvalidLength {
+        len: capacity,
+        reason: "the queue would not fit in memory",
+    })?;
     let tag = Spec::of::<T>(Kind::SpscQueue, None, opts.type_tag.as_deref()).tag;
     Ok(Spec {
         kind: Kind::SpscQueue,
@@ -193,6 +189,53 @@ fn spec<T: Pod>(capacity: usize, opts: &Options) -> Result<Spec, Error> {
         tag,
         params: [capacity as u64, size as u64, 0, 0],
     })
+}
+
+/// The payload of a queue of `capacity` messages of `size` bytes: the roles, then the ring.
+fn payload_bytes(capacity: usize, size: usize) -> Option<usize> {
+    spsc::slot_words(size)
+        .filter(|_| size < 1 << 32)
+        .and_then(|w| w.checked_mul(capacity)?.checked_mul(8))
+        .and_then(|b| b.checked_add(roles_size() + SPSC_CTL_SIZE))
+}
+
+/// What [`inspect`](crate::inspect) shows of an SPSC queue, read without changing anything; an
+/// error for a geometry that does not match the segment's size (checked as `open_end` does).
+pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+    use crate::inspect::{Found, Role, State, records};
+    let [cap, size, ..] = seg.params();
+    let fits = (1..=u64::from(u32::MAX)).contains(&cap)
+        && payload_bytes(cap as usize, size as usize) == Some(seg.count());
+    if !fits {
+        return Err(format!(
+            "ring geometry {cap} × {size} B does not match its size {}",
+            seg.count()
+        ));
+    }
+    let (cap, size) = (cap as usize, size as usize);
+    let off = seg.payload_offset() + roles_size();
+    let words = cap * spsc::slot_words(size).expect("checked geometry");
+    let ring = Spsc::new(
+        seg.shared(off),
+        seg.shared_slice(off + SPSC_CTL_SIZE, words),
+        cap,
+        size,
+    );
+    let mut found = Found::plain(State::SpscQueue {
+        len: ring.len(),
+        capacity: cap,
+        message: size,
+        closed: ring.is_closed(),
+        lost: ring.lost(),
+    });
+    found.attached = records(&roles(seg), |i| {
+        if i == PRODUCER {
+            Role::Producer
+        } else {
+            Role::Consumer
+        }
+    });
+    Ok(found)
 }
 
 fn open_end<T: Pod>(name: &str, opts: &Options, role: usize) -> Result<End, Error> {

@@ -295,6 +295,8 @@ impl CondLock for crate::sync::park::ModelLock {
 }
 
 #[cfg(not(loom))]
+pub(crate) use handle::inspect;
+#[cfg(not(loom))]
 pub use handle::{Condition, ConditionGuard};
 
 #[cfg(not(loom))]
@@ -332,6 +334,50 @@ mod handle {
 
     fn payload_bytes(slots: usize, n: usize) -> usize {
         records_offset(slots) + records::bytes(n, RecordData::Nothing)
+    }
+
+    /// What [`inspect`](crate::inspect) shows of a condition, read without changing anything;
+    /// an error for parameters that do not match its size (checked as the opener does).
+    pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+        use crate::inspect::{Found, Role, State, records};
+        let [slots, n, kind, len] = seg.params();
+        if !(entries_ok(slots)
+            && records_ok(n)
+            && kind <= USER_RLOCK
+            && len <= 32
+            && (kind == OWN) == (len == 0)
+            && payload_bytes(slots as usize, n as usize) == seg.count())
+        {
+            return Err(format!(
+                "condition parameters {:?} do not match its size",
+                seg.params()
+            ));
+        }
+        let off = seg.payload_offset();
+        let ctl: &CondCtl = seg.shared(off);
+        let waiting = seg
+            .shared_slice::<Slot>(off + CTL_SIZE, slots as usize)
+            .iter()
+            .filter(|s| matches!(s.state.load(Relaxed), WAITING | NOTIFIED))
+            .count();
+        let lock = (kind != OWN).then(|| {
+            let bytes: Vec<u8> = ctl
+                .name
+                .iter()
+                .flat_map(|w| w.load(Relaxed).to_le_bytes())
+                .take(len as usize)
+                .collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        });
+        let table = records::table(
+            seg,
+            off + records_offset(slots as usize),
+            n as usize,
+            RecordData::Nothing,
+        );
+        let mut found = Found::plain(State::Condition { waiting, lock });
+        found.attached = records(&table, |_| Role::Handle);
+        Ok(found)
     }
 
     /// The spec of a user's lock segment, as `Lock` and `RLock` lay it out.

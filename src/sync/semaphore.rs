@@ -358,6 +358,8 @@ impl<'a, L: StateLock> SemCore<'a, L> {
 }
 
 #[cfg(not(loom))]
+pub(crate) use handle::inspect;
+#[cfg(not(loom))]
 pub use handle::{BoundedSemaphore, Semaphore, SemaphoreGuard};
 
 #[cfg(not(loom))]
@@ -375,6 +377,34 @@ mod handle {
 
     fn payload_bytes(n: usize) -> usize {
         CTL_SIZE + records::bytes(n, RecordData::Words)
+    }
+
+    /// What [`inspect`](crate::inspect) shows of a semaphore, read without changing anything;
+    /// an error for parameters that do not match its size (checked as the opener does).
+    pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+        use crate::inspect::{Found, Role, State, records};
+        let [initial, n, ..] = seg.params();
+        if !(initial <= u64::from(SEMAPHORE_MAX)
+            && records_ok(n)
+            && payload_bytes(n as usize) == seg.count())
+        {
+            return Err(format!(
+                "semaphore parameters {:?} do not match its size",
+                seg.params()
+            ));
+        }
+        let off = seg.payload_offset();
+        let ctl: &SemCtl = seg.shared(off);
+        let (value, sleepers) = halves(ctl.state.load(Relaxed));
+        let table = records::table(seg, off + CTL_SIZE, n as usize, RecordData::Words);
+        let mut found = Found::plain(State::Semaphore {
+            value,
+            held: ctl.held.load(Relaxed),
+            sleepers,
+            initial,
+        });
+        found.attached = records(&table, |_| Role::Handle);
+        Ok(found)
     }
 
     /// What `Semaphore` and `BoundedSemaphore` share: the segment and this handle's record.
