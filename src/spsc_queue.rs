@@ -3,7 +3,7 @@
 //!
 //! It is the ring under each direction of a [`Pipe`](crate::Pipe) (`spsc.rs`) carrying `T` by
 //! value, one message per slot: no slot is claimed with a CAS, and neither side runs a fence or
-//! any other atomic read-modify-write per message. In `examples/queue_bench.rs` it streams
+//! any other atomic read-modify-write per message. In `mpshm bench` it streams
 //! 64-byte messages about three times as fast as the MPMC [`Queue`] (54 against 18 M msgs/s on
 //! an idle 2-vCPU machine).
 //!

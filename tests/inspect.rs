@@ -343,16 +343,14 @@ fn expect_corrupt(r: Result<mpshm::Inspection, Error>, what: &str) {
     );
 }
 
+/// Makes a segment of some kind under a name; the handle keeps it.
+type Maker = Box<dyn Fn(&str) -> Box<dyn std::any::Any>>;
+
 /// Parameters no opener would accept: `inspect` checks them as the opener does, and says so.
 fn scribbled_geometry_is_corrupt() {
     let huge = u64::MAX.to_le_bytes();
     let one = 1u64.to_le_bytes();
-    let cases: Vec<(
-        &str,
-        Box<dyn Fn(&str) -> Box<dyn std::any::Any>>,
-        u64,
-        [u8; 8],
-    )> = vec![
+    let cases: Vec<(&str, Maker, u64, [u8; 8])> = vec![
         (
             "queue capacity",
             Box::new(|n| Box::new(mpshm::Queue::<u64>::create(n, 4).expect("create"))),

@@ -7,7 +7,7 @@ use std::path::Path;
 use plotters::prelude::*;
 
 use super::Side;
-use super::report::Report;
+use super::report::{Report, time};
 use super::transport::size_name;
 use crate::kit::Res;
 
@@ -68,12 +68,14 @@ pub fn draw(report: &Report, path: &Path) -> Res<()> {
     if all.is_empty() {
         return Err("nothing to plot: no stream ran (see --only)".into());
     }
+    // x is log2 of the size, so that the ticks fall on whole sizes.
     let sizes = &report.settings.sizes;
     let (lo, hi) = (
-        *sizes.iter().min().unwrap_or(&8) as f64,
-        *sizes.iter().max().unwrap_or(&8) as f64,
+        (*sizes.iter().min().unwrap_or(&8) as f64).log2(),
+        (*sizes.iter().max().unwrap_or(&8) as f64).log2(),
     );
-    let (xlo, xhi) = (lo / 1.5, hi * 1.5);
+    let (xlo, xhi) = (lo - 0.5, hi + 0.5);
+    let ticks = (hi - lo) as usize + 2;
     let ns: Vec<f64> = all.iter().flat_map(|s| s.2.iter().map(|p| p.1)).collect();
     let bw: Vec<f64> = all
         .iter()
@@ -87,9 +89,10 @@ pub fn draw(report: &Report, path: &Path) -> Res<()> {
     let root = SVGBackend::new(path, (1280, 560)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let title = format!(
-        "mpshm bench: streams between two processes ({} cores, gauge {:.0} ns)",
+        "mpshm bench: streams between two processes ({} cores; gauge {}, about 100-200 ns when \
+         the cores are free)",
         report.machine.cores,
-        super::stats::median(&report.gauges).unwrap_or(0.0)
+        time(super::stats::median(&report.gauges).unwrap_or(0.0) * 1e-9)
     );
     let root = root
         .titled(&title, ("sans-serif", 20))
@@ -98,7 +101,7 @@ pub fn draw(report: &Report, path: &Path) -> Res<()> {
     let panels: [(_, &str, std::ops::Range<f64>, bool); 2] = [
         (
             left,
-            "time per message, ns (lower is better)",
+            "time per message (lower is better)",
             range(&ns),
             false,
         ),
@@ -115,17 +118,29 @@ pub fn draw(report: &Report, path: &Path) -> Res<()> {
             .x_label_area_size(44)
             .y_label_area_size(72)
             .caption(desc, ("sans-serif", 16))
-            .build_cartesian_2d((xlo..xhi).log_scale(), yr.log_scale())
+            .build_cartesian_2d(xlo..xhi, yr.log_scale())
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
             .x_desc("message size")
-            .x_label_formatter(&|x| size_name(x.round() as usize))
-            .y_label_formatter(&|y| {
-                if bandwidth {
-                    format!("{:.0} MB/s", y / 1e6)
+            .x_labels(ticks)
+            .x_label_formatter(&|x| {
+                let size = x.exp2().round() as usize;
+                if (x - x.round()).abs() < 1e-6 && sizes.contains(&size) {
+                    size_name(size)
                 } else {
-                    format!("{y:.0}")
+                    String::new()
+                }
+            })
+            .y_label_formatter(&|&y| {
+                if bandwidth {
+                    if y >= 1e9 {
+                        format!("{:.0} GB/s", y / 1e9)
+                    } else {
+                        format!("{:.0} MB/s", y / 1e6)
+                    }
+                } else {
+                    time(y * 1e-9)
                 }
             })
             .draw()
@@ -134,7 +149,7 @@ pub fn draw(report: &Report, path: &Path) -> Res<()> {
             let st = style(i, *side);
             let pts: Points = points
                 .iter()
-                .map(|&(size, ns)| (size, if bandwidth { size / ns * 1e9 } else { ns }))
+                .map(|&(size, ns)| (size.log2(), if bandwidth { size / ns * 1e9 } else { ns }))
                 .collect();
             chart
                 .draw_series(LineSeries::new(pts.clone(), st))

@@ -50,7 +50,7 @@ pub fn cases(groups: &[&str], python: bool) -> Vec<Case> {
                 python: py("pool/python-map"),
                 ..Refs::default()
             },
-            |ctx| map(ctx),
+            map,
         ));
         out.push(Case::new(
             "pool",
@@ -63,7 +63,7 @@ pub fn cases(groups: &[&str], python: bool) -> Vec<Case> {
                 python: py("pool/python-apply-async"),
                 ..Refs::default()
             },
-            |ctx| apply_async(ctx),
+            apply_async,
         ));
         if python {
             out.push(Case::python_scaled(
@@ -99,7 +99,7 @@ pub fn cases(groups: &[&str], python: bool) -> Vec<Case> {
                 python: py("process/python-spawn"),
                 ..Refs::default()
             },
-            |ctx| start_join(ctx),
+            start_join,
         ));
         if python {
             out.push(Case::python_scaled(

@@ -799,11 +799,7 @@ impl Check {
     pub fn report(&self) -> Res<()> {
         report(&format!("got {} {}", self.count, self.sum))?;
         let batches: Vec<String> = self.batches.iter().map(u64::to_string).collect();
-        report(
-            &format!("batches {}", batches.join(" "))
-                .trim_end()
-                .to_owned(),
-        )
+        report(format!("batches {}", batches.join(" ")).trim_end())
     }
 }
 
