@@ -718,7 +718,7 @@ fn open_seg(name: &str, oneway: bool) -> Result<Arc<Segment>, Error> {
     let mut want = spec(oneway);
     want.count = None;
     let seg = Segment::open(name, &want, &Options::new())?;
-    if seg.count() != spec(oneway).count.unwrap_or(0) || seg.params() != spec(oneway).params {
+    if !geometry_ok(&seg, oneway) {
         return Err(Error::Corrupt {
             name: seg.name().to_owned(),
             reason: "pipe geometry does not match this build".to_owned(),
@@ -727,14 +727,18 @@ fn open_seg(name: &str, oneway: bool) -> Result<Arc<Segment>, Error> {
     Ok(Arc::new(seg))
 }
 
+/// Whether a pipe segment's size and parameters are this build's (for a one-way pipe or not).
+fn geometry_ok(seg: &Segment, oneway: bool) -> bool {
+    let want = spec(oneway);
+    seg.count() == want.count.unwrap_or(0) && seg.params() == want.params
+}
+
 /// What [`inspect`](crate::inspect) shows of a pipe, read without changing anything; an error
 /// for a geometry other than this build's (checked as `open_seg` does).
 pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
     use crate::inspect::{Found, Role, State, records};
-    let params = seg.params();
-    let one_way = params[2] == 1;
-    let want = spec(one_way);
-    if seg.count() != want.count.unwrap_or(0) || params != want.params {
+    let one_way = seg.params()[2] == 1;
+    if !geometry_ok(seg, one_way) {
         return Err("pipe geometry does not match this build".to_owned());
     }
     let ctl: &PipeCtl = seg.shared(seg.payload_offset());

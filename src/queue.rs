@@ -142,28 +142,12 @@ impl RingSeg {
             params: [0; 4],
         };
         let seg = Segment::open(name, &spec, opts)?;
-        let [cap, len, attached, _] = seg.params();
-        let expect = ring_spec(
-            kind,
-            cap as usize,
-            len as usize,
-            attached as usize,
-            String::new(),
-        )
-        .ok()
-        .and_then(|s| s.count);
-        if cap == 0 || len > u32::MAX as u64 || expect != Some(seg.count()) {
-            return Err(Error::Corrupt {
-                name: seg.name().to_owned(),
-                reason: format!(
-                    "ring geometry {cap} × {len} B with {attached} attachment records does not \
-                     match its size {}",
-                    seg.count()
-                ),
-            });
-        }
+        let (cap, len, attached) = geometry(&seg).map_err(|reason| Error::Corrupt {
+            name: seg.name().to_owned(),
+            reason,
+        })?;
         if let Some(want) = max_len {
-            if want as u64 != len {
+            if want != len {
                 return Err(Error::LayoutMismatch {
                     name: seg.name().to_owned(),
                     expected: format!("{want}-byte messages"),
@@ -173,9 +157,9 @@ impl RingSeg {
         }
         Ok(RingSeg {
             seg,
-            cap: cap as usize,
-            max_len: len as usize,
-            attached: attached as usize,
+            cap,
+            max_len: len,
+            attached,
             sides: Default::default(),
             pid: sys::thread_ids().0,
             forks: sys::forks(),
@@ -324,10 +308,9 @@ fn ring_view(seg: &Segment, cap: usize, max_len: usize, pid: u32, joinable: bool
     Ring::new(ctl, slots, cap, max_len, pid, joinable)
 }
 
-/// What [`inspect`](crate::inspect) shows of a queue, read without changing anything; an error
-/// for a geometry that does not match the segment's size (checked as `RingSeg::open` does).
-pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
-    use crate::inspect::{Found, Role, State, records};
+/// The geometry in a ring segment's header, `(capacity, max length, attachment records)`, if it
+/// matches the segment's size; what does not, in words.
+fn geometry(seg: &Segment) -> Result<(usize, usize, usize), String> {
     let [cap, len, attached, _] = seg.params();
     let expect = ring_spec(
         seg.kind(),
@@ -345,7 +328,14 @@ pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
             seg.count()
         ));
     }
-    let (cap, len, attached) = (cap as usize, len as usize, attached as usize);
+    Ok((cap as usize, len as usize, attached as usize))
+}
+
+/// What [`inspect`](crate::inspect) shows of a queue, read without changing anything; an error
+/// for a geometry that does not match the segment's size (checked as `RingSeg::open` does).
+pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+    use crate::inspect::{Found, Role, State, records};
+    let (cap, len, attached) = geometry(seg)?;
     let ring = ring_view(seg, cap, len, 0, seg.kind() == Kind::JoinableQueue);
     let tables = [PRODUCERS, CONSUMERS].map(|side| table_view(seg, cap, len, attached, side));
     let mut found = Found::plain(State::Queue {

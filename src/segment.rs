@@ -571,14 +571,7 @@ impl Segment {
         let (header, len) = wait_ready(bare, &mut file, opts.open_timeout)?;
         validate(bare, &header, len, spec)?;
         let map = MmapOptions::new().len(len as usize).map_raw(&file)?;
-        let seg = Segment {
-            map: ManuallyDrop::new(map),
-            robust: Mutex::new(Vec::new()),
-            name: bare.to_owned(),
-            header,
-            created: None,
-            persist: AtomicBool::new(false),
-        };
+        let seg = Segment::opened(bare, header, map);
         // Acquire: pairs with the Release store that ends `Segment::create`.
         if seg
             .shared::<AtomicU32>(READY_OFFSET)
@@ -671,14 +664,19 @@ impl Segment {
         let map = MmapOptions::new()
             .len(len as usize)
             .map_raw_read_only(&file)?;
-        Ok(Segment {
+        Ok(Segment::opened(bare, header, map))
+    }
+
+    /// The handle of an opener (it never unlinks) over `map`, with the validated `header`.
+    fn opened(name: &str, header: Header, map: MmapRaw) -> Segment {
+        Segment {
             map: ManuallyDrop::new(map),
             robust: Mutex::new(Vec::new()),
-            name: bare.to_owned(),
+            name: name.to_owned(),
             header,
             created: None,
             persist: AtomicBool::new(false),
-        })
+        }
     }
 
     /// The segment's name, without a leading `/`.

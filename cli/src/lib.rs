@@ -77,11 +77,17 @@ pub struct BenchArgs {
     /// Also draw time per message and throughput against message size into this SVG file.
     #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// Also write this run's table into this Markdown file, in place of what stands between
+    /// the lines `<!-- mpshm bench -->` and `<!-- /mpshm bench -->` (how the README's figures
+    /// are made).
+    #[arg(long, value_name = "FILE.md")]
+    markdown: Option<PathBuf>,
     /// Run only these groups (comma-separated): rt, stream, mpmc, counter, pool, process,
     /// death, dict. Default: all but mpmc.
     #[arg(long, value_delimiter = ',', value_name = "GROUPS")]
     only: Vec<String>,
-    /// Message sizes of the streams, comma-separated (8, 4K, 1M, ...). Default: 8,64,4K,1M.
+    /// Message sizes of the streams, comma-separated, each one of 8, 64, 256, 1K, 4K, 16K, 64K,
+    /// 256K, 1M. Default: 8,64,4K,1M.
     #[arg(long, value_delimiter = ',', value_name = "SIZES")]
     sizes: Vec<String>,
     /// Rounds: every case runs once per round, the cases taking turns. Default 9 (3 with

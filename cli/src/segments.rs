@@ -209,9 +209,8 @@ fn lock_json(l: &LockState) -> Value {
     })
 }
 
-/// The kind-specific state, as `(field, value)` lines.
-fn state_lines(state: &State) -> Vec<(String, String)> {
-    let l = |k: &str, v: String| (k.to_owned(), v);
+/// The kind-specific state: its fields, for JSON and (each on a line) for people.
+fn state_fields(state: &State) -> Vec<(&'static str, Value)> {
     match state {
         State::Queue {
             len,
@@ -221,14 +220,13 @@ fn state_lines(state: &State) -> Vec<(String, String)> {
             lost,
             untracked,
         } => vec![
-            l("depth", format!("{len} of {capacity} messages")),
-            l("message", format!("up to {max_message} B")),
-            l("closed", closed.to_string()),
-            l("lost", lost.to_string()),
-            l(
-                "untracked",
-                format!("{} producers, {} consumers", untracked[0], untracked[1]),
-            ),
+            ("len", json!(len)),
+            ("capacity", json!(capacity)),
+            ("max_message", json!(max_message)),
+            ("closed", json!(closed)),
+            ("lost", json!(lost)),
+            ("untracked_producers", json!(untracked[0])),
+            ("untracked_consumers", json!(untracked[1])),
         ],
         State::SpscQueue {
             len,
@@ -237,36 +235,20 @@ fn state_lines(state: &State) -> Vec<(String, String)> {
             closed,
             lost,
         } => vec![
-            l("depth", format!("{len} of {capacity} messages")),
-            l("message", format!("{message} B")),
-            l("closed", closed.to_string()),
-            l("lost", lost.to_string()),
+            ("len", json!(len)),
+            ("capacity", json!(capacity)),
+            ("message", json!(message)),
+            ("closed", json!(closed)),
+            ("lost", json!(lost)),
         ],
         State::Pipe {
             one_way,
             closed,
             queued,
         } => vec![
-            l(
-                "mode",
-                if *one_way { "one-way" } else { "duplex" }.to_owned(),
-            ),
-            l(
-                "end 0",
-                format!(
-                    "{}; {} chunks sent, not yet received",
-                    if closed[0] { "closed" } else { "open" },
-                    queued[0]
-                ),
-            ),
-            l(
-                "end 1",
-                format!(
-                    "{}; {} chunks sent, not yet received",
-                    if closed[1] { "closed" } else { "open" },
-                    queued[1]
-                ),
-            ),
+            ("one_way", json!(one_way)),
+            ("closed", json!(closed)),
+            ("queued_chunks", json!(queued)),
         ],
         State::Semaphore {
             value,
@@ -274,90 +256,34 @@ fn state_lines(state: &State) -> Vec<(String, String)> {
             sleepers,
             initial,
         } => vec![
-            l("value", format!("{value} free (created with {initial})")),
-            l("held", format!("{held} permits held through guards")),
-            l("sleepers", sleepers.to_string()),
+            ("value", json!(value)),
+            ("held", json!(held)),
+            ("sleepers", json!(sleepers)),
+            ("initial", json!(initial)),
         ],
-        State::Event { set, waiters } => {
-            vec![l("set", set.to_string()), l("waiters", waiters.to_string())]
+        State::Event { set, waiters } => vec![("set", json!(set)), ("waiters", json!(waiters))],
+        State::Condition { waiting, lock } => {
+            vec![("waiting", json!(waiting)), ("lock", json!(lock))]
         }
-        State::Condition { waiting, lock } => vec![
-            l("waiting", waiting.to_string()),
-            l(
-                "lock",
-                lock.clone()
-                    .unwrap_or_else(|| "its own (an RLock)".to_owned()),
-            ),
-        ],
         State::Barrier {
             parties,
             waiting,
             broken,
         } => vec![
-            l("parties", parties.to_string()),
-            l("waiting", waiting.to_string()),
-            l("broken", broken.to_string()),
+            ("parties", json!(parties)),
+            ("waiting", json!(waiting)),
+            ("broken", json!(broken)),
         ],
         State::Container {
             len,
             capacity,
             entry_bytes,
         } => vec![
-            l("entries", format!("{len} of {capacity}")),
-            l("entry", format!("{entry_bytes} B of data")),
+            ("len", json!(len)),
+            ("capacity", json!(capacity)),
+            ("entry_bytes", json!(entry_bytes)),
         ],
         _ => Vec::new(),
-    }
-}
-
-/// The kind-specific state, as JSON with typed fields.
-fn state_json(state: &State) -> Value {
-    match state {
-        State::Plain => json!({}),
-        State::Queue {
-            len,
-            capacity,
-            max_message,
-            closed,
-            lost,
-            untracked,
-        } => json!({
-            "len": len, "capacity": capacity, "max_message": max_message, "closed": closed,
-            "lost": lost, "untracked_producers": untracked[0], "untracked_consumers": untracked[1],
-        }),
-        State::SpscQueue {
-            len,
-            capacity,
-            message,
-            closed,
-            lost,
-        } => json!({
-            "len": len, "capacity": capacity, "message": message, "closed": closed, "lost": lost,
-        }),
-        State::Pipe {
-            one_way,
-            closed,
-            queued,
-        } => json!({ "one_way": one_way, "closed": closed, "queued_chunks": queued }),
-        State::Semaphore {
-            value,
-            held,
-            sleepers,
-            initial,
-        } => json!({ "value": value, "held": held, "sleepers": sleepers, "initial": initial }),
-        State::Event { set, waiters } => json!({ "set": set, "waiters": waiters }),
-        State::Condition { waiting, lock } => json!({ "waiting": waiting, "lock": lock }),
-        State::Barrier {
-            parties,
-            waiting,
-            broken,
-        } => json!({ "parties": parties, "waiting": waiting, "broken": broken }),
-        State::Container {
-            len,
-            capacity,
-            entry_bytes,
-        } => json!({ "len": len, "capacity": capacity, "entry_bytes": entry_bytes }),
-        _ => json!({}),
     }
 }
 
@@ -396,7 +322,11 @@ fn seen_json(s: &Seen) -> Value {
                     })
                 })
                 .collect();
-            v["state"] = state_json(&ins.state);
+            v["state"] = state_fields(&ins.state)
+                .into_iter()
+                .map(|(k, val)| (k.to_owned(), val))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
         }
         Some(Err(e)) => v["error"] = json!(e.to_string()),
         None => {}
@@ -550,8 +480,8 @@ pub fn inspect(name: &str, json: bool) -> Res<ExitCode> {
             if let Some(l) = &ins.lock {
                 push("lock", lock_text(l));
             }
-            for (k, v) in state_lines(&ins.state) {
-                push(&k, v);
+            for (k, v) in state_fields(&ins.state) {
+                push(k, v.as_str().map_or_else(|| v.to_string(), str::to_owned));
             }
         }
         Some(Err(e)) => push("state", format!("not read: {e}")),

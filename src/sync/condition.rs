@@ -336,6 +336,15 @@ mod handle {
         records_offset(slots) + records::bytes(n, RecordData::Nothing)
     }
 
+    /// The first `len` bytes of the user's lock name stored in `ctl`.
+    fn stored_lock_name(ctl: &CondCtl, len: u64) -> Vec<u8> {
+        ctl.name
+            .iter()
+            .flat_map(|w| w.load(Relaxed).to_le_bytes())
+            .take(len as usize)
+            .collect()
+    }
+
     /// What [`inspect`](crate::inspect) shows of a condition, read without changing anything;
     /// an error for parameters that do not match its size (checked as the opener does).
     pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
@@ -360,15 +369,8 @@ mod handle {
             .iter()
             .filter(|s| matches!(s.state.load(Relaxed), WAITING | NOTIFIED))
             .count();
-        let lock = (kind != OWN).then(|| {
-            let bytes: Vec<u8> = ctl
-                .name
-                .iter()
-                .flat_map(|w| w.load(Relaxed).to_le_bytes())
-                .take(len as usize)
-                .collect();
-            String::from_utf8_lossy(&bytes).into_owned()
-        });
+        let lock = (kind != OWN)
+            .then(|| String::from_utf8_lossy(&stored_lock_name(ctl, len)).into_owned());
         let table = records::table(
             seg,
             off + records_offset(slots as usize),
@@ -525,16 +527,11 @@ mod handle {
                 None
             } else {
                 let ctl: &CondCtl = seg.shared(seg.payload_offset());
-                let bytes: Vec<u8> = ctl
-                    .name
-                    .iter()
-                    .flat_map(|w| w.load(Relaxed).to_le_bytes())
-                    .take(len as usize)
-                    .collect();
-                let lock_name = String::from_utf8(bytes).map_err(|_| Error::Corrupt {
-                    name: seg.name().to_owned(),
-                    reason: "the name of its lock is not UTF-8".to_owned(),
-                })?;
+                let lock_name =
+                    String::from_utf8(stored_lock_name(ctl, len)).map_err(|_| Error::Corrupt {
+                        name: seg.name().to_owned(),
+                        reason: "the name of its lock is not UTF-8".to_owned(),
+                    })?;
                 let lock_kind = if kind == USER_RLOCK {
                     Kind::RLock
                 } else {

@@ -15,7 +15,7 @@ use mpshm::{RawValue, Value};
 
 use super::floor::CCounter;
 use super::shm::StartLine;
-use super::{Case, Ctx, Refs, Sample, Side, Unit};
+use super::{Arg, Case, Ctx, Refs, Sample, Side, Unit};
 use crate::kit::{Kid, Res};
 
 /// Additions per process in one run (times `--scale`).
@@ -66,14 +66,14 @@ pub fn cases(python: bool) -> Vec<Case> {
         ),
     ];
     if python {
-        out.push(Case::python_scaled(
+        out.push(Case::python(
             "counter",
             &section,
             "counter/python",
             "Python Value('L') + get_lock()",
             unit,
-            "value",
-            PY_N,
+            "value".into(),
+            Arg::Count(PY_N),
         ));
     }
     out

@@ -11,7 +11,7 @@
 use mpshm::{SerdeDict, SharedDict};
 
 use super::counter::two_processes;
-use super::{Case, Ctx, Refs, Sample, Side, Unit};
+use super::{Arg, Case, Ctx, Refs, Sample, Side, Unit};
 use crate::kit::Res;
 
 /// Rounds per process in one run (times `--scale`).
@@ -51,14 +51,14 @@ pub fn cases(python: bool) -> Vec<Case> {
         ),
     ];
     if python {
-        out.push(Case::python_scaled(
+        out.push(Case::python(
             "dict",
             &section,
             "dict/python",
             "Python Manager().dict() (operations)",
             unit,
-            "dict",
-            PY_N,
+            "dict".into(),
+            Arg::Count(PY_N),
         ));
     }
     out

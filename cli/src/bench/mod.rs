@@ -156,7 +156,8 @@ impl Case {
         }
     }
 
-    /// A Python row whose request gets the seconds per case appended.
+    /// A Python row: `request` with, appended, the seconds per case (`Arg::Secs`) or a count
+    /// times `--scale` (`Arg::Count`).
     pub fn python(
         group: &'static str,
         section: &str,
@@ -164,6 +165,7 @@ impl Case {
         label: &str,
         unit: Unit,
         request: String,
+        arg: Arg,
     ) -> Case {
         Case::new(
             group,
@@ -174,36 +176,23 @@ impl Case {
             unit,
             Refs::default(),
             move |ctx| {
-                let secs = ctx.secs;
-                ctx.python()?.ask(&format!("{request} {secs}"))
+                let arg = match arg {
+                    Arg::Secs => ctx.secs.to_string(),
+                    Arg::Count(n) => ctx.count(n).to_string(),
+                };
+                ctx.python()?.ask(&format!("{request} {arg}"))
             },
         )
     }
+}
 
-    /// A Python row whose request gets a count (`n` times `--scale`) appended.
-    pub fn python_scaled(
-        group: &'static str,
-        section: &str,
-        id: &str,
-        label: &str,
-        unit: Unit,
-        request: &'static str,
-        n: u64,
-    ) -> Case {
-        Case::new(
-            group,
-            section,
-            id,
-            label,
-            Side::Python,
-            unit,
-            Refs::default(),
-            move |ctx| {
-                let n = ctx.count(n);
-                ctx.python()?.ask(&format!("{request} {n}"))
-            },
-        )
-    }
+/// What a Python row's request ends with.
+#[derive(Clone, Copy, Debug)]
+pub enum Arg {
+    /// The seconds per timed case.
+    Secs,
+    /// This count times `--scale`.
+    Count(u64),
 }
 
 /// What the cases share during a run.
@@ -529,6 +518,9 @@ pub fn run(args: &BenchArgs) -> Res<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report.json())?);
     } else {
         print!("{}", report.table());
+    }
+    if let Some(path) = &args.markdown {
+        report::splice(path, &report.table())?;
     }
     if let Some(path) = &args.plot {
         plot::draw(&report, path)?;

@@ -16,7 +16,7 @@ use std::time::Instant;
 use mpshm::process::{Pool, Process, StartMethod};
 
 use super::stats::Hist;
-use super::{Case, Ctx, Refs, Sample, Side, Unit};
+use super::{Arg, Case, Ctx, Refs, Sample, Side, Unit};
 use crate::kit::Res;
 
 /// Workers of both pools.
@@ -66,23 +66,23 @@ pub fn cases(groups: &[&str], python: bool) -> Vec<Case> {
             apply_async,
         ));
         if python {
-            out.push(Case::python_scaled(
+            out.push(Case::python(
                 "pool",
                 &section,
                 "pool/python-map",
                 "Python Pool.map (items)",
                 unit,
-                "pool_map",
-                MAP_ITEMS,
+                "pool_map".into(),
+                Arg::Count(MAP_ITEMS),
             ));
-            out.push(Case::python_scaled(
+            out.push(Case::python(
                 "pool",
                 &section,
                 "pool/python-apply-async",
                 "Python Pool.apply_async + get (tasks)",
                 unit,
-                "apply_async",
-                APPLY_TASKS,
+                "apply_async".into(),
+                Arg::Count(APPLY_TASKS),
             ));
         }
     }
@@ -102,23 +102,23 @@ pub fn cases(groups: &[&str], python: bool) -> Vec<Case> {
             start_join,
         ));
         if python {
-            out.push(Case::python_scaled(
+            out.push(Case::python(
                 "process",
                 &section,
                 "process/python-spawn",
                 "Python Process, spawn",
                 Unit::Time,
-                "process spawn",
-                PY_SPAWNS,
+                "process spawn".into(),
+                Arg::Count(PY_SPAWNS),
             ));
-            out.push(Case::python_scaled(
+            out.push(Case::python(
                 "process",
                 &section,
                 "process/python-fork",
                 "Python Process, fork",
                 Unit::Time,
-                "process fork",
-                PROCESSES,
+                "process fork".into(),
+                Arg::Count(PROCESSES),
             ));
         }
     }

@@ -6,12 +6,42 @@
 //! the fraction of the floor's speed the row reaches.
 
 use std::fmt::Write as _;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
 use super::stats::median;
 use super::{Case, Outcome, Settings, Side, Unit};
+use crate::kit::Res;
+
+/// The lines between which [`splice`] puts a table.
+const START: &str = "<!-- mpshm bench -->";
+const END: &str = "<!-- /mpshm bench -->";
+
+/// Replaces what stands between the lines [`START`] and [`END`] of the Markdown file `path` with
+/// `table`, as a text block.
+pub fn splice(path: &Path, table: &str) -> Res<()> {
+    let text = std::fs::read_to_string(path)?;
+    let (Some(a), Some(b)) = (text.find(START), text.find(END)) else {
+        return Err(format!(
+            "{}: no lines {START} and {END} to write between",
+            path.display()
+        )
+        .into());
+    };
+    if b < a {
+        return Err(format!("{}: {END} comes before {START}", path.display()).into());
+    }
+    let new = format!(
+        "{}{START}\n```text\n{}\n```\n{}",
+        &text[..a],
+        table.trim(),
+        &text[b..]
+    );
+    std::fs::write(path, new)?;
+    Ok(())
+}
 
 /// One row of the table.
 #[derive(Debug, Clone)]
@@ -176,7 +206,7 @@ impl Report {
             },
             self.elapsed.as_secs_f64()
         );
-        let _ = writeln!(out, "{}", self.gauge_line());
+        let _ = writeln!(out, "{}", wrap(&self.gauge_line(), 122));
         let line = "-".repeat(122);
         let _ = writeln!(out, "{line}");
         let _ = writeln!(
@@ -209,20 +239,18 @@ impl Report {
         for t in self.targets() {
             let _ = writeln!(out, "{t}");
         }
-        let _ = writeln!(
-            out,
-            "Each figure is the median of the rounds; p99 is the 99th percentile of every \
-             operation (streams: of every 64 KiB batch, per message), a slow tail. A ratio is \
-             how many times faster the row is than that baseline, measured in the same rounds \
-             (vs floor: the fraction of the floor's speed reached). Round trips: each timed \
-             alone, clock reading included; spinning = set_spin(u32::MAX) on both sides, \
+        let about = "Each figure is the median of the rounds; p99 is the 99th percentile of \
+             every operation (streams: of every 64 KiB batch, per message), a slow tail. A ratio \
+             is how many times faster the row is than that baseline, measured in the same \
+             rounds (vs floor: the fraction of the floor's speed reached). Round trips: each \
+             timed alone, clock reading included; spinning = set_spin(u32::MAX) on both sides, \
              parked = set_spin(0). Streams: 1 producer and 1 consumer process, every message \
-             checked; Queue and SpscQueue messages are [u8; N]. The floors use no mpshm code: \
-             a shared word (spinning, or futex wait/wake), a minimal shared-memory SPSC ring \
-             (memcpy), a robust pthread mutex in C."
-        );
+             checked; Queue and SpscQueue messages are [u8; N]. The floors use no mpshm code: a \
+             shared word (spinning, or futex wait/wake), a minimal shared-memory SPSC ring \
+             (memcpy), a robust pthread mutex in C.";
+        let _ = writeln!(out, "{}", wrap(about, 122));
         for n in &self.notes {
-            let _ = writeln!(out, "note: {n}");
+            let _ = writeln!(out, "{}", wrap(&format!("note: {n}"), 122));
         }
         out
     }
@@ -317,6 +345,25 @@ impl Report {
             "notes": self.notes,
         })
     }
+}
+
+/// `text` broken into lines of at most `width` characters, at spaces.
+fn wrap(text: &str, width: usize) -> String {
+    let mut out = String::new();
+    let mut line = 0;
+    for word in text.split_whitespace() {
+        let n = word.chars().count();
+        if line > 0 && line + 1 + n > width {
+            out.push('\n');
+            line = 0;
+        } else if line > 0 {
+            out.push(' ');
+            line += 1;
+        }
+        out.push_str(word);
+        line += n;
+    }
+    out
 }
 
 /// `0.83×`, `13.2×`, `130×`.

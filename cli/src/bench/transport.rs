@@ -33,7 +33,7 @@ use mpshm::{Pipe, Queue, RecvError, SpscQueue};
 
 use super::floor;
 use super::stats::Hist;
-use super::{Case, Ctx, Refs, Sample, Side, Unit};
+use super::{Arg, Case, Ctx, Refs, Sample, Side, Unit};
 use crate::kit::{Kid, Res, raw_stdin, raw_stdout, read_record, report, wait_go};
 
 /// The message sizes a `Queue` or `SpscQueue` stream can use (their messages are `[u8; N]`).
@@ -164,6 +164,7 @@ pub fn cases(sizes: &[usize], groups: &[&str], python: bool) -> Vec<Case> {
                     label,
                     Unit::Time,
                     format!("{what}_rt"),
+                    Arg::Secs,
                 ));
             }
         }
@@ -230,6 +231,7 @@ pub fn cases(sizes: &[usize], groups: &[&str], python: bool) -> Vec<Case> {
                         label,
                         unit,
                         format!("{what}_stream {size}"),
+                        Arg::Secs,
                     ));
                 }
             }
@@ -298,13 +300,6 @@ pub fn time_ops(secs: f64, mut op: impl FnMut(u64) -> Res<()>) -> Res<Sample> {
     Ok(Sample::timed(hist))
 }
 
-fn check_echo(sent: u64, got: u64) -> Res<()> {
-    if got != sent.wrapping_add(1) {
-        return Err(format!("sent {sent}, the echo came back as {got}").into());
-    }
-    Ok(())
-}
-
 /// One round of 8-byte round trips to an echoing child over `via`.
 fn round_trip(ctx: &mut Ctx, via: Via, spin: u32) -> Res<Sample> {
     let secs = ctx.secs;
@@ -315,21 +310,21 @@ fn round_trip(ctx: &mut Ctx, via: Via, spin: u32) -> Res<Sample> {
             let back = Queue::<u64>::create(&b, 8)?;
             there.set_spin(spin);
             back.set_spin(spin);
-            let mut kid = ctx.spawn(
+            let kid = ctx.spawn(
                 format!("qecho {a} {b} {spin}"),
                 Stdio::null(),
                 Stdio::null(),
             )?;
-            kid.expect("ready")?;
-            let sample = time_ops(secs, |i| {
-                there.put(i).map_err(|e| e.to_string())?;
-                // A failing child closes the queue: no timeout needed.
-                let r = back.get().map_err(|e| format!("no echo: {e}"))?;
-                check_echo(i, r)
-            })?;
-            there.close();
-            kid.finish()?;
-            Ok(sample)
+            echo(
+                secs,
+                kid,
+                |i| {
+                    there.put(i).map_err(|e| e.to_string())?;
+                    // A failing child closes the queue: no timeout needed.
+                    Ok(back.get()?)
+                },
+                || there.close(),
+            )
         }
         Via::Spsc => {
             let (a, b) = (ctx.name(), ctx.name());
@@ -339,40 +334,41 @@ fn round_trip(ctx: &mut Ctx, via: Via, spin: u32) -> Res<Sample> {
             far.release();
             there.set_spin(spin);
             back.set_spin(spin);
-            let mut kid = ctx.spawn(
+            let kid = ctx.spawn(
                 format!("secho {a} {b} {spin}"),
                 Stdio::null(),
                 Stdio::null(),
             )?;
-            kid.expect("ready")?;
-            let sample = time_ops(secs, |i| {
-                there.put(i).map_err(|e| e.to_string())?;
-                let r = back.get().map_err(|e| format!("no echo: {e}"))?;
-                check_echo(i, r)
-            })?;
-            there.close();
-            kid.finish()?;
-            Ok(sample)
+            echo(
+                secs,
+                kid,
+                |i| {
+                    there.put(i).map_err(|e| e.to_string())?;
+                    Ok(back.get()?)
+                },
+                || there.close(),
+            )
         }
         Via::Conn => {
             let name = ctx.name();
             let (mine, theirs) = Pipe::create(&name)?;
             theirs.release();
             mine.set_spin(spin);
-            let mut kid =
-                ctx.spawn(format!("cecho {name} {spin}"), Stdio::null(), Stdio::null())?;
-            kid.expect("ready")?;
-            let sample = time_ops(secs, |i| {
-                mine.send(&i).map_err(|e| format!("send: {e}"))?;
-                let r = mine.recv::<u64>().map_err(|e| format!("no echo: {e}"))?;
-                check_echo(i, r)
-            })?;
-            drop(mine); // the child's recv fails: it exits
-            kid.finish()?;
-            Ok(sample)
+            let kid = ctx.spawn(format!("cecho {name} {spin}"), Stdio::null(), Stdio::null())?;
+            // `trip` owns `mine`: dropping it at the end makes the child's recv fail, and it
+            // exits.
+            echo(
+                secs,
+                kid,
+                move |i| {
+                    mine.send(&i)?;
+                    Ok(mine.recv::<u64>()?)
+                },
+                || {},
+            )
         }
         Via::OsPipe | Via::Socket => {
-            let (mut kid, mut to, mut from): (Kid, Box<dyn Write>, Box<dyn Read>) =
+            let (kid, mut to, mut from): (Kid, Box<dyn Write>, Box<dyn Read>) =
                 if via == Via::OsPipe {
                     let mut kid = ctx.spawn("fdecho".into(), Stdio::piped(), Stdio::piped())?;
                     let to = kid.go.take().ok_or("no pipe to the child")?;
@@ -388,19 +384,47 @@ fn round_trip(ctx: &mut Ctx, via: Via, spin: u32) -> Res<Sample> {
                     )?;
                     (kid, Box::new(mine.try_clone()?), Box::new(mine))
                 };
-            kid.expect("ready")?;
-            let sample = time_ops(secs, |i| {
-                to.write_all(&i.to_ne_bytes())?;
-                let mut buf = [0; 8];
-                from.read_exact(&mut buf)?;
-                check_echo(i, u64::from_ne_bytes(buf))
-            })?;
-            drop((to, from)); // end of file: the child exits
-            kid.finish()?;
-            Ok(sample)
+            // `trip` owns the ends: dropping them at the end is the child's end of file, and it
+            // exits.
+            echo(
+                secs,
+                kid,
+                move |i| {
+                    to.write_all(&i.to_ne_bytes())?;
+                    let mut buf = [0; 8];
+                    from.read_exact(&mut buf)?;
+                    Ok(u64::from_ne_bytes(buf))
+                },
+                || {},
+            )
         }
         Via::Floor => Err("the floor's round trip is floor::ping_pong".into()),
     }
+}
+
+/// Waits for the echoing child `kid`, times round trips through `trip` (which sends its counter
+/// and returns the echo, checked here) for `secs`, then calls `stop` and drops `trip` (either
+/// of which makes the child exit: a closed queue, or the ends `trip` owns) and waits for the
+/// child.
+fn echo(
+    secs: f64,
+    mut kid: Kid,
+    mut trip: impl FnMut(u64) -> Res<u64>,
+    stop: impl FnOnce(),
+) -> Res<Sample> {
+    kid.expect("ready")?;
+    let sample = time_ops(secs, |i| {
+        let got = trip(i).map_err(|e| format!("no echo: {e}"))?;
+        if got != i.wrapping_add(1) {
+            return Err(format!("sent {i}, the echo came back as {got}").into());
+        }
+        Ok(())
+    });
+    stop();
+    drop(trip);
+    let sample = sample?;
+    kid.finish()?;
+    Ok(sample)
 }
 
 // ---- streams -------------------------------------------------------------------------------
