@@ -91,10 +91,10 @@ impl Kid {
         Ok(parts.next().unwrap_or("").to_owned())
     }
 
-    /// Sends the start byte.
+    /// Sends the start byte. The pipe stays open until [`finish`](Self::finish) (a child may
+    /// wait for its end: [`wait_eof`]).
     pub fn go(&mut self) -> Res<()> {
-        let mut go = self.go.take().ok_or("no start pipe")?;
-        go.write_all(b"g")?;
+        self.go.as_mut().ok_or("no start pipe")?.write_all(b"g")?;
         Ok(())
     }
 
@@ -106,8 +106,10 @@ impl Kid {
         Ok(())
     }
 
-    /// Waits for the child to exit; an error unless it succeeded.
+    /// Closes the child's stdin, if this holds it, and waits for the child to exit; an error
+    /// unless it succeeded.
     pub fn finish(mut self) -> Res<()> {
+        drop(self.go.take());
         let status = self.child.wait()?;
         self.waited = true;
         if !status.success() {
@@ -139,6 +141,19 @@ pub fn wait_go() -> Res<()> {
     let mut byte = [0];
     raw_stdin()?.read_exact(&mut byte)?;
     Ok(())
+}
+
+/// In a child: waits for the end of stdin (the parent's [`Kid::finish`]).
+pub fn wait_eof() -> Res<()> {
+    let mut stdin = raw_stdin()?;
+    loop {
+        match stdin.read(&mut [0]) {
+            Ok(0) => return Ok(()),
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Our stdin as an unbuffered file (std's `Stdin` would read ahead 8 KiB at a time).

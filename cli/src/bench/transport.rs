@@ -7,8 +7,10 @@
 //!   receiver sleeps in the kernel each time); the OS pipe case uses the child's stdin and
 //!   stdout, the socket case one `UnixStream::pair()`. Every round trip is timed on its own;
 //!   a round's figure is their median.
-//! - **Stream**: one producer child sends for a fixed time, then stops; one consumer child
-//!   takes until the queue is closed or the pipe reports the end. The time runs from the start
+//! - **Stream**: one producer child sends for a fixed time, then stops (a queue's producer
+//!   leaves only once the parent has heard from every producer, so that none detaches before
+//!   all have attached); one consumer child takes until the queue is closed or the pipe reports
+//!   the end. The time runs from the start
 //!   byte until the consumer has reported, so it includes draining what was still queued. Each
 //!   message carries `producer << 48 | sequence` in its first 8 bytes and the complement in its
 //!   last 8 (messages of 256 B and more also a pattern over their body: every 8th message word
@@ -34,7 +36,7 @@ use mpshm::{Pipe, Queue, RecvError, SpscQueue};
 use super::floor;
 use super::stats::Hist;
 use super::{Arg, Case, Ctx, Refs, Sample, Side, Unit};
-use crate::kit::{Kid, Res, raw_stdin, raw_stdout, read_record, report, wait_go};
+use crate::kit::{Kid, Res, raw_stdin, raw_stdout, read_record, report, wait_eof, wait_go};
 
 /// The message sizes a `Queue` or `SpscQueue` stream can use (their messages are `[u8; N]`).
 pub const TYPED_SIZES: [usize; 9] = [8, 64, 256, 1024, 4096, 16384, 65536, 262_144, 1 << 20];
@@ -542,11 +544,14 @@ fn drive(
         p.go()?;
     }
     let mut want = (0u64, 0u64);
-    for (id, mut p) in producers.into_iter().enumerate() {
+    for (id, p) in producers.iter_mut().enumerate() {
         let n = p.expect("sent")?[0];
-        p.finish()?;
         want.0 += n;
         want.1 = want.1.wrapping_add(tag_sum(id as u64, n));
+    }
+    // Only now, with every producer done, may one leave (see `queue_producer`).
+    for p in producers {
+        p.finish()?;
     }
     producers_done();
     let mut got = (0u64, 0u64);
@@ -833,7 +838,12 @@ fn queue_producer<const N: usize>(name: &str, p: Producer) -> Res<()> {
     // A consumer that fails closes the queue (see `queue_consumer`).
     p.run(&mut *msg, |m| {
         q.put(*m).map_err(|e| format!("put: {e}").into())
-    })
+    })?;
+    // The handle stays, and with it this producer's place on the queue, until the parent has
+    // heard from every producer (it then closes our stdin): a consumer's get says
+    // `Disconnected` once every producer that attached has gone, so one that left before
+    // another began would end the consumers early.
+    wait_eof()
 }
 
 fn queue_consumer<const N: usize>(name: &str, single: bool) -> Res<()> {
@@ -841,9 +851,8 @@ fn queue_consumer<const N: usize>(name: &str, single: bool) -> Res<()> {
     report("ready")?;
     let mut check = Check::new(single, N);
     // A blocking get ends with `Closed` (the parent closes the queue once the producers are
-    // done), or with `Disconnected` once every producer has finished and the queue is drained:
-    // they all start at the start byte and run for the same time, so none finishes before
-    // another has begun.
+    // done), or with `Disconnected` once every producer has left and the queue is drained: no
+    // producer leaves before every one has put all it puts (see `queue_producer`).
     while let Ok(msg) = q.get() {
         if let Err(e) = check.see(&msg) {
             q.close(); // so that the producers stop too
