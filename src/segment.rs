@@ -460,8 +460,7 @@ impl Creation {
     /// Whether this process made the object: a forked child holds a copy of its parent's
     /// handle, and the parent's segment is not the child's to unlink.
     fn here(self) -> bool {
-        // A system call rather than `sys::thread_ids`: a handle may be dropped by a thread-local
-        // destructor, after the cached ids are gone.
+        // A system call rather than the cached `sys::thread_ids`: this runs once per drop.
         self.pid == sys::current_pid()
     }
 }

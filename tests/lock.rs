@@ -68,6 +68,10 @@ fn main() {
                 "open_or_create_from_two_processes",
                 open_or_create_from_two_processes,
             ),
+            (
+                "rlock_guards_drop_in_thread_local_destructors",
+                rlock_guards_drop_in_thread_local_destructors,
+            ),
         ],
         &[
             ("count_under_lock", count_under_lock),
@@ -77,6 +81,7 @@ fn main() {
             ("panic_holding_lock", panic_holding_lock),
             ("forget_guard_and_drop", forget_guard_and_drop),
             ("forget_guard_and_relock", forget_guard_and_relock),
+            ("rlock_in_a_thread_local", rlock_in_a_thread_local),
         ],
     );
 }
@@ -450,6 +455,41 @@ fn rlock_is_reentrant_per_thread() {
     std::thread::scope(|s| {
         s.spawn(|| drop(lock.try_acquire().expect("free once fully released")));
     });
+}
+
+/// In a child: a thread takes the `RLock` twice and keeps both guards in a thread-local, which
+/// drops them at the thread's exit, after other thread-locals may be gone; then this thread
+/// takes it and says how that went.
+fn rlock_in_a_thread_local(args: &[String]) {
+    use std::cell::RefCell;
+    thread_local! {
+        static HELD: RefCell<Vec<mpshm::LockGuard<'static>>> = const { RefCell::new(Vec::new()) };
+    }
+    let lock: &'static RLock = Box::leak(Box::new(RLock::open(&args[0]).expect("open")));
+    std::thread::spawn(move || {
+        let guards = [
+            lock.acquire().expect("first"),
+            lock.acquire().expect("second"),
+        ];
+        HELD.with(|h| h.borrow_mut().extend(guards));
+    })
+    .join()
+    .expect("the thread exits cleanly");
+    match lock.try_acquire() {
+        Ok(_) => common::say("free"),
+        Err(e) => common::say(&format!("{e:?}")),
+    }
+}
+
+/// RLock guards dropped by thread-local destructors unlock as at any other time: no panic
+/// (which would abort the process there), and no lock left to the dead thread (`OwnerDied`).
+fn rlock_guards_drop_in_thread_local_destructors() {
+    let n = name("rltls");
+    let lock = RLock::create(&n).expect("create");
+    let mut c = Child::spawn("rlock_in_a_thread_local", &[&n]);
+    assert_eq!(c.line(), "free");
+    c.join();
+    drop(lock.try_acquire().expect("free"));
 }
 
 fn lock_and_rlock_are_distinct_kinds() {

@@ -337,12 +337,12 @@ fn fork_and_report(_: &[String]) {
     ));
 }
 
-/// Tells the queue `name` this process's pid, then waits forever.
+/// Tells the queue `name` this process's pid, then waits forever. The handle stays open while
+/// it waits: a producer that put and went away would leave the queue `Disconnected` until the
+/// other grandchild attached, and the test's `get` could see that.
 fn report_and_wait(name: String) {
-    Queue::<u32>::open(&name)
-        .expect("open")
-        .put(std::process::id())
-        .expect("put");
+    let q = Queue::<u32>::open(&name).expect("open");
+    q.put(std::process::id()).expect("put");
     loop {
         std::thread::park();
     }

@@ -81,6 +81,10 @@ fn main() {
                 "a_forked_child_releases_nothing_of_its_parents",
                 a_forked_child_releases_nothing_of_its_parents,
             ),
+            (
+                "a_handle_dropped_in_a_thread_local_destructor_detaches",
+                a_handle_dropped_in_a_thread_local_destructor_detaches,
+            ),
         ],
         &[
             ("get_until_closed", get_until_closed),
@@ -99,6 +103,7 @@ fn main() {
             ("arm_on_a_thread", arm_on_a_thread),
             ("drop_on_another_thread", drop_on_another_thread),
             ("fork_and_drop", fork_and_drop),
+            ("put_from_a_thread_local", put_from_a_thread_local),
         ],
     );
 }
@@ -845,6 +850,38 @@ fn drop_on_another_thread(args: &[String]) {
     q.put(2).expect("put");
     common::say("put");
     assert_eq!(common::line_from_parent(), "bye");
+}
+
+/// In a child: a thread puts through a handle (attaching, and arming its record, on that
+/// thread) that it keeps in a thread-local, which drops it at the thread's exit, after other
+/// thread-locals may be gone; then says so and stays.
+fn put_from_a_thread_local(args: &[String]) {
+    use std::cell::RefCell;
+    thread_local! {
+        static HANDLE: RefCell<Option<Queue<u32>>> = const { RefCell::new(None) };
+    }
+    let name = args[0].clone();
+    std::thread::spawn(move || {
+        let q = Queue::<u32>::open(&name).expect("open");
+        q.put(1).expect("put");
+        HANDLE.with(|h| *h.borrow_mut() = Some(q));
+    })
+    .join()
+    .expect("the thread exits cleanly");
+    common::ready();
+    common::park();
+}
+
+/// A handle dropped by a thread-local destructor detaches as at any other time, without a panic
+/// (which would abort the process there): its process lives on, and the queue has no producer.
+fn a_handle_dropped_in_a_thread_local_destructor_detaches() {
+    let n = name("qtls");
+    let q = Queue::<u32>::create(&n, 4).expect("create");
+    let mut p = Child::spawn("put_from_a_thread_local", &[&n]);
+    p.wait_ready();
+    assert_eq!(q.get_timeout(LONG), Ok(1));
+    assert_eq!(q.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
+    p.kill();
 }
 
 fn a_handle_dropped_on_another_thread_detaches() {

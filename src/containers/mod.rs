@@ -38,11 +38,11 @@ pub use dict::SharedDict;
 #[cfg(not(loom))]
 pub use list::SharedList;
 
-#[cfg(feature = "serde")]
+#[cfg(all(feature = "serde", not(loom)))]
 /// A [`SharedDict`] of any serde keys and values, encoded with postcard (feature `serde`).
 pub type SerdeDict<K, V> = SharedDict<K, V, Postcard>;
 
-#[cfg(feature = "serde")]
+#[cfg(all(feature = "serde", not(loom)))]
 /// A [`SharedList`] of any serde items, encoded with postcard (feature `serde`).
 pub type SerdeList<T> = SharedList<T, Postcard>;
 

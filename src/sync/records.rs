@@ -24,7 +24,9 @@
 pub(crate) use real::{Claim, RecordData, Records, bytes, table};
 
 #[cfg(loom)]
-pub(crate) use model::{MODEL_DEAD_PID, ModelRecord, Records};
+pub(crate) use model::Records;
+#[cfg(all(test, loom))]
+pub(crate) use model::{MODEL_DEAD_PID, ModelRecord};
 
 /// A record held by a process: where it is and its holder's word (`pid << 32 | start time`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

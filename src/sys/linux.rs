@@ -228,23 +228,33 @@ fn count_forks() {
 }
 
 /// This thread's process id and thread id, cached per thread (a system call each would cost a
-/// queue operation more than the operation itself) and read again after a `fork`.
+/// queue operation more than the operation itself) and read again after a `fork`. Read by
+/// system calls where the cache is gone: drops run by thread-local destructors at a thread's
+/// exit (guards, handles) call this too. (With the compiler's native thread-locals, a cache
+/// without a destructor is never torn down; with others, it is.)
 #[inline]
 pub(crate) fn thread_ids() -> (u32, u32) {
     count_forks();
     let forks = FORKS.load(std::sync::atomic::Ordering::Relaxed);
-    IDS.with(|ids| {
+    IDS.try_with(|ids| {
         let (seen, pid, tid) = ids.get();
         if seen == forks {
             return (pid, tid);
         }
-        let (pid, tid) = (
-            current_pid(),
-            rustix::thread::gettid().as_raw_nonzero().get() as u32,
-        );
+        let (pid, tid) = uncached_thread_ids();
         ids.set((forks, pid, tid));
         (pid, tid)
     })
+    .unwrap_or_else(|_| uncached_thread_ids())
+}
+
+/// This thread's process id and thread id, by system calls.
+#[cold]
+fn uncached_thread_ids() -> (u32, u32) {
+    (
+        current_pid(),
+        rustix::thread::gettid().as_raw_nonzero().get() as u32,
+    )
 }
 
 /// How many times this process was forked from its parent and theirs, as counted in each child:
@@ -1131,5 +1141,23 @@ pub(crate) fn wait_for_exit(pid: u32, start_time: u64, timeout: Duration) -> boo
             }
             true
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The system calls that stand in for the cache where it is gone read what the cache
+    /// holds, on the main thread, on another, and in a forked child.
+    #[test]
+    fn uncached_thread_ids_match_the_cache() {
+        assert_eq!(thread_ids(), uncached_thread_ids());
+        let (there, cached) = std::thread::spawn(|| (uncached_thread_ids(), thread_ids()))
+            .join()
+            .expect("join");
+        assert_eq!(there, cached);
+        assert_ne!(there.1, thread_ids().1);
+        assert!(in_forked_child(|| thread_ids() == uncached_thread_ids()));
     }
 }
