@@ -118,6 +118,7 @@ mod handle {
     use crate::attach::Attachment;
     use crate::error::Error;
     use crate::segment::{Kind, Options, Segment};
+    use crate::sync::atomic::Ordering::Relaxed;
     use crate::sync::make::{How, RECORDS, map_segment, records_ok, table_full};
     use crate::sync::records::{self, Claim, RecordData};
 
@@ -139,10 +140,10 @@ mod handle {
         let off = seg.payload_offset();
         let ctl: &EventCtl = seg.shared(off);
         let table = records::table(seg, off + CTL_SIZE, n as usize, RecordData::Nothing);
-        // SeqCst, both: a snapshot, read as `is_set` reads the flag.
+        // Relaxed, both: a snapshot for people, ordered with nothing else.
         let mut found = Found::plain(State::Event {
-            set: ctl.state.load(SeqCst) & FLAG != 0,
-            waiters: ctl.waiters.load(SeqCst),
+            set: ctl.state.load(Relaxed) & FLAG != 0,
+            waiters: ctl.waiters.load(Relaxed),
         });
         found.attached = records(&table, |_| Role::Handle);
         Ok(found)
