@@ -579,6 +579,10 @@ fn keep_reason(s: &Seen) -> Option<String> {
             i.version
         ));
     }
+    if i.creator_pid == 0 {
+        // A header that names no creator (damaged): its creator's death cannot be shown.
+        return Some("its header names no creator: `mpshm rm` removes it".to_owned());
+    }
     if i.creator_alive {
         return Some(format!("its creator (pid {}) is alive", i.creator_pid));
     }

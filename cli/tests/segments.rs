@@ -21,6 +21,11 @@ fn main() {
             ),
             ("rm_refuses_a_file_without_a_header", rm_refuses_foreign),
             ("other_layout_versions_are_shown_as_such", other_versions),
+            ("every_kind_is_listed_and_inspected", every_kind),
+            (
+                "damaged_and_foreign_files_are_refused_not_panicked_on",
+                damaged_and_foreign,
+            ),
         ],
         &[("make_and_wait", make_and_wait)],
     );
@@ -274,4 +279,212 @@ fn other_versions() {
     assert!(text.contains("older than this build's"), "{text}");
     set_version(mpshm::LAYOUT_VERSION);
     drop(v);
+}
+
+/// A segment of some kind under a name; the handle keeps it.
+type Maker = fn(&str) -> Box<dyn std::any::Any>;
+
+/// One segment of every kind, made by this process: each listed by `ls` and inspected by
+/// `inspect` under its kind, its state read (no error), this process named as its creator.
+fn every_kind() {
+    let kinds: [(&str, Maker); 17] = [
+        ("value", |n| {
+            Box::new(mpshm::Value::<u64>::create(n, 1).expect("create"))
+        }),
+        ("raw value", |n| {
+            Box::new(mpshm::RawValue::<u64>::create(n, 1).expect("create"))
+        }),
+        ("array", |n| {
+            Box::new(mpshm::Array::<u32>::create(n, 3).expect("create"))
+        }),
+        ("raw array", |n| {
+            Box::new(mpshm::RawArray::<u16>::create(n, 3).expect("create"))
+        }),
+        ("lock", |n| {
+            Box::new(mpshm::Lock::create(n).expect("create"))
+        }),
+        ("rlock", |n| {
+            Box::new(mpshm::RLock::create(n).expect("create"))
+        }),
+        ("queue", |n| {
+            Box::new(mpshm::Queue::<u64>::create(n, 4).expect("create"))
+        }),
+        ("joinable queue", |n| {
+            Box::new(mpshm::JoinableQueue::<u64>::create(n, 4).expect("create"))
+        }),
+        ("spsc queue", |n| {
+            Box::new(mpshm::SpscQueue::create::<u64>(n, 4).expect("create"))
+        }),
+        ("pipe", |n| {
+            Box::new(mpshm::Pipe::create(n).expect("create"))
+        }),
+        ("dict", |n| {
+            Box::new(mpshm::SharedDict::<u64, u64>::create(n, 4).expect("create"))
+        }),
+        ("list", |n| {
+            Box::new(mpshm::SharedList::<u64>::create(n, 4).expect("create"))
+        }),
+        ("semaphore", |n| {
+            Box::new(mpshm::Semaphore::create(n, 2).expect("create"))
+        }),
+        ("bounded semaphore", |n| {
+            Box::new(mpshm::BoundedSemaphore::create(n, 2).expect("create"))
+        }),
+        ("event", |n| {
+            Box::new(mpshm::Event::create(n).expect("create"))
+        }),
+        ("condition", |n| {
+            Box::new(mpshm::Condition::create(n).expect("create"))
+        }),
+        ("barrier", |n| {
+            Box::new(mpshm::Barrier::create(n, 2).expect("create"))
+        }),
+    ];
+    let prefix = name("kind");
+    let mut keep = Vec::new();
+    for (i, (kind, make)) in kinds.iter().enumerate() {
+        let n = format!("{prefix}-{i}");
+        keep.push(make(&n));
+        let entry = json(&["inspect", &n, "--json"]);
+        assert_eq!(entry["kind"], *kind, "{entry}");
+        assert_eq!(entry["creator_pid"], me(), "{entry}");
+        assert!(entry.get("error").is_none(), "{kind}: {entry}");
+        assert!(entry["state"].is_object(), "{kind}: {entry}");
+        let listed = listed(&n).unwrap_or_else(|| panic!("{kind} not listed"));
+        assert_eq!(listed["kind"], *kind);
+        let text = ok(&["inspect", &n]);
+        assert!(!text.contains("not read"), "{kind}: {text}");
+    }
+    let table = ok(&["ls"]);
+    for (i, (kind, _)) in kinds.iter().enumerate() {
+        let n = format!("{prefix}-{i}");
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("{n} ")))
+            .unwrap_or_else(|| panic!("no row for {n} in {table}"));
+        assert!(row.contains(kind) && !row.contains("damaged"), "{row}");
+    }
+    // Every one has a live creator (this process): gc keeps them all.
+    let kept = json(&["gc", "--json", "--prefix", &prefix]);
+    let kept = kept.as_array().expect("a list");
+    assert_eq!(kept.len(), kinds.len());
+    assert!(kept.iter().all(|r| r["action"] == "kept"), "{kept:?}");
+    drop(keep);
+}
+
+/// Runs `mpshm ARGS`, which may fail but must not panic or die by a signal; whether it
+/// succeeded, and its stdout.
+fn no_panic(args: &[&str]) -> (bool, String) {
+    let out = mpshm(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)) && !stderr.contains("panicked"),
+        "mpshm {args:?}: {:?}, {stderr}",
+        out.status
+    );
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).expect("utf-8"),
+    )
+}
+
+/// Overwrites `bytes` at `offset` of the file `n` in /dev/shm.
+fn scribble(n: &str, offset: u64, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(std::path::Path::new("/dev/shm").join(n))
+        .expect("open");
+    f.seek(SeekFrom::Start(offset)).expect("seek");
+    f.write_all(bytes).expect("write");
+}
+
+/// A segment whose geometry no opener would accept is shown as damaged with the library's
+/// reason; a file without a header is refused by `inspect` with an error, and left out of
+/// `ls`; a header of random bytes behind a valid magic and version makes no command panic.
+fn damaged_and_foreign() {
+    // The queue's capacity (the header's first parameter, at 88) made absurd.
+    let q = name("dmg");
+    let queue = mpshm::Queue::<u64>::create(&q, 4).expect("create");
+    scribble(&q, 88, &u64::MAX.to_le_bytes());
+    let entry = json(&["inspect", &q, "--json"]);
+    assert!(
+        entry["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("corrupt") || e.contains("damaged")),
+        "{entry}"
+    );
+    let row = ok(&["ls"]);
+    let row = row.lines().find(|l| l.starts_with(&q)).expect("a row");
+    assert!(row.contains("queue (damaged)"), "{row}");
+    let text = ok(&["inspect", &q]);
+    assert!(text.contains("not read:"), "{text}");
+    drop(queue);
+
+    // A header that names no creator (its pid, at 72, zeroed): nothing shows the creator
+    // dead, so gc keeps it; rm removes it.
+    let z = name("nopid");
+    let value = mpshm::Value::<u64>::create(&z, 1).expect("create");
+    value.persist();
+    drop(value);
+    scribble(&z, 72, &0u32.to_le_bytes());
+    let kept = json(&["gc", "--json", "--prefix", &z]);
+    assert_eq!(kept[0]["action"], "kept", "{kept}");
+    assert!(exists(&z));
+    ok(&["rm", &z]);
+
+    // A file without an mpshm header.
+    let f = name("fgn");
+    std::fs::write(std::path::Path::new("/dev/shm").join(&f), vec![7u8; 4096]).expect("write");
+    let (ok_, _) = no_panic(&["inspect", &f]);
+    assert!(!ok_, "inspect must refuse a file without a header");
+    assert!(listed(&f).is_none(), "ls lists only mpshm segments");
+    let (_, out) = no_panic(&["gc", "--json", "--prefix", &f]);
+    assert_eq!(out.trim(), "[]", "gc never looks at a foreign file");
+    std::fs::remove_file(std::path::Path::new("/dev/shm").join(&f)).expect("remove");
+
+    // Random header words behind a valid magic and version, then random bytes after them.
+    let mut seed = u64::from(std::process::id()) | 1;
+    let mut next = || {
+        // xorshift64
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..24 {
+        let n = name("fuzz");
+        let value = mpshm::Value::<u64>::create(&n, 1).expect("create");
+        value.persist();
+        drop(value);
+        let (from, to) = if round % 2 == 0 {
+            (12, 128)
+        } else {
+            (16, 4096)
+        };
+        let mut bytes = Vec::new();
+        while bytes.len() < to - from {
+            bytes.extend(next().to_le_bytes());
+        }
+        bytes.truncate(to - from);
+        // Keep a few fields as they were, so that some cases get past the first checks.
+        if round % 3 == 0 {
+            bytes[..4].fill(0);
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(std::path::Path::new("/dev/shm").join(&n))
+            .and_then(|f| f.set_len(4096))
+            .expect("extend");
+        scribble(&n, from as u64, &bytes);
+        no_panic(&["ls"]);
+        no_panic(&["ls", "--json"]);
+        no_panic(&["inspect", &n]);
+        no_panic(&["inspect", &n, "--json"]);
+        no_panic(&["gc", "--dry-run", "--prefix", &n]);
+        no_panic(&["rm", &n]);
+        if exists(&n) {
+            no_panic(&["rm", "--force", &n]);
+        }
+        assert!(!exists(&n));
+    }
 }
