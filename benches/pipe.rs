@@ -29,6 +29,7 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
+use mpshm::prelude::*;
 use mpshm::{Connection, Pipe, RecvError};
 
 mod common;
@@ -255,7 +256,7 @@ fn child(role: &str) -> Res<()> {
     let words: Vec<&str> = role.split(' ').collect();
     match words[..] {
         ["cecho", name, spin] => {
-            let conn = Pipe::open(name)?;
+            let conn = Connection::open(name)?;
             set_spin(&conn, spin.parse()?);
             report("ready")?;
             loop {
@@ -267,7 +268,7 @@ fn child(role: &str) -> Res<()> {
             }
         }
         ["csink", name, size] => {
-            let conn = Pipe::open(name)?;
+            let conn = Connection::open(name)?;
             report("ready")?;
             let mut sink = Sink::default();
             let mut buf = vec![0u8; size.parse()?];

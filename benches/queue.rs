@@ -28,6 +28,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
 use mpshm::Queue;
+use mpshm::prelude::*;
 
 mod common;
 
@@ -226,7 +227,7 @@ impl Link {
     }
 }
 
-fn set_spin<T: bytemuck::Pod>(q: &Queue<T>, spin: u32) {
+fn set_spin<T: SharedType>(q: &Queue<T>, spin: u32) {
     if spin != KEEP_SPIN {
         q.set_spin(spin);
     }
@@ -279,7 +280,7 @@ fn child(role: &str) -> Res<()> {
     }
 }
 
-fn open_queues<T: bytemuck::Pod>(a: &str, b: &str, spin: u32) -> Res<(Queue<T>, Queue<u64>)> {
+fn open_queues<T: SharedType>(a: &str, b: &str, spin: u32) -> Res<(Queue<T>, Queue<u64>)> {
     let (there, back) = (Queue::open(a)?, Queue::open(b)?);
     set_spin(&there, spin);
     set_spin(&back, spin);

@@ -8,6 +8,7 @@
 mod common;
 
 use common::{random, sleep};
+use mpshm::prelude::*;
 use mpshm::process::Process;
 use mpshm::{GetError, Queue};
 

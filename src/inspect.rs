@@ -17,6 +17,8 @@ use crate::sys::{self, FUTEX_OWNER_DIED, FUTEX_TID_MASK, FUTEX_WAITERS};
 /// What [`inspect`] finds in a segment.
 ///
 /// ```
+/// use mpshm::prelude::*;
+///
 /// let name = format!("doc-inspect-{}", std::process::id());
 /// let q = mpshm::Queue::<u64>::create(&name, 8)?;
 /// q.put(1).expect("room");

@@ -6,6 +6,7 @@
 //! `SIGKILL` — is handed to the next acquirer inside [`LockError::OwnerDied`].
 //!
 //! ```
+//! use mpshm::prelude::*;
 //! use mpshm::{RawValue, Value};
 //!
 //! let name = format!("quickstart-{}", std::process::id());
@@ -22,10 +23,41 @@
 //! # Ok::<(), mpshm::Error>(())
 //! ```
 //!
+//! Every handle is created and opened the same way, through [`Shm`] (in [`prelude`]):
+//! `create(name, init)`, `open(name)`, `open_or_create(name, init)`, `create_unique(init)`, each
+//! also with [`Options`]. What crosses between processes is plain data that names itself, a
+//! [`SharedType`] (the numbers and arrays, or a struct of yours through [`shared_type!`]):
+//! `open` checks its name, size and fields, so two binaries built apart share a struct by name
+//! and refuse one whose fields differ.
+//!
+//! ```
+//! use mpshm::bytemuck::{Pod, Zeroable};
+//! use mpshm::prelude::*;
+//!
+//! mpshm::shared_type! {
+//!     #[name = "quickstart::Tick@1"]
+//!     #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
+//!     #[bytemuck(crate = "mpshm::bytemuck")]
+//!     #[repr(C)]
+//!     struct Tick {
+//!         seq: u64,
+//!         price: f64,
+//!     }
+//! }
+//!
+//! let q = mpshm::Queue::<Tick>::create_unique(16)?;
+//! let other = mpshm::Queue::<Tick>::open(q.name())?; // e.g. in another binary
+//! q.put(Tick { seq: 1, price: 9.5 }).expect("room");
+//! assert_eq!(other.get(), Ok(Tick { seq: 1, price: 9.5 }));
+//! # Ok::<(), mpshm::Error>(())
+//! ```
+//!
 //! Messages travel through lock-free rings in the same kind of segment: [`Queue`] (bounded,
-//! many producers and consumers, Python's `put`/`get`), its single-producer, single-consumer
-//! mode [`SpscQueue`], and [`Pipe`] (Python's `Pipe` and `Connection`); [`wait`] sleeps on
-//! several of them at once.
+//! many producers and consumers, Python's `put`/`get`, over a codec: plain data, bytes or
+//! serde), its single-producer, single-consumer mode [`SpscQueue`], and [`Pipe`] (Python's
+//! `Pipe` and `Connection`); every receiving handle iterates, and [`wait`] sleeps on several
+//! of them at once. The errors follow one convention, set out in [`Error`]'s docs: each
+//! operation's error holds only what it can fail with.
 //!
 //! Every process attached to a queue, a pipe end or an SPSC role, and every open [`Semaphore`],
 //! [`Event`], [`Condition`] or [`Barrier`] handle, is recorded in the segment, and holds a
@@ -55,6 +87,8 @@
 mod array;
 #[cfg(not(loom))]
 mod attach;
+#[cfg(not(loom))]
+mod codec;
 mod containers;
 mod error;
 #[cfg(not(loom))]
@@ -69,6 +103,8 @@ pub mod process;
 mod queue;
 mod ring;
 mod segment;
+mod shared_type;
+mod shm;
 #[cfg(not(loom))]
 mod spsc;
 #[cfg(not(loom))]
@@ -79,22 +115,35 @@ mod value;
 #[cfg(not(loom))]
 mod wait;
 
+/// The `bytemuck` this crate is built with, for deriving `Pod` and `Zeroable` on the types
+/// you share: `#[derive(mpshm::bytemuck::Pod, mpshm::bytemuck::Zeroable)]` with
+/// `#[bytemuck(crate = "mpshm::bytemuck")]` (see [`SharedType`]).
+pub use bytemuck;
+
 pub use array::{Array, ArrayGuard, RawArray};
-#[cfg(not(loom))]
-pub use containers::{Codec, ListIndex, Plain, SharedDict, SharedList};
 #[cfg(all(feature = "serde", not(loom)))]
-pub use containers::{Postcard, SerdeDict, SerdeList};
+pub use codec::Postcard;
+#[cfg(not(loom))]
+pub use codec::{Bytes, Codec, Plain};
+#[cfg(not(loom))]
+pub use containers::{ListIndex, SharedDict, SharedList};
+#[cfg(all(feature = "serde", not(loom)))]
+pub use containers::{SerdeDict, SerdeList};
 pub use error::{
-    AccessError, AcquireError, BarrierError, BreakCause, ConditionError, ContainerError, Error,
-    GetError, GetTimeoutError, JoinError, LockError, PutError, PutTimeoutError, RecvError,
-    ReleaseError, SendError, TryGetError, TryPutError,
+    AccessError, AcquireError, BarrierError, BreakCause, BufferTooShort, ConditionError,
+    ContainerError, DecodeError, Difference, EncodeError, Error, GetError, GetTimeoutError,
+    JoinError, LengthMismatch, LockError, OutOfBounds, PutError, PutTimeoutError, RecvError,
+    RecvTimeoutError, ReleaseError, SendError, SendTimeoutError, TooLarge, TryGetError,
+    TryPutError, TryRecvError, TrySendError, WrongType,
 };
 #[cfg(not(loom))]
 pub use error::{Exit, ProcessError};
 #[cfg(not(loom))]
 pub use inspect::{Attached, Inspection, LockState, Role, State, inspect};
 #[cfg(not(loom))]
-pub use pipe::{Connection, MAX_MESSAGE, Pipe, PipeReader, PipeWriter};
+pub use pipe::{
+    Connection, MAX_MESSAGE, Pipe, PipeEnd, PipeIter, PipeReader, PipeTryIter, PipeWriter,
+};
 #[cfg(not(loom))]
 pub use process::{
     AsyncResult, Payload, Pool, Process, ThreadPool, cpu_count, current_process, parent_process,
@@ -102,19 +151,37 @@ pub use process::{
 #[cfg(all(feature = "serde", not(loom)))]
 pub use queue::SerdeQueue;
 #[cfg(not(loom))]
-pub use queue::{ByteQueue, JoinableQueue, Queue, SimpleQueue};
+pub use queue::{ByteQueue, Iter, JoinableQueue, Queue, SimpleQueue, TryIter};
 pub use segment::{Kind, LAYOUT_VERSION, Options, SegmentInfo, segments, unlink};
+pub use shared_type::{Field, SharedType};
+pub use shm::{Shm, prelude};
 #[cfg(not(loom))]
-pub use spsc_queue::{SpscConsumer, SpscProducer, SpscQueue};
+pub use spsc_queue::{SpscConsumer, SpscEnd, SpscIter, SpscProducer, SpscQueue, SpscTryIter};
 pub use sync::atomic::AtomicInt;
-pub use sync::{BARRIER_MAX_PARTIES, Lock, LockGuard, RLock, SEMAPHORE_MAX};
+pub use sync::{BARRIER_MAX_PARTIES, Lock, LockGuard, ProcessLock, RLock, SEMAPHORE_MAX};
 #[cfg(not(loom))]
 pub use sync::{
-    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, Semaphore, SemaphoreGuard,
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, ProcessSemaphore,
+    Semaphore, SemaphoreGuard,
 };
 pub use value::{RawValue, Value, ValueGuard};
 #[cfg(not(loom))]
 pub use wait::{DeathNotice, PEER_POLL, Waitable, death_notice, wait};
+
+/// The marker types that pick a generic handle's kind, and the sealed traits over them: the
+/// lock kinds of [`ProcessLock`] ([`Lock`], [`RLock`]), the kinds of [`ProcessSemaphore`]
+/// ([`Semaphore`], [`BoundedSemaphore`]), the directions of [`PipeEnd`] ([`Connection`],
+/// [`PipeReader`], [`PipeWriter`]) and the roles of [`SpscEnd`] ([`SpscProducer`],
+/// [`SpscConsumer`]). Most code names the aliases and never these.
+pub mod marker {
+    #[cfg(not(loom))]
+    pub use crate::pipe::{Direction, Duplex, ReadOnly, Receives, Sends, WriteOnly};
+    #[cfg(not(loom))]
+    pub use crate::spsc_queue::{Consumer, Producer, Role};
+    #[cfg(not(loom))]
+    pub use crate::sync::{Bounded, SemaphoreKind, Unbounded};
+    pub use crate::sync::{Exclusive, LockKind, Reentrant};
+}
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

@@ -7,6 +7,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::time::Duration;
 
 use common::{Child, name};
+use mpshm::prelude::*;
 use mpshm::{Error, Kind, Role, State};
 
 fn main() {
@@ -158,7 +159,7 @@ fn spsc_and_pipe_ends() {
 
 fn lock_owner_and_poison() {
     let n = name("ilock");
-    let lock = mpshm::Lock::create(&n).expect("create");
+    let lock = mpshm::Lock::create(&n, ()).expect("create");
     let free = mpshm::inspect(&n).expect("inspect").lock.expect("a lock");
     assert_eq!((free.owner_tid, free.owner_pid), (None, None));
     assert!(!free.owner_died && !free.poisoned);
@@ -214,7 +215,7 @@ fn sync_family_state() {
     drop(g);
 
     let e = name("iev");
-    let ev = mpshm::Event::create(&e).expect("create");
+    let ev = mpshm::Event::create(&e, ()).expect("create");
     assert!(matches!(
         mpshm::inspect(&e).expect("inspect").state,
         State::Event { set: false, .. }
@@ -237,7 +238,7 @@ fn sync_family_state() {
     ));
 
     let c = name("icond");
-    let cond = mpshm::Condition::create(&c).expect("create");
+    let cond = mpshm::Condition::create(&c, mpshm::ConditionLock::Own).expect("create");
     std::thread::scope(|sc| {
         let waiter = common::blocked(sc, || {
             let mut g = cond.acquire().expect("acquire");
@@ -383,7 +384,7 @@ fn scribbled_geometry_is_corrupt() {
         ),
         (
             "event records",
-            Box::new(|n| Box::new(mpshm::Event::create(n).expect("create"))),
+            Box::new(|n| Box::new(mpshm::Event::create(n, ()).expect("create"))),
             PARAMS + 8,
             one,
         ),
@@ -395,7 +396,9 @@ fn scribbled_geometry_is_corrupt() {
         ),
         (
             "condition slots",
-            Box::new(|n| Box::new(mpshm::Condition::create(n).expect("create"))),
+            Box::new(|n| {
+                Box::new(mpshm::Condition::create(n, mpshm::ConditionLock::Own).expect("create"))
+            }),
             PARAMS,
             huge,
         ),

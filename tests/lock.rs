@@ -6,6 +6,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Child, name};
+use mpshm::prelude::*;
 use mpshm::{Error, Lock, LockError, RLock, RawValue, Value};
 
 fn main() {
@@ -105,7 +106,7 @@ fn count_under_lock(args: &[String]) {
 
 fn mutual_exclusion_across_processes() {
     let (l, c) = (name("mx"), name("mxc"));
-    let _lock = Lock::create(&l).expect("create lock");
+    let _lock = Lock::create(&l, ()).expect("create lock");
     let counter = RawValue::<u64>::create(&c, 0).expect("create counter");
     let mut kids: Vec<Child> = (0..3)
         .map(|_| Child::spawn("count_under_lock", &[&l, &c]))
@@ -147,7 +148,7 @@ fn expect_owner_died<G>(r: Result<G, LockError<G>>) -> G {
 
 fn killed_holder_gives_owner_died() {
     let n = name("die");
-    let lock = Lock::create(&n).expect("create");
+    let lock = Lock::create(&n, ()).expect("create");
     let mut child = Child::spawn("hold", &[&n]);
     child.wait_ready();
     assert!(matches!(lock.try_acquire(), Err(LockError::WouldBlock)));
@@ -171,7 +172,7 @@ fn killed_holder_gives_owner_died() {
 
 fn blocked_waiter_is_woken_by_death() {
     let n = name("wake");
-    let lock = Lock::create(&n).expect("create");
+    let lock = Lock::create(&n, ()).expect("create");
     let mut child = Child::spawn("hold", &[&n]);
     child.wait_ready();
     let (tx, rx) = mpsc::channel();
@@ -207,7 +208,7 @@ fn blocked_waiter_is_woken_by_death() {
 
 fn owner_died_persists_until_marked() {
     let n = name("poison");
-    let lock = Lock::create(&n).expect("create");
+    let lock = Lock::create(&n, ()).expect("create");
     let mut child = Child::spawn("hold", &[&n]);
     child.wait_ready();
     child.kill();
@@ -224,7 +225,7 @@ fn owner_died_persists_until_marked() {
 
 fn killed_rlock_holder_gives_owner_died() {
     let n = name("rdie");
-    let lock = RLock::create(&n).expect("create");
+    let lock = RLock::create(&n, ()).expect("create");
     let mut child = Child::spawn("hold_rlock", &[&n]);
     child.wait_ready();
     assert!(matches!(lock.try_acquire(), Err(LockError::WouldBlock)));
@@ -237,7 +238,7 @@ fn killed_rlock_holder_gives_owner_died() {
 
 fn acquire_timeout_waits_then_fails() {
     let n = name("tmo");
-    let lock = Lock::create(&n).expect("create");
+    let lock = Lock::create(&n, ()).expect("create");
     let mut child = Child::spawn("hold", &[&n]);
     child.wait_ready();
     for asked in [Duration::from_millis(1), Duration::from_millis(150)] {
@@ -259,7 +260,7 @@ fn acquire_timeout_waits_then_fails() {
 
 fn try_acquire_never_waits() {
     let n = name("try");
-    let lock = Lock::create(&n).expect("create");
+    let lock = Lock::create(&n, ()).expect("create");
     let g = lock.try_acquire().expect("free");
     drop(g);
     let mut child = Child::spawn("hold", &[&n]);
@@ -316,7 +317,7 @@ fn forget_guard_and_drop(args: &[String]) {
 /// for ever.
 fn forgotten_guard_then_dropped_handle_gives_owner_died() {
     let n = name("forget");
-    let lock = Lock::create(&n).expect("create");
+    let lock = Lock::create(&n, ()).expect("create");
     let mut child = Child::spawn("forget_guard_and_drop", &[&n, "lock"]);
     assert_eq!(child.line(), "forgot");
     child.join();
@@ -361,8 +362,8 @@ fn forget_guard_and_relock(args: &[String]) {
 fn forgotten_guard_then_relock_is_deadlock() {
     let n = name("relock");
     let other = name("other");
-    let lock = Lock::create(&n).expect("create");
-    let _other = Lock::create(&other).expect("create other");
+    let lock = Lock::create(&n, ()).expect("create");
+    let _other = Lock::create(&other, ()).expect("create other");
     let mut child = Child::spawn("forget_guard_and_relock", &[&n, &other]);
     assert_eq!(child.line(), "ok");
     child.join();
@@ -376,7 +377,7 @@ fn forgotten_guard_then_relock_is_deadlock() {
 /// process, as std's `Mutex` does, until one marks it consistent.
 fn panic_in_guard_poisons_the_lock() {
     let n = name("lpanic");
-    let lock = Lock::create(&n).expect("create");
+    let lock = Lock::create(&n, ()).expect("create");
     let mut child = Child::spawn("panic_holding_lock", &[&n, "lock"]);
     assert_eq!(child.line(), "unwound");
     child.join();
@@ -390,7 +391,7 @@ fn panic_in_guard_poisons_the_lock() {
     drop(lock.acquire().expect("clean"));
 
     let n = name("rpanic");
-    let rlock = RLock::create(&n).expect("create");
+    let rlock = RLock::create(&n, ()).expect("create");
     let mut child = Child::spawn("panic_holding_lock", &[&n, "rlock"]);
     assert_eq!(child.line(), "unwound");
     child.join();
@@ -408,7 +409,7 @@ fn guard_taken_while_unwinding_does_not_poison() {
             drop(self.0.acquire().expect("clean"));
         }
     }
-    let lock = Lock::create(&name("unwind")).expect("create");
+    let lock = Lock::create(&name("unwind"), ()).expect("create");
     common::unwinds(|| {
         let _t = TakesTheLock(&lock);
         panic!("unwinding");
@@ -418,7 +419,7 @@ fn guard_taken_while_unwinding_does_not_poison() {
 
 fn relock_on_one_thread_is_deadlock() {
     let n = name("relock");
-    let lock = Lock::create(&n).expect("create");
+    let lock = Lock::create(&n, ()).expect("create");
     let g = lock.acquire().expect("acquire");
     assert!(matches!(lock.acquire(), Err(LockError::Deadlock)));
     assert!(matches!(
@@ -438,7 +439,7 @@ fn relock_on_one_thread_is_deadlock() {
 
 fn rlock_is_reentrant_per_thread() {
     let n = name("rl");
-    let lock = RLock::create(&n).expect("create");
+    let lock = RLock::create(&n, ()).expect("create");
     let a = lock.acquire().expect("first");
     let b = lock.try_acquire().expect("second");
     let c = lock
@@ -485,7 +486,7 @@ fn rlock_in_a_thread_local(args: &[String]) {
 /// (which would abort the process there), and no lock left to the dead thread (`OwnerDied`).
 fn rlock_guards_drop_in_thread_local_destructors() {
     let n = name("rltls");
-    let lock = RLock::create(&n).expect("create");
+    let lock = RLock::create(&n, ()).expect("create");
     let mut c = Child::spawn("rlock_in_a_thread_local", &[&n]);
     assert_eq!(c.line(), "free");
     c.join();
@@ -494,9 +495,12 @@ fn rlock_guards_drop_in_thread_local_destructors() {
 
 fn lock_and_rlock_are_distinct_kinds() {
     let n = name("kinds");
-    let _l = Lock::create(&n).expect("create");
+    let _l = Lock::create(&n, ()).expect("create");
     assert!(matches!(RLock::open(&n), Err(Error::KindMismatch { .. })));
-    assert!(matches!(Lock::create(&n), Err(Error::AlreadyExists { .. })));
+    assert!(matches!(
+        Lock::create(&n, ()),
+        Err(Error::AlreadyExists { .. })
+    ));
     assert!(matches!(
         mpshm::Value::<u8>::open(&n),
         Err(Error::KindMismatch { .. })
@@ -505,7 +509,7 @@ fn lock_and_rlock_are_distinct_kinds() {
 
 fn open_or_create_lock(args: &[String]) {
     assert_eq!(common::line_from_parent(), "go");
-    let lock = Lock::open_or_create(&args[0]).expect("open_or_create");
+    let lock = Lock::open_or_create(&args[0], ()).expect("open_or_create");
     let counter = RawValue::<u64>::open_or_create(&args[1], 0).expect("counter");
     for _ in 0..1000 {
         let _g = lock.acquire().expect("acquire");

@@ -12,6 +12,7 @@ use std::collections::BTreeSet;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use mpshm::prelude::*;
 use mpshm::process::{AsyncResult, Exit, Pool, ThreadPool};
 use mpshm::{ProcessError, Queue};
 use process_kit::checked;

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::Child;
+use mpshm::prelude::*;
 use mpshm::process::{Exit, Process, StartMethod, current_process, parent_process};
 use mpshm::{ProcessError, Queue};
 use process_kit::{checked, ends_within, pidfd};
@@ -209,21 +210,21 @@ fn results_of_every_size() {
 
 #[cfg(feature = "serde")]
 fn count_words(
-    text: mpshm::process::Serde<Vec<String>>,
-) -> mpshm::process::Serde<std::collections::BTreeMap<String, u32>> {
+    text: mpshm::Postcard<Vec<String>>,
+) -> mpshm::Postcard<std::collections::BTreeMap<String, u32>> {
     let mut counts = std::collections::BTreeMap::new();
     for w in text.0 {
         *counts.entry(w).or_insert(0) += 1;
     }
-    mpshm::process::Serde(counts)
+    mpshm::Postcard(counts)
 }
 
 fn serde_payloads() {
     #[cfg(feature = "serde")]
     checked(|| {
-        use mpshm::process::Serde;
+        use mpshm::Postcard;
         let words = ["a", "b", "a"].map(String::from).to_vec();
-        let p = Process::new(count_words, Serde(words));
+        let p = Process::new(count_words, Postcard(words));
         p.start().expect("start");
         let counts = p.join().expect("result").0;
         assert_eq!(counts.get("a"), Some(&2));

@@ -9,6 +9,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::process::{Command, Output};
 
 use common::{Child, name};
+use mpshm::prelude::*;
 use serde_json::Value;
 
 fn main() {
@@ -77,7 +78,7 @@ fn ls_and_inspect() {
     let queue = mpshm::Queue::<u64>::create(&q, 8).expect("create");
     queue.put(5).expect("put");
     let l = name("lock");
-    let lock = mpshm::Lock::create(&l).expect("create");
+    let lock = mpshm::Lock::create(&l, ()).expect("create");
     let guard = lock.acquire().expect("acquire");
     let v = name("value");
     let _value = mpshm::Value::<u32>::create(&v, 3).expect("create");
@@ -301,10 +302,10 @@ fn every_kind() {
             Box::new(mpshm::RawArray::<u16>::create(n, 3).expect("create"))
         }),
         ("lock", |n| {
-            Box::new(mpshm::Lock::create(n).expect("create"))
+            Box::new(mpshm::Lock::create(n, ()).expect("create"))
         }),
         ("rlock", |n| {
-            Box::new(mpshm::RLock::create(n).expect("create"))
+            Box::new(mpshm::RLock::create(n, ()).expect("create"))
         }),
         ("queue", |n| {
             Box::new(mpshm::Queue::<u64>::create(n, 4).expect("create"))
@@ -331,10 +332,10 @@ fn every_kind() {
             Box::new(mpshm::BoundedSemaphore::create(n, 2).expect("create"))
         }),
         ("event", |n| {
-            Box::new(mpshm::Event::create(n).expect("create"))
+            Box::new(mpshm::Event::create(n, ()).expect("create"))
         }),
         ("condition", |n| {
-            Box::new(mpshm::Condition::create(n).expect("create"))
+            Box::new(mpshm::Condition::create(n, mpshm::ConditionLock::Own).expect("create"))
         }),
         ("barrier", |n| {
             Box::new(mpshm::Barrier::create(n, 2).expect("create"))

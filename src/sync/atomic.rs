@@ -28,7 +28,7 @@ mod sealed {
 /// Integer types that a [`RawValue`](crate::RawValue) can update atomically, without a lock:
 /// `u8`–`u64` and `i8`–`i64` (fixed widths only: `usize` differs between binaries). A
 /// [`Value`](crate::Value) has no lock-free operations: every write to it takes its lock.
-pub trait AtomicInt: bytemuck::Pod + sealed::Sealed {
+pub trait AtomicInt: crate::SharedType + sealed::Sealed {
     #[doc(hidden)]
     type Atomic: Shared;
     #[doc(hidden)]

@@ -117,9 +117,10 @@ mod handle {
     use super::*;
     use crate::attach::Attachment;
     use crate::error::Error;
-    use crate::segment::{Kind, Options, Segment};
+    use crate::segment::{Kind, Options, Segment, Spec};
+    use crate::shm::{Made, Shm};
     use crate::sync::atomic::Ordering::Relaxed;
-    use crate::sync::make::{How, RECORDS, map_segment, records_ok, table_full};
+    use crate::sync::make::{self, records_ok, table_full};
     use crate::sync::records::{self, Claim, RecordData};
 
     fn payload_bytes(n: usize) -> usize {
@@ -157,8 +158,10 @@ mod handle {
     /// would return `False` to them). A setter killed inside `set` does not leave them asleep.
     ///
     /// ```
+    /// use mpshm::prelude::*;
+    ///
     /// let name = format!("doc-event-{}", std::process::id());
-    /// let ev = mpshm::Event::create(&name)?;
+    /// let ev = mpshm::Event::create(&name, ())?;
     /// assert!(!ev.wait_timeout(std::time::Duration::from_millis(1)));
     /// ev.set();
     /// assert!(ev.is_set());
@@ -171,20 +174,32 @@ mod handle {
         records: usize,
     }
 
-    impl Event {
-        fn new(name: &str, how: How, opts: &Options) -> Result<Event, Error> {
-            let seg = map_segment(
-                name,
-                how,
+    /// `Init` is `()`: an event starts cleared. The options' mode, open timeout, type tag and
+    /// `max_attached` (the records, default 256) apply.
+    impl Shm for Event {
+        type Init = ();
+
+        fn spec(_: Option<&()>, opts: &Options) -> Result<Spec, Error> {
+            let records = make::records(opts)?;
+            let params = [0, records as u64, 0, 0];
+            Ok(make::spec(
                 Kind::Event,
-                [0, RECORDS as u64, 0, 0],
+                params,
+                payload_bytes(records),
                 opts,
-                |[_, records, ..]| records_ok(records).then(|| payload_bytes(records as usize)),
-                |seg| {
-                    let off = seg.payload_offset() + CTL_SIZE;
-                    Records::init(seg, off, RECORDS, RecordData::Nothing)
-                },
-            )?;
+            ))
+        }
+
+        fn init(seg: &Segment, _: &()) -> Result<(), Error> {
+            let off = seg.payload_offset() + CTL_SIZE;
+            Records::init(seg, off, seg.params()[1] as usize, RecordData::Nothing)?;
+            Ok(())
+        }
+
+        fn wrap(seg: Segment, _: Made, _: Option<&()>, _: &Options) -> Result<Self, Error> {
+            let seg = make::checked(seg, |[_, records, ..]| {
+                records_ok(records).then(|| payload_bytes(records as usize))
+            })?;
             let records = seg.params()[1] as usize;
             let ev = Event {
                 seg,
@@ -197,6 +212,12 @@ mod handle {
             Ok(ev)
         }
 
+        fn segment(&self) -> &Segment {
+            &self.seg
+        }
+    }
+
+    impl Event {
         fn core(&self) -> EventCore<'_> {
             let off = self.seg.payload_offset();
             let ctl: &EventCtl = self.seg.shared(off);
@@ -218,61 +239,6 @@ mod handle {
         /// inside `set` then wakes no one: the sleepers find the flag at their timeout).
         fn member(&self) -> bool {
             !matches!(self.core().records.claim(), Claim::Full)
-        }
-
-        /// Creates the event `name` exclusively, cleared.
-        ///
-        /// # Errors
-        ///
-        /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
-        pub fn create(name: &str) -> Result<Event, Error> {
-            Self::create_with(name, &Options::new())
-        }
-
-        /// [`create`](Self::create) with options (mode, open timeout; the type tag is unused).
-        ///
-        /// # Errors
-        ///
-        /// As [`create`](Self::create).
-        pub fn create_with(name: &str, opts: &Options) -> Result<Event, Error> {
-            Event::new(name, How::Create, opts)
-        }
-
-        /// Opens the existing event `name`.
-        ///
-        /// # Errors
-        ///
-        /// [`Error::NotFound`], [`Error::KindMismatch`], [`Error::InUse`] when its process
-        /// records are all taken, [`Error::Corrupt`], [`Error::NotReady`], [`Error::Io`].
-        pub fn open(name: &str) -> Result<Event, Error> {
-            Self::open_with(name, &Options::new())
-        }
-
-        /// [`open`](Self::open) with options.
-        ///
-        /// # Errors
-        ///
-        /// As [`open`](Self::open).
-        pub fn open_with(name: &str, opts: &Options) -> Result<Event, Error> {
-            Event::new(name, How::Open, opts)
-        }
-
-        /// Opens `name`, creating it (cleared) if it does not exist.
-        ///
-        /// # Errors
-        ///
-        /// As [`create`](Self::create) and [`open`](Self::open).
-        pub fn open_or_create(name: &str) -> Result<Event, Error> {
-            Self::open_or_create_with(name, &Options::new())
-        }
-
-        /// [`open_or_create`](Self::open_or_create) with options.
-        ///
-        /// # Errors
-        ///
-        /// As [`open_or_create`](Self::open_or_create).
-        pub fn open_or_create_with(name: &str, opts: &Options) -> Result<Event, Error> {
-            Event::new(name, How::OpenOrCreate, opts)
         }
 
         /// Whether the flag is up.
@@ -302,17 +268,6 @@ mod handle {
         pub fn wait_timeout(&self, timeout: Duration) -> bool {
             let _ = self.member();
             self.core().wait(Instant::now().checked_add(timeout))
-        }
-
-        /// The segment name.
-        pub fn name(&self) -> &str {
-            self.seg.name()
-        }
-
-        /// Keeps the name when this creating handle is dropped; remove it later with
-        /// [`unlink`](crate::unlink).
-        pub fn persist(&self) {
-            self.seg.persist();
         }
     }
 

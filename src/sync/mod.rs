@@ -38,13 +38,18 @@ pub use barrier::BARRIER_MAX_PARTIES;
 #[cfg(not(loom))]
 pub use barrier::Barrier;
 #[cfg(not(loom))]
-pub use condition::{Condition, ConditionGuard};
+pub use condition::{Condition, ConditionGuard, ConditionLock};
 #[cfg(not(loom))]
 pub use event::Event;
-pub use lock::{Lock, LockGuard, RLock};
+#[cfg(not(loom))]
+pub(crate) use lock::lock_spec;
+pub use lock::{Exclusive, Lock, LockGuard, LockKind, ProcessLock, RLock, Reentrant};
 pub use semaphore::SEMAPHORE_MAX;
 #[cfg(not(loom))]
-pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+pub use semaphore::{
+    Bounded, BoundedSemaphore, ProcessSemaphore, Semaphore, SemaphoreGuard, SemaphoreKind,
+    Unbounded,
+};
 
 use crate::error::{AccessError, LockError};
 use crate::segment::Segment;

@@ -11,6 +11,7 @@
 
 use std::process::Stdio;
 
+use mpshm::prelude::*;
 use mpshm::{RawValue, Value};
 
 use super::floor::CCounter;

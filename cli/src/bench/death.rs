@@ -20,6 +20,7 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use mpshm::prelude::*;
 use mpshm::{GetError, Lock, LockError, Pipe, Queue, RecvError};
 
 use super::stats::Hist;
@@ -247,7 +248,7 @@ fn peer_death(ctx: &mut Ctx, peer: Peer) -> Res<Sample> {
 fn owner_death(ctx: &mut Ctx, reaped: bool) -> Res<Sample> {
     let kills = ctx.count(KILLS);
     let name = ctx.name();
-    let lock = Lock::create(&name)?;
+    let lock = Lock::create(&name, ())?;
     let mut hist = Hist::default();
     let mut times = Vec::new();
     let owner_died = |r: Result<mpshm::LockGuard<'_>, LockError<mpshm::LockGuard<'_>>>| match r {
@@ -290,7 +291,7 @@ pub fn child(words: &[&str]) -> Option<Res<()>> {
         let _lock;
         let _guard;
         match what {
-            "pipe" => _pipe = Pipe::open(name)?,
+            "pipe" => _pipe = mpshm::Connection::open(name)?,
             "queue" => {
                 let q = Queue::<u64>::open(name)?;
                 q.put(1).map_err(|e| format!("put: {e}"))?;

@@ -8,6 +8,7 @@
 //! (`SerdeDict<String, u64>`). Python's every operation is a round trip to the manager's
 //! server process.
 
+use mpshm::prelude::*;
 use mpshm::{SerdeDict, SharedDict};
 
 use super::counter::two_processes;
@@ -74,7 +75,7 @@ impl Dict {
     fn create(row: &str, name: &str) -> Res<Dict> {
         Ok(match row {
             "plain" => Dict::Plain(SharedDict::create(name, KEYS as usize)?),
-            "serde" => Dict::Serde(SerdeDict::create_sized(name, KEYS as usize, 24)?),
+            "serde" => Dict::Serde(SerdeDict::create(name, (KEYS as usize, 24))?),
             _ => return Err(format!("no dict {row:?}").into()),
         })
     }

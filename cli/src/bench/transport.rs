@@ -31,6 +31,7 @@ use std::os::unix::net::UnixStream;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use mpshm::prelude::*;
 use mpshm::{Pipe, Queue, RecvError, SpscQueue};
 
 use super::floor;
@@ -654,8 +655,8 @@ fn queue_echo(a: &str, b: &str, spin: &str) -> Res<()> {
 }
 
 fn spsc_echo(a: &str, b: &str, spin: &str) -> Res<()> {
-    let there = SpscQueue::open_consumer::<u64>(a)?;
-    let back = SpscQueue::open_producer::<u64>(b)?;
+    let there = mpshm::SpscConsumer::<u64>::open(a)?;
+    let back = mpshm::SpscProducer::<u64>::open(b)?;
     there.set_spin(spin_arg(spin)?);
     back.set_spin(spin_arg(spin)?);
     report("ready")?;
@@ -666,7 +667,7 @@ fn spsc_echo(a: &str, b: &str, spin: &str) -> Res<()> {
 }
 
 fn conn_echo(name: &str, spin: &str) -> Res<()> {
-    let conn = Pipe::open(name)?;
+    let conn = mpshm::Connection::open(name)?;
     conn.set_spin(spin_arg(spin)?);
     report("ready")?;
     loop {
@@ -863,7 +864,7 @@ fn queue_consumer<const N: usize>(name: &str, single: bool) -> Res<()> {
 }
 
 fn spsc_producer<const N: usize>(name: &str, p: Producer) -> Res<()> {
-    let tx = SpscQueue::open_producer::<[u8; N]>(name)?;
+    let tx = mpshm::SpscProducer::<[u8; N]>::open(name)?;
     let mut msg = Box::new([0u8; N]);
     p.run(&mut *msg, |m| {
         tx.put(*m).map_err(|e| format!("put: {e}").into())
@@ -889,7 +890,7 @@ fn spsc_consumer<const N: usize>(name: &str) -> Res<()> {
 }
 
 fn conn_producer(name: &str, size: usize, p: Producer) -> Res<()> {
-    let conn = Pipe::open(name)?;
+    let conn = mpshm::Connection::open(name)?;
     let mut msg = vec![0u8; size];
     p.run(&mut msg[..], |m| Ok(conn.send_bytes(m)?))
 }
