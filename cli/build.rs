@@ -1,4 +1,5 @@
-//! Compiles the locked-counter floor (`c/robust_counter.c`) into this package's binary.
+//! Compiles the C floor (`c/robust_counter.c`: the locked counter and the lock owner death)
+//! into this package's binary.
 
 fn main() {
     println!("cargo::rerun-if-changed=c/robust_counter.c");

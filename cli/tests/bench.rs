@@ -91,11 +91,14 @@ fn a_short_run_prints_json() {
         "counter/floor",
         "death/pipe",
         "death/lock-blocked",
+        "death/lock-floor-blocked",
+        "death/lock-reaped",
+        "death/lock-floor-reaped",
     ] {
         row(&report, id);
     }
     // Ratios where the baselines ran: the parked round trip beside the futex floor and the
-    // pipe; the counter beside the C mutex.
+    // pipe; the counter and the lock owner's death beside the C mutex.
     let parked = row(&report, "rt/queue-parked");
     assert!(
         parked["vs"]["floor"].as_f64().is_some_and(|r| r > 0.0),
@@ -110,6 +113,13 @@ fn a_short_run_prints_json() {
         counter["vs"]["floor"].as_f64().is_some_and(|r| r > 0.0),
         "{counter}"
     );
+    for id in ["death/lock-blocked", "death/lock-reaped"] {
+        let dead = row(&report, id);
+        assert!(
+            dead["vs"]["floor"].as_f64().is_some_and(|r| r > 0.0),
+            "{dead}"
+        );
+    }
     // Python's rows, where python3 is here (a failure would be noted and left out).
     if report["python"].is_string() {
         let py = row(&report, "rt/python-queue");

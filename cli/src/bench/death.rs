@@ -9,7 +9,11 @@
 //!   receive fails with `Disconnected` (end of file for the OS pipe and the socket).
 //! - **Lock owner death**: a child takes a `Lock` and blocks; a thread here sleeps in
 //!   `acquire`; the time runs from the kill until `acquire` returns `OwnerDied`. And the same
-//!   `acquire` made only after the dead child was reaped.
+//!   `acquire` made only after the dead child was reaped. The floor of each, in the same run:
+//!   a robust process-shared pthread mutex in plain shared memory (`c/robust_counter.c`),
+//!   whose holder is killed, timed until the waiter's `pthread_mutex_lock` returns
+//!   `EOWNERDEAD` (the mutex then made consistent and released, as the `Lock` row marks its
+//!   guard consistent and drops it).
 //!
 //! Anything but the expected error stops the run.
 
@@ -23,6 +27,7 @@ use std::time::{Duration, Instant};
 use mpshm::prelude::*;
 use mpshm::{GetError, Lock, LockError, Pipe, Queue, RecvError};
 
+use super::floor::CCounter;
 use super::stats::Hist;
 use super::{Case, Ctx, Refs, Sample, Side, Unit};
 use crate::kit::{Kid, Res, report};
@@ -79,23 +84,41 @@ pub fn cases() -> Vec<Case> {
         ));
     }
     let section = "Lock holder SIGKILL → acquire gets OwnerDied".to_owned();
-    for (reaped, id, label) in [
-        (false, "death/lock-blocked", "acquire blocked at the kill"),
-        (
-            true,
-            "death/lock-reaped",
-            "acquire after the holder was reaped",
-        ),
-    ] {
+    for (reaped, when) in [(false, "blocked"), (true, "reaped")] {
+        let floor = format!("death/lock-floor-{when}");
+        let (label, floor_label) = if reaped {
+            (
+                "acquire after the holder was reaped",
+                "floor: pthread_mutex_lock after reaping (C)",
+            )
+        } else {
+            (
+                "acquire blocked at the kill",
+                "floor: pthread_mutex_lock, blocked (C)",
+            )
+        };
         out.push(Case::new(
             "death",
             &section,
-            id,
+            &format!("death/lock-{when}"),
             label,
             Side::Mpshm,
             Unit::Time,
+            Refs {
+                floor: Some(floor.clone()),
+                ..Refs::default()
+            },
+            move |ctx| owner_death(ctx, reaped, Holder::Mpshm),
+        ));
+        out.push(Case::new(
+            "death",
+            &section,
+            &floor,
+            floor_label,
+            Side::Floor,
+            Unit::Time,
             Refs::default(),
-            move |ctx| owner_death(ctx, reaped),
+            move |ctx| owner_death(ctx, reaped, Holder::C),
         ));
     }
     out
@@ -245,34 +268,60 @@ fn peer_death(ctx: &mut Ctx, peer: Peer) -> Res<Sample> {
     Ok(Sample::of_times(&times, hist))
 }
 
-fn owner_death(ctx: &mut Ctx, reaped: bool) -> Res<Sample> {
+/// Whose lock the owner-death case kills the holder of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Holder {
+    /// An mpshm `Lock`.
+    Mpshm,
+    /// The floor: a robust pthread mutex in a plain shared page.
+    C,
+}
+
+fn owner_death(ctx: &mut Ctx, reaped: bool, holder: Holder) -> Res<Sample> {
     let kills = ctx.count(KILLS);
-    let name = ctx.name();
-    let lock = Lock::create(&name, ())?;
+    let (lock, floor, name) = match holder {
+        Holder::Mpshm => {
+            let name = ctx.name();
+            (Some(Lock::create(&name, ())?), None, name)
+        }
+        Holder::C => {
+            let floor = CCounter::create()?;
+            let name = floor.page.name().to_owned();
+            (None, Some(floor), name)
+        }
+    };
+    let what = match holder {
+        Holder::Mpshm => "lock",
+        Holder::C => "c-lock",
+    };
     let mut hist = Hist::default();
     let mut times = Vec::new();
-    let owner_died = |r: Result<mpshm::LockGuard<'_>, LockError<mpshm::LockGuard<'_>>>| match r {
-        Err(LockError::OwnerDied(guard)) => {
-            guard.mark_consistent();
-            Ok(())
+    // Takes the lock whose holder was killed: `Ok` once the death was reported (and repaired).
+    let take = || -> Result<(), String> {
+        if let Some(floor) = &floor {
+            return floor.take_from_dead();
         }
-        Ok(_) => Err("acquire succeeded cleanly: the owner's death went unreported".to_owned()),
-        Err(e) => Err(format!("acquire failed: {e}")),
+        match lock.as_ref().ok_or("no lock")?.acquire() {
+            Err(LockError::OwnerDied(guard)) => {
+                guard.mark_consistent();
+                Ok(())
+            }
+            Ok(_) => Err("acquire succeeded cleanly: the owner's death went unreported".to_owned()),
+            Err(e) => Err(format!("acquire failed: {e}")),
+        }
     };
     for _ in 0..kills {
-        let mut kid = ctx.spawn(format!("hold lock {name}"), Stdio::piped(), Stdio::null())?;
+        let mut kid = ctx.spawn(format!("hold {what} {name}"), Stdio::piped(), Stdio::null())?;
         kid.expect("ready")?;
         let t = if reaped {
             kid.kill()?;
             let start = Instant::now();
-            let r = lock.acquire();
-            let took = start.elapsed();
-            owner_died(r)?;
-            took
+            take()?;
+            start.elapsed()
         } else {
             kill_when_asleep(&mut kid, |tx| {
                 announce(&tx);
-                owner_died(lock.acquire())
+                take()
             })?
         };
         let ns = t.as_nanos() as f64;
@@ -290,6 +339,7 @@ pub fn child(words: &[&str]) -> Option<Res<()>> {
         let _queue;
         let _lock;
         let _guard;
+        let _floor;
         match what {
             "pipe" => _pipe = mpshm::Connection::open(name)?,
             "queue" => {
@@ -300,6 +350,11 @@ pub fn child(words: &[&str]) -> Option<Res<()>> {
             "lock" => {
                 _lock = Lock::open(name)?;
                 _guard = _lock.acquire().map_err(|e| format!("acquire: {e}"))?;
+            }
+            "c-lock" => {
+                let floor = CCounter::open(name)?;
+                floor.hold()?;
+                _floor = floor;
             }
             "os-pipe" | "socket" => {}
             other => return Err(format!("nothing to hold called {other:?}").into()),

@@ -14,6 +14,8 @@
 //!   several slots), so that the ring stays in cache as mpshm's `Pipe` does.
 //! - **Locked counter**: two processes running `c/robust_counter.c`, a robust process-shared
 //!   pthread mutex around `++` (see `counter.rs`).
+//! - **Lock owner death**: the same mutex; a child takes it and is killed, and the time runs
+//!   until a waiter's `pthread_mutex_lock` returns `EOWNERDEAD` (see `death.rs`).
 //!
 //! The pages are plain POSIX shared memory (`shm.rs`); the only unsafe code is the ring's copy
 //! into and out of its slots, ordered by the Release store and Acquire load of the index that
@@ -319,6 +321,8 @@ unsafe extern "C" {
     fn mpshm_floor_mutex_size() -> usize;
     fn mpshm_floor_mutex_init(m: *mut u8) -> i32;
     fn mpshm_floor_count(m: *mut u8, counter: *mut u64, n: u64) -> i32;
+    fn mpshm_floor_hold(m: *mut u8) -> i32;
+    fn mpshm_floor_take_from_dead(m: *mut u8) -> i32;
 }
 
 /// The locked counter of `c/robust_counter.c` in a shared page: the mutex, then the counter.
@@ -368,6 +372,30 @@ impl CCounter {
             return Err(std::io::Error::from_raw_os_error(r).into());
         }
         Ok(())
+    }
+
+    /// Takes the mutex and keeps it (a holder about to be killed).
+    pub fn hold(&self) -> Res<()> {
+        // SAFETY: the mutex was initialised by the creator before any child learnt the page's
+        // name, and lies at the start of the page.
+        match unsafe { mpshm_floor_hold(self.page.base()) } {
+            0 => Ok(()),
+            r => Err(std::io::Error::from_raw_os_error(r).into()),
+        }
+    }
+
+    /// Takes the mutex, whose holder was killed, and releases it again: `Ok` if
+    /// `pthread_mutex_lock` reported the death (`EOWNERDEAD`), an error otherwise.
+    pub fn take_from_dead(&self) -> Result<(), String> {
+        // SAFETY: as in `hold`.
+        match unsafe { mpshm_floor_take_from_dead(self.page.base()) } {
+            r if r == rustix::io::Errno::OWNERDEAD.raw_os_error() => Ok(()),
+            0 => Err("the lock was taken cleanly: the owner's death went unreported".to_owned()),
+            r => Err(format!(
+                "pthread_mutex_lock: {}",
+                std::io::Error::from_raw_os_error(r)
+            )),
+        }
     }
 
     pub fn total(&self) -> u64 {
