@@ -5,8 +5,8 @@
 //! ```
 //!
 //! - `uncontended/*`: one process, nobody else touching the segment.
-//! - `two_processes/*`: this process and a child (this binary again, told by the
-//!   `MPSHM_BENCH_CHILD` environment variable what to do) each make `iters` increments of one
+//! - `two_processes/*`: this process and a child (this binary again, started with its role by
+//!   the child kit of the `mpshm` command, `cli/src/kit.rs`) each make `iters` increments of one
 //!   `Value<u64>` under its lock (or, lock-free, of one `RawValue<u64>`); both start at a barrier in shared memory, and the time runs until both are
 //!   done. One iteration is one increment by each process, so throughput counts 2 elements.
 //! - `baseline/pipe_round_trip`: one byte to a child process through a pipe and back.
@@ -16,7 +16,7 @@
 
 use std::hint::black_box;
 use std::io::{Read, Write};
-use std::process::{ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
@@ -25,17 +25,14 @@ use mpshm::{Lock, RawValue, Value};
 
 mod common;
 
-use common::{KillOnDrop, Res, record};
-
-/// Tells a re-executed bench binary to act as the child: `echo` or `contend <prefix>`.
-const CHILD_ENV: &str = "MPSHM_BENCH_CHILD";
+use common::{Kid, Res, record};
 /// The `cmd` word that tells the contending child to exit.
 const QUIT: u64 = u64::MAX;
 /// How long either side waits for the other before giving up.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn main() {
-    common::run("lock", CHILD_ENV, child, benches, |_| PIPE_ID.to_owned());
+    common::run("lock", child, benches, |_| PIPE_ID.to_owned());
 }
 
 // ---- the benchmarks ------------------------------------------------------------------------
@@ -214,19 +211,17 @@ fn wait_for(mut ready: impl FnMut() -> bool) -> Res<()> {
 /// The parent's side: the shared segments and the contending child.
 struct Contention {
     ctl: Control,
-    child: KillOnDrop,
+    kid: Kid,
     round: std::cell::Cell<u64>,
 }
 
 impl Contention {
     fn start(prefix: &str) -> Res<Contention> {
         let ctl = Control::create(prefix)?;
-        let child = Command::new(std::env::current_exe()?)
-            .env(CHILD_ENV, format!("contend {prefix}"))
-            .spawn()?;
+        let kid = Kid::spawn(format!("contend {prefix}"), Stdio::null(), Stdio::null())?;
         Ok(Contention {
             ctl,
-            child: KillOnDrop(Some(child)),
+            kid,
             round: std::cell::Cell::new(0),
         })
     }
@@ -263,9 +258,9 @@ impl Contention {
         Ok(time)
     }
 
-    fn stop(mut self) -> Res<()> {
+    fn stop(self) -> Res<()> {
         self.ctl.cmd.store(QUIT);
-        self.child.wait()
+        self.kid.finish()
     }
 }
 
@@ -300,22 +295,22 @@ fn contend_child(prefix: &str) -> Res<()> {
 struct Echo {
     to: Option<ChildStdin>,
     from: ChildStdout,
-    child: KillOnDrop,
+    kid: Kid,
 }
 
 impl Echo {
     fn start() -> Res<Echo> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .env(CHILD_ENV, "echo")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
-        let to = child.stdin.take().ok_or("no pipe to the echo child")?;
-        let from = child.stdout.take().ok_or("no pipe from the echo child")?;
+        let mut kid = Kid::spawn("echo".to_owned(), Stdio::piped(), Stdio::piped())?;
+        let to = kid.go.take().ok_or("no pipe to the echo child")?;
+        let from = kid
+            .child
+            .stdout
+            .take()
+            .ok_or("no pipe from the echo child")?;
         Ok(Echo {
             to: Some(to),
             from,
-            child: KillOnDrop(Some(child)),
+            kid,
         })
     }
 
@@ -332,7 +327,7 @@ impl Echo {
 
     fn stop(mut self) -> Res<()> {
         drop(self.to.take()); // EOF: the child exits.
-        self.child.wait()
+        self.kid.finish()
     }
 }
 
@@ -355,6 +350,6 @@ fn child(role: &str) -> Res<()> {
     match role.split_once(' ') {
         None if role == "echo" => echo_child(),
         Some(("contend", prefix)) => contend_child(prefix),
-        _ => Err(format!("unknown {CHILD_ENV} value {role:?}").into()),
+        _ => Err(format!("unknown child role {role:?}").into()),
     }
 }

@@ -5,8 +5,8 @@
 //! cargo bench --bench pipe
 //! ```
 //!
-//! The child is this binary again, told its role by the `MPSHM_BENCH_PIPE_CHILD` environment
-//! variable; it reports `ready` on its stderr. The parent creates the mpshm pipe and gives the
+//! The child is this binary again, started with its role by the child kit of the `mpshm`
+//! command (`cli/src/kit.rs`); it reports `ready` on its stderr. The parent creates the mpshm pipe and gives the
 //! child the other end by name; OS pipe and socket ends are the child's stdin and stdout.
 //!
 //! - `round_trip/*`: an 8-byte counter to an echoing child and back (plus one, checked). mpshm
@@ -22,10 +22,10 @@
 //! After Criterion's report, a summary gives each mean (over every sample, warm-up included) and
 //! how many times faster than the OS pipe it is.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::process::{ChildStderr, Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
@@ -34,18 +34,14 @@ use mpshm::{Connection, Pipe, RecvError};
 
 mod common;
 
-use common::{KillOnDrop, Res, raw_stdio, read_record, record, report_ready};
-
-/// Tells a re-executed bench binary to act as the child: `cecho <name> <spin>`,
-/// `csink <name> <size>`, `fdecho`, or `fdsink <size>`.
-const CHILD_ENV: &str = "MPSHM_BENCH_PIPE_CHILD";
+use common::{Kid, Res, raw_stdin, raw_stdout, read_record, record, report};
 /// Marks the message that asks for an acknowledgement.
 const ACK_ME: u64 = 1 << 63;
 /// The large message size; OS pipe and socket frame it with a length.
 const BIG: usize = 1 << 20;
 
 fn main() {
-    common::run("pipe", CHILD_ENV, child, benches, |id| {
+    common::run("pipe", child, benches, |id| {
         format!("{}/os_pipe", id.split('/').next().unwrap_or_default())
     });
 }
@@ -124,7 +120,7 @@ enum Ends {
 
 struct Link {
     ends: Ends,
-    child: KillOnDrop,
+    kid: Kid,
     /// The stream's message size (`None`: an echo link).
     size: Option<usize>,
     /// The message being sent; the OS pipe and socket frame a large one with its length.
@@ -136,14 +132,11 @@ struct Link {
 impl Link {
     /// Starts a child that echoes (`size == None`) or takes a stream of `size`-byte messages.
     fn start(via: Via, name: &str, size: Option<usize>) -> Res<Link> {
-        let exe = std::env::current_exe()?;
-        let mut cmd = Command::new(exe);
-        cmd.stderr(Stdio::piped());
         let fd_role = match size {
             Some(n) => format!("fdsink {n}"),
             None => "fdecho".to_owned(),
         };
-        let (ends, mut child) = match via {
+        let (ends, mut kid) = match via {
             Via::Mpshm(spin) => {
                 let (mine, theirs) = Pipe::create(name)?;
                 theirs.release();
@@ -152,41 +145,27 @@ impl Link {
                     Some(n) => format!("csink {name} {n}"),
                     None => format!("cecho {name} {spin}"),
                 };
-                let child = cmd
-                    .env(CHILD_ENV, role)
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .spawn()?;
-                (Ends::Mpshm(mine), child)
+                let kid = Kid::spawn(role, Stdio::null(), Stdio::null())?;
+                (Ends::Mpshm(mine), kid)
             }
             Via::Pipe => {
-                let mut child = cmd
-                    .env(CHILD_ENV, fd_role)
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .spawn()?;
-                let to = child.stdin.take().ok_or("no pipe to the child")?;
-                let from = child.stdout.take().ok_or("no pipe from the child")?;
-                (Ends::Fds(Box::new(to), Box::new(from)), child)
+                let mut kid = Kid::spawn(fd_role, Stdio::piped(), Stdio::piped())?;
+                let to = kid.go.take().ok_or("no pipe to the child")?;
+                let from = kid.child.stdout.take().ok_or("no pipe from the child")?;
+                (Ends::Fds(Box::new(to), Box::new(from)), kid)
             }
             Via::Socket => {
                 let (mine, theirs) = UnixStream::pair()?;
                 let out = OwnedFd::from(theirs.try_clone()?);
-                let child = cmd
-                    .env(CHILD_ENV, fd_role)
-                    .stdin(Stdio::from(OwnedFd::from(theirs)))
-                    .stdout(Stdio::from(out))
-                    .spawn()?;
-                (
-                    Ends::Fds(Box::new(mine.try_clone()?), Box::new(mine)),
-                    child,
-                )
+                let kid = Kid::spawn(
+                    fd_role,
+                    Stdio::from(OwnedFd::from(theirs)),
+                    Stdio::from(out),
+                )?;
+                (Ends::Fds(Box::new(mine.try_clone()?), Box::new(mine)), kid)
             }
         };
-        drop(cmd); // the parent's copies of the child's socket ends
-        let stderr = child.stderr.take().ok_or("no report pipe")?;
-        let child = KillOnDrop(Some(child));
-        expect_ready(stderr)?;
+        kid.expect("ready")?;
         let framed = matches!(ends, Ends::Fds(..)) && size.is_some_and(|n| n >= BIG);
         let mut msg = vec![0u8; size.unwrap_or(0) + if framed { 8 } else { 0 }];
         if framed {
@@ -194,7 +173,7 @@ impl Link {
         }
         Ok(Link {
             ends,
-            child,
+            kid,
             size,
             msg,
             seq: 0,
@@ -251,10 +230,10 @@ impl Link {
         Ok(())
     }
 
-    fn stop(mut self) -> Res<()> {
+    fn stop(self) -> Res<()> {
         // The child's receive fails (Disconnected, end of file): it exits.
         drop(self.ends);
-        self.child.wait()
+        self.kid.finish()
     }
 }
 
@@ -271,16 +250,6 @@ fn stamp(msg: &mut [u8], tag: u64) {
     msg[n - 8..].copy_from_slice(&(!tag).to_ne_bytes());
 }
 
-/// Waits for the child's `ready` line; anything else is its error.
-fn expect_ready(stderr: ChildStderr) -> Res<()> {
-    let mut line = String::new();
-    BufReader::new(stderr).read_line(&mut line)?;
-    if line.trim_end() != "ready" {
-        return Err(format!("child did not start: {line:?}").into());
-    }
-    Ok(())
-}
-
 // ---- child processes -----------------------------------------------------------------------
 
 fn child(role: &str) -> Res<()> {
@@ -289,7 +258,7 @@ fn child(role: &str) -> Res<()> {
         ["cecho", name, spin] => {
             let conn = Connection::open(name)?;
             set_spin(&conn, spin.parse()?);
-            report_ready()?;
+            report("ready")?;
             loop {
                 match conn.recv::<u64>() {
                     Ok(v) => conn.send(&(v + 1))?,
@@ -300,7 +269,7 @@ fn child(role: &str) -> Res<()> {
         }
         ["csink", name, size] => {
             let conn = Connection::open(name)?;
-            report_ready()?;
+            report("ready")?;
             let mut sink = Sink::default();
             let mut buf = vec![0u8; size.parse()?];
             loop {
@@ -317,8 +286,8 @@ fn child(role: &str) -> Res<()> {
             }
         }
         ["fdecho"] => {
-            let (mut input, mut output) = raw_stdio()?;
-            report_ready()?;
+            let (mut input, mut output) = (raw_stdin()?, raw_stdout()?);
+            report("ready")?;
             let mut buf = [0; 8];
             while read_record(&mut input, &mut buf)? {
                 output.write_all(&(u64::from_ne_bytes(buf) + 1).to_ne_bytes())?;
@@ -326,8 +295,8 @@ fn child(role: &str) -> Res<()> {
             Ok(())
         }
         ["fdsink", size] => {
-            let (mut input, mut output) = raw_stdio()?;
-            report_ready()?;
+            let (mut input, mut output) = (raw_stdin()?, raw_stdout()?);
+            report("ready")?;
             let size: usize = size.parse()?;
             let mut sink = Sink::default();
             let mut buf = vec![0u8; size];
@@ -349,7 +318,7 @@ fn child(role: &str) -> Res<()> {
                 }
             }
         }
-        _ => Err(format!("unknown {CHILD_ENV} value {role:?}").into()),
+        _ => Err(format!("unknown child role {role:?}").into()),
     }
 }
 

@@ -5,8 +5,9 @@
 //! cargo bench --bench queue
 //! ```
 //!
-//! The child is this binary again, told its role by the `MPSHM_BENCH_QUEUE_CHILD` environment
-//! variable; it reports `ready` on its stderr, and pipe and socket ends are its stdin and stdout.
+//! The child is this binary again, started with its role by the child kit of the `mpshm`
+//! command (`cli/src/kit.rs`); it reports `ready` on its stderr, and pipe and socket ends are
+//! its stdin and stdout.
 //!
 //! - `round_trip/*`: an 8-byte counter to an echoing child and back (plus one, checked). mpshm
 //!   uses a queue each way, every handle `set_spin(u32::MAX)` (`queue_spinning`) or
@@ -19,10 +20,10 @@
 //! After Criterion's report, a summary gives each mean (over every sample, warm-up included) and
 //! how many times faster than the pipe it is.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::process::{ChildStderr, Command, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
@@ -31,18 +32,14 @@ use mpshm::prelude::*;
 
 mod common;
 
-use common::{KillOnDrop, Res, raw_stdio, read_record, record, report_ready};
-
-/// Tells a re-executed bench binary to act as the child: `qecho <there> <back> <spin>`,
-/// `qsink <data> <ack>`, `fdecho`, or `fdsink`.
-const CHILD_ENV: &str = "MPSHM_BENCH_QUEUE_CHILD";
+use common::{Kid, Res, raw_stdin, raw_stdout, read_record, record, report};
 /// Marks the message that asks for an acknowledgement.
 const ACK_ME: u64 = 1 << 63;
 /// A 64-byte message: a tag (sequence, maybe [`ACK_ME`]), then filler.
 type Msg = [u64; 8];
 
 fn main() {
-    common::run("queue", CHILD_ENV, child, benches, |id| {
+    common::run("queue", child, benches, |id| {
         format!("{}/pipe", id.split('/').next().unwrap_or_default())
     });
 }
@@ -118,7 +115,7 @@ enum Ends {
 
 struct Link {
     ends: Ends,
-    child: KillOnDrop,
+    kid: Kid,
     /// The next sequence number.
     seq: u64,
 }
@@ -126,11 +123,8 @@ struct Link {
 impl Link {
     /// Starts a child that echoes (`sink == false`) or takes a stream (`sink == true`).
     fn start(via: Via, prefix: &str, sink: bool) -> Res<Link> {
-        let exe = std::env::current_exe()?;
-        let mut cmd = Command::new(exe);
-        cmd.stderr(Stdio::piped());
         let fd_role = if sink { "fdsink" } else { "fdecho" };
-        let (ends, mut child) = match via {
+        let (ends, mut kid) = match via {
             Via::Queue(spin) => {
                 let (a, b) = (format!("{prefix}-a"), format!("{prefix}-b"));
                 let back = Queue::create(&b, 8)?;
@@ -144,46 +138,32 @@ impl Link {
                     set_spin(&there, spin);
                     (Ends::Echo(there, back), "qecho")
                 };
-                let child = cmd
-                    .env(CHILD_ENV, format!("{role} {a} {b} {spin}"))
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .spawn()?;
-                (ends, child)
+                let kid = Kid::spawn(
+                    format!("{role} {a} {b} {spin}"),
+                    Stdio::null(),
+                    Stdio::null(),
+                )?;
+                (ends, kid)
             }
             Via::Pipe => {
-                let mut child = cmd
-                    .env(CHILD_ENV, fd_role)
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .spawn()?;
-                let to = child.stdin.take().ok_or("no pipe to the child")?;
-                let from = child.stdout.take().ok_or("no pipe from the child")?;
-                (Ends::Fds(Box::new(to), Box::new(from)), child)
+                let mut kid = Kid::spawn(fd_role.to_owned(), Stdio::piped(), Stdio::piped())?;
+                let to = kid.go.take().ok_or("no pipe to the child")?;
+                let from = kid.child.stdout.take().ok_or("no pipe from the child")?;
+                (Ends::Fds(Box::new(to), Box::new(from)), kid)
             }
             Via::Socket => {
                 let (mine, theirs) = UnixStream::pair()?;
                 let out = OwnedFd::from(theirs.try_clone()?);
-                let child = cmd
-                    .env(CHILD_ENV, fd_role)
-                    .stdin(Stdio::from(OwnedFd::from(theirs)))
-                    .stdout(Stdio::from(out))
-                    .spawn()?;
-                (
-                    Ends::Fds(Box::new(mine.try_clone()?), Box::new(mine)),
-                    child,
-                )
+                let kid = Kid::spawn(
+                    fd_role.to_owned(),
+                    Stdio::from(OwnedFd::from(theirs)),
+                    Stdio::from(out),
+                )?;
+                (Ends::Fds(Box::new(mine.try_clone()?), Box::new(mine)), kid)
             }
         };
-        drop(cmd); // the parent's copies of the child's socket ends
-        let stderr = child.stderr.take().ok_or("no report pipe")?;
-        let child = KillOnDrop(Some(child));
-        expect_ready(stderr)?;
-        Ok(Link {
-            ends,
-            child,
-            seq: 0,
-        })
+        kid.expect("ready")?;
+        Ok(Link { ends, kid, seq: 0 })
     }
 
     fn round_trip(&mut self) -> Res<()> {
@@ -236,14 +216,14 @@ impl Link {
         Ok(())
     }
 
-    fn stop(mut self) -> Res<()> {
+    fn stop(self) -> Res<()> {
         match self.ends {
             // The child's get fails: it exits.
             Ends::Echo(there, _) => there.close(),
             Ends::Sink(there, _) => there.close(),
             Ends::Fds(to, from) => drop((to, from)), // end of file: the child exits
         }
-        self.child.wait()
+        self.kid.finish()
     }
 }
 
@@ -251,16 +231,6 @@ fn set_spin<T: SharedType>(q: &Queue<T>, spin: u32) {
     if spin != KEEP_SPIN {
         q.set_spin(spin);
     }
-}
-
-/// Waits for the child's `ready` line; anything else is its error.
-fn expect_ready(stderr: ChildStderr) -> Res<()> {
-    let mut line = String::new();
-    BufReader::new(stderr).read_line(&mut line)?;
-    if line.trim_end() != "ready" {
-        return Err(format!("child did not start: {line:?}").into());
-    }
-    Ok(())
 }
 
 // ---- child processes -----------------------------------------------------------------------
@@ -286,8 +256,8 @@ fn child(role: &str) -> Res<()> {
             Ok(())
         }
         ["fdecho"] => {
-            let (mut input, mut output) = raw_stdio()?;
-            report_ready()?;
+            let (mut input, mut output) = (raw_stdin()?, raw_stdout()?);
+            report("ready")?;
             let mut buf = [0; 8];
             while read_record(&mut input, &mut buf)? {
                 output.write_all(&(u64::from_ne_bytes(buf) + 1).to_ne_bytes())?;
@@ -295,8 +265,8 @@ fn child(role: &str) -> Res<()> {
             Ok(())
         }
         ["fdsink"] => {
-            let (mut input, mut output) = raw_stdio()?;
-            report_ready()?;
+            let (mut input, mut output) = (raw_stdin()?, raw_stdout()?);
+            report("ready")?;
             let mut sink = Sink::default();
             let mut msg: Msg = [0; 8];
             while read_record(&mut input, bytemuck::bytes_of_mut(&mut msg))? {
@@ -306,7 +276,7 @@ fn child(role: &str) -> Res<()> {
             }
             Ok(())
         }
-        _ => Err(format!("unknown {CHILD_ENV} value {role:?}").into()),
+        _ => Err(format!("unknown child role {role:?}").into()),
     }
 }
 
@@ -314,7 +284,7 @@ fn open_queues<T: SharedType>(a: &str, b: &str, spin: u32) -> Res<(Queue<T>, Que
     let (there, back) = (Queue::open(a)?, Queue::open(b)?);
     set_spin(&there, spin);
     set_spin(&back, spin);
-    report_ready()?;
+    report("ready")?;
     Ok((there, back))
 }
 

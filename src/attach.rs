@@ -786,6 +786,43 @@ mod tests {
     }
 }
 
+/// One held record, as [`Table::peek`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Peeked {
+    pub(crate) index: usize,
+    pub(crate) pid: u32,
+    /// Whether the holder lives (its record armed, or its pid and start time in `/proc`).
+    pub(crate) alive: bool,
+    /// Whether a live thread of the holder holds the record's liveness mutex, so that the
+    /// kernel tells a sleeper of its death.
+    pub(crate) armed: bool,
+}
+
+impl Table<'_> {
+    /// Every held record, read without changing anything (for `mpshm::inspect`): a dead
+    /// holder's record is reported dead, never freed here.
+    pub(crate) fn peek(&self) -> Vec<Peeked> {
+        let mine = my_word();
+        (0..self.len())
+            .filter_map(|i| {
+                // Acquire: as in `holder`.
+                let word = self.holders[i].load(Acquire);
+                (word != 0).then(|| Peeked {
+                    index: i,
+                    pid: pid_of(word),
+                    alive: self.alive(i, word, mine),
+                    armed: self.armed(i),
+                })
+            })
+            .collect()
+    }
+
+    /// Attachments counted without a record (the table was full), which are never found dead.
+    pub(crate) fn untracked(&self) -> u32 {
+        self.head.untracked.load(Relaxed)
+    }
+}
+
 /// A table's layout, for the pinned layout (`src/layout.rs`).
 #[cfg(test)]
 pub(crate) fn shared_layout() -> Vec<String> {

@@ -91,6 +91,8 @@ mod attach;
 mod codec;
 mod containers;
 mod error;
+#[cfg(not(loom))]
+mod inspect;
 #[cfg(all(test, not(loom)))]
 mod layout;
 #[cfg(not(loom))]
@@ -137,6 +139,8 @@ pub use error::{
 #[cfg(not(loom))]
 pub use error::{Exit, ProcessError};
 #[cfg(not(loom))]
+pub use inspect::{Attached, Inspection, LockState, Role, State, inspect};
+#[cfg(not(loom))]
 pub use pipe::{
     Connection, MAX_MESSAGE, Pipe, PipeEnd, PipeIter, PipeReader, PipeTryIter, PipeWriter,
 };
@@ -148,7 +152,7 @@ pub use process::{
 pub use queue::SerdeQueue;
 #[cfg(not(loom))]
 pub use queue::{ByteQueue, Iter, JoinableQueue, Queue, SimpleQueue, TryIter};
-pub use segment::{Kind, Options, SegmentInfo, segments, unlink};
+pub use segment::{Kind, LAYOUT_VERSION, Options, SegmentInfo, segments, unlink};
 pub use shared_type::{Field, SharedType};
 pub use shm::{Shm, prelude};
 #[cfg(not(loom))]

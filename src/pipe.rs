@@ -120,6 +120,34 @@ fn checked(seg: &Segment, oneway: bool) -> Result<(), Error> {
     Ok(())
 }
 
+/// What [`inspect`](crate::inspect) shows of a pipe, read without changing anything; an error
+/// for a geometry other than this build's (checked as `checked` does for an opener).
+pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+    use crate::inspect::{Found, Role, State, records};
+    let one_way = seg.params()[2] == 1;
+    checked(seg, one_way).map_err(|_| "pipe geometry does not match this build".to_owned())?;
+    let ctl: &PipeCtl = seg.shared(seg.payload_offset());
+    let words = SLOTS * spsc::slot_words(CHUNK).expect("constant");
+    let queued = [0, 1].map(|from| {
+        let off = seg.payload_offset() + CTL_SIZE + table_size(2) + from * ring_bytes();
+        Spsc::new(
+            seg.shared(off),
+            seg.shared_slice(off + SPSC_CTL_SIZE, words),
+            SLOTS,
+            CHUNK,
+        )
+        .len()
+    });
+    let mut found = Found::plain(State::Pipe {
+        one_way,
+        // Relaxed: a snapshot.
+        closed: [0, 1].map(|side| ctl.closed[side].load(Ordering::Relaxed) != 0),
+        queued,
+    });
+    found.attached = records(&ends(seg), |i| Role::End(i as u8));
+    Ok(found)
+}
+
 /// The ends' records (end 0 and end 1); a dead holder's word stays until a new process takes
 /// the end, so that its peer keeps seeing it dead.
 fn ends(seg: &Segment) -> Table<'_> {

@@ -139,24 +139,11 @@ impl RingSeg {
         fixed: Option<usize>,
         asked: Option<(usize, usize)>,
     ) -> Result<RingSeg, Error> {
-        let [cap, len, attached, found_codec] = seg.params();
-        let fits = usize::try_from(cap).ok().zip(usize::try_from(len).ok());
-        let expect = fits
-            .zip(usize::try_from(attached).ok())
-            .filter(|_| cap != 0 && cap <= MAX_CAPACITY as u64 && len <= MAX_MESSAGE as u64)
-            .filter(|_| (1..=MAX_ATTACHED as u64).contains(&attached))
-            .and_then(|((cap, len), attached)| ring_bytes(cap, len, attached));
-        if expect != Some(seg.count()) {
-            return Err(Error::Corrupt {
-                name: seg.name().to_owned(),
-                reason: format!(
-                    "ring geometry {cap} × {len} B with {attached} attachment records does not \
-                     match its size {}",
-                    seg.count()
-                ),
-            });
-        }
-        let (cap, len) = (cap as usize, len as usize);
+        let (cap, len, attached) = geometry(&seg).map_err(|reason| Error::Corrupt {
+            name: seg.name().to_owned(),
+            reason,
+        })?;
+        let found_codec = seg.params()[3];
         let mismatch = |expected: String, found: String| Error::LayoutMismatch {
             name: seg.name().to_owned(),
             expected,
@@ -193,7 +180,7 @@ impl RingSeg {
             seg,
             cap,
             max_len: len,
-            attached: attached as usize,
+            attached,
             sides: Default::default(),
             pid: sys::thread_ids().0,
             forks: sys::forks(),
@@ -361,6 +348,48 @@ fn ring_view(seg: &Segment, cap: usize, max_len: usize, pid: u32, joinable: bool
     let ctl: &RingCtl = seg.shared(off);
     let slots: &[AtomicU64] = seg.shared_slice(off + CTL_SIZE, words);
     Ring::new(ctl, slots, cap, max_len, pid, joinable)
+}
+
+/// The geometry in a ring segment's header, `(capacity, max length, attachment records)`, if it
+/// is within bounds and matches the segment's size; what does not, in words.
+fn geometry(seg: &Segment) -> Result<(usize, usize, usize), String> {
+    let [cap, len, attached, _] = seg.params();
+    let fits = usize::try_from(cap).ok().zip(usize::try_from(len).ok());
+    let expect = fits
+        .zip(usize::try_from(attached).ok())
+        .filter(|_| cap != 0 && cap <= MAX_CAPACITY as u64 && len <= MAX_MESSAGE as u64)
+        .filter(|_| (1..=MAX_ATTACHED as u64).contains(&attached))
+        .and_then(|((cap, len), attached)| ring_bytes(cap, len, attached));
+    if expect != Some(seg.count()) {
+        return Err(format!(
+            "ring geometry {cap} × {len} B with {attached} attachment records does not match \
+             its size {}",
+            seg.count()
+        ));
+    }
+    Ok((cap as usize, len as usize, attached as usize))
+}
+
+/// What [`inspect`](crate::inspect) shows of a queue, read without changing anything; an error
+/// for a geometry that does not match the segment's size (checked as `RingSeg::wrap` does).
+pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+    use crate::inspect::{Found, Role, State, records};
+    let (cap, len, attached) = geometry(seg)?;
+    let ring = ring_view(seg, cap, len, 0, seg.kind() == Kind::JoinableQueue);
+    let tables = [PRODUCERS, CONSUMERS].map(|side| table_view(seg, cap, len, attached, side));
+    let mut found = Found::plain(State::Queue {
+        len: ring.len(),
+        capacity: cap,
+        max_message: len,
+        closed: ring.is_closed(),
+        lost: ring.lost(),
+        untracked: tables.map(|t| t.untracked()),
+    });
+    found.attached = records(&tables[PRODUCERS], |_| Role::Producer);
+    found
+        .attached
+        .extend(records(&tables[CONSUMERS], |_| Role::Consumer));
+    Ok(found)
 }
 
 /// The deadline `timeout` from now; `None` (wait forever) for one too large to represent.

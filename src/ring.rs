@@ -989,7 +989,7 @@ pub(crate) fn read_pod<T: bytemuck::Pod>(data: &[AtomicU64]) -> T {
 /// than one message, as long as they keep taking. A producer that writes each slot the moment
 /// it is freed works right behind the consumer and reads the head on every put, taking away the
 /// lines the consumer writes next; waiting for a batch leaves the consumer alone while it takes
-/// it. (In `queue_bench`'s 64 B stream, where the consumer is the slower side, the `Queue` went
+/// it. (In the 64 B stream of `mpshm bench`, where the consumer is the slower side, the `Queue` went
 /// from 25 to 39 M messages/s, and `SpscQueue`'s runs at 30 M/s, a third of them, were gone.)
 /// A consumer that stops taking ends the wait at the next look, and so does the end of the
 /// spinning: a put that sleeps is woken for the first free slot.

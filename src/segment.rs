@@ -31,6 +31,16 @@ use crate::sys;
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"mpshm\0\x01\xfe");
 /// The layout version this build writes and accepts.
 pub(crate) const VERSION: u32 = 6;
+/// The layout version of the segments this build writes and opens: a segment whose header
+/// names another one is refused by `open` ([`Error::IncompatibleVersion`]) and shown as such by
+/// [`segments`] and [`inspect`](crate::inspect).
+pub const LAYOUT_VERSION: u32 = VERSION;
+/// The oldest layout version whose header is laid out as [`Header`] is. Every field up to the
+/// tag has stayed where it is since version 1; version 6 appended the type identity after the
+/// tag, in bytes an older creator left zero (the pinned layout in `layout.rs` guards both). A
+/// header of a version from here to [`VERSION`] is read field by field; of any other, only its
+/// magic and version, which stay where they are in every version.
+const HEADER_SINCE: u32 = 1;
 /// Bytes reserved for the header; the lock area or payload starts here.
 pub(crate) const HEADER_SIZE: usize = 256;
 /// Bytes reserved for an embedded lock: the mutex and the poison word. A small payload follows
@@ -712,14 +722,7 @@ impl Segment {
         let (header, len) = wait_ready(bare, &mut file, opts.open_timeout)?;
         validate(bare, &header, len, spec)?;
         let map = MmapOptions::new().len(len as usize).map_raw(&file)?;
-        let seg = Segment {
-            map: ManuallyDrop::new(map),
-            robust: Mutex::new(Vec::new()),
-            name: bare.to_owned(),
-            header,
-            created: None,
-            persist: AtomicBool::new(false),
-        };
+        let seg = Segment::opened(bare, header, map);
         // Acquire: pairs with the Release store that ends `Segment::create`.
         if seg
             .shared::<AtomicU32>(READY_OFFSET)
@@ -737,6 +740,69 @@ impl Segment {
             }
         }
         Ok(seg)
+    }
+
+    /// Opens `name` read-only, whatever it holds, for [`inspect`](crate::inspect): the header
+    /// is checked as `open` checks it (magic, version, a known kind, a layout that fits the
+    /// file), but not against any expected kind or type, and without waiting for a creator that
+    /// has not finished. The mapping is read-only: nothing done through this handle can change
+    /// the segment (a write would fault rather than corrupt it).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open), and [`Error::NotReady`] at once for a segment whose creator has
+    /// not published it.
+    pub(crate) fn open_read_only(name: &str) -> Result<Segment, Error> {
+        let bare = validate_name(name)?;
+        let file = sys::shm_open(bare, false).map_err(|e| open_error(bare, e))?;
+        if let Some(found) = sys::file_stat(&file)?.irregular {
+            return Err(not_regular(bare, found));
+        }
+        let (header, len) = match read_header(&file)? {
+            (Some(h), len) => (h, len),
+            (None, len) => {
+                return Err(corrupt(
+                    bare,
+                    format!("it is {len} bytes, smaller than the {HEADER_SIZE}-byte header"),
+                ));
+            }
+        };
+        if header.magic == MAGIC && header.version == VERSION && header.ready != READY {
+            return Err(match header.ready {
+                0 => Error::NotReady {
+                    name: bare.to_owned(),
+                    waited: Duration::ZERO,
+                },
+                word => corrupt(bare, format!("ready word is {word:#x}")),
+            });
+        }
+        // The header checked against itself: every check of `validate` but the caller's
+        // expectations.
+        let spec = Spec {
+            kind: Kind::from_code(header.kind).unwrap_or(Kind::Value),
+            elem_size: header.elem_size as usize,
+            elem_align: header.elem_align as usize,
+            count: header.count as usize,
+            ty: Identity::named("", 0, 0, 0, "").any_tag(),
+            params: header.params,
+        };
+        validate(bare, &header, len, &spec)?;
+        let map = MmapOptions::new()
+            .len(len as usize)
+            .map_raw_read_only(&file)?;
+        Ok(Segment::opened(bare, header, map))
+    }
+
+    /// The handle of an opener (it never unlinks) over `map`, with the validated `header`.
+    fn opened(name: &str, header: Header, map: MmapRaw) -> Segment {
+        Segment {
+            map: ManuallyDrop::new(map),
+            robust: Mutex::new(Vec::new()),
+            name: name.to_owned(),
+            header,
+            created: None,
+            persist: AtomicBool::new(false),
+        }
     }
 
     /// The segment's name, without a leading `/`.
@@ -1218,11 +1284,21 @@ fn validate(name: &str, h: &Header, len: u64, spec: &Spec) -> Result<(), Error> 
 }
 
 /// What [`segments`] reports about one mpshm segment.
+///
+/// A segment of a layout version newer than this build's ([`version`](Self::version) above
+/// [`LAYOUT_VERSION`]) may lay its header out differently: only `name`, `size`, `version` and
+/// `created` are filled in, and the rest is left empty (`kind` `None`, `creator_pid` 0,
+/// `creator_alive` false), never guessed. Treat such a segment as in use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SegmentInfo {
     /// The name, without the leading `/`.
     pub name: String,
+    /// The layout version in its header: [`LAYOUT_VERSION`] for a segment this build can open.
+    pub version: u32,
+    /// When the file was created (its status-change time, which mpshm sets only when it creates
+    /// and sizes a segment); `None` where the file system does not say.
+    pub created: Option<std::time::SystemTime>,
     /// What it holds; `None` if the header names a kind this build does not know.
     pub kind: Option<Kind>,
     /// The tag naming what it holds (see [`Options::type_tag`]).
@@ -1259,35 +1335,47 @@ pub struct SegmentInfo {
 ///
 /// [`Error::Io`] if the shared-memory directory cannot be read.
 pub fn segments() -> Result<Vec<SegmentInfo>, Error> {
-    let mut out = Vec::new();
-    for name in sys::shm_names()? {
-        if validate_name(&name).is_err() {
-            continue;
-        }
-        let Ok(file) = sys::shm_open(&name, false) else {
-            continue;
-        };
-        let Ok((Some(h), size)) = read_header(&file) else {
-            continue;
-        };
-        if h.magic != MAGIC {
-            continue;
-        }
-        out.push(SegmentInfo {
-            kind: Kind::from_code(h.kind),
-            type_tag: Identity::of_header(&h).map(|id| id.tag).unwrap_or_default(),
-            elem_size: h.elem_size,
-            count: h.count,
-            size,
-            creator_pid: h.creator_pid,
-            creator_alive: sys::process_alive(h.creator_pid, h.creator_start),
-            ready: h.ready == READY,
-            intact: h.total_size == size,
-            name,
-        });
-    }
+    let mut out: Vec<SegmentInfo> = sys::shm_names()?
+        .iter()
+        .filter_map(|name| segment_info(name))
+        .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// What [`segments`] says of `name`: `None` for a name mpshm would not make, a file this user
+/// cannot read, or one without an mpshm header.
+pub(crate) fn segment_info(name: &str) -> Option<SegmentInfo> {
+    validate_name(name).ok()?;
+    let file = sys::shm_open(name, false).ok()?;
+    let (h, size) = read_header(&file).ok()?;
+    let h = h.filter(|h| h.magic == MAGIC)?;
+    let created = sys::file_stat(&file).ok().and_then(|st| st.changed);
+    let mut info = SegmentInfo {
+        name: name.to_owned(),
+        version: h.version,
+        created,
+        kind: None,
+        type_tag: String::new(),
+        elem_size: 0,
+        count: 0,
+        size,
+        creator_pid: 0,
+        creator_alive: false,
+        ready: false,
+        intact: false,
+    };
+    if (HEADER_SINCE..=VERSION).contains(&h.version) {
+        info.kind = Kind::from_code(h.kind);
+        info.type_tag = Identity::of_header(&h).map(|id| id.tag).unwrap_or_default();
+        info.elem_size = h.elem_size;
+        info.count = h.count;
+        info.creator_pid = h.creator_pid;
+        info.creator_alive = sys::process_alive(h.creator_pid, h.creator_start);
+        info.ready = h.ready == READY;
+        info.intact = h.total_size == size;
+    }
+    Some(info)
 }
 
 /// Removes the name `name` (for example an orphan found by [`segments`]). Processes that have it

@@ -3,7 +3,7 @@
 //!
 //! It is the ring under each direction of a [`Pipe`](crate::Pipe) (`spsc.rs`) carrying `T` by
 //! value, one message per slot: no slot is claimed with a CAS, and neither side runs a fence or
-//! any other atomic read-modify-write per message. In `examples/queue_bench.rs` it streams
+//! any other atomic read-modify-write per message. In `mpshm bench` it streams
 //! 64-byte messages about three times as fast as the MPMC [`Queue`] (54 against 18 M msgs/s on
 //! an idle 2-vCPU machine).
 //!
@@ -177,6 +177,45 @@ fn ring_bytes(capacity: usize, size: usize) -> Option<usize> {
         .filter(|_| size < 1 << 32)
         .and_then(|w| w.checked_mul(capacity)?.checked_mul(8))
         .and_then(|b| b.checked_add(roles_size() + SPSC_CTL_SIZE))
+}
+
+/// What [`inspect`](crate::inspect) shows of an SPSC queue, read without changing anything; an
+/// error for a geometry that does not match the segment's size (checked as `checked` does for an opener).
+pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+    use crate::inspect::{Found, Role, State, records};
+    let [cap, size, ..] = seg.params();
+    let fits = (1..=u64::from(u32::MAX)).contains(&cap)
+        && ring_bytes(cap as usize, size as usize) == Some(seg.count());
+    if !fits {
+        return Err(format!(
+            "ring geometry {cap} × {size} B does not match its size {}",
+            seg.count()
+        ));
+    }
+    let (cap, size) = (cap as usize, size as usize);
+    let off = seg.payload_offset() + roles_size();
+    let words = cap * spsc::slot_words(size).expect("checked geometry");
+    let ring = Spsc::new(
+        seg.shared(off),
+        seg.shared_slice(off + SPSC_CTL_SIZE, words),
+        cap,
+        size,
+    );
+    let mut found = Found::plain(State::SpscQueue {
+        len: ring.len(),
+        capacity: cap,
+        message: size,
+        closed: ring.is_closed(),
+        lost: ring.lost(),
+    });
+    found.attached = records(&roles(seg), |i| {
+        if i == PRODUCER {
+            Role::Producer
+        } else {
+            Role::Consumer
+        }
+    });
+    Ok(found)
 }
 
 /// An opened queue's geometry, checked against its size, `T` and the capacity asked for.

@@ -1,32 +1,32 @@
 //! What every bench binary shares: the dispatch to a child role (a bench re-executes itself as
-//! its peer process), Criterion's settings, and a closing summary of mean times with the ratio
-//! against a baseline measured in the same run; and the small process and stdio helpers the
-//! benches' children use.
+//! its peer process, with the child kit of the `mpshm` command, `cli/src/kit.rs`), Criterion's
+//! settings, and a closing summary of mean times with the ratio against a baseline measured in
+//! the same run.
 #![allow(dead_code, reason = "each bench uses a different part")]
 
 use std::cell::RefCell;
-use std::error::Error;
-use std::fs::File;
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsFd;
-use std::process::Child;
 use std::time::Duration;
 
 use criterion::Criterion;
 
-pub type Res<T> = Result<T, Box<dyn Error>>;
+/// The child kit, shared with `mpshm bench`: spawning this binary as a child with a role, its
+/// report lines, raw stdio.
+#[path = "../../cli/src/kit.rs"]
+mod kit;
 
-/// Runs `child(role)` when `child_env` names a role (this process is some bench's peer);
+#[allow(unused_imports, reason = "each bench uses a different part")]
+pub use kit::{Kid, Res, raw_stdin, raw_stdout, read_record, report};
+
+/// Runs `child(role)` when this process was started as a child (it is some bench's peer);
 /// otherwise runs `benches` under Criterion, then prints the summary, in which each
 /// benchmark's ratio is `baseline(id)`'s mean over its own.
 pub fn run(
     name: &str,
-    child_env: &str,
     child: fn(&str) -> Res<()>,
     benches: fn(&mut Criterion) -> Res<()>,
     baseline: fn(&str) -> String,
 ) {
-    if let Ok(role) = std::env::var(child_env) {
+    if let Some(role) = kit::role() {
         if let Err(e) = child(&role) {
             eprintln!("bench child ({role}): {e}");
             std::process::exit(1);
@@ -83,58 +83,4 @@ fn summary(baseline: fn(&str) -> String) {
         }
         println!("{:-<78}", "");
     });
-}
-
-/// In a child: tells the parent (on stderr) that it is set up.
-pub fn report_ready() -> Res<()> {
-    let mut err = std::io::stderr().lock();
-    writeln!(err, "ready")?;
-    err.flush()?;
-    Ok(())
-}
-
-/// Our stdin and stdout as unbuffered files.
-pub fn raw_stdio() -> Res<(File, File)> {
-    Ok((
-        File::from(std::io::stdin().as_fd().try_clone_to_owned()?),
-        File::from(std::io::stdout().as_fd().try_clone_to_owned()?),
-    ))
-}
-
-/// Fills `buf` with exactly one record: `false` at a clean end of file.
-pub fn read_record(input: &mut File, buf: &mut [u8]) -> Res<bool> {
-    let mut got = 0;
-    while got < buf.len() {
-        match input.read(&mut buf[got..]) {
-            Ok(0) if got == 0 => return Ok(false),
-            Ok(0) => return Err("end of file inside a record".into()),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(true)
-}
-
-/// A child process that is killed and reaped if dropped before [`KillOnDrop::wait`].
-pub struct KillOnDrop(pub Option<Child>);
-
-impl KillOnDrop {
-    pub fn wait(&mut self) -> Res<()> {
-        let mut child = self.0.take().ok_or("child already waited for")?;
-        let status = child.wait()?;
-        if !status.success() {
-            return Err(format!("child process failed: {status}").into());
-        }
-        Ok(())
-    }
-}
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
 }

@@ -651,6 +651,41 @@ impl Writer<'_> {
     }
 }
 
+/// What [`inspect`](crate::inspect) shows of a dict or list, read without changing anything; an
+/// error for parameters that do not match the segment's size (checked as `Store::attach`
+/// does). The dict's count is derived state: after a writer died, it is what the next writer
+/// will rebuild.
+pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+    use crate::inspect::{Found, State};
+    let shape = if seg.kind() == Kind::Dict {
+        Shape::Dict
+    } else {
+        Shape::List
+    };
+    let [capacity, entry_bytes, ..] = seg.params();
+    let lay = Layout::new(shape, capacity, entry_bytes)
+        .filter(|lay| lay.words() == Some(seg.count() as u64))
+        .ok_or_else(|| {
+            format!(
+                "container parameters (capacity {capacity}, {entry_bytes} bytes per entry) do \
+                 not match its size"
+            )
+        })?;
+    let word = |w: usize| {
+        seg.shared::<AtomicU64>(seg.payload_offset() + w * 8)
+            .load(Ordering::Relaxed)
+    };
+    let len = match shape {
+        Shape::Dict => word(LEN),
+        Shape::List => word(STATE) & LOW,
+    };
+    Ok(Found::plain(State::Container {
+        len: len.min(lay.capacity as u64) as usize,
+        capacity: lay.capacity,
+        entry_bytes: lay.entry_bytes,
+    }))
+}
+
 /// The words of a container's payload and what they hold, for the pinned layout
 /// (`src/layout.rs`).
 #[cfg(all(test, not(loom)))]

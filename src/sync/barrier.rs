@@ -332,6 +332,8 @@ impl<'a, L: StateLock> BarrierCore<'a, L> {
 
 #[cfg(not(loom))]
 pub use handle::Barrier;
+#[cfg(not(loom))]
+pub(crate) use handle::inspect;
 
 #[cfg(not(loom))]
 mod handle {
@@ -349,6 +351,38 @@ mod handle {
 
     fn payload_bytes(n: usize) -> usize {
         CTL_SIZE + records::bytes(n, RecordData::Words)
+    }
+
+    /// What [`inspect`](crate::inspect) shows of a barrier, read without changing anything; an
+    /// error for parameters that do not match its size (checked as the opener does).
+    pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+        use crate::inspect::{Found, Role, State, records};
+        let [parties, n, ..] = seg.params();
+        if !((1..=u64::from(BARRIER_MAX_PARTIES)).contains(&parties)
+            && records_ok(n)
+            && payload_bytes(n as usize) == seg.count())
+        {
+            return Err(format!(
+                "barrier parameters {:?} do not match its size",
+                seg.params()
+            ));
+        }
+        let off = seg.payload_offset();
+        let ctl: &BarrierCtl = seg.shared(off);
+        let st = ctl.state.load(Relaxed);
+        let broken = st & BROKEN != 0;
+        let table = records::table(seg, off + CTL_SIZE, n as usize, RecordData::Words);
+        let mut found = Found::plain(State::Barrier {
+            parties,
+            waiting: if broken {
+                0
+            } else {
+                count_of(st).min(parties as u32)
+            },
+            broken,
+        });
+        found.attached = records(&table, |_| Role::Handle);
+        Ok(found)
     }
 
     type Action = Box<dyn Fn() + Send + Sync>;

@@ -295,6 +295,8 @@ impl CondLock for crate::sync::park::ModelLock {
 }
 
 #[cfg(not(loom))]
+pub(crate) use handle::inspect;
+#[cfg(not(loom))]
 pub use handle::{Condition, ConditionGuard, ConditionLock};
 
 #[cfg(not(loom))]
@@ -343,6 +345,46 @@ mod handle {
             && len <= 32
             && (kind == OWN) == (len == 0))
             .then(|| payload_bytes(slots as usize, records as usize))
+    }
+
+    /// The first `len` bytes of the user's lock name stored in `ctl`.
+    fn stored_lock_name(ctl: &CondCtl, len: u64) -> Vec<u8> {
+        ctl.name
+            .iter()
+            .flat_map(|w| w.load(Relaxed).to_le_bytes())
+            .take(len as usize)
+            .collect()
+    }
+
+    /// What [`inspect`](crate::inspect) shows of a condition, read without changing anything;
+    /// an error for parameters that do not match its size (checked as the opener does).
+    pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+        use crate::inspect::{Found, Role, State, records};
+        let [slots, n, kind, len] = seg.params();
+        if bytes(seg.params()) != Some(seg.count()) {
+            return Err(format!(
+                "condition parameters {:?} do not match its size",
+                seg.params()
+            ));
+        }
+        let off = seg.payload_offset();
+        let ctl: &CondCtl = seg.shared(off);
+        let waiting = seg
+            .shared_slice::<Slot>(off + CTL_SIZE, slots as usize)
+            .iter()
+            .filter(|s| matches!(s.state.load(Relaxed), WAITING | NOTIFIED))
+            .count();
+        let lock = (kind != OWN)
+            .then(|| String::from_utf8_lossy(&stored_lock_name(ctl, len)).into_owned());
+        let table = records::table(
+            seg,
+            off + records_offset(slots as usize),
+            n as usize,
+            RecordData::Nothing,
+        );
+        let mut found = Found::plain(State::Condition { waiting, lock });
+        found.attached = records(&table, |_| Role::Handle);
+        Ok(found)
     }
 
     /// A lock held through a guard: its mutex and the segment whose `RawLock` takes it back.
@@ -514,16 +556,11 @@ mod handle {
                 None
             } else {
                 let ctl: &CondCtl = seg.shared(seg.payload_offset());
-                let bytes: Vec<u8> = ctl
-                    .name
-                    .iter()
-                    .flat_map(|w| w.load(Relaxed).to_le_bytes())
-                    .take(len as usize)
-                    .collect();
-                let lock_name = String::from_utf8(bytes).map_err(|_| Error::Corrupt {
-                    name: seg.name().to_owned(),
-                    reason: "the name of its lock is not UTF-8".to_owned(),
-                })?;
+                let lock_name =
+                    String::from_utf8(stored_lock_name(ctl, len)).map_err(|_| Error::Corrupt {
+                        name: seg.name().to_owned(),
+                        reason: "the name of its lock is not UTF-8".to_owned(),
+                    })?;
                 let lock_kind = if kind == USER_RLOCK {
                     Kind::RLock
                 } else {

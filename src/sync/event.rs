@@ -106,6 +106,8 @@ impl EventCore<'_> {
 
 #[cfg(not(loom))]
 pub use handle::Event;
+#[cfg(not(loom))]
+pub(crate) use handle::inspect;
 
 #[cfg(not(loom))]
 mod handle {
@@ -117,11 +119,35 @@ mod handle {
     use crate::error::Error;
     use crate::segment::{Kind, Options, Segment, Spec};
     use crate::shm::{Made, Shm};
+    use crate::sync::atomic::Ordering::Relaxed;
     use crate::sync::make::{self, records_ok, table_full};
     use crate::sync::records::{self, Claim, RecordData};
 
     fn payload_bytes(n: usize) -> usize {
         CTL_SIZE + records::bytes(n, RecordData::Nothing)
+    }
+
+    /// What [`inspect`](crate::inspect) shows of an event, read without changing anything; an
+    /// error for parameters that do not match its size (checked as the opener does).
+    pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+        use crate::inspect::{Found, Role, State, records};
+        let n = seg.params()[1];
+        if !(records_ok(n) && payload_bytes(n as usize) == seg.count()) {
+            return Err(format!(
+                "event parameters {:?} do not match its size",
+                seg.params()
+            ));
+        }
+        let off = seg.payload_offset();
+        let ctl: &EventCtl = seg.shared(off);
+        let table = records::table(seg, off + CTL_SIZE, n as usize, RecordData::Nothing);
+        // Relaxed, both: a snapshot for people, ordered with nothing else.
+        let mut found = Found::plain(State::Event {
+            set: ctl.state.load(Relaxed) & FLAG != 0,
+            waiters: ctl.waiters.load(Relaxed),
+        });
+        found.attached = records(&table, |_| Role::Handle);
+        Ok(found)
     }
 
     /// A flag in a named segment that processes set, clear and wait for (Python's

@@ -75,6 +75,19 @@ pub(crate) fn shared_layout() -> Vec<String> {
     .collect()
 }
 
+/// What [`inspect`](crate::inspect) shows of a semaphore, event, condition or barrier.
+#[cfg(not(loom))]
+pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+    use crate::segment::Kind;
+    match seg.kind() {
+        Kind::Semaphore | Kind::BoundedSemaphore => semaphore::inspect(seg),
+        Kind::Event => event::inspect(seg),
+        Kind::Condition => condition::inspect(seg),
+        Kind::Barrier => barrier::inspect(seg),
+        other => Err(format!("a {other} is not of the synchronisation family")),
+    }
+}
+
 /// How long an operation may wait for another thread to leave what it needs.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Patience {

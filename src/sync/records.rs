@@ -21,7 +21,7 @@
 //! given, and `MODEL_DEAD_PID` stands for a dead process.
 
 #[cfg(not(loom))]
-pub(crate) use real::{Claim, RecordData, Records, bytes};
+pub(crate) use real::{Claim, RecordData, Records, bytes, table};
 
 #[cfg(loom)]
 pub(crate) use model::Records;
@@ -98,6 +98,16 @@ mod real {
         }
     }
 
+    /// The table of attachment records of [`Records::at`]'s `seg`, `off`, `n` and `data`.
+    pub(crate) fn table(seg: &Segment, off: usize, n: usize, data: RecordData) -> Table<'_> {
+        Table::at(
+            seg,
+            off + data_bytes(n, data),
+            n,
+            data == RecordData::Nothing,
+        )
+    }
+
     /// What [`Records::claim`] found.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub(crate) enum Claim {
@@ -134,7 +144,7 @@ mod real {
         ) -> Records<'a> {
             let skip = data_bytes(n, data);
             Records {
-                table: Table::at(seg, off + skip, n, data == RecordData::Nothing),
+                table: table(seg, off, n, data),
                 data: if skip == 0 {
                     &[]
                 } else {
@@ -153,13 +163,7 @@ mod real {
             n: usize,
             data: RecordData,
         ) -> std::io::Result<()> {
-            Table::at(
-                seg,
-                off + data_bytes(n, data),
-                n,
-                data == RecordData::Nothing,
-            )
-            .init()
+            table(seg, off, n, data).init()
         }
 
         pub(crate) fn len(&self) -> usize {

@@ -358,6 +358,8 @@ impl<'a, L: StateLock> SemCore<'a, L> {
 }
 
 #[cfg(not(loom))]
+pub(crate) use handle::inspect;
+#[cfg(not(loom))]
 pub use handle::{
     Bounded, BoundedSemaphore, ProcessSemaphore, Semaphore, SemaphoreGuard, SemaphoreKind,
     Unbounded,
@@ -386,6 +388,31 @@ mod handle {
     fn bytes([initial, records, ..]: [u64; 4]) -> Option<usize> {
         (initial <= u64::from(SEMAPHORE_MAX) && records_ok(records))
             .then(|| payload_bytes(records as usize))
+    }
+
+    /// What [`inspect`](crate::inspect) shows of a semaphore, read without changing anything;
+    /// an error for parameters that do not match its size (checked as the opener does).
+    pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+        use crate::inspect::{Found, Role, State, records};
+        let [initial, n, ..] = seg.params();
+        if bytes(seg.params()) != Some(seg.count()) {
+            return Err(format!(
+                "semaphore parameters {:?} do not match its size",
+                seg.params()
+            ));
+        }
+        let off = seg.payload_offset();
+        let ctl: &SemCtl = seg.shared(off);
+        let (value, sleepers) = halves(ctl.state.load(Relaxed));
+        let table = records::table(seg, off + CTL_SIZE, n as usize, RecordData::Words);
+        let mut found = Found::plain(State::Semaphore {
+            value,
+            held: ctl.held.load(Relaxed),
+            sleepers,
+            initial,
+        });
+        found.attached = records(&table, |_| Role::Handle);
+        Ok(found)
     }
 
     mod sealed {

@@ -95,6 +95,9 @@ pub(crate) struct FileStat {
     pub id: FileId,
     /// `None` for a regular file; otherwise what it is, in words ("symbolic link").
     pub irregular: Option<&'static str>,
+    /// The last change of the file's status (`st_ctime`): for a segment, when it was created
+    /// and sized, which mpshm does once.
+    pub changed: Option<std::time::SystemTime>,
 }
 
 impl FileStat {
@@ -109,10 +112,15 @@ impl FileStat {
             FileType::BlockDevice => Some("block device"),
             _ => Some("file of unknown type"),
         };
+        let changed = u64::try_from(st.st_ctime).ok().and_then(|secs| {
+            let nanos = u32::try_from(st.st_ctime_nsec).unwrap_or(0);
+            std::time::UNIX_EPOCH.checked_add(Duration::new(secs, nanos.min(999_999_999)))
+        });
         FileStat {
             len: st.st_size as u64,
             id: (st.st_dev, st.st_ino),
             irregular,
+            changed,
         }
     }
 }
@@ -294,6 +302,25 @@ pub(crate) fn current_tid() -> u32 {
 /// Whether thread `tid` of the process `pid` that started at `start_time` is still running.
 pub(crate) fn thread_alive(pid: u32, tid: u32, start_time: u64) -> bool {
     process_alive(pid, start_time) && std::fs::metadata(format!("/proc/{pid}/task/{tid}")).is_ok()
+}
+
+/// The process (thread group) that thread `tid` belongs to, from `/proc/<tid>/status`; `None`
+/// if no such thread runs (or it is a zombie), as far as this pid namespace shows.
+pub(crate) fn process_of_thread(tid: u32) -> Option<u32> {
+    if tid == 0 || tid > i32::MAX as u32 {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::trim)
+    };
+    if field("State:").is_some_and(|s| s.starts_with('Z') || s.starts_with('X')) {
+        return None;
+    }
+    field("Tgid:")?.parse().ok()
 }
 
 /// The monotonic clock as a `libc::timespec`, `after` from now, with nanoseconds normalised.
