@@ -21,6 +21,7 @@ use std::process::{ChildStdin, ChildStdout, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
+use mpshm::prelude::*;
 use mpshm::{Lock, RawValue, Value};
 
 mod common;
@@ -47,7 +48,7 @@ fn benches(c: &mut Criterion) -> Res<()> {
 
     let mut g = c.benchmark_group("uncontended");
     g.throughput(Throughput::Elements(1));
-    let lock = Lock::create(&format!("lb-{pid}-lock"))?;
+    let lock = Lock::create(&format!("lb-{pid}-lock"), ())?;
     g.bench_function("lock_release", |b| {
         b.iter_custom(|iters| {
             let start = Instant::now();

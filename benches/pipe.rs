@@ -29,6 +29,7 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
+use mpshm::prelude::*;
 use mpshm::{Connection, Pipe, RecvError};
 
 mod common;
@@ -268,7 +269,7 @@ fn cecho(args: &[String]) {
         let [name, spin] = args else {
             return Err("cecho takes a pipe name and a spin".into());
         };
-        let conn = Pipe::open(name)?;
+        let conn = Connection::open(name)?;
         set_spin(&conn, spin.parse()?);
         child::ready();
         loop {
@@ -287,7 +288,7 @@ fn csink(args: &[String]) {
         let [name, size] = args else {
             return Err("csink takes a pipe name and a size".into());
         };
-        let conn = Pipe::open(name)?;
+        let conn = Connection::open(name)?;
         child::ready();
         let mut sink = Sink::default();
         let mut buf = vec![0u8; size.parse()?];

@@ -27,7 +27,8 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
-use mpshm::Queue;
+use mpshm::prelude::*;
+use mpshm::{Queue, SharedType};
 
 mod common;
 
@@ -241,7 +242,7 @@ impl Link {
     }
 }
 
-fn set_spin<T: bytemuck::Pod>(q: &Queue<T>, spin: u32) {
+fn set_spin<T: SharedType>(q: &Queue<T>, spin: u32) {
     if spin != KEEP_SPIN {
         q.set_spin(spin);
     }
@@ -296,7 +297,7 @@ fn fdsink(_: &[String]) {
     })());
 }
 
-fn open_queues<T: bytemuck::Pod>(a: &str, b: &str, spin: u32) -> Res<(Queue<T>, Queue<u64>)> {
+fn open_queues<T: SharedType>(a: &str, b: &str, spin: u32) -> Res<(Queue<T>, Queue<u64>)> {
     let (there, back) = (Queue::open(a)?, Queue::open(b)?);
     set_spin(&there, spin);
     set_spin(&back, spin);

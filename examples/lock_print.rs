@@ -11,6 +11,7 @@
 mod common;
 
 use mpshm::Lock;
+use mpshm::prelude::*;
 use mpshm::process::Process;
 
 fn f((l, i): (String, u32)) {
@@ -21,7 +22,7 @@ fn f((l, i): (String, u32)) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let lock = Lock::create(&common::name("lock-print"))?;
+    let lock = Lock::create(&common::name("lock-print"), ())?;
     let mut processes = Vec::new();
     for num in 0..10 {
         let p = Process::new(f, (lock.name().to_owned(), num));

@@ -13,6 +13,7 @@ mod common;
 
 use std::fmt;
 
+use mpshm::prelude::*;
 use mpshm::process::Process;
 use mpshm::{SerdeDict, SharedList};
 use serde::{Deserialize, Serialize};
@@ -47,7 +48,7 @@ fn f((d, l): (String, String)) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let d = SerdeDict::<Py, Py>::create_sized(&common::name("dict"), 16, 64)?;
+    let d = SerdeDict::<Py, Py>::create(&common::name("dict"), (16, 64))?;
     let l = SharedList::<i64>::create(&common::name("list"), 16)?;
     l.extend(0..10)?;
 

@@ -14,13 +14,14 @@
 
 mod common;
 
+use mpshm::prelude::*;
 use mpshm::process::Process;
 use mpshm::{Connection, Pipe};
 
 type Message = (u32, String, String);
 
 fn pipe_send(conn: String) {
-    let conn = Pipe::open(&conn).expect("open the pipe");
+    let conn = Connection::open(&conn).expect("open the pipe");
     for x in 0..4u32 {
         conn.send_serde(&(x, "None", "IPC_pipe_test"))
             .expect("the other end is open");
@@ -36,7 +37,7 @@ fn pipe_recv(conn: &Connection) {
 }
 
 fn pipe_recv_child(conn: String) {
-    let conn = Pipe::open(&conn).expect("open the pipe");
+    let conn = Connection::open(&conn).expect("open the pipe");
     pipe_recv(&conn);
     conn.release();
 }
@@ -54,7 +55,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     p.join()?;
     p1.join()?;
     // The parent receives on the end the receiving child gave back.
-    let parent_conn = Pipe::open(&name)?;
+    let parent_conn = Connection::open(&name)?;
     pipe_recv(&parent_conn);
     mpshm::unlink(&name)?;
     Ok(())

@@ -13,10 +13,11 @@
 mod common;
 
 use mpshm::Pipe;
+use mpshm::prelude::*;
 use mpshm::process::Process;
 
 fn f(conn: String) {
-    let conn = Pipe::open(&conn).expect("open the pipe");
+    let conn = mpshm::Connection::open(&conn).expect("open the pipe");
     conn.send_serde(&(42, None::<i32>, "hello"))
         .expect("the parent's end is open");
     conn.close();

@@ -10,6 +10,7 @@
 mod common;
 
 use mpshm::SerdeQueue;
+use mpshm::prelude::*;
 use mpshm::process::Process;
 
 type Message = (i32, Option<i32>, String);
@@ -21,7 +22,7 @@ fn f(q: String) {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let q = SerdeQueue::<Message>::create(&common::name("queue-hello"), 4, 64)?;
+    let q = SerdeQueue::<Message>::create(&common::name("queue-hello"), (4, 64))?;
     let p = Process::new(f, q.name().to_owned());
     p.start()?;
     println!("{:?}", q.get()?); // prints "(42, None, "hello")"

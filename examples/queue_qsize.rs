@@ -12,6 +12,7 @@ mod common;
 
 use common::{ctime, sleep};
 use mpshm::SerdeQueue;
+use mpshm::prelude::*;
 use mpshm::process::{Process, current_process};
 
 type Message = (u32, String, String);
@@ -51,7 +52,7 @@ fn report(q: &SerdeQueue<Message>) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The first program: the parent writes five messages, then takes one per child.
-    let q = SerdeQueue::<Message>::create(&common::name("queue-qsize"), 8, 64)?;
+    let q = SerdeQueue::<Message>::create(&common::name("queue-qsize"), (8, 64))?;
     let name = q.name().to_owned();
     write((name.clone(), 5));
     for i in 0..5 {

@@ -11,6 +11,7 @@
 mod common;
 
 use mpshm::Queue;
+use mpshm::prelude::*;
 use mpshm::process::Process;
 
 fn job(q: String) {

@@ -8,8 +8,9 @@
 mod common;
 
 use common::{random, sleep};
+use mpshm::Queue;
+use mpshm::prelude::*;
 use mpshm::process::Process;
-use mpshm::{GetError, Queue};
 
 fn write(q: String) {
     let q = Queue::<u8>::open(&q).expect("open the queue");
@@ -23,19 +24,20 @@ fn write(q: String) {
 fn read(q: String) {
     let q = Queue::<u8>::open(&q).expect("open the queue");
     loop {
-        match q.get() {
-            Ok(value) => println!("Get {} from queue.", value as char),
-            // The writer has put its last and gone, and the queue is empty. Python's reader
-            // never learns that and waits on; so does this one, for a writer that may come.
-            Err(GetError::Disconnected) => sleep(0.01),
-            Err(e) => panic!("{e}"),
-        }
+        let value = q
+            .get()
+            .expect("the parent holds the queue open for writers");
+        println!("Get {} from queue.", value as char);
     }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    // The parent makes the queue and gives it to each child.
+    // The parent makes the queue and gives it to each child. Like Python's parent, which keeps
+    // its own end of the queue, it counts as a producer for as long as its handle lives: the
+    // reader's get then waits on an empty queue, as Python's does, rather than say
+    // `Disconnected` once the writer is gone.
     let q = Queue::<u8>::create(&common::name("queue-writer-reader"), 16)?;
+    q.attach_producer();
     let pw = Process::new(write, q.name().to_owned());
     let pr = Process::new(read, q.name().to_owned());
     pw.start()?;

@@ -22,6 +22,7 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use mpshm::Queue;
+use mpshm::prelude::*;
 use mpshm::process::{Pool, Process};
 
 type Res = Result<(), Box<dyn std::error::Error>>;

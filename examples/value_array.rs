@@ -8,6 +8,7 @@
 
 mod common;
 
+use mpshm::prelude::*;
 use mpshm::process::Process;
 use mpshm::{Array, Value};
 

@@ -10,13 +10,14 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use bytemuck::Pod;
-
-use crate::error::{AccessError, Error, LockError};
-use crate::segment::{Kind, LockedSlice, Options, Segment, Spec};
+use crate::error::{AccessError, Error, LengthMismatch, LockError, OutOfBounds};
+use crate::segment::{Identity, Kind, LockedSlice, Options, Segment, Spec};
+use crate::shared_type::SharedType;
+use crate::shm::{self, How, Made, Shm};
 use crate::sync::{Acquired, Held, RawLock, with_lock};
 
-fn spec<T>(kind: Kind, len: Option<usize>, opts: &Options) -> Result<Spec, Error> {
+/// The segment of `len` elements of `T` (of `kind`); an opener (`None`) takes any length.
+fn spec<T: SharedType>(kind: Kind, len: Option<usize>, opts: &Options) -> Result<Spec, Error> {
     if std::mem::size_of::<T>() == 0 {
         return Err(Error::InvalidLength {
             len: 0,
@@ -29,154 +30,95 @@ fn spec<T>(kind: Kind, len: Option<usize>, opts: &Options) -> Result<Spec, Error
             reason: "an array needs at least one element",
         });
     }
-    Ok(Spec::of::<T>(kind, len, opts.type_tag.as_deref()))
+    Ok(Spec::elements(
+        kind,
+        Identity::of::<T>(opts),
+        len.unwrap_or(0),
+    ))
 }
 
-fn bounds<R>(index: usize, len: usize) -> Result<(), AccessError<R>> {
-    if index < len {
-        Ok(())
-    } else {
-        Err(AccessError::OutOfBounds { index, len })
+/// An opened array, checked against the length asked for, if any.
+fn checked(seg: Segment, len: Option<&usize>) -> Result<Segment, Error> {
+    match len {
+        Some(&len) if len != seg.count() => Err(Error::LayoutMismatch {
+            name: seg.name().to_owned(),
+            expected: format!("an array of {len} elements"),
+            found: format!("an array of {} elements", seg.count()),
+        }),
+        _ if seg.count() == 0 => Err(Error::Corrupt {
+            name: seg.name().to_owned(),
+            reason: "an array of no elements".to_owned(),
+        }),
+        _ => Ok(seg),
     }
 }
 
-fn same_len<R>(src: usize, len: usize) -> Result<(), AccessError<R>> {
+/// Creates the array `name` of `kind` holding a copy of `init`: `from_slice`, through the same
+/// path as [`Shm::create`].
+fn from_slice<T: SharedType>(
+    kind: Kind,
+    name: &str,
+    init: &[T],
+    opts: &Options,
+) -> Result<Segment, Error> {
+    let spec = spec::<T>(kind, Some(init.len()), opts)?;
+    shm::make(
+        name,
+        How::Create,
+        &spec,
+        opts,
+        |seg| {
+            seg.write_slice(init);
+            Ok(())
+        },
+        |seg, _| Ok(seg),
+    )
+}
+
+fn bounds(index: usize, len: usize) -> Result<(), OutOfBounds> {
+    if index < len {
+        Ok(())
+    } else {
+        Err(OutOfBounds { index, len })
+    }
+}
+
+fn same_len(src: usize, len: usize) -> Result<(), LengthMismatch> {
     if src == len {
         Ok(())
     } else {
-        Err(AccessError::LengthMismatch {
+        Err(LengthMismatch {
             expected: len,
             found: src,
         })
     }
 }
 
-macro_rules! array_common {
-    ($ty:ident, $kind:expr) => {
-        impl<T: Pod> $ty<T> {
-            /// Creates the segment `name` exclusively, holding `len` zeroed elements.
-            ///
-            /// # Errors
-            ///
-            /// [`Error::InvalidLength`] for a zero length or one too large to map;
-            /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`],
-            /// [`Error::InvalidMode`], [`Error::Io`].
-            pub fn create(name: &str, len: usize) -> Result<Self, Error> {
-                Self::create_with(name, len, &Options::new())
-            }
+fn debug<T>(seg: &Segment, ty: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.debug_struct(ty)
+        .field("name", &seg.name())
+        .field("type", &std::any::type_name::<T>())
+        .field("len", &seg.count())
+        .field("owner", &seg.is_owner())
+        .finish()
+}
 
-            /// [`create`](Self::create) with options.
-            ///
-            /// # Errors
-            ///
-            /// As [`create`](Self::create).
-            pub fn create_with(name: &str, len: usize, opts: &Options) -> Result<Self, Error> {
-                let seg = Segment::create(name, &spec::<T>($kind, Some(len), opts)?, opts, |_| {})?;
-                Ok($ty {
-                    seg,
-                    _t: PhantomData,
-                })
-            }
-
-            /// Creates the segment `name` exclusively, holding a copy of `init`.
-            ///
-            /// # Errors
-            ///
-            /// As [`create`](Self::create).
-            pub fn from_slice(name: &str, init: &[T]) -> Result<Self, Error> {
-                Self::from_slice_with(name, init, &Options::new())
-            }
-
-            /// [`from_slice`](Self::from_slice) with options.
-            ///
-            /// # Errors
-            ///
-            /// As [`create`](Self::create).
-            pub fn from_slice_with(name: &str, init: &[T], opts: &Options) -> Result<Self, Error> {
-                let spec = spec::<T>($kind, Some(init.len()), opts)?;
-                let seg = Segment::create(name, &spec, opts, |seg| seg.write_slice(init))?;
-                Ok($ty {
-                    seg,
-                    _t: PhantomData,
-                })
-            }
-
-            /// Opens the existing array `name`, whatever its length.
-            ///
-            /// # Errors
-            ///
-            /// [`Error::NotFound`]; [`Error::LayoutMismatch`] when its elements are not `T`;
-            /// [`Error::KindMismatch`]; [`Error::Corrupt`]; [`Error::NotReady`];
-            /// [`Error::NotRegular`]; [`Error::Io`].
-            pub fn open(name: &str) -> Result<Self, Error> {
-                Self::open_with(name, &Options::new())
-            }
-
-            /// [`open`](Self::open) with options.
-            ///
-            /// # Errors
-            ///
-            /// As [`open`](Self::open).
-            pub fn open_with(name: &str, opts: &Options) -> Result<Self, Error> {
-                let seg = Segment::open(name, &spec::<T>($kind, None, opts)?, opts)?;
-                Ok($ty {
-                    seg,
-                    _t: PhantomData,
-                })
-            }
-
-            /// Opens `name` if it exists (it must have `len` elements), or creates it zeroed.
-            ///
-            /// # Errors
-            ///
-            /// As [`create`](Self::create) and [`open`](Self::open).
-            pub fn open_or_create(name: &str, len: usize) -> Result<Self, Error> {
-                let opts = Options::new();
-                let seg = Segment::open_or_create(
-                    name,
-                    &spec::<T>($kind, Some(len), &opts)?,
-                    &opts,
-                    |_| {},
-                )?;
-                Ok($ty {
-                    seg,
-                    _t: PhantomData,
-                })
-            }
-
-            /// The number of elements.
-            pub fn len(&self) -> usize {
-                self.seg.count()
-            }
-
-            /// Always `false`: arrays have at least one element.
-            pub fn is_empty(&self) -> bool {
-                self.len() == 0
-            }
-
-            /// The segment name.
-            pub fn name(&self) -> &str {
-                self.seg.name()
-            }
-
-            /// Keeps the name when this creating handle is dropped; remove it later with
-            /// [`unlink`](crate::unlink).
-            pub fn persist(&self) {
-                self.seg.persist();
-            }
+impl<R> From<OutOfBounds> for AccessError<R> {
+    fn from(e: OutOfBounds) -> Self {
+        AccessError::OutOfBounds {
+            index: e.index,
+            len: e.len,
         }
+    }
+}
 
-        impl<T> fmt::Debug for $ty<T> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($ty))
-                    .field("name", &self.seg.name())
-                    .field("type", &std::any::type_name::<T>())
-                    .field("len", &self.seg.count())
-                    .field("owner", &self.seg.is_owner())
-                    .finish()
-            }
+impl<R> From<LengthMismatch> for AccessError<R> {
+    fn from(e: LengthMismatch) -> Self {
+        AccessError::LengthMismatch {
+            expected: e.expected,
+            found: e.found,
         }
-    };
+    }
 }
 
 /// A fixed-length array of `T` in a named segment, guarded by a robust cross-process lock.
@@ -193,12 +135,71 @@ macro_rules! array_common {
 /// ```
 pub struct Array<T> {
     seg: Segment,
-    _t: PhantomData<T>,
+    _t: PhantomData<fn() -> T>,
 }
 
-array_common!(Array, Kind::Array);
+/// `Init` is the length; the elements start zeroed ([`from_slice`](Array::from_slice) copies
+/// them from a slice). [`Error::InvalidLength`] for a zero length, a zero-sized `T` or an
+/// array too large to map; `open` takes any length, `open_or_create` fails with
+/// [`Error::LayoutMismatch`] on an existing array of another length.
+impl<T: SharedType> Shm for Array<T> {
+    type Init = usize;
 
-impl<T: Pod> Array<T> {
+    fn spec(len: Option<&usize>, opts: &Options) -> Result<Spec, Error> {
+        spec::<T>(Kind::Array, len.copied(), opts)
+    }
+
+    fn wrap(seg: Segment, _: Made, len: Option<&usize>, _: &Options) -> Result<Self, Error> {
+        Ok(Array {
+            seg: checked(seg, len)?,
+            _t: PhantomData,
+        })
+    }
+
+    fn segment(&self) -> &Segment {
+        &self.seg
+    }
+}
+
+impl<T> fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug::<T>(&self.seg, "Array", f)
+    }
+}
+
+impl<T: SharedType> Array<T> {
+    /// Creates the array `name` exclusively, holding a copy of `init` (Python's
+    /// `Array('i', range(10))`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Shm::create`].
+    pub fn from_slice(name: &str, init: &[T]) -> Result<Self, Error> {
+        Self::from_slice_with(name, init, &Options::new())
+    }
+
+    /// [`from_slice`](Self::from_slice) with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Shm::create`].
+    pub fn from_slice_with(name: &str, init: &[T], opts: &Options) -> Result<Self, Error> {
+        Ok(Array {
+            seg: from_slice(Kind::Array, name, init, opts)?,
+            _t: PhantomData,
+        })
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.seg.count()
+    }
+
+    /// Always `false`: arrays have at least one element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Reads element `index` under the lock.
     ///
     /// # Errors
@@ -308,20 +309,20 @@ impl<T> ArrayGuard<'_, T> {
     }
 }
 
-impl<T: Pod> Deref for ArrayGuard<'_, T> {
+impl<T: SharedType> Deref for ArrayGuard<'_, T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
         &self.slice
     }
 }
 
-impl<T: Pod> DerefMut for ArrayGuard<'_, T> {
+impl<T: SharedType> DerefMut for ArrayGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut [T] {
         &mut self.slice
     }
 }
 
-impl<T: Pod + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
+impl<T: SharedType + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("ArrayGuard").field(&&**self).finish()
     }
@@ -330,32 +331,94 @@ impl<T: Pod + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
 /// A fixed-length array of `T` in a named segment, with no lock (Python's `RawArray`).
 ///
 /// ```
+/// use mpshm::prelude::*;
+///
 /// let name = format!("doc-rawarray-{}", std::process::id());
 /// let a = mpshm::RawArray::<f64>::create(&name, 3)?;
 /// a.set(2, 0.5).expect("in bounds");
-/// assert_eq!(a.get(2), Some(0.5));
-/// assert_eq!(a.get(3), None);
+/// assert_eq!(a.get(2), Ok(0.5));
+/// assert_eq!(a.get(3), Err(mpshm::OutOfBounds { index: 3, len: 3 }));
 /// # Ok::<(), mpshm::Error>(())
 /// ```
 pub struct RawArray<T> {
     seg: Segment,
-    _t: PhantomData<T>,
+    _t: PhantomData<fn() -> T>,
 }
 
-array_common!(RawArray, Kind::RawArray);
+/// `Init` is the length, as for [`Array`].
+impl<T: SharedType> Shm for RawArray<T> {
+    type Init = usize;
 
-impl<T: Pod> RawArray<T> {
-    /// Reads element `index`, or `None` past the end.
-    pub fn get(&self, index: usize) -> Option<T> {
-        (index < self.len()).then(|| self.seg.read(index))
+    fn spec(len: Option<&usize>, opts: &Options) -> Result<Spec, Error> {
+        spec::<T>(Kind::RawArray, len.copied(), opts)
+    }
+
+    fn wrap(seg: Segment, _: Made, len: Option<&usize>, _: &Options) -> Result<Self, Error> {
+        Ok(RawArray {
+            seg: checked(seg, len)?,
+            _t: PhantomData,
+        })
+    }
+
+    fn segment(&self) -> &Segment {
+        &self.seg
+    }
+}
+
+impl<T> fmt::Debug for RawArray<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug::<T>(&self.seg, "RawArray", f)
+    }
+}
+
+impl<T: SharedType> RawArray<T> {
+    /// Creates the array `name` exclusively, holding a copy of `init`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Shm::create`].
+    pub fn from_slice(name: &str, init: &[T]) -> Result<Self, Error> {
+        Self::from_slice_with(name, init, &Options::new())
+    }
+
+    /// [`from_slice`](Self::from_slice) with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`Shm::create`].
+    pub fn from_slice_with(name: &str, init: &[T], opts: &Options) -> Result<Self, Error> {
+        Ok(RawArray {
+            seg: from_slice(Kind::RawArray, name, init, opts)?,
+            _t: PhantomData,
+        })
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.seg.count()
+    }
+
+    /// Always `false`: arrays have at least one element.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads element `index`.
+    ///
+    /// # Errors
+    ///
+    /// [`OutOfBounds`] past the end.
+    pub fn get(&self, index: usize) -> Result<T, OutOfBounds> {
+        bounds(index, self.len())?;
+        Ok(self.seg.read(index))
     }
 
     /// Writes element `index`.
     ///
     /// # Errors
     ///
-    /// [`AccessError::OutOfBounds`].
-    pub fn set(&self, index: usize, v: T) -> Result<(), AccessError<()>> {
+    /// [`OutOfBounds`] past the end.
+    pub fn set(&self, index: usize, v: T) -> Result<(), OutOfBounds> {
         bounds(index, self.len())?;
         self.seg.write(index, &v);
         Ok(())
@@ -372,8 +435,8 @@ impl<T: Pod> RawArray<T> {
     ///
     /// # Errors
     ///
-    /// [`AccessError::LengthMismatch`] unless `src.len() == self.len()`.
-    pub fn copy_from_slice(&self, src: &[T]) -> Result<(), AccessError<()>> {
+    /// [`LengthMismatch`] unless `src.len() == self.len()`.
+    pub fn copy_from_slice(&self, src: &[T]) -> Result<(), LengthMismatch> {
         same_len(src.len(), self.len())?;
         self.seg.write_slice(src);
         Ok(())

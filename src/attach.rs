@@ -108,7 +108,8 @@ pub(crate) fn table_size(n: usize) -> usize {
 }
 
 thread_local! {
-    /// Liveness mutexes this thread holds.
+    /// Liveness mutexes this thread holds. Read with `try_with`: a handle may attach or detach
+    /// in a thread-local destructor, where thread-locals may be gone.
     static ARMED_HERE: Cell<u32> = const { Cell::new(0) };
 }
 
@@ -373,14 +374,18 @@ impl<'a> Table<'a> {
     pub(crate) fn arm(&self, i: usize) -> u32 {
         let m = self.mutex(i);
         let me = sys::current_tid();
-        let full = ARMED_HERE.with(Cell::get) >= ARM_LIMIT;
+        // A thread whose thread-locals are gone is exiting: arming from it would only stage a
+        // death; the record stays unarmed (polled).
+        let full = ARMED_HERE
+            .try_with(Cell::get)
+            .map_or(true, |n| n >= ARM_LIMIT);
         let tid = match if full {
             Err(LockFail::Busy)
         } else {
             m.try_lock()
         } {
             Ok(_) => {
-                ARMED_HERE.with(|n| n.set(n.get() + 1));
+                let _ = ARMED_HERE.try_with(|n| n.set(n.get() + 1));
                 me
             }
             // This thread holds it already: an earlier attachment of this process left it.
@@ -437,7 +442,7 @@ impl<'a> Table<'a> {
         self.armed[i].store(0, Relaxed);
         let m = self.mutex(i);
         if m.word().load(Relaxed) & FUTEX_TID_MASK == sys::current_tid() && m.unlock().is_ok() {
-            ARMED_HERE.with(|n| n.set(n.get().saturating_sub(1)));
+            let _ = ARMED_HERE.try_with(|n| n.set(n.get().saturating_sub(1)));
         }
         // Release: pairs with the next claimant's AcqRel compare-and-swap.
         let _ = self.holders[i].compare_exchange(word, 0, Release, Relaxed);
@@ -786,6 +791,43 @@ mod tests {
         assert!(holder_alive(w, w));
         // An earlier process with our pid and another start time is dead.
         assert!(!holder_alive(w ^ 1, w));
+    }
+}
+
+/// One held record, as [`Table::peek`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Peeked {
+    pub(crate) index: usize,
+    pub(crate) pid: u32,
+    /// Whether the holder lives (its record armed, or its pid and start time in `/proc`).
+    pub(crate) alive: bool,
+    /// Whether a live thread of the holder holds the record's liveness mutex, so that the
+    /// kernel tells a sleeper of its death.
+    pub(crate) armed: bool,
+}
+
+impl Table<'_> {
+    /// Every held record, read without changing anything (for `mpshm::inspect`): a dead
+    /// holder's record is reported dead, never freed here.
+    pub(crate) fn peek(&self) -> Vec<Peeked> {
+        let mine = my_word();
+        (0..self.len())
+            .filter_map(|i| {
+                // Acquire: as in `holder`.
+                let word = self.holders[i].load(Acquire);
+                (word != 0).then(|| Peeked {
+                    index: i,
+                    pid: pid_of(word),
+                    alive: self.alive(i, word, mine),
+                    armed: self.armed(i),
+                })
+            })
+            .collect()
+    }
+
+    /// Attachments counted without a record (the table was full), which are never found dead.
+    pub(crate) fn untracked(&self) -> u32 {
+        self.head.untracked.load(Relaxed)
     }
 }
 

@@ -1,17 +1,37 @@
-//! Every public error type, in one place.
-//!
-//! [`Error`] is for setup (create, open, list). The hot paths have small enums of their own:
-//! [`LockError`] for acquiring a lock and [`AccessError`] for reading and writing shared data.
-//! Both hand the guard or value back when the previous lock owner died, the way std's
-//! `PoisonError` does.
+//! Every public error type, in one place, after the one convention [`Error`]'s docs set out.
 
+use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::time::Duration;
 
 use crate::kind::Kind;
 
-/// Why a segment could not be created or opened.
+/// Why a segment could not be created, opened, listed or removed.
+///
+/// # The error convention
+///
+/// Every error type of the crate follows one convention:
+///
+/// - **Setup** — creating, opening, listing and removing segments ([`Shm`](crate::Shm)'s
+///   constructors, [`segments`](crate::segments), [`unlink`](crate::unlink)) — fails with
+///   this type, which holds `io::Error` for what the OS reports.
+/// - **Operations** each have a small error type holding only what that operation can fail
+///   with, named after it: `get` → [`GetError`], `try_get` → [`TryGetError`] (adds `Empty`),
+///   `get_timeout` → [`GetTimeoutError`] (adds `Timeout`); likewise `put`, a pipe's `send` and
+///   `recv`, a lock's `acquire` ([`LockError`]). Whatever can only happen for some codecs or
+///   message types is a type parameter `E` of the error, [`Infallible`] where it cannot
+///   happen: a plain-data queue's `put` returns `PutError<T, Infallible>`, whose `Encode`
+///   variant cannot be built. An error of a put or send hands the message back.
+/// - **A lock whose holder died** hands the guard (or the operation's result) back inside
+///   `OwnerDied`, the way std's `PoisonError` does ([`LockError`], [`AccessError`]).
+/// - **An index** outside an array or list is an `Err` naming the index and the length
+///   ([`OutOfBounds`], [`AccessError::OutOfBounds`],
+///   [`ContainerError::IndexOutOfRange`]), never a `None`: `Option` means "nothing there",
+///   which is not a failure (a dict's missing key).
+/// - **Queries** (`len`, `is_empty`, `name`, …) never fail.
+///
+/// Every type is `#[non_exhaustive]` where more cases may come.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
@@ -41,13 +61,28 @@ pub enum Error {
         /// What the segment holds.
         found: Kind,
     },
-    /// The segment holds another element type or count than the caller asked for.
+    /// The segment holds another type than the caller asked for: another name (type tag),
+    /// or under the same name another size, alignment or field layout (see
+    /// [`SharedType`](crate::SharedType)). `differs` says which.
+    TypeMismatch {
+        /// The name opened.
+        name: String,
+        /// The type asked for, e.g. `` `u64` (8 B, align 8) ``, or with its fields,
+        /// `` `app::Sample` with fields seq@0+8 value@8+8 `` (`name@offset+size`).
+        expected: String,
+        /// The type the creator recorded, described the same way.
+        found: String,
+        /// What differs.
+        differs: Difference,
+    },
+    /// The segment holds the right type but another shape than the caller asked for: another
+    /// length, capacity, message size or codec.
     LayoutMismatch {
         /// The name opened.
         name: String,
-        /// What the caller asked for, e.g. `u64 × 1`.
+        /// What the caller asked for, e.g. `capacity 8`.
         expected: String,
-        /// What the creator made, e.g. `f64 × 1`.
+        /// What the creator made, e.g. `capacity 16`.
         found: String,
     },
     /// The segment was written by an mpshm with another layout version.
@@ -136,13 +171,40 @@ impl fmt::Display for Error {
             } => {
                 write!(f, "segment {name:?} holds a {found}, not a {expected}")
             }
+            Error::TypeMismatch {
+                name,
+                expected,
+                found,
+                differs: Difference::Name,
+            } => write!(
+                f,
+                "segment {name:?} holds {found}, not {expected}; open it with the type its creator used, or give the type the same name on both sides (`SharedType::NAME`, or `Options::type_tag`)"
+            ),
+            Error::TypeMismatch {
+                name,
+                expected,
+                found,
+                differs: Difference::Size,
+            } => write!(
+                f,
+                "segment {name:?} holds {found}, but this build's {expected} has another size or alignment under the same name: define the type the same way in both builds"
+            ),
+            Error::TypeMismatch {
+                name,
+                expected,
+                found,
+                differs: Difference::Fields,
+            } => write!(
+                f,
+                "segment {name:?} holds {found}, but this build's is {expected}: the same name, size and alignment, but other fields; define the type the same way in both builds"
+            ),
             Error::LayoutMismatch {
                 name,
                 expected,
                 found,
             } => write!(
                 f,
-                "segment {name:?} holds {found}, but {expected} was asked for; open it with the creator's type (or set the same type tag on both sides)"
+                "segment {name:?} holds {found}, but {expected} was asked for; open it as its creator made it"
             ),
             Error::IncompatibleVersion {
                 name,
@@ -180,6 +242,20 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "shared-memory I/O error: {e}"),
         }
     }
+}
+
+/// What differs between the type a segment holds and the type asked for
+/// ([`Error::TypeMismatch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Difference {
+    /// The names (type tags).
+    Name,
+    /// The sizes or alignments, under the same name.
+    Size,
+    /// The fields (their names, offsets, sizes or types), under the same name, size and
+    /// alignment.
+    Fields,
 }
 
 impl std::error::Error for Error {
@@ -347,30 +423,183 @@ impl<T> fmt::Display for AccessError<T> {
 
 impl<T> std::error::Error for AccessError<T> {}
 
+/// An index past the end of a [`RawArray`](crate::RawArray).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfBounds {
+    /// The index given.
+    pub index: usize,
+    /// The length of the array.
+    pub len: usize,
+}
+
+impl fmt::Display for OutOfBounds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "index {} is out of bounds for an array of length {}",
+            self.index, self.len
+        )
+    }
+}
+
+impl std::error::Error for OutOfBounds {}
+
+/// A slice of another length than a [`RawArray`](crate::RawArray)'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LengthMismatch {
+    /// The array's length.
+    pub expected: usize,
+    /// The slice's length.
+    pub found: usize,
+}
+
+impl fmt::Display for LengthMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "slice of length {} given for an array of length {}",
+            self.found, self.expected
+        )
+    }
+}
+
+impl std::error::Error for LengthMismatch {}
+
+// ---- Messages: what a codec or a message type adds to a channel's errors ---------------------
+
+/// A message longer than the room it was to go into: a byte queue's slot, a pipe's
+/// [`MAX_MESSAGE`](crate::MAX_MESSAGE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge {
+    /// The message's length in bytes.
+    pub len: usize,
+    /// The most there is room for.
+    pub max: usize,
+}
+
+impl fmt::Display for TooLarge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the message of {} bytes is longer than the {} bytes there is room for",
+            self.len, self.max
+        )
+    }
+}
+
+impl std::error::Error for TooLarge {}
+
+/// Why a serde value could not be sent or put ([`Postcard`](crate::Postcard)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum EncodeError {
+    /// Encoded, it is longer than the room it was to go into.
+    TooLarge(TooLarge),
+    /// It could not be serialised (serde reported an error).
+    Serialize,
+}
+
+impl fmt::Display for EncodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EncodeError::TooLarge(t) => write!(f, "encoded, {t}"),
+            EncodeError::Serialize => f.write_str("the value could not be serialised"),
+        }
+    }
+}
+
+impl std::error::Error for EncodeError {}
+
+/// The bytes of a message or entry are not a valid encoding of the type asked for
+/// ([`Postcard`](crate::Postcard)); the message has been consumed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeError;
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("the message is not a valid encoding of the type asked for")
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// The buffer given to a pipe's `recv_bytes_into` is shorter than the message, which stays in
+/// the pipe for the next receive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferTooShort {
+    /// The message's length.
+    pub needed: usize,
+}
+
+impl fmt::Display for BufferTooShort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the buffer is too short for the message ({} bytes); it is kept for the next receive",
+            self.needed
+        )
+    }
+}
+
+impl std::error::Error for BufferTooShort {}
+
+/// A pipe message received as a type it was not sent as (`recv::<T>`); it has been consumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrongType {
+    /// The type asked for.
+    pub expected: String,
+    /// Its size in bytes.
+    pub size: usize,
+    /// The message's length in bytes.
+    pub found_size: usize,
+    /// Whether the message was sent as a value of some type (`send::<U>`) rather than as bytes
+    /// (`send_bytes`, `send_serde`).
+    pub typed: bool,
+}
+
+impl fmt::Display for WrongType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = if self.typed {
+            "a value of another type"
+        } else {
+            "bytes (send_bytes or send_serde), not a typed value"
+        };
+        write!(
+            f,
+            "the message is not a `{}` ({} B): it is {} of {} B; receive it as what it was sent as",
+            self.expected, self.size, what, self.found_size
+        )
+    }
+}
+
+impl std::error::Error for WrongType {}
+
+// ---- Queues: put and get -------------------------------------------------------------------
+
 /// Why a blocking `put` failed; the message is handed back.
+///
+/// `E` is what the queue's codec may refuse a message for ([`Codec::EncodeError`]):
+/// [`TooLarge`] for a byte queue, [`EncodeError`] for a serde one, and [`Infallible`] for a
+/// queue of plain data, whose put never fails with [`Encode`](Self::Encode).
+///
+/// [`Codec::EncodeError`]: crate::Codec::EncodeError
 #[derive(PartialEq, Eq)]
 #[non_exhaustive]
-pub enum PutError<T> {
-    /// The message is longer than the queue's slots.
-    TooLarge(T),
-    /// The message could not be serialised.
-    Encode(T),
+pub enum PutError<T, E = Infallible> {
     /// The queue is closed.
     Closed(T),
     /// The queue is full and no consumer is attached any more: consumers came, and every one
     /// has detached or died (see the crate's docs on peer death). A consumer that attaches
     /// later makes `put` wait again.
     Disconnected(T),
+    /// The codec could not make the message into a slot's bytes; `E` says why.
+    Encode(T, E),
 }
 
-/// Why `try_put` failed; the message is handed back.
+/// Why `try_put` failed; the message is handed back. `E` as in [`PutError`].
 #[derive(PartialEq, Eq)]
 #[non_exhaustive]
-pub enum TryPutError<T> {
-    /// The message is longer than the queue's slots.
-    TooLarge(T),
-    /// The message could not be serialised.
-    Encode(T),
+pub enum TryPutError<T, E = Infallible> {
     /// Every slot is taken.
     Full(T),
     /// The queue is closed.
@@ -378,16 +607,14 @@ pub enum TryPutError<T> {
     /// Every slot is taken and no consumer is attached any more (as in
     /// [`PutError::Disconnected`]).
     Disconnected(T),
+    /// The codec could not make the message into a slot's bytes; `E` says why.
+    Encode(T, E),
 }
 
-/// Why `put_timeout` failed; the message is handed back.
+/// Why `put_timeout` failed; the message is handed back. `E` as in [`PutError`].
 #[derive(PartialEq, Eq)]
 #[non_exhaustive]
-pub enum PutTimeoutError<T> {
-    /// The message is longer than the queue's slots.
-    TooLarge(T),
-    /// The message could not be serialised.
-    Encode(T),
+pub enum PutTimeoutError<T, E = Infallible> {
     /// Still full when the timeout passed.
     Timeout(T),
     /// The queue is closed.
@@ -395,28 +622,35 @@ pub enum PutTimeoutError<T> {
     /// The queue is full and no consumer is attached any more (as in
     /// [`PutError::Disconnected`]).
     Disconnected(T),
+    /// The codec could not make the message into a slot's bytes; `E` says why.
+    Encode(T, E),
 }
 
 /// Why a blocking `get` failed.
+///
+/// `E` is what the queue's codec may find wrong with a message ([`Codec::DecodeError`]):
+/// [`DecodeError`] for a serde queue, [`Infallible`] for plain data and bytes, whose get never
+/// fails with [`Decode`](Self::Decode).
+///
+/// [`Codec::DecodeError`]: crate::Codec::DecodeError
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum GetError {
-    /// The message was not a valid one of the type asked for (it has been consumed).
-    Decode,
+pub enum GetError<E = Infallible> {
     /// The queue is closed and every message has been taken.
     Closed,
     /// The queue is empty and no producer is attached any more: producers came, and every one
     /// has detached or died (see the crate's docs on peer death). A state, not an end: a
     /// producer that attaches later makes `get` wait again.
     Disconnected,
+    /// The message taken is not a valid one of the type asked for (it has been consumed); `E`
+    /// says why.
+    Decode(E),
 }
 
-/// Why `try_get` failed.
+/// Why `try_get` failed. `E` as in [`GetError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum TryGetError {
-    /// The message was not a valid one of the type asked for (it has been consumed).
-    Decode,
+pub enum TryGetError<E = Infallible> {
     /// No message is ready.
     Empty,
     /// The queue is closed and every message has been taken.
@@ -424,14 +658,14 @@ pub enum TryGetError {
     /// The queue is empty and no producer is attached any more (as in
     /// [`GetError::Disconnected`]).
     Disconnected,
+    /// The message taken is not a valid one of the type asked for (it has been consumed).
+    Decode(E),
 }
 
-/// Why `get_timeout` failed.
+/// Why `get_timeout` failed. `E` as in [`GetError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum GetTimeoutError {
-    /// The message was not a valid one of the type asked for (it has been consumed).
-    Decode,
+pub enum GetTimeoutError<E = Infallible> {
     /// Still empty when the timeout passed.
     Timeout,
     /// The queue is closed and every message has been taken.
@@ -439,6 +673,8 @@ pub enum GetTimeoutError {
     /// The queue is empty and no producer is attached any more (as in
     /// [`GetError::Disconnected`]).
     Disconnected,
+    /// The message taken is not a valid one of the type asked for (it has been consumed).
+    Decode(E),
 }
 
 /// Why `JoinableQueue::join_timeout` or `task_done` failed.
@@ -451,188 +687,308 @@ pub enum JoinError {
     Timeout,
 }
 
-macro_rules! value_error {
-    ($name:ident { $($variant:ident => $msg:literal),* $(,)? }) => {
-        impl<T> $name<T> {
-            /// The message that could not be put.
-            pub fn into_inner(self) -> T {
-                match self { $($name::$variant(v) => v),* }
-            }
+const CLOSED: &str = "the queue is closed; nothing more can be put";
+const NO_CONSUMER: &str = "the queue is full and every consumer has detached or died";
+const DRAINED: &str = "the queue is closed and drained";
+const NO_PRODUCER: &str = "the queue is empty and every producer has detached or died";
+
+impl<T, E> PutError<T, E> {
+    /// The message that could not be put.
+    pub fn into_inner(self) -> T {
+        match self {
+            PutError::Closed(v) | PutError::Disconnected(v) | PutError::Encode(v, _) => v,
         }
-        impl<T> fmt::Debug for $name<T> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match self { $($name::$variant(_) => f.write_str(concat!(stringify!($variant), "(..)"))),* }
-            }
-        }
-        impl<T> fmt::Display for $name<T> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match self { $($name::$variant(_) => f.write_str($msg)),* }
-            }
-        }
-        impl<T> std::error::Error for $name<T> {}
-    };
+    }
 }
 
-value_error!(PutError {
-    Closed => "the queue is closed; nothing more can be put",
-    Disconnected => "the queue is full and every consumer has detached or died",
-    TooLarge => "the message is longer than the queue's slots",
-    Encode => "the message could not be serialised",
-});
-value_error!(TryPutError {
-    Full => "the queue is full; wait (put) or retry",
-    Closed => "the queue is closed; nothing more can be put",
-    Disconnected => "the queue is full and every consumer has detached or died",
-    TooLarge => "the message is longer than the queue's slots",
-    Encode => "the message could not be serialised",
-});
-value_error!(PutTimeoutError {
-    Timeout => "the queue stayed full until the timeout",
-    Closed => "the queue is closed; nothing more can be put",
-    Disconnected => "the queue is full and every consumer has detached or died",
-    TooLarge => "the message is longer than the queue's slots",
-    Encode => "the message could not be serialised",
-});
-
-macro_rules! unit_error {
-    ($name:ident { $($variant:ident => $msg:literal),* $(,)? }) => {
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                match self { $($name::$variant => f.write_str($msg)),* }
-            }
+impl<T, E> TryPutError<T, E> {
+    /// The message that could not be put.
+    pub fn into_inner(self) -> T {
+        match self {
+            TryPutError::Full(v)
+            | TryPutError::Closed(v)
+            | TryPutError::Disconnected(v)
+            | TryPutError::Encode(v, _) => v,
         }
-        impl std::error::Error for $name {}
-    };
+    }
 }
 
-unit_error!(GetError {
-    Closed => "the queue is closed and drained",
-    Disconnected => "the queue is empty and every producer has detached or died",
-    Decode => "the message was not a valid one of the type asked for",
-});
-unit_error!(TryGetError {
-    Empty => "the queue is empty",
-    Closed => "the queue is closed and drained",
-    Disconnected => "the queue is empty and every producer has detached or died",
-    Decode => "the message was not a valid one of the type asked for",
-});
-unit_error!(GetTimeoutError {
-    Timeout => "the queue stayed empty until the timeout",
-    Closed => "the queue is closed and drained",
-    Disconnected => "the queue is empty and every producer has detached or died",
-    Decode => "the message was not a valid one of the type asked for",
-});
-unit_error!(JoinError {
-    TooManyTaskDone => "task_done() called more times than messages were taken",
-    Timeout => "messages were still unfinished at the timeout",
-});
+impl<T, E> PutTimeoutError<T, E> {
+    /// The message that could not be put.
+    pub fn into_inner(self) -> T {
+        match self {
+            PutTimeoutError::Timeout(v)
+            | PutTimeoutError::Closed(v)
+            | PutTimeoutError::Disconnected(v)
+            | PutTimeoutError::Encode(v, _) => v,
+        }
+    }
+}
 
-/// Why a pipe `send` failed.
+impl<T, E: fmt::Debug> fmt::Debug for PutError<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Closed(_) => f.write_str("Closed(..)"),
+            PutError::Disconnected(_) => f.write_str("Disconnected(..)"),
+            PutError::Encode(_, e) => write!(f, "Encode(.., {e:?})"),
+        }
+    }
+}
+
+impl<T, E: fmt::Debug> fmt::Debug for TryPutError<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryPutError::Full(_) => f.write_str("Full(..)"),
+            TryPutError::Closed(_) => f.write_str("Closed(..)"),
+            TryPutError::Disconnected(_) => f.write_str("Disconnected(..)"),
+            TryPutError::Encode(_, e) => write!(f, "Encode(.., {e:?})"),
+        }
+    }
+}
+
+impl<T, E: fmt::Debug> fmt::Debug for PutTimeoutError<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutTimeoutError::Timeout(_) => f.write_str("Timeout(..)"),
+            PutTimeoutError::Closed(_) => f.write_str("Closed(..)"),
+            PutTimeoutError::Disconnected(_) => f.write_str("Disconnected(..)"),
+            PutTimeoutError::Encode(_, e) => write!(f, "Encode(.., {e:?})"),
+        }
+    }
+}
+
+impl<T, E: fmt::Display> fmt::Display for PutError<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutError::Closed(_) => f.write_str(CLOSED),
+            PutError::Disconnected(_) => f.write_str(NO_CONSUMER),
+            PutError::Encode(_, e) => e.fmt(f),
+        }
+    }
+}
+
+impl<T, E: fmt::Display> fmt::Display for TryPutError<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryPutError::Full(_) => f.write_str("the queue is full; wait (put) or retry"),
+            TryPutError::Closed(_) => f.write_str(CLOSED),
+            TryPutError::Disconnected(_) => f.write_str(NO_CONSUMER),
+            TryPutError::Encode(_, e) => e.fmt(f),
+        }
+    }
+}
+
+impl<T, E: fmt::Display> fmt::Display for PutTimeoutError<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PutTimeoutError::Timeout(_) => f.write_str("the queue stayed full until the timeout"),
+            PutTimeoutError::Closed(_) => f.write_str(CLOSED),
+            PutTimeoutError::Disconnected(_) => f.write_str(NO_CONSUMER),
+            PutTimeoutError::Encode(_, e) => e.fmt(f),
+        }
+    }
+}
+
+impl<T, E: fmt::Debug + fmt::Display> std::error::Error for PutError<T, E> {}
+impl<T, E: fmt::Debug + fmt::Display> std::error::Error for TryPutError<T, E> {}
+impl<T, E: fmt::Debug + fmt::Display> std::error::Error for PutTimeoutError<T, E> {}
+
+impl<E: fmt::Display> fmt::Display for GetError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetError::Closed => f.write_str(DRAINED),
+            GetError::Disconnected => f.write_str(NO_PRODUCER),
+            GetError::Decode(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for TryGetError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryGetError::Empty => f.write_str("the queue is empty"),
+            TryGetError::Closed => f.write_str(DRAINED),
+            TryGetError::Disconnected => f.write_str(NO_PRODUCER),
+            TryGetError::Decode(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for GetTimeoutError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GetTimeoutError::Timeout => f.write_str("the queue stayed empty until the timeout"),
+            GetTimeoutError::Closed => f.write_str(DRAINED),
+            GetTimeoutError::Disconnected => f.write_str(NO_PRODUCER),
+            GetTimeoutError::Decode(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for GetError<E> {}
+impl<E: fmt::Debug + fmt::Display> std::error::Error for TryGetError<E> {}
+impl<E: fmt::Debug + fmt::Display> std::error::Error for GetTimeoutError<E> {}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JoinError::TooManyTaskDone => "task_done() called more times than messages were taken",
+            JoinError::Timeout => "messages were still unfinished at the timeout",
+        })
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+// ---- Pipes: send and receive ---------------------------------------------------------------
+
+/// Why a blocking pipe send failed.
+///
+/// `E` is what the message itself may be refused for: [`TooLarge`] for `send_bytes` (longer
+/// than [`MAX_MESSAGE`](crate::MAX_MESSAGE)), [`EncodeError`] for `send_serde`, and
+/// [`Infallible`] for `send::<T>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum SendError {
+pub enum SendError<E = Infallible> {
     /// The other end was closed, or its process died.
     Disconnected,
-    /// The message is longer than the pipe's limit.
-    TooLarge {
-        /// The message length.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// The value could not be serialised (`send_serde`).
-    Encode,
-    /// `send_bytes_range` was given a range outside the buffer.
-    OutOfRange {
-        /// The offset given.
-        offset: usize,
-        /// The size given.
-        size: usize,
-        /// The buffer's length.
-        len: usize,
-    },
+    /// The message was refused; `E` says why.
+    Encode(E),
 }
 
-/// Why a pipe receive failed.
-///
-/// `recv` and `recv_bytes` give `Disconnected` and `WrongSize`; `try_recv` adds `Empty`,
-/// `recv_timeout` adds `Timeout`, `recv_bytes_into` adds `BufferTooShort`.
+/// Why a pipe's `try_send` failed. `E` as in [`SendError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum RecvError {
+pub enum TrySendError<E = Infallible> {
+    /// The pipe has no room for the whole message now.
+    Full,
+    /// The other end was closed, or its process died.
+    Disconnected,
+    /// The message was refused; `E` says why.
+    Encode(E),
+}
+
+/// Why a pipe's `send_timeout` failed. `E` as in [`SendError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendTimeoutError<E = Infallible> {
+    /// The pipe had no room for the message's first chunk before the timeout passed; nothing
+    /// was sent.
+    Timeout,
+    /// The other end was closed, or its process died.
+    Disconnected,
+    /// The message was refused; `E` says why.
+    Encode(E),
+}
+
+/// Why a blocking pipe receive failed.
+///
+/// `E` is what may be wrong with the message for the receive asked for: [`WrongType`] for
+/// `recv::<T>`, [`BufferTooShort`] for `recv_bytes_into` (the message stays), [`DecodeError`]
+/// for `recv_serde`, [`Infallible`] for `recv_bytes`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecvError<E = Infallible> {
     /// The other end was closed (or its process died) and everything it sent has been read.
     Disconnected,
-    /// No message is ready (`try_recv`).
+    /// The message cannot be received as asked; `E` says why.
+    Decode(E),
+}
+
+/// Why a pipe's `try_recv` failed. `E` as in [`RecvError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TryRecvError<E = Infallible> {
+    /// No message is ready.
     Empty,
-    /// No message arrived in time (`recv_timeout`).
+    /// The other end was closed (or its process died) and everything it sent has been read.
+    Disconnected,
+    /// The message cannot be received as asked; `E` says why.
+    Decode(E),
+}
+
+/// Why a pipe's `recv_timeout` failed. `E` as in [`RecvError`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RecvTimeoutError<E = Infallible> {
+    /// No message began to arrive before the timeout passed.
     Timeout,
-    /// The buffer given to `recv_bytes_into` is too short; the message is kept for the next
-    /// receive.
-    BufferTooShort {
-        /// The message's length.
-        needed: usize,
-    },
-    /// The message is not a valid value of the type asked for (`recv_serde`); it has been
-    /// consumed.
-    Decode,
-    /// The message does not have the size of the type asked for; it has been consumed.
-    WrongSize {
-        /// `size_of` the type asked for.
-        expected: usize,
-        /// The message's length.
-        found: usize,
-    },
+    /// The other end was closed (or its process died) and everything it sent has been read.
+    Disconnected,
+    /// The message cannot be received as asked; `E` says why.
+    Decode(E),
 }
 
-impl fmt::Display for SendError {
+const PEER_GONE: &str = "the other end of the pipe is closed or its process died";
+const PEER_DONE: &str =
+    "the other end of the pipe is closed (or died) and everything it sent was read";
+
+impl<E: fmt::Display> fmt::Display for SendError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SendError::Disconnected => {
-                f.write_str("the other end of the pipe is closed or its process died")
-            }
-            SendError::TooLarge { len, max } => {
-                write!(
-                    f,
-                    "message of {len} bytes is longer than the pipe's limit of {max}"
-                )
-            }
-            SendError::Encode => f.write_str("the value could not be serialised"),
-            SendError::OutOfRange { offset, size, len } => {
-                write!(
-                    f,
-                    "range {offset}..{offset}+{size} is outside a buffer of {len} bytes"
-                )
-            }
+            SendError::Disconnected => f.write_str(PEER_GONE),
+            SendError::Encode(e) => e.fmt(f),
         }
     }
 }
 
-impl std::error::Error for SendError {}
-
-impl fmt::Display for RecvError {
+impl<E: fmt::Display> fmt::Display for TrySendError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RecvError::Disconnected => f.write_str(
-                "the other end of the pipe is closed (or died) and everything it sent was read",
-            ),
-            RecvError::Empty => f.write_str("no message is ready"),
-            RecvError::Timeout => f.write_str("no message arrived before the timeout"),
-            RecvError::BufferTooShort { needed } => write!(
-                f,
-                "the buffer is too short for the message ({needed} bytes); it is kept for the next receive"
-            ),
-            RecvError::Decode => {
-                f.write_str("the message is not a valid value of the type asked for")
-            }
-            RecvError::WrongSize { expected, found } => write!(
-                f,
-                "the message has {found} bytes, not the {expected} of the type asked for"
-            ),
+            TrySendError::Full => f.write_str("the pipe has no room for the message now"),
+            TrySendError::Disconnected => f.write_str(PEER_GONE),
+            TrySendError::Encode(e) => e.fmt(f),
         }
     }
 }
 
-impl std::error::Error for RecvError {}
+impl<E: fmt::Display> fmt::Display for SendTimeoutError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendTimeoutError::Timeout => {
+                f.write_str("the pipe had no room for the message before the timeout")
+            }
+            SendTimeoutError::Disconnected => f.write_str(PEER_GONE),
+            SendTimeoutError::Encode(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for RecvError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvError::Disconnected => f.write_str(PEER_DONE),
+            RecvError::Decode(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for TryRecvError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryRecvError::Empty => f.write_str("no message is ready"),
+            TryRecvError::Disconnected => f.write_str(PEER_DONE),
+            TryRecvError::Decode(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for RecvTimeoutError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecvTimeoutError::Timeout => f.write_str("no message arrived before the timeout"),
+            RecvTimeoutError::Disconnected => f.write_str(PEER_DONE),
+            RecvTimeoutError::Decode(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for SendError<E> {}
+impl<E: fmt::Debug + fmt::Display> std::error::Error for TrySendError<E> {}
+impl<E: fmt::Debug + fmt::Display> std::error::Error for SendTimeoutError<E> {}
+impl<E: fmt::Debug + fmt::Display> std::error::Error for RecvError<E> {}
+impl<E: fmt::Debug + fmt::Display> std::error::Error for TryRecvError<E> {}
+impl<E: fmt::Debug + fmt::Display> std::error::Error for RecvTimeoutError<E> {}
 
 // ---- Shared containers: SharedDict and SharedList ----------------------------------------------
 
@@ -719,6 +1075,38 @@ impl std::error::Error for ContainerError {
             ContainerError::Os(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+// What the codecs report, as the containers report it.
+
+impl From<Infallible> for ContainerError {
+    fn from(never: Infallible) -> Self {
+        match never {}
+    }
+}
+
+impl From<TooLarge> for ContainerError {
+    fn from(e: TooLarge) -> Self {
+        ContainerError::TooLarge {
+            len: e.len,
+            max: e.max,
+        }
+    }
+}
+
+impl From<EncodeError> for ContainerError {
+    fn from(e: EncodeError) -> Self {
+        match e {
+            EncodeError::TooLarge(t) => t.into(),
+            EncodeError::Serialize => ContainerError::Encode,
+        }
+    }
+}
+
+impl From<DecodeError> for ContainerError {
+    fn from(_: DecodeError) -> Self {
+        ContainerError::Decode
     }
 }
 

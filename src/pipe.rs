@@ -17,35 +17,48 @@
 //! (a restarted peer rejoins), which gets everything sent to that end and not yet received.
 //! [`release`](Connection::release) hands an end on without closing it.
 
+use std::convert::Infallible;
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytemuck::Pod;
-
 use crate::attach::{Attachment, DeadHolders, Holder, Table, Watch, table_size};
-use crate::error::{Error, RecvError, SendError};
+use crate::error::{
+    BufferTooShort, Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TooLarge,
+    TryRecvError, TrySendError, WrongType,
+};
+#[cfg(feature = "serde")]
+use crate::error::{DecodeError, EncodeError};
 use crate::ring::RingError;
 use crate::ring::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl, Unstamped};
-use crate::segment::{Kind, Options, Segment, Shared, Spec};
-use crate::sync::owner::BiasedLock;
+use crate::segment::{Identity, Kind, Options, Segment, Shared, Spec};
+use crate::shared_type::{SharedType, message_id};
+use crate::shm::{self, How, Made, Shm};
+use crate::sync::owner::{BiasedLock, Entry};
 use crate::wait::{Bump, DEFAULT_SPIN, Deadline, Peers, WaitSet, deadline, fence};
 
 /// Bytes per chunk, its header included: one ring slot is 1 KiB with its header words. Small
 /// slots keep many small messages in flight; large messages pay a slot per KiB, a fraction of
 /// the copy itself.
 const CHUNK: usize = 1024 - 16;
-/// A chunk's header: [`FIRST`] and the message's length, or the chunk's offset in its message.
+/// A chunk's header: for a message's first chunk, [`FIRST`], the message's type id (bits 31 to
+/// 62: `shared_type::message_id` of the type it was sent as, 0 for bytes) and its length
+/// (bits 0 to 30); for the others, the chunk's offset in its message.
 const HEADER: usize = 8;
+/// Bits of a first chunk's header that hold the message's length.
+const LEN_BITS: u32 = 31;
+const LEN_MASK: u64 = (1 << LEN_BITS) - 1;
 /// Message bytes per chunk.
 const BODY: usize = CHUNK - HEADER;
 /// Set in the header of a message's first chunk.
 const FIRST: u64 = 1 << 63;
 /// Slots per direction (512 KiB of ring each way).
 const SLOTS: usize = 512;
-/// The largest message `send_bytes` accepts: 1 GiB.
+/// The longest message a pipe carries: 1 GiB.
 pub const MAX_MESSAGE: usize = 1 << 30;
+const _: () = assert!(MAX_MESSAGE as u64 <= LEN_MASK);
 
 /// The shared state of the ends besides their records: whether each was closed.
 #[repr(C, align(128))]
@@ -63,21 +76,74 @@ fn ring_bytes() -> usize {
     (SPSC_CTL_SIZE + slots).next_multiple_of(128)
 }
 
-fn spec(oneway: bool) -> Spec {
+/// The parameters of a pipe of this build: slots and chunk size per ring, one-way or not.
+fn params(oneway: bool) -> [u64; 4] {
+    [SLOTS as u64, CHUNK as u64, u64::from(oneway), 0]
+}
+
+fn spec(oneway: bool, opts: &Options) -> Spec {
     let bytes = CTL_SIZE + table_size(2) + 2 * ring_bytes();
-    Spec {
-        kind: Kind::Pipe,
-        elem_size: 1,
-        elem_align: 128,
-        count: Some(bytes),
-        tag: if oneway {
-            "one-way pipe"
-        } else {
-            "duplex pipe"
-        }
-        .to_owned(),
-        params: [SLOTS as u64, CHUNK as u64, u64::from(oneway), 0],
+    // One tag for both: an opener of the other direction learns which it found from the
+    // parameters (a `LayoutMismatch` naming both), not from a tag.
+    let ty = Identity::untyped("pipe", opts);
+    Spec::bytes(Kind::Pipe, ty, bytes, params(oneway))
+}
+
+/// An opened pipe, checked against this build's geometry and the direction asked for.
+fn checked(seg: &Segment, oneway: bool) -> Result<(), Error> {
+    let [slots, chunk, found_oneway, rest] = seg.params();
+    let this = params(oneway);
+    if [slots, chunk, rest] != [this[0], this[1], this[3]]
+        || seg.count() != spec(oneway, &Options::new()).count
+    {
+        return Err(Error::Corrupt {
+            name: seg.name().to_owned(),
+            reason: "pipe geometry does not match this build".to_owned(),
+        });
     }
+    if found_oneway != this[2] {
+        let kind = |oneway| {
+            if oneway {
+                "a one-way pipe"
+            } else {
+                "a duplex pipe"
+            }
+        };
+        return Err(Error::LayoutMismatch {
+            name: seg.name().to_owned(),
+            expected: kind(oneway).to_owned(),
+            found: kind(found_oneway != 0).to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// What [`inspect`](crate::inspect) shows of a pipe, read without changing anything; an error
+/// for a geometry other than this build's (checked as `checked` does for an opener).
+pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+    use crate::inspect::{Found, Role, State, records};
+    let one_way = seg.params()[2] == 1;
+    checked(seg, one_way).map_err(|_| "pipe geometry does not match this build".to_owned())?;
+    let ctl: &PipeCtl = seg.shared(seg.payload_offset());
+    let words = SLOTS * spsc::slot_words(CHUNK).expect("constant");
+    let queued = [0, 1].map(|from| {
+        let off = seg.payload_offset() + CTL_SIZE + table_size(2) + from * ring_bytes();
+        Spsc::new(
+            seg.shared(off),
+            seg.shared_slice(off + SPSC_CTL_SIZE, words),
+            SLOTS,
+            CHUNK,
+        )
+        .len()
+    });
+    let mut found = Found::plain(State::Pipe {
+        one_way,
+        // Relaxed: a snapshot.
+        closed: [0, 1].map(|side| ctl.closed[side].load(Ordering::Relaxed) != 0),
+        queued,
+    });
+    found.attached = records(&ends(seg), |i| Role::End(i as u8));
+    Ok(found)
 }
 
 /// The ends' records (end 0 and end 1); a dead holder's word stays until a new process takes
@@ -92,10 +158,12 @@ fn parse(chunk: &[u8]) -> Option<(u64, &[u8])> {
     Some((u64::from_ne_bytes(head.try_into().ok()?), body))
 }
 
-/// The length of the message `header` begins, if it is a first chunk's header that fits `body`.
-fn first(header: u64, body: &[u8]) -> Option<usize> {
-    let len = usize::try_from(header & !FIRST).ok()?;
-    (header & FIRST != 0 && len <= MAX_MESSAGE && body.len() <= len).then_some(len)
+/// The length and type id of the message `header` begins, if it is a first chunk's header
+/// that fits `body`.
+fn first(header: u64, body: &[u8]) -> Option<(usize, u32)> {
+    let len = usize::try_from(header & LEN_MASK).ok()?;
+    let id = ((header & !FIRST) >> LEN_BITS) as u32;
+    (header & FIRST != 0 && len <= MAX_MESSAGE && body.len() <= len).then_some((len, id))
 }
 
 /// Where a received message goes.
@@ -288,16 +356,20 @@ impl End {
             == Watch::Sleep
     }
 
-    fn send_bytes(&self, msg: &[u8]) -> Result<(), SendError> {
-        if msg.len() > MAX_MESSAGE {
-            return Err(SendError::TooLarge {
-                len: msg.len(),
-                max: MAX_MESSAGE,
-            });
+    /// Sends `msg` as one message marked `id` (a [`SharedType`]'s message id, or 0 for bytes),
+    /// waiting as `wait` says for room for its first chunk; once that is in, the rest follows as
+    /// long as the peer is there (a receiver waits for the end of a message it has begun, so a
+    /// message is never cut short by a timeout).
+    fn send_message(&self, msg: &[u8], id: u32, wait: SendWait) -> Result<(), Unsent> {
+        debug_assert!(msg.len() <= MAX_MESSAGE, "checked by the callers");
+        let _sending = match wait {
+            SendWait::Block => Some(self.send.enter()),
+            SendWait::Until(deadline) => self.send.enter_until(Some(deadline)),
+            SendWait::Try => self.send.enter_within(Deadline::Now),
         }
-        let _sending = self.send.enter();
+        .ok_or(Unsent::WouldBlock)?;
         if !self.here() {
-            return Err(SendError::Disconnected);
+            return Err(Unsent::Disconnected);
         }
         // The peer's closed flag is one load; its liveness may cost a `/proc` read, so it is
         // looked at once every 64 sends (and whenever a send has to wait).
@@ -309,18 +381,34 @@ impl End {
             self.peer_closed()
         };
         if gone {
-            return Err(SendError::Disconnected);
+            return Err(Unsent::Disconnected);
         }
         let ring = self.ring(self.side);
+        if let SendWait::Try = wait {
+            // Never waits: the whole message must fit in the free slots now. Only this thread
+            // (holding the send lock) fills them, so they stay free until it has.
+            let chunks = msg.len().div_ceil(BODY).max(1);
+            if ring.is_closed() || SLOTS - ring.len().min(SLOTS) < chunks {
+                return Err(if ring.is_closed() {
+                    Unsent::Disconnected
+                } else {
+                    Unsent::WouldBlock
+                });
+            }
+        }
         let mut at = 0;
         loop {
             let body = &msg[at..(at + BODY).min(msg.len())];
             let header = if at == 0 {
-                FIRST | msg.len() as u64
+                FIRST | u64::from(id) << LEN_BITS | msg.len() as u64
             } else {
                 at as u64
             };
-            self.put_chunk(&ring, &header.to_ne_bytes(), body)?;
+            let deadline = match wait {
+                SendWait::Until(deadline) if at == 0 => Some(deadline),
+                _ => None,
+            };
+            self.put_chunk(&ring, &header.to_ne_bytes(), body, deadline)?;
             at += body.len();
             if at >= msg.len() {
                 return Ok(());
@@ -328,7 +416,13 @@ impl End {
         }
     }
 
-    fn put_chunk(&self, ring: &Spsc<'_>, head: &[u8], body: &[u8]) -> Result<(), SendError> {
+    fn put_chunk(
+        &self,
+        ring: &Spsc<'_>,
+        head: &[u8],
+        body: &[u8],
+        deadline: Option<Instant>,
+    ) -> Result<(), Unsent> {
         if !ring.is_closed() && ring.try_push_parts(head, body, &self.send_cache) {
             return Ok(());
         }
@@ -337,49 +431,80 @@ impl End {
             head,
             body,
             &self.send_cache,
-            None,
+            deadline,
             spin,
             &PipePeers { end: self },
         )
-        .map_err(|_| SendError::Disconnected)
+        .map_err(|f| match f {
+            RingError::Timeout => Unsent::WouldBlock,
+            RingError::Closed | RingError::Disconnected => Unsent::Disconnected,
+        })
     }
 
     /// Takes the next whole message into `out`; waits until `deadline` for its first chunk,
     /// and that long at most for another thread of this process to finish its receive.
-    fn recv_into_vec(&self, out: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), RecvError> {
-        let _receiving = self.recv.enter_until(deadline).ok_or(RecvError::Timeout)?;
-        self.recv_message(deadline, out).map(|_| ())
+    fn recv_into_vec(&self, out: &mut Vec<u8>, wait: RecvWait) -> Result<(), Unreceived> {
+        let _receiving = self.recv_lock(wait)?;
+        self.recv_message(wait.deadline(), out).map(|_| ())
+    }
+
+    /// Takes the receive lock as `wait` allows; a `try_` receive first looks whether a message
+    /// (or the end) is there, and again under the lock, since another thread may have taken it.
+    fn recv_lock(&self, wait: RecvWait) -> Result<Entry<'_>, Unreceived> {
+        match wait {
+            RecvWait::Block => Ok(self.recv.enter()),
+            RecvWait::Until(deadline) => self
+                .recv
+                .enter_until(Some(deadline))
+                .ok_or(Unreceived::WouldBlock),
+            RecvWait::Try => {
+                if !self.ready() {
+                    return Err(Unreceived::WouldBlock);
+                }
+                // Another thread of this process is receiving: this one would have to wait.
+                let held = self
+                    .recv
+                    .enter_within(Deadline::Now)
+                    .ok_or(Unreceived::WouldBlock)?;
+                if !self.ready() {
+                    return Err(Unreceived::WouldBlock);
+                }
+                // Ready: a chunk is published (or the peer is gone), so the receive does not
+                // wait for long.
+                Ok(held)
+            }
+        }
     }
 
     /// Receives the next message chunk by chunk into `sink`, with the receive lock held; waits
     /// until `deadline` for its first chunk, and for the rest as long as the peer is there.
-    /// Returns its length.
+    /// Returns its length and type id.
     fn recv_message(
         &self,
         deadline: Option<Instant>,
         sink: &mut impl Sink,
-    ) -> Result<usize, RecvError> {
+    ) -> Result<(usize, u32), Unreceived> {
         if !self.here() {
-            return Err(RecvError::Disconnected);
+            return Err(Unreceived::Disconnected);
         }
         let ring = self.ring(self.peer());
-        // The message being received: its length and the bytes so far.
-        let mut got: Option<(usize, usize)> = None;
+        // The message being received: its length, type id and the bytes so far.
+        let mut got: Option<(usize, u32, usize)> = None;
         loop {
             let started = got.is_some();
             let mut take = |chunk: &[u8]| {
                 let Some((header, body)) = parse(chunk) else {
                     return;
                 };
-                if let Some(len) = first(header, body) {
+                if let Some((len, id)) = first(header, body) {
                     sink.start(len);
                     sink.extend(body);
-                    got = Some((len, body.len()));
-                } else if let Some((len, n)) = got {
+                    got = Some((len, id, body.len()));
+                } else if let Some((len, id, n)) = got {
                     // The next piece of this message, or else a stray one: dropped.
                     if header == n as u64 && n + body.len() <= len {
                         sink.extend(body);
-                        got = Some((len, n + body.len()));
+                        got = Some((len, id, n + body.len()));
                     }
                 }
             };
@@ -389,32 +514,32 @@ impl End {
                 let spin = self.spin.load(Ordering::Relaxed);
                 match ring.pop_watching(&mut take, wait, spin, &PipePeers { end: self }) {
                     Ok(()) => {}
-                    Err(RingError::Timeout) => return Err(RecvError::Timeout),
+                    Err(RingError::Timeout) => return Err(Unreceived::WouldBlock),
                     // Closed or gone, and drained (mid-message, the rest of it is lost with
                     // the peer).
                     Err(RingError::Closed | RingError::Disconnected) => {
-                        return Err(RecvError::Disconnected);
+                        return Err(Unreceived::Disconnected);
                     }
                 }
             }
-            if let Some((len, n)) = got
+            if let Some((len, id, n)) = got
                 && n == len
             {
-                return Ok(len);
+                return Ok((len, id));
             }
         }
     }
 
     /// Waits until the first chunk of a message is there and returns the message's length,
     /// taking nothing; chunks that begin no message are dropped on the way.
-    fn next_len(&self, deadline: Option<Instant>) -> Result<usize, RecvError> {
+    fn next_len(&self, deadline: Option<Instant>) -> Result<usize, Unreceived> {
         if !self.here() {
-            return Err(RecvError::Disconnected);
+            return Err(Unreceived::Disconnected);
         }
         let ring = self.ring(self.peer());
         loop {
             match ring.peek(|chunk| parse(chunk).and_then(|(h, body)| first(h, body))) {
-                Some(Some(len)) => return Ok(len),
+                Some(Some((len, _))) => return Ok(len),
                 // A stray chunk at the head: dropped.
                 Some(None) => {
                     ring.try_pop(&mut |_| (), Unstamped::MeansEmpty);
@@ -424,12 +549,12 @@ impl End {
                     match ring.wait_readable(deadline, spin, &PipePeers { end: self }) {
                         // Readable: a chunk, or closed (and then drained, if nothing is there).
                         Ok(()) if ring.is_closed() && ring.peek(|_| ()).is_none() => {
-                            return Err(RecvError::Disconnected);
+                            return Err(Unreceived::Disconnected);
                         }
                         Ok(()) => {}
-                        Err(RingError::Timeout) => return Err(RecvError::Timeout),
+                        Err(RingError::Timeout) => return Err(Unreceived::WouldBlock),
                         Err(RingError::Closed | RingError::Disconnected) => {
-                            return Err(RecvError::Disconnected);
+                            return Err(Unreceived::Disconnected);
                         }
                     }
                 }
@@ -439,59 +564,49 @@ impl End {
 
     /// Receives the next message into `buf` without an intermediate copy; a message longer
     /// than `buf` stays in the ring and is reported as `BufferTooShort`.
-    fn recv_into_slice(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
+    fn recv_into_slice(&self, buf: &mut [u8]) -> Result<usize, RecvError<BufferTooShort>> {
         let _receiving = self.recv.enter();
-        let needed = self.next_len(None)?;
+        let needed = self.next_len(None).map_err(|_| RecvError::Disconnected)?;
         if needed > buf.len() {
-            return Err(RecvError::BufferTooShort { needed });
+            return Err(RecvError::Decode(BufferTooShort { needed }));
         }
         let mut sink = Slice {
             buf,
             len: 0,
             overflow: None,
         };
-        let len = self.recv_message(None, &mut sink)?;
+        let (len, _) = self
+            .recv_message(None, &mut sink)
+            .map_err(|_| RecvError::Disconnected)?;
         match sink.overflow {
-            Some(needed) => Err(RecvError::BufferTooShort { needed }),
+            Some(needed) => Err(RecvError::Decode(BufferTooShort { needed })),
             None => Ok(len),
         }
     }
 
-    /// Receives a `T` straight into place; a message of another size is consumed.
-    fn recv_pod<T: Pod>(&self, deadline: Option<Instant>) -> Result<T, RecvError> {
-        let _receiving = self.recv.enter_until(deadline).ok_or(RecvError::Timeout)?;
-        self.recv_pod_held(deadline)
-    }
-
-    /// [`recv_pod`](Self::recv_pod) with the receive lock held.
-    fn recv_pod_held<T: Pod>(&self, deadline: Option<Instant>) -> Result<T, RecvError> {
+    /// Receives a `T` straight into place; a message of another type (or of bytes) is
+    /// consumed and reported.
+    fn recv_typed<T: SharedType>(&self, wait: RecvWait) -> Result<T, Unreceived<WrongType>> {
+        let _receiving = self.recv_lock(wait).map_err(Unreceived::cast)?;
         let mut v = T::zeroed();
-        let expected = std::mem::size_of::<T>();
+        let size = std::mem::size_of::<T>();
         let mut sink = Slice {
             buf: bytemuck::bytes_of_mut(&mut v),
             len: 0,
             overflow: None,
         };
-        match self.recv_message(deadline, &mut sink)? {
-            found if found != expected => Err(RecvError::WrongSize { expected, found }),
-            _ => Ok(v),
+        let (found_size, id) = self
+            .recv_message(wait.deadline(), &mut sink)
+            .map_err(Unreceived::cast)?;
+        if id != message_id::<T>() || found_size != size {
+            return Err(Unreceived::Decode(WrongType {
+                expected: T::tag().into_owned(),
+                size,
+                found_size,
+                typed: id != 0,
+            }));
         }
-    }
-
-    fn try_recv_pod<T: Pod>(&self) -> Result<T, RecvError> {
-        if !self.ready() {
-            return Err(RecvError::Empty);
-        }
-        // Another thread of this process is receiving: this one would have to wait.
-        let Some(_receiving) = self.recv.enter_within(Deadline::Now) else {
-            return Err(RecvError::Empty);
-        };
-        // Look again under the lock: that other thread may have taken the message we saw.
-        if !self.ready() {
-            return Err(RecvError::Empty);
-        }
-        // Ready: a chunk is published (or the peer is gone), so this does not wait for long.
-        self.recv_pod_held(None)
+        Ok(v)
     }
 
     /// Whether a receive would not block: a message (or its first chunk) is there, or the peer
@@ -574,9 +689,136 @@ impl Peers for PipePeers<'_> {
     }
 }
 
-/// One end of a [`Pipe`]: send and receive messages (Python's `Connection`).
+/// How long a send may wait for room for its message's first chunk.
+#[derive(Clone, Copy)]
+enum SendWait {
+    /// As long as the peer is there.
+    Block,
+    /// Until then.
+    Until(Instant),
+    /// Not at all: the whole message must fit now.
+    Try,
+}
+
+/// How long a receive may wait for a message to begin.
+#[derive(Clone, Copy)]
+enum RecvWait {
+    Block,
+    Until(Instant),
+    Try,
+}
+
+impl RecvWait {
+    /// The deadline for the first chunk (a `try_` receive has found one ready).
+    fn deadline(self) -> Option<Instant> {
+        match self {
+            RecvWait::Until(deadline) => Some(deadline),
+            RecvWait::Block | RecvWait::Try => None,
+        }
+    }
+
+    fn of(timeout: Duration) -> RecvWait {
+        deadline(timeout).map_or(RecvWait::Block, RecvWait::Until)
+    }
+}
+
+/// Why a send did not happen, before the public error is made.
+enum Unsent {
+    /// No room in time (full for `try_send`, the timeout for `send_timeout`).
+    WouldBlock,
+    Disconnected,
+}
+
+/// Why a receive did not happen, before the public error is made.
+enum Unreceived<E = Infallible> {
+    /// Nothing in time (empty for `try_recv`, the timeout for `recv_timeout`).
+    WouldBlock,
+    Disconnected,
+    Decode(E),
+}
+
+impl Unreceived {
+    fn cast<E>(self) -> Unreceived<E> {
+        match self {
+            Unreceived::WouldBlock => Unreceived::WouldBlock,
+            Unreceived::Disconnected => Unreceived::Disconnected,
+            Unreceived::Decode(never) => match never {},
+        }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Which way a [`PipeEnd`] carries messages: [`Duplex`] ([`Connection`]), [`ReadOnly`]
+/// ([`PipeReader`]) or [`WriteOnly`] ([`PipeWriter`]). Sealed.
+pub trait Direction: sealed::Sealed {
+    /// The end of a one-way pipe this direction takes (the reader 0, the writer 1); `None` for
+    /// a duplex pipe, whose ends are alike.
+    #[doc(hidden)]
+    const END: Option<usize>;
+}
+
+/// A direction that receives: [`Duplex`] and [`ReadOnly`].
+pub trait Receives: Direction {}
+
+/// A direction that sends: [`Duplex`] and [`WriteOnly`].
+pub trait Sends: Direction {}
+
+/// Both ways: an end of a duplex pipe ([`Connection`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Duplex {}
+
+/// The receiving end of a one-way pipe ([`PipeReader`]).
+#[derive(Debug, Clone, Copy)]
+pub enum ReadOnly {}
+
+/// The sending end of a one-way pipe ([`PipeWriter`]).
+#[derive(Debug, Clone, Copy)]
+pub enum WriteOnly {}
+
+impl sealed::Sealed for Duplex {}
+impl sealed::Sealed for ReadOnly {}
+impl sealed::Sealed for WriteOnly {}
+
+impl Direction for Duplex {
+    const END: Option<usize> = None;
+}
+
+impl Direction for ReadOnly {
+    const END: Option<usize> = Some(0);
+}
+
+impl Direction for WriteOnly {
+    const END: Option<usize> = Some(1);
+}
+
+impl Receives for Duplex {}
+impl Receives for ReadOnly {}
+impl Sends for Duplex {}
+impl Sends for WriteOnly {}
+
+/// One end of a [`Pipe`], of the direction `D`: [`Connection`] (both ways), [`PipeReader`] or
+/// [`PipeWriter`]. The receiving methods are on the ends whose direction [`Receives`], the
+/// sending ones on those that [`Sends`].
+///
+/// A pipe has two ends, 0 and 1; a process attaches to an end when it creates or opens it, and
+/// one end is held by one process at a time. Through [`Shm`] (`Init` is `()`), `create` makes
+/// the pipe and attaches this end (a [`Connection`] end 0), leaving the other for a peer;
+/// `open` attaches a free end (any for a [`Connection`], the reading or writing end for the
+/// one-way ends): a released one, or one whose process died ([`Error::InUse`] when there is
+/// none). An end whose process died can be opened again; a closed one cannot.
+pub struct PipeEnd<D: Direction> {
+    end: End,
+    _d: PhantomData<D>,
+}
+
+/// One end of a duplex [`Pipe`]: send and receive messages (Python's `Connection`).
 ///
 /// ```
+/// use mpshm::prelude::*;
+///
 /// let name = format!("doc-pipe-{}", std::process::id());
 /// let (a, b) = mpshm::Pipe::create(&name)?;
 /// a.send(&42u64).expect("peer open");
@@ -588,9 +830,17 @@ impl Peers for PipePeers<'_> {
 /// assert_eq!(a.recv_bytes(), Err(mpshm::RecvError::Disconnected));
 /// # Ok::<(), mpshm::Error>(())
 /// ```
-pub struct Connection {
-    end: End,
-}
+///
+/// A message is received as the type it was sent as: `recv::<u32>` of an `i32` is refused.
+///
+/// ```
+/// let name = format!("doc-ptype-{}", std::process::id());
+/// let (a, b) = mpshm::Pipe::create(&name)?;
+/// a.send(&-1i32).expect("peer open");
+/// assert!(matches!(b.recv::<u32>(), Err(mpshm::RecvError::Decode(mpshm::WrongType { .. }))));
+/// # Ok::<(), mpshm::Error>(())
+/// ```
+pub type Connection = PipeEnd<Duplex>;
 
 /// The receiving end of a one-way pipe ([`Pipe::create_oneway`]). It has no way to send:
 ///
@@ -599,9 +849,7 @@ pub struct Connection {
 /// let (reader, _writer) = mpshm::Pipe::create_oneway(&name).expect("create");
 /// reader.send_bytes(b"no"); // a reader cannot send
 /// ```
-pub struct PipeReader {
-    end: End,
-}
+pub type PipeReader = PipeEnd<ReadOnly>;
 
 /// The sending end of a one-way pipe ([`Pipe::create_oneway`]). It has no way to receive:
 ///
@@ -618,27 +866,33 @@ pub struct PipeReader {
 /// assert_eq!(reader.recv::<u32>(), Ok(7));
 /// # Ok::<(), mpshm::Error>(())
 /// ```
-pub struct PipeWriter {
-    end: End,
-}
+pub type PipeWriter = PipeEnd<WriteOnly>;
 
-/// Constructors for pipes. A pipe has two ends, 0 and 1; a process attaches to an end when it
-/// creates or opens it, and one end can be held by one process at a time. An end whose process
-/// died can be opened again; a closed one cannot.
+/// The pair constructors of pipes: both ends at once, attached to this process. Each end alone
+/// is created or opened through [`Shm`] ([`Connection::open`](PipeEnd), …).
 #[derive(Debug)]
 pub struct Pipe;
 
 impl Pipe {
     /// Creates the duplex pipe `name` and returns both ends, attached to this process. To give
-    /// one to another process, [`release`](Connection::release) it here and
-    /// [`open`](Pipe::open) it there.
+    /// one to another process, [`release`](PipeEnd::release) it here and open it there
+    /// (`Connection::open`).
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
+    /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`],
+    /// [`Error::InvalidMode`], [`Error::Io`].
     pub fn create(name: &str) -> Result<(Connection, Connection), Error> {
-        let [a, b] = create_ends(name, false)?;
-        Ok((Connection::from(a), Connection::from(b)))
+        Self::create_with(name, &Options::new())
+    }
+
+    /// [`create`](Self::create) with options.
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    pub fn create_with(name: &str, opts: &Options) -> Result<(Connection, Connection), Error> {
+        create_pair(name, false, opts)
     }
 
     /// Creates the one-way pipe `name` (Python's `Pipe(duplex=False)`): a reader and a writer.
@@ -647,47 +901,50 @@ impl Pipe {
     ///
     /// As [`create`](Self::create).
     pub fn create_oneway(name: &str) -> Result<(PipeReader, PipeWriter), Error> {
-        let [r, w] = create_ends(name, true)?;
-        Ok((PipeReader { end: r }, PipeWriter { end: w }))
+        Self::create_oneway_with(name, &Options::new())
     }
 
-    /// Opens the duplex pipe `name` and attaches to whichever end is free (released, or held
-    /// by a process that died).
+    /// [`create_oneway`](Self::create_oneway) with options.
     ///
     /// # Errors
     ///
-    /// [`Error::NotFound`]; [`Error::InUse`] when both ends are held (or closed);
-    /// [`Error::LayoutMismatch`] for a one-way pipe; [`Error::KindMismatch`]; [`Error::Io`].
-    pub fn open(name: &str) -> Result<Connection, Error> {
-        let seg = open_seg(name, false)?;
-        let end = (0..2)
-            .find_map(|s| End::attach(Arc::clone(&seg), s))
-            .ok_or_else(|| in_use(name))?;
-        Ok(Connection::from(end.taken_over()))
+    /// As [`create`](Self::create).
+    pub fn create_oneway_with(
+        name: &str,
+        opts: &Options,
+    ) -> Result<(PipeReader, PipeWriter), Error> {
+        create_pair(name, true, opts)
     }
+}
 
-    /// Opens the reading end of the one-way pipe `name`.
-    ///
-    /// # Errors
-    ///
-    /// As [`open`](Self::open).
-    pub fn open_reader(name: &str) -> Result<PipeReader, Error> {
-        let end = End::attach(open_seg(name, true)?, 0).ok_or_else(|| in_use(name))?;
-        Ok(PipeReader {
-            end: end.taken_over(),
-        })
-    }
+fn create_pair<A: Direction, B: Direction>(
+    name: &str,
+    oneway: bool,
+    opts: &Options,
+) -> Result<(PipeEnd<A>, PipeEnd<B>), Error> {
+    let spec = spec(oneway, opts);
+    // A fresh (zeroed) segment is two empty rings (both indices 0) and two free ends.
+    shm::make(
+        name,
+        How::Create,
+        &spec,
+        opts,
+        |seg| Ok(ends(seg).init()?),
+        |seg, _| {
+            let seg = Arc::new(seg);
+            match (End::attach(Arc::clone(&seg), 0), End::attach(seg, 1)) {
+                (Some(a), Some(b)) => Ok((PipeEnd::new(a), PipeEnd::new(b))),
+                // Someone scribbled on the records between our create and our claim.
+                _ => Err(in_use(name)),
+            }
+        },
+    )
+}
 
-    /// Opens the writing end of the one-way pipe `name`.
-    ///
-    /// # Errors
-    ///
-    /// As [`open`](Self::open).
-    pub fn open_writer(name: &str) -> Result<PipeWriter, Error> {
-        let end = End::attach(open_seg(name, true)?, 1).ok_or_else(|| in_use(name))?;
-        Ok(PipeWriter {
-            end: end.taken_over(),
-        })
+fn in_use(name: &str) -> Error {
+    Error::InUse {
+        name: name.to_owned(),
+        reason: "both ends of the pipe are taken or closed",
     }
 }
 
@@ -700,270 +957,336 @@ impl End {
     }
 }
 
-fn in_use(name: &str) -> Error {
-    Error::InUse {
-        name: name.to_owned(),
-        reason: "both ends of the pipe are taken or closed",
+impl<D: Direction> PipeEnd<D> {
+    fn new(end: End) -> PipeEnd<D> {
+        PipeEnd {
+            end,
+            _d: PhantomData,
+        }
     }
 }
 
-fn create_ends(name: &str, oneway: bool) -> Result<[End; 2], Error> {
-    let spec = spec(oneway);
-    // A fresh (zeroed) segment is two empty rings (both indices 0) and two free ends.
-    let mut made = Ok(());
-    let seg = Segment::create(name, &spec, &Options::new(), |seg| made = ends(seg).init())?;
-    made?;
-    let seg = Arc::new(seg);
-    let mut pair = (0..2).map(|side| End::attach(Arc::clone(&seg), side));
-    match (pair.next().flatten(), pair.next().flatten()) {
-        (Some(a), Some(b)) => Ok([a, b]),
-        // Someone scribbled on the records between our create and our claim.
-        _ => Err(in_use(name)),
+/// `Init` is `()`. `create` attaches this end (a [`Connection`]'s end 0); `open` a free one
+/// ([`Error::InUse`] when there is none; [`Error::LayoutMismatch`] for a one-way pipe opened as
+/// a duplex end, or the other way round). The options' mode, open timeout and type tag apply.
+impl<D: Direction> Shm for PipeEnd<D> {
+    type Init = ();
+
+    fn spec(_: Option<&()>, opts: &Options) -> Result<Spec, Error> {
+        Ok(spec(D::END.is_some(), opts))
+    }
+
+    fn init(seg: &Segment, _: &()) -> Result<(), Error> {
+        Ok(ends(seg).init()?)
+    }
+
+    fn wrap(seg: Segment, made: Made, _: Option<&()>, _: &Options) -> Result<Self, Error> {
+        checked(&seg, D::END.is_some())?;
+        let name = seg.name().to_owned();
+        let seg = Arc::new(seg);
+        let end = match (made, D::END) {
+            (_, Some(side)) => End::attach(seg, side),
+            (Made::Created, None) => End::attach(seg, 0),
+            (Made::Opened, None) => (0..2).find_map(|side| End::attach(Arc::clone(&seg), side)),
+        }
+        .ok_or_else(|| in_use(&name))?;
+        Ok(PipeEnd::new(match made {
+            Made::Created => end,
+            Made::Opened => end.taken_over(),
+        }))
+    }
+
+    fn segment(&self) -> &Segment {
+        &self.end.seg
     }
 }
 
-fn open_seg(name: &str, oneway: bool) -> Result<Arc<Segment>, Error> {
-    let mut want = spec(oneway);
-    want.count = None;
-    let seg = Segment::open(name, &want, &Options::new())?;
-    if seg.count() != spec(oneway).count.unwrap_or(0) || seg.params() != spec(oneway).params {
-        return Err(Error::Corrupt {
-            name: seg.name().to_owned(),
-            reason: "pipe geometry does not match this build".to_owned(),
-        });
+impl<D: Direction> PipeEnd<D> {
+    /// How many rounds a blocked receive (or send) spins before it sleeps: `0` sleeps at once,
+    /// `u32::MAX` busy-polls (and still keeps a timed call's deadline). While it spins, a send
+    /// into a full pipe waits for the receiver to take half of it, as long as it keeps taking
+    /// (the crate's README says why).
+    pub fn set_spin(&self, rounds: u32) {
+        self.end.spin.store(rounds, Ordering::Relaxed);
     }
-    Ok(Arc::new(seg))
+
+    /// Leaves this end attached to no process, without closing it, so that another process can
+    /// open it by name; it gets everything sent to this end and not yet received. In a process
+    /// that forked a child which is to use this end, release it here rather than drop it: a
+    /// drop closes the end unless the child has already taken it over.
+    pub fn release(self) {
+        self.end.release();
+    }
+
+    /// Closes this end for good: the peer drains what was sent, then sees `Disconnected`, and
+    /// what the peer sent to this end is dropped with it. The same as dropping it.
+    pub fn close(self) {}
 }
 
-impl From<End> for Connection {
-    fn from(end: End) -> Connection {
-        Connection { end }
+impl<D: Receives> PipeEnd<D> {
+    /// Receives the next message as bytes, waiting for it (whatever it was sent as).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Disconnected`] once the peer closed (or died) and everything it sent has
+    /// been read.
+    pub fn recv_bytes(&self) -> Result<Vec<u8>, RecvError> {
+        let mut v = Vec::new();
+        match self.end.recv_into_vec(&mut v, RecvWait::Block) {
+            Ok(()) => Ok(v),
+            Err(_) => Err(RecvError::Disconnected),
+        }
+    }
+
+    /// Receives the next message into `buf`, returning its length. When `buf` is too short,
+    /// fails with [`BufferTooShort`] and keeps the message for the next receive.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Decode`] with [`BufferTooShort`], or as [`recv_bytes`](Self::recv_bytes).
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, RecvError<BufferTooShort>> {
+        self.end.recv_into_slice(buf)
+    }
+
+    /// Receives the next message as a `T` sent with [`send`](PipeEnd::send) as a `T` (the same
+    /// [`SharedType`] name and layout).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Decode`] with [`WrongType`] when the message was sent as another type or as
+    /// bytes (it is consumed), or as [`recv_bytes`](Self::recv_bytes).
+    pub fn recv<T: SharedType>(&self) -> Result<T, RecvError<WrongType>> {
+        self.end.recv_typed(RecvWait::Block).map_err(|e| match e {
+            Unreceived::Decode(e) => RecvError::Decode(e),
+            _ => RecvError::Disconnected,
+        })
+    }
+
+    /// Receives a `T` if a message is ready; never waits for one (no allocation).
+    ///
+    /// # Errors
+    ///
+    /// [`TryRecvError::Empty`], or as [`recv`](Self::recv).
+    pub fn try_recv<T: SharedType>(&self) -> Result<T, TryRecvError<WrongType>> {
+        self.end.recv_typed(RecvWait::Try).map_err(|e| match e {
+            Unreceived::WouldBlock => TryRecvError::Empty,
+            Unreceived::Disconnected => TryRecvError::Disconnected,
+            Unreceived::Decode(e) => TryRecvError::Decode(e),
+        })
+    }
+
+    /// Receives a `T`, waiting at most `timeout` for it to start arriving (no allocation).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`], or as [`recv`](Self::recv).
+    pub fn recv_timeout<T: SharedType>(
+        &self,
+        timeout: Duration,
+    ) -> Result<T, RecvTimeoutError<WrongType>> {
+        self.end
+            .recv_typed(RecvWait::of(timeout))
+            .map_err(|e| match e {
+                Unreceived::WouldBlock => RecvTimeoutError::Timeout,
+                Unreceived::Disconnected => RecvTimeoutError::Disconnected,
+                Unreceived::Decode(e) => RecvTimeoutError::Decode(e),
+            })
+    }
+
+    /// Receives a message sent with `send_serde` as a `T` (feature `serde`, postcard).
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Decode`] with [`DecodeError`] when it is not a valid `T` (it is
+    /// consumed), or as [`recv_bytes`](Self::recv_bytes).
+    #[cfg(feature = "serde")]
+    pub fn recv_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T, RecvError<DecodeError>> {
+        let bytes = self.recv_bytes().map_err(|_| RecvError::Disconnected)?;
+        postcard::from_bytes(&bytes).map_err(|_| RecvError::Decode(DecodeError))
+    }
+
+    /// Whether a message (or the end of the stream: the peer closed or died) is ready, waiting
+    /// at most `timeout`. It takes nothing: the message stays for the next receive, by this
+    /// handle or, after [`release`](Self::release), by the next process to open this end.
+    pub fn poll(&self, timeout: Duration) -> bool {
+        self.end.poll(timeout)
+    }
+
+    /// An iterator that receives messages as bytes with [`recv_bytes`](Self::recv_bytes),
+    /// waiting for each, until the peer has closed (or died) and everything it sent was read.
+    ///
+    /// ```
+    /// let name = format!("doc-piter-{}", std::process::id());
+    /// let (a, b) = mpshm::Pipe::create(&name)?;
+    /// a.send_bytes(b"one").expect("open");
+    /// a.send_bytes(b"two").expect("open");
+    /// drop(a);
+    /// assert_eq!(b.iter().collect::<Vec<_>>(), [b"one".to_vec(), b"two".to_vec()]);
+    /// # Ok::<(), mpshm::Error>(())
+    /// ```
+    pub fn iter(&self) -> PipeIter<'_, D> {
+        PipeIter { end: self }
+    }
+
+    /// An iterator that receives the messages ready now, as bytes.
+    pub fn try_iter(&self) -> PipeTryIter<'_, D> {
+        PipeTryIter { end: self }
     }
 }
 
-/// Receiving, shared by `Connection` and `PipeReader`.
-macro_rules! receiving {
-    ($ty:ident) => {
-        impl $ty {
-            /// Receives the next message as bytes, waiting for it.
-            ///
-            /// # Errors
-            ///
-            /// [`RecvError::Disconnected`] once the peer closed (or died) and everything it sent
-            /// has been read.
-            pub fn recv_bytes(&self) -> Result<Vec<u8>, RecvError> {
-                let mut v = Vec::new();
-                self.end.recv_into_vec(&mut v, None)?;
-                Ok(v)
-            }
-
-            /// Receives the next message into `buf`, returning its length. When `buf` is too
-            /// short, fails with [`RecvError::BufferTooShort`] and keeps the message for the
-            /// next receive.
-            ///
-            /// # Errors
-            ///
-            /// [`RecvError::BufferTooShort`], or as [`recv_bytes`](Self::recv_bytes).
-            pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, RecvError> {
-                self.end.recv_into_slice(buf)
-            }
-
-            /// Receives the next message as a `T` sent with `send`.
-            ///
-            /// # Errors
-            ///
-            /// [`RecvError::WrongSize`] when the message is not `size_of::<T>()` bytes (it is
-            /// consumed), or as [`recv_bytes`](Self::recv_bytes).
-            pub fn recv<T: Pod>(&self) -> Result<T, RecvError> {
-                self.end.recv_pod(None)
-            }
-
-            /// Receives a `T` if a message is ready; never waits for one.
-            ///
-            /// # Errors
-            ///
-            /// [`RecvError::Empty`], or as [`recv`](Self::recv).
-            pub fn try_recv<T: Pod>(&self) -> Result<T, RecvError> {
-                self.end.try_recv_pod()
-            }
-
-            /// Receives a `T`, waiting at most `timeout` for it to start arriving.
-            ///
-            /// # Errors
-            ///
-            /// [`RecvError::Timeout`], or as [`recv`](Self::recv).
-            pub fn recv_timeout<T: Pod>(&self, timeout: Duration) -> Result<T, RecvError> {
-                self.end.recv_pod(deadline(timeout))
-            }
-
-            /// Receives a message sent with `send_serde` as a `T` (feature `serde`, postcard).
-            ///
-            /// # Errors
-            ///
-            /// [`RecvError::Decode`] when it is not a valid `T` (it is consumed), or as
-            /// [`recv_bytes`](Self::recv_bytes).
-            #[cfg(feature = "serde")]
-            pub fn recv_serde<T: serde::de::DeserializeOwned>(&self) -> Result<T, RecvError> {
-                postcard::from_bytes(&self.recv_bytes()?).map_err(|_| RecvError::Decode)
-            }
-
-            /// Whether a message (or the end of the stream: the peer closed or died) is ready,
-            /// waiting at most `timeout`. It takes nothing: the message stays for the next
-            /// receive, by this handle or, after [`release`](Self::release), by the next
-            /// process to open this end.
-            pub fn poll(&self, timeout: Duration) -> bool {
-                self.end.poll(timeout)
-            }
-
-            /// How many rounds a blocked receive (or send) spins before it sleeps: `0` sleeps at
-            /// once, `u32::MAX` busy-polls (and still keeps a timed call's deadline). While it
-            /// spins, a send into a full pipe waits for the receiver to take half of it, as long
-            /// as it keeps taking (the crate's README says why).
-            pub fn set_spin(&self, rounds: u32) {
-                self.end.spin.store(rounds, Ordering::Relaxed);
-            }
+impl<D: Sends> PipeEnd<D> {
+    /// Sends `msg` as one message of bytes (of any length up to [`MAX_MESSAGE`]), waiting while
+    /// the pipe is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Disconnected`] when the peer closed or died; [`SendError::Encode`] with
+    /// [`TooLarge`] for a message longer than [`MAX_MESSAGE`].
+    pub fn send_bytes(&self, msg: &[u8]) -> Result<(), SendError<TooLarge>> {
+        if msg.len() > MAX_MESSAGE {
+            return Err(SendError::Encode(TooLarge {
+                len: msg.len(),
+                max: MAX_MESSAGE,
+            }));
         }
+        self.end
+            .send_message(msg, 0, SendWait::Block)
+            .map_err(|_| SendError::Disconnected)
+    }
 
-        impl crate::wait::sealed::WaitOn for $ty {
-            fn wait_on<'a>(&'a self, set: &mut WaitSet<'a>) -> bool {
-                set.count(self.end.ring(self.end.peer()).get_events());
-                self.end.watch_peer(set)
-            }
-        }
+    /// Sends `v` by value (its bytes; no serialisation), marked as a `T`, so that only a
+    /// `recv::<T>` of the same [`SharedType`] takes it; waits while the pipe is full.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Disconnected`] when the peer closed or died.
+    pub fn send<T: SharedType>(&self, v: &T) -> Result<(), SendError> {
+        self.send_typed(v, SendWait::Block)
+            .map_err(|_| SendError::Disconnected)
+    }
 
-        impl crate::Waitable for $ty {
-            fn is_ready(&self) -> bool {
-                self.end.ready()
-            }
-        }
-    };
+    /// Sends `v` if the pipe has room for it now; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySendError::Full`], or as [`send`](Self::send).
+    pub fn try_send<T: SharedType>(&self, v: &T) -> Result<(), TrySendError> {
+        self.send_typed(v, SendWait::Try).map_err(|e| match e {
+            Unsent::WouldBlock => TrySendError::Full,
+            Unsent::Disconnected => TrySendError::Disconnected,
+        })
+    }
+
+    /// Sends `v`, waiting at most `timeout` for room for it (for its first chunk, for a value
+    /// larger than a chunk: once a message has begun it is finished, since the receiver waits
+    /// for its end).
+    ///
+    /// # Errors
+    ///
+    /// [`SendTimeoutError::Timeout`] (nothing was sent), or as [`send`](Self::send).
+    pub fn send_timeout<T: SharedType>(
+        &self,
+        v: &T,
+        timeout: Duration,
+    ) -> Result<(), SendTimeoutError> {
+        let wait = deadline(timeout).map_or(SendWait::Block, SendWait::Until);
+        self.send_typed(v, wait).map_err(|e| match e {
+            Unsent::WouldBlock => SendTimeoutError::Timeout,
+            Unsent::Disconnected => SendTimeoutError::Disconnected,
+        })
+    }
+
+    fn send_typed<T: SharedType>(&self, v: &T, wait: SendWait) -> Result<(), Unsent> {
+        const { assert!(std::mem::size_of::<T>() <= MAX_MESSAGE) };
+        self.end
+            .send_message(bytemuck::bytes_of(v), message_id::<T>(), wait)
+    }
+
+    /// Sends any serde value, encoded with postcard (feature `serde`), as a message of bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Encode`] with [`EncodeError`] when it cannot be serialised or is longer
+    /// than [`MAX_MESSAGE`] encoded, or as [`send`](Self::send).
+    #[cfg(feature = "serde")]
+    pub fn send_serde<T: serde::Serialize>(&self, v: &T) -> Result<(), SendError<EncodeError>> {
+        let bytes =
+            postcard::to_allocvec(v).map_err(|_| SendError::Encode(EncodeError::Serialize))?;
+        self.send_bytes(&bytes).map_err(|e| match e {
+            SendError::Encode(t) => SendError::Encode(EncodeError::TooLarge(t)),
+            _ => SendError::Disconnected,
+        })
+    }
 }
 
-/// Sending, shared by `Connection` and `PipeWriter`.
-macro_rules! sending {
-    ($ty:ident) => {
-        impl $ty {
-            /// Sends `msg` as one message (of any length up to [`MAX_MESSAGE`]), waiting while
-            /// the ring is full.
-            ///
-            /// # Errors
-            ///
-            /// [`SendError::Disconnected`] when the peer closed or died;
-            /// [`SendError::TooLarge`].
-            pub fn send_bytes(&self, msg: &[u8]) -> Result<(), SendError> {
-                self.end.send_bytes(msg)
-            }
-
-            /// Sends `msg[offset..offset + size]` as one message (Python's
-            /// `send_bytes(buf, offset, size)`).
-            ///
-            /// # Errors
-            ///
-            /// [`SendError::OutOfRange`] when the range is not inside `msg`, or as
-            /// [`send_bytes`](Self::send_bytes).
-            pub fn send_bytes_range(
-                &self,
-                msg: &[u8],
-                offset: usize,
-                size: usize,
-            ) -> Result<(), SendError> {
-                let end = offset.checked_add(size).filter(|&e| e <= msg.len());
-                match end {
-                    Some(end) => self.end.send_bytes(&msg[offset..end]),
-                    None => Err(SendError::OutOfRange {
-                        offset,
-                        size,
-                        len: msg.len(),
-                    }),
-                }
-            }
-
-            /// Sends any serde value, encoded with postcard (feature `serde`).
-            ///
-            /// # Errors
-            ///
-            /// [`SendError::Encode`] when it cannot be serialised, or as
-            /// [`send_bytes`](Self::send_bytes).
-            #[cfg(feature = "serde")]
-            pub fn send_serde<T: serde::Serialize>(&self, v: &T) -> Result<(), SendError> {
-                let bytes = postcard::to_allocvec(v).map_err(|_| SendError::Encode)?;
-                self.end.send_bytes(&bytes)
-            }
-
-            /// Sends `v` by value (its bytes; no serialisation).
-            ///
-            /// # Errors
-            ///
-            /// As [`send_bytes`](Self::send_bytes).
-            pub fn send<T: Pod>(&self, v: &T) -> Result<(), SendError> {
-                self.end.send_bytes(bytemuck::bytes_of(v))
-            }
-        }
-    };
+impl<D: Direction> fmt::Debug for PipeEnd<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ty = match D::END {
+            None => "Connection",
+            Some(0) => "PipeReader",
+            Some(_) => "PipeWriter",
+        };
+        f.debug_struct(ty)
+            .field("name", &self.end.seg.name())
+            .field("end", &self.end.side)
+            .finish()
+    }
 }
 
-receiving!(Connection);
-sending!(Connection);
-receiving!(PipeReader);
-sending!(PipeWriter);
-
-macro_rules! end_common {
-    ($ty:ident) => {
-        impl $ty {
-            /// Leaves this end attached to no process, without closing it, so that another
-            /// process can open it by name ([`Pipe::open`]); it gets everything sent to this
-            /// end and not yet received. In a process that forked a child which is to use this
-            /// end, release it here rather than drop it: a drop closes the end unless the child
-            /// has already taken it over.
-            pub fn release(self) {
-                self.end.release();
-            }
-
-            /// Closes this end for good: the peer drains what was sent, then sees
-            /// `Disconnected`, and what the peer sent to this end is dropped with it. The same
-            /// as dropping it.
-            pub fn close(self) {}
-
-            /// Keeps the pipe's name when the creating process has dropped or released both
-            /// ends, so that it can hand both to other processes and open one again later;
-            /// remove it with [`unlink`](crate::unlink) when done. (Without this, the name
-            /// goes when the creator's last end does.)
-            ///
-            /// ```
-            /// let name = format!("doc-persist-{}", std::process::id());
-            /// let (a, b) = mpshm::Pipe::create(&name)?;
-            /// a.persist();
-            /// a.release();
-            /// b.release();
-            /// let a = mpshm::Pipe::open(&name)?; // e.g. in another process
-            /// # drop(a);
-            /// mpshm::unlink(&name)?;
-            /// # Ok::<(), mpshm::Error>(())
-            /// ```
-            pub fn persist(&self) {
-                self.end.seg.persist();
-            }
-
-            /// The pipe's segment name.
-            pub fn name(&self) -> &str {
-                self.end.seg.name()
-            }
-        }
-
-        impl fmt::Debug for $ty {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($ty))
-                    .field("name", &self.end.seg.name())
-                    .field("end", &self.end.side)
-                    .finish()
-            }
-        }
-    };
+impl<D: Receives> crate::wait::sealed::WaitOn for PipeEnd<D> {
+    fn wait_on<'a>(&'a self, set: &mut WaitSet<'a>) -> bool {
+        set.count(self.end.ring(self.end.peer()).get_events());
+        self.end.watch_peer(set)
+    }
 }
 
-end_common!(Connection);
-end_common!(PipeReader);
-end_common!(PipeWriter);
+impl<D: Receives> crate::Waitable for PipeEnd<D> {
+    fn is_ready(&self) -> bool {
+        self.end.ready()
+    }
+}
+
+/// The iterator of [`PipeEnd::iter`]: messages as bytes, until the peer is done.
+#[derive(Debug)]
+pub struct PipeIter<'a, D: Direction> {
+    end: &'a PipeEnd<D>,
+}
+
+/// The iterator of [`PipeEnd::try_iter`]: the messages ready now, as bytes.
+#[derive(Debug)]
+pub struct PipeTryIter<'a, D: Direction> {
+    end: &'a PipeEnd<D>,
+}
+
+impl<D: Receives> Iterator for PipeIter<'_, D> {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        self.end.recv_bytes().ok()
+    }
+}
+
+impl<D: Receives> Iterator for PipeTryIter<'_, D> {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let mut v = Vec::new();
+        self.end
+            .end
+            .recv_into_vec(&mut v, RecvWait::Try)
+            .ok()
+            .map(|()| v)
+    }
+}
+
+impl<'a, D: Receives> IntoIterator for &'a PipeEnd<D> {
+    type Item = Vec<u8>;
+    type IntoIter = PipeIter<'a, D>;
+
+    fn into_iter(self) -> PipeIter<'a, D> {
+        self.iter()
+    }
+}
 
 /// The shared structures of this module, for the pinned layout (`src/layout.rs`).
 #[cfg(test)]
@@ -976,8 +1299,8 @@ pub(crate) fn shared_layout() -> Vec<String> {
             CTL_SIZE + table_size(2) + ring_bytes()
         ),
         format!(
-            "chunk header: {HEADER} B, FIRST {FIRST:#x} | length in a message's first, its \
-             offset in the others"
+            "chunk header: {HEADER} B, FIRST {FIRST:#x} | type id << {LEN_BITS} | length in a \
+             message's first (type id 0: bytes), its offset in the others"
         ),
     ]
 }

@@ -23,14 +23,25 @@ use std::time::{Duration, Instant};
 use bytemuck::{Pod, Zeroable};
 use memmap2::{MmapOptions, MmapRaw};
 
-use crate::error::Error;
+use crate::error::{Difference, Error};
 pub use crate::kind::Kind;
+use crate::shared_type::SharedType;
 use crate::sys;
 
 /// The first eight bytes of every mpshm segment.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"mpshm\0\x01\xfe");
 /// The layout version this build writes and accepts.
-pub(crate) const VERSION: u32 = 5;
+pub(crate) const VERSION: u32 = 6;
+/// The layout version of the segments this build writes and opens: a segment whose header
+/// names another one is refused by `open` ([`Error::IncompatibleVersion`]) and shown as such by
+/// [`segments`] and [`inspect`](crate::inspect).
+pub const LAYOUT_VERSION: u32 = VERSION;
+/// The oldest layout version whose header is laid out as [`Header`] is. Every field up to the
+/// tag has stayed where it is since version 1; version 6 appended the type identity after the
+/// tag, in bytes an older creator left zero (the pinned layout in `layout.rs` guards both). A
+/// header of a version from here to [`VERSION`] is read field by field; of any other, only its
+/// magic and version, which stay where they are in every version.
+const HEADER_SINCE: u32 = 1;
 /// Bytes reserved for the header; the lock area or payload starts here.
 pub(crate) const HEADER_SIZE: usize = 256;
 /// Bytes reserved for an embedded lock: the mutex and the poison word. A small payload follows
@@ -40,13 +51,13 @@ pub(crate) const LOCK_AREA: usize = 56;
 const READY: u32 = 0x5EAD_1E55;
 /// The longest type tag stored; longer tags are cut (the same way on both sides).
 pub(crate) const TAG_LEN: usize = 64;
+/// The longest field description stored (see [`Identity`]); longer ones are cut, and the
+/// layout hash still covers every field.
+pub(crate) const FIELDS_LEN: usize = 56;
 /// The largest element alignment accepted.
 const MAX_ALIGN: u64 = 4096;
 /// The largest segment accepted (1 TiB): anything bigger in a header is garbage.
 const MAX_SEGMENT: u64 = 1 << 40;
-/// How many producers (and consumers) a queue records unless `Options::max_attached` says
-/// otherwise.
-pub(crate) const DEFAULT_MAX_ATTACHED: usize = 32;
 /// How long `open` waits for a creator to publish `ready`, unless told otherwise.
 pub(crate) const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(1);
 /// The longest sleep between looks at a header whose creator has not published it yet.
@@ -73,6 +84,12 @@ struct Header {
     creator_start: u64,
     params: [u64; 4],
     tag: [u8; TAG_LEN],
+    /// The identity of the type the segment holds (see [`Identity`]): its size, alignment,
+    /// layout hash and field description; zero for handles that hold no user type.
+    type_size: u32,
+    type_align: u32,
+    layout: u64,
+    fields: [u8; FIELDS_LEN],
 }
 
 const READY_OFFSET: usize = std::mem::offset_of!(Header, ready);
@@ -87,39 +104,146 @@ const _: () = assert!(std::mem::size_of::<Header>() <= HEADER_SIZE);
 /// a process-shared OS primitive).
 pub unsafe trait Shared: Sync {}
 
-/// What a caller asks of a segment: its kind and payload.
+/// What a constructor asks of a segment: its kind, its storage (elements of a size and
+/// alignment, how many, and the kind's parameters) and the identity of the type it holds.
+///
+/// Public in a private module: the hidden methods of [`Shm`](crate::Shm) name it, and no one
+/// outside the crate can.
 #[derive(Debug, Clone)]
-pub(crate) struct Spec {
-    pub kind: Kind,
-    pub elem_size: usize,
-    pub elem_align: usize,
-    /// Element count; on open, `None` accepts whatever the creator chose.
-    pub count: Option<usize>,
-    pub tag: String,
+pub struct Spec {
+    pub(crate) kind: Kind,
+    pub(crate) elem_size: usize,
+    pub(crate) elem_align: usize,
+    /// Element count, for a segment being created; an opener takes the creator's (each handle
+    /// checks it against what it asked for, if anything).
+    pub(crate) count: usize,
+    pub(crate) ty: Identity,
     /// Kind-specific parameters, stored verbatim (e.g. a queue's capacity).
-    pub params: [u64; 4],
+    pub(crate) params: [u64; 4],
 }
 
 impl Spec {
-    /// The spec for `count` elements of `T` with the type tag `tag` (default: its type name).
-    pub(crate) fn of<T>(kind: Kind, count: Option<usize>, tag: Option<&str>) -> Spec {
+    /// The spec for `count` elements of the type `ty` describes (its size and alignment are
+    /// the elements').
+    pub(crate) fn elements(kind: Kind, ty: Identity, count: usize) -> Spec {
         Spec {
             kind,
-            elem_size: std::mem::size_of::<T>(),
-            elem_align: std::mem::align_of::<T>(),
+            elem_size: ty.size as usize,
+            elem_align: ty.align.max(1) as usize,
             count,
-            tag: cut_tag(tag.unwrap_or(std::any::type_name::<T>())).to_owned(),
+            ty,
             params: [0; 4],
+        }
+    }
+
+    /// The spec for a payload of `bytes` bytes on a fresh cache line pair, holding messages or
+    /// entries of the type `ty` describes.
+    pub(crate) fn bytes(kind: Kind, ty: Identity, bytes: usize, params: [u64; 4]) -> Spec {
+        Spec {
+            kind,
+            elem_size: 1,
+            elem_align: 128,
+            count: bytes,
+            ty,
+            params,
         }
     }
 }
 
-fn cut_tag(tag: &str) -> &str {
-    let mut end = tag.len().min(TAG_LEN);
-    while !tag.is_char_boundary(end) {
+/// The identity of the type a segment holds, written by its creator and checked by every
+/// opener: a name (the type tag), the type's size and alignment, a hash of its field layout,
+/// and a short description of the fields for error messages. Handles that hold no user type
+/// (locks, pipes, the synchronisation family) have a fixed tag and no layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub(crate) tag: String,
+    pub(crate) size: u32,
+    pub(crate) align: u32,
+    pub(crate) layout: u64,
+    pub(crate) fields: String,
+    /// Whether an opener compares the tag (not when it opens an object another segment names,
+    /// whose tag it cannot know: a condition's lock).
+    pub(crate) check_tag: bool,
+}
+
+impl Identity {
+    /// A handle that holds no user type: the tag `default`, or the options' type tag.
+    pub(crate) fn untyped(default: &str, opts: &Options) -> Identity {
+        Identity::named(opts.type_tag.as_deref().unwrap_or(default), 0, 0, 0, "")
+    }
+
+    /// The identity of `T` (its [`SharedType`] name unless the options name it).
+    pub(crate) fn of<T: SharedType>(opts: &Options) -> Identity {
+        let tag = match opts.type_tag.as_deref() {
+            Some(tag) => std::borrow::Cow::Borrowed(tag),
+            None => T::tag(),
+        };
+        Identity::named(
+            &tag,
+            std::mem::size_of::<T>() as u32,
+            std::mem::align_of::<T>() as u32,
+            T::LAYOUT,
+            &T::fields(),
+        )
+    }
+
+    pub(crate) fn named(tag: &str, size: u32, align: u32, layout: u64, fields: &str) -> Identity {
+        Identity {
+            tag: cut(tag, TAG_LEN).to_owned(),
+            size,
+            align,
+            layout,
+            fields: cut(fields, FIELDS_LEN).to_owned(),
+            check_tag: true,
+        }
+    }
+
+    /// Accepts whatever tag the segment has (the kind and the rest are still checked).
+    pub(crate) fn any_tag(mut self) -> Identity {
+        self.check_tag = false;
+        self
+    }
+
+    /// How an error message names it, for what `differs`.
+    fn describe(&self, differs: Difference) -> String {
+        match differs {
+            Difference::Fields if self.fields.is_empty() => {
+                format!(
+                    "`{}` with a field layout hashed {:#018x}",
+                    self.tag, self.layout
+                )
+            }
+            Difference::Fields => format!("`{}` with fields {}", self.tag, self.fields),
+            _ if self.size == 0 => format!("`{}`", self.tag),
+            _ => format!("`{}` ({} B, align {})", self.tag, self.size, self.align),
+        }
+    }
+
+    /// The identity the header `h` records.
+    fn of_header(h: &Header) -> Option<Identity> {
+        let tag_len = h.tag_len as usize;
+        Some(Identity {
+            tag: text(h.tag.get(..tag_len)?)?.to_owned(),
+            size: h.type_size,
+            align: h.type_align,
+            layout: h.layout,
+            fields: text(&h.fields)?.trim_end_matches('\0').to_owned(),
+            check_tag: true,
+        })
+    }
+}
+
+fn text(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes).ok()
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary (the same way in every process).
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
         end -= 1;
     }
-    &tag[..end]
+    &s[..end]
 }
 
 /// Where things sit in a segment: `(lock_offset, payload_offset, total_size)`.
@@ -143,7 +267,9 @@ fn place(kind: Kind, elem_size: u64, elem_align: u64, count: u64) -> Option<(u64
     (total <= MAX_SEGMENT).then_some((lock, payload, total))
 }
 
-/// Options shared by every constructor that creates or opens a segment.
+/// Options shared by every constructor that creates or opens a segment: the `_with` forms of
+/// [`Shm`](crate::Shm)'s constructors take them. Every setting reaches every handle that it
+/// can mean something for; each says which.
 ///
 /// ```
 /// use std::time::Duration;
@@ -155,7 +281,7 @@ pub struct Options {
     pub(crate) mode: u32,
     pub(crate) open_timeout: Duration,
     pub(crate) type_tag: Option<String>,
-    pub(crate) max_attached: usize,
+    pub(crate) max_attached: Option<usize>,
 }
 
 impl Default for Options {
@@ -164,53 +290,68 @@ impl Default for Options {
             mode: 0o600,
             open_timeout: DEFAULT_OPEN_TIMEOUT,
             type_tag: None,
-            max_attached: DEFAULT_MAX_ATTACHED,
+            max_attached: None,
         }
     }
 }
 
 impl Options {
-    /// The defaults: mode `0o600`, a 1 s open timeout, the Rust type name as the type tag, 32
-    /// producers and 32 consumers tracked per queue.
+    /// The defaults: mode `0o600`, a 1 s open timeout, each handle's own type tag (a
+    /// [`SharedType`]'s name, or the handle's kind), and each kind's own number of attachment
+    /// records.
     pub fn new() -> Options {
         Options::default()
     }
 
-    /// How many producers, and how many consumers, a queue this handle creates keeps a record
-    /// of (default 32, at most 1024): a handle is recorded as a producer at its first put and
-    /// as a consumer at its first get, and a `get` on an empty queue returns `Disconnected`
-    /// once producers have come and every one has gone (and a `put` on a full one once every
-    /// consumer has). Handles beyond this many run untracked: they are counted, but not by
-    /// process, so one that dies without detaching is never found gone, and from then on the
-    /// queue never says `Disconnected` on that side (it waits, as if that peer lived). Opening
-    /// takes the creator's value; this setting is ignored there.
+    /// How many attachment records a segment this handle creates keeps, 1 to 1024 (opening
+    /// takes the creator's number; this setting is ignored there):
+    ///
+    /// - a queue ([`Queue`](crate::Queue) and its kin): producers, and as many consumers
+    ///   (default 32). A handle is recorded as a producer at its first put and as a consumer at
+    ///   its first get, and a `get` on an empty queue returns `Disconnected` once producers
+    ///   have come and every one has gone (and a `put` on a full one once every consumer has).
+    ///   Handles beyond this many run untracked: they are counted, but not by process, so one
+    ///   that dies without detaching is never found gone, and from then on the queue never says
+    ///   `Disconnected` on that side (it waits, as if that peer lived).
+    /// - a [`Semaphore`](crate::Semaphore), [`BoundedSemaphore`](crate::BoundedSemaphore),
+    ///   [`Event`](crate::Event), [`Condition`](crate::Condition) or
+    ///   [`Barrier`](crate::Barrier): handles open at once, across all processes (default
+    ///   256); `open` fails with [`Error::InUse`] beyond.
+    ///
+    /// Pipes and SPSC queues have one record per end, values, arrays, locks and containers none:
+    /// they ignore it.
     ///
     /// ```
     /// let mut opts = mpshm::Options::new();
     /// opts.max_attached(4);
     /// ```
     pub fn max_attached(&mut self, n: usize) -> &mut Self {
-        self.max_attached = n;
+        self.max_attached = Some(n);
         self
     }
 
     /// Permission bits for a segment this handle creates (the process umask still applies):
     /// `0o777` at most. Any other bit (setuid, setgid, sticky) makes `create` fail with
-    /// [`Error::InvalidMode`].
+    /// [`Error::InvalidMode`]. Every handle.
     pub fn mode(&mut self, mode: u32) -> &mut Self {
         self.mode = mode;
         self
     }
 
-    /// How long `open` waits for a segment's creator to finish initialising it.
+    /// How long `open` waits for a segment's creator to finish initialising it. Every handle
+    /// (a [`Condition`](crate::Condition) waits as long for the user's lock it names).
     pub fn open_timeout(&mut self, timeout: Duration) -> &mut Self {
         self.open_timeout = timeout;
         self
     }
 
-    /// The tag that names the element type, checked on open. Defaults to
-    /// [`std::any::type_name`], which two separately built binaries agree on only when the type
-    /// lives at the same path; set the same tag on both sides to be sure. At most 64 bytes count.
+    /// The name of what the segment holds, written at creation and checked on open, in place
+    /// of the handle's own: a [`SharedType`]'s [`NAME`](SharedType::NAME) for plain data,
+    /// [`std::any::type_name`] for serde messages and items (which two builds agree on only
+    /// when the type lives at the same path: set the same tag on both sides), `bytes` for byte
+    /// messages, the kind for a lock, pipe or the synchronisation family. Every handle: both
+    /// sides must agree. The size, alignment and field layout of a plain-data type are still
+    /// checked. At most 64 bytes count.
     pub fn type_tag(&mut self, tag: impl Into<String>) -> &mut Self {
         self.type_tag = Some(tag.into());
         self
@@ -294,7 +435,7 @@ fn open_file(name: &str) -> Result<File, Error> {
 /// when the thread takes its next robust mutex, and which the kernel walks when the thread exits
 /// to tell other processes that the holder died. Unmapping it would crash the one and silence the
 /// other.
-pub(crate) struct Segment {
+pub struct Segment {
     map: ManuallyDrop<MmapRaw>,
     /// Offsets of robust mutexes besides the lock area's, checked on drop as above.
     robust: Mutex<Vec<usize>>,
@@ -318,8 +459,7 @@ impl Creation {
     /// Whether this process made the object: a forked child holds a copy of its parent's
     /// handle, and the parent's segment is not the child's to unlink.
     fn here(self) -> bool {
-        // A system call rather than `sys::thread_ids`: a handle may be dropped by a thread-local
-        // destructor, after the cached ids are gone.
+        // A system call rather than the cached `sys::thread_ids`: this runs once per drop.
         self.pid == sys::current_pid()
     }
 }
@@ -337,18 +477,19 @@ impl fmt::Debug for Segment {
 
 impl Segment {
     /// Creates `name` exclusively, sized for `spec`, initialises its lock (if its kind has one),
-    /// runs `init` to write the initial payload, then publishes it.
+    /// runs `init` to write the initial payload, then publishes it. If `init` fails, the
+    /// segment is removed again.
     pub(crate) fn create(
         name: &str,
         spec: &Spec,
         opts: &Options,
-        init: impl FnOnce(&Segment),
+        init: impl FnOnce(&Segment) -> Result<(), Error>,
     ) -> Result<Segment, Error> {
         let bare = validate_name(name)?;
         if opts.mode & !0o777 != 0 {
             return Err(Error::InvalidMode { mode: opts.mode });
         }
-        let count = spec.count.unwrap_or(0);
+        let count = spec.count;
         let (lock, payload, total) = place(
             spec.kind,
             spec.elem_size as u64,
@@ -362,16 +503,24 @@ impl Segment {
         })?;
         let file = sys::shm_create(bare, opts.mode).map_err(|e| open_error(bare, e))?;
         // From here on, a failure must remove the name we just took.
-        let made = (|| {
+        // The error, and whether the name is already removed.
+        let made = (|| -> Result<Segment, (Error, bool)> {
+            let early = |e: io::Error| (Error::Io(e), false);
             sys::reserve(&file, total).map_err(|e| match e.raw_os_error() {
-                Some(libc::ENOSPC) => Error::NoSpace {
-                    name: bare.to_owned(),
-                    bytes: total,
-                },
-                _ => Error::Io(e),
+                Some(libc::ENOSPC) => (
+                    Error::NoSpace {
+                        name: bare.to_owned(),
+                        bytes: total,
+                    },
+                    false,
+                ),
+                _ => early(e),
             })?;
-            let id = sys::file_stat(&file)?.id;
-            let map = MmapOptions::new().len(total as usize).map_raw(&file)?;
+            let id = sys::file_stat(&file).map_err(early)?.id;
+            let map = MmapOptions::new()
+                .len(total as usize)
+                .map_raw(&file)
+                .map_err(early)?;
             let pid = sys::current_pid();
             let mut header = Header {
                 magic: MAGIC,
@@ -390,10 +539,16 @@ impl Segment {
                 creator_start: sys::process_start_time(pid),
                 params: spec.params,
                 tag: [0; TAG_LEN],
+                type_size: spec.ty.size,
+                type_align: spec.ty.align,
+                layout: spec.ty.layout,
+                fields: [0; FIELDS_LEN],
             };
-            let tag = cut_tag(&spec.tag);
+            let tag = cut(&spec.ty.tag, TAG_LEN);
             header.tag[..tag.len()].copy_from_slice(tag.as_bytes());
             header.tag_len = tag.len() as u32;
+            let fields = cut(&spec.ty.fields, FIELDS_LEN);
+            header.fields[..fields.len()].copy_from_slice(fields.as_bytes());
             let seg = Segment {
                 map: ManuallyDrop::new(map),
                 robust: Mutex::new(Vec::new()),
@@ -406,37 +561,35 @@ impl Segment {
             if let Some(mutex) = seg.mutex() {
                 // SAFETY: the segment is not published yet (ready is 0, and openers wait for it),
                 // so no one else can touch the mutex during its initialisation.
-                unsafe { mutex.init(spec.kind.recursive_lock()) }?;
+                unsafe { mutex.init(spec.kind.recursive_lock()) }.map_err(early)?;
             }
-            init(&seg);
+            // A failure from here on drops `seg`, which unlinks what it created (checking that
+            // the name still names it).
+            init(&seg).map_err(|e| (e, true))?;
             // Release: pairs with the Acquire load in `Segment::open`; everything written above
             // happens-before an opener's first use of the segment.
             seg.shared::<AtomicU32>(READY_OFFSET)
                 .store(READY, Ordering::Release);
             Ok(seg)
         })();
-        if made.is_err() {
-            let _ = sys::shm_unlink(bare);
-        }
-        made
+        made.map_err(|(e, unlinked)| {
+            if !unlinked {
+                let _ = sys::shm_unlink(bare);
+            }
+            e
+        })
     }
 
     /// Opens `name`, waiting up to `opts.open_timeout` for its creator, and checks it against
-    /// `spec`.
+    /// `spec`: its kind and the identity of the type it holds (not its count or parameters:
+    /// the handle checks those, knowing what they mean).
     pub(crate) fn open(name: &str, spec: &Spec, opts: &Options) -> Result<Segment, Error> {
         let bare = validate_name(name)?;
         let mut file = open_file(bare)?;
         let (header, len) = wait_ready(bare, &mut file, opts.open_timeout)?;
         validate(bare, &header, len, spec)?;
         let map = MmapOptions::new().len(len as usize).map_raw(&file)?;
-        let seg = Segment {
-            map: ManuallyDrop::new(map),
-            robust: Mutex::new(Vec::new()),
-            name: bare.to_owned(),
-            header,
-            created: None,
-            persist: AtomicBool::new(false),
-        };
+        let seg = Segment::opened(bare, header, map);
         // Acquire: pairs with the Release store that ends `Segment::create`.
         if seg
             .shared::<AtomicU32>(READY_OFFSET)
@@ -456,29 +609,67 @@ impl Segment {
         Ok(seg)
     }
 
-    /// Opens `name` if it exists, or creates it. Either way the result is checked against `spec`.
-    pub(crate) fn open_or_create(
-        name: &str,
-        spec: &Spec,
-        opts: &Options,
-        init: impl Fn(&Segment),
-    ) -> Result<Segment, Error> {
-        // The name can vanish between a failed create and the open (its creator dropped it);
-        // then try again, a bounded number of times.
-        let mut last = None;
-        for _ in 0..16 {
-            match Segment::create(name, spec, opts, &init) {
-                Err(Error::AlreadyExists { .. }) => {}
-                other => return other,
-            }
-            match Segment::open(name, spec, opts) {
-                Err(e @ Error::NotFound { .. }) => last = Some(e),
-                other => return other,
-            }
+    /// Opens `name` read-only, whatever it holds, for [`inspect`](crate::inspect): the header
+    /// is checked as `open` checks it (magic, version, a known kind, a layout that fits the
+    /// file), but not against any expected kind or type, and without waiting for a creator that
+    /// has not finished. The mapping is read-only: nothing done through this handle can change
+    /// the segment (a write would fault rather than corrupt it).
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open), and [`Error::NotReady`] at once for a segment whose creator has
+    /// not published it.
+    pub(crate) fn open_read_only(name: &str) -> Result<Segment, Error> {
+        let bare = validate_name(name)?;
+        let file = sys::shm_open(bare, false).map_err(|e| open_error(bare, e))?;
+        if let Some(found) = sys::file_stat(&file)?.irregular {
+            return Err(not_regular(bare, found));
         }
-        Err(last.unwrap_or(Error::NotFound {
+        let (header, len) = match read_header(&file)? {
+            (Some(h), len) => (h, len),
+            (None, len) => {
+                return Err(corrupt(
+                    bare,
+                    format!("it is {len} bytes, smaller than the {HEADER_SIZE}-byte header"),
+                ));
+            }
+        };
+        if header.magic == MAGIC && header.version == VERSION && header.ready != READY {
+            return Err(match header.ready {
+                0 => Error::NotReady {
+                    name: bare.to_owned(),
+                    waited: Duration::ZERO,
+                },
+                word => corrupt(bare, format!("ready word is {word:#x}")),
+            });
+        }
+        // The header checked against itself: every check of `validate` but the caller's
+        // expectations.
+        let spec = Spec {
+            kind: Kind::from_code(header.kind).unwrap_or(Kind::Value),
+            elem_size: header.elem_size as usize,
+            elem_align: header.elem_align as usize,
+            count: header.count as usize,
+            ty: Identity::named("", 0, 0, 0, "").any_tag(),
+            params: header.params,
+        };
+        validate(bare, &header, len, &spec)?;
+        let map = MmapOptions::new()
+            .len(len as usize)
+            .map_raw_read_only(&file)?;
+        Ok(Segment::opened(bare, header, map))
+    }
+
+    /// The handle of an opener (it never unlinks) over `map`, with the validated `header`.
+    fn opened(name: &str, header: Header, map: MmapRaw) -> Segment {
+        Segment {
+            map: ManuallyDrop::new(map),
+            robust: Mutex::new(Vec::new()),
             name: name.to_owned(),
-        }))
+            header,
+            created: None,
+            persist: AtomicBool::new(false),
+        }
     }
 
     /// The segment's name, without a leading `/`.
@@ -744,11 +935,16 @@ pub(crate) fn shared_layout() -> Vec<String> {
             tag_len,
             creator_start,
             params,
-            tag
+            tag,
+            type_size,
+            type_align,
+            layout,
+            fields
         }),
         format!(
             "constants: magic {MAGIC:#x}, ready {READY:#x}, header {HEADER_SIZE} B, lock area \
-             {LOCK_AREA} B (mutex {} B, poison word at {POISON_OFFSET}), tag {TAG_LEN} B; kinds{kinds}",
+             {LOCK_AREA} B (mutex {} B, poison word at {POISON_OFFSET}), tag {TAG_LEN} B, fields \
+             {FIELDS_LEN} B; kinds{kinds}",
             std::mem::size_of::<sys::RobustMutex>()
         ),
         format!(
@@ -877,24 +1073,6 @@ fn wait_ready(name: &str, file: &mut File, timeout: Duration) -> Result<(Header,
     }
 }
 
-fn tag_of(h: &Header) -> Option<&str> {
-    let len = h.tag_len as usize;
-    (len <= TAG_LEN)
-        .then(|| std::str::from_utf8(&h.tag[..len]).ok())
-        .flatten()
-}
-
-fn describe(tag: &str, size: u64, align: u64, count: Option<u64>, sizes: bool) -> String {
-    let mut s = tag.to_owned();
-    if sizes {
-        s += &format!(" ({size} B, align {align})");
-    }
-    match count {
-        Some(n) => s + &format!(" × {n}"),
-        None => s,
-    }
-}
-
 /// Checks every header field against the file and against what the caller asked for.
 fn validate(name: &str, h: &Header, len: u64, spec: &Spec) -> Result<(), Error> {
     if h.magic != MAGIC {
@@ -915,7 +1093,8 @@ fn validate(name: &str, h: &Header, len: u64, spec: &Spec) -> Result<(), Error> 
     }
     let kind =
         Kind::from_code(h.kind).ok_or_else(|| corrupt(name, format!("unknown kind {}", h.kind)))?;
-    let tag = tag_of(h).ok_or_else(|| corrupt(name, "the type tag is not valid"))?;
+    let found = Identity::of_header(h)
+        .ok_or_else(|| corrupt(name, "the type tag or field description is not valid"))?;
     match place(kind, h.elem_size, h.elem_align, h.count) {
         Some((lock, payload, total))
             if lock == h.lock_offset && payload == h.payload_offset && total == h.total_size => {}
@@ -947,35 +1126,48 @@ fn validate(name: &str, h: &Header, len: u64, spec: &Spec) -> Result<(), Error> 
             found: kind,
         });
     }
-    let count_ok = spec.count.is_none_or(|c| c as u64 == h.count);
-    let sizes_ok = spec.elem_size as u64 == h.elem_size && spec.elem_align as u64 == h.elem_align;
-    if !(count_ok && sizes_ok && tag == spec.tag) {
-        let show_sizes = tag == spec.tag && !sizes_ok;
-        let (want, have) = (spec.count.map(|c| c as u64), Some(h.count));
-        return Err(Error::LayoutMismatch {
+    let want = &spec.ty;
+    let differs = if !want.check_tag {
+        None
+    } else if want.tag != found.tag {
+        Some(Difference::Name)
+    } else if (want.size, want.align) != (found.size, found.align) {
+        Some(Difference::Size)
+    } else if want.layout != found.layout {
+        Some(Difference::Fields)
+    } else {
+        None
+    };
+    match differs {
+        None => Ok(()),
+        Some(differs) => Err(Error::TypeMismatch {
             name: name.to_owned(),
-            expected: describe(
-                &spec.tag,
-                spec.elem_size as u64,
-                spec.elem_align as u64,
-                want.or(have),
-                show_sizes,
-            ),
-            found: describe(tag, h.elem_size, h.elem_align, have, show_sizes),
-        });
+            expected: want.describe(differs),
+            found: found.describe(differs),
+            differs,
+        }),
     }
-    Ok(())
 }
 
 /// What [`segments`] reports about one mpshm segment.
+///
+/// A segment of a layout version newer than this build's ([`version`](Self::version) above
+/// [`LAYOUT_VERSION`]) may lay its header out differently: only `name`, `size`, `version` and
+/// `created` are filled in, and the rest is left empty (`kind` `None`, `creator_pid` 0,
+/// `creator_alive` false), never guessed. Treat such a segment as in use.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SegmentInfo {
     /// The name, without the leading `/`.
     pub name: String,
+    /// The layout version in its header: [`LAYOUT_VERSION`] for a segment this build can open.
+    pub version: u32,
+    /// When the file was created (its status-change time, which mpshm sets only when it creates
+    /// and sizes a segment); `None` where the file system does not say.
+    pub created: Option<std::time::SystemTime>,
     /// What it holds; `None` if the header names a kind this build does not know.
     pub kind: Option<Kind>,
-    /// The element type tag.
+    /// The tag naming what it holds (see [`Options::type_tag`]).
     pub type_tag: String,
     /// Size of one element in bytes.
     pub elem_size: u64,
@@ -1002,42 +1194,54 @@ pub struct SegmentInfo {
 /// for seg in mpshm::segments()? {
 ///     println!("{} {:?} pid {} alive {}", seg.name, seg.kind, seg.creator_pid, seg.creator_alive);
 /// }
-/// # Ok::<(), std::io::Error>(())
+/// # Ok::<(), mpshm::Error>(())
 /// ```
 ///
 /// # Errors
 ///
-/// If the shared-memory directory cannot be read.
-pub fn segments() -> io::Result<Vec<SegmentInfo>> {
-    let mut out = Vec::new();
-    for name in sys::shm_names()? {
-        if validate_name(&name).is_err() {
-            continue;
-        }
-        let Ok(file) = sys::shm_open(&name, false) else {
-            continue;
-        };
-        let Ok((Some(h), size)) = read_header(&file) else {
-            continue;
-        };
-        if h.magic != MAGIC {
-            continue;
-        }
-        out.push(SegmentInfo {
-            kind: Kind::from_code(h.kind),
-            type_tag: tag_of(&h).unwrap_or("").to_owned(),
-            elem_size: h.elem_size,
-            count: h.count,
-            size,
-            creator_pid: h.creator_pid,
-            creator_alive: sys::process_alive(h.creator_pid, h.creator_start),
-            ready: h.ready == READY,
-            intact: h.total_size == size,
-            name,
-        });
-    }
+/// [`Error::Io`] if the shared-memory directory cannot be read.
+pub fn segments() -> Result<Vec<SegmentInfo>, Error> {
+    let mut out: Vec<SegmentInfo> = sys::shm_names()?
+        .iter()
+        .filter_map(|name| segment_info(name))
+        .collect();
     out.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(out)
+}
+
+/// What [`segments`] says of `name`: `None` for a name mpshm would not make, a file this user
+/// cannot read, or one without an mpshm header.
+pub(crate) fn segment_info(name: &str) -> Option<SegmentInfo> {
+    validate_name(name).ok()?;
+    let file = sys::shm_open(name, false).ok()?;
+    let (h, size) = read_header(&file).ok()?;
+    let h = h.filter(|h| h.magic == MAGIC)?;
+    let created = sys::file_stat(&file).ok().and_then(|st| st.changed);
+    let mut info = SegmentInfo {
+        name: name.to_owned(),
+        version: h.version,
+        created,
+        kind: None,
+        type_tag: String::new(),
+        elem_size: 0,
+        count: 0,
+        size,
+        creator_pid: 0,
+        creator_alive: false,
+        ready: false,
+        intact: false,
+    };
+    if (HEADER_SINCE..=VERSION).contains(&h.version) {
+        info.kind = Kind::from_code(h.kind);
+        info.type_tag = Identity::of_header(&h).map(|id| id.tag).unwrap_or_default();
+        info.elem_size = h.elem_size;
+        info.count = h.count;
+        info.creator_pid = h.creator_pid;
+        info.creator_alive = sys::process_alive(h.creator_pid, h.creator_start);
+        info.ready = h.ready == READY;
+        info.intact = h.total_size == size;
+    }
+    Some(info)
 }
 
 /// Removes the name `name` (for example an orphan found by [`segments`]). Processes that have it

@@ -1,10 +1,10 @@
 //! [`SpscQueue`]: the queue's explicit single-producer, single-consumer mode, for a stream from
 //! one process to one other.
 //!
-//! It is the ring under each direction of a [`Pipe`](crate::Pipe) (`spsc.rs`) carrying `T` by
-//! value, one message per slot: no slot is claimed with a CAS, and neither side runs a fence or
-//! any other atomic read-modify-write per message (the README's figures compare it with the MPMC
-//! [`Queue`]).
+//! It is the ring under each direction of a [`Pipe`](crate::Pipe) (`ring/spsc.rs`) carrying `T`
+//! by value, one message per slot: no slot is claimed with a CAS, and neither side runs a fence
+//! or any other atomic read-modify-write per message (the README's figures compare it with the
+//! MPMC [`Queue`]).
 //!
 //! The two roles are claimed in the segment, one process each, through attachment records
 //! (`attach`): a second live process that asks for a taken role gets [`Error::InUse`], and a
@@ -25,15 +25,15 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
-use bytemuck::Pod;
-
 use crate::attach::{Attachment, DeadHolders, Holder, Table, Watch, table_size};
 use crate::error::{
     Error, GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
 };
 use crate::ring::RingError;
 use crate::ring::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl, Unstamped};
-use crate::segment::{Kind, Options, Segment, Spec};
+use crate::segment::{Identity, Kind, Options, Segment, Spec};
+use crate::shared_type::SharedType;
+use crate::shm::{self, How, Made, Shm};
 use crate::sync::owner::BiasedLock;
 use crate::wait::{Bump, DEFAULT_SPIN, Deadline, EventCount, Peers, WaitSet, deadline, fence};
 
@@ -46,20 +46,51 @@ fn roles_size() -> usize {
     table_size(2)
 }
 
-/// Constructors for single-producer, single-consumer queues of `T: Pod`.
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// Which end of an [`SpscQueue`] an [`SpscEnd`] is: [`Producer`] or [`Consumer`]. Sealed.
+pub trait Role: sealed::Sealed {
+    #[doc(hidden)]
+    const ROLE: usize;
+}
+
+/// The producing end's role ([`SpscProducer`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Producer {}
+
+/// The consuming end's role ([`SpscConsumer`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Consumer {}
+
+impl sealed::Sealed for Producer {}
+impl sealed::Sealed for Consumer {}
+
+impl Role for Producer {
+    const ROLE: usize = PRODUCER;
+}
+
+impl Role for Consumer {
+    const ROLE: usize = CONSUMER;
+}
+
+/// The pair constructors of single-producer, single-consumer queues of `T`: both ends at
+/// once, attached to this process. Each end alone is created or opened through [`Shm`]
+/// ([`SpscProducer::open`], [`SpscConsumer::create`], …).
 ///
 /// ```
+/// use mpshm::prelude::*;
+/// use mpshm::{SpscProducer, SpscQueue};
+///
 /// let name = format!("doc-spsc-{}", std::process::id());
-/// let (tx, rx) = mpshm::SpscQueue::create::<u64>(&name, 64)?;
+/// let (tx, rx) = SpscQueue::create::<u64>(&name, 64)?;
 /// tx.put(7).expect("open queue");
 /// assert_eq!(rx.get(), Ok(7));
 /// // A second producer in a live process is refused until this one is released.
-/// assert!(matches!(
-///     mpshm::SpscQueue::open_producer::<u64>(&name),
-///     Err(mpshm::Error::InUse { .. })
-/// ));
+/// assert!(matches!(SpscProducer::<u64>::open(&name), Err(mpshm::Error::InUse { .. })));
 /// tx.release();
-/// let tx = mpshm::SpscQueue::open_producer::<u64>(&name)?;
+/// let tx = SpscProducer::<u64>::open(&name)?;
 /// tx.close();
 /// assert_eq!(rx.get(), Err(mpshm::GetError::Closed));
 /// # Ok::<(), mpshm::Error>(())
@@ -70,13 +101,13 @@ pub struct SpscQueue;
 impl SpscQueue {
     /// Creates the queue `name` exclusively, with room for `capacity` messages, and returns
     /// both ends attached to this process. To give one to another process,
-    /// [`release`](SpscProducer::release) it here and open it there.
+    /// [`release`](SpscEnd::release) it here and open it there.
     ///
     /// # Errors
     ///
     /// [`Error::InvalidLength`] for a zero or huge capacity; [`Error::InvalidName`],
     /// [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
-    pub fn create<T: Pod>(
+    pub fn create<T: SharedType>(
         name: &str,
         capacity: usize,
     ) -> Result<(SpscProducer<T>, SpscConsumer<T>), Error> {
@@ -88,83 +119,36 @@ impl SpscQueue {
     /// # Errors
     ///
     /// As [`create`](Self::create).
-    pub fn create_with<T: Pod>(
+    pub fn create_with<T: SharedType>(
         name: &str,
         capacity: usize,
         opts: &Options,
     ) -> Result<(SpscProducer<T>, SpscConsumer<T>), Error> {
-        let spec = spec::<T>(capacity, opts)?;
-        // A fresh (zeroed) segment is an empty ring with both roles free.
-        let mut made = Ok(());
-        let seg = Segment::create(name, &spec, opts, |seg| made = roles(seg).init())?;
-        made?;
-        let seg = Arc::new(seg);
-        Ok((
-            SpscProducer {
-                end: End::attach(Arc::clone(&seg), PRODUCER)?,
-                cache: Cache::default(),
-                _t: PhantomData,
+        let spec = spec::<T>(Some(capacity), opts)?;
+        shm::make(
+            name,
+            How::Create,
+            &spec,
+            opts,
+            |seg| Ok(roles(seg).init()?),
+            |seg, _| {
+                let seg = Arc::new(seg);
+                Ok((
+                    SpscEnd::new(End::attach(Arc::clone(&seg), PRODUCER)?),
+                    SpscEnd::new(End::attach(seg, CONSUMER)?),
+                ))
             },
-            SpscConsumer {
-                end: End::attach(seg, CONSUMER)?,
-                _t: PhantomData,
-            },
-        ))
-    }
-
-    /// Opens the producing end of the queue `name`, checking that it carries `T`.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InUse`] while another live process (or another handle in this one) holds it;
-    /// [`Error::NotFound`]; [`Error::LayoutMismatch`] for another message type;
-    /// [`Error::KindMismatch`]; [`Error::Corrupt`]; [`Error::NotReady`]; [`Error::Io`].
-    pub fn open_producer<T: Pod>(name: &str) -> Result<SpscProducer<T>, Error> {
-        Self::open_producer_with(name, &Options::new())
-    }
-
-    /// [`open_producer`](Self::open_producer) with options.
-    ///
-    /// # Errors
-    ///
-    /// As [`open_producer`](Self::open_producer).
-    pub fn open_producer_with<T: Pod>(
-        name: &str,
-        opts: &Options,
-    ) -> Result<SpscProducer<T>, Error> {
-        Ok(SpscProducer {
-            end: open_end::<T>(name, opts, PRODUCER)?,
-            cache: Cache::default(),
-            _t: PhantomData,
-        })
-    }
-
-    /// Opens the consuming end of the queue `name`, checking that it carries `T`.
-    ///
-    /// # Errors
-    ///
-    /// As [`open_producer`](Self::open_producer).
-    pub fn open_consumer<T: Pod>(name: &str) -> Result<SpscConsumer<T>, Error> {
-        Self::open_consumer_with(name, &Options::new())
-    }
-
-    /// [`open_consumer`](Self::open_consumer) with options.
-    ///
-    /// # Errors
-    ///
-    /// As [`open_producer`](Self::open_producer).
-    pub fn open_consumer_with<T: Pod>(
-        name: &str,
-        opts: &Options,
-    ) -> Result<SpscConsumer<T>, Error> {
-        Ok(SpscConsumer {
-            end: open_end::<T>(name, opts, CONSUMER)?,
-            _t: PhantomData,
-        })
+        )
     }
 }
 
-fn spec<T: Pod>(capacity: usize, opts: &Options) -> Result<Spec, Error> {
+/// The segment of a queue of `capacity` messages of `T` (an opener's: `None`).
+fn spec<T: SharedType>(capacity: Option<usize>, opts: &Options) -> Result<Spec, Error> {
+    let size = std::mem::size_of::<T>();
+    let ty = Identity::of::<T>(opts);
+    let Some(capacity) = capacity else {
+        return Ok(Spec::bytes(Kind::SpscQueue, ty, 0, [0; 4]));
+    };
     // Below 2^32: the slot stamps keep 32 bits of the position.
     if capacity == 0 || capacity > u32::MAX as usize {
         return Err(Error::InvalidLength {
@@ -172,58 +156,100 @@ fn spec<T: Pod>(capacity: usize, opts: &Options) -> Result<Spec, Error> {
             reason: "an SPSC queue's capacity must be 1 to 2^32 - 1",
         });
     }
-    let size = std::mem::size_of::<T>();
-    let bytes = spsc::slot_words(size)
+    let bytes = ring_bytes(capacity, size).ok_or(Error::InvalidLength {
+        len: capacity,
+        reason: "the queue would not fit in memory",
+    })?;
+    Ok(Spec::bytes(
+        Kind::SpscQueue,
+        ty,
+        bytes,
+        [capacity as u64, size as u64, 0, 0],
+    ))
+}
+
+/// The payload's bytes for `capacity` slots of `size`-byte messages.
+fn ring_bytes(capacity: usize, size: usize) -> Option<usize> {
+    spsc::slot_words(size)
         .filter(|_| size < 1 << 32)
         .and_then(|w| w.checked_mul(capacity)?.checked_mul(8))
         .and_then(|b| b.checked_add(roles_size() + SPSC_CTL_SIZE))
-        .ok_or(Error::InvalidLength {
-            len: capacity,
-            reason: "the queue would not fit in memory",
-        })?;
-    let tag = Spec::of::<T>(Kind::SpscQueue, None, opts.type_tag.as_deref()).tag;
-    Ok(Spec {
-        kind: Kind::SpscQueue,
-        elem_size: 1,
-        elem_align: 128,
-        count: Some(bytes),
-        tag,
-        params: [capacity as u64, size as u64, 0, 0],
-    })
 }
 
-fn open_end<T: Pod>(name: &str, opts: &Options, role: usize) -> Result<End, Error> {
-    let mut want = spec::<T>(1, opts)?;
-    want.count = None;
-    let seg = Segment::open(name, &want, opts)?;
+/// What [`inspect`](crate::inspect) shows of an SPSC queue, read without changing anything; an
+/// error for a geometry that does not match the segment's size (checked as `checked` does for an opener).
+pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+    use crate::inspect::{Found, Role, State, records};
     let [cap, size, ..] = seg.params();
+    let fits = (1..=u64::from(u32::MAX)).contains(&cap)
+        && ring_bytes(cap as usize, size as usize) == Some(seg.count());
+    if !fits {
+        return Err(format!(
+            "ring geometry {cap} × {size} B does not match its size {}",
+            seg.count()
+        ));
+    }
+    let (cap, size) = (cap as usize, size as usize);
+    let off = seg.payload_offset() + roles_size();
+    let words = cap * spsc::slot_words(size).expect("checked geometry");
+    let ring = Spsc::new(
+        seg.shared(off),
+        seg.shared_slice(off + SPSC_CTL_SIZE, words),
+        cap,
+        size,
+    );
+    let mut found = Found::plain(State::SpscQueue {
+        len: ring.len(),
+        capacity: cap,
+        message: size,
+        closed: ring.is_closed(),
+        lost: ring.lost(),
+    });
+    found.attached = records(&roles(seg), |i| {
+        if i == PRODUCER {
+            Role::Producer
+        } else {
+            Role::Consumer
+        }
+    });
+    Ok(found)
+}
+
+/// An opened queue's geometry, checked against its size, `T` and the capacity asked for.
+fn checked<T: SharedType>(seg: &Segment, asked: Option<usize>) -> Result<(), Error> {
+    let [cap, size, ..] = seg.params();
+    let want = std::mem::size_of::<T>();
+    let mismatch = |expected: String, found: String| Error::LayoutMismatch {
+        name: seg.name().to_owned(),
+        expected,
+        found,
+    };
+    if size != want as u64 {
+        return Err(mismatch(
+            format!("a queue of {want}-byte messages"),
+            format!("a queue of {size}-byte messages"),
+        ));
+    }
     let expect = usize::try_from(cap)
         .ok()
-        .and_then(|cap| spec::<T>(cap, opts).ok())
-        .and_then(|s| s.count);
-    if size != std::mem::size_of::<T>() as u64 {
-        return Err(Error::LayoutMismatch {
-            name: name.to_owned(),
-            expected: format!("{}-byte messages", std::mem::size_of::<T>()),
-            found: format!("{size}-byte messages"),
-        });
-    }
+        .filter(|&c| c != 0 && c <= u32::MAX as usize)
+        .and_then(|c| ring_bytes(c, want));
     if expect != Some(seg.count()) {
         return Err(Error::Corrupt {
-            name: name.to_owned(),
+            name: seg.name().to_owned(),
             reason: format!(
                 "ring geometry {cap} × {size} B does not match its size {}",
                 seg.count()
             ),
         });
     }
-    let end = End::attach(Arc::new(seg), role)?;
-    if role == PRODUCER {
-        // The previous producer may have died between publishing a message and advancing
-        // `tail`.
-        end.ring().recover_tail();
+    match asked {
+        Some(asked) if asked as u64 != cap => Err(mismatch(
+            format!("a queue of capacity {asked}"),
+            format!("a queue of capacity {cap}"),
+        )),
+        _ => Ok(()),
     }
-    Ok(end)
 }
 
 /// The roles' records; a dead holder's is freed by whoever finds it dead.
@@ -370,107 +396,146 @@ impl Peers for SpscPeers<'_> {
     }
 }
 
-/// The queries both ends answer.
-macro_rules! end_queries {
-    ($ty:ident) => {
-        impl<T: Pod> $ty<T> {
-            /// The number of messages in the queue: exact when no put or get is in flight.
-            pub fn len(&self) -> usize {
-                self.end.ring().len()
-            }
-
-            /// Whether the queue holds no message.
-            pub fn is_empty(&self) -> bool {
-                self.len() == 0
-            }
-
-            /// Whether every slot is taken.
-            pub fn is_full(&self) -> bool {
-                self.len() == self.capacity()
-            }
-
-            /// How many messages fit.
-            pub fn capacity(&self) -> usize {
-                self.end.seg.params()[0] as usize
-            }
-
-            /// Closes the queue for both ends: puts fail from now on; gets drain what is left,
-            /// then fail; blocked callers wake.
-            pub fn close(&self) {
-                self.end.ring().close();
-            }
-
-            /// Whether the queue has been closed.
-            pub fn is_closed(&self) -> bool {
-                self.end.ring().is_closed()
-            }
-
-            /// How many messages were dropped because their slot held bytes no producer wrote.
-            pub fn lost(&self) -> u64 {
-                self.end.ring().lost()
-            }
-
-            /// How many rounds this handle spins (then yields) before sleeping in a blocked
-            /// call. `0` sleeps at once; `u32::MAX` busy-polls and never sleeps (it still keeps
-            /// a timed call's deadline). While it spins, a `put` into a full queue waits for the
-            /// consumer to take half of it, as long as it keeps taking (the crate's README says
-            /// why).
-            pub fn set_spin(&self, rounds: u32) {
-                self.end.spin.store(rounds, Relaxed);
-            }
-
-            /// Gives this end up, so that another process (or handle) can open it; the queue
-            /// stays open. Dropping the handle does the same. (Once a message has been put, the
-            /// other end's blocked calls then fail with `Disconnected` until a new holder opens
-            /// this end.)
-            pub fn release(self) {}
-
-            /// The segment name.
-            pub fn name(&self) -> &str {
-                self.end.seg.name()
-            }
-
-            /// Keeps the name when the creating handles are dropped; remove it later with
-            /// [`unlink`](crate::unlink).
-            pub fn persist(&self) {
-                self.end.seg.persist();
-            }
-        }
-
-        impl<T> fmt::Debug for $ty<T> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($ty))
-                    .field("name", &self.end.seg.name())
-                    .field("type", &std::any::type_name::<T>())
-                    .field("capacity", &self.end.seg.params()[0])
-                    .finish()
-            }
-        }
-    };
+/// One end of an [`SpscQueue`], of the role `R`: [`SpscProducer`] puts, [`SpscConsumer`]
+/// gets; both answer the queries. `Init` of its [`Shm`] constructors is the capacity: `create`
+/// makes the queue and takes this end, leaving the other for a peer to open; `open` takes this
+/// end of an existing queue (refused with [`Error::InUse`] while another live handle holds it).
+pub struct SpscEnd<T, R: Role> {
+    end: End,
+    /// The other side's index as last seen (the producer's cache of the consumer's).
+    cache: Cache,
+    _t: PhantomData<fn(T, R) -> T>,
 }
 
 /// The producing end of an [`SpscQueue`]: puts `T`s.
-pub struct SpscProducer<T> {
-    end: End,
-    /// The consumer's index as last seen.
-    cache: Cache,
-    _t: PhantomData<T>,
-}
+///
+/// ```
+/// use mpshm::prelude::*;
+/// use mpshm::{SpscConsumer, SpscProducer};
+///
+/// let name = format!("doc-spscp-{}", std::process::id());
+/// let tx = SpscProducer::<u32>::create(&name, 8)?; // the consumer's end is left free
+/// let rx = SpscConsumer::<u32>::open(&name)?;      // e.g. in another process
+/// tx.put(5).expect("room");
+/// assert_eq!(rx.get(), Ok(5));
+/// # Ok::<(), mpshm::Error>(())
+/// ```
+pub type SpscProducer<T> = SpscEnd<T, Producer>;
 
 /// The consuming end of an [`SpscQueue`]: gets `T`s, oldest first.
 ///
 /// A message whose consumer died while taking it (after reading it, before freeing its slot) is
 /// delivered again to the next consumer: at least once, where the MPMC
 /// [`Queue`](crate::Queue) delivers at most once and counts the loss.
-pub struct SpscConsumer<T> {
-    end: End,
-    _t: PhantomData<T>,
+pub type SpscConsumer<T> = SpscEnd<T, Consumer>;
+
+impl<T, R: Role> SpscEnd<T, R> {
+    fn new(end: End) -> SpscEnd<T, R> {
+        SpscEnd {
+            end,
+            cache: Cache::default(),
+            _t: PhantomData,
+        }
+    }
 }
 
-end_queries!(SpscProducer);
-end_queries!(SpscConsumer);
+/// `Init` is the capacity, 1 to 2^32 - 1 ([`Error::InvalidLength`] otherwise); `open` and
+/// `open_or_create` check the message type, and `open_or_create` the capacity
+/// ([`Error::LayoutMismatch`]). The options' mode, open timeout and type tag apply.
+impl<T: SharedType, R: Role> Shm for SpscEnd<T, R> {
+    type Init = usize;
 
-impl<T: Pod> SpscProducer<T> {
+    fn spec(capacity: Option<&usize>, opts: &Options) -> Result<Spec, Error> {
+        spec::<T>(capacity.copied(), opts)
+    }
+
+    fn init(seg: &Segment, _: &usize) -> Result<(), Error> {
+        // A fresh (zeroed) segment is an empty ring with both roles free.
+        Ok(roles(seg).init()?)
+    }
+
+    fn wrap(seg: Segment, made: Made, asked: Option<&usize>, _: &Options) -> Result<Self, Error> {
+        checked::<T>(&seg, asked.copied())?;
+        let end = End::attach(Arc::new(seg), R::ROLE)?;
+        if R::ROLE == PRODUCER && made == Made::Opened {
+            // The previous producer may have died between publishing a message and advancing
+            // `tail`.
+            end.ring().recover_tail();
+        }
+        Ok(SpscEnd::new(end))
+    }
+
+    fn segment(&self) -> &Segment {
+        &self.end.seg
+    }
+}
+
+impl<T, R: Role> SpscEnd<T, R> {
+    /// The number of messages in the queue: exact when no put or get is in flight.
+    pub fn len(&self) -> usize {
+        self.end.ring().len()
+    }
+
+    /// Whether the queue holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether every slot is taken.
+    pub fn is_full(&self) -> bool {
+        self.len() == self.capacity()
+    }
+
+    /// How many messages fit.
+    pub fn capacity(&self) -> usize {
+        self.end.seg.params()[0] as usize
+    }
+
+    /// Closes the queue for both ends: puts fail from now on; gets drain what is left, then
+    /// fail; blocked callers wake.
+    pub fn close(&self) {
+        self.end.ring().close();
+    }
+
+    /// Whether the queue has been closed.
+    pub fn is_closed(&self) -> bool {
+        self.end.ring().is_closed()
+    }
+
+    /// How many messages were dropped because their slot held bytes no producer wrote.
+    pub fn lost(&self) -> u64 {
+        self.end.ring().lost()
+    }
+
+    /// How many rounds this handle spins (then yields) before sleeping in a blocked call. `0`
+    /// sleeps at once; `u32::MAX` busy-polls and never sleeps (it still keeps a timed call's
+    /// deadline). While it spins, a `put` into a full queue waits for the consumer to take half
+    /// of it, as long as it keeps taking (the crate's README says why).
+    pub fn set_spin(&self, rounds: u32) {
+        self.end.spin.store(rounds, Relaxed);
+    }
+
+    /// Gives this end up, so that another process (or handle) can open it; the queue stays
+    /// open. Dropping the handle does the same. (Once a message has been put, the other end's
+    /// blocked calls then fail with `Disconnected` until a new holder opens this end.)
+    pub fn release(self) {}
+}
+
+impl<T, R: Role> fmt::Debug for SpscEnd<T, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(if R::ROLE == PRODUCER {
+            "SpscProducer"
+        } else {
+            "SpscConsumer"
+        })
+        .field("name", &self.end.seg.name())
+        .field("type", &std::any::type_name::<T>())
+        .field("capacity", &self.end.seg.params()[0])
+        .finish()
+    }
+}
+
+impl<T: SharedType> SpscEnd<T, Producer> {
     fn put_inner(&self, v: &T, deadline: Option<Instant>) -> Result<(), RingError> {
         // A deadline covers the wait for another thread of this process to finish its put.
         let _turn = self
@@ -556,21 +621,20 @@ impl<T: Pod> SpscProducer<T> {
     }
 }
 
-/// Copies a slot's bytes into `out`; `false` for a length no producer of `T` wrote. The value
-/// is read straight into the caller's `T`: handed back inside nested `Option`s, it would be
-/// shuffled through the stack as unaligned bytes, on the consumer's hot path.
-fn read_into<T: Pod>(out: &mut T, bytes: &[u8]) -> bool {
+/// Copies a slot's bytes into `out`, straight into the caller's `T`: handed back inside nested
+/// `Option`s, it would be shuffled through the stack as unaligned bytes, on the consumer's hot
+/// path. A length other than `size_of::<T>()` (only a process
+/// scribbling on the segment writes one) copies what fits; any bytes are a `T`.
+#[inline]
+fn read_into<T: SharedType>(out: &mut T, bytes: &[u8]) {
     let out = bytemuck::bytes_of_mut(out);
-    if bytes.len() != out.len() {
-        return false;
-    }
-    out.copy_from_slice(bytes);
-    true
+    let n = out.len().min(bytes.len());
+    out[..n].copy_from_slice(&bytes[..n]);
 }
 
-impl<T: Pod> SpscConsumer<T> {
-    /// Takes a message into `out`: `Ok(false)` if it had the wrong length (it is consumed).
-    fn get_inner(&self, out: &mut T, deadline: Option<Instant>) -> Result<bool, RingError> {
+impl<T: SharedType> SpscEnd<T, Consumer> {
+    /// Takes a message into `out`.
+    fn get_inner(&self, out: &mut T, deadline: Option<Instant>) -> Result<(), RingError> {
         // A deadline covers the wait for another thread of this process to finish its get.
         let _turn = self
             .end
@@ -582,8 +646,8 @@ impl<T: Pod> SpscConsumer<T> {
         }
         let ring = self.end.ring();
         let mut read = |bytes: &[u8]| read_into(out, bytes);
-        if let Some(ok) = ring.try_pop(&mut read, Unstamped::MeansEmpty) {
-            return Ok(ok);
+        if ring.try_pop(&mut read, Unstamped::MeansEmpty).is_some() {
+            return Ok(());
         }
         let peers = SpscPeers { end: &self.end };
         ring.pop_watching(&mut read, deadline, self.end.spin(), &peers)
@@ -595,13 +659,11 @@ impl<T: Pod> SpscConsumer<T> {
     ///
     /// [`GetError::Closed`] once the queue is closed and drained; [`GetError::Disconnected`]
     /// when it is empty, a message was put once, and no producer holds its role now (or a
-    /// forked child finds the role held by another live process); [`GetError::Decode`] when
-    /// the slot held a message of another size (it is consumed).
+    /// forked child finds the role held by another live process).
     pub fn get(&self) -> Result<T, GetError> {
         let mut v = T::zeroed();
         match self.get_inner(&mut v, None) {
-            Ok(true) => Ok(v),
-            Ok(false) => Err(GetError::Decode),
+            Ok(()) => Ok(v),
             Err(RingError::Disconnected) => Err(GetError::Disconnected),
             Err(_) => Err(GetError::Closed),
         }
@@ -615,8 +677,7 @@ impl<T: Pod> SpscConsumer<T> {
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
         let mut v = T::zeroed();
         match self.get_inner(&mut v, deadline(timeout)) {
-            Ok(true) => Ok(v),
-            Ok(false) => Err(GetTimeoutError::Decode),
+            Ok(()) => Ok(v),
             Err(RingError::Closed) => Err(GetTimeoutError::Closed),
             Err(RingError::Timeout) => Err(GetTimeoutError::Timeout),
             Err(RingError::Disconnected) => Err(GetTimeoutError::Disconnected),
@@ -650,16 +711,63 @@ impl<T: Pod> SpscConsumer<T> {
             other => other.ok_or(false),
         };
         match got {
-            Ok(true) => Ok(v),
-            Ok(false) => Err(TryGetError::Decode),
+            Ok(()) => Ok(v),
             Err(_) if closed => Err(TryGetError::Closed),
             Err(true) => Err(TryGetError::Disconnected),
             Err(false) => Err(TryGetError::Empty),
         }
     }
+
+    /// An iterator that takes messages with [`get`](Self::get), waiting for each, until the
+    /// queue is closed and drained or the producer is gone.
+    pub fn iter(&self) -> SpscIter<'_, T> {
+        SpscIter { end: self }
+    }
+
+    /// An iterator that takes the messages ready now with [`try_get`](Self::try_get).
+    pub fn try_iter(&self) -> SpscTryIter<'_, T> {
+        SpscTryIter { end: self }
+    }
 }
 
-impl<T: Pod> crate::wait::sealed::WaitOn for SpscConsumer<T> {
+/// The iterator of [`SpscConsumer::iter`](SpscEnd::iter).
+#[derive(Debug)]
+pub struct SpscIter<'a, T> {
+    end: &'a SpscConsumer<T>,
+}
+
+/// The iterator of [`SpscConsumer::try_iter`](SpscEnd::try_iter).
+#[derive(Debug)]
+pub struct SpscTryIter<'a, T> {
+    end: &'a SpscConsumer<T>,
+}
+
+impl<T: SharedType> Iterator for SpscIter<'_, T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.end.get().ok()
+    }
+}
+
+impl<T: SharedType> Iterator for SpscTryIter<'_, T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.end.try_get().ok()
+    }
+}
+
+impl<'a, T: SharedType> IntoIterator for &'a SpscConsumer<T> {
+    type Item = T;
+    type IntoIter = SpscIter<'a, T>;
+
+    fn into_iter(self) -> SpscIter<'a, T> {
+        self.iter()
+    }
+}
+
+impl<T: SharedType> crate::wait::sealed::WaitOn for SpscConsumer<T> {
     fn wait_on<'a>(&'a self, set: &mut WaitSet<'a>) -> bool {
         let events = self.end.events();
         set.count(events);
@@ -667,7 +775,7 @@ impl<T: Pod> crate::wait::sealed::WaitOn for SpscConsumer<T> {
     }
 }
 
-impl<T: Pod> crate::Waitable for SpscConsumer<T> {
+impl<T: SharedType> crate::Waitable for SpscConsumer<T> {
     fn is_ready(&self) -> bool {
         self.end.ring().readable() || self.end.peer_gone()
     }

@@ -13,144 +13,41 @@ use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::time::Duration;
 
-use bytemuck::Pod;
-
 use crate::error::{AccessError, Error, LockError};
-use crate::segment::{Kind, Options, Segment, Spec};
+use crate::segment::{Identity, Kind, Options, Segment, Spec};
+use crate::shared_type::SharedType;
+use crate::shm::{Made, Shm};
 use crate::sync::atomic::AtomicInt;
 use crate::sync::{Acquired, Held, RawLock, with_lock};
 
-fn spec<T>(kind: Kind, opts: &Options) -> Spec {
-    Spec::of::<T>(kind, Some(1), opts.type_tag.as_deref())
-}
-
-fn check_size<T>() -> Result<(), Error> {
+/// The one `T` of a `Value` or `RawValue` segment (of `kind`): what both hand [`Shm`].
+fn spec<T: SharedType>(kind: Kind, opts: &Options) -> Result<Spec, Error> {
     if std::mem::size_of::<T>() == 0 {
         return Err(Error::InvalidLength {
             len: 0,
             reason: "a zero-sized type cannot be shared",
         });
     }
-    Ok(())
+    Ok(Spec::elements(kind, Identity::of::<T>(opts), 1))
 }
 
-fn create<T: Pod>(kind: Kind, name: &str, init: T, opts: &Options) -> Result<Segment, Error> {
-    check_size::<T>()?;
-    Segment::create(name, &spec::<T>(kind, opts), opts, |seg| {
-        seg.write(0, &init)
-    })
+/// Checks that an opened segment holds one element.
+fn one(seg: Segment) -> Result<Segment, Error> {
+    if seg.count() != 1 {
+        return Err(Error::Corrupt {
+            name: seg.name().to_owned(),
+            reason: format!("a value segment holds {} elements", seg.count()),
+        });
+    }
+    Ok(seg)
 }
 
-fn open<T: Pod>(kind: Kind, name: &str, opts: &Options) -> Result<Segment, Error> {
-    check_size::<T>()?;
-    Segment::open(name, &spec::<T>(kind, opts), opts)
-}
-
-fn open_or_create<T: Pod>(
-    kind: Kind,
-    name: &str,
-    init: T,
-    opts: &Options,
-) -> Result<Segment, Error> {
-    check_size::<T>()?;
-    Segment::open_or_create(name, &spec::<T>(kind, opts), opts, |seg| {
-        seg.write(0, &init)
-    })
-}
-
-/// The constructors and name handling shared by `Value` and `RawValue`.
-macro_rules! value_common {
-    ($ty:ident, $kind:expr) => {
-        impl<T: Pod> $ty<T> {
-            /// Creates the segment `name` exclusively, holding `init`.
-            ///
-            /// # Errors
-            ///
-            /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`],
-            /// [`Error::InvalidLength`] for a zero-sized `T`, [`Error::InvalidMode`] for a mode
-            /// beyond `0o777`, [`Error::Io`].
-            pub fn create(name: &str, init: T) -> Result<Self, Error> {
-                Self::create_with(name, init, &Options::new())
-            }
-
-            /// [`create`](Self::create) with options (mode, type tag).
-            ///
-            /// # Errors
-            ///
-            /// As [`create`](Self::create).
-            pub fn create_with(name: &str, init: T, opts: &Options) -> Result<Self, Error> {
-                Ok($ty {
-                    seg: create($kind, name, init, opts)?,
-                    _t: PhantomData,
-                })
-            }
-
-            /// Opens the existing segment `name`, checking that it holds one `T`.
-            ///
-            /// # Errors
-            ///
-            /// [`Error::NotFound`]; [`Error::LayoutMismatch`] when it holds another type;
-            /// [`Error::KindMismatch`]; [`Error::Corrupt`]; [`Error::NotReady`];
-            /// [`Error::NotRegular`] for a link or other non-file at the name; [`Error::Io`].
-            pub fn open(name: &str) -> Result<Self, Error> {
-                Self::open_with(name, &Options::new())
-            }
-
-            /// [`open`](Self::open) with options (open timeout, type tag).
-            ///
-            /// # Errors
-            ///
-            /// As [`open`](Self::open).
-            pub fn open_with(name: &str, opts: &Options) -> Result<Self, Error> {
-                Ok($ty {
-                    seg: open::<T>($kind, name, opts)?,
-                    _t: PhantomData,
-                })
-            }
-
-            /// Opens `name` if it exists, or creates it holding `init`.
-            ///
-            /// # Errors
-            ///
-            /// As [`create`](Self::create) and [`open`](Self::open).
-            pub fn open_or_create(name: &str, init: T) -> Result<Self, Error> {
-                Self::open_or_create_with(name, init, &Options::new())
-            }
-
-            /// [`open_or_create`](Self::open_or_create) with options.
-            ///
-            /// # Errors
-            ///
-            /// As [`open_or_create`](Self::open_or_create).
-            pub fn open_or_create_with(name: &str, init: T, opts: &Options) -> Result<Self, Error> {
-                Ok($ty {
-                    seg: open_or_create($kind, name, init, opts)?,
-                    _t: PhantomData,
-                })
-            }
-
-            /// The segment name.
-            pub fn name(&self) -> &str {
-                self.seg.name()
-            }
-
-            /// Keeps the name when this creating handle is dropped, so others can still open it;
-            /// remove it later with [`unlink`](crate::unlink).
-            pub fn persist(&self) {
-                self.seg.persist();
-            }
-        }
-
-        impl<T> fmt::Debug for $ty<T> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($ty))
-                    .field("name", &self.seg.name())
-                    .field("type", &std::any::type_name::<T>())
-                    .field("owner", &self.seg.is_owner())
-                    .finish()
-            }
-        }
-    };
+fn debug<T>(seg: &Segment, ty: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.debug_struct(ty)
+        .field("name", &seg.name())
+        .field("type", &std::any::type_name::<T>())
+        .field("owner", &seg.is_owner())
+        .finish()
 }
 
 /// One `T` in a named segment, guarded by a robust cross-process lock.
@@ -161,6 +58,8 @@ macro_rules! value_common {
 /// `fetch_add` and friends are one atomic instruction.
 ///
 /// ```
+/// use mpshm::prelude::*;
+///
 /// let name = format!("doc-value-{}", std::process::id());
 /// let v = mpshm::Value::<u64>::create(&name, 0)?;
 /// v.set(41).expect("lock");
@@ -172,6 +71,7 @@ macro_rules! value_common {
 /// A lock-free write beside the lock's does not compile:
 ///
 /// ```compile_fail
+/// # use mpshm::prelude::*;
 /// # let name = format!("doc-value-cf-{}", std::process::id());
 /// let v = mpshm::Value::<u64>::create(&name, 0)?;
 /// v.fetch_add(1); // no such method: use a RawValue
@@ -179,12 +79,41 @@ macro_rules! value_common {
 /// ```
 pub struct Value<T> {
     seg: Segment,
-    _t: PhantomData<T>,
+    _t: PhantomData<fn() -> T>,
 }
 
-value_common!(Value, Kind::Value);
+/// `Init` is the initial value. [`Error::InvalidLength`] for a zero-sized `T`.
+impl<T: SharedType> Shm for Value<T> {
+    type Init = T;
 
-impl<T: Pod> Value<T> {
+    fn spec(_: Option<&T>, opts: &Options) -> Result<Spec, Error> {
+        spec::<T>(Kind::Value, opts)
+    }
+
+    fn init(seg: &Segment, init: &T) -> Result<(), Error> {
+        seg.write(0, init);
+        Ok(())
+    }
+
+    fn wrap(seg: Segment, _: Made, _: Option<&T>, _: &Options) -> Result<Self, Error> {
+        Ok(Value {
+            seg: one(seg)?,
+            _t: PhantomData,
+        })
+    }
+
+    fn segment(&self) -> &Segment {
+        &self.seg
+    }
+}
+
+impl<T> fmt::Debug for Value<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug::<T>(&self.seg, "Value", f)
+    }
+}
+
+impl<T: SharedType> Value<T> {
     /// Reads the value under the lock.
     ///
     /// # Errors
@@ -234,6 +163,7 @@ impl<T: Pod> Value<T> {
     /// Takes the lock and returns a guard that derefs to the value while it is held.
     ///
     /// ```
+    /// # use mpshm::prelude::*;
     /// # let name = format!("doc-vlock-{}", std::process::id());
     /// let v = mpshm::Value::<f64>::create(&name, 1.5)?;
     /// let mut g = match v.lock() {
@@ -292,33 +222,33 @@ impl<T: Pod> Value<T> {
 /// does. In a process forked while it was held it guards nothing: dropping it there writes
 /// nothing and releases nothing.
 #[must_use = "the lock is released as soon as the guard is dropped"]
-pub struct ValueGuard<'a, T: Pod> {
+pub struct ValueGuard<'a, T: SharedType> {
     value: T,
     seg: &'a Segment,
     held: Held<'a>,
 }
 
-impl<T: Pod> ValueGuard<'_, T> {
+impl<T: SharedType> ValueGuard<'_, T> {
     /// Declares the value sound again after `OwnerDied`.
     pub fn mark_consistent(&self) {
         self.held.mark_consistent();
     }
 }
 
-impl<T: Pod> Deref for ValueGuard<'_, T> {
+impl<T: SharedType> Deref for ValueGuard<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
         &self.value
     }
 }
 
-impl<T: Pod> DerefMut for ValueGuard<'_, T> {
+impl<T: SharedType> DerefMut for ValueGuard<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         &mut self.value
     }
 }
 
-impl<T: Pod> Drop for ValueGuard<'_, T> {
+impl<T: SharedType> Drop for ValueGuard<'_, T> {
     fn drop(&mut self) {
         // Written before `held` (a later field) drops and releases the lock. Not while the
         // thread panics (the change may be half-made: the shared value keeps what it held, and
@@ -330,7 +260,7 @@ impl<T: Pod> Drop for ValueGuard<'_, T> {
     }
 }
 
-impl<T: Pod + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
+impl<T: SharedType + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("ValueGuard").field(&self.value).finish()
     }
@@ -343,6 +273,8 @@ impl<T: Pod + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
 /// instruction each, `SeqCst`.
 ///
 /// ```
+/// use mpshm::prelude::*;
+///
 /// let name = format!("doc-raw-{}", std::process::id());
 /// let v = mpshm::RawValue::<u32>::create(&name, 7)?;
 /// v.set(9);
@@ -353,12 +285,41 @@ impl<T: Pod + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
 /// ```
 pub struct RawValue<T> {
     seg: Segment,
-    _t: PhantomData<T>,
+    _t: PhantomData<fn() -> T>,
 }
 
-value_common!(RawValue, Kind::RawValue);
+/// `Init` is the initial value. [`Error::InvalidLength`] for a zero-sized `T`.
+impl<T: SharedType> Shm for RawValue<T> {
+    type Init = T;
 
-impl<T: Pod> RawValue<T> {
+    fn spec(_: Option<&T>, opts: &Options) -> Result<Spec, Error> {
+        spec::<T>(Kind::RawValue, opts)
+    }
+
+    fn init(seg: &Segment, init: &T) -> Result<(), Error> {
+        seg.write(0, init);
+        Ok(())
+    }
+
+    fn wrap(seg: Segment, _: Made, _: Option<&T>, _: &Options) -> Result<Self, Error> {
+        Ok(RawValue {
+            seg: one(seg)?,
+            _t: PhantomData,
+        })
+    }
+
+    fn segment(&self) -> &Segment {
+        &self.seg
+    }
+}
+
+impl<T> fmt::Debug for RawValue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug::<T>(&self.seg, "RawValue", f)
+    }
+}
+
+impl<T: SharedType> RawValue<T> {
     /// Reads the value.
     pub fn get(&self) -> T {
         self.seg.read(0)

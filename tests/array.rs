@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Child, name};
+use mpshm::prelude::*;
 use mpshm::{AccessError, Array, Error, LockError, RawArray};
 
 fn main() {
@@ -115,13 +116,13 @@ fn wrong_element_type_is_refused() {
     let n = name("wrongel");
     let _a = Array::<i32>::create(&n, 4).expect("create");
     match Array::<u32>::open(&n) {
-        Err(Error::LayoutMismatch {
+        Err(Error::TypeMismatch {
             expected, found, ..
         }) => {
-            assert_eq!(expected, "u32 × 4");
-            assert_eq!(found, "i32 × 4");
+            assert_eq!(expected, "`u32` (4 B, align 4)");
+            assert_eq!(found, "`i32` (4 B, align 4)");
         }
-        other => panic!("expected LayoutMismatch, got {other:?}"),
+        other => panic!("expected TypeMismatch, got {other:?}"),
     }
     assert!(matches!(
         RawArray::<i32>::open(&n),
@@ -232,12 +233,13 @@ fn raw_array_across_processes() {
     Child::spawn("raw_fill", &[&n]).join();
     let v = a.to_vec();
     assert!(v.iter().enumerate().all(|(i, &x)| x == (i * i) as u64));
-    assert_eq!(a.get(4096), Some(4096 * 4096));
-    assert_eq!(a.get(4097), None);
-    assert!(matches!(
-        a.set(4097, 0),
-        Err(AccessError::OutOfBounds { .. })
-    ));
+    assert_eq!(a.get(4096), Ok(4096 * 4096));
+    let past = mpshm::OutOfBounds {
+        index: 4097,
+        len: 4097,
+    };
+    assert_eq!(a.get(4097), Err(past));
+    assert_eq!(a.set(4097, 0), Err(past));
 }
 
 fn open_or_create_checks_length() {
@@ -246,8 +248,14 @@ fn open_or_create_checks_length() {
     let b = Array::<u32>::open_or_create(&n, 8).expect("open");
     b.set(0, 5).expect("set");
     assert_eq!(a.get(0).expect("get"), 5);
-    assert!(matches!(
-        Array::<u32>::open_or_create(&n, 9),
-        Err(Error::LayoutMismatch { .. })
-    ));
+    match Array::<u32>::open_or_create(&n, 9) {
+        Err(e @ Error::LayoutMismatch { .. }) => assert_eq!(
+            e.to_string(),
+            format!(
+                "segment {n:?} holds an array of 8 elements, but an array of 9 elements was \
+                 asked for; open it as its creator made it"
+            )
+        ),
+        other => panic!("expected LayoutMismatch, got {other:?}"),
+    }
 }

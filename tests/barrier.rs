@@ -7,6 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Child, name};
+use mpshm::prelude::*;
 use mpshm::{Barrier, BarrierError, BreakCause, Error, RawValue};
 
 /// Parties in Python's barrier tests.

@@ -8,7 +8,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Child, name};
-use mpshm::{Condition, ConditionError, ConditionGuard, Lock, LockError, RLock, RawValue};
+use mpshm::prelude::*;
+use mpshm::{
+    Condition, ConditionError, ConditionGuard, ConditionLock, Lock, LockError, RLock, RawValue,
+};
 
 /// The longest a wait "without timeout" may take in these tests: a lost wake-up fails the test
 /// instead of hanging it.
@@ -176,7 +179,7 @@ fn reaches(counter: &RawValue<u64>, want: u64) {
 /// Python's `test_notify`: a process and a thread wait; each `notify()` wakes exactly one.
 fn notify_wakes_one_at_a_time() {
     let (c, w) = (name("cn"), name("cnw"));
-    let cond = Condition::create(&c).expect("create");
+    let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     let woken = RawValue::<u64>::create(&w, 0).expect("create");
     std::thread::scope(|s| {
         let waiters = Waiters::start(s, 2, &c, &w, None);
@@ -194,7 +197,7 @@ fn notify_wakes_one_at_a_time() {
 /// wait; `notify_all` wakes those six.
 fn notify_all_after_waiters_timed_out() {
     let (c, w) = (name("cna"), name("cnaw"));
-    let cond = Condition::create(&c).expect("create");
+    let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     let woken = RawValue::<u64>::create(&w, 0).expect("create");
     std::thread::scope(|s| {
         let first = Waiters::start(s, 6, &c, &w, Some(300));
@@ -217,7 +220,7 @@ fn notify_all_after_waiters_timed_out() {
 /// `notify(3)` none.
 fn notify_n_counts() {
     let (c, w) = (name("cnn"), name("cnnw"));
-    let cond = Condition::create(&c).expect("create");
+    let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     let woken = RawValue::<u64>::create(&w, 0).expect("create");
     std::thread::scope(|s| {
         let waiters = Waiters::start(s, 6, &c, &w, None);
@@ -234,7 +237,7 @@ fn notify_n_counts() {
 /// Python's `_TestCondition.test_timeout`.
 fn wait_timeout_waits_at_least() {
     let c = name("cto");
-    let cond = Condition::create(&c).expect("create");
+    let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     let mut g = lock(&cond);
     for asked in [Duration::ZERO, Duration::from_millis(100)] {
         let notified = common::timed(asked, || g.wait_timeout(asked)).expect("wait");
@@ -264,7 +267,7 @@ fn wait_for_four(args: &[String]) {
 /// Python's `test_waitfor`.
 fn wait_for_across_processes() {
     let (c, v) = (name("cwf"), name("cwfv"));
-    let cond = Condition::create(&c).expect("create");
+    let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     let state = RawValue::<i64>::create(&v, -1).expect("create");
     let child = Child::spawn("wait_for_four", &[&c, &v]);
     {
@@ -298,7 +301,7 @@ fn wait_for_four_briefly(args: &[String]) {
 /// after its timeout with `false`.
 fn wait_for_times_out() {
     let (c, v) = (name("cwt"), name("cwtv"));
-    let cond = Condition::create(&c).expect("create");
+    let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     let state = RawValue::<i64>::create(&v, 0).expect("create");
     let mut child = Child::spawn("wait_for_four_briefly", &[&c, &v]);
     child.wait_ready();
@@ -320,7 +323,7 @@ fn notify_once(args: &[String]) {
 /// Python's `test_wait_result`.
 fn wait_result() {
     let c = name("cwr");
-    let cond = Condition::create(&c).expect("create");
+    let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     let mut g = lock(&cond);
     assert!(!g.wait_timeout(Duration::ZERO).expect("wait"));
     assert!(!g.wait_timeout(Duration::from_millis(100)).expect("wait"));
@@ -336,7 +339,7 @@ fn wait_result() {
 /// hanging it.)
 fn untimed_waits() {
     let (c, v) = (name("cuw"), name("cuwv"));
-    let cond = Condition::create(&c).expect("create");
+    let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     let _state = RawValue::<u64>::create(&v, 0).expect("create"); // the creator keeps it
     let (tx, rx) = mpsc::channel();
     let (tid_tx, tid_rx) = mpsc::channel();
@@ -377,7 +380,7 @@ fn notify_all_at(args: &[String]) {
 /// A notify with no one waiting is not remembered (a sleeping-waiters list, as Python's).
 fn a_notify_before_the_wait_is_not_kept() {
     let c = name("cnb");
-    let cond = Condition::create(&c).expect("create");
+    let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     let mut g = lock(&cond);
     assert_eq!(g.notify(1), 0);
     assert_eq!(g.notify_all(), 0);
@@ -388,7 +391,7 @@ fn a_notify_before_the_wait_is_not_kept() {
 /// does not take that notify: the first wakes, the second times out.
 fn a_later_waiter_does_not_take_an_earlier_notify() {
     let c = name("cln");
-    let cond = Condition::create(&c).expect("create");
+    let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     std::thread::scope(|s| {
         let first = timed_waiter(s, &cond, Duration::from_secs(10));
         let mut g = lock(&cond);
@@ -425,7 +428,7 @@ fn take_lock_and_notify(args: &[String]) {
 /// take the lock and notify; the waiter holds it three times again afterwards.
 fn rlock_is_released_at_its_full_depth() {
     let c = name("crl");
-    let cond = Condition::create(&c).expect("create");
+    let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     let mut child = Child::spawn("take_lock_and_notify", &[&c]);
     let outer = lock(&cond);
     let middle = lock(&cond);
@@ -444,8 +447,8 @@ fn rlock_is_released_at_its_full_depth() {
 /// lock, and a process that opens the condition by name finds the lock by name.
 fn user_locks() {
     let (l, c) = (name("ul"), name("ulc"));
-    let user = Lock::create(&l).expect("create lock");
-    let cond = Condition::create_with_lock(&c, &user).expect("create");
+    let user = Lock::create(&l, ()).expect("create lock");
+    let cond = Condition::create(&c, ConditionLock::from(&user)).expect("create");
     assert_eq!(cond.lock_name(), Some(l.as_str()));
     {
         let mut g = lock(&cond);
@@ -461,8 +464,8 @@ fn user_locks() {
     drop(user.try_acquire().expect("released with the guard"));
 
     let (rl, rc) = (name("url"), name("urlc"));
-    let user = RLock::create(&rl).expect("create rlock");
-    let cond = Condition::create_with_rlock(&rc, &user).expect("create");
+    let user = RLock::create(&rl, ()).expect("create rlock");
+    let cond = Condition::create(&rc, ConditionLock::from(&user)).expect("create");
     let outer = user.acquire().expect("lock"); // taken through the RLock itself
     let mut g = lock(&cond); // and again through the condition: depth 2
     let mut child = Child::spawn("take_lock_and_notify", &[&rc]);
@@ -477,8 +480,8 @@ fn user_locks() {
 
     // The condition cannot be opened once its lock's name is gone.
     let (gone, gc) = (name("gone"), name("gonec"));
-    let temp = Lock::create(&gone).expect("create");
-    let cond = Condition::create_with_lock(&gc, &temp).expect("create");
+    let temp = Lock::create(&gone, ()).expect("create");
+    let cond = Condition::create(&gc, ConditionLock::from(&temp)).expect("create");
     drop(temp);
     assert!(matches!(
         Condition::open(&gc),
@@ -521,7 +524,7 @@ fn raw_notify_then_park(args: &[String]) {
 /// without a wake).
 fn a_notify_cut_short_by_death_is_kept() {
     let c = name("ccut");
-    let cond = Condition::create(&c).expect("create");
+    let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     let mut child = Child::spawn("raw_notify_then_park", &[&c]);
     child.wait_ready();
     let limit = Duration::from_secs(10);
@@ -554,7 +557,7 @@ fn wait_forever(args: &[String]) {
 /// before taking it is passed on to a live waiter that was already waiting.
 fn a_dead_waiter_does_not_swallow_a_notify() {
     let c = name("cdw");
-    let cond = Condition::create(&c).expect("create");
+    let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     // The dead waiter waits first: the oldest, the first a notify would pick.
     let mut dead = Child::spawn("wait_forever", &[&c]);
     dead.wait_ready();
@@ -612,7 +615,7 @@ fn ping_pong(args: &[String]) {
 fn kill_loop_ping_pong() {
     let trials = common::sync::trials(30);
     let (c, t) = (name("ckl"), name("cklt"));
-    let cond = Condition::create(&c).expect("create");
+    let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     let turns = RawValue::<u64>::create(&t, 0).expect("create");
     let mut rng = common::sync::Rng::new();
     for _ in 0..trials {
@@ -697,7 +700,7 @@ fn wait_and_mark(args: &[String]) {
 fn kill_loop_notified_waiter() {
     let trials = common::sync::trials(30);
     let (c, f) = (name("cknw"), name("cknwf"));
-    let cond = Condition::create(&c).expect("create");
+    let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     let consumed = RawValue::<u64>::create(&f, 0).expect("create");
     let mut rng = common::sync::Rng::new();
     let mut samples = Vec::new();

@@ -9,6 +9,7 @@ use std::fs::OpenOptions;
 use std::os::unix::fs::FileExt;
 
 use common::{Child, Msg, name};
+use mpshm::prelude::*;
 use mpshm::{ContainerError, Error, Kind, SharedDict, SharedList};
 
 fn main() {
@@ -374,7 +375,7 @@ fn open_checks_kind_and_types() {
     assert_eq!(same.len(), 1);
     assert!(matches!(
         SharedDict::<u32, u64>::open(&n),
-        Err(Error::LayoutMismatch { .. })
+        Err(Error::TypeMismatch { .. })
     ));
     assert!(matches!(
         SharedDict::<u32, u32>::open_or_create(&n, 9),
@@ -388,17 +389,22 @@ fn open_checks_kind_and_types() {
         }) => {}
         other => panic!("expected KindMismatch, got {other:?}"),
     }
-    // Two identical types under one tag agree.
+    // A tag names the list for both sides; the item type's layout is still checked.
     let tagged = name("tag");
     let mut opts = mpshm::Options::new();
     opts.type_tag("pairs");
     let a = SharedList::<[u16; 2]>::create_with(&tagged, 4, &opts).expect("create");
     a.push([1, 2]).expect("push");
-    let b = SharedList::<u32>::open_with(&tagged, &opts).expect("open with the tag");
-    assert_eq!(
-        b.get(0).expect("get"),
-        u32::from_ne_bytes(bytemuck::cast([1u16, 2]))
-    );
+    assert!(matches!(
+        SharedList::<[u16; 2]>::open(&tagged),
+        Err(Error::TypeMismatch { .. })
+    ));
+    let b = SharedList::<[u16; 2]>::open_with(&tagged, &opts).expect("open with the tag");
+    assert_eq!(b.get(0).expect("get"), [1, 2]);
+    assert!(matches!(
+        SharedList::<u32>::open_with(&tagged, &opts),
+        Err(Error::TypeMismatch { .. })
+    ));
     let fresh = name("ooc");
     let l = SharedList::<u8>::open_or_create(&fresh, 3).expect("open_or_create creates");
     assert_eq!(
@@ -501,8 +507,8 @@ fn serde_seed_child(args: &[String]) {
 #[cfg(feature = "serde")]
 fn serde_seed_manager_example() {
     let (dn, ln) = (name("sseedd"), name("sseedl"));
-    let d = mpshm::SerdeDict::<Py, Py>::create_sized(&dn, 16, 32).expect("manager.dict()");
-    let l = mpshm::SerdeList::<Py>::create_sized(&ln, 16, 16).expect("manager.list()");
+    let d = mpshm::SerdeDict::<Py, Py>::create(&dn, (16, 32)).expect("manager.dict()");
+    let l = mpshm::SerdeList::<Py>::create(&ln, (16, 16)).expect("manager.list()");
     l.extend((0..10).map(Py::Int)).expect("range(10)");
     Child::spawn("serde_seed_child", &[&dn, &ln]).join();
     assert_eq!(
@@ -524,7 +530,7 @@ fn serde_seed_manager_example() {
 #[cfg(feature = "serde")]
 fn serde_sizes_and_types() {
     let n = name("ssize");
-    let d = mpshm::SerdeDict::<String, Vec<u8>>::create_sized(&n, 4, 16).expect("create");
+    let d = mpshm::SerdeDict::<String, Vec<u8>>::create(&n, (4, 16)).expect("create");
     assert_eq!(d.entry_bytes(), 16);
     // postcard: a length byte and the bytes, for each.
     d.insert("k".into(), vec![1; 13])
@@ -536,11 +542,11 @@ fn serde_sizes_and_types() {
     // Another serde type, or the plain-data form, is refused.
     assert!(matches!(
         mpshm::SerdeDict::<String, String>::open(&n),
-        Err(Error::LayoutMismatch { .. })
+        Err(Error::TypeMismatch { .. })
     ));
     assert!(matches!(
         SharedDict::<u64, u64>::open(&n),
-        Err(Error::LayoutMismatch { .. })
+        Err(Error::TypeMismatch { .. })
     ));
     // The same types under another tag decode or fail to decode, never crash.
     let mut opts = mpshm::Options::new();
@@ -555,7 +561,7 @@ fn serde_sizes_and_types() {
         Ok(Some(_)) | Err(ContainerError::Decode) => {}
         other => panic!("{other:?}"),
     }
-    let l = mpshm::SerdeList::<String>::create_sized(&name("slist"), 2, 8).expect("create");
+    let l = mpshm::SerdeList::<String>::create(&name("slist"), (2, 8)).expect("create");
     l.push("1234567".into()).expect("8 bytes fit");
     assert!(matches!(
         l.push("12345678".into()),

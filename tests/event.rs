@@ -7,6 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Child, name};
+use mpshm::prelude::*;
 use mpshm::{Error, Event};
 
 fn main() {
@@ -50,7 +51,7 @@ fn sleeping_waiter<'s>(
 /// Python's `_TestEvent.test_event`.
 fn event_like_python() {
     let n = name("ev");
-    let ev = Event::create(&n).expect("create");
+    let ev = Event::create(&n, ()).expect("create");
     assert!(!ev.is_set());
     assert!(!common::timed(Duration::ZERO, || ev.wait_timeout(Duration::ZERO)));
     let asked = Duration::from_millis(100);
@@ -96,7 +97,7 @@ fn wait_and_report(args: &[String]) {
 
 fn set_wakes_waiters_in_other_processes() {
     let n = name("evx");
-    let ev = Event::create(&n).expect("create");
+    let ev = Event::create(&n, ()).expect("create");
     let mut kids: Vec<Child> = (0..2)
         .map(|_| Child::spawn("wait_and_report", &[&n]))
         .collect();
@@ -119,7 +120,7 @@ fn set_wakes_waiters_in_other_processes() {
 /// (as `threading.Event` does), and leaves the flag down.
 fn a_set_cleared_at_once_still_releases_waiters() {
     let n = name("evsc");
-    let ev = Event::create(&n).expect("create");
+    let ev = Event::create(&n, ()).expect("create");
     let mut waiter = Child::spawn("wait_and_report", &[&n]);
     waiter.wait_ready();
     common::wait_until_process_sleeps(waiter.pid());
@@ -158,7 +159,7 @@ fn toggle(args: &[String]) {
 /// over and over: every wait ends in a set, none hangs, and the last set is seen.
 fn set_clear_race_across_processes() {
     let n = name("evr");
-    let ev = Event::create(&n).expect("create");
+    let ev = Event::create(&n, ()).expect("create");
     let mut child = Child::spawn("toggle", &[&n]);
     child.wait_ready();
     std::thread::scope(|s| {
@@ -223,7 +224,7 @@ fn kill_a_raising_setter(
 /// A setter that raised the flag but died before its wake: the sleeper is woken by the death.
 fn a_set_cut_short_by_death_is_kept() {
     let n = name("evd");
-    let _ev = Event::create(&n).expect("create");
+    let _ev = Event::create(&n, ()).expect("create");
     let mut child = Child::spawn("raw_set_then_park", &[&n]);
     child.wait_ready();
     let (before, limit) = (Instant::now(), Duration::from_secs(10));
@@ -237,7 +238,7 @@ fn a_set_cut_short_by_death_is_kept() {
 /// waiter sleeps: its attaching wakes the waiter, which then watches it too.
 fn a_setter_that_opened_after_the_waiter_slept_is_watched() {
     let n = name("evl");
-    let _ev = Event::create(&n).expect("create");
+    let _ev = Event::create(&n, ()).expect("create");
     let (before, limit) = (Instant::now(), Duration::from_secs(10));
     std::thread::scope(|s| {
         let got = sleeping_waiter(s, &n, limit);
@@ -249,16 +250,16 @@ fn a_setter_that_opened_after_the_waiter_slept_is_watched() {
 
 fn kinds_are_checked() {
     let n = name("evk");
-    let _ev = Event::create(&n).expect("create");
+    let _ev = Event::create(&n, ()).expect("create");
     assert!(matches!(
         mpshm::Semaphore::open(&n),
         Err(Error::KindMismatch { .. })
     ));
     assert!(matches!(
-        Event::create(&n),
+        Event::create(&n, ()),
         Err(Error::AlreadyExists { .. })
     ));
-    let again = Event::open_or_create(&n).expect("open_or_create");
+    let again = Event::open_or_create(&n, ()).expect("open_or_create");
     again.set();
     assert!(Event::open(&n).expect("open").is_set());
 }
@@ -280,7 +281,7 @@ fn set_after_a_while(args: &[String]) {
 fn kill_loop_setter() {
     let trials = common::sync::trials(30);
     let n = name("evkl");
-    let ev = Event::create(&n).expect("create");
+    let ev = Event::create(&n, ()).expect("create");
     let mut rng = common::sync::Rng::new();
     let mut samples = Vec::new();
     let mut cut_short = 0;

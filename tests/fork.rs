@@ -11,6 +11,7 @@ mod common;
 use std::panic::AssertUnwindSafe;
 
 use common::{Child, name};
+use mpshm::prelude::*;
 use mpshm::{
     Array, ByteQueue, JoinableQueue, Lock, Queue, RLock, RawArray, RawValue, SharedDict, Value,
 };
@@ -62,12 +63,12 @@ fn create_fork_and_use(args: &[String]) {
     let names: Vec<&str> = args.iter().map(String::as_str).collect();
     let value = Value::<u64>::create(names[0], 7).expect("value");
     let array = Array::<u32>::from_slice(names[1], &[1, 2, 3]).expect("array");
-    let lock = Lock::create(names[2]).expect("lock");
-    let rlock = RLock::create(names[3]).expect("rlock");
+    let lock = Lock::create(names[2], ()).expect("lock");
+    let rlock = RLock::create(names[3], ()).expect("rlock");
     let queue = Queue::<u64>::create(names[4], 4).expect("queue");
     let raw = RawValue::<u64>::create(names[5], 1).expect("raw value");
     let raw_array = RawArray::<u8>::create(names[6], 2).expect("raw array");
-    let bytes = ByteQueue::create(names[7], 4, 16).expect("byte queue");
+    let bytes = ByteQueue::create(names[7], (4, 16)).expect("byte queue");
     let joinable = JoinableQueue::<u32>::create(names[8], 4).expect("joinable queue");
     let dict = SharedDict::<u64, u64>::create(names[9], 4).expect("dict");
     queue.put(1).expect("put");

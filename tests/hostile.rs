@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use common::name;
+use mpshm::prelude::*;
 use mpshm::{Error, Options, Value};
 
 fn main() {
@@ -386,7 +387,7 @@ fn spsc_indices_scribbled_keep_deadlines() {
 /// put back, the lock works. A scribbled poison word reads as a dead holder's.
 fn lock_words_scribbled() {
     let n = name("lword");
-    let lock = mpshm::Lock::create(&n).expect("create");
+    let lock = mpshm::Lock::create(&n, ()).expect("create");
     let f = file(&n);
     drop(lock.acquire().expect("acquire"));
     assert_eq!(

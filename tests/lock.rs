@@ -6,6 +6,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Child, name};
+use mpshm::prelude::*;
 use mpshm::{Error, Lock, LockError, RLock, RawValue, Value};
 
 fn main() {
@@ -25,7 +26,8 @@ fn main() {
             relock_on_one_thread_is_deadlock,
             rlock_is_reentrant_per_thread,
             lock_and_rlock_are_distinct_kinds,
-            open_or_create_from_two_processes
+            open_or_create_from_two_processes,
+            rlock_guards_drop_in_thread_local_destructors
         ],
         routines![
             count_under_lock,
@@ -34,7 +36,8 @@ fn main() {
             open_or_create_lock,
             panic_holding_lock,
             forget_guard_and_drop,
-            forget_guard_and_relock
+            forget_guard_and_relock,
+            rlock_in_a_thread_local
         ],
     );
 }
@@ -58,7 +61,7 @@ fn count_under_lock(args: &[String]) {
 
 fn mutual_exclusion_across_processes() {
     let (l, c) = (name("mx"), name("mxc"));
-    let _lock = Lock::create(&l).expect("create lock");
+    let _lock = Lock::create(&l, ()).expect("create lock");
     let counter = RawValue::<u64>::create(&c, 0).expect("create counter");
     let mut kids: Vec<Child> = (0..3)
         .map(|_| Child::spawn("count_under_lock", &[&l, &c]))
@@ -100,7 +103,7 @@ fn expect_owner_died<G>(r: Result<G, LockError<G>>) -> G {
 
 fn killed_holder_gives_owner_died() {
     let n = name("die");
-    let lock = Lock::create(&n).expect("create");
+    let lock = Lock::create(&n, ()).expect("create");
     let mut child = Child::spawn("hold", &[&n]);
     child.wait_ready();
     assert!(matches!(lock.try_acquire(), Err(LockError::WouldBlock)));
@@ -124,7 +127,7 @@ fn killed_holder_gives_owner_died() {
 
 fn blocked_waiter_is_woken_by_death() {
     let n = name("wake");
-    let lock = Lock::create(&n).expect("create");
+    let lock = Lock::create(&n, ()).expect("create");
     let mut child = Child::spawn("hold", &[&n]);
     child.wait_ready();
     let (tx, rx) = mpsc::channel();
@@ -160,7 +163,7 @@ fn blocked_waiter_is_woken_by_death() {
 
 fn owner_died_persists_until_marked() {
     let n = name("poison");
-    let lock = Lock::create(&n).expect("create");
+    let lock = Lock::create(&n, ()).expect("create");
     let mut child = Child::spawn("hold", &[&n]);
     child.wait_ready();
     child.kill();
@@ -177,7 +180,7 @@ fn owner_died_persists_until_marked() {
 
 fn killed_rlock_holder_gives_owner_died() {
     let n = name("rdie");
-    let lock = RLock::create(&n).expect("create");
+    let lock = RLock::create(&n, ()).expect("create");
     let mut child = Child::spawn("hold_rlock", &[&n]);
     child.wait_ready();
     assert!(matches!(lock.try_acquire(), Err(LockError::WouldBlock)));
@@ -190,7 +193,7 @@ fn killed_rlock_holder_gives_owner_died() {
 
 fn acquire_timeout_waits_then_fails() {
     let n = name("tmo");
-    let lock = Lock::create(&n).expect("create");
+    let lock = Lock::create(&n, ()).expect("create");
     let mut child = Child::spawn("hold", &[&n]);
     child.wait_ready();
     for asked in [Duration::from_millis(1), Duration::from_millis(150)] {
@@ -212,7 +215,7 @@ fn acquire_timeout_waits_then_fails() {
 
 fn try_acquire_never_waits() {
     let n = name("try");
-    let lock = Lock::create(&n).expect("create");
+    let lock = Lock::create(&n, ()).expect("create");
     let g = lock.try_acquire().expect("free");
     drop(g);
     let mut child = Child::spawn("hold", &[&n]);
@@ -269,7 +272,7 @@ fn forget_guard_and_drop(args: &[String]) {
 /// for ever.
 fn forgotten_guard_then_dropped_handle_gives_owner_died() {
     let n = name("forget");
-    let lock = Lock::create(&n).expect("create");
+    let lock = Lock::create(&n, ()).expect("create");
     let mut child = Child::spawn("forget_guard_and_drop", &[&n, "lock"]);
     assert_eq!(child.line(), "forgot");
     child.join();
@@ -314,8 +317,8 @@ fn forget_guard_and_relock(args: &[String]) {
 fn forgotten_guard_then_relock_is_deadlock() {
     let n = name("relock");
     let other = name("other");
-    let lock = Lock::create(&n).expect("create");
-    let _other = Lock::create(&other).expect("create other");
+    let lock = Lock::create(&n, ()).expect("create");
+    let _other = Lock::create(&other, ()).expect("create other");
     let mut child = Child::spawn("forget_guard_and_relock", &[&n, &other]);
     assert_eq!(child.line(), "ok");
     child.join();
@@ -329,7 +332,7 @@ fn forgotten_guard_then_relock_is_deadlock() {
 /// process, as std's `Mutex` does, until one marks it consistent.
 fn panic_in_guard_poisons_the_lock() {
     let n = name("lpanic");
-    let lock = Lock::create(&n).expect("create");
+    let lock = Lock::create(&n, ()).expect("create");
     let mut child = Child::spawn("panic_holding_lock", &[&n, "lock"]);
     assert_eq!(child.line(), "unwound");
     child.join();
@@ -343,7 +346,7 @@ fn panic_in_guard_poisons_the_lock() {
     drop(lock.acquire().expect("clean"));
 
     let n = name("rpanic");
-    let rlock = RLock::create(&n).expect("create");
+    let rlock = RLock::create(&n, ()).expect("create");
     let mut child = Child::spawn("panic_holding_lock", &[&n, "rlock"]);
     assert_eq!(child.line(), "unwound");
     child.join();
@@ -361,7 +364,7 @@ fn guard_taken_while_unwinding_does_not_poison() {
             drop(self.0.acquire().expect("clean"));
         }
     }
-    let lock = Lock::create(&name("unwind")).expect("create");
+    let lock = Lock::create(&name("unwind"), ()).expect("create");
     common::unwinds(|| {
         let _t = TakesTheLock(&lock);
         panic!("unwinding");
@@ -371,7 +374,7 @@ fn guard_taken_while_unwinding_does_not_poison() {
 
 fn relock_on_one_thread_is_deadlock() {
     let n = name("relock");
-    let lock = Lock::create(&n).expect("create");
+    let lock = Lock::create(&n, ()).expect("create");
     let g = lock.acquire().expect("acquire");
     assert!(matches!(lock.acquire(), Err(LockError::Deadlock)));
     assert!(matches!(
@@ -391,7 +394,7 @@ fn relock_on_one_thread_is_deadlock() {
 
 fn rlock_is_reentrant_per_thread() {
     let n = name("rl");
-    let lock = RLock::create(&n).expect("create");
+    let lock = RLock::create(&n, ()).expect("create");
     let a = lock.acquire().expect("first");
     let b = lock.try_acquire().expect("second");
     let c = lock
@@ -410,11 +413,49 @@ fn rlock_is_reentrant_per_thread() {
     });
 }
 
+/// In a child: a thread takes the `RLock` twice and keeps both guards in a thread-local, which
+/// drops them at the thread's exit, after other thread-locals may be gone; then this thread
+/// takes it and says how that went.
+fn rlock_in_a_thread_local(args: &[String]) {
+    use std::cell::RefCell;
+    thread_local! {
+        static HELD: RefCell<Vec<mpshm::LockGuard<'static>>> = const { RefCell::new(Vec::new()) };
+    }
+    let lock: &'static RLock = Box::leak(Box::new(RLock::open(&args[0]).expect("open")));
+    std::thread::spawn(move || {
+        let guards = [
+            lock.acquire().expect("first"),
+            lock.acquire().expect("second"),
+        ];
+        HELD.with(|h| h.borrow_mut().extend(guards));
+    })
+    .join()
+    .expect("the thread exits cleanly");
+    match lock.try_acquire() {
+        Ok(_) => common::say("free"),
+        Err(e) => common::say(&format!("{e:?}")),
+    }
+}
+
+/// RLock guards dropped by thread-local destructors unlock as at any other time: no panic
+/// (which would abort the process there), and no lock left to the dead thread (`OwnerDied`).
+fn rlock_guards_drop_in_thread_local_destructors() {
+    let n = name("rltls");
+    let lock = RLock::create(&n, ()).expect("create");
+    let mut c = Child::spawn("rlock_in_a_thread_local", &[&n]);
+    assert_eq!(c.line(), "free");
+    c.join();
+    drop(lock.try_acquire().expect("free"));
+}
+
 fn lock_and_rlock_are_distinct_kinds() {
     let n = name("kinds");
-    let _l = Lock::create(&n).expect("create");
+    let _l = Lock::create(&n, ()).expect("create");
     assert!(matches!(RLock::open(&n), Err(Error::KindMismatch { .. })));
-    assert!(matches!(Lock::create(&n), Err(Error::AlreadyExists { .. })));
+    assert!(matches!(
+        Lock::create(&n, ()),
+        Err(Error::AlreadyExists { .. })
+    ));
     assert!(matches!(
         mpshm::Value::<u8>::open(&n),
         Err(Error::KindMismatch { .. })
@@ -423,7 +464,7 @@ fn lock_and_rlock_are_distinct_kinds() {
 
 fn open_or_create_lock(args: &[String]) {
     assert_eq!(common::line_from_parent(), "go");
-    let lock = Lock::open_or_create(&args[0]).expect("open_or_create");
+    let lock = Lock::open_or_create(&args[0], ()).expect("open_or_create");
     let counter = RawValue::<u64>::open_or_create(&args[1], 0).expect("counter");
     for _ in 0..1000 {
         let _g = lock.acquire().expect("acquire");

@@ -6,7 +6,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Child, name};
-use mpshm::{Error, GetTimeoutError, Pipe, RecvError, SendError};
+use mpshm::prelude::*;
+use mpshm::{
+    BufferTooShort, Connection, Error, GetTimeoutError, Pipe, PipeReader, PipeWriter, RecvError,
+    RecvTimeoutError, SendError, TryRecvError, WrongType,
+};
 
 fn main() {
     common::run(
@@ -38,7 +42,7 @@ fn main() {
 
 /// Opens the free end of the pipe and sends back every message until the other end closes.
 fn echo(args: &[String]) {
-    let c = Pipe::open(&args[0]).expect("open");
+    let c = Connection::open(&args[0]).expect("open");
     common::ready();
     loop {
         match c.recv_bytes() {
@@ -63,7 +67,8 @@ fn echo_across_processes() {
     let (a, child) = with_echo("echo");
     for i in 0..1000u32 {
         a.send(&i).expect("send");
-        assert_eq!(a.recv::<u32>(), Ok(i));
+        // The echo sends back the bytes it received, untyped.
+        assert_eq!(a.recv_bytes(), Ok(i.to_ne_bytes().to_vec()));
     }
     for len in [1, 7, 8, 100, 4096] {
         let msg: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
@@ -106,7 +111,7 @@ fn recv_bytes_into_short_buffer() {
     let mut small = [0u8; 4];
     assert_eq!(
         b.recv_bytes_into(&mut small),
-        Err(RecvError::BufferTooShort { needed: 10 })
+        Err(RecvError::Decode(BufferTooShort { needed: 10 }))
     );
     let mut big = [0u8; 16];
     assert_eq!(b.recv_bytes_into(&mut big), Ok(10));
@@ -134,14 +139,14 @@ fn eof_in_both_directions() {
         // What was sent is still delivered, then EOF.
         assert_eq!(other.recv_bytes().expect("drain"), b"last words");
         assert_eq!(other.recv_bytes(), Err(RecvError::Disconnected));
-        assert_eq!(other.try_recv::<u8>(), Err(RecvError::Disconnected));
+        assert_eq!(other.try_recv::<u8>(), Err(TryRecvError::Disconnected));
         assert!(other.poll(Duration::ZERO), "EOF is ready");
         assert_eq!(other.send_bytes(b"anyone?"), Err(SendError::Disconnected));
     }
 }
 
 fn hold_and_block(args: &[String]) {
-    let _held = Pipe::open(&args[0]).expect("open");
+    let _held = Connection::open(&args[0]).expect("open");
     common::ready();
     common::park();
 }
@@ -185,7 +190,7 @@ fn killed_peer_ends_a_blocked_send() {
 }
 
 fn oneway_write(args: &[String]) {
-    let w = Pipe::open_writer(&args[0]).expect("open writer");
+    let w = PipeWriter::open(&args[0]).expect("open writer");
     for i in 0..100u64 {
         w.send(&i).expect("send");
     }
@@ -195,12 +200,14 @@ fn oneway_pipe_across_processes() {
     let n = name("oneway");
     let (r, w) = Pipe::create_oneway(&n).expect("create");
     w.release();
+    match Connection::open(&n) {
+        Err(Error::LayoutMismatch {
+            expected, found, ..
+        }) => assert_eq!((&*expected, &*found), ("a duplex pipe", "a one-way pipe")),
+        other => panic!("not a duplex pipe: {other:?}"),
+    }
     assert!(
-        matches!(Pipe::open(&n), Err(Error::LayoutMismatch { .. })),
-        "not a duplex pipe"
-    );
-    assert!(
-        matches!(Pipe::open_reader(&n), Err(Error::InUse { .. })),
+        matches!(PipeReader::open(&n), Err(Error::InUse { .. })),
         "reader is taken"
     );
     let child = Child::spawn("oneway_write", &[&n]);
@@ -219,39 +226,50 @@ fn values_and_byte_ranges() {
     a.send(&1u32).expect("send");
     assert_eq!(
         b.recv::<u64>(),
-        Err(RecvError::WrongSize {
-            expected: 8,
-            found: 4
-        })
+        Err(RecvError::Decode(WrongType {
+            expected: "u64".to_owned(),
+            size: 8,
+            found_size: 4,
+            typed: true
+        }))
     );
     a.send(&1u64).expect("send");
     a.send(&2u8).expect("send");
-    assert_eq!(
+    assert!(matches!(
         b.recv::<u32>(),
-        Err(RecvError::WrongSize {
-            expected: 4,
-            found: 8
-        })
-    );
+        Err(RecvError::Decode(WrongType { found_size: 8, .. }))
+    ));
     assert_eq!(
         b.recv::<u8>(),
         Ok(2),
         "the too-long message was consumed, the next is intact"
     );
-    // Python's send_bytes(buf, offset, size).
+    // A value of the same size but another type is refused too: `recv::<u32>` of an `i32`.
+    a.send(&-1i32).expect("send");
+    assert_eq!(
+        b.recv::<u32>(),
+        Err(RecvError::Decode(WrongType {
+            expected: "u32".to_owned(),
+            size: 4,
+            found_size: 4,
+            typed: true
+        }))
+    );
+    // So are bytes of the right size: they carry no type.
+    a.send_bytes(&7u32.to_ne_bytes()).expect("send");
+    assert!(matches!(
+        b.recv::<u32>(),
+        Err(RecvError::Decode(WrongType { typed: false, .. }))
+    ));
+    // A typed message is still bytes to `recv_bytes`.
+    a.send(&7u32).expect("send");
+    assert_eq!(b.recv_bytes().expect("recv"), 7u32.to_ne_bytes());
+    // Python's send_bytes(buf, offset, size) is a slice.
     let buf = b"abcdefghij";
-    a.send_bytes_range(buf, 2, 3).expect("send");
-    a.send_bytes_range(buf, 10, 0).expect("empty tail");
+    a.send_bytes(&buf[2..5]).expect("send");
+    a.send_bytes(&buf[10..]).expect("empty tail");
     assert_eq!(b.recv_bytes().expect("recv"), b"cde");
     assert_eq!(b.recv_bytes().expect("recv"), b"");
-    assert!(matches!(
-        a.send_bytes_range(buf, 8, 3),
-        Err(SendError::OutOfRange { .. })
-    ));
-    assert!(matches!(
-        a.send_bytes_range(buf, usize::MAX, 2),
-        Err(SendError::OutOfRange { .. })
-    ));
 }
 
 fn poll_with_and_without_timeout() {
@@ -266,22 +284,22 @@ fn poll_with_and_without_timeout() {
     );
     assert_eq!(
         b.recv_timeout::<u8>(Duration::from_millis(10)),
-        Err(RecvError::Timeout)
+        Err(RecvTimeoutError::Timeout)
     );
     a.send(&5u8).expect("send");
     assert!(b.poll(Duration::ZERO));
     assert!(b.poll(Duration::ZERO), "poll does not consume");
     assert_eq!(b.try_recv::<u8>(), Ok(5));
-    assert_eq!(b.try_recv::<u8>(), Err(RecvError::Empty));
+    assert_eq!(b.try_recv::<u8>(), Err(TryRecvError::Empty));
 }
 
 fn ends_are_taken_once() {
     let n = name("taken");
     let (a, b) = Pipe::create(&n).expect("create");
-    assert!(matches!(Pipe::open(&n), Err(Error::InUse { .. })));
+    assert!(matches!(Connection::open(&n), Err(Error::InUse { .. })));
     b.release();
-    let b2 = Pipe::open(&n).expect("the released end");
-    assert!(matches!(Pipe::open(&n), Err(Error::InUse { .. })));
+    let b2 = Connection::open(&n).expect("the released end");
+    assert!(matches!(Connection::open(&n), Err(Error::InUse { .. })));
     a.send(&3u16).expect("send");
     assert_eq!(b2.recv::<u16>(), Ok(3));
     assert!(matches!(
@@ -305,7 +323,7 @@ fn a_persisted_pipe_outlives_its_ends() {
     child.wait_ready();
     a.release();
     assert!(common::exists(&n));
-    let a = Pipe::open(&n).expect("the released end");
+    let a = Connection::open(&n).expect("the released end");
     a.send_bytes(b"again").expect("send");
     assert_eq!(a.recv_bytes().expect("echo"), b"again");
     drop(a);
@@ -315,7 +333,7 @@ fn a_persisted_pipe_outlives_its_ends() {
 }
 
 fn send_later(args: &[String]) {
-    let c = Pipe::open(&args[0]).expect("open");
+    let c = Connection::open(&args[0]).expect("open");
     assert_eq!(common::line_from_parent(), "go");
     c.send(&99u32).expect("send");
     assert_eq!(common::line_from_parent(), "bye");
@@ -344,7 +362,10 @@ fn serde_values() {
     a.send_serde(&v).expect("send");
     assert_eq!(b.recv_serde::<(String, Vec<u16>, Option<i64>)>(), Ok(v));
     a.send_bytes(&[0xff; 3]).expect("send");
-    assert_eq!(b.recv_serde::<String>(), Err(RecvError::Decode));
+    assert_eq!(
+        b.recv_serde::<String>(),
+        Err(RecvError::Decode(mpshm::DecodeError))
+    );
 }
 
 fn try_calls_never_wait_behind_a_blocked_receive() {
@@ -362,12 +383,12 @@ fn try_calls_never_wait_behind_a_blocked_receive() {
         common::wait_until_sleeping(heard.recv().expect("tid"));
         // That thread holds the receiving side while it waits; these must not wait for it.
         let start = Instant::now();
-        assert_eq!(a.try_recv::<u32>(), Err(RecvError::Empty));
+        assert_eq!(a.try_recv::<u32>(), Err(TryRecvError::Empty));
         assert!(!a.poll(Duration::ZERO));
         assert!(start.elapsed() < Duration::from_secs(1));
         let asked = Duration::from_millis(50);
         let r = common::timed(asked, || a.recv_timeout::<u32>(asked));
-        assert_eq!(r, Err(RecvError::Timeout));
+        assert_eq!(r, Err(RecvTimeoutError::Timeout));
         b.send(&2u32).expect("send");
         assert_eq!(blocked.join().expect("join"), Ok(2));
     });
@@ -387,7 +408,7 @@ fn poll_and_release_lose_nothing() {
     });
     a.send(&2u32).expect("send");
     b.release();
-    let b = Pipe::open(&n).expect("the released end");
+    let b = Connection::open(&n).expect("the released end");
     assert_eq!(b.recv::<u32>(), Ok(1), "poll must not take the message");
     assert_eq!(b.recv::<u32>(), Ok(2));
     // A message too long for the buffer stays in the pipe, whole, for the next holder too.
@@ -397,10 +418,10 @@ fn poll_and_release_lose_nothing() {
     let mut small = [0u8; 10];
     assert_eq!(
         b.recv_bytes_into(&mut small),
-        Err(RecvError::BufferTooShort { needed: 3000 })
+        Err(RecvError::Decode(BufferTooShort { needed: 3000 }))
     );
     b.release();
-    let b = Pipe::open(&n).expect("the released end");
+    let b = Connection::open(&n).expect("the released end");
     assert_eq!(b.recv_bytes().expect("recv"), long);
     assert_eq!(b.recv_bytes_into(&mut small), Ok(5));
     assert_eq!(&small[..5], b"short");
@@ -408,7 +429,7 @@ fn poll_and_release_lose_nothing() {
 
 /// Opens the free end; receives `args[1]` unless it is "-"; sends `args[2]`; stays.
 fn rejoin(args: &[String]) {
-    let c = Pipe::open(&args[0]).expect("open");
+    let c = Connection::open(&args[0]).expect("open");
     if args[1] != "-" {
         assert_eq!(c.recv_bytes().expect("recv"), args[1].as_bytes());
     }
@@ -444,20 +465,23 @@ fn a_restarted_peer_reopens_its_end() {
     second.wait_ready();
     assert_eq!(a.recv_bytes().expect("recv"), b"two");
     a.send(&3u8).expect("the new peer is there");
-    assert!(matches!(Pipe::open(&n), Err(Error::InUse { .. })));
+    assert!(matches!(Connection::open(&n), Err(Error::InUse { .. })));
     second.kill();
     assert!(a.poll(LONG), "the death is noticed");
     assert_eq!(a.recv_bytes(), Err(RecvError::Disconnected));
     // A receive that went to sleep while the end had no holder watches the process that opens
     // it next, and learns of its death.
-    Pipe::open(&n).expect("the dead end").release();
+    Connection::open(&n).expect("the dead end").release();
     std::thread::scope(|s| {
         let waiter = common::blocked(s, || a.recv_timeout::<u8>(LONG));
         let mut third = Child::spawn("hold_and_block", &[&n]);
         third.wait_ready();
         let killed = Instant::now();
         third.kill();
-        assert_eq!(waiter.join().expect("join"), Err(RecvError::Disconnected));
+        assert_eq!(
+            waiter.join().expect("join"),
+            Err(RecvTimeoutError::Disconnected)
+        );
         // Woken by the death, not by the end of its wait.
         assert!(killed.elapsed() < LONG / 2, "{:?}", killed.elapsed());
     });
@@ -470,8 +494,8 @@ fn a_persisted_pipe_waits_for_later_processes() {
     a.release();
     b.release();
     assert!(common::exists(&n));
-    let a = Pipe::open(&n).expect("open");
-    let b = Pipe::open(&n).expect("open");
+    let a = Connection::open(&n).expect("open");
+    let b = Connection::open(&n).expect("open");
     a.send(&4u16).expect("send");
     assert_eq!(b.recv::<u16>(), Ok(4));
     drop((a, b));
@@ -481,9 +505,9 @@ fn a_persisted_pipe_waits_for_later_processes() {
 /// Holds a pipe end, a byte queue and an SPSC queue's producing end; puts on the queue when
 /// told "queue", on the SPSC queue when told "spsc"; stays until killed.
 fn feed(args: &[String]) {
-    let _end = Pipe::open(&args[0]).expect("open");
+    let _end = Connection::open(&args[0]).expect("open");
     let q = mpshm::ByteQueue::open(&args[1]).expect("open");
-    let tx = mpshm::SpscQueue::open_producer::<u32>(&args[2]).expect("open");
+    let tx = mpshm::SpscProducer::<u32>::open(&args[2]).expect("open");
     common::ready();
     assert_eq!(common::line_from_parent(), "queue");
     q.put(b"hi".to_vec()).expect("put");
@@ -496,7 +520,7 @@ fn wait_wakes_for_a_message_and_for_a_death() {
     let (pn, qn, sn) = (name("wpipe"), name("wq"), name("wspsc"));
     let (a, b) = Pipe::create(&pn).expect("create");
     b.release();
-    let bq = mpshm::ByteQueue::create(&qn, 4, 16).expect("create");
+    let bq = mpshm::ByteQueue::create(&qn, (4, 16)).expect("create");
     let (tx, rx) = mpshm::SpscQueue::create::<u32>(&sn, 4).expect("create");
     tx.release();
     // Every receiving kind, at once.

@@ -7,6 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Child, name, say};
+use mpshm::prelude::*;
 use mpshm::{FenceMode, GetTimeoutError, Queue, fence_mode};
 
 fn main() {

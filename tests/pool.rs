@@ -12,6 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::process::checked;
+use mpshm::prelude::*;
 use mpshm::process::{AsyncResult, Exit, Pool, ThreadPool};
 use mpshm::{ProcessError, Queue};
 
@@ -293,8 +294,10 @@ fn a_killed_worker_fails_only_its_task() {
     checked(|| {
         let trials = common::env_or("MPSHM_POOL_KILL_TRIALS", 20);
         let pool = Pool::new(2).expect("pool");
-        let q = Queue::<u32>::create(&common::name("victims"), 4).expect("queue");
         for trial in 0..trials {
+            // A queue per victim: once a victim is killed, a queue it put on has no producer
+            // left, and a `get` on it says `Disconnected` until the next victim attaches.
+            let q = Queue::<u32>::create(&common::name("victims"), 4).expect("queue");
             // Quick tasks before and after the victim, some queued behind it in its worker:
             // those must go to the other worker (or its replacement), not fail.
             let before: Vec<_> = (0..trial % 7)

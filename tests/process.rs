@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::Child;
 use common::process::{checked, ends_within, pidfd};
+use mpshm::prelude::*;
 use mpshm::process::{Exit, Process, StartMethod, current_process, parent_process};
 use mpshm::{ProcessError, Queue};
 
@@ -197,21 +198,21 @@ fn results_of_every_size() {
 
 #[cfg(feature = "serde")]
 fn count_words(
-    text: mpshm::process::Serde<Vec<String>>,
-) -> mpshm::process::Serde<std::collections::BTreeMap<String, u32>> {
+    text: mpshm::Postcard<Vec<String>>,
+) -> mpshm::Postcard<std::collections::BTreeMap<String, u32>> {
     let mut counts = std::collections::BTreeMap::new();
     for w in text.0 {
         *counts.entry(w).or_insert(0) += 1;
     }
-    mpshm::process::Serde(counts)
+    mpshm::Postcard(counts)
 }
 
 #[cfg(feature = "serde")]
 fn serde_payloads() {
     checked(|| {
-        use mpshm::process::Serde;
+        use mpshm::Postcard;
         let words = ["a", "b", "a"].map(String::from).to_vec();
-        let p = Process::new(count_words, Serde(words));
+        let p = Process::new(count_words, Postcard(words));
         p.start().expect("start");
         let counts = p.join().expect("result").0;
         assert_eq!(counts.get("a"), Some(&2));
@@ -325,12 +326,12 @@ fn fork_and_report(_: &[String]) {
     ));
 }
 
-/// Tells the queue `name` this process's pid, then waits forever.
+/// Tells the queue `name` this process's pid, then waits forever. The handle stays open while
+/// it waits: a producer that put and went away would leave the queue `Disconnected` until the
+/// other grandchild attached, and the test's `get` could see that.
 fn report_and_wait(name: String) {
-    Queue::<u32>::open(&name)
-        .expect("open")
-        .put(std::process::id())
-        .expect("put");
+    let q = Queue::<u32>::open(&name).expect("open");
+    q.put(std::process::id()).expect("put");
     loop {
         std::thread::park();
     }

@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use mpshm::prelude::*;
 use mpshm::{Array, Error, RawArray, Value};
 use proptest::prelude::*;
 
@@ -69,7 +70,7 @@ proptest! {
         let a = RawArray::<[u8; 3]>::from_slice(&n, &xs).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(a.to_vec(), xs.clone());
         for (k, x) in xs.iter().enumerate() {
-            prop_assert_eq!(a.get(k), Some(*x));
+            prop_assert_eq!(a.get(k), Ok(*x));
         }
     }
 }

@@ -6,9 +6,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Child, Msg, name};
+use mpshm::prelude::*;
 use mpshm::{
     Error, GetError, GetTimeoutError, JoinError, JoinableQueue, Options, PutError, PutTimeoutError,
-    Queue, SimpleQueue, TryGetError, TryPutError,
+    Queue, SimpleQueue, TooLarge, TryGetError, TryPutError,
 };
 
 fn main() {
@@ -36,9 +37,17 @@ fn main() {
             untracked_producers_keep_the_queue_connected,
             an_exited_arming_thread_is_not_a_dead_process,
             a_handle_dropped_on_another_thread_detaches,
-            a_forked_child_releases_nothing_of_its_parents
+            a_forked_child_releases_nothing_of_its_parents,
+            a_handle_dropped_in_a_thread_local_destructor_detaches,
+            a_held_queue_waits_for_workers_still_to_come,
+            a_held_queue_waits_for_consumers_still_to_come,
+            simple_queue_holds_and_tries,
+            a_sleeping_get_sees_an_attached_producer_die
         ],
         routines![
+            put_once,
+            get_once,
+            attach_then_park,
             get_until_closed,
             fill,
             produce,
@@ -55,7 +64,8 @@ fn main() {
             get_then_leave,
             arm_on_a_thread,
             drop_on_another_thread,
-            fork_and_drop
+            fork_and_drop,
+            put_from_a_thread_local
         ],
     );
 }
@@ -186,14 +196,33 @@ fn blocked_put_wakes_when_room_is_made() {
 fn wrong_type_or_kind_is_refused() {
     let n = name("qtype");
     let _q = Queue::<u64>::create(&n, 4).expect("create");
-    assert!(matches!(
-        Queue::<f64>::open(&n),
-        Err(Error::LayoutMismatch { .. })
-    ));
+    // The bug this replaces: the ring's byte count printed as an element count ("× 9088" on
+    // both sides) and advice to set the same tag.
+    match Queue::<f64>::open(&n) {
+        Err(e @ Error::TypeMismatch { .. }) => assert_eq!(
+            e.to_string(),
+            format!(
+                "segment {n:?} holds `u64` (8 B, align 8), not `f64` (8 B, align 8); open it \
+                 with the type its creator used, or give the type the same name on both sides \
+                 (`SharedType::NAME`, or `Options::type_tag`)"
+            )
+        ),
+        other => panic!("expected TypeMismatch, got {other:?}"),
+    }
     assert!(matches!(
         Queue::<u32>::open(&n),
-        Err(Error::LayoutMismatch { .. })
+        Err(Error::TypeMismatch { .. })
     ));
+    // Same type, another capacity: the shape is named, not the type.
+    match Queue::<u64>::open_or_create(&n, 8) {
+        Err(Error::LayoutMismatch {
+            expected, found, ..
+        }) => {
+            assert_eq!(expected, "a queue of capacity 8");
+            assert_eq!(found, "a queue of capacity 4");
+        }
+        other => panic!("expected LayoutMismatch, got {other:?}"),
+    }
     assert!(matches!(
         JoinableQueue::<u64>::open(&n),
         Err(Error::KindMismatch { .. })
@@ -529,8 +558,8 @@ fn echo_bytes(args: &[String]) {
 
 fn byte_messages_across_processes() {
     let (a, b) = (name("bq"), name("bqb"));
-    let inbox = mpshm::ByteQueue::create(&a, 4, 1000).expect("create");
-    let outbox = mpshm::ByteQueue::create(&b, 4, 1000).expect("create");
+    let inbox = mpshm::ByteQueue::create(&a, (4, 1000)).expect("create");
+    let outbox = mpshm::ByteQueue::create(&b, (4, 1000)).expect("create");
     assert_eq!(inbox.max_message(), 1000);
     let child = Child::spawn("echo_bytes", &[&a, &b]);
     for len in [0, 1, 7, 8, 9, 999, 1000] {
@@ -540,17 +569,17 @@ fn byte_messages_across_processes() {
     }
     // Too long for a slot: refused at put, handed back, never truncated.
     match inbox.try_put(vec![1; 1001]) {
-        Err(TryPutError::TooLarge(v)) => assert_eq!(v.len(), 1001),
+        Err(TryPutError::Encode(v, TooLarge { len: 1001, .. })) => assert_eq!(v.len(), 1001),
         other => panic!("expected TooLarge, got {other:?}"),
     }
     assert!(matches!(
         inbox.put(vec![1; 5000]),
-        Err(PutError::TooLarge(_))
+        Err(PutError::Encode(_, TooLarge { .. }))
     ));
     // A byte queue is not a queue of u64s, nor the other way round.
     assert!(matches!(
         Queue::<u64>::open(&a),
-        Err(Error::LayoutMismatch { .. })
+        Err(Error::TypeMismatch { .. })
     ));
     inbox.close();
     child.join();
@@ -582,8 +611,8 @@ fn echo_serde(args: &[String]) {
 #[cfg(feature = "serde")]
 fn serde_messages_across_processes() {
     let (a, b) = (name("sq"), name("sqb"));
-    let inbox = mpshm::SerdeQueue::<Job>::create(&a, 4, 64).expect("create");
-    let outbox = mpshm::SerdeQueue::<Job>::create(&b, 4, 64).expect("create");
+    let inbox = mpshm::SerdeQueue::<Job>::create(&a, (4, 64)).expect("create");
+    let outbox = mpshm::SerdeQueue::<Job>::create(&b, (4, 64)).expect("create");
     let child = Child::spawn("echo_serde", &[&a, &b]);
     inbox.put(Job::Square(12)).expect("put");
     assert_eq!(outbox.get(), Ok(Job::Square(144)));
@@ -604,12 +633,26 @@ fn serde_messages_across_processes() {
         name: "x".repeat(100),
         times: 1,
     };
-    assert!(matches!(inbox.put(long), Err(PutError::TooLarge(_))));
+    assert!(matches!(
+        inbox.put(long),
+        Err(PutError::Encode(_, mpshm::EncodeError::TooLarge(_)))
+    ));
     // Another type's queue is refused by its tag.
     assert!(matches!(
         mpshm::SerdeQueue::<u64>::open(&a),
-        Err(Error::LayoutMismatch { .. })
+        Err(Error::TypeMismatch { .. })
     ));
+    // The type tag reaches a serde queue too: under a tag of its own, it must be given.
+    let tagged = name("sqtag");
+    let mut opts = mpshm::Options::new();
+    opts.type_tag("jobs@1");
+    let t = mpshm::SerdeQueue::<Job>::create_with(&tagged, (2, 64), &opts).expect("create");
+    assert!(matches!(
+        mpshm::SerdeQueue::<Job>::open(&tagged),
+        Err(Error::TypeMismatch { .. })
+    ));
+    mpshm::SerdeQueue::<Job>::open_with(&tagged, &opts).expect("the tag agrees");
+    drop(t);
     inbox.close();
     child.join();
 }
@@ -662,12 +705,14 @@ fn get_is_disconnected_once_every_producer_went() {
         );
     });
     assert_eq!(q.try_get(), Err(TryGetError::Disconnected));
-    assert_eq!(q.get_timeout(ms(10)), Err(GetTimeoutError::Disconnected));
+    // A timeout long enough for a loaded machine: the answer comes at once anyway.
+    assert_eq!(q.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
     // A state, not an end: a producer that attaches later makes a get wait again; what it
     // leaves behind is drained before the queue says so again, here after a normal exit.
     let mut p = Child::spawn("put_then_leave", &[&n, "2"]);
     p.wait_ready();
-    assert_eq!(q.get_timeout(ms(20)), Ok(2));
+    // The message is there: it comes at once, however long the timeout.
+    assert_eq!(q.get_timeout(LONG), Ok(2));
     assert_eq!(q.get_timeout(ms(20)), Err(GetTimeoutError::Timeout));
     q.put(3).expect("this handle is a producer now");
     p.tell("bye");
@@ -697,8 +742,10 @@ fn put_is_disconnected_once_every_consumer_went() {
         ));
     });
     assert!(matches!(q.try_put(9), Err(TryPutError::Disconnected(9))));
+    // A timeout long enough for a loaded machine: a put looks at its consumers only once its
+    // spin is spent, which can outlast a short timeout there; the answer comes then anyway.
     assert!(matches!(
-        q.put_timeout(9, ms(10)),
+        q.put_timeout(9, LONG),
         Err(PutTimeoutError::Disconnected(9))
     ));
     // A consumer that takes one and leaves normally: the same.
@@ -796,6 +843,38 @@ fn drop_on_another_thread(args: &[String]) {
     assert_eq!(common::line_from_parent(), "bye");
 }
 
+/// In a child: a thread puts through a handle (attaching, and arming its record, on that
+/// thread) that it keeps in a thread-local, which drops it at the thread's exit, after other
+/// thread-locals may be gone; then says so and stays.
+fn put_from_a_thread_local(args: &[String]) {
+    use std::cell::RefCell;
+    thread_local! {
+        static HANDLE: RefCell<Option<Queue<u32>>> = const { RefCell::new(None) };
+    }
+    let name = args[0].clone();
+    std::thread::spawn(move || {
+        let q = Queue::<u32>::open(&name).expect("open");
+        q.put(1).expect("put");
+        HANDLE.with(|h| *h.borrow_mut() = Some(q));
+    })
+    .join()
+    .expect("the thread exits cleanly");
+    common::ready();
+    common::park();
+}
+
+/// A handle dropped by a thread-local destructor detaches as at any other time, without a panic
+/// (which would abort the process there): its process lives on, and the queue has no producer.
+fn a_handle_dropped_in_a_thread_local_destructor_detaches() {
+    let n = name("qtls");
+    let q = Queue::<u32>::create(&n, 4).expect("create");
+    let mut p = Child::spawn("put_from_a_thread_local", &[&n]);
+    p.wait_ready();
+    assert_eq!(q.get_timeout(LONG), Ok(1));
+    assert_eq!(q.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
+    p.kill();
+}
+
 fn a_handle_dropped_on_another_thread_detaches() {
     let n = name("dropthr");
     let q = Queue::<u32>::create(&n, 4).expect("create");
@@ -822,10 +901,10 @@ fn fork_and_drop(args: &[String]) {
     let q = Queue::<u32>::open(qn).expect("open");
     q.put(1).expect("put");
     assert_eq!(q.get_timeout(LONG), Ok(1));
-    let a = mpshm::Pipe::open(pn).expect("open an end");
-    let b = mpshm::Pipe::open(pn).expect("open the other");
-    let tx = mpshm::SpscQueue::open_producer::<u32>(sn).expect("open producer");
-    let rx = mpshm::SpscQueue::open_consumer::<u32>(sn).expect("open consumer");
+    let a = mpshm::Connection::open(pn).expect("open an end");
+    let b = mpshm::Connection::open(pn).expect("open the other");
+    let tx = mpshm::SpscProducer::<u32>::open(sn).expect("open producer");
+    let rx = mpshm::SpscConsumer::<u32>::open(sn).expect("open consumer");
     tx.put(1).expect("put");
     assert_eq!(rx.get(), Ok(1));
     // SAFETY (test): this process has one thread; the grandchild exits through `exit`.
@@ -852,10 +931,13 @@ fn fork_and_drop(args: &[String]) {
     // The pipe's ends are still ours and open.
     a.send(&5u8).expect("b is not closed");
     assert_eq!(b.recv::<u8>(), Ok(5));
-    assert!(matches!(mpshm::Pipe::open(pn), Err(Error::InUse { .. })));
+    assert!(matches!(
+        mpshm::Connection::open(pn),
+        Err(Error::InUse { .. })
+    ));
     // And so are the SPSC roles.
     assert!(matches!(
-        mpshm::SpscQueue::open_producer::<u32>(sn),
+        mpshm::SpscProducer::<u32>::open(sn),
         Err(Error::InUse { .. })
     ));
     tx.put(3).expect("put");
@@ -881,4 +963,151 @@ fn a_forked_child_releases_nothing_of_its_parents() {
     assert_eq!(q.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
     mpshm::unlink(&pn).expect("unlink");
     mpshm::unlink(&sn).expect("unlink");
+}
+
+/// Opens the queue, puts `args[1]` and exits: a worker of Python's "each puts once" idiom.
+fn put_once(args: &[String]) {
+    let q = Queue::<u32>::open(&args[0]).expect("open");
+    q.put(args[1].parse().expect("value")).expect("put");
+}
+
+/// Opens the queue, takes one message and exits.
+fn get_once(args: &[String]) {
+    let q = Queue::<u32>::open(&args[0]).expect("open");
+    q.get_timeout(LONG).expect("get");
+}
+
+/// Attaches as a producer without putting, says so, and stays until killed.
+fn attach_then_park(args: &[String]) {
+    let q = Queue::<u32>::open(&args[0]).expect("open");
+    q.attach_producer();
+    common::ready();
+    common::park();
+}
+
+/// Python's idiom: the parent makes a queue, starts workers that each put once and exit, and
+/// takes one result per worker. Here every worker exits before the next one starts, the
+/// worst order: without the parent's hold, its get between two workers says `Disconnected`.
+fn a_held_queue_waits_for_workers_still_to_come() {
+    let n = name("hold");
+    let q = Queue::<u32>::create(&n, 4).expect("create");
+    q.attach_producer();
+    for i in 0..4u32 {
+        // The last worker has gone and the next has not started: empty, not disconnected.
+        assert_eq!(q.try_get(), Err(TryGetError::Empty), "before worker {i}");
+        std::thread::scope(|s| {
+            let waiter = common::blocked(s, || q.get_timeout(LONG));
+            Child::spawn("put_once", &[&n, &i.to_string()]).join();
+            assert_eq!(waiter.join().expect("join"), Ok(i));
+        });
+    }
+    // Every worker has gone; the parent still holds: a get waits.
+    assert_eq!(q.get_timeout(ms(20)), Err(GetTimeoutError::Timeout));
+    // Let go while a get is blocked: it wakes to say so.
+    std::thread::scope(|s| {
+        let waiter = common::blocked(s, || q.get_timeout(LONG));
+        q.detach_producer();
+        assert_eq!(
+            waiter.join().expect("join"),
+            Err(GetTimeoutError::Disconnected)
+        );
+    });
+    // Held again, with workers all started at once (the usual case): nothing lost, and what
+    // is left after the release is drained before `Disconnected`.
+    q.attach_producer();
+    let workers: Vec<Child> = (0..8u32)
+        .map(|i| Child::spawn("put_once", &[&n, &(10 + i).to_string()]))
+        .collect();
+    let mut got: Vec<u32> = (0..4)
+        .map(|_| q.get_timeout(LONG).expect("held: a result"))
+        .collect();
+    workers.into_iter().for_each(Child::join);
+    q.detach_producer();
+    got.extend(q.iter());
+    got.sort_unstable();
+    assert_eq!(got, (10..18).collect::<Vec<_>>());
+    assert_eq!(q.try_get(), Err(TryGetError::Disconnected));
+    // A put through a released handle attaches it again, until its drop.
+    q.put(1).expect("put");
+    let other = Queue::<u32>::open(&n).expect("open");
+    assert_eq!(other.get_timeout(LONG), Ok(1));
+    assert_eq!(other.get_timeout(ms(20)), Err(GetTimeoutError::Timeout));
+    drop(q);
+    assert_eq!(other.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
+}
+
+/// The same idiom on the other side: a parent fills a queue of one slot for workers that each
+/// take one message and exit; its put on the full queue waits for the next while it holds.
+fn a_held_queue_waits_for_consumers_still_to_come() {
+    let n = name("holdc");
+    let q = Queue::<u32>::create(&n, 1).expect("create");
+    q.attach_consumer();
+    q.put(0).expect("room");
+    for i in 1..4u32 {
+        assert!(
+            matches!(q.try_put(i), Err(TryPutError::Full(_))),
+            "before consumer {i}"
+        );
+        std::thread::scope(|s| {
+            let waiter = common::blocked(s, || q.put_timeout(i, LONG));
+            Child::spawn("get_once", &[&n]).join();
+            assert_eq!(waiter.join().expect("join"), Ok(()));
+        });
+    }
+    q.detach_consumer();
+    assert!(matches!(
+        q.put_timeout(9, LONG),
+        Err(PutTimeoutError::Disconnected(9))
+    ));
+}
+
+/// A `SimpleQueue` holds the same way, and has `try_get` and `try_iter`.
+fn simple_queue_holds_and_tries() {
+    let n = name("simhold");
+    let q = SimpleQueue::<u32>::create(&n, 4).expect("create");
+    assert_eq!(q.try_get(), Err(TryGetError::Empty));
+    q.attach_producer();
+    for i in 0..2u32 {
+        Child::spawn("put_once", &[&n, &i.to_string()]).join();
+        assert_eq!(q.get(), Ok(i));
+        assert_eq!(q.try_get(), Err(TryGetError::Empty));
+    }
+    Child::spawn("put_once", &[&n, "5"]).join();
+    Child::spawn("put_once", &[&n, "6"]).join();
+    assert_eq!(q.try_iter().collect::<Vec<_>>(), [5, 6]);
+    assert_eq!(q.try_get(), Err(TryGetError::Empty));
+    q.detach_producer();
+    assert_eq!(q.try_get(), Err(TryGetError::Disconnected));
+    assert_eq!(q.get(), Err(GetError::Disconnected));
+    // The consumer's side, through a `JoinableQueue` (a `Queue` underneath).
+    let jn = name("jqhold");
+    let jq = JoinableQueue::<u32>::create(&jn, 1).expect("create");
+    jq.attach_consumer();
+    jq.put(1).expect("room");
+    jq.detach_consumer();
+    assert!(matches!(jq.try_put(2), Err(TryPutError::Disconnected(2))));
+    q.close();
+    assert_eq!(q.try_get(), Err(TryGetError::Closed));
+}
+
+/// A get that went to sleep before any producer attached watches one that attaches without
+/// putting, and wakes when it dies.
+fn a_sleeping_get_sees_an_attached_producer_die() {
+    let n = name("attdie");
+    let q = Queue::<u32>::create(&n, 4).expect("create");
+    std::thread::scope(|s| {
+        let waiter = common::blocked(s, || (q.get_timeout(LONG), Instant::now()));
+        let mut p = Child::spawn("attach_then_park", &[&n]);
+        p.wait_ready();
+        let killed = Instant::now();
+        p.kill();
+        let (got, at) = waiter.join().expect("join");
+        assert_eq!(got, Err(GetTimeoutError::Disconnected));
+        // Woken by the death, not by its deadline (which also reports the death).
+        assert!(
+            at - killed < LONG / 2,
+            "woke {:?} after the kill",
+            at - killed
+        );
+    });
 }

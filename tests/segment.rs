@@ -6,6 +6,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
 use common::{Child, name};
+use mpshm::prelude::*;
 use mpshm::{Error, Kind, Options, Value};
 
 fn main() {
@@ -158,6 +159,7 @@ fn expect_corrupt<T: std::fmt::Debug>(r: Result<T, Error>, what: &str) {
         Err(
             Error::IncompatibleVersion { .. }
             | Error::KindMismatch { .. }
+            | Error::TypeMismatch { .. }
             | Error::LayoutMismatch { .. },
         ) => {}
         other => panic!("{what}: expected a clean refusal, got {other:?}"),
@@ -203,6 +205,9 @@ fn scribbled_fields_fail_cleanly() {
         (64, &[0xff; 8]),                                        // count
         (76, &[200, 0, 0, 0]),                                   // tag length
         (120, &[0xff, 0xfe]),                                    // tag bytes (not UTF-8)
+        (184, &[9, 0, 0, 0]),                                    // the type's size
+        (192, &[0xff; 8]),                                       // its layout hash
+        (200, &[0xff, 0xfe]),                                    // its fields (not UTF-8)
     ];
     for &(offset, bytes) in fields {
         let n = name("scrib");
@@ -229,7 +234,7 @@ fn scribbled_mutex_type_is_refused() {
     const KIND: u64 = 256 + 16; // lock area + offset of glibc's `__kind`
     for kind in [[0u8, 1, 0, 0], [0x43, 0, 0, 0], [0, 0, 0, 0], [0xff; 4]] {
         let n = name("mkind");
-        let lock = mpshm::Lock::create(&n).expect("create");
+        let lock = mpshm::Lock::create(&n, ()).expect("create");
         let arr = mpshm::Array::<u32>::create(&name("akind"), 2).expect("create");
         for path in [n.clone(), arr.name().to_owned()] {
             let mut f = std::fs::OpenOptions::new()
@@ -334,7 +339,7 @@ fn listing_shows_kind_payload_and_creator() {
 }
 
 fn create_persisted_and_wait(args: &[String]) {
-    let l = mpshm::Lock::create(&args[0]).expect("create");
+    let l = mpshm::Lock::create(&args[0], ()).expect("create");
     l.persist();
     common::ready();
     common::park();

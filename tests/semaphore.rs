@@ -7,6 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{Child, name};
+use mpshm::prelude::*;
 use mpshm::{AcquireError, BoundedSemaphore, Error, RawValue, ReleaseError, Semaphore};
 
 fn main() {
@@ -26,14 +27,16 @@ fn main() {
             handles_are_send_and_sync,
             a_release_cut_short_by_death_is_kept,
             kill_loop_hot_holders,
-            kill_loop_blocked_waiter
+            kill_loop_blocked_waiter,
+            guards_and_handles_drop_in_thread_local_destructors
         ],
         routines![
             hold,
             release_once,
             bounded_worker,
             churn,
-            raw_release_then_park
+            raw_release_then_park,
+            drop_in_thread_local_destructors
         ],
     );
 }
@@ -322,6 +325,42 @@ fn forgotten_permits_stay_taken() {
         .expect_err("still taken");
     drop(other);
     assert_eq!(sem.value(), 0);
+}
+
+/// In a child: a thread keeps a permit's guard in a thread-local, and a handle (which took a
+/// permit and leaked it) in another; both drop in the thread-local destructors when the thread
+/// exits, in whichever order the runtime picks, after other thread-locals may be gone. Says the
+/// semaphore's value once the thread has exited.
+fn drop_in_thread_local_destructors(args: &[String]) {
+    use std::cell::RefCell;
+    thread_local! {
+        static GUARD: RefCell<Option<mpshm::SemaphoreGuard<'static>>> =
+            const { RefCell::new(None) };
+        static HANDLE: RefCell<Option<Semaphore>> = const { RefCell::new(None) };
+    }
+    let sem: &'static Semaphore = Box::leak(Box::new(Semaphore::open(&args[0]).expect("open")));
+    let name = args[0].clone();
+    std::thread::spawn(move || {
+        let guard = sem.acquire().expect("acquire");
+        GUARD.with(|g| *g.borrow_mut() = Some(guard));
+        let other = Semaphore::open(&name).expect("open");
+        std::mem::forget(other.acquire().expect("acquire"));
+        HANDLE.with(|h| *h.borrow_mut() = Some(other));
+    })
+    .join()
+    .expect("the thread exits cleanly");
+    common::say(&sem.value().to_string());
+}
+
+/// A guard or a handle dropped by a thread-local destructor at a thread's exit gives its
+/// permits back like any other, without a panic (which there would abort the process).
+fn guards_and_handles_drop_in_thread_local_destructors() {
+    let n = name("semtls");
+    let sem = Semaphore::create(&n, 2).expect("create");
+    let mut c = Child::spawn("drop_in_thread_local_destructors", &[&n]);
+    assert_eq!(c.line(), "2", "the permits came back at the thread's exit");
+    c.join();
+    assert_eq!(sem.value(), 2);
 }
 
 /// Every handle of the family moves between threads (checked when this compiles), and a

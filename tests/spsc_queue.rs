@@ -6,6 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Child, Msg, name};
+use mpshm::prelude::*;
 use mpshm::{
     Error, GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, SpscQueue, TryGetError,
     TryPutError,
@@ -50,7 +51,7 @@ fn messages() -> u32 {
 }
 
 fn produce(args: &[String]) {
-    let tx = SpscQueue::open_producer::<Msg>(&args[0]).expect("open producer");
+    let tx = mpshm::SpscProducer::<Msg>::open(&args[0]).expect("open producer");
     for seq in 0..messages() {
         tx.put(Msg::new(1, seq)).expect("put");
     }
@@ -96,7 +97,7 @@ fn python_semantics() {
         assert!(matches!(r, Err(PutTimeoutError::Timeout(9))));
     }
     assert_eq!(rx.get(), Ok(1));
-    assert_eq!(rx.get_timeout(ms(10)), Ok(2));
+    assert_eq!(rx.get_timeout(LONG), Ok(2));
     assert!(rx.is_empty());
     for asked in [ms(1), ms(120)] {
         let r = common::timed(asked, || rx.get_timeout(asked));
@@ -115,7 +116,7 @@ fn python_semantics() {
 }
 
 fn get_until_closed(args: &[String]) {
-    let rx = SpscQueue::open_consumer::<u64>(&args[0]).expect("open consumer");
+    let rx = mpshm::SpscConsumer::<u64>::open(&args[0]).expect("open consumer");
     assert_eq!(rx.get(), Ok(1));
     common::ready();
     assert_eq!(rx.get(), Err(GetError::Closed));
@@ -135,7 +136,7 @@ fn close_wakes_a_blocked_get_elsewhere() {
 }
 
 fn hold_producer(args: &[String]) {
-    let _tx = SpscQueue::open_producer::<u64>(&args[0]).expect("open producer");
+    let _tx = mpshm::SpscProducer::<u64>::open(&args[0]).expect("open producer");
     common::ready();
     common::park();
 }
@@ -145,29 +146,29 @@ fn roles_are_one_process_each() {
     let (tx, rx) = SpscQueue::create::<u64>(&n, 4).expect("create");
     // Another handle in this process is refused too: the roles are claimed per handle.
     assert!(matches!(
-        SpscQueue::open_producer::<u64>(&n),
+        mpshm::SpscProducer::<u64>::open(&n),
         Err(Error::InUse { .. })
     ));
     assert!(matches!(
-        SpscQueue::open_consumer::<u64>(&n),
+        mpshm::SpscConsumer::<u64>::open(&n),
         Err(Error::InUse { .. })
     ));
     tx.release();
     let mut holder = Child::spawn("hold_producer", &[&n]);
     holder.wait_ready();
     assert!(matches!(
-        SpscQueue::open_producer::<u64>(&n),
+        mpshm::SpscProducer::<u64>::open(&n),
         Err(Error::InUse { .. })
     ));
     // A dead holder's role is free to take.
     holder.kill();
-    let tx = SpscQueue::open_producer::<u64>(&n).expect("take over from the dead");
+    let tx = mpshm::SpscProducer::<u64>::open(&n).expect("take over from the dead");
     tx.put(3).expect("put");
     assert_eq!(rx.get(), Ok(3));
 }
 
 fn produce_forever(args: &[String]) {
-    let tx = SpscQueue::open_producer::<Msg>(&args[0]).expect("open producer");
+    let tx = mpshm::SpscProducer::<Msg>::open(&args[0]).expect("open producer");
     let me: u32 = args[1].parse().expect("producer id");
     common::ready();
     let mut seq = 0;
@@ -220,7 +221,7 @@ fn killed_producers_are_replaced_mid_stream() {
 }
 
 fn consume_forever(args: &[String]) {
-    let rx = SpscQueue::open_consumer::<u64>(&args[0]).expect("open consumer");
+    let rx = mpshm::SpscConsumer::<u64>::open(&args[0]).expect("open consumer");
     common::ready();
     loop {
         if let Ok(v) = rx.get_timeout(Duration::from_secs(30)) {
@@ -245,7 +246,7 @@ fn a_killed_consumer_is_replaced() {
     }
     // The last consumer is dead too: this process takes the role and finds the stream going
     // on, in order, from where the dead one stopped (a message it was taking may come again).
-    let rx = SpscQueue::open_consumer::<u64>(&n).expect("take over from the dead");
+    let rx = mpshm::SpscConsumer::<u64>::open(&n).expect("take over from the dead");
     let mut last = None;
     while let Ok(v) = rx.try_get() {
         assert!(
@@ -264,11 +265,15 @@ fn wrong_type_or_kind_is_refused() {
     let (tx, _rx) = SpscQueue::create::<u64>(&n, 4).expect("create");
     tx.release();
     assert!(matches!(
-        SpscQueue::open_producer::<f64>(&n),
-        Err(Error::LayoutMismatch { .. })
+        mpshm::SpscProducer::<f64>::open(&n),
+        Err(Error::TypeMismatch { .. })
     ));
     assert!(matches!(
-        SpscQueue::open_producer::<u32>(&n),
+        mpshm::SpscProducer::<u32>::open(&n),
+        Err(Error::TypeMismatch { .. })
+    ));
+    assert!(matches!(
+        mpshm::SpscProducer::<u64>::open_or_create(&n, 8),
         Err(Error::LayoutMismatch { .. })
     ));
     assert!(matches!(
@@ -283,7 +288,7 @@ fn wrong_type_or_kind_is_refused() {
         SpscQueue::create::<u64>(&name("zero"), 0),
         Err(Error::InvalidLength { .. })
     ));
-    SpscQueue::open_producer::<u64>(&n).expect("same type opens");
+    mpshm::SpscProducer::<u64>::open(&n).expect("same type opens");
 }
 
 fn threads_take_turns_at_one_end() {
@@ -340,7 +345,7 @@ fn try_calls_never_wait_behind_a_blocked_thread() {
 
 /// Opens the producing end, puts 1, says so and stays.
 fn put_one_and_park(args: &[String]) {
-    let tx = SpscQueue::open_producer::<u32>(&args[0]).expect("open producer");
+    let tx = mpshm::SpscProducer::<u32>::open(&args[0]).expect("open producer");
     tx.put(1).expect("put");
     common::ready();
     common::park();
@@ -348,7 +353,7 @@ fn put_one_and_park(args: &[String]) {
 
 /// Opens the consuming end, takes one, says so and stays.
 fn get_one_and_park(args: &[String]) {
-    let rx = SpscQueue::open_consumer::<u32>(&args[0]).expect("open consumer");
+    let rx = mpshm::SpscConsumer::<u32>::open(&args[0]).expect("open consumer");
     rx.get().expect("get");
     common::ready();
     common::park();
@@ -375,7 +380,7 @@ fn a_peers_death_wakes_a_blocked_call() {
     });
     assert_eq!(rx.try_get(), Err(TryGetError::Disconnected));
     // The dead producer's role is taken again, and the consumer waits for it.
-    let tx = SpscQueue::open_producer::<u32>(&n).expect("take the dead one's role");
+    let tx = mpshm::SpscProducer::<u32>::open(&n).expect("take the dead one's role");
     assert_eq!(rx.get_timeout(ms(20)), Err(GetTimeoutError::Timeout));
     // The same the other way round: a consumer dies while a put waits on the full queue.
     rx.release();

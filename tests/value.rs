@@ -3,7 +3,9 @@
 mod common;
 
 use common::{Child, name};
-use mpshm::{AccessError, Error, LockError, RawValue, Value};
+use mpshm::bytemuck::{Pod, Zeroable};
+use mpshm::prelude::*;
+use mpshm::{AccessError, Difference, Error, Field, LockError, RawValue, Value};
 
 const INCREMENTS: u64 = 100_000;
 
@@ -14,8 +16,9 @@ fn main() {
             atomic_increments_from_two_processes,
             guard_and_locked_updates_lose_nothing,
             child_sets_an_f64,
-            wrong_type_is_a_layout_mismatch,
-            type_tag_lets_two_types_agree,
+            wrong_type_is_a_type_mismatch,
+            type_tag_lets_two_names_agree,
+            same_name_other_fields_is_refused,
             lock_guard_writes_back,
             get_while_holding_guard_is_deadlock,
             owner_death_poisons_until_marked,
@@ -122,22 +125,37 @@ fn child_sets_an_f64() {
     assert_eq!(v.get().expect("get"), SEED_PI);
 }
 
-fn wrong_type_is_a_layout_mismatch() {
+fn wrong_type_is_a_type_mismatch() {
     let n = name("wrongt");
     let _v = Value::<f64>::create(&n, 1.0).expect("create");
     match Value::<u64>::open(&n) {
-        Err(Error::LayoutMismatch {
-            expected, found, ..
-        }) => {
-            assert_eq!(expected, "u64 × 1");
-            assert_eq!(found, "f64 × 1");
+        Err(
+            e @ Error::TypeMismatch {
+                differs: Difference::Name,
+                ..
+            },
+        ) => {
+            let Error::TypeMismatch {
+                ref expected,
+                ref found,
+                ..
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!(expected, "`u64` (8 B, align 8)");
+            assert_eq!(found, "`f64` (8 B, align 8)");
+            assert!(e.to_string().contains("same name on both sides"), "{e}");
         }
-        other => panic!("expected LayoutMismatch, got {other:?}"),
+        other => panic!("expected TypeMismatch, got {other:?}"),
     }
-    // Same size and name but another alignment is refused too.
+    // Another name, size and alignment.
     match Value::<[u8; 8]>::open(&n) {
-        Err(Error::LayoutMismatch { .. }) => {}
-        other => panic!("expected LayoutMismatch, got {other:?}"),
+        Err(Error::TypeMismatch {
+            differs: Difference::Name,
+            ..
+        }) => {}
+        other => panic!("expected TypeMismatch, got {other:?}"),
     }
     // And a RawValue is another kind of object.
     match RawValue::<f64>::open(&n) {
@@ -150,27 +168,128 @@ fn wrong_type_is_a_layout_mismatch() {
     }
 }
 
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Debug, PartialEq)]
-#[repr(C)]
-struct Point {
-    x: f32,
-    y: f32,
+mpshm::shared_type! {
+    #[name = "geometry::Point"]
+    #[derive(Clone, Copy, Pod, Zeroable, Debug, PartialEq)]
+    #[bytemuck(crate = "mpshm::bytemuck")]
+    #[repr(C)]
+    struct Point {
+        x: f32,
+        y: f32,
+    }
 }
 
-fn type_tag_lets_two_types_agree() {
+mpshm::shared_type! {
+    /// The same struct as another crate would define it, under another name.
+    #[name = "drawing::Point"]
+    #[derive(Clone, Copy, Pod, Zeroable, Debug, PartialEq)]
+    #[bytemuck(crate = "mpshm::bytemuck")]
+    #[repr(C)]
+    struct TheirPoint {
+        x: f32,
+        y: f32,
+    }
+}
+
+mpshm::shared_type! {
+    /// `Point`'s name and size, with its fields the other way round.
+    #[name = "geometry::Point"]
+    #[derive(Clone, Copy, Pod, Zeroable, Debug, PartialEq)]
+    #[bytemuck(crate = "mpshm::bytemuck")]
+    #[repr(C)]
+    struct Swapped {
+        y: f32,
+        x: f32,
+    }
+}
+
+/// `Point`'s name with another size.
+#[derive(Clone, Copy, Pod, Zeroable)]
+#[bytemuck(crate = "mpshm::bytemuck")]
+#[repr(C)]
+struct Point3 {
+    x: f32,
+    y: f32,
+    z: f32,
+}
+
+impl SharedType for Point3 {
+    const NAME: &'static str = "geometry::Point";
+    const FIELDS: &'static [Field] = &[
+        Field::of::<f32>("x", std::mem::offset_of!(Point3, x)),
+        Field::of::<f32>("y", std::mem::offset_of!(Point3, y)),
+        Field::of::<f32>("z", std::mem::offset_of!(Point3, z)),
+    ];
+}
+
+fn type_tag_lets_two_names_agree() {
     let n = name("tag");
+    let v = Value::<Point>::create(&n, Point { x: 1.0, y: 2.0 }).expect("create");
+    // Another crate's identical struct is refused by its name, and the message says so.
+    match Value::<TheirPoint>::open(&n) {
+        Err(Error::TypeMismatch {
+            differs: Difference::Name,
+            expected,
+            found,
+            ..
+        }) => {
+            assert_eq!(expected, "`drawing::Point` (8 B, align 4)");
+            assert_eq!(found, "`geometry::Point` (8 B, align 4)");
+        }
+        other => panic!("expected TypeMismatch, got {other:?}"),
+    }
+    // Under the creator's name given as the type tag, it is the same type.
     let mut opts = mpshm::Options::new();
-    opts.type_tag("point");
-    let v = Value::<Point>::create_with(&n, Point { x: 1.0, y: 2.0 }, &opts).expect("create");
-    // Another binary's identical struct under the same tag.
-    let other = Value::<[f32; 2]>::open_with(&n, &opts).expect("open with tag");
-    assert_eq!(other.get().expect("get"), [1.0, 2.0]);
-    // Without the tag the default (type name) disagrees.
+    opts.type_tag("geometry::Point");
+    let other = Value::<TheirPoint>::open_with(&n, &opts).expect("open with tag");
+    assert_eq!(other.get().expect("get"), TheirPoint { x: 1.0, y: 2.0 });
+    // But a tag does not make another layout agree: the fields are still checked.
     assert!(matches!(
-        Value::<Point>::open(&n),
-        Err(Error::LayoutMismatch { .. })
+        Value::<[f32; 2]>::open_with(&n, &opts),
+        Err(Error::TypeMismatch {
+            differs: Difference::Fields,
+            ..
+        })
     ));
     drop(v);
+}
+
+fn same_name_other_fields_is_refused() {
+    let n = name("fields");
+    let _v = Value::<Point>::create(&n, Point { x: 1.0, y: 2.0 }).expect("create");
+    match Value::<Swapped>::open(&n) {
+        Err(
+            e @ Error::TypeMismatch {
+                differs: Difference::Fields,
+                ..
+            },
+        ) => {
+            let Error::TypeMismatch {
+                ref expected,
+                ref found,
+                ..
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!(expected, "`geometry::Point` with fields y@0+4 x@4+4");
+            assert_eq!(found, "`geometry::Point` with fields x@0+4 y@4+4");
+            assert!(e.to_string().contains("other fields"), "{e}");
+        }
+        other => panic!("expected TypeMismatch of the fields, got {other:?}"),
+    }
+    match Value::<Point3>::open(&n) {
+        Err(Error::TypeMismatch {
+            differs: Difference::Size,
+            expected,
+            found,
+            ..
+        }) => {
+            assert_eq!(expected, "`geometry::Point` (12 B, align 4)");
+            assert_eq!(found, "`geometry::Point` (8 B, align 4)");
+        }
+        other => panic!("expected TypeMismatch of the size, got {other:?}"),
+    }
 }
 
 fn lock_guard_writes_back() {
@@ -308,9 +427,19 @@ fn raw_value_across_processes() {
     assert_eq!(v.get(), [1, 2, 3, 4]);
 }
 
+/// A type of no bytes (a `Pod` struct without fields can be one).
+#[derive(Clone, Copy, Pod, Zeroable)]
+#[bytemuck(crate = "mpshm::bytemuck")]
+#[repr(C)]
+struct Nothing;
+
+impl SharedType for Nothing {
+    const NAME: &'static str = "Nothing";
+}
+
 fn zero_sized_type_is_refused() {
     assert!(matches!(
-        Value::<()>::create(&name("zst"), ()),
+        Value::<Nothing>::create(&name("zst"), Nothing),
         Err(Error::InvalidLength { .. })
     ));
 }

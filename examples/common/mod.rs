@@ -1,14 +1,10 @@
 //! What the seed programs take from Python's standard library and Rust's lacks: `time.sleep`
 //! (that the examples' test can shorten), `random.random`, `time.ctime`; and a segment name
-//! that is unique to this run. And what the death-latency examples (`owner_death`,
-//! `peer_death`) share: whether a thread sleeps in the kernel, a kill timed from there, and a
-//! table row of timings.
+//! that is unique to this run.
 #![allow(dead_code, reason = "each example uses a part of it")]
 
-use std::error::Error;
 use std::hash::{BuildHasher, RandomState};
-use std::process::Child;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// A segment name for this run: `tag` and this process's id (a child opens it by name).
 pub fn name(tag: &str) -> String {
@@ -58,59 +54,4 @@ pub fn ctime() -> String {
         time / 60 % 60,
         time % 60
     )
-}
-
-/// Whether the thread at `/proc/<task>` is asleep (state `S`) in one of the system calls
-/// numbered `calls` (as `/proc/<task>/syscall` shows them; x86_64 numbers).
-pub fn asleep_in(task: &str, calls: &[&str]) -> std::io::Result<bool> {
-    let stat = std::fs::read_to_string(format!("/proc/{task}/stat"))?;
-    let state = stat
-        .rfind(')')
-        .and_then(|i| stat[i + 1..].split_ascii_whitespace().next());
-    let syscall = std::fs::read_to_string(format!("/proc/{task}/syscall"))?;
-    let call = syscall.split_ascii_whitespace().next().unwrap_or("");
-    Ok(state == Some("S") && calls.contains(&call))
-}
-
-/// Waits (at most 10 s) until the thread at `/proc/<task>` sleeps in one of `calls`, kills
-/// `child` with `SIGKILL`, and returns the time from the kill until the moment `returned` (which
-/// joins the sleeping thread) reports.
-pub fn kill_when_asleep(
-    child: &mut Child,
-    task: &str,
-    calls: &[&str],
-    returned: impl FnOnce() -> Result<Instant, Box<dyn Error>>,
-) -> Result<Duration, Box<dyn Error>> {
-    let start = Instant::now();
-    while !asleep_in(task, calls)? {
-        if start.elapsed() > Duration::from_secs(10) {
-            return Err(format!("{task} never slept").into());
-        }
-        std::thread::yield_now();
-    }
-    let killed = Instant::now();
-    child.kill()?;
-    Ok(returned()? - killed)
-}
-
-/// The header of [`report`]'s rows.
-pub fn header(first: &str) {
-    println!(
-        "{first:<28} {:>9} {:>9} {:>9} {:>9}",
-        "median", "p90", "p99", "max"
-    );
-}
-
-/// Prints `label` and the median, 90th and 99th percentiles and the worst of `times`, in µs.
-pub fn report(label: &str, mut times: Vec<Duration>) {
-    times.sort_unstable();
-    let at = |q: usize| times[(times.len() * q / 100).min(times.len() - 1)];
-    let us = |d: Duration| d.as_secs_f64() * 1e6;
-    println!(
-        "{label:<28} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
-        us(at(50)),
-        us(at(90)),
-        us(at(99)),
-        us(times[times.len() - 1]),
-    );
 }

@@ -8,6 +8,7 @@
 
 use std::path::PathBuf;
 
+use mpshm::prelude::*;
 use mpshm::{Array, Lock, RLock, RawArray, RawValue, Value};
 
 /// Offset of the `ready` word and of the type tag length in the header.
@@ -67,10 +68,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "raw-array".into(),
         raw(&|n| Ok(Box::new(Array::<u32>::from_slice(n, &[1, 2, 3])?)))?,
     ));
-    seeds.push(("raw-lock".into(), raw(&|n| Ok(Box::new(Lock::create(n)?)))?));
+    seeds.push(("raw-lock".into(), raw(&|n| Ok(Box::new(Lock::create(n, ())?)))?));
     seeds.push((
         "raw-rlock".into(),
-        raw(&|n| Ok(Box::new(RLock::create(n)?)))?,
+        raw(&|n| Ok(Box::new(RLock::create(n, ())?)))?,
     ));
     seeds.push((
         "raw-rawvalue".into(),

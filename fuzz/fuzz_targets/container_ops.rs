@@ -26,6 +26,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+use mpshm::prelude::*;
 use mpshm::{ContainerError, SharedDict, SharedList};
 
 fn names() -> &'static (String, String) {

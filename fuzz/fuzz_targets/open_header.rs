@@ -24,6 +24,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
+use mpshm::prelude::*;
 use mpshm::{Array, Lock, LockError, Options, RLock, RawArray, RawValue, Value};
 
 fn name() -> &'static str {
@@ -88,9 +89,9 @@ fn make_template(mode: u8, len: usize) -> Option<()> {
             .ok()?
             .persist(),
         2 => Array::<u32>::create(n, len).ok()?.persist(),
-        3 => Lock::create(n).ok()?.persist(),
+        3 => Lock::create(n, ()).ok()?.persist(),
         4 => RawValue::<f64>::create(n, 1.5).ok()?.persist(),
-        5 => RLock::create(n).ok()?.persist(),
+        5 => RLock::create(n, ()).ok()?.persist(),
         _ => RawArray::<u32>::create(n, len).ok()?.persist(),
     }
     Some(())

@@ -21,6 +21,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
+use mpshm::prelude::*;
 use mpshm::{
     GetError, GetTimeoutError, PutError, PutTimeoutError, Queue, TryGetError, TryPutError,
 };

@@ -16,15 +16,14 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 
-use bytemuck::Pod;
-
 use super::store::{
-    EMPTY, How, ID_BASE, LOW, POINT_TRIES, Request, SNAPSHOT_TRIES, Shape, Store, TOMB, Writer,
-    commit, corrupt,
+    self, EMPTY, ID_BASE, LOW, POINT_TRIES, SNAPSHOT_TRIES, Shape, Store, TOMB, Writer, commit,
+    corrupt,
 };
-use super::{Codec, Plain};
+use crate::codec::{self, Codec, Plain};
 use crate::error::{ContainerError, Error};
-use crate::segment::Options;
+use crate::segment::{Options, Segment, Spec};
+use crate::shm::{Made, Shm};
 
 /// A hash map from `K` to `V` in a named shared-memory segment, usable from any process that
 /// opens it by name: the role of Python's `multiprocessing.Manager().dict()`, without a server
@@ -45,6 +44,7 @@ use crate::segment::Options;
 /// dead owner.
 ///
 /// ```
+/// use mpshm::prelude::*;
 /// let name = format!("doc-dict-{}", std::process::id());
 /// let scores = mpshm::SharedDict::<u32, f64>::create(&name, 100)?;
 /// scores.insert(7, 0.5)?;
@@ -177,177 +177,57 @@ fn rehash(w: &Writer<'_>, copy: usize) -> Result<usize, ContainerError> {
     Ok(other)
 }
 
-impl<K: Pod, V: Pod> SharedDict<K, V, Plain> {
-    /// Creates the dict `name` exclusively, with room for `capacity` entries.
-    ///
-    /// ```
-    /// # let name = format!("doc-dcreate-{}", std::process::id());
-    /// let d = mpshm::SharedDict::<u64, [u8; 16]>::create(&name, 1000)?;
-    /// assert_eq!(d.capacity(), 1000);
-    /// # Ok::<(), mpshm::Error>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidLength`] for a capacity of 0 or over 2^30; [`Error::InvalidName`],
-    /// [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
-    pub fn create(name: &str, capacity: usize) -> Result<Self, Error> {
-        Self::create_with(name, capacity, &Options::new())
-    }
+/// `Init` is the codec's: the capacity (`usize`, 1 to 2^30) for plain data, whose entries
+/// are a key and a value as they are; `(capacity, entry_bytes)` for
+/// [`Postcard`](crate::Postcard), whose entries (key and value together, encoded) have room
+/// for `entry_bytes` bytes each (at most 2^30). [`Error::InvalidLength`] past those limits;
+/// `open` checks the key and value types, `open_or_create` also the sizes
+/// ([`Error::LayoutMismatch`]). The options' mode, open timeout and type tag apply.
+impl<K, V, C: Codec<K> + Codec<V>> Shm for SharedDict<K, V, C> {
+    type Init = <C as Codec<K>>::Init;
 
-    /// [`create`](Self::create) with options (mode, type tag).
-    ///
-    /// # Errors
-    ///
-    /// As [`create`](Self::create).
-    pub fn create_with(name: &str, capacity: usize, opts: &Options) -> Result<Self, Error> {
-        Self::attach(name, How::Create, capacity, 0, opts)
-    }
-
-    /// Opens the dict `name`, or creates it with room for `capacity` entries.
-    ///
-    /// # Errors
-    ///
-    /// As [`create`](Self::create) and [`open`](Self::open); [`Error::LayoutMismatch`] when it
-    /// exists with another capacity.
-    pub fn open_or_create(name: &str, capacity: usize) -> Result<Self, Error> {
-        Self::open_or_create_with(name, capacity, &Options::new())
-    }
-
-    /// [`open_or_create`](Self::open_or_create) with options.
-    ///
-    /// # Errors
-    ///
-    /// As [`open_or_create`](Self::open_or_create).
-    pub fn open_or_create_with(name: &str, capacity: usize, opts: &Options) -> Result<Self, Error> {
-        Self::attach(name, How::OpenOrCreate, capacity, 0, opts)
-    }
-}
-
-#[cfg(feature = "serde")]
-impl<K, V> SharedDict<K, V, super::Postcard>
-where
-    K: serde::Serialize + serde::de::DeserializeOwned,
-    V: serde::Serialize + serde::de::DeserializeOwned,
-{
-    /// Creates the dict `name` exclusively, with room for `capacity` entries of at most
-    /// `entry_bytes` bytes each (key and value together, encoded with postcard).
-    ///
-    /// ```
-    /// # let name = format!("doc-sdict-{}", std::process::id());
-    /// let d = mpshm::SerdeDict::<String, Vec<u32>>::create_sized(&name, 100, 64)?;
-    /// d.insert("primes".to_owned(), vec![2, 3, 5])?;
-    /// assert_eq!(d.get(&"primes".to_owned())?, Some(vec![2, 3, 5]));
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// (Named apart from the plain-data form's `create`, which takes no byte budget, so that
-    /// turning the `serde` feature on never makes a call to `create` ambiguous.)
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidLength`] for a capacity of 0 or over 2^30, or more than 2^30 bytes per
-    /// entry; [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`],
-    /// [`Error::Io`].
-    pub fn create_sized(name: &str, capacity: usize, entry_bytes: usize) -> Result<Self, Error> {
-        Self::create_sized_with(name, capacity, entry_bytes, &Options::new())
-    }
-
-    /// [`create_sized`](Self::create_sized) with options (mode, type tag).
-    ///
-    /// # Errors
-    ///
-    /// As [`create_sized`](Self::create_sized).
-    pub fn create_sized_with(
-        name: &str,
-        capacity: usize,
-        entry_bytes: usize,
-        opts: &Options,
-    ) -> Result<Self, Error> {
-        Self::attach(name, How::Create, capacity, entry_bytes, opts)
-    }
-
-    /// Opens the dict `name`, or creates it as [`create_sized`](Self::create_sized) does.
-    ///
-    /// # Errors
-    ///
-    /// As [`create_sized`](Self::create_sized) and [`open`](Self::open); [`Error::LayoutMismatch`] when it
-    /// exists with other sizes.
-    pub fn open_or_create_sized(
-        name: &str,
-        capacity: usize,
-        entry_bytes: usize,
-    ) -> Result<Self, Error> {
-        Self::open_or_create_sized_with(name, capacity, entry_bytes, &Options::new())
-    }
-
-    /// [`open_or_create_sized`](Self::open_or_create_sized) with options.
-    ///
-    /// # Errors
-    ///
-    /// As [`open_or_create_sized`](Self::open_or_create_sized).
-    pub fn open_or_create_sized_with(
-        name: &str,
-        capacity: usize,
-        entry_bytes: usize,
-        opts: &Options,
-    ) -> Result<Self, Error> {
-        Self::attach(name, How::OpenOrCreate, capacity, entry_bytes, opts)
-    }
-}
-
-impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
-    /// The one path every constructor takes.
-    fn attach(
-        name: &str,
-        how: How,
-        capacity: usize,
-        entry_bytes: usize,
-        opts: &Options,
-    ) -> Result<Self, Error> {
-        let fixed = <C as Codec<K>>::fixed_len().zip(<C as Codec<V>>::fixed_len());
-        let fixed = fixed.map(|(k, v)| k + v);
-        let tag = format!(
-            "{}dict<{}, {}>",
-            <C as Codec<K>>::NAME,
-            std::any::type_name::<K>(),
-            std::any::type_name::<V>()
-        );
-        let store = Store::attach(&Request {
-            shape: Shape::Dict,
-            name,
-            how,
-            capacity,
-            entry_bytes: fixed.unwrap_or(entry_bytes),
-            codec: <C as Codec<K>>::ID,
-            fixed,
-            tag,
+    fn spec(init: Option<&Self::Init>, opts: &Options) -> Result<Spec, Error> {
+        let ty = super::identity(
+            &format!("{}dict", <C as Codec<K>>::PREFIX),
+            &[
+                codec::identity::<K, C>(&Options::new()),
+                codec::identity::<V, C>(&Options::new()),
+            ],
             opts,
-        })?;
+        );
+        store::spec(Shape::Dict, init.map(Self::sizes), <C as Codec<K>>::ID, ty)
+    }
+
+    fn wrap(seg: Segment, _: Made, init: Option<&Self::Init>, _: &Options) -> Result<Self, Error> {
+        let store = Store::wrap(
+            seg,
+            Shape::Dict,
+            <C as Codec<K>>::ID,
+            Self::fixed(),
+            init.map(Self::sizes),
+        )?;
         Ok(SharedDict {
             store,
             _t: PhantomData,
         })
     }
 
-    /// Opens the existing dict `name`, checking that it holds these key and value types.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotFound`]; [`Error::LayoutMismatch`] when it holds other types;
-    /// [`Error::KindMismatch`] when it is not a dict; [`Error::Corrupt`]; [`Error::NotReady`];
-    /// [`Error::Io`].
-    pub fn open(name: &str) -> Result<Self, Error> {
-        Self::open_with(name, &Options::new())
+    fn segment(&self) -> &Segment {
+        self.store.segment()
+    }
+}
+
+impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
+    /// The entry size every key and value pair has, for codecs where it is fixed.
+    fn fixed() -> Option<usize> {
+        let fixed = <C as Codec<K>>::fixed_len().zip(<C as Codec<V>>::fixed_len());
+        fixed.map(|(k, v)| k + v)
     }
 
-    /// [`open`](Self::open) with options (open timeout, type tag).
-    ///
-    /// # Errors
-    ///
-    /// As [`open`](Self::open).
-    pub fn open_with(name: &str, opts: &Options) -> Result<Self, Error> {
-        Self::attach(name, How::Open, 0, 0, opts)
+    /// `(capacity, entry bytes)` of `init`.
+    fn sizes(init: &<C as Codec<K>>::Init) -> (usize, usize) {
+        let (capacity, bytes) = <C as Codec<K>>::sizes(init);
+        (capacity, Self::fixed().unwrap_or(bytes))
     }
 
     /// The key's bytes and hash.
@@ -357,7 +237,7 @@ impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
         key: &'a K,
         scratch: &'a mut Vec<u8>,
     ) -> Result<(&'a [u8], u64), ContainerError> {
-        let bytes = <C as Codec<K>>::encode(key, scratch)?;
+        let bytes = <C as Codec<K>>::encode(key, usize::MAX, scratch).map_err(Into::into)?;
         Ok((bytes, hash(self.store.seed(), bytes)))
     }
 
@@ -371,7 +251,7 @@ impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
 
     #[inline]
     fn decode(raw: <C as Codec<V>>::Raw) -> Result<V, ContainerError> {
-        <C as Codec<V>>::decode(raw).ok_or(ContainerError::Decode)
+        <C as Codec<V>>::decode(raw).map_err(Into::into)
     }
 
     /// Entry `id`'s value, copied out.
@@ -466,6 +346,7 @@ impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
     /// replaced key keeps its place in the insertion order.
     ///
     /// ```
+    /// use mpshm::prelude::*;
     /// # let name = format!("doc-dinsert-{}", std::process::id());
     /// let d = mpshm::SharedDict::<u8, u8>::create(&name, 1)?;
     /// assert_eq!(d.insert(1, 10)?, None);
@@ -485,7 +366,7 @@ impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
     pub fn insert(&self, key: K, value: V) -> Result<Option<V>, ContainerError> {
         let (mut ks, mut vs) = (Vec::new(), Vec::new());
         let (kb, h) = self.key(&key, &mut ks)?;
-        let vb = <C as Codec<V>>::encode(&value, &mut vs)?;
+        let vb = <C as Codec<V>>::encode(&value, usize::MAX, &mut vs).map_err(Into::into)?;
         self.fits(kb.len() + vb.len())?;
         let old = {
             let w = self.store.lock()?;
@@ -559,6 +440,7 @@ impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
     /// writers wait meanwhile, so concurrent updates never lose one another:
     ///
     /// ```
+    /// use mpshm::prelude::*;
     /// # let name = format!("doc-dupdate-{}", std::process::id());
     /// let counts = mpshm::SharedDict::<u32, u64>::create(&name, 10)?;
     /// for _ in 0..3 {
@@ -595,7 +477,7 @@ impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
         match (found, value) {
             (_, Some(v)) => {
                 let mut vs = Vec::new();
-                let vb = <C as Codec<V>>::encode(&v, &mut vs)?;
+                let vb = <C as Codec<V>>::encode(&v, usize::MAX, &mut vs).map_err(Into::into)?;
                 self.fits(kb.len() + vb.len())?;
                 self.put(&w, h, kb, vb)?;
             }
@@ -692,6 +574,7 @@ impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
     /// Every entry, in insertion order, from one consistent snapshot (Python's `d.items()`).
     ///
     /// ```
+    /// use mpshm::prelude::*;
     /// # let name = format!("doc-ditems-{}", std::process::id());
     /// let d = mpshm::SharedDict::<u8, u8>::create(&name, 8)?;
     /// d.insert(3, b'c')?;
@@ -709,7 +592,7 @@ impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
         self.snapshot()?
             .into_iter()
             .map(|(_, k, v)| {
-                let k = <C as Codec<K>>::decode(k).ok_or(ContainerError::Decode)?;
+                let k = <C as Codec<K>>::decode(k).map_err(Into::into)?;
                 Ok((k, Self::decode(v)?))
             })
             .collect()
@@ -732,7 +615,7 @@ impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
     pub fn keys(&self) -> Result<Vec<K>, ContainerError> {
         self.snapshot()?
             .into_iter()
-            .map(|(_, k, _)| <C as Codec<K>>::decode(k).ok_or(ContainerError::Decode))
+            .map(|(_, k, _)| <C as Codec<K>>::decode(k).map_err(Into::into))
             .collect()
     }
 
@@ -776,17 +659,6 @@ impl<K, V, C: Codec<K> + Codec<V>> SharedDict<K, V, C> {
     /// repaired by the next one to take the lock (over the dict's lifetime, by every process).
     pub fn repairs(&self) -> u64 {
         self.store.repairs()
-    }
-
-    /// The segment name.
-    pub fn name(&self) -> &str {
-        self.store.segment().name()
-    }
-
-    /// Keeps the name when this creating handle is dropped, so others can still open it;
-    /// remove it later with [`unlink`](crate::unlink).
-    pub fn persist(&self) {
-        self.store.segment().persist();
     }
 }
 

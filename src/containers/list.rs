@@ -11,12 +11,13 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 
-use bytemuck::Pod;
-
-use super::store::{How, POINT_TRIES, Request, SNAPSHOT_TRIES, Shape, Store, Writer, commit};
-use super::{Codec, ListIndex, Plain, insert_position, position};
+use super::store::{self, POINT_TRIES, SNAPSHOT_TRIES, Shape, Store, Writer, commit};
+use super::{ListIndex, insert_position, position};
+use crate::codec::{self, Codec, Plain};
 use crate::error::{ContainerError, Error};
 use crate::segment::Options;
+use crate::segment::{Segment, Spec};
+use crate::shm::{Made, Shm};
 
 /// A list of `T` in a named shared-memory segment, usable from any process that opens it by
 /// name: the role of Python's `multiprocessing.Manager().list()`, without a server process.
@@ -31,6 +32,7 @@ use crate::segment::Options;
 /// write left; a writer killed at any instruction leaves its operation done or not done.
 ///
 /// ```
+/// use mpshm::prelude::*;
 /// let name = format!("doc-list-{}", std::process::id());
 /// let l = mpshm::SharedList::<i32>::create(&name, 16)?;
 /// l.extend(0..10)?;                       // Python: manager.list(range(10))
@@ -52,166 +54,49 @@ fn state(copy: usize, len: usize) -> u64 {
     (copy as u64) << 32 | len as u64
 }
 
-impl<T: Pod> SharedList<T, Plain> {
-    /// Creates the list `name` exclusively, empty, with room for `capacity` items.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidLength`] for a capacity of 0 or over 2^30; [`Error::InvalidName`],
-    /// [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
-    pub fn create(name: &str, capacity: usize) -> Result<Self, Error> {
-        Self::create_with(name, capacity, &Options::new())
+/// `Init` is the codec's: the capacity (`usize`, 1 to 2^30) for plain data;
+/// `(capacity, item_bytes)` for [`Postcard`](crate::Postcard), whose items have room for
+/// `item_bytes` encoded bytes each (at most 2^30). [`Error::InvalidLength`] past those limits;
+/// `open` checks the item type, `open_or_create` also the sizes ([`Error::LayoutMismatch`]).
+/// The options' mode, open timeout and type tag apply.
+impl<T, C: Codec<T>> Shm for SharedList<T, C> {
+    type Init = C::Init;
+
+    fn spec(init: Option<&C::Init>, opts: &Options) -> Result<Spec, Error> {
+        let noun = format!("{}list", C::PREFIX);
+        let ty = super::identity(&noun, &[codec::identity::<T, C>(&Options::new())], opts);
+        store::spec(Shape::List, init.map(Self::sizes), C::ID, ty)
     }
 
-    /// [`create`](Self::create) with options (mode, type tag).
-    ///
-    /// # Errors
-    ///
-    /// As [`create`](Self::create).
-    pub fn create_with(name: &str, capacity: usize, opts: &Options) -> Result<Self, Error> {
-        Self::attach(name, How::Create, capacity, 0, opts)
-    }
-
-    /// Opens the list `name`, or creates it empty with room for `capacity` items.
-    ///
-    /// # Errors
-    ///
-    /// As [`create`](Self::create) and [`open`](Self::open); [`Error::LayoutMismatch`] when it
-    /// exists with another capacity.
-    pub fn open_or_create(name: &str, capacity: usize) -> Result<Self, Error> {
-        Self::open_or_create_with(name, capacity, &Options::new())
-    }
-
-    /// [`open_or_create`](Self::open_or_create) with options.
-    ///
-    /// # Errors
-    ///
-    /// As [`open_or_create`](Self::open_or_create).
-    pub fn open_or_create_with(name: &str, capacity: usize, opts: &Options) -> Result<Self, Error> {
-        Self::attach(name, How::OpenOrCreate, capacity, 0, opts)
-    }
-}
-
-#[cfg(feature = "serde")]
-impl<T: serde::Serialize + serde::de::DeserializeOwned> SharedList<T, super::Postcard> {
-    /// Creates the list `name` exclusively, empty, with room for `capacity` items of at most
-    /// `item_bytes` bytes each (encoded with postcard).
-    ///
-    /// ```
-    /// # let name = format!("doc-slist-{}", std::process::id());
-    /// let l = mpshm::SerdeList::<Option<String>>::create_sized(&name, 10, 32)?;
-    /// l.push(Some("hello".to_owned()))?;
-    /// l.push(None)?;
-    /// assert_eq!(l.to_vec()?, [Some("hello".to_owned()), None]);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// (Named apart from the plain-data form's `create`, which takes no byte budget, so that
-    /// turning the `serde` feature on never makes a call to `create` ambiguous.)
-    ///
-    /// # Errors
-    ///
-    /// [`Error::InvalidLength`] for a capacity of 0 or over 2^30, or more than 2^30 bytes per
-    /// item; [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`],
-    /// [`Error::Io`].
-    pub fn create_sized(name: &str, capacity: usize, item_bytes: usize) -> Result<Self, Error> {
-        Self::create_sized_with(name, capacity, item_bytes, &Options::new())
-    }
-
-    /// [`create_sized`](Self::create_sized) with options (mode, type tag).
-    ///
-    /// # Errors
-    ///
-    /// As [`create_sized`](Self::create_sized).
-    pub fn create_sized_with(
-        name: &str,
-        capacity: usize,
-        item_bytes: usize,
-        opts: &Options,
-    ) -> Result<Self, Error> {
-        Self::attach(name, How::Create, capacity, item_bytes, opts)
-    }
-
-    /// Opens the list `name`, or creates it as [`create_sized`](Self::create_sized) does.
-    ///
-    /// # Errors
-    ///
-    /// As [`create_sized`](Self::create_sized) and [`open`](Self::open); [`Error::LayoutMismatch`] when it
-    /// exists with other sizes.
-    pub fn open_or_create_sized(
-        name: &str,
-        capacity: usize,
-        item_bytes: usize,
-    ) -> Result<Self, Error> {
-        Self::open_or_create_sized_with(name, capacity, item_bytes, &Options::new())
-    }
-
-    /// [`open_or_create_sized`](Self::open_or_create_sized) with options.
-    ///
-    /// # Errors
-    ///
-    /// As [`open_or_create_sized`](Self::open_or_create_sized).
-    pub fn open_or_create_sized_with(
-        name: &str,
-        capacity: usize,
-        item_bytes: usize,
-        opts: &Options,
-    ) -> Result<Self, Error> {
-        Self::attach(name, How::OpenOrCreate, capacity, item_bytes, opts)
-    }
-}
-
-impl<T, C: Codec<T>> SharedList<T, C> {
-    /// The one path every constructor takes.
-    fn attach(
-        name: &str,
-        how: How,
-        capacity: usize,
-        item_bytes: usize,
-        opts: &Options,
-    ) -> Result<Self, Error> {
-        let fixed = C::fixed_len();
-        let tag = format!("{}list<{}>", C::NAME, std::any::type_name::<T>());
-        let store = Store::attach(&Request {
-            shape: Shape::List,
-            name,
-            how,
-            capacity,
-            entry_bytes: fixed.unwrap_or(item_bytes),
-            codec: C::ID,
-            fixed,
-            tag,
-            opts,
-        })?;
+    fn wrap(seg: Segment, _: Made, init: Option<&C::Init>, _: &Options) -> Result<Self, Error> {
+        let store = Store::wrap(
+            seg,
+            Shape::List,
+            C::ID,
+            C::fixed_len(),
+            init.map(Self::sizes),
+        )?;
         Ok(SharedList {
             store,
             _t: PhantomData,
         })
     }
 
-    /// Opens the existing list `name`, checking that it holds this item type.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::NotFound`]; [`Error::LayoutMismatch`] when it holds another type;
-    /// [`Error::KindMismatch`] when it is not a list; [`Error::Corrupt`]; [`Error::NotReady`];
-    /// [`Error::Io`].
-    pub fn open(name: &str) -> Result<Self, Error> {
-        Self::open_with(name, &Options::new())
+    fn segment(&self) -> &Segment {
+        self.store.segment()
     }
+}
 
-    /// [`open`](Self::open) with options (open timeout, type tag).
-    ///
-    /// # Errors
-    ///
-    /// As [`open`](Self::open).
-    pub fn open_with(name: &str, opts: &Options) -> Result<Self, Error> {
-        Self::attach(name, How::Open, 0, 0, opts)
+impl<T, C: Codec<T>> SharedList<T, C> {
+    /// `(capacity, item bytes)` of `init`.
+    fn sizes(init: &C::Init) -> (usize, usize) {
+        let (capacity, bytes) = C::sizes(init);
+        (capacity, C::fixed_len().unwrap_or(bytes))
     }
 
     /// `v`'s bytes, checked against the room an item has.
     fn encode<'a>(&self, v: &'a T, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], ContainerError> {
-        let bytes = C::encode(v, scratch)?;
+        let bytes = C::encode(v, usize::MAX, scratch).map_err(Into::into)?;
         let max = self.store.layout().entry_bytes;
         if bytes.len() > max {
             return Err(ContainerError::TooLarge {
@@ -243,7 +128,7 @@ impl<T, C: Codec<T>> SharedList<T, C> {
 
     #[inline]
     fn decode(raw: C::Raw) -> Result<T, ContainerError> {
-        C::decode(raw).ok_or(ContainerError::Decode)
+        C::decode(raw).map_err(Into::into)
     }
 
     /// Appends the entries of `items` (already checked to fit), under the lock.
@@ -502,17 +387,6 @@ impl<T, C: Codec<T>> SharedList<T, C> {
     /// repaired by the next one to take the lock (over the list's lifetime, by every process).
     pub fn repairs(&self) -> u64 {
         self.store.repairs()
-    }
-
-    /// The segment name.
-    pub fn name(&self) -> &str {
-        self.store.segment().name()
-    }
-
-    /// Keeps the name when this creating handle is dropped, so others can still open it;
-    /// remove it later with [`unlink`](crate::unlink).
-    pub fn persist(&self) {
-        self.store.segment().persist();
     }
 }
 

@@ -14,9 +14,10 @@
 //! holder of the lock, told that the owner died, recomputes the bookkeeping. DESIGN.md
 //! ("Shared containers") gives the layout and the argument.
 //!
-//! Keys, values and items are bytes to the storage; a [`Codec`] turns them into bytes:
-//! [`Plain`] copies plain-data types as they are (fixed size), `Postcard` serialises any
-//! serde type (feature `serde`) into entries of a maximum length fixed at creation.
+//! Keys, values and items are bytes to the storage; a [`Codec`](crate::Codec) turns them into
+//! bytes: [`Plain`](crate::Plain) copies plain-data types as they are (fixed size), `Postcard`
+//! serialises any serde type (feature `serde`) into entries of a maximum length fixed at
+//! creation.
 
 // Under `--cfg loom` only the sequence lock is built, for its model.
 #[cfg(not(loom))]
@@ -29,9 +30,11 @@ pub(crate) mod seqlock;
 #[cfg(not(loom))]
 pub(crate) mod store;
 
-use bytemuck::Pod;
-
 use crate::error::ContainerError;
+#[cfg(not(loom))]
+use crate::segment::{Identity, Options};
+#[cfg(not(loom))]
+use crate::shared_type::mix;
 
 #[cfg(not(loom))]
 pub use dict::SharedDict;
@@ -40,139 +43,40 @@ pub use list::SharedList;
 
 #[cfg(all(feature = "serde", not(loom)))]
 /// A [`SharedDict`] of any serde keys and values, encoded with postcard (feature `serde`).
-pub type SerdeDict<K, V> = SharedDict<K, V, Postcard>;
+pub type SerdeDict<K, V> = SharedDict<K, V, crate::Postcard>;
 
 #[cfg(all(feature = "serde", not(loom)))]
 /// A [`SharedList`] of any serde items, encoded with postcard (feature `serde`).
-pub type SerdeList<T> = SharedList<T, Postcard>;
+pub type SerdeList<T> = SharedList<T, crate::Postcard>;
 
 mod sealed {
     pub trait Sealed {}
 }
 
-/// How a shared container stores its keys, values or items as bytes: [`Plain`] or
-/// `Postcard` (feature `serde`). Sealed. It is the containers' last type parameter, `Plain`
-/// by default:
-///
-/// ```
-/// # let name = format!("doc-codec-{}", std::process::id());
-/// use mpshm::{Plain, SharedDict};
-/// let d: SharedDict<u32, [f32; 3], Plain> = SharedDict::create(&name, 10)?;
-/// # #[cfg(feature = "serde")] {
-/// # let name = format!("doc-codec2-{}", std::process::id());
-/// // The serde form: any serde types, at most 64 bytes per entry.
-/// let s = mpshm::SerdeDict::<String, Vec<String>>::create_sized(&name, 10, 64)?;
-/// # }
-/// # Ok::<(), mpshm::Error>(())
-/// ```
-pub trait Codec<T>: sealed::Sealed {
-    /// The bytes read back, before they are turned into a `T`.
-    #[doc(hidden)]
-    type Raw;
-    /// A number stored in the segment, so that two codecs never share one.
-    #[doc(hidden)]
-    const ID: u64;
-    /// The word that starts the segment's type tag.
-    #[doc(hidden)]
-    const NAME: &'static str;
-    /// The encoded length of every `T`, for codecs where it is fixed.
-    #[doc(hidden)]
-    fn fixed_len() -> Option<usize>;
-    /// The bytes of `v`, in `scratch` if they have to be made.
-    #[doc(hidden)]
-    fn encode<'a>(v: &'a T, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], ContainerError>;
-    /// Room for `len` stored bytes; `None` if no `T` has that length.
-    #[doc(hidden)]
-    fn raw(len: usize) -> Option<Self::Raw>;
-    /// The room's bytes, to be filled.
-    #[doc(hidden)]
-    fn raw_bytes(raw: &mut Self::Raw) -> &mut [u8];
-    /// The `T` the bytes hold; `None` if they hold none.
-    #[doc(hidden)]
-    fn decode(raw: Self::Raw) -> Option<T>;
-}
-
-/// Plain-data keys, values and items ([`bytemuck::Pod`]), stored as their bytes: fixed size,
-/// no serialisation. Keys compare by their bytes (so `-0.0` and `0.0` are two keys, and a NaN
-/// finds itself).
-#[derive(Debug, Clone, Copy)]
-pub struct Plain;
-
-impl sealed::Sealed for Plain {}
-
-impl<T: Pod> Codec<T> for Plain {
-    type Raw = T;
-    const ID: u64 = 1;
-    const NAME: &'static str = "";
-
-    #[inline]
-    fn fixed_len() -> Option<usize> {
-        Some(std::mem::size_of::<T>())
-    }
-
-    #[inline]
-    fn encode<'a>(v: &'a T, _: &'a mut Vec<u8>) -> Result<&'a [u8], ContainerError> {
-        Ok(bytemuck::bytes_of(v))
-    }
-
-    #[inline]
-    fn raw(len: usize) -> Option<T> {
-        (len == std::mem::size_of::<T>()).then(T::zeroed)
-    }
-
-    #[inline]
-    fn raw_bytes(raw: &mut T) -> &mut [u8] {
-        bytemuck::bytes_of_mut(raw)
-    }
-
-    #[inline]
-    fn decode(raw: T) -> Option<T> {
-        Some(raw)
-    }
-}
-
-/// Any serde type, encoded with postcard (feature `serde`). Each entry has room for a number
-/// of bytes fixed at creation; keys compare by their encoded bytes.
-#[cfg(feature = "serde")]
-#[derive(Debug, Clone, Copy)]
-pub struct Postcard;
-
-#[cfg(feature = "serde")]
-impl sealed::Sealed for Postcard {}
-
-#[cfg(feature = "serde")]
-impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for Postcard {
-    type Raw = Vec<u8>;
-    const ID: u64 = 2;
-    const NAME: &'static str = "serde ";
-
-    fn fixed_len() -> Option<usize> {
-        None
-    }
-
-    fn encode<'a>(v: &'a T, scratch: &'a mut Vec<u8>) -> Result<&'a [u8], ContainerError> {
-        *scratch =
-            postcard::to_extend(v, std::mem::take(scratch)).map_err(|_| ContainerError::Encode)?;
-        Ok(scratch)
-    }
-
-    fn raw(len: usize) -> Option<Vec<u8>> {
-        Some(vec![0; len])
-    }
-
-    fn raw_bytes(raw: &mut Vec<u8>) -> &mut [u8] {
-        raw
-    }
-
-    fn decode(raw: Vec<u8>) -> Option<T> {
-        postcard::from_bytes(&raw).ok()
-    }
+/// The identity a container records: named `{noun}<{parts' tags}>` (or the options' tag), its
+/// layout hash made of its parts'.
+#[cfg(not(loom))]
+fn identity(noun: &str, parts: &[Identity], opts: &Options) -> Identity {
+    let tags: Vec<&str> = parts.iter().map(|p| p.tag.as_str()).collect();
+    let tag = format!("{noun}<{}>", tags.join(", "));
+    let layout = parts.iter().fold(0, |h, p| {
+        mix(mix(mix(h, p.layout), u64::from(p.size)), u64::from(p.align))
+    });
+    let fields: Vec<&str> = parts.iter().map(|p| p.fields.as_str()).collect();
+    Identity::named(
+        opts.type_tag.as_deref().unwrap_or(&tag),
+        0,
+        0,
+        layout,
+        &fields.join("; "),
+    )
 }
 
 /// An index into a [`SharedList`]: any integer type. Negative indices count from the end, as
 /// in Python (`-1` is the last item). Sealed.
 ///
 /// ```
+/// use mpshm::prelude::*;
 /// # let name = format!("doc-index-{}", std::process::id());
 /// let l = mpshm::SharedList::<u8>::create(&name, 4)?;
 /// l.extend([10, 20, 30])?;

@@ -22,9 +22,10 @@ use std::hash::BuildHasher;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Codec, seqlock};
+use super::seqlock;
+use crate::codec::Codec;
 use crate::error::{ContainerError, Error, LockError};
-use crate::segment::{Kind, Options, Segment, Spec};
+use crate::segment::{Identity, Kind, Segment, Spec};
 use crate::sync::{Held, RawLock};
 
 /// The sequence word of the read path ([`seqlock`]).
@@ -133,36 +134,42 @@ impl Layout {
     }
 }
 
-/// How a constructor attaches to its segment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum How {
-    Create,
-    Open,
-    OpenOrCreate,
+/// The segment of a container of `shape` holding `ty`, whose entries the codec numbered
+/// `codec` encodes: created with `(capacity, entry bytes)`, or opened (`None`).
+pub(crate) fn spec(
+    shape: Shape,
+    sizes: Option<(usize, usize)>,
+    codec: u64,
+    ty: Identity,
+) -> Result<Spec, Error> {
+    let kind = shape.kind();
+    let Some((capacity, entry_bytes)) = sizes else {
+        return Ok(Spec::elements(kind, words_of(ty), 0));
+    };
+    let lay =
+        Layout::new(shape, capacity as u64, entry_bytes as u64).ok_or(Error::InvalidLength {
+            len: capacity,
+            reason: "a container holds 1 to 2^30 entries of at most 2^30 bytes each",
+        })?;
+    let words = lay.words().and_then(|w| usize::try_from(w).ok());
+    let words = words.ok_or(Error::InvalidLength {
+        len: capacity,
+        reason: "the container would not fit in memory",
+    })?;
+    let seed = std::collections::hash_map::RandomState::new().hash_one(capacity);
+    let mut spec = Spec::elements(kind, words_of(ty), words);
+    spec.params = [capacity as u64, entry_bytes as u64, seed, codec];
+    Ok(spec)
 }
 
-/// What a container's constructor asks of [`Store::attach`].
-pub(crate) struct Request<'a> {
-    pub(crate) shape: Shape,
-    pub(crate) name: &'a str,
-    pub(crate) how: How,
-    /// Entries and data bytes per entry; ignored by `How::Open`.
-    pub(crate) capacity: usize,
-    pub(crate) entry_bytes: usize,
-    /// The codec's [`Codec::ID`], and the fixed entry size it implies, if any.
-    pub(crate) codec: u64,
-    pub(crate) fixed: Option<usize>,
-    /// The default type tag (the options may override it).
-    pub(crate) tag: String,
-    pub(crate) opts: &'a Options,
-}
-
-/// A container's segment, its validated layout and its hash seed.
-pub(crate) struct Store {
-    seg: Segment,
-    lay: Layout,
-    seed: u64,
-    base: usize,
+/// `ty`, stored in a payload of words (the containers' elements are 8-byte words; the
+/// identity's size and alignment are the words', its layout hash is the types').
+fn words_of(ty: Identity) -> Identity {
+    Identity {
+        size: 8,
+        align: 8,
+        ..ty
+    }
 }
 
 fn mismatch(name: &str, expected: String, found: String) -> Error {
@@ -173,42 +180,46 @@ fn mismatch(name: &str, expected: String, found: String) -> Error {
     }
 }
 
-impl Store {
-    /// Creates or opens the segment of a container: the one path every constructor takes.
-    pub(crate) fn attach(req: &Request<'_>) -> Result<Store, Error> {
-        let kind = match req.shape {
+impl Shape {
+    fn kind(self) -> Kind {
+        match self {
             Shape::Dict => Kind::Dict,
             Shape::List => Kind::List,
-        };
-        let count = match req.how {
-            How::Open => None,
-            How::Create | How::OpenOrCreate => {
-                let lay = Layout::new(req.shape, req.capacity as u64, req.entry_bytes as u64)
-                    .ok_or(Error::InvalidLength {
-                        len: req.capacity,
-                        reason: "a container holds 1 to 2^30 entries of at most 2^30 bytes each",
-                    })?;
-                let words = lay.words().and_then(|w| usize::try_from(w).ok());
-                Some(words.ok_or(Error::InvalidLength {
-                    len: req.capacity,
-                    reason: "the container would not fit in memory",
-                })?)
-            }
-        };
-        let tag = req.opts.type_tag.as_deref().unwrap_or(&req.tag);
-        let mut spec = Spec::of::<u64>(kind, count, Some(tag));
-        let seed = std::collections::hash_map::RandomState::new().hash_one(req.name);
-        spec.params = [req.capacity as u64, req.entry_bytes as u64, seed, req.codec];
-        let seg = match req.how {
-            How::Create => Segment::create(req.name, &spec, req.opts, |_| {})?,
-            How::Open => Segment::open(req.name, &spec, req.opts)?,
-            How::OpenOrCreate => Segment::open_or_create(req.name, &spec, req.opts, |_| {})?,
-        };
+        }
+    }
+
+    fn noun(self) -> &'static str {
+        match self {
+            Shape::Dict => "dict",
+            Shape::List => "list",
+        }
+    }
+}
+
+/// A container's segment, its validated layout and its hash seed.
+pub(crate) struct Store {
+    seg: Segment,
+    lay: Layout,
+    seed: u64,
+    base: usize,
+}
+
+impl Store {
+    /// The store in `seg`, after checking its parameters against its size, its codec against
+    /// `codec`, its entries against `fixed` (a codec whose entries have one size) and against
+    /// `asked` (`(capacity, entry bytes)` of an `open_or_create` that found it).
+    pub(crate) fn wrap(
+        seg: Segment,
+        shape: Shape,
+        codec: u64,
+        fixed: Option<usize>,
+        asked: Option<(usize, usize)>,
+    ) -> Result<Store, Error> {
         // Every field below is read from the header the segment validated, but the header's
         // checks know nothing of containers: check the parameters against the size here.
-        let [capacity, entry_bytes, seed, codec] = seg.params();
+        let [capacity, entry_bytes, seed, found_codec] = seg.params();
         let name = seg.name();
-        let lay = Layout::new(req.shape, capacity, entry_bytes)
+        let lay = Layout::new(shape, capacity, entry_bytes)
             .filter(|lay| lay.words() == Some(seg.count() as u64))
             .ok_or_else(|| Error::Corrupt {
                 name: name.to_owned(),
@@ -219,21 +230,39 @@ impl Store {
         let codec_name = |id| match id {
             1 => "plain data",
             2 => "serde (postcard)",
+            3 => "bytes",
             _ => "an unknown codec",
         };
-        if codec != req.codec {
+        let noun = shape.noun();
+        if found_codec != codec {
             return Err(mismatch(
                 name,
-                codec_name(req.codec).to_owned(),
-                codec_name(codec).to_owned(),
+                format!("a {noun} of {}", codec_name(codec)),
+                format!("a {noun} of {}", codec_name(found_codec)),
             ));
         }
-        if let Some(fixed) = req.fixed.filter(|&f| f != lay.entry_bytes) {
+        if let Some(fixed) = fixed.filter(|&f| f != lay.entry_bytes) {
             return Err(mismatch(
                 name,
-                format!("{fixed} bytes per entry"),
-                format!("{} bytes per entry", lay.entry_bytes),
+                format!("a {noun} of {fixed} bytes per entry"),
+                format!("a {noun} of {} bytes per entry", lay.entry_bytes),
             ));
+        }
+        if let Some((want_cap, want_bytes)) = asked {
+            if want_cap != lay.capacity {
+                return Err(mismatch(
+                    name,
+                    format!("a {noun} of capacity {want_cap}"),
+                    format!("a {noun} of capacity {}", lay.capacity),
+                ));
+            }
+            if want_bytes != lay.entry_bytes {
+                return Err(mismatch(
+                    name,
+                    format!("a {noun} of {want_bytes} bytes per entry"),
+                    format!("a {noun} of {} bytes per entry", lay.entry_bytes),
+                ));
+            }
         }
         let base = seg.payload_offset();
         Ok(Store {
@@ -370,6 +399,7 @@ impl Store {
         at: usize,
         len: usize,
     ) -> Result<C::Raw, ContainerError> {
+        // A length no `T` has: only damage writes one.
         let mut raw = C::raw(len).ok_or(ContainerError::Decode)?;
         let start = self.entry_offset(id) + ENTRY_HEADER + at;
         self.seg.copy_out(start, C::raw_bytes(&mut raw));
@@ -621,6 +651,41 @@ impl Writer<'_> {
     }
 }
 
+/// What [`inspect`](crate::inspect) shows of a dict or list, read without changing anything; an
+/// error for parameters that do not match the segment's size (checked as `Store::attach`
+/// does). The dict's count is derived state: after a writer died, it is what the next writer
+/// will rebuild.
+pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+    use crate::inspect::{Found, State};
+    let shape = if seg.kind() == Kind::Dict {
+        Shape::Dict
+    } else {
+        Shape::List
+    };
+    let [capacity, entry_bytes, ..] = seg.params();
+    let lay = Layout::new(shape, capacity, entry_bytes)
+        .filter(|lay| lay.words() == Some(seg.count() as u64))
+        .ok_or_else(|| {
+            format!(
+                "container parameters (capacity {capacity}, {entry_bytes} bytes per entry) do \
+                 not match its size"
+            )
+        })?;
+    let word = |w: usize| {
+        seg.shared::<AtomicU64>(seg.payload_offset() + w * 8)
+            .load(Ordering::Relaxed)
+    };
+    let len = match shape {
+        Shape::Dict => word(LEN),
+        Shape::List => word(STATE) & LOW,
+    };
+    Ok(Found::plain(State::Container {
+        len: len.min(lay.capacity as u64) as usize,
+        capacity: lay.capacity,
+        entry_bytes: lay.entry_bytes,
+    }))
+}
+
 /// The words of a container's payload and what they hold, for the pinned layout
 /// (`src/layout.rs`).
 #[cfg(all(test, not(loom)))]
@@ -640,7 +705,7 @@ pub(crate) fn shared_layout() -> Vec<String> {
              fresh {FRESH} stamp {STAMP} repairs {REPAIRS} of {CTL_WORDS}; entry header \
              {ENTRY_HEADER} B; index word EMPTY {EMPTY} TOMB {TOMB} ID_BASE {ID_BASE} low \
              {LOW:#x}; params [capacity, entry bytes, seed, codec]; plain codec {}",
-            <super::Plain as Codec<u64>>::ID
+            <crate::Plain as Codec<u64>>::ID
         ),
         format!(
             "layouts: {}; {}",

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::error::{Error, GetTimeoutError, TryGetError, TryPutError};
 use crate::queue::ByteQueue;
+use crate::shm::Shm;
 
 /// The prefix of every segment the process module creates: `mpx<pid>-`.
 pub(crate) fn prefix() -> String {
@@ -15,7 +16,7 @@ pub(crate) fn prefix() -> String {
 
 /// A segment name unused in this process: `mpx<pid>-<n>` (at most 21 characters, so a suffix
 /// fits the 30-character limit).
-pub(crate) fn fresh_name() -> String {
+fn fresh_name() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     format!("{}{}", prefix(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
@@ -41,11 +42,31 @@ pub(crate) struct Channel {
 }
 
 impl Channel {
+    /// Creates a channel under a fresh name ([`fresh_name`]) for `capacity` messages of up to
+    /// `max_message` bytes, and returns it with its name. A name another process of this pid
+    /// left behind (a parent killed by `SIGKILL` leaves its pools' result channels) is passed
+    /// over.
+    pub(crate) fn create_fresh(
+        capacity: usize,
+        max_message: usize,
+    ) -> Result<(Self, String), Error> {
+        let mut last = None;
+        for _ in 0..64 {
+            let name = fresh_name();
+            match Self::create(&name, capacity, max_message) {
+                Ok(chan) => return Ok((chan, name)),
+                Err(e @ Error::AlreadyExists { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("64 tries"))
+    }
+
     /// Creates `name` for `capacity` messages of up to `max_message` bytes; the handle unlinks
     /// it on drop unless [`persist`](Self::persist) is called.
     pub(crate) fn create(name: &str, capacity: usize, max_message: usize) -> Result<Self, Error> {
         Ok(Channel {
-            queue: ByteQueue::create(name, capacity, max_message.max(1))?,
+            queue: ByteQueue::create(name, (capacity, max_message.max(1)))?,
         })
     }
 
@@ -61,10 +82,9 @@ impl Channel {
         self.queue.try_put(msg).map_err(|e| {
             PutFail(match e {
                 TryPutError::Full(m)
-                | TryPutError::TooLarge(m)
                 | TryPutError::Closed(m)
                 | TryPutError::Disconnected(m)
-                | TryPutError::Encode(m) => m,
+                | TryPutError::Encode(m, _) => m,
             })
         })
     }
@@ -78,15 +98,7 @@ impl Channel {
     /// Takes a message, waiting while there is none; `None` once closed and drained. (It waits
     /// even when no process is attached to put messages: one may come later.)
     pub(crate) fn get(&self) -> Option<Vec<u8>> {
-        loop {
-            match self.queue.get_until_closed(None) {
-                Ok(m) => return Some(m),
-                // A message that is not valid bytes cannot happen for a byte queue, but a
-                // damaged slot is skipped, never trusted.
-                Err(GetTimeoutError::Decode) => continue,
-                Err(_) => return None,
-            }
-        }
+        self.queue.get_until_closed(None).ok()
     }
 
     /// Takes a message, waiting at most `timeout`.
@@ -180,5 +192,22 @@ pub(crate) fn remove_all(prefix: &str) {
         if name.starts_with(prefix) {
             remove(&name);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A name that another process of this pid left behind is passed over.
+    #[test]
+    fn a_fresh_channel_passes_over_a_stale_name() {
+        let taken = fresh_name();
+        let (base, n) = taken.rsplit_once('-').expect("mpx<pid>-<n>");
+        let next = format!("{base}-{}", n.parse::<u32>().expect("a number") + 1);
+        let stale = Channel::create(&next, 1, 8).expect("the stale one");
+        let (chan, name) = Channel::create_fresh(1, 8).expect("passes over it");
+        assert_ne!(name, next);
+        drop((chan, stale));
     }
 }

@@ -40,9 +40,7 @@ mod workers;
 
 pub use crate::error::{Exit, ProcessError};
 pub use jobs::{AsyncResult, IMap};
-#[cfg(feature = "serde")]
-pub use payload::Serde;
-pub use payload::{Payload, Raw};
+pub use payload::Payload;
 pub use pool::{DEFAULT_MAX_MESSAGE, Pool, PoolBuilder, ThreadPool};
 pub use process::{Process, StartMethod};
 pub use workers::{Processes, Threads};

@@ -4,16 +4,20 @@
 //! (tuples, vectors, a chunk of many arguments one after another) and a reader can tell where
 //! each ends. The bytes come from another process and are read as untrusted input: every length
 //! is checked against what is left, and a bad encoding decodes to `None`, never a panic.
-//! Plain-data types go by value through [`Raw`]; any serde type through [`Serde`] (postcard,
+//! Plain-data types go by value wrapped in [`Plain`]; any serde type wrapped in [`Postcard`] (postcard,
 //! feature `serde`).
 
+use crate::codec::Plain;
+#[cfg(feature = "serde")]
+use crate::codec::Postcard;
 use crate::error::ProcessError;
 
 /// A value that can be sent to another process as an argument or a result.
 ///
 /// Implemented for the integers, floats, `bool`, `char`, `()`, `String`, `Vec<T>`, `Option<T>`,
 /// `Result<T, E>`, `Box<T>`, arrays and tuples (up to eight) of payloads; for any
-/// [`bytemuck::Pod`] type through [`Raw`], and any serde type through [`Serde`]. Implement it
+/// [`bytemuck::Pod`] type wrapped in [`Plain`], and any serde type wrapped in `Postcard`
+/// (feature `serde`): the crate's codecs, as queues and containers use them. Implement it
 /// for a type of your own by encoding its fields in order.
 ///
 /// ```
@@ -278,23 +282,22 @@ tuple_payload! {
 /// Any plain-data type ([`bytemuck::Pod`]), sent as its bytes.
 ///
 /// ```
-/// use mpshm::process::{Payload, Raw};
+/// use mpshm::Plain;
+/// use mpshm::process::Payload;
 ///
-/// #[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+/// #[derive(Clone, Copy, Debug, PartialEq, mpshm::bytemuck::Pod, mpshm::bytemuck::Zeroable)]
+/// #[bytemuck(crate = "mpshm::bytemuck")]
 /// #[repr(C)]
 /// struct Pixel { r: u8, g: u8, b: u8, a: u8 }
 ///
 /// let mut bytes = Vec::new();
-/// Raw(Pixel { r: 1, g: 2, b: 3, a: 4 }).encode(&mut bytes)?;
+/// Plain(Pixel { r: 1, g: 2, b: 3, a: 4 }).encode(&mut bytes)?;
 /// assert_eq!(bytes.len(), 4);
-/// let back = Raw::<Pixel>::decode(&mut bytes.as_slice()).expect("four bytes");
+/// let back = Plain::<Pixel>::decode(&mut bytes.as_slice()).expect("four bytes");
 /// assert_eq!(back.0, Pixel { r: 1, g: 2, b: 3, a: 4 });
 /// # Ok::<(), mpshm::ProcessError>(())
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Raw<T>(pub T);
-
-impl<T: bytemuck::Pod> Payload for Raw<T> {
+impl<T: bytemuck::Pod> Payload for Plain<T> {
     #[inline]
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), ProcessError> {
         out.extend_from_slice(bytemuck::bytes_of(&self.0));
@@ -302,7 +305,7 @@ impl<T: bytemuck::Pod> Payload for Raw<T> {
     }
     #[inline]
     fn decode(input: &mut &[u8]) -> Option<Self> {
-        take(input, std::mem::size_of::<T>()).map(|b| Raw(bytemuck::pod_read_unaligned(b)))
+        take(input, std::mem::size_of::<T>()).map(|b| Plain(bytemuck::pod_read_unaligned(b)))
     }
 }
 
@@ -310,23 +313,20 @@ impl<T: bytemuck::Pod> Payload for Raw<T> {
 ///
 /// ```
 /// # #[cfg(feature = "serde")] {
-/// use mpshm::process::{Payload, Serde};
+/// use mpshm::Postcard;
+/// use mpshm::process::Payload;
 /// use std::collections::BTreeMap;
 ///
 /// let map = BTreeMap::from([("a".to_owned(), 1u32), ("b".to_owned(), 2)]);
 /// let mut bytes = Vec::new();
-/// Serde(map.clone()).encode(&mut bytes)?;
-/// let back = Serde::<BTreeMap<String, u32>>::decode(&mut bytes.as_slice()).expect("valid");
+/// Postcard(map.clone()).encode(&mut bytes)?;
+/// let back = Postcard::<BTreeMap<String, u32>>::decode(&mut bytes.as_slice()).expect("valid");
 /// assert_eq!(back.0, map);
 /// # }
 /// # Ok::<(), mpshm::ProcessError>(())
 /// ```
 #[cfg(feature = "serde")]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct Serde<T>(pub T);
-
-#[cfg(feature = "serde")]
-impl<T: serde::Serialize + serde::de::DeserializeOwned> Payload for Serde<T> {
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Payload for Postcard<T> {
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), ProcessError> {
         let bytes = postcard::to_allocvec(&self.0).map_err(|e| ProcessError::Encode {
             reason: e.to_string(),
@@ -337,7 +337,7 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Payload for Serde<T> {
     }
     fn decode(input: &mut &[u8]) -> Option<Self> {
         let len = take_len(input)?;
-        postcard::from_bytes(take(input, len)?).ok().map(Serde)
+        postcard::from_bytes(take(input, len)?).ok().map(Postcard)
     }
 }
 
@@ -374,7 +374,7 @@ mod tests {
         round_trip(Box::new(3u16));
         round_trip([1u64, 2, 3]);
         round_trip((1u8, "x".to_owned(), (2i32, 3.0f32)));
-        round_trip(Raw([1u32, 2]));
+        round_trip(Plain([1u32, 2]));
     }
 
     #[test]

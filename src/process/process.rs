@@ -230,8 +230,7 @@ impl<R: Payload> Process<R> {
     }
 
     fn start_function(&self, entry: Entry, arg: &[u8]) -> Result<Running, ProcessError> {
-        let name = channel::fresh_name();
-        let chan = Channel::create(&name, 1, arg.len().max(child::INLINE_RESULT + 1))?;
+        let (chan, name) = Channel::create_fresh(1, arg.len().max(child::INLINE_RESULT + 1))?;
         if chan.try_put(arg.to_vec()).is_err() {
             return Err(ProcessError::Io(std::io::Error::other(
                 "cannot put the argument into the new process's channel",
@@ -389,6 +388,7 @@ impl Process<()> {
     /// `Ok(())` for exit status 0.
     ///
     /// ```no_run
+    /// use mpshm::prelude::*;
     /// use mpshm::process::Process;
     /// use std::process::Command;
     ///

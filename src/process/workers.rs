@@ -343,10 +343,10 @@ impl sealed::Backend for Processes {
     type Worker = ProcessWorker;
 
     fn new(processes: usize, max_message: usize) -> Result<Self, ProcessError> {
-        let results_name = channel::fresh_name();
         let capacity = (processes * DEPTH).clamp(16, 256);
+        let (results, results_name) = Channel::create_fresh(capacity, max_message)?;
         Ok(Processes {
-            results: Channel::create(&results_name, capacity, max_message)?,
+            results,
             results_name,
             max_message,
             blobs: AtomicU64::new(0),
@@ -359,8 +359,7 @@ impl sealed::Backend for Processes {
         number: u64,
         key: [u64; 2],
     ) -> Result<ProcessWorker, ProcessError> {
-        let tasks_name = channel::fresh_name();
-        let tasks = Channel::create(&tasks_name, DEPTH, self.max_message)?;
+        let (tasks, tasks_name) = Channel::create_fresh(DEPTH, self.max_message)?;
         let blob_prefix = format!("{tasks_name}b");
         setup.tasks = tasks_name;
         setup.results = self.results_name.clone();

@@ -7,7 +7,7 @@
 //! the counter.
 //!
 //! `AtomicU32`, `AtomicU64` and `Ordering` re-exported here are std's, or loom's under
-//! `--cfg loom`, so that the ring (`ring.rs`) can be model checked on heap memory (as crossbeam
+//! `--cfg loom`, so that the rings (`ring/`) can be model checked on heap memory (as crossbeam
 //! does with its `primitive` module). Code that maps these types onto shared memory must use
 //! std's directly: loom's atomics are handles into the model, not words in memory.
 
@@ -28,7 +28,7 @@ mod sealed {
 /// Integer types that a [`RawValue`](crate::RawValue) can update atomically, without a lock:
 /// `u8`–`u64` and `i8`–`i64` (fixed widths only: `usize` differs between binaries). A
 /// [`Value`](crate::Value) has no lock-free operations: every write to it takes its lock.
-pub trait AtomicInt: bytemuck::Pod + sealed::Sealed {
+pub trait AtomicInt: crate::SharedType + sealed::Sealed {
     #[doc(hidden)]
     type Atomic: Shared;
     #[doc(hidden)]

@@ -333,6 +333,8 @@ impl<'a, L: StateLock> BarrierCore<'a, L> {
 
 #[cfg(not(loom))]
 pub use handle::Barrier;
+#[cfg(not(loom))]
+pub(crate) use handle::inspect;
 
 #[cfg(not(loom))]
 mod handle {
@@ -342,13 +344,46 @@ mod handle {
     use super::*;
     use crate::attach::Attachment;
     use crate::error::Error;
-    use crate::segment::{Kind, Options, Segment};
-    use crate::sync::make::{How, RECORDS, map_segment, records_ok, table_full};
+    use crate::segment::{Kind, Options, Segment, Spec};
+    use crate::shm::{Made, Shm};
+    use crate::sync::make::{self, records_ok, table_full};
     use crate::sync::records::{self, RecordData};
     use crate::sys::RobustMutex;
 
     fn payload_bytes(n: usize) -> usize {
         CTL_SIZE + records::bytes(n, RecordData::Words)
+    }
+
+    /// What [`inspect`](crate::inspect) shows of a barrier, read without changing anything; an
+    /// error for parameters that do not match its size (checked as the opener does).
+    pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+        use crate::inspect::{Found, Role, State, records};
+        let [parties, n, ..] = seg.params();
+        if !((1..=u64::from(BARRIER_MAX_PARTIES)).contains(&parties)
+            && records_ok(n)
+            && payload_bytes(n as usize) == seg.count())
+        {
+            return Err(format!(
+                "barrier parameters {:?} do not match its size",
+                seg.params()
+            ));
+        }
+        let off = seg.payload_offset();
+        let ctl: &BarrierCtl = seg.shared(off);
+        let st = ctl.state.load(Relaxed);
+        let broken = st & BROKEN != 0;
+        let table = records::table(seg, off + CTL_SIZE, n as usize, RecordData::Words);
+        let mut found = Found::plain(State::Barrier {
+            parties,
+            waiting: if broken {
+                0
+            } else {
+                count_of(st).min(parties as u32)
+            },
+            broken,
+        });
+        found.attached = records(&table, |_| Role::Handle);
+        Ok(found)
     }
 
     type Action = Box<dyn Fn() + Send + Sync>;
@@ -367,6 +402,8 @@ mod handle {
     /// done with the barrier should drop its handle before it exits.
     ///
     /// ```
+    /// use mpshm::prelude::*;
+    ///
     /// let name = format!("doc-barrier-{}", std::process::id());
     /// let barrier = mpshm::Barrier::create(&name, 2)?;
     /// let index = std::thread::scope(|s| {
@@ -385,29 +422,45 @@ mod handle {
         action: Option<Action>,
     }
 
-    impl Barrier {
-        fn new(name: &str, how: How, parties: u32, opts: &Options) -> Result<Barrier, Error> {
-            if how != How::Open && !(1..=BARRIER_MAX_PARTIES).contains(&parties) {
+    /// The segment's size for parameters read from its header; `None` if they make no sense.
+    fn bytes([parties, records, ..]: [u64; 4]) -> Option<usize> {
+        ((1..=u64::from(BARRIER_MAX_PARTIES)).contains(&parties) && records_ok(records))
+            .then(|| payload_bytes(records as usize))
+    }
+
+    /// `Init` is the number of parties, 1 to [`BARRIER_MAX_PARTIES`] (else
+    /// [`Error::InvalidLength`]); an existing barrier that `open_or_create` opens keeps its
+    /// own. The options' mode, open timeout, type tag and `max_attached` (the records, default
+    /// 256) apply.
+    impl Shm for Barrier {
+        type Init = u32;
+
+        fn spec(parties: Option<&u32>, opts: &Options) -> Result<Spec, Error> {
+            let parties = parties.copied().unwrap_or(1);
+            if !(1..=BARRIER_MAX_PARTIES).contains(&parties) {
                 return Err(Error::InvalidLength {
                     len: parties as usize,
                     reason: "a barrier needs 1 to 2^30 parties",
                 });
             }
-            let seg = map_segment(
-                name,
-                how,
+            let records = make::records(opts)?;
+            let params = [u64::from(parties), records as u64, 0, 0];
+            Ok(make::spec(
                 Kind::Barrier,
-                [u64::from(parties), RECORDS as u64, 0, 0],
+                params,
+                payload_bytes(records),
                 opts,
-                |[parties, records, ..]| {
-                    ((1..=u64::from(BARRIER_MAX_PARTIES)).contains(&parties) && records_ok(records))
-                        .then(|| payload_bytes(records as usize))
-                },
-                |seg| {
-                    let off = seg.payload_offset() + CTL_SIZE;
-                    Records::init(seg, off, RECORDS, RecordData::Words)
-                },
-            )?;
+            ))
+        }
+
+        fn init(seg: &Segment, _: &u32) -> Result<(), Error> {
+            let off = seg.payload_offset() + CTL_SIZE;
+            Records::init(seg, off, seg.params()[1] as usize, RecordData::Words)?;
+            Ok(())
+        }
+
+        fn wrap(seg: Segment, _: Made, _: Option<&u32>, _: &Options) -> Result<Self, Error> {
+            let seg = make::checked(seg, bytes)?;
             let [parties, records, ..] = seg.params();
             let barrier = Barrier {
                 seg,
@@ -422,6 +475,12 @@ mod handle {
             Ok(barrier)
         }
 
+        fn segment(&self) -> &Segment {
+            &self.seg
+        }
+    }
+
+    impl Barrier {
         fn core(&self) -> BarrierCore<'_, RobustMutex> {
             let off = self.seg.payload_offset();
             let ctl: &BarrierCtl = self.seg.shared(off);
@@ -448,67 +507,6 @@ mod handle {
                 || core.enter(Deadline::Never).ok(),
                 |me, prev| core.take_over(me, prev),
             )
-        }
-
-        /// Creates the barrier `name` exclusively, for `parties` waits per round.
-        ///
-        /// # Errors
-        ///
-        /// [`Error::InvalidLength`] for 0 parties or more than [`BARRIER_MAX_PARTIES`],
-        /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
-        pub fn create(name: &str, parties: u32) -> Result<Barrier, Error> {
-            Self::create_with(name, parties, &Options::new())
-        }
-
-        /// [`create`](Self::create) with options (mode, open timeout; the type tag is unused).
-        ///
-        /// # Errors
-        ///
-        /// As [`create`](Self::create).
-        pub fn create_with(name: &str, parties: u32, opts: &Options) -> Result<Barrier, Error> {
-            Barrier::new(name, How::Create, parties, opts)
-        }
-
-        /// Opens the existing barrier `name`.
-        ///
-        /// # Errors
-        ///
-        /// [`Error::NotFound`], [`Error::KindMismatch`], [`Error::InUse`] when its process
-        /// records are all taken, [`Error::Corrupt`], [`Error::NotReady`], [`Error::Io`].
-        pub fn open(name: &str) -> Result<Barrier, Error> {
-            Self::open_with(name, &Options::new())
-        }
-
-        /// [`open`](Self::open) with options.
-        ///
-        /// # Errors
-        ///
-        /// As [`open`](Self::open).
-        pub fn open_with(name: &str, opts: &Options) -> Result<Barrier, Error> {
-            Barrier::new(name, How::Open, 0, opts)
-        }
-
-        /// Opens `name`, creating it for `parties` if it does not exist (an existing barrier
-        /// keeps its own number of parties).
-        ///
-        /// # Errors
-        ///
-        /// As [`create`](Self::create) and [`open`](Self::open).
-        pub fn open_or_create(name: &str, parties: u32) -> Result<Barrier, Error> {
-            Self::open_or_create_with(name, parties, &Options::new())
-        }
-
-        /// [`open_or_create`](Self::open_or_create) with options.
-        ///
-        /// # Errors
-        ///
-        /// As [`open_or_create`](Self::open_or_create).
-        pub fn open_or_create_with(
-            name: &str,
-            parties: u32,
-            opts: &Options,
-        ) -> Result<Barrier, Error> {
-            Barrier::new(name, How::OpenOrCreate, parties, opts)
         }
 
         /// Sets the action this handle runs when its wait is the last to arrive, before the
@@ -580,17 +578,6 @@ mod handle {
         /// Whether the barrier is broken.
         pub fn broken(&self) -> bool {
             self.core().is_broken()
-        }
-
-        /// The segment name.
-        pub fn name(&self) -> &str {
-            self.seg.name()
-        }
-
-        /// Keeps the name when this creating handle is dropped; remove it later with
-        /// [`unlink`](crate::unlink).
-        pub fn persist(&self) {
-            self.seg.persist();
         }
     }
 

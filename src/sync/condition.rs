@@ -295,7 +295,9 @@ impl CondLock for crate::sync::park::ModelLock {
 }
 
 #[cfg(not(loom))]
-pub use handle::{Condition, ConditionGuard};
+pub(crate) use handle::inspect;
+#[cfg(not(loom))]
+pub use handle::{Condition, ConditionGuard, ConditionLock};
 
 #[cfg(not(loom))]
 mod handle {
@@ -305,11 +307,12 @@ mod handle {
     use super::*;
     use crate::attach::Attachment;
     use crate::error::{Error, LockError};
-    use crate::segment::{Kind, Options, Segment, Spec, validate_name};
-    use crate::sync::make::{How, RECORDS, entries_ok, map_segment, records_ok, table_full};
+    use crate::segment::{Identity, Kind, Options, Segment, Spec, validate_name};
+    use crate::shm::{Made, Shm};
+    use crate::sync::lock::{LockKind, ProcessLock};
+    use crate::sync::make::{self, entries_ok, records_ok, table_full};
     use crate::sync::records::{self, Claim, RecordData};
-    use crate::sync::{Held, RawLock};
-    use crate::{Lock, RLock};
+    use crate::sync::{Held, RawLock, lock_spec};
 
     /// The end of a wait of at most `timeout` from now; `None` (forever) if it cannot be
     /// represented.
@@ -334,9 +337,54 @@ mod handle {
         records_offset(slots) + records::bytes(n, RecordData::Nothing)
     }
 
-    /// The spec of a user's lock segment, as `Lock` and `RLock` lay it out.
-    fn lock_spec(kind: Kind) -> Spec {
-        Spec::of::<()>(kind, None, Some(""))
+    /// The segment's size for parameters read from its header; `None` if they make no sense.
+    fn bytes([slots, records, kind, len]: [u64; 4]) -> Option<usize> {
+        (entries_ok(slots)
+            && records_ok(records)
+            && kind <= USER_RLOCK
+            && len <= 32
+            && (kind == OWN) == (len == 0))
+            .then(|| payload_bytes(slots as usize, records as usize))
+    }
+
+    /// The first `len` bytes of the user's lock name stored in `ctl`.
+    fn stored_lock_name(ctl: &CondCtl, len: u64) -> Vec<u8> {
+        ctl.name
+            .iter()
+            .flat_map(|w| w.load(Relaxed).to_le_bytes())
+            .take(len as usize)
+            .collect()
+    }
+
+    /// What [`inspect`](crate::inspect) shows of a condition, read without changing anything;
+    /// an error for parameters that do not match its size (checked as the opener does).
+    pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+        use crate::inspect::{Found, Role, State, records};
+        let [slots, n, kind, len] = seg.params();
+        if bytes(seg.params()) != Some(seg.count()) {
+            return Err(format!(
+                "condition parameters {:?} do not match its size",
+                seg.params()
+            ));
+        }
+        let off = seg.payload_offset();
+        let ctl: &CondCtl = seg.shared(off);
+        let waiting = seg
+            .shared_slice::<Slot>(off + CTL_SIZE, slots as usize)
+            .iter()
+            .filter(|s| matches!(s.state.load(Relaxed), WAITING | NOTIFIED))
+            .count();
+        let lock = (kind != OWN)
+            .then(|| String::from_utf8_lossy(&stored_lock_name(ctl, len)).into_owned());
+        let table = records::table(
+            seg,
+            off + records_offset(slots as usize),
+            n as usize,
+            RecordData::Nothing,
+        );
+        let mut found = Found::plain(State::Condition { waiting, lock });
+        found.attached = records(&table, |_| Role::Handle);
+        Ok(found)
     }
 
     /// A lock held through a guard: its mutex and the segment whose `RawLock` takes it back.
@@ -382,21 +430,60 @@ mod handle {
         }
     }
 
-    /// Which lock a new condition uses.
-    enum LockChoice<'a> {
+    /// Which lock a new [`Condition`] waits with: its `Init`.
+    ///
+    /// ```
+    /// use mpshm::prelude::*;
+    /// use mpshm::{Condition, ConditionLock, Lock};
+    ///
+    /// let pid = std::process::id();
+    /// let lock = Lock::create(&format!("doc-cl-{pid}"), ())?;
+    /// let cond = Condition::create(&format!("doc-cc-{pid}"), ConditionLock::from(&lock))?;
+    /// let guard = cond.acquire().expect("lock");
+    /// assert!(lock.try_acquire().is_err()); // the same lock
+    /// # drop(guard);
+    /// # Ok::<(), mpshm::Error>(())
+    /// ```
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    #[non_exhaustive]
+    pub enum ConditionLock {
+        /// A reentrant lock of its own, as Python's default `RLock`.
+        #[default]
         Own,
-        User { kind: Kind, name: &'a str },
+        /// The [`Lock`](crate::Lock) of this name, which must stay reachable by its name for as long as
+        /// others open the condition.
+        Lock(String),
+        /// The [`RLock`](crate::RLock) of this name, likewise.
+        RLock(String),
+    }
+
+    impl<K: LockKind> From<&ProcessLock<K>> for ConditionLock {
+        fn from(lock: &ProcessLock<K>) -> ConditionLock {
+            let name = lock.name().to_owned();
+            if K::KIND == Kind::RLock {
+                ConditionLock::RLock(name)
+            } else {
+                ConditionLock::Lock(name)
+            }
+        }
+    }
+
+    /// The lock choice's code in the header's parameters, and its name.
+    fn lock_choice(lock: &ConditionLock) -> Result<(u64, &str), Error> {
+        Ok(match lock {
+            ConditionLock::Own => (OWN, ""),
+            ConditionLock::Lock(name) => (USER_LOCK, validate_name(name)?),
+            ConditionLock::RLock(name) => (USER_RLOCK, validate_name(name)?),
+        })
     }
 
     /// A condition variable in a named segment (Python's `multiprocessing.Condition`): threads
     /// of any process wait on it while holding its lock, and are woken by a notify from any
     /// other.
     ///
-    /// Its lock is its own reentrant lock ([`create`](Self::create), like Python's default
-    /// `RLock`), or a [`Lock`] or [`RLock`] the user passes
-    /// ([`create_with_lock`](Self::create_with_lock),
-    /// [`create_with_rlock`](Self::create_with_rlock)), whose name is stored in the segment and
-    /// opened again by [`open`](Self::open). Take the lock with [`acquire`](Self::acquire); the
+    /// Its lock is its own reentrant lock ([`ConditionLock::Own`], like Python's default
+    /// `RLock`), or a [`Lock`](crate::Lock) or [`RLock`](crate::RLock) the user names ([`ConditionLock::from`] the lock),
+    /// whose name is stored in the segment and opened again by `open`. Take the lock with [`acquire`](Self::acquire); the
     /// guard waits and notifies. A wait releases the lock however many times this thread holds
     /// it, and takes it back as many times.
     ///
@@ -404,9 +491,12 @@ mod handle {
     /// handle holds one of 256 process records ([`Error::InUse`] when all are taken).
     ///
     /// ```
+    /// use mpshm::prelude::*;
+    /// use mpshm::ConditionLock;
     /// use std::time::Duration;
+    ///
     /// let name = format!("doc-cond-{}", std::process::id());
-    /// let cond = mpshm::Condition::create(&name)?;
+    /// let cond = mpshm::Condition::create(&name, ConditionLock::Own)?;
     /// let mut guard = cond.acquire().expect("lock");
     /// // Nobody notifies: the wait times out, and the lock is held again.
     /// assert!(!guard.wait_timeout(Duration::from_millis(1)).expect("wait"));
@@ -423,78 +513,62 @@ mod handle {
         records: usize,
     }
 
-    impl Condition {
-        fn new(
-            name: &str,
-            how: How,
-            choice: LockChoice<'_>,
-            opts: &Options,
-        ) -> Result<Condition, Error> {
-            let (kind_code, lock_name) = match choice {
-                LockChoice::Own => (OWN, ""),
-                LockChoice::User { kind, name } => (
-                    if kind == Kind::RLock {
-                        USER_RLOCK
-                    } else {
-                        USER_LOCK
-                    },
-                    validate_name(name)?,
-                ),
-            };
+    /// `Init` is the [`ConditionLock`] it waits with (an existing condition that
+    /// `open_or_create` opens keeps its own). The options' mode, open timeout (also for the
+    /// user's lock it opens), type tag and `max_attached` (the records, default 256) apply.
+    impl Shm for Condition {
+        type Init = ConditionLock;
+
+        fn spec(lock: Option<&ConditionLock>, opts: &Options) -> Result<Spec, Error> {
+            let (code, name) = lock_choice(lock.unwrap_or(&ConditionLock::Own))?;
+            let records = make::records(opts)?;
+            let params = [SLOTS as u64, records as u64, code, name.len() as u64];
+            let bytes = payload_bytes(SLOTS, records);
+            Ok(make::spec(Kind::Condition, params, bytes, opts))
+        }
+
+        fn init(seg: &Segment, lock: &ConditionLock) -> Result<(), Error> {
+            let (_, name) = lock_choice(lock)?;
             let mut name_words = [0u64; 4];
-            for (i, b) in lock_name.bytes().enumerate() {
+            for (i, b) in name.bytes().enumerate() {
                 name_words[i / 8] |= u64::from(b) << (8 * (i % 8));
             }
-            let seg = map_segment(
-                name,
-                how,
-                Kind::Condition,
-                [
-                    SLOTS as u64,
-                    RECORDS as u64,
-                    kind_code,
-                    lock_name.len() as u64,
-                ],
-                opts,
-                |[slots, records, kind, len]| {
-                    (entries_ok(slots)
-                        && records_ok(records)
-                        && kind <= USER_RLOCK
-                        && len <= 32
-                        && (kind == OWN) == (len == 0))
-                        .then(|| payload_bytes(slots as usize, records as usize))
-                },
-                |seg| {
-                    let off = seg.payload_offset();
-                    let ctl: &CondCtl = seg.shared(off);
-                    for (w, v) in ctl.name.iter().zip(name_words) {
-                        w.store(v, Relaxed);
-                    }
-                    let records = off + records_offset(SLOTS);
-                    Records::init(seg, records, RECORDS, RecordData::Nothing)
-                },
-            )?;
+            let off = seg.payload_offset();
+            let ctl: &CondCtl = seg.shared(off);
+            for (w, v) in ctl.name.iter().zip(name_words) {
+                w.store(v, Relaxed);
+            }
+            let [slots, records, ..] = seg.params();
+            let at = off + records_offset(slots as usize);
+            Records::init(seg, at, records as usize, RecordData::Nothing)?;
+            Ok(())
+        }
+
+        fn wrap(
+            seg: Segment,
+            _: Made,
+            _: Option<&ConditionLock>,
+            opts: &Options,
+        ) -> Result<Self, Error> {
+            let seg = make::checked(seg, bytes)?;
             let [slots, records, kind, len] = seg.params();
             let lock = if kind == OWN {
                 None
             } else {
                 let ctl: &CondCtl = seg.shared(seg.payload_offset());
-                let bytes: Vec<u8> = ctl
-                    .name
-                    .iter()
-                    .flat_map(|w| w.load(Relaxed).to_le_bytes())
-                    .take(len as usize)
-                    .collect();
-                let lock_name = String::from_utf8(bytes).map_err(|_| Error::Corrupt {
-                    name: seg.name().to_owned(),
-                    reason: "the name of its lock is not UTF-8".to_owned(),
-                })?;
+                let lock_name =
+                    String::from_utf8(stored_lock_name(ctl, len)).map_err(|_| Error::Corrupt {
+                        name: seg.name().to_owned(),
+                        reason: "the name of its lock is not UTF-8".to_owned(),
+                    })?;
                 let lock_kind = if kind == USER_RLOCK {
                     Kind::RLock
                 } else {
                     Kind::Lock
                 };
-                Some(Segment::open(&lock_name, &lock_spec(lock_kind), opts)?)
+                // Whatever tag the user gave the lock: the condition does not know it.
+                let any = Identity::named("", 0, 0, 0, "").any_tag();
+                Some(Segment::open(&lock_name, &lock_spec(lock_kind, any), opts)?)
             };
             let cond = Condition {
                 seg,
@@ -509,6 +583,12 @@ mod handle {
             Ok(cond)
         }
 
+        fn segment(&self) -> &Segment {
+            &self.seg
+        }
+    }
+
+    impl Condition {
         fn core(&self) -> CondCore<'_> {
             let off = self.seg.payload_offset();
             let ctl: &CondCtl = self.seg.shared(off);
@@ -541,99 +621,6 @@ mod handle {
             self.lock.as_ref().unwrap_or(&self.seg)
         }
 
-        /// Creates the condition `name` exclusively, with a reentrant lock of its own.
-        ///
-        /// # Errors
-        ///
-        /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
-        pub fn create(name: &str) -> Result<Condition, Error> {
-            Self::create_with(name, &Options::new())
-        }
-
-        /// [`create`](Self::create) with options (mode, open timeout; the type tag is unused).
-        ///
-        /// # Errors
-        ///
-        /// As [`create`](Self::create).
-        pub fn create_with(name: &str, opts: &Options) -> Result<Condition, Error> {
-            Condition::new(name, How::Create, LockChoice::Own, opts)
-        }
-
-        /// Creates the condition `name` exclusively over the user's `lock`, which must stay
-        /// reachable by its name for as long as others open the condition.
-        ///
-        /// ```
-        /// let pid = std::process::id();
-        /// let lock = mpshm::Lock::create(&format!("doc-cl-{pid}"))?;
-        /// let cond = mpshm::Condition::create_with_lock(&format!("doc-cc-{pid}"), &lock)?;
-        /// let guard = cond.acquire().expect("lock");
-        /// assert!(lock.try_acquire().is_err()); // the same lock
-        /// # drop(guard);
-        /// # Ok::<(), mpshm::Error>(())
-        /// ```
-        ///
-        /// # Errors
-        ///
-        /// As [`create`](Self::create), and as [`Lock::open`] for the lock.
-        pub fn create_with_lock(name: &str, lock: &Lock) -> Result<Condition, Error> {
-            let choice = LockChoice::User {
-                kind: Kind::Lock,
-                name: lock.name(),
-            };
-            Condition::new(name, How::Create, choice, &Options::new())
-        }
-
-        /// Creates the condition `name` exclusively over the user's reentrant `lock`.
-        ///
-        /// # Errors
-        ///
-        /// As [`create_with_lock`](Self::create_with_lock).
-        pub fn create_with_rlock(name: &str, lock: &RLock) -> Result<Condition, Error> {
-            let choice = LockChoice::User {
-                kind: Kind::RLock,
-                name: lock.name(),
-            };
-            Condition::new(name, How::Create, choice, &Options::new())
-        }
-
-        /// Opens the existing condition `name` (and the user's lock it names, if any).
-        ///
-        /// # Errors
-        ///
-        /// [`Error::NotFound`] (for the condition or its lock), [`Error::KindMismatch`],
-        /// [`Error::InUse`] when its process records are all taken, [`Error::Corrupt`],
-        /// [`Error::NotReady`], [`Error::Io`].
-        pub fn open(name: &str) -> Result<Condition, Error> {
-            Self::open_with(name, &Options::new())
-        }
-
-        /// [`open`](Self::open) with options.
-        ///
-        /// # Errors
-        ///
-        /// As [`open`](Self::open).
-        pub fn open_with(name: &str, opts: &Options) -> Result<Condition, Error> {
-            Condition::new(name, How::Open, LockChoice::Own, opts)
-        }
-
-        /// Opens `name`, creating it with a lock of its own if it does not exist.
-        ///
-        /// # Errors
-        ///
-        /// As [`create`](Self::create) and [`open`](Self::open).
-        pub fn open_or_create(name: &str) -> Result<Condition, Error> {
-            Self::open_or_create_with(name, &Options::new())
-        }
-
-        /// [`open_or_create`](Self::open_or_create) with options.
-        ///
-        /// # Errors
-        ///
-        /// As [`open_or_create`](Self::open_or_create).
-        pub fn open_or_create_with(name: &str, opts: &Options) -> Result<Condition, Error> {
-            Condition::new(name, How::OpenOrCreate, LockChoice::Own, opts)
-        }
-
         fn guard<'a>(
             &'a self,
             r: Result<Held<'a>, LockError<Held<'a>>>,
@@ -646,7 +633,7 @@ mod handle {
         ///
         /// # Errors
         ///
-        /// As [`Lock::acquire`]: [`LockError::OwnerDied`] with the guard inside when a holder
+        /// As [`Lock::acquire`](crate::ProcessLock::acquire): [`LockError::OwnerDied`] with the guard inside when a holder
         /// died holding it; [`LockError::Deadlock`] re-taking a non-reentrant user `Lock`.
         pub fn acquire(&self) -> Result<ConditionGuard<'_>, LockError<ConditionGuard<'_>>> {
             self.guard(RawLock::of(self.lock_segment()).acquire())
@@ -673,20 +660,9 @@ mod handle {
             self.guard(RawLock::of(self.lock_segment()).acquire_timeout(timeout))
         }
 
-        /// The segment name.
-        pub fn name(&self) -> &str {
-            self.seg.name()
-        }
-
         /// The name of the user's lock it waits with; `None` for its own.
         pub fn lock_name(&self) -> Option<&str> {
             self.lock.as_ref().map(Segment::name)
-        }
-
-        /// Keeps the name when this creating handle is dropped; remove it later with
-        /// [`unlink`](crate::unlink).
-        pub fn persist(&self) {
-            self.seg.persist();
         }
     }
 

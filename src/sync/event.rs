@@ -107,6 +107,8 @@ impl EventCore<'_> {
 
 #[cfg(not(loom))]
 pub use handle::Event;
+#[cfg(not(loom))]
+pub(crate) use handle::inspect;
 
 #[cfg(not(loom))]
 mod handle {
@@ -116,12 +118,37 @@ mod handle {
     use super::*;
     use crate::attach::Attachment;
     use crate::error::Error;
-    use crate::segment::{Kind, Options, Segment};
-    use crate::sync::make::{How, RECORDS, map_segment, records_ok, table_full};
+    use crate::segment::{Kind, Options, Segment, Spec};
+    use crate::shm::{Made, Shm};
+    use crate::sync::atomic::Ordering::Relaxed;
+    use crate::sync::make::{self, records_ok, table_full};
     use crate::sync::records::{self, Claim, RecordData};
 
     fn payload_bytes(n: usize) -> usize {
         CTL_SIZE + records::bytes(n, RecordData::Nothing)
+    }
+
+    /// What [`inspect`](crate::inspect) shows of an event, read without changing anything; an
+    /// error for parameters that do not match its size (checked as the opener does).
+    pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+        use crate::inspect::{Found, Role, State, records};
+        let n = seg.params()[1];
+        if !(records_ok(n) && payload_bytes(n as usize) == seg.count()) {
+            return Err(format!(
+                "event parameters {:?} do not match its size",
+                seg.params()
+            ));
+        }
+        let off = seg.payload_offset();
+        let ctl: &EventCtl = seg.shared(off);
+        let table = records::table(seg, off + CTL_SIZE, n as usize, RecordData::Nothing);
+        // Relaxed, both: a snapshot for people, ordered with nothing else.
+        let mut found = Found::plain(State::Event {
+            set: ctl.state.load(Relaxed) & FLAG != 0,
+            waiters: ctl.waiters.load(Relaxed),
+        });
+        found.attached = records(&table, |_| Role::Handle);
+        Ok(found)
     }
 
     /// A flag in a named segment that processes set, clear and wait for (Python's
@@ -132,8 +159,10 @@ mod handle {
     /// would return `False` to them). A setter killed inside `set` does not leave them asleep.
     ///
     /// ```
+    /// use mpshm::prelude::*;
+    ///
     /// let name = format!("doc-event-{}", std::process::id());
-    /// let ev = mpshm::Event::create(&name)?;
+    /// let ev = mpshm::Event::create(&name, ())?;
     /// assert!(!ev.wait_timeout(std::time::Duration::from_millis(1)));
     /// ev.set();
     /// assert!(ev.is_set());
@@ -146,20 +175,32 @@ mod handle {
         records: usize,
     }
 
-    impl Event {
-        fn new(name: &str, how: How, opts: &Options) -> Result<Event, Error> {
-            let seg = map_segment(
-                name,
-                how,
+    /// `Init` is `()`: an event starts cleared. The options' mode, open timeout, type tag and
+    /// `max_attached` (the records, default 256) apply.
+    impl Shm for Event {
+        type Init = ();
+
+        fn spec(_: Option<&()>, opts: &Options) -> Result<Spec, Error> {
+            let records = make::records(opts)?;
+            let params = [0, records as u64, 0, 0];
+            Ok(make::spec(
                 Kind::Event,
-                [0, RECORDS as u64, 0, 0],
+                params,
+                payload_bytes(records),
                 opts,
-                |[_, records, ..]| records_ok(records).then(|| payload_bytes(records as usize)),
-                |seg| {
-                    let off = seg.payload_offset() + CTL_SIZE;
-                    Records::init(seg, off, RECORDS, RecordData::Nothing)
-                },
-            )?;
+            ))
+        }
+
+        fn init(seg: &Segment, _: &()) -> Result<(), Error> {
+            let off = seg.payload_offset() + CTL_SIZE;
+            Records::init(seg, off, seg.params()[1] as usize, RecordData::Nothing)?;
+            Ok(())
+        }
+
+        fn wrap(seg: Segment, _: Made, _: Option<&()>, _: &Options) -> Result<Self, Error> {
+            let seg = make::checked(seg, |[_, records, ..]| {
+                records_ok(records).then(|| payload_bytes(records as usize))
+            })?;
             let records = seg.params()[1] as usize;
             let ev = Event {
                 seg,
@@ -172,6 +213,12 @@ mod handle {
             Ok(ev)
         }
 
+        fn segment(&self) -> &Segment {
+            &self.seg
+        }
+    }
+
+    impl Event {
         fn core(&self) -> EventCore<'_> {
             let off = self.seg.payload_offset();
             let ctl: &EventCtl = self.seg.shared(off);
@@ -193,61 +240,6 @@ mod handle {
         /// inside `set` then wakes no one: the sleepers find the flag at their timeout).
         fn member(&self) -> bool {
             !matches!(self.core().records.claim(), Claim::Full)
-        }
-
-        /// Creates the event `name` exclusively, cleared.
-        ///
-        /// # Errors
-        ///
-        /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
-        pub fn create(name: &str) -> Result<Event, Error> {
-            Self::create_with(name, &Options::new())
-        }
-
-        /// [`create`](Self::create) with options (mode, open timeout; the type tag is unused).
-        ///
-        /// # Errors
-        ///
-        /// As [`create`](Self::create).
-        pub fn create_with(name: &str, opts: &Options) -> Result<Event, Error> {
-            Event::new(name, How::Create, opts)
-        }
-
-        /// Opens the existing event `name`.
-        ///
-        /// # Errors
-        ///
-        /// [`Error::NotFound`], [`Error::KindMismatch`], [`Error::InUse`] when its process
-        /// records are all taken, [`Error::Corrupt`], [`Error::NotReady`], [`Error::Io`].
-        pub fn open(name: &str) -> Result<Event, Error> {
-            Self::open_with(name, &Options::new())
-        }
-
-        /// [`open`](Self::open) with options.
-        ///
-        /// # Errors
-        ///
-        /// As [`open`](Self::open).
-        pub fn open_with(name: &str, opts: &Options) -> Result<Event, Error> {
-            Event::new(name, How::Open, opts)
-        }
-
-        /// Opens `name`, creating it (cleared) if it does not exist.
-        ///
-        /// # Errors
-        ///
-        /// As [`create`](Self::create) and [`open`](Self::open).
-        pub fn open_or_create(name: &str) -> Result<Event, Error> {
-            Self::open_or_create_with(name, &Options::new())
-        }
-
-        /// [`open_or_create`](Self::open_or_create) with options.
-        ///
-        /// # Errors
-        ///
-        /// As [`open_or_create`](Self::open_or_create).
-        pub fn open_or_create_with(name: &str, opts: &Options) -> Result<Event, Error> {
-            Event::new(name, How::OpenOrCreate, opts)
         }
 
         /// Whether the flag is up.
@@ -277,17 +269,6 @@ mod handle {
         pub fn wait_timeout(&self, timeout: Duration) -> bool {
             let _ = self.member();
             self.core().wait(Instant::now().checked_add(timeout))
-        }
-
-        /// The segment name.
-        pub fn name(&self) -> &str {
-            self.seg.name()
-        }
-
-        /// Keeps the name when this creating handle is dropped; remove it later with
-        /// [`unlink`](crate::unlink).
-        pub fn persist(&self) {
-            self.seg.persist();
         }
     }
 

@@ -1,11 +1,14 @@
 //! [`Lock`] and [`RLock`]: named cross-process locks, Python's `multiprocessing.Lock` and
-//! `RLock`, robust against the death of their holder.
+//! `RLock`, robust against the death of their holder; one generic [`ProcessLock`] over the
+//! lock's kind (lock_api's `Mutex<R, T>` over a raw mutex, here over a marker).
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::time::Duration;
 
 use crate::error::{Error, LockError};
-use crate::segment::{Kind, Options, Segment, Spec};
+use crate::segment::{Identity, Kind, Options, Segment, Spec};
+use crate::shm::{Made, Shm};
 use crate::sync::{Acquired, Held, RawLock};
 
 /// A guard of a [`Lock`] or [`RLock`]; the lock is released when it is dropped.
@@ -39,152 +42,158 @@ fn wrap(r: Acquired<'_>) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         .map_err(|e| e.map(|held| LockGuard { held }))
 }
 
-macro_rules! lock_type {
-    ($(#[$doc:meta])* $name:ident, $kind:expr, $example:literal) => {
-        $(#[$doc])*
-        pub struct $name {
-            seg: Segment,
-        }
-
-        impl $name {
-            /// Creates the lock `name` exclusively.
-            ///
-            /// ```
-            #[doc = $example]
-            /// ```
-            ///
-            /// # Errors
-            ///
-            /// [`Error::InvalidName`], [`Error::AlreadyExists`], [`Error::NoSpace`],
-            /// [`Error::InvalidMode`], [`Error::Io`].
-            pub fn create(name: &str) -> Result<Self, Error> {
-                Self::create_with(name, &Options::new())
-            }
-
-            /// [`create`](Self::create) with options.
-            ///
-            /// # Errors
-            ///
-            /// As [`create`](Self::create).
-            pub fn create_with(name: &str, opts: &Options) -> Result<Self, Error> {
-                let seg = Segment::create(name, &Self::spec(), opts, |_| {})?;
-                Ok($name { seg })
-            }
-
-            /// Opens the existing lock `name`.
-            ///
-            /// # Errors
-            ///
-            /// [`Error::NotFound`], [`Error::KindMismatch`] if `name` is not this kind of lock,
-            /// [`Error::Corrupt`], [`Error::NotReady`], [`Error::NotRegular`], [`Error::Io`].
-            pub fn open(name: &str) -> Result<Self, Error> {
-                Self::open_with(name, &Options::new())
-            }
-
-            /// [`open`](Self::open) with options.
-            ///
-            /// # Errors
-            ///
-            /// As [`open`](Self::open).
-            pub fn open_with(name: &str, opts: &Options) -> Result<Self, Error> {
-                Ok($name { seg: Segment::open(name, &Self::spec(), opts)? })
-            }
-
-            /// Opens `name`, creating it if it does not exist.
-            ///
-            /// # Errors
-            ///
-            /// As [`create`](Self::create) and [`open`](Self::open).
-            pub fn open_or_create(name: &str) -> Result<Self, Error> {
-                let seg = Segment::open_or_create(name, &Self::spec(), &Options::new(), |_| {})?;
-                Ok($name { seg })
-            }
-
-            fn spec() -> Spec {
-                Spec::of::<()>($kind, None, Some(""))
-            }
-
-            fn raw(&self) -> RawLock<'_> {
-                RawLock::of(&self.seg)
-            }
-
-            /// Blocks until the lock is held. Spins briefly, then sleeps in the kernel.
-            ///
-            /// # Errors
-            ///
-            /// [`LockError::OwnerDied`] (with the guard) when a previous holder died holding
-            /// it; [`LockError::Deadlock`] when this thread already holds a `Lock`;
-            /// [`LockError::Os`] when the segment was overwritten.
-            pub fn acquire(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-                wrap(self.raw().acquire())
-            }
-
-            /// Takes the lock only if no one holds it; never waits.
-            ///
-            /// # Errors
-            ///
-            /// [`LockError::WouldBlock`] when it is held, or as [`acquire`](Self::acquire).
-            pub fn try_acquire(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-                wrap(self.raw().try_acquire())
-            }
-
-            /// Blocks until the lock is held or `timeout` has passed (on the monotonic clock).
-            ///
-            /// # Errors
-            ///
-            /// [`LockError::Timeout`], or as [`acquire`](Self::acquire).
-            pub fn acquire_timeout(
-                &self,
-                timeout: Duration,
-            ) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
-                wrap(self.raw().acquire_timeout(timeout))
-            }
-
-            /// Whether a holder died and no one has marked the lock consistent since.
-            pub fn is_poisoned(&self) -> bool {
-                self.raw().is_poisoned()
-            }
-
-            /// The segment name.
-            pub fn name(&self) -> &str {
-                self.seg.name()
-            }
-
-            /// Keeps the name when this creating handle is dropped, so that others can still open
-            /// it; remove it later with [`unlink`](crate::unlink).
-            pub fn persist(&self) {
-                self.seg.persist();
-            }
-        }
-
-        impl fmt::Debug for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_struct(stringify!($name))
-                    .field("name", &self.seg.name())
-                    .field("owner", &self.seg.is_owner())
-                    .finish()
-            }
-        }
-    };
+mod sealed {
+    pub trait Sealed {}
 }
 
-lock_type!(
-    /// A cross-process mutual-exclusion lock in a named segment of its own (Python's
-    /// `multiprocessing.Lock`). Not reentrant: acquiring it twice on one thread is
-    /// [`LockError::Deadlock`], not a hang.
-    ///
-    /// When a holder dies (even by `SIGKILL`), the next acquirer gets the guard inside
-    /// [`LockError::OwnerDied`]; this is robust on Linux (glibc's robust mutexes) and is not on
-    /// platforms without robust process-shared mutexes.
-    Lock,
-    Kind::Lock,
-    "let name = format!(\"doc-lock-{}\", std::process::id());\nlet lock = mpshm::Lock::create(&name)?;\n{\n    let _guard = lock.acquire().expect(\"lock\");\n    // ... critical section ...\n}\nassert!(lock.try_acquire().is_ok());\ndrop(lock);\n# Ok::<(), Box<dyn std::error::Error>>(())"
-);
+/// Which kind of lock a [`ProcessLock`] is: [`Exclusive`] ([`Lock`]) or [`Reentrant`]
+/// ([`RLock`]). Sealed.
+pub trait LockKind: sealed::Sealed {
+    #[doc(hidden)]
+    const KIND: Kind;
+}
 
-lock_type!(
-    /// A reentrant cross-process lock (Python's `multiprocessing.RLock`): the thread that holds it
-    /// may acquire it again, and must release it as often. Robust like [`Lock`].
-    RLock,
-    Kind::RLock,
-    "let name = format!(\"doc-rlock-{}\", std::process::id());\nlet lock = mpshm::RLock::create(&name)?;\nlet outer = lock.acquire().expect(\"lock\");\nlet inner = lock.acquire().expect(\"re-enter\"); // same thread: fine\ndrop((inner, outer));\n# Ok::<(), Box<dyn std::error::Error>>(())"
-);
+/// A lock that its holder cannot take again ([`Lock`]): a second `acquire` on the same thread
+/// is [`LockError::Deadlock`], not a hang.
+#[derive(Debug, Clone, Copy)]
+pub enum Exclusive {}
+
+/// A lock that its holder may take again, and must then release as often ([`RLock`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Reentrant {}
+
+impl sealed::Sealed for Exclusive {}
+impl sealed::Sealed for Reentrant {}
+
+impl LockKind for Exclusive {
+    const KIND: Kind = Kind::Lock;
+}
+
+impl LockKind for Reentrant {
+    const KIND: Kind = Kind::RLock;
+}
+
+/// A named cross-process lock in a segment of its own, robust against the death of its holder:
+/// [`Lock`] (Python's `multiprocessing.Lock`) and [`RLock`] (`RLock`) are its two kinds.
+///
+/// When a holder dies (even by `SIGKILL`), the next acquirer gets the guard inside
+/// [`LockError::OwnerDied`]; this is robust on Linux (glibc's robust mutexes) and is not on
+/// platforms without robust process-shared mutexes.
+pub struct ProcessLock<K: LockKind> {
+    seg: Segment,
+    _kind: PhantomData<K>,
+}
+
+/// A cross-process mutual-exclusion lock in a named segment of its own (Python's
+/// `multiprocessing.Lock`). Not reentrant: acquiring it twice on one thread is
+/// [`LockError::Deadlock`], not a hang.
+///
+/// ```
+/// use mpshm::prelude::*;
+///
+/// let name = format!("doc-lock-{}", std::process::id());
+/// let lock = mpshm::Lock::create(&name, ())?;
+/// {
+///     let _guard = lock.acquire().expect("lock");
+///     // ... critical section ...
+/// }
+/// assert!(lock.try_acquire().is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub type Lock = ProcessLock<Exclusive>;
+
+/// A reentrant cross-process lock (Python's `multiprocessing.RLock`): the thread that holds it
+/// may acquire it again, and must release it as often. Robust like [`Lock`].
+///
+/// ```
+/// use mpshm::prelude::*;
+///
+/// let name = format!("doc-rlock-{}", std::process::id());
+/// let lock = mpshm::RLock::create(&name, ())?;
+/// let outer = lock.acquire().expect("lock");
+/// let inner = lock.acquire().expect("re-enter"); // same thread: fine
+/// drop((inner, outer));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub type RLock = ProcessLock<Reentrant>;
+
+/// The spec of a lock of `kind`.
+pub(crate) fn lock_spec(kind: Kind, ty: Identity) -> Spec {
+    Spec::elements(kind, ty, 0)
+}
+
+/// `Init` is `()`: a lock holds nothing. The options' mode, open timeout and type tag apply.
+impl<K: LockKind> Shm for ProcessLock<K> {
+    type Init = ();
+
+    fn spec(_: Option<&()>, opts: &Options) -> Result<Spec, Error> {
+        Ok(lock_spec(K::KIND, Identity::untyped("", opts)))
+    }
+
+    fn wrap(seg: Segment, _: Made, _: Option<&()>, _: &Options) -> Result<Self, Error> {
+        Ok(ProcessLock {
+            seg,
+            _kind: PhantomData,
+        })
+    }
+
+    fn segment(&self) -> &Segment {
+        &self.seg
+    }
+}
+
+impl<K: LockKind> ProcessLock<K> {
+    fn raw(&self) -> RawLock<'_> {
+        RawLock::of(&self.seg)
+    }
+
+    /// Blocks until the lock is held. Spins briefly, then sleeps in the kernel.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::OwnerDied`] (with the guard) when a previous holder died holding it;
+    /// [`LockError::Deadlock`] when this thread already holds this (exclusive) lock;
+    /// [`LockError::Os`] when the segment was overwritten.
+    pub fn acquire(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+        wrap(self.raw().acquire())
+    }
+
+    /// Takes the lock only if no one holds it; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::WouldBlock`] when it is held, or as [`acquire`](Self::acquire).
+    pub fn try_acquire(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+        wrap(self.raw().try_acquire())
+    }
+
+    /// Blocks until the lock is held or `timeout` has passed (on the monotonic clock).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Timeout`], or as [`acquire`](Self::acquire).
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
+        wrap(self.raw().acquire_timeout(timeout))
+    }
+
+    /// Whether a holder died and no one has marked the lock consistent since.
+    pub fn is_poisoned(&self) -> bool {
+        self.raw().is_poisoned()
+    }
+}
+
+impl<K: LockKind> fmt::Debug for ProcessLock<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(if K::KIND == Kind::RLock {
+            "RLock"
+        } else {
+            "Lock"
+        })
+        .field("name", &self.seg.name())
+        .field("owner", &self.seg.is_owner())
+        .finish()
+    }
+}

@@ -1,25 +1,15 @@
-//! The one way a primitive of the synchronisation family gets its segment: created, opened or
-//! either (`map_segment`), with its geometry in the header's parameters, checked by an opener
-//! against the segment's size; and the error for a handle that found no free record.
+//! What the primitives of the synchronisation family share in how they get their segment
+//! (through [`Shm`](crate::Shm)): their geometry in the header's parameters, checked by an
+//! opener against the segment's size; how many records their table has; and the error for a
+//! handle that found no free record.
 
 use crate::attach::MAX_ATTACHED;
 use crate::error::Error;
-use crate::segment::{Kind, Options, Segment, Spec};
+use crate::segment::{Identity, Kind, Options, Segment, Spec};
 
-/// How a constructor gets its segment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum How {
-    /// Create it exclusively.
-    Create,
-    /// Open an existing one.
-    Open,
-    /// Open it if it exists, else create it.
-    OpenOrCreate,
-}
-
-/// Attachment records in a primitive's table: how many handles (across all processes) may have
-/// it open at once. Each open handle holds one; `open` fails with `Error::InUse` when none is
-/// free.
+/// Attachment records in a primitive's table unless `Options::max_attached` says otherwise:
+/// how many handles (across all processes) may have it open at once. Each open handle holds
+/// one; `open` fails with `Error::InUse` when none is free.
 pub(crate) const RECORDS: usize = 256;
 
 /// The most entries of another table (a condition's waiter slots) an opener accepts in a header.
@@ -35,73 +25,51 @@ pub(crate) fn records_ok(n: u64) -> bool {
     (1..=MAX_ATTACHED as u64).contains(&n)
 }
 
-/// Creates or opens (as `how` says) the segment of a primitive of `kind` whose payload is
-/// `bytes(params)` bytes (`None`: parameters that make no sense), running `init` on a segment it
-/// creates (before it is published; an error there drops and unlinks it). An opener takes the
-/// creator's parameters from the header and checks them with the same `bytes`.
-pub(crate) fn map_segment(
-    name: &str,
-    how: How,
-    kind: Kind,
-    params: [u64; 4],
-    opts: &Options,
-    bytes: impl Fn([u64; 4]) -> Option<usize>,
-    init: impl Fn(&Segment) -> std::io::Result<()>,
-) -> Result<Segment, Error> {
-    let mut spec = Spec {
+/// The records a primitive created with `opts` keeps.
+pub(crate) fn records(opts: &Options) -> Result<usize, Error> {
+    let n = opts.max_attached.unwrap_or(RECORDS);
+    if records_ok(n as u64) {
+        Ok(n)
+    } else {
+        Err(Error::InvalidLength {
+            len: n,
+            reason: "a primitive records 1 to 1024 open handles: see Options::max_attached",
+        })
+    }
+}
+
+/// The segment of a primitive of `kind` with these parameters and a payload of `bytes` (a
+/// creator's; an opener takes the creator's), on a 64-byte line.
+pub(crate) fn spec(kind: Kind, params: [u64; 4], bytes: usize, opts: &Options) -> Spec {
+    Spec {
         kind,
         elem_size: 1,
         elem_align: 64,
-        count: None,
-        tag: kind.to_string(),
+        count: bytes,
+        ty: Identity::untyped(&kind.to_string(), opts),
         params,
-    };
-    let check = |seg: Segment| {
-        if bytes(seg.params()) == Some(seg.count()) {
-            Ok(seg)
-        } else {
-            Err(Error::Corrupt {
-                name: seg.name().to_owned(),
-                reason: format!(
-                    "{kind} parameters {:?} do not match its size {}",
-                    seg.params(),
-                    seg.count()
-                ),
-            })
-        }
-    };
-    let open = spec.clone();
-    if how != How::Open {
-        spec.count = Some(bytes(params).ok_or(Error::InvalidLength {
-            len: 0,
-            reason: "the parameters make no sense for this kind",
-        })?);
     }
-    let mut last = None;
-    // The name can vanish between a failed create and the open (its creator dropped it): then
-    // try again, a bounded number of times.
-    for _ in 0..16 {
-        if how != How::Open {
-            let mut made = Ok(());
-            match Segment::create(name, &spec, opts, |seg| made = init(seg)) {
-                Err(Error::AlreadyExists { .. }) if how == How::OpenOrCreate => {}
-                // A mutex that would not initialise: the segment is dropped (and unlinked).
-                created => {
-                    return created.and_then(|seg| {
-                        made.map_err(Error::Io)?;
-                        check(seg)
-                    });
-                }
-            }
-        }
-        match Segment::open(name, &open, opts) {
-            Err(e @ Error::NotFound { .. }) if how == How::OpenOrCreate => last = Some(e),
-            opened => return opened.and_then(check),
-        }
+}
+
+/// Checks that an opened segment's parameters give its size (`bytes`: `None` for parameters
+/// that make no sense).
+pub(crate) fn checked(
+    seg: Segment,
+    bytes: impl Fn([u64; 4]) -> Option<usize>,
+) -> Result<Segment, Error> {
+    if bytes(seg.params()) == Some(seg.count()) {
+        Ok(seg)
+    } else {
+        Err(Error::Corrupt {
+            name: seg.name().to_owned(),
+            reason: format!(
+                "{} parameters {:?} do not match its size {}",
+                seg.kind(),
+                seg.params(),
+                seg.count()
+            ),
+        })
     }
-    Err(last.unwrap_or(Error::NotFound {
-        name: name.to_owned(),
-    }))
 }
 
 /// The error for a handle that found no free record in its primitive's table.

@@ -37,13 +37,18 @@ pub use barrier::BARRIER_MAX_PARTIES;
 #[cfg(not(loom))]
 pub use barrier::Barrier;
 #[cfg(not(loom))]
-pub use condition::{Condition, ConditionGuard};
+pub use condition::{Condition, ConditionGuard, ConditionLock};
 #[cfg(not(loom))]
 pub use event::Event;
-pub use lock::{Lock, LockGuard, RLock};
+#[cfg(not(loom))]
+pub(crate) use lock::lock_spec;
+pub use lock::{Exclusive, Lock, LockGuard, LockKind, ProcessLock, RLock, Reentrant};
 pub use semaphore::SEMAPHORE_MAX;
 #[cfg(not(loom))]
-pub use semaphore::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+pub use semaphore::{
+    Bounded, BoundedSemaphore, ProcessSemaphore, Semaphore, SemaphoreGuard, SemaphoreKind,
+    Unbounded,
+};
 
 use crate::error::{AccessError, LockError};
 use crate::segment::Segment;
@@ -68,6 +73,19 @@ pub(crate) fn shared_layout() -> Vec<String> {
     .into_iter()
     .flat_map(|(module, lines)| lines.into_iter().map(move |l| format!("{module}::{l}")))
     .collect()
+}
+
+/// What [`inspect`](crate::inspect) shows of a semaphore, event, condition or barrier.
+#[cfg(not(loom))]
+pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+    use crate::segment::Kind;
+    match seg.kind() {
+        Kind::Semaphore | Kind::BoundedSemaphore => semaphore::inspect(seg),
+        Kind::Event => event::inspect(seg),
+        Kind::Condition => condition::inspect(seg),
+        Kind::Barrier => barrier::inspect(seg),
+        other => Err(format!("a {other} is not of the synchronisation family")),
+    }
 }
 
 /// What acquiring a [`RawLock`] gives.

@@ -21,10 +21,12 @@
 //! given, and `MODEL_DEAD_PID` stands for a dead process.
 
 #[cfg(not(loom))]
-pub(crate) use real::{Claim, RecordData, Records, bytes};
+pub(crate) use real::{Claim, RecordData, Records, bytes, table};
 
 #[cfg(loom)]
-pub(crate) use model::{MODEL_DEAD_PID, ModelRecord, Records};
+pub(crate) use model::Records;
+#[cfg(all(test, loom))]
+pub(crate) use model::{MODEL_DEAD_PID, ModelRecord};
 
 /// A record held by a process: where it is and its holder's word (`pid << 32 | start time`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,6 +109,11 @@ mod real {
         }
     }
 
+    /// The table of attachment records of [`Records::at`]'s `seg`, `off`, `n` and `data`.
+    pub(crate) fn table(seg: &Segment, off: usize, n: usize, data: RecordData) -> Table<'_> {
+        Table::at(seg, off + data_bytes(n, data), n, dead_holders(data))
+    }
+
     /// What [`Records::claim`] found.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub(crate) enum Claim {
@@ -143,7 +150,7 @@ mod real {
         ) -> Records<'a> {
             let skip = data_bytes(n, data);
             Records {
-                table: Table::at(seg, off + skip, n, dead_holders(data)),
+                table: table(seg, off, n, data),
                 data: if skip == 0 {
                     &[]
                 } else {
@@ -162,7 +169,7 @@ mod real {
             n: usize,
             data: RecordData,
         ) -> std::io::Result<()> {
-            Table::at(seg, off + data_bytes(n, data), n, dead_holders(data)).init()
+            table(seg, off, n, data).init()
         }
 
         pub(crate) fn len(&self) -> usize {

@@ -359,18 +359,25 @@ impl<'a, L: StateLock> SemCore<'a, L> {
 }
 
 #[cfg(not(loom))]
-pub use handle::{BoundedSemaphore, Semaphore, SemaphoreGuard};
+pub(crate) use handle::inspect;
+#[cfg(not(loom))]
+pub use handle::{
+    Bounded, BoundedSemaphore, ProcessSemaphore, Semaphore, SemaphoreGuard, SemaphoreKind,
+    Unbounded,
+};
 
 #[cfg(not(loom))]
 mod handle {
     use std::fmt;
+    use std::marker::PhantomData;
     use std::time::Duration;
 
     use super::*;
     use crate::attach::Attachment;
     use crate::error::Error;
-    use crate::segment::{Kind, Options, Segment};
-    use crate::sync::make::{How, RECORDS, map_segment, records_ok, table_full};
+    use crate::segment::{Kind, Options, Segment, Spec};
+    use crate::shm::{Made, Shm};
+    use crate::sync::make::{self, records_ok, table_full};
     use crate::sync::records::{self, RecordData};
     use crate::sys::RobustMutex;
 
@@ -378,7 +385,89 @@ mod handle {
         CTL_SIZE + records::bytes(n, RecordData::Words)
     }
 
-    /// What `Semaphore` and `BoundedSemaphore` share: the segment and this handle's record.
+    /// The segment's size for parameters read from its header; `None` if they make no sense.
+    fn bytes([initial, records, ..]: [u64; 4]) -> Option<usize> {
+        (initial <= u64::from(SEMAPHORE_MAX) && records_ok(records))
+            .then(|| payload_bytes(records as usize))
+    }
+
+    /// What [`inspect`](crate::inspect) shows of a semaphore, read without changing anything;
+    /// an error for parameters that do not match its size (checked as the opener does).
+    pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
+        use crate::inspect::{Found, Role, State, records};
+        let [initial, n, ..] = seg.params();
+        if bytes(seg.params()) != Some(seg.count()) {
+            return Err(format!(
+                "semaphore parameters {:?} do not match its size",
+                seg.params()
+            ));
+        }
+        let off = seg.payload_offset();
+        let ctl: &SemCtl = seg.shared(off);
+        let (value, sleepers) = halves(ctl.state.load(Relaxed));
+        let table = records::table(seg, off + CTL_SIZE, n as usize, RecordData::Words);
+        let mut found = Found::plain(State::Semaphore {
+            value,
+            held: ctl.held.load(Relaxed),
+            sleepers,
+            initial,
+        });
+        found.attached = records(&table, |_| Role::Handle);
+        Ok(found)
+    }
+
+    mod sealed {
+        pub trait Sealed {}
+    }
+
+    /// Whether a [`ProcessSemaphore`] is bounded by its initial value ([`Bounded`],
+    /// [`BoundedSemaphore`]) or not ([`Unbounded`], [`Semaphore`]). Sealed.
+    pub trait SemaphoreKind: sealed::Sealed {
+        #[doc(hidden)]
+        const BOUNDED: bool;
+        #[doc(hidden)]
+        const KIND: Kind;
+    }
+
+    /// A semaphore that `release` may raise without bound ([`Semaphore`]).
+    #[derive(Debug, Clone, Copy)]
+    pub enum Unbounded {}
+
+    /// A semaphore that `release` never raises above its initial value ([`BoundedSemaphore`]).
+    #[derive(Debug, Clone, Copy)]
+    pub enum Bounded {}
+
+    impl sealed::Sealed for Unbounded {}
+    impl sealed::Sealed for Bounded {}
+
+    impl SemaphoreKind for Unbounded {
+        const BOUNDED: bool = false;
+        const KIND: Kind = Kind::Semaphore;
+    }
+
+    impl SemaphoreKind for Bounded {
+        const BOUNDED: bool = true;
+        const KIND: Kind = Kind::BoundedSemaphore;
+    }
+
+    /// A counting semaphore in a named segment: [`Semaphore`] and [`BoundedSemaphore`] are its
+    /// two kinds.
+    ///
+    /// [`acquire`](Self::acquire) hands out a guard that returns the permit when dropped.
+    /// Permits held through guards are recorded per process, and come back to the count when
+    /// the process dies (even by `SIGKILL`): a waiter blocked in `acquire` gets such a permit. A
+    /// permit kept with [`SemaphoreGuard::forget`] is nobody's: [`release`](Self::release) adds
+    /// one, from any process, as Python's `release` does.
+    ///
+    /// Each open handle holds one of the segment's process records (256 unless
+    /// [`Options::max_attached`] says otherwise); `open` fails with [`Error::InUse`] when all
+    /// are taken.
+    pub struct ProcessSemaphore<B: SemaphoreKind> {
+        inner: SemHandle,
+        _kind: PhantomData<B>,
+    }
+
+    /// What every kind of semaphore handle holds: the segment and this handle's record.
     pub(super) struct SemHandle {
         seg: Segment,
         attach: Attachment,
@@ -387,57 +476,96 @@ mod handle {
         bounded: bool,
     }
 
-    impl SemHandle {
-        /// The one constructor behind every public one.
-        pub(super) fn new(
-            name: &str,
-            how: How,
-            value: u32,
-            bounded: bool,
-            opts: &Options,
-        ) -> Result<SemHandle, Error> {
+    /// A counting semaphore in a named segment (Python's `multiprocessing.Semaphore`); see
+    /// [`ProcessSemaphore`].
+    ///
+    /// ```
+    /// use mpshm::prelude::*;
+    ///
+    /// let name = format!("doc-sem-{}", std::process::id());
+    /// let sem = mpshm::Semaphore::create(&name, 2)?;
+    /// let a = sem.acquire()?;
+    /// let b = sem.acquire()?;
+    /// assert!(sem.try_acquire().is_err()); // both permits are out
+    /// drop(a);
+    /// assert_eq!(sem.value(), 1);
+    /// # drop(b);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub type Semaphore = ProcessSemaphore<Unbounded>;
+
+    /// A semaphore that refuses to be released above the value it was created with (Python's
+    /// `multiprocessing.BoundedSemaphore`): [`release`](ProcessSemaphore::release) fails with
+    /// [`ReleaseError::AboveInitial`] when the free permits and those held through guards
+    /// already make that value. Otherwise as [`Semaphore`].
+    ///
+    /// ```
+    /// use mpshm::prelude::*;
+    /// use mpshm::{BoundedSemaphore, ReleaseError};
+    ///
+    /// let name = format!("doc-bsem-{}", std::process::id());
+    /// let sem = BoundedSemaphore::create(&name, 1)?;
+    /// assert!(matches!(sem.release(), Err(ReleaseError::AboveInitial { initial: 1 })));
+    /// sem.acquire()?.forget();
+    /// sem.release()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub type BoundedSemaphore = ProcessSemaphore<Bounded>;
+
+    /// `Init` is the initial number of free permits, at most [`SEMAPHORE_MAX`] (else
+    /// [`Error::InvalidLength`]), which is also a [`BoundedSemaphore`]'s bound. An existing
+    /// semaphore that `open_or_create` opens keeps its own count. The options' mode, open
+    /// timeout, type tag and `max_attached` (the records, default 256) apply.
+    impl<B: SemaphoreKind> Shm for ProcessSemaphore<B> {
+        type Init = u32;
+
+        fn spec(value: Option<&u32>, opts: &Options) -> Result<Spec, Error> {
+            let value = value.copied().unwrap_or(0);
             if value > SEMAPHORE_MAX {
                 return Err(Error::InvalidLength {
                     len: value as usize,
                     reason: "a semaphore's value must be at most SEMAPHORE_MAX (2^31 - 1)",
                 });
             }
-            let kind = if bounded {
-                Kind::BoundedSemaphore
-            } else {
-                Kind::Semaphore
-            };
-            let seg = map_segment(
-                name,
-                how,
-                kind,
-                [u64::from(value), RECORDS as u64, 0, 0],
-                opts,
-                |[initial, records, ..]| {
-                    (initial <= u64::from(SEMAPHORE_MAX) && records_ok(records))
-                        .then(|| payload_bytes(records as usize))
-                },
-                |seg| {
-                    let off = seg.payload_offset();
-                    let ctl: &SemCtl = seg.shared(off);
-                    ctl.state.store(word(value, 0), Relaxed);
-                    Records::init(seg, off + CTL_SIZE, RECORDS, RecordData::Words)
-                },
-            )?;
+            let records = make::records(opts)?;
+            let params = [u64::from(value), records as u64, 0, 0];
+            Ok(make::spec(B::KIND, params, payload_bytes(records), opts))
+        }
+
+        fn init(seg: &Segment, &value: &u32) -> Result<(), Error> {
+            let off = seg.payload_offset();
+            let ctl: &SemCtl = seg.shared(off);
+            ctl.state.store(word(value, 0), Relaxed);
+            let records = seg.params()[1] as usize;
+            Records::init(seg, off + CTL_SIZE, records, RecordData::Words)?;
+            Ok(())
+        }
+
+        fn wrap(seg: Segment, _: Made, _: Option<&u32>, _: &Options) -> Result<Self, Error> {
+            let seg = make::checked(seg, bytes)?;
             let [initial, records, ..] = seg.params();
-            let handle = SemHandle {
+            let inner = SemHandle {
                 seg,
                 attach: Attachment::default(),
                 initial: initial as u32,
                 records: records as usize,
-                bounded,
+                bounded: B::BOUNDED,
             };
-            if handle.member().is_none() {
-                return Err(table_full(&handle.seg, handle.records));
+            if inner.member().is_none() {
+                return Err(table_full(&inner.seg, inner.records));
             }
-            Ok(handle)
+            Ok(ProcessSemaphore {
+                inner,
+                _kind: PhantomData,
+            })
         }
 
+        fn segment(&self) -> &Segment {
+            &self.inner.seg
+        }
+    }
+
+    impl SemHandle {
         pub(super) fn core(&self) -> SemCore<'_, RobustMutex> {
             let off = self.seg.payload_offset();
             let ctl: &SemCtl = self.seg.shared(off);
@@ -468,7 +596,7 @@ mod handle {
             )
         }
 
-        pub(super) fn acquire_within(
+        fn acquire_within(
             &self,
             until: Deadline,
             deadline: Option<Instant>,
@@ -483,204 +611,9 @@ mod handle {
                 pid: crate::sys::thread_ids().0,
             })
         }
-
-        pub(super) fn acquire_timeout(
-            &self,
-            timeout: Duration,
-        ) -> Result<SemaphoreGuard<'_>, AcquireError> {
-            match Instant::now().checked_add(timeout) {
-                Some(t) => self.acquire_within(Deadline::At(t), Some(t)),
-                None => self.acquire_within(Deadline::Never, None),
-            }
-        }
-
-        pub(super) fn name(&self) -> &str {
-            self.seg.name()
-        }
-
-        pub(super) fn persist(&self) {
-            self.seg.persist();
-        }
-
-        pub(super) fn initial(&self) -> u32 {
-            self.initial
-        }
-
-        fn fmt(&self, f: &mut fmt::Formatter<'_>, ty: &str) -> fmt::Result {
-            f.debug_struct(ty)
-                .field("name", &self.seg.name())
-                .field("value", &self.core().value())
-                .field("owner", &self.seg.is_owner())
-                .finish()
-        }
     }
 
-    impl Drop for SemHandle {
-        fn drop(&mut self) {
-            let core = self.core();
-            if let Some(me) = core.records.held() {
-                core.leave(me);
-                core.records.leave();
-            }
-        }
-    }
-
-    /// A permit taken from a [`Semaphore`] or [`BoundedSemaphore`]; it goes back when this is
-    /// dropped, and also when the process holding it dies.
-    #[must_use = "the permit goes back as soon as the guard is dropped"]
-    pub struct SemaphoreGuard<'a> {
-        handle: &'a SemHandle,
-        me: Member,
-        /// The process that took it: a copy in a child made by `fork` does not give it back.
-        pid: u32,
-    }
-
-    impl SemaphoreGuard<'_> {
-        /// Keeps the permit taken for good (tokio's `forget`): it does not go back on drop, and
-        /// not when this process dies either. Python's split use — `acquire` here, `release`
-        /// somewhere else, perhaps in another process — is `acquire()?.forget()` followed by
-        /// [`Semaphore::release`].
-        ///
-        /// ```
-        /// let name = format!("doc-forget-{}", std::process::id());
-        /// let sem = mpshm::Semaphore::create(&name, 1)?;
-        /// sem.acquire()?.forget();
-        /// assert_eq!(sem.value(), 0);
-        /// sem.release()?; // from anywhere
-        /// assert_eq!(sem.value(), 1);
-        /// # Ok::<(), Box<dyn std::error::Error>>(())
-        /// ```
-        pub fn forget(self) {
-            let this = std::mem::ManuallyDrop::new(self);
-            if crate::sys::thread_ids().0 == this.pid {
-                this.handle.core().forget(this.me);
-            }
-        }
-    }
-
-    impl Drop for SemaphoreGuard<'_> {
-        fn drop(&mut self) {
-            if crate::sys::thread_ids().0 == self.pid {
-                self.handle.core().give_back(self.me);
-            }
-        }
-    }
-
-    impl fmt::Debug for SemaphoreGuard<'_> {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.debug_struct("SemaphoreGuard")
-                .field("semaphore", &self.handle.name())
-                .finish()
-        }
-    }
-
-    /// A counting semaphore in a named segment (Python's `multiprocessing.Semaphore`).
-    ///
-    /// [`acquire`](Self::acquire) hands out a guard that returns the permit when dropped. Permits
-    /// held through guards are recorded per process, and come back to the count when the
-    /// process dies (even by `SIGKILL`): a waiter blocked in `acquire` gets such a permit. A
-    /// permit kept with [`SemaphoreGuard::forget`] is nobody's: [`release`](Self::release) adds
-    /// one, from any process, as Python's `release` does.
-    ///
-    /// Each open handle holds one of the segment's 256 process records; `open` fails with
-    /// [`Error::InUse`] when all are taken.
-    ///
-    /// ```
-    /// let name = format!("doc-sem-{}", std::process::id());
-    /// let sem = mpshm::Semaphore::create(&name, 2)?;
-    /// let a = sem.acquire()?;
-    /// let b = sem.acquire()?;
-    /// assert!(sem.try_acquire().is_err()); // both permits are out
-    /// drop(a);
-    /// assert_eq!(sem.value(), 1);
-    /// # drop(b);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub struct Semaphore {
-        inner: SemHandle,
-    }
-
-    /// A semaphore that refuses to be released above the value it was created with (Python's
-    /// `multiprocessing.BoundedSemaphore`): [`release`](Self::release) fails with
-    /// [`ReleaseError::AboveInitial`] when the free permits and those held through guards
-    /// already make that value. Otherwise as [`Semaphore`].
-    ///
-    /// ```
-    /// use mpshm::{BoundedSemaphore, ReleaseError};
-    /// let name = format!("doc-bsem-{}", std::process::id());
-    /// let sem = BoundedSemaphore::create(&name, 1)?;
-    /// assert!(matches!(sem.release(), Err(ReleaseError::AboveInitial { initial: 1 })));
-    /// sem.acquire()?.forget();
-    /// sem.release()?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub struct BoundedSemaphore {
-        inner: SemHandle,
-    }
-
-    impl Semaphore {
-        /// Creates the semaphore `name` exclusively, with `value` free permits.
-        ///
-        /// # Errors
-        ///
-        /// [`Error::InvalidLength`] for a value above [`SEMAPHORE_MAX`], [`Error::InvalidName`],
-        /// [`Error::AlreadyExists`], [`Error::NoSpace`], [`Error::Io`].
-        pub fn create(name: &str, value: u32) -> Result<Semaphore, Error> {
-            Self::create_with(name, value, &Options::new())
-        }
-
-        /// [`create`](Self::create) with options (mode, open timeout; the type tag is unused).
-        ///
-        /// # Errors
-        ///
-        /// As [`create`](Self::create).
-        pub fn create_with(name: &str, value: u32, opts: &Options) -> Result<Semaphore, Error> {
-            SemHandle::new(name, How::Create, value, false, opts).map(|inner| Semaphore { inner })
-        }
-
-        /// Opens the existing semaphore `name`.
-        ///
-        /// # Errors
-        ///
-        /// [`Error::NotFound`], [`Error::KindMismatch`] (a `BoundedSemaphore` is another kind),
-        /// [`Error::InUse`] when its process records are all taken, [`Error::Corrupt`],
-        /// [`Error::NotReady`], [`Error::Io`].
-        pub fn open(name: &str) -> Result<Semaphore, Error> {
-            Self::open_with(name, &Options::new())
-        }
-
-        /// [`open`](Self::open) with options.
-        ///
-        /// # Errors
-        ///
-        /// As [`open`](Self::open).
-        pub fn open_with(name: &str, opts: &Options) -> Result<Semaphore, Error> {
-            SemHandle::new(name, How::Open, 0, false, opts).map(|inner| Semaphore { inner })
-        }
-
-        /// Opens `name`, creating it with `value` permits if it does not exist.
-        ///
-        /// # Errors
-        ///
-        /// As [`create`](Self::create) and [`open`](Self::open).
-        pub fn open_or_create(name: &str, value: u32) -> Result<Semaphore, Error> {
-            Self::open_or_create_with(name, value, &Options::new())
-        }
-
-        /// [`open_or_create`](Self::open_or_create) with options.
-        ///
-        /// # Errors
-        ///
-        /// As [`open_or_create`](Self::open_or_create).
-        pub fn open_or_create_with(
-            name: &str,
-            value: u32,
-            opts: &Options,
-        ) -> Result<Semaphore, Error> {
-            SemHandle::new(name, How::OpenOrCreate, value, false, opts)
-                .map(|inner| Semaphore { inner })
-        }
-
+    impl<B: SemaphoreKind> ProcessSemaphore<B> {
         /// Takes a permit, sleeping in the kernel until one is free.
         ///
         /// # Errors
@@ -709,14 +642,20 @@ mod handle {
             &self,
             timeout: Duration,
         ) -> Result<SemaphoreGuard<'_>, AcquireError> {
-            self.inner.acquire_timeout(timeout)
+            match Instant::now().checked_add(timeout) {
+                Some(t) => self.inner.acquire_within(Deadline::At(t), Some(t)),
+                None => self.inner.acquire_within(Deadline::Never, None),
+            }
         }
 
-        /// Adds a permit (Python's `release`), waking one waiter.
+        /// Adds a permit (Python's `release`), waking one waiter. A [`BoundedSemaphore`] first
+        /// checks that the free permits and those held through guards do not already make its
+        /// initial value.
         ///
         /// # Errors
         ///
-        /// [`ReleaseError::Overflow`] above [`SEMAPHORE_MAX`]; [`ReleaseError::Os`].
+        /// [`ReleaseError::Overflow`] above [`SEMAPHORE_MAX`] (a [`Semaphore`]);
+        /// [`ReleaseError::AboveInitial`] (a [`BoundedSemaphore`]); [`ReleaseError::Os`].
         pub fn release(&self) -> Result<(), ReleaseError> {
             self.inner.core().release()
         }
@@ -726,155 +665,84 @@ mod handle {
             self.inner.core().value()
         }
 
-        /// The segment name.
-        pub fn name(&self) -> &str {
-            self.inner.name()
-        }
-
-        /// Keeps the name when this creating handle is dropped; remove it later with
-        /// [`unlink`](crate::unlink).
-        pub fn persist(&self) {
-            self.inner.persist();
-        }
-    }
-
-    impl BoundedSemaphore {
-        /// Creates the bounded semaphore `name` exclusively, with `value` free permits, which is
-        /// also its bound.
-        ///
-        /// # Errors
-        ///
-        /// As [`Semaphore::create`].
-        pub fn create(name: &str, value: u32) -> Result<BoundedSemaphore, Error> {
-            Self::create_with(name, value, &Options::new())
-        }
-
-        /// [`create`](Self::create) with options.
-        ///
-        /// # Errors
-        ///
-        /// As [`create`](Self::create).
-        pub fn create_with(
-            name: &str,
-            value: u32,
-            opts: &Options,
-        ) -> Result<BoundedSemaphore, Error> {
-            SemHandle::new(name, How::Create, value, true, opts)
-                .map(|inner| BoundedSemaphore { inner })
-        }
-
-        /// Opens the existing bounded semaphore `name`.
-        ///
-        /// # Errors
-        ///
-        /// As [`Semaphore::open`].
-        pub fn open(name: &str) -> Result<BoundedSemaphore, Error> {
-            Self::open_with(name, &Options::new())
-        }
-
-        /// [`open`](Self::open) with options.
-        ///
-        /// # Errors
-        ///
-        /// As [`open`](Self::open).
-        pub fn open_with(name: &str, opts: &Options) -> Result<BoundedSemaphore, Error> {
-            SemHandle::new(name, How::Open, 0, true, opts).map(|inner| BoundedSemaphore { inner })
-        }
-
-        /// Opens `name`, creating it with `value` permits if it does not exist.
-        ///
-        /// # Errors
-        ///
-        /// As [`create`](Self::create) and [`open`](Self::open).
-        pub fn open_or_create(name: &str, value: u32) -> Result<BoundedSemaphore, Error> {
-            Self::open_or_create_with(name, value, &Options::new())
-        }
-
-        /// [`open_or_create`](Self::open_or_create) with options.
-        ///
-        /// # Errors
-        ///
-        /// As [`open_or_create`](Self::open_or_create).
-        pub fn open_or_create_with(
-            name: &str,
-            value: u32,
-            opts: &Options,
-        ) -> Result<BoundedSemaphore, Error> {
-            SemHandle::new(name, How::OpenOrCreate, value, true, opts)
-                .map(|inner| BoundedSemaphore { inner })
-        }
-
-        /// As [`Semaphore::acquire`].
-        ///
-        /// # Errors
-        ///
-        /// As [`Semaphore::acquire`].
-        pub fn acquire(&self) -> Result<SemaphoreGuard<'_>, AcquireError> {
-            self.inner.acquire_within(Deadline::Never, None)
-        }
-
-        /// As [`Semaphore::try_acquire`].
-        ///
-        /// # Errors
-        ///
-        /// As [`Semaphore::try_acquire`].
-        pub fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, AcquireError> {
-            self.inner.acquire_within(Deadline::Now, None)
-        }
-
-        /// As [`Semaphore::acquire_timeout`].
-        ///
-        /// # Errors
-        ///
-        /// As [`Semaphore::acquire_timeout`].
-        pub fn acquire_timeout(
-            &self,
-            timeout: Duration,
-        ) -> Result<SemaphoreGuard<'_>, AcquireError> {
-            self.inner.acquire_timeout(timeout)
-        }
-
-        /// Adds a permit, unless the free permits and those held through guards already make
-        /// the initial value.
-        ///
-        /// # Errors
-        ///
-        /// [`ReleaseError::AboveInitial`]; [`ReleaseError::Os`].
-        pub fn release(&self) -> Result<(), ReleaseError> {
-            self.inner.core().release()
-        }
-
-        /// The free permits.
-        pub fn value(&self) -> u32 {
-            self.inner.core().value()
-        }
-
-        /// The value it was created with, which is its bound.
+        /// The value it was created with: a [`BoundedSemaphore`]'s bound.
         pub fn initial_value(&self) -> u32 {
-            self.inner.initial()
-        }
-
-        /// The segment name.
-        pub fn name(&self) -> &str {
-            self.inner.name()
-        }
-
-        /// Keeps the name when this creating handle is dropped; remove it later with
-        /// [`unlink`](crate::unlink).
-        pub fn persist(&self) {
-            self.inner.persist();
+            self.inner.initial
         }
     }
 
-    impl fmt::Debug for Semaphore {
-        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            self.inner.fmt(f, "Semaphore")
+    impl Drop for SemHandle {
+        fn drop(&mut self) {
+            let core = self.core();
+            if let Some(me) = core.records.held() {
+                core.leave(me);
+                core.records.leave();
+            }
         }
     }
 
-    impl fmt::Debug for BoundedSemaphore {
+    impl<B: SemaphoreKind> fmt::Debug for ProcessSemaphore<B> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            self.inner.fmt(f, "BoundedSemaphore")
+            f.debug_struct(if B::BOUNDED {
+                "BoundedSemaphore"
+            } else {
+                "Semaphore"
+            })
+            .field("name", &self.inner.seg.name())
+            .field("value", &self.value())
+            .field("owner", &self.inner.seg.is_owner())
+            .finish()
+        }
+    }
+
+    /// A permit taken from a [`Semaphore`] or [`BoundedSemaphore`]; it goes back when this is
+    /// dropped, and also when the process holding it dies.
+    #[must_use = "the permit goes back as soon as the guard is dropped"]
+    pub struct SemaphoreGuard<'a> {
+        handle: &'a SemHandle,
+        me: Member,
+        /// The process that took it: a copy in a child made by `fork` does not give it back.
+        pid: u32,
+    }
+
+    impl SemaphoreGuard<'_> {
+        /// Keeps the permit taken for good (tokio's `forget`): it does not go back on drop, and
+        /// not when this process dies either. Python's split use — `acquire` here, `release`
+        /// somewhere else, perhaps in another process — is `acquire()?.forget()` followed by
+        /// [`ProcessSemaphore::release`].
+        ///
+        /// ```
+        /// use mpshm::prelude::*;
+        ///
+        /// let name = format!("doc-forget-{}", std::process::id());
+        /// let sem = mpshm::Semaphore::create(&name, 1)?;
+        /// sem.acquire()?.forget();
+        /// assert_eq!(sem.value(), 0);
+        /// sem.release()?; // from anywhere
+        /// assert_eq!(sem.value(), 1);
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn forget(self) {
+            let this = std::mem::ManuallyDrop::new(self);
+            if crate::sys::thread_ids().0 == this.pid {
+                this.handle.core().forget(this.me);
+            }
+        }
+    }
+
+    impl Drop for SemaphoreGuard<'_> {
+        fn drop(&mut self) {
+            if crate::sys::thread_ids().0 == self.pid {
+                self.handle.core().give_back(self.me);
+            }
+        }
+    }
+
+    impl fmt::Debug for SemaphoreGuard<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.debug_struct("SemaphoreGuard")
+                .field("semaphore", &self.handle.seg.name())
+                .finish()
         }
     }
 }

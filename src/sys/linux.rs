@@ -95,6 +95,9 @@ pub(crate) struct FileStat {
     pub id: FileId,
     /// `None` for a regular file; otherwise what it is, in words ("symbolic link").
     pub irregular: Option<&'static str>,
+    /// The last change of the file's status (`st_ctime`): for a segment, when it was created
+    /// and sized, which mpshm does once.
+    pub changed: Option<std::time::SystemTime>,
 }
 
 impl FileStat {
@@ -109,10 +112,15 @@ impl FileStat {
             FileType::BlockDevice => Some("block device"),
             _ => Some("file of unknown type"),
         };
+        let changed = u64::try_from(st.st_ctime).ok().and_then(|secs| {
+            let nanos = u32::try_from(st.st_ctime_nsec).unwrap_or(0);
+            std::time::UNIX_EPOCH.checked_add(Duration::new(secs, nanos.min(999_999_999)))
+        });
         FileStat {
             len: st.st_size as u64,
             id: (st.st_dev, st.st_ino),
             irregular,
+            changed,
         }
     }
 }
@@ -220,23 +228,33 @@ fn count_forks() {
 }
 
 /// This thread's process id and thread id, cached per thread (a system call each would cost a
-/// queue operation more than the operation itself) and read again after a `fork`.
+/// queue operation more than the operation itself) and read again after a `fork`. Read by
+/// system calls where the cache is gone: drops run by thread-local destructors at a thread's
+/// exit (guards, handles) call this too. (With the compiler's native thread-locals, a cache
+/// without a destructor is never torn down; with others, it is.)
 #[inline]
 pub(crate) fn thread_ids() -> (u32, u32) {
     count_forks();
     let forks = FORKS.load(std::sync::atomic::Ordering::Relaxed);
-    IDS.with(|ids| {
+    IDS.try_with(|ids| {
         let (seen, pid, tid) = ids.get();
         if seen == forks {
             return (pid, tid);
         }
-        let (pid, tid) = (
-            current_pid(),
-            rustix::thread::gettid().as_raw_nonzero().get() as u32,
-        );
+        let (pid, tid) = uncached_thread_ids();
         ids.set((forks, pid, tid));
         (pid, tid)
     })
+    .unwrap_or_else(|_| uncached_thread_ids())
+}
+
+/// This thread's process id and thread id, by system calls.
+#[cold]
+fn uncached_thread_ids() -> (u32, u32) {
+    (
+        current_pid(),
+        rustix::thread::gettid().as_raw_nonzero().get() as u32,
+    )
 }
 
 /// How many times this process was forked from its parent and theirs, as counted in each child:
@@ -284,6 +302,25 @@ pub(crate) fn current_tid() -> u32 {
 /// Whether thread `tid` of the process `pid` that started at `start_time` is still running.
 pub(crate) fn thread_alive(pid: u32, tid: u32, start_time: u64) -> bool {
     process_alive(pid, start_time) && std::fs::metadata(format!("/proc/{pid}/task/{tid}")).is_ok()
+}
+
+/// The process (thread group) that thread `tid` belongs to, from `/proc/<tid>/status`; `None`
+/// if no such thread runs (or it is a zombie), as far as this pid namespace shows.
+pub(crate) fn process_of_thread(tid: u32) -> Option<u32> {
+    if tid == 0 || tid > i32::MAX as u32 {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    let field = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::trim)
+    };
+    if field("State:").is_some_and(|s| s.starts_with('Z') || s.starts_with('X')) {
+        return None;
+    }
+    field("Tgid:")?.parse().ok()
 }
 
 /// The monotonic clock as a `libc::timespec`, `after` from now, with nanoseconds normalised.
@@ -1200,5 +1237,18 @@ mod tests {
             inner: UnsafeCell::new(zeroed_mutex()),
         };
         assert!(!layout_holds(&plain, true));
+    }
+
+    /// The system calls that stand in for the cache where it is gone read what the cache
+    /// holds, on the main thread, on another, and in a forked child.
+    #[test]
+    fn uncached_thread_ids_match_the_cache() {
+        assert_eq!(thread_ids(), uncached_thread_ids());
+        let (there, cached) = std::thread::spawn(|| (uncached_thread_ids(), thread_ids()))
+            .join()
+            .expect("join");
+        assert_eq!(there, cached);
+        assert_ne!(there.1, thread_ids().1);
+        assert!(in_forked_child(|| thread_ids() == uncached_thread_ids()));
     }
 }

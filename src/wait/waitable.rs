@@ -75,6 +75,7 @@ pub trait Waitable: sealed::WaitOn {
 /// It spins briefly, then sleeps on every object's words at once (see [`death_notice`]).
 ///
 /// ```
+/// use mpshm::prelude::*;
 /// let name = format!("doc-wait-{}", std::process::id());
 /// let (a, b) = mpshm::Pipe::create(&name)?;
 /// let q = mpshm::Queue::<u8>::create(&format!("{name}q"), 1)?;

@@ -199,14 +199,18 @@ fn wait_until_asleep(path: &str) {
     }
 }
 
-/// A 64-byte message whose body is derived from (producer, seq): a torn copy cannot pass
-/// [`Msg::check`].
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable, Debug, PartialEq)]
-#[repr(C)]
-pub struct Msg {
-    pub producer: u32,
-    pub seq: u32,
-    pub body: [u64; 7],
+mpshm::shared_type! {
+    /// A 64-byte message whose body is derived from (producer, seq): a torn copy cannot pass
+    /// [`Msg::check`].
+    #[name = "mpshm_tests::Msg"]
+    #[derive(Clone, Copy, mpshm::bytemuck::Pod, mpshm::bytemuck::Zeroable, Debug, PartialEq)]
+    #[bytemuck(crate = "mpshm::bytemuck")]
+    #[repr(C)]
+    pub struct Msg {
+        pub producer: u32,
+        pub seq: u32,
+        pub body: [u64; 7],
+    }
 }
 
 fn mix(mut x: u64) -> u64 {

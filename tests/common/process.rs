@@ -3,13 +3,20 @@
 
 use std::os::fd::OwnedFd;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 static SERIAL: Mutex<()> = Mutex::new(());
+
+/// When the test now running began (a second early: file times come from a coarse clock): a
+/// segment named after a pid but older than that is another process's that had the same pid
+/// (`/dev/shm` is shared, and a process killed by `SIGKILL` leaves its pools' channels).
+static SINCE: Mutex<Option<SystemTime>> = Mutex::new(None);
 
 /// Runs `f` alone, then checks that no child process and no segment of this process is left.
 pub fn checked(f: impl FnOnce()) {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    *SINCE.lock().unwrap_or_else(|e| e.into_inner()) =
+        Some(SystemTime::now() - Duration::from_secs(1));
     f();
     assert_no_children();
     assert_no_segments();
@@ -40,12 +47,21 @@ pub fn assert_no_segments() {
     assert_no_segments_of(std::process::id());
 }
 
-/// Checks that no segment made by process `pid` is in `/dev/shm`.
+/// Checks that no segment made by process `pid` during this test is in `/dev/shm`.
 pub fn assert_no_segments_of(pid: u32) {
     let prefix = format!("mpx{pid}-");
+    let since = SINCE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
     let left: Vec<String> = std::fs::read_dir("/dev/shm")
         .expect("/dev/shm")
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let changed = e.metadata().ok()?.modified().ok()?;
+            let name = e.file_name().into_string().ok()?;
+            (changed >= since).then_some(name)
+        })
         .filter(|n| n.starts_with(&prefix))
         .collect();
     assert!(left.is_empty(), "segments left: {left:?}");

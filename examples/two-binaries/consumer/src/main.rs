@@ -1,29 +1,32 @@
-//! The consumer half: creates a queue of sensor readings and a counter, takes readings until
-//! the producer closes the queue, and checks the count. See `../README.md`.
+//! The consumer half: creates a queue of sensor readings, a counter and a one-way pipe, takes
+//! readings until the producer closes the queue, checks the count, then receives the readings
+//! the producer sent through the pipe. See `../README.md`.
 //!
 //! ```text
-//! consumer [NAME]    # segments NAME.readings and NAME.count (NAME: two-binaries)
+//! consumer [NAME]    # segments NAME.readings, NAME.count and NAME.pipe (NAME: two-binaries)
 //! ```
 
 use std::error::Error;
 use std::process::ExitCode;
 
-use bytemuck::{Pod, Zeroable};
-use mpshm::{GetError, Options, Queue, Value};
+use mpshm::bytemuck::{Pod, Zeroable};
+use mpshm::prelude::*;
+use mpshm::{GetError, PipeReader, Queue, Value};
 
-/// One sensor reading. The producer defines the same struct in its own crate; both give it the
-/// same type tag, which `open` checks against the one the queue was created with.
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-#[repr(C)]
-struct Reading {
-    sensor: u32,
-    seq: u32,
-    celsius: f64,
+mpshm::shared_type! {
+    /// One sensor reading. The producer defines the same struct in its own crate; both give it
+    /// the same stable name, which `open` checks, with its fields, against what the queue was
+    /// created with.
+    #[name = "two-binaries::Reading@1"]
+    #[derive(Clone, Copy, Debug, Pod, Zeroable)]
+    #[bytemuck(crate = "mpshm::bytemuck")]
+    #[repr(C)]
+    struct Reading {
+        sensor: u32,
+        seq: u32,
+        celsius: f64,
+    }
 }
-
-/// The name both binaries give `Reading` (by default each would use its own path,
-/// `mpshm_consumer::Reading` here, `mpshm_producer::Reading` there).
-const READING_TAG: &str = "two-binaries::Reading v1";
 
 fn main() -> ExitCode {
     match run() {
@@ -39,10 +42,10 @@ fn run() -> Result<(), Box<dyn Error>> {
     let name = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "two-binaries".to_owned());
-    let mut opts = Options::new();
-    opts.type_tag(READING_TAG);
-    let readings = Queue::<Reading>::create_with(&format!("{name}.readings"), 64, &opts)?;
+    let readings = Queue::<Reading>::create(&format!("{name}.readings"), 64)?;
     let count = Value::<u64>::create(&format!("{name}.count"), 0)?;
+    // The reading end; the writing end is left for the producer to open.
+    let pipe = PipeReader::create(&format!("{name}.pipe"), ())?;
     println!(
         "consumer {}: waiting for readings on {}",
         std::process::id(),
@@ -71,6 +74,13 @@ fn run() -> Result<(), Box<dyn Error>> {
     );
     if got != counted {
         return Err(format!("took {got} readings but the producer counted {counted}").into());
+    }
+    // The producer sends a `Reading`, then a struct of the same name with its fields the other
+    // way round: the pipe takes the first as a `Reading` and refuses the second.
+    println!("consumer: by pipe {:?}", pipe.recv::<Reading>()?);
+    match pipe.recv::<Reading>() {
+        Ok(r) => return Err(format!("a reordered struct was taken as {r:?}").into()),
+        Err(e) => println!("consumer: by pipe, reordered: {e}"),
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! The producer half: opens the consumer's queue of sensor readings and its counter by name,
-//! puts N readings, counting each, and closes the queue. See `../README.md`.
+//! puts N readings, counting each, and closes the queue; then sends two readings through the
+//! consumer's pipe. See `../README.md`.
 //!
 //! ```text
 //! producer [NAME [N]]    # NAME: two-binaries, N: 1000
@@ -8,20 +9,50 @@
 use std::error::Error;
 use std::process::ExitCode;
 
-use bytemuck::{Pod, Zeroable};
-use mpshm::{Options, Queue, Value};
+use mpshm::bytemuck::{Pod, Zeroable};
+use mpshm::prelude::*;
+use mpshm::{PipeWriter, Queue, Value};
 
-/// One sensor reading: the consumer's struct, defined again in this crate.
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-#[repr(C)]
-struct Reading {
-    sensor: u32,
-    seq: u32,
-    celsius: f64,
+mpshm::shared_type! {
+    /// One sensor reading: the consumer's struct, defined again in this crate under the same
+    /// stable name.
+    #[name = "two-binaries::Reading@1"]
+    #[derive(Clone, Copy, Debug, Pod, Zeroable)]
+    #[bytemuck(crate = "mpshm::bytemuck")]
+    #[repr(C)]
+    struct Reading {
+        sensor: u32,
+        seq: u32,
+        celsius: f64,
+    }
 }
 
-/// The name both binaries give `Reading`.
-const READING_TAG: &str = "two-binaries::Reading v1";
+mpshm::shared_type! {
+    /// The same name and size with two fields the other way round: what an out-of-date build
+    /// might have. Its bytes would read as garbage; the queue and the pipe refuse it.
+    #[name = "two-binaries::Reading@1"]
+    #[derive(Clone, Copy, Debug, Pod, Zeroable)]
+    #[bytemuck(crate = "mpshm::bytemuck")]
+    #[repr(C)]
+    struct Reordered {
+        seq: u32,
+        sensor: u32,
+        celsius: f64,
+    }
+}
+
+mpshm::shared_type! {
+    /// The same struct under a name of this crate's own.
+    #[name = "producer::Reading"]
+    #[derive(Clone, Copy, Debug, Pod, Zeroable)]
+    #[bytemuck(crate = "mpshm::bytemuck")]
+    #[repr(C)]
+    struct Renamed {
+        sensor: u32,
+        seq: u32,
+        celsius: f64,
+    }
+}
 
 fn main() -> ExitCode {
     match run() {
@@ -39,14 +70,14 @@ fn run() -> Result<(), Box<dyn Error>> {
     let n: u32 = args.next().map_or(Ok(1000), |s| s.parse())?;
     let queue = format!("{name}.readings");
 
-    let mut opts = Options::new();
-    opts.type_tag(READING_TAG);
-    let readings = Queue::<Reading>::open_with(&queue, &opts)
-        .map_err(|e| format!("{e} (start the consumer first)"))?;
-    // Without the shared tag, the type is named by its path in this crate, which is not the
-    // consumer's, and the queue refuses to open.
-    if let Err(e) = Queue::<Reading>::open(&queue) {
-        println!("producer: without the type tag: {e}");
+    let readings =
+        Queue::<Reading>::open(&queue).map_err(|e| format!("{e} (start the consumer first)"))?;
+    // The refusals a type of another name, or of other fields under the same name, meets.
+    if let Err(e) = Queue::<Renamed>::open(&queue) {
+        println!("producer: under another name: {e}");
+    }
+    if let Err(e) = Queue::<Reordered>::open(&queue) {
+        println!("producer: with reordered fields: {e}");
     }
     let count = Value::<u64>::open(&format!("{name}.count"))?;
     for seq in 0..n {
@@ -60,5 +91,17 @@ fn run() -> Result<(), Box<dyn Error>> {
     }
     readings.close();
     println!("producer {}: put {n} readings", std::process::id());
+
+    let pipe = PipeWriter::open(&format!("{name}.pipe"))?;
+    pipe.send(&Reading {
+        sensor: 8,
+        seq: n,
+        celsius: 19.5,
+    })?;
+    pipe.send(&Reordered {
+        seq: n + 1,
+        sensor: 8,
+        celsius: 19.0,
+    })?;
     Ok(())
 }
