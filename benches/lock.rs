@@ -5,10 +5,11 @@
 //! ```
 //!
 //! - `uncontended/*`: one process, nobody else touching the segment.
-//! - `two_processes/*`: this process and a child (this binary again, started with its role by
-//!   the child kit of the `mpshm` command, `cli/src/kit.rs`) each make `iters` increments of one
-//!   `Value<u64>` under its lock (or, lock-free, of one `RawValue<u64>`); both start at a barrier in shared memory, and the time runs until both are
-//!   done. One iteration is one increment by each process, so throughput counts 2 elements.
+//! - `two_processes/*`: this process and a child (this binary again, running the `contend`
+//!   routine through the child-process kit in `benches/common`) each make `iters` increments of
+//!   one `Value<u64>` under its lock (or, lock-free, of one `RawValue<u64>`); both start at a
+//!   barrier in shared memory, and the time runs until both are done. One iteration is one
+//!   increment by each process, so throughput counts 2 elements.
 //! - `baseline/pipe_round_trip`: one byte to a child process through a pipe and back.
 //!
 //! After Criterion's report, a summary gives each mean (over every sample, warm-up included) and
@@ -25,14 +26,17 @@ use mpshm::{Lock, RawValue, Value};
 
 mod common;
 
-use common::{Kid, Res, record};
+use common::child::Child;
+use common::{Res, or_exit, record, spawn_role};
 /// The `cmd` word that tells the contending child to exit.
 const QUIT: u64 = u64::MAX;
 /// How long either side waits for the other before giving up.
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn main() {
-    common::run("lock", child, benches, |_| PIPE_ID.to_owned());
+    common::run("lock", routines![echo, contend], benches, |_| {
+        PIPE_ID.to_owned()
+    });
 }
 
 // ---- the benchmarks ------------------------------------------------------------------------
@@ -211,17 +215,17 @@ fn wait_for(mut ready: impl FnMut() -> bool) -> Res<()> {
 /// The parent's side: the shared segments and the contending child.
 struct Contention {
     ctl: Control,
-    kid: Kid,
+    child: Child,
     round: std::cell::Cell<u64>,
 }
 
 impl Contention {
     fn start(prefix: &str) -> Res<Contention> {
         let ctl = Control::create(prefix)?;
-        let kid = Kid::spawn(format!("contend {prefix}"), Stdio::null(), Stdio::null())?;
+        let child = spawn_role(&format!("contend {prefix}"))?.spawn()?;
         Ok(Contention {
             ctl,
-            kid,
+            child,
             round: std::cell::Cell::new(0),
         })
     }
@@ -258,9 +262,9 @@ impl Contention {
         Ok(time)
     }
 
-    fn stop(self) -> Res<()> {
+    fn stop(mut self) -> Res<()> {
         self.ctl.cmd.store(QUIT);
-        self.kid.finish()
+        Ok(self.child.finish()?)
     }
 }
 
@@ -295,22 +299,21 @@ fn contend_child(prefix: &str) -> Res<()> {
 struct Echo {
     to: Option<ChildStdin>,
     from: ChildStdout,
-    kid: Kid,
+    child: Child,
 }
 
 impl Echo {
     fn start() -> Res<Echo> {
-        let mut kid = Kid::spawn("echo".to_owned(), Stdio::piped(), Stdio::piped())?;
-        let to = kid.go.take().ok_or("no pipe to the echo child")?;
-        let from = kid
-            .child
-            .stdout
-            .take()
-            .ok_or("no pipe from the echo child")?;
+        let mut child = spawn_role("echo")?
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let to = child.take_stdin().ok_or("no pipe to the echo child")?;
+        let from = child.take_stdout().ok_or("no pipe from the echo child")?;
         Ok(Echo {
             to: Some(to),
             from,
-            kid,
+            child,
         })
     }
 
@@ -327,7 +330,7 @@ impl Echo {
 
     fn stop(mut self) -> Res<()> {
         drop(self.to.take()); // EOF: the child exits.
-        self.kid.finish()
+        Ok(self.child.finish()?)
     }
 }
 
@@ -346,10 +349,15 @@ fn echo_child() -> Res<()> {
 
 // ---- child processes -----------------------------------------------------------------------
 
-fn child(role: &str) -> Res<()> {
-    match role.split_once(' ') {
-        None if role == "echo" => echo_child(),
-        Some(("contend", prefix)) => contend_child(prefix),
-        _ => Err(format!("unknown child role {role:?}").into()),
+/// `echo`: sends each byte on stdin back on stdout.
+fn echo(_: &[String]) {
+    or_exit(echo_child());
+}
+
+/// `contend <prefix>`: the other process of `two_processes/*`.
+fn contend(args: &[String]) {
+    match args {
+        [prefix] => or_exit(contend_child(prefix)),
+        _ => or_exit(Err(format!("contend takes a prefix, not {args:?}").into())),
     }
 }

@@ -5,8 +5,8 @@
 //! cargo bench --bench pipe
 //! ```
 //!
-//! The child is this binary again, started with its role by the child kit of the `mpshm`
-//! command (`cli/src/kit.rs`); it reports `ready` on its stderr. The parent creates the mpshm pipe and gives the
+//! The child is this binary again, running one of the routines at the end of this file (the
+//! child-process kit in `benches/common`); it reports `ready` on its stderr. The parent creates the mpshm pipe and gives the
 //! child the other end by name; OS pipe and socket ends are the child's stdin and stdout.
 //!
 //! - `round_trip/*`: an 8-byte counter to an echoing child and back (plus one, checked). mpshm
@@ -34,14 +34,16 @@ use mpshm::{Connection, Pipe, RecvError};
 
 mod common;
 
-use common::{Kid, Res, raw_stdin, raw_stdout, read_record, record, report};
+use common::child::{self, Child};
+use common::{Res, fdecho, or_exit, raw_stdio, read_record, record, spawn_role};
 /// Marks the message that asks for an acknowledgement.
 const ACK_ME: u64 = 1 << 63;
 /// The large message size; OS pipe and socket frame it with a length.
 const BIG: usize = 1 << 20;
 
 fn main() {
-    common::run("pipe", child, benches, |id| {
+    let children = routines![cecho, csink, fdecho, fdsink];
+    common::run("pipe", children, benches, |id| {
         format!("{}/os_pipe", id.split('/').next().unwrap_or_default())
     });
 }
@@ -120,7 +122,7 @@ enum Ends {
 
 struct Link {
     ends: Ends,
-    kid: Kid,
+    child: Child,
     /// The stream's message size (`None`: an echo link).
     size: Option<usize>,
     /// The message being sent; the OS pipe and socket frame a large one with its length.
@@ -136,7 +138,7 @@ impl Link {
             Some(n) => format!("fdsink {n}"),
             None => "fdecho".to_owned(),
         };
-        let (ends, mut kid) = match via {
+        let (ends, mut child) = match via {
             Via::Mpshm(spin) => {
                 let (mine, theirs) = Pipe::create(name)?;
                 theirs.release();
@@ -145,27 +147,36 @@ impl Link {
                     Some(n) => format!("csink {name} {n}"),
                     None => format!("cecho {name} {spin}"),
                 };
-                let kid = Kid::spawn(role, Stdio::null(), Stdio::null())?;
-                (Ends::Mpshm(mine), kid)
+                let child = spawn_role(&role)?
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .spawn()?;
+                (Ends::Mpshm(mine), child)
             }
             Via::Pipe => {
-                let mut kid = Kid::spawn(fd_role, Stdio::piped(), Stdio::piped())?;
-                let to = kid.go.take().ok_or("no pipe to the child")?;
-                let from = kid.child.stdout.take().ok_or("no pipe from the child")?;
-                (Ends::Fds(Box::new(to), Box::new(from)), kid)
+                let mut child = spawn_role(&fd_role)?
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()?;
+                let to = child.take_stdin().ok_or("no pipe to the child")?;
+                let from = child.take_stdout().ok_or("no pipe from the child")?;
+                (Ends::Fds(Box::new(to), Box::new(from)), child)
             }
             Via::Socket => {
                 let (mine, theirs) = UnixStream::pair()?;
                 let out = OwnedFd::from(theirs.try_clone()?);
-                let kid = Kid::spawn(
-                    fd_role,
-                    Stdio::from(OwnedFd::from(theirs)),
-                    Stdio::from(out),
-                )?;
-                (Ends::Fds(Box::new(mine.try_clone()?), Box::new(mine)), kid)
+                // The spawn takes the parent's copies of the child's socket ends with it.
+                let child = spawn_role(&fd_role)?
+                    .stdin(OwnedFd::from(theirs))
+                    .stdout(out)
+                    .spawn()?;
+                (
+                    Ends::Fds(Box::new(mine.try_clone()?), Box::new(mine)),
+                    child,
+                )
             }
         };
-        kid.expect("ready")?;
+        child.expect_ready()?;
         let framed = matches!(ends, Ends::Fds(..)) && size.is_some_and(|n| n >= BIG);
         let mut msg = vec![0u8; size.unwrap_or(0) + if framed { 8 } else { 0 }];
         if framed {
@@ -173,7 +184,7 @@ impl Link {
         }
         Ok(Link {
             ends,
-            kid,
+            child,
             size,
             msg,
             seq: 0,
@@ -230,10 +241,10 @@ impl Link {
         Ok(())
     }
 
-    fn stop(self) -> Res<()> {
+    fn stop(mut self) -> Res<()> {
         // The child's receive fails (Disconnected, end of file): it exits.
         drop(self.ends);
-        self.kid.finish()
+        Ok(self.child.finish()?)
     }
 }
 
@@ -252,74 +263,79 @@ fn stamp(msg: &mut [u8], tag: u64) {
 
 // ---- child processes -----------------------------------------------------------------------
 
-fn child(role: &str) -> Res<()> {
-    let words: Vec<&str> = role.split(' ').collect();
-    match words[..] {
-        ["cecho", name, spin] => {
-            let conn = Connection::open(name)?;
-            set_spin(&conn, spin.parse()?);
-            report("ready")?;
-            loop {
-                match conn.recv::<u64>() {
-                    Ok(v) => conn.send(&(v + 1))?,
-                    Err(RecvError::Disconnected) => return Ok(()),
-                    Err(e) => return Err(e.into()),
-                }
+/// `cecho <name> <spin>`: receives numbers on the pipe and sends each back, plus one.
+fn cecho(args: &[String]) {
+    or_exit((|| {
+        let [name, spin] = args else {
+            return Err("cecho takes a pipe name and a spin".into());
+        };
+        let conn = Connection::open(name)?;
+        set_spin(&conn, spin.parse()?);
+        child::ready();
+        loop {
+            match conn.recv::<u64>() {
+                Ok(v) => conn.send(&(v + 1))?,
+                Err(RecvError::Disconnected) => return Ok(()),
+                Err(e) => return Err(e.into()),
             }
         }
-        ["csink", name, size] => {
-            let conn = Connection::open(name)?;
-            report("ready")?;
-            let mut sink = Sink::default();
-            let mut buf = vec![0u8; size.parse()?];
-            loop {
-                match conn.recv_bytes_into(&mut buf) {
-                    Ok(n) if n == buf.len() => {
-                        if let Some(ack) = sink.see(&buf)? {
-                            conn.send(&ack)?;
-                        }
-                    }
-                    Ok(n) => return Err(format!("a {n}-byte message").into()),
-                    Err(RecvError::Disconnected) => return Ok(()),
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        ["fdecho"] => {
-            let (mut input, mut output) = (raw_stdin()?, raw_stdout()?);
-            report("ready")?;
-            let mut buf = [0; 8];
-            while read_record(&mut input, &mut buf)? {
-                output.write_all(&(u64::from_ne_bytes(buf) + 1).to_ne_bytes())?;
-            }
-            Ok(())
-        }
-        ["fdsink", size] => {
-            let (mut input, mut output) = (raw_stdin()?, raw_stdout()?);
-            report("ready")?;
-            let size: usize = size.parse()?;
-            let mut sink = Sink::default();
-            let mut buf = vec![0u8; size];
-            loop {
-                if size >= BIG {
-                    let mut len = [0; 8];
-                    if !read_record(&mut input, &mut len)? {
-                        return Ok(());
-                    }
-                    if u64::from_ne_bytes(len) != size as u64 {
-                        return Err(format!("a {}-byte message", u64::from_ne_bytes(len)).into());
+    })());
+}
+
+/// `csink <name> <size>`: receives a stream of `size`-byte messages on the pipe.
+fn csink(args: &[String]) {
+    or_exit((|| {
+        let [name, size] = args else {
+            return Err("csink takes a pipe name and a size".into());
+        };
+        let conn = Connection::open(name)?;
+        child::ready();
+        let mut sink = Sink::default();
+        let mut buf = vec![0u8; size.parse()?];
+        loop {
+            match conn.recv_bytes_into(&mut buf) {
+                Ok(n) if n == buf.len() => {
+                    if let Some(ack) = sink.see(&buf)? {
+                        conn.send(&ack)?;
                     }
                 }
-                if !read_record(&mut input, &mut buf)? {
+                Ok(n) => return Err(format!("a {n}-byte message").into()),
+                Err(RecvError::Disconnected) => return Ok(()),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    })());
+}
+
+/// `fdsink <size>`: the same as `csink`, over stdin and stdout.
+fn fdsink(args: &[String]) {
+    or_exit((|| {
+        let [size] = args else {
+            return Err("fdsink takes a size".into());
+        };
+        let (mut input, mut output) = raw_stdio()?;
+        child::ready();
+        let size: usize = size.parse()?;
+        let mut sink = Sink::default();
+        let mut buf = vec![0u8; size];
+        loop {
+            if size >= BIG {
+                let mut len = [0; 8];
+                if !read_record(&mut input, &mut len)? {
                     return Ok(());
                 }
-                if let Some(ack) = sink.see(&buf)? {
-                    output.write_all(&ack.to_ne_bytes())?;
+                if u64::from_ne_bytes(len) != size as u64 {
+                    return Err(format!("a {}-byte message", u64::from_ne_bytes(len)).into());
                 }
             }
+            if !read_record(&mut input, &mut buf)? {
+                return Ok(());
+            }
+            if let Some(ack) = sink.see(&buf)? {
+                output.write_all(&ack.to_ne_bytes())?;
+            }
         }
-        _ => Err(format!("unknown child role {role:?}").into()),
-    }
+    })());
 }
 
 /// The stream child's check: sequence numbers arrive in order, without gaps, and the last word

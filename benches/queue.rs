@@ -5,9 +5,9 @@
 //! cargo bench --bench queue
 //! ```
 //!
-//! The child is this binary again, started with its role by the child kit of the `mpshm`
-//! command (`cli/src/kit.rs`); it reports `ready` on its stderr, and pipe and socket ends are
-//! its stdin and stdout.
+//! The child is this binary again, running one of the routines at the end of this file (the
+//! child-process kit in `benches/common`); it reports `ready` on its stderr, and pipe and socket
+//! ends are its stdin and stdout.
 //!
 //! - `round_trip/*`: an 8-byte counter to an echoing child and back (plus one, checked). mpshm
 //!   uses a queue each way, every handle `set_spin(u32::MAX)` (`queue_spinning`) or
@@ -27,19 +27,22 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
-use mpshm::Queue;
 use mpshm::prelude::*;
+use mpshm::{Queue, SharedType};
 
 mod common;
 
-use common::{Kid, Res, raw_stdin, raw_stdout, read_record, record, report};
+use common::child::{self, Child, Spawn};
+use common::{Res, fdecho, or_exit, raw_stdio, read_record, record};
+
 /// Marks the message that asks for an acknowledgement.
 const ACK_ME: u64 = 1 << 63;
 /// A 64-byte message: a tag (sequence, maybe [`ACK_ME`]), then filler.
 type Msg = [u64; 8];
 
 fn main() {
-    common::run("queue", child, benches, |id| {
+    let children = routines![qecho, qsink, fdecho, fdsink];
+    common::run("queue", children, benches, |id| {
         format!("{}/pipe", id.split('/').next().unwrap_or_default())
     });
 }
@@ -115,7 +118,7 @@ enum Ends {
 
 struct Link {
     ends: Ends,
-    kid: Kid,
+    child: Child,
     /// The next sequence number.
     seq: u64,
 }
@@ -124,7 +127,7 @@ impl Link {
     /// Starts a child that echoes (`sink == false`) or takes a stream (`sink == true`).
     fn start(via: Via, prefix: &str, sink: bool) -> Res<Link> {
         let fd_role = if sink { "fdsink" } else { "fdecho" };
-        let (ends, mut kid) = match via {
+        let (ends, mut child) = match via {
             Via::Queue(spin) => {
                 let (a, b) = (format!("{prefix}-a"), format!("{prefix}-b"));
                 let back = Queue::create(&b, 8)?;
@@ -138,32 +141,44 @@ impl Link {
                     set_spin(&there, spin);
                     (Ends::Echo(there, back), "qecho")
                 };
-                let kid = Kid::spawn(
-                    format!("{role} {a} {b} {spin}"),
-                    Stdio::null(),
-                    Stdio::null(),
-                )?;
-                (ends, kid)
+                let child = Spawn::new(role, &[&a, &b, &spin.to_string()])?
+                    .control_on_stderr()
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .spawn()?;
+                (ends, child)
             }
             Via::Pipe => {
-                let mut kid = Kid::spawn(fd_role.to_owned(), Stdio::piped(), Stdio::piped())?;
-                let to = kid.go.take().ok_or("no pipe to the child")?;
-                let from = kid.child.stdout.take().ok_or("no pipe from the child")?;
-                (Ends::Fds(Box::new(to), Box::new(from)), kid)
+                let mut child = Spawn::new(fd_role, &[])?
+                    .control_on_stderr()
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()?;
+                let to = child.take_stdin().ok_or("no pipe to the child")?;
+                let from = child.take_stdout().ok_or("no pipe from the child")?;
+                (Ends::Fds(Box::new(to), Box::new(from)), child)
             }
             Via::Socket => {
                 let (mine, theirs) = UnixStream::pair()?;
                 let out = OwnedFd::from(theirs.try_clone()?);
-                let kid = Kid::spawn(
-                    fd_role.to_owned(),
-                    Stdio::from(OwnedFd::from(theirs)),
-                    Stdio::from(out),
-                )?;
-                (Ends::Fds(Box::new(mine.try_clone()?), Box::new(mine)), kid)
+                // The spawn takes the parent's copies of the child's socket ends with it.
+                let child = Spawn::new(fd_role, &[])?
+                    .control_on_stderr()
+                    .stdin(OwnedFd::from(theirs))
+                    .stdout(out)
+                    .spawn()?;
+                (
+                    Ends::Fds(Box::new(mine.try_clone()?), Box::new(mine)),
+                    child,
+                )
             }
         };
-        kid.expect("ready")?;
-        Ok(Link { ends, kid, seq: 0 })
+        child.expect_ready()?;
+        Ok(Link {
+            ends,
+            child,
+            seq: 0,
+        })
     }
 
     fn round_trip(&mut self) -> Res<()> {
@@ -216,14 +231,14 @@ impl Link {
         Ok(())
     }
 
-    fn stop(self) -> Res<()> {
+    fn stop(mut self) -> Res<()> {
         match self.ends {
             // The child's get fails: it exits.
             Ends::Echo(there, _) => there.close(),
             Ends::Sink(there, _) => there.close(),
             Ends::Fds(to, from) => drop((to, from)), // end of file: the child exits
         }
-        self.kid.finish()
+        Ok(self.child.finish()?)
     }
 }
 
@@ -235,56 +250,58 @@ fn set_spin<T: SharedType>(q: &Queue<T>, spin: u32) {
 
 // ---- child processes -----------------------------------------------------------------------
 
-fn child(role: &str) -> Res<()> {
-    let words: Vec<&str> = role.split(' ').collect();
-    match words[..] {
-        ["qecho", a, b, spin] => {
-            let (there, back) = open_queues::<u64>(a, b, spin.parse()?)?;
-            while let Ok(v) = there.get() {
-                back.put(v + 1).map_err(|e| e.to_string())?;
-            }
-            Ok(())
+/// `qecho <there> <back> <spin>`: sends each number back, plus one.
+fn qecho(args: &[String]) {
+    or_exit((|| {
+        let [a, b, spin] = args else {
+            return Err("qecho takes three arguments".into());
+        };
+        let (there, back) = open_queues::<u64>(a, b, spin.parse()?)?;
+        while let Ok(v) = there.get() {
+            back.put(v + 1).map_err(|e| e.to_string())?;
         }
-        ["qsink", a, b, spin] => {
-            let (there, back) = open_queues::<Msg>(a, b, spin.parse()?)?;
-            let mut sink = Sink::default();
-            while let Ok(m) = there.get() {
-                if let Some(ack) = sink.see(m[0])? {
-                    back.put(ack).map_err(|e| e.to_string())?;
-                }
+        Ok(())
+    })());
+}
+
+/// `qsink <data> <ack> <spin>`: takes a stream, acknowledging where asked.
+fn qsink(args: &[String]) {
+    or_exit((|| {
+        let [a, b, spin] = args else {
+            return Err("qsink takes three arguments".into());
+        };
+        let (there, back) = open_queues::<Msg>(a, b, spin.parse()?)?;
+        let mut sink = Sink::default();
+        while let Ok(m) = there.get() {
+            if let Some(ack) = sink.see(m[0])? {
+                back.put(ack).map_err(|e| e.to_string())?;
             }
-            Ok(())
         }
-        ["fdecho"] => {
-            let (mut input, mut output) = (raw_stdin()?, raw_stdout()?);
-            report("ready")?;
-            let mut buf = [0; 8];
-            while read_record(&mut input, &mut buf)? {
-                output.write_all(&(u64::from_ne_bytes(buf) + 1).to_ne_bytes())?;
+        Ok(())
+    })());
+}
+
+/// Takes a stream of 64-byte records from stdin, acknowledging on stdout where asked.
+fn fdsink(_: &[String]) {
+    or_exit((|| {
+        let (mut input, mut output) = raw_stdio()?;
+        child::ready();
+        let mut sink = Sink::default();
+        let mut msg: Msg = [0; 8];
+        while read_record(&mut input, bytemuck::bytes_of_mut(&mut msg))? {
+            if let Some(ack) = sink.see(msg[0])? {
+                output.write_all(&ack.to_ne_bytes())?;
             }
-            Ok(())
         }
-        ["fdsink"] => {
-            let (mut input, mut output) = (raw_stdin()?, raw_stdout()?);
-            report("ready")?;
-            let mut sink = Sink::default();
-            let mut msg: Msg = [0; 8];
-            while read_record(&mut input, bytemuck::bytes_of_mut(&mut msg))? {
-                if let Some(ack) = sink.see(msg[0])? {
-                    output.write_all(&ack.to_ne_bytes())?;
-                }
-            }
-            Ok(())
-        }
-        _ => Err(format!("unknown child role {role:?}").into()),
-    }
+        Ok(())
+    })());
 }
 
 fn open_queues<T: SharedType>(a: &str, b: &str, spin: u32) -> Res<(Queue<T>, Queue<u64>)> {
     let (there, back) = (Queue::open(a)?, Queue::open(b)?);
     set_spin(&there, spin);
     set_spin(&back, spin);
-    report("ready")?;
+    child::ready();
     Ok((there, back))
 }
 

@@ -91,7 +91,7 @@ unsafe impl Shared for TableHead {}
 
 const HEAD_SIZE: usize = std::mem::size_of::<TableHead>();
 const MUTEX_SIZE: usize = std::mem::size_of::<RobustMutex>();
-const _: () = assert!(HEAD_SIZE == 64 && MUTEX_SIZE % 8 == 0);
+const _: () = assert!(HEAD_SIZE == 64 && MUTEX_SIZE.is_multiple_of(8));
 
 /// Offsets in a table of `n` records: `(armed, mutexes, total)`; the holders start at
 /// [`HEAD_SIZE`].
@@ -190,16 +190,24 @@ pub(crate) struct Table<'a> {
     head: &'a TableHead,
     holders: &'a [AtomicU64],
     armed: &'a [AtomicU32],
-    /// Whether whoever finds a holder dead frees its record (queue sides, SPSC roles, events,
-    /// conditions), or the dead holder's word stays until a new holder takes the record, or the
-    /// object frees it with [`free_dead`](Table::free_dead), so that the death stays visible
-    /// (pipe ends; semaphores and barriers, until they have returned what the holder held).
-    reap: bool,
+    /// What whoever finds a holder dead does with its record.
+    dead: DeadHolders,
+}
+
+/// What a [`Table`] does with the record of a holder found dead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeadHolders {
+    /// Whoever finds it dead frees the record (queue sides, SPSC roles, events, conditions).
+    Free,
+    /// The dead holder's word stays until a new holder takes the record, or the object frees
+    /// it with [`free_dead`](Table::free_dead), so that the death stays visible (pipe ends;
+    /// semaphores and barriers, until they have returned what the holder held).
+    Keep,
 }
 
 impl<'a> Table<'a> {
     /// The table of `n` records at `off` in `seg` (bounds checked by the segment).
-    pub(crate) fn at(seg: &'a Segment, off: usize, n: usize, reap: bool) -> Table<'a> {
+    pub(crate) fn at(seg: &'a Segment, off: usize, n: usize, dead: DeadHolders) -> Table<'a> {
         let (armed, _, _) = layout(n);
         Table {
             seg,
@@ -207,7 +215,7 @@ impl<'a> Table<'a> {
             head: seg.shared(off),
             holders: seg.shared_slice(off + HEAD_SIZE, n),
             armed: seg.shared_slice(off + armed, n),
-            reap,
+            dead,
         }
     }
 
@@ -264,15 +272,15 @@ impl<'a> Table<'a> {
             0 => Holder::Free,
             w if self.alive(i, w, my_word()) => Holder::Alive,
             w => {
-                self.reap_dead(i, w);
+                self.dead_holder_found(i, w);
                 Holder::Dead(w)
             }
         }
     }
 
     /// Frees record `i`, found held by the dead `w`, where this table frees dead holders.
-    fn reap_dead(&self, i: usize, w: u64) {
-        if self.reap {
+    fn dead_holder_found(&self, i: usize, w: u64) {
+        if self.dead == DeadHolders::Free {
             self.free_dead(i, w);
         }
     }
@@ -506,7 +514,7 @@ impl<'a> Table<'a> {
         let start = sys::process_start_time(pid);
         if start != 0 && start as u32 != w as u32 {
             // The pid names another process now.
-            self.reap_dead(i, w);
+            self.dead_holder_found(i, w);
             bump.wake();
             return Watch::Changed;
         }
@@ -522,7 +530,7 @@ impl<'a> Table<'a> {
             let slice = set.at_most(CONFIRM_SLICE);
             if sys::wait_for_exit(pid, start, slice) {
                 confirming_done(w, a);
-                self.reap_dead(i, w);
+                self.dead_holder_found(i, w);
                 bump.wake();
                 return Watch::Changed;
             }
@@ -730,13 +738,13 @@ impl Attachment {
             return;
         }
         let mut held = self.held();
-        if let Some(h) = held.as_mut() {
-            if let Slot::Record(i) = h.slot {
-                if table.holds(i, h.word) && !table.armed_by(i, h.tid) {
-                    h.tid = table.arm(i);
-                    self.armed_by.store(h.tid, Relaxed);
-                }
-            }
+        if let Some(h) = held.as_mut()
+            && let Slot::Record(i) = h.slot
+            && table.holds(i, h.word)
+            && !table.armed_by(i, h.tid)
+        {
+            h.tid = table.arm(i);
+            self.armed_by.store(h.tid, Relaxed);
         }
     }
 

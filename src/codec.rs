@@ -165,7 +165,7 @@ impl<T: SharedType> Codec<T> for Plain {
     /// written by a process scribbling on the segment, whose data is then its own invention).
     #[inline(always)]
     fn read_slot(data: &[AtomicU64], _len: usize, out: &mut Option<T>) -> Result<(), Infallible> {
-        *out = Some(crate::ring::read_pod(data));
+        *out = Some(crate::ring::mpmc::read_pod(data));
         Ok(())
     }
 }
@@ -222,7 +222,7 @@ impl Codec<Vec<u8>> for Bytes {
         len: usize,
         out: &mut Option<Vec<u8>>,
     ) -> Result<(), Infallible> {
-        crate::ring::read_data(data, out.insert(vec![0; len]));
+        crate::ring::mpmc::read_data(data, out.insert(vec![0; len]));
         Ok(())
     }
 }
@@ -291,7 +291,7 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec<T> for Postcard {
 
     fn read_slot(data: &[AtomicU64], len: usize, out: &mut Option<T>) -> Result<(), DecodeError> {
         let mut raw = vec![0; len];
-        crate::ring::read_data(data, &mut raw);
+        crate::ring::mpmc::read_data(data, &mut raw);
         *out = Some(Self::decode(raw)?);
         Ok(())
     }

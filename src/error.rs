@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
-use crate::segment::Kind;
+use crate::kind::Kind;
 
 /// Why a segment could not be created, opened, listed or removed.
 ///

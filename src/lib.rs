@@ -1,77 +1,22 @@
 //! Python's `multiprocessing` shared state for Rust, in named POSIX shared memory.
 //!
-//! Typed [`Value`]s and one-dimensional [`Array`]s live in named segments guarded by robust
-//! cross-process locks ([`Lock`], [`RLock`]); separately built binaries open them by name and the
-//! header handshake checks that both sides agree on the type. A lock whose holder died — even by
-//! `SIGKILL` — is handed to the next acquirer inside [`LockError::OwnerDied`].
+//! The crate's guide, its requirements and its guarantees (what holds when a process dies,
+//! what a process that scribbles on a segment can and cannot do) follow: they are the README's,
+//! and every example in them is compiled and run as a test.
 //!
-//! ```
-//! use mpshm::prelude::*;
-//! use mpshm::{RawValue, Value};
+//! The API in brief: every handle is created and opened the same way, through [`Shm`] (in
+//! [`prelude`]), and what crosses between processes is plain data that names itself, a
+//! [`SharedType`], or bytes or serde values through a [`Codec`]. Typed [`Value`]s and
+//! one-dimensional [`Array`]s are guarded by robust cross-process locks ([`Lock`], [`RLock`]);
+//! the rest of the lock family is [`Semaphore`], [`Event`], [`Condition`], [`Barrier`];
+//! lock-free rings carry messages ([`Queue`], [`SpscQueue`], [`Pipe`]); [`wait`] sleeps on
+//! several of them at once, [`process`] starts the processes that share them, and [`inspect`]
+//! shows what a segment holds. The errors follow one convention, set out in [`Error`]'s docs.
+//! A lock whose holder died, even by `SIGKILL`, is handed to the next acquirer inside
+//! [`LockError::OwnerDied`]; [`death_notice`] and [`fence_mode`] say which of the kernel's fast
+//! paths this process runs with.
 //!
-//! let name = format!("quickstart-{}", std::process::id());
-//! let counter = Value::<u64>::create(&name, 0)?;       // the creator unlinks it on drop
-//! let other = Value::<u64>::open(&name)?;              // e.g. in another process
-//! other.update(|n| *n += 1).expect("lock");             // under the lock
-//! counter.update(|n| *n += 1).expect("lock");
-//! assert_eq!(counter.get().expect("lock"), 2);
-//!
-//! // A counter that needs no lock at all: a RawValue, one atomic instruction per add.
-//! let hits = RawValue::<u64>::create(&format!("{name}-hits"), 0)?;
-//! hits.fetch_add(1);
-//! assert_eq!(hits.load(), 1);
-//! # Ok::<(), mpshm::Error>(())
-//! ```
-//!
-//! Every handle is created and opened the same way, through [`Shm`] (in [`prelude`]):
-//! `create(name, init)`, `open(name)`, `open_or_create(name, init)`, `create_unique(init)`, each
-//! also with [`Options`]. What crosses between processes is plain data that names itself, a
-//! [`SharedType`] (the numbers and arrays, or a struct of yours through [`shared_type!`]):
-//! `open` checks its name, size and fields, so two binaries built apart share a struct by name
-//! and refuse one whose fields differ.
-//!
-//! ```
-//! use mpshm::bytemuck::{Pod, Zeroable};
-//! use mpshm::prelude::*;
-//!
-//! mpshm::shared_type! {
-//!     #[name = "quickstart::Tick@1"]
-//!     #[derive(Clone, Copy, Debug, PartialEq, Pod, Zeroable)]
-//!     #[bytemuck(crate = "mpshm::bytemuck")]
-//!     #[repr(C)]
-//!     struct Tick {
-//!         seq: u64,
-//!         price: f64,
-//!     }
-//! }
-//!
-//! let q = mpshm::Queue::<Tick>::create_unique(16)?;
-//! let other = mpshm::Queue::<Tick>::open(q.name())?; // e.g. in another binary
-//! q.put(Tick { seq: 1, price: 9.5 }).expect("room");
-//! assert_eq!(other.get(), Ok(Tick { seq: 1, price: 9.5 }));
-//! # Ok::<(), mpshm::Error>(())
-//! ```
-//!
-//! Messages travel through lock-free rings in the same kind of segment: [`Queue`] (bounded,
-//! many producers and consumers, Python's `put`/`get`, over a codec: plain data, bytes or
-//! serde), its single-producer, single-consumer mode [`SpscQueue`], and [`Pipe`] (Python's
-//! `Pipe` and `Connection`); every receiving handle iterates, and [`wait`] sleeps on several
-//! of them at once. The errors follow one convention, set out in [`Error`]'s docs: each
-//! operation's error holds only what it can fail with.
-//!
-//! Every process attached to a queue, a pipe end or an SPSC role, and every open [`Semaphore`],
-//! [`Event`], [`Condition`] or [`Barrier`] handle, is recorded in the segment, and holds a
-//! robust futex there that the kernel marks when the process dies: a `recv` or `get` blocked on
-//! a peer that is killed fails with `Disconnected` about as soon as an OS pipe would report end
-//! of file, and an `acquire` blocked on a killed holder's permit gets it as soon
-//! ([`death_notice`] says whether this kernel does so, or whether peers are polled for). The
-//! README's "What is guaranteed when a process dies" has the table of what `close`, drop and
-//! process death do for each handle.
-//!
-//! Linux is the supported platform: the robust lock rests on glibc's robust process-shared
-//! mutexes. Every OS call lives in one module per platform so that macOS can follow; there the
-//! lock cannot be robust, and the docs will say so.
-
+#![doc = include_str!("../README.md")]
 #![deny(unsafe_op_in_unsafe_fn)]
 // Under `--cfg loom` only the ring (and what it stands on) is built, for its model tests.
 #![cfg_attr(
@@ -93,6 +38,7 @@ mod containers;
 mod error;
 #[cfg(not(loom))]
 mod inspect;
+mod kind;
 #[cfg(all(test, not(loom)))]
 mod layout;
 #[cfg(not(loom))]
@@ -106,13 +52,10 @@ mod segment;
 mod shared_type;
 mod shm;
 #[cfg(not(loom))]
-mod spsc;
-#[cfg(not(loom))]
 mod spsc_queue;
 mod sync;
 mod sys;
 mod value;
-#[cfg(not(loom))]
 mod wait;
 
 /// The `bytemuck` this crate is built with, for deriving `Pod` and `Zeroable` on the types
@@ -140,6 +83,7 @@ pub use error::{
 pub use error::{Exit, ProcessError};
 #[cfg(not(loom))]
 pub use inspect::{Attached, Inspection, LockState, Role, State, inspect};
+pub use kind::Kind;
 #[cfg(not(loom))]
 pub use pipe::{
     Connection, MAX_MESSAGE, Pipe, PipeEnd, PipeIter, PipeReader, PipeTryIter, PipeWriter,
@@ -152,7 +96,7 @@ pub use process::{
 pub use queue::SerdeQueue;
 #[cfg(not(loom))]
 pub use queue::{ByteQueue, Iter, JoinableQueue, Queue, SimpleQueue, TryIter};
-pub use segment::{Kind, LAYOUT_VERSION, Options, SegmentInfo, segments, unlink};
+pub use segment::{LAYOUT_VERSION, Options, SegmentInfo, segments, unlink};
 pub use shared_type::{Field, SharedType};
 pub use shm::{Shm, prelude};
 #[cfg(not(loom))]
@@ -166,7 +110,8 @@ pub use sync::{
 };
 pub use value::{RawValue, Value, ValueGuard};
 #[cfg(not(loom))]
-pub use wait::{DeathNotice, PEER_POLL, Waitable, death_notice, wait};
+pub use wait::{DeathNotice, PEER_POLL, Waitable, death_notice, fence_mode, wait};
+pub use wait::{FenceMode, UNFENCED_POLL};
 
 /// The marker types that pick a generic handle's kind, and the sealed traits over them: the
 /// lock kinds of [`ProcessLock`] ([`Lock`], [`RLock`]), the kinds of [`ProcessSemaphore`]
@@ -182,8 +127,3 @@ pub mod marker {
     pub use crate::sync::{Bounded, SemaphoreKind, Unbounded};
     pub use crate::sync::{Exclusive, LockKind, Reentrant};
 }
-
-/// The README's examples, compiled and run as doctests.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;

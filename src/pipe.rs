@@ -1,5 +1,5 @@
 //! [`Pipe`]: Python's `multiprocessing.Pipe` — a duplex connection between two processes — as two
-//! single-producer, single-consumer rings (`spsc.rs`) in one named segment.
+//! single-producer, single-consumer rings (`ring/spsc.rs`) in one named segment.
 //!
 //! Messages keep their boundaries and may be far larger than a ring: a message travels as chunks
 //! of up to a slot, each led by an 8-byte header. The first chunk's header holds [`FIRST`] and
@@ -24,22 +24,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::attach::{Attachment, Holder, Table, Watch, table_size};
+use crate::attach::{Attachment, DeadHolders, Holder, Table, Watch, table_size};
 use crate::error::{
     BufferTooShort, Error, RecvError, RecvTimeoutError, SendError, SendTimeoutError, TooLarge,
     TryRecvError, TrySendError, WrongType,
 };
 #[cfg(feature = "serde")]
 use crate::error::{DecodeError, EncodeError};
-use crate::queue::{DEFAULT_SPIN, deadline};
-use crate::ring::{Fail, Peers};
+use crate::ring::RingError;
+use crate::ring::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl, Unstamped};
 use crate::segment::{Identity, Kind, Options, Segment, Shared, Spec};
 use crate::shared_type::{SharedType, message_id};
 use crate::shm::{self, How, Made, Shm};
-use crate::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
-use crate::sync::fence;
-use crate::sync::owner::{OwnerGuard, OwnerLock, Patience};
-use crate::wait::{Bump, WaitSet};
+use crate::sync::owner::{BiasedLock, Entry};
+use crate::wait::{Bump, DEFAULT_SPIN, Deadline, Peers, WaitSet, deadline, fence};
 
 /// Bytes per chunk, its header included: one ring slot is 1 KiB with its header words. Small
 /// slots keep many small messages in flight; large messages pay a slot per KiB, a fraction of
@@ -151,7 +149,7 @@ pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
 /// The ends' records (end 0 and end 1); a dead holder's word stays until a new process takes
 /// the end, so that its peer keeps seeing it dead.
 fn ends(seg: &Segment) -> Table<'_> {
-    Table::at(seg, seg.payload_offset() + CTL_SIZE, 2, false)
+    Table::at(seg, seg.payload_offset() + CTL_SIZE, 2, DeadHolders::Keep)
 }
 
 /// A chunk's header and body; `None` for one too short to have a header.
@@ -223,9 +221,9 @@ struct End {
     peer_seen: AtomicU64,
     /// Held while receiving, so two threads cannot interleave a message's chunks (see
     /// `sync::owner` for why not a `Mutex`).
-    recv: OwnerLock,
+    recv: BiasedLock,
     /// Held while sending, for the same reason as `recv`.
-    send: OwnerLock,
+    send: BiasedLock,
     /// Sends so far (under the send lock), to space out the peer's liveness checks.
     sends: AtomicU32,
     /// This end's caches of the other side's ring indices.
@@ -261,8 +259,8 @@ impl End {
             spin: AtomicU32::new(DEFAULT_SPIN),
             born: Instant::now(),
             peer_seen: AtomicU64::new(0),
-            recv: OwnerLock::default(),
-            send: OwnerLock::default(),
+            recv: BiasedLock::default(),
+            send: BiasedLock::default(),
             sends: AtomicU32::new(0),
             send_cache: Cache::default(),
         };
@@ -283,8 +281,8 @@ impl End {
     /// sends to it.
     fn bump(&self) -> Bump<'_> {
         Bump([
-            Some(self.ring(self.side).get_wait().0),
-            Some(self.ring(self.peer()).put_wait().0),
+            Some(self.ring(self.side).get_events().epoch()),
+            Some(self.ring(self.peer()).put_events().epoch()),
         ])
     }
 
@@ -322,8 +320,8 @@ impl End {
     /// Whether the peer closed its end, or its process died. A released end (no holder) is
     /// not gone: its next holder may come. An armed peer is seen alive at once; one whose
     /// arming thread died is looked up in `/proc`, and so is an unarmed one, but that at most
-    /// every [`PEER_POLL`](crate::PEER_POLL) unless `fresh`.
-    fn peer_gone(&self, fresh: bool) -> bool {
+    /// every [`PEER_POLL`](crate::PEER_POLL) unless the look is [`Look::Fresh`].
+    fn peer_gone(&self, look: Look) -> bool {
         if self.peer_closed() {
             return true;
         }
@@ -334,7 +332,7 @@ impl End {
         // Nanoseconds since this handle was made, plus one: 0 in `peer_seen` is "never".
         let now = || self.born.elapsed().as_nanos() as u64 + 1;
         let seen = self.peer_seen.load(Ordering::Relaxed);
-        if !fresh
+        if look == Look::Cached
             && seen != 0
             && now().saturating_sub(seen) < crate::PEER_POLL.as_nanos() as u64
             && !ends.abandoned(self.peer())
@@ -351,8 +349,8 @@ impl End {
     /// Adds the peer's liveness to `set`: its death wakes whoever waits to receive from it or
     /// to send to it.
     fn watch_peer<'a>(&'a self, set: &mut WaitSet<'a>) -> bool {
-        let from_peer = self.ring(self.peer()).get_wait().0;
-        let to_peer = self.ring(self.side).put_wait().0;
+        let from_peer = self.ring(self.peer()).get_events().epoch();
+        let to_peer = self.ring(self.side).put_events().epoch();
         self.ends()
             .watch(self.peer(), set, Bump([Some(from_peer), Some(to_peer)]))
             == Watch::Sleep
@@ -365,9 +363,9 @@ impl End {
     fn send_message(&self, msg: &[u8], id: u32, wait: SendWait) -> Result<(), Unsent> {
         debug_assert!(msg.len() <= MAX_MESSAGE, "checked by the callers");
         let _sending = match wait {
-            SendWait::Block => Some(self.send.lock()),
-            SendWait::Until(deadline) => self.send.lock_until(Some(deadline)),
-            SendWait::Try => self.send.lock_within(Patience::None),
+            SendWait::Block => Some(self.send.enter()),
+            SendWait::Until(deadline) => self.send.enter_until(Some(deadline)),
+            SendWait::Try => self.send.enter_within(Deadline::Now),
         }
         .ok_or(Unsent::WouldBlock)?;
         if !self.here() {
@@ -377,8 +375,8 @@ impl End {
         // looked at once every 64 sends (and whenever a send has to wait).
         let n = self.sends.load(Ordering::Relaxed).wrapping_add(1);
         self.sends.store(n, Ordering::Relaxed);
-        let gone = if n % 64 == 0 {
-            self.peer_gone(false)
+        let gone = if n.is_multiple_of(64) {
+            self.peer_gone(Look::Cached)
         } else {
             self.peer_closed()
         };
@@ -438,8 +436,8 @@ impl End {
             &PipePeers { end: self },
         )
         .map_err(|f| match f {
-            Fail::Timeout => Unsent::WouldBlock,
-            Fail::Closed | Fail::Disconnected => Unsent::Disconnected,
+            RingError::Timeout => Unsent::WouldBlock,
+            RingError::Closed | RingError::Disconnected => Unsent::Disconnected,
         })
     }
 
@@ -452,12 +450,12 @@ impl End {
 
     /// Takes the receive lock as `wait` allows; a `try_` receive first looks whether a message
     /// (or the end) is there, and again under the lock, since another thread may have taken it.
-    fn recv_lock(&self, wait: RecvWait) -> Result<OwnerGuard<'_>, Unreceived> {
+    fn recv_lock(&self, wait: RecvWait) -> Result<Entry<'_>, Unreceived> {
         match wait {
-            RecvWait::Block => Ok(self.recv.lock()),
+            RecvWait::Block => Ok(self.recv.enter()),
             RecvWait::Until(deadline) => self
                 .recv
-                .lock_until(Some(deadline))
+                .enter_until(Some(deadline))
                 .ok_or(Unreceived::WouldBlock),
             RecvWait::Try => {
                 if !self.ready() {
@@ -466,7 +464,7 @@ impl End {
                 // Another thread of this process is receiving: this one would have to wait.
                 let held = self
                     .recv
-                    .lock_within(Patience::None)
+                    .enter_within(Deadline::Now)
                     .ok_or(Unreceived::WouldBlock)?;
                 if !self.ready() {
                     return Err(Unreceived::WouldBlock);
@@ -511,23 +509,23 @@ impl End {
                 }
             };
             // The fast path: a chunk is there (no clock read, no deadline).
-            if ring.try_pop(&mut take, false).is_none() {
+            if ring.try_pop(&mut take, Unstamped::MeansEmpty).is_none() {
                 let wait = if started { None } else { deadline };
                 let spin = self.spin.load(Ordering::Relaxed);
                 match ring.pop_watching(&mut take, wait, spin, &PipePeers { end: self }) {
                     Ok(()) => {}
-                    Err(Fail::Timeout) => return Err(Unreceived::WouldBlock),
+                    Err(RingError::Timeout) => return Err(Unreceived::WouldBlock),
                     // Closed or gone, and drained (mid-message, the rest of it is lost with
                     // the peer).
-                    Err(Fail::Closed | Fail::Disconnected) => {
+                    Err(RingError::Closed | RingError::Disconnected) => {
                         return Err(Unreceived::Disconnected);
                     }
                 }
             }
-            if let Some((len, id, n)) = got {
-                if n == len {
-                    return Ok((len, id));
-                }
+            if let Some((len, id, n)) = got
+                && n == len
+            {
+                return Ok((len, id));
             }
         }
     }
@@ -544,7 +542,7 @@ impl End {
                 Some(Some((len, _))) => return Ok(len),
                 // A stray chunk at the head: dropped.
                 Some(None) => {
-                    ring.try_pop(&mut |_| (), false);
+                    ring.try_pop(&mut |_| (), Unstamped::MeansEmpty);
                 }
                 None => {
                     let spin = self.spin.load(Ordering::Relaxed);
@@ -554,8 +552,8 @@ impl End {
                             return Err(Unreceived::Disconnected);
                         }
                         Ok(()) => {}
-                        Err(Fail::Timeout) => return Err(Unreceived::WouldBlock),
-                        Err(Fail::Closed | Fail::Disconnected) => {
+                        Err(RingError::Timeout) => return Err(Unreceived::WouldBlock),
+                        Err(RingError::Closed | RingError::Disconnected) => {
                             return Err(Unreceived::Disconnected);
                         }
                     }
@@ -567,7 +565,7 @@ impl End {
     /// Receives the next message into `buf` without an intermediate copy; a message longer
     /// than `buf` stays in the ring and is reported as `BufferTooShort`.
     fn recv_into_slice(&self, buf: &mut [u8]) -> Result<usize, RecvError<BufferTooShort>> {
-        let _receiving = self.recv.lock();
+        let _receiving = self.recv.enter();
         let needed = self.next_len(None).map_err(|_| RecvError::Disconnected)?;
         if needed > buf.len() {
             return Err(RecvError::Decode(BufferTooShort { needed }));
@@ -614,7 +612,7 @@ impl End {
     /// Whether a receive would not block: a message (or its first chunk) is there, or the peer
     /// is gone.
     fn ready(&self) -> bool {
-        self.ring(self.peer()).readable() || self.peer_gone(false)
+        self.ring(self.peer()).readable() || self.peer_gone(Look::Cached)
     }
 
     /// Waits until a receive would not block (see `ready`), taking nothing.
@@ -626,7 +624,7 @@ impl End {
         let ring = self.ring(self.peer());
         !matches!(
             ring.wait_readable(deadline(timeout), spin, &PipePeers { end: self }),
-            Err(Fail::Timeout)
+            Err(RingError::Timeout)
         )
     }
 
@@ -656,6 +654,16 @@ impl Drop for End {
     }
 }
 
+/// How recent a look at the peer's liveness must be ([`End::peer_gone`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// A liveness read within the last [`PEER_POLL`](crate::PEER_POLL) will do: the send and
+    /// `poll` paths, which run often.
+    Cached,
+    /// Read it now: a blocked call deciding whether to give up.
+    Fresh,
+}
+
 /// The peer, for a blocked call of `end`.
 struct PipePeers<'a> {
     end: &'a End,
@@ -665,7 +673,7 @@ impl Peers for PipePeers<'_> {
     #[cold]
     #[inline(never)]
     fn gone(&self) -> bool {
-        self.end.peer_gone(true)
+        self.end.peer_gone(Look::Fresh)
     }
 
     #[cold]
@@ -1227,8 +1235,7 @@ impl<D: Direction> fmt::Debug for PipeEnd<D> {
 
 impl<D: Receives> crate::wait::sealed::WaitOn for PipeEnd<D> {
     fn wait_on<'a>(&'a self, set: &mut WaitSet<'a>) -> bool {
-        let (epoch, waiters) = self.end.ring(self.end.peer()).get_wait();
-        set.count(epoch, waiters);
+        set.count(self.end.ring(self.end.peer()).get_events());
         self.end.watch_peer(set)
     }
 }

@@ -1,5 +1,5 @@
 //! [`Queue`], [`JoinableQueue`] and [`SimpleQueue`]: Python's `multiprocessing` queues as a
-//! bounded lock-free ring in one named segment (see `ring.rs` for the algorithm and its
+//! bounded lock-free ring in one named segment (see `ring/mpmc.rs` for the algorithm and its
 //! guarantees under peer death).
 //!
 //! One generic queue over a codec (`codec.rs`): plain data ([`SharedType`]s copied by value
@@ -14,18 +14,18 @@ use std::ops::Deref;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::attach::{Attached, Attachment, MAX_ATTACHED, Table, Watch, table_size};
+use crate::attach::{Attached, Attachment, DeadHolders, MAX_ATTACHED, Table, Watch, table_size};
 use crate::codec::{self, Bytes, Codec, Plain};
 use crate::error::{
     Error, GetError, GetTimeoutError, JoinError, PutError, PutTimeoutError, TooLarge, TryGetError,
     TryPutError,
 };
-use crate::ring::{self, CTL_SIZE, Fail, NoPeers, Peers, Ring, RingCtl, TryGet, TryPut};
+use crate::ring::mpmc::{CTL_SIZE, Ring, RingCtl};
+use crate::ring::{self, RingError, TryRingError};
 use crate::segment::{Identity, Kind, Options, Segment, Spec};
 use crate::shm::{Made, Shm};
-use crate::sync::fence;
 use crate::sys;
-use crate::wait::{Bump, WaitSet};
+use crate::wait::{Bump, DEFAULT_SPIN, NoPeers, Peers, WaitSet, deadline, fence};
 
 /// The largest capacity accepted.
 const MAX_CAPACITY: usize = 1 << 32;
@@ -34,8 +34,6 @@ const MAX_MESSAGE: usize = 64 << 20;
 /// How many producers (and consumers) a queue records unless `Options::max_attached` says
 /// otherwise.
 const DEFAULT_MAX_ATTACHED: usize = 32;
-/// How many rounds a blocked `put`/`get` spins before it sleeps, unless told otherwise.
-pub(crate) const DEFAULT_SPIN: u32 = ring::SPUN_AFTER;
 
 /// The producers' table of attachment records, and the consumers'.
 const PRODUCERS: usize = 0;
@@ -258,12 +256,12 @@ impl RingSeg {
     /// Wakes whoever sleeps on the side opposite `side`: the consumers for `PRODUCERS`.
     fn wake_other(&self, side: usize) {
         let ring = self.ring();
-        let (epoch, waiters) = if side == PRODUCERS {
-            ring.get_wait()
+        let events = if side == PRODUCERS {
+            ring.get_events()
         } else {
-            ring.put_wait()
+            ring.put_events()
         };
-        ring::wake(epoch, waiters);
+        events.wake();
     }
 
     /// Whether every producer (or consumer) that attached has detached or died.
@@ -274,10 +272,10 @@ impl RingSeg {
     /// Counts the caller as a waiting consumer and adds what it sleeps on: the consumers'
     /// eventcount and the producers' liveness; `false` if something changed meanwhile.
     pub(crate) fn wait_on<'a>(&'a self, set: &mut WaitSet<'a>) -> bool {
-        let (epoch, waiters) = self.ring().get_wait();
-        set.count(epoch, waiters);
+        let events = self.ring().get_events();
+        set.count(events);
         self.table(PRODUCERS)
-            .watch_all(set, Bump([Some(epoch), None]))
+            .watch_all(set, Bump([Some(events.epoch()), None]))
             == Watch::Sleep
     }
 
@@ -338,7 +336,7 @@ fn table_view(
     let off = seg.payload_offset()
         + tables_offset(cap, max_len).expect("checked geometry")
         + side * table_size(attached);
-    Table::at(seg, off, attached, true)
+    Table::at(seg, off, attached, DeadHolders::Free)
 }
 
 #[inline(always)]
@@ -392,12 +390,6 @@ pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
     Ok(found)
 }
 
-/// The deadline `timeout` from now; `None` (wait forever) for one too large to represent.
-pub(crate) fn deadline(timeout: Duration) -> Option<Instant> {
-    // A timeout too large to represent waits forever.
-    Instant::now().checked_add(timeout)
-}
-
 /// How a blocking or non-blocking operation may wait.
 #[derive(Clone, Copy)]
 enum Wait {
@@ -422,12 +414,22 @@ enum Failed<E> {
     Codec(E),
 }
 
-impl<E> From<Fail> for Failed<E> {
-    fn from(f: Fail) -> Failed<E> {
+impl<E> From<RingError> for Failed<E> {
+    fn from(f: RingError) -> Failed<E> {
         match f {
-            Fail::Timeout => Failed::Timeout,
-            Fail::Closed => Failed::Closed,
-            Fail::Disconnected => Failed::Disconnected,
+            RingError::Timeout => Failed::Timeout,
+            RingError::Closed => Failed::Closed,
+            RingError::Disconnected => Failed::Disconnected,
+        }
+    }
+}
+
+impl<E> From<TryRingError> for Failed<E> {
+    fn from(f: TryRingError) -> Failed<E> {
+        match f {
+            TryRingError::WouldBlock => Failed::WouldBlock,
+            TryRingError::Closed => Failed::Closed,
+            TryRingError::Disconnected => Failed::Disconnected,
         }
     }
 }
@@ -451,29 +453,11 @@ impl RingSeg {
                 Ok(ring.put_watching(msg, deadline, self.spin(), &NoPeers)?)
             }
             Wait::No => {
-                // Looked at only once the queue is found full, and then before one more try,
-                // so that a consumer's last take before it went is seen.
-                let mut gone = None;
-                loop {
-                    if ring.is_closed() {
-                        return Err(Failed::Closed);
-                    }
-                    match ring.try_put(msg) {
-                        TryPut::Done => return Ok(()),
-                        TryPut::Full {
-                            stuck: Some((pos, w)),
-                        } if ring.reclaim(pos, w) => {}
-                        TryPut::Full { .. } if gone.is_none() => {
-                            gone = Some(self.gone(CONSUMERS));
-                        }
-                        TryPut::Full { .. } if gone == Some(true) => {
-                            return Err(Failed::Disconnected);
-                        }
-                        // Busy: another producer, holding the producers' side, was still inside
-                        // a put after a brief spin; a nonblocking put must not wait on it.
-                        TryPut::Full { .. } | TryPut::Busy => return Err(Failed::WouldBlock),
-                    }
-                }
+                let peers = QueuePeers {
+                    seg: self,
+                    other: CONSUMERS,
+                };
+                Ok(ring.put_nowait(msg, &peers)?)
             }
         }
     }
@@ -484,9 +468,8 @@ impl RingSeg {
         self.attach(CONSUMERS);
         let ring = self.ring();
         // The message is decoded straight into `out` rather than handed back through the
-        // ring's result types: carried through those nested enums, a 64-byte message was
-        // copied piecewise through unaligned stack slots, which cost the consumer a third of
-        // its speed.
+        // ring's result types: carried through those nested enums, a message would be copied
+        // piecewise through unaligned stack slots, on the consumer's hot path.
         let mut out = None;
         let mut bad = None;
         let mut read = |data: &[AtomicU64], len: usize| {
@@ -506,28 +489,11 @@ impl RingSeg {
                 ring.get_watching(&mut read, deadline, self.spin(), &NoPeers)?;
             }
             Wait::No => {
-                // `gone` as `gone` in `put_bytes`: once empty, then one more try.
-                let mut gone = None;
-                loop {
-                    // `closed` first, as in `Ring::get`: "closed and empty" must mean drained.
-                    let closed = ring.is_closed();
-                    match ring.try_get(&mut read) {
-                        TryGet::Got(()) => break,
-                        TryGet::Empty {
-                            stuck: Some((pos, w)),
-                        } if ring.reclaim(pos, w) => {}
-                        TryGet::Empty { stuck: None } if closed => return Err(Failed::Closed),
-                        TryGet::Empty { stuck: None } if gone.is_none() => {
-                            gone = Some(self.gone(PRODUCERS));
-                        }
-                        TryGet::Empty { stuck: None } if gone == Some(true) => {
-                            return Err(Failed::Disconnected);
-                        }
-                        // Busy: another consumer is inside a get (CPython's `get_nowait` says
-                        // Empty when another process holds the read lock, too).
-                        TryGet::Empty { .. } | TryGet::Busy => return Err(Failed::WouldBlock),
-                    }
-                }
+                let peers = QueuePeers {
+                    seg: self,
+                    other: PRODUCERS,
+                };
+                ring.get_nowait(&mut read, &peers)?;
             }
         }
         match (out, bad) {

@@ -24,6 +24,7 @@ use bytemuck::{Pod, Zeroable};
 use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{Difference, Error};
+pub use crate::kind::Kind;
 use crate::shared_type::SharedType;
 use crate::sys;
 
@@ -59,141 +60,8 @@ const MAX_ALIGN: u64 = 4096;
 const MAX_SEGMENT: u64 = 1 << 40;
 /// How long `open` waits for a creator to publish `ready`, unless told otherwise.
 pub(crate) const DEFAULT_OPEN_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// What a segment holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Kind {
-    /// A [`Value`](crate::Value): one element guarded by a lock.
-    Value,
-    /// A [`RawValue`](crate::RawValue): one element, no lock.
-    RawValue,
-    /// An [`Array`](crate::Array): elements guarded by a lock.
-    Array,
-    /// A [`RawArray`](crate::RawArray): elements, no lock.
-    RawArray,
-    /// A [`Lock`](crate::Lock).
-    Lock,
-    /// An [`RLock`](crate::RLock).
-    RLock,
-    /// A [`Queue`](crate::Queue) (or [`SimpleQueue`](crate::SimpleQueue)).
-    Queue,
-    /// A [`JoinableQueue`](crate::JoinableQueue).
-    JoinableQueue,
-    /// A [`Pipe`](crate::Pipe), duplex or one-way.
-    Pipe,
-    /// An [`SpscQueue`](crate::SpscQueue).
-    SpscQueue,
-    /// A [`SharedDict`](crate::SharedDict).
-    Dict,
-    /// A [`SharedList`](crate::SharedList).
-    List,
-    /// A [`Semaphore`](crate::Semaphore).
-    Semaphore,
-    /// A [`BoundedSemaphore`](crate::BoundedSemaphore).
-    BoundedSemaphore,
-    /// An [`Event`](crate::Event).
-    Event,
-    /// A [`Condition`](crate::Condition).
-    Condition,
-    /// A [`Barrier`](crate::Barrier).
-    Barrier,
-}
-
-impl Kind {
-    fn code(self) -> u32 {
-        match self {
-            Kind::Value => 1,
-            Kind::RawValue => 2,
-            Kind::Array => 3,
-            Kind::RawArray => 4,
-            Kind::Lock => 5,
-            Kind::RLock => 6,
-            Kind::Queue => 7,
-            Kind::Pipe => 8,
-            Kind::JoinableQueue => 9,
-            Kind::SpscQueue => 10,
-            Kind::Dict => 11,
-            Kind::List => 12,
-            Kind::Semaphore => 13,
-            Kind::BoundedSemaphore => 14,
-            Kind::Event => 15,
-            Kind::Condition => 16,
-            Kind::Barrier => 17,
-        }
-    }
-
-    fn from_code(code: u32) -> Option<Kind> {
-        Some(match code {
-            1 => Kind::Value,
-            2 => Kind::RawValue,
-            3 => Kind::Array,
-            4 => Kind::RawArray,
-            5 => Kind::Lock,
-            6 => Kind::RLock,
-            7 => Kind::Queue,
-            8 => Kind::Pipe,
-            9 => Kind::JoinableQueue,
-            10 => Kind::SpscQueue,
-            11 => Kind::Dict,
-            12 => Kind::List,
-            13 => Kind::Semaphore,
-            14 => Kind::BoundedSemaphore,
-            15 => Kind::Event,
-            16 => Kind::Condition,
-            17 => Kind::Barrier,
-            _ => return None,
-        })
-    }
-
-    /// Whether segments of this kind carry a lock before the payload.
-    fn has_lock(self) -> bool {
-        matches!(
-            self,
-            Kind::Value
-                | Kind::Array
-                | Kind::Lock
-                | Kind::RLock
-                | Kind::Dict
-                | Kind::List
-                | Kind::Semaphore
-                | Kind::BoundedSemaphore
-                | Kind::Condition
-                | Kind::Barrier
-        )
-    }
-
-    /// Whether the lock of segments of this kind is reentrant (a condition's own lock is an
-    /// `RLock`, as Python's is).
-    fn recursive_lock(self) -> bool {
-        matches!(self, Kind::RLock | Kind::Condition)
-    }
-}
-
-impl fmt::Display for Kind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self {
-            Kind::Value => "value",
-            Kind::RawValue => "raw value",
-            Kind::Array => "array",
-            Kind::RawArray => "raw array",
-            Kind::Lock => "lock",
-            Kind::RLock => "rlock",
-            Kind::Queue => "queue",
-            Kind::Pipe => "pipe",
-            Kind::JoinableQueue => "joinable queue",
-            Kind::SpscQueue => "spsc queue",
-            Kind::Dict => "dict",
-            Kind::List => "list",
-            Kind::Semaphore => "semaphore",
-            Kind::BoundedSemaphore => "bounded semaphore",
-            Kind::Event => "event",
-            Kind::Condition => "condition",
-            Kind::Barrier => "barrier",
-        };
-        f.write_str(s)
-    }
-}
+/// The longest sleep between looks at a header whose creator has not published it yet.
+const LONGEST_PAUSE: Duration = Duration::from_millis(2);
 
 /// The header image, as stored at offset 0. `ready` is read and written through an atomic view of
 /// the mapping; this plain copy is what `open` validates.
@@ -525,10 +393,9 @@ fn open_error(name: &str, e: io::Error) -> Error {
     if matches!(
         e.raw_os_error(),
         Some(libc::ELOOP | libc::EISDIR | libc::ENXIO)
-    ) {
-        if let Some(found) = sys::shm_stat(name).ok().and_then(|st| st.irregular) {
-            return not_regular(name, found);
-        }
+    ) && let Some(found) = sys::shm_stat(name).ok().and_then(|st| st.irregular)
+    {
+        return not_regular(name, found);
     }
     match e.kind() {
         io::ErrorKind::NotFound => Error::NotFound {
@@ -731,13 +598,13 @@ impl Segment {
         {
             return Err(corrupt(bare, "the ready word changed while opening"));
         }
-        if let Some(mutex) = seg.mutex() {
-            if !mutex.kind_ok(seg.kind().recursive_lock()) {
-                return Err(corrupt(
-                    bare,
-                    "the lock's type word is not one mpshm writes",
-                ));
-            }
+        if let Some(mutex) = seg.mutex()
+            && !mutex.kind_ok(seg.kind().recursive_lock())
+        {
+            return Err(corrupt(
+                bare,
+                "the lock's type word is not one mpshm writes",
+            ));
         }
         Ok(seg)
     }
@@ -1173,7 +1040,7 @@ fn read_header(file: &File) -> io::Result<(Option<Header>, u64)> {
 /// unlinked meanwhile (its creator failed or dropped it), follows the name to its new object.
 fn wait_ready(name: &str, file: &mut File, timeout: Duration) -> Result<(Header, u64), Error> {
     let start = Instant::now();
-    let mut pause = Duration::from_micros(20);
+    let mut backoff = crate::wait::Backoff::new();
     loop {
         let (header, len) = read_header(file)?;
         match header {
@@ -1202,8 +1069,7 @@ fn wait_ready(name: &str, file: &mut File, timeout: Duration) -> Result<(Header,
                 },
             });
         }
-        std::thread::sleep(pause.min(timeout.saturating_sub(start.elapsed())));
-        pause = (pause * 2).min(Duration::from_millis(2));
+        backoff.pause(LONGEST_PAUSE.min(timeout.saturating_sub(start.elapsed())));
     }
 }
 

@@ -1,11 +1,10 @@
 //! [`SpscQueue`]: the queue's explicit single-producer, single-consumer mode, for a stream from
 //! one process to one other.
 //!
-//! It is the ring under each direction of a [`Pipe`](crate::Pipe) (`spsc.rs`) carrying `T` by
-//! value, one message per slot: no slot is claimed with a CAS, and neither side runs a fence or
-//! any other atomic read-modify-write per message. In `mpshm bench` it streams
-//! 64-byte messages about three times as fast as the MPMC [`Queue`] (54 against 18 M msgs/s on
-//! an idle 2-vCPU machine).
+//! It is the ring under each direction of a [`Pipe`](crate::Pipe) (`ring/spsc.rs`) carrying `T`
+//! by value, one message per slot: no slot is claimed with a CAS, and neither side runs a fence
+//! or any other atomic read-modify-write per message (the README's figures compare it with the
+//! MPMC [`Queue`]).
 //!
 //! The two roles are claimed in the segment, one process each, through attachment records
 //! (`attach`): a second live process that asks for a taken role gets [`Error::InUse`], and a
@@ -26,19 +25,17 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::{Duration, Instant};
 
-use crate::attach::{Attachment, Holder, Table, Watch, table_size};
+use crate::attach::{Attachment, DeadHolders, Holder, Table, Watch, table_size};
 use crate::error::{
     Error, GetError, GetTimeoutError, PutError, PutTimeoutError, TryGetError, TryPutError,
 };
-use crate::queue::{DEFAULT_SPIN, deadline};
-use crate::ring::{self, Fail, Peers};
+use crate::ring::RingError;
+use crate::ring::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl, Unstamped};
 use crate::segment::{Identity, Kind, Options, Segment, Spec};
 use crate::shared_type::SharedType;
 use crate::shm::{self, How, Made, Shm};
-use crate::spsc::{self, Cache, SPSC_CTL_SIZE, Spsc, SpscCtl};
-use crate::sync::fence;
-use crate::sync::owner::{OwnerLock, Patience};
-use crate::wait::{Bump, WaitSet};
+use crate::sync::owner::BiasedLock;
+use crate::wait::{Bump, DEFAULT_SPIN, Deadline, EventCount, Peers, WaitSet, deadline, fence};
 
 /// The roles: their records in the table at the start of the payload.
 const PRODUCER: usize = 0;
@@ -257,7 +254,7 @@ fn checked<T: SharedType>(seg: &Segment, asked: Option<usize>) -> Result<(), Err
 
 /// The roles' records; a dead holder's is freed by whoever finds it dead.
 fn roles(seg: &Segment) -> Table<'_> {
-    Table::at(seg, seg.payload_offset(), 2, true)
+    Table::at(seg, seg.payload_offset(), 2, DeadHolders::Free)
 }
 
 /// One end's view of the segment.
@@ -268,7 +265,7 @@ struct End {
     att: Attachment,
     spin: AtomicU32,
     /// Held while putting (or getting), so that threads of this process take turns.
-    lock: OwnerLock,
+    lock: BiasedLock,
 }
 
 impl End {
@@ -280,7 +277,7 @@ impl End {
             role,
             att: Attachment::default(),
             spin: AtomicU32::new(DEFAULT_SPIN),
-            lock: OwnerLock::default(),
+            lock: BiasedLock::default(),
         };
         if !end.attach_here() {
             return Err(Error::InUse {
@@ -313,8 +310,8 @@ impl End {
     fn attach_here(&self) -> bool {
         let here = self.att.attach_at(&self.roles(), self.role);
         if here {
-            let (epoch, _) = self.epoch_of(1 - self.role);
-            Bump([Some(epoch), None]).wake();
+            let events = self.events_of(1 - self.role);
+            Bump([Some(events.epoch()), None]).wake();
         }
         here
     }
@@ -346,16 +343,16 @@ impl End {
     }
 
     /// The eventcount this end's blocked calls sleep on.
-    fn epoch(&self) -> (&AtomicU32, &AtomicU32) {
-        self.epoch_of(self.role)
+    fn events(&self) -> &EventCount {
+        self.events_of(self.role)
     }
 
     /// The eventcount the blocked calls of `role` sleep on.
-    fn epoch_of(&self, role: usize) -> (&AtomicU32, &AtomicU32) {
+    fn events_of(&self, role: usize) -> &EventCount {
         if role == CONSUMER {
-            self.ring().get_wait()
+            self.ring().get_events()
         } else {
-            self.ring().put_wait()
+            self.ring().put_events()
         }
     }
 
@@ -369,13 +366,7 @@ impl Drop for End {
     fn drop(&mut self) {
         if self.att.detach(&self.roles()) {
             // The other end's waiters look again: they may be disconnected now.
-            let ring = self.ring();
-            let (epoch, waiters) = if self.role == CONSUMER {
-                ring.put_wait()
-            } else {
-                ring.get_wait()
-            };
-            ring::wake(epoch, waiters);
+            self.events_of(1 - self.role).wake();
         }
     }
 }
@@ -545,18 +536,22 @@ impl<T, R: Role> fmt::Debug for SpscEnd<T, R> {
 }
 
 impl<T: SharedType> SpscEnd<T, Producer> {
-    fn put_inner(&self, v: &T, deadline: Option<Instant>) -> Result<(), Fail> {
+    fn put_inner(&self, v: &T, deadline: Option<Instant>) -> Result<(), RingError> {
         // A deadline covers the wait for another thread of this process to finish its put.
-        let _turn = self.end.lock.lock_until(deadline).ok_or(Fail::Timeout)?;
+        let _turn = self
+            .end
+            .lock
+            .enter_until(deadline)
+            .ok_or(RingError::Timeout)?;
         if !self.end.here() {
-            return Err(Fail::Disconnected);
+            return Err(RingError::Disconnected);
         }
         let ring = self.end.ring();
         let bytes = bytemuck::bytes_of(v);
         // The common case first, outside `push`'s waiting loop and its closures; `push` starts
         // with the same attempt, so a full ring is tried twice before the first backoff.
         if ring.is_closed() {
-            return Err(Fail::Closed);
+            return Err(RingError::Closed);
         }
         if ring.try_push(bytes, &self.cache) {
             return Ok(());
@@ -574,7 +569,7 @@ impl<T: SharedType> SpscEnd<T, Producer> {
     /// finds the role held by another live process). The message is handed back.
     pub fn put(&self, v: T) -> Result<(), PutError<T>> {
         self.put_inner(&v, None).map_err(|f| match f {
-            Fail::Disconnected => PutError::Disconnected(v),
+            RingError::Disconnected => PutError::Disconnected(v),
             _ => PutError::Closed(v),
         })
     }
@@ -586,9 +581,9 @@ impl<T: SharedType> SpscEnd<T, Producer> {
     /// [`PutTimeoutError::Timeout`], or as [`put`](Self::put).
     pub fn put_timeout(&self, v: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
         self.put_inner(&v, deadline(timeout)).map_err(|f| match f {
-            Fail::Closed => PutTimeoutError::Closed(v),
-            Fail::Timeout => PutTimeoutError::Timeout(v),
-            Fail::Disconnected => PutTimeoutError::Disconnected(v),
+            RingError::Closed => PutTimeoutError::Closed(v),
+            RingError::Timeout => PutTimeoutError::Timeout(v),
+            RingError::Disconnected => PutTimeoutError::Disconnected(v),
         })
     }
 
@@ -599,7 +594,7 @@ impl<T: SharedType> SpscEnd<T, Producer> {
     /// [`TryPutError::Full`], or as [`put`](Self::put).
     pub fn try_put(&self, v: T) -> Result<(), TryPutError<T>> {
         // Another thread of this process inside a put: this one would have to wait.
-        let Some(_turn) = self.end.lock.lock_within(Patience::None) else {
+        let Some(_turn) = self.end.lock.enter_within(Deadline::Now) else {
             return Err(TryPutError::Full(v));
         };
         if !self.end.here() {
@@ -626,9 +621,9 @@ impl<T: SharedType> SpscEnd<T, Producer> {
     }
 }
 
-/// Copies a slot's bytes into `out`, straight into the caller's `T`: handing it back inside
-/// nested `Option`s made the compiler shuffle 65 unaligned bytes through the stack, which cost
-/// the consumer half its speed. A length other than `size_of::<T>()` (only a process
+/// Copies a slot's bytes into `out`, straight into the caller's `T`: handed back inside nested
+/// `Option`s, it would be shuffled through the stack as unaligned bytes, on the consumer's hot
+/// path. A length other than `size_of::<T>()` (only a process
 /// scribbling on the segment writes one) copies what fits; any bytes are a `T`.
 #[inline]
 fn read_into<T: SharedType>(out: &mut T, bytes: &[u8]) {
@@ -639,15 +634,19 @@ fn read_into<T: SharedType>(out: &mut T, bytes: &[u8]) {
 
 impl<T: SharedType> SpscEnd<T, Consumer> {
     /// Takes a message into `out`.
-    fn get_inner(&self, out: &mut T, deadline: Option<Instant>) -> Result<(), Fail> {
+    fn get_inner(&self, out: &mut T, deadline: Option<Instant>) -> Result<(), RingError> {
         // A deadline covers the wait for another thread of this process to finish its get.
-        let _turn = self.end.lock.lock_until(deadline).ok_or(Fail::Timeout)?;
+        let _turn = self
+            .end
+            .lock
+            .enter_until(deadline)
+            .ok_or(RingError::Timeout)?;
         if !self.end.here() {
-            return Err(Fail::Disconnected);
+            return Err(RingError::Disconnected);
         }
         let ring = self.end.ring();
         let mut read = |bytes: &[u8]| read_into(out, bytes);
-        if ring.try_pop(&mut read, false).is_some() {
+        if ring.try_pop(&mut read, Unstamped::MeansEmpty).is_some() {
             return Ok(());
         }
         let peers = SpscPeers { end: &self.end };
@@ -665,7 +664,7 @@ impl<T: SharedType> SpscEnd<T, Consumer> {
         let mut v = T::zeroed();
         match self.get_inner(&mut v, None) {
             Ok(()) => Ok(v),
-            Err(Fail::Disconnected) => Err(GetError::Disconnected),
+            Err(RingError::Disconnected) => Err(GetError::Disconnected),
             Err(_) => Err(GetError::Closed),
         }
     }
@@ -679,9 +678,9 @@ impl<T: SharedType> SpscEnd<T, Consumer> {
         let mut v = T::zeroed();
         match self.get_inner(&mut v, deadline(timeout)) {
             Ok(()) => Ok(v),
-            Err(Fail::Closed) => Err(GetTimeoutError::Closed),
-            Err(Fail::Timeout) => Err(GetTimeoutError::Timeout),
-            Err(Fail::Disconnected) => Err(GetTimeoutError::Disconnected),
+            Err(RingError::Closed) => Err(GetTimeoutError::Closed),
+            Err(RingError::Timeout) => Err(GetTimeoutError::Timeout),
+            Err(RingError::Disconnected) => Err(GetTimeoutError::Disconnected),
         }
     }
 
@@ -692,7 +691,7 @@ impl<T: SharedType> SpscEnd<T, Consumer> {
     /// [`TryGetError::Empty`], or as [`get`](Self::get).
     pub fn try_get(&self) -> Result<T, TryGetError> {
         // Another thread of this process inside a get: this one would have to wait.
-        let Some(_turn) = self.end.lock.lock_within(Patience::None) else {
+        let Some(_turn) = self.end.lock.enter_within(Deadline::Now) else {
             return Err(TryGetError::Empty);
         };
         if !self.end.here() {
@@ -704,10 +703,10 @@ impl<T: SharedType> SpscEnd<T, Consumer> {
         let closed = ring.is_closed();
         let mut v = T::zeroed();
         let mut read = |bytes: &[u8]| read_into(&mut v, bytes);
-        let got = match ring.try_pop(&mut read, true) {
+        let got = match ring.try_pop(&mut read, Unstamped::CheckTail) {
             None if !closed => {
                 let gone = self.end.peer_gone();
-                ring.try_pop(&mut read, true).ok_or(gone)
+                ring.try_pop(&mut read, Unstamped::CheckTail).ok_or(gone)
             }
             other => other.ok_or(false),
         };
@@ -770,9 +769,9 @@ impl<'a, T: SharedType> IntoIterator for &'a SpscConsumer<T> {
 
 impl<T: SharedType> crate::wait::sealed::WaitOn for SpscConsumer<T> {
     fn wait_on<'a>(&'a self, set: &mut WaitSet<'a>) -> bool {
-        let (epoch, waiters) = self.end.epoch();
-        set.count(epoch, waiters);
-        self.end.watch_peer(set, epoch)
+        let events = self.end.events();
+        set.count(events);
+        self.end.watch_peer(set, events.epoch())
     }
 }
 

@@ -19,33 +19,18 @@ use mpshm::{
 
 fn main() {
     common::run(
-        &[
-            ("handles_are_send_and_sync", handles_are_send_and_sync),
-            ("guards_are_not_send", guards_are_not_send),
-            (
-                "every_handle_opens_or_creates",
-                every_handle_opens_or_creates,
-            ),
-            (
-                "create_unique_makes_a_fresh_name",
-                create_unique_makes_a_fresh_name,
-            ),
-            ("options_reach_every_handle", options_reach_every_handle),
-            (
-                "max_attached_reaches_the_family",
-                max_attached_reaches_the_family,
-            ),
-            ("receivers_iterate", receivers_iterate),
-            (
-                "pipe_try_send_and_send_timeout",
-                pipe_try_send_and_send_timeout,
-            ),
-            (
-                "no_allocation_per_plain_message",
-                no_allocation_per_plain_message,
-            ),
+        tests![
+            handles_are_send_and_sync,
+            guards_are_not_send,
+            every_handle_opens_or_creates,
+            create_unique_makes_a_fresh_name,
+            options_reach_every_handle,
+            max_attached_reaches_the_family,
+            receivers_iterate,
+            pipe_try_send_and_send_timeout,
+            no_allocation_per_plain_message
         ],
-        &[("send_five_then_close", send_five_then_close)],
+        routines![send_five_then_close],
     );
 }
 

@@ -10,36 +10,19 @@ use mpshm::{AccessError, Array, Error, LockError, RawArray};
 
 fn main() {
     common::run(
-        &[
-            ("child_negates_an_array", child_negates_an_array),
-            ("open_learns_the_length", open_learns_the_length),
-            ("bad_lengths_are_refused", bad_lengths_are_refused),
-            ("index_and_length_errors", index_and_length_errors),
-            (
-                "wrong_element_type_is_refused",
-                wrong_element_type_is_refused,
-            ),
-            (
-                "guard_is_exclusive_across_processes",
-                guard_is_exclusive_across_processes,
-            ),
-            (
-                "killed_holder_poisons_the_array",
-                killed_holder_poisons_the_array,
-            ),
-            (
-                "panic_in_guard_poisons_the_array",
-                panic_in_guard_poisons_the_array,
-            ),
-            ("raw_array_across_processes", raw_array_across_processes),
-            ("open_or_create_checks_length", open_or_create_checks_length),
+        tests![
+            child_negates_an_array,
+            open_learns_the_length,
+            bad_lengths_are_refused,
+            index_and_length_errors,
+            wrong_element_type_is_refused,
+            guard_is_exclusive_across_processes,
+            killed_holder_poisons_the_array,
+            panic_in_guard_poisons_the_array,
+            raw_array_across_processes,
+            open_or_create_checks_length
         ],
-        &[
-            ("negate", negate),
-            ("hold_guard", hold_guard),
-            ("raw_fill", raw_fill),
-            ("panic_holding_guard", panic_holding_guard),
-        ],
+        routines![negate, hold_guard, raw_fill, panic_holding_guard],
     );
 }
 

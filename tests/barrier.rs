@@ -2,7 +2,6 @@
 //! `SIGKILL` breaking it for the others.
 
 mod common;
-mod sync_kit;
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -20,40 +19,34 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 fn main() {
     common::run(
-        &[
-            ("passes_in_lockstep", passes_in_lockstep),
-            ("one_party_gets_each_index", one_party_gets_each_index),
-            ("the_action_runs_once", the_action_runs_once),
-            ("abort_breaks_it", abort_breaks_it),
-            ("reset_frees_the_waiters", reset_frees_the_waiters),
-            ("abort_then_reset", abort_then_reset),
-            ("a_timeout_breaks_it", a_timeout_breaks_it),
-            ("a_single_party", a_single_party),
-            ("a_panicking_action_breaks_it", a_panicking_action_breaks_it),
-            ("parameters_are_checked", parameters_are_checked),
-            ("a_dead_party_breaks_it", a_dead_party_breaks_it),
-            (
-                "a_dead_partys_record_breaks_it_for_its_next_holder",
-                a_dead_partys_record_breaks_it_for_its_next_holder,
-            ),
-            (
-                "a_party_that_leaves_does_not_break_it",
-                a_party_that_leaves_does_not_break_it,
-            ),
-            ("kill_loop_party", kill_loop_party),
+        tests![
+            passes_in_lockstep,
+            one_party_gets_each_index,
+            the_action_runs_once,
+            abort_breaks_it,
+            reset_frees_the_waiters,
+            abort_then_reset,
+            a_timeout_breaks_it,
+            a_single_party,
+            a_panicking_action_breaks_it,
+            parameters_are_checked,
+            a_dead_party_breaks_it,
+            a_dead_partys_record_breaks_it_for_its_next_holder,
+            a_party_that_leaves_does_not_break_it,
+            kill_loop_party
         ],
-        &[
-            ("multipass", multipass_child),
-            ("report_index", report_index),
-            ("action_party", action_party),
-            ("abort_party", abort_party),
-            ("reset_party", reset_party),
-            ("abort_reset_party", abort_reset_party),
-            ("timeout_party", timeout_party),
-            ("one_round_then_park", one_round_then_park),
-            ("arrive", arrive),
-            ("one_round_then_leave", one_round_then_leave),
-            ("loop_party", loop_party),
+        routines![
+            multipass_child,
+            report_index,
+            action_party,
+            abort_party,
+            reset_party,
+            abort_reset_party,
+            timeout_party,
+            one_round_then_park,
+            arrive,
+            one_round_then_leave,
+            loop_party
         ],
     );
 }
@@ -107,7 +100,7 @@ fn passes_in_lockstep() {
         let c0 = RawValue::<u64>::create(&r0, 0).expect("create");
         let c1 = RawValue::<u64>::create(&r1, 0).expect("create");
         let p = passes.to_string();
-        run_parties("multipass", &[&b, &r0, &r1, &p], || {
+        run_parties("multipass_child", &[&b, &r0, &r1, &p], || {
             multipass(&barrier, &c0, &c1, passes);
         });
     }
@@ -409,7 +402,7 @@ fn waiting_thread<'s>(
     b: &str,
 ) -> mpsc::Receiver<(Result<u32, BarrierError>, Instant)> {
     let b = b.to_owned();
-    sync_kit::sleeper(
+    common::sync::sleeper(
         s,
         move || Barrier::open(&b).expect("open"),
         |barrier| barrier.wait_timeout(LIMIT),
@@ -518,10 +511,10 @@ fn loop_party(args: &[String]) {
 /// victim; after `reset` (and a new victim) the barrier passes rounds again. Reported: kill to
 /// the parent party's wake-up with the error.
 fn kill_loop_party() {
-    let trials = sync_kit::trials(30);
+    let trials = common::sync::trials(30);
     let b = name("bkl");
     let barrier = Barrier::create(&b, 3).expect("create");
-    let mut rng = sync_kit::Rng::new();
+    let mut rng = common::sync::Rng::new();
     let mut samples = Vec::new();
     let (err_tx, err_rx) = mpsc::channel();
     let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -549,7 +542,7 @@ fn kill_loop_party() {
                 survivor.wait_ready();
             }
             let pid = victim.pid();
-            sync_kit::spin_for(rng.duration(Duration::from_millis(2)));
+            common::sync::spin_for(rng.duration(Duration::from_millis(2)));
             let killed = Instant::now();
             victim.kill();
             let (cause, woke) = err_rx
@@ -570,5 +563,5 @@ fn kill_loop_party() {
         drop(go_tx);
         let _ = err_rx.recv();
     });
-    sync_kit::report("barrier, party killed", &mut samples);
+    common::sync::report("barrier, party killed", &mut samples);
 }

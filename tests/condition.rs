@@ -3,7 +3,6 @@
 //! `SIGKILL`.
 
 mod common;
-mod sync_kit;
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -20,53 +19,35 @@ const LIMIT: Duration = Duration::from_secs(30);
 
 fn main() {
     common::run(
-        &[
-            ("notify_wakes_one_at_a_time", notify_wakes_one_at_a_time),
-            (
-                "notify_all_after_waiters_timed_out",
-                notify_all_after_waiters_timed_out,
-            ),
-            ("notify_n_counts", notify_n_counts),
-            ("wait_timeout_waits_at_least", wait_timeout_waits_at_least),
-            ("wait_for_across_processes", wait_for_across_processes),
-            ("wait_for_times_out", wait_for_times_out),
-            ("wait_result", wait_result),
-            ("untimed_waits", untimed_waits),
-            (
-                "a_notify_before_the_wait_is_not_kept",
-                a_notify_before_the_wait_is_not_kept,
-            ),
-            (
-                "a_later_waiter_does_not_take_an_earlier_notify",
-                a_later_waiter_does_not_take_an_earlier_notify,
-            ),
-            (
-                "rlock_is_released_at_its_full_depth",
-                rlock_is_released_at_its_full_depth,
-            ),
-            ("user_locks", user_locks),
-            (
-                "a_notify_cut_short_by_death_is_kept",
-                a_notify_cut_short_by_death_is_kept,
-            ),
-            (
-                "a_dead_waiter_does_not_swallow_a_notify",
-                a_dead_waiter_does_not_swallow_a_notify,
-            ),
-            ("kill_loop_ping_pong", kill_loop_ping_pong),
-            ("kill_loop_notified_waiter", kill_loop_notified_waiter),
+        tests![
+            notify_wakes_one_at_a_time,
+            notify_all_after_waiters_timed_out,
+            notify_n_counts,
+            wait_timeout_waits_at_least,
+            wait_for_across_processes,
+            wait_for_times_out,
+            wait_result,
+            untimed_waits,
+            a_notify_before_the_wait_is_not_kept,
+            a_later_waiter_does_not_take_an_earlier_notify,
+            rlock_is_released_at_its_full_depth,
+            user_locks,
+            a_notify_cut_short_by_death_is_kept,
+            a_dead_waiter_does_not_swallow_a_notify,
+            kill_loop_ping_pong,
+            kill_loop_notified_waiter
         ],
-        &[
-            ("wait_then_count", wait_then_count),
-            ("wait_for_four", wait_for_four),
-            ("wait_for_four_briefly", wait_for_four_briefly),
-            ("notify_once", notify_once),
-            ("take_lock_and_notify", take_lock_and_notify),
-            ("raw_notify_then_park", raw_notify_then_park),
-            ("wait_forever", wait_forever),
-            ("ping_pong", ping_pong),
-            ("wait_and_mark", wait_and_mark),
-            ("notify_all_at", notify_all_at),
+        routines![
+            wait_then_count,
+            wait_for_four,
+            wait_for_four_briefly,
+            notify_once,
+            take_lock_and_notify,
+            raw_notify_then_park,
+            wait_forever,
+            ping_pong,
+            wait_and_mark,
+            notify_all_at
         ],
     );
 }
@@ -90,7 +71,7 @@ fn timed_waiter<'s>(
     cond: &'s Condition,
     limit: Duration,
 ) -> mpsc::Receiver<(bool, Instant)> {
-    sync_kit::sleeper(
+    common::sync::sleeper(
         s,
         move || lock(cond),
         move |mut g| match g.wait_timeout(limit) {
@@ -632,11 +613,11 @@ fn ping_pong(args: &[String]) {
 /// their timeout, and afterwards the condition still works: a fresh waiter is reached by
 /// `notify(1)`, no slot of the dead child swallows it.
 fn kill_loop_ping_pong() {
-    let trials = sync_kit::trials(30);
+    let trials = common::sync::trials(30);
     let (c, t) = (name("ckl"), name("cklt"));
     let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     let turns = RawValue::<u64>::create(&t, 0).expect("create");
-    let mut rng = sync_kit::Rng::new();
+    let mut rng = common::sync::Rng::new();
     for _ in 0..trials {
         let mut child = Child::spawn("ping_pong", &[&c, &t]);
         child.wait_ready();
@@ -664,7 +645,7 @@ fn kill_loop_ping_pong() {
             while turns.load() < start + 20 {
                 std::thread::yield_now();
             }
-            sync_kit::spin_for(rng.duration(Duration::from_millis(2)));
+            common::sync::spin_for(rng.duration(Duration::from_millis(2)));
             child.kill();
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             partner.join().expect("partner");
@@ -690,7 +671,7 @@ fn fresh_waiter_notified(cond: &Condition) -> bool {
 fn first_free_slot(c: &str) -> u64 {
     (0..256)
         .map(|i| FIRST_SLOT_STATE + 32 * i)
-        .find(|&at| sync_kit::peek(c, at) == 0)
+        .find(|&at| common::sync::peek(c, at) == 0)
         .expect("a free slot")
 }
 
@@ -717,11 +698,11 @@ fn wait_and_mark(args: &[String]) {
 /// leaves the notify to be passed on, which this cannot tell from a taken one.) Reported: kill
 /// to the younger waiter's wake-up, when the notify came before the kill.
 fn kill_loop_notified_waiter() {
-    let trials = sync_kit::trials(30);
+    let trials = common::sync::trials(30);
     let (c, f) = (name("cknw"), name("cknwf"));
     let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     let consumed = RawValue::<u64>::create(&f, 0).expect("create");
-    let mut rng = sync_kit::Rng::new();
+    let mut rng = common::sync::Rng::new();
     let mut samples = Vec::new();
     let mut taken_by_the_dead = 0;
     for _ in 0..trials {
@@ -737,9 +718,9 @@ fn kill_loop_notified_waiter() {
             if !notify_first {
                 child.kill();
             }
-            sync_kit::spin_for(rng.duration(Duration::from_micros(200)));
+            common::sync::spin_for(rng.duration(Duration::from_micros(200)));
             lock(&cond).notify(1);
-            sync_kit::spin_for(rng.duration(Duration::from_micros(200)));
+            common::sync::spin_for(rng.duration(Duration::from_micros(200)));
             let killed = Instant::now();
             if notify_first {
                 child.kill();
@@ -752,7 +733,7 @@ fn kill_loop_notified_waiter() {
                 }
                 Err(e) => panic!("acquire: {e}"),
             };
-            let slot = |at| sync_kit::peek(&c, at);
+            let slot = |at| common::sync::peek(&c, at);
             let taken = consumed.load() == 1
                 || (died_holding && slot(childs_slot) == 0 && slot(younger_slot) == 1);
             if taken {
@@ -773,7 +754,7 @@ fn kill_loop_notified_waiter() {
     println!(
         "condition: the dead waiter had taken the notify in {taken_by_the_dead} of {trials} trials"
     );
-    sync_kit::report(
+    common::sync::report(
         "condition, notified waiter killed: notify passed on",
         &mut samples,
     );

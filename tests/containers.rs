@@ -14,58 +14,34 @@ use mpshm::{ContainerError, Error, Kind, SharedDict, SharedList};
 
 fn main() {
     common::run(
-        &[
-            ("dict_python_semantics", dict_python_semantics),
-            (
-                "dict_matches_a_model_through_churn",
-                dict_matches_a_model_through_churn,
-            ),
-            ("list_python_semantics", list_python_semantics),
-            ("list_matches_a_model", list_matches_a_model),
-            ("open_checks_kind_and_types", open_checks_kind_and_types),
-            ("threads_share_one_handle", threads_share_one_handle),
-            (
-                "update_may_read_but_not_write",
-                update_may_read_but_not_write,
-            ),
-            ("serde_seed_manager_example", serde_seed_manager_example),
-            ("serde_sizes_and_types", serde_sizes_and_types),
-            (
-                "children_update_dict_and_list",
-                children_update_dict_and_list,
-            ),
-            (
-                "concurrent_writers_lose_nothing",
-                concurrent_writers_lose_nothing,
-            ),
-            (
-                "readers_never_see_torn_entries",
-                readers_never_see_torn_entries,
-            ),
-            (
-                "reads_go_on_while_a_writer_holds_the_lock",
-                reads_go_on_while_a_writer_holds_the_lock,
-            ),
-            (
-                "a_write_left_half_done_is_repaired",
-                a_write_left_half_done_is_repaired,
-            ),
-            (
-                "killed_writers_leave_consistent_containers",
-                killed_writers_leave_consistent_containers,
-            ),
-            (
-                "damaged_memory_errors_never_panics",
-                damaged_memory_errors_never_panics,
-            ),
+        tests![
+            dict_python_semantics,
+            dict_matches_a_model_through_churn,
+            list_python_semantics,
+            list_matches_a_model,
+            open_checks_kind_and_types,
+            threads_share_one_handle,
+            update_may_read_but_not_write,
+            #[cfg(feature = "serde")]
+            serde_seed_manager_example,
+            #[cfg(feature = "serde")]
+            serde_sizes_and_types,
+            children_update_dict_and_list,
+            concurrent_writers_lose_nothing,
+            readers_never_see_torn_entries,
+            reads_go_on_while_a_writer_holds_the_lock,
+            a_write_left_half_done_is_repaired,
+            killed_writers_leave_consistent_containers,
+            damaged_memory_errors_never_panics
         ],
-        &[
-            ("seed_child", seed_child),
-            ("serde_seed_child", serde_seed_child),
-            ("count_child", count_child),
-            ("torn_writer", torn_writer),
-            ("hold_in_update", hold_in_update),
-            ("random_writer", random_writer),
+        routines![
+            seed_child,
+            #[cfg(feature = "serde")]
+            serde_seed_child,
+            count_child,
+            torn_writer,
+            hold_in_update,
+            random_writer
         ],
     );
 }
@@ -528,9 +504,6 @@ fn serde_seed_child(args: &[String]) {
     l.reverse().expect("reverse");
 }
 
-#[cfg(not(feature = "serde"))]
-fn serde_seed_child(_: &[String]) {}
-
 #[cfg(feature = "serde")]
 fn serde_seed_manager_example() {
     let (dn, ln) = (name("sseedd"), name("sseedl"));
@@ -552,11 +525,6 @@ fn serde_seed_manager_example() {
         l.to_vec().expect("print(l)"),
         (0..10).rev().map(Py::Int).collect::<Vec<_>>()
     );
-}
-
-#[cfg(not(feature = "serde"))]
-fn serde_seed_manager_example() {
-    eprintln!("serde_seed_manager_example: built without the serde feature; nothing to test");
 }
 
 #[cfg(feature = "serde")]
@@ -604,11 +572,6 @@ fn serde_sizes_and_types() {
         Err(ContainerError::TooLarge { .. })
     ));
     assert_eq!(l.to_vec().expect("to_vec"), ["1234567"]);
-}
-
-#[cfg(not(feature = "serde"))]
-fn serde_sizes_and_types() {
-    eprintln!("serde_sizes_and_types: built without the serde feature; nothing to test");
 }
 
 // ---- across processes ----------------------------------------------------------------------
@@ -729,7 +692,7 @@ fn readers_never_see_torn_entries() {
         m.check();
         seen.insert(m.seq);
         l.get(i % 8).expect("get").check();
-        if i % 64 == 0 {
+        if i.is_multiple_of(64) {
             for m in d
                 .values()
                 .expect("values")
@@ -952,7 +915,7 @@ fn random_writer(args: &[String]) {
     common::ready();
     loop {
         let r = next();
-        let op = if r % 2 == 0 {
+        let op = if r.is_multiple_of(2) {
             let k = (r >> 8) as u32 % 64;
             Op::Dict(match (r >> 1) % 64 {
                 0 => DictOp::Clear,
@@ -964,7 +927,7 @@ fn random_writer(args: &[String]) {
             let len = l.len();
             let op = random_list_op(r >> 1, len);
             Op::List(match op {
-                ListOp::Clear if r % 8 != 0 => ListOp::Reverse,
+                ListOp::Clear if !r.is_multiple_of(8) => ListOp::Reverse,
                 ListOp::Pop | ListOp::Remove(_) if len < KILL_LIST_MIN => {
                     ListOp::Extend(5, r >> 40)
                 }

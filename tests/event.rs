@@ -2,7 +2,6 @@
 //! with `SIGKILL`.
 
 mod common;
-mod sync_kit;
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -13,38 +12,23 @@ use mpshm::{Error, Event};
 
 fn main() {
     common::run(
-        &[
-            ("event_like_python", event_like_python),
-            (
-                "set_wakes_waiters_in_other_processes",
-                set_wakes_waiters_in_other_processes,
-            ),
-            (
-                "a_set_cleared_at_once_still_releases_waiters",
-                a_set_cleared_at_once_still_releases_waiters,
-            ),
-            (
-                "set_clear_race_across_processes",
-                set_clear_race_across_processes,
-            ),
-            (
-                "a_set_cut_short_by_death_is_kept",
-                a_set_cut_short_by_death_is_kept,
-            ),
-            (
-                "a_setter_that_opened_after_the_waiter_slept_is_watched",
-                a_setter_that_opened_after_the_waiter_slept_is_watched,
-            ),
-            ("kinds_are_checked", kinds_are_checked),
-            ("kill_loop_setter", kill_loop_setter),
+        tests![
+            event_like_python,
+            set_wakes_waiters_in_other_processes,
+            a_set_cleared_at_once_still_releases_waiters,
+            set_clear_race_across_processes,
+            a_set_cut_short_by_death_is_kept,
+            a_setter_that_opened_after_the_waiter_slept_is_watched,
+            kinds_are_checked,
+            kill_loop_setter
         ],
-        &[
-            ("wait_and_report", wait_and_report),
-            ("set_once", set_once),
-            ("set_then_clear", set_then_clear),
-            ("toggle", toggle),
-            ("raw_set_then_park", raw_set_then_park),
-            ("set_after_a_while", set_after_a_while),
+        routines![
+            wait_and_report,
+            set_once,
+            set_then_clear,
+            toggle,
+            raw_set_then_park,
+            set_after_a_while
         ],
     );
 }
@@ -57,7 +41,7 @@ fn sleeping_waiter<'s>(
     limit: Duration,
 ) -> mpsc::Receiver<(bool, Instant)> {
     let n = n.to_owned();
-    sync_kit::sleeper(
+    common::sync::sleeper(
         scope,
         move || Event::open(&n).expect("open"),
         move |ev| ev.wait_timeout(limit),
@@ -206,8 +190,8 @@ fn raw_set_then_park(args: &[String]) {
     assert_eq!(common::line_from_parent(), "go");
     // What `set` stores, without the wake that follows it: a setter killed in between. (The
     // event is cleared, and no one else sets it: its state word is its set count, doubled.)
-    let before = sync_kit::peek(&args[0], EVENT_STATE);
-    sync_kit::poke(&args[0], EVENT_STATE, (before & !1).wrapping_add(2) | 1);
+    let before = common::sync::peek(&args[0], EVENT_STATE);
+    common::sync::poke(&args[0], EVENT_STATE, (before & !1).wrapping_add(2) | 1);
     common::say("raised");
     common::park();
 }
@@ -285,7 +269,7 @@ fn set_after_a_while(args: &[String]) {
     let delay: u64 = args[1].parse().expect("delay");
     common::ready();
     assert_eq!(common::line_from_parent(), "go");
-    sync_kit::spin_for(Duration::from_nanos(delay));
+    common::sync::spin_for(Duration::from_nanos(delay));
     ev.set();
     common::park();
 }
@@ -295,10 +279,10 @@ fn set_after_a_while(args: &[String]) {
 /// waiter returns `true` on its own; when the kill came first, a set by the parent releases it.
 /// Reported: kill to wake-up, for the waiters still asleep at the kill with the flag up.
 fn kill_loop_setter() {
-    let trials = sync_kit::trials(30);
+    let trials = common::sync::trials(30);
     let n = name("evkl");
     let ev = Event::create(&n, ()).expect("create");
-    let mut rng = sync_kit::Rng::new();
+    let mut rng = common::sync::Rng::new();
     let mut samples = Vec::new();
     let mut cut_short = 0;
     for _ in 0..trials {
@@ -309,7 +293,7 @@ fn kill_loop_setter() {
         std::thread::scope(|s| {
             let got = sleeping_waiter(s, &n, Duration::from_secs(10));
             child.tell("go");
-            sync_kit::spin_for(rng.duration(Duration::from_micros(300)));
+            common::sync::spin_for(rng.duration(Duration::from_micros(300)));
             let killed = Instant::now();
             child.kill();
             let by_child = ev.is_set();
@@ -328,5 +312,5 @@ fn kill_loop_setter() {
         });
     }
     println!("event: {cut_short} of {trials} waiters were still asleep at the kill");
-    sync_kit::report("event, setter killed", &mut samples);
+    common::sync::report("event, setter killed", &mut samples);
 }

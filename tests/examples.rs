@@ -32,28 +32,33 @@ const LIMIT: Duration = Duration::from_secs(60);
 
 fn main() {
     common::run(
-        &[
-            ("every_example_is_checked", every_example_is_checked),
-            ("process_hello", process_hello),
-            ("process_loop", process_loop),
-            ("process_spawn", process_spawn),
-            ("queue_results", queue_results),
-            ("queue_hello", queue_hello),
-            ("queue_writer_reader", queue_writer_reader),
-            ("queue_qsize", queue_qsize),
-            ("pipe_hello", pipe_hello),
-            ("pipe_duplex", pipe_duplex),
-            ("lock_print", lock_print),
-            ("value_array", value_array),
-            ("manager_dict_list", manager_dict_list),
-            ("pool_map", pool_map),
-            ("pool_async", pool_async),
-            ("pool_close_join", pool_close_join),
-            ("thread_pool", thread_pool),
-            ("seeds_compare", seeds_compare),
-            ("two_binaries", two_binaries),
+        tests![
+            every_example_is_checked,
+            process_hello,
+            process_loop,
+            process_spawn,
+            queue_results,
+            #[cfg(feature = "serde")]
+            queue_hello,
+            queue_writer_reader,
+            #[cfg(feature = "serde")]
+            queue_qsize,
+            #[cfg(feature = "serde")]
+            pipe_hello,
+            #[cfg(feature = "serde")]
+            pipe_duplex,
+            lock_print,
+            value_array,
+            #[cfg(feature = "serde")]
+            manager_dict_list,
+            pool_map,
+            pool_async,
+            pool_close_join,
+            thread_pool,
+            seeds_compare,
+            two_binaries
         ],
-        &[],
+        routines![],
     );
 }
 
@@ -348,8 +353,9 @@ fn queue_results() {
     assert_eq!(r.lines(), ["499667166000"]);
 }
 
+#[cfg(feature = "serde")]
 fn queue_hello() {
-    let Some(r) = run("queue_hello") else { return };
+    let r = run("queue_hello").expect("built with serde");
     assert_eq!(r.lines(), [r#"(42, None, "hello")"#]);
 }
 
@@ -381,8 +387,9 @@ fn queue_writer_reader() {
     );
 }
 
+#[cfg(feature = "serde")]
 fn queue_qsize() {
-    let Some(r) = run("queue_qsize") else { return };
+    let r = run("queue_qsize").expect("built with serde");
     for x in 0..5 {
         r.has(&format!(r#"({x}, "None", "test") {}"#, 4 - x));
     }
@@ -405,16 +412,18 @@ fn queue_qsize() {
     }
 }
 
+#[cfg(feature = "serde")]
 fn pipe_hello() {
-    let Some(r) = run("pipe_hello") else { return };
+    let r = run("pipe_hello").expect("built with serde");
     let lines = r.lines();
     assert_eq!(lines.len(), 2, "{}", r.out);
     assert!(lines[0].starts_with("Connection {"), "{}", lines[0]);
     assert_eq!(lines[1], r#"(42, None, "hello")"#);
 }
 
+#[cfg(feature = "serde")]
 fn pipe_duplex() {
-    let Some(r) = run("pipe_duplex") else { return };
+    let r = run("pipe_duplex").expect("built with serde");
     let want: Vec<String> = (0..4)
         .map(|x| format!(r#"({x}, "None", "IPC_pipe_test")"#))
         .collect();
@@ -438,10 +447,9 @@ fn value_array() {
     );
 }
 
+#[cfg(feature = "serde")]
 fn manager_dict_list() {
-    let Some(r) = run("manager_dict_list") else {
-        return;
-    };
+    let r = run("manager_dict_list").expect("built with serde");
     let lines = r.lines();
     assert_eq!(lines.len(), 2, "{}", r.out);
     let dict = lines[0]

@@ -18,11 +18,8 @@ use mpshm::{
 
 fn main() {
     common::run(
-        &[(
-            "child_drops_nothing_of_the_parent",
-            child_drops_nothing_of_the_parent,
-        )],
-        &[("create_fork_and_use", create_fork_and_use)],
+        tests![child_drops_nothing_of_the_parent],
+        routines![create_fork_and_use],
     );
 }
 

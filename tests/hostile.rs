@@ -16,42 +16,21 @@ use mpshm::{Error, Options, Value};
 
 fn main() {
     common::run(
-        &[
-            ("symlink_is_never_followed", symlink_is_never_followed),
-            (
-                "fifo_at_the_name_blocks_nothing",
-                fifo_at_the_name_blocks_nothing,
-            ),
-            ("directory_is_refused", directory_is_refused),
-            (
-                "mode_takes_permission_bits_only",
-                mode_takes_permission_bits_only,
-            ),
-            (
-                "queue_bias_words_naming_no_seat",
-                queue_bias_words_naming_no_seat,
-            ),
-            (
-                "queue_indices_scribbled_keep_deadlines",
-                queue_indices_scribbled_keep_deadlines,
-            ),
-            ("queue_slot_words_scribbled", queue_slot_words_scribbled),
-            (
-                "spsc_indices_scribbled_keep_deadlines",
-                spsc_indices_scribbled_keep_deadlines,
-            ),
-            ("lock_words_scribbled", lock_words_scribbled),
-            (
-                "truncated_segment_is_refused_and_reported",
-                truncated_segment_is_refused_and_reported,
-            ),
-            (
-                "truncation_under_a_mapping_is_sigbus",
-                truncation_under_a_mapping_is_sigbus,
-            ),
-            ("shm_objects_cannot_be_sealed", shm_objects_cannot_be_sealed),
+        tests![
+            symlink_is_never_followed,
+            fifo_at_the_name_blocks_nothing,
+            directory_is_refused,
+            mode_takes_permission_bits_only,
+            queue_bias_words_naming_no_seat,
+            queue_indices_scribbled_keep_deadlines,
+            queue_slot_words_scribbled,
+            spsc_indices_scribbled_keep_deadlines,
+            lock_words_scribbled,
+            truncated_segment_is_refused_and_reported,
+            truncation_under_a_mapping_is_sigbus,
+            shm_objects_cannot_be_sealed
         ],
-        &[("map_then_read", map_then_read)],
+        routines![map_then_read],
     );
 }
 

@@ -12,30 +12,18 @@ use mpshm::{Error, Kind, Role, State};
 
 fn main() {
     common::run(
-        &[
-            ("queue_depth_and_sides", queue_depth_and_sides),
-            ("spsc_and_pipe_ends", spsc_and_pipe_ends),
-            ("lock_owner_and_poison", lock_owner_and_poison),
-            ("sync_family_state", sync_family_state),
-            ("containers_and_plain_kinds", containers_and_plain_kinds),
-            (
-                "a_dead_holder_is_shown_not_freed",
-                a_dead_holder_is_shown_not_freed,
-            ),
-            (
-                "scribbled_geometry_is_corrupt",
-                scribbled_geometry_is_corrupt,
-            ),
-            (
-                "other_versions_are_not_misread",
-                other_versions_are_not_misread,
-            ),
-            ("unready_and_foreign_files", unready_and_foreign_files),
+        tests![
+            queue_depth_and_sides,
+            spsc_and_pipe_ends,
+            lock_owner_and_poison,
+            sync_family_state,
+            containers_and_plain_kinds,
+            a_dead_holder_is_shown_not_freed,
+            scribbled_geometry_is_corrupt,
+            other_versions_are_not_misread,
+            unready_and_foreign_files
         ],
-        &[
-            ("attach_as_producer", attach_as_producer),
-            ("take_lock_and_wait", take_lock_and_wait),
-        ],
+        routines![attach_as_producer, take_lock_and_wait],
     );
 }
 

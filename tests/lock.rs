@@ -11,78 +11,33 @@ use mpshm::{Error, Lock, LockError, RLock, RawValue, Value};
 
 fn main() {
     common::run(
-        &[
-            (
-                "mutual_exclusion_across_processes",
-                mutual_exclusion_across_processes,
-            ),
-            (
-                "killed_holder_gives_owner_died",
-                killed_holder_gives_owner_died,
-            ),
-            (
-                "blocked_waiter_is_woken_by_death",
-                blocked_waiter_is_woken_by_death,
-            ),
-            (
-                "owner_died_persists_until_marked",
-                owner_died_persists_until_marked,
-            ),
-            (
-                "killed_rlock_holder_gives_owner_died",
-                killed_rlock_holder_gives_owner_died,
-            ),
-            (
-                "acquire_timeout_waits_then_fails",
-                acquire_timeout_waits_then_fails,
-            ),
-            ("try_acquire_never_waits", try_acquire_never_waits),
-            (
-                "forgotten_guard_then_dropped_handle_gives_owner_died",
-                forgotten_guard_then_dropped_handle_gives_owner_died,
-            ),
-            (
-                "forgotten_guard_then_relock_is_deadlock",
-                forgotten_guard_then_relock_is_deadlock,
-            ),
-            (
-                "panic_in_guard_poisons_the_lock",
-                panic_in_guard_poisons_the_lock,
-            ),
-            (
-                "guard_taken_while_unwinding_does_not_poison",
-                guard_taken_while_unwinding_does_not_poison,
-            ),
-            (
-                "relock_on_one_thread_is_deadlock",
-                relock_on_one_thread_is_deadlock,
-            ),
-            (
-                "rlock_is_reentrant_per_thread",
-                rlock_is_reentrant_per_thread,
-            ),
-            (
-                "lock_and_rlock_are_distinct_kinds",
-                lock_and_rlock_are_distinct_kinds,
-            ),
-            (
-                "open_or_create_from_two_processes",
-                open_or_create_from_two_processes,
-            ),
-            (
-                "rlock_guards_drop_in_thread_local_destructors",
-                rlock_guards_drop_in_thread_local_destructors,
-            ),
+        tests![
+            mutual_exclusion_across_processes,
+            killed_holder_gives_owner_died,
+            blocked_waiter_is_woken_by_death,
+            owner_died_persists_until_marked,
+            killed_rlock_holder_gives_owner_died,
+            acquire_timeout_waits_then_fails,
+            try_acquire_never_waits,
+            forgotten_guard_then_dropped_handle_gives_owner_died,
+            forgotten_guard_then_relock_is_deadlock,
+            panic_in_guard_poisons_the_lock,
+            guard_taken_while_unwinding_does_not_poison,
+            relock_on_one_thread_is_deadlock,
+            rlock_is_reentrant_per_thread,
+            lock_and_rlock_are_distinct_kinds,
+            open_or_create_from_two_processes,
+            rlock_guards_drop_in_thread_local_destructors
         ],
-        &[
-            ("count_under_lock", count_under_lock),
-            ("hold", hold),
-            ("hold_rlock", hold_rlock),
-            ("open_or_create_lock", open_or_create_lock),
-            ("panic_holding_lock", panic_holding_lock),
-            ("forget_guard_and_drop", forget_guard_and_drop),
-            ("forget_guard_and_relock", forget_guard_and_relock),
-            ("rlock_in_a_thread_local", rlock_in_a_thread_local),
+        routines![
+            count_under_lock,
+            hold,
+            hold_rlock,
+            open_or_create_lock,
+            panic_holding_lock,
+            forget_guard_and_drop,
+            forget_guard_and_relock,
+            rlock_in_a_thread_local
         ],
     );
 }

@@ -14,65 +14,29 @@ use mpshm::{
 
 fn main() {
     common::run(
-        &[
-            ("echo_across_processes", echo_across_processes),
-            (
-                "messages_larger_than_the_ring",
-                messages_larger_than_the_ring,
-            ),
-            ("recv_bytes_into_short_buffer", recv_bytes_into_short_buffer),
-            ("zero_length_messages", zero_length_messages),
-            ("eof_in_both_directions", eof_in_both_directions),
-            (
-                "killed_peer_ends_a_blocked_recv",
-                killed_peer_ends_a_blocked_recv,
-            ),
-            (
-                "killed_peer_ends_a_blocked_send",
-                killed_peer_ends_a_blocked_send,
-            ),
-            ("oneway_pipe_across_processes", oneway_pipe_across_processes),
-            ("values_and_byte_ranges", values_and_byte_ranges),
-            (
-                "poll_with_and_without_timeout",
-                poll_with_and_without_timeout,
-            ),
-            ("ends_are_taken_once", ends_are_taken_once),
-            (
-                "a_persisted_pipe_outlives_its_ends",
-                a_persisted_pipe_outlives_its_ends,
-            ),
-            ("wait_returns_the_ready_ones", wait_returns_the_ready_ones),
-            ("serde_values", serde_values),
-            (
-                "try_calls_never_wait_behind_a_blocked_receive",
-                try_calls_never_wait_behind_a_blocked_receive,
-            ),
-            (
-                "poll_and_release_lose_nothing",
-                poll_and_release_lose_nothing,
-            ),
-            (
-                "a_restarted_peer_reopens_its_end",
-                a_restarted_peer_reopens_its_end,
-            ),
-            (
-                "a_persisted_pipe_waits_for_later_processes",
-                a_persisted_pipe_waits_for_later_processes,
-            ),
-            (
-                "wait_wakes_for_a_message_and_for_a_death",
-                wait_wakes_for_a_message_and_for_a_death,
-            ),
+        tests![
+            echo_across_processes,
+            messages_larger_than_the_ring,
+            recv_bytes_into_short_buffer,
+            zero_length_messages,
+            eof_in_both_directions,
+            killed_peer_ends_a_blocked_recv,
+            killed_peer_ends_a_blocked_send,
+            oneway_pipe_across_processes,
+            values_and_byte_ranges,
+            poll_with_and_without_timeout,
+            ends_are_taken_once,
+            a_persisted_pipe_outlives_its_ends,
+            wait_returns_the_ready_ones,
+            #[cfg(feature = "serde")]
+            serde_values,
+            try_calls_never_wait_behind_a_blocked_receive,
+            poll_and_release_lose_nothing,
+            a_restarted_peer_reopens_its_end,
+            a_persisted_pipe_waits_for_later_processes,
+            wait_wakes_for_a_message_and_for_a_death
         ],
-        &[
-            ("echo", echo),
-            ("hold_and_block", hold_and_block),
-            ("oneway_write", oneway_write),
-            ("send_later", send_later),
-            ("rejoin", rejoin),
-            ("feed", feed),
-        ],
+        routines![echo, hold_and_block, oneway_write, send_later, rejoin, feed],
     );
 }
 
@@ -402,11 +366,6 @@ fn serde_values() {
         b.recv_serde::<String>(),
         Err(RecvError::Decode(mpshm::DecodeError))
     );
-}
-
-#[cfg(not(feature = "serde"))]
-fn serde_values() {
-    eprintln!("serde_values: built without the serde feature; nothing to test");
 }
 
 fn try_calls_never_wait_behind_a_blocked_receive() {

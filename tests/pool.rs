@@ -6,65 +6,37 @@
 //! (default 20; the acceptance run uses 100 or more).
 
 mod common;
-mod process_kit;
 
 use std::collections::BTreeSet;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::process::checked;
 use mpshm::prelude::*;
 use mpshm::process::{AsyncResult, Exit, Pool, ThreadPool};
 use mpshm::{ProcessError, Queue};
-use process_kit::checked;
 
 fn main() {
     common::run(
-        &[
-            ("map_family_results", map_family_results),
-            ("thread_pool_has_the_same_api", thread_pool_has_the_same_api),
-            ("empty_iterables", empty_iterables),
-            ("chunks_are_tasks", chunks_are_tasks),
-            (
-                "get_timeout_times_out_then_the_result_comes",
-                get_timeout_times_out_then_the_result_comes,
-            ),
-            (
-                "terminate_with_work_pending_returns_promptly",
-                terminate_with_work_pending_returns_promptly,
-            ),
-            ("errors_and_panics_propagate", errors_and_panics_propagate),
-            (
-                "max_tasks_per_child_replaces_workers",
-                max_tasks_per_child_replaces_workers,
-            ),
-            (
-                "a_killed_worker_fails_only_its_task",
-                a_killed_worker_fails_only_its_task,
-            ),
-            (
-                "a_worker_killed_at_a_random_point_fails_at_most_its_task",
-                a_worker_killed_at_a_random_point_fails_at_most_its_task,
-            ),
-            (
-                "a_worker_that_aborts_or_exits_fails_only_its_task",
-                a_worker_that_aborts_or_exits_fails_only_its_task,
-            ),
-            (
-                "task_timeout_kills_the_worker",
-                task_timeout_kills_the_worker,
-            ),
-            (
-                "initializer_runs_in_each_worker",
-                initializer_runs_in_each_worker,
-            ),
-            ("callbacks_are_called", callbacks_are_called),
-            ("close_and_join", close_and_join),
-            (
-                "large_items_go_through_their_own_segments",
-                large_items_go_through_their_own_segments,
-            ),
+        tests![
+            map_family_results,
+            thread_pool_has_the_same_api,
+            empty_iterables,
+            chunks_are_tasks,
+            get_timeout_times_out_then_the_result_comes,
+            terminate_with_work_pending_returns_promptly,
+            errors_and_panics_propagate,
+            max_tasks_per_child_replaces_workers,
+            a_killed_worker_fails_only_its_task,
+            a_worker_killed_at_a_random_point_fails_at_most_its_task,
+            a_worker_that_aborts_or_exits_fails_only_its_task,
+            task_timeout_kills_the_worker,
+            initializer_runs_in_each_worker,
+            callbacks_are_called,
+            close_and_join,
+            large_items_go_through_their_own_segments
         ],
-        &[],
+        routines![],
     );
 }
 

@@ -4,17 +4,16 @@
 //! segment of this process in `/dev/shm`.
 
 mod common;
-mod process_kit;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::Child;
+use common::process::{checked, ends_within, pidfd};
 use mpshm::prelude::*;
 use mpshm::process::{Exit, Process, StartMethod, current_process, parent_process};
 use mpshm::{ProcessError, Queue};
-use process_kit::{checked, ends_within, pidfd};
 
 fn main() {
     // Only for `child_main_takes_over_when_the_hook_is_off` and the not-intercepted test: the
@@ -23,41 +22,30 @@ fn main() {
         mpshm::process::child_main();
     }
     common::run(
-        &[
-            ("exit_codes_are_pythons", exit_codes_are_pythons),
-            ("join_timeout_on_a_live_child", join_timeout_on_a_live_child),
-            ("is_alive_before_during_after", is_alive_before_during_after),
-            ("results_of_every_size", results_of_every_size),
-            ("who_am_i", who_am_i),
-            ("serde_payloads", serde_payloads),
-            ("handles_are_send_and_sync", handles_are_send_and_sync),
-            ("misuse_is_refused", misuse_is_refused),
-            ("stdin_is_not_shared", stdin_is_not_shared),
-            ("fork_needs_a_single_thread", fork_needs_a_single_thread),
-            (
-                "daemons_die_with_their_parent",
-                daemons_die_with_their_parent,
-            ),
-            ("commands_get_segment_names", commands_get_segment_names),
-            (
-                "child_main_takes_over_when_the_hook_is_off",
-                child_main_takes_over_when_the_hook_is_off,
-            ),
-            (
-                "a_child_running_main_is_reported",
-                a_child_running_main_is_reported,
-            ),
-            (
-                "a_job_for_another_executable_is_ignored",
-                a_job_for_another_executable_is_ignored,
-            ),
+        tests![
+            exit_codes_are_pythons,
+            join_timeout_on_a_live_child,
+            is_alive_before_during_after,
+            results_of_every_size,
+            who_am_i,
+            #[cfg(feature = "serde")]
+            serde_payloads,
+            handles_are_send_and_sync,
+            misuse_is_refused,
+            stdin_is_not_shared,
+            fork_needs_a_single_thread,
+            daemons_die_with_their_parent,
+            commands_get_segment_names,
+            child_main_takes_over_when_the_hook_is_off,
+            a_child_running_main_is_reported,
+            a_job_for_another_executable_is_ignored
         ],
-        &[
-            ("start_daemon_and_park", start_daemon_and_park),
-            ("fork_and_report", fork_and_report),
-            ("start_and_report", start_and_report),
-            ("command_child", command_child),
-            ("read_stdin_in_a_child", read_stdin_in_a_child),
+        routines![
+            start_daemon_and_park,
+            fork_and_report,
+            start_and_report,
+            command_child,
+            read_stdin_in_a_child
         ],
     );
 }
@@ -219,8 +207,8 @@ fn count_words(
     mpshm::Postcard(counts)
 }
 
+#[cfg(feature = "serde")]
 fn serde_payloads() {
-    #[cfg(feature = "serde")]
     checked(|| {
         use mpshm::Postcard;
         let words = ["a", "b", "a"].map(String::from).to_vec();
@@ -392,7 +380,7 @@ fn daemons_die_with_their_parent() {
         assert!(ends_within(&plain, Duration::from_secs(30)));
         // The killed parent's channels lost their names once the children took their
         // arguments, so they did not outlive everyone.
-        process_kit::assert_no_segments_of(parent_pid);
+        common::process::assert_no_segments_of(parent_pid);
     });
 }
 
@@ -415,7 +403,7 @@ fn commands_get_segment_names() {
         let q = Queue::<u32>::create(&common::name("cmd"), 4).expect("queue");
         for (name, code) in [("cmd-ok", 0), ("cmd-fails", 4)] {
             let mut cmd = Command::new(std::env::current_exe().expect("exe"));
-            cmd.env("MPSHM_TEST_CHILD", "command_child");
+            cmd.env(common::child::ROUTINE_ENV, "command_child");
             let mut p = Process::command(cmd);
             p.set_segment("NUMBERS", q.name())
                 .set_name(name)
@@ -452,7 +440,7 @@ fn start_and_report(_: &[String]) {
 /// children said.
 fn report_with(env: &[(&str, &str)]) -> Vec<String> {
     let mut cmd = Command::new(std::env::current_exe().expect("exe"));
-    cmd.env("MPSHM_TEST_CHILD", "start_and_report")
+    cmd.env(common::child::ROUTINE_ENV, "start_and_report")
         .envs(env.iter().copied())
         .stdout(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");

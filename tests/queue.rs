@@ -14,113 +14,58 @@ use mpshm::{
 
 fn main() {
     common::run(
-        &[
-            ("nonblocking_calls_never_wait", nonblocking_calls_never_wait),
-            ("timed_calls_wait_then_fail", timed_calls_wait_then_fail),
-            ("qsize_follows_puts_and_gets", qsize_follows_puts_and_gets),
-            ("one_producers_order_is_kept", one_producers_order_is_kept),
-            (
-                "close_fails_puts_and_drains_gets",
-                close_fails_puts_and_drains_gets,
-            ),
-            (
-                "close_wakes_a_blocked_get_elsewhere",
-                close_wakes_a_blocked_get_elsewhere,
-            ),
-            (
-                "blocked_put_wakes_when_room_is_made",
-                blocked_put_wakes_when_room_is_made,
-            ),
-            (
-                "wrong_type_or_kind_is_refused",
-                wrong_type_or_kind_is_refused,
-            ),
-            ("bad_capacities_are_refused", bad_capacities_are_refused),
-            (
-                "joinable_queue_joins_across_processes",
-                joinable_queue_joins_across_processes,
-            ),
-            ("simple_queue_basics", simple_queue_basics),
-            (
-                "byte_messages_across_processes",
-                byte_messages_across_processes,
-            ),
-            (
-                "serde_messages_across_processes",
-                serde_messages_across_processes,
-            ),
-            ("many_to_many_loses_nothing", many_to_many_loses_nothing),
-            (
-                "killed_peers_never_wedge_the_queue",
-                killed_peers_never_wedge_the_queue,
-            ),
-            (
-                "killed_lone_peers_never_wedge_the_queue",
-                killed_lone_peers_never_wedge_the_queue,
-            ),
-            (
-                "get_is_disconnected_once_every_producer_went",
-                get_is_disconnected_once_every_producer_went,
-            ),
-            (
-                "put_is_disconnected_once_every_consumer_went",
-                put_is_disconnected_once_every_consumer_went,
-            ),
-            (
-                "untracked_producers_keep_the_queue_connected",
-                untracked_producers_keep_the_queue_connected,
-            ),
-            (
-                "an_exited_arming_thread_is_not_a_dead_process",
-                an_exited_arming_thread_is_not_a_dead_process,
-            ),
-            (
-                "a_handle_dropped_on_another_thread_detaches",
-                a_handle_dropped_on_another_thread_detaches,
-            ),
-            (
-                "a_forked_child_releases_nothing_of_its_parents",
-                a_forked_child_releases_nothing_of_its_parents,
-            ),
-            (
-                "a_handle_dropped_in_a_thread_local_destructor_detaches",
-                a_handle_dropped_in_a_thread_local_destructor_detaches,
-            ),
-            (
-                "a_held_queue_waits_for_workers_still_to_come",
-                a_held_queue_waits_for_workers_still_to_come,
-            ),
-            (
-                "a_held_queue_waits_for_consumers_still_to_come",
-                a_held_queue_waits_for_consumers_still_to_come,
-            ),
-            ("simple_queue_holds_and_tries", simple_queue_holds_and_tries),
-            (
-                "a_sleeping_get_sees_an_attached_producer_die",
-                a_sleeping_get_sees_an_attached_producer_die,
-            ),
+        tests![
+            nonblocking_calls_never_wait,
+            timed_calls_wait_then_fail,
+            qsize_follows_puts_and_gets,
+            one_producers_order_is_kept,
+            close_fails_puts_and_drains_gets,
+            close_wakes_a_blocked_get_elsewhere,
+            blocked_put_wakes_when_room_is_made,
+            wrong_type_or_kind_is_refused,
+            bad_capacities_are_refused,
+            joinable_queue_joins_across_processes,
+            simple_queue_basics,
+            byte_messages_across_processes,
+            #[cfg(feature = "serde")]
+            serde_messages_across_processes,
+            many_to_many_loses_nothing,
+            killed_peers_never_wedge_the_queue,
+            killed_lone_peers_never_wedge_the_queue,
+            get_is_disconnected_once_every_producer_went,
+            put_is_disconnected_once_every_consumer_went,
+            untracked_producers_keep_the_queue_connected,
+            an_exited_arming_thread_is_not_a_dead_process,
+            a_handle_dropped_on_another_thread_detaches,
+            a_forked_child_releases_nothing_of_its_parents,
+            a_handle_dropped_in_a_thread_local_destructor_detaches,
+            a_held_queue_waits_for_workers_still_to_come,
+            a_held_queue_waits_for_consumers_still_to_come,
+            simple_queue_holds_and_tries,
+            a_sleeping_get_sees_an_attached_producer_die
         ],
-        &[
-            ("put_once", put_once),
-            ("get_once", get_once),
-            ("attach_then_park", attach_then_park),
-            ("get_until_closed", get_until_closed),
-            ("fill", fill),
-            ("produce", produce),
-            ("consume", consume),
-            ("produce_forever", produce_forever),
-            ("consume_forever", consume_forever),
-            ("work_joinable", work_joinable),
-            ("echo_bytes", echo_bytes),
-            ("echo_serde", echo_serde),
-            ("put_then_park", put_then_park),
-            ("put_then_leave", put_then_leave),
-            ("get_then_park", get_then_park),
-            ("get_then_leave", get_then_leave),
-            ("arm_on_a_thread", arm_on_a_thread),
-            ("drop_on_another_thread", drop_on_another_thread),
-            ("fork_and_drop", fork_and_drop),
-            ("put_from_a_thread_local", put_from_a_thread_local),
+        routines![
+            put_once,
+            get_once,
+            attach_then_park,
+            get_until_closed,
+            fill,
+            produce,
+            consume,
+            produce_forever,
+            consume_forever,
+            work_joinable,
+            echo_bytes,
+            #[cfg(feature = "serde")]
+            echo_serde,
+            put_then_park,
+            put_then_leave,
+            get_then_park,
+            get_then_leave,
+            arm_on_a_thread,
+            drop_on_another_thread,
+            fork_and_drop,
+            put_from_a_thread_local
         ],
     );
 }
@@ -663,9 +608,6 @@ fn echo_serde(args: &[String]) {
     }
 }
 
-#[cfg(not(feature = "serde"))]
-fn echo_serde(_: &[String]) {}
-
 #[cfg(feature = "serde")]
 fn serde_messages_across_processes() {
     let (a, b) = (name("sq"), name("sqb"));
@@ -713,11 +655,6 @@ fn serde_messages_across_processes() {
     drop(t);
     inbox.close();
     child.join();
-}
-
-#[cfg(not(feature = "serde"))]
-fn serde_messages_across_processes() {
-    eprintln!("serde_messages_across_processes: built without the serde feature; nothing to test");
 }
 
 /// Opens the queue, puts `args[1]`, says so, and stays (attached as a producer) until killed.

@@ -11,48 +11,24 @@ use mpshm::{Error, Kind, Options, Value};
 
 fn main() {
     common::run(
-        &[
-            ("bad_names_are_refused", bad_names_are_refused),
-            ("leading_slash_is_accepted", leading_slash_is_accepted),
-            ("missing_name_is_not_found", missing_name_is_not_found),
-            (
-                "create_twice_is_already_exists",
-                create_twice_is_already_exists,
-            ),
-            (
-                "creator_unlinks_opener_does_not",
-                creator_unlinks_opener_does_not,
-            ),
-            ("persist_keeps_the_name", persist_keeps_the_name),
-            ("garbage_header_fails_cleanly", garbage_header_fails_cleanly),
-            (
-                "scribbled_fields_fail_cleanly",
-                scribbled_fields_fail_cleanly,
-            ),
-            (
-                "scribbled_mutex_type_is_refused",
-                scribbled_mutex_type_is_refused,
-            ),
-            (
-                "short_file_fails_after_the_timeout",
-                short_file_fails_after_the_timeout,
-            ),
-            ("unready_segment_is_not_ready", unready_segment_is_not_ready),
-            (
-                "open_waits_for_a_slow_creator",
-                open_waits_for_a_slow_creator,
-            ),
-            (
-                "listing_shows_kind_payload_and_creator",
-                listing_shows_kind_payload_and_creator,
-            ),
-            (
-                "killed_creator_leaves_a_visible_orphan",
-                killed_creator_leaves_a_visible_orphan,
-            ),
-            ("mode_is_applied", mode_is_applied),
+        tests![
+            bad_names_are_refused,
+            leading_slash_is_accepted,
+            missing_name_is_not_found,
+            create_twice_is_already_exists,
+            creator_unlinks_opener_does_not,
+            persist_keeps_the_name,
+            garbage_header_fails_cleanly,
+            scribbled_fields_fail_cleanly,
+            scribbled_mutex_type_is_refused,
+            short_file_fails_after_the_timeout,
+            unready_segment_is_not_ready,
+            open_waits_for_a_slow_creator,
+            listing_shows_kind_payload_and_creator,
+            killed_creator_leaves_a_visible_orphan,
+            mode_is_applied
         ],
-        &[("create_persisted_and_wait", create_persisted_and_wait)],
+        routines![create_persisted_and_wait],
     );
 }
 

@@ -2,7 +2,6 @@
 //! permits that come back when their holder is killed.
 
 mod common;
-mod sync_kit;
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -13,64 +12,31 @@ use mpshm::{AcquireError, BoundedSemaphore, Error, RawValue, ReleaseError, Semap
 
 fn main() {
     common::run(
-        &[
-            ("counts_like_python", counts_like_python),
-            (
-                "bounded_refuses_release_above_initial",
-                bounded_refuses_release_above_initial,
-            ),
-            (
-                "timeouts_wait_at_least_what_was_asked",
-                timeouts_wait_at_least_what_was_asked,
-            ),
-            (
-                "release_in_another_process_wakes_a_waiter",
-                release_in_another_process_wakes_a_waiter,
-            ),
-            (
-                "release_wakes_one_waiter_per_permit",
-                release_wakes_one_waiter_per_permit,
-            ),
-            (
-                "permits_bound_concurrency_across_processes",
-                permits_bound_concurrency_across_processes,
-            ),
-            (
-                "killed_holders_permits_come_back",
-                killed_holders_permits_come_back,
-            ),
-            (
-                "a_dead_holders_record_returns_its_permit_to_its_next_holder",
-                a_dead_holders_record_returns_its_permit_to_its_next_holder,
-            ),
-            (
-                "open_fails_when_every_record_is_taken",
-                open_fails_when_every_record_is_taken,
-            ),
-            ("forgotten_permits_stay_taken", forgotten_permits_stay_taken),
-            ("kinds_and_values_are_checked", kinds_and_values_are_checked),
-            ("handles_are_send_and_sync", handles_are_send_and_sync),
-            (
-                "a_release_cut_short_by_death_is_kept",
-                a_release_cut_short_by_death_is_kept,
-            ),
-            ("kill_loop_hot_holders", kill_loop_hot_holders),
-            ("kill_loop_blocked_waiter", kill_loop_blocked_waiter),
-            (
-                "guards_and_handles_drop_in_thread_local_destructors",
-                guards_and_handles_drop_in_thread_local_destructors,
-            ),
+        tests![
+            counts_like_python,
+            bounded_refuses_release_above_initial,
+            timeouts_wait_at_least_what_was_asked,
+            release_in_another_process_wakes_a_waiter,
+            release_wakes_one_waiter_per_permit,
+            permits_bound_concurrency_across_processes,
+            killed_holders_permits_come_back,
+            a_dead_holders_record_returns_its_permit_to_its_next_holder,
+            open_fails_when_every_record_is_taken,
+            forgotten_permits_stay_taken,
+            kinds_and_values_are_checked,
+            handles_are_send_and_sync,
+            a_release_cut_short_by_death_is_kept,
+            kill_loop_hot_holders,
+            kill_loop_blocked_waiter,
+            guards_and_handles_drop_in_thread_local_destructors
         ],
-        &[
-            ("hold", hold),
-            ("release_once", release_once),
-            ("bounded_worker", bounded_worker),
-            ("churn", churn),
-            ("raw_release_then_park", raw_release_then_park),
-            (
-                "drop_in_thread_local_destructors",
-                drop_in_thread_local_destructors,
-            ),
+        routines![
+            hold,
+            release_once,
+            bounded_worker,
+            churn,
+            raw_release_then_park,
+            drop_in_thread_local_destructors
         ],
     );
 }
@@ -174,7 +140,7 @@ fn blocked_waiter<'s>(
     n: &str,
 ) -> mpsc::Receiver<((), Instant)> {
     let n = n.to_owned();
-    sync_kit::sleeper(
+    common::sync::sleeper(
         scope,
         move || Semaphore::open(&n).expect("open"),
         // Bounded, so that a lost wake-up fails the test instead of hanging it.
@@ -210,7 +176,7 @@ fn release_wakes_one_waiter_per_permit() {
         let waiters: Vec<_> = (0..3)
             .map(|_| {
                 let n = n.clone();
-                sync_kit::sleeper(
+                common::sync::sleeper(
                     s,
                     move || Semaphore::open(&n).expect("open"),
                     |sem| match sem.acquire_timeout(Duration::from_secs(2)) {
@@ -439,15 +405,15 @@ fn kinds_and_values_are_checked() {
 fn churn(args: &[String]) {
     let sem = Semaphore::open(&args[0]).expect("open");
     let count: usize = args[1].parse().expect("count");
-    let mut rng = sync_kit::Rng::new();
+    let mut rng = common::sync::Rng::new();
     common::ready();
     loop {
         let guards: Vec<_> = (0..count)
             .map(|_| sem.acquire().expect("acquire"))
             .collect();
-        sync_kit::spin_for(rng.duration(Duration::from_micros(40)));
+        common::sync::spin_for(rng.duration(Duration::from_micros(40)));
         drop(guards);
-        sync_kit::spin_for(rng.duration(Duration::from_micros(5)));
+        common::sync::spin_for(rng.duration(Duration::from_micros(5)));
     }
 }
 
@@ -457,16 +423,16 @@ fn churn(args: &[String]) {
 /// nothing the dead child held or was updating is lost, and the free count is the initial
 /// value again once the parent gives them back.
 fn kill_loop_hot_holders() {
-    let trials = sync_kit::trials(30);
+    let trials = common::sync::trials(30);
     let n = name("semkl");
     let sem = Semaphore::create(&n, 2).expect("create");
-    let mut rng = sync_kit::Rng::new();
+    let mut rng = common::sync::Rng::new();
     let mut samples = Vec::new();
     for trial in 0..trials {
         let hold = if trial % 2 == 0 { "40" } else { "0" };
         let mut victim = Child::spawn("churn", &[&n, "2", hold]);
         victim.wait_ready();
-        sync_kit::spin_for(rng.duration(Duration::from_millis(3)));
+        common::sync::spin_for(rng.duration(Duration::from_millis(3)));
         let killed = Instant::now();
         victim.kill();
         let a = sem
@@ -484,7 +450,7 @@ fn kill_loop_hot_holders() {
             "count plus live holders is the initial value"
         );
     }
-    sync_kit::report(
+    common::sync::report(
         "semaphore, hot holder killed: parent holds both permits",
         &mut samples,
     );
@@ -493,17 +459,17 @@ fn kill_loop_hot_holders() {
 /// A child holds the only permit while a thread of the parent sleeps in `acquire`; the child is
 /// killed: the time from the kill to the waiter's wake-up with the permit.
 fn kill_loop_blocked_waiter() {
-    let trials = sync_kit::trials(30);
+    let trials = common::sync::trials(30);
     let n = name("semkw");
     let sem = Semaphore::create(&n, 1).expect("create");
-    let mut rng = sync_kit::Rng::new();
+    let mut rng = common::sync::Rng::new();
     let mut samples = Vec::new();
     for _ in 0..trials {
         let mut child = Child::spawn("hold", &[&n, "1"]);
         child.wait_ready();
         std::thread::scope(|s| {
             let got = blocked_waiter(s, &n);
-            sync_kit::spin_for(rng.duration(Duration::from_micros(500)));
+            common::sync::spin_for(rng.duration(Duration::from_micros(500)));
             let killed = Instant::now();
             child.kill();
             let ((), woke) = got
@@ -513,7 +479,7 @@ fn kill_loop_blocked_waiter() {
         });
         assert_eq!(sem.value(), 1);
     }
-    sync_kit::report("semaphore, holder killed, waiter asleep", &mut samples);
+    common::sync::report("semaphore, holder killed, waiter asleep", &mut samples);
 }
 
 /// Where the free count lives in a semaphore's segment: the 256-byte header and the 56-byte
@@ -527,7 +493,7 @@ fn raw_release_then_park(args: &[String]) {
     assert_eq!(common::line_from_parent(), "go");
     // What a release commits, without the `seq` bump and the wake that follow it: a releaser
     // killed in between (its state lock long released).
-    sync_kit::poke(&args[0], SEMAPHORE_COUNT, 1);
+    common::sync::poke(&args[0], SEMAPHORE_COUNT, 1);
     common::say("released");
     common::park();
 }

@@ -14,50 +14,26 @@ use mpshm::{
 
 fn main() {
     common::run(
-        &[
-            (
-                "stream_arrives_in_order_intact",
-                stream_arrives_in_order_intact,
-            ),
-            ("python_semantics", python_semantics),
-            (
-                "close_wakes_a_blocked_get_elsewhere",
-                close_wakes_a_blocked_get_elsewhere,
-            ),
-            ("roles_are_one_process_each", roles_are_one_process_each),
-            (
-                "killed_producers_are_replaced_mid_stream",
-                killed_producers_are_replaced_mid_stream,
-            ),
-            (
-                "a_killed_consumer_is_replaced",
-                a_killed_consumer_is_replaced,
-            ),
-            (
-                "wrong_type_or_kind_is_refused",
-                wrong_type_or_kind_is_refused,
-            ),
-            (
-                "threads_take_turns_at_one_end",
-                threads_take_turns_at_one_end,
-            ),
-            (
-                "try_calls_never_wait_behind_a_blocked_thread",
-                try_calls_never_wait_behind_a_blocked_thread,
-            ),
-            (
-                "a_peers_death_wakes_a_blocked_call",
-                a_peers_death_wakes_a_blocked_call,
-            ),
+        tests![
+            stream_arrives_in_order_intact,
+            python_semantics,
+            close_wakes_a_blocked_get_elsewhere,
+            roles_are_one_process_each,
+            killed_producers_are_replaced_mid_stream,
+            a_killed_consumer_is_replaced,
+            wrong_type_or_kind_is_refused,
+            threads_take_turns_at_one_end,
+            try_calls_never_wait_behind_a_blocked_thread,
+            a_peers_death_wakes_a_blocked_call
         ],
-        &[
-            ("produce", produce),
-            ("produce_forever", produce_forever),
-            ("hold_producer", hold_producer),
-            ("get_until_closed", get_until_closed),
-            ("consume_forever", consume_forever),
-            ("put_one_and_park", put_one_and_park),
-            ("get_one_and_park", get_one_and_park),
+        routines![
+            produce,
+            produce_forever,
+            hold_producer,
+            get_until_closed,
+            consume_forever,
+            put_one_and_park,
+            get_one_and_park
         ],
     );
 }

@@ -11,57 +11,30 @@ const INCREMENTS: u64 = 100_000;
 
 fn main() {
     common::run(
-        &[
-            (
-                "locked_increments_from_two_processes",
-                locked_increments_from_two_processes,
-            ),
-            (
-                "atomic_increments_from_two_processes",
-                atomic_increments_from_two_processes,
-            ),
-            (
-                "guard_and_locked_updates_lose_nothing",
-                guard_and_locked_updates_lose_nothing,
-            ),
-            ("child_sets_an_f64", child_sets_an_f64),
-            (
-                "wrong_type_is_a_type_mismatch",
-                wrong_type_is_a_type_mismatch,
-            ),
-            (
-                "type_tag_lets_two_names_agree",
-                type_tag_lets_two_names_agree,
-            ),
-            (
-                "same_name_other_fields_is_refused",
-                same_name_other_fields_is_refused,
-            ),
-            ("lock_guard_writes_back", lock_guard_writes_back),
-            (
-                "get_while_holding_guard_is_deadlock",
-                get_while_holding_guard_is_deadlock,
-            ),
-            (
-                "owner_death_poisons_until_marked",
-                owner_death_poisons_until_marked,
-            ),
-            (
-                "panic_in_guard_poisons_without_writing_back",
-                panic_in_guard_poisons_without_writing_back,
-            ),
-            ("atomic_ops", atomic_ops),
-            ("raw_value_across_processes", raw_value_across_processes),
-            ("zero_sized_type_is_refused", zero_sized_type_is_refused),
-            ("handles_are_send_and_sync", handles_are_send_and_sync),
+        tests![
+            locked_increments_from_two_processes,
+            atomic_increments_from_two_processes,
+            guard_and_locked_updates_lose_nothing,
+            child_sets_an_f64,
+            wrong_type_is_a_type_mismatch,
+            type_tag_lets_two_names_agree,
+            same_name_other_fields_is_refused,
+            lock_guard_writes_back,
+            get_while_holding_guard_is_deadlock,
+            owner_death_poisons_until_marked,
+            panic_in_guard_poisons_without_writing_back,
+            atomic_ops,
+            raw_value_across_processes,
+            zero_sized_type_is_refused,
+            handles_are_send_and_sync
         ],
-        &[
-            ("increment_locked", increment_locked),
-            ("increment_atomic", increment_atomic),
-            ("set_pi", set_pi),
-            ("hold_value_lock", hold_value_lock),
-            ("raw_set", raw_set),
-            ("panic_holding_value", panic_holding_value),
+        routines![
+            increment_locked,
+            increment_atomic,
+            set_pi,
+            hold_value_lock,
+            raw_set,
+            panic_holding_value
         ],
     );
 }

@@ -1,38 +1,36 @@
-//! What every bench binary shares: the dispatch to a child role (a bench re-executes itself as
-//! its peer process, with the child kit of the `mpshm` command, `cli/src/kit.rs`), Criterion's
+//! What every bench binary shares: the child-process kit (a bench re-executes itself as its
+//! peer process: `tests/common/child.rs`, the tests' own, included by path), Criterion's
 //! settings, and a closing summary of mean times with the ratio against a baseline measured in
-//! the same run.
+//! the same run; and the small stdio helpers the benches' children use.
+//!
+//! A bench's children talk back on their stderr (`Spawn::control_on_stderr`): their stdin and
+//! stdout are the OS pipe or socket that the baselines measure.
 #![allow(dead_code, reason = "each bench uses a different part")]
 
+#[path = "../../tests/common/child.rs"]
+pub mod child;
+
 use std::cell::RefCell;
+use std::error::Error;
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use criterion::Criterion;
 
-/// The child kit, shared with `mpshm bench`: spawning this binary as a child with a role, its
-/// report lines, raw stdio.
-#[path = "../../cli/src/kit.rs"]
-mod kit;
+pub type Res<T> = Result<T, Box<dyn Error>>;
 
-#[allow(unused_imports, reason = "each bench uses a different part")]
-pub use kit::{Kid, Res, raw_stdin, raw_stdout, read_record, report};
-
-/// Runs `child(role)` when this process was started as a child (it is some bench's peer);
+/// Runs the child routine this process was started for (it is some bench's peer), if any;
 /// otherwise runs `benches` under Criterion, then prints the summary, in which each
 /// benchmark's ratio is `baseline(id)`'s mean over its own.
 pub fn run(
     name: &str,
-    child: fn(&str) -> Res<()>,
+    routines: Vec<child::Routine>,
     benches: fn(&mut Criterion) -> Res<()>,
     baseline: fn(&str) -> String,
 ) {
-    if let Some(role) = kit::role() {
-        if let Err(e) = child(&role) {
-            eprintln!("bench child ({role}): {e}");
-            std::process::exit(1);
-        }
-        return;
-    }
+    child::dispatch(&routines);
     let mut c = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_millis(500))
@@ -83,4 +81,58 @@ fn summary(baseline: fn(&str) -> String) {
         }
         println!("{:-<78}", "");
     });
+}
+
+/// The child for a role written as words, `"name arg1 arg2"`: routine `name` with the rest as
+/// its arguments, talking back on its stderr.
+pub fn spawn_role(role: &str) -> Res<child::Spawn> {
+    let mut words = role.split(' ');
+    let name = words.next().unwrap_or_default();
+    Ok(child::Spawn::new(name, &words.collect::<Vec<_>>())?.control_on_stderr())
+}
+
+/// In a child routine: its outcome; an error is printed and ends the process with status 1,
+/// which the parent's `Child::finish` reports.
+pub fn or_exit(outcome: Res<()>) {
+    if let Err(e) = outcome {
+        eprintln!("bench child: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// `fdecho`, the OS pipe's and the socket's echo child of the benches: echoes 8-byte records
+/// from stdin to stdout, plus one.
+pub fn fdecho(_: &[String]) {
+    or_exit((|| {
+        let (mut input, mut output) = raw_stdio()?;
+        child::ready();
+        let mut buf = [0; 8];
+        while read_record(&mut input, &mut buf)? {
+            output.write_all(&(u64::from_ne_bytes(buf) + 1).to_ne_bytes())?;
+        }
+        Ok(())
+    })());
+}
+
+/// Our stdin and stdout as unbuffered files.
+pub fn raw_stdio() -> Res<(File, File)> {
+    Ok((
+        File::from(std::io::stdin().as_fd().try_clone_to_owned()?),
+        File::from(std::io::stdout().as_fd().try_clone_to_owned()?),
+    ))
+}
+
+/// Fills `buf` with exactly one record: `false` at a clean end of file.
+pub fn read_record(input: &mut File, buf: &mut [u8]) -> Res<bool> {
+    let mut got = 0;
+    while got < buf.len() {
+        match input.read(&mut buf[got..]) {
+            Ok(0) if got == 0 => return Ok(false),
+            Ok(0) => return Err("end of file inside a record".into()),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
 }

@@ -46,10 +46,10 @@ fn mappers() -> BTreeMap<String, BTreeSet<u32>> {
             let Some(path) = line.split_whitespace().nth(5) else {
                 continue;
             };
-            if let Some(name) = path.strip_prefix("/dev/shm/") {
-                if !line.ends_with(" (deleted)") {
-                    out.entry(name.to_owned()).or_default().insert(pid);
-                }
+            if let Some(name) = path.strip_prefix("/dev/shm/")
+                && !line.ends_with(" (deleted)")
+            {
+                out.entry(name.to_owned()).or_default().insert(pid);
             }
         }
     }
@@ -492,23 +492,23 @@ pub fn inspect(name: &str, json: bool) -> Res<ExitCode> {
     for (k, v) in &lines {
         println!("{k:<width$}  {v}");
     }
-    if let Some(ins) = s.inspection() {
-        if !ins.attached.is_empty() {
-            println!();
-            let rows: Vec<[String; 4]> = ins
-                .attached
-                .iter()
-                .map(|a| {
-                    [
-                        role_name(a.role),
-                        a.pid.to_string(),
-                        if a.alive { "yes" } else { "no" }.into(),
-                        if a.armed { "yes" } else { "no" }.into(),
-                    ]
-                })
-                .collect();
-            print_table(&["ATTACHED AS", "PID", "ALIVE", "ARMED"], &rows);
-        }
+    if let Some(ins) = s.inspection()
+        && !ins.attached.is_empty()
+    {
+        println!();
+        let rows: Vec<[String; 4]> = ins
+            .attached
+            .iter()
+            .map(|a| {
+                [
+                    role_name(a.role),
+                    a.pid.to_string(),
+                    if a.alive { "yes" } else { "no" }.into(),
+                    if a.armed { "yes" } else { "no" }.into(),
+                ]
+            })
+            .collect();
+        print_table(&["ATTACHED AS", "PID", "ALIVE", "ARMED"], &rows);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -11,12 +11,12 @@ use serde_json::Value;
 
 fn main() {
     common::run(
-        &[
-            ("a_short_run_prints_json", a_short_run_prints_json),
-            ("streams_and_the_chart", streams_and_the_chart),
-            ("bad_options_are_refused", bad_options_are_refused),
+        tests![
+            a_short_run_prints_json,
+            streams_and_the_chart,
+            bad_options_are_refused
         ],
-        &[],
+        routines![],
     );
 }
 

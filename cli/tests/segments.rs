@@ -14,21 +14,15 @@ use serde_json::Value;
 
 fn main() {
     common::run(
-        &[
-            ("ls_and_inspect_show_who_is_attached", ls_and_inspect),
-            (
-                "gc_collects_orphans_and_keeps_the_used",
-                gc_collects_orphans,
-            ),
-            ("rm_refuses_a_file_without_a_header", rm_refuses_foreign),
-            ("other_layout_versions_are_shown_as_such", other_versions),
-            ("every_kind_is_listed_and_inspected", every_kind),
-            (
-                "damaged_and_foreign_files_are_refused_not_panicked_on",
-                damaged_and_foreign,
-            ),
+        tests![
+            ls_and_inspect_show_who_is_attached,
+            gc_collects_orphans_and_keeps_the_used,
+            rm_refuses_a_file_without_a_header,
+            other_layout_versions_are_shown_as_such,
+            every_kind_is_listed_and_inspected,
+            damaged_and_foreign_files_are_refused_not_panicked_on
         ],
-        &[("make_and_wait", make_and_wait)],
+        routines![make_and_wait],
     );
 }
 
@@ -73,7 +67,7 @@ fn me() -> u64 {
     u64::from(std::process::id())
 }
 
-fn ls_and_inspect() {
+fn ls_and_inspect_show_who_is_attached() {
     let q = name("q");
     let queue = mpshm::Queue::<u64>::create(&q, 8).expect("create");
     queue.put(5).expect("put");
@@ -150,7 +144,7 @@ fn make_and_wait(args: &[String]) {
     common::park();
 }
 
-fn gc_collects_orphans() {
+fn gc_collects_orphans_and_keeps_the_used() {
     let prefix = name("gc");
     let orphan = format!("{prefix}-orphan");
     let mapped = format!("{prefix}-mapped");
@@ -220,7 +214,7 @@ fn gc_collects_orphans() {
     assert!(!exists(&mapped) && !exists(&attached) && exists(&live));
 }
 
-fn rm_refuses_foreign() {
+fn rm_refuses_a_file_without_a_header() {
     let foreign = name("foreign");
     let path = std::path::Path::new("/dev/shm").join(&foreign);
     std::fs::write(&path, b"not a segment").expect("write");
@@ -247,7 +241,7 @@ fn rm_refuses_foreign() {
     assert!(!mpshm(&["rm", &seg]).status.success(), "gone already");
 }
 
-fn other_versions() {
+fn other_layout_versions_are_shown_as_such() {
     let n = name("ver");
     let v = mpshm::Value::<u64>::create(&n, 1).expect("create");
     let set_version = |version: u32| {
@@ -287,7 +281,7 @@ type Maker = fn(&str) -> Box<dyn std::any::Any>;
 
 /// One segment of every kind, made by this process: each listed by `ls` and inspected by
 /// `inspect` under its kind, its state read (no error), this process named as its creator.
-fn every_kind() {
+fn every_kind_is_listed_and_inspected() {
     let kinds: [(&str, Maker); 17] = [
         ("value", |n| {
             Box::new(mpshm::Value::<u64>::create(n, 1).expect("create"))
@@ -402,7 +396,7 @@ fn scribble(n: &str, offset: u64, bytes: &[u8]) {
 /// A segment whose geometry no opener would accept is shown as damaged with the library's
 /// reason; a file without a header is refused by `inspect` with an error, and left out of
 /// `ls`; a header of random bytes behind a valid magic and version makes no command panic.
-fn damaged_and_foreign() {
+fn damaged_and_foreign_files_are_refused_not_panicked_on() {
     // The queue's capacity (the header's first parameter, at 88) made absurd.
     let q = name("dmg");
     let queue = mpshm::Queue::<u64>::create(&q, 4).expect("create");

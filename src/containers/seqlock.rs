@@ -22,10 +22,7 @@ use loom::sync::atomic::fence;
 #[cfg(not(loom))]
 use std::sync::atomic::fence;
 
-#[cfg(loom)]
-use loom::hint::spin_loop;
-#[cfg(not(loom))]
-use std::hint::spin_loop;
+use crate::wait::Backoff;
 
 /// Starts a write; the caller holds the writers' lock. Returns the odd sequence to hand to
 /// [`end_write`]. A sequence left odd by a writer that died stays odd (the repair that follows
@@ -61,7 +58,8 @@ pub(crate) fn writing(seq: &AtomicU64) -> bool {
 /// found before this returns it: a copy that overlapped a write is thrown away.
 #[inline]
 pub(crate) fn read<T>(seq: &AtomicU64, tries: u32, mut read: impl FnMut() -> T) -> Option<T> {
-    for _ in 0..tries {
+    let mut backoff = Backoff::new();
+    while backoff.steps() < tries {
         // Acquire: pairs with the Release store in `end_write`.
         let before = seq.load(Ordering::Acquire);
         if before & 1 == 0 {
@@ -73,7 +71,7 @@ pub(crate) fn read<T>(seq: &AtomicU64, tries: u32, mut read: impl FnMut() -> T) 
                 return Some(v);
             }
         }
-        spin_loop();
+        backoff.spin();
     }
     None
 }

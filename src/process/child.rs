@@ -228,11 +228,11 @@ fn run(spec: &Spec) -> i32 {
         name: spec.name.clone(),
         parent_name: spec.parent_name.clone(),
     });
-    if spec.daemon {
-        if let Err(e) = sys::die_with_parent(spec.parent) {
-            eprintln!("mpshm: cannot ask to die with the parent: {e}");
-            return EXIT_SETUP;
-        }
+    if spec.daemon
+        && let Err(e) = sys::die_with_parent(spec.parent)
+    {
+        eprintln!("mpshm: cannot ask to die with the parent: {e}");
+        return EXIT_SETUP;
     }
     let chan = match Channel::open(&spec.channel) {
         Ok(c) => c,

@@ -126,10 +126,10 @@ impl Chunker {
     }
 
     fn seal(&mut self) {
-        if let Some(c) = self.current.take() {
-            if c.items > 0 {
-                self.chunks.push(c);
-            }
+        if let Some(c) = self.current.take()
+            && c.items > 0
+        {
+            self.chunks.push(c);
         }
     }
 
@@ -364,7 +364,8 @@ impl<R: Send + 'static, T: Send + 'static> Outcome<T> for Collect<R, T> {
         // Results of short tasks follow each other within microseconds: look a while before
         // sleeping, since a sleep costs the pool's thread a wake-up call and this thread a
         // context switch for every result.
-        for round in 0..SPIN_ROUNDS {
+        let mut backoff = crate::wait::Backoff::new();
+        while backoff.steps() < SPIN_ROUNDS {
             // Acquire: pairs with the Release store in `finish`.
             if self.ready.load(Ordering::Acquire) {
                 return true;
@@ -372,13 +373,7 @@ impl<R: Send + 'static, T: Send + 'static> Outcome<T> for Collect<R, T> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
-            if round < 6 {
-                for _ in 0..(1u32 << round) {
-                    std::hint::spin_loop();
-                }
-            } else {
-                std::thread::yield_now();
-            }
+            backoff.snooze();
         }
         let mut st = lock(&self.st);
         while !st.ready {

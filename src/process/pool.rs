@@ -502,10 +502,10 @@ impl<W: Workers> Pool<W> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
-        if let Some(h) = handle {
-            if h.join().is_err() {
-                self.engine.kill_all();
-            }
+        if let Some(h) = handle
+            && h.join().is_err()
+        {
+            self.engine.kill_all();
         }
     }
 

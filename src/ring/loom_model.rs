@@ -5,8 +5,9 @@
 //! `LOOM_MAX_PREEMPTIONS` says otherwise; the largest model is `#[ignore]`d, run it with
 //! `-- --ignored`).
 //!
-//! Under loom the futex is a model mutex and condition variable (see `futex_wait` in `ring.rs`):
-//! a waiter really blocks, so a lost wake-up is a deadlock, which loom reports. Message bytes are
+//! Under loom the futex is a model mutex and condition variable (see `wait/futex.rs`): a waiter
+//! really blocks until its own word is woken, so a lost wake-up is a deadlock, which loom
+//! reports. Message bytes are
 //! copied word by word with Relaxed atomics, so a missing happens-before edge shows up as a
 //! stale message. Every model thread uses the same pid, which counts as alive: nothing is
 //! reclaimed.
@@ -14,7 +15,9 @@
 use loom::sync::Arc;
 use loom::thread;
 
-use super::*;
+use super::RingError;
+use super::mpmc::{HeapRing, TryGet, read_data};
+use crate::sync::atomic::AtomicU64;
 
 const ME: u32 = 1;
 
@@ -66,7 +69,7 @@ fn two_producers_one_consumer(cap: usize, per: [u8; 2]) {
                 "{got:?}"
             );
         }
-        assert_eq!(r.try_get(&mut read2), TryGet::Empty { stuck: None });
+        assert_eq!(r.try_get(&mut read2), TryGet::Empty { claimed: None });
         assert_eq!((r.len(), r.lost()), (0, 0));
     });
 }
@@ -128,7 +131,7 @@ fn one_producer_alone_one_consumer_alone() {
 }
 
 /// A producer that spins before it sleeps, so that a full ring of four makes it wait for a batch
-/// of two (`Refill`) first: no message lost or stuck, whatever the interleaving.
+/// of two (`BatchWait`) first: no message lost or stuck, whatever the interleaving.
 #[test]
 fn a_spinning_producer_refills_in_batches() {
     one_producer_one_consumer(4, 6, 2);
@@ -157,7 +160,7 @@ fn close_wakes_a_blocked_getter() {
             thread::spawn(move || h.ring(ME).get(&mut read2, None, 0))
         };
         h.ring(ME).close();
-        assert_eq!(getter.join().expect("getter"), Err(Fail::Closed));
+        assert_eq!(getter.join().expect("getter"), Err(RingError::Closed));
     });
 }
 
@@ -178,7 +181,7 @@ fn close_drains_then_fails() {
         r.close();
         assert_eq!(
             getter.join().expect("getter"),
-            (Ok([7, 8]), Err(Fail::Closed))
+            (Ok([7, 8]), Err(RingError::Closed))
         );
     });
 }
@@ -194,7 +197,7 @@ fn close_wakes_a_blocked_putter() {
             thread::spawn(move || h.ring(ME).put(&[2, 2], None, 0))
         };
         h.ring(ME).close();
-        assert_eq!(putter.join().expect("putter"), Err(Fail::Closed));
+        assert_eq!(putter.join().expect("putter"), Err(RingError::Closed));
         assert_eq!(h.ring(ME).len(), 1);
     });
 }

@@ -7,7 +7,7 @@
 //! the counter.
 //!
 //! `AtomicU32`, `AtomicU64` and `Ordering` re-exported here are std's, or loom's under
-//! `--cfg loom`, so that the ring (`ring.rs`) can be model checked on heap memory (as crossbeam
+//! `--cfg loom`, so that the rings (`ring/`) can be model checked on heap memory (as crossbeam
 //! does with its `primitive` module). Code that maps these types onto shared memory must use
 //! std's directly: loom's atomics are handles into the model, not words in memory.
 

@@ -21,10 +21,11 @@ use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
 use crate::error::{BarrierError, BreakCause};
-use crate::sync::Patience;
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
-use crate::sync::park::{EnterError, Entered, Inside, StateLock, futex_wake};
+use crate::sync::park::{EnterError, Entered, Inside, StateLock};
 use crate::sync::records::{Member, Records, Woke};
+use crate::wait::Deadline;
+use crate::wait::futex::futex_wake;
 
 /// The largest number of parties.
 pub const BARRIER_MAX_PARTIES: u32 = 1 << 30;
@@ -123,8 +124,8 @@ pub(crate) struct BarrierCore<'a, L: StateLock> {
 impl<'a, L: StateLock> BarrierCore<'a, L> {
     /// Enters the state lock. A holder that died inside left no half-made state that matters
     /// (see the module docs), but may have ended a generation without waking anyone.
-    pub(crate) fn enter(&self, patience: Patience) -> Result<Inside<'a, L>, EnterError> {
-        let (inside, how) = Inside::enter(self.lock, patience)?;
+    pub(crate) fn enter(&self, until: Deadline) -> Result<Inside<'a, L>, EnterError> {
+        let (inside, how) = Inside::enter(self.lock, until)?;
         if how == Entered::Repair {
             self.bump();
         }
@@ -178,7 +179,7 @@ impl<'a, L: StateLock> BarrierCore<'a, L> {
         // The state lock is held for a few stores at a time: wait for it whatever the deadline,
         // as Python waits for the condition's lock, so that a party that times out can break
         // the barrier rather than leave the others waiting for it.
-        let mut inside = self.enter(Patience::Forever).map_err(enter_error)?;
+        let mut inside = self.enter(Deadline::Never).map_err(enter_error)?;
         if let Some(d) = self.records.data(me.index) {
             d.fetch_or(PARTY, Relaxed);
         }
@@ -194,7 +195,7 @@ impl<'a, L: StateLock> BarrierCore<'a, L> {
             let seen = self.ctl.seq.load(Relaxed);
             drop(inside);
             let woke = self.records.sleep(&self.ctl.seq, seen, deadline);
-            inside = self.enter(Patience::Forever).map_err(enter_error)?;
+            inside = self.enter(Deadline::Never).map_err(enter_error)?;
             match woke {
                 Woke::Death => self.reclaim_dead(),
                 Woke::TimedOut if self.ctl.state.load(Relaxed) == st => {
@@ -211,7 +212,7 @@ impl<'a, L: StateLock> BarrierCore<'a, L> {
             if let Some(action) = action {
                 drop(inside);
                 let ran = std::panic::catch_unwind(AssertUnwindSafe(action));
-                inside = self.enter(Patience::Forever).map_err(enter_error)?;
+                inside = self.enter(Deadline::Never).map_err(enter_error)?;
                 if let Err(panic) = ran {
                     if gen_of(self.ctl.state.load(Relaxed)) == g {
                         self.break_with(BreakCause::ActionPanicked);
@@ -235,7 +236,7 @@ impl<'a, L: StateLock> BarrierCore<'a, L> {
             let seen = self.ctl.seq.load(Relaxed);
             drop(inside);
             let woke = self.records.sleep(&self.ctl.seq, seen, deadline);
-            inside = self.enter(Patience::Forever).map_err(enter_error)?;
+            inside = self.enter(Deadline::Never).map_err(enter_error)?;
             if woke == Woke::Death {
                 self.reclaim_dead();
             }
@@ -251,7 +252,7 @@ impl<'a, L: StateLock> BarrierCore<'a, L> {
 
     /// Breaks the barrier (Python's `abort`).
     pub(crate) fn abort(&self) -> Result<(), BarrierError> {
-        let _inside = self.enter(Patience::Forever).map_err(enter_error)?;
+        let _inside = self.enter(Deadline::Never).map_err(enter_error)?;
         self.break_with(BreakCause::Aborted);
         Ok(())
     }
@@ -259,7 +260,7 @@ impl<'a, L: StateLock> BarrierCore<'a, L> {
     /// Makes the barrier whole and empty again; parties waiting in it fail with `Reset` (or
     /// with what broke it).
     pub(crate) fn reset(&self) -> Result<(), BarrierError> {
-        let _inside = self.enter(Patience::Forever).map_err(enter_error)?;
+        let _inside = self.enter(Deadline::Never).map_err(enter_error)?;
         let st = self.ctl.state.load(Relaxed);
         let g = gen_of(st);
         if st & BROKEN == 0 {
@@ -503,7 +504,7 @@ mod handle {
         fn member(&self) -> Option<Member> {
             let core = self.core();
             core.records.claim_locked(
-                || core.enter(Patience::Forever).ok(),
+                || core.enter(Deadline::Never).ok(),
                 |me, prev| core.take_over(me, prev),
             )
         }

@@ -30,8 +30,8 @@ use crate::sync::atomic::{
     AtomicU32, AtomicU64,
     Ordering::{AcqRel, Acquire, Relaxed, Release},
 };
-use crate::sync::park::futex_wake;
 use crate::sync::records::{Member, Records, Woke};
+use crate::wait::futex::futex_wake;
 
 /// The words of a condition, as stored after its lock area.
 #[repr(C)]
@@ -288,7 +288,7 @@ impl CondLock for crate::sync::park::ModelLock {
 
     fn retake(&self, depth: u32) -> io::Result<bool> {
         for _ in 0..depth {
-            let _ = crate::sync::park::StateLock::enter(self, crate::sync::Patience::Forever);
+            let _ = crate::sync::park::StateLock::enter(self, crate::wait::Deadline::Never);
         }
         Ok(false)
     }

@@ -13,8 +13,9 @@
 use std::time::Instant;
 
 use crate::sync::atomic::{AtomicU32, Ordering::SeqCst};
-use crate::sync::park::{fence, futex_wake};
+use crate::sync::park::fence;
 use crate::sync::records::{Records, Woke};
+use crate::wait::futex::futex_wake;
 
 /// The words of an event, as stored at the start of its payload.
 #[repr(C)]

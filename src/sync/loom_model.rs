@@ -16,7 +16,6 @@ use loom::sync::atomic::AtomicBool;
 use loom::thread;
 use std::time::Instant;
 
-use super::Patience;
 use super::atomic::Ordering::{Relaxed, SeqCst};
 use super::barrier::{BarrierCore, BarrierCtl, PARTY};
 use super::condition::{CondCore, CondCtl, NOTIFIED, Slot};
@@ -25,6 +24,7 @@ use super::park::{ModelLock, StateLock};
 use super::records::{MODEL_DEAD_PID, Member, ModelRecord, Records};
 use super::semaphore::{SemCore, SemCtl, halves, word};
 use crate::error::{AcquireError, BarrierError, BreakCause};
+use crate::wait::Deadline;
 
 /// Runs `f` under loom, two preemptions deep unless `LOOM_MAX_PREEMPTIONS` says otherwise.
 fn model(f: impl Fn() + Send + Sync + 'static) {
@@ -105,7 +105,7 @@ fn semaphore_one_permit_two_threads() {
                 thread::spawn(move || {
                     let me = member(&sem.records, i);
                     let core = sem.core();
-                    core.acquire(me, Patience::Forever, None).expect("acquire");
+                    core.acquire(me, Deadline::Never, None).expect("acquire");
                     assert!(!inside.swap(true, SeqCst), "two holders of one permit");
                     inside.store(false, SeqCst);
                     core.give_back(me);
@@ -131,7 +131,7 @@ fn semaphore_timeout_races_release() {
             thread::spawn(move || {
                 let me = member(&sem.records, 0);
                 let now = Instant::now();
-                let got = sem.core().acquire(me, Patience::Until(now), Some(now));
+                let got = sem.core().acquire(me, Deadline::At(now), Some(now));
                 assert!(matches!(got, Ok(()) | Err(AcquireError::Timeout)));
                 got.is_ok()
             })
@@ -161,7 +161,7 @@ fn semaphore_dead_holders_permit_returns() {
                 thread::spawn(move || {
                     let me = member(&sem.records, i);
                     sem.core()
-                        .acquire(me, Patience::Forever, None)
+                        .acquire(me, Deadline::Never, None)
                         .expect("acquire");
                 })
             })
@@ -267,7 +267,7 @@ impl HeapCond {
     }
 
     fn lock(&self) {
-        self.lock.enter(Patience::Forever).expect("model lock");
+        self.lock.enter(Deadline::Never).expect("model lock");
     }
 
     fn unlock(&self) {

@@ -18,7 +18,6 @@ pub(crate) mod atomic;
 mod barrier;
 mod condition;
 mod event;
-pub(crate) mod fence;
 mod lock;
 #[cfg(all(test, loom))]
 mod loom_model;
@@ -54,6 +53,7 @@ pub use semaphore::{
 use crate::error::{AccessError, LockError};
 use crate::segment::Segment;
 use crate::sys::{self, LockFail, Locked, RobustMutex};
+use crate::wait::Backoff;
 
 /// How many times `acquire` retries a busy lock before it blocks in the kernel. Critical sections
 /// guarded by these locks are a few hundred nanoseconds; sleeping costs two syscalls and a
@@ -85,35 +85,6 @@ pub(crate) fn inspect(seg: &Segment) -> Result<crate::inspect::Found, String> {
         Kind::Condition => condition::inspect(seg),
         Kind::Barrier => barrier::inspect(seg),
         other => Err(format!("a {other} is not of the synchronisation family")),
-    }
-}
-
-/// How long an operation may wait for another thread to leave what it needs.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Patience {
-    /// Not at all: the `try_` operations must never wait.
-    None,
-    /// Until then.
-    Until(Instant),
-    /// As long as it takes.
-    Forever,
-}
-
-impl Patience {
-    /// Until `deadline`, or forever for `None`.
-    #[inline]
-    pub(crate) fn until(deadline: Option<Instant>) -> Patience {
-        deadline.map_or(Patience::Forever, Patience::Until)
-    }
-
-    /// Whether it has run out (reads the clock only for `Until`).
-    #[inline]
-    pub(crate) fn spent(self) -> bool {
-        match self {
-            Patience::None => true,
-            Patience::Until(t) => Instant::now() >= t,
-            Patience::Forever => false,
-        }
     }
 }
 
@@ -168,9 +139,10 @@ impl<'a> RawLock<'a> {
         }
     }
 
-    /// Spins briefly on `try_lock`; gives back the last failure if the lock stayed busy.
+    /// Spins briefly on `try_lock`; `None` if the lock stayed busy.
     fn spin(self, deadline: Option<Instant>) -> Option<Result<Locked, LockFail>> {
-        for i in 0..SPIN_TRIES {
+        let mut backoff = Backoff::new();
+        while backoff.steps() < SPIN_TRIES {
             match self.mutex.try_lock() {
                 Err(LockFail::Busy) => {}
                 other => return Some(other),
@@ -178,9 +150,7 @@ impl<'a> RawLock<'a> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 return None;
             }
-            for _ in 0..(1u32 << i.min(6)) {
-                std::hint::spin_loop();
-            }
+            backoff.spin();
         }
         None
     }

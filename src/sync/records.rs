@@ -61,7 +61,9 @@ mod real {
     use std::time::{Duration, Instant};
 
     use super::{Member, Woke};
-    use crate::attach::{Attached, Attachment, Holder, Table, Watch, my_word, table_size};
+    use crate::attach::{
+        Attached, Attachment, DeadHolders, Holder, Table, Watch, my_word, table_size,
+    };
     use crate::segment::Segment;
     use crate::wait::{Bump, WaitSet};
 
@@ -98,14 +100,18 @@ mod real {
         }
     }
 
+    /// A record with a data word keeps its dead holder's word until the primitive has returned
+    /// what the word says it held.
+    fn dead_holders(data: RecordData) -> DeadHolders {
+        match data {
+            RecordData::Words => DeadHolders::Keep,
+            RecordData::Nothing => DeadHolders::Free,
+        }
+    }
+
     /// The table of attachment records of [`Records::at`]'s `seg`, `off`, `n` and `data`.
     pub(crate) fn table(seg: &Segment, off: usize, n: usize, data: RecordData) -> Table<'_> {
-        Table::at(
-            seg,
-            off + data_bytes(n, data),
-            n,
-            data == RecordData::Nothing,
-        )
+        Table::at(seg, off + data_bytes(n, data), n, dead_holders(data))
     }
 
     /// What [`Records::claim`] found.
@@ -327,7 +333,7 @@ mod model {
 
     use super::{Member, Woke};
     use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
-    use crate::sync::park::futex_wait;
+    use crate::wait::futex::futex_wait;
 
     /// The pid that the models stage as a dead process: above any pid Linux hands out.
     pub(crate) const MODEL_DEAD_PID: u32 = 4_000_000;

@@ -20,10 +20,11 @@
 use std::time::Instant;
 
 use crate::error::{AcquireError, ReleaseError};
-use crate::sync::Patience;
 use crate::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::Release};
-use crate::sync::park::{EnterError, Entered, Inside, StateLock, futex_wake};
+use crate::sync::park::{EnterError, Entered, Inside, StateLock};
 use crate::sync::records::{Member, Records, Woke};
+use crate::wait::Deadline;
+use crate::wait::futex::futex_wake;
 
 /// The largest count a semaphore holds (`SEM_VALUE_MAX` on Linux).
 pub const SEMAPHORE_MAX: u32 = i32::MAX as u32;
@@ -93,8 +94,8 @@ pub(crate) struct SemCore<'a, L: StateLock> {
 
 impl<'a, L: StateLock> SemCore<'a, L> {
     /// Enters the state lock, first finishing the update of a holder that died inside.
-    fn enter(&self, patience: Patience) -> Result<Inside<'a, L>, EnterError> {
-        let (inside, how) = Inside::enter(self.lock, patience)?;
+    fn enter(&self, until: Deadline) -> Result<Inside<'a, L>, EnterError> {
+        let (inside, how) = Inside::enter(self.lock, until)?;
         if how == Entered::Repair {
             self.repair();
         }
@@ -157,15 +158,15 @@ impl<'a, L: StateLock> SemCore<'a, L> {
         halves(self.ctl.state.load(Relaxed)).0
     }
 
-    /// Takes a permit for `me`, waiting as `patience` allows (`deadline` is its end).
+    /// Takes a permit for `me`, waiting for it until `until` (at `deadline`, if any).
     pub(crate) fn acquire(
         &self,
         me: Member,
-        patience: Patience,
+        until: Deadline,
         deadline: Option<Instant>,
     ) -> Result<(), AcquireError> {
-        let gave_up = || match patience {
-            Patience::None => AcquireError::WouldBlock,
+        let gave_up = || match until {
+            Deadline::Now => AcquireError::WouldBlock,
             _ => AcquireError::Timeout,
         };
         // Whether this thread is counted among the waiters (in `state` and in its record).
@@ -173,7 +174,7 @@ impl<'a, L: StateLock> SemCore<'a, L> {
         let mut reclaim = false;
         loop {
             // A counted waiter must get back in to uncount itself, deadline or not.
-            let inside = match self.enter(if counted { Patience::Forever } else { patience }) {
+            let inside = match self.enter(if counted { Deadline::Never } else { until }) {
                 Ok(inside) => inside,
                 Err(EnterError::Busy) => return Err(gave_up()),
                 Err(EnterError::Os(e)) => return Err(AcquireError::Os(e)),
@@ -197,7 +198,7 @@ impl<'a, L: StateLock> SemCore<'a, L> {
                 });
                 return Ok(());
             }
-            if patience.spent() {
+            if until.passed() {
                 if counted {
                     self.commit(Update {
                         record: Some((me.index, word(mine, sleeping.saturating_sub(1)))),
@@ -238,7 +239,7 @@ impl<'a, L: StateLock> SemCore<'a, L> {
 
     /// Returns a permit `me` holds through a guard.
     pub(crate) fn give_back(&self, me: Member) {
-        let Ok(inside) = self.enter(Patience::Forever) else {
+        let Ok(inside) = self.enter(Deadline::Never) else {
             return; // The lock is corrupt: nothing can be returned to it.
         };
         let (mine, sleeping) = halves(self.data(me));
@@ -260,7 +261,7 @@ impl<'a, L: StateLock> SemCore<'a, L> {
 
     /// Drops a permit `me` holds from the books: it is neither returned nor recovered.
     pub(crate) fn forget(&self, me: Member) {
-        let Ok(_inside) = self.enter(Patience::Forever) else {
+        let Ok(_inside) = self.enter(Deadline::Never) else {
             return;
         };
         let (mine, sleeping) = halves(self.data(me));
@@ -276,7 +277,7 @@ impl<'a, L: StateLock> SemCore<'a, L> {
 
     /// Adds a permit that no guard held (Python's `release`).
     pub(crate) fn release(&self) -> Result<(), ReleaseError> {
-        let inside = self.enter(Patience::Forever).map_err(|e| match e {
+        let inside = self.enter(Deadline::Never).map_err(|e| match e {
             EnterError::Os(e) => ReleaseError::Os(e),
             EnterError::Busy => unreachable!("an unbounded wait never gives up"),
         })?;
@@ -350,7 +351,7 @@ impl<'a, L: StateLock> SemCore<'a, L> {
     /// Returns the permits of guards that were leaked through `me` (as a death would), before
     /// its record is given back.
     pub(crate) fn leave(&self, me: Member) {
-        if let Ok(_inside) = self.enter(Patience::Forever) {
+        if let Ok(_inside) = self.enter(Deadline::Never) {
             let returned = self.return_data(me);
             self.wake_all_if_waiting(returned);
         }
@@ -590,20 +591,20 @@ mod handle {
         fn member(&self) -> Option<Member> {
             let core = self.core();
             core.records.claim_locked(
-                || core.enter(Patience::Forever).ok(),
+                || core.enter(Deadline::Never).ok(),
                 |me, _| core.take_over(me),
             )
         }
 
         fn acquire_within(
             &self,
-            patience: Patience,
+            until: Deadline,
             deadline: Option<Instant>,
         ) -> Result<SemaphoreGuard<'_>, AcquireError> {
             let me = self
                 .member()
                 .ok_or(AcquireError::TooManyProcesses { max: self.records })?;
-            self.core().acquire(me, patience, deadline)?;
+            self.core().acquire(me, until, deadline)?;
             Ok(SemaphoreGuard {
                 handle: self,
                 me,
@@ -620,7 +621,7 @@ mod handle {
         /// [`AcquireError::TooManyProcesses`] in a forked child that found no free record,
         /// [`AcquireError::Os`] when the segment was overwritten.
         pub fn acquire(&self) -> Result<SemaphoreGuard<'_>, AcquireError> {
-            self.inner.acquire_within(Patience::Forever, None)
+            self.inner.acquire_within(Deadline::Never, None)
         }
 
         /// Takes a permit only if one is free now.
@@ -629,7 +630,7 @@ mod handle {
         ///
         /// [`AcquireError::WouldBlock`], or as [`acquire`](Self::acquire).
         pub fn try_acquire(&self) -> Result<SemaphoreGuard<'_>, AcquireError> {
-            self.inner.acquire_within(Patience::None, None)
+            self.inner.acquire_within(Deadline::Now, None)
         }
 
         /// Takes a permit, waiting at most `timeout` (on the monotonic clock).
@@ -642,8 +643,8 @@ mod handle {
             timeout: Duration,
         ) -> Result<SemaphoreGuard<'_>, AcquireError> {
             match Instant::now().checked_add(timeout) {
-                Some(t) => self.inner.acquire_within(Patience::Until(t), Some(t)),
-                None => self.inner.acquire_within(Patience::Forever, None),
+                Some(t) => self.inner.acquire_within(Deadline::At(t), Some(t)),
+                None => self.inner.acquire_within(Deadline::Never, None),
             }
         }
 

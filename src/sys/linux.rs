@@ -146,10 +146,10 @@ pub(crate) fn shm_names() -> io::Result<Vec<String>> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(SHM_DIR)? {
         let entry = entry?;
-        if entry.file_type()?.is_file() {
-            if let Some(name) = entry.file_name().to_str() {
-                names.push(name.to_owned());
-            }
+        if entry.file_type()?.is_file()
+            && let Some(name) = entry.file_name().to_str()
+        {
+            names.push(name.to_owned());
         }
     }
     Ok(names)
@@ -412,7 +412,8 @@ const KIND_OFFSET: usize = 16;
 const _: () = assert!(KIND_OFFSET + 4 <= std::mem::size_of::<libc::pthread_mutex_t>());
 
 /// The `__kind` words that `init` writes, `[error-checking, recursive]`, read off mutexes
-/// initialised here; 0 if initialisation failed (no real mutex has kind 0 with these attributes).
+/// initialised here; 0 if initialisation failed, or if the C library's mutex is not laid out as
+/// this module reads it (see [`layout_holds`]): no real mutex has kind 0 with these attributes.
 fn expected_kinds() -> [i32; 2] {
     static KINDS: std::sync::OnceLock<[i32; 2]> = std::sync::OnceLock::new();
     *KINDS.get_or_init(|| {
@@ -421,12 +422,57 @@ fn expected_kinds() -> [i32; 2] {
                 inner: UnsafeCell::new(zeroed_mutex()),
             };
             // SAFETY: `m` is a local no one else can see.
-            match unsafe { m.init(recursive) } {
-                Ok(()) => m.kind_word(),
-                Err(_) => 0,
+            match unsafe { m.init_unchecked(recursive) } {
+                Ok(()) if layout_holds(&m, recursive) => m.kind_word(),
+                _ => 0,
             }
         })
     })
+}
+
+/// Whether the C library's `pthread_mutex_t` keeps what this module reads where it reads it,
+/// tried on `m`, a fresh mutex of this thread's own: locked, its lock word (offset 0) names this
+/// thread and its type word (offset [`KIND_OFFSET`]) is set; a recursive one locked twice counts
+/// 2 at [`COUNT_OFFSET`]. glibc on 64-bit Linux passes; another layout fails here rather than
+/// have a segment's mutex misread.
+fn layout_holds(m: &RobustMutex, recursive: bool) -> bool {
+    let base = m.inner.get().cast::<u8>();
+    let word = |offset: usize| {
+        // SAFETY: both offsets lie inside the mutex (the const assertions on them) and are
+        // 4-aligned; `m` is this thread's own.
+        unsafe { std::sync::atomic::AtomicU32::from_ptr(base.wrapping_add(offset).cast()) }
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    // SAFETY: `m` was initialised by `init` and is used by this thread alone; every lock below is
+    // undone before returning.
+    unsafe {
+        if libc::pthread_mutex_lock(m.inner.get()) != 0 {
+            return false;
+        }
+        let mut holds = word(0) & FUTEX_TID_MASK == current_tid() && m.kind_word() != 0;
+        // Locked again only if it proved to be the mutex it was made as: a mutex of another
+        // kind would deadlock here.
+        if recursive && holds {
+            if libc::pthread_mutex_lock(m.inner.get()) != 0 {
+                libc::pthread_mutex_unlock(m.inner.get());
+                return false;
+            }
+            holds &= word(COUNT_OFFSET) == 2;
+            libc::pthread_mutex_unlock(m.inner.get());
+        }
+        libc::pthread_mutex_unlock(m.inner.get());
+        holds && word(0) & FUTEX_TID_MASK == 0
+    }
+}
+
+/// What a lock call on a platform whose mutex layout is not the expected one gets.
+#[cold]
+fn unsupported_layout() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "this C library's pthread_mutex_t is not laid out as mpshm reads it: mpshm needs glibc \
+         on a 64-bit Linux target",
+    )
 }
 
 fn zeroed_mutex() -> libc::pthread_mutex_t {
@@ -444,13 +490,28 @@ fn check(rc: libc::c_int) -> io::Result<()> {
 }
 
 impl RobustMutex {
-    /// Initialises the mutex: robust, process-shared, error-checking or recursive.
+    /// Initialises the mutex: robust, process-shared, error-checking or recursive. Fails with
+    /// `ErrorKind::Unsupported` where the C library's mutex is not laid out as this module
+    /// reads it.
     ///
     /// # Safety
     ///
     /// No other thread or process may use the mutex while it is initialised: the caller has just
     /// created the memory and has not yet published it.
     pub(crate) unsafe fn init(&self, recursive: bool) -> io::Result<()> {
+        if expected_kinds() == [0, 0] {
+            return Err(unsupported_layout());
+        }
+        // SAFETY: the caller's promise, passed on.
+        unsafe { self.init_unchecked(recursive) }
+    }
+
+    /// [`init`](Self::init) without the layout check (which runs it on a mutex of its own).
+    ///
+    /// # Safety
+    ///
+    /// As for [`init`](Self::init).
+    unsafe fn init_unchecked(&self, recursive: bool) -> io::Result<()> {
         let mut attr = MaybeUninit::<libc::pthread_mutexattr_t>::uninit();
         let kind = if recursive {
             libc::PTHREAD_MUTEX_RECURSIVE
@@ -500,12 +561,16 @@ impl RobustMutex {
         want != 0 && self.kind_word() == want
     }
 
-    /// Refuses a mutex whose type word is not one `init` writes (a corrupted segment).
+    /// Refuses a mutex whose type word is not one `init` writes (a corrupted segment), and every
+    /// mutex where the C library's layout is not the expected one.
     #[inline]
     fn checked(&self) -> Result<(), LockFail> {
         let kind = self.kind_word();
-        if kind != 0 && expected_kinds().contains(&kind) {
+        let expected = expected_kinds();
+        if kind != 0 && expected.contains(&kind) {
             Ok(())
+        } else if expected == [0, 0] {
+            Err(LockFail::Os(unsupported_layout()))
         } else {
             Err(corrupt_kind(kind))
         }
@@ -1144,9 +1209,35 @@ pub(crate) fn wait_for_exit(pid: u32, start_time: u64, timeout: Duration) -> boo
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(miri)))]
 mod tests {
     use super::*;
+
+    /// glibc on this machine keeps the lock word, the count and the type word where this module
+    /// reads them; a mutex with other bytes there fails the same check.
+    #[test]
+    fn the_mutex_layout_is_checked() {
+        assert!(
+            expected_kinds().iter().all(|&k| k != 0),
+            "{:?}",
+            expected_kinds()
+        );
+        for recursive in [false, true] {
+            let m = RobustMutex {
+                inner: UnsafeCell::new(zeroed_mutex()),
+            };
+            // SAFETY: `m` is a local no one else can see.
+            unsafe { m.init(recursive) }.expect("init");
+            assert!(layout_holds(&m, recursive));
+            assert!(m.kind_ok(recursive));
+        }
+        // A "mutex" whose type word names no robust kind: the lock word is never set to this
+        // thread, as a C library with another layout would leave it.
+        let plain = RobustMutex {
+            inner: UnsafeCell::new(zeroed_mutex()),
+        };
+        assert!(!layout_holds(&plain, true));
+    }
 
     /// The system calls that stand in for the cache where it is gone read what the cache
     /// holds, on the main thread, on another, and in a forked child.

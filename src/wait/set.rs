@@ -13,6 +13,7 @@ use std::sync::atomic::AtomicU32;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::time::{Duration, Instant};
 
+use super::eventcount::{EventCount, min_opt};
 use crate::sys;
 
 /// How long a sleeper that waits on several objects sleeps at most where it cannot sleep on all
@@ -27,7 +28,7 @@ impl Bump<'_> {
     /// Moves every eventcount on and wakes all its sleepers, in any process.
     pub(crate) fn wake(&self) {
         for epoch in self.0.into_iter().flatten() {
-            // SeqCst: as the waker's bump in `ring::wake`, which the sleepers' loads pair with.
+            // SeqCst: as the waker's bump in `EventCount::wake`, which the sleepers' loads pair with.
             epoch.fetch_add(1, SeqCst);
             sys::futex_wake(epoch, i32::MAX as u32);
         }
@@ -122,17 +123,18 @@ impl<'a> WaitSet<'a> {
         self.kernel
     }
 
-    /// Counts this thread as a sleeper of the eventcount `epoch` (its sleeper count is
-    /// `waiters`) and remembers the value seen; the count is taken back when the set drops.
-    /// Before the sleeper's last look at its condition, and a heavy fence between (see
-    /// `ring::park`).
-    pub(crate) fn count(&mut self, epoch: &'a AtomicU32, waiters: &'a AtomicU32) {
-        // SeqCst: pairs with the waker's load of the count in `ring::wake` (through the fences).
+    /// Counts this thread as a sleeper of `events` and remembers the epoch seen; the count is
+    /// taken back when the set drops. Before the sleeper's last look at its condition, and a
+    /// heavy fence between (see `EventCount::park`).
+    pub(crate) fn count(&mut self, events: &'a EventCount) {
+        let waiters = events.waiters();
+        // SeqCst: pairs with the waker's load of the count in `EventCount::wake` (through the
+        // fences).
         waiters.fetch_add(1, SeqCst);
-        // SeqCst: as in `ring::park`.
-        let seen = epoch.load(SeqCst);
+        // SeqCst: as in `EventCount::park`.
+        let seen = events.epoch().load(SeqCst);
         self.epochs.push(Epoch {
-            word: epoch,
+            word: events.epoch(),
             waiters: Some(waiters),
             seen,
         });
@@ -257,15 +259,6 @@ impl Drop for WaitSet<'_> {
     }
 }
 
-/// The shorter of two optional durations (`None` is forever).
-pub(crate) fn min_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
-    }
-}
-
 #[cfg(all(test, not(miri)))]
 mod tests {
     use super::*;
@@ -334,14 +327,15 @@ mod tests {
 
     #[test]
     fn counted_sleepers_are_uncounted_on_drop() {
-        let (epoch, waiters) = (AtomicU32::new(3), AtomicU32::new(0));
+        let events = EventCount::default();
+        events.epoch().store(3, Relaxed);
         let mut set = WaitSet::new();
-        set.count(&epoch, &waiters);
-        assert_eq!(waiters.load(Relaxed), 1);
+        set.count(&events);
+        assert_eq!(events.waiters().load(Relaxed), 1);
         assert!(!set.changed());
-        epoch.store(4, Relaxed);
+        events.epoch().store(4, Relaxed);
         assert!(set.changed());
         drop(set);
-        assert_eq!(waiters.load(Relaxed), 0);
+        assert_eq!(events.waiters().load(Relaxed), 0);
     }
 }

@@ -1,29 +1,98 @@
 //! The cross-process test harness.
 //!
-//! Each test binary has `harness = false` and calls [`run`] from `main`. In the parent, `run`
-//! runs the tests (libtest-compatible output and flags, through libtest-mimic). A test spawns a
-//! child with [`Child::spawn`]: the binary re-executes itself with `MPSHM_TEST_CHILD` naming the
-//! routine, so the child runs real code in a real, separate process. The child talks back on its
-//! stdout, one line at a time ([`ready`] / [`Child::line`]), which is how tests order events
-//! without sleeping. After the tests, `run` fails the binary if any segment made with [`name`]
-//! is still in `/dev/shm`.
+//! Each test binary has `harness = false` and calls [`run`] from `main`, with its tests and its
+//! child routines registered by their own function names:
+//!
+//! ```ignore
+//! fn main() {
+//!     common::run(
+//!         tests![puts_and_gets, #[cfg(feature = "serde")] serde_messages],
+//!         routines![echo_child],
+//!     );
+//! }
+//! ```
+//!
+//! In the parent, `run` runs the tests (libtest-compatible output and flags, through
+//! libtest-mimic); a test whose `#[cfg(..)]` does not hold in this build (a serde-only test
+//! without the `serde` feature) is reported as ignored, never run as an empty pass. A test
+//! spawns a child with [`Child::spawn`]: the binary re-executes itself, so the child runs real
+//! code in a real, separate process, and talks back one line at a time ([`ready`] /
+//! [`Child::line`]), which is how tests order events without sleeping. That protocol is the
+//! child-process kit in [`child`], which the benches share. After the tests, `run` fails the
+//! binary if any segment made with [`name`] is still in `/dev/shm`. What the process and pool
+//! tests need besides is in [`process`], and what the synchronisation family's need in [`sync`].
 #![allow(
     dead_code,
+    unused_imports,
+    unused_macros,
     reason = "each test binary uses a different part of the harness"
 )]
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{ChildStdin, ChildStdout, Command, ExitStatus, Stdio};
+pub mod child;
+pub mod process;
+pub mod sync;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use libtest_mimic::{Arguments, Failed, Trial};
 
-const CHILD_ENV: &str = "MPSHM_TEST_CHILD";
+pub use child::{Child, Routine, Spawn, line_from_parent, park, ready, say};
 
-/// A test: its name and body (which panics to fail).
-pub type Test = (&'static str, fn());
-/// A child routine: its name and body, given the spawn arguments.
-pub type Routine = (&'static str, fn(&[String]));
+/// One registered test: its name and body (which panics to fail), or why this build leaves it
+/// out. Made by [`tests!`].
+pub struct Test {
+    name: &'static str,
+    body: Result<fn(), &'static str>,
+}
+
+impl Test {
+    /// A test that runs `body`.
+    pub fn new(name: &'static str, body: fn()) -> Test {
+        Test {
+            name,
+            body: Ok(body),
+        }
+    }
+
+    /// A test this build leaves out, reported as ignored with `why`.
+    pub fn left_out(name: &'static str, why: &'static str) -> Test {
+        Test {
+            name,
+            body: Err(why),
+        }
+    }
+}
+
+/// `tests![f, g, #[cfg(feature = "serde")] h]`: the tests `f`, `g` and `h`, each named by its
+/// own identifier; `h` only where its `cfg` holds, and reported as ignored elsewhere.
+#[macro_export]
+macro_rules! tests {
+    ($($(#[cfg($cfg:meta)])? $f:ident),* $(,)?) => {
+        vec![$($crate::test_entry!($(#[cfg($cfg)])? $f)),*]
+    };
+}
+
+/// One entry of [`tests!`].
+#[macro_export]
+macro_rules! test_entry {
+    (#[cfg($cfg:meta)] $f:ident) => {{
+        #[cfg($cfg)]
+        fn entry() -> $crate::common::Test {
+            $crate::common::Test::new(stringify!($f), $f)
+        }
+        #[cfg(not($cfg))]
+        fn entry() -> $crate::common::Test {
+            $crate::common::Test::left_out(
+                stringify!($f),
+                concat!("not built here: needs ", stringify!($cfg)),
+            )
+        }
+        entry()
+    }};
+    ($f:ident) => {
+        $crate::common::Test::new(stringify!($f), $f)
+    };
+}
 
 fn prefix() -> String {
     format!("mpt{}-", std::process::id())
@@ -42,26 +111,14 @@ pub fn exists(name: &str) -> bool {
     std::path::Path::new("/dev/shm").join(name).exists()
 }
 
-/// Runs the tests, or the child routine named by the environment.
-pub fn run(tests: &[Test], routines: &[Routine]) {
-    if let Ok(routine) = std::env::var(CHILD_ENV) {
-        let args: Vec<String> = std::env::args().skip(1).collect();
-        match routines.iter().find(|(n, _)| *n == routine) {
-            Some((_, body)) => {
-                body(&args);
-                std::process::exit(0);
-            }
-            None => {
-                eprintln!("no child routine named {routine:?}");
-                std::process::exit(2);
-            }
-        }
-    }
+/// Runs the tests, or the child routine this process was started for.
+pub fn run(tests: Vec<Test>, routines: Vec<Routine>) {
+    child::dispatch(&routines);
     let args = Arguments::from_args();
     let trials = tests
-        .iter()
-        .map(|&(name, body)| {
-            Trial::test(name, move || {
+        .into_iter()
+        .map(|t| match t.body {
+            Ok(body) => Trial::test(t.name, move || {
                 std::panic::catch_unwind(body).map_err(|e| {
                     let msg = e
                         .downcast_ref::<String>()
@@ -70,7 +127,8 @@ pub fn run(tests: &[Test], routines: &[Routine]) {
                         .unwrap_or_else(|| "panicked".into());
                     Failed::from(msg)
                 })
-            })
+            }),
+            Err(why) => Trial::test(t.name, move || Err(Failed::from(why))).with_ignored_flag(true),
         })
         .collect();
     let conclusion = libtest_mimic::run(&args, trials);
@@ -89,130 +147,6 @@ pub fn run(tests: &[Test], routines: &[Routine]) {
         std::process::exit(1);
     }
     conclusion.exit();
-}
-
-/// In a child: tells the parent something, one line on stdout.
-pub fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}").expect("write to parent");
-    out.flush().expect("flush to parent");
-}
-
-/// In a child: tells the parent it reached the point it waits for.
-pub fn ready() {
-    say("ready");
-}
-
-/// In a child: the next line the parent tells it ([`Child::tell`]).
-pub fn line_from_parent() -> String {
-    let mut s = String::new();
-    std::io::stdin()
-        .read_line(&mut s)
-        .expect("read from parent");
-    s.trim_end().to_owned()
-}
-
-/// In a child: blocks until the parent kills it.
-pub fn park() -> ! {
-    loop {
-        std::thread::park();
-    }
-}
-
-/// A child process running one routine of this test binary. Killed (`SIGKILL`) and reaped on
-/// drop if still running, so a failing test leaves no process behind.
-pub struct Child {
-    child: std::process::Child,
-    stdout: BufReader<ChildStdout>,
-    stdin: ChildStdin,
-    reaped: bool,
-}
-
-impl Child {
-    /// Starts `routine` in a new process with `args`.
-    pub fn spawn(routine: &str, args: &[&str]) -> Child {
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut child = Command::new(exe)
-            .args(args)
-            .env(CHILD_ENV, routine)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the test binary as a child");
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let stdin = child.stdin.take().expect("piped stdin");
-        Child {
-            child,
-            stdout,
-            stdin,
-            reaped: false,
-        }
-    }
-
-    /// The child's pid.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The next line the child says.
-    ///
-    /// # Panics
-    ///
-    /// If the child exits first.
-    pub fn line(&mut self) -> String {
-        let mut s = String::new();
-        let n = self.stdout.read_line(&mut s).expect("read from child");
-        assert!(n > 0, "child exited before saying anything");
-        s.trim_end().to_owned()
-    }
-
-    /// The next line the child says, or `None` once it has exited and everything it said has
-    /// been read (e.g. to drain what a killed child said before it died).
-    pub fn try_line(&mut self) -> Option<String> {
-        let mut s = String::new();
-        let n = self.stdout.read_line(&mut s).expect("read from child");
-        (n > 0).then(|| s.trim_end().to_owned())
-    }
-
-    /// Tells the child one line (read with [`line_from_parent`]).
-    pub fn tell(&mut self, line: &str) {
-        writeln!(self.stdin, "{line}").expect("write to child");
-        self.stdin.flush().expect("flush to child");
-    }
-
-    /// Waits for the child's `ready`.
-    pub fn wait_ready(&mut self) {
-        assert_eq!(self.line(), "ready");
-    }
-
-    /// Sends `SIGKILL` and reaps the child.
-    pub fn kill(&mut self) {
-        self.child.kill().expect("SIGKILL the child");
-        self.wait();
-    }
-
-    /// Waits for the child to exit.
-    pub fn wait(&mut self) -> ExitStatus {
-        let status = self.child.wait().expect("wait for the child");
-        self.reaped = true;
-        status
-    }
-
-    /// Waits for the child and checks that it succeeded.
-    pub fn join(mut self) {
-        let status = self.wait();
-        assert!(status.success(), "child failed: {status}");
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        if !self.reaped {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// The calling thread's kernel id.

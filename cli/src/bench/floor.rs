@@ -96,7 +96,7 @@ fn wait_while(word: &AtomicU32, mode: PingPong, done: impl Fn(u32) -> bool) -> R
             PingPong::Spin => {
                 backoff.snooze();
                 spins = spins.wrapping_add(1);
-                if spins % 4096 != 0 {
+                if !spins.is_multiple_of(4096) {
                     continue;
                 }
             }

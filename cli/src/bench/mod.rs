@@ -389,7 +389,7 @@ fn gauge(secs: f64, pin: &[usize]) -> f64 {
             }
         });
         let mut trips = 0u64;
-        while trips % 1024 != 0 || Instant::now() < end {
+        while !trips.is_multiple_of(1024) || Instant::now() < end {
             let v = 2 * trips + 1;
             // Release/Acquire: the value is all that is exchanged.
             line.0.store(v, Release);

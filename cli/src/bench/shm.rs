@@ -83,7 +83,7 @@ impl Page {
 
     /// The 64-bit word at `offset` (a multiple of 8, inside the mapping).
     pub fn u64_at(&self, offset: usize) -> &AtomicU64 {
-        assert!(offset % 8 == 0 && offset + 8 <= self.len());
+        assert!(offset.is_multiple_of(8) && offset + 8 <= self.len());
         // SAFETY: in bounds and 8-aligned (checked; the mapping is page-aligned), valid for the
         // life of `self`; shared memory is only ever accessed atomically at this offset.
         unsafe { AtomicU64::from_ptr(self.base().add(offset).cast()) }
@@ -91,7 +91,7 @@ impl Page {
 
     /// The 32-bit word at `offset` (a multiple of 4, inside the mapping).
     pub fn u32_at(&self, offset: usize) -> &AtomicU32 {
-        assert!(offset % 4 == 0 && offset + 4 <= self.len());
+        assert!(offset.is_multiple_of(4) && offset + 4 <= self.len());
         // SAFETY: as in `u64_at`, for 4 bytes.
         unsafe { AtomicU32::from_ptr(self.base().add(offset).cast()) }
     }
@@ -140,7 +140,7 @@ impl StartLine {
         let mut spins = 0u32;
         while arrived.load(Ordering::Acquire) < 2 {
             spins = spins.wrapping_add(1);
-            if spins % 1024 == 0 {
+            if spins.is_multiple_of(1024) {
                 other_failed()?;
                 if std::time::Instant::now() > deadline {
                     return Err("the other process never reached the start line".into());

@@ -82,9 +82,9 @@ pub enum Via {
 
 /// `8 B`, `4 KiB`, `1 MiB`.
 pub fn size_name(size: usize) -> String {
-    if size >= 1 << 20 && size % (1 << 20) == 0 {
+    if size >= 1 << 20 && size.is_multiple_of(1 << 20) {
         format!("{} MiB", size >> 20)
-    } else if size >= 1024 && size % 1024 == 0 {
+    } else if size >= 1024 && size.is_multiple_of(1024) {
         format!("{} KiB", size / 1024)
     } else {
         format!("{size} B")
@@ -697,7 +697,7 @@ const SAMPLE_WORDS: usize = 64;
 const PATTERNED: usize = 256;
 
 fn word_step(tag: u64) -> usize {
-    if (tag & SEQ_MASK) % FULL_EVERY == 0 {
+    if (tag & SEQ_MASK).is_multiple_of(FULL_EVERY) {
         1
     } else {
         SAMPLE_WORDS
@@ -815,7 +815,7 @@ impl Check {
             return Err(format!("producer {id}: got sequence {seq}, expected {}", *next).into());
         }
         *next = seq + 1;
-        if self.count % self.batch == 0 {
+        if self.count.is_multiple_of(self.batch) {
             let now = Instant::now();
             if let Some(t) = self.last.replace(now) {
                 self.batches.push((now - t).as_nanos() as u64);

@@ -1,5 +1,5 @@
-//! The bounded MPMC ring under `Queue` and `Pipe`: Vyukov's per-slot sequence numbers, with the
-//! claim moved into the slot so that a dead peer can be detected and its slot reclaimed.
+//! The bounded MPMC ring under `Queue`: Vyukov's per-slot sequence numbers, with the claim
+//! moved into the slot so that a dead peer can be detected and its slot reclaimed.
 //!
 //! In Vyukov's design a producer claims position `pos` by a CAS on `tail`, then publishes by
 //! storing `pos + 1` into the slot's sequence word. A producer killed between those two steps
@@ -10,67 +10,56 @@
 //! after the claim, by the claimer or by anyone who finds the slot already claimed (the helping
 //! of Michael and Scott's queue), so a claimer that dies never blocks the index. A waiter stuck
 //! behind a `WRITING` or `READING` slot looks up the pid it names; if that process is dead, it
-//! frees the slot and counts one lost message.
+//! frees the slot and counts one lost message ([`Ring::reclaim_dead_slot`]). The ring does this
+//! itself, in its blocking and non-blocking calls alike: its callers never see a claimed slot.
 //!
 //! Guarantee: every message is delivered at most once, and each producer's messages come out in
 //! the order it put them. A message whose producer died between claiming its slot and
 //! publishing it, or whose consumer died while copying it out, is lost and counted in
-//! [`Ring::lost`]. (A producer that holds its side alone claims nothing before it publishes: if
+//! [`Ring::lost`]. (A producer that holds its role alone claims nothing before it publishes: if
 //! it dies in the middle, that put never happened, and nothing is counted.)
 //!
-//! Each side (the producers, the consumers) is handed to a single thread while that thread is
+//! Each role (the producers, the consumers) is handed to a single thread while that thread is
 //! the only one using it, and that thread then works with plain stores only (a producer claims
 //! nothing, a consumer writes nothing into the slot): a stream from one producer to one
-//! consumer runs no `lock`-prefixed instruction at all. Another thread takes the side back with
+//! consumer runs no `lock`-prefixed instruction at all. Another thread takes the role back with
 //! a `membarrier`. See `ring/bias.rs`.
 //!
-//! Waiting is an eventcount: a blocked side bumps a waiter count and sleeps on a shared futex
-//! word; the other side issues the wake syscall only when that count is non-zero, so the
-//! uncontended path makes no syscalls at all. The count and the message need a store-then-load
-//! fence on each side; the waking side's is a compiler fence only, and the parking side pays for
-//! both with a `membarrier` (see `sync::fence`), so a stream of messages runs no fence at all.
-//!
-//! It works on a control block and a slice of `AtomicU64` slot words, wherever they live, so it
-//! runs the same on heap memory under Miri and in property tests as on a mapped segment. The one
-//! unsafe operation is the message copy into and out of a claimed slot.
+//! A blocked side parks on the ring's eventcounts (`wait::EventCount`), one per direction of
+//! waiting (for a message, for room, for a `join`). The one unsafe operation is the message
+//! copy into and out of a claimed slot.
 //!
 //! The atomics come from `crate::sync::atomic`, which hands out loom's under `--cfg loom`; the
 //! models in `ring/loom_model.rs` check the algorithm there
-//! (`RUSTFLAGS="--cfg loom" cargo test --release --lib ring::loom`), and `ring/tests.rs` runs it
-//! under Miri and proptest. Under loom and Miri the OS is out of the picture: loom's futex is a
-//! model mutex and condition variable, and `claimer_alive` decides liveness without asking the
-//! kernel.
+//! (`RUSTFLAGS="--cfg loom" cargo test --release --lib ring::loom`), and `ring/mpmc/tests.rs`
+//! runs it under Miri and proptest. Under loom and Miri the OS is out of the picture: the futex
+//! is a model (`wait::futex`), and `claimer_alive` decides liveness without asking the kernel.
 
-use std::cell::Cell;
 use std::time::{Duration, Instant};
 
-use crate::sync::Patience;
-use crate::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use super::bias::{RoleBias, Seat};
+use super::{Padded, RingError, SEARCH_BUDGET, TryRingError, slot_words};
+use crate::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use crate::sync::atomic::{AtomicU32, AtomicU64};
-use crate::sync::fence;
+#[cfg(test)]
+use crate::wait::NoPeers;
+use crate::wait::{Deadline, EventCount, Peers, Progress, block};
 
-mod bias;
+mod join;
 
-use bias::{Seat, Side};
-
-/// One cache-line pair (128 bytes: x86_64 prefetches lines in pairs).
-#[repr(C, align(128))]
-#[derive(Default)]
-pub(crate) struct Padded<T>(pub T);
-
-/// The ring's shared control block: indices on lines of their own, the waiting state, and each
-/// side's bias (see `ring/bias.rs`).
+/// The ring's shared control block: indices on lines of their own, the state both roles share,
+/// and each role's bias (see `ring/bias.rs`).
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct RingCtl {
     head: Padded<Index>,
     tail: Padded<Index>,
-    misc: Padded<Misc>,
-    putters: Side,
-    getters: Side,
+    state: Padded<State>,
+    producers: RoleBias,
+    consumers: RoleBias,
 }
 
-/// A side's index, and whose operation moved it last (for `bias`).
+/// A role's index, and whose operation moved it last (for `bias`).
 #[repr(C)]
 #[derive(Default)]
 struct Index {
@@ -78,20 +67,25 @@ struct Index {
     last: AtomicU32,
 }
 
+/// What both roles read and write besides the indices: the closed flag, the eventcounts the
+/// blocked sleep on, and the counters.
 #[repr(C)]
 #[derive(Default)]
-struct Misc {
+struct State {
     closed: AtomicU32,
-    get_epoch: AtomicU32,
-    get_waiters: AtomicU32,
-    put_epoch: AtomicU32,
-    put_waiters: AtomicU32,
-    join_epoch: AtomicU32,
-    join_waiters: AtomicU32,
-    /// Set by a process that cannot run `membarrier`: no side is handed to one thread.
+    /// Consumers waiting for a message.
+    get: EventCount,
+    /// Producers waiting for room.
+    put: EventCount,
+    /// `join` waiting for every message to be done.
+    join: EventCount,
+    /// Set by a process that cannot run `membarrier`: no role is handed to one thread.
     no_bias: AtomicU32,
+    /// Messages lost to claimers that died, or to slots scribbled on.
     lost: AtomicU64,
+    /// Messages taken, for `join` (joinable rings only).
     delivered: AtomicU64,
+    /// Messages marked done (`task_done`).
     done: AtomicU64,
 }
 
@@ -136,27 +130,13 @@ fn diff(w: u64, pos: u64) -> i64 {
     (d as i64) >> POS_SHIFT
 }
 
-/// Words per slot for messages of up to `max_len` bytes: state, length, data, rounded up to a
-/// cache line so neighbouring slots do not share one.
-#[inline]
-pub(crate) fn slot_words(max_len: usize) -> Option<usize> {
-    let words = max_len.checked_add(7)? / 8 + 2;
-    Some(words.checked_add(7)? / 8 * 8)
-}
-
-/// Slots a put or a get looks at before it checks its deadline. A healthy ring needs one or a
-/// few (a stale index, a lost race); an index that another process scribbled far behind needs
-/// one per position it is behind, up to a lap (beyond that, `Ring::catch_up` jumps), so a large
-/// ring could otherwise keep a timed call past its deadline.
-pub(crate) const SEARCH_BUDGET: u32 = 1024;
-
 /// How long a waiter stuck behind a claimed slot sleeps between checks that its claimer lives.
 const LIVENESS_POLL: Duration = Duration::from_millis(10);
 
 /// The pid that tests write into a slot to stage a claimer that died: above any pid Linux hands
 /// out by default (`pid_max` is at most 2^22 = 4,194,304, and defaults to far less).
 #[cfg(any(test, loom, miri))]
-const MODEL_DEAD_PID: u32 = 4_000_000;
+pub(super) const MODEL_DEAD_PID: u32 = 4_000_000;
 
 /// Whether the process `pid` that claimed a slot is still running.
 #[cfg(not(any(loom, miri)))]
@@ -172,65 +152,30 @@ fn claimer_alive(pid: u32) -> bool {
     pid != MODEL_DEAD_PID
 }
 
-/// What a non-blocking put found.
+/// What one look for a free slot found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TryPut {
+pub(super) enum TryPut {
     Done,
-    /// Another producer holds the producers' side and is inside a put (see `ring/bias.rs`).
+    /// Another producer holds the producers' role and is inside a put (see `ring/bias.rs`).
     Busy,
-    /// No free slot; `stuck` names a claimed slot of the previous lap `(pos, word)` if that is
-    /// what blocks.
+    /// No free slot; `claimed` names a claimed slot of the previous lap `(pos, word)` if that is
+    /// what blocks (its claimer may be dead: see [`Ring::reclaim_dead_slot`]).
     Full {
-        stuck: Option<(u64, u64)>,
+        claimed: Option<(u64, u64)>,
     },
 }
 
-/// What a non-blocking get found.
+/// What one look for a published message found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TryGet<R> {
+pub(super) enum TryGet<R> {
     Got(R),
-    /// Another consumer holds the consumers' side and is inside a get.
+    /// Another consumer holds the consumers' role and is inside a get.
     Busy,
-    /// Nothing published at the head; `stuck` names the head slot `(pos, word)` if a producer
-    /// has claimed it.
+    /// Nothing published at the head; `claimed` names the head slot `(pos, word)` if a producer
+    /// has claimed it, or a consumer of the previous lap is still copying out of it.
     Empty {
-        stuck: Option<(u64, u64)>,
+        claimed: Option<(u64, u64)>,
     },
-}
-
-/// Why a blocking operation gave up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Fail {
-    Timeout,
-    Closed,
-    /// The other side is gone (see [`Peers::gone`]) and there is nothing to do.
-    Disconnected,
-}
-
-/// The processes on the other side of a blocked operation, as far as it cares: whether they are
-/// gone, and how to sleep so that their death wakes it (`attach`, `wait::WaitSet`).
-pub(crate) trait Peers {
-    /// Whether the other side is gone: a blocked operation that finds nothing to do gives up
-    /// with [`Fail::Disconnected`]. Read before the operation looks at the ring, so that what a
-    /// peer did before it went is seen.
-    fn gone(&self) -> bool;
-
-    /// Sleeps while `epoch` holds `seen` (the caller is counted on it), and while nothing about
-    /// the peers changes, at most `timeout`.
-    fn sleep(&self, epoch: &AtomicU32, seen: u32, timeout: Option<Duration>);
-}
-
-/// No one to watch: the other side is never gone, and a sleep is on the epoch alone.
-pub(crate) struct NoPeers;
-
-impl Peers for NoPeers {
-    fn gone(&self) -> bool {
-        false
-    }
-
-    fn sleep(&self, epoch: &AtomicU32, seen: u32, timeout: Option<Duration>) {
-        futex_wait(epoch, seen, timeout);
-    }
 }
 
 /// A view of a ring: its control block and slot words, wherever they live.
@@ -310,44 +255,42 @@ impl<'a> Ring<'a> {
 
     /// Messages lost to peers that died mid-operation, since creation.
     pub(crate) fn lost(&self) -> u64 {
-        self.ctl.misc.0.lost.load(Relaxed)
+        self.ctl.state.0.lost.load(Relaxed)
     }
 
     #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         // Acquire: pairs with the Release store in `close`.
-        self.ctl.misc.0.closed.load(Acquire) != 0
+        self.ctl.state.0.closed.load(Acquire) != 0
     }
 
     /// Marks the ring closed and wakes every waiter.
     pub(crate) fn close(&self) {
-        let m = &self.ctl.misc.0;
+        let m = &self.ctl.state.0;
         // Release: pairs with the Acquire load in `is_closed`.
         m.closed.store(1, Release);
-        for (epoch, waiters) in [
-            (&m.get_epoch, &m.get_waiters),
-            (&m.put_epoch, &m.put_waiters),
-            (&m.join_epoch, &m.join_waiters),
-        ] {
-            wake(epoch, waiters);
+        for events in [&m.get, &m.put, &m.join] {
+            events.wake();
         }
     }
 
     /// Puts `msg` (at most `max_len` bytes) if a slot is free; never sleeps. Another producer
-    /// that holds the side and is inside a put is spun on briefly, then `Busy`.
-    pub(crate) fn try_put(&self, msg: &[u8]) -> TryPut {
-        self.put_within(msg, Patience::None)
+    /// that holds the role and is inside a put is spun on briefly, then `Busy`.
+    pub(super) fn try_put(&self, msg: &[u8]) -> TryPut {
+        self.put_within(msg, Deadline::Now)
     }
 
+    /// One look for a free slot, waiting for another producer that holds the role to leave
+    /// until `deadline`.
     #[inline]
-    fn put_within(&self, msg: &[u8], patience: Patience) -> TryPut {
+    fn put_within(&self, msg: &[u8], deadline: Deadline) -> TryPut {
         debug_assert!(msg.len() <= self.max_len);
-        let Some(entry) = self.ctl.putters.enter(patience, |_| {}) else {
+        let Some(entry) = self.ctl.producers.enter(deadline, |_| {}) else {
             return TryPut::Busy;
         };
         let seen = entry.seat().map(|s| &s.seen);
         let r = loop {
-            let r = if entry.alone() {
+            let r = if entry.is_holder() {
                 self.put_in::<true>(msg, seen)
             } else {
                 self.put_in::<false>(msg, seen)
@@ -356,7 +299,7 @@ impl<'a> Ring<'a> {
                 Some(r) => break r,
                 // The tail was far behind (see `SEARCH_BUDGET`): go on looking while there is
                 // time.
-                None if patience.spent() => break TryPut::Full { stuck: None },
+                None if deadline.passed() => break TryPut::Full { claimed: None },
                 None => {}
             }
         };
@@ -366,9 +309,9 @@ impl<'a> Ring<'a> {
         r
     }
 
-    /// `try_put`'s work, by a thread that holds the producers' side `ALONE` (see `ring/bias.rs`)
+    /// `try_put`'s work, by a thread that holds the producers' role `ALONE` (see `ring/bias.rs`)
     /// or shares it. Alone, nothing needs a compare-and-swap: no other producer runs, and only a
-    /// producer moves a slot on from `FREE` (or from a `FULL` that a consumer holding its side
+    /// producer moves a slot on from `FREE` (or from a `FULL` that a consumer holding its role
     /// has taken: see `get_in`). `seen` caches the head (see `consumed`).
     /// `None` once it has looked at [`SEARCH_BUDGET`] slots without finishing.
     #[inline(always)]
@@ -397,8 +340,8 @@ impl<'a> Ring<'a> {
                     if ALONE {
                         advance::<true>(tail, pos);
                     }
-                    let m = &self.ctl.misc.0;
-                    wake(&m.get_epoch, &m.get_waiters);
+                    let m = &self.ctl.state.0;
+                    m.get.wake();
                     return Some(TryPut::Done);
                 }
             } else if diff(w, pos) >= 0 {
@@ -406,9 +349,9 @@ impl<'a> Ring<'a> {
                 self.catch_up::<ALONE>(tail, pos, diff(w, pos));
             } else if tail.load(Relaxed) == pos {
                 // Still holding the previous lap: full, unless our tail was stale.
-                let stuck = matches!(state(w), WRITING | READING)
+                let claimed = matches!(state(w), WRITING | READING)
                     .then_some((pos.wrapping_sub(self.cap), w));
-                return Some(TryPut::Full { stuck });
+                return Some(TryPut::Full { claimed });
             }
         }
         None
@@ -438,7 +381,7 @@ impl<'a> Ring<'a> {
 
     /// Whether the slot of `pos`, whose state word was just read as `w`, is free for `pos`:
     /// freed by a consumer, or holding the previous lap's message taken by a consumer that held
-    /// its side and so left the word `FULL` (see `consumed`).
+    /// its role and so left the word `FULL` (see `consumed`).
     #[inline]
     fn slot_free(&self, pos: u64, w: u64, seen: Option<&AtomicU64>) -> bool {
         match diff(w, pos) {
@@ -452,21 +395,24 @@ impl<'a> Ring<'a> {
     }
 
     /// Takes the message at the head if one is published, handing `read` its bytes; never
-    /// sleeps (another consumer holding the side: as in `try_put`).
-    pub(crate) fn try_get<R>(&self, read: &mut impl FnMut(&[AtomicU64], usize) -> R) -> TryGet<R> {
-        self.get_within(read, Patience::None)
+    /// sleeps (another consumer holding the role: as in `try_put`).
+    pub(super) fn try_get<R>(&self, read: &mut impl FnMut(&[AtomicU64], usize) -> R) -> TryGet<R> {
+        self.get_within(read, Deadline::Now)
     }
 
+    /// One look for a published message, waiting for another consumer that holds the role to
+    /// leave until `deadline`.
     fn get_within<R>(
         &self,
         read: &mut impl FnMut(&[AtomicU64], usize) -> R,
-        patience: Patience,
+        deadline: Deadline,
     ) -> TryGet<R> {
-        let Some(entry) = self.ctl.getters.enter(patience, |dead| self.salvage(dead)) else {
+        let skip = |dead: &Seat| self.skip_message_taken_by(dead);
+        let Some(entry) = self.ctl.consumers.enter(deadline, skip) else {
             return TryGet::Busy;
         };
         let r = loop {
-            let r = if entry.alone() {
+            let r = if entry.is_holder() {
                 self.get_in::<true, R>(read, entry.seat())
             } else {
                 self.get_in::<false, R>(read, None)
@@ -475,7 +421,7 @@ impl<'a> Ring<'a> {
                 Some(r) => break r,
                 // The head was far behind (see `SEARCH_BUDGET`): go on looking while there is
                 // time.
-                None if patience.spent() => break TryGet::Empty { stuck: None },
+                None if deadline.passed() => break TryGet::Empty { claimed: None },
                 None => {}
             }
         };
@@ -489,7 +435,8 @@ impl<'a> Ring<'a> {
     /// reads the message and moves the head past it, and producers take a previous lap's `FULL`
     /// slot behind the head as free (see `put_in`). So the slot's cache line is written by the
     /// producer only, and crosses to the consumer and back without a full transfer each way.
-    /// Its seat's `taking` says which message it is copying out, for `salvage`.
+    /// Its seat's `taking` says which message it is copying out, for
+    /// `skip_message_taken_by`.
     /// `None` once it has looked at [`SEARCH_BUDGET`] slots without finishing.
     #[inline(always)]
     fn get_in<const ALONE: bool, R>(
@@ -526,8 +473,8 @@ impl<'a> Ring<'a> {
                         // data is done before a producer may overwrite it.
                         slot[0].store(enc(pos.wrapping_add(self.cap), FREE, 0), Release);
                     }
-                    let m = &self.ctl.misc.0;
-                    wake(&m.put_epoch, &m.put_waiters);
+                    let m = &self.ctl.state.0;
+                    m.put.wake();
                     match r {
                         Some(r) => {
                             if self.joinable {
@@ -543,10 +490,10 @@ impl<'a> Ring<'a> {
                 }
                 (0, WRITING) => {
                     return Some(TryGet::Empty {
-                        stuck: Some((pos, w)),
+                        claimed: Some((pos, w)),
                     });
                 }
-                (0, FREE) => return Some(TryGet::Empty { stuck: None }),
+                (0, FREE) => return Some(TryGet::Empty { claimed: None }),
                 // Being read by another consumer, or already gone: help the head on.
                 (0, _) => advance::<ALONE>(head, pos),
                 (d, _) if d > 0 => self.catch_up::<ALONE>(head, pos, d),
@@ -556,9 +503,9 @@ impl<'a> Ring<'a> {
                 // until it frees the slot would spin forever behind a dead one).
                 _ => {
                     if head.load(Relaxed) == pos {
-                        let stuck = matches!(state(w), WRITING | READING)
+                        let claimed = matches!(state(w), WRITING | READING)
                             .then_some((pos.wrapping_sub(self.cap), w));
-                        return Some(TryGet::Empty { stuck });
+                        return Some(TryGet::Empty { claimed });
                     }
                 }
             }
@@ -567,16 +514,15 @@ impl<'a> Ring<'a> {
     }
 
     /// Whether the message of the previous lap in the slot of `pos`, whose state word `word` was
-    /// just read as `w` (`FULL`), has been taken by a consumer that held its side: the head has
+    /// just read as `w` (`FULL`), has been taken by a consumer that held its role: the head has
     /// passed it. `seen` (a producer's seat) caches the head, so that a producer streaming
     /// behind a consumer reads the consumer's line once a lap rather than once a message.
     ///
     /// The head must be read before the state word: a shared consumer claims the slot
     /// (`READING`) and then moves the head, so a head read after `w` may be past a slot that is
-    /// still being copied out, and a producer holding its side would then overwrite it with
-    /// plain stores. (Both loom and the cross-process join test caught that order the wrong way
-    /// round.) A cached head was read before `w`; a fresh one is followed by a second look at
-    /// the word.
+    /// still being copied out, and a producer holding its role would then overwrite it with
+    /// plain stores. A cached head was read before `w`; a fresh one is followed by a second look
+    /// at the word.
     #[inline]
     fn consumed(&self, pos: u64, seen: Option<&AtomicU64>, word: &AtomicU64, w: u64) -> bool {
         let prev = pos.wrapping_sub(self.cap);
@@ -586,7 +532,7 @@ impl<'a> Ring<'a> {
                 return true;
             }
         }
-        // Acquire: pairs with the Release store of the head by a consumer holding its side (its
+        // Acquire: pairs with the Release store of the head by a consumer holding its role (its
         // copy is done) and with the Release advance of a shared consumer (its claim is then
         // visible to the second look below).
         let head = self.ctl.head.0.pos.load(Acquire);
@@ -597,10 +543,10 @@ impl<'a> Ring<'a> {
         head > prev && word.load(Acquire) == w
     }
 
-    /// A consumer that held its side died inside a get (`bias` found it so, with its seat): if
+    /// A consumer that held its role died inside a get (`bias` found it so, with its seat): if
     /// it was copying out the message at the head, that message counts as lost, and the head
     /// moves past it, so that no one gets it twice.
-    fn salvage(&self, dead: &Seat) {
+    fn skip_message_taken_by(&self, dead: &Seat) {
         // Relaxed: the dead thread stores nothing more, and `revoke` found it dead through
         // its flag and `/proc`, after its last stores had left its processor.
         let taking = dead.taking.load(Relaxed);
@@ -615,27 +561,28 @@ impl<'a> Ring<'a> {
             .compare_exchange(pos, taking, AcqRel, Relaxed)
             .is_ok()
         {
-            let m = &self.ctl.misc.0;
+            let m = &self.ctl.state.0;
             m.lost.fetch_add(1, Relaxed);
-            wake(&m.put_epoch, &m.put_waiters);
+            m.put.wake();
         }
     }
 
-    /// Whether a side may be handed to one thread (no process without `membarrier` uses this
+    /// Whether a role may be handed to one thread (no process without `membarrier` uses this
     /// ring).
     #[inline]
     fn may_bias(&self) -> bool {
-        self.ctl.misc.0.no_bias.load(Relaxed) == 0
+        self.ctl.state.0.no_bias.load(Relaxed) == 0
     }
 
-    /// Marks the ring as used by a process that cannot run `membarrier` (see `ring/bias.rs`).
+    /// Marks the ring as used by a process that cannot run `membarrier`: from then on no role
+    /// is handed to one thread (see `ring/bias.rs`).
     pub(crate) fn forbid_bias(&self) {
-        self.ctl.misc.0.no_bias.store(1, Relaxed);
+        self.ctl.state.0.no_bias.store(1, Relaxed);
     }
 
     /// Frees slot `pos`, found holding `w` (`WRITING` or `READING`), if the process named in
-    /// `w` is dead. Returns whether it did.
-    pub(crate) fn reclaim(&self, pos: u64, w: u64) -> bool {
+    /// `w` is dead, counting its message lost. Returns whether it did.
+    pub(super) fn reclaim_dead_slot(&self, pos: u64, w: u64) -> bool {
         if claimer_alive(pid(w)) {
             return false;
         }
@@ -665,11 +612,11 @@ impl<'a> Ring<'a> {
             .0
             .pos
             .compare_exchange(pos, pos.wrapping_add(1), Relaxed, Relaxed);
-        let m = &self.ctl.misc.0;
+        let m = &self.ctl.state.0;
         m.lost.fetch_add(1, Relaxed);
-        wake(&m.put_epoch, &m.put_waiters);
-        wake(&m.get_epoch, &m.get_waiters);
-        wake(&m.join_epoch, &m.join_waiters);
+        m.put.wake();
+        m.get.wake();
+        m.join.wake();
         true
     }
 
@@ -690,16 +637,77 @@ impl<'a> Ring<'a> {
         self.slot_free(pos, w, None) || self.is_closed()
     }
 
+    /// Puts `msg` if a slot is free, never sleeping: Python's `put_nowait`. A slot whose
+    /// claimer died is reclaimed on the way. Full (or another producer inside a put it must not
+    /// wait for) is [`TryRingError::WouldBlock`], unless the consumers are `gone`; whether they are
+    /// is looked at only once the ring is found full, and then before one more try, so that a
+    /// consumer's last take before it went is seen.
+    pub(crate) fn put_nowait(&self, msg: &[u8], peers: &impl Peers) -> Result<(), TryRingError> {
+        let mut gone = None;
+        loop {
+            if self.is_closed() {
+                return Err(TryRingError::Closed);
+            }
+            match self.try_put(msg) {
+                TryPut::Done => return Ok(()),
+                TryPut::Full {
+                    claimed: Some((pos, w)),
+                } if self.reclaim_dead_slot(pos, w) => {}
+                TryPut::Full { .. } if gone.is_none() => gone = Some(peers.gone()),
+                TryPut::Full { .. } if gone == Some(true) => {
+                    return Err(TryRingError::Disconnected);
+                }
+                // Busy: another producer, holding the producers' role, was still inside a put
+                // after a brief spin; a nonblocking put must not wait on it.
+                TryPut::Full { .. } | TryPut::Busy => return Err(TryRingError::WouldBlock),
+            }
+        }
+    }
+
+    /// Takes a message if one is published, never sleeping (see [`put_nowait`](Self::put_nowait)):
+    /// [`TryRingError::Closed`] once the ring is closed and drained, [`TryRingError::Disconnected`] once
+    /// it is empty and the producers are `gone`.
+    pub(crate) fn get_nowait<R>(
+        &self,
+        read: &mut impl FnMut(&[AtomicU64], usize) -> R,
+        peers: &impl Peers,
+    ) -> Result<R, TryRingError> {
+        let mut gone = None;
+        loop {
+            // `closed` first, as in `get_watching`: "closed and empty" must mean drained.
+            let closed = self.is_closed();
+            match self.try_get(read) {
+                TryGet::Got(r) => return Ok(r),
+                TryGet::Empty {
+                    claimed: Some((pos, w)),
+                } if self.reclaim_dead_slot(pos, w) => {}
+                TryGet::Empty { claimed: None } if closed => return Err(TryRingError::Closed),
+                TryGet::Empty { claimed: None } if gone.is_none() => gone = Some(peers.gone()),
+                TryGet::Empty { claimed: None } if gone == Some(true) => {
+                    return Err(TryRingError::Disconnected);
+                }
+                // Busy: another consumer is inside a get (CPython's `get_nowait` says Empty when
+                // another process holds the read lock, too).
+                TryGet::Empty { .. } | TryGet::Busy => return Err(TryRingError::WouldBlock),
+            }
+        }
+    }
+
     /// Puts `msg`, waiting while the ring is full: `spin` rounds of spinning, then sleeping,
     /// until `deadline` (forever if `None`). A full ring is refilled in batches (see
-    /// [`Refill`]).
+    /// [`BatchWait`](super::BatchWait)).
     #[cfg(test)]
-    pub(crate) fn put(&self, msg: &[u8], deadline: Option<Instant>, spin: u32) -> Result<(), Fail> {
+    pub(crate) fn put(
+        &self,
+        msg: &[u8],
+        deadline: Option<Instant>,
+        spin: u32,
+    ) -> Result<(), RingError> {
         self.put_watching(msg, deadline, spin, &NoPeers)
     }
 
-    /// [`put`](Self::put), giving up with [`Fail::Disconnected`] when the ring is full and the
-    /// consumers are `gone`, and sleeping so that their death wakes it.
+    /// [`put`](Self::put), giving up with [`RingError::Disconnected`] when the ring is full and
+    /// the consumers are `gone`, and sleeping so that their death wakes it.
     #[inline]
     pub(crate) fn put_watching(
         &self,
@@ -707,46 +715,40 @@ impl<'a> Ring<'a> {
         deadline: Option<Instant>,
         spin: u32,
         peers: &impl Peers,
-    ) -> Result<(), Fail> {
-        // The common case first, outside the wait loop: a slot free at once. (Through the loop's
-        // closure and bookkeeping, a 64 B stream ran at 43 M messages/s; this way, at 51.) A
-        // producer holding the side is waited for with the put's own patience, as in the loop.
-        if !self.is_closed() && self.put_within(msg, Patience::until(deadline)) == TryPut::Done {
+    ) -> Result<(), RingError> {
+        // The common case first, outside the wait loop, whose closure and bookkeeping would
+        // slow a stream of small messages: a slot free at once. A producer holding the role is
+        // waited for with the put's own deadline, as in the loop.
+        let within = Deadline::from_instant(deadline);
+        if !self.is_closed() && self.put_within(msg, within) == TryPut::Done {
             return Ok(());
         }
-        let m = &self.ctl.misc.0;
-        let refill = Refill::new(&self.ctl.head.0.pos, self.cap);
+        let m = &self.ctl.state.0;
+        let batch = super::BatchWait::new(&self.ctl.head.0.pos, self.cap);
         let attempt = |spun| {
             if self.is_closed() {
-                return Attempt::Done(Err(Fail::Closed));
+                return Progress::Done(Err(RingError::Closed));
             }
-            if refill.waiting(spun) {
-                return Attempt::Wait { poll: None };
+            if batch.keep_waiting(spun) {
+                return Progress::Blocked { recheck: None };
             }
             // Looked at once the spin is spent (it may read `/proc`), before the slot: a
             // consumer's last take before it went is then seen.
             let gone = spun && peers.gone();
-            match self.put_within(msg, Patience::until(deadline)) {
-                TryPut::Done => Attempt::Done(Ok(())),
-                TryPut::Busy => Attempt::Done(Err(Fail::Timeout)),
-                TryPut::Full { .. } if gone => Attempt::Done(Err(Fail::Disconnected)),
-                TryPut::Full { stuck } => {
-                    if stuck.is_none() {
-                        refill.full(spun);
+            match self.put_within(msg, within) {
+                TryPut::Done => Progress::Done(Ok(())),
+                TryPut::Busy => Progress::Done(Err(RingError::Timeout)),
+                TryPut::Full { .. } if gone => Progress::Done(Err(RingError::Disconnected)),
+                TryPut::Full { claimed } => {
+                    if claimed.is_none() {
+                        batch.found_full(spun);
                     }
-                    self.unstick(stuck, spun)
+                    self.reclaim_or_wait(claimed, spun)
                 }
             }
         };
-        block(
-            &m.put_epoch,
-            &m.put_waiters,
-            deadline,
-            spin,
-            attempt,
-            || !self.writable(),
-            peers,
-        )
+        block(&m.put, deadline, spin, attempt, || !self.writable(), peers)
+            .unwrap_or(Err(RingError::Timeout))
     }
 
     /// Takes a message, waiting while the ring is empty (see [`put`](Self::put)).
@@ -756,25 +758,26 @@ impl<'a> Ring<'a> {
         read: &mut impl FnMut(&[AtomicU64], usize) -> R,
         deadline: Option<Instant>,
         spin: u32,
-    ) -> Result<R, Fail> {
+    ) -> Result<R, RingError> {
         self.get_watching(read, deadline, spin, &NoPeers)
     }
 
-    /// [`get`](Self::get), giving up with [`Fail::Disconnected`] when the ring is empty and the
-    /// producers are `gone`, and sleeping so that their death wakes it.
+    /// [`get`](Self::get), giving up with [`RingError::Disconnected`] when the ring is empty and
+    /// the producers are `gone`, and sleeping so that their death wakes it.
     pub(crate) fn get_watching<R>(
         &self,
         read: &mut impl FnMut(&[AtomicU64], usize) -> R,
         deadline: Option<Instant>,
         spin: u32,
         peers: &impl Peers,
-    ) -> Result<R, Fail> {
-        // The common case first, as in `put`: a message at once. (A closed ring still hands out
-        // what it holds, so `closed` need not be read first here.)
-        if let TryGet::Got(r) = self.get_within(read, Patience::until(deadline)) {
+    ) -> Result<R, RingError> {
+        // The common case first, as in `put_watching`: a message at once. (A closed ring still
+        // hands out what it holds, so `closed` need not be read first here.)
+        let within = Deadline::from_instant(deadline);
+        if let TryGet::Got(r) = self.get_within(read, within) {
             return Ok(r);
         }
-        let m = &self.ctl.misc.0;
+        let m = &self.ctl.state.0;
         let attempt = |spun| {
             // `closed` is read BEFORE looking for a message: a put that happened before the
             // close is then visible to the `try_get` below, so "closed and empty" really means
@@ -784,120 +787,46 @@ impl<'a> Ring<'a> {
             // Likewise `gone`, once the spin is spent (it may read `/proc`): a message put
             // before the last producer went is then seen.
             let gone = spun && peers.gone();
-            let stuck = match self.get_within(read, Patience::until(deadline)) {
-                TryGet::Got(r) => return Attempt::Done(Ok(r)),
-                TryGet::Busy => return Attempt::Done(Err(Fail::Timeout)),
-                TryGet::Empty { stuck } => stuck,
+            let claimed = match self.get_within(read, within) {
+                TryGet::Got(r) => return Progress::Done(Ok(r)),
+                TryGet::Busy => return Progress::Done(Err(RingError::Timeout)),
+                TryGet::Empty { claimed } => claimed,
             };
             // Closed (or gone) and drained: nothing is published, and no producer holds the
             // head slot (a consumer still copying out the previous lap does not count).
-            let drained = stuck.is_none_or(|(_, w)| state(w) == READING);
+            let drained = claimed.is_none_or(|(_, w)| state(w) == READING);
             if closed && drained {
-                return Attempt::Done(Err(Fail::Closed));
+                return Progress::Done(Err(RingError::Closed));
             }
             if gone && drained {
-                return Attempt::Done(Err(Fail::Disconnected));
+                return Progress::Done(Err(RingError::Disconnected));
             }
-            self.unstick(stuck, spun)
+            self.reclaim_or_wait(claimed, spun)
         };
-        block(
-            &m.get_epoch,
-            &m.get_waiters,
-            deadline,
-            spin,
-            attempt,
-            || !self.readable(),
-            peers,
-        )
+        block(&m.get, deadline, spin, attempt, || !self.readable(), peers)
+            .unwrap_or(Err(RingError::Timeout))
     }
 
-    /// The consumers' eventcount: `(epoch, waiters)`.
-    pub(crate) fn get_wait(&self) -> (&'a AtomicU32, &'a AtomicU32) {
-        let m = &self.ctl.misc.0;
-        (&m.get_epoch, &m.get_waiters)
+    /// The consumers' eventcount: woken by every put (and a close).
+    pub(crate) fn get_events(&self) -> &'a EventCount {
+        &self.ctl.state.0.get
     }
 
-    /// The producers' eventcount: `(epoch, waiters)`.
-    pub(crate) fn put_wait(&self) -> (&'a AtomicU32, &'a AtomicU32) {
-        let m = &self.ctl.misc.0;
-        (&m.put_epoch, &m.put_waiters)
+    /// The producers' eventcount: woken by every get (and a close).
+    pub(crate) fn put_events(&self) -> &'a EventCount {
+        &self.ctl.state.0.put
     }
 
     /// What a blocked operation does about a claimed slot in its way: once the spin budget is
     /// spent (the claimer's liveness costs a `/proc` read), reclaim it if the claimer is dead
-    /// and try again at once; otherwise wait, re-checking every [`LIVENESS_POLL`].
-    fn unstick<T>(&self, stuck: Option<(u64, u64)>, spun: bool) -> Attempt<T> {
-        match stuck {
-            Some((pos, w)) if spun && self.reclaim(pos, w) => Attempt::Again,
-            Some(_) => Attempt::Wait {
-                poll: Some(LIVENESS_POLL),
+    /// and try again at once; otherwise wait, looking again every [`LIVENESS_POLL`].
+    fn reclaim_or_wait<T>(&self, claimed: Option<(u64, u64)>, spun: bool) -> Progress<T> {
+        match claimed {
+            Some((pos, w)) if spun && self.reclaim_dead_slot(pos, w) => Progress::Again,
+            Some(_) => Progress::Blocked {
+                recheck: Some(LIVENESS_POLL),
             },
-            None => Attempt::Wait { poll: None },
-        }
-    }
-
-    /// Counts one delivered message as done (`JoinableQueue::task_done`). Fails when every
-    /// delivered message is already done.
-    pub(crate) fn task_done(&self) -> Result<(), ()> {
-        let m = &self.ctl.misc.0;
-        let mut done = m.done.load(Relaxed);
-        loop {
-            if done >= m.delivered.load(Relaxed) {
-                return Err(());
-            }
-            match m
-                .done
-                .compare_exchange_weak(done, done + 1, Relaxed, Relaxed)
-            {
-                Ok(_) => break,
-                Err(d) => done = d,
-            }
-        }
-        wake(&m.join_epoch, &m.join_waiters);
-        Ok(())
-    }
-
-    /// Whether every message put has been taken and marked done.
-    fn joined(&self) -> bool {
-        let m = &self.ctl.misc.0;
-        let (head, tail) = (
-            self.ctl.head.0.pos.load(Relaxed),
-            self.ctl.tail.0.pos.load(Relaxed),
-        );
-        head == tail && m.done.load(Relaxed) == m.delivered.load(Relaxed)
-    }
-
-    /// Waits until every message put has been taken and marked done, or `deadline`.
-    pub(crate) fn join(&self, deadline: Option<Instant>) -> Result<(), Fail> {
-        let mut last_head = None;
-        loop {
-            if self.joined() {
-                return Ok(());
-            }
-            // A dead producer's claimed slot at the head would hold `head < tail` forever, and so
-            // would a consumer that died after its claim but before it moved the head on.
-            let pos = self.ctl.head.0.pos.load(Relaxed);
-            // Acquire: as in `try_get`.
-            let w = self.slot(pos)[0].load(Acquire);
-            if diff(w, pos) == 0 && matches!(state(w), WRITING | READING) && self.reclaim(pos, w) {
-                continue;
-            }
-            // Or a consumer that held its side died taking the message at the head: looked for
-            // only once the head has stood still for a round (it costs a `/proc` read while the
-            // holder is inside, and a live holder moves the head).
-            if last_head == Some(pos) && self.ctl.getters.reap(|dead| self.salvage(dead)) {
-                continue;
-            }
-            last_head = Some(pos);
-            let wait = remaining(deadline)?;
-            let m = &self.ctl.misc.0;
-            park(
-                &m.join_epoch,
-                &m.join_waiters,
-                min_opt(wait, Some(LIVENESS_POLL)),
-                || !self.joined(),
-                &NoPeers,
-            );
+            None => Progress::Blocked { recheck: None },
         }
     }
 }
@@ -974,7 +903,7 @@ pub(crate) fn read_data(data: &[AtomicU64], out: &mut [u8]) {
 
 /// Reads a `T` out of the data words of a slot this thread has claimed (as [`read_data`]), in one
 /// piece, straight into the value handed back: not a zeroed buffer with the message copied over
-/// it, which cost the consumer two rounds of stores per message.
+/// it, which would cost the consumer two rounds of stores per message.
 #[cfg(not(loom))]
 #[inline]
 pub(crate) fn read_pod<T: bytemuck::Pod>(data: &[AtomicU64]) -> T {
@@ -983,226 +912,6 @@ pub(crate) fn read_pod<T: bytemuck::Pod>(data: &[AtomicU64]) -> T {
     // before this read, as in `read_data`. Unaligned, because the words are 8-aligned and `T`
     // may ask for more; any bytes are a valid `T: Pod`.
     unsafe { std::ptr::read_unaligned(data.as_ptr().cast::<T>()) }
-}
-
-/// A blocked put's wait, while it spins, for the consumers to take half of a full ring rather
-/// than one message, as long as they keep taking. A producer that writes each slot the moment
-/// it is freed works right behind the consumer and reads the head on every put, taking away the
-/// lines the consumer writes next; waiting for a batch leaves the consumer alone while it takes
-/// it. (In the 64 B stream of `mpshm bench`, where the consumer is the slower side, the `Queue` went
-/// from 25 to 39 M messages/s, and `SpscQueue`'s runs at 30 M/s, a third of them, were gone.)
-/// A consumer that stops taking ends the wait at the next look, and so does the end of the
-/// spinning: a put that sleeps is woken for the first free slot.
-pub(crate) struct Refill<'a> {
-    head: &'a AtomicU64,
-    batch: u64,
-    /// Once the ring was found full: the head to wait for, and the head seen last.
-    wait: Cell<Option<(u64, u64)>>,
-}
-
-impl<'a> Refill<'a> {
-    /// For a ring of `cap` slots whose consumers move `head`.
-    #[inline]
-    pub(crate) fn new(head: &'a AtomicU64, cap: u64) -> Refill<'a> {
-        Refill {
-            head,
-            batch: (cap / 2).max(1),
-            wait: Cell::new(None),
-        }
-    }
-
-    /// The put found the ring full: while it spins, it waits for a batch.
-    #[inline]
-    pub(crate) fn full(&self, spun: bool) {
-        if !spun {
-            // Relaxed: it only says when to look at the slot again; the put's own check of the
-            // slot (with Acquire) decides whether it is free.
-            let now = self.head.load(Relaxed);
-            self.wait.set(Some((now.saturating_add(self.batch), now)));
-        }
-    }
-
-    /// Whether the put is to keep waiting rather than look at the slot: it spins, the batch is
-    /// not yet taken, and the head has moved since the last look.
-    #[inline]
-    pub(crate) fn waiting(&self, spun: bool) -> bool {
-        let Some((until, last)) = self.wait.take() else {
-            return false;
-        };
-        // Relaxed: as in `full`.
-        let now = self.head.load(Relaxed);
-        let wait = !spun && now < until && now != last;
-        if wait {
-            self.wait.set(Some((until, now)));
-        }
-        wait
-    }
-}
-
-/// What one attempt of a blocking ring operation found.
-pub(crate) enum Attempt<T> {
-    /// Finished: the result, or why it gave up.
-    Done(Result<T, Fail>),
-    /// Something changed (a dead claimer's slot was freed): try again at once.
-    Again,
-    /// Must wait for the other side; `poll` bounds the sleep, to re-check a claimer.
-    Wait { poll: Option<Duration> },
-}
-
-/// Rounds of spinning after which a waiter does what one about to sleep does (looks whether a
-/// claimer in its way died, stops waiting for a refill), even if it spins on: the default spin
-/// budget.
-pub(crate) const SPUN_AFTER: u32 = 200;
-
-/// The wait every blocking ring operation shares: calls `attempt(spun)` until it finishes;
-/// between attempts spins `spin` rounds with [`backoff`], then sleeps on `epoch` (while
-/// `blocked()` holds) until the other side wakes it, the `poll` interval passes, or `deadline`.
-/// `spun` tells `attempt` that the spin budget is spent, or [`SPUN_AFTER`] rounds are.
-/// `deadline` holds while spinning too: a handle set to busy-poll (`set_spin(u32::MAX)`) would
-/// otherwise spin past it, and past a dead claimer, for 2^32 rounds. The sleep is `peers`'.
-pub(crate) fn block<T>(
-    epoch: &AtomicU32,
-    waiters: &AtomicU32,
-    deadline: Option<Instant>,
-    spin: u32,
-    mut attempt: impl FnMut(bool) -> Attempt<T>,
-    blocked: impl Fn() -> bool,
-    peers: &impl Peers,
-) -> Result<T, Fail> {
-    let mut rounds = 0;
-    loop {
-        let poll = match attempt(rounds >= spin.min(SPUN_AFTER)) {
-            Attempt::Done(r) => return r,
-            Attempt::Again => continue,
-            Attempt::Wait { poll } => poll,
-        };
-        if rounds < spin {
-            rounds += 1;
-            backoff(rounds);
-            if deadline.is_some() {
-                remaining(deadline)?;
-            }
-            continue;
-        }
-        let wait = remaining(deadline)?;
-        park(epoch, waiters, min_opt(wait, poll), &blocked, peers);
-    }
-}
-
-/// One round of a waiter's backoff: a few spins, growing, then a yield.
-pub(crate) fn backoff(round: u32) {
-    // Under loom every interleaving is explored anyway; a spin the model cannot see only adds
-    // steps, so yield to it instead.
-    #[cfg(loom)]
-    {
-        let _ = round;
-        loom::thread::yield_now();
-    }
-    // A few exponentially growing spins (127 pauses in all, a few microseconds), then yield:
-    // longer pure spinning only starves a peer that shares this core.
-    #[cfg(not(loom))]
-    if round <= 6 {
-        for _ in 0..(1u32 << round) {
-            std::hint::spin_loop();
-        }
-    } else {
-        std::thread::yield_now();
-    }
-}
-
-#[inline]
-fn remaining(deadline: Option<Instant>) -> Result<Option<Duration>, Fail> {
-    match deadline {
-        None => Ok(None),
-        Some(d) => match d.checked_duration_since(Instant::now()) {
-            Some(left) if !left.is_zero() => Ok(Some(left)),
-            _ => Err(Fail::Timeout),
-        },
-    }
-}
-
-#[inline]
-fn min_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
-    }
-}
-
-/// How long a waiter sleeps at most when this process cannot run `membarrier`.
-pub(crate) const UNFENCED_POLL: Duration = Duration::from_millis(10);
-
-/// Sleeps on `epoch` while `blocked()` holds, at most `timeout` (through `peers`, which may
-/// watch more words).
-fn park(
-    epoch: &AtomicU32,
-    waiters: &AtomicU32,
-    timeout: Option<Duration>,
-    blocked: impl Fn() -> bool,
-    peers: &impl Peers,
-) {
-    waiters.fetch_add(1, SeqCst);
-    let seen = epoch.load(SeqCst);
-    // The heavy half of the fence pair whose light half is in `wake`: either `blocked()` below
-    // sees the other side's update, or the other side sees our waiter count and bumps the
-    // epoch (so the futex wait returns).
-    let reached = fence::heavy();
-    if blocked() {
-        // Without the membarrier a peer's light fence is out of our reach (see `fence`), so
-        // its wake-up may be lost: look again now and then.
-        let timeout = if reached {
-            timeout
-        } else {
-            min_opt(timeout, Some(UNFENCED_POLL))
-        };
-        peers.sleep(epoch, seen, timeout);
-    }
-    waiters.fetch_sub(1, SeqCst);
-}
-
-/// Wakes the sleepers on `epoch`, with a syscall only if any are counted.
-#[inline]
-pub(crate) fn wake(epoch: &AtomicU32, waiters: &AtomicU32) {
-    // Pairs with the heavy fence in `park` (see there).
-    fence::light();
-    if waiters.load(Relaxed) > 0 {
-        epoch.fetch_add(1, SeqCst);
-        futex_wake(epoch, i32::MAX as u32);
-    }
-}
-
-#[cfg(not(loom))]
-use crate::sys::{futex_wait, futex_wake};
-
-#[cfg(loom)]
-loom::lazy_static! {
-    /// loom's futex: one wait queue for every word, as if all hashed to one kernel bucket.
-    static ref FUTEX: (loom::sync::Mutex<()>, loom::sync::Condvar) =
-        (loom::sync::Mutex::new(()), loom::sync::Condvar::new());
-}
-
-/// loom's stand-in for the futex wait: like the kernel, compare the word under the lock that the
-/// wake takes too, and sleep only if it still holds `expected`. The sleep is a real block in the
-/// model (with yield loops, loom starves the one thread that could wake two spinners: loom
-/// issue 53), so a lost wake-up shows up as a deadlock, which loom reports. A timed wait is
-/// modelled as an untimed one: with every claimer alive, progress must never need a timeout.
-#[cfg(loom)]
-fn futex_wait(word: &AtomicU32, expected: u32, _timeout: Option<Duration>) {
-    let (lock, queue) = &*FUTEX;
-    let guard = lock.lock().expect("model lock");
-    // SeqCst: the kernel reads the word under the bucket lock; so does this.
-    if word.load(SeqCst) == expected {
-        drop(queue.wait(guard).expect("model lock"));
-    }
-}
-
-/// loom's stand-in for the futex wake: wakes every waiter (of any word; they re-check).
-#[cfg(loom)]
-fn futex_wake(_word: &AtomicU32, _n: u32) {
-    let (lock, queue) = &*FUTEX;
-    let _guard = lock.lock().expect("model lock");
-    queue.notify_all();
 }
 
 /// A ring on the heap, for tests of the algorithm alone (Miri, property tests).
@@ -1233,32 +942,30 @@ impl HeapRing {
     }
 }
 
-/// The shared structures of the ring and its sides, for the pinned layout (`src/layout.rs`).
+/// The shared structures of the ring and its roles, for the pinned layout (`src/layout.rs`).
 #[cfg(all(test, not(loom)))]
 pub(crate) fn shared_layout() -> Vec<String> {
     let mut v = vec![
         crate::layout::pin!(RingCtl {
             head,
             tail,
-            misc,
-            putters,
-            getters
+            state,
+            producers,
+            consumers
         }),
         crate::layout::pin!(Padded<Index> { 0 }),
         crate::layout::pin!(Index { pos, last }),
-        crate::layout::pin!(Misc {
+        crate::layout::pin!(State {
             closed,
-            get_epoch,
-            get_waiters,
-            put_epoch,
-            put_waiters,
-            join_epoch,
-            join_waiters,
+            get,
+            put,
+            join,
             no_bias,
             lost,
             delivered,
             done
         }),
+        crate::wait::eventcount::shared_layout(),
         format!(
             "slot word pos << {POS_SHIFT} | state << {STATE_SHIFT} | pid ({PID_BITS} bits); \
              FREE {FREE} FULL {FULL} WRITING {WRITING} READING {READING}; \
@@ -1268,7 +975,7 @@ pub(crate) fn shared_layout() -> Vec<String> {
         ),
     ];
     v.extend(
-        bias::shared_layout()
+        super::bias::shared_layout()
             .into_iter()
             .map(|l| format!("bias::{l}")),
     );
@@ -1277,6 +984,3 @@ pub(crate) fn shared_layout() -> Vec<String> {
 
 #[cfg(all(test, not(loom)))]
 mod tests;
-
-#[cfg(all(test, loom))]
-mod loom_model;

@@ -1,5 +1,5 @@
-//! What the synchronisation family's tests share: kill-loop trial counts, a small random
-//! source for kill points, and the latency report.
+//! What the synchronisation family's tests share (`common::sync`): kill-loop trial counts, a
+//! small random source for kill points, and the latency report.
 #![allow(
     dead_code,
     reason = "each test binary uses a different part of the kit"
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 /// Kill-loop trials: `MPSHM_KILL_TRIALS` (e.g. 300 for the figures), or `default` (CI).
 pub fn trials(default: u32) -> u32 {
-    crate::common::env_or("MPSHM_KILL_TRIALS", default)
+    super::env_or("MPSHM_KILL_TRIALS", default)
 }
 
 /// A xorshift generator seeded from the clock and the pid: kill points differ between runs.
@@ -79,11 +79,11 @@ pub fn sleeper<'s, T, R: Send + 's>(
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     scope.spawn(move || {
         let prepared = prepare();
-        tid_tx.send(crate::common::thread_id()).expect("send");
+        tid_tx.send(super::thread_id()).expect("send");
         let r = wait(prepared);
         tx.send((r, Instant::now())).expect("send");
     });
-    crate::common::wait_until_sleeping(tid_rx.recv().expect("the sleeper started"));
+    super::wait_until_sleeping(tid_rx.recv().expect("the sleeper started"));
     rx
 }
 

@@ -1,6 +1,5 @@
 //! The single-producer, single-consumer ring under each direction of a `Pipe` and under an
-//! `SpscQueue`: Lamport's ring
-//! with each side caching the other's index, after rtrb.
+//! `SpscQueue`: Lamport's ring with each side caching the other's index, after rtrb.
 //!
 //! The producer writes a slot's bytes and then publishes it with one Release store of the slot's
 //! first word, which holds the message's length and a stamp of its position; the consumer
@@ -16,40 +15,44 @@
 //! reader.
 //!
 //! The caller guarantees one producer and one consumer at a time (the pipe and `SpscQueue`
-//! attach one process per end and serialise each end's threads with `sync::owner`). Waiting uses the ring's
-//! eventcount (`ring::park` / `ring::wake`).
+//! attach one process per end and serialise each end's threads with `sync::owner`). A blocked
+//! side parks on the ring's eventcounts (`wait::EventCount`).
 
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::time::Instant;
 
-#[cfg(test)]
-use crate::ring::NoPeers;
-/// Words per slot: the ring's size (whole cache lines, so that the producer filling one slot
+/// Words per slot, as the MPMC ring's (whole cache lines, so that the producer filling one slot
 /// never shares a line with the consumer reading the one before it). A slot here needs one
-/// header word, the stamp; the ring's second is spare.
-pub(crate) use crate::ring::slot_words;
-use crate::ring::{Attempt, Fail, Padded, Peers, Refill, SEARCH_BUDGET, block, wake};
+/// header word, the stamp; the second is spare.
+pub(crate) use super::slot_words;
+use super::{BatchWait, Padded, RingError, SEARCH_BUDGET};
 use crate::segment::Shared;
+#[cfg(test)]
+use crate::wait::NoPeers;
+use crate::wait::{EventCount, Peers, Progress, block};
 
-/// The shared control block: each index on a line of its own, then the waiting state.
+/// The shared control block: each index on a line of its own, then the state both sides
+/// share.
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct SpscCtl {
     head: Padded<AtomicU64>,
     tail: Padded<AtomicU64>,
-    misc: Padded<Misc>,
+    state: Padded<State>,
 }
 
+/// The closed flag, the eventcounts the blocked sleep on, and the count of lost messages.
 #[repr(C)]
 #[derive(Default)]
-struct Misc {
+struct State {
     closed: AtomicU32,
-    get_epoch: AtomicU32,
-    get_waiters: AtomicU32,
-    put_epoch: AtomicU32,
-    put_waiters: AtomicU32,
+    /// The consumer waiting for a message.
+    get: EventCount,
+    /// The producer waiting for room.
+    put: EventCount,
     _reserved: AtomicU32,
+    /// Messages dropped because their slot was scribbled on.
     lost: AtomicU64,
 }
 
@@ -63,6 +66,17 @@ pub(crate) const SPSC_CTL_SIZE: usize = std::mem::size_of::<SpscCtl>();
 #[derive(Debug, Default)]
 pub(crate) struct Cache {
     other: AtomicU64,
+}
+
+/// What a pop makes of a slot at `head` with no stamp: the ring is empty there, or the slot
+/// may have been scribbled on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unstamped {
+    /// Empty: the fast path, which leaves the producer's `tail` line alone.
+    MeansEmpty,
+    /// Compared with `tail`: an unstamped slot that `tail` has passed was scribbled on, and is
+    /// dropped.
+    CheckTail,
 }
 
 /// A view of one SPSC ring.
@@ -121,20 +135,20 @@ impl<'a> Spsc<'a> {
 
     pub(crate) fn is_closed(&self) -> bool {
         // Acquire: pairs with the Release store in `close`.
-        self.ctl.misc.0.closed.load(Acquire) != 0
+        self.ctl.state.0.closed.load(Acquire) != 0
     }
 
     pub(crate) fn close(&self) {
-        let m = &self.ctl.misc.0;
+        let m = &self.ctl.state.0;
         // Release: pairs with the Acquire load in `is_closed`.
         m.closed.store(1, Release);
-        wake(&m.get_epoch, &m.get_waiters);
-        wake(&m.put_epoch, &m.put_waiters);
+        m.get.wake();
+        m.put.wake();
     }
 
     /// Messages dropped because their slot held a length no producer wrote.
     pub(crate) fn lost(&self) -> u64 {
-        self.ctl.misc.0.lost.load(Relaxed)
+        self.ctl.state.0.lost.load(Relaxed)
     }
 
     /// Whether a message was ever pushed (`tail` moved).
@@ -147,16 +161,14 @@ impl<'a> Spsc<'a> {
         self.ctl.head.0.load(Relaxed) != 0
     }
 
-    /// The consumer's eventcount: `(epoch, waiters)`.
-    pub(crate) fn get_wait(&self) -> (&'a AtomicU32, &'a AtomicU32) {
-        let m = &self.ctl.misc.0;
-        (&m.get_epoch, &m.get_waiters)
+    /// The consumer's eventcount: woken by every push (and a close).
+    pub(crate) fn get_events(&self) -> &'a EventCount {
+        &self.ctl.state.0.get
     }
 
-    /// The producer's eventcount: `(epoch, waiters)`.
-    pub(crate) fn put_wait(&self) -> (&'a AtomicU32, &'a AtomicU32) {
-        let m = &self.ctl.misc.0;
-        (&m.put_epoch, &m.put_waiters)
+    /// The producer's eventcount: woken by every pop (and a close).
+    pub(crate) fn put_events(&self) -> &'a EventCount {
+        &self.ctl.state.0.put
     }
 
     /// Whether a message is published (or the ring is closed).
@@ -221,7 +233,7 @@ impl<'a> Spsc<'a> {
                 // `head` past `tail`, or either scribbled on: no working ring looks like this.
                 // Carry on from the consumer's position rather than wait forever for room;
                 // what lay between is lost (counted once).
-                self.ctl.misc.0.lost.fetch_add(1, Relaxed);
+                self.ctl.state.0.lost.fetch_add(1, Relaxed);
                 tail = head;
             } else if used == self.cap {
                 return false;
@@ -246,47 +258,52 @@ impl<'a> Spsc<'a> {
         // Release: pairs with the Acquire loads of `tail` in `try_pop` and `readable`, which
         // look at it only when the slot at `head` shows no stamp.
         self.ctl.tail.0.store(tail.wrapping_add(1), Release);
-        let m = &self.ctl.misc.0;
-        wake(&m.get_epoch, &m.get_waiters);
+        let m = &self.ctl.state.0;
+        m.get.wake();
         true
     }
 
     /// Takes the oldest message if one is published, handing `read` its bytes and length.
-    /// Consumer side only. With `check`, an unstamped slot is compared with `tail` to find
-    /// scribbled ones; that reads the line the producer writes on every push, so a consumer
+    /// Consumer side only. With [`Unstamped::CheckTail`], an unstamped slot is compared with
+    /// `tail` to find scribbled ones; that reads the line the producer writes on every push, so a consumer
     /// polling an empty ring leaves it out until it is about to sleep. Drops at most
     /// [`SEARCH_BUDGET`] scribbled slots per call, so that a timed caller gets to look at its
     /// deadline (a `tail` scribbled ahead can leave a lap of them).
-    pub(crate) fn try_pop<R>(&self, read: &mut impl FnMut(&[u8]) -> R, check: bool) -> Option<R> {
-        let (head, bytes) = self.head_message(check)?;
+    pub(crate) fn try_pop<R>(
+        &self,
+        read: &mut impl FnMut(&[u8]) -> R,
+        unstamped: Unstamped,
+    ) -> Option<R> {
+        let (head, bytes) = self.head_message(unstamped)?;
         let r = read(bytes);
         // Release: pairs with the Acquire loads of `head` in `try_push_parts` and `writable`;
         // our read of the slot is done before the producer may write it again.
         self.ctl.head.0.store(head.wrapping_add(1), Release);
-        let m = &self.ctl.misc.0;
-        wake(&m.put_epoch, &m.put_waiters);
+        let m = &self.ctl.state.0;
+        m.put.wake();
         Some(r)
     }
 
     /// The message at the head, if one is published, handed to `read` without taking it: the
     /// next `try_pop` gets it. Consumer side only. Slots scribbled on are dropped first, as
-    /// `try_pop` with `check` drops them.
+    /// `try_pop` with [`Unstamped::CheckTail`] drops them.
     pub(crate) fn peek<R>(&self, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
-        self.head_message(true).map(|(_, bytes)| read(bytes))
+        self.head_message(Unstamped::CheckTail)
+            .map(|(_, bytes)| read(bytes))
     }
 
     /// The position and bytes of the message at the head, if one is published; slots scribbled
     /// on (see `try_pop`) are dropped on the way. Consumer side only: the bytes stay the
     /// message's until this side moves `head` past it.
-    fn head_message(&self, check: bool) -> Option<(u64, &'a [u8])> {
-        let m = &self.ctl.misc.0;
+    fn head_message(&self, unstamped: Unstamped) -> Option<(u64, &'a [u8])> {
+        let m = &self.ctl.state.0;
         for _ in 0..SEARCH_BUDGET {
             let head = self.ctl.head.0.load(Relaxed); // only this side writes it
             let slot = self.slot(head);
             // Acquire: pairs with the Release store of the stamp in `try_push_parts`.
             let mut word = slot[0].load(Acquire);
             if !Self::stamped(head, word) {
-                if !check {
+                if unstamped == Unstamped::MeansEmpty {
                     return None;
                 }
                 // Acquire: pairs with the Release store of `tail` in `try_push_parts`, which
@@ -314,14 +331,14 @@ impl<'a> Spsc<'a> {
             // No stamp, or a length no producer wrote: the slot was scribbled on. Drop it.
             // (Release: as in `try_pop`.)
             self.ctl.head.0.store(head.wrapping_add(1), Release);
-            wake(&m.put_epoch, &m.put_waiters);
+            m.put.wake();
             m.lost.fetch_add(1, Relaxed);
         }
         None
     }
 
     /// Pushes `msg`, waiting while the ring is full (see `Ring::put`; a full ring is refilled in
-    /// batches, see `ring::Refill`).
+    /// batches, see [`BatchWait`]).
     #[cfg(test)]
     pub(crate) fn push(
         &self,
@@ -329,12 +346,12 @@ impl<'a> Spsc<'a> {
         cache: &Cache,
         deadline: Option<Instant>,
         spin: u32,
-    ) -> Result<(), Fail> {
+    ) -> Result<(), RingError> {
         self.push_watching(msg, &[], cache, deadline, spin, &NoPeers)
     }
 
     /// Pushes the message `head` + `body` as [`push`](Self::push) does, giving up with
-    /// [`Fail::Disconnected`] when the ring is full and the consumer is `gone`.
+    /// [`RingError::Disconnected`] when the ring is full and the consumer is `gone`.
     pub(crate) fn push_watching(
         &self,
         head: &[u8],
@@ -343,36 +360,29 @@ impl<'a> Spsc<'a> {
         deadline: Option<Instant>,
         spin: u32,
         peers: &impl Peers,
-    ) -> Result<(), Fail> {
-        let m = &self.ctl.misc.0;
-        let refill = Refill::new(&self.ctl.head.0, self.cap);
+    ) -> Result<(), RingError> {
+        let batch = BatchWait::new(&self.ctl.head.0, self.cap);
         let attempt = |spun| {
             if self.is_closed() {
-                return Attempt::Done(Err(Fail::Closed));
+                return Progress::Done(Err(RingError::Closed));
             }
-            if refill.waiting(spun) {
-                return Attempt::Wait { poll: None };
+            if batch.keep_waiting(spun) {
+                return Progress::Blocked { recheck: None };
             }
             // Before the slot, as in `Ring::put_watching`.
             let gone = spun && peers.gone();
             if self.try_push_parts(head, body, cache) {
-                Attempt::Done(Ok(()))
+                Progress::Done(Ok(()))
             } else if gone {
-                Attempt::Done(Err(Fail::Disconnected))
+                Progress::Done(Err(RingError::Disconnected))
             } else {
-                refill.full(spun);
-                Attempt::Wait { poll: None }
+                batch.found_full(spun);
+                Progress::Blocked { recheck: None }
             }
         };
-        block(
-            &m.put_epoch,
-            &m.put_waiters,
-            deadline,
-            spin,
-            attempt,
-            || !self.writable(),
-            peers,
-        )
+        let events = &self.ctl.state.0.put;
+        block(events, deadline, spin, attempt, || !self.writable(), peers)
+            .unwrap_or(Err(RingError::Timeout))
     }
 
     /// Pops a message, waiting while the ring is empty (see `Ring::get`).
@@ -382,11 +392,11 @@ impl<'a> Spsc<'a> {
         read: &mut impl FnMut(&[u8]) -> R,
         deadline: Option<Instant>,
         spin: u32,
-    ) -> Result<R, Fail> {
+    ) -> Result<R, RingError> {
         self.pop_watching(read, deadline, spin, &NoPeers)
     }
 
-    /// [`pop`](Self::pop), giving up with [`Fail::Disconnected`] when the ring is empty and the
+    /// [`pop`](Self::pop), giving up with [`RingError::Disconnected`] when the ring is empty and the
     /// producer is `gone`.
     pub(crate) fn pop_watching<R>(
         &self,
@@ -394,59 +404,57 @@ impl<'a> Spsc<'a> {
         deadline: Option<Instant>,
         spin: u32,
         peers: &impl Peers,
-    ) -> Result<R, Fail> {
+    ) -> Result<R, RingError> {
         self.block_reading(deadline, spin, peers, |spun| {
             // `closed` (and `gone`) first, so that closed-and-empty means drained (see
             // `Ring::get`).
             let closed = self.is_closed();
             let gone = spun && peers.gone();
-            match self.try_pop(read, spun || closed || gone) {
-                Some(r) => Attempt::Done(Ok(r)),
-                None if closed => Attempt::Done(Err(Fail::Closed)),
-                None if gone => Attempt::Done(Err(Fail::Disconnected)),
-                None => Attempt::Wait { poll: None },
+            let unstamped = if spun || closed || gone {
+                Unstamped::CheckTail
+            } else {
+                Unstamped::MeansEmpty
+            };
+            match self.try_pop(read, unstamped) {
+                Some(r) => Progress::Done(Ok(r)),
+                None if closed => Progress::Done(Err(RingError::Closed)),
+                None if gone => Progress::Done(Err(RingError::Disconnected)),
+                None => Progress::Blocked { recheck: None },
             }
         })
     }
 
-    /// Waits until a message is published or the ring is closed ([`Fail::Disconnected`] if the
+    /// Waits until a message is published or the ring is closed ([`RingError::Disconnected`] if the
     /// producer is `gone` first), taking nothing. Consumer side only.
     pub(crate) fn wait_readable(
         &self,
         deadline: Option<Instant>,
         spin: u32,
         peers: &impl Peers,
-    ) -> Result<(), Fail> {
+    ) -> Result<(), RingError> {
         self.block_reading(deadline, spin, peers, |spun| {
             let gone = spun && peers.gone();
             if self.readable() {
-                Attempt::Done(Ok(()))
+                Progress::Done(Ok(()))
             } else if gone {
-                Attempt::Done(Err(Fail::Disconnected))
+                Progress::Done(Err(RingError::Disconnected))
             } else {
-                Attempt::Wait { poll: None }
+                Progress::Blocked { recheck: None }
             }
         })
     }
 
-    /// The consumer's wait (`ring::block` on its eventcount, while nothing is readable).
+    /// The consumer's wait (`wait::block` on its eventcount, while nothing is readable).
     fn block_reading<T>(
         &self,
         deadline: Option<Instant>,
         spin: u32,
         peers: &impl Peers,
-        attempt: impl FnMut(bool) -> Attempt<T>,
-    ) -> Result<T, Fail> {
-        let m = &self.ctl.misc.0;
-        block(
-            &m.get_epoch,
-            &m.get_waiters,
-            deadline,
-            spin,
-            attempt,
-            || !self.readable(),
-            peers,
-        )
+        attempt: impl FnMut(bool) -> Progress<Result<T, RingError>>,
+    ) -> Result<T, RingError> {
+        let events = &self.ctl.state.0.get;
+        block(events, deadline, spin, attempt, || !self.readable(), peers)
+            .unwrap_or(Err(RingError::Timeout))
     }
 }
 
@@ -454,13 +462,11 @@ impl<'a> Spsc<'a> {
 #[cfg(test)]
 pub(crate) fn shared_layout() -> Vec<String> {
     vec![
-        crate::layout::pin!(SpscCtl { head, tail, misc }),
-        crate::layout::pin!(Misc {
+        crate::layout::pin!(SpscCtl { head, tail, state }),
+        crate::layout::pin!(State {
             closed,
-            get_epoch,
-            get_waiters,
-            put_epoch,
-            put_waiters,
+            get,
+            put,
             _reserved,
             lost
         }),
@@ -490,17 +496,17 @@ mod tests {
             assert!(!q.try_push(b"x", &pc));
             for i in 0..3u8 {
                 assert_eq!(
-                    q.try_pop(&mut read, true),
+                    q.try_pop(&mut read, Unstamped::CheckTail),
                     Some(vec![round ^ i; usize::from(i) * 9])
                 );
             }
-            assert_eq!(q.try_pop(&mut read, true), None);
+            assert_eq!(q.try_pop(&mut read, Unstamped::CheckTail), None);
         }
         q.try_push(b"last", &pc);
         q.close();
-        assert_eq!(q.push(b"no", &pc, None, 0), Err(Fail::Closed));
+        assert_eq!(q.push(b"no", &pc, None, 0), Err(RingError::Closed));
         assert_eq!(q.pop(&mut read, None, 0), Ok(b"last".to_vec()));
-        assert_eq!(q.pop(&mut read, None, 0), Err(Fail::Closed));
+        assert_eq!(q.pop(&mut read, None, 0), Err(RingError::Closed));
     }
 
     #[test]
@@ -513,14 +519,20 @@ mod tests {
         assert!(q.try_push_parts(b"head", b"body", &pc));
         assert_eq!(q.peek(|b| b.to_vec()), Some(b"headbody".to_vec()));
         assert_eq!(q.peek(|b| b.len()), Some(8), "a peek takes nothing");
-        assert_eq!(q.try_pop(&mut read, false), Some(b"headbody".to_vec()));
+        assert_eq!(
+            q.try_pop(&mut read, Unstamped::MeansEmpty),
+            Some(b"headbody".to_vec())
+        );
         assert_eq!(q.peek(|b| b.len()), None);
         // A slot scribbled on is dropped by a peek, as by a checked pop.
         assert!(q.try_push(b"one", &pc) && q.try_push(b"two", &pc));
         words[slot_words(16).expect("size")].store(0xdead_beef, Relaxed);
         assert_eq!(q.peek(|b| b.to_vec()), Some(b"two".to_vec()));
         assert_eq!(q.lost(), 1);
-        assert_eq!(q.try_pop(&mut read, true), Some(b"two".to_vec()));
+        assert_eq!(
+            q.try_pop(&mut read, Unstamped::CheckTail),
+            Some(b"two".to_vec())
+        );
     }
 
     #[test]
@@ -554,7 +566,7 @@ mod tests {
         let mut read = |b: &[u8]| b.to_vec();
         // An unstamped slot at `head` with nothing pushed is just empty, checked or not.
         words[0].store(0xdead_beef, Relaxed);
-        assert_eq!(q.try_pop(&mut read, true), None);
+        assert_eq!(q.try_pop(&mut read, Unstamped::CheckTail), None);
         assert!(!q.readable());
         words[0].store(0, Relaxed);
         // Two messages; the first one's stamp is scribbled on.
@@ -562,19 +574,22 @@ mod tests {
         words[0].store(0xdead_beef, Relaxed);
         // The unchecked fast path sees no message; the checked one drops the slot, counts
         // it, and delivers the next.
-        assert_eq!(q.try_pop(&mut read, false), None);
+        assert_eq!(q.try_pop(&mut read, Unstamped::MeansEmpty), None);
         assert!(
             q.readable(),
             "a scribbled slot behind tail must wake the reader"
         );
-        assert_eq!(q.try_pop(&mut read, true), Some(b"two".to_vec()));
+        assert_eq!(
+            q.try_pop(&mut read, Unstamped::CheckTail),
+            Some(b"two".to_vec())
+        );
         assert_eq!(q.lost(), 1);
         // A stamped length longer than a slot is dropped too.
         assert!(q.try_push(b"three", &pc));
         let slot = 2 * slot_words(16).expect("size");
         let stamp = words[slot].load(Relaxed);
         words[slot].store(stamp | 0xffff, Relaxed);
-        assert_eq!(q.try_pop(&mut read, true), None);
+        assert_eq!(q.try_pop(&mut read, Unstamped::CheckTail), None);
         assert_eq!(q.lost(), 2);
         // The ring goes on.
         assert!(q.try_push(b"four", &pc));
@@ -599,7 +614,7 @@ mod tests {
         ctl.tail.0.store(big as u64, Relaxed);
         let mut read = |b: &[u8]| b.to_vec();
         for round in 1..=3 {
-            assert_eq!(b.try_pop(&mut read, true), None);
+            assert_eq!(b.try_pop(&mut read, Unstamped::CheckTail), None);
             assert_eq!(b.lost(), round * u64::from(SEARCH_BUDGET));
         }
         assert!(b.try_push(b"six", &Cache::default()));

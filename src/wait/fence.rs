@@ -16,13 +16,56 @@
 //! reach, [`heavy`] returns `false` so that the caller bounds its sleep and looks again. Once a
 //! process is registered it stays asymmetric; if a later `membarrier` fails (a filter installed
 //! after start-up), [`heavy`] still fences this process's own threads through a TLB shootdown
-//! (`sys::process_wide_fence`), and returns `false` for the other processes.
+//! (`sys::process_wide_fence`), and returns `false` for the other processes. [`fence_mode`]
+//! tells a user which of these holds.
 //! Under loom both sides are plain `SeqCst` fences, which the model checks.
 
-#[cfg(not(loom))]
-use std::sync::atomic::{AtomicU8, Ordering::Relaxed, Ordering::SeqCst, compiler_fence, fence};
-#[cfg(not(loom))]
 use std::time::Duration;
+
+/// How long a sleeper waits at most, before it looks again, where this process's fences do not
+/// reach the other processes' (see [`fence_mode`]).
+pub const UNFENCED_POLL: Duration = Duration::from_millis(10);
+
+/// How the rings' wake-up handshake is fenced in this process (see [`fence_mode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FenceMode {
+    /// Registered for `membarrier(MEMBARRIER_CMD_GLOBAL_EXPEDITED)` (Linux 4.16 and later): a
+    /// message costs no fence, a side about to sleep runs the membarrier, and a wake-up from
+    /// another process reaches a sleeper at once.
+    Membarrier,
+    /// `membarrier` is missing or refused (an older kernel, a seccomp filter, now or since
+    /// start-up): the slower mode. Every message runs a full fence, no side of a queue is handed
+    /// to a single thread while this process uses it, and a sleeper looks again every
+    /// [`UNFENCED_POLL`], since a wake-up from another process may not reach it.
+    Full,
+}
+
+/// Which fences this process runs: whether it fell back to the slower mode because
+/// `membarrier` was refused.
+///
+/// ```
+/// match mpshm::fence_mode() {
+///     mpshm::FenceMode::Membarrier => println!("asymmetric fences"),
+///     mpshm::FenceMode::Full => println!("full fences; sleepers look every {:?}", mpshm::UNFENCED_POLL),
+///     _ => {}
+/// }
+/// ```
+#[cfg(not(loom))]
+pub fn fence_mode() -> FenceMode {
+    if asymmetric() && !REFUSED.load(Relaxed) {
+        FenceMode::Membarrier
+    } else {
+        FenceMode::Full
+    }
+}
+
+#[cfg(not(loom))]
+use super::backoff::Backoff;
+#[cfg(not(loom))]
+use std::sync::atomic::{
+    AtomicBool, AtomicU8, Ordering::Relaxed, Ordering::SeqCst, compiler_fence, fence,
+};
 
 #[cfg(not(loom))]
 const UNKNOWN: u8 = 0;
@@ -34,6 +77,10 @@ const SYMMETRIC: u8 = 2;
 /// Whether this process is registered for the expedited global `membarrier`.
 #[cfg(not(loom))]
 static MODE: AtomicU8 = AtomicU8::new(UNKNOWN);
+
+/// Set once a `membarrier` failed after the registration: heavy fences reach this process only.
+#[cfg(not(loom))]
+static REFUSED: AtomicBool = AtomicBool::new(false);
 
 /// Registers this process, once; called by every handle's constructor, before its first
 /// [`light`] fence.
@@ -89,10 +136,10 @@ pub(crate) fn heavy() -> bool {
     }
     // Registered, yet refused now: this process's threads still skip their fences, so they
     // must be reached some other way before anyone may go on.
-    let mut nap = Duration::from_micros(50);
+    REFUSED.store(true, Relaxed);
+    let mut backoff = Backoff::new();
     while !crate::sys::process_wide_fence() && !crate::sys::membarrier_global() {
-        std::thread::sleep(nap);
-        nap = (nap * 2).min(Duration::from_millis(10));
+        backoff.pause(Duration::from_millis(10));
     }
     false
 }

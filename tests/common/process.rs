@@ -1,9 +1,5 @@
-//! What the process and pool tests share: each test runs alone and is followed by checks that
-//! it left no child process (running or unreaped) and no segment of this process behind.
-#![allow(
-    dead_code,
-    reason = "each test binary uses a different part of the kit"
-)]
+//! What the process and pool tests need besides: each test runs alone and is followed by checks
+//! that it left no child process (running or unreaped) and no segment of this process behind.
 
 use std::os::fd::OwnedFd;
 use std::sync::Mutex;

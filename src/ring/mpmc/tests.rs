@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, VecDeque};
 use proptest::prelude::*;
 
 use super::*;
+use crate::ring::{BatchWait, bias};
 
 fn read_vec(data: &[AtomicU64], len: usize) -> Vec<u8> {
     let mut v = vec![0; len];
@@ -39,13 +40,13 @@ fn encoding_round_trips() {
 fn fifo_wraps_and_reports_full_and_empty() {
     let h = HeapRing::new(3, 13);
     let r = h.ring(me());
-    assert_eq!(get_vec(&r), TryGet::Empty { stuck: None });
+    assert_eq!(get_vec(&r), TryGet::Empty { claimed: None });
     for round in 0..10u8 {
         for i in 0..3u8 {
             let msg = vec![round ^ i; (i as usize * 6) % 14];
             assert_eq!(r.try_put(&msg), TryPut::Done);
         }
-        assert_eq!(r.try_put(b"x"), TryPut::Full { stuck: None });
+        assert_eq!(r.try_put(b"x"), TryPut::Full { claimed: None });
         assert_eq!(r.len(), 3);
         for i in 0..3u8 {
             assert_eq!(
@@ -53,7 +54,7 @@ fn fifo_wraps_and_reports_full_and_empty() {
                 TryGet::Got(vec![round ^ i; (i as usize * 6) % 14])
             );
         }
-        assert_eq!(get_vec(&r), TryGet::Empty { stuck: None });
+        assert_eq!(get_vec(&r), TryGet::Empty { claimed: None });
     }
 }
 
@@ -76,7 +77,7 @@ fn dead_claimers_are_reclaimed() {
     let live = enc(0, WRITING, me());
     h.words[0].store(live, Relaxed);
     h.ctl.tail.0.pos.store(1, Relaxed);
-    assert!(!r.reclaim(0, live));
+    assert!(!r.reclaim_dead_slot(0, live));
     assert_eq!(h.words[0].load(Relaxed), live);
     // The same producer, dead.
     let w = enc(0, WRITING, MODEL_DEAD_PID);
@@ -84,10 +85,10 @@ fn dead_claimers_are_reclaimed() {
     assert_eq!(
         get_vec(&r),
         TryGet::Empty {
-            stuck: Some((0, w))
+            claimed: Some((0, w))
         }
     );
-    assert!(r.reclaim(0, w));
+    assert!(r.reclaim_dead_slot(0, w));
     assert_eq!(r.lost(), 1);
     assert_eq!(r.try_put(b"a"), TryPut::Done);
     assert_eq!(get_vec(&r), TryGet::Got(b"a".to_vec()));
@@ -129,7 +130,7 @@ fn a_busy_polling_waiter_reclaims_dead_claimers_and_keeps_its_deadline() {
         hh.ring(me())
             .get(&mut read_vec, Some(start + asked), u32::MAX)
     });
-    assert_eq!(got, Err(Fail::Timeout));
+    assert_eq!(got, Err(RingError::Timeout));
     assert!(start.elapsed() >= asked);
 }
 
@@ -146,26 +147,26 @@ fn dead_reader_of_the_previous_lap_is_reported() {
     assert_eq!(
         get_vec(&r),
         TryGet::Empty {
-            stuck: Some((0, w))
+            claimed: Some((0, w))
         }
     );
     // Closed: a blocking get says so at once; the dead reader does not hold it up.
     r.close();
     let mut read = |_: &[AtomicU64], _: usize| ();
-    assert_eq!(r.get(&mut read, None, 0), Err(Fail::Closed));
-    assert!(r.reclaim(0, w));
+    assert_eq!(r.get(&mut read, None, 0), Err(RingError::Closed));
+    assert!(r.reclaim_dead_slot(0, w));
     assert_eq!(r.lost(), 1);
-    assert_eq!(get_vec(&r), TryGet::Empty { stuck: None });
+    assert_eq!(get_vec(&r), TryGet::Empty { claimed: None });
     assert_eq!(r.try_put(b"b"), TryPut::Done);
     assert_eq!(get_vec(&r), TryGet::Got(b"b".to_vec()));
 }
 
-/// Stages thread `key` as the holder of `side` at seat `s`, inside an operation.
-fn stage_holder(side: &bias::Side, s: usize, key: u64) -> &bias::Seat {
-    let seat = &side.seats[s].0;
+/// Stages thread `key` as the holder of `role` at seat `s`, inside an operation.
+fn stage_holder(role: &bias::RoleBias, s: usize, key: u64) -> &bias::Seat {
+    let seat = &role.seats[s].0;
     seat.key.store(key, Relaxed);
     seat.inside.store(1, Relaxed);
-    side.bias.0.store(bias::HELD | s as u64, Relaxed);
+    role.bias.0.store(bias::HELD | s as u64, Relaxed);
     seat
 }
 
@@ -173,26 +174,30 @@ fn stage_holder(side: &bias::Side, s: usize, key: u64) -> &bias::Seat {
 fn a_lone_thread_is_handed_each_side_and_another_takes_it_back() {
     let h = HeapRing::new(8, 8);
     let r = h.ring(me());
-    assert_eq!(h.ctl.putters.holder(), None);
+    assert_eq!(h.ctl.producers.holder(), None);
     for i in 0..10u8 {
         assert_eq!(r.try_put(&[i]), TryPut::Done);
         assert_eq!(get_vec(&r), TryGet::Got(vec![i]));
     }
-    let mine = h.ctl.putters.holder().expect("the producers' side is ours");
-    assert!(h.ctl.getters.holder().is_some());
-    // Another thread puts: it revokes our hold, and after a few puts holds the side itself.
+    let mine = h
+        .ctl
+        .producers
+        .holder()
+        .expect("the producers' role is ours");
+    assert!(h.ctl.consumers.holder().is_some());
+    // Another thread puts: it revokes our hold, and after a few puts holds the role itself.
     std::thread::scope(|s| {
         s.spawn(|| {
             for i in 0..5u8 {
                 assert_eq!(r.try_put(&[100 + i]), TryPut::Done);
             }
-            assert_ne!(h.ctl.putters.holder(), Some(mine));
-            assert!(h.ctl.putters.holder().is_some());
+            assert_ne!(h.ctl.producers.holder(), Some(mine));
+            assert!(h.ctl.producers.holder().is_some());
         });
     });
     // And we take it back.
     assert_eq!(r.try_put(&[7]), TryPut::Done);
-    assert_eq!(h.ctl.putters.holder(), None);
+    assert_eq!(h.ctl.producers.holder(), None);
     for want in [100, 101, 102, 103, 104, 7] {
         assert_eq!(get_vec(&r), TryGet::Got(vec![want]));
     }
@@ -203,11 +208,11 @@ fn a_lone_thread_is_handed_each_side_and_another_takes_it_back() {
 fn a_holder_that_died_inside_is_revoked() {
     let h = HeapRing::new(4, 8);
     let r = h.ring(me());
-    let side = &h.ctl.putters;
-    stage_holder(side, 3, bias::MODEL_DEAD_KEY);
+    let role = &h.ctl.producers;
+    stage_holder(role, 3, bias::MODEL_DEAD_KEY);
     // Even a put that may not wait finds the holder dead, rather than saying Busy for ever.
     assert_eq!(r.try_put(b"a"), TryPut::Done);
-    assert_ne!(side.holder(), Some(3));
+    assert_ne!(role.holder(), Some(3));
     assert_eq!(get_vec(&r), TryGet::Got(b"a".to_vec()));
 }
 
@@ -218,8 +223,8 @@ fn a_consumer_that_died_taking_alone_loses_that_message_only() {
     for i in 0..3u8 {
         assert_eq!(r.try_put(&[i]), TryPut::Done);
     }
-    // A consumer holding its side died copying out the message at the head.
-    let dead = stage_holder(&h.ctl.getters, 7, bias::MODEL_DEAD_KEY);
+    // A consumer holding its role died copying out the message at the head.
+    let dead = stage_holder(&h.ctl.consumers, 7, bias::MODEL_DEAD_KEY);
     dead.taking.store(1, Relaxed); // position 0, plus one
     assert_eq!(get_vec(&r), TryGet::Got(vec![1]));
     assert_eq!(r.lost(), 1);
@@ -236,7 +241,7 @@ fn join_passes_a_consumer_that_died_taking_alone() {
     let h = HeapRing::new(4, 8);
     let r = h.ring(me());
     assert_eq!(r.try_put(&[1]), TryPut::Done);
-    let dead = stage_holder(&h.ctl.getters, 2, bias::MODEL_DEAD_KEY);
+    let dead = stage_holder(&h.ctl.consumers, 2, bias::MODEL_DEAD_KEY);
     dead.taking.store(1, Relaxed);
     assert_eq!(
         r.join(Some(Instant::now() + Duration::from_secs(5))),
@@ -252,8 +257,8 @@ fn join_passes_a_consumer_that_died_taking_alone() {
 fn a_seat_being_taken_over_is_left_to_its_taker() {
     let h = HeapRing::new(4, 8);
     let r = h.ring(me());
-    let side = &h.ctl.putters;
-    let taken = &side.seats[0].0;
+    let role = &h.ctl.producers;
+    let taken = &role.seats[0].0;
     taken.key.store(bias::CLAIMING, Relaxed);
     taken.inside.store(1, Relaxed);
     for i in 0..10u8 {
@@ -261,8 +266,8 @@ fn a_seat_being_taken_over_is_left_to_its_taker() {
         assert_eq!(get_vec(&r), TryGet::Got(vec![i]));
     }
     assert_eq!(taken.key.load(Relaxed), bias::CLAIMING);
-    assert_eq!(side.holder(), None);
-    assert!(h.ctl.getters.holder().is_some());
+    assert_eq!(role.holder(), None);
+    assert!(h.ctl.consumers.holder().is_some());
 }
 
 /// Threads that exited leave their seats behind; a thread that needs one takes theirs over.
@@ -281,8 +286,8 @@ fn seats_of_finished_threads_are_taken_over() {
     }
     // Threads found earlier ones dead and took their seats. (Not always the one before: a
     // thread that has been joined may still be in the kernel's list for a moment.)
-    for side in [&h.ctl.putters, &h.ctl.getters] {
-        let taken = side.seats.iter().filter(|t| t.0.key.load(Relaxed) != 0);
+    for role in [&h.ctl.producers, &h.ctl.consumers] {
+        let taken = role.seats.iter().filter(|t| t.0.key.load(Relaxed) != 0);
         assert!(taken.count() < bias::SEATS);
     }
 }
@@ -308,17 +313,17 @@ fn a_holder_inside_makes_others_wait_or_say_busy() {
     let r = h.ring(me());
     with_another_live_thread(|key| {
         // That thread, staged as the holder, inside a put.
-        let side = &h.ctl.putters;
-        let seat = stage_holder(side, 5, key);
+        let role = &h.ctl.producers;
+        let seat = stage_holder(role, 5, key);
         assert_eq!(r.try_put(b"a"), TryPut::Busy);
         let asked = Duration::from_millis(20);
         let start = Instant::now();
-        assert_eq!(r.put(b"a", Some(start + asked), 0), Err(Fail::Timeout));
+        assert_eq!(r.put(b"a", Some(start + asked), 0), Err(RingError::Timeout));
         assert!(start.elapsed() >= asked);
-        // It leaves: the side is ours to take.
+        // It leaves: the role is ours to take.
         seat.inside.store(0, Release);
         assert_eq!(r.try_put(b"b"), TryPut::Done);
-        assert_ne!(side.holder(), Some(5));
+        assert_ne!(role.holder(), Some(5));
     });
     assert_eq!(get_vec(&r), TryGet::Got(b"b".to_vec()));
 }
@@ -329,8 +334,8 @@ fn threads_without_a_seat_still_work() {
     let r = h.ring(me());
     with_another_live_thread(|live| {
         // Every seat taken by a live thread that is not us.
-        for side in [&h.ctl.putters, &h.ctl.getters] {
-            for t in &side.seats {
+        for role in [&h.ctl.producers, &h.ctl.consumers] {
+            for t in &role.seats {
                 t.0.key.store(live, Relaxed);
             }
         }
@@ -340,60 +345,60 @@ fn threads_without_a_seat_still_work() {
         }
     });
     assert_eq!(
-        (h.ctl.putters.holder(), h.ctl.getters.holder()),
+        (h.ctl.producers.holder(), h.ctl.consumers.holder()),
         (None, None)
     );
-    assert_eq!(h.ctl.putters.seatless.0.load(Relaxed), 0);
+    assert_eq!(h.ctl.producers.seatless.0.load(Relaxed), 0);
 }
 
-/// While a thread without a seat is inside an operation, a side is handed to no one.
+/// While a thread without a seat is inside an operation, a role is handed to no one.
 #[test]
 fn a_thread_without_a_seat_inside_blocks_grants() {
     let h = HeapRing::new(4, 8);
     let r = h.ring(me());
-    h.ctl.putters.seatless.0.store(1, Relaxed);
+    h.ctl.producers.seatless.0.store(1, Relaxed);
     for i in 0..10u8 {
         assert_eq!(r.try_put(&[i]), TryPut::Done);
         assert_eq!(get_vec(&r), TryGet::Got(vec![i]));
     }
-    assert_eq!(h.ctl.putters.holder(), None);
-    assert!(h.ctl.getters.holder().is_some());
-    // It leaves: the next run of puts is handed the side.
-    h.ctl.putters.seatless.0.store(0, Relaxed);
+    assert_eq!(h.ctl.producers.holder(), None);
+    assert!(h.ctl.consumers.holder().is_some());
+    // It leaves: the next run of puts is handed the role.
+    h.ctl.producers.seatless.0.store(0, Relaxed);
     for i in 0..10u8 {
         assert_eq!(r.try_put(&[i]), TryPut::Done);
         assert_eq!(get_vec(&r), TryGet::Got(vec![i]));
     }
-    assert!(h.ctl.putters.holder().is_some());
+    assert!(h.ctl.producers.holder().is_some());
 }
 
 #[test]
 fn a_full_ring_is_refilled_in_batches_while_consumers_take() {
     let head = AtomicU64::new(10);
-    let r = Refill::new(&head, 8);
-    assert!(!r.waiting(false), "the ring was not found full");
-    r.full(false);
+    let r = BatchWait::new(&head, 8);
+    assert!(!r.keep_waiting(false), "the ring was not found full");
+    r.found_full(false);
     for taken in [11, 12, 13] {
         head.store(taken, Relaxed);
         assert!(
-            r.waiting(false),
+            r.keep_waiting(false),
             "half the ring (4) is not yet taken at {taken}"
         );
     }
     head.store(14, Relaxed);
-    assert!(!r.waiting(false));
-    assert!(!r.waiting(false), "the wait is over");
+    assert!(!r.keep_waiting(false));
+    assert!(!r.keep_waiting(false), "the wait is over");
     // Consumers that stop taking end the wait at the next look.
-    r.full(false);
+    r.found_full(false);
     head.store(15, Relaxed);
-    assert!(r.waiting(false));
-    assert!(!r.waiting(false));
+    assert!(r.keep_waiting(false));
+    assert!(!r.keep_waiting(false));
     // Once the spinning is over, a put never waits for a batch.
-    r.full(true);
-    assert!(!r.waiting(false));
-    r.full(false);
+    r.found_full(true);
+    assert!(!r.keep_waiting(false));
+    r.found_full(false);
     head.store(16, Relaxed);
-    assert!(!r.waiting(true));
+    assert!(!r.keep_waiting(true));
 }
 
 #[test]
@@ -485,10 +490,10 @@ fn ping_pong_through_the_futex() {
     std::thread::scope(|s| {
         s.spawn(|| {
             let r = h.ring(me());
-            assert_eq!(r.get(&mut read, None, 0), Err(Fail::Closed));
+            assert_eq!(r.get(&mut read, None, 0), Err(RingError::Closed));
         });
         let r = h.ring(me());
-        while r.ctl.misc.0.get_waiters.load(Relaxed) == 0 {
+        while r.ctl.state.0.get.waiters().load(Relaxed) == 0 {
             std::thread::yield_now();
         }
         r.close();
@@ -511,39 +516,39 @@ fn a_bias_word_naming_no_seat_is_reset() {
     let h = HeapRing::new(4, 8);
     let r = h.ring(me());
     for (i, word) in CORRUPT_BIAS.into_iter().enumerate() {
-        h.ctl.putters.bias.0.store(word, Relaxed);
-        h.ctl.getters.bias.0.store(word, Relaxed);
+        h.ctl.producers.bias.0.store(word, Relaxed);
+        h.ctl.consumers.bias.0.store(word, Relaxed);
         let i = i as u8;
         assert_eq!(r.try_put(&[i]), TryPut::Done, "{word:#x}");
         assert_eq!(get_vec(&r), TryGet::Got(vec![i]), "{word:#x}");
         assert_eq!(r.task_done(), Ok(()));
-        for side in [&h.ctl.putters, &h.ctl.getters] {
-            assert_ne!(side.bias.0.load(Relaxed), word);
+        for role in [&h.ctl.producers, &h.ctl.consumers] {
+            assert_ne!(role.bias.0.load(Relaxed), word);
         }
         // A `join` waiting on a message at the head looks for a dead holder of the consumers'
-        // side (`reap`): a word that names a holder (held or being revoked) is reset there
+        // role (`revoke_if_dead`): a word that names a holder (held or being revoked) is reset there
         // too; a grant in progress is left to the next get.
         assert_eq!(r.try_put(&[i]), TryPut::Done);
-        h.ctl.getters.bias.0.store(word, Relaxed);
+        h.ctl.consumers.bias.0.store(word, Relaxed);
         let soon = Some(Instant::now() + Duration::from_millis(30));
-        assert_eq!(r.join(soon), Err(Fail::Timeout));
+        assert_eq!(r.join(soon), Err(RingError::Timeout));
         if word & (3 << 32) >= bias::HELD {
-            assert_eq!(h.ctl.getters.bias.0.load(Relaxed), 0, "{word:#x}");
+            assert_eq!(h.ctl.consumers.bias.0.load(Relaxed), 0, "{word:#x}");
         }
         assert_eq!(get_vec(&r), TryGet::Got(vec![i]));
         assert_eq!(r.task_done(), Ok(()));
     }
 }
 
-/// The thread that held a side may still be inside when the word is scribbled over: the reset
+/// The thread that held a role may still be inside when the word is scribbled over: the reset
 /// waits for it, as a revocation does (a try gives up and says so).
 #[test]
 fn a_bias_reset_waits_for_a_thread_inside() {
     let h = HeapRing::new(4, 8);
     let r = h.ring(me());
     with_another_live_thread(|key| {
-        let seat = stage_holder(&h.ctl.putters, 5, key);
-        h.ctl.putters.bias.0.store(bias::HELD | 20, Relaxed);
+        let seat = stage_holder(&h.ctl.producers, 5, key);
+        h.ctl.producers.bias.0.store(bias::HELD | 20, Relaxed);
         assert_eq!(r.try_put(b"a"), TryPut::Busy);
         seat.inside.store(0, Release);
         assert_eq!(r.try_put(b"b"), TryPut::Done);
@@ -569,7 +574,7 @@ fn an_index_scribbled_far_behind_catches_up_at_once() {
     assert_eq!(r.try_put(&[3]), TryPut::Done);
     assert_eq!(get_vec(&r), TryGet::Got(vec![2]));
     assert_eq!(get_vec(&r), TryGet::Got(vec![3]));
-    assert_eq!(get_vec(&r), TryGet::Empty { stuck: None });
+    assert_eq!(get_vec(&r), TryGet::Empty { claimed: None });
     // Even an index at the very end of the number range moves on without overflow.
     head.store(u64::MAX, Relaxed);
     tail.store(u64::MAX, Relaxed);
@@ -587,7 +592,7 @@ fn a_long_catch_up_is_done_in_budgets() {
     let h = HeapRing::new(cap, 0);
     let r = h.ring(me());
     // Shared protocol only, so that each slot taken is marked free for the next lap (a
-    // consumer holding its side leaves it `FULL`, and a head moved back onto it would take
+    // consumer holding its role leaves it `FULL`, and a head moved back onto it would take
     // that message again: a scribbler can have a message delivered twice).
     r.forbid_bias();
     for _ in 0..cap {
@@ -597,7 +602,7 @@ fn a_long_catch_up_is_done_in_budgets() {
     assert_eq!(r.try_put(&[]), TryPut::Done);
     let head = &h.ctl.head.0.pos;
     head.store(head.load(Relaxed) - (cap as u64 - 1), Relaxed);
-    assert_eq!(get_vec(&r), TryGet::Empty { stuck: None });
+    assert_eq!(get_vec(&r), TryGet::Empty { claimed: None });
     let deadline = Some(Instant::now() + Duration::from_secs(60));
     assert_eq!(r.get(&mut read_vec, deadline, 0), Ok(vec![]));
 }
@@ -613,16 +618,16 @@ fn matches_a_vecdeque_model() {
         x ^= x << 13;
         x ^= x >> 17;
         x ^= x << 5;
-        if x % 3 != 0 {
+        if !x.is_multiple_of(3) {
             let msg = vec![x as u8; (x as usize >> 8) % 25];
             match r.try_put(&msg) {
                 TryPut::Done => model.push_back(msg),
-                r => assert_eq!((r, model.len()), (TryPut::Full { stuck: None }, 5)),
+                r => assert_eq!((r, model.len()), (TryPut::Full { claimed: None }, 5)),
             }
         } else {
             match get_vec(&r) {
                 TryGet::Got(m) => assert_eq!(Some(m), model.pop_front()),
-                r => assert!(r == TryGet::Empty { stuck: None } && model.is_empty()),
+                r => assert!(r == TryGet::Empty { claimed: None } && model.is_empty()),
             }
         }
         assert_eq!(r.len(), model.len());
@@ -702,8 +707,8 @@ impl Model {
         }
     }
 
-    /// The stuck slot a claim word names, if `pos` holds a dead claimer.
-    fn stuck(&self, pos: u64) -> Option<(u64, u64)> {
+    /// The claimed slot a claim word names, if `pos` holds a dead claimer.
+    fn claimed(&self, pos: u64) -> Option<(u64, u64)> {
         match self.entries.get(&pos)? {
             Entry::Msg(_) => None,
             e => Some((pos, Model::word(pos, e))),
@@ -713,7 +718,7 @@ impl Model {
     /// What `try_put` should find blocking the tail slot: `None` if it is free.
     fn put_blocker(&self) -> Option<Option<(u64, u64)>> {
         let prev = self.tail.checked_sub(self.cap)?;
-        self.entries.contains_key(&prev).then(|| self.stuck(prev))
+        self.entries.contains_key(&prev).then(|| self.claimed(prev))
     }
 
     /// What `try_get` should return.
@@ -722,12 +727,15 @@ impl Model {
             match &self.entries[&self.head] {
                 Entry::Msg(m) => TryGet::Got(m.clone()),
                 _ => TryGet::Empty {
-                    stuck: self.stuck(self.head),
+                    claimed: self.claimed(self.head),
                 },
             }
         } else {
-            let stuck = self.head.checked_sub(self.cap).and_then(|p| self.stuck(p));
-            TryGet::Empty { stuck }
+            let claimed = self
+                .head
+                .checked_sub(self.cap)
+                .and_then(|p| self.claimed(p));
+            TryGet::Empty { claimed }
         }
     }
 
@@ -774,7 +782,7 @@ fn checked_reclaim(h: &HeapRing, r: &Ring<'_>, m: &mut Model, pos: u64, w: u64) 
     };
     let before = words(h);
     let lost = r.lost();
-    assert!(r.reclaim(pos, w));
+    assert!(r.reclaim_dead_slot(pos, w));
     let after = words(h);
     let i = (pos % m.cap) as usize;
     for (j, (b, a)) in before.iter().zip(&after).enumerate() {
@@ -791,7 +799,7 @@ fn checked_reclaim(h: &HeapRing, r: &Ring<'_>, m: &mut Model, pos: u64, w: u64) 
     }
     assert_eq!(r.lost(), lost + 1);
     // Once freed, the same claim word is gone: nothing more to reclaim.
-    assert!(!r.reclaim(pos, w));
+    assert!(!r.reclaim_dead_slot(pos, w));
     assert_eq!(r.lost(), lost + 1);
     m.reclaimed(pos);
 }
@@ -811,9 +819,9 @@ fn step(h: &HeapRing, r: &Ring<'_>, m: &mut Model, op: &Op) {
             m.ring_tail = m.tail;
             match (got, want) {
                 (TryPut::Done, None) => m.put_done(msg),
-                (TryPut::Full { stuck }, Some(want)) => {
-                    assert_eq!(stuck, want);
-                    if let Some((pos, w)) = stuck {
+                (TryPut::Full { claimed }, Some(want)) => {
+                    assert_eq!(claimed, want);
+                    if let Some((pos, w)) = claimed {
                         checked_reclaim(h, r, m, pos, w);
                     }
                 }
@@ -829,9 +837,9 @@ fn step(h: &HeapRing, r: &Ring<'_>, m: &mut Model, op: &Op) {
             match got {
                 TryGet::Got(_) => m.got(),
                 TryGet::Empty {
-                    stuck: Some((pos, w)),
+                    claimed: Some((pos, w)),
                 } => checked_reclaim(h, r, m, pos, w),
-                TryGet::Empty { stuck: None } => {}
+                TryGet::Empty { claimed: None } => {}
                 TryGet::Busy => unreachable!("the model never says Busy"),
             }
         }
@@ -839,7 +847,7 @@ fn step(h: &HeapRing, r: &Ring<'_>, m: &mut Model, op: &Op) {
             let msg = &msg[..msg.len().min(m.max_len)];
             let got = r.put(msg, Some(Instant::now()), 0);
             if m.closed {
-                assert_eq!(got, Err(Fail::Closed));
+                assert_eq!(got, Err(RingError::Closed));
                 return;
             }
             m.ring_tail = m.tail;
@@ -852,7 +860,7 @@ fn step(h: &HeapRing, r: &Ring<'_>, m: &mut Model, op: &Op) {
                     assert_eq!(got, Ok(()));
                     m.put_done(msg);
                 }
-                Some(_) => assert_eq!(got, Err(Fail::Timeout)),
+                Some(_) => assert_eq!(got, Err(RingError::Timeout)),
             }
         }
         Op::Get => {
@@ -865,13 +873,13 @@ fn step(h: &HeapRing, r: &Ring<'_>, m: &mut Model, op: &Op) {
                         break Ok(v);
                     }
                     TryGet::Busy => unreachable!("the model never says Busy"),
-                    TryGet::Empty { stuck } => {
-                        if m.closed && stuck.is_none_or(|(_, w)| state(w) == READING) {
-                            break Err(Fail::Closed);
+                    TryGet::Empty { claimed } => {
+                        if m.closed && claimed.is_none_or(|(_, w)| state(w) == READING) {
+                            break Err(RingError::Closed);
                         }
-                        match stuck {
+                        match claimed {
                             Some((pos, _)) => m.reclaimed(pos),
-                            None => break Err(Fail::Timeout),
+                            None => break Err(RingError::Timeout),
                         }
                     }
                 }
@@ -942,7 +950,7 @@ fn check(r: &Ring<'_>, m: &Model) {
 fn run(cap: usize, max_len: usize, ops: &[Op]) {
     let h = HeapRing::new(cap, max_len);
     let r = h.ring(me());
-    // The model is of the shared protocol's slot states (a consumer holding its side leaves
+    // The model is of the shared protocol's slot states (a consumer holding its role leaves
     // taken slots `FULL`); the other tests cover the sides held alone.
     r.forbid_bias();
     let mut m = Model::new(cap, max_len);
@@ -1007,7 +1015,7 @@ proptest! {
     }
 
     /// As above, with producers and consumers that die holding a slot: each is found by the
-    /// side it blocks, and reclaiming it frees exactly its slot and counts one lost message.
+    /// role it blocks, and reclaiming it frees exactly its slot and counts one lost message.
     #[test]
     fn reclaims_dead_claimers(
         cap in 1usize..8,
