@@ -29,7 +29,7 @@ use crate::sys;
 /// The first eight bytes of every mpshm segment.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"mpshm\0\x01\xfe");
 /// The layout version this build writes and accepts.
-pub(crate) const VERSION: u32 = 5;
+pub(crate) const VERSION: u32 = 6;
 /// Bytes reserved for the header; the lock area or payload starts here.
 pub(crate) const HEADER_SIZE: usize = 256;
 /// Bytes reserved for an embedded lock: the mutex and the poison word. A small payload follows
