@@ -354,19 +354,22 @@ mod loom {
         });
     }
 
+    /// A thread that sends messages 1 and 2 on `c`.
+    fn send_two(c: &Arc<Channel>) -> thread::JoinHandle<()> {
+        let c = c.clone();
+        thread::spawn(move || {
+            c.send(1);
+            c.send(2);
+        })
+    }
+
     /// The credit runs out: a wake with no sleeper spends the last unit, racing with a sleeper
     /// that counts itself; whichever way it goes, no wake-up is lost.
     #[test]
     fn credit_runs_out_under_a_sleeper() {
         model(|| {
             let c = Arc::new(Channel::with_credit(1));
-            let sender = {
-                let c = c.clone();
-                thread::spawn(move || {
-                    c.send(1);
-                    c.send(2);
-                })
-            };
+            let sender = send_two(&c);
             c.recv(1);
             c.recv(2);
             sender.join().expect("sender");
@@ -383,13 +386,7 @@ mod loom {
                 let c = c.clone();
                 thread::spawn(move || c.recv(2))
             };
-            let sender = {
-                let c = c.clone();
-                thread::spawn(move || {
-                    c.send(1);
-                    c.send(2);
-                })
-            };
+            let sender = send_two(&c);
             c.recv(1);
             other.join().expect("sleeper");
             sender.join().expect("sender");
