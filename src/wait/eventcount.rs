@@ -8,6 +8,19 @@
 //! only, and the parking side pays for both with a `membarrier` (see [`fence`]), so a stream of
 //! messages runs no fence at all. Where the `membarrier` is refused, a sleeper wakes every
 //! [`UNFENCED_POLL`](super::UNFENCED_POLL) to look again, since a peer's wake-up may then be lost.
+//!
+//! A `membarrier` costs microseconds, as much as the futex calls of a wake-up, so parking at
+//! every message would double what a parked round trip costs. The eventcount therefore has a
+//! second mode, *sleepy*, kept in the high bits of `waiters` as a credit ([`CREDIT`]): a sleeper
+//! that finds no credit runs the `membarrier` and then sets the credit; one that finds credit
+//! runs a plain full fence instead, and so does every waker that finds credit, before it looks
+//! at the count again. A wake that finds credit but no sleeper spends one unit, so a stream with
+//! no sleeper goes back to running no fence at all after [`CREDIT`] wake-ups; the next sleeper
+//! enters through the `membarrier` again. Why that is enough (DESIGN.md, "The parked path"):
+//! a waker that read the word without credit and without the sleeper's count read it before that
+//! credit's first setter counted itself, so before that setter's `membarrier`, which therefore
+//! fenced the waker after its change; and every change of the word is a read-modify-write, so a
+//! sleeper that finds credit synchronises with the setter and sees that change.
 
 use std::time::{Duration, Instant};
 
@@ -24,9 +37,22 @@ pub(crate) struct EventCount {
     /// Moved on by every wake that finds a sleeper: a sleeper sleeps while it holds what it
     /// read before its last look at its condition.
     epoch: AtomicU32,
-    /// Sleepers counted on `epoch`.
+    /// Sleepers counted on `epoch` (the bits of [`COUNT`]), and the sleepy credit (the bits of
+    /// [`CREDIT`]). Only ever changed by read-modify-writes: the protocol needs every change
+    /// after a setting of the credit to continue its release sequence.
     waiters: AtomicU32,
 }
+
+/// The bits of `EventCount::waiters` that count the sleepers.
+pub(crate) const COUNT: u32 = (1 << 20) - 1;
+
+/// The bits of `EventCount::waiters` that hold the sleepy credit: while it is not zero, sleepers
+/// and wakers run full fences instead of the sleeper's `membarrier` (see the module's docs). Its
+/// unit is the lowest of these bits; a sleeper that enters sets all of them (4095 units).
+pub(crate) const CREDIT: u32 = !COUNT;
+
+/// One unit of [`CREDIT`].
+const CREDIT_UNIT: u32 = COUNT + 1;
 
 impl EventCount {
     /// The futex word sleepers wait on (for a [`WaitSet`](super::WaitSet) or a `Bump`).
@@ -47,11 +73,41 @@ impl EventCount {
     pub(crate) fn wake(&self) {
         // The light half of the fence pair whose heavy half is in `park`.
         fence::light();
-        if self.waiters.load(Relaxed) > 0 {
+        let waiters = self.waiters.load(Relaxed);
+        if waiters != 0 {
+            self.wake_slow(waiters);
+        }
+    }
+
+    /// The part of [`wake`](Self::wake) after it found a sleeper or credit: in sleepy mode a
+    /// full fence and a second look, then the syscall if anyone sleeps.
+    #[cold]
+    fn wake_slow(&self, mut waiters: u32) {
+        if waiters & CREDIT != 0 {
+            // Sleepy: a sleeper may have run a plain full fence instead of the membarrier, so
+            // this side runs one too. Pairs with the fence in `park`'s sleepy branch.
+            fence::full();
+            waiters = self.waiters.load(Relaxed);
+            if waiters & COUNT == 0 && waiters & CREDIT != 0 {
+                // A wake-up with no one to wake: one unit of credit spent (a CAS, so that it
+                // never takes the credit below zero into the count, nor sets credit nobody
+                // fenced for). Lost to a racing change, the unit is simply not spent.
+                let _ =
+                    self.waiters
+                        .compare_exchange(waiters, waiters - CREDIT_UNIT, Relaxed, Relaxed);
+            }
+        }
+        if waiters & COUNT != 0 {
             // SeqCst: pairs with the SeqCst load of the epoch in `park` (and `WaitSet::count`).
             self.epoch.fetch_add(1, SeqCst);
             futex_wake(&self.epoch, i32::MAX as u32);
         }
+    }
+
+    /// How many sleepers are counted.
+    #[cfg(test)]
+    pub(crate) fn sleepers(&self) -> u32 {
+        self.waiters.load(Relaxed) & COUNT
     }
 
     /// Sleeps on the epoch while `blocked()` holds, at most `timeout`, through `peers` (which
@@ -63,12 +119,28 @@ impl EventCount {
         peers: &impl Peers,
     ) {
         // SeqCst, both: the count and the epoch are read by the waker after its light fence.
-        self.waiters.fetch_add(1, SeqCst);
+        // The increment also reads the credit; where it finds some, it synchronises with the
+        // sleeper that set it (through the release sequence of the `fetch_or` below).
+        let before = self.waiters.fetch_add(1, SeqCst);
         let seen = self.epoch.load(SeqCst);
         // The heavy half of the fence pair whose light half is in `wake`: either `blocked()`
         // below sees the other side's change, or the other side sees our count and moves the
         // epoch on (so the futex wait returns).
-        let reached = fence::heavy();
+        let reached = if before & CREDIT != 0 {
+            // Sleepy: every waker that may miss our count finds the credit and runs a full
+            // fence, paired with this one (see the module's docs).
+            fence::full();
+            true
+        } else {
+            let reached = fence::heavy();
+            if reached {
+                // The membarrier fenced every waker after our count was added: from here the
+                // wakers fence themselves while credit lasts. SeqCst: read by the increment
+                // above in later sleepers, and by the waker's loads.
+                self.waiters.fetch_or(CREDIT, SeqCst);
+            }
+            reached
+        };
         if blocked() {
             // Without the membarrier a peer's light fence is out of our reach (see `fence`), so
             // its wake-up may be lost: look again now and then.
@@ -194,5 +266,130 @@ pub(crate) fn min_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Durati
 /// (`src/layout.rs`).
 #[cfg(all(test, not(loom)))]
 pub(crate) fn shared_layout() -> String {
-    crate::layout::pin!(EventCount { epoch, waiters })
+    format!(
+        "{}; waiters: count {COUNT:#x} credit {CREDIT:#x} (sleepy mode)",
+        crate::layout::pin!(EventCount { epoch, waiters })
+    )
+}
+
+/// loom models of the park/wake handshake, with the `membarrier` modelled (see `fence`): the
+/// waker's light fence is no fence, so a missing fence or a wrong mode shows up as a lost
+/// wake-up, which the model's futex turns into a deadlock that loom reports.
+///
+/// `RUSTFLAGS="--cfg loom" cargo test --release --lib wait::eventcount::loom`
+#[cfg(all(test, loom))]
+mod loom {
+    use loom::sync::Arc;
+    use loom::thread;
+
+    use super::{CREDIT, CREDIT_UNIT, EventCount, NoPeers};
+    use crate::sync::atomic::AtomicU32;
+    use crate::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+    use crate::wait::fence;
+
+    /// A counter of messages with the eventcount its readers park on.
+    #[derive(Default)]
+    struct Channel {
+        sent: AtomicU32,
+        events: EventCount,
+    }
+
+    impl Channel {
+        /// A channel whose eventcount starts in sleepy mode with `credit` units (as if a
+        /// sleeper had entered before the model's threads started).
+        fn with_credit(credit: u32) -> Channel {
+            let c = Channel::default();
+            c.events.waiters.store(credit * CREDIT_UNIT, Relaxed);
+            c
+        }
+
+        fn send(&self, n: u32) {
+            // Release: pairs with the Acquire load in `recv`.
+            self.sent.store(n, Release);
+            self.events.wake();
+        }
+
+        /// Parks until message `n` was sent (no spinning: every wait parks).
+        fn recv(&self, n: u32) {
+            // Acquire: pairs with the Release store in `send`.
+            while self.sent.load(Acquire) < n {
+                self.events
+                    .park(None, || self.sent.load(Acquire) < n, &NoPeers);
+            }
+        }
+    }
+
+    fn model(f: impl Fn() + Send + Sync + 'static) {
+        fence::model_membarrier(true);
+        let mut builder = loom::model::Builder::new();
+        if builder.preemption_bound.is_none() {
+            builder.preemption_bound = Some(3);
+        }
+        builder.check(f);
+        fence::model_membarrier(false);
+    }
+
+    /// A parked ping-pong of two rounds: the first sleeper on each side enters sleepy mode
+    /// through the membarrier, the later ones find the credit and fence plainly.
+    #[test]
+    fn parked_ping_pong_enters_sleepy_mode() {
+        model(|| {
+            let there = Arc::new(Channel::default());
+            let back = Arc::new(Channel::default());
+            let echo = {
+                let (there, back) = (there.clone(), back.clone());
+                thread::spawn(move || {
+                    for i in 1..=2 {
+                        there.recv(i);
+                        back.send(i);
+                    }
+                })
+            };
+            for i in 1..=2 {
+                there.send(i);
+                back.recv(i);
+            }
+            echo.join().expect("echo");
+            assert_eq!(there.events.waiters.load(Relaxed) & !CREDIT, 0);
+        });
+    }
+
+    /// A thread that sends messages 1 and 2 on `c`.
+    fn send_two(c: &Arc<Channel>) -> thread::JoinHandle<()> {
+        let c = c.clone();
+        thread::spawn(move || {
+            c.send(1);
+            c.send(2);
+        })
+    }
+
+    /// The credit runs out: a wake with no sleeper spends the last unit, racing with a sleeper
+    /// that counts itself; whichever way it goes, no wake-up is lost.
+    #[test]
+    fn credit_runs_out_under_a_sleeper() {
+        model(|| {
+            let c = Arc::new(Channel::with_credit(1));
+            let sender = send_two(&c);
+            c.recv(1);
+            c.recv(2);
+            sender.join().expect("sender");
+        });
+    }
+
+    /// Two sleepers on one eventcount (a queue's consumers), one of them maybe entering
+    /// through the membarrier while the waker spends the last unit of credit.
+    #[test]
+    fn two_sleepers_and_the_last_credit() {
+        model(|| {
+            let c = Arc::new(Channel::with_credit(1));
+            let other = {
+                let c = c.clone();
+                thread::spawn(move || c.recv(2))
+            };
+            let sender = send_two(&c);
+            c.recv(1);
+            other.join().expect("sleeper");
+            sender.join().expect("sender");
+        });
+    }
 }

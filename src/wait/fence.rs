@@ -18,7 +18,14 @@
 //! after start-up), [`heavy`] still fences this process's own threads through a TLB shootdown
 //! (`sys::process_wide_fence`), and returns `false` for the other processes. [`fence_mode`]
 //! tells a user which of these holds.
-//! Under loom both sides are plain `SeqCst` fences, which the model checks.
+//! [`full`] is a plain full fence, for the handshakes that both sides run rarely (the
+//! eventcount's sleepy mode).
+//!
+//! Under loom both sides are plain `SeqCst` fences, unless a model asks for the `membarrier`
+//! itself ([`model_membarrier`]): then [`light`] is no fence, only the point where the
+//! membarrier's fence lands in this thread (a read-modify-write of a word of this thread's), and
+//! [`heavy`] is a full fence and a read-modify-write of every other thread's word, so that each
+//! other thread is ordered wholly before or wholly after it at that point.
 
 use std::time::Duration;
 
@@ -144,6 +151,13 @@ pub(crate) fn heavy() -> bool {
     false
 }
 
+/// A full fence, on the side of a handshake that both sides run rarely.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn full() {
+    fence(SeqCst);
+}
+
 #[cfg(loom)]
 pub(crate) fn init() {}
 
@@ -153,13 +167,70 @@ pub(crate) fn asymmetric() -> bool {
 }
 
 #[cfg(loom)]
-pub(crate) fn light() {
+pub(crate) fn full() {
     loom::sync::atomic::fence(loom::sync::atomic::Ordering::SeqCst);
 }
 
 #[cfg(loom)]
+std::thread_local! {
+    /// Whether the model running on this test thread models the membarrier (see the module's
+    /// docs); loom's threads all run on the test's thread.
+    static MEMBARRIER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+#[cfg(loom)]
+loom::lazy_static! {
+    /// One word per model thread, where a membarrier's fence lands in that thread.
+    static ref CPUS: [loom::sync::atomic::AtomicU32; MODEL_THREADS] = Default::default();
+}
+
+/// loom's most threads in a model.
+#[cfg(loom)]
+const MODEL_THREADS: usize = 5;
+
+/// Models the membarrier in the loom models run on this thread from now on (`true`), or plain
+/// `SeqCst` fences on both sides (`false`, the default).
+#[cfg(loom)]
+pub(crate) fn model_membarrier(on: bool) {
+    MEMBARRIER.with(|m| m.set(on));
+}
+
+/// The index of the current loom thread (its id, which loom numbers from 0 in each execution).
+#[cfg(loom)]
+fn model_thread() -> usize {
+    let id = format!("{:?}", loom::thread::current().id());
+    id.trim_start_matches("ThreadId(")
+        .trim_end_matches(')')
+        .parse()
+        .expect("loom's ThreadId(n)")
+}
+
+#[cfg(loom)]
+pub(crate) fn light() {
+    use loom::sync::atomic::Ordering::{AcqRel, SeqCst};
+    if MEMBARRIER.with(std::cell::Cell::get) {
+        // AcqRel: pairs with the read-modify-write of this word in another thread's `heavy`:
+        // whichever comes first in the word's order happens before the other.
+        CPUS[model_thread()].fetch_add(1, AcqRel);
+    } else {
+        loom::sync::atomic::fence(SeqCst);
+    }
+}
+
+#[cfg(loom)]
 pub(crate) fn heavy() -> bool {
-    loom::sync::atomic::fence(loom::sync::atomic::Ordering::SeqCst);
+    use loom::sync::atomic::Ordering::{AcqRel, SeqCst};
+    loom::sync::atomic::fence(SeqCst);
+    if MEMBARRIER.with(std::cell::Cell::get) {
+        let me = model_thread();
+        for (i, cpu) in CPUS.iter().enumerate() {
+            if i != me {
+                // AcqRel: pairs with the one in `light`.
+                cpu.fetch_add(1, AcqRel);
+            }
+        }
+        loom::sync::atomic::fence(SeqCst);
+    }
     true
 }
 

@@ -493,7 +493,7 @@ fn ping_pong_through_the_futex() {
             assert_eq!(r.get(&mut read, None, 0), Err(RingError::Closed));
         });
         let r = h.ring(me());
-        while r.ctl.state.0.get.waiters().load(Relaxed) == 0 {
+        while r.ctl.state.0.get.sleepers() == 0 {
             std::thread::yield_now();
         }
         r.close();
