@@ -13,7 +13,7 @@
 //! starts every worker, so that a daemon worker's `PR_SET_PDEATHSIG` is tied to a thread that
 //! lives as long as the pool. Callers hand over work directly, under the engine's lock.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -86,11 +86,72 @@ struct Task {
     _blob: Option<Blob>,
 }
 
+/// The tasks not finished yet, by id. Ids are handed out in order and tasks mostly finish in
+/// about that order, so they sit in a deque indexed by `id - base`, the finished ones as `None`
+/// until every older one is finished too: no hashing, and no table rebuilt as thousands of
+/// `apply_async` tasks come and go.
+#[derive(Default)]
+struct Tasks {
+    /// The id of `slots[0]`.
+    base: u64,
+    slots: VecDeque<Option<Task>>,
+    live: usize,
+}
+
+impl Tasks {
+    fn index(&self, id: u64) -> Option<usize> {
+        usize::try_from(id.checked_sub(self.base)?)
+            .ok()
+            .filter(|&i| i < self.slots.len())
+    }
+
+    /// Files task `id`, which must be the next id (`base + len`); ids only grow.
+    fn insert(&mut self, id: u64, task: Task) {
+        debug_assert_eq!(id, self.base + self.slots.len() as u64);
+        if self.slots.is_empty() {
+            self.base = id;
+        }
+        self.slots.push_back(Some(task));
+        self.live += 1;
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut Task> {
+        let i = self.index(id)?;
+        self.slots[i].as_mut()
+    }
+
+    fn contains(&self, id: u64) -> bool {
+        self.index(id).is_some_and(|i| self.slots[i].is_some())
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Task> {
+        let i = self.index(id)?;
+        let t = self.slots[i].take()?;
+        self.live -= 1;
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        Some(t)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Takes every task out.
+    fn drain(&mut self) -> Vec<Task> {
+        self.live = 0;
+        self.base += self.slots.len() as u64;
+        self.slots.drain(..).flatten().collect()
+    }
+}
+
 struct State<W> {
     slots: Vec<Slot<W>>,
     /// Task messages not handed to a worker yet.
     backlog: VecDeque<Vec<u8>>,
-    tasks: HashMap<u64, Task>,
+    tasks: Tasks,
     next_task: u64,
     workers_started: u64,
     phase: Phase,
@@ -131,7 +192,7 @@ impl<B: Backend> Engine<B> {
             state: Mutex::new(State {
                 slots,
                 backlog: VecDeque::new(),
-                tasks: HashMap::new(),
+                tasks: Tasks::default(),
                 next_task: 0,
                 workers_started: 0,
                 phase: Phase::Open,
@@ -253,7 +314,7 @@ impl<B: Backend> Engine<B> {
                     }
                     slot.held.push_back(id);
                     slot.sent += 1;
-                    if let Some(t) = st.tasks.get_mut(&id) {
+                    if let Some(t) = st.tasks.get_mut(id) {
                         t.slot = Some(i);
                     }
                 }
@@ -295,7 +356,7 @@ impl<B: Backend> Engine<B> {
         ) else {
             return;
         };
-        let Some(task) = st.tasks.get_mut(&id) else {
+        let Some(task) = st.tasks.get_mut(id) else {
             // A task that failed already (timed out, or the pool was terminated).
             return;
         };
@@ -304,7 +365,7 @@ impl<B: Backend> Engine<B> {
         let from = Origin {
             pid: worker.map_or(0, Worker::pid),
             max_message: self.settings.max_message,
-            blobs: blobs.as_deref(),
+            blobs,
         };
         let mut finished = None;
         if !task.spoiled && first as usize == task.delivered {
@@ -331,7 +392,7 @@ impl<B: Backend> Engine<B> {
         }
         st.finished.extend(finished);
         if last == 1 {
-            let slot = st.tasks.remove(&id).and_then(|t| t.slot);
+            let slot = st.tasks.remove(id).and_then(|t| t.slot);
             if let Some(slot) = slot.and_then(|i| st.slots.get_mut(i)) {
                 slot.held.retain(|&t| t != id);
                 if self.settings.task_timeout.is_some() {
@@ -357,7 +418,7 @@ impl<B: Backend> Engine<B> {
 
     fn fail_all(&self, st: &mut State<B::Worker>, err: &ProcessError) {
         st.backlog.clear();
-        let tasks: Vec<Task> = st.tasks.drain().map(|(_, t)| t).collect();
+        let tasks = st.tasks.drain();
         for t in tasks {
             if !t.spoiled {
                 Self::fail(st, &t.sink, t.first + t.delivered..t.first + t.items, err);
@@ -387,7 +448,7 @@ impl<B: Backend> Engine<B> {
             if slot.busy_since.elapsed() < limit {
                 continue;
             }
-            if let Some(t) = st.tasks.get_mut(&id).filter(|t| !t.timed_out) {
+            if let Some(t) = st.tasks.get_mut(id).filter(|t| !t.timed_out) {
                 t.timed_out = true;
                 if let Some(w) = &st.slots[i].worker {
                     w.kill();
@@ -417,7 +478,7 @@ impl<B: Backend> Engine<B> {
         let untaken = worker.recover();
         let mut back: HashSet<u64> = HashSet::new();
         for msg in untaken.into_iter().rev() {
-            if let Some(id) = task_id(&msg).filter(|id| st.tasks.contains_key(id)) {
+            if let Some(id) = task_id(&msg).filter(|&id| st.tasks.contains(id)) {
                 back.insert(id);
                 st.backlog.push_front(msg);
             }
@@ -425,12 +486,12 @@ impl<B: Backend> Engine<B> {
         let held: Vec<u64> = st.slots[i].held.drain(..).collect();
         for id in held {
             if back.contains(&id) {
-                if let Some(t) = st.tasks.get_mut(&id) {
+                if let Some(t) = st.tasks.get_mut(id) {
                     t.slot = None;
                 }
                 continue;
             }
-            let Some(t) = st.tasks.remove(&id) else {
+            let Some(t) = st.tasks.remove(id) else {
                 continue;
             };
             if t.spoiled {

@@ -136,11 +136,16 @@ impl Chunker {
     pub(crate) fn push<A: Payload>(&mut self, arg: &A, pool: &dyn Submit) {
         let index = self.next;
         self.next += 1;
-        let cur = self.current.get_or_insert_with(|| Chunk {
-            first: index,
-            items: 0,
-            msg: vec![0; wire::TASK_HEADER],
-            blob: None,
+        let cur = self.current.get_or_insert_with(|| {
+            // Room for the header and a small argument, so that one `apply` allocates once.
+            let mut msg = Vec::with_capacity(wire::TASK_HEADER + 27);
+            msg.resize(wire::TASK_HEADER, 0);
+            Chunk {
+                first: index,
+                items: 0,
+                msg,
+                blob: None,
+            }
         });
         let mark = cur.msg.len();
         if let Err(e) = arg.encode(&mut cur.msg) {

@@ -292,7 +292,7 @@ pub trait Worker: Send {
     /// The tasks still in its channel, which it never took.
     fn recover(&self) -> Vec<Vec<u8>>;
     /// The prefix of the blob segments it hands long outcomes over in, if it may.
-    fn blob_prefix(&self) -> Option<String>;
+    fn blob_prefix(&self) -> Option<&str>;
 }
 
 pub(crate) mod sealed {
@@ -510,8 +510,8 @@ impl Worker for ProcessWorker {
         left
     }
 
-    fn blob_prefix(&self) -> Option<String> {
-        Some(self.blob_prefix.clone())
+    fn blob_prefix(&self) -> Option<&str> {
+        Some(&self.blob_prefix)
     }
 }
 
@@ -685,7 +685,7 @@ impl Worker for ThreadWorker {
         g.0.drain(..).collect()
     }
 
-    fn blob_prefix(&self) -> Option<String> {
+    fn blob_prefix(&self) -> Option<&str> {
         None
     }
 }
