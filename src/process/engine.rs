@@ -14,7 +14,9 @@
 //! lives as long as the pool. Callers hand over work directly, under the engine's lock.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crate::error::ProcessError;
@@ -25,6 +27,15 @@ use crate::process::payload::Payload;
 use crate::process::workers::sealed::Backend;
 use crate::process::workers::{DEPTH, End, Setup, Worker, wire};
 
+/// How many tasks a worker holds at most while its tasks take longer than [`QUICK`]: a task
+/// queued behind a long one waits for it even if another worker is free, so few are.
+const SHALLOW: usize = 8;
+/// A task that ran shorter than this lets its worker hold up to [`DEPTH`] tasks: for a stream
+/// of short tasks a deeper queue means the worker rarely runs dry and sleeps while the pool's
+/// thread is off the processor, and a task behind others waits at most about `DEPTH` times
+/// this.
+const QUICK: Duration = Duration::from_micros(50);
+
 /// How often the manager looks at the workers and the task timeouts when no outcome arrives.
 const TICK: Duration = Duration::from_millis(10);
 /// How long the manager waits for one of the outcomes it knows are queued (a live worker may
@@ -32,6 +43,12 @@ const TICK: Duration = Duration::from_millis(10);
 const DRAIN_WAIT: Duration = Duration::from_millis(100);
 /// How many outcomes the manager files per turn of its lock.
 const BATCH: usize = 64;
+/// How long the manager keeps off the result channel after a waiting caller filed outcomes
+/// (see `Engine::help`), before it looks whether callers still do.
+const LINGER: Duration = Duration::from_millis(1);
+/// How many times in a row a helping caller finds no outcome before it leaves the outcomes to
+/// the manager and waits to be woken.
+const HELP_ROUNDS: u32 = 200;
 /// How many workers of a slot in a row may exit before they said they were ready before the
 /// pool gives up (a program that cannot start its workers would otherwise start them forever).
 const MAX_START_FAILURES: u32 = 3;
@@ -65,6 +82,8 @@ struct Slot<W> {
     /// When the worker started its current task, as far as the engine can tell: when it got
     /// it while idle, or when the one before came back. Never later than the truth.
     busy_since: Instant,
+    /// How many tasks it may hold: [`DEPTH`] while its tasks are [`QUICK`], else [`SHALLOW`].
+    depth: usize,
     ready: bool,
     closed: bool,
     start_failures: u32,
@@ -164,6 +183,55 @@ pub(crate) struct Engine<B: Backend> {
     settings: Settings,
     key: [u64; 2],
     state: Mutex<State<B::Worker>>,
+    /// Held by the one thread that takes outcomes from the result channel outside the lock:
+    /// the manager, or a caller waiting for a result (`help`). Outcomes are then filed in the
+    /// order they were put, and the manager's `drain` (under the lock) sees every outcome not
+    /// filed yet still in the channel.
+    receiver: AtomicBool,
+    /// Counts the times a caller stopped helping: while it moves, the manager keeps off the
+    /// result channel, so that the workers' puts wake nobody.
+    helped: AtomicU64,
+    /// The manager thread, woken when a helping caller stops before its result came.
+    manager: OnceLock<Thread>,
+}
+
+/// The receiver's part (`Engine::receiver`) as a caller holds it: let go when dropped, so that
+/// a panic in the caller's thread (in a result's decoding) does not leave it held.
+struct Receiving<'a> {
+    flag: &'a AtomicBool,
+    held: bool,
+}
+
+impl<'a> Receiving<'a> {
+    /// Takes the part, if no other thread has it.
+    fn take(flag: &'a AtomicBool) -> Option<Receiving<'a>> {
+        let mut part = Receiving { flag, held: false };
+        part.retake().then_some(part)
+    }
+
+    fn retake(&mut self) -> bool {
+        // Acquire: pairs with the Release store in `release`, so that this thread sees the
+        // outcomes the last receiver filed.
+        self.held = self
+            .flag
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+        self.held
+    }
+
+    fn release(&mut self) {
+        if self.held {
+            // Release: pairs with the Acquire exchange in `retake`.
+            self.flag.store(false, Ordering::Release);
+            self.held = false;
+        }
+    }
+}
+
+impl Drop for Receiving<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 fn task_id(msg: &[u8]) -> Option<u64> {
@@ -180,6 +248,7 @@ impl<B: Backend> Engine<B> {
                 held: VecDeque::new(),
                 sent: 0,
                 busy_since: Instant::now(),
+                depth: SHALLOW,
                 ready: false,
                 closed: false,
                 start_failures: 0,
@@ -198,7 +267,48 @@ impl<B: Backend> Engine<B> {
                 phase: Phase::Open,
                 finished: Vec::new(),
             }),
+            receiver: AtomicBool::new(false),
+            helped: AtomicU64::new(0),
+            manager: OnceLock::new(),
         })
+    }
+
+    fn wake_manager(&self) {
+        if let Some(t) = self.manager.get() {
+            t.unpark();
+        }
+    }
+
+    /// Files up to [`BATCH`] outcomes waiting now and hands out the tasks that makes room for;
+    /// how many it filed, or `None` if it let the receiver's part go and another thread took
+    /// it.
+    fn file_waiting(&self, part: &mut Receiving<'_>) -> Option<usize> {
+        let mut st = self.lock();
+        let mut n = 0;
+        while n < BATCH {
+            match self.backend.try_recv() {
+                Some(m) => self.handle(&mut st, &m),
+                None => break,
+            }
+            n += 1;
+        }
+        if n > 0 {
+            self.pump(&mut st);
+        }
+        let finished = std::mem::take(&mut st.finished);
+        drop(st);
+        if !finished.is_empty() {
+            // The callbacks run without the receiver's part, so that one that waits for
+            // another result does not stop the outcomes.
+            part.release();
+            for job in finished {
+                job.finish();
+            }
+            if !part.retake() {
+                return None;
+            }
+        }
+        Some(n)
     }
 
     fn lock(&self) -> MutexGuard<'_, State<B::Worker>> {
@@ -239,6 +349,7 @@ impl<B: Backend> Engine<B> {
         slot.ready = false;
         slot.closed = false;
         slot.busy_since = Instant::now();
+        slot.depth = SHALLOW;
         Ok(())
     }
 
@@ -285,7 +396,6 @@ impl<B: Backend> Engine<B> {
             return;
         }
         let max_tasks = self.settings.max_tasks;
-        let timed = self.settings.task_timeout.is_some();
         while !st.backlog.is_empty() {
             let pick = st
                 .slots
@@ -294,7 +404,7 @@ impl<B: Backend> Engine<B> {
                 .filter(|(_, s)| {
                     s.worker.is_some()
                         && !s.closed
-                        && s.held.len() < DEPTH
+                        && s.held.len() < s.depth
                         && (max_tasks == 0 || s.sent < max_tasks)
                 })
                 .min_by_key(|(_, s)| s.held.len())
@@ -308,8 +418,7 @@ impl<B: Backend> Engine<B> {
             let Some(worker) = &slot.worker else { return };
             match worker.send(msg) {
                 Ok(()) => {
-                    // The clock is read only when a task timeout needs it.
-                    if slot.held.is_empty() && timed {
+                    if slot.held.is_empty() {
                         slot.busy_since = Instant::now();
                     }
                     slot.held.push_back(id);
@@ -395,9 +504,13 @@ impl<B: Backend> Engine<B> {
             let slot = st.tasks.remove(id).and_then(|t| t.slot);
             if let Some(slot) = slot.and_then(|i| st.slots.get_mut(i)) {
                 slot.held.retain(|&t| t != id);
-                if self.settings.task_timeout.is_some() {
-                    slot.busy_since = Instant::now();
-                }
+                let now = Instant::now();
+                slot.depth = if now.saturating_duration_since(slot.busy_since) < QUICK {
+                    DEPTH
+                } else {
+                    SHALLOW
+                };
+                slot.busy_since = now;
             }
         }
     }
@@ -553,9 +666,26 @@ impl<B: Backend> Engine<B> {
 
     /// The manager thread's loop: until the pool is closed and done, or terminated.
     pub(crate) fn manage(&self) {
+        let _ = self.manager.set(std::thread::current());
         let mut last_look = Instant::now();
+        let mut helped = self.helped.load(Ordering::Relaxed);
         loop {
-            let msg = self.backend.recv(TICK);
+            let now_helped = self.helped.load(Ordering::Relaxed);
+            let part = if now_helped == helped {
+                Receiving::take(&self.receiver)
+            } else {
+                None
+            };
+            let receiving = part.is_some();
+            let msg = if receiving {
+                self.backend.recv(TICK)
+            } else {
+                // A caller waiting for a result files the outcomes itself (`help`): keep off
+                // the result channel while callers do, and look again in a while.
+                helped = now_helped;
+                std::thread::park_timeout(LINGER);
+                None
+            };
             let mut st = self.lock();
             let got = msg.is_some();
             if let Some(m) = msg {
@@ -567,7 +697,8 @@ impl<B: Backend> Engine<B> {
                     }
                 }
             }
-            if !got || last_look.elapsed() >= TICK {
+            drop(part);
+            if (receiving && !got) || last_look.elapsed() >= TICK {
                 self.check_workers(&mut st);
                 last_look = Instant::now();
             }
@@ -611,6 +742,8 @@ impl<B: Backend> Engine<B> {
         if matches!(st.phase, Phase::Open) {
             st.phase = Phase::Closed;
         }
+        drop(st);
+        self.wake_manager();
     }
 
     /// Kills the workers now and fails the work not done with [`ProcessError::Terminated`].
@@ -626,6 +759,7 @@ impl<B: Backend> Engine<B> {
             }
         }
         self.unlock(st);
+        self.wake_manager();
     }
 
     /// Whether `close` or `terminate` was called (or the pool gave up).
@@ -723,5 +857,47 @@ impl<B: Backend> Submit for Engine<B> {
 
     fn stash(&self, bytes: Vec<u8>) -> Option<Result<Blob, ProcessError>> {
         self.backend.stash(bytes)
+    }
+
+    fn help(&self, ready: &dyn Fn() -> bool, deadline: Option<Instant>) -> Option<bool> {
+        let mut part = Receiving::take(&self.receiver)?;
+        let mut idle = 0;
+        let done = loop {
+            if ready() {
+                break true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break false;
+            }
+            match self.file_waiting(&mut part) {
+                // The manager took over.
+                None => return Some(ready()),
+                Some(0) => {}
+                Some(_) => {
+                    idle = 0;
+                    continue;
+                }
+            }
+            idle += 1;
+            if idle > HELP_ROUNDS {
+                break ready();
+            }
+            if idle < 7 {
+                for _ in 0..(1u32 << idle) {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
+        };
+        drop(part);
+        if done {
+            self.helped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            // Nothing came for a while: the manager takes the outcomes again at once (it sees
+            // no new help), and this caller sleeps until its result is filed.
+            self.wake_manager();
+        }
+        Some(done)
     }
 }
