@@ -11,7 +11,17 @@
 //!
 //! One thread per pool (the *manager*) receives the outcomes and watches the workers; it also
 //! starts every worker, so that a daemon worker's `PR_SET_PDEATHSIG` is tied to a thread that
-//! lives as long as the pool. Callers hand over work directly, under the engine's lock.
+//! lives as long as the pool. Callers hand over work directly, under the engine's lock. A
+//! caller waiting for a result (`AsyncResult::get`) files the outcomes itself meanwhile
+//! (`Submit::help`): a stream of results then costs no hand-over to the manager and back, and
+//! the manager keeps off the result channel so that the workers' puts wake nobody. Only one
+//! thread takes outcomes at a time (`Engine::receiver`), so a task's parts are filed in order,
+//! and one that is taken is filed before the lock is next free, which `drain` relies on.
+//!
+//! A worker whose tasks come back within [`QUICK`] may hold up to [`DEPTH`] tasks, so that it
+//! rarely runs dry (and sleeps) while the thread that hands out work is off the processor;
+//! otherwise it holds [`SHALLOW`], since a task queued behind a long one waits for it even when
+//! another worker is free.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -279,11 +289,14 @@ impl<B: Backend> Engine<B> {
         }
     }
 
-    /// Files up to [`BATCH`] outcomes waiting now and hands out the tasks that makes room for;
-    /// how many it filed, or `None` if it let the receiver's part go and another thread took
-    /// it.
-    fn file_waiting(&self, part: &mut Receiving<'_>) -> Option<usize> {
+    /// Files up to [`BATCH`] outcomes waiting now (after a look at the workers, if `look`) and
+    /// hands out the tasks that makes room for; how many it filed, or `None` if it let the
+    /// receiver's part go and another thread took it.
+    fn file_waiting(&self, part: &mut Receiving<'_>, look: bool) -> Option<usize> {
         let mut st = self.lock();
+        if look {
+            self.check_workers(&mut st);
+        }
         let mut n = 0;
         while n < BATCH {
             match self.backend.try_recv() {
@@ -859,8 +872,18 @@ impl<B: Backend> Submit for Engine<B> {
         self.backend.stash(bytes)
     }
 
+    fn is_own_thread(&self) -> bool {
+        self.manager
+            .get()
+            .is_some_and(|t| t.id() == std::thread::current().id())
+    }
+
     fn help(&self, ready: &dyn Fn() -> bool, deadline: Option<Instant>) -> Option<bool> {
         let mut part = Receiving::take(&self.receiver)?;
+        // A callback that waits for another result runs on the manager thread itself: nobody
+        // else would file the outcomes or look at the workers then.
+        let on_manager = self.is_own_thread();
+        let mut last_look = Instant::now();
         let mut idle = 0;
         let done = loop {
             if ready() {
@@ -869,7 +892,11 @@ impl<B: Backend> Submit for Engine<B> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break false;
             }
-            match self.file_waiting(&mut part) {
+            let look = on_manager && idle > HELP_ROUNDS && last_look.elapsed() >= TICK;
+            if look {
+                last_look = Instant::now();
+            }
+            match self.file_waiting(&mut part, look) {
                 // The manager took over.
                 None => return Some(ready()),
                 Some(0) => {}
@@ -880,9 +907,11 @@ impl<B: Backend> Submit for Engine<B> {
             }
             idle += 1;
             if idle > HELP_ROUNDS {
-                break ready();
-            }
-            if idle < 7 {
+                if !on_manager {
+                    break ready();
+                }
+                std::thread::park_timeout(LINGER);
+            } else if idle < 7 {
                 for _ in 0..(1u32 << idle) {
                     std::hint::spin_loop();
                 }

@@ -59,6 +59,9 @@ pub(crate) trait Submit: Send + Sync {
     /// thread is taking them: whether `ready()` held when it stopped, or `None` at once when
     /// another thread takes them. `Some(false)` after no outcome came for a while.
     fn help(&self, ready: &dyn Fn() -> bool, deadline: Option<Instant>) -> Option<bool>;
+    /// Whether this is the pool's own thread (in a callback): it must not sleep until woken,
+    /// since it is the one that would wake it.
+    fn is_own_thread(&self) -> bool;
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -376,6 +379,19 @@ impl<R: Send + 'static, T: Send + 'static> Outcome<T> for Collect<R, T> {
         // sleeping, since a sleep costs the pool's thread a wake-up call and this thread a
         // context switch for every result. Better still, file the outcomes here while waiting
         // (`Submit::help`), so that a stream of results needs no thread of the pool at all.
+        if let Some(p) = pool.filter(|p| p.is_own_thread()) {
+            // A callback on the pool's thread waits for another result: file the outcomes
+            // here (once no other thread does) until it comes.
+            loop {
+                if ready() || p.help(&ready, deadline) == Some(true) {
+                    return true;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
         for round in 0..SPIN_ROUNDS {
             if ready() {
                 return true;
@@ -545,9 +561,11 @@ impl<T: Send + 'static> AsyncResult<T> {
         self.job.successful()
     }
 
-    /// Calls `f` with the result when the work succeeds (Python's `callback`): from the pool's
-    /// own thread, before the result is [`ready`](Self::ready), or at once from this thread if
-    /// it is ready already. Keep it short: the pool handles no other result while it runs.
+    /// Calls `f` with the result when the work succeeds (Python's `callback`), before the
+    /// result is [`ready`](Self::ready): from the pool's own thread, or from a thread waiting
+    /// for another result of the pool (a waiter files the outcomes itself while it waits), or
+    /// at once from this thread if the result is ready already. Keep it short: the thread that
+    /// runs it handles no other result meanwhile.
     pub fn callback(self, f: impl FnOnce(&T) + Send + 'static) -> Self {
         self.job.on_ok(Box::new(f));
         self
@@ -791,6 +809,9 @@ mod tests {
         }
         fn help(&self, _: &dyn Fn() -> bool, _: Option<Instant>) -> Option<bool> {
             None
+        }
+        fn is_own_thread(&self) -> bool {
+            false
         }
     }
 
