@@ -161,7 +161,7 @@ impl<W> PoolBuilder<W> {
     }
 
     /// The longest message between the pool and a worker (default [`DEFAULT_MAX_MESSAGE`]).
-    /// Every worker's queue holds a few messages of this size in shared memory; a longer
+    /// Every worker's queue holds 32 messages of this size in shared memory; a longer
     /// argument or result travels in a segment of its own, which costs two segment calls.
     /// A thread pool has no limit.
     pub fn max_message(&mut self, bytes: usize) -> &mut Self {
