@@ -56,9 +56,12 @@ const BATCH: usize = 64;
 /// How long the manager keeps off the result channel after a waiting caller filed outcomes
 /// (see `Engine::help`), before it looks whether callers still do.
 const LINGER: Duration = Duration::from_millis(1);
-/// How many times in a row a helping caller finds no outcome before it leaves the outcomes to
-/// the manager and waits to be woken.
-const HELP_ROUNDS: u32 = 200;
+/// How long a helping caller goes without an outcome before it leaves the outcomes to the
+/// manager and waits to be woken: outcomes further apart than this are not a stream, and a
+/// caller that keeps looking only takes the processor from the workers.
+const HELP_GAP: Duration = Duration::from_micros(50);
+/// Rounds a helping caller spins (then yields) before it looks at the clock for [`HELP_GAP`].
+const HELP_SPINS: u32 = 7;
 /// How many workers of a slot in a row may exit before they said they were ready before the
 /// pool gives up (a program that cannot start its workers would otherwise start them forever).
 const MAX_START_FAILURES: u32 = 3;
@@ -884,6 +887,7 @@ impl<B: Backend> Submit for Engine<B> {
         // else would file the outcomes or look at the workers then.
         let on_manager = self.is_own_thread();
         let mut last_look = Instant::now();
+        let mut last_got = last_look;
         let mut idle = 0;
         let done = loop {
             if ready() {
@@ -892,7 +896,8 @@ impl<B: Backend> Submit for Engine<B> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break false;
             }
-            let look = on_manager && idle > HELP_ROUNDS && last_look.elapsed() >= TICK;
+            let spent = idle >= HELP_SPINS && last_got.elapsed() >= HELP_GAP;
+            let look = on_manager && spent && last_look.elapsed() >= TICK;
             if look {
                 last_look = Instant::now();
             }
@@ -902,16 +907,17 @@ impl<B: Backend> Submit for Engine<B> {
                 Some(0) => {}
                 Some(_) => {
                     idle = 0;
+                    last_got = Instant::now();
                     continue;
                 }
             }
             idle += 1;
-            if idle > HELP_ROUNDS {
+            if spent {
                 if !on_manager {
                     break ready();
                 }
                 std::thread::park_timeout(LINGER);
-            } else if idle < 7 {
+            } else if idle < HELP_SPINS {
                 for _ in 0..(1u32 << idle) {
                     std::hint::spin_loop();
                 }
