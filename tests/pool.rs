@@ -33,6 +33,7 @@ fn main() {
             task_timeout_kills_the_worker,
             initializer_runs_in_each_worker,
             callbacks_are_called,
+            a_callback_may_wait_for_another_result,
             close_and_join,
             large_items_go_through_their_own_segments
         ],
@@ -539,6 +540,36 @@ fn callbacks_are_called() {
         let (tx, rx) = mpsc::channel();
         let _ = ok.callback(move |v| tx.send(v.len()).expect("send"));
         assert_eq!(rx.try_recv(), Ok(5));
+    });
+}
+
+/// A callback that waits for another result of the pool does not stop the outcomes: whether
+/// the pool's own thread runs it, or a caller that files the outcomes while it waits.
+fn a_callback_may_wait_for_another_result() {
+    checked(|| {
+        let pool = Pool::new(1).expect("pool");
+        for waiter_files in [false, true] {
+            // One worker: `later` runs after `first`, so its outcome comes while `first`'s
+            // callback waits for it.
+            let first = pool.apply_async(wait, 30);
+            let later = pool.apply_async(wait, 40);
+            let (tx, rx) = mpsc::channel();
+            let first = first.callback(move |_| {
+                tx.send(later.get().expect("later")).expect("send");
+            });
+            if waiter_files {
+                first.wait();
+            }
+            let got = rx.recv_timeout(Duration::from_secs(20));
+            if got.is_err() {
+                // The pool's thread is stuck in the callback: dropping the pool would wait
+                // for it forever.
+                std::mem::forget(pool);
+                panic!("the callback's wait for another result never ended");
+            }
+            assert_eq!(got, Ok(40));
+            assert_eq!(first.get().expect("first"), 30);
+        }
     });
 }
 

@@ -11,10 +11,22 @@
 //!
 //! One thread per pool (the *manager*) receives the outcomes and watches the workers; it also
 //! starts every worker, so that a daemon worker's `PR_SET_PDEATHSIG` is tied to a thread that
-//! lives as long as the pool. Callers hand over work directly, under the engine's lock.
+//! lives as long as the pool. Callers hand over work directly, under the engine's lock. A
+//! caller waiting for a result (`AsyncResult::get`) files the outcomes itself meanwhile
+//! (`Submit::help`): a stream of results then costs no hand-over to the manager and back, and
+//! the manager keeps off the result channel so that the workers' puts wake nobody. Only one
+//! thread takes outcomes at a time (`Engine::receiver`), so a task's parts are filed in order,
+//! and one that is taken is filed before the lock is next free, which `drain` relies on.
+//!
+//! A worker whose tasks come back within [`QUICK`] may hold up to [`DEPTH`] tasks, so that it
+//! rarely runs dry (and sleeps) while the thread that hands out work is off the processor;
+//! otherwise it holds [`SHALLOW`], since a task queued behind a long one waits for it even when
+//! another worker is free.
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crate::error::ProcessError;
@@ -25,6 +37,15 @@ use crate::process::payload::Payload;
 use crate::process::workers::sealed::Backend;
 use crate::process::workers::{DEPTH, End, Setup, Worker, wire};
 
+/// How many tasks a worker holds at most while its tasks take longer than [`QUICK`]: a task
+/// queued behind a long one waits for it even if another worker is free, so few are.
+const SHALLOW: usize = 8;
+/// A task that ran shorter than this lets its worker hold up to [`DEPTH`] tasks: for a stream
+/// of short tasks a deeper queue means the worker rarely runs dry and sleeps while the pool's
+/// thread is off the processor, and a task behind others waits at most about `DEPTH` times
+/// this.
+const QUICK: Duration = Duration::from_micros(50);
+
 /// How often the manager looks at the workers and the task timeouts when no outcome arrives.
 const TICK: Duration = Duration::from_millis(10);
 /// How long the manager waits for one of the outcomes it knows are queued (a live worker may
@@ -32,6 +53,15 @@ const TICK: Duration = Duration::from_millis(10);
 const DRAIN_WAIT: Duration = Duration::from_millis(100);
 /// How many outcomes the manager files per turn of its lock.
 const BATCH: usize = 64;
+/// How long the manager keeps off the result channel after a waiting caller filed outcomes
+/// (see `Engine::help`), before it looks whether callers still do.
+const LINGER: Duration = Duration::from_millis(1);
+/// How long a helping caller goes without an outcome before it leaves the outcomes to the
+/// manager and waits to be woken: outcomes further apart than this are not a stream, and a
+/// caller that keeps looking only takes the processor from the workers.
+const HELP_GAP: Duration = Duration::from_micros(50);
+/// Rounds a helping caller spins (then yields) before it looks at the clock for [`HELP_GAP`].
+const HELP_SPINS: u32 = 7;
 /// How many workers of a slot in a row may exit before they said they were ready before the
 /// pool gives up (a program that cannot start its workers would otherwise start them forever).
 const MAX_START_FAILURES: u32 = 3;
@@ -65,6 +95,8 @@ struct Slot<W> {
     /// When the worker started its current task, as far as the engine can tell: when it got
     /// it while idle, or when the one before came back. Never later than the truth.
     busy_since: Instant,
+    /// How many tasks it may hold: [`DEPTH`] while its tasks are [`QUICK`], else [`SHALLOW`].
+    depth: usize,
     ready: bool,
     closed: bool,
     start_failures: u32,
@@ -86,11 +118,72 @@ struct Task {
     _blob: Option<Blob>,
 }
 
+/// The tasks not finished yet, by id. Ids are handed out in order and tasks mostly finish in
+/// about that order, so they sit in a deque indexed by `id - base`, the finished ones as `None`
+/// until every older one is finished too: no hashing, and no table rebuilt as thousands of
+/// `apply_async` tasks come and go.
+#[derive(Default)]
+struct Tasks {
+    /// The id of `slots[0]`.
+    base: u64,
+    slots: VecDeque<Option<Task>>,
+    live: usize,
+}
+
+impl Tasks {
+    fn index(&self, id: u64) -> Option<usize> {
+        usize::try_from(id.checked_sub(self.base)?)
+            .ok()
+            .filter(|&i| i < self.slots.len())
+    }
+
+    /// Files task `id`, which must be the next id (`base + len`); ids only grow.
+    fn insert(&mut self, id: u64, task: Task) {
+        debug_assert_eq!(id, self.base + self.slots.len() as u64);
+        if self.slots.is_empty() {
+            self.base = id;
+        }
+        self.slots.push_back(Some(task));
+        self.live += 1;
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut Task> {
+        let i = self.index(id)?;
+        self.slots[i].as_mut()
+    }
+
+    fn contains(&self, id: u64) -> bool {
+        self.index(id).is_some_and(|i| self.slots[i].is_some())
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Task> {
+        let i = self.index(id)?;
+        let t = self.slots[i].take()?;
+        self.live -= 1;
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        Some(t)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Takes every task out.
+    fn drain(&mut self) -> Vec<Task> {
+        self.live = 0;
+        self.base += self.slots.len() as u64;
+        self.slots.drain(..).flatten().collect()
+    }
+}
+
 struct State<W> {
     slots: Vec<Slot<W>>,
     /// Task messages not handed to a worker yet.
     backlog: VecDeque<Vec<u8>>,
-    tasks: HashMap<u64, Task>,
+    tasks: Tasks,
     next_task: u64,
     workers_started: u64,
     phase: Phase,
@@ -103,6 +196,55 @@ pub(crate) struct Engine<B: Backend> {
     settings: Settings,
     key: [u64; 2],
     state: Mutex<State<B::Worker>>,
+    /// Held by the one thread that takes outcomes from the result channel outside the lock:
+    /// the manager, or a caller waiting for a result (`help`). Outcomes are then filed in the
+    /// order they were put, and the manager's `drain` (under the lock) sees every outcome not
+    /// filed yet still in the channel.
+    receiver: AtomicBool,
+    /// Counts the times a caller stopped helping: while it moves, the manager keeps off the
+    /// result channel, so that the workers' puts wake nobody.
+    helped: AtomicU64,
+    /// The manager thread, woken when a helping caller stops before its result came.
+    manager: OnceLock<Thread>,
+}
+
+/// The receiver's part (`Engine::receiver`) as a caller holds it: let go when dropped, so that
+/// a panic in the caller's thread (in a result's decoding) does not leave it held.
+struct Receiving<'a> {
+    flag: &'a AtomicBool,
+    held: bool,
+}
+
+impl<'a> Receiving<'a> {
+    /// Takes the part, if no other thread has it.
+    fn take(flag: &'a AtomicBool) -> Option<Receiving<'a>> {
+        let mut part = Receiving { flag, held: false };
+        part.retake().then_some(part)
+    }
+
+    fn retake(&mut self) -> bool {
+        // Acquire: pairs with the Release store in `release`, so that this thread sees the
+        // outcomes the last receiver filed.
+        self.held = self
+            .flag
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+        self.held
+    }
+
+    fn release(&mut self) {
+        if self.held {
+            // Release: pairs with the Acquire exchange in `retake`.
+            self.flag.store(false, Ordering::Release);
+            self.held = false;
+        }
+    }
+}
+
+impl Drop for Receiving<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 fn task_id(msg: &[u8]) -> Option<u64> {
@@ -119,6 +261,7 @@ impl<B: Backend> Engine<B> {
                 held: VecDeque::new(),
                 sent: 0,
                 busy_since: Instant::now(),
+                depth: SHALLOW,
                 ready: false,
                 closed: false,
                 start_failures: 0,
@@ -131,13 +274,57 @@ impl<B: Backend> Engine<B> {
             state: Mutex::new(State {
                 slots,
                 backlog: VecDeque::new(),
-                tasks: HashMap::new(),
+                tasks: Tasks::default(),
                 next_task: 0,
                 workers_started: 0,
                 phase: Phase::Open,
                 finished: Vec::new(),
             }),
+            receiver: AtomicBool::new(false),
+            helped: AtomicU64::new(0),
+            manager: OnceLock::new(),
         })
+    }
+
+    fn wake_manager(&self) {
+        if let Some(t) = self.manager.get() {
+            t.unpark();
+        }
+    }
+
+    /// Files up to [`BATCH`] outcomes waiting now (after a look at the workers, if `look`) and
+    /// hands out the tasks that makes room for; how many it filed, or `None` if it let the
+    /// receiver's part go and another thread took it.
+    fn file_waiting(&self, part: &mut Receiving<'_>, look: bool) -> Option<usize> {
+        let mut st = self.lock();
+        if look {
+            self.check_workers(&mut st);
+        }
+        let mut n = 0;
+        while n < BATCH {
+            match self.backend.try_recv() {
+                Some(m) => self.handle(&mut st, &m),
+                None => break,
+            }
+            n += 1;
+        }
+        if n > 0 {
+            self.pump(&mut st);
+        }
+        let finished = std::mem::take(&mut st.finished);
+        drop(st);
+        if !finished.is_empty() {
+            // The callbacks run without the receiver's part, so that one that waits for
+            // another result does not stop the outcomes.
+            part.release();
+            for job in finished {
+                job.finish();
+            }
+            if !part.retake() {
+                return None;
+            }
+        }
+        Some(n)
     }
 
     fn lock(&self) -> MutexGuard<'_, State<B::Worker>> {
@@ -178,6 +365,7 @@ impl<B: Backend> Engine<B> {
         slot.ready = false;
         slot.closed = false;
         slot.busy_since = Instant::now();
+        slot.depth = SHALLOW;
         Ok(())
     }
 
@@ -224,7 +412,6 @@ impl<B: Backend> Engine<B> {
             return;
         }
         let max_tasks = self.settings.max_tasks;
-        let timed = self.settings.task_timeout.is_some();
         while !st.backlog.is_empty() {
             let pick = st
                 .slots
@@ -233,7 +420,7 @@ impl<B: Backend> Engine<B> {
                 .filter(|(_, s)| {
                     s.worker.is_some()
                         && !s.closed
-                        && s.held.len() < DEPTH
+                        && s.held.len() < s.depth
                         && (max_tasks == 0 || s.sent < max_tasks)
                 })
                 .min_by_key(|(_, s)| s.held.len())
@@ -247,13 +434,12 @@ impl<B: Backend> Engine<B> {
             let Some(worker) = &slot.worker else { return };
             match worker.send(msg) {
                 Ok(()) => {
-                    // The clock is read only when a task timeout needs it.
-                    if slot.held.is_empty() && timed {
+                    if slot.held.is_empty() {
                         slot.busy_since = Instant::now();
                     }
                     slot.held.push_back(id);
                     slot.sent += 1;
-                    if let Some(t) = st.tasks.get_mut(&id) {
+                    if let Some(t) = st.tasks.get_mut(id) {
                         t.slot = Some(i);
                     }
                 }
@@ -295,7 +481,7 @@ impl<B: Backend> Engine<B> {
         ) else {
             return;
         };
-        let Some(task) = st.tasks.get_mut(&id) else {
+        let Some(task) = st.tasks.get_mut(id) else {
             // A task that failed already (timed out, or the pool was terminated).
             return;
         };
@@ -304,7 +490,7 @@ impl<B: Backend> Engine<B> {
         let from = Origin {
             pid: worker.map_or(0, Worker::pid),
             max_message: self.settings.max_message,
-            blobs: blobs.as_deref(),
+            blobs,
         };
         let mut finished = None;
         if !task.spoiled && first as usize == task.delivered {
@@ -331,12 +517,16 @@ impl<B: Backend> Engine<B> {
         }
         st.finished.extend(finished);
         if last == 1 {
-            let slot = st.tasks.remove(&id).and_then(|t| t.slot);
+            let slot = st.tasks.remove(id).and_then(|t| t.slot);
             if let Some(slot) = slot.and_then(|i| st.slots.get_mut(i)) {
                 slot.held.retain(|&t| t != id);
-                if self.settings.task_timeout.is_some() {
-                    slot.busy_since = Instant::now();
-                }
+                let now = Instant::now();
+                slot.depth = if now.saturating_duration_since(slot.busy_since) < QUICK {
+                    DEPTH
+                } else {
+                    SHALLOW
+                };
+                slot.busy_since = now;
             }
         }
     }
@@ -357,7 +547,7 @@ impl<B: Backend> Engine<B> {
 
     fn fail_all(&self, st: &mut State<B::Worker>, err: &ProcessError) {
         st.backlog.clear();
-        let tasks: Vec<Task> = st.tasks.drain().map(|(_, t)| t).collect();
+        let tasks = st.tasks.drain();
         for t in tasks {
             if !t.spoiled {
                 Self::fail(st, &t.sink, t.first + t.delivered..t.first + t.items, err);
@@ -387,7 +577,7 @@ impl<B: Backend> Engine<B> {
             if slot.busy_since.elapsed() < limit {
                 continue;
             }
-            if let Some(t) = st.tasks.get_mut(&id).filter(|t| !t.timed_out) {
+            if let Some(t) = st.tasks.get_mut(id).filter(|t| !t.timed_out) {
                 t.timed_out = true;
                 if let Some(w) = &st.slots[i].worker {
                     w.kill();
@@ -417,7 +607,7 @@ impl<B: Backend> Engine<B> {
         let untaken = worker.recover();
         let mut back: HashSet<u64> = HashSet::new();
         for msg in untaken.into_iter().rev() {
-            if let Some(id) = task_id(&msg).filter(|id| st.tasks.contains_key(id)) {
+            if let Some(id) = task_id(&msg).filter(|&id| st.tasks.contains(id)) {
                 back.insert(id);
                 st.backlog.push_front(msg);
             }
@@ -425,12 +615,12 @@ impl<B: Backend> Engine<B> {
         let held: Vec<u64> = st.slots[i].held.drain(..).collect();
         for id in held {
             if back.contains(&id) {
-                if let Some(t) = st.tasks.get_mut(&id) {
+                if let Some(t) = st.tasks.get_mut(id) {
                     t.slot = None;
                 }
                 continue;
             }
-            let Some(t) = st.tasks.remove(&id) else {
+            let Some(t) = st.tasks.remove(id) else {
                 continue;
             };
             if t.spoiled {
@@ -492,9 +682,26 @@ impl<B: Backend> Engine<B> {
 
     /// The manager thread's loop: until the pool is closed and done, or terminated.
     pub(crate) fn manage(&self) {
+        let _ = self.manager.set(std::thread::current());
         let mut last_look = Instant::now();
+        let mut helped = self.helped.load(Ordering::Relaxed);
         loop {
-            let msg = self.backend.recv(TICK);
+            let now_helped = self.helped.load(Ordering::Relaxed);
+            let part = if now_helped == helped {
+                Receiving::take(&self.receiver)
+            } else {
+                None
+            };
+            let receiving = part.is_some();
+            let msg = if receiving {
+                self.backend.recv(TICK)
+            } else {
+                // A caller waiting for a result files the outcomes itself (`help`): keep off
+                // the result channel while callers do, and look again in a while.
+                helped = now_helped;
+                std::thread::park_timeout(LINGER);
+                None
+            };
             let mut st = self.lock();
             let got = msg.is_some();
             if let Some(m) = msg {
@@ -506,7 +713,8 @@ impl<B: Backend> Engine<B> {
                     }
                 }
             }
-            if !got || last_look.elapsed() >= TICK {
+            drop(part);
+            if (receiving && !got) || last_look.elapsed() >= TICK {
                 self.check_workers(&mut st);
                 last_look = Instant::now();
             }
@@ -550,6 +758,8 @@ impl<B: Backend> Engine<B> {
         if matches!(st.phase, Phase::Open) {
             st.phase = Phase::Closed;
         }
+        drop(st);
+        self.wake_manager();
     }
 
     /// Kills the workers now and fails the work not done with [`ProcessError::Terminated`].
@@ -565,6 +775,7 @@ impl<B: Backend> Engine<B> {
             }
         }
         self.unlock(st);
+        self.wake_manager();
     }
 
     /// Whether `close` or `terminate` was called (or the pool gave up).
@@ -662,5 +873,66 @@ impl<B: Backend> Submit for Engine<B> {
 
     fn stash(&self, bytes: Vec<u8>) -> Option<Result<Blob, ProcessError>> {
         self.backend.stash(bytes)
+    }
+
+    fn is_own_thread(&self) -> bool {
+        self.manager
+            .get()
+            .is_some_and(|t| t.id() == std::thread::current().id())
+    }
+
+    fn help(&self, ready: &dyn Fn() -> bool, deadline: Option<Instant>) -> Option<bool> {
+        let mut part = Receiving::take(&self.receiver)?;
+        // A callback that waits for another result runs on the manager thread itself: nobody
+        // else would file the outcomes or look at the workers then.
+        let on_manager = self.is_own_thread();
+        let mut last_look = Instant::now();
+        let mut last_got = last_look;
+        let mut idle = 0;
+        let done = loop {
+            if ready() {
+                break true;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                break false;
+            }
+            let spent = idle >= HELP_SPINS && last_got.elapsed() >= HELP_GAP;
+            let look = on_manager && spent && last_look.elapsed() >= TICK;
+            if look {
+                last_look = Instant::now();
+            }
+            match self.file_waiting(&mut part, look) {
+                // The manager took over.
+                None => return Some(ready()),
+                Some(0) => {}
+                Some(_) => {
+                    idle = 0;
+                    last_got = Instant::now();
+                    continue;
+                }
+            }
+            idle += 1;
+            if spent {
+                if !on_manager {
+                    break ready();
+                }
+                std::thread::park_timeout(LINGER);
+            } else if idle < HELP_SPINS {
+                for _ in 0..(1u32 << idle) {
+                    std::hint::spin_loop();
+                }
+            } else {
+                std::thread::yield_now();
+            }
+        };
+        drop(part);
+        if done {
+            self.helped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            // Nothing came for a while: the manager takes the outcomes again at once (it sees
+            // no new help), and this caller sleeps until its result is filed.
+            self.wake_manager();
+        }
+        Some(done)
     }
 }

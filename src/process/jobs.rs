@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use crate::error::ProcessError;
@@ -55,6 +55,13 @@ pub(crate) trait Submit: Send + Sync {
     /// Puts arguments too long for a message into a blob segment; `None` where messages have
     /// no limit.
     fn stash(&self, bytes: Vec<u8>) -> Option<Result<Blob, ProcessError>>;
+    /// Files the workers' outcomes on this thread until `ready()` (or `deadline`), if no other
+    /// thread is taking them: whether `ready()` held when it stopped, or `None` at once when
+    /// another thread takes them. `Some(false)` after no outcome came for a while.
+    fn help(&self, ready: &dyn Fn() -> bool, deadline: Option<Instant>) -> Option<bool>;
+    /// Whether this is the pool's own thread (in a callback): it must not sleep until woken,
+    /// since it is the one that would wake it.
+    fn is_own_thread(&self) -> bool;
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -136,11 +143,16 @@ impl Chunker {
     pub(crate) fn push<A: Payload>(&mut self, arg: &A, pool: &dyn Submit) {
         let index = self.next;
         self.next += 1;
-        let cur = self.current.get_or_insert_with(|| Chunk {
-            first: index,
-            items: 0,
-            msg: vec![0; wire::TASK_HEADER],
-            blob: None,
+        let cur = self.current.get_or_insert_with(|| {
+            // Room for the header and a small argument, so that one `apply` allocates once.
+            let mut msg = Vec::with_capacity(wire::TASK_HEADER + 27);
+            msg.resize(wire::TASK_HEADER, 0);
+            Chunk {
+                first: index,
+                items: 0,
+                msg,
+                blob: None,
+            }
         });
         let mark = cur.msg.len();
         if let Err(e) = arg.encode(&mut cur.msg) {
@@ -351,7 +363,7 @@ impl<R: Payload + Send + 'static, T: Send + 'static> Sink for Collect<R, T> {
 
 /// What an [`AsyncResult`] needs of its job.
 trait Outcome<T>: Send + Sync {
-    fn wait_until(&self, deadline: Option<Instant>) -> bool;
+    fn wait_until(&self, deadline: Option<Instant>, pool: Option<&dyn Submit>) -> bool;
     fn take(&self) -> Result<T, ProcessError>;
     fn ready(&self) -> bool;
     fn successful(&self) -> Option<bool>;
@@ -360,15 +372,36 @@ trait Outcome<T>: Send + Sync {
 }
 
 impl<R: Send + 'static, T: Send + 'static> Outcome<T> for Collect<R, T> {
-    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+    fn wait_until(&self, deadline: Option<Instant>, pool: Option<&dyn Submit>) -> bool {
+        // Acquire: pairs with the Release store in `finish`.
+        let ready = || self.ready.load(Ordering::Acquire);
         // Results of short tasks follow each other within microseconds: look a while before
         // sleeping, since a sleep costs the pool's thread a wake-up call and this thread a
-        // context switch for every result.
+        // context switch for every result. Better still, file the outcomes here while waiting
+        // (`Submit::help`), so that a stream of results needs no thread of the pool at all.
+        if let Some(p) = pool.filter(|p| p.is_own_thread()) {
+            // A callback on the pool's thread waits for another result: file the outcomes
+            // here (once no other thread does) until it comes.
+            loop {
+                if ready() || p.help(&ready, deadline) == Some(true) {
+                    return true;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_micros(100));
+            }
+        }
         let mut backoff = crate::wait::Backoff::new();
         while backoff.steps() < SPIN_ROUNDS {
-            // Acquire: pairs with the Release store in `finish`.
-            if self.ready.load(Ordering::Acquire) {
+            if ready() {
                 return true;
+            }
+            match pool.and_then(|p| p.help(&ready, deadline)) {
+                Some(true) => return true,
+                // It looked long enough: sleep.
+                Some(false) => break,
+                None => {}
             }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
@@ -457,11 +490,22 @@ impl<R: Send + 'static, T: Send + 'static> Outcome<T> for Collect<R, T> {
 /// ```
 pub struct AsyncResult<T> {
     job: Arc<dyn Outcome<T>>,
+    /// The pool that runs the job, whose outcomes a waiter files itself (weak: a result kept
+    /// after its pool was dropped must not keep the pool's segments).
+    pool: Weak<dyn Submit>,
 }
 
 impl<T: Send + 'static> AsyncResult<T> {
-    pub(crate) fn new<R: Send + 'static>(job: Arc<Collect<R, T>>) -> AsyncResult<T> {
-        AsyncResult { job }
+    pub(crate) fn new<R: Send + 'static>(
+        job: Arc<Collect<R, T>>,
+        pool: Weak<dyn Submit>,
+    ) -> AsyncResult<T> {
+        AsyncResult { job, pool }
+    }
+
+    fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        self.job
+            .wait_until(deadline, self.pool.upgrade().as_deref())
     }
 
     /// Waits for the outcome and takes it. It is handed out once: a second `get` returns
@@ -473,7 +517,7 @@ impl<T: Send + 'static> AsyncResult<T> {
     /// [`ProcessError::TaskTimeout`], [`ProcessError::Terminated`]... (for a `map`, the error
     /// of its first failed item).
     pub fn get(&self) -> Result<T, ProcessError> {
-        self.job.wait_until(None);
+        self.wait_until(None);
         self.job.take()
     }
 
@@ -484,7 +528,7 @@ impl<T: Send + 'static> AsyncResult<T> {
     /// [`ProcessError::Timeout`] if the outcome is not ready by then (it can be taken later);
     /// otherwise as [`get`](Self::get).
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, ProcessError> {
-        if self.job.wait_until(Instant::now().checked_add(timeout)) {
+        if self.wait_until(Instant::now().checked_add(timeout)) {
             self.job.take()
         } else {
             Err(ProcessError::Timeout)
@@ -493,12 +537,12 @@ impl<T: Send + 'static> AsyncResult<T> {
 
     /// Waits until the outcome is ready.
     pub fn wait(&self) {
-        self.job.wait_until(None);
+        self.wait_until(None);
     }
 
     /// Waits at most `timeout` for the outcome; whether it is ready.
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
-        self.job.wait_until(Instant::now().checked_add(timeout))
+        self.wait_until(Instant::now().checked_add(timeout))
     }
 
     /// Whether the outcome is ready.
@@ -512,9 +556,11 @@ impl<T: Send + 'static> AsyncResult<T> {
         self.job.successful()
     }
 
-    /// Calls `f` with the result when the work succeeds (Python's `callback`): from the pool's
-    /// own thread, before the result is [`ready`](Self::ready), or at once from this thread if
-    /// it is ready already. Keep it short: the pool handles no other result while it runs.
+    /// Calls `f` with the result when the work succeeds (Python's `callback`), before the
+    /// result is [`ready`](Self::ready): from the pool's own thread, or from a thread waiting
+    /// for another result of the pool (a waiter files the outcomes itself while it waits), or
+    /// at once from this thread if the result is ready already. Keep it short: the thread that
+    /// runs it handles no other result meanwhile.
     pub fn callback(self, f: impl FnOnce(&T) + Send + 'static) -> Self {
         self.job.on_ok(Box::new(f));
         self
@@ -755,6 +801,12 @@ mod tests {
         }
         fn stash(&self, _: Vec<u8>) -> Option<Result<Blob, ProcessError>> {
             None
+        }
+        fn help(&self, _: &dyn Fn() -> bool, _: Option<Instant>) -> Option<bool> {
+            None
+        }
+        fn is_own_thread(&self) -> bool {
+            false
         }
     }
 

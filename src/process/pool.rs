@@ -4,7 +4,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -161,7 +161,7 @@ impl<W> PoolBuilder<W> {
     }
 
     /// The longest message between the pool and a worker (default [`DEFAULT_MAX_MESSAGE`]).
-    /// Every worker's queue holds a few messages of this size in shared memory; a longer
+    /// Every worker's queue holds 32 messages of this size in shared memory; a longer
     /// argument or result travels in a segment of its own, which costs two segment calls.
     /// A thread pool has no limit.
     pub fn max_message(&mut self, bytes: usize) -> &mut Self {
@@ -300,6 +300,11 @@ impl<W: Workers> Pool<W> {
         self.engine.clone()
     }
 
+    fn helper(&self) -> Weak<dyn Submit> {
+        let weak: Weak<Engine<W>> = Arc::downgrade(&self.engine);
+        weak
+    }
+
     /// Queues a job of the items `items` of `entry`, cut into chunks of `chunksize`; the
     /// result of each goes to `sink`.
     fn queue<A: Payload>(
@@ -339,7 +344,7 @@ impl<W: Workers> Pool<W> {
     ) -> AsyncResult<R> {
         let job = Collect::new(1, one::<R>);
         self.queue(Entry::of(f), [arg], 1, job.clone());
-        AsyncResult::new(job)
+        AsyncResult::new(job, self.helper())
     }
 
     /// Calls `f` on every item, in the workers, and returns the results in order (Python's
@@ -371,7 +376,7 @@ impl<W: Workers> Pool<W> {
         let items: Vec<A> = items.into_iter().collect();
         let job = Collect::new(items.len(), all::<R>);
         self.queue(Entry::of(f), items, chunksize, job.clone());
-        AsyncResult::new(job).get()
+        AsyncResult::new(job, self.helper()).get()
     }
 
     /// [`map`](Self::map), with the results coming later (Python's `map_async`).
@@ -384,7 +389,7 @@ impl<W: Workers> Pool<W> {
         let chunksize = default_chunksize(items.len(), self.engine.processes());
         let job = Collect::new(items.len(), all::<R>);
         self.queue(Entry::of(f), items, chunksize, job.clone());
-        AsyncResult::new(job)
+        AsyncResult::new(job, self.helper())
     }
 
     /// Calls the two-argument `f` on every pair (Python's `starmap`); for more arguments, take
@@ -411,7 +416,7 @@ impl<W: Workers> Pool<W> {
         let chunksize = default_chunksize(items.len(), self.engine.processes());
         let job = Collect::new(items.len(), all::<R>);
         self.queue(Entry::of_pair(f), items, chunksize, job.clone());
-        AsyncResult::new(job)
+        AsyncResult::new(job, self.helper())
     }
 
     /// Calls `f` on every item and yields the results in order as they are ready (Python's

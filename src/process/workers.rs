@@ -90,8 +90,8 @@ pub(crate) mod wire {
 /// The environment variable that carries a process pool's key to its workers.
 const KEY_ENV: &str = "MPSHM_POOL_KEY";
 
-/// How many tasks a worker's channel holds: what the pool hands a worker ahead of time.
-pub(crate) const DEPTH: usize = 8;
+/// How many tasks a worker's channel holds: the most the pool hands a worker ahead of time.
+pub(crate) const DEPTH: usize = 32;
 
 /// What a worker is told when it starts.
 #[derive(Debug, Clone, Default)]
@@ -292,7 +292,7 @@ pub trait Worker: Send {
     /// The tasks still in its channel, which it never took.
     fn recover(&self) -> Vec<Vec<u8>>;
     /// The prefix of the blob segments it hands long outcomes over in, if it may.
-    fn blob_prefix(&self) -> Option<String>;
+    fn blob_prefix(&self) -> Option<&str>;
 }
 
 pub(crate) mod sealed {
@@ -311,6 +311,8 @@ pub(crate) mod sealed {
         ) -> Result<Self::Worker, crate::ProcessError>;
         /// The next message from any worker, waiting at most `timeout`.
         fn recv(&self, timeout: std::time::Duration) -> Option<Vec<u8>>;
+        /// The next message from any worker, if one is there now.
+        fn try_recv(&self) -> Option<Vec<u8>>;
         /// How many messages wait (every message a worker that has ended put is among them).
         fn pending(&self) -> usize;
         /// Puts arguments too long for a message into a blob segment for a worker to take;
@@ -378,6 +380,10 @@ impl sealed::Backend for Processes {
 
     fn recv(&self, timeout: Duration) -> Option<Vec<u8>> {
         self.results.get_timeout(timeout).ok()
+    }
+
+    fn try_recv(&self) -> Option<Vec<u8>> {
+        self.results.try_get().ok()
     }
 
     fn pending(&self) -> usize {
@@ -510,8 +516,8 @@ impl Worker for ProcessWorker {
         left
     }
 
-    fn blob_prefix(&self) -> Option<String> {
-        Some(self.blob_prefix.clone())
+    fn blob_prefix(&self) -> Option<&str> {
+        Some(&self.blob_prefix)
     }
 }
 
@@ -560,6 +566,11 @@ impl sealed::Backend for Threads {
     fn recv(&self, timeout: Duration) -> Option<Vec<u8>> {
         let rx = self.rx.lock().unwrap_or_else(PoisonError::into_inner);
         rx.recv_timeout(timeout).ok()
+    }
+
+    fn try_recv(&self) -> Option<Vec<u8>> {
+        let rx = self.rx.lock().unwrap_or_else(PoisonError::into_inner);
+        rx.try_recv().ok()
     }
 
     fn pending(&self) -> usize {
@@ -685,7 +696,7 @@ impl Worker for ThreadWorker {
         g.0.drain(..).collect()
     }
 
-    fn blob_prefix(&self) -> Option<String> {
+    fn blob_prefix(&self) -> Option<&str> {
         None
     }
 }
