@@ -613,6 +613,9 @@ impl<T: SharedType> SpscEnd<T, Producer> {
         let gone = self.end.peer_gone();
         if ring.try_push(bytes, &self.cache) {
             Ok(())
+        } else if gone && ring.is_closed() {
+            // Closed, then gone, since the read of `closed` above (see `RingError::gone`).
+            Err(TryPutError::Closed(v))
         } else if gone {
             Err(TryPutError::Disconnected(v))
         } else {
@@ -713,6 +716,8 @@ impl<T: SharedType> SpscEnd<T, Consumer> {
         match got {
             Ok(()) => Ok(v),
             Err(_) if closed => Err(TryGetError::Closed),
+            // Closed, then gone, since `closed` was read (see `RingError::gone`).
+            Err(true) if ring.is_closed() => Err(TryGetError::Closed),
             Err(true) => Err(TryGetError::Disconnected),
             Err(false) => Err(TryGetError::Empty),
         }

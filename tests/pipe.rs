@@ -159,6 +159,7 @@ fn killed_peer_ends_a_blocked_recv() {
     child.wait_ready();
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::channel();
+        let a = &a;
         let waiter = s.spawn(move || {
             tx.send(common::thread_id()).expect("send");
             let r = a.recv_bytes();
@@ -173,6 +174,15 @@ fn killed_peer_ends_a_blocked_recv() {
         eprintln!("peer death noticed by a blocked recv after {took:?}");
         assert!(took < Duration::from_secs(1), "{took:?}");
     });
+    // However short the timeout: a deadline that passes while the call spins, before it
+    // looked at its peer, ends it with that look.
+    for timeout in [Duration::ZERO, Duration::from_millis(1)] {
+        assert_eq!(
+            a.recv_timeout::<u8>(timeout),
+            Err(RecvTimeoutError::Disconnected),
+            "recv_timeout({timeout:?})"
+        );
+    }
 }
 
 fn killed_peer_ends_a_blocked_send() {

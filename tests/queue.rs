@@ -34,6 +34,7 @@ fn main() {
             killed_lone_peers_never_wedge_the_queue,
             get_is_disconnected_once_every_producer_went,
             put_is_disconnected_once_every_consumer_went,
+            a_short_timeout_still_sees_the_other_side_gone,
             untracked_producers_keep_the_queue_connected,
             an_exited_arming_thread_is_not_a_dead_process,
             a_handle_dropped_on_another_thread_detaches,
@@ -705,7 +706,8 @@ fn get_is_disconnected_once_every_producer_went() {
         );
     });
     assert_eq!(q.try_get(), Err(TryGetError::Disconnected));
-    // A timeout long enough for a loaded machine: the answer comes at once anyway.
+    // The answer comes at once, whatever the timeout (see
+    // `a_short_timeout_still_sees_the_other_side_gone`).
     assert_eq!(q.get_timeout(LONG), Err(GetTimeoutError::Disconnected));
     // A state, not an end: a producer that attaches later makes a get wait again; what it
     // leaves behind is drained before the queue says so again, here after a normal exit.
@@ -742,8 +744,8 @@ fn put_is_disconnected_once_every_consumer_went() {
         ));
     });
     assert!(matches!(q.try_put(9), Err(TryPutError::Disconnected(9))));
-    // A timeout long enough for a loaded machine: a put looks at its consumers only once its
-    // spin is spent, which can outlast a short timeout there; the answer comes then anyway.
+    // The answer comes at once, whatever the timeout (see
+    // `a_short_timeout_still_sees_the_other_side_gone`).
     assert!(matches!(
         q.put_timeout(9, LONG),
         Err(PutTimeoutError::Disconnected(9))
@@ -753,6 +755,41 @@ fn put_is_disconnected_once_every_consumer_went() {
     c.join();
     q.put(10).expect("room again");
     assert_eq!(q.put(11), Err(PutError::Disconnected(11)));
+}
+
+/// However short the timeout, a get on an empty queue whose producers are all gone (here one
+/// killed), and a put on a full queue whose consumers are all gone (here one that left), say
+/// so. A blocked call spins before it looks at its peers (that may read `/proc`); a deadline
+/// that passes during the spin (at once for a zero timeout; on a loaded machine the spin's
+/// yields can outlast a millisecond) ends it with that look, not with `Timeout`.
+fn a_short_timeout_still_sees_the_other_side_gone() {
+    let short = [Duration::ZERO, Duration::from_millis(1)];
+    let n = name("gshort");
+    let q = Queue::<u32>::create(&n, 4).expect("create");
+    let mut p = Child::spawn("put_then_park", &[&n, "1"]);
+    p.wait_ready();
+    assert_eq!(q.get_timeout(LONG), Ok(1));
+    p.kill();
+    for timeout in short {
+        assert_eq!(
+            q.get_timeout(timeout),
+            Err(GetTimeoutError::Disconnected),
+            "get_timeout({timeout:?})"
+        );
+    }
+    let n = name("pshort");
+    let q = Queue::<u32>::create(&n, 1).expect("create");
+    let c = Child::spawn("get_then_leave", &[&n]);
+    q.put(7).expect("put");
+    c.join();
+    q.put(8).expect("room");
+    for timeout in short {
+        let r = q.put_timeout(9, timeout);
+        assert!(
+            matches!(r, Err(PutTimeoutError::Disconnected(9))),
+            "put_timeout({timeout:?}): {r:?}"
+        );
+    }
 }
 
 fn untracked_producers_keep_the_queue_connected() {

@@ -379,6 +379,15 @@ fn a_peers_death_wakes_a_blocked_call() {
         );
     });
     assert_eq!(rx.try_get(), Err(TryGetError::Disconnected));
+    // However short the timeout: a deadline that passes while the call spins, before it
+    // looked at its peer, ends it with that look.
+    for timeout in [Duration::ZERO, ms(1)] {
+        assert_eq!(
+            rx.get_timeout(timeout),
+            Err(GetTimeoutError::Disconnected),
+            "get_timeout({timeout:?})"
+        );
+    }
     // The dead producer's role is taken again, and the consumer waits for it.
     let tx = mpshm::SpscProducer::<u32>::open(&n).expect("take the dead one's role");
     assert_eq!(rx.get_timeout(ms(20)), Err(GetTimeoutError::Timeout));
@@ -397,5 +406,12 @@ fn a_peers_death_wakes_a_blocked_call() {
         ));
     });
     assert!(matches!(tx.try_put(4), Err(TryPutError::Disconnected(4))));
+    for timeout in [Duration::ZERO, ms(1)] {
+        let r = tx.put_timeout(4, timeout);
+        assert!(
+            matches!(r, Err(PutTimeoutError::Disconnected(4))),
+            "put_timeout({timeout:?}): {r:?}"
+        );
+    }
     mpshm::unlink(&n).expect("unlink");
 }

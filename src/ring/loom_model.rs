@@ -17,7 +17,10 @@ use loom::thread;
 
 use super::RingError;
 use super::mpmc::{HeapRing, TryGet, read_data};
-use crate::sync::atomic::AtomicU64;
+use crate::sync::atomic::Ordering::{Acquire, Release};
+use crate::sync::atomic::{AtomicU32, AtomicU64};
+use crate::wait::futex::futex_wait;
+use crate::wait::{EventCount, Peers};
 
 const ME: u32 = 1;
 
@@ -199,5 +202,82 @@ fn close_wakes_a_blocked_putter() {
         h.ring(ME).close();
         assert_eq!(putter.join().expect("putter"), Err(RingError::Closed));
         assert_eq!(h.ring(ME).len(), 1);
+    });
+}
+
+/// The other side of a model's blocked call: attached until it detaches, as a queue's
+/// producers or consumers are (`queue::QueuePeers`), and its detaching wakes the sleepers on
+/// `events`, as `RingSeg::detach` does.
+#[derive(Default)]
+struct Side {
+    detached: AtomicU32,
+}
+
+impl Side {
+    /// Detaches, then wakes the other side's sleepers on `events`.
+    fn detach(&self, events: &EventCount) {
+        // Release: pairs with the Acquire load in `gone` (as the attachment record's Release
+        // in `attach::Table::release` pairs with `Table::holder`).
+        self.detached.store(1, Release);
+        events.wake();
+    }
+}
+
+/// `Side`, seen from a blocked call on the other side.
+struct Watching<'a>(&'a Side);
+
+impl Peers for Watching<'_> {
+    fn gone(&self) -> bool {
+        // Acquire: pairs with the Release store in `Side::detach`.
+        self.0.detached.load(Acquire) != 0
+    }
+
+    fn sleep(&self, epoch: &AtomicU32, seen: u32, timeout: Option<std::time::Duration>) {
+        futex_wait(epoch, seen, timeout);
+    }
+}
+
+/// The last producer closes the ring and then detaches while a getter is blocked on it, or
+/// about to look: the getter must answer `Closed` (the cause the producer gave), never
+/// `Disconnected`, whichever read of the getter's falls between the close and the detach.
+#[test]
+fn close_then_detach_is_closed_for_a_getter() {
+    model(|| {
+        let h = Arc::new(HeapRing::new(1, 2));
+        let producers = Arc::new(Side::default());
+        let getter = {
+            let (h, producers) = (h.clone(), producers.clone());
+            thread::spawn(move || {
+                let r = h.ring(ME);
+                r.get_watching(&mut read2, None, 0, &Watching(&producers))
+            })
+        };
+        let r = h.ring(ME);
+        r.close();
+        producers.detach(r.get_events());
+        assert_eq!(getter.join().expect("getter"), Err(RingError::Closed));
+    });
+}
+
+/// The put side of `close_then_detach_is_closed_for_a_getter`: the last consumer closes the
+/// full ring and then detaches while a putter is blocked on it.
+#[test]
+fn close_then_detach_is_closed_for_a_putter() {
+    model(|| {
+        let h = Arc::new(HeapRing::new(1, 2));
+        h.ring(ME).put(&[1, 1], None, 0).expect("room");
+        let consumers = Arc::new(Side::default());
+        let putter = {
+            let (h, consumers) = (h.clone(), consumers.clone());
+            thread::spawn(move || {
+                let r = h.ring(ME);
+                r.put_watching(&[2, 2], None, 0, &Watching(&consumers))
+            })
+        };
+        let r = h.ring(ME);
+        r.close();
+        consumers.detach(r.put_events());
+        assert_eq!(putter.join().expect("putter"), Err(RingError::Closed));
+        assert_eq!(r.len(), 1);
     });
 }

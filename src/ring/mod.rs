@@ -70,6 +70,25 @@ pub(crate) enum TryRingError {
     Disconnected,
 }
 
+impl RingError {
+    /// What a blocked call that found the other side gone (and nothing to do) answers:
+    /// [`Closed`](RingError::Closed) if `closed_now`, a read of the closed flag made *after*
+    /// `Peers::gone` said yes, else [`Disconnected`](RingError::Disconnected). The call read
+    /// `closed` before `gone` too (so that closed-and-empty means drained), but a peer may close
+    /// the ring and then go between those two reads: its close happened before its going, which
+    /// `gone` saw (Acquire on the attachment word, pairing with the Release of the detach), so
+    /// this second read sees the close, and the caller learns the cause the peer gave rather
+    /// than only its absence.
+    #[cold]
+    pub(crate) fn gone(closed_now: bool) -> RingError {
+        if closed_now {
+            RingError::Closed
+        } else {
+            RingError::Disconnected
+        }
+    }
+}
+
 impl From<crate::wait::TimedOut> for RingError {
     fn from(_: crate::wait::TimedOut) -> RingError {
         RingError::Timeout

@@ -738,7 +738,9 @@ impl<'a> Ring<'a> {
             match self.put_within(msg, within) {
                 TryPut::Done => Progress::Done(Ok(())),
                 TryPut::Busy => Progress::Done(Err(RingError::Timeout)),
-                TryPut::Full { .. } if gone => Progress::Done(Err(RingError::Disconnected)),
+                TryPut::Full { .. } if gone => {
+                    Progress::Done(Err(RingError::gone(self.is_closed())))
+                }
                 TryPut::Full { claimed } => {
                     if claimed.is_none() {
                         batch.found_full(spun);
@@ -799,7 +801,7 @@ impl<'a> Ring<'a> {
                 return Progress::Done(Err(RingError::Closed));
             }
             if gone && drained {
-                return Progress::Done(Err(RingError::Disconnected));
+                return Progress::Done(Err(RingError::gone(self.is_closed())));
             }
             self.reclaim_or_wait(claimed, spun)
         };

@@ -374,7 +374,7 @@ impl<'a> Spsc<'a> {
             if self.try_push_parts(head, body, cache) {
                 Progress::Done(Ok(()))
             } else if gone {
-                Progress::Done(Err(RingError::Disconnected))
+                Progress::Done(Err(RingError::gone(self.is_closed())))
             } else {
                 batch.found_full(spun);
                 Progress::Blocked { recheck: None }
@@ -418,7 +418,7 @@ impl<'a> Spsc<'a> {
             match self.try_pop(read, unstamped) {
                 Some(r) => Progress::Done(Ok(r)),
                 None if closed => Progress::Done(Err(RingError::Closed)),
-                None if gone => Progress::Done(Err(RingError::Disconnected)),
+                None if gone => Progress::Done(Err(RingError::gone(self.is_closed()))),
                 None => Progress::Blocked { recheck: None },
             }
         })

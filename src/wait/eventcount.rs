@@ -212,6 +212,12 @@ pub(crate) struct TimedOut;
 /// are. `deadline` holds while spinning too: a handle set to busy-poll (`set_spin(u32::MAX)`)
 /// would otherwise spin past it, and past a dead claimer, for 2^32 rounds. The sleep is
 /// `peers`'.
+///
+/// A deadline that passes while spinning ends the wait with one more `attempt(true)` (see
+/// [`last_look`]): the attempts of the spin do not look at the peers (that may read `/proc`),
+/// and on a loaded machine the spin's yields can outlast a short timeout, which would otherwise
+/// end in [`TimedOut`] though the other side is long gone. A deadline that passes while parked
+/// needs no such look: every park is followed by an `attempt(true)` before the deadline is read.
 pub(crate) fn block<T>(
     events: &EventCount,
     deadline: Option<Instant>,
@@ -230,14 +236,38 @@ pub(crate) fn block<T>(
         };
         if rounds < spin {
             backoff.snooze();
-            if deadline.is_some() {
-                remaining(deadline)?;
+            if deadline.is_some() && remaining(deadline).is_err() {
+                return last_look(&mut attempt);
             }
             continue;
         }
+        // Here the attempt just made was `attempt(true)` (`rounds >= spin`): it looked at the
+        // peers, and at whether the ring is closed.
         let wait = remaining(deadline)?;
         events.park(min_opt(wait, recheck), &blocked, peers);
     }
+}
+
+/// How many times [`last_look`] tries again after an attempt that freed a dead claimer's slot
+/// ([`Progress::Again`]): each such attempt changed the ring, so the next may finish, but a
+/// segment scribbled on could stage dead claimers without end, and the deadline has passed.
+const LAST_LOOKS: u32 = 4;
+
+/// The end of a wait whose deadline passed while it spun: one more attempt that looks at
+/// everything (`spun`: the peers' liveness, a dead claimer in the way), so that a call whose
+/// other side is gone, or whose ring is closed, says so rather than [`TimedOut`] however long
+/// the spin took. An attempt that finds a message or room then takes it.
+#[cold]
+#[inline(never)]
+fn last_look<T>(attempt: &mut impl FnMut(bool) -> Progress<T>) -> Result<T, TimedOut> {
+    for _ in 0..LAST_LOOKS {
+        match attempt(true) {
+            Progress::Done(r) => return Ok(r),
+            Progress::Again => {}
+            Progress::Blocked { .. } => break,
+        }
+    }
+    Err(TimedOut)
 }
 
 /// What is left until `deadline` (`None`: forever), or [`TimedOut`] if nothing is.
@@ -270,6 +300,69 @@ pub(crate) fn shared_layout() -> String {
         "{}; waiters: count {COUNT:#x} credit {CREDIT:#x} (sleepy mode)",
         crate::layout::pin!(EventCount { epoch, waiters })
     )
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use std::cell::Cell;
+    use std::time::Instant;
+
+    use super::{DEFAULT_SPIN, EventCount, NoPeers, Progress, TimedOut, block};
+
+    /// A deadline that passes while the call spins ends it with one attempt that looks at
+    /// everything (`spun`), whatever the spin budget: here the deadline has passed before the
+    /// first attempt, which looks at nothing.
+    #[test]
+    fn a_deadline_passed_in_the_spin_ends_with_a_full_look() {
+        let events = EventCount::default();
+        for spin in [1, DEFAULT_SPIN, u32::MAX] {
+            let looks = Cell::new(0);
+            let attempt = |spun: bool| {
+                looks.set(looks.get() + 1);
+                if spun {
+                    Progress::Done("gone")
+                } else {
+                    Progress::Blocked { recheck: None }
+                }
+            };
+            let r = block(
+                &events,
+                Some(Instant::now()),
+                spin,
+                attempt,
+                || true,
+                &NoPeers,
+            );
+            assert_eq!((r, looks.get()), (Ok("gone"), 2), "spin {spin}");
+        }
+    }
+
+    /// The last look that finds nothing to finish is a timeout; one that freed a dead
+    /// claimer's slot (`Again`) tries again, a bounded number of times.
+    #[test]
+    fn the_last_look_is_bounded() {
+        let events = EventCount::default();
+        for (again, expect) in [(false, 2), (true, 1 + super::LAST_LOOKS)] {
+            let looks = Cell::new(0);
+            let attempt = |spun: bool| {
+                looks.set(looks.get() + 1);
+                if spun && again {
+                    Progress::Again
+                } else {
+                    Progress::<()>::Blocked { recheck: None }
+                }
+            };
+            let r = block(
+                &events,
+                Some(Instant::now()),
+                DEFAULT_SPIN,
+                attempt,
+                || true,
+                &NoPeers,
+            );
+            assert_eq!((r, looks.get()), (Err(TimedOut), expect), "again {again}");
+        }
+    }
 }
 
 /// loom models of the park/wake handshake, with the `membarrier` modelled (see `fence`): the
