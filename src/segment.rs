@@ -830,6 +830,37 @@ impl Segment {
     #[inline]
     pub(crate) fn copy_in(&self, offset: usize, src: &[u8]) {
         let base = self.range(offset, src.len());
+        if base.addr() % 8 == 0 {
+            // The usual case (payloads start 8-aligned): whole words, then the bytes left. For
+            // a small `T` of known size this is a few plain moves, no loop.
+            let words = src.chunks_exact(8);
+            let tail = words.remainder();
+            let mut p = base;
+            for word in words {
+                let word = u64::from_ne_bytes(word.try_into().expect("8 bytes"));
+                // SAFETY: `p..p+8` is inside the mapping (checked by `range`) and 8-aligned
+                // (`base` is, and `p` moves in steps of 8); atomics tolerate concurrent access
+                // by other threads and processes.
+                unsafe { AtomicU64::from_ptr(p.cast()) }.store(word, Ordering::Relaxed);
+                p = p.wrapping_add(8);
+            }
+            for &byte in tail {
+                // SAFETY: `p` is inside the mapping (checked by `range`); a byte is always
+                // aligned.
+                unsafe { AtomicU8::from_ptr(p) }.store(byte, Ordering::Relaxed);
+                p = p.wrapping_add(1);
+            }
+        } else {
+            self.copy_in_unaligned(offset, src);
+        }
+    }
+
+    /// [`copy_in`](Self::copy_in) at an offset that is not 8-aligned: bytes up to the first
+    /// aligned address, words from there. Out of line, so that the aligned path stays a few
+    /// moves.
+    #[inline(never)]
+    fn copy_in_unaligned(&self, offset: usize, src: &[u8]) {
+        let base = self.range(offset, src.len());
         let mut i = 0;
         while i < src.len() {
             let p = base.wrapping_add(i);
@@ -850,6 +881,31 @@ impl Segment {
     /// Copies from the segment at `offset` into `dst`, the mirror of [`copy_in`](Self::copy_in).
     #[inline]
     pub(crate) fn copy_out(&self, offset: usize, dst: &mut [u8]) {
+        let base = self.range(offset, dst.len());
+        if base.addr() % 8 == 0 {
+            // As in `copy_in`.
+            let mut words = dst.chunks_exact_mut(8);
+            let mut p = base;
+            for word in words.by_ref() {
+                // SAFETY: as in `copy_in`.
+                let v = unsafe { AtomicU64::from_ptr(p.cast()) }.load(Ordering::Relaxed);
+                word.copy_from_slice(&v.to_ne_bytes());
+                p = p.wrapping_add(8);
+            }
+            for byte in words.into_remainder() {
+                // SAFETY: as in `copy_in`.
+                *byte = unsafe { AtomicU8::from_ptr(p) }.load(Ordering::Relaxed);
+                p = p.wrapping_add(1);
+            }
+        } else {
+            self.copy_out_unaligned(offset, dst);
+        }
+    }
+
+    /// [`copy_out`](Self::copy_out) at an offset that is not 8-aligned, as
+    /// [`copy_in_unaligned`](Self::copy_in_unaligned).
+    #[inline(never)]
+    fn copy_out_unaligned(&self, offset: usize, dst: &mut [u8]) {
         let base = self.range(offset, dst.len());
         let mut i = 0;
         while i < dst.len() {

@@ -52,7 +52,7 @@ pub use semaphore::{
 
 use crate::error::{AccessError, LockError};
 use crate::segment::Segment;
-use crate::sys::{self, LockFail, Locked, RobustMutex};
+use crate::sys::{self, LockFail, Locked, RobustMutex, Unsettled};
 use crate::wait::Backoff;
 
 /// How many times `acquire` retries a busy lock before it blocks in the kernel. Critical sections
@@ -112,26 +112,34 @@ impl<'a> RawLock<'a> {
         }
     }
 
+    /// The mutex is this thread's: the guard, told of a death or a panic that the poison word
+    /// records.
+    #[inline]
+    fn held(self) -> Acquired<'a> {
+        let held = Held {
+            lock: self,
+            forks: sys::forks(),
+            panicking: std::thread::panicking(),
+            _not_send: PhantomData,
+        };
+        // The poison word is only touched while the mutex is held, so the mutex orders these
+        // accesses and Relaxed suffices.
+        if self.poison.load(Ordering::Relaxed) != 0 {
+            Err(LockError::OwnerDied(held))
+        } else {
+            Ok(held)
+        }
+    }
+
     #[inline]
     fn finish(self, r: Result<Locked, LockFail>) -> Acquired<'a> {
         match r {
             Ok(how) => {
-                let held = Held {
-                    lock: self,
-                    forks: sys::forks(),
-                    panicking: std::thread::panicking(),
-                    _not_send: PhantomData,
-                };
-                // The poison word is only touched while the mutex is held, so the mutex orders
-                // these accesses and Relaxed suffices.
                 if how == Locked::OwnerDied {
+                    // Relaxed: as in `held`.
                     self.poison.store(1, Ordering::Relaxed);
                 }
-                if self.poison.load(Ordering::Relaxed) != 0 {
-                    Err(LockError::OwnerDied(held))
-                } else {
-                    Ok(held)
-                }
+                self.held()
             }
             Err(LockFail::Busy) => Err(LockError::WouldBlock),
             Err(LockFail::Deadlock) => Err(LockError::Deadlock),
@@ -155,20 +163,24 @@ impl<'a> RawLock<'a> {
         None
     }
 
-    /// The fast path is one `try_lock`; contention goes to the out-of-line slow path.
+    /// The fast path is one `try_lock` that finds the mutex free, and the poison word read;
+    /// everything else (contention, an owner's death, errors) is out of line.
     #[inline]
     pub(crate) fn acquire(self) -> Acquired<'a> {
-        let r = match self.mutex.try_lock() {
-            Err(LockFail::Busy) => self.acquire_slow(),
-            other => other,
-        };
-        self.finish(r)
+        match self.mutex.try_lock_clean() {
+            Ok(()) => self.held(),
+            Err(how) => self.acquire_slow(how),
+        }
     }
 
     #[cold]
     #[inline(never)]
-    fn acquire_slow(self) -> Result<Locked, LockFail> {
-        self.spin(None).unwrap_or_else(|| self.mutex.lock())
+    fn acquire_slow(self, how: Unsettled) -> Acquired<'a> {
+        let r = match self.mutex.settle(how) {
+            Err(LockFail::Busy) => self.spin(None).unwrap_or_else(|| self.mutex.lock()),
+            other => other,
+        };
+        self.finish(r)
     }
 
     pub(crate) fn try_acquire(self) -> Acquired<'a> {
