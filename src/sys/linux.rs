@@ -389,12 +389,12 @@ pub(crate) enum LockFail {
     Os(io::Error),
 }
 
-/// What a [`RobustMutex::try_lock_clean`] that did not take the mutex cleanly found.
+/// What a [`RobustMutex::lock_clean`] that did not take the mutex cleanly found.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Unsettled {
     /// The type word (this) is not one `init` writes: glibc was not called.
     Refused(i32),
-    /// `pthread_mutex_trylock` returned this: busy, or taken from a dead owner, or an error.
+    /// `pthread_mutex_lock` returned this: taken from a dead owner, a deadlock, or an error.
     Failed(libc::c_int),
 }
 
@@ -646,24 +646,23 @@ impl RobustMutex {
         self.finish(unsafe { libc::pthread_mutex_lock(self.inner.get()) })
     }
 
-    /// The first try of an acquire, kept small enough to inline: `Ok` when the mutex was free
-    /// and is now this thread's, cleanly; otherwise what [`settle`](Self::settle) sorts out (an
-    /// owner's death, a busy or a refused mutex, an error).
+    /// [`lock`](Self::lock), kept small enough to inline: `Ok` when the mutex is now this
+    /// thread's, cleanly; otherwise what [`settle`](Self::settle) sorts out (an owner's death,
+    /// a refused mutex, an error).
     #[inline]
-    pub(crate) fn try_lock_clean(&self) -> Result<(), Unsettled> {
+    pub(crate) fn lock_clean(&self) -> Result<(), Unsettled> {
         let kind = self.kind_word();
         if !written_by_init(kind) {
             return Err(Unsettled::Refused(kind));
         }
         // SAFETY: as in `lock`.
-        match unsafe { libc::pthread_mutex_trylock(self.inner.get()) } {
+        match unsafe { libc::pthread_mutex_lock(self.inner.get()) } {
             0 => Ok(()),
             rc => Err(Unsettled::Failed(rc)),
         }
     }
 
-    /// What [`try_lock_clean`](Self::try_lock_clean) did, as [`try_lock`](Self::try_lock)
-    /// says it.
+    /// What [`lock_clean`](Self::lock_clean) found, as [`lock`](Self::lock) says it.
     #[cold]
     pub(crate) fn settle(&self, how: Unsettled) -> Result<Locked, LockFail> {
         match how {
