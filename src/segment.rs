@@ -31,7 +31,7 @@ use crate::sys;
 /// The first eight bytes of every mpshm segment.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"mpshm\0\x01\xfe");
 /// The layout version this build writes and accepts.
-pub(crate) const VERSION: u32 = 7;
+pub(crate) const VERSION: u32 = 8;
 /// The layout version of the segments this build writes and opens: a segment whose header
 /// names another one is refused by `open` ([`Error::IncompatibleVersion`]) and shown as such by
 /// [`segments`] and [`inspect`](crate::inspect).
@@ -44,8 +44,8 @@ pub const LAYOUT_VERSION: u32 = VERSION;
 const HEADER_SINCE: u32 = 1;
 /// Bytes reserved for the header; the lock area or payload starts here.
 pub(crate) const HEADER_SIZE: usize = 256;
-/// Bytes reserved for an embedded lock: the mutex and the poison word. A small payload follows
-/// on the same cache line, so a lock handed to another core brings the value with it.
+/// Bytes reserved for an embedded lock: the mutex and the poison word. The payload starts on
+/// the next cache line (see [`place`]).
 pub(crate) const LOCK_AREA: usize = 56;
 /// The value of `ready` once the creator has finished; 0 while it initialises.
 const READY: u32 = 0x5EAD_1E55;
@@ -256,12 +256,11 @@ fn place(kind: Kind, elem_size: u64, elem_align: u64, count: u64) -> Option<(u64
     } else {
         (0, HEADER_SIZE as u64)
     };
-    // Locked payloads start right after the lock (8-aligned at least); others on a cache line.
-    let align = if kind.has_lock() {
-        elem_align.max(8)
-    } else {
-        elem_align.max(64)
-    };
+    // Every payload starts on a cache line. A locked payload beside its lock would share the
+    // lock word's line, which a waiting process's compare-and-swap and futex calls take from
+    // the holder in the middle of its critical section: two processes incrementing a `Value`
+    // ran as much slower as the C floor did with its counter moved onto the mutex's line.
+    let align = elem_align.max(64);
     let payload = start.checked_add(align - 1)? & !(align - 1);
     let total = payload.checked_add(elem_size.checked_mul(count)?)?;
     (total <= MAX_SEGMENT).then_some((lock, payload, total))
@@ -830,6 +829,37 @@ impl Segment {
     #[inline]
     pub(crate) fn copy_in(&self, offset: usize, src: &[u8]) {
         let base = self.range(offset, src.len());
+        if base.addr().is_multiple_of(8) {
+            // The usual case (payloads start 8-aligned): whole words, then the bytes left. For
+            // a small `T` of known size this is a few plain moves, no loop.
+            let words = src.chunks_exact(8);
+            let tail = words.remainder();
+            let mut p = base;
+            for word in words {
+                let word = u64::from_ne_bytes(word.try_into().expect("8 bytes"));
+                // SAFETY: `p..p+8` is inside the mapping (checked by `range`) and 8-aligned
+                // (`base` is, and `p` moves in steps of 8); atomics tolerate concurrent access
+                // by other threads and processes.
+                unsafe { AtomicU64::from_ptr(p.cast()) }.store(word, Ordering::Relaxed);
+                p = p.wrapping_add(8);
+            }
+            for &byte in tail {
+                // SAFETY: `p` is inside the mapping (checked by `range`); a byte is always
+                // aligned.
+                unsafe { AtomicU8::from_ptr(p) }.store(byte, Ordering::Relaxed);
+                p = p.wrapping_add(1);
+            }
+        } else {
+            self.copy_in_unaligned(offset, src);
+        }
+    }
+
+    /// [`copy_in`](Self::copy_in) at an offset that is not 8-aligned: bytes up to the first
+    /// aligned address, words from there. Out of line, so that the aligned path stays a few
+    /// moves.
+    #[inline(never)]
+    fn copy_in_unaligned(&self, offset: usize, src: &[u8]) {
+        let base = self.range(offset, src.len());
         let mut i = 0;
         while i < src.len() {
             let p = base.wrapping_add(i);
@@ -850,6 +880,31 @@ impl Segment {
     /// Copies from the segment at `offset` into `dst`, the mirror of [`copy_in`](Self::copy_in).
     #[inline]
     pub(crate) fn copy_out(&self, offset: usize, dst: &mut [u8]) {
+        let base = self.range(offset, dst.len());
+        if base.addr().is_multiple_of(8) {
+            // As in `copy_in`.
+            let mut words = dst.chunks_exact_mut(8);
+            let mut p = base;
+            for word in words.by_ref() {
+                // SAFETY: as in `copy_in`.
+                let v = unsafe { AtomicU64::from_ptr(p.cast()) }.load(Ordering::Relaxed);
+                word.copy_from_slice(&v.to_ne_bytes());
+                p = p.wrapping_add(8);
+            }
+            for byte in words.into_remainder() {
+                // SAFETY: as in `copy_in`.
+                *byte = unsafe { AtomicU8::from_ptr(p) }.load(Ordering::Relaxed);
+                p = p.wrapping_add(1);
+            }
+        } else {
+            self.copy_out_unaligned(offset, dst);
+        }
+    }
+
+    /// [`copy_out`](Self::copy_out) at an offset that is not 8-aligned, as
+    /// [`copy_in_unaligned`](Self::copy_in_unaligned).
+    #[inline(never)]
+    fn copy_out_unaligned(&self, offset: usize, dst: &mut [u8]) {
         let base = self.range(offset, dst.len());
         let mut i = 0;
         while i < dst.len() {

@@ -48,10 +48,12 @@ fn child_succeeded(pid: libc::pid_t) -> bool {
     r == pid && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
 }
 
-/// The payload of a `Value<u64>` as the file holds it: header (256 B), lock area (56 B), value.
+/// The payload of a `Value<u64>` as the file holds it, where the header's `payload_offset`
+/// (bytes 40 to 48) says.
 fn value_in_file(n: &str) -> u64 {
     let bytes = std::fs::read(std::path::Path::new("/dev/shm").join(n)).expect("read segment");
-    u64::from_ne_bytes(bytes[312..320].try_into().expect("8 bytes"))
+    let at = u64::from_ne_bytes(bytes[40..48].try_into().expect("8 bytes")) as usize;
+    u64::from_ne_bytes(bytes[at..at + 8].try_into().expect("8 bytes"))
 }
 
 /// In a child process of the test: creates one of each handle, holds a guard of each lock,

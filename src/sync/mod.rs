@@ -31,7 +31,7 @@ mod semaphore;
 
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use barrier::BARRIER_MAX_PARTIES;
 #[cfg(not(loom))]
@@ -52,13 +52,7 @@ pub use semaphore::{
 
 use crate::error::{AccessError, LockError};
 use crate::segment::Segment;
-use crate::sys::{self, LockFail, Locked, RobustMutex};
-use crate::wait::Backoff;
-
-/// How many times `acquire` retries a busy lock before it blocks in the kernel. Critical sections
-/// guarded by these locks are a few hundred nanoseconds; sleeping costs two syscalls and a
-/// context switch, so a short spin wins under contention.
-const SPIN_TRIES: u32 = 100;
+use crate::sys::{self, LockFail, Locked, RobustMutex, Unsettled};
 
 /// The shared structures of the synchronisation family, for the pinned layout
 /// (`src/layout.rs`).
@@ -112,26 +106,34 @@ impl<'a> RawLock<'a> {
         }
     }
 
+    /// The mutex is this thread's: the guard, told of a death or a panic that the poison word
+    /// records.
+    #[inline]
+    fn held(self) -> Acquired<'a> {
+        let held = Held {
+            lock: self,
+            forks: sys::forks(),
+            panicking: std::thread::panicking(),
+            _not_send: PhantomData,
+        };
+        // The poison word is only touched while the mutex is held, so the mutex orders these
+        // accesses and Relaxed suffices.
+        if self.poison.load(Ordering::Relaxed) != 0 {
+            Err(LockError::OwnerDied(held))
+        } else {
+            Ok(held)
+        }
+    }
+
     #[inline]
     fn finish(self, r: Result<Locked, LockFail>) -> Acquired<'a> {
         match r {
             Ok(how) => {
-                let held = Held {
-                    lock: self,
-                    forks: sys::forks(),
-                    panicking: std::thread::panicking(),
-                    _not_send: PhantomData,
-                };
-                // The poison word is only touched while the mutex is held, so the mutex orders
-                // these accesses and Relaxed suffices.
                 if how == Locked::OwnerDied {
+                    // Relaxed: as in `held`.
                     self.poison.store(1, Ordering::Relaxed);
                 }
-                if self.poison.load(Ordering::Relaxed) != 0 {
-                    Err(LockError::OwnerDied(held))
-                } else {
-                    Ok(held)
-                }
+                self.held()
             }
             Err(LockFail::Busy) => Err(LockError::WouldBlock),
             Err(LockFail::Deadlock) => Err(LockError::Deadlock),
@@ -139,51 +141,34 @@ impl<'a> RawLock<'a> {
         }
     }
 
-    /// Spins briefly on `try_lock`; `None` if the lock stayed busy.
-    fn spin(self, deadline: Option<Instant>) -> Option<Result<Locked, LockFail>> {
-        let mut backoff = Backoff::new();
-        while backoff.steps() < SPIN_TRIES {
-            match self.mutex.try_lock() {
-                Err(LockFail::Busy) => {}
-                other => return Some(other),
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return None;
-            }
-            backoff.spin();
-        }
-        None
-    }
-
-    /// The fast path is one `try_lock`; contention goes to the out-of-line slow path.
+    /// The fast path is the C library's lock call finding the mutex free, and the poison word
+    /// read; an owner's death, a refused mutex and errors are out of line.
+    ///
+    /// A busy mutex is waited for as `pthread_mutex_lock` waits: at once in the kernel, with no
+    /// spinning first. A spinner that catches the lock as its holder lets go hands it back and
+    /// forth between processes, each handover a cache miss on both sides, while a sleeper
+    /// leaves the holder to run on undisturbed (measured in DESIGN.md, "The locked counter").
     #[inline]
     pub(crate) fn acquire(self) -> Acquired<'a> {
-        let r = match self.mutex.try_lock() {
-            Err(LockFail::Busy) => self.acquire_slow(),
-            other => other,
-        };
-        self.finish(r)
+        match self.mutex.lock_clean() {
+            Ok(()) => self.held(),
+            Err(how) => self.acquire_unclean(how),
+        }
     }
 
     #[cold]
     #[inline(never)]
-    fn acquire_slow(self) -> Result<Locked, LockFail> {
-        self.spin(None).unwrap_or_else(|| self.mutex.lock())
+    fn acquire_unclean(self, how: Unsettled) -> Acquired<'a> {
+        self.finish(self.mutex.settle(how))
     }
 
     pub(crate) fn try_acquire(self) -> Acquired<'a> {
         self.finish(self.mutex.try_lock())
     }
 
+    /// As [`acquire`](Self::acquire), giving up after `timeout`.
     pub(crate) fn acquire_timeout(self, timeout: Duration) -> Acquired<'a> {
-        let start = Instant::now();
-        let r = match self.spin(Some(start + timeout)) {
-            Some(r) => r,
-            None => self
-                .mutex
-                .lock_timeout(timeout.saturating_sub(start.elapsed())),
-        };
-        match self.finish(r) {
+        match self.finish(self.mutex.lock_timeout(timeout)) {
             Err(LockError::WouldBlock) => Err(LockError::Timeout),
             other => other,
         }

@@ -350,6 +350,17 @@ unsafe extern "C" {
     ) -> libc::c_int;
 }
 
+/// Why a mutex whose type word is `kind` (not one `init` writes) is refused.
+#[cold]
+#[inline(never)]
+fn refused(kind: i32) -> LockFail {
+    if expected_kinds() == [0, 0] {
+        LockFail::Os(unsupported_layout())
+    } else {
+        corrupt_kind(kind)
+    }
+}
+
 #[cold]
 fn corrupt_kind(kind: i32) -> LockFail {
     LockFail::Os(io::Error::new(
@@ -376,6 +387,15 @@ pub(crate) enum LockFail {
     Deadlock,
     /// Any other error: the mutex bytes are not a valid mutex (corrupted segment).
     Os(io::Error),
+}
+
+/// What a [`RobustMutex::lock_clean`] that did not take the mutex cleanly found.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Unsettled {
+    /// The type word (this) is not one `init` writes: glibc was not called.
+    Refused(i32),
+    /// `pthread_mutex_lock` returned this: taken from a dead owner, a deadlock, or an error.
+    Failed(libc::c_int),
 }
 
 /// A robust, process-shared pthread mutex, laid out in shared memory.
@@ -414,19 +434,34 @@ const _: () = assert!(KIND_OFFSET + 4 <= std::mem::size_of::<libc::pthread_mutex
 /// The `__kind` words that `init` writes, `[error-checking, recursive]`, read off mutexes
 /// initialised here; 0 if initialisation failed, or if the C library's mutex is not laid out as
 /// this module reads it (see [`layout_holds`]): no real mutex has kind 0 with these attributes.
+#[inline]
 fn expected_kinds() -> [i32; 2] {
     static KINDS: std::sync::OnceLock<[i32; 2]> = std::sync::OnceLock::new();
-    *KINDS.get_or_init(|| {
-        [false, true].map(|recursive| {
-            let m = RobustMutex {
-                inner: UnsafeCell::new(zeroed_mutex()),
-            };
-            // SAFETY: `m` is a local no one else can see.
-            match unsafe { m.init_unchecked(recursive) } {
-                Ok(()) if layout_holds(&m, recursive) => m.kind_word(),
-                _ => 0,
-            }
-        })
+    match KINDS.get() {
+        Some(kinds) => *kinds,
+        None => *KINDS.get_or_init(read_kinds),
+    }
+}
+
+/// Whether `kind` is a type word that `init` writes (either kind).
+#[inline]
+fn written_by_init(kind: i32) -> bool {
+    let [exclusive, recursive] = expected_kinds();
+    kind != 0 && (kind == exclusive || kind == recursive)
+}
+
+/// What [`expected_kinds`] keeps: the type words of two mutexes initialised here.
+#[cold]
+fn read_kinds() -> [i32; 2] {
+    [false, true].map(|recursive| {
+        let m = RobustMutex {
+            inner: UnsafeCell::new(zeroed_mutex()),
+        };
+        // SAFETY: `m` is a local no one else can see.
+        match unsafe { m.init_unchecked(recursive) } {
+            Ok(()) if layout_holds(&m, recursive) => m.kind_word(),
+            _ => 0,
+        }
     })
 }
 
@@ -566,18 +601,26 @@ impl RobustMutex {
     #[inline]
     fn checked(&self) -> Result<(), LockFail> {
         let kind = self.kind_word();
-        let expected = expected_kinds();
-        if kind != 0 && expected.contains(&kind) {
+        if written_by_init(kind) {
             Ok(())
-        } else if expected == [0, 0] {
-            Err(LockFail::Os(unsupported_layout()))
         } else {
-            Err(corrupt_kind(kind))
+            Err(refused(kind))
         }
     }
 
+    /// What a lock call returned: the clean take inline, the rest out of line.
     #[inline]
     fn finish(&self, rc: libc::c_int) -> Result<Locked, LockFail> {
+        if rc == 0 {
+            Ok(Locked::Clean)
+        } else {
+            self.finish_unclean(rc)
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn finish_unclean(&self, rc: libc::c_int) -> Result<Locked, LockFail> {
         match rc {
             0 => Ok(Locked::Clean),
             libc::EOWNERDEAD => {
@@ -601,6 +644,31 @@ impl RobustMutex {
         self.checked()?;
         // SAFETY: `inner` points to a mutex in memory that stays mapped for `&self`'s lifetime.
         self.finish(unsafe { libc::pthread_mutex_lock(self.inner.get()) })
+    }
+
+    /// [`lock`](Self::lock), kept small enough to inline: `Ok` when the mutex is now this
+    /// thread's, cleanly; otherwise what [`settle`](Self::settle) sorts out (an owner's death,
+    /// a refused mutex, an error).
+    #[inline]
+    pub(crate) fn lock_clean(&self) -> Result<(), Unsettled> {
+        let kind = self.kind_word();
+        if !written_by_init(kind) {
+            return Err(Unsettled::Refused(kind));
+        }
+        // SAFETY: as in `lock`.
+        match unsafe { libc::pthread_mutex_lock(self.inner.get()) } {
+            0 => Ok(()),
+            rc => Err(Unsettled::Failed(rc)),
+        }
+    }
+
+    /// What [`lock_clean`](Self::lock_clean) found, as [`lock`](Self::lock) says it.
+    #[cold]
+    pub(crate) fn settle(&self, how: Unsettled) -> Result<Locked, LockFail> {
+        match how {
+            Unsettled::Refused(kind) => Err(refused(kind)),
+            Unsettled::Failed(rc) => self.finish_unclean(rc),
+        }
     }
 
     /// Takes the mutex if it is free.
