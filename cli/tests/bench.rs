@@ -14,6 +14,7 @@ fn main() {
         tests![
             a_short_run_prints_json,
             streams_and_the_chart,
+            the_pool_process_and_dict_groups_run,
             bad_options_are_refused
         ],
         routines![],
@@ -127,6 +128,46 @@ fn a_short_run_prints_json() {
             py["median"].as_f64().is_some() || py["failed"].is_string(),
             "{py}"
         );
+    }
+}
+
+/// The groups that time the pool, process start and the shared dict: each row has a figure,
+/// and Python's rows, where python3 is here, are there as baselines (or noted as failed).
+fn the_pool_process_and_dict_groups_run() {
+    let report = bench(&[
+        "--quick",
+        "--rounds",
+        "1",
+        "--secs",
+        "0.005",
+        "--only",
+        "pool,process,dict",
+        "--json",
+    ]);
+    for id in [
+        "pool/map",
+        "pool/apply-async",
+        "process/spawn",
+        "dict/plain",
+        "dict/serde",
+    ] {
+        let r = row(&report, id);
+        assert!(r["median"].as_f64().is_some_and(|m| m > 0.0), "{r}");
+    }
+    if report["python"].is_string() {
+        for id in [
+            "pool/python-map",
+            "pool/python-apply-async",
+            "process/python-spawn",
+            "process/python-fork",
+            "dict/python",
+        ] {
+            let py = row(&report, id);
+            assert!(
+                py["median"].as_f64().is_some() || py["failed"].is_string(),
+                "{py}"
+            );
+        }
     }
 }
 
