@@ -1106,8 +1106,16 @@ fn wait_ready(name: &str, file: &mut File, timeout: Duration) -> Result<(Header,
             _ => {}
         }
         if sys::is_unlinked(file)? {
-            *file = open_file(name)?;
-            continue;
+            // The creator gave up and removed the name; another may be creating it anew, so
+            // the name is followed (and, while it is missing, waited for) until the deadline.
+            match open_file(name) {
+                Ok(f) => {
+                    *file = f;
+                    continue;
+                }
+                Err(Error::NotFound { .. }) if start.elapsed() < timeout => {}
+                Err(e) => return Err(e),
+            }
         }
         if start.elapsed() >= timeout {
             return Err(match header {

@@ -314,6 +314,9 @@ fn open_waits_for_a_slow_creator() {
         });
         common::wait_until_sleeping(rx.recv().expect("opener started"));
         std::fs::remove_file(shm_path(&n)).expect("remove");
+        // The name stays missing for a while (many of the opener's 2 ms pauses): it must wait
+        // for the next creator, not report the name gone.
+        std::thread::sleep(Duration::from_millis(50));
         let v = Value::<u64>::create(&n, 42).expect("create");
         assert_eq!(opener.join().expect("join").expect("open"), 42);
         drop(v);
