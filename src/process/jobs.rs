@@ -382,6 +382,7 @@ impl<R: Send + 'static, T: Send + 'static> Outcome<T> for Collect<R, T> {
         if let Some(p) = pool.filter(|p| p.is_own_thread()) {
             // A callback on the pool's thread waits for another result: file the outcomes
             // here (once no other thread does) until it comes.
+            let mut backoff = crate::wait::Backoff::new();
             loop {
                 if ready() || p.help(&ready, deadline) == Some(true) {
                     return true;
@@ -389,7 +390,7 @@ impl<R: Send + 'static, T: Send + 'static> Outcome<T> for Collect<R, T> {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return false;
                 }
-                std::thread::sleep(Duration::from_micros(100));
+                backoff.pause(Duration::from_micros(100));
             }
         }
         let mut backoff = crate::wait::Backoff::new();
