@@ -867,6 +867,10 @@ fn advance<const ALONE: bool>(index: &AtomicU64, pos: u64) {
 /// and the state word.
 #[inline]
 fn write_data(slot: &[AtomicU64], msg: &[u8]) {
+    // Relaxed, both here and at the store below: the slot is ours until the Release store of
+    // its state word, which publishes this with the data. Read before the data is stored, while
+    // the line is still here for reading, not behind our own stores.
+    let len_changed = slot[1].load(Relaxed) != msg.len() as u64;
     let data = &slot[2..];
     assert!(msg.len() <= data.len() * 8);
     // loom's atomics are handles, not memory: copy word by word, Relaxed, so that a missing
@@ -889,9 +893,7 @@ fn write_data(slot: &[AtomicU64], msg: &[u8]) {
             msg.len(),
         );
     }
-    // Relaxed, both: the slot is ours until the Release store of its state word, which
-    // publishes this with the data.
-    if slot[1].load(Relaxed) != msg.len() as u64 {
+    if len_changed {
         slot[1].store(msg.len() as u64, Relaxed);
     }
 }
