@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::Child;
@@ -402,8 +402,7 @@ fn commands_get_segment_names() {
     checked(|| {
         let q = Queue::<u32>::create(&common::name("cmd"), 4).expect("queue");
         for (name, code) in [("cmd-ok", 0), ("cmd-fails", 4)] {
-            let mut cmd = Command::new(std::env::current_exe().expect("exe"));
-            cmd.env(common::child::ROUTINE_ENV, "command_child");
+            let cmd = common::child::command("command_child", &[]).expect("command");
             let mut p = Process::command(cmd);
             p.set_segment("NUMBERS", q.name())
                 .set_name(name)
@@ -439,10 +438,8 @@ fn start_and_report(_: &[String]) {
 /// Runs this test binary as `start_and_report` with `env`, and returns the lines it and its
 /// children said.
 fn report_with(env: &[(&str, &str)]) -> Vec<String> {
-    let mut cmd = Command::new(std::env::current_exe().expect("exe"));
-    cmd.env(common::child::ROUTINE_ENV, "start_and_report")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped());
+    let mut cmd = common::child::command("start_and_report", &[]).expect("command");
+    cmd.envs(env.iter().copied()).stdout(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
     let out = BufReader::new(child.stdout.take().expect("stdout"));
     let lines = out.lines().map(|l| l.expect("line")).collect();
