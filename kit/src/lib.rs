@@ -164,12 +164,14 @@ fn control_on_stderr() -> bool {
 /// In a child: tells the parent something, one line on the control stream; an error if the
 /// stream is gone.
 pub fn report(line: &str) -> io::Result<()> {
+    // One write of the line and its newline (stderr is unbuffered).
+    let line = format!("{line}\n");
     if control_on_stderr() {
         let mut out = io::stderr().lock();
-        writeln!(out, "{line}").and_then(|()| out.flush())
+        out.write_all(line.as_bytes()).and_then(|()| out.flush())
     } else {
         let mut out = io::stdout().lock();
-        writeln!(out, "{line}").and_then(|()| out.flush())
+        out.write_all(line.as_bytes()).and_then(|()| out.flush())
     }
 }
 
@@ -496,7 +498,9 @@ impl Child {
                 self.role
             )
         })?;
-        writeln!(stdin, "{line}")
+        // One write: the line and its newline reach the child together.
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
             .and_then(|()| stdin.flush())
             .map_err(|e| format!("child `{}`: writing to it: {e}", self.role))
     }
