@@ -465,19 +465,25 @@ fn a_job_for_another_executable_is_ignored() {
     checked(|| {
         // A spawn job whose executable identity is not this binary's, as a program that
         // inherited the variable from an mpshm child would see: it runs as usual.
-        let foreign = [
-            "mpshm1",
-            "1:2",
-            "1",
-            "MainProcess",
-            "0",
-            "0:0",
-            "no-such-seg",
-            "x",
-        ]
-        .join("\x1f");
+        let foreign = job_for("1:2");
         assert_eq!(report_with(&[("MPSHM_PROCESS", &foreign)]), ["ok 42"]);
     });
+}
+
+/// A spawn job (`MPSHM_PROCESS`) for the executable whose identity is `exe` (`device:inode`),
+/// naming a function and a channel that do not exist.
+fn job_for(exe: &str) -> String {
+    [
+        "mpshm1",
+        exe,
+        "1",
+        "MainProcess",
+        "0",
+        "0:0",
+        "no-such-seg",
+        "x",
+    ]
+    .join("\x1f")
 }
 
 fn a_child_running_main_is_reported() {
@@ -502,17 +508,7 @@ fn a_child_running_main_is_reported() {
         // A process that holds a job for this executable but was not taken over refuses to
         // start children of its own (they would run `main` too, over and over).
         let exe = std::fs::metadata(std::env::current_exe().expect("exe")).expect("stat");
-        let job = [
-            "mpshm1",
-            &format!("{}:{}", exe.dev(), exe.ino()),
-            "1",
-            "MainProcess",
-            "0",
-            "0:0",
-            "no-such-seg",
-            "x",
-        ]
-        .join("\x1f");
+        let job = job_for(&format!("{}:{}", exe.dev(), exe.ino()));
         let lines = report_with(&[
             ("MPSHM_PROCESS", &job),
             ("MPSHM_PROCESS_HOOK", "main"),
