@@ -17,7 +17,7 @@ use mpshm::{RawValue, Value};
 use super::floor::CCounter;
 use super::shm::StartLine;
 use super::{Arg, Case, Ctx, PIN_ENV, Refs, Sample, Side, Unit};
-use crate::kit::{Kid, Res};
+use crate::kit::{Child, Res, Spawn};
 
 /// Additions per process in one run (times `--scale`).
 const N: u64 = 1_000_000;
@@ -200,20 +200,24 @@ fn two_processes_on(
 ) -> Res<Sample> {
     let line = StartLine::create()?;
     let role = format!("{role} {}", line.page.name());
-    let (mut kid, _unpin): (Kid, _) = match cpus {
+    let (mut kid, _unpin): (Child, _) = match cpus {
         Some((here, there)) => {
             let before = rustix::thread::sched_getaffinity(None)?;
             super::pin_to(here)?;
             let unpin = Unpin(before);
-            let cpu = there.to_string();
-            let kid = Kid::spawn_with(role, Stdio::null(), Stdio::null(), &[(PIN_ENV, &cpu)])?;
+            let kid = Spawn::role(&role)?
+                .control_on_stderr()
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .env(PIN_ENV, &there.to_string())
+                .spawn()?;
             (kid, Some(unpin))
         }
         None => (ctx.spawn(role, Stdio::null(), Stdio::null())?, None),
     };
     line.run(
         0,
-        || match kid.child.try_wait()? {
+        || match kid.try_wait()? {
             Some(status) => Err(format!("the other process exited early: {status}").into()),
             None => Ok(()),
         },
