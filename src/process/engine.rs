@@ -115,7 +115,7 @@ struct Task {
     /// The rest of its outcomes could not be read; they were failed.
     spoiled: bool,
     /// The blob segment holding its argument, removed with the task.
-    _blob: Option<Blob>,
+    _blob: Option<Box<Blob>>,
 }
 
 /// The tasks not finished yet, by id. Ids are handed out in order and tasks mostly finish in

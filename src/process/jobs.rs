@@ -76,7 +76,9 @@ pub(crate) struct Chunk {
     pub(crate) first: usize,
     pub(crate) items: usize,
     pub(crate) msg: Vec<u8>,
-    pub(crate) blob: Option<Blob>,
+    /// Boxed: a `Blob` holds a whole queue handle (over 500 bytes), and a chunk and the task it
+    /// becomes are moved several times per `apply_async`.
+    pub(crate) blob: Option<Box<Blob>>,
 }
 
 /// Reads up to `count` outcome records from `bytes`, handing each to `put` with its number:
@@ -186,7 +188,7 @@ impl Chunker {
                             first: index,
                             items: 1,
                             msg,
-                            blob: Some(blob),
+                            blob: Some(Box::new(blob)),
                         });
                     }
                     Some(Err(e)) => self.failed.push((index, e)),
