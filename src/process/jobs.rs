@@ -443,7 +443,9 @@ impl<R: Send + 'static, T: Send + 'static> Outcome<T> for Collect<R, T> {
     }
 
     fn ready(&self) -> bool {
-        lock(&self.st).ready
+        // Acquire: pairs with the Release store in `finish`, made after `st.ready` under the
+        // lock, so `true` here means `st.ready` (and the outcome) for whoever locks next.
+        self.ready.load(Ordering::Acquire)
     }
 
     fn successful(&self) -> Option<bool> {
@@ -507,6 +509,11 @@ impl<T: Send + 'static> AsyncResult<T> {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        // An outcome filed already needs no look at the pool (upgrading the pool's handle and
+        // asking whose thread this is cost more than the rest of a `get`).
+        if self.job.ready() {
+            return true;
+        }
         self.job
             .wait_until(deadline, self.pool.upgrade().as_deref())
     }
