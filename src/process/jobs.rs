@@ -236,7 +236,9 @@ pub(crate) struct Collect<R, T> {
     cond: Condvar,
     /// `CollectState::ready`, readable without the lock, so that a waiter can spin on it.
     ready: AtomicBool,
-    make: fn(Vec<R>) -> Option<T>,
+    /// Turns the items' results, in order, into the outcome (an iterator, so that a one-item
+    /// job needs no vector of them), given how many there are.
+    make: fn(&mut dyn Iterator<Item = R>, usize) -> Option<T>,
 }
 
 struct CollectState<R, T> {
@@ -254,7 +256,10 @@ struct CollectState<R, T> {
 
 impl<R: Send + 'static, T: Send + 'static> Collect<R, T> {
     /// A job of `items` items; `make` turns the items' results into the outcome.
-    pub(crate) fn new(items: usize, make: fn(Vec<R>) -> Option<T>) -> Arc<Collect<R, T>> {
+    pub(crate) fn new(
+        items: usize,
+        make: fn(&mut dyn Iterator<Item = R>, usize) -> Option<T>,
+    ) -> Arc<Collect<R, T>> {
         let job = Arc::new(Collect {
             st: Mutex::new(CollectState {
                 items: std::iter::repeat_with(|| None).take(items).collect(),
@@ -281,21 +286,24 @@ impl<R: Send + 'static, T: Send + 'static> Collect<R, T> {
     }
 
     fn complete(&self, st: &mut CollectState<R, T>) {
-        let mut values = Vec::with_capacity(st.items.len());
-        let mut failure = None;
-        for item in st.items.drain(..) {
-            match item {
-                Some(Ok(v)) if failure.is_none() => values.push(v),
-                Some(Err(e)) if failure.is_none() => failure = Some(e),
-                _ => {}
+        // The first failed item, in order, fails the job.
+        let failure = st
+            .items
+            .iter_mut()
+            .find(|i| matches!(i, Some(Err(_))))
+            .and_then(Option::take);
+        let outcome = match failure {
+            Some(Err(e)) => Err(e),
+            _ => {
+                let count = st.items.len();
+                let mut values = st.items.drain(..).flatten().filter_map(Result::ok);
+                (self.make)(&mut values, count).ok_or(ProcessError::Decode {
+                    what: "the results",
+                })
             }
-        }
-        st.outcome = Some(match failure {
-            Some(e) => Err(e),
-            None => (self.make)(values).ok_or(ProcessError::Decode {
-                what: "the results",
-            }),
-        });
+        };
+        st.items = Vec::new();
+        st.outcome = Some(outcome);
     }
 
     fn set(&self, st: &mut CollectState<R, T>, index: usize, r: Result<R, ProcessError>) {
