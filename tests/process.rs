@@ -366,8 +366,12 @@ fn a_dead_fork_server_is_replaced() {
         waiting.set_start_method(StartMethod::ForkServer);
         waiting.start().expect("start");
         let first = mpshm::process::fork_server_pid().expect("a fork server runs");
-        let pid = rustix::process::Pid::from_raw(first as i32).expect("pid");
-        rustix::process::kill_process(pid, rustix::process::Signal::KILL).expect("kill");
+        let server = pidfd(first);
+        rustix::process::pidfd_send_signal(&server.0, rustix::process::Signal::KILL).expect("kill");
+        // Dead (not reaped: it is ours, and the next start reaps it), as after its starting
+        // thread ended. A server killed between a request and its answer fails that start
+        // instead, since it may have forked the child.
+        assert!(ends_within(&server, Duration::from_secs(30)));
         assert_eq!(start().join().expect("result"), 42);
         let second = mpshm::process::fork_server_pid().expect("a fork server runs");
         assert_ne!(first, second);

@@ -23,7 +23,9 @@
 //! an `i32`: the child's pid, or minus the error number of a failed fork. The server exits when
 //! the socket is closed, and is killed when the thread that started it ends (`PR_SET_PDEATHSIG`,
 //! checked against the race with the parent's death as for daemons); the next start then
-//! starts a new one. If the server cannot run here (it exits before its first answer), every
+//! starts a new one. A server that dies between a request and its answer fails that start
+//! with an I/O error (a child it forked runs, unknown to the handle, and is left unreaped until
+//! this process ends). If the server cannot run here (it exits before its first answer), every
 //! later `ForkServer` start spawns.
 
 use std::ffi::OsString;
@@ -145,11 +147,12 @@ impl Server {
         })
     }
 
-    /// Sends `req`; the server's answer.
-    fn ask(&mut self, req: &[u8]) -> std::io::Result<i32> {
-        self.stream.write_all(req)?;
+    /// Sends `req`; the server's answer, or why there is none and whether the request went
+    /// out (if it did, the server may have forked the child before it died).
+    fn ask(&mut self, req: &[u8]) -> Result<i32, (std::io::Error, bool)> {
+        self.stream.write_all(req).map_err(|e| (e, false))?;
         let mut answer = [0; 4];
-        self.stream.read_exact(&mut answer)?;
+        self.stream.read_exact(&mut answer).map_err(|e| (e, true))?;
         self.answered = true;
         Ok(i32::from_le_bytes(answer))
     }
@@ -226,14 +229,25 @@ pub(crate) fn launch(
                 }
                 return Err(err.into());
             }
-            Err(_) => {
+            Err((e, sent)) => {
                 if let State::On(s) = std::mem::replace(&mut *g, State::Off) {
                     s.bury();
                 }
                 if first {
+                    // It ended before any answer: it exits before forking where it cannot
+                    // run.
                     *g = State::Unsupported;
                     return Ok(None);
                 }
+                if sent {
+                    // It died between the request and the answer: a child may have been
+                    // forked, and starting another would run the job twice.
+                    return Err(ProcessError::Io(std::io::Error::new(
+                        e.kind(),
+                        format!("the fork server ended during the start: {e}"),
+                    )));
+                }
+                // It was gone before the request: start another.
             }
         }
     }
