@@ -352,6 +352,15 @@ fn fork_server_children_are_ours() {
     });
 }
 
+/// Kills the process when dropped (a no-op once it ended).
+struct KillOnDrop<'a>(&'a Process<u32>);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
 /// A fork server that dies is replaced at the next start, and its children are not touched.
 fn a_dead_fork_server_is_replaced() {
     checked(|| {
@@ -365,6 +374,8 @@ fn a_dead_fork_server_is_replaced() {
         let mut waiting = Process::new(wait_for, q.name().to_owned());
         waiting.set_start_method(StartMethod::ForkServer);
         waiting.start().expect("start");
+        // If the test fails before the message, the child must not hold the handle's drop.
+        let _end = KillOnDrop(&waiting);
         let first = mpshm::process::fork_server_pid().expect("a fork server runs");
         let server = pidfd(first);
         rustix::process::pidfd_send_signal(&server.0, rustix::process::Signal::KILL).expect("kill");

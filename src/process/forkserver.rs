@@ -196,6 +196,19 @@ pub(crate) fn launch(
     // A server that died (killed with the thread that started it, or by hand) is replaced
     // once.
     for _ in 0..2 {
+        // A server seen dead is replaced before any request: its socket may still take one
+        // (a child it forked holds a copy for a moment), and then fail it.
+        if let State::On(s) = &mut *g
+            && !matches!(s.child.try_wait(), Ok(None))
+        {
+            let first = !s.answered;
+            if let State::On(s) = std::mem::replace(&mut *g, State::Off) {
+                s.bury();
+            }
+            if first {
+                *g = State::Unsupported;
+            }
+        }
         let server = match &mut *g {
             State::Unsupported => return Ok(None),
             State::Off => {
