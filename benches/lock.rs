@@ -262,7 +262,7 @@ impl Contention {
         Ok(time)
     }
 
-    fn stop(mut self) -> Res<()> {
+    fn stop(self) -> Res<()> {
         self.ctl.cmd.store(QUIT);
         Ok(self.child.finish()?)
     }

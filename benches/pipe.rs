@@ -241,7 +241,7 @@ impl Link {
         Ok(())
     }
 
-    fn stop(mut self) -> Res<()> {
+    fn stop(self) -> Res<()> {
         // The child's receive fails (Disconnected, end of file): it exits.
         drop(self.ends);
         Ok(self.child.finish()?)

@@ -231,7 +231,7 @@ impl Link {
         Ok(())
     }
 
-    fn stop(mut self) -> Res<()> {
+    fn stop(self) -> Res<()> {
         match self.ends {
             // The child's get fails: it exits.
             Ends::Echo(there, _) => there.close(),

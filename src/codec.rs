@@ -233,9 +233,18 @@ impl Codec<Vec<u8>> for Bytes {
 /// As a type parameter it is the codec of [`SerdeQueue`](crate::SerdeQueue),
 /// [`SerdeDict`](crate::SerdeDict) and [`SerdeList`](crate::SerdeList); wrapping a value
 /// (`Postcard(x)`) it sends any serde value as a process argument or result
-/// ([`Payload`](crate::Payload)). Two separately built binaries agree on its default type tag
-/// ([`std::any::type_name`]) only when the type lives at the same path: give both the same
-/// [`Options::type_tag`](crate::Options::type_tag).
+/// ([`Payload`](crate::Payload)).
+///
+/// Its default type tag is `std::any::type_name::<T>()` (its first 64 bytes), which the
+/// standard library promises to be neither stable nor unique. Two builds of the same type may
+/// disagree on it (another compiler version, the type at another path), so that an open is
+/// refused with [`Error::TypeMismatch`](crate::Error::TypeMismatch); and two types may
+/// share it, so that an open is allowed. It catches a handle of another type in the same
+/// program, not every mismatch: give separately built binaries the same
+/// [`Options::type_tag`](crate::Options::type_tag). Nothing is checked of a serde type's shape;
+/// a message of another type that reaches `get` is decoded by postcard into a
+/// [`DecodeError`](crate::DecodeError), or into a `T` of other values if its bytes happen to
+/// fit, never into undefined behaviour.
 #[cfg(feature = "serde")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Postcard<T = ()>(pub T);

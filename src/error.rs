@@ -579,8 +579,11 @@ impl std::error::Error for WrongType {}
 /// Why a blocking `put` failed; the message is handed back.
 ///
 /// `E` is what the queue's codec may refuse a message for ([`Codec::EncodeError`]):
-/// [`TooLarge`] for a byte queue, [`EncodeError`] for a serde one, and [`Infallible`] for a
-/// queue of plain data, whose put never fails with [`Encode`](Self::Encode).
+/// [`TooLarge`] for a byte queue ([`ByteQueue`](crate::ByteQueue)), [`EncodeError`] for a
+/// serde one. A queue of plain data (`Queue<u64>`, any [`SharedType`](crate::SharedType))
+/// has `E` = [`Infallible`], the default: its `PutError<T>` has an
+/// [`Encode`](Self::Encode) variant that cannot be made, so its put fails only with
+/// [`Closed`](Self::Closed) or [`Disconnected`](Self::Disconnected).
 ///
 /// [`Codec::EncodeError`]: crate::Codec::EncodeError
 #[derive(PartialEq, Eq)]
@@ -592,7 +595,8 @@ pub enum PutError<T, E = Infallible> {
     /// has detached or died (see the crate's docs on peer death). A consumer that attaches
     /// later makes `put` wait again.
     Disconnected(T),
-    /// The codec could not make the message into a slot's bytes; `E` says why.
+    /// The codec could not make the message into a slot's bytes; `E` says why. Never for a
+    /// queue of plain data, whose `E` is [`Infallible`]: a value of this variant cannot exist.
     Encode(T, E),
 }
 
@@ -607,7 +611,8 @@ pub enum TryPutError<T, E = Infallible> {
     /// Every slot is taken and no consumer is attached any more (as in
     /// [`PutError::Disconnected`]).
     Disconnected(T),
-    /// The codec could not make the message into a slot's bytes; `E` says why.
+    /// The codec could not make the message into a slot's bytes; `E` says why. Never for a
+    /// queue of plain data, whose `E` is [`Infallible`]: a value of this variant cannot exist.
     Encode(T, E),
 }
 
@@ -622,7 +627,8 @@ pub enum PutTimeoutError<T, E = Infallible> {
     /// The queue is full and no consumer is attached any more (as in
     /// [`PutError::Disconnected`]).
     Disconnected(T),
-    /// The codec could not make the message into a slot's bytes; `E` says why.
+    /// The codec could not make the message into a slot's bytes; `E` says why. Never for a
+    /// queue of plain data, whose `E` is [`Infallible`]: a value of this variant cannot exist.
     Encode(T, E),
 }
 

@@ -29,33 +29,56 @@
     missing_debug_implementations
 )]
 
+// Every module but `sys`, and every re-export of them, is built on the supported targets only
+// (the condition is `sys`'s): elsewhere the `compile_error!` in `sys` that names those targets is
+// the build's one error, not the first of a cascade of unresolved names
+// (`cargo check --target x86_64-apple-darwin` shows it).
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 mod array;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 mod attach;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 mod codec;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 mod containers;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 mod error;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 mod inspect;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 mod kind;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(all(test, not(loom)))]
 mod layout;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 mod pipe;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 pub mod process;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 mod queue;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 mod ring;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 mod segment;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 mod shared_type;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 mod shm;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 mod spsc_queue;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 mod sync;
 mod sys;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 mod value;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 mod wait;
 
 /// The `bytemuck` this crate is built with, for deriving `Pod` and `Zeroable` on the types
@@ -63,15 +86,21 @@ mod wait;
 /// `#[bytemuck(crate = "mpshm::bytemuck")]` (see [`SharedType`]).
 pub use bytemuck;
 
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 pub use array::{Array, ArrayGuard, RawArray};
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(all(feature = "serde", not(loom)))]
 pub use codec::Postcard;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 pub use codec::{Bytes, Codec, Plain};
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 pub use containers::{ListIndex, SharedDict, SharedList};
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(all(feature = "serde", not(loom)))]
 pub use containers::{SerdeDict, SerdeList};
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 pub use error::{
     AccessError, AcquireError, BarrierError, BreakCause, BufferTooShort, ConditionError,
     ContainerError, DecodeError, Difference, EncodeError, Error, GetError, GetTimeoutError,
@@ -79,38 +108,55 @@ pub use error::{
     RecvTimeoutError, ReleaseError, SendError, SendTimeoutError, TooLarge, TryGetError,
     TryPutError, TryRecvError, TrySendError, WrongType,
 };
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 pub use error::{Exit, ProcessError};
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 pub use inspect::{Attached, Inspection, LockState, Role, State, inspect};
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 pub use kind::Kind;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 pub use pipe::{
     Connection, MAX_MESSAGE, Pipe, PipeEnd, PipeIter, PipeReader, PipeTryIter, PipeWriter,
 };
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 pub use process::{
     AsyncResult, Payload, Pool, Process, ThreadPool, cpu_count, current_process, parent_process,
 };
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(all(feature = "serde", not(loom)))]
 pub use queue::SerdeQueue;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 pub use queue::{ByteQueue, Iter, JoinableQueue, Queue, SimpleQueue, TryIter};
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 pub use segment::{LAYOUT_VERSION, Options, SegmentInfo, segments, unlink};
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 pub use shared_type::{Field, SharedType};
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 pub use shm::{Shm, prelude};
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 pub use spsc_queue::{SpscConsumer, SpscEnd, SpscIter, SpscProducer, SpscQueue, SpscTryIter};
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 pub use sync::atomic::AtomicInt;
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 pub use sync::{BARRIER_MAX_PARTIES, Lock, LockGuard, ProcessLock, RLock, SEMAPHORE_MAX};
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 pub use sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, ProcessSemaphore,
     Semaphore, SemaphoreGuard,
 };
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 pub use value::{RawValue, Value, ValueGuard};
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 pub use wait::{DeathNotice, PEER_POLL, Waitable, death_notice, fence_mode, wait};
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 pub use wait::{FenceMode, UNFENCED_POLL};
 
 /// The marker types that pick a generic handle's kind, and the sealed traits over them: the
@@ -118,6 +164,7 @@ pub use wait::{FenceMode, UNFENCED_POLL};
 /// ([`Semaphore`], [`BoundedSemaphore`]), the directions of [`PipeEnd`] ([`Connection`],
 /// [`PipeReader`], [`PipeWriter`]) and the roles of [`SpscEnd`] ([`SpscProducer`],
 /// [`SpscConsumer`]). Most code names the aliases and never these.
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 pub mod marker {
     #[cfg(not(loom))]
     pub use crate::pipe::{Direction, Duplex, ReadOnly, Receives, Sends, WriteOnly};

@@ -552,7 +552,8 @@ pub type ByteQueue = Queue<Vec<u8>, Bytes>;
 
 /// A bounded queue of any serde type, encoded with postcard into slots of a length fixed at
 /// creation (feature `serde`); `Init` is `(capacity, max_message)`. Its default type tag is
-/// [`std::any::type_name`]: give separately built binaries the same
+/// [`std::any::type_name`], which is neither stable across builds nor unique (see
+/// [`Postcard`](crate::Postcard)): give separately built binaries the same
 /// [`Options::type_tag`](crate::Options::type_tag).
 ///
 /// ```
@@ -642,9 +643,11 @@ impl<T, C: Codec<T>> Queue<T, C> {
     /// # Errors
     ///
     /// [`PutError::Closed`] once the queue is closed; [`PutError::Disconnected`] when it is
-    /// full and every consumer that attached has detached or died; [`PutError::Encode`] when
-    /// the codec refuses the message (never for plain data: see [`Codec::EncodeError`]). The
-    /// message is handed back.
+    /// full and every consumer that attached has detached or died. The message is handed back.
+    /// That is all for a queue of plain data (`Queue<u64>`): its error is `PutError<T>`, whose
+    /// `Encode` variant cannot be made. A byte or serde queue also fails with
+    /// [`PutError::Encode`] when its codec refuses the message ([`TooLarge`] for bytes longer
+    /// than a slot; [`EncodeError`](crate::EncodeError) for serde).
     pub fn put(&self, v: T) -> Result<(), PutError<T, C::EncodeError>> {
         self.put_with(v, Wait::Until(None))
             .map_err(|(v, f)| match f {

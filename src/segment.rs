@@ -346,8 +346,8 @@ impl Options {
 
     /// The name of what the segment holds, written at creation and checked on open, in place
     /// of the handle's own: a [`SharedType`]'s [`NAME`](SharedType::NAME) for plain data,
-    /// [`std::any::type_name`] for serde messages and items (which two builds agree on only
-    /// when the type lives at the same path: set the same tag on both sides), `bytes` for byte
+    /// [`std::any::type_name`] for serde messages and items (neither stable across builds nor
+    /// unique, so separately built binaries should set the same tag), `bytes` for byte
     /// messages, the kind for a lock, pipe or the synchronisation family. Every handle: both
     /// sides must agree. The size, alignment and field layout of a plain-data type are still
     /// checked. At most 64 bytes count.

@@ -6,7 +6,8 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::os::unix::fs::MetadataExt;
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::Child;
@@ -542,8 +543,7 @@ fn commands_get_segment_names() {
     checked(|| {
         let q = Queue::<u32>::create(&common::name("cmd"), 4).expect("queue");
         for (name, code) in [("cmd-ok", 0), ("cmd-fails", 4)] {
-            let mut cmd = Command::new(std::env::current_exe().expect("exe"));
-            cmd.env(common::child::ROUTINE_ENV, "command_child");
+            let cmd = common::child::command("command_child", &[]).expect("command");
             let mut p = Process::command(cmd);
             p.set_segment("NUMBERS", q.name())
                 .set_name(name)
@@ -579,10 +579,8 @@ fn start_and_report(_: &[String]) {
 /// Runs this test binary as `start_and_report` with `env`, and returns the lines it and its
 /// children said.
 fn report_with(env: &[(&str, &str)]) -> Vec<String> {
-    let mut cmd = Command::new(std::env::current_exe().expect("exe"));
-    cmd.env(common::child::ROUTINE_ENV, "start_and_report")
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped());
+    let mut cmd = common::child::command("start_and_report", &[]).expect("command");
+    cmd.envs(env.iter().copied()).stdout(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn");
     let out = BufReader::new(child.stdout.take().expect("stdout"));
     let lines = out.lines().map(|l| l.expect("line")).collect();
@@ -607,43 +605,58 @@ fn a_job_for_another_executable_is_ignored() {
     checked(|| {
         // A spawn job whose executable identity is not this binary's, as a program that
         // inherited the variable from an mpshm child would see: it runs as usual.
-        let foreign = [
-            "mpshm1",
-            "1:2",
-            "1",
-            "MainProcess",
-            "0",
-            "0:0",
-            "no-such-seg",
-            "x",
-        ]
-        .join("\x1f");
+        let foreign = job_for("1:2");
         assert_eq!(report_with(&[("MPSHM_PROCESS", &foreign)]), ["ok 42"]);
     });
 }
 
+/// A spawn job (`MPSHM_PROCESS`) for the executable whose identity is `exe` (`device:inode`),
+/// naming a function and a channel that do not exist.
+fn job_for(exe: &str) -> String {
+    [
+        "mpshm1",
+        exe,
+        "1",
+        "MainProcess",
+        "0",
+        "0:0",
+        "no-such-seg",
+        "x",
+    ]
+    .join("\x1f")
+}
+
 fn a_child_running_main_is_reported() {
     checked(|| {
-        // Neither the hook nor `child_main`: the grandchild runs this binary's `main`, which
-        // runs `start_and_report` again (its environment says so). Its own `start` is refused
-        // (it must not start children over and over), and its parent reports the error that
-        // says which line to add.
+        // Neither the hook nor `child_main`: the grandchild runs this binary's `main`, where the
+        // kit refuses the routine it inherited (it was not started by the kit: exit status 2),
+        // and its parent reports the error that says which line to add.
         let lines = report_with(&[
             ("MPSHM_PROCESS_HOOK", "main"),
             ("MPSHM_TEST_SKIP_CHILD_MAIN", "1"),
         ]);
-        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with("err NotIntercepted { pid: "),
+            "{lines:?}"
+        );
+        assert!(!lines[0].starts_with("err NotIntercepted { pid: 0 }"));
+        assert!(
+            lines[0].contains("add `mpshm::process::child_main();` as the first line of `main`"),
+            "{lines:?}"
+        );
+        // A process that holds a job for this executable but was not taken over refuses to
+        // start children of its own (they would run `main` too, over and over).
+        let exe = std::fs::metadata(std::env::current_exe().expect("exe")).expect("stat");
+        let job = job_for(&format!("{}:{}", exe.dev(), exe.ino()));
+        let lines = report_with(&[
+            ("MPSHM_PROCESS", &job),
+            ("MPSHM_PROCESS_HOOK", "main"),
+            ("MPSHM_TEST_SKIP_CHILD_MAIN", "1"),
+        ]);
+        assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(
             lines[0].starts_with("err NotIntercepted { pid: 0 }"),
-            "{lines:?}"
-        );
-        assert!(
-            lines[1].starts_with("err NotIntercepted { pid: "),
-            "{lines:?}"
-        );
-        assert!(!lines[1].starts_with("err NotIntercepted { pid: 0 }"));
-        assert!(
-            lines[1].contains("add `mpshm::process::child_main();` as the first line of `main`"),
             "{lines:?}"
         );
     });

@@ -1,5 +1,5 @@
 //! What every bench binary shares: the child-process kit (a bench re-executes itself as its
-//! peer process: `tests/common/child.rs`, the tests' own, included by path), Criterion's
+//! peer process: the workspace's `mpshm-kit`, the tests' own, here as `child`), Criterion's
 //! settings, and a closing summary of mean times with the ratio against a baseline measured in
 //! the same run; and the small stdio helpers the benches' children use.
 //!
@@ -7,14 +7,21 @@
 //! stdout are the OS pipe or socket that the baselines measure.
 #![allow(dead_code, reason = "each bench uses a different part")]
 
-#[path = "../../tests/common/child.rs"]
-pub mod child;
+pub use mpshm_kit as child;
+pub use mpshm_kit::read_record;
+
+/// `routines![a, b]`: the kit's [`mpshm_kit::routines!`], at the bench binary's root.
+#[macro_export]
+macro_rules! routines {
+    ($($routines:tt)*) => {
+        ::mpshm_kit::routines!($($routines)*)
+    };
+}
 
 use std::cell::RefCell;
 use std::error::Error;
 use std::fs::File;
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::AsFd;
+use std::io::Write;
 use std::time::Duration;
 
 use criterion::Criterion;
@@ -86,17 +93,15 @@ fn summary(baseline: fn(&str) -> String) {
 /// The child for a role written as words, `"name arg1 arg2"`: routine `name` with the rest as
 /// its arguments, talking back on its stderr.
 pub fn spawn_role(role: &str) -> Res<child::Spawn> {
-    let mut words = role.split(' ');
-    let name = words.next().unwrap_or_default();
-    Ok(child::Spawn::new(name, &words.collect::<Vec<_>>())?.control_on_stderr())
+    Ok(child::Spawn::role(role)?.control_on_stderr())
 }
 
-/// In a child routine: its outcome; an error is printed and ends the process with status 1,
-/// which the parent's `Child::finish` reports.
+/// In a child routine: its outcome; an error ends the process with status 1 after an
+/// `error: <why>` line to the parent (`child::fail`), which the parent's `Child::finish`
+/// reports.
 pub fn or_exit(outcome: Res<()>) {
     if let Err(e) = outcome {
-        eprintln!("bench child: {e}");
-        std::process::exit(1);
+        child::fail(e);
     }
 }
 
@@ -116,23 +121,5 @@ pub fn fdecho(_: &[String]) {
 
 /// Our stdin and stdout as unbuffered files.
 pub fn raw_stdio() -> Res<(File, File)> {
-    Ok((
-        File::from(std::io::stdin().as_fd().try_clone_to_owned()?),
-        File::from(std::io::stdout().as_fd().try_clone_to_owned()?),
-    ))
-}
-
-/// Fills `buf` with exactly one record: `false` at a clean end of file.
-pub fn read_record(input: &mut File, buf: &mut [u8]) -> Res<bool> {
-    let mut got = 0;
-    while got < buf.len() {
-        match input.read(&mut buf[got..]) {
-            Ok(0) if got == 0 => return Ok(false),
-            Ok(0) => return Err("end of file inside a record".into()),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(true)
+    Ok((child::raw_stdin()?, child::raw_stdout()?))
 }

@@ -114,14 +114,11 @@ pub struct BenchArgs {
 /// The `mpshm` command: runs a child's role if this process is one, or else the subcommand on
 /// the command line.
 pub fn main() -> ExitCode {
-    if let Some(role) = kit::role() {
-        return match bench::child(&role) {
+    if let Some(started) = kit::started() {
+        return match bench::child(&started.role()) {
             Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                // The parent reads this line as the child's report.
-                let _ = kit::report(&format!("error: {e}"));
-                ExitCode::FAILURE
-            }
+            // The parent reads the `error: ..` line as the child's report.
+            Err(e) => kit::fail(e),
         };
     }
     let cli = Cli::parse();

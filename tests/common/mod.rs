@@ -18,7 +18,8 @@
 //! spawns a child with [`Child::spawn`]: the binary re-executes itself, so the child runs real
 //! code in a real, separate process, and talks back one line at a time ([`ready`] /
 //! [`Child::line`]), which is how tests order events without sleeping. That protocol is the
-//! child-process kit in [`child`], which the benches share. After the tests, `run` fails the
+//! workspace's child-process kit (`kit/`, the `mpshm-kit` crate), here as [`child`]; the
+//! benches and the `mpshm` command use it too. After the tests, `run` fails the
 //! binary if any segment made with [`name`] is still in `/dev/shm`. What the process and pool
 //! tests need besides is in [`process`], and what the synchronisation family's need in [`sync`].
 #![allow(
@@ -28,7 +29,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
-pub mod child;
+pub use mpshm_kit as child;
 pub mod process;
 pub mod sync;
 
@@ -69,6 +70,15 @@ impl Test {
 macro_rules! tests {
     ($($(#[cfg($cfg:meta)])? $f:ident),* $(,)?) => {
         vec![$($crate::test_entry!($(#[cfg($cfg)])? $f)),*]
+    };
+}
+
+/// `routines![f, g, #[cfg(feature = "serde")] h]`: the kit's [`mpshm_kit::routines!`], at the
+/// binary's root beside [`tests!`].
+#[macro_export]
+macro_rules! routines {
+    ($($routines:tt)*) => {
+        ::mpshm_kit::routines!($($routines)*)
     };
 }
 

@@ -17,7 +17,7 @@ use mpshm::{RawValue, Value};
 use super::floor::CCounter;
 use super::shm::StartLine;
 use super::{Arg, Case, Ctx, Refs, Sample, Side, Unit};
-use crate::kit::{Kid, Res};
+use crate::kit::{Child, Res};
 
 /// Additions per process in one run (times `--scale`).
 const N: u64 = 1_000_000;
@@ -162,14 +162,14 @@ pub fn two_processes(
     work: impl FnOnce() -> Res<()>,
 ) -> Res<Sample> {
     let line = StartLine::create()?;
-    let mut kid: Kid = ctx.spawn(
+    let mut kid: Child = ctx.spawn(
         format!("{role} {}", line.page.name()),
         Stdio::null(),
         Stdio::null(),
     )?;
     line.run(
         0,
-        || match kid.child.try_wait()? {
+        || match kid.try_wait()? {
             Some(status) => Err(format!("the other process exited early: {status}").into()),
             None => Ok(()),
         },

@@ -30,7 +30,7 @@ use mpshm::{GetError, Lock, LockError, Pipe, Queue, RecvError};
 use super::floor::CCounter;
 use super::stats::Hist;
 use super::{Case, Ctx, Refs, Sample, Side, Unit};
-use crate::kit::{Kid, Res, report};
+use crate::kit::{Child, Res, report};
 
 /// Kills per case and round (times `--scale`).
 const KILLS: u64 = 3;
@@ -150,7 +150,7 @@ const SLEEPS: &[&str] = &["0", "45", "202", "449"];
 /// it is given) sleeps in the kernel, kills `kid`; the time from the kill until `receive`
 /// returned.
 fn kill_when_asleep(
-    kid: &mut Kid,
+    kid: &mut Child,
     receive: impl FnOnce(mpsc::Sender<String>) -> Result<(), String> + Send,
 ) -> Res<Duration> {
     let (task_tx, task_rx) = mpsc::channel();
@@ -169,14 +169,14 @@ fn kill_when_asleep(
                 std::thread::yield_now();
             }
             let killed = Instant::now();
-            kid.kill()?;
+            kid.try_kill()?;
             let returned = waiter.join().map_err(|_| "the receiver panicked")??;
             Ok(returned - killed)
         };
         let r = run();
         if r.is_err() {
             // The receiver may still be asleep on a live peer: kill it so the scope can end.
-            let _ = kid.kill();
+            let _ = kid.try_kill();
         }
         r
     })
@@ -237,9 +237,9 @@ fn peer_death(ctx: &mut Ctx, peer: Peer) -> Res<Sample> {
                 })?
             }
             Peer::OsPipe | Peer::Socket => {
-                let (mut kid, mut from): (Kid, Box<dyn Read + Send>) = if peer == Peer::OsPipe {
+                let (mut kid, mut from): (Child, Box<dyn Read + Send>) = if peer == Peer::OsPipe {
                     let mut kid = ctx.spawn(role, Stdio::piped(), Stdio::piped())?;
-                    let from = kid.child.stdout.take().ok_or("no pipe from the child")?;
+                    let from = kid.take_stdout().ok_or("no pipe from the child")?;
                     (kid, Box::new(from))
                 } else {
                     let (mine, theirs) = UnixStream::pair()?;
@@ -314,7 +314,7 @@ fn owner_death(ctx: &mut Ctx, reaped: bool, holder: Holder) -> Res<Sample> {
         let mut kid = ctx.spawn(format!("hold {what} {name}"), Stdio::piped(), Stdio::null())?;
         kid.expect("ready")?;
         let t = if reaped {
-            kid.kill()?;
+            kid.try_kill()?;
             let start = Instant::now();
             take()?;
             start.elapsed()

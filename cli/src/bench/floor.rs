@@ -298,7 +298,7 @@ pub fn ring_consumer(name: &str, size: usize) -> Res<()> {
                 }
                 let (since, backoff) = idle.get_or_insert_with(|| (Instant::now(), Backoff(0)));
                 if since.elapsed() > GIVE_UP && ring.page.u64_at(DONE).load(Relaxed) == 0 {
-                    // The producer never started (it waits for the start byte), or died.
+                    // The producer never started (it waits for the start line), or died.
                     return Err("the ring's producer stopped sending".into());
                 }
                 backoff.snooze();

@@ -35,7 +35,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use mpshm::process::Pool;
 
 use crate::BenchArgs;
-use crate::kit::{Kid, Res};
+use crate::kit::{Child, Res, Spawn};
 use stats::Hist;
 
 /// Every group, in the order they run and print.
@@ -222,13 +222,17 @@ impl Ctx {
 
     /// Starts the child `role` (pinned, with `--pin`, to the next CPU in turn after this
     /// process's).
-    pub fn spawn(&mut self, role: String, stdin: Stdio, stdout: Stdio) -> Res<Kid> {
-        if self.pin.is_empty() {
-            return Kid::spawn(role, stdin, stdout);
+    pub fn spawn(&mut self, role: String, stdin: Stdio, stdout: Stdio) -> Res<Child> {
+        let mut spawn = Spawn::role(&role)?
+            .control_on_stderr()
+            .stdin(stdin)
+            .stdout(stdout);
+        if !self.pin.is_empty() {
+            self.spawned += 1;
+            let cpu = self.pin[self.spawned % self.pin.len()].to_string();
+            spawn = spawn.env(PIN_ENV, &cpu);
         }
-        self.spawned += 1;
-        let cpu = self.pin[self.spawned % self.pin.len()].to_string();
-        Kid::spawn_with(role, stdin, stdout, &[(PIN_ENV, &cpu)])
+        Ok(spawn.spawn()?)
     }
 
     /// The Python side.

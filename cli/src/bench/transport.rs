@@ -37,7 +37,7 @@ use mpshm::{Pipe, Queue, RecvError, SpscQueue};
 use super::floor;
 use super::stats::Hist;
 use super::{Arg, Case, Ctx, Refs, Sample, Side, Unit};
-use crate::kit::{Kid, Res, raw_stdin, raw_stdout, read_record, report, wait_eof, wait_go};
+use crate::kit::{Child, Res, raw_stdin, raw_stdout, read_record, report, wait_eof, wait_go};
 
 /// The message sizes a `Queue` or `SpscQueue` stream can use (their messages are `[u8; N]`).
 pub const TYPED_SIZES: [usize; 9] = [8, 64, 256, 1024, 4096, 16384, 65536, 262_144, 1 << 20];
@@ -371,11 +371,11 @@ fn round_trip(ctx: &mut Ctx, via: Via, spin: u32) -> Res<Sample> {
             )
         }
         Via::OsPipe | Via::Socket => {
-            let (kid, mut to, mut from): (Kid, Box<dyn Write>, Box<dyn Read>) =
+            let (kid, mut to, mut from): (Child, Box<dyn Write>, Box<dyn Read>) =
                 if via == Via::OsPipe {
                     let mut kid = ctx.spawn("fdecho".into(), Stdio::piped(), Stdio::piped())?;
-                    let to = kid.go.take().ok_or("no pipe to the child")?;
-                    let from = kid.child.stdout.take().ok_or("no pipe from the child")?;
+                    let to = kid.take_stdin().ok_or("no pipe to the child")?;
+                    let from = kid.take_stdout().ok_or("no pipe from the child")?;
                     (kid, Box::new(to), Box::new(from))
                 } else {
                     let (mine, theirs) = UnixStream::pair()?;
@@ -411,7 +411,7 @@ fn round_trip(ctx: &mut Ctx, via: Via, spin: u32) -> Res<Sample> {
 /// child.
 fn echo(
     secs: f64,
-    mut kid: Kid,
+    mut kid: Child,
     mut trip: impl FnMut(u64) -> Res<u64>,
     stop: impl FnOnce(),
 ) -> Res<Sample> {
@@ -482,7 +482,7 @@ fn stream(ctx: &mut Ctx, via: Via, size: usize, procs: usize) -> Res<Sample> {
                 let cons = format!("fdcons {size} 1");
                 if via == Via::OsPipe {
                     let mut p = ctx.spawn(prod, Stdio::piped(), Stdio::piped())?;
-                    let out = p.child.stdout.take().ok_or("no pipe from the producer")?;
+                    let out = p.take_stdout().ok_or("no pipe from the producer")?;
                     producers.push(p);
                     consumers.push(ctx.spawn(cons, Stdio::from(out), Stdio::null())?);
                 } else {
@@ -532,8 +532,8 @@ fn stream_queue<const N: usize>(ctx: &mut Ctx, name: &str, procs: usize, secs: f
 /// `producers_done`, and collects the consumers' reports; checks that what arrived is exactly
 /// what was sent.
 fn drive(
-    mut producers: Vec<Kid>,
-    mut consumers: Vec<Kid>,
+    mut producers: Vec<Child>,
+    mut consumers: Vec<Child>,
     size: usize,
     producers_done: impl FnOnce(),
 ) -> Res<Sample> {
@@ -738,7 +738,7 @@ impl Producer {
         })
     }
 
-    /// Says `ready`, waits for the start byte, fills `msg` and hands it to `send` again and
+    /// Says `ready`, waits for the start line, fills `msg` and hands it to `send` again and
     /// again for the time given, and reports how many it sent.
     pub fn run<B: AsMut<[u8]> + ?Sized>(
         self,
