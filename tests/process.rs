@@ -13,8 +13,10 @@ use std::time::Duration;
 use common::Child;
 use common::process::{checked, ends_within, pidfd};
 use mpshm::prelude::*;
-use mpshm::process::{Exit, Process, StartMethod, current_process, parent_process};
-use mpshm::{ProcessError, Queue};
+use mpshm::process::{
+    Exit, Process, StartMethod, current_process, parent_process, stop_fork_server,
+};
+use mpshm::{Lock, ProcessError, Queue};
 
 fn main() {
     // Only for `child_main_takes_over_when_the_hook_is_off` and the not-intercepted test: the
@@ -29,6 +31,8 @@ fn main() {
             is_alive_before_during_after,
             results_of_every_size,
             who_am_i,
+            fork_server_children_are_ours,
+            a_dead_fork_server_is_replaced,
             #[cfg(feature = "serde")]
             serde_payloads,
             handles_are_send_and_sync,
@@ -77,16 +81,30 @@ fn wait_for(name: String) -> u32 {
         .expect("message")
 }
 
+/// The start methods whose children are fresh runs of this executable.
+const METHODS: [StartMethod; 2] = [StartMethod::Spawn, StartMethod::ForkServer];
+
 fn exit_codes_are_pythons() {
     checked(|| {
-        let p = Process::new(double, 21);
+        for method in METHODS {
+            exit_codes_under(method);
+        }
+        stop_fork_server();
+    });
+}
+
+fn exit_codes_under(method: StartMethod) {
+    {
+        let mut p = Process::new(double, 21);
+        p.set_start_method(method);
         assert_eq!(p.exitcode(), None);
         p.start().expect("start");
         assert_eq!(p.join().expect("result"), 42);
         assert_eq!(p.exitcode(), Some(0));
         assert!(matches!(p.join(), Err(ProcessError::ResultTaken)));
 
-        let p = Process::new(boom, ());
+        let mut p = Process::new(boom, ());
+        p.set_start_method(method);
         p.start().expect("start");
         match p.join() {
             Err(ProcessError::Panicked { pid, message }) => {
@@ -97,7 +115,8 @@ fn exit_codes_are_pythons() {
         }
         assert_eq!(p.exitcode(), Some(1));
 
-        let p = Process::new(exit_3, ());
+        let mut p = Process::new(exit_3, ());
+        p.set_start_method(method);
         p.start().expect("start");
         assert!(matches!(
             p.join(),
@@ -109,7 +128,8 @@ fn exit_codes_are_pythons() {
         assert_eq!(p.exitcode(), Some(3));
 
         for (terminate, signal) in [(true, 15), (false, 9)] {
-            let p = Process::new(wait_forever, ());
+            let mut p = Process::new(wait_forever, ());
+            p.set_start_method(method);
             p.start().expect("start");
             if terminate {
                 p.terminate().expect("terminate");
@@ -127,7 +147,7 @@ fn exit_codes_are_pythons() {
             // Signalling an ended child does nothing.
             p.kill().expect("kill after the end");
         }
-    });
+    }
 }
 
 fn join_timeout_on_a_live_child() {
@@ -242,16 +262,136 @@ fn names(_: ()) -> (String, u32, u32, Option<(String, u32)>) {
 
 fn who_am_i() {
     checked(|| {
-        let mut p = Process::new(names, ());
-        p.set_name("worker-7");
+        for method in METHODS {
+            let mut p = Process::new(names, ());
+            p.set_name("worker-7").set_start_method(method);
+            p.start().expect("start");
+            let (name, pid, ppid, parent) = p.join().expect("result");
+            assert_eq!(name, "worker-7");
+            assert_eq!(Some(pid), p.pid());
+            assert_eq!(ppid, std::process::id());
+            assert_eq!(parent, Some(("MainProcess".to_owned(), std::process::id())));
+            assert_eq!(current_process().name, "MainProcess");
+            assert!(parent_process().is_none());
+        }
+        stop_fork_server();
+    });
+}
+
+/// What a child finds of its parent's setting up: the segment name handed under `KEY`, its
+/// working directory.
+fn surroundings(_: ()) -> (Option<String>, String) {
+    (
+        mpshm::process::segment_name("KEY"),
+        std::env::current_dir()
+            .expect("cwd")
+            .to_string_lossy()
+            .into_owned(),
+    )
+}
+
+/// Locks the lock `names.0`, says so on the queue `names.1`, and waits to be killed.
+fn hold_lock((lock, queue): (String, String)) {
+    let lock = Lock::open(&lock).expect("open the lock");
+    let _held = lock.acquire().expect("lock");
+    Queue::<u32>::open(&queue)
+        .expect("open the queue")
+        .put(1)
+        .expect("put");
+    loop {
+        std::thread::park();
+    }
+}
+
+/// A fork server's child is this process's child, takes the environment and working directory
+/// of this process at `start`, and holds robust locks as its own: killed while it holds one,
+/// the next acquirer gets it with `OwnerDied` (with glibc's idea of the thread's id left at
+/// the server's, the lock word would name the live server and the acquirer would wait).
+fn fork_server_children_are_ours() {
+    checked(|| {
+        let mut p = Process::new(surroundings, ());
+        p.set_start_method(StartMethod::ForkServer)
+            .set_segment("KEY", "a-segment");
         p.start().expect("start");
-        let (name, pid, ppid, parent) = p.join().expect("result");
-        assert_eq!(name, "worker-7");
-        assert_eq!(Some(pid), p.pid());
-        assert_eq!(ppid, std::process::id());
-        assert_eq!(parent, Some(("MainProcess".to_owned(), std::process::id())));
-        assert_eq!(current_process().name, "MainProcess");
-        assert!(parent_process().is_none());
+        let here = std::env::current_dir().expect("cwd");
+        assert_eq!(
+            p.join().expect("result"),
+            (
+                Some("a-segment".to_owned()),
+                here.to_string_lossy().into_owned()
+            )
+        );
+        let server = mpshm::process::fork_server_pid().expect("a fork server runs");
+        assert_ne!(Some(server), p.pid());
+
+        let lock = Lock::create(&common::name("fs-lock"), ()).expect("lock");
+        let q = Queue::<u32>::create(&common::name("fs-held"), 1).expect("queue");
+        let mut p = Process::new(hold_lock, (lock.name().to_owned(), q.name().to_owned()));
+        p.set_start_method(StartMethod::ForkServer);
+        p.start().expect("start");
+        let held = q.get_timeout(Duration::from_secs(30));
+        assert!(
+            matches!(held, Ok(1)),
+            "the child did not say it holds the lock ({held:?}); it ended with {:?}",
+            p.join_timeout(Duration::ZERO)
+        );
+        p.kill().expect("kill");
+        assert!(matches!(
+            p.join(),
+            Err(ProcessError::Exited {
+                exit: Exit::Signal(9),
+                ..
+            })
+        ));
+        match lock.acquire_timeout(Duration::from_secs(10)) {
+            Err(mpshm::LockError::OwnerDied(_)) => {}
+            Err(e) => panic!("expected OwnerDied, got {e:?}"),
+            Ok(_) => panic!("expected OwnerDied, got the lock clean"),
+        }
+        stop_fork_server();
+        assert_eq!(mpshm::process::fork_server_pid(), None);
+    });
+}
+
+/// Kills the process when dropped (a no-op once it ended).
+struct KillOnDrop<'a>(&'a Process<u32>);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+    }
+}
+
+/// A fork server that dies is replaced at the next start, and its children are not touched.
+fn a_dead_fork_server_is_replaced() {
+    checked(|| {
+        let start = || {
+            let mut p = Process::new(double, 21);
+            p.set_start_method(StartMethod::ForkServer);
+            p.start().expect("start");
+            p
+        };
+        let q = Queue::<u32>::create(&common::name("fs-alive"), 1).expect("queue");
+        let mut waiting = Process::new(wait_for, q.name().to_owned());
+        waiting.set_start_method(StartMethod::ForkServer);
+        waiting.start().expect("start");
+        // If the test fails before the message, the child must not hold the handle's drop.
+        let _end = KillOnDrop(&waiting);
+        let first = mpshm::process::fork_server_pid().expect("a fork server runs");
+        let server = pidfd(first);
+        rustix::process::pidfd_send_signal(&server.0, rustix::process::Signal::KILL).expect("kill");
+        // Dead (not reaped: it is ours, and the next start reaps it), as after its starting
+        // thread ended. A server killed between a request and its answer fails that start
+        // instead, since it may have forked the child.
+        assert!(ends_within(&server, Duration::from_secs(30)));
+        assert_eq!(start().join().expect("result"), 42);
+        let second = mpshm::process::fork_server_pid().expect("a fork server runs");
+        assert_ne!(first, second);
+        // The child started by the first server is still there, and still ours.
+        assert!(waiting.is_alive());
+        q.put(5).expect("put");
+        assert_eq!(waiting.join().expect("result"), 5);
+        stop_fork_server();
     });
 }
 

@@ -21,7 +21,7 @@ Cases (sizes in bytes, counts per process where two processes work):
     value N                  two processes: `with v.get_lock(): v.value += 1`, N times each
     pool_map N               Pool(2).map(inc, range(N))
     apply_async N            N pool.apply_async(inc, (i,)), then get() on each
-    process METHOD N         N processes (fork or spawn) started and joined, one at a time
+    process METHOD N         N processes (fork, spawn or forkserver) started and joined, one at a time
     dict N                   two processes on one Manager().dict(): d[k] = i, then d[k]
 
 A stream's messages carry a sequence number in their first 8 bytes, which the consumer

@@ -148,6 +148,7 @@ fn the_pool_process_and_dict_groups_run() {
         "pool/map",
         "pool/apply-async",
         "process/spawn",
+        "process/forkserver",
         "dict/plain",
         "dict/serde",
     ] {
@@ -160,6 +161,7 @@ fn the_pool_process_and_dict_groups_run() {
             "pool/python-apply-async",
             "process/python-spawn",
             "process/python-fork",
+            "process/python-forkserver",
             "dict/python",
         ] {
             let py = row(&report, id);

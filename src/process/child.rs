@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::error::ProcessError;
 use crate::process::channel::{self, Channel};
 use crate::process::entry::{Entry, status};
+use crate::process::forkserver;
 use crate::sys;
 
 /// The environment variable that makes a process a spawned child.
@@ -197,7 +198,14 @@ pub(crate) fn refuse_if_not_intercepted() -> Result<(), ProcessError> {
 /// once otherwise, and on every call after the first.
 pub(crate) fn intercept() {
     static ONCE: AtomicBool = AtomicBool::new(false);
-    if ONCE.swap(true, Ordering::Relaxed) || std::env::var_os(SPAWN_ENV).is_none() {
+    if ONCE.swap(true, Ordering::Relaxed) {
+        return;
+    }
+    if let Some(parent) = forkserver::server_request() {
+        sys::ignore_sigpipe();
+        forkserver::serve(parent);
+    }
+    if std::env::var_os(SPAWN_ENV).is_none() {
         return;
     }
     let job = job_for_this_executable();
@@ -206,6 +214,19 @@ pub(crate) fn intercept() {
     sys::env_remove(SPAWN_ENV);
     let Some(spec) = job else { return };
     sys::ignore_sigpipe();
+    let code = run(&spec);
+    std::process::exit(code)
+}
+
+/// Runs the job in [`SPAWN_ENV`] as a spawned child does, in a child the fork server forked
+/// (which is in the state of a process before `main`, the job's environment already in place).
+pub(crate) fn take_over() -> ! {
+    let job = job_for_this_executable();
+    sys::env_remove(SPAWN_ENV);
+    let Some(spec) = job else {
+        eprintln!("mpshm: the fork server's child found no job for this executable");
+        std::process::exit(EXIT_SETUP)
+    };
     let code = run(&spec);
     std::process::exit(code)
 }

@@ -115,7 +115,7 @@ struct Task {
     /// The rest of its outcomes could not be read; they were failed.
     spoiled: bool,
     /// The blob segment holding its argument, removed with the task.
-    _blob: Option<Blob>,
+    _blob: Option<Box<Blob>>,
 }
 
 /// The tasks not finished yet, by id. Ids are handed out in order and tasks mostly finish in
@@ -301,9 +301,10 @@ impl<B: Backend> Engine<B> {
             self.check_workers(&mut st);
         }
         let mut n = 0;
+        let mut now = None;
         while n < BATCH {
             match self.backend.try_recv() {
-                Some(m) => self.handle(&mut st, &m),
+                Some(m) => self.handle(&mut st, &m, *now.get_or_insert_with(Instant::now)),
                 None => break,
             }
             n += 1;
@@ -451,8 +452,9 @@ impl<B: Backend> Engine<B> {
         }
     }
 
-    /// Files one message from a worker.
-    fn handle(&self, st: &mut State<B::Worker>, msg: &[u8]) {
+    /// Files one message from a worker; `now` is the time of its batch (one clock reading for
+    /// many messages: a task's timing only picks its worker's depth, see [`QUICK`]).
+    fn handle(&self, st: &mut State<B::Worker>, msg: &[u8], now: Instant) {
         match msg.first() {
             Some(&wire::READY) => {
                 if let Some(slot) = wire::u32_at(msg, 1).and_then(|i| st.slots.get_mut(i as usize))
@@ -468,12 +470,12 @@ impl<B: Backend> Engine<B> {
                     .unwrap_or_else(|| "(no message)".to_owned());
                 self.give_up(st, ProcessError::InitializerFailed { message });
             }
-            Some(&wire::PART) => self.file_part(st, msg),
+            Some(&wire::PART) => self.file_part(st, msg, now),
             _ => {}
         }
     }
 
-    fn file_part(&self, st: &mut State<B::Worker>, msg: &[u8]) {
+    fn file_part(&self, st: &mut State<B::Worker>, msg: &[u8], now: Instant) {
         let (Some(id), Some(first), Some(&last)) = (
             task_id(msg),
             wire::u32_at(msg, 9),
@@ -519,8 +521,12 @@ impl<B: Backend> Engine<B> {
         if last == 1 {
             let slot = st.tasks.remove(id).and_then(|t| t.slot);
             if let Some(slot) = slot.and_then(|i| st.slots.get_mut(i)) {
-                slot.held.retain(|&t| t != id);
-                let now = Instant::now();
+                // Tasks mostly come back in the order the worker got them.
+                if slot.held.front() == Some(&id) {
+                    slot.held.pop_front();
+                } else {
+                    slot.held.retain(|&t| t != id);
+                }
                 slot.depth = if now.saturating_duration_since(slot.busy_since) < QUICK {
                     DEPTH
                 } else {
@@ -591,7 +597,7 @@ impl<B: Backend> Engine<B> {
     fn drain(&self, st: &mut State<B::Worker>) {
         for _ in 0..self.backend.pending() {
             match self.backend.recv(DRAIN_WAIT) {
-                Some(m) => self.handle(st, &m),
+                Some(m) => self.handle(st, &m, Instant::now()),
                 None => break,
             }
         }
@@ -705,10 +711,11 @@ impl<B: Backend> Engine<B> {
             let mut st = self.lock();
             let got = msg.is_some();
             if let Some(m) = msg {
-                self.handle(&mut st, &m);
+                let now = Instant::now();
+                self.handle(&mut st, &m, now);
                 for _ in 0..BATCH {
                     match self.backend.recv(Duration::ZERO) {
-                        Some(m) => self.handle(&mut st, &m),
+                        Some(m) => self.handle(&mut st, &m, now),
                         None => break,
                     }
                 }

@@ -76,7 +76,9 @@ pub(crate) struct Chunk {
     pub(crate) first: usize,
     pub(crate) items: usize,
     pub(crate) msg: Vec<u8>,
-    pub(crate) blob: Option<Blob>,
+    /// Boxed: a `Blob` holds a whole queue handle (over 500 bytes), and a chunk and the task it
+    /// becomes are moved several times per `apply_async`.
+    pub(crate) blob: Option<Box<Blob>>,
 }
 
 /// Reads up to `count` outcome records from `bytes`, handing each to `put` with its number:
@@ -186,7 +188,7 @@ impl Chunker {
                             first: index,
                             items: 1,
                             msg,
-                            blob: Some(blob),
+                            blob: Some(Box::new(blob)),
                         });
                     }
                     Some(Err(e)) => self.failed.push((index, e)),
@@ -234,7 +236,9 @@ pub(crate) struct Collect<R, T> {
     cond: Condvar,
     /// `CollectState::ready`, readable without the lock, so that a waiter can spin on it.
     ready: AtomicBool,
-    make: fn(Vec<R>) -> Option<T>,
+    /// Turns the items' results, in order, into the outcome (an iterator, so that a one-item
+    /// job needs no vector of them), given how many there are.
+    make: fn(&mut dyn Iterator<Item = R>, usize) -> Option<T>,
 }
 
 struct CollectState<R, T> {
@@ -252,7 +256,10 @@ struct CollectState<R, T> {
 
 impl<R: Send + 'static, T: Send + 'static> Collect<R, T> {
     /// A job of `items` items; `make` turns the items' results into the outcome.
-    pub(crate) fn new(items: usize, make: fn(Vec<R>) -> Option<T>) -> Arc<Collect<R, T>> {
+    pub(crate) fn new(
+        items: usize,
+        make: fn(&mut dyn Iterator<Item = R>, usize) -> Option<T>,
+    ) -> Arc<Collect<R, T>> {
         let job = Arc::new(Collect {
             st: Mutex::new(CollectState {
                 items: std::iter::repeat_with(|| None).take(items).collect(),
@@ -279,21 +286,24 @@ impl<R: Send + 'static, T: Send + 'static> Collect<R, T> {
     }
 
     fn complete(&self, st: &mut CollectState<R, T>) {
-        let mut values = Vec::with_capacity(st.items.len());
-        let mut failure = None;
-        for item in st.items.drain(..) {
-            match item {
-                Some(Ok(v)) if failure.is_none() => values.push(v),
-                Some(Err(e)) if failure.is_none() => failure = Some(e),
-                _ => {}
+        // The first failed item, in order, fails the job.
+        let failure = st
+            .items
+            .iter_mut()
+            .find(|i| matches!(i, Some(Err(_))))
+            .and_then(Option::take);
+        let outcome = match failure {
+            Some(Err(e)) => Err(e),
+            _ => {
+                let count = st.items.len();
+                let mut values = st.items.drain(..).flatten().filter_map(Result::ok);
+                (self.make)(&mut values, count).ok_or(ProcessError::Decode {
+                    what: "the results",
+                })
             }
-        }
-        st.outcome = Some(match failure {
-            Some(e) => Err(e),
-            None => (self.make)(values).ok_or(ProcessError::Decode {
-                what: "the results",
-            }),
-        });
+        };
+        st.items = Vec::new();
+        st.outcome = Some(outcome);
     }
 
     fn set(&self, st: &mut CollectState<R, T>, index: usize, r: Result<R, ProcessError>) {
@@ -441,7 +451,9 @@ impl<R: Send + 'static, T: Send + 'static> Outcome<T> for Collect<R, T> {
     }
 
     fn ready(&self) -> bool {
-        lock(&self.st).ready
+        // Acquire: pairs with the Release store in `finish`, made after `st.ready` under the
+        // lock, so `true` here means `st.ready` (and the outcome) for whoever locks next.
+        self.ready.load(Ordering::Acquire)
     }
 
     fn successful(&self) -> Option<bool> {
@@ -505,6 +517,11 @@ impl<T: Send + 'static> AsyncResult<T> {
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
+        // An outcome filed already needs no look at the pool (upgrading the pool's handle and
+        // asking whose thread this is cost more than the rest of a `get`).
+        if self.job.ready() {
+            return true;
+        }
         self.job
             .wait_until(deadline, self.pool.upgrade().as_deref())
     }

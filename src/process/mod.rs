@@ -28,6 +28,7 @@ mod channel;
 mod child;
 mod engine;
 mod entry;
+mod forkserver;
 mod jobs;
 mod payload;
 mod pool;
@@ -39,6 +40,9 @@ mod process;
 mod workers;
 
 pub use crate::error::{Exit, ProcessError};
+#[doc(hidden)]
+pub use forkserver::fork_server_pid;
+pub use forkserver::stop_fork_server;
 pub use jobs::{AsyncResult, IMap};
 pub use payload::Payload;
 pub use pool::{DEFAULT_MAX_MESSAGE, Pool, PoolBuilder, ThreadPool};

@@ -287,12 +287,14 @@ impl ThreadPool {
     }
 }
 
-fn one<R>(v: Vec<R>) -> Option<R> {
-    v.into_iter().next()
+fn one<R>(v: &mut dyn Iterator<Item = R>, _: usize) -> Option<R> {
+    v.next()
 }
 
-fn all<R>(v: Vec<R>) -> Option<Vec<R>> {
-    Some(v)
+fn all<R>(v: &mut dyn Iterator<Item = R>, count: usize) -> Option<Vec<R>> {
+    let mut out = Vec::with_capacity(count);
+    out.extend(v);
+    Some(out)
 }
 
 impl<W: Workers> Pool<W> {

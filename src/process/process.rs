@@ -22,6 +22,7 @@ use crate::error::{Exit, ProcessError};
 use crate::process::channel::{self, Channel};
 use crate::process::child::{self, Spec, tag};
 use crate::process::entry::{Entry, Origin, read_record};
+use crate::process::forkserver;
 use crate::process::payload::Payload;
 use crate::sys;
 
@@ -58,6 +59,20 @@ pub enum StartMethod {
     /// Refused with [`ProcessError::ForkWithThreads`] while this process runs more than one
     /// thread: a lock that another thread held at the fork stays held forever in the child.
     Fork,
+    /// The child is forked from a fork server (Python's `forkserver`): a process started once,
+    /// like a spawned child, that waits before `main` and forks a child per start. The child
+    /// is in the state of a spawned one (nothing of `main` has run), takes this process's
+    /// environment and working directory at `start`, and is this process's own child, so
+    /// that joins, exit codes and signals are as with `Spawn`; starting it costs a fork
+    /// instead of an `exec`. It inherits the descriptors without close-on-exec that this
+    /// process had when the server started, not those opened since.
+    ///
+    /// The server is a child of this process that lives until this process ends or
+    /// [`stop_fork_server`](crate::process::stop_fork_server) is called; it is killed when
+    /// the thread that started it ends, and started again at the next start. Daemons, and
+    /// every child where the server cannot run (it needs x86_64 with glibc and `clone3`), are
+    /// spawned.
+    ForkServer,
 }
 
 enum Target {
@@ -245,8 +260,14 @@ impl<R: Payload> Process<R> {
             channel: name.clone(),
             name: self.name.clone(),
         };
-        let (pid, pidfd) = match self.method {
-            StartMethod::Spawn => {
+        let served = match self.method {
+            StartMethod::ForkServer if !self.daemon => forkserver::launch(&spec, &self.env)?,
+            _ => None,
+        };
+        let (pid, pidfd) = match (served, self.method) {
+            (Some(child), _) => child,
+            (None, StartMethod::Fork) => fork(&spec)?,
+            (None, _) => {
                 let mut cmd = Command::new("/proc/self/exe");
                 // The child sees the parent's arguments, as Python's spawn passes `sys.argv`.
                 let mut args = std::env::args_os();
@@ -260,7 +281,6 @@ impl<R: Payload> Process<R> {
                 cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
                 adopt(cmd.spawn()?)?
             }
-            StartMethod::Fork => fork(&spec)?,
         };
         Ok(Running {
             pid,

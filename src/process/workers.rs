@@ -372,6 +372,7 @@ impl sealed::Backend for Processes {
             .set_env(KEY_ENV, &format!("{:x}:{:x}", key[0], key[1]));
         process.start()?;
         Ok(ProcessWorker {
+            pid: process.pid().unwrap_or(0),
             process,
             tasks,
             blob_prefix,
@@ -465,6 +466,8 @@ impl Transport for ChannelTransport {
 /// A worker process, with its task channel.
 #[derive(Debug)]
 pub struct ProcessWorker {
+    /// The process's pid, read once: the pool reads it for every outcome it files.
+    pid: u32,
     process: Process<()>,
     tasks: Channel,
     blob_prefix: String,
@@ -482,7 +485,7 @@ impl Drop for ProcessWorker {
 
 impl Worker for ProcessWorker {
     fn pid(&self) -> u32 {
-        self.process.pid().unwrap_or(0)
+        self.pid
     }
 
     fn send(&self, task: Vec<u8>) -> Result<(), Vec<u8>> {

@@ -215,6 +215,11 @@ std::thread_local! {
     static IDS: std::cell::Cell<(u32, u32, u32)> = const { std::cell::Cell::new((u32::MAX, 0, 0)) };
 }
 
+/// Counts a fork in a child made without glibc's `fork` (which would run [`count_fork`]).
+pub(crate) fn count_fork_in_child() {
+    count_fork();
+}
+
 /// Registers [`count_fork`] once per process.
 #[inline]
 fn count_forks() {

@@ -5,11 +5,14 @@
 //!   second.
 //! - **apply_async + get**: [`APPLY_TASKS`] `apply_async` calls of the same function, then `get`
 //!   on each result; tasks per second.
-//! - **Process start + join**: a child that runs a function returning at once, started (spawn:
-//!   a new run of this executable, mpshm's default) and joined, [`PROCESSES`] times in a row,
-//!   each timed. Python's rows: its `spawn` start method, and `fork` (its default up to 3.13).
-//!   mpshm's fork is left out: it refuses to fork a process that runs other threads, and the
-//!   pool's run here.
+//! - **Process start + join**: a child that runs a function returning at once, started and
+//!   joined, [`PROCESSES`] times in a row, each timed; each of mpshm's rows beside the Python
+//!   row of the same kind of start. mpshm's spawn (its default: a new run of this executable)
+//!   against Python's `spawn`; mpshm's fork server (`StartMethod::ForkServer`: each child
+//!   forked from a server started once, as fresh as a spawned one) against Python's `fork`,
+//!   its default up to 3.13 and its fastest method, rather than its slower `forkserver`, which
+//!   has a row of its own. mpshm's fork is left out: it refuses to fork a process that runs
+//!   other threads, and the pool's run here.
 
 use std::time::Instant;
 
@@ -99,7 +102,20 @@ pub fn cases(groups: &[&str], python: bool) -> Vec<Case> {
                 python: py("process/python-spawn"),
                 ..Refs::default()
             },
-            start_join,
+            |ctx| start_join(ctx, StartMethod::Spawn),
+        ));
+        out.push(Case::new(
+            "process",
+            &section,
+            "process/forkserver",
+            "Process, fork server (vs Python fork)",
+            Side::Mpshm,
+            Unit::Time,
+            Refs {
+                python: py("process/python-fork"),
+                ..Refs::default()
+            },
+            |ctx| start_join(ctx, StartMethod::ForkServer),
         ));
         if python {
             out.push(Case::python(
@@ -118,6 +134,15 @@ pub fn cases(groups: &[&str], python: bool) -> Vec<Case> {
                 "Python Process, fork",
                 Unit::Time,
                 "process fork".into(),
+                Arg::Count(PROCESSES),
+            ));
+            out.push(Case::python(
+                "process",
+                &section,
+                "process/python-forkserver",
+                "Python Process, forkserver",
+                Unit::Time,
+                "process forkserver".into(),
                 Arg::Count(PROCESSES),
             ));
         }
@@ -157,14 +182,14 @@ fn apply_async(ctx: &mut Ctx) -> Res<Sample> {
     Ok(Sample::mean(start.elapsed().as_secs_f64(), tasks))
 }
 
-fn start_join(ctx: &mut Ctx) -> Res<Sample> {
+fn start_join(ctx: &mut Ctx, method: StartMethod) -> Res<Sample> {
     let n = ctx.count(PROCESSES);
     let mut hist = Hist::default();
     let start = Instant::now();
     for _ in 0..n {
         let t = Instant::now();
         let mut p = Process::new(nothing, ());
-        p.set_start_method(StartMethod::Spawn);
+        p.set_start_method(method);
         p.start()?;
         p.join()?;
         hist.add(t.elapsed().as_nanos() as f64);
