@@ -856,10 +856,21 @@ fn advance<const ALONE: bool>(index: &AtomicU64, pos: u64) {
     }
 }
 
-/// Writes `msg` and its length into a slot this thread has claimed (`WRITING`).
+/// Writes `msg` and its length into a slot this thread has claimed (`WRITING`), or holds the
+/// producers' role for.
+///
+/// The message first, and nothing stored into the slot before it: the caller has usually just
+/// made the message in smaller pieces than the copy's loads, and such a load waits until those
+/// stores leave the processor, behind every older store; a store into the slot (whose line the
+/// consumer may be polling) ahead of it would make every put wait for that line to come back.
+/// The length word only if it changed: a queue of one message size then writes only the data
+/// and the state word.
 #[inline]
 fn write_data(slot: &[AtomicU64], msg: &[u8]) {
-    slot[1].store(msg.len() as u64, Relaxed);
+    // Relaxed, both here and at the store below: the slot is ours until the Release store of
+    // its state word, which publishes this with the data. Read before the data is stored, while
+    // the line is still here for reading, not behind our own stores.
+    let len_changed = slot[1].load(Relaxed) != msg.len() as u64;
     let data = &slot[2..];
     assert!(msg.len() <= data.len() * 8);
     // loom's atomics are handles, not memory: copy word by word, Relaxed, so that a missing
@@ -881,6 +892,9 @@ fn write_data(slot: &[AtomicU64], msg: &[u8]) {
             data.as_ptr().cast::<u8>().cast_mut(),
             msg.len(),
         );
+    }
+    if len_changed {
+        slot[1].store(msg.len() as u64, Relaxed);
     }
 }
 

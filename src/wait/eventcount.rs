@@ -14,9 +14,9 @@
 //! second mode, *sleepy*, kept in the high bits of `waiters` as a credit ([`CREDIT`]): a sleeper
 //! that finds no credit runs the `membarrier` and then sets the credit; one that finds credit
 //! runs a plain full fence instead, and so does every waker that finds credit, before it looks
-//! at the count again. A wake that finds credit but no sleeper spends one unit, so a stream with
-//! no sleeper goes back to running no fence at all after [`CREDIT`] wake-ups; the next sleeper
-//! enters through the `membarrier` again. Why that is enough (DESIGN.md, "The parked path"):
+//! at the count again. A wake that finds credit but no sleeper spends all of it, so a stream
+//! whose other side slept once goes back to running no fence (and writing nothing here) at its
+//! next wake; the next sleeper enters through the `membarrier` again. Why that is enough (DESIGN.md, "The parked path"):
 //! a waker that read the word without credit and without the sleeper's count read it before that
 //! credit's first setter counted itself, so before that setter's `membarrier`, which therefore
 //! fenced the waker after its change; and every change of the word is a read-modify-write, so a
@@ -47,11 +47,14 @@ pub(crate) struct EventCount {
 pub(crate) const COUNT: u32 = (1 << 20) - 1;
 
 /// The bits of `EventCount::waiters` that hold the sleepy credit: while it is not zero, sleepers
-/// and wakers run full fences instead of the sleeper's `membarrier` (see the module's docs). Its
-/// unit is the lowest of these bits; a sleeper that enters sets all of them (4095 units).
+/// and wakers run full fences instead of the sleeper's `membarrier` (see the module's docs). A
+/// sleeper that enters sets all of them; a wake that finds no sleeper clears all of them. (A
+/// build of layout version 7 or 8 spends one unit, the lowest of these bits, per such wake
+/// instead: any mix of the two is safe, since credit may run out at any time.)
 pub(crate) const CREDIT: u32 = !COUNT;
 
-/// One unit of [`CREDIT`].
+/// The lowest bit of [`CREDIT`], for the models that start with some credit.
+#[cfg(all(test, loom))]
 const CREDIT_UNIT: u32 = COUNT + 1;
 
 impl EventCount {
@@ -89,12 +92,14 @@ impl EventCount {
             fence::full();
             waiters = self.waiters.load(Relaxed);
             if waiters & COUNT == 0 && waiters & CREDIT != 0 {
-                // A wake-up with no one to wake: one unit of credit spent (a CAS, so that it
-                // never takes the credit below zero into the count, nor sets credit nobody
-                // fenced for). Lost to a racing change, the unit is simply not spent.
-                let _ =
-                    self.waiters
-                        .compare_exchange(waiters, waiters - CREDIT_UNIT, Relaxed, Relaxed);
+                // A wake-up with no one to wake: the other side is not sleeping now, so this
+                // side is streaming. The whole credit is spent at once (a CAS from the word
+                // read, so that it never sets credit nobody fenced for), and the next wakes run
+                // no fence and write nothing here; the next sleeper enters through the
+                // membarrier again. Lost to a racing change, nothing is spent.
+                let _ = self
+                    .waiters
+                    .compare_exchange(waiters, waiters & COUNT, Relaxed, Relaxed);
             }
         }
         if waiters & COUNT != 0 {

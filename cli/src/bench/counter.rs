@@ -16,8 +16,8 @@ use mpshm::{RawValue, Value};
 
 use super::floor::CCounter;
 use super::shm::StartLine;
-use super::{Arg, Case, Ctx, Refs, Sample, Side, Unit};
-use crate::kit::{Child, Res};
+use super::{Arg, Case, Ctx, PIN_ENV, Refs, Sample, Side, Unit};
+use crate::kit::{Child, Res, Spawn};
 
 /// Additions per process in one run (times `--scale`).
 const N: u64 = 1_000_000;
@@ -142,9 +142,8 @@ fn counter(ctx: &mut Ctx, routine: &str) -> Res<Sample> {
     let name = ctx.name();
     // Dropped (and unlinked) on every path out.
     let (counter, shared) = Counter::create(routine, &name)?;
-    let sample = two_processes(ctx, &format!("count {routine} {n} {shared}"), 2 * n, || {
-        counter.count(n)
-    })?;
+    let role = format!("count {routine} {n} {shared}");
+    let sample = two_processes_on(ctx, &role, 2 * n, || counter.count(n), apart(ctx))?;
     let total = counter.total()?;
     if total != 2 * n {
         return Err(format!("{routine}: the counter is {total}, expected {}", 2 * n).into());
@@ -161,12 +160,61 @@ pub fn two_processes(
     ops: u64,
     work: impl FnOnce() -> Res<()>,
 ) -> Res<Sample> {
+    two_processes_on(ctx, role, ops, work, None)
+}
+
+/// The two CPUs a locked counter's processes are pinned to, one each, unless `--pin` places
+/// them: the first two this process may run on. Left to the scheduler, two processes contending
+/// for one lock on a machine with other work are sometimes put on one CPU, where the lock
+/// changes hands only when a time slice ends and each runs almost alone, and sometimes on two,
+/// where it changes hands between the cores; the two give rates a factor of two or more apart,
+/// and a round of the floor and a round of ours would each get one or the other at random.
+/// Pinned apart, every round measures the contention between two cores that the floor stands
+/// for. `None` with fewer than two CPUs.
+fn apart(ctx: &Ctx) -> Option<(usize, usize)> {
+    if !ctx.pin.is_empty() {
+        return None;
+    }
+    let set = rustix::thread::sched_getaffinity(None).ok()?;
+    let mut cpus = (0..rustix::thread::CpuSet::MAX_CPU).filter(|&cpu| set.is_set(cpu));
+    Some((cpus.next()?, cpus.next()?))
+}
+
+/// This thread's CPUs as they were before [`two_processes_on`] pinned it, put back on drop.
+struct Unpin(rustix::thread::CpuSet);
+
+impl Drop for Unpin {
+    fn drop(&mut self) {
+        let _ = rustix::thread::sched_setaffinity(None, &self.0);
+    }
+}
+
+/// [`two_processes`], with this thread on the first CPU of `cpus` and the child on the second
+/// while it runs (see [`apart`]).
+fn two_processes_on(
+    ctx: &mut Ctx,
+    role: &str,
+    ops: u64,
+    work: impl FnOnce() -> Res<()>,
+    cpus: Option<(usize, usize)>,
+) -> Res<Sample> {
     let line = StartLine::create()?;
-    let mut kid: Child = ctx.spawn(
-        format!("{role} {}", line.page.name()),
-        Stdio::null(),
-        Stdio::null(),
-    )?;
+    let role = format!("{role} {}", line.page.name());
+    let (mut kid, _unpin): (Child, _) = match cpus {
+        Some((here, there)) => {
+            let before = rustix::thread::sched_getaffinity(None)?;
+            super::pin_to(here)?;
+            let unpin = Unpin(before);
+            let kid = Spawn::role(&role)?
+                .control_on_stderr()
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .env(PIN_ENV, &there.to_string())
+                .spawn()?;
+            (kid, Some(unpin))
+        }
+        None => (ctx.spawn(role, Stdio::null(), Stdio::null())?, None),
+    };
     line.run(
         0,
         || match kid.try_wait()? {

@@ -58,6 +58,26 @@ fn fifo_wraps_and_reports_full_and_empty() {
     }
 }
 
+/// A put writes a slot's length word only when it changed (`write_data`): each slot here gets a
+/// length other than its last one's in some laps and the same in others, first through the
+/// shared protocol and then (after `GRANT_AFTER` puts) as the producers' holder.
+#[test]
+fn a_slot_reused_with_another_length_reads_back_that_length() {
+    let lens = [5usize, 5, 3, 0, 8, 8, 1, 5];
+    let h = HeapRing::new(2, 8);
+    let r = h.ring(me());
+    for (lap, &len) in lens.iter().enumerate() {
+        let msgs = [vec![lap as u8; len], vec![!(lap as u8); 8 - len]];
+        for msg in &msgs {
+            assert_eq!(r.try_put(msg), TryPut::Done);
+        }
+        for msg in &msgs {
+            assert_eq!(get_vec(&r), TryGet::Got(msg.clone()));
+        }
+    }
+    assert!(h.ctl.producers.holder().is_some());
+}
+
 #[test]
 fn capacity_one_works() {
     let h = HeapRing::new(1, 8);
