@@ -400,18 +400,19 @@ fn kinds_and_values_are_checked() {
     assert_eq!(same.initial_value(), 1, "the creator's value stands");
 }
 
-/// A hot loop: take `args[1]` permits, hold them a little, give them back, forever; a kill
-/// lands anywhere in it (inside the state lock, holding some permits, or none).
+/// A hot loop: take `args[1]` permits, hold them up to `args[2]` µs, give them back, forever;
+/// a kill lands anywhere in it (inside the state lock, holding some permits, or none).
 fn churn(args: &[String]) {
     let sem = Semaphore::open(&args[0]).expect("open");
     let count: usize = args[1].parse().expect("count");
+    let hold: u64 = args[2].parse().expect("hold");
     let mut rng = common::sync::Rng::new();
     common::ready();
     loop {
         let guards: Vec<_> = (0..count)
             .map(|_| sem.acquire().expect("acquire"))
             .collect();
-        common::sync::spin_for(rng.duration(Duration::from_micros(40)));
+        common::sync::spin_for(rng.duration(Duration::from_micros(hold)));
         drop(guards);
         common::sync::spin_for(rng.duration(Duration::from_micros(5)));
     }
@@ -423,7 +424,7 @@ fn churn(args: &[String]) {
 /// nothing the dead child held or was updating is lost, and the free count is the initial
 /// value again once the parent gives them back.
 fn kill_loop_hot_holders() {
-    let trials = common::sync::trials(30);
+    let trials = common::sync::trials(300);
     let n = name("semkl");
     let sem = Semaphore::create(&n, 2).expect("create");
     let mut rng = common::sync::Rng::new();
@@ -459,7 +460,7 @@ fn kill_loop_hot_holders() {
 /// A child holds the only permit while a thread of the parent sleeps in `acquire`; the child is
 /// killed: the time from the kill to the waiter's wake-up with the permit.
 fn kill_loop_blocked_waiter() {
-    let trials = common::sync::trials(30);
+    let trials = common::sync::trials(300);
     let n = name("semkw");
     let sem = Semaphore::create(&n, 1).expect("create");
     let mut rng = common::sync::Rng::new();
