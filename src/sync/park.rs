@@ -99,12 +99,27 @@ impl StateLock for crate::sys::RobustMutex {
     }
 }
 
-/// A state lock for the loom models: a futex lock on a model atomic. No holder ever dies in a
-/// model, so it is always entered clean.
+/// A state lock for the loom models: a futex lock on a model atomic (0 free, 1 held). A model
+/// may start it held by a process that died inside ([`ModelLock::left_by_the_dead`]): the
+/// next holder enters it for a repair, as the robust mutex's next holder does.
 #[cfg(loom)]
 #[derive(Debug, Default)]
 pub(crate) struct ModelLock {
     word: AtomicU32,
+}
+
+/// The model lock's word while its holder is dead.
+#[cfg(loom)]
+const DEAD_HOLDER: u32 = 2;
+
+#[cfg(loom)]
+impl ModelLock {
+    /// A lock whose holder died inside it.
+    pub(crate) fn left_by_the_dead() -> ModelLock {
+        ModelLock {
+            word: AtomicU32::new(DEAD_HOLDER),
+        }
+    }
 }
 
 #[cfg(loom)]
@@ -113,6 +128,13 @@ impl StateLock for ModelLock {
         loop {
             if self.word.compare_exchange(0, 1, SeqCst, SeqCst).is_ok() {
                 return Ok(Entered::Clean);
+            }
+            if self
+                .word
+                .compare_exchange(DEAD_HOLDER, 1, SeqCst, SeqCst)
+                .is_ok()
+            {
+                return Ok(Entered::Repair);
             }
             if !matches!(until, Deadline::Never) {
                 return Err(EnterError::Busy);
