@@ -1,6 +1,7 @@
 //! loom models of the synchronisation family on heap memory: the semaphore's count, waiters,
-//! holder records and redo log, the event's flag and set count, the condition's slots and notify, the barrier's
-//! generations — every interleaving of a few threads up to the preemption bound.
+//! holder records and redo log, the event's flag and set count, the condition's slots and
+//! notify, the barrier's generations — every interleaving of a few threads up to the
+//! preemption bound.
 //!
 //! `RUSTFLAGS="--cfg loom" cargo test --release --lib sync::loom` (two preemptions deep unless
 //! `LOOM_MAX_PREEMPTIONS` says otherwise).
