@@ -61,6 +61,7 @@ impl Cell {
     }
 }
 
+/// Runs `f` under loom, three preemptions deep unless `LOOM_MAX_PREEMPTIONS` says otherwise.
 fn model(f: impl Fn() + Send + Sync + 'static) {
     let mut builder = loom::model::Builder::new();
     if builder.preemption_bound.is_none() {
@@ -350,19 +351,11 @@ impl HeapList {
 /// The states the writer commits, one after the other.
 const STATES: [&[u64]; 4] = [&[10], &[20], &[30, 20], &[30]];
 
-fn list_model(f: impl Fn() + Send + Sync + 'static) {
-    let mut builder = loom::model::Builder::new();
-    if builder.preemption_bound.is_none() {
-        builder.preemption_bound = Some(2);
-    }
-    builder.check(f);
-}
-
 /// A reader's snapshots during a writer's set, insert and remove: each kept one is a whole
 /// committed state, never an older one than the last kept.
 #[test]
 fn a_list_snapshot_is_a_committed_state() {
-    list_model(|| {
+    model(|| {
         let l = Arc::new(HeapList::new(2, &[10]));
         let writer = {
             let l = l.clone();
@@ -392,7 +385,7 @@ fn a_killed_list_writer_is_repaired() {
     // Steps of the three operations: 6, 7 and 5.
     const STEPS: usize = 18;
     for cut in 0..=STEPS {
-        list_model(move || {
+        model(move || {
             let l = Arc::new(HeapList::new(2, &[10]));
             let done = {
                 let l = l.clone();
