@@ -219,17 +219,24 @@ impl HeapList {
         &self.words()[self.entry_word(id) + 2]
     }
 
-    /// `SharedList::set(at, v)`: a spare entry, committed in the item's index word.
-    fn set(&self, at: usize, v: u64, life: &Life) -> Result<(), Killed> {
-        let (copy, len) = alive(self.list_state())?;
-        assert!(at < len);
-        let old = alive(self.entry_id(self.index(copy)[at].load(Ordering::Relaxed) - 1))?;
+    /// An entry from the pool, the write begun, the entry written (as `list.rs` does before
+    /// it commits): the entry and the write's token.
+    fn new_entry(&self, v: u64, life: &Life) -> Result<(usize, u64), Killed> {
         life.step()?;
         let new = alive(words::alloc(self))?;
         life.step()?;
         let token = seqlock::begin_write(self.seq());
         life.step()?;
         self.data(new).store(v, Ordering::Relaxed);
+        Ok((new, token))
+    }
+
+    /// `SharedList::set(at, v)`: a spare entry, committed in the item's index word.
+    fn set(&self, at: usize, v: u64, life: &Life) -> Result<(), Killed> {
+        let (copy, len) = alive(self.list_state())?;
+        assert!(at < len);
+        let old = alive(self.entry_id(self.index(copy)[at].load(Ordering::Relaxed) - 1))?;
+        let (new, token) = self.new_entry(v, life)?;
         life.step()?;
         commit(&self.index(copy)[at], new as u64 + 1);
         life.step()?;
@@ -244,12 +251,7 @@ impl HeapList {
     fn push_front(&self, v: u64, life: &Life) -> Result<(), Killed> {
         let (copy, len) = alive(self.list_state())?;
         assert!(len < self.lay.capacity);
-        life.step()?;
-        let new = alive(words::alloc(self))?;
-        life.step()?;
-        let token = seqlock::begin_write(self.seq());
-        life.step()?;
-        self.data(new).store(v, Ordering::Relaxed);
+        let (new, token) = self.new_entry(v, life)?;
         let (from, to) = (self.index(copy), self.index(1 - copy));
         life.step()?;
         to[0].store(new as u64 + 1, Ordering::Relaxed);
