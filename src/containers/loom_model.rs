@@ -395,6 +395,11 @@ fn a_killed_list_writer_is_repaired() {
             }
             .join()
             .expect("writer");
+            assert_eq!(
+                done == 3,
+                cut == STEPS,
+                "cut {cut}: the steps were miscounted"
+            );
             let reader = {
                 let l = l.clone();
                 thread::spawn(move || l.snapshot(2))
