@@ -511,7 +511,7 @@ fn loop_party(args: &[String]) {
 /// victim; after `reset` (and a new victim) the barrier passes rounds again. Reported: kill to
 /// the parent party's wake-up with the error.
 fn kill_loop_party() {
-    let trials = common::sync::trials(30);
+    let trials = common::sync::trials(300);
     let b = name("bkl");
     let barrier = Barrier::create(&b, 3).expect("create");
     let mut rng = common::sync::Rng::new();

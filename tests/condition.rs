@@ -611,13 +611,15 @@ fn ping_pong(args: &[String]) {
 /// A child plays ping-pong with a thread of the parent and is killed at a random point: inside
 /// its wait, between a notify and its wake, holding the lock. The parent's waits never outlast
 /// their timeout, and afterwards the condition still works: a fresh waiter is reached by
-/// `notify(1)`, no slot of the dead child swallows it.
+/// `notify(1)`, no slot of the dead child swallows it. Reported: kill to the return of the
+/// partner's last wait (its 5 ms timeout, when no notify of the child's was pending).
 fn kill_loop_ping_pong() {
-    let trials = common::sync::trials(30);
+    let trials = common::sync::trials(300);
     let (c, t) = (name("ckl"), name("cklt"));
     let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     let turns = RawValue::<u64>::create(&t, 0).expect("create");
     let mut rng = common::sync::Rng::new();
+    let mut samples = Vec::new();
     for _ in 0..trials {
         let mut child = Child::spawn("ping_pong", &[&c, &t]);
         child.wait_ready();
@@ -629,7 +631,8 @@ fn kill_loop_ping_pong() {
                     let mut g = lock(&cond);
                     turns.fetch_add(1);
                     g.notify(1);
-                    let asked = Duration::from_millis(50);
+                    // Short: after the kill, the partner's last wait ends by its timeout.
+                    let asked = Duration::from_millis(5);
                     let began = Instant::now();
                     match g.wait_timeout(asked) {
                         Ok(_) => {}
@@ -646,15 +649,21 @@ fn kill_loop_ping_pong() {
                 std::thread::yield_now();
             }
             common::sync::spin_for(rng.duration(Duration::from_millis(2)));
+            let killed = Instant::now();
             child.kill();
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             partner.join().expect("partner");
+            samples.push(killed.elapsed());
         });
         assert!(
             fresh_waiter_notified(&cond),
             "a dead waiter's slot swallowed the notify"
         );
     }
+    common::sync::report(
+        "condition, ping-pong partner killed: the survivor's last wait ends",
+        &mut samples,
+    );
 }
 
 /// Starts a waiter, notifies one, and says whether the waiter got it.
@@ -698,7 +707,7 @@ fn wait_and_mark(args: &[String]) {
 /// leaves the notify to be passed on, which this cannot tell from a taken one.) Reported: kill
 /// to the younger waiter's wake-up, when the notify came before the kill.
 fn kill_loop_notified_waiter() {
-    let trials = common::sync::trials(30);
+    let trials = common::sync::trials(300);
     let (c, f) = (name("cknw"), name("cknwf"));
     let cond = Condition::create(&c, ConditionLock::Own).expect("create");
     let consumed = RawValue::<u64>::create(&f, 0).expect("create");

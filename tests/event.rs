@@ -279,7 +279,7 @@ fn set_after_a_while(args: &[String]) {
 /// waiter returns `true` on its own; when the kill came first, a set by the parent releases it.
 /// Reported: kill to wake-up, for the waiters still asleep at the kill with the flag up.
 fn kill_loop_setter() {
-    let trials = common::sync::trials(30);
+    let trials = common::sync::trials(300);
     let n = name("evkl");
     let ev = Event::create(&n, ()).expect("create");
     let mut rng = common::sync::Rng::new();

@@ -1,10 +1,15 @@
-//! Property tests: names, and values and arrays surviving the trip through a segment.
+//! Property tests: names, values and arrays surviving the trip through a segment, and the
+//! containers' operations against a model (the `container_ops` fuzz target's check, run here on
+//! proptest's inputs so that a machine without a nightly toolchain runs it too).
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use mpshm::prelude::*;
 use mpshm::{Array, Error, RawArray, Value};
 use proptest::prelude::*;
+
+#[path = "../fuzz/container_model.rs"]
+mod container_model;
 
 fn name() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -72,5 +77,27 @@ proptest! {
         for (k, x) in xs.iter().enumerate() {
             prop_assert_eq!(a.get(k), Ok(*x));
         }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Byte 0 picks the mode (bit 0: model or damaged memory) and the capacities; the rest are
+    /// operations, or patches (the format is in `fuzz/container_model.rs`).
+    #[test]
+    fn container_operations_match_a_model(data in prop::collection::vec(any::<u8>(), 0..400)) {
+        container_model::run(&data, &name(), &name());
+    }
+
+    /// The model mode alone, with longer runs of operations on containers of every capacity.
+    #[test]
+    fn container_operations_match_a_model_at_length(
+        head in any::<u8>(),
+        ops in prop::collection::vec(any::<u8>(), 200..2000),
+    ) {
+        let mut data = vec![head & !1];
+        data.extend(ops);
+        container_model::run(&data, &name(), &name());
     }
 }

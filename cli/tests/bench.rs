@@ -95,6 +95,8 @@ fn a_short_run_prints_json() {
         "death/lock-floor-blocked",
         "death/lock-reaped",
         "death/lock-floor-reaped",
+        "death/semaphore",
+        "death/barrier",
     ] {
         row(&report, id);
     }
@@ -114,7 +116,12 @@ fn a_short_run_prints_json() {
         counter["vs"]["floor"].as_f64().is_some_and(|r| r > 0.0),
         "{counter}"
     );
-    for id in ["death/lock-blocked", "death/lock-reaped"] {
+    for id in [
+        "death/lock-blocked",
+        "death/lock-reaped",
+        "death/semaphore",
+        "death/barrier",
+    ] {
         let dead = row(&report, id);
         assert!(
             dead["vs"]["floor"].as_f64().is_some_and(|r| r > 0.0),

@@ -16,9 +16,9 @@ use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 
-use super::store::{
-    self, EMPTY, ID_BASE, LOW, POINT_TRIES, SNAPSHOT_TRIES, Shape, Store, TOMB, Writer, commit,
-    corrupt,
+use super::store::{self, Store, Writer};
+use super::words::{
+    EMPTY, ID_BASE, LOW, POINT_TRIES, SNAPSHOT_TRIES, Shape, TOMB, Words, commit, corrupt,
 };
 use crate::codec::{self, Codec, Plain};
 use crate::error::{ContainerError, Error};

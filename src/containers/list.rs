@@ -11,7 +11,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::atomic::Ordering;
 
-use super::store::{self, POINT_TRIES, SNAPSHOT_TRIES, Shape, Store, Writer, commit};
+use super::store::{self, Store, Writer};
+use super::words::{POINT_TRIES, SNAPSHOT_TRIES, Shape, Words, commit};
 use super::{ListIndex, insert_position, position};
 use crate::codec::{self, Codec, Plain};
 use crate::error::{ContainerError, Error};
@@ -365,7 +366,7 @@ impl<T, C: Codec<T>> SharedList<T, C> {
     /// The number of items. Takes no lock: the length is part of one committed word.
     pub fn len(&self) -> usize {
         let s = self.store.state();
-        ((s & super::store::LOW) as usize).min(self.store.layout().capacity)
+        ((s & super::words::LOW) as usize).min(self.store.layout().capacity)
     }
 
     /// Whether the list is empty.

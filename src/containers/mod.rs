@@ -19,7 +19,8 @@
 //! serialises any serde type (feature `serde`) into entries of a maximum length fixed at
 //! creation.
 
-// Under `--cfg loom` only the sequence lock is built, for its model.
+// Under `--cfg loom` only the sequence lock and the words' algorithm are built, for their
+// models.
 #[cfg(not(loom))]
 mod dict;
 #[cfg(not(loom))]
@@ -29,6 +30,7 @@ mod loom_model;
 pub(crate) mod seqlock;
 #[cfg(not(loom))]
 pub(crate) mod store;
+pub(crate) mod words;
 
 use crate::error::ContainerError;
 #[cfg(not(loom))]

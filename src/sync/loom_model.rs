@@ -1,6 +1,7 @@
-//! loom models of the synchronisation family on heap memory: the semaphore's count and
-//! waiters, the event's flag and set count, the condition's slots and notify, the barrier's
-//! generations — every interleaving of a few threads up to the preemption bound.
+//! loom models of the synchronisation family on heap memory: the semaphore's count, waiters,
+//! holder records and redo log, the event's flag and set count, the condition's slots and
+//! notify, the barrier's generations — every interleaving of a few threads up to the
+//! preemption bound.
 //!
 //! `RUSTFLAGS="--cfg loom" cargo test --release --lib sync::loom` (two preemptions deep unless
 //! `LOOM_MAX_PREEMPTIONS` says otherwise).
@@ -9,7 +10,10 @@
 //! deadlock, which loom reports; the state lock is a futex lock on it. A wait with a deadline
 //! times out at once (a timeout may fire at any moment, so that is one of the real schedules);
 //! one without sleeps until woken. The attachment records are the heap model of `records`:
-//! records held by `MODEL_DEAD_PID` stand for dead processes; every other holder is alive.
+//! records held by `MODEL_DEAD_PID` stand for dead processes; every other holder is alive. A
+//! process killed inside the state lock is staged before the model's threads start: the lock
+//! left held by the dead (`ModelLock::left_by_the_dead`) and its words as its stores up to the
+//! kill left them, one model per kill point.
 
 use loom::sync::Arc;
 use loom::sync::atomic::AtomicBool;
@@ -20,7 +24,7 @@ use super::atomic::Ordering::{Relaxed, SeqCst};
 use super::barrier::{BarrierCore, BarrierCtl, PARTY};
 use super::condition::{CondCore, CondCtl, NOTIFIED, Slot};
 use super::event::{EventCore, EventCtl};
-use super::park::{ModelLock, StateLock};
+use super::park::{Entered, Inside, ModelLock, StateLock};
 use super::records::{MODEL_DEAD_PID, Member, ModelRecord, Records};
 use super::semaphore::{SemCore, SemCtl, halves, word};
 use crate::error::{AcquireError, BarrierError, BreakCause};
@@ -178,6 +182,64 @@ fn semaphore_dead_holders_permit_returns() {
             "the dead record was freed"
         );
     });
+}
+
+/// A process died inside the state lock in the middle of committing its acquire of the only
+/// permit, after its first `cut` stores (every cut, in the order `SemCore::commit` makes them:
+/// the log, its flag, the update, the flag cleared). Two threads then take and give back a
+/// permit each: the first to enter replays the log if its flag is up, whoever finds the dead
+/// record returns what it holds, and in the end the permit is back, nobody is counted asleep,
+/// the log is closed and the dead record freed.
+#[test]
+fn semaphore_update_cut_short_by_death_is_replayed() {
+    const STORES: usize = 9;
+    for cut in 0..=STORES {
+        model(move || {
+            let mut sem = HeapSem::new(1, &[proc_word(1), proc_word(2), DEAD]);
+            sem.lock = ModelLock::left_by_the_dead();
+            let c = &sem.ctl;
+            let (data, state, held) = (word(1, 0), word(0, 0), 1);
+            let stores: [&dyn Fn(); STORES] = [
+                &|| c.redo_record.store(2, Relaxed),
+                &|| c.redo_data.store(data, Relaxed),
+                &|| c.redo_state.store(state, Relaxed),
+                &|| c.redo_held.store(held, Relaxed),
+                &|| c.redo_valid.store(1, SeqCst),
+                &|| sem.records[2].data.store(data, Relaxed),
+                &|| c.state.store(state, Relaxed),
+                &|| c.held.store(held, Relaxed),
+                &|| c.redo_valid.store(0, SeqCst),
+            ];
+            for store in &stores[..cut] {
+                store();
+            }
+            let sem = Arc::new(sem);
+            let threads: Vec<_> = (0..2)
+                .map(|i| {
+                    let sem = sem.clone();
+                    thread::spawn(move || {
+                        let me = member(&sem.records, i);
+                        let core = sem.core();
+                        core.acquire(me, Deadline::Never, None).expect("acquire");
+                        core.give_back(me);
+                    })
+                })
+                .collect();
+            for t in threads {
+                t.join().expect("thread");
+            }
+            // The dead record may not have been found if nobody had to wait: whoever takes
+            // the lock next finds it.
+            let (inside, how) = Inside::enter(&sem.lock, Deadline::Never).expect("enter");
+            assert_eq!(how, Entered::Clean);
+            sem.core().reclaim_dead();
+            drop(inside);
+            assert_eq!(halves(sem.ctl.state.load(Relaxed)), (1, 0), "cut {cut}");
+            assert_eq!(sem.ctl.held.load(Relaxed), 0, "cut {cut}");
+            assert_eq!(sem.ctl.redo_valid.load(Relaxed), 0, "cut {cut}");
+            assert_eq!(sem.records[2].owner.load(Relaxed), 0, "cut {cut}");
+        });
+    }
 }
 
 /// An event on the heap.

@@ -60,6 +60,15 @@ const SPIN_TRIES: u32 = 64;
 /// holder stays for a few stores, unless it was stopped or preempted there.
 const TRY_PATIENCE: std::time::Duration = std::time::Duration::from_millis(1);
 
+/// The longest a wait for the state lock sleeps before it tries the lock again. A robust
+/// mutex can lose a wake-up: an unlock clears the waiters bit and wakes one sleeper; if that
+/// one is killed before it takes the lock, and another thread takes it first (with no waiters
+/// bit, as an uncontended lock does), the kernel's exit handling wakes nobody (the lock has
+/// an owner) and that owner's unlock wakes nobody (no bit), so the other sleepers would sleep
+/// until some later contended unlock, or forever. Sleeping in slices bounds that to one slice;
+/// a wait this long happens only when the holder was stopped or preempted inside.
+const LOST_WAKE_SLICE: std::time::Duration = std::time::Duration::from_millis(10);
+
 #[cfg(not(loom))]
 impl StateLock for crate::sys::RobustMutex {
     fn enter(&self, until: Deadline) -> Result<Entered, EnterError> {
@@ -72,11 +81,19 @@ impl StateLock for crate::sys::RobustMutex {
         }
         if matches!(r, Err(LockFail::Busy)) {
             r = match until {
-                Deadline::Never => self.lock(),
                 Deadline::Now => self.lock_timeout(TRY_PATIENCE),
-                Deadline::At(t) => {
-                    self.lock_timeout(t.saturating_duration_since(std::time::Instant::now()))
-                }
+                Deadline::Never | Deadline::At(_) => loop {
+                    let slice = match until {
+                        Deadline::At(t) => t
+                            .saturating_duration_since(std::time::Instant::now())
+                            .min(LOST_WAKE_SLICE),
+                        _ => LOST_WAKE_SLICE,
+                    };
+                    match self.lock_timeout(slice) {
+                        Err(LockFail::Busy) if !until.passed() => {}
+                        done => break done,
+                    }
+                },
             };
         }
         match r {
@@ -99,12 +116,27 @@ impl StateLock for crate::sys::RobustMutex {
     }
 }
 
-/// A state lock for the loom models: a futex lock on a model atomic. No holder ever dies in a
-/// model, so it is always entered clean.
+/// A state lock for the loom models: a futex lock on a model atomic (0 free, 1 held). A model
+/// may start it held by a process that died inside ([`ModelLock::left_by_the_dead`]): the
+/// next holder enters it for a repair, as the robust mutex's next holder does.
 #[cfg(loom)]
 #[derive(Debug, Default)]
 pub(crate) struct ModelLock {
     word: AtomicU32,
+}
+
+/// The model lock's word while its holder is dead.
+#[cfg(loom)]
+const DEAD_HOLDER: u32 = 2;
+
+#[cfg(loom)]
+impl ModelLock {
+    /// A lock whose holder died inside it.
+    pub(crate) fn left_by_the_dead() -> ModelLock {
+        ModelLock {
+            word: AtomicU32::new(DEAD_HOLDER),
+        }
+    }
 }
 
 #[cfg(loom)]
@@ -113,6 +145,13 @@ impl StateLock for ModelLock {
         loop {
             if self.word.compare_exchange(0, 1, SeqCst, SeqCst).is_ok() {
                 return Ok(Entered::Clean);
+            }
+            if self
+                .word
+                .compare_exchange(DEAD_HOLDER, 1, SeqCst, SeqCst)
+                .is_ok()
+            {
+                return Ok(Entered::Repair);
             }
             if !matches!(until, Deadline::Never) {
                 return Err(EnterError::Busy);

@@ -643,31 +643,23 @@ impl RobustMutex {
         }
     }
 
-    /// Blocks until the mutex is taken.
-    #[inline]
-    pub(crate) fn lock(&self) -> Result<Locked, LockFail> {
-        self.checked()?;
-        // SAFETY: `inner` points to a mutex in memory that stays mapped for `&self`'s lifetime.
-        self.finish(unsafe { libc::pthread_mutex_lock(self.inner.get()) })
-    }
-
-    /// [`lock`](Self::lock), kept small enough to inline: `Ok` when the mutex is now this
-    /// thread's, cleanly; otherwise what [`settle`](Self::settle) sorts out (an owner's death,
-    /// a refused mutex, an error).
+    /// Blocks until the mutex is taken, kept small enough to inline: `Ok` when the mutex is
+    /// now this thread's, cleanly; otherwise what [`settle`](Self::settle) sorts out (an
+    /// owner's death, a refused mutex, an error).
     #[inline]
     pub(crate) fn lock_clean(&self) -> Result<(), Unsettled> {
         let kind = self.kind_word();
         if !written_by_init(kind) {
             return Err(Unsettled::Refused(kind));
         }
-        // SAFETY: as in `lock`.
+        // SAFETY: `inner` points to a mutex in memory that stays mapped for `&self`'s lifetime.
         match unsafe { libc::pthread_mutex_lock(self.inner.get()) } {
             0 => Ok(()),
             rc => Err(Unsettled::Failed(rc)),
         }
     }
 
-    /// What [`lock_clean`](Self::lock_clean) found, as [`lock`](Self::lock) says it.
+    /// What [`lock_clean`](Self::lock_clean) found, as a lock's outcome.
     #[cold]
     pub(crate) fn settle(&self, how: Unsettled) -> Result<Locked, LockFail> {
         match how {
@@ -680,7 +672,7 @@ impl RobustMutex {
     #[inline]
     pub(crate) fn try_lock(&self) -> Result<Locked, LockFail> {
         self.checked()?;
-        // SAFETY: as in `lock`.
+        // SAFETY: as in `lock_clean`.
         self.finish(unsafe { libc::pthread_mutex_trylock(self.inner.get()) })
     }
 
@@ -688,7 +680,7 @@ impl RobustMutex {
     pub(crate) fn lock_timeout(&self, timeout: Duration) -> Result<Locked, LockFail> {
         self.checked()?;
         let deadline = monotonic_deadline(timeout);
-        // SAFETY: as in `lock`; `deadline` is a valid, normalised timespec on the stack.
+        // SAFETY: as in `lock_clean`; `deadline` is a valid, normalised timespec on the stack.
         self.finish(unsafe {
             pthread_mutex_clocklock(self.inner.get(), libc::CLOCK_MONOTONIC, &deadline)
         })
@@ -717,7 +709,7 @@ impl RobustMutex {
     /// Releases the mutex. Fails with `EPERM` when this thread does not hold it.
     #[inline]
     pub(crate) fn unlock(&self) -> io::Result<()> {
-        // SAFETY: as in `lock`; robust mutexes check the owner, so a wrong caller gets EPERM.
+        // SAFETY: as in `lock_clean`; robust mutexes check the owner, so a wrong caller gets EPERM.
         check(unsafe { libc::pthread_mutex_unlock(self.inner.get()) })
     }
 }

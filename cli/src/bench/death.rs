@@ -14,6 +14,11 @@
 //!   whose holder is killed, timed until the waiter's `pthread_mutex_lock` returns
 //!   `EOWNERDEAD` (the mutex then made consistent and released, as the `Lock` row marks its
 //!   guard consistent and drops it).
+//! - **Semaphore holder and barrier party death**: a child holds the only permit of a
+//!   `Semaphore`, or has passed a round of a `Barrier` of two; a thread here sleeps in
+//!   `acquire` or in the next `wait`; the time runs from the kill until `acquire` returns the
+//!   dead holder's permit, or `wait` fails with `PartyDied`. The floor is the lock's: the
+//!   robust pthread mutex, blocked at the kill.
 //!
 //! Anything but the expected error stops the run.
 
@@ -25,7 +30,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mpshm::prelude::*;
-use mpshm::{GetError, Lock, LockError, Pipe, Queue, RecvError};
+use mpshm::{
+    Barrier, BarrierError, BreakCause, GetError, Lock, LockError, Pipe, Queue, RecvError, Semaphore,
+};
 
 use super::floor::CCounter;
 use super::stats::Hist;
@@ -119,6 +126,28 @@ pub fn cases() -> Vec<Case> {
             Unit::Time,
             Refs::default(),
             move |ctx| owner_death(ctx, reaped, Holder::C),
+        ));
+    }
+    let section = "Semaphore holder / barrier party SIGKILL → the waiter wakes".to_owned();
+    for (kind, label) in [
+        (
+            Sync::Semaphore,
+            "Semaphore acquire → the dead holder's permit",
+        ),
+        (Sync::Barrier, "Barrier wait → Broken(PartyDied)"),
+    ] {
+        out.push(Case::new(
+            "death",
+            &section,
+            &format!("death/{}", kind.arg()),
+            label,
+            Side::Mpshm,
+            Unit::Time,
+            Refs {
+                floor: Some("death/lock-floor-blocked".into()),
+                ..Refs::default()
+            },
+            move |ctx| sync_death(ctx, kind),
         ));
     }
     out
@@ -331,6 +360,65 @@ fn owner_death(ctx: &mut Ctx, reaped: bool, holder: Holder) -> Res<Sample> {
     Ok(Sample::of_times(&times, hist))
 }
 
+/// Which primitive of the synchronisation family the death case kills a holder of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Sync {
+    Semaphore,
+    Barrier,
+}
+
+impl Sync {
+    fn arg(self) -> &'static str {
+        match self {
+            Sync::Semaphore => "semaphore",
+            Sync::Barrier => "barrier",
+        }
+    }
+}
+
+fn sync_death(ctx: &mut Ctx, kind: Sync) -> Res<Sample> {
+    let kills = ctx.count(KILLS);
+    let name = ctx.name();
+    let sem = match kind {
+        Sync::Semaphore => Some(Semaphore::create(&name, 1)?),
+        Sync::Barrier => None,
+    };
+    let barrier = match kind {
+        Sync::Barrier => Some(Barrier::create(&name, 2)?),
+        Sync::Semaphore => None,
+    };
+    let mut hist = Hist::default();
+    let mut times = Vec::new();
+    for _ in 0..kills {
+        let role = format!("hold {} {name}", kind.arg());
+        let mut kid = ctx.spawn(role, Stdio::piped(), Stdio::null())?;
+        if let Some(b) = &barrier {
+            // The child's first round, with this process: it is a party from now on.
+            b.wait().map_err(|e| format!("first round: {e}"))?;
+        }
+        kid.expect("ready")?;
+        let t = kill_when_asleep(&mut kid, |tx| {
+            announce(&tx);
+            if let Some(sem) = &sem {
+                let guard = sem.acquire().map_err(|e| format!("acquire: {e}"))?;
+                drop(guard);
+                return Ok(());
+            }
+            match barrier.as_ref().ok_or("no barrier")?.wait() {
+                Err(BarrierError::Broken(BreakCause::PartyDied { .. })) => Ok(()),
+                other => Err(format!("wait: {other:?}")),
+            }
+        })?;
+        if let Some(b) = &barrier {
+            b.reset()?;
+        }
+        let ns = t.as_nanos() as f64;
+        hist.add(ns);
+        times.push(ns);
+    }
+    Ok(Sample::of_times(&times, hist))
+}
+
 /// Runs a peer child's role; `None` if `words` is none of them.
 pub fn child(words: &[&str]) -> Option<Res<()>> {
     let run = |what: &str, name: &str| -> Res<()> {
@@ -340,6 +428,9 @@ pub fn child(words: &[&str]) -> Option<Res<()>> {
         let _lock;
         let _guard;
         let _floor;
+        let _sem;
+        let _permit;
+        let _barrier;
         match what {
             "pipe" => _pipe = mpshm::Connection::open(name)?,
             "queue" => {
@@ -355,6 +446,14 @@ pub fn child(words: &[&str]) -> Option<Res<()>> {
                 let floor = CCounter::open(name)?;
                 floor.hold()?;
                 _floor = floor;
+            }
+            "semaphore" => {
+                _sem = Semaphore::open(name)?;
+                _permit = _sem.acquire().map_err(|e| format!("acquire: {e}"))?;
+            }
+            "barrier" => {
+                _barrier = Barrier::open(name)?;
+                _barrier.wait().map_err(|e| format!("wait: {e}"))?;
             }
             "os-pipe" | "socket" => {}
             other => return Err(format!("nothing to hold called {other:?}").into()),
