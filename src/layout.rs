@@ -55,7 +55,7 @@ fn listing() -> String {
 /// numbers are the contract. (The rings' `Misc` became `State` with one `EventCount` per
 /// direction of waiting, and `Side` became `RoleBias`, on a branch cut while version 5 was the
 /// newest: its row was so edited there, and version 6's when that branch was merged.)
-const PINNED: &[(u32, &str)] = &[(4, V4), (5, V5), (6, V6), (7, V7), (8, V8)];
+const PINNED: &[(u32, &str)] = &[(4, V4), (5, V5), (6, V6), (7, V7), (8, V8), (9, V9)];
 
 /// Version 4: the seat-claiming protocol of `ring/bias.rs` takes a seat over through a
 /// `CLAIMING` key (version 3 wrote the new owner's key at once, with no size changing), and
@@ -248,6 +248,12 @@ sync::barrier::constants: BROKEN 0x80000000 COUNT 0x7fffffff PARTY 1; record wor
 sync::condition::CondCtl size 64 align 8: tickets@0 high@8 deaths@12 name@16 _reserved@48\n\
 sync::condition::Slot size 32 align 8: state@0 record@4 ticket@8 mark@16 owner@24\n\
 sync::condition::constants: FREE 0 WAITING 1 NOTIFIED 2 LEFT 3; slots at 64, then the table";
+
+/// Version 9: version 8's layout; the rings' protocol changed: a put stores a slot's length
+/// word only when the length differs from what the slot holds, and a wake that finds sleepy
+/// credit but no sleeper spends all of it (`ring/mpmc.rs`, `wait/eventcount.rs`). Both work with
+/// a version 8 peer, but the rule is one version per protocol.
+const V9: &str = V8;
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 #[test]

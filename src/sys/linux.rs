@@ -345,6 +345,11 @@ fn monotonic_deadline(after: Duration) -> libc::timespec {
     }
 }
 
+/// The longest one sleep for a robust mutex lasts before the waiter tries again (see
+/// [`RobustMutex::lock_in_slices`]); a wait this long happens only while a holder was stopped,
+/// preempted or killed inside.
+const LOST_WAKE_SLICE: Duration = Duration::from_millis(10);
+
 unsafe extern "C" {
     // glibc ≥ 2.30; the `libc` crate does not bind it yet. Same as `pthread_mutex_timedlock`
     // but on the clock we name, so a wall-clock jump cannot stretch or cut a timeout.
@@ -653,9 +658,43 @@ impl RobustMutex {
             return Err(Unsettled::Refused(kind));
         }
         // SAFETY: `inner` points to a mutex in memory that stays mapped for `&self`'s lifetime.
-        match unsafe { libc::pthread_mutex_lock(self.inner.get()) } {
+        match unsafe { libc::pthread_mutex_trylock(self.inner.get()) } {
             0 => Ok(()),
+            libc::EBUSY => match self.lock_in_slices(None) {
+                0 => Ok(()),
+                rc => Err(Unsettled::Failed(rc)),
+            },
             rc => Err(Unsettled::Failed(rc)),
+        }
+    }
+
+    /// Sleeps for the mutex in slices of at most [`LOST_WAKE_SLICE`], trying again after
+    /// each, until it is taken, an error comes back or `until` (the monotonic clock; `None`:
+    /// never) has passed; `pthread_mutex_clocklock`'s result (`ETIMEDOUT` only at `until`).
+    ///
+    /// A robust mutex can lose a wake-up: an unlock clears the waiters bit and wakes one
+    /// sleeper; if that one is killed before it takes the mutex, and another thread takes it
+    /// first without contention (so without the waiters bit), the kernel's exit handling wakes
+    /// nobody (the dead thread held nothing) and the new owner's unlock wakes nobody (no bit).
+    /// The other sleepers would sleep until some later contended unlock, or for ever; sleeping
+    /// in slices bounds that to one slice.
+    #[cold]
+    fn lock_in_slices(&self, until: Option<std::time::Instant>) -> i32 {
+        loop {
+            let slice = until.map_or(LOST_WAKE_SLICE, |t| {
+                t.saturating_duration_since(std::time::Instant::now())
+                    .min(LOST_WAKE_SLICE)
+            });
+            let deadline = monotonic_deadline(slice);
+            // SAFETY: as in `lock_clean`; `deadline` is a valid, normalised timespec on the
+            // stack.
+            let rc = unsafe {
+                pthread_mutex_clocklock(self.inner.get(), libc::CLOCK_MONOTONIC, &deadline)
+            };
+            let gave_up = until.is_some_and(|t| std::time::Instant::now() >= t);
+            if rc != libc::ETIMEDOUT || gave_up {
+                return rc;
+            }
         }
     }
 
@@ -677,13 +716,12 @@ impl RobustMutex {
     }
 
     /// Blocks until the mutex is taken or `timeout` (on the monotonic clock) has passed.
+    /// Sleeps in slices, as [`lock_clean`](Self::lock_clean) does, so a lost wake-up costs at
+    /// most one slice, not the whole timeout.
     pub(crate) fn lock_timeout(&self, timeout: Duration) -> Result<Locked, LockFail> {
         self.checked()?;
-        let deadline = monotonic_deadline(timeout);
-        // SAFETY: as in `lock_clean`; `deadline` is a valid, normalised timespec on the stack.
-        self.finish(unsafe {
-            pthread_mutex_clocklock(self.inner.get(), libc::CLOCK_MONOTONIC, &deadline)
-        })
+        let until = std::time::Instant::now().checked_add(timeout);
+        self.finish(self.lock_in_slices(until))
     }
 
     /// The lock word (glibc's `__lock`, the futex the kernel's robust-list walk updates): the
