@@ -192,9 +192,10 @@ fn garbage_header_fails_cleanly() {
 /// Offsets of header fields (see `segment.rs`): a valid header with one field overwritten must
 /// be refused, never trusted.
 fn scribbled_fields_fail_cleanly() {
+    let newer = (mpshm::LAYOUT_VERSION + 1).to_le_bytes();
     let fields: &[(u64, &[u8])] = &[
         (0, b"NOTMPSHM"),                                        // magic
-        (8, &[9, 0, 0, 0]),                                      // version
+        (8, &newer),                                             // version
         (12, &[77, 0, 0, 0]),                                    // kind
         (16, &[1, 2, 3, 4]),                                     // ready
         (20, &[0, 2, 0, 0]),                                     // header size
