@@ -33,9 +33,20 @@ mod imp;
 #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 pub(crate) use imp::*;
 
-#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+// The fork server's clone, used by the process module only (not built for the loom models).
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    target_pointer_width = "64",
+    not(loom)
+))]
 #[path = "linux_sibling.rs"]
 mod sibling;
 
-#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+#[cfg(all(
+    target_os = "linux",
+    target_env = "gnu",
+    target_pointer_width = "64",
+    not(loom)
+))]
 pub(crate) use sibling::*;
