@@ -60,15 +60,6 @@ const SPIN_TRIES: u32 = 64;
 /// holder stays for a few stores, unless it was stopped or preempted there.
 const TRY_PATIENCE: std::time::Duration = std::time::Duration::from_millis(1);
 
-/// The longest a wait for the state lock sleeps before it tries the lock again. A robust
-/// mutex can lose a wake-up: an unlock clears the waiters bit and wakes one sleeper; if that
-/// one is killed before it takes the lock, and another thread takes it first (with no waiters
-/// bit, as an uncontended lock does), the kernel's exit handling wakes nobody (the lock has
-/// an owner) and that owner's unlock wakes nobody (no bit), so the other sleepers would sleep
-/// until some later contended unlock, or forever. Sleeping in slices bounds that to one slice;
-/// a wait this long happens only when the holder was stopped or preempted inside.
-const LOST_WAKE_SLICE: std::time::Duration = std::time::Duration::from_millis(10);
-
 #[cfg(not(loom))]
 impl StateLock for crate::sys::RobustMutex {
     fn enter(&self, until: Deadline) -> Result<Entered, EnterError> {
@@ -82,18 +73,10 @@ impl StateLock for crate::sys::RobustMutex {
         if matches!(r, Err(LockFail::Busy)) {
             r = match until {
                 Deadline::Now => self.lock_timeout(TRY_PATIENCE),
-                Deadline::Never | Deadline::At(_) => loop {
-                    let slice = match until {
-                        Deadline::At(t) => t
-                            .saturating_duration_since(std::time::Instant::now())
-                            .min(LOST_WAKE_SLICE),
-                        _ => LOST_WAKE_SLICE,
-                    };
-                    match self.lock_timeout(slice) {
-                        Err(LockFail::Busy) if !until.passed() => {}
-                        done => break done,
-                    }
-                },
+                // Sleeps in slices, so a robust mutex's lost wake-up (a woken waiter killed
+                // before it took the lock) strands no one (`RobustMutex::lock_in_slices`).
+                Deadline::Never => self.lock_until(None),
+                Deadline::At(t) => self.lock_until(Some(t)),
             };
         }
         match r {

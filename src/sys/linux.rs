@@ -719,8 +719,13 @@ impl RobustMutex {
     /// Sleeps in slices, as [`lock_clean`](Self::lock_clean) does, so a lost wake-up costs at
     /// most one slice, not the whole timeout.
     pub(crate) fn lock_timeout(&self, timeout: Duration) -> Result<Locked, LockFail> {
+        self.lock_until(std::time::Instant::now().checked_add(timeout))
+    }
+
+    /// Blocks until the mutex is taken or `until` (`None`: never) has passed, sleeping in
+    /// slices as [`lock_timeout`](Self::lock_timeout) does.
+    pub(crate) fn lock_until(&self, until: Option<std::time::Instant>) -> Result<Locked, LockFail> {
         self.checked()?;
-        let until = std::time::Instant::now().checked_add(timeout);
         self.finish(self.lock_in_slices(until))
     }
 
