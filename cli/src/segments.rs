@@ -19,7 +19,7 @@ use crate::kit::Res;
 /// Where POSIX shared-memory objects live.
 const SHM_DIR: &str = "/dev/shm";
 
-/// Which live processes map each file of [`SHM_DIR`], by name: read from every
+/// Which live processes map each file of [`SHM_DIR`] writably, by name: read from every
 /// `/proc/<pid>/maps` this process may read.
 fn mappers() -> BTreeMap<String, BTreeSet<u32>> {
     let mut out: BTreeMap<String, BTreeSet<u32>> = BTreeMap::new();
@@ -42,11 +42,17 @@ fn mappers() -> BTreeMap<String, BTreeSet<u32>> {
             continue;
         };
         for line in maps.lines() {
-            // The path is the sixth field; a file unlinked since is marked " (deleted)".
-            let Some(path) = line.split_whitespace().nth(5) else {
+            // The permissions are the second field, the path the sixth; a file unlinked since
+            // is marked " (deleted)". Only a writable mapping is a user's: a read-only one is an
+            // inspection (`mpshm ls`, `inspect` or `gc` running elsewhere, `mpshm::inspect`),
+            // which reads a segment for a moment and needs no name to stay.
+            let mut fields = line.split_whitespace();
+            let writable = fields.nth(1).is_some_and(|perms| perms.starts_with("rw"));
+            let Some(path) = fields.nth(3) else {
                 continue;
             };
             if let Some(name) = path.strip_prefix("/dev/shm/")
+                && writable
                 && !line.ends_with(" (deleted)")
             {
                 out.entry(name.to_owned()).or_default().insert(pid);

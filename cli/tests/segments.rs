@@ -17,12 +17,13 @@ fn main() {
         tests![
             ls_and_inspect_show_who_is_attached,
             gc_collects_orphans_and_keeps_the_used,
+            a_read_only_mapping_is_no_user,
             rm_refuses_a_file_without_a_header,
             other_layout_versions_are_shown_as_such,
             every_kind_is_listed_and_inspected,
             damaged_and_foreign_files_are_refused_not_panicked_on
         ],
-        routines![make_and_wait],
+        routines![make_and_wait, map_read_only],
     );
 }
 
@@ -127,6 +128,50 @@ fn ls_and_inspect_show_who_is_attached() {
     // A name that is not there.
     let out = mpshm(&["inspect", &name("none")]);
     assert!(!out.status.success());
+}
+
+/// An inspection elsewhere (another `mpshm ls`, `inspect` or `gc`, which map a segment
+/// read-only for a moment) does not make an orphan look used: `ls` lists no user and `gc`
+/// removes it.
+fn a_read_only_mapping_is_no_user() {
+    let prefix = name("ro");
+    let orphan = format!("{prefix}-orphan");
+    let mut creator = Child::spawn("make_and_wait", &[&format!("queue:{orphan}")]);
+    creator.wait_ready();
+    creator.kill();
+    let mut reader = Child::spawn("map_read_only", &[&orphan]);
+    reader.wait_ready();
+
+    let entry = listed(&orphan).expect("the orphan is listed");
+    assert_eq!(entry["creator_alive"], false);
+    assert_eq!(entry["users"], Value::Array(vec![]), "{entry}");
+    let removed = json(&["gc", "--json", "--prefix", &prefix]);
+    assert_eq!(removed[0]["name"], orphan.as_str(), "{removed}");
+    assert_eq!(removed[0]["action"], "removed", "{removed}");
+    assert!(!exists(&orphan));
+    reader.kill();
+}
+
+/// In a child: maps segment `args[0]` read-only, as an inspection does, then waits to be killed.
+fn map_read_only(args: &[String]) {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::File::open(format!("/dev/shm/{}", args[0])).expect("open");
+    let len = file.metadata().expect("metadata").len() as usize;
+    // SAFETY: a fresh read-only shared mapping of a file we hold open; nothing reads through
+    // it, and it stays until the process is killed.
+    let at = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(at, libc::MAP_FAILED, "mmap");
+    common::ready();
+    common::park();
 }
 
 /// In a child: makes the segments named by the arguments (`kind:name`), then waits to be killed.

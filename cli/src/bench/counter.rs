@@ -1,6 +1,8 @@
 //! The locked counter: two processes adding 1 to one shared `u64` as fast as they can, beside
 //! the floor (two processes around a robust process-shared pthread mutex, in C) and Python's
-//! `multiprocessing.Value` with `get_lock()`.
+//! `multiprocessing.Value` with `get_lock()`. A second floor takes the same C mutex the way
+//! mpshm's locks do (`trylock`, then sleeps of at most 10 ms, so that a waiter killed after its
+//! wake-up strands nobody): the cost of that guarantee, apart from mpshm's code.
 //!
 //! Both processes meet at a start line in shared memory (`shm::StartLine`) and only then start
 //! their clocks, so the whole timed window is contended; each measures its own elapsed and CPU
@@ -65,6 +67,16 @@ pub fn cases(python: bool) -> Vec<Case> {
             Refs::default(),
             |ctx| counter(ctx, "c"),
         ),
+        Case::new(
+            "counter",
+            &section,
+            "counter/floor-sliced",
+            "floor, waiting as mpshm's locks do (C)",
+            Side::Floor,
+            unit,
+            Refs::default(),
+            |ctx| counter(ctx, "c-sliced"),
+        ),
     ];
     if python {
         out.push(Case::python(
@@ -84,7 +96,8 @@ pub fn cases(python: bool) -> Vec<Case> {
 enum Counter {
     Value(Value<u64>),
     Raw(RawValue<u64>),
-    C(CCounter),
+    /// The C floor; `true`: its locks taken in slices, as mpshm's are.
+    C(CCounter, bool),
 }
 
 impl Counter {
@@ -92,10 +105,10 @@ impl Counter {
         Ok(match routine {
             "value" => (Counter::Value(Value::create(name, 0)?), name.to_owned()),
             "raw" => (Counter::Raw(RawValue::create(name, 0)?), name.to_owned()),
-            "c" => {
+            "c" | "c-sliced" => {
                 let c = CCounter::create()?;
                 let page = c.page.name().to_owned();
-                (Counter::C(c), page)
+                (Counter::C(c, routine == "c-sliced"), page)
             }
             _ => return Err(format!("no counter {routine:?}").into()),
         })
@@ -105,7 +118,7 @@ impl Counter {
         Ok(match routine {
             "value" => Counter::Value(Value::open(name)?),
             "raw" => Counter::Raw(RawValue::open(name)?),
-            "c" => Counter::C(CCounter::open(name)?),
+            "c" | "c-sliced" => Counter::C(CCounter::open(name)?, routine == "c-sliced"),
             _ => return Err(format!("no counter {routine:?}").into()),
         })
     }
@@ -122,7 +135,7 @@ impl Counter {
                     r.fetch_add(1);
                 }
             }
-            Counter::C(c) => c.count(n)?,
+            Counter::C(c, sliced) => c.count(n, *sliced)?,
         }
         Ok(())
     }
@@ -131,7 +144,7 @@ impl Counter {
         Ok(match self {
             Counter::Value(v) => v.get().map_err(|e| format!("get: {e}"))?,
             Counter::Raw(r) => r.load(),
-            Counter::C(c) => c.total(),
+            Counter::C(c, _) => c.total(),
         })
     }
 }
