@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use crate::error::ProcessError;
 use crate::process::channel::Blob;
 use crate::process::entry::{Entry, Origin};
-use crate::process::jobs::{Chunk, Sink, Submit};
+use crate::process::jobs::{Chunks, Sink, Submit};
 use crate::process::payload::Payload;
 use crate::process::workers::sealed::Backend;
 use crate::process::workers::{DEPTH, End, Setup, Worker, wire};
@@ -714,7 +714,7 @@ impl<B: Backend> Engine<B> {
                 let now = Instant::now();
                 self.handle(&mut st, &m, now);
                 for _ in 0..BATCH {
-                    match self.backend.recv(Duration::ZERO) {
+                    match self.backend.try_recv() {
                         Some(m) => self.handle(&mut st, &m, now),
                         None => break,
                     }
@@ -819,7 +819,7 @@ impl<B: Backend> Submit for Engine<B> {
         &self,
         entry: &Result<Entry, ProcessError>,
         sink: Arc<dyn Sink>,
-        chunks: Vec<Chunk>,
+        chunks: Chunks,
         failed: Vec<(usize, ProcessError)>,
     ) {
         let mut st = self.lock();
@@ -832,7 +832,7 @@ impl<B: Backend> Submit for Engine<B> {
         };
         match (entry, refusal) {
             (_, Some(err)) => {
-                for c in &chunks {
+                for c in chunks.iter() {
                     Self::fail(&mut st, &sink, c.first..c.first + c.items, &err);
                 }
             }

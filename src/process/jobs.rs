@@ -45,7 +45,7 @@ pub(crate) trait Submit: Send + Sync {
         &self,
         entry: &Result<Entry, ProcessError>,
         sink: Arc<dyn Sink>,
-        chunks: Vec<Chunk>,
+        chunks: Chunks,
         failed: Vec<(usize, ProcessError)>,
     );
     /// How many workers the pool runs.
@@ -81,6 +81,43 @@ pub(crate) struct Chunk {
     pub(crate) blob: Option<Box<Blob>>,
 }
 
+/// A job's chunks, the first kept apart so that a one-chunk job (every `apply`) allocates no
+/// vector for it.
+#[derive(Debug, Default)]
+pub(crate) struct Chunks {
+    first: Option<Chunk>,
+    rest: Vec<Chunk>,
+}
+
+impl Chunks {
+    fn push(&mut self, c: Chunk) {
+        if self.first.is_none() {
+            self.first = Some(c);
+        } else {
+            self.rest.push(c);
+        }
+    }
+
+    /// The chunks in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Chunk> {
+        self.first.iter().chain(&self.rest)
+    }
+
+    /// The chunks in order, to change.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Chunk> {
+        self.first.iter_mut().chain(&mut self.rest)
+    }
+}
+
+impl IntoIterator for Chunks {
+    type Item = Chunk;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Chunk>, std::vec::IntoIter<Chunk>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
 /// Reads up to `count` outcome records from `bytes`, handing each to `put` with its number:
 /// how many it read, and whether the bytes were valid records to the end.
 fn read_records<R: Payload>(
@@ -112,7 +149,7 @@ pub(crate) struct Chunker {
     max_message: usize,
     next: usize,
     current: Option<Chunk>,
-    pub(crate) chunks: Vec<Chunk>,
+    pub(crate) chunks: Chunks,
     pub(crate) failed: Vec<(usize, ProcessError)>,
 }
 
@@ -124,7 +161,7 @@ impl Chunker {
             max_message,
             next: 0,
             current: None,
-            chunks: Vec::new(),
+            chunks: Chunks::default(),
             failed: Vec::new(),
         }
     }
@@ -475,7 +512,7 @@ where
             }
             let offset = self.submitted;
             let mut chunks = chunker.chunks;
-            for c in &mut chunks {
+            for c in chunks.iter_mut() {
                 c.first += offset;
             }
             let failed = chunker
@@ -547,7 +584,7 @@ mod tests {
             &self,
             _: &Result<Entry, ProcessError>,
             _: Arc<dyn Sink>,
-            _: Vec<Chunk>,
+            _: Chunks,
             _: Vec<(usize, ProcessError)>,
         ) {
         }
