@@ -249,6 +249,7 @@ impl<G: Gather> Collect<G> {
             let mut st = lock(&job.st);
             Self::complete(&mut st);
             st.ready = true;
+            // Release: pairs with the Acquire load in `wait_until` and `ready`, as in `finish`.
             job.ready.store(true, Ordering::Release);
         }
         job
