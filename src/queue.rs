@@ -879,6 +879,11 @@ impl<T, C: Codec<T>> Queue<T, C> {
     fn ring(&self) -> Ring<'_> {
         self.ring.ring()
     }
+
+    /// Hands neither role to a single thread, for every process that uses this queue.
+    pub(crate) fn forbid_bias(&self) {
+        self.ring.ring().forbid_bias();
+    }
 }
 
 /// For the process module's channels, whose gets and puts end only at a close: Python's

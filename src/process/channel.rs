@@ -65,9 +65,13 @@ impl Channel {
     /// Creates `name` for `capacity` messages of up to `max_message` bytes; the handle unlinks
     /// it on drop unless [`persist`](Self::persist) is called.
     pub(crate) fn create(name: &str, capacity: usize, max_message: usize) -> Result<Self, Error> {
-        Ok(Channel {
-            queue: ByteQueue::create(name, (capacity, max_message.max(1)))?,
-        })
+        let queue = ByteQueue::create(name, (capacity, max_message.max(1)))?;
+        // Each role of a channel changes hands by design (the pool's caller and its manager
+        // thread both hand out tasks and take outcomes; workers take turns putting outcomes),
+        // and the ring's bias would charge a `membarrier` at every change: run the shared
+        // protocol throughout.
+        queue.forbid_bias();
+        Ok(Channel { queue })
     }
 
     /// Opens the existing channel `name`.

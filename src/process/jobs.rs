@@ -6,12 +6,12 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::ops::Range;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use crate::error::ProcessError;
 use crate::process::channel::Blob;
+use crate::process::collect::{Collect, Gather, Outcome};
 use crate::process::entry::{Entry, Origin, read_record};
 use crate::process::payload::Payload;
 use crate::process::workers::wire;
@@ -45,7 +45,7 @@ pub(crate) trait Submit: Send + Sync {
         &self,
         entry: &Result<Entry, ProcessError>,
         sink: Arc<dyn Sink>,
-        chunks: Vec<Chunk>,
+        chunks: Chunks,
         failed: Vec<(usize, ProcessError)>,
     );
     /// How many workers the pool runs.
@@ -81,6 +81,43 @@ pub(crate) struct Chunk {
     pub(crate) blob: Option<Box<Blob>>,
 }
 
+/// A job's chunks, the first kept apart so that a one-chunk job (every `apply`) allocates no
+/// vector for it.
+#[derive(Debug, Default)]
+pub(crate) struct Chunks {
+    first: Option<Chunk>,
+    rest: Vec<Chunk>,
+}
+
+impl Chunks {
+    fn push(&mut self, c: Chunk) {
+        if self.first.is_none() {
+            self.first = Some(c);
+        } else {
+            self.rest.push(c);
+        }
+    }
+
+    /// The chunks in order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Chunk> {
+        self.first.iter().chain(&self.rest)
+    }
+
+    /// The chunks in order, to change.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut Chunk> {
+        self.first.iter_mut().chain(&mut self.rest)
+    }
+}
+
+impl IntoIterator for Chunks {
+    type Item = Chunk;
+    type IntoIter = std::iter::Chain<std::option::IntoIter<Chunk>, std::vec::IntoIter<Chunk>>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.first.into_iter().chain(self.rest)
+    }
+}
+
 /// Reads up to `count` outcome records from `bytes`, handing each to `put` with its number:
 /// how many it read, and whether the bytes were valid records to the end.
 fn read_records<R: Payload>(
@@ -112,7 +149,7 @@ pub(crate) struct Chunker {
     max_message: usize,
     next: usize,
     current: Option<Chunk>,
-    pub(crate) chunks: Vec<Chunk>,
+    pub(crate) chunks: Chunks,
     pub(crate) failed: Vec<(usize, ProcessError)>,
 }
 
@@ -124,7 +161,7 @@ impl Chunker {
             max_message,
             next: 0,
             current: None,
-            chunks: Vec::new(),
+            chunks: Chunks::default(),
             failed: Vec::new(),
         }
     }
@@ -223,266 +260,6 @@ pub(crate) fn default_chunksize(items: usize, processes: usize) -> usize {
     items.div_ceil(processes.max(1) * 4).max(1)
 }
 
-/// How many times a waiter looks for its result, spinning and then yielding, before it sleeps
-/// (as the queues do before they park).
-const SPIN_ROUNDS: u32 = 200;
-
-type OnOk<T> = Box<dyn FnOnce(&T) + Send>;
-type OnErr = Box<dyn FnOnce(&ProcessError) + Send>;
-
-/// A job whose items are gathered into one outcome: a `Vec<R>` for `map`, an `R` for `apply`.
-pub(crate) struct Collect<R, T> {
-    st: Mutex<CollectState<R, T>>,
-    cond: Condvar,
-    /// `CollectState::ready`, readable without the lock, so that a waiter can spin on it.
-    ready: AtomicBool,
-    /// Turns the items' results, in order, into the outcome (an iterator, so that a one-item
-    /// job needs no vector of them), given how many there are.
-    make: fn(&mut dyn Iterator<Item = R>, usize) -> Option<T>,
-}
-
-struct CollectState<R, T> {
-    items: Vec<Option<Result<R, ProcessError>>>,
-    remaining: usize,
-    /// Set when the last item is in; the callbacks then run, and only after them is the job
-    /// `ready` (as Python calls the callback before the result is ready).
-    outcome: Option<Result<T, ProcessError>>,
-    ready: bool,
-    taken: bool,
-    waiters: usize,
-    on_ok: Vec<OnOk<T>>,
-    on_err: Vec<OnErr>,
-}
-
-impl<R: Send + 'static, T: Send + 'static> Collect<R, T> {
-    /// A job of `items` items; `make` turns the items' results into the outcome.
-    pub(crate) fn new(
-        items: usize,
-        make: fn(&mut dyn Iterator<Item = R>, usize) -> Option<T>,
-    ) -> Arc<Collect<R, T>> {
-        let job = Arc::new(Collect {
-            st: Mutex::new(CollectState {
-                items: std::iter::repeat_with(|| None).take(items).collect(),
-                remaining: items,
-                outcome: None,
-                ready: false,
-                taken: false,
-                waiters: 0,
-                on_ok: Vec::new(),
-                on_err: Vec::new(),
-            }),
-            cond: Condvar::new(),
-            ready: AtomicBool::new(false),
-            make,
-        });
-        if items == 0 {
-            // Nothing to wait for, and no callback attached yet.
-            let mut st = lock(&job.st);
-            job.complete(&mut st);
-            st.ready = true;
-            job.ready.store(true, Ordering::Release);
-        }
-        job
-    }
-
-    fn complete(&self, st: &mut CollectState<R, T>) {
-        // The first failed item, in order, fails the job.
-        let failure = st
-            .items
-            .iter_mut()
-            .find(|i| matches!(i, Some(Err(_))))
-            .and_then(Option::take);
-        let outcome = match failure {
-            Some(Err(e)) => Err(e),
-            _ => {
-                let count = st.items.len();
-                let mut values = st.items.drain(..).flatten().filter_map(Result::ok);
-                (self.make)(&mut values, count).ok_or(ProcessError::Decode {
-                    what: "the results",
-                })
-            }
-        };
-        st.items = Vec::new();
-        st.outcome = Some(outcome);
-    }
-
-    fn set(&self, st: &mut CollectState<R, T>, index: usize, r: Result<R, ProcessError>) {
-        if let Some(slot @ None) = st.items.get_mut(index) {
-            *slot = Some(r);
-            st.remaining -= 1;
-        }
-    }
-
-    /// Whether the last item just came in.
-    fn check_complete(&self, st: &mut CollectState<R, T>) -> bool {
-        if st.remaining == 0 && st.outcome.is_none() && !st.ready {
-            self.complete(st);
-            return true;
-        }
-        false
-    }
-}
-
-impl<R: Payload + Send + 'static, T: Send + 'static> Sink for Collect<R, T> {
-    fn deliver(
-        &self,
-        first: usize,
-        count: usize,
-        bytes: &[u8],
-        from: Origin<'_>,
-    ) -> (usize, bool, bool) {
-        let mut st = lock(&self.st);
-        let (n, valid) = read_records(bytes, count, from, |i, r| {
-            self.set(&mut st, first + i, r);
-        });
-        let done = self.check_complete(&mut st);
-        (n, valid, done)
-    }
-
-    fn fail(&self, items: Range<usize>, err: &ProcessError) -> bool {
-        let mut st = lock(&self.st);
-        for i in items {
-            self.set(&mut st, i, Err(err.duplicate()));
-        }
-        self.check_complete(&mut st)
-    }
-
-    fn finish(&self) {
-        let mut st = lock(&self.st);
-        if st.ready || st.outcome.is_none() {
-            return;
-        }
-        let (on_ok, on_err) = (
-            std::mem::take(&mut st.on_ok),
-            std::mem::take(&mut st.on_err),
-        );
-        match &st.outcome {
-            Some(Ok(v)) => on_ok.into_iter().for_each(|f| f(v)),
-            Some(Err(e)) => on_err.into_iter().for_each(|f| f(e)),
-            None => {}
-        }
-        st.ready = true;
-        // Release: pairs with the Acquire load in `wait_until`, which then takes the lock
-        // (so it sees the outcome in any case).
-        self.ready.store(true, Ordering::Release);
-        if st.waiters > 0 {
-            self.cond.notify_all();
-        }
-    }
-}
-
-/// What an [`AsyncResult`] needs of its job.
-trait Outcome<T>: Send + Sync {
-    fn wait_until(&self, deadline: Option<Instant>, pool: Option<&dyn Submit>) -> bool;
-    fn take(&self) -> Result<T, ProcessError>;
-    fn ready(&self) -> bool;
-    fn successful(&self) -> Option<bool>;
-    fn on_ok(&self, f: OnOk<T>);
-    fn on_err(&self, f: OnErr);
-}
-
-impl<R: Send + 'static, T: Send + 'static> Outcome<T> for Collect<R, T> {
-    fn wait_until(&self, deadline: Option<Instant>, pool: Option<&dyn Submit>) -> bool {
-        // Acquire: pairs with the Release store in `finish`.
-        let ready = || self.ready.load(Ordering::Acquire);
-        // Results of short tasks follow each other within microseconds: look a while before
-        // sleeping, since a sleep costs the pool's thread a wake-up call and this thread a
-        // context switch for every result. Better still, file the outcomes here while waiting
-        // (`Submit::help`), so that a stream of results needs no thread of the pool at all.
-        if let Some(p) = pool.filter(|p| p.is_own_thread()) {
-            // A callback on the pool's thread waits for another result: file the outcomes
-            // here (once no other thread does) until it comes.
-            let mut backoff = crate::wait::Backoff::new();
-            loop {
-                if ready() || p.help(&ready, deadline) == Some(true) {
-                    return true;
-                }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
-                    return false;
-                }
-                backoff.pause(Duration::from_micros(100));
-            }
-        }
-        let mut backoff = crate::wait::Backoff::new();
-        while backoff.steps() < SPIN_ROUNDS {
-            if ready() {
-                return true;
-            }
-            match pool.and_then(|p| p.help(&ready, deadline)) {
-                Some(true) => return true,
-                // It looked long enough: sleep.
-                Some(false) => break,
-                None => {}
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                break;
-            }
-            backoff.snooze();
-        }
-        let mut st = lock(&self.st);
-        while !st.ready {
-            st.waiters += 1;
-            st = match deadline {
-                None => self.cond.wait(st).unwrap_or_else(PoisonError::into_inner),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        st.waiters -= 1;
-                        return false;
-                    }
-                    self.cond
-                        .wait_timeout(st, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
-            st.waiters -= 1;
-        }
-        true
-    }
-
-    fn take(&self) -> Result<T, ProcessError> {
-        let mut st = lock(&self.st);
-        if st.taken {
-            return Err(ProcessError::ResultTaken);
-        }
-        st.taken = true;
-        st.outcome.take().unwrap_or(Err(ProcessError::ResultTaken))
-    }
-
-    fn ready(&self) -> bool {
-        // Acquire: pairs with the Release store in `finish`, made after `st.ready` under the
-        // lock, so `true` here means `st.ready` (and the outcome) for whoever locks next.
-        self.ready.load(Ordering::Acquire)
-    }
-
-    fn successful(&self) -> Option<bool> {
-        let st = lock(&self.st);
-        if !st.ready {
-            return None;
-        }
-        st.outcome.as_ref().map(Result::is_ok)
-    }
-
-    fn on_ok(&self, f: OnOk<T>) {
-        let mut st = lock(&self.st);
-        match (&st.outcome, st.ready) {
-            (Some(Ok(v)), true) => f(v),
-            (_, true) => {}
-            _ => st.on_ok.push(f),
-        }
-    }
-
-    fn on_err(&self, f: OnErr) {
-        let mut st = lock(&self.st);
-        match (&st.outcome, st.ready) {
-            (Some(Err(e)), true) => f(e),
-            (_, true) => {}
-            _ => st.on_err.push(f),
-        }
-    }
-}
-
 /// The result of an `apply_async` or `map_async` that may not be ready yet (Python's
 /// `AsyncResult`).
 ///
@@ -509,8 +286,8 @@ pub struct AsyncResult<T> {
 }
 
 impl<T: Send + 'static> AsyncResult<T> {
-    pub(crate) fn new<R: Send + 'static>(
-        job: Arc<Collect<R, T>>,
+    pub(crate) fn new<G: Gather<Out = T>>(
+        job: Arc<Collect<G>>,
         pool: Weak<dyn Submit>,
     ) -> AsyncResult<T> {
         AsyncResult { job, pool }
@@ -735,7 +512,7 @@ where
             }
             let offset = self.submitted;
             let mut chunks = chunker.chunks;
-            for c in &mut chunks {
+            for c in chunks.iter_mut() {
                 c.first += offset;
             }
             let failed = chunker
@@ -807,7 +584,7 @@ mod tests {
             &self,
             _: &Result<Entry, ProcessError>,
             _: Arc<dyn Sink>,
-            _: Vec<Chunk>,
+            _: Chunks,
             _: Vec<(usize, ProcessError)>,
         ) {
         }

@@ -26,6 +26,7 @@
 
 mod channel;
 mod child;
+mod collect;
 mod engine;
 mod entry;
 mod forkserver;

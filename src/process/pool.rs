@@ -9,11 +9,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::error::ProcessError;
+use crate::process::collect::{All, Collect, One};
 use crate::process::engine::{Engine, Settings};
 use crate::process::entry::Entry;
-use crate::process::jobs::{
-    AsyncResult, Chunker, Collect, IMap, Order, Sink, Submit, default_chunksize,
-};
+use crate::process::jobs::{AsyncResult, Chunker, IMap, Order, Sink, Submit, default_chunksize};
 use crate::process::payload::Payload;
 use crate::process::workers::{Processes, Threads, Workers};
 
@@ -287,16 +286,6 @@ impl ThreadPool {
     }
 }
 
-fn one<R>(v: &mut dyn Iterator<Item = R>, _: usize) -> Option<R> {
-    v.next()
-}
-
-fn all<R>(v: &mut dyn Iterator<Item = R>, count: usize) -> Option<Vec<R>> {
-    let mut out = Vec::with_capacity(count);
-    out.extend(v);
-    Some(out)
-}
-
 impl<W: Workers> Pool<W> {
     fn submitter(&self) -> Arc<dyn Submit> {
         self.engine.clone()
@@ -344,7 +333,7 @@ impl<W: Workers> Pool<W> {
         f: fn(A) -> R,
         arg: A,
     ) -> AsyncResult<R> {
-        let job = Collect::new(1, one::<R>);
+        let job = Collect::<One<R>>::new(1);
         self.queue(Entry::of(f), [arg], 1, job.clone());
         AsyncResult::new(job, self.helper())
     }
@@ -376,7 +365,7 @@ impl<W: Workers> Pool<W> {
         chunksize: usize,
     ) -> Result<Vec<R>, ProcessError> {
         let items: Vec<A> = items.into_iter().collect();
-        let job = Collect::new(items.len(), all::<R>);
+        let job = Collect::<All<R>>::new(items.len());
         self.queue(Entry::of(f), items, chunksize, job.clone());
         AsyncResult::new(job, self.helper()).get()
     }
@@ -389,7 +378,7 @@ impl<W: Workers> Pool<W> {
     ) -> AsyncResult<Vec<R>> {
         let items: Vec<A> = items.into_iter().collect();
         let chunksize = default_chunksize(items.len(), self.engine.processes());
-        let job = Collect::new(items.len(), all::<R>);
+        let job = Collect::<All<R>>::new(items.len());
         self.queue(Entry::of(f), items, chunksize, job.clone());
         AsyncResult::new(job, self.helper())
     }
@@ -416,7 +405,7 @@ impl<W: Workers> Pool<W> {
     ) -> AsyncResult<Vec<R>> {
         let items: Vec<(A, B)> = items.into_iter().collect();
         let chunksize = default_chunksize(items.len(), self.engine.processes());
-        let job = Collect::new(items.len(), all::<R>);
+        let job = Collect::<All<R>>::new(items.len());
         self.queue(Entry::of_pair(f), items, chunksize, job.clone());
         AsyncResult::new(job, self.helper())
     }

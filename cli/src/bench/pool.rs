@@ -24,7 +24,7 @@ use crate::kit::Res;
 
 /// Workers of both pools.
 pub const WORKERS: usize = 2;
-const MAP_ITEMS: u64 = 50_000;
+const MAP_ITEMS: u64 = 200_000;
 const APPLY_TASKS: u64 = 5_000;
 const PROCESSES: u64 = 10;
 /// Python's spawn starts an interpreter and imports: fewer of them.
