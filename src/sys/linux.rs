@@ -174,9 +174,28 @@ fn proc_stat(pid: u32) -> Option<(u8, u64)> {
     Some((state, start))
 }
 
-/// The start time of `pid`, or 0 when it cannot be read.
+/// The start time of `pid`, or 0 when it cannot be read. This process's own is read once and
+/// remembered (every segment it creates records it), and read again after a `fork`.
 pub(crate) fn process_start_time(pid: u32) -> u64 {
-    proc_stat(pid).map_or(0, |(_, start)| start)
+    use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+    use std::sync::atomic::{AtomicU32, AtomicU64};
+    static OWN_START: AtomicU64 = AtomicU64::new(0);
+    /// `forks() + 1` when `OWN_START` was read; 0 before.
+    static AT: AtomicU32 = AtomicU32::new(0);
+    let own = pid == thread_ids().0;
+    let at = forks().wrapping_add(1);
+    // Acquire: pairs with the Release store below, after `OWN_START`.
+    if own && AT.load(Acquire) == at {
+        return OWN_START.load(Relaxed);
+    }
+    let start = proc_stat(pid).map_or(0, |(_, start)| start);
+    if own && start != 0 {
+        // Threads that race here store the same values.
+        OWN_START.store(start, Relaxed);
+        // Release: pairs with the Acquire load above.
+        AT.store(at, Release);
+    }
+    start
 }
 
 /// Whether the process `pid` that started at `start_time` (0: unknown) is still running. A zombie
