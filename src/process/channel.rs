@@ -357,4 +357,55 @@ mod tests {
         assert_ne!(name, next);
         drop((chan, stale));
     }
+
+    /// One message at a time, none longer than the mailbox holds, each taken once; another
+    /// handle on the same name sees what one put.
+    #[test]
+    fn a_mailbox_holds_one_message() {
+        let (mailbox, name) = Mailbox::create_fresh(8).expect("created");
+        assert_eq!(mailbox.take(), None);
+        assert!(!mailbox.put(&[0; 9]), "longer than it holds");
+        assert!(mailbox.put(b"abc"));
+        assert!(!mailbox.put(b"d"), "full");
+        let other = Mailbox::open(&name).expect("opened");
+        assert_eq!(other.take().as_deref(), Some(&b"abc"[..]));
+        assert_eq!(mailbox.take(), None, "taken once");
+        assert!(other.put(&[7; 8]));
+        assert_eq!(mailbox.take(), Some(vec![7; 8]));
+    }
+
+    /// A length word past the end (another process scribbled on it) is refused, not followed.
+    #[test]
+    fn a_mailbox_refuses_a_length_past_its_end() {
+        let (mailbox, _name) = Mailbox::create_fresh(8).expect("created");
+        assert!(mailbox.put(b"abc"));
+        let base = mailbox.seg.payload_offset();
+        for bad in [9, 4096, u64::MAX] {
+            mailbox.seg.copy_in(base + LEN_AT, &bad.to_ne_bytes());
+            assert_eq!(mailbox.take(), None, "length {bad}");
+        }
+        mailbox.seg.copy_in(base + LEN_AT, &3u64.to_ne_bytes());
+        assert_eq!(mailbox.take().as_deref(), Some(&b"abc"[..]));
+    }
+
+    /// A segment of the right kind and tag but too small for a mailbox's words is refused.
+    #[test]
+    fn a_mailbox_too_small_is_refused() {
+        let name = fresh_name();
+        let spec = Spec::elements(
+            Kind::RawArray,
+            Identity::named(MAILBOX_TAG, 1, 1, 0, ""),
+            BODY_AT,
+        );
+        let _seg = shm::make(
+            &name,
+            How::Create,
+            &spec,
+            &Options::new(),
+            |_| Ok(()),
+            |seg, _| Ok(seg),
+        )
+        .expect("created");
+        assert!(matches!(Mailbox::open(&name), Err(Error::Corrupt { .. })));
+    }
 }
