@@ -415,7 +415,9 @@ fn gauge(secs: f64, pin: &[usize]) -> f64 {
             }
         });
         let mut trips = 0u64;
-        while !trips.is_multiple_of(1024) || Instant::now() < end {
+        // At least one batch: a partner thread that took longer than `secs` to start (a loaded
+        // machine) would otherwise leave no trips, and the gauge infinite (`null` in JSON).
+        while trips == 0 || !trips.is_multiple_of(1024) || Instant::now() < end {
             let v = 2 * trips + 1;
             // Release/Acquire: the value is all that is exchanged.
             line.0.store(v, Release);
