@@ -264,11 +264,27 @@ impl End {
             sends: AtomicU32::new(0),
             send_cache: Cache::default(),
         };
-        if end.closed(side) || !end.att.attach_at(&end.ends(), side) {
+        if !end.attach_open() {
             return None;
         }
         end.wake_peer();
         Some(end)
+    }
+
+    /// Attaches this handle to its end, unless the end is closed: looked at before the claim,
+    /// and again after it, since the last holder may close the end and release it in between
+    /// (it stores `closed` before it frees the record, and the claim reads the freed record).
+    /// Without the second look, a process opening a pipe just as its peer closed took the
+    /// closed end, with nothing to receive (`examples/pipe_duplex.rs` failed 6 runs in 40).
+    fn attach_open(&self) -> bool {
+        if self.closed(self.side) || !self.att.attach_at(&self.ends(), self.side) {
+            return false;
+        }
+        if self.closed(self.side) {
+            self.att.detach(&self.ends());
+            return false;
+        }
+        true
     }
 
     /// Wakes the peer's blocked calls (and `wait`s), so that they watch this end's new holder:
@@ -296,7 +312,7 @@ impl End {
 
     #[cold]
     fn attach_here(&self) -> bool {
-        let here = !self.closed(self.side) && self.att.attach_at(&self.ends(), self.side);
+        let here = self.attach_open();
         if here {
             self.wake_peer();
         }

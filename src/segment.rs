@@ -31,7 +31,7 @@ use crate::sys;
 /// The first eight bytes of every mpshm segment.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"mpshm\0\x01\xfe");
 /// The layout version this build writes and accepts.
-pub(crate) const VERSION: u32 = 9;
+pub(crate) const VERSION: u32 = 10;
 /// The layout version of the segments this build writes and opens: a segment whose header
 /// names another one is refused by `open` ([`Error::IncompatibleVersion`]) and shown as such by
 /// [`segments`] and [`inspect`](crate::inspect).

@@ -1,13 +1,16 @@
-//! Every use the process module makes of the crate's queues, in one place: a [`Channel`] is a
-//! [`ByteQueue`] of encoded messages. Processes and pools name their segments here, with this
-//! process's pid in the name so that a stale one can be traced to its creator.
+//! Every use the process module makes of the crate's segments, in one place: a [`Channel`] is a
+//! [`ByteQueue`] of encoded messages, for a pool's stream of tasks and results; a [`Mailbox`]
+//! holds one message at a time, for a process's argument and then its result. Processes and
+//! pools name their segments here, with this process's pid in the name so that a stale one can
+//! be traced to its creator.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use crate::error::{Error, GetTimeoutError, TryGetError, TryPutError};
 use crate::queue::ByteQueue;
-use crate::shm::Shm;
+use crate::segment::{Identity, Kind, Options, Segment, Spec};
+use crate::shm::{self, How, Shm};
 
 /// The prefix of every segment the process module creates: `mpx<pid>-`.
 pub(crate) fn prefix() -> String {
@@ -133,15 +136,155 @@ impl Channel {
         self.queue.close();
     }
 
-    /// The longest message a slot holds.
-    pub(crate) fn max_message(&self) -> usize {
-        self.queue.max_message()
-    }
-
     /// Keeps the name when this creating handle is dropped.
     pub(crate) fn persist(&self) {
         self.queue.persist();
     }
+}
+
+/// The type tag of a mailbox's segment: to a listing, a `RawArray` of bytes with this tag.
+const MAILBOX_TAG: &str = "mpshm::process::Mailbox";
+/// Where a mailbox's words sit in its payload: the state (`u32`), the message's length (`u64`),
+/// then the message.
+const STATE_AT: usize = 0;
+const LEN_AT: usize = 8;
+const BODY_AT: usize = 16;
+/// The state word of an empty mailbox, and of one holding a message.
+const EMPTY: u32 = 0;
+const FULL: u32 = 0x4D41_494C;
+
+/// One message at a time in a segment of its own: a process's argument, then its result.
+///
+/// A process's two sides never use it at once: the parent puts the argument before the child
+/// starts, the child takes it and puts the outcome, and the parent takes that after the child
+/// has exited. So it needs no ring, no attachment records and no wake-ups, only a state word
+/// that says whether a message is there (written last, with a Release store, when one is put).
+/// Its bytes are still untrusted: a length past the end is refused, never followed.
+#[derive(Debug)]
+pub(crate) struct Mailbox {
+    seg: Segment,
+}
+
+impl Mailbox {
+    /// What a mailbox for messages of up to `max_message` bytes asks of its segment (an
+    /// opener: `None`, any size).
+    fn spec(max_message: Option<usize>) -> Spec {
+        Spec::elements(
+            Kind::RawArray,
+            Identity::named(MAILBOX_TAG, 1, 1, 0, ""),
+            max_message.map_or(0, |m| BODY_AT + m.max(1)),
+        )
+    }
+
+    /// Creates a mailbox under a fresh name ([`fresh_name`]) for a message of up to
+    /// `max_message` bytes, and returns it with its name; a stale name is passed over, as
+    /// [`Channel::create_fresh`] does.
+    pub(crate) fn create_fresh(max_message: usize) -> Result<(Self, String), Error> {
+        let mut last = None;
+        for _ in 0..64 {
+            let name = fresh_name();
+            match Self::create(&name, max_message) {
+                Ok(mailbox) => return Ok((mailbox, name)),
+                Err(e @ Error::AlreadyExists { .. }) => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("64 tries"))
+    }
+
+    /// Creates the empty mailbox `name` for a message of up to `max_message` bytes; the handle
+    /// unlinks it on drop unless [`persist`](Self::persist) is called.
+    pub(crate) fn create(name: &str, max_message: usize) -> Result<Self, Error> {
+        let spec = Self::spec(Some(max_message));
+        // A fresh segment is zero-filled: the state word reads `EMPTY`.
+        shm::make(
+            name,
+            How::Create,
+            &spec,
+            &Options::new(),
+            |_| Ok(()),
+            |seg, _| Ok(Mailbox { seg }),
+        )
+    }
+
+    /// Opens the existing mailbox `name`.
+    pub(crate) fn open(name: &str) -> Result<Self, Error> {
+        let spec = Self::spec(None);
+        shm::make(
+            name,
+            How::Open,
+            &spec,
+            &Options::new(),
+            |_| Ok(()),
+            |seg, _| {
+                if seg.count() <= BODY_AT {
+                    return Err(Error::Corrupt {
+                        name: seg.name().to_owned(),
+                        reason: "a mailbox too small for its own words".to_owned(),
+                    });
+                }
+                Ok(Mailbox { seg })
+            },
+        )
+    }
+
+    /// The longest message it holds.
+    fn max_message(&self) -> usize {
+        self.seg.count() - BODY_AT
+    }
+
+    fn state(&self) -> &AtomicU32 {
+        self.seg.shared(self.seg.payload_offset() + STATE_AT)
+    }
+
+    /// Puts `msg` if the mailbox is empty and `msg` fits; whether it did.
+    pub(crate) fn put(&self, msg: &[u8]) -> bool {
+        if msg.len() > self.max_message() || self.state().load(Ordering::Relaxed) != EMPTY {
+            return false;
+        }
+        let base = self.seg.payload_offset();
+        self.seg
+            .copy_in(base + LEN_AT, &(msg.len() as u64).to_ne_bytes());
+        self.seg.copy_in(base + BODY_AT, msg);
+        // Release: pairs with the Acquire load in `take`; the length and the bytes written
+        // above are there for whoever sees `FULL`.
+        self.state().store(FULL, Ordering::Release);
+        true
+    }
+
+    /// Takes the message out, if there is one (and its length is one a mailbox can hold).
+    pub(crate) fn take(&self) -> Option<Vec<u8>> {
+        // Acquire: pairs with the Release store in `put`.
+        if self.state().load(Ordering::Acquire) != FULL {
+            return None;
+        }
+        let base = self.seg.payload_offset();
+        let mut len = [0u8; 8];
+        self.seg.copy_out(base + LEN_AT, &mut len);
+        let len = usize::try_from(u64::from_ne_bytes(len))
+            .ok()
+            .filter(|&n| n <= self.max_message())?;
+        let mut msg = vec![0; len];
+        self.seg.copy_out(base + BODY_AT, &mut msg);
+        // Relaxed: the other side looks again only after an event that orders it after this
+        // (the child's exit before the parent's reaping), and puts only into an empty box.
+        self.state().store(EMPTY, Ordering::Relaxed);
+        Some(msg)
+    }
+
+    /// Keeps the name when this creating handle is dropped.
+    pub(crate) fn persist(&self) {
+        self.seg.persist();
+    }
+}
+
+/// The mailbox's words and constants, for the pinned layout (`src/layout.rs`).
+#[cfg(all(test, not(loom)))]
+pub(crate) fn shared_layout() -> Vec<String> {
+    vec![format!(
+        "mailbox: RawArray of bytes tagged {MAILBOX_TAG}; state u32 at {STATE_AT} (EMPTY \
+         {EMPTY:#x}, FULL {FULL:#x}), length u64 at {LEN_AT}, message at {BODY_AT}"
+    )]
 }
 
 /// Removes the segment `name`, if it is there.
@@ -213,5 +356,56 @@ mod tests {
         let (chan, name) = Channel::create_fresh(1, 8).expect("passes over it");
         assert_ne!(name, next);
         drop((chan, stale));
+    }
+
+    /// One message at a time, none longer than the mailbox holds, each taken once; another
+    /// handle on the same name sees what one put.
+    #[test]
+    fn a_mailbox_holds_one_message() {
+        let (mailbox, name) = Mailbox::create_fresh(8).expect("created");
+        assert_eq!(mailbox.take(), None);
+        assert!(!mailbox.put(&[0; 9]), "longer than it holds");
+        assert!(mailbox.put(b"abc"));
+        assert!(!mailbox.put(b"d"), "full");
+        let other = Mailbox::open(&name).expect("opened");
+        assert_eq!(other.take().as_deref(), Some(&b"abc"[..]));
+        assert_eq!(mailbox.take(), None, "taken once");
+        assert!(other.put(&[7; 8]));
+        assert_eq!(mailbox.take(), Some(vec![7; 8]));
+    }
+
+    /// A length word past the end (another process scribbled on it) is refused, not followed.
+    #[test]
+    fn a_mailbox_refuses_a_length_past_its_end() {
+        let (mailbox, _name) = Mailbox::create_fresh(8).expect("created");
+        assert!(mailbox.put(b"abc"));
+        let base = mailbox.seg.payload_offset();
+        for bad in [9, 4096, u64::MAX] {
+            mailbox.seg.copy_in(base + LEN_AT, &bad.to_ne_bytes());
+            assert_eq!(mailbox.take(), None, "length {bad}");
+        }
+        mailbox.seg.copy_in(base + LEN_AT, &3u64.to_ne_bytes());
+        assert_eq!(mailbox.take().as_deref(), Some(&b"abc"[..]));
+    }
+
+    /// A segment of the right kind and tag but too small for a mailbox's words is refused.
+    #[test]
+    fn a_mailbox_too_small_is_refused() {
+        let name = fresh_name();
+        let spec = Spec::elements(
+            Kind::RawArray,
+            Identity::named(MAILBOX_TAG, 1, 1, 0, ""),
+            BODY_AT,
+        );
+        let _seg = shm::make(
+            &name,
+            How::Create,
+            &spec,
+            &Options::new(),
+            |_| Ok(()),
+            |seg, _| Ok(seg),
+        )
+        .expect("created");
+        assert!(matches!(Mailbox::open(&name), Err(Error::Corrupt { .. })));
     }
 }

@@ -3,10 +3,10 @@
 //!
 //! The parent starts the child as `/proc/self/exe` (the very file it runs) with one environment
 //! variable, [`SPAWN_ENV`], describing the job: the executable's identity, the parent's pid and
-//! name, whether the child is a daemon, the function ([`Entry`]), the channel holding the
+//! name, whether the child is a daemon, the function ([`Entry`]), the mailbox holding the
 //! argument, and the child's name. [`intercept`] runs from an ELF constructor (see `process.rs`)
 //! or from [`child_main`](crate::process::child_main) at the top of `main`: it checks the
-//! executable, takes the argument from the channel (that is the handshake: an argument still
+//! executable, takes the argument from the mailbox (that is the handshake: an argument still
 //! there when the child has exited means it never got this far), calls the function and puts the
 //! outcome back, then exits without returning to `main`.
 
@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::ProcessError;
-use crate::process::channel::{self, Channel};
+use crate::process::channel::{self, Mailbox};
 use crate::process::entry::{Entry, status};
 use crate::process::forkserver;
 use crate::sys;
@@ -40,18 +40,18 @@ pub(crate) fn hook_disabled() -> bool {
 /// The exit status of a child that could not set itself up (it says why on stderr).
 pub(crate) const EXIT_SETUP: i32 = 121;
 
-/// The first byte of each message in a process's channel.
+/// The first byte of each message in a process's mailbox.
 pub(crate) mod tag {
     /// The argument, from the parent.
     pub(crate) const ARG: u8 = 0xA0;
     /// The outcome record, from the child.
     pub(crate) const RESULT: u8 = 0xB0;
-    /// The outcome was too long for the channel; it is in the segment named after the channel
+    /// The outcome was too long for the mailbox; it is in the segment named after the mailbox
     /// with an `r` added.
     pub(crate) const RESULT_ELSEWHERE: u8 = 0xB1;
 }
 
-/// The longest outcome that travels back in the process's own channel.
+/// The longest outcome that travels back in the process's own mailbox.
 pub(crate) const INLINE_RESULT: usize = 4096;
 
 /// The version of the [`SPAWN_ENV`] format.
@@ -67,7 +67,7 @@ pub(crate) struct Spec {
     pub(crate) parent_name: String,
     pub(crate) daemon: bool,
     pub(crate) entry: Entry,
-    pub(crate) channel: String,
+    pub(crate) mailbox: String,
     pub(crate) name: String,
 }
 
@@ -86,7 +86,7 @@ impl Spec {
             field(&self.parent_name),
             u8::from(self.daemon).to_string(),
             format!("{run}:{func}"),
-            field(&self.channel),
+            field(&self.mailbox),
             field(&self.name),
         ]
         .join(&SEP.to_string())
@@ -101,7 +101,7 @@ impl Spec {
             parent_name,
             daemon,
             entry,
-            channel,
+            mailbox,
             name,
         ] = f[..]
         else {
@@ -125,7 +125,7 @@ impl Spec {
                 _ => return None,
             },
             entry: Entry::from_environment(run, func),
-            channel: channel.to_owned(),
+            mailbox: mailbox.to_owned(),
             name: name.to_owned(),
         })
     }
@@ -255,23 +255,23 @@ fn run(spec: &Spec) -> i32 {
         eprintln!("mpshm: cannot ask to die with the parent: {e}");
         return EXIT_SETUP;
     }
-    let chan = match Channel::open(&spec.channel) {
+    let chan = match Mailbox::open(&spec.mailbox) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("mpshm: this child process cannot open its channel: {e}");
+            eprintln!("mpshm: this child process cannot open its mailbox: {e}");
             return EXIT_SETUP;
         }
     };
-    let arg = match chan.try_get() {
-        Ok(m) if m.first() == Some(&tag::ARG) => m,
+    let arg = match chan.take() {
+        Some(m) if m.first() == Some(&tag::ARG) => m,
         _ => {
-            eprintln!("mpshm: this child process found no argument in its channel");
+            eprintln!("mpshm: this child process found no argument in its mailbox");
             return EXIT_SETUP;
         }
     };
-    // Both sides have the channel mapped now, and nobody opens it again: without its name it
+    // Both sides have the mailbox mapped now, and nobody opens it again: without its name it
     // cannot outlive them, even if the parent is killed.
-    channel::remove(&spec.channel);
+    channel::remove(&spec.mailbox);
     let mut out = vec![tag::RESULT];
     spec.entry.call(&mut &arg[1..], &mut out);
     let code = if out.get(1) == Some(&status::OK) {
@@ -279,22 +279,21 @@ fn run(spec: &Spec) -> i32 {
     } else {
         1
     };
-    hand_back(&chan, &spec.channel, out);
+    hand_back(&chan, &spec.mailbox, out);
     code
 }
 
 /// Puts the outcome `out` (tagged `RESULT`) where the parent will look.
-fn hand_back(chan: &Channel, name: &str, out: Vec<u8>) {
-    if out.len() <= chan.max_message() {
-        let _ = chan.try_put(out);
+fn hand_back(chan: &Mailbox, name: &str, out: Vec<u8>) {
+    if chan.put(&out) {
         return;
     }
     let elsewhere = format!("{name}r");
-    match Channel::create(&elsewhere, 1, out.len()) {
+    match Mailbox::create(&elsewhere, out.len()) {
         Ok(big) => {
             big.persist();
-            let _ = big.try_put(out);
-            let _ = chan.try_put(vec![tag::RESULT_ELSEWHERE]);
+            big.put(&out);
+            chan.put(&[tag::RESULT_ELSEWHERE]);
         }
         Err(e) => {
             eprintln!(
@@ -303,7 +302,7 @@ fn hand_back(chan: &Channel, name: &str, out: Vec<u8>) {
             );
             let mut too_large = vec![tag::RESULT, status::TOO_LARGE];
             too_large.extend_from_slice(&(out.len() as u64).to_le_bytes());
-            let _ = chan.try_put(too_large);
+            chan.put(&too_large);
         }
     }
 }

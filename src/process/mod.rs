@@ -20,7 +20,8 @@
 //!
 //! A child is an ordinary OS process: this executable started again (it runs only the
 //! function: mpshm takes it over before `main`), or a fork. Arguments and results are
-//! [`Payload`]s, copied through shared-memory queues. If the program's start-up hook cannot run
+//! [`Payload`]s, copied through shared memory (a process's own mailbox segment, a pool's
+//! queues). If the program's start-up hook cannot run
 //! (an unusual linker setup), `start` fails with [`NotIntercepted`](crate::ProcessError::NotIntercepted)
 //! and the error says to call [`child_main`] first thing in `main`.
 
@@ -41,6 +42,8 @@ mod process;
 mod workers;
 
 pub use crate::error::{Exit, ProcessError};
+#[cfg(all(test, not(loom)))]
+pub(crate) use channel::shared_layout;
 #[doc(hidden)]
 pub use forkserver::fork_server_pid;
 pub use forkserver::stop_fork_server;

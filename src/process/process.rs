@@ -4,7 +4,7 @@
 //! A child is an ordinary OS process. With [`StartMethod::Spawn`] (the default) it is this
 //! executable started again; it is taken over before `main` by the constructor below (see
 //! `child.rs`), finds its function by its distance from a fixed point in the code (`entry.rs`),
-//! and takes its argument from, and puts its result into, a channel segment made for it. With
+//! and takes its argument from, and puts its result into, a mailbox segment made for it. With
 //! [`StartMethod::Fork`] it is a `fork` of this process, refused while this process runs more
 //! than one thread. The parent holds a pidfd for the child from the moment it starts, so every
 //! signal and wait reaches that child and no other process that might reuse its pid.
@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::{Exit, ProcessError};
-use crate::process::channel::{self, Channel};
+use crate::process::channel::{self, Mailbox};
 use crate::process::child::{self, Spec, tag};
 use crate::process::entry::{Entry, Origin, read_record};
 use crate::process::forkserver;
@@ -87,8 +87,8 @@ enum Target {
 struct Running {
     pid: u32,
     pidfd: Arc<OwnedFd>,
-    /// The channel of a function process, and its name.
-    channel: Option<(Channel, String)>,
+    /// The mailbox of a function process, and its name.
+    mailbox: Option<(Mailbox, String)>,
 }
 
 struct Inner<R> {
@@ -225,7 +225,7 @@ impl<R: Payload> Process<R> {
     /// multi-threaded process; [`ProcessError::NotInExecutable`]; [`ProcessError::Encode`] if
     /// the argument could not be encoded; [`ProcessError::NotIntercepted`] when called in a
     /// spawned child that is running `main`; [`ProcessError::Segment`] and
-    /// [`ProcessError::Io`] when the channel or the process cannot be made.
+    /// [`ProcessError::Io`] when the mailbox or the process cannot be made.
     pub fn start(&self) -> Result<(), ProcessError> {
         child::refuse_if_not_intercepted()?;
         let mut g = self.lock();
@@ -245,10 +245,10 @@ impl<R: Payload> Process<R> {
     }
 
     fn start_function(&self, entry: Entry, arg: &[u8]) -> Result<Running, ProcessError> {
-        let (chan, name) = Channel::create_fresh(1, arg.len().max(child::INLINE_RESULT + 1))?;
-        if chan.try_put(arg.to_vec()).is_err() {
+        let (chan, name) = Mailbox::create_fresh(arg.len().max(child::INLINE_RESULT + 1))?;
+        if !chan.put(arg) {
             return Err(ProcessError::Io(std::io::Error::other(
-                "cannot put the argument into the new process's channel",
+                "cannot put the argument into the new process's mailbox",
             )));
         }
         let spec = Spec {
@@ -257,7 +257,7 @@ impl<R: Payload> Process<R> {
             parent_name: crate::process::current_process().name,
             daemon: self.daemon,
             entry,
-            channel: name.clone(),
+            mailbox: name.clone(),
             name: self.name.clone(),
         };
         let served = match self.method {
@@ -285,7 +285,7 @@ impl<R: Payload> Process<R> {
         Ok(Running {
             pid,
             pidfd: Arc::new(pidfd),
-            channel: Some((chan, name)),
+            mailbox: Some((chan, name)),
         })
     }
 
@@ -299,7 +299,7 @@ impl<R: Payload> Process<R> {
         Ok(Running {
             pid,
             pidfd: Arc::new(pidfd),
-            channel: None,
+            mailbox: None,
         })
     }
 
@@ -469,7 +469,7 @@ fn reap<R: Payload>(g: &mut Inner<R>) -> Result<bool, ProcessError> {
     };
     let exit = Exit::from_exitcode(code);
     let pid = run.pid;
-    let result = match run.channel.take() {
+    let result = match run.mailbox.take() {
         Some((chan, name)) => collect(&chan, &name, pid, exit),
         // A command has no result but its status; `()` decodes from no bytes.
         None if exit == Exit::Code(0) => {
@@ -482,21 +482,19 @@ fn reap<R: Payload>(g: &mut Inner<R>) -> Result<bool, ProcessError> {
     Ok(true)
 }
 
-/// Reads the outcome a function process left in its channel (the channel is then dropped and
+/// Reads the outcome a function process left in its mailbox (the mailbox is then dropped and
 /// so unlinked).
 fn collect<R: Payload>(
-    chan: &Channel,
+    chan: &Mailbox,
     name: &str,
     pid: u32,
     exit: Exit,
 ) -> Result<R, ProcessError> {
     let elsewhere = format!("{name}r");
-    let msg = chan.try_get().ok();
+    let msg = chan.take();
     let msg = match msg.as_deref() {
         Some([tag::RESULT_ELSEWHERE]) => {
-            let big = Channel::open(&elsewhere)
-                .ok()
-                .and_then(|c| c.try_get().ok());
+            let big = Mailbox::open(&elsewhere).ok().and_then(|c| c.take());
             channel::remove(&elsewhere);
             big
         }
@@ -536,7 +534,7 @@ impl<R> Drop for Process<R> {
                 }
                 let _ = sys::pidfd_reap(&run.pidfd);
             }
-            if let Some((_, name)) = &run.channel {
+            if let Some((_, name)) = &run.mailbox {
                 channel::remove(&format!("{name}r"));
             }
         }

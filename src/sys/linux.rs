@@ -174,9 +174,28 @@ fn proc_stat(pid: u32) -> Option<(u8, u64)> {
     Some((state, start))
 }
 
-/// The start time of `pid`, or 0 when it cannot be read.
+/// The start time of `pid`, or 0 when it cannot be read. This process's own is read once and
+/// remembered (every segment it creates records it), and read again after a `fork`.
 pub(crate) fn process_start_time(pid: u32) -> u64 {
-    proc_stat(pid).map_or(0, |(_, start)| start)
+    use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+    use std::sync::atomic::{AtomicU32, AtomicU64};
+    static OWN_START: AtomicU64 = AtomicU64::new(0);
+    /// `forks() + 1` when `OWN_START` was read; 0 before.
+    static AT: AtomicU32 = AtomicU32::new(0);
+    let own = pid == thread_ids().0;
+    let at = forks().wrapping_add(1);
+    // Acquire: pairs with the Release store below, after `OWN_START`.
+    if own && AT.load(Acquire) == at {
+        return OWN_START.load(Relaxed);
+    }
+    let start = proc_stat(pid).map_or(0, |(_, start)| start);
+    if own && start != 0 {
+        // Threads that race here store the same values.
+        OWN_START.store(start, Relaxed);
+        // Release: pairs with the Acquire load above.
+        AT.store(at, Release);
+    }
+    start
 }
 
 /// Whether the process `pid` that started at `start_time` (0: unknown) is still running. A zombie
@@ -1087,14 +1106,36 @@ pub(crate) fn exe_identity() -> io::Result<FileId> {
     Ok((st.st_dev, st.st_ino))
 }
 
+/// Whether glibc knows this process to be single-threaded: its `__libc_single_threaded` (glibc
+/// 2.32 and later), which it clears before it starts a second thread and never sets again.
+/// `false` where the symbol is missing. (A thread started by a raw `clone`, behind glibc's
+/// back, would break glibc's own use of the word, its unlocked stdio.) One look-up and one
+/// read, where counting the threads
+/// in `/proc` costs a process that has not opened its `/proc` entry yet tens of microseconds
+/// (a spawned child, which asks this first thing).
+fn libc_single_threaded() -> bool {
+    // SAFETY: `dlsym` with `RTLD_DEFAULT` only searches the loaded objects; the name is a
+    // NUL-terminated literal.
+    let flag = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) };
+    if flag.is_null() {
+        return false;
+    }
+    // SAFETY: glibc defines the symbol as a `char` that lives as long as the process. glibc
+    // writes it (to 0) only in a thread that starts another; if one does so now, there is a
+    // second thread already, the value is 0 before and after, and a torn byte is impossible.
+    // The volatile read keeps the compiler from assuming anything about it.
+    unsafe { std::ptr::read_volatile(flag.cast::<u8>()) != 0 }
+}
+
 /// Removes `name` from this process's environment, if only one thread runs (else leaves it;
 /// `setenv`/`unsetenv` race with `getenv` in other threads). Whether it was removed.
 pub(crate) fn env_remove(name: &str) -> bool {
-    if thread_count().ok() != Some(1) {
+    if !libc_single_threaded() && thread_count().ok() != Some(1) {
         return false;
     }
-    // SAFETY: the process runs this thread only (checked above; only this thread could start
-    // another), so no other thread reads the environment while it changes.
+    // SAFETY: the process runs this thread only (checked above, by glibc's word or by the
+    // count; only this thread could start another), so no other thread reads the environment
+    // while it changes.
     unsafe { std::env::remove_var(name) };
     true
 }

@@ -126,6 +126,9 @@ pub struct Case {
     pub side: Side,
     pub unit: Unit,
     pub refs: Refs,
+    /// The case whose measurements this row shows again (against other baselines); such a row
+    /// runs nothing itself.
+    pub same_as: Option<String>,
     run: Run,
 }
 
@@ -152,8 +155,26 @@ impl Case {
             side,
             unit,
             refs,
+            same_as: None,
             run: Box::new(run),
         }
+    }
+
+    /// A row showing the measurements of the case `of` again, with its own label and
+    /// baselines.
+    pub fn again(of: &Case, id: &str, label: &str, refs: Refs) -> Case {
+        let mut case = Case::new(
+            of.group,
+            &of.section,
+            id,
+            label,
+            of.side,
+            of.unit,
+            refs,
+            |_| Err("a row that repeats another is not run".into()),
+        );
+        case.same_as = Some(of.id.clone());
+        case
     }
 
     /// A Python row: `request` with, appended, the seconds per case (`Arg::Secs`) or a count
@@ -356,6 +377,7 @@ fn plan(s: &Settings, python: bool) -> Vec<Case> {
 }
 
 /// What a case measured over the run.
+#[derive(Clone)]
 pub struct Outcome {
     pub rounds: Vec<f64>,
     pub hist: Hist,
@@ -393,7 +415,9 @@ fn gauge(secs: f64, pin: &[usize]) -> f64 {
             }
         });
         let mut trips = 0u64;
-        while !trips.is_multiple_of(1024) || Instant::now() < end {
+        // At least one batch: a partner thread that took longer than `secs` to start (a loaded
+        // machine) would otherwise leave no trips, and the gauge infinite (`null` in JSON).
+        while trips == 0 || !trips.is_multiple_of(1024) || Instant::now() < end {
             let v = 2 * trips + 1;
             // Release/Acquire: the value is all that is exchanged.
             line.0.store(v, Release);
@@ -486,7 +510,7 @@ pub fn run(args: &BenchArgs) -> Res<ExitCode> {
                     settings.rounds,
                     case.id
                 ));
-                if outcomes[i].failed.is_none() {
+                if outcomes[i].failed.is_none() && case.same_as.is_none() {
                     ctx.spawned = 0;
                     match (case.run)(&mut ctx) {
                         Ok(sample) => {
@@ -507,6 +531,15 @@ pub fn run(args: &BenchArgs) -> Res<ExitCode> {
         }
     }
     progress.finish_and_clear();
+    for (i, case) in cases.iter().enumerate() {
+        if let Some(j) = case
+            .same_as
+            .as_ref()
+            .and_then(|of| cases.iter().position(|c| &c.id == of))
+        {
+            outcomes[i] = outcomes[j].clone();
+        }
+    }
     let elapsed = started.elapsed();
     drop(ctx);
     let report = report::Report::new(
