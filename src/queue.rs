@@ -20,7 +20,7 @@ use crate::error::{
     Error, GetError, GetTimeoutError, JoinError, PutError, PutTimeoutError, TooLarge, TryGetError,
     TryPutError,
 };
-use crate::ring::mpmc::{CTL_SIZE, Ring, RingCtl};
+use crate::ring::mpmc::{CTL_SIZE, CatchUp, Ring, RingCtl};
 use crate::ring::{self, RingError, TryRingError};
 use crate::segment::{Identity, Kind, Options, Segment, Spec};
 use crate::shm::{Made, Shm};
@@ -114,6 +114,8 @@ pub(crate) struct RingSeg {
     forks: u32,
     joinable: bool,
     spin: AtomicU32,
+    /// This handle's gets, for the ring's wait for a batch (see `CatchUp`).
+    catch_up: CatchUp,
 }
 
 impl RingSeg {
@@ -184,6 +186,7 @@ impl RingSeg {
             forks: sys::forks(),
             joinable,
             spin: AtomicU32::new(DEFAULT_SPIN),
+            catch_up: CatchUp::default(),
         }
         .checked_in())
     }
@@ -483,10 +486,10 @@ impl RingSeg {
                     seg: self,
                     other: PRODUCERS,
                 };
-                ring.get_watching(&mut read, deadline, self.spin(), &peers)?;
+                ring.get_watching(&mut read, deadline, self.spin(), &peers, &self.catch_up)?;
             }
             Wait::UntilClosed(deadline) => {
-                ring.get_watching(&mut read, deadline, self.spin(), &NoPeers)?;
+                ring.get_watching(&mut read, deadline, self.spin(), &NoPeers, &self.catch_up)?;
             }
             Wait::No => {
                 let peers = QueuePeers {

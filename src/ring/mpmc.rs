@@ -130,6 +130,62 @@ fn diff(w: u64, pos: u64) -> i64 {
     (d as i64) >> POS_SHIFT
 }
 
+/// How far past the head a consumer that caught up with a streaming producer lets the producer
+/// get before it looks at the head again (see [`CatchUp`]).
+const CATCH_UP_BATCH: u64 = 16;
+
+/// The longest such a wait lasts, so that the last messages of a burst are not held up for
+/// longer than a round trip or two.
+const CATCH_UP_WAIT: Duration = Duration::from_micros(2);
+
+/// What a consumer remembers between its gets, in its own process (a handle holds one): how many
+/// of its last gets in a row took a message at their first look, that is, whether it is taking a
+/// backlog off a producer that is streaming.
+///
+/// Such a consumer that then finds the ring empty has caught up with the producer, and the slot
+/// at the head is the one the producer is filling. Looking at it again and again (as a consumer
+/// waiting for a single message must) pulls its cache line away from the producer between its
+/// stores into it, and every message then costs the producer a cache-line transfer or two
+/// before its stores can leave it. So that consumer first waits for the producer to get a batch
+/// ahead (`Ring::wait_for_batch`), and then takes the batch from lines the producer is done
+/// with, as the textbook ring's consumer does when it caches the producer's index. A consumer
+/// that waits for single messages (a round trip) finds its message at the first look at most
+/// now and then (when it was held up between its put and its get), never twice in a row, and
+/// never waits for a batch.
+#[derive(Debug, Default)]
+pub(crate) struct CatchUp(std::sync::atomic::AtomicU32);
+
+/// Gets in a row that took a message at their first look, from which a consumer counts as
+/// taking a backlog.
+const BACKLOG: u32 = 2;
+
+impl CatchUp {
+    /// Records that this get took a message at its first look.
+    #[inline]
+    fn took_at_once(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Relaxed, here and below: a hint about this handle's own last gets. Loads and stores
+        // rather than read-modify-writes, whose `lock` would wait for every store before it to
+        // leave the processor; a race between two threads sharing the handle only loses a count.
+        let n = self.0.load(Relaxed);
+        if n < BACKLOG {
+            self.0.store(n + 1, Relaxed);
+        }
+    }
+
+    /// Records that this get found the ring empty at its first look; whether the gets before
+    /// it were taking a backlog.
+    #[inline]
+    fn found_empty(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let n = self.0.load(Relaxed);
+        if n != 0 {
+            self.0.store(0, Relaxed);
+        }
+        n >= BACKLOG
+    }
+}
+
 /// How long a waiter stuck behind a claimed slot sleeps between checks that its claimer lives.
 const LIVENESS_POLL: Duration = Duration::from_millis(10);
 
@@ -753,7 +809,8 @@ impl<'a> Ring<'a> {
             .unwrap_or(Err(RingError::Timeout))
     }
 
-    /// Takes a message, waiting while the ring is empty (see [`put`](Self::put)).
+    /// Takes a message, waiting while the ring is empty (see [`put`](Self::put)), as a consumer
+    /// that has not been streaming (see [`CatchUp`]).
     #[cfg(test)]
     pub(crate) fn get<R>(
         &self,
@@ -761,23 +818,34 @@ impl<'a> Ring<'a> {
         deadline: Option<Instant>,
         spin: u32,
     ) -> Result<R, RingError> {
-        self.get_watching(read, deadline, spin, &NoPeers)
+        self.get_watching(read, deadline, spin, &NoPeers, &CatchUp::default())
     }
 
     /// [`get`](Self::get), giving up with [`RingError::Disconnected`] when the ring is empty and
-    /// the producers are `gone`, and sleeping so that their death wakes it.
+    /// the producers are `gone`, and sleeping so that their death wakes it. `catch_up` is the
+    /// consumer's memory of its last get: a consumer that was taking a backlog and finds the
+    /// ring empty first waits for a batch (see [`CatchUp`]).
     pub(crate) fn get_watching<R>(
         &self,
         read: &mut impl FnMut(&[AtomicU64], usize) -> R,
         deadline: Option<Instant>,
         spin: u32,
         peers: &impl Peers,
+        catch_up: &CatchUp,
     ) -> Result<R, RingError> {
         // The common case first, as in `put_watching`: a message at once. (A closed ring still
         // hands out what it holds, so `closed` need not be read first here.)
         let within = Deadline::from_instant(deadline);
         if let TryGet::Got(r) = self.get_within(read, within) {
+            catch_up.took_at_once();
             return Ok(r);
+        }
+        if catch_up.found_empty() {
+            self.wait_for_batch(deadline);
+            if let TryGet::Got(r) = self.get_within(read, within) {
+                catch_up.took_at_once();
+                return Ok(r);
+            }
         }
         let m = &self.ctl.state.0;
         let attempt = |spun| {
@@ -808,6 +876,38 @@ impl<'a> Ring<'a> {
         block(&m.get, deadline, spin, attempt, || !self.readable(), peers)
             .unwrap_or(Err(RingError::Timeout))
     }
+
+    /// The wait of a consumer that caught up with a streaming producer (see [`CatchUp`]): until
+    /// the slot [`CATCH_UP_BATCH`] positions past the head has been reached by the producers
+    /// (the slots before it are then published, or about to be), [`CATCH_UP_WAIT`] has passed,
+    /// or `deadline` has. It reads no line a producer is writing but that one slot's, once.
+    #[cfg(not(loom))]
+    #[inline(never)]
+    fn wait_for_batch(&self, deadline: Option<Instant>) {
+        let batch = CATCH_UP_BATCH.min(self.cap / 2);
+        if batch == 0 {
+            return;
+        }
+        let until = Instant::now() + CATCH_UP_WAIT;
+        let until = deadline.map_or(until, |d| d.min(until));
+        // Relaxed, both: they only say how long to wait; the get's own look at the head slot
+        // (Acquire) decides what is published.
+        let at = self.ctl.head.0.pos.load(Relaxed).wrapping_add(batch);
+        let word = &self.slot(at)[0];
+        loop {
+            for _ in 0..8 {
+                std::hint::spin_loop();
+            }
+            if diff(word.load(Relaxed), at) >= 0 || Instant::now() >= until {
+                return;
+            }
+        }
+    }
+
+    /// Under loom the wait is left out: it changes nothing in the ring, and a spin the model
+    /// cannot see only adds steps to explore.
+    #[cfg(loom)]
+    fn wait_for_batch(&self, _deadline: Option<Instant>) {}
 
     /// The consumers' eventcount: woken by every put (and a close).
     pub(crate) fn get_events(&self) -> &'a EventCount {
