@@ -16,7 +16,7 @@ use loom::sync::Arc;
 use loom::thread;
 
 use super::RingError;
-use super::mpmc::{CatchUp, HeapRing, TryGet, read_data};
+use super::mpmc::{HeapRing, TryGet, read_data};
 use crate::sync::atomic::Ordering::{Acquire, Release};
 use crate::sync::atomic::{AtomicU32, AtomicU64};
 use crate::wait::futex::futex_wait;
@@ -249,13 +249,7 @@ fn close_then_detach_is_closed_for_a_getter() {
             let (h, producers) = (h.clone(), producers.clone());
             thread::spawn(move || {
                 let r = h.ring(ME);
-                r.get_watching(
-                    &mut read2,
-                    None,
-                    0,
-                    &Watching(&producers),
-                    &CatchUp::default(),
-                )
+                r.get_watching(&mut read2, None, 0, &Watching(&producers))
             })
         };
         let r = h.ring(ME);

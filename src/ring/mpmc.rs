@@ -138,9 +138,17 @@ const CATCH_UP_BATCH: u64 = 16;
 /// longer than a round trip or two.
 const CATCH_UP_WAIT: Duration = Duration::from_micros(2);
 
-/// What a consumer remembers between its gets, in its own process (a handle holds one): how many
-/// of its last gets in a row took a message at their first look, that is, whether it is taking a
-/// backlog off a producer that is streaming.
+/// What a handle remembers between its operations on a ring, in its own process: hints that
+/// spare the next operation a look at a line the other side is writing. Nothing in the ring
+/// depends on them for being correct (see [`CatchUp`] and [`PutAhead`]).
+#[derive(Debug, Default)]
+pub(crate) struct Memory {
+    catch_up: CatchUp,
+    ahead: PutAhead,
+}
+
+/// A consumer's memory: how many of its last gets in a row took a message at their first look,
+/// that is, whether it is taking a backlog off a producer that is streaming.
 ///
 /// Such a consumer that then finds the ring empty has caught up with the producer, and the slot
 /// at the head is the one the producer is filling. Looking at it again and again (as a consumer
@@ -153,7 +161,7 @@ const CATCH_UP_WAIT: Duration = Duration::from_micros(2);
 /// now and then (when it was held up between its put and its get), never twice in a row, and
 /// never waits for a batch.
 #[derive(Debug, Default)]
-pub(crate) struct CatchUp(std::sync::atomic::AtomicU32);
+struct CatchUp(std::sync::atomic::AtomicU32);
 
 /// Gets in a row that took a message at their first look, from which a consumer counts as
 /// taking a backlog.
@@ -186,6 +194,50 @@ impl CatchUp {
     }
 }
 
+/// A producer's memory: the next position, plus one, whose slot a put of this handle found free
+/// while it held the producers' role (0 for none), and the length word it found there.
+///
+/// A put that holds its role looks at the next slot on its way out, so that the next put need
+/// not: that look, on the next put's way in, was where every put waited (its stores then wait
+/// behind it, and the caller's next message behind them). A slot found free for a lap stays
+/// free until a producer claims or fills it for that lap, and no other producer can while this
+/// thread holds the role; if it lost the role in between, it has put at least once without it
+/// (a role is granted only after puts), so the tail has passed the remembered position and the
+/// memory is not used (see `put_in`).
+#[derive(Debug, Default)]
+struct PutAhead {
+    pos: std::sync::atomic::AtomicU64,
+    len: std::sync::atomic::AtomicU64,
+}
+
+impl PutAhead {
+    /// The length word of slot `pos`, if a put found that slot free (see above).
+    #[inline]
+    fn free(&self, pos: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Relaxed, here and in `remember`: written and read by the role's holder only; a thread
+        // that takes the role over from another of this handle's threads does so through the
+        // role's `bias` word (Acquire after the other thread's Release), which orders these.
+        let remembered = self.pos.load(Relaxed);
+        // Not 0, which names no position (and which a tail at the end of the number range,
+        // scribbled there, would otherwise match).
+        (remembered != 0 && remembered == pos.wrapping_add(1)).then(|| self.len.load(Relaxed))
+    }
+
+    /// Remembers that slot `pos` is free and holds the length word `len`, or forgets (`None`).
+    #[inline]
+    fn remember(&self, free: Option<(u64, u64)>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match free {
+            Some((pos, len)) => {
+                self.len.store(len, Relaxed);
+                self.pos.store(pos.wrapping_add(1), Relaxed);
+            }
+            None => self.pos.store(0, Relaxed),
+        }
+    }
+}
+
 /// How long a waiter stuck behind a claimed slot sleeps between checks that its claimer lives.
 const LIVENESS_POLL: Duration = Duration::from_millis(10);
 
@@ -206,6 +258,15 @@ fn claimer_alive(pid: u32) -> bool {
 #[cfg(any(loom, miri))]
 fn claimer_alive(pid: u32) -> bool {
     pid != MODEL_DEAD_PID
+}
+
+/// Whether a look for a free slot may read the consumers' head (see `Ring::consumed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Head {
+    /// Read it if the head this producer saw last does not show the slot's message taken.
+    Read,
+    /// Go by the head this producer saw last only.
+    Cached,
 }
 
 /// What one look for a free slot found.
@@ -244,6 +305,8 @@ pub(crate) struct Ring<'a> {
     max_len: usize,
     pid: u32,
     joinable: bool,
+    /// The handle's memory, if it keeps one (see [`Memory`]).
+    memory: Option<&'a Memory>,
 }
 
 impl<'a> Ring<'a> {
@@ -268,6 +331,16 @@ impl<'a> Ring<'a> {
             max_len,
             pid,
             joinable,
+            memory: None,
+        }
+    }
+
+    /// This view, remembering between operations in `memory` (see [`Memory`]).
+    #[inline]
+    pub(crate) fn with_memory(self, memory: &'a Memory) -> Ring<'a> {
+        Ring {
+            memory: Some(memory),
+            ..self
         }
     }
 
@@ -373,31 +446,37 @@ impl<'a> Ring<'a> {
     #[inline(always)]
     fn put_in<const ALONE: bool>(&self, msg: &[u8], seen: Option<&AtomicU64>) -> Option<TryPut> {
         let tail = &self.ctl.tail.0.pos;
+        let ahead = self.memory.map(|m| &m.ahead);
+        if !ALONE {
+            // Not needed for correctness (see `PutAhead`), but nothing a put that shares the
+            // role found is worth keeping.
+            ahead.inspect(|a| a.remember(None));
+        }
         for _ in 0..SEARCH_BUDGET {
             let pos = tail.load(Relaxed);
             let slot = self.slot(pos);
+            if ALONE && let Some(len_word) = ahead.and_then(|a| a.free(pos)) {
+                // The last put found this slot free (see `PutAhead`).
+                self.publish_alone(pos, slot, msg, len_word, seen);
+                return Some(TryPut::Done);
+            }
             // Acquire: pairs with the Release store that freed this slot in `try_get` (or
             // `reclaim`), so the last reader's copy is done before we overwrite the data.
             let w = slot[0].load(Acquire);
             if self.slot_free(pos, w, seen) {
-                // Alone, there is nothing to claim against other producers, and nothing to
-                // mark for a consumer to find if we die: until the FULL store below, and the
-                // tail after it, the ring shows nothing of this put. (A consumer polling the
-                // slot would otherwise pull its line away between a claim and the
-                // publication.)
-                if ALONE || claim(&slot[0], w, enc(pos, WRITING, self.pid)) {
-                    if !ALONE {
-                        advance::<false>(tail, pos);
-                    }
-                    write_data(slot, msg);
+                // Relaxed: as in `write_data`.
+                let len_word = slot[1].load(Relaxed);
+                if ALONE {
+                    self.publish_alone(pos, slot, msg, len_word, seen);
+                    return Some(TryPut::Done);
+                }
+                if claim(&slot[0], w, enc(pos, WRITING, self.pid)) {
+                    advance::<false>(tail, pos);
+                    write_data(slot, msg, len_word);
                     // Release: pairs with the Acquire loads in `try_get`; the data written
                     // above is visible to whoever sees FULL.
                     slot[0].store(enc(pos, FULL, 0), Release);
-                    if ALONE {
-                        advance::<true>(tail, pos);
-                    }
-                    let m = &self.ctl.state.0;
-                    m.get.wake();
+                    self.ctl.state.0.get.wake();
                     return Some(TryPut::Done);
                 }
             } else if diff(w, pos) >= 0 {
@@ -411,6 +490,48 @@ impl<'a> Ring<'a> {
             }
         }
         None
+    }
+
+    /// Fills slot `pos`, found free, whose length word holds `len_word`, and publishes it, by a
+    /// thread that holds the producers' role. Alone, there is nothing to claim against other
+    /// producers, and nothing to mark for a consumer to find if we die: until the FULL store
+    /// below, and the tail after it, the ring shows nothing of this put. (A consumer polling the
+    /// slot would otherwise pull its line away between a claim and the publication.) Then looks
+    /// at the next slot for the next put (see `PutAhead`).
+    #[inline(always)]
+    fn publish_alone(
+        &self,
+        pos: u64,
+        slot: &[AtomicU64],
+        msg: &[u8],
+        len_word: u64,
+        seen: Option<&AtomicU64>,
+    ) {
+        // The next slot first: a look there that has to wait for the line then waits beside
+        // the copy below (which often waits for the caller's stores of the message to leave),
+        // not after it.
+        let ahead = self.memory.map(|m| {
+            let next = pos.wrapping_add(1);
+            let slot = self.slot(next);
+            // Acquire: as in `put_in`, for the put that will fill it.
+            let w = slot[0].load(Acquire);
+            // Only from the head this producer last read: a look at the head here, where the
+            // ring is near full, would pull the consumer's line away once more per message.
+            // Relaxed: as in `write_data`.
+            let free = self
+                .slot_free_by(next, w, seen, Head::Cached)
+                .then(|| (next, slot[1].load(Relaxed)));
+            (m, free)
+        });
+        write_data(slot, msg, len_word);
+        // Release: pairs with the Acquire loads in `try_get`; the data written above is visible
+        // to whoever sees FULL.
+        slot[0].store(enc(pos, FULL, 0), Release);
+        advance::<true>(&self.ctl.tail.0.pos, pos);
+        if let Some((m, free)) = ahead {
+            m.ahead.remember(free);
+        }
+        self.ctl.state.0.get.wake();
     }
 
     /// Moves an index on from `pos`, whose slot holds a lap `d` (≥ 0) positions on: by one
@@ -440,12 +561,19 @@ impl<'a> Ring<'a> {
     /// its role and so left the word `FULL` (see `consumed`).
     #[inline]
     fn slot_free(&self, pos: u64, w: u64, seen: Option<&AtomicU64>) -> bool {
+        self.slot_free_by(pos, w, seen, Head::Read)
+    }
+
+    /// [`slot_free`](Self::slot_free), reading the head (if `seen` does not already show the
+    /// message taken) only if `head` says so.
+    #[inline]
+    fn slot_free_by(&self, pos: u64, w: u64, seen: Option<&AtomicU64>, head: Head) -> bool {
         match diff(w, pos) {
             0 => state(w) == FREE,
             d => {
                 d == -(self.cap as i64)
                     && state(w) == FULL
-                    && self.consumed(pos, seen, &self.slot(pos)[0], w)
+                    && self.consumed(pos, seen, &self.slot(pos)[0], w, head)
             }
         }
     }
@@ -580,13 +708,23 @@ impl<'a> Ring<'a> {
     /// plain stores. A cached head was read before `w`; a fresh one is followed by a second look
     /// at the word.
     #[inline]
-    fn consumed(&self, pos: u64, seen: Option<&AtomicU64>, word: &AtomicU64, w: u64) -> bool {
+    fn consumed(
+        &self,
+        pos: u64,
+        seen: Option<&AtomicU64>,
+        word: &AtomicU64,
+        w: u64,
+        head: Head,
+    ) -> bool {
         let prev = pos.wrapping_sub(self.cap);
         if let Some(seen) = seen {
             // Relaxed: the value came from an Acquire load below, by this thread, before `w`.
             if seen.load(Relaxed) > prev {
                 return true;
             }
+        }
+        if head == Head::Cached {
+            return false;
         }
         // Acquire: pairs with the Release store of the head by a consumer holding its role (its
         // copy is done) and with the Release advance of a shared consumer (its claim is then
@@ -809,8 +947,7 @@ impl<'a> Ring<'a> {
             .unwrap_or(Err(RingError::Timeout))
     }
 
-    /// Takes a message, waiting while the ring is empty (see [`put`](Self::put)), as a consumer
-    /// that has not been streaming (see [`CatchUp`]).
+    /// Takes a message, waiting while the ring is empty (see [`put`](Self::put)).
     #[cfg(test)]
     pub(crate) fn get<R>(
         &self,
@@ -818,32 +955,32 @@ impl<'a> Ring<'a> {
         deadline: Option<Instant>,
         spin: u32,
     ) -> Result<R, RingError> {
-        self.get_watching(read, deadline, spin, &NoPeers, &CatchUp::default())
+        self.get_watching(read, deadline, spin, &NoPeers)
     }
 
     /// [`get`](Self::get), giving up with [`RingError::Disconnected`] when the ring is empty and
-    /// the producers are `gone`, and sleeping so that their death wakes it. `catch_up` is the
-    /// consumer's memory of its last get: a consumer that was taking a backlog and finds the
-    /// ring empty first waits for a batch (see [`CatchUp`]).
+    /// the producers are `gone`, and sleeping so that their death wakes it. A consumer that
+    /// remembers taking a backlog and finds the ring empty first waits for a batch (see
+    /// [`CatchUp`]).
     pub(crate) fn get_watching<R>(
         &self,
         read: &mut impl FnMut(&[AtomicU64], usize) -> R,
         deadline: Option<Instant>,
         spin: u32,
         peers: &impl Peers,
-        catch_up: &CatchUp,
     ) -> Result<R, RingError> {
         // The common case first, as in `put_watching`: a message at once. (A closed ring still
         // hands out what it holds, so `closed` need not be read first here.)
         let within = Deadline::from_instant(deadline);
+        let catch_up = self.memory.map(|m| &m.catch_up);
         if let TryGet::Got(r) = self.get_within(read, within) {
-            catch_up.took_at_once();
+            catch_up.inspect(|c| c.took_at_once());
             return Ok(r);
         }
-        if catch_up.found_empty() {
+        if catch_up.is_some_and(CatchUp::found_empty) {
             self.wait_for_batch(deadline);
             if let TryGet::Got(r) = self.get_within(read, within) {
-                catch_up.took_at_once();
+                catch_up.inspect(|c| c.took_at_once());
                 return Ok(r);
             }
         }
@@ -957,20 +1094,18 @@ fn advance<const ALONE: bool>(index: &AtomicU64, pos: u64) {
 }
 
 /// Writes `msg` and its length into a slot this thread has claimed (`WRITING`), or holds the
-/// producers' role for.
+/// producers' role for, whose length word held `len_word`.
 ///
 /// The message first, and nothing stored into the slot before it: the caller has usually just
 /// made the message in smaller pieces than the copy's loads, and such a load waits until those
 /// stores leave the processor, behind every older store; a store into the slot (whose line the
 /// consumer may be polling) ahead of it would make every put wait for that line to come back.
 /// The length word only if it changed: a queue of one message size then writes only the data
-/// and the state word.
+/// and the state word. (Callers read `len_word` before the data is stored, while the line is
+/// still here for reading, not behind our own stores.)
 #[inline]
-fn write_data(slot: &[AtomicU64], msg: &[u8]) {
-    // Relaxed, both here and at the store below: the slot is ours until the Release store of
-    // its state word, which publishes this with the data. Read before the data is stored, while
-    // the line is still here for reading, not behind our own stores.
-    let len_changed = slot[1].load(Relaxed) != msg.len() as u64;
+fn write_data(slot: &[AtomicU64], msg: &[u8], len_word: u64) {
+    let len_changed = len_word != msg.len() as u64;
     let data = &slot[2..];
     assert!(msg.len() <= data.len() * 8);
     // loom's atomics are handles, not memory: copy word by word, Relaxed, so that a missing
@@ -994,6 +1129,8 @@ fn write_data(slot: &[AtomicU64], msg: &[u8]) {
         );
     }
     if len_changed {
+        // Relaxed, as every access to the length word: the slot is ours until the Release
+        // store of its state word, which publishes this with the data.
         slot[1].store(msg.len() as u64, Relaxed);
     }
 }
@@ -1037,6 +1174,7 @@ pub(crate) struct HeapRing {
     words: Vec<AtomicU64>,
     cap: usize,
     max_len: usize,
+    memory: Memory,
 }
 
 #[cfg(test)]
@@ -1048,13 +1186,17 @@ impl HeapRing {
             words: (0..n).map(|_| AtomicU64::new(0)).collect(),
             cap,
             max_len,
+            memory: Memory::default(),
         };
         ring.ring(1).init();
         ring
     }
 
+    /// A view acting as process `pid`, with the heap ring's one memory (as if every view were
+    /// one handle shared by threads; see [`Memory`]).
     pub(crate) fn ring(&self, pid: u32) -> Ring<'_> {
         Ring::new(&self.ctl, &self.words, self.cap, self.max_len, pid, true)
+            .with_memory(&self.memory)
     }
 }
 
