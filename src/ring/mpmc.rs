@@ -197,9 +197,11 @@ impl CatchUp {
 /// A producer's memory: the next position, plus one, whose slot a put of this handle found free
 /// while it held the producers' role (0 for none), and the length word it found there.
 ///
-/// A put that holds its role looks at the next slot on its way out, so that the next put need
-/// not: that look, on the next put's way in, was where every put waited (its stores then wait
-/// behind it, and the caller's next message behind them). A slot found free for a lap stays
+/// A put that holds its role looks at the next slot before it copies its own message, so that
+/// the next put need not: that look, on the next put's way in, was where every put waited (its
+/// stores then wait behind it, and the caller's next message behind them); here it waits beside
+/// the copy, which waits for the caller's stores of the message anyway. A slot found free for a
+/// lap stays
 /// free until a producer claims or fills it for that lap, and no other producer can while this
 /// thread holds the role; if it lost the role in between, it has put at least once without it
 /// (a role is granted only after puts), so the tail has passed the remembered position and the
