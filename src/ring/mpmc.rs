@@ -979,7 +979,8 @@ impl<'a> Ring<'a> {
             catch_up.inspect(|c| c.took_at_once());
             return Ok(r);
         }
-        if catch_up.is_some_and(CatchUp::found_empty) {
+        // A handle told not to spin (`set_spin(0)`) does not spin for a batch either.
+        if catch_up.is_some_and(CatchUp::found_empty) && spin > 0 {
             self.wait_for_batch(deadline);
             if let TryGet::Got(r) = self.get_within(read, within) {
                 catch_up.inspect(|c| c.took_at_once());
