@@ -267,16 +267,18 @@ fn a_consumer_that_caught_up_keeps_its_deadline_and_takes_what_comes() {
             assert_eq!(r.get(&mut read_vec, None, 0), Ok(vec![i]));
         }
     };
+    // A spinning get (a get set not to spin does not wait for a batch).
+    let spin = 200;
     backlog();
     assert_eq!(
-        r.get(&mut read_vec, Some(Instant::now()), 0),
+        r.get(&mut read_vec, Some(Instant::now()), spin),
         Err(RingError::Timeout)
     );
     backlog();
     std::thread::scope(|s| {
         s.spawn(|| assert_eq!(r.try_put(&[9]), TryPut::Done));
         let deadline = Some(Instant::now() + Duration::from_secs(60));
-        assert_eq!(r.get(&mut read_vec, deadline, 0), Ok(vec![9]));
+        assert_eq!(r.get(&mut read_vec, deadline, spin), Ok(vec![9]));
     });
 }
 
