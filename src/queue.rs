@@ -20,7 +20,7 @@ use crate::error::{
     Error, GetError, GetTimeoutError, JoinError, PutError, PutTimeoutError, TooLarge, TryGetError,
     TryPutError,
 };
-use crate::ring::mpmc::{CTL_SIZE, Ring, RingCtl};
+use crate::ring::mpmc::{CTL_SIZE, Memory, Ring, RingCtl};
 use crate::ring::{self, RingError, TryRingError};
 use crate::segment::{Identity, Kind, Options, Segment, Spec};
 use crate::shm::{Made, Shm};
@@ -114,6 +114,8 @@ pub(crate) struct RingSeg {
     forks: u32,
     joinable: bool,
     spin: AtomicU32,
+    /// What this handle's operations remember between them (see `ring::mpmc::Memory`).
+    memory: Memory,
 }
 
 impl RingSeg {
@@ -184,6 +186,7 @@ impl RingSeg {
             forks: sys::forks(),
             joinable,
             spin: AtomicU32::new(DEFAULT_SPIN),
+            memory: Memory::default(),
         }
         .checked_in())
     }
@@ -208,7 +211,7 @@ impl RingSeg {
         } else {
             sys::thread_ids().0
         };
-        ring_view(&self.seg, self.cap, self.max_len, pid, self.joinable)
+        ring_view(&self.seg, self.cap, self.max_len, pid, self.joinable).with_memory(&self.memory)
     }
 
     #[inline]

@@ -46,6 +46,10 @@ use crate::wait::NoPeers;
 use crate::wait::{Deadline, EventCount, Peers, Progress, block};
 
 mod join;
+mod memory;
+
+use memory::CatchUp;
+pub(crate) use memory::Memory;
 
 /// The ring's shared control block: indices on lines of their own, the state both roles share,
 /// and each role's bias (see `ring/bias.rs`).
@@ -152,6 +156,15 @@ fn claimer_alive(pid: u32) -> bool {
     pid != MODEL_DEAD_PID
 }
 
+/// Whether a look for a free slot may read the consumers' head (see `Ring::consumed`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Head {
+    /// Read it if the head this producer saw last does not show the slot's message taken.
+    Read,
+    /// Go by the head this producer saw last only.
+    Cached,
+}
+
 /// What one look for a free slot found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum TryPut {
@@ -188,6 +201,8 @@ pub(crate) struct Ring<'a> {
     max_len: usize,
     pid: u32,
     joinable: bool,
+    /// The handle's memory, if it keeps one (see [`Memory`]).
+    memory: Option<&'a Memory>,
 }
 
 impl<'a> Ring<'a> {
@@ -212,6 +227,16 @@ impl<'a> Ring<'a> {
             max_len,
             pid,
             joinable,
+            memory: None,
+        }
+    }
+
+    /// This view, remembering between operations in `memory` (see [`Memory`]).
+    #[inline]
+    pub(crate) fn with_memory(self, memory: &'a Memory) -> Ring<'a> {
+        Ring {
+            memory: Some(memory),
+            ..self
         }
     }
 
@@ -317,31 +342,37 @@ impl<'a> Ring<'a> {
     #[inline(always)]
     fn put_in<const ALONE: bool>(&self, msg: &[u8], seen: Option<&AtomicU64>) -> Option<TryPut> {
         let tail = &self.ctl.tail.0.pos;
+        let ahead = self.memory.map(|m| &m.ahead);
+        if !ALONE {
+            // Not needed for correctness (see `PutAhead`), but nothing a put that shares the
+            // role found is worth keeping.
+            ahead.inspect(|a| a.remember(None));
+        }
         for _ in 0..SEARCH_BUDGET {
             let pos = tail.load(Relaxed);
             let slot = self.slot(pos);
+            if ALONE && let Some(len_word) = ahead.and_then(|a| a.free(pos)) {
+                // The last put found this slot free (see `PutAhead`).
+                self.publish_alone(pos, slot, msg, len_word, seen);
+                return Some(TryPut::Done);
+            }
             // Acquire: pairs with the Release store that freed this slot in `try_get` (or
             // `reclaim`), so the last reader's copy is done before we overwrite the data.
             let w = slot[0].load(Acquire);
             if self.slot_free(pos, w, seen) {
-                // Alone, there is nothing to claim against other producers, and nothing to
-                // mark for a consumer to find if we die: until the FULL store below, and the
-                // tail after it, the ring shows nothing of this put. (A consumer polling the
-                // slot would otherwise pull its line away between a claim and the
-                // publication.)
-                if ALONE || claim(&slot[0], w, enc(pos, WRITING, self.pid)) {
-                    if !ALONE {
-                        advance::<false>(tail, pos);
-                    }
-                    write_data(slot, msg);
+                // Relaxed: as in `write_data`.
+                let len_word = slot[1].load(Relaxed);
+                if ALONE {
+                    self.publish_alone(pos, slot, msg, len_word, seen);
+                    return Some(TryPut::Done);
+                }
+                if claim(&slot[0], w, enc(pos, WRITING, self.pid)) {
+                    advance::<false>(tail, pos);
+                    write_data(slot, msg, len_word);
                     // Release: pairs with the Acquire loads in `try_get`; the data written
                     // above is visible to whoever sees FULL.
                     slot[0].store(enc(pos, FULL, 0), Release);
-                    if ALONE {
-                        advance::<true>(tail, pos);
-                    }
-                    let m = &self.ctl.state.0;
-                    m.get.wake();
+                    self.ctl.state.0.get.wake();
                     return Some(TryPut::Done);
                 }
             } else if diff(w, pos) >= 0 {
@@ -355,6 +386,48 @@ impl<'a> Ring<'a> {
             }
         }
         None
+    }
+
+    /// Fills slot `pos`, found free, whose length word holds `len_word`, and publishes it, by a
+    /// thread that holds the producers' role. Alone, there is nothing to claim against other
+    /// producers, and nothing to mark for a consumer to find if we die: until the FULL store
+    /// below, and the tail after it, the ring shows nothing of this put. (A consumer polling the
+    /// slot would otherwise pull its line away between a claim and the publication.) Then looks
+    /// at the next slot for the next put (see `PutAhead`).
+    #[inline(always)]
+    fn publish_alone(
+        &self,
+        pos: u64,
+        slot: &[AtomicU64],
+        msg: &[u8],
+        len_word: u64,
+        seen: Option<&AtomicU64>,
+    ) {
+        // The next slot first: a look there that has to wait for the line then waits beside
+        // the copy below (which often waits for the caller's stores of the message to leave),
+        // not after it.
+        let ahead = self.memory.map(|m| {
+            let next = pos.wrapping_add(1);
+            let slot = self.slot(next);
+            // Acquire: as in `put_in`, for the put that will fill it.
+            let w = slot[0].load(Acquire);
+            // Only from the head this producer last read: a look at the head here, where the
+            // ring is near full, would pull the consumer's line away once more per message.
+            // Relaxed: as in `write_data`.
+            let free = self
+                .slot_free_by(next, w, seen, Head::Cached)
+                .then(|| (next, slot[1].load(Relaxed)));
+            (m, free)
+        });
+        write_data(slot, msg, len_word);
+        // Release: pairs with the Acquire loads in `try_get`; the data written above is visible
+        // to whoever sees FULL.
+        slot[0].store(enc(pos, FULL, 0), Release);
+        advance::<true>(&self.ctl.tail.0.pos, pos);
+        if let Some((m, free)) = ahead {
+            m.ahead.remember(free);
+        }
+        self.ctl.state.0.get.wake();
     }
 
     /// Moves an index on from `pos`, whose slot holds a lap `d` (≥ 0) positions on: by one
@@ -384,12 +457,19 @@ impl<'a> Ring<'a> {
     /// its role and so left the word `FULL` (see `consumed`).
     #[inline]
     fn slot_free(&self, pos: u64, w: u64, seen: Option<&AtomicU64>) -> bool {
+        self.slot_free_by(pos, w, seen, Head::Read)
+    }
+
+    /// [`slot_free`](Self::slot_free), reading the head (if `seen` does not already show the
+    /// message taken) only if `head` says so.
+    #[inline]
+    fn slot_free_by(&self, pos: u64, w: u64, seen: Option<&AtomicU64>, head: Head) -> bool {
         match diff(w, pos) {
             0 => state(w) == FREE,
             d => {
                 d == -(self.cap as i64)
                     && state(w) == FULL
-                    && self.consumed(pos, seen, &self.slot(pos)[0], w)
+                    && self.consumed(pos, seen, &self.slot(pos)[0], w, head)
             }
         }
     }
@@ -524,13 +604,23 @@ impl<'a> Ring<'a> {
     /// plain stores. A cached head was read before `w`; a fresh one is followed by a second look
     /// at the word.
     #[inline]
-    fn consumed(&self, pos: u64, seen: Option<&AtomicU64>, word: &AtomicU64, w: u64) -> bool {
+    fn consumed(
+        &self,
+        pos: u64,
+        seen: Option<&AtomicU64>,
+        word: &AtomicU64,
+        w: u64,
+        head: Head,
+    ) -> bool {
         let prev = pos.wrapping_sub(self.cap);
         if let Some(seen) = seen {
             // Relaxed: the value came from an Acquire load below, by this thread, before `w`.
             if seen.load(Relaxed) > prev {
                 return true;
             }
+        }
+        if head == Head::Cached {
+            return false;
         }
         // Acquire: pairs with the Release store of the head by a consumer holding its role (its
         // copy is done) and with the Release advance of a shared consumer (its claim is then
@@ -765,7 +855,9 @@ impl<'a> Ring<'a> {
     }
 
     /// [`get`](Self::get), giving up with [`RingError::Disconnected`] when the ring is empty and
-    /// the producers are `gone`, and sleeping so that their death wakes it.
+    /// the producers are `gone`, and sleeping so that their death wakes it. A consumer that
+    /// remembers taking a backlog and finds the ring empty first waits for a batch (see
+    /// [`CatchUp`]).
     pub(crate) fn get_watching<R>(
         &self,
         read: &mut impl FnMut(&[AtomicU64], usize) -> R,
@@ -776,8 +868,18 @@ impl<'a> Ring<'a> {
         // The common case first, as in `put_watching`: a message at once. (A closed ring still
         // hands out what it holds, so `closed` need not be read first here.)
         let within = Deadline::from_instant(deadline);
+        let catch_up = self.memory.map(|m| &m.catch_up);
         if let TryGet::Got(r) = self.get_within(read, within) {
+            catch_up.inspect(|c| c.took_at_once());
             return Ok(r);
+        }
+        // A handle told not to spin (`set_spin(0)`) does not spin for a batch either.
+        if catch_up.is_some_and(CatchUp::found_empty) && spin > 0 {
+            self.wait_for_batch(deadline);
+            if let TryGet::Got(r) = self.get_within(read, within) {
+                catch_up.inspect(|c| c.took_at_once());
+                return Ok(r);
+            }
         }
         let m = &self.ctl.state.0;
         let attempt = |spun| {
@@ -857,20 +959,18 @@ fn advance<const ALONE: bool>(index: &AtomicU64, pos: u64) {
 }
 
 /// Writes `msg` and its length into a slot this thread has claimed (`WRITING`), or holds the
-/// producers' role for.
+/// producers' role for, whose length word held `len_word`.
 ///
 /// The message first, and nothing stored into the slot before it: the caller has usually just
 /// made the message in smaller pieces than the copy's loads, and such a load waits until those
 /// stores leave the processor, behind every older store; a store into the slot (whose line the
 /// consumer may be polling) ahead of it would make every put wait for that line to come back.
 /// The length word only if it changed: a queue of one message size then writes only the data
-/// and the state word.
+/// and the state word. (Callers read `len_word` before the data is stored, while the line is
+/// still here for reading, not behind our own stores.)
 #[inline]
-fn write_data(slot: &[AtomicU64], msg: &[u8]) {
-    // Relaxed, both here and at the store below: the slot is ours until the Release store of
-    // its state word, which publishes this with the data. Read before the data is stored, while
-    // the line is still here for reading, not behind our own stores.
-    let len_changed = slot[1].load(Relaxed) != msg.len() as u64;
+fn write_data(slot: &[AtomicU64], msg: &[u8], len_word: u64) {
+    let len_changed = len_word != msg.len() as u64;
     let data = &slot[2..];
     assert!(msg.len() <= data.len() * 8);
     // loom's atomics are handles, not memory: copy word by word, Relaxed, so that a missing
@@ -894,6 +994,8 @@ fn write_data(slot: &[AtomicU64], msg: &[u8]) {
         );
     }
     if len_changed {
+        // Relaxed, as every access to the length word: the slot is ours until the Release
+        // store of its state word, which publishes this with the data.
         slot[1].store(msg.len() as u64, Relaxed);
     }
 }
@@ -937,6 +1039,7 @@ pub(crate) struct HeapRing {
     words: Vec<AtomicU64>,
     cap: usize,
     max_len: usize,
+    memory: Memory,
 }
 
 #[cfg(test)]
@@ -948,13 +1051,17 @@ impl HeapRing {
             words: (0..n).map(|_| AtomicU64::new(0)).collect(),
             cap,
             max_len,
+            memory: Memory::default(),
         };
         ring.ring(1).init();
         ring
     }
 
+    /// A view acting as process `pid`, with the heap ring's one memory (as if every view were
+    /// one handle shared by threads; see [`Memory`]).
     pub(crate) fn ring(&self, pid: u32) -> Ring<'_> {
         Ring::new(&self.ctl, &self.words, self.cap, self.max_len, pid, true)
+            .with_memory(&self.memory)
     }
 }
 

@@ -224,6 +224,64 @@ fn a_lone_thread_is_handed_each_side_and_another_takes_it_back() {
     assert_eq!((r.len(), r.lost()), (0, 0));
 }
 
+/// A put holding its role remembers the next slot as free (`PutAhead`); a producer that then
+/// takes the role away and dies in the middle of its claim on that very slot leaves the role
+/// shared, so the next put looks at the slot again and passes the dead claim (which a consumer
+/// then reclaims and counts lost), rather than writing over it on the strength of what it
+/// remembered.
+#[test]
+fn a_remembered_free_slot_is_looked_at_again_after_the_role_changed_hands() {
+    let h = HeapRing::new(8, 8);
+    let r = h.ring(me());
+    for i in 0..4u8 {
+        assert_eq!(r.try_put(&[i]), TryPut::Done);
+    }
+    assert!(h.ctl.producers.holder().is_some());
+    let pos = h.ctl.tail.0.pos.load(Relaxed);
+    assert_eq!(
+        h.memory.ahead.free(pos),
+        Some(0),
+        "the last put looked ahead"
+    );
+    // What a producer that revoked our hold, claimed `pos` and died there leaves behind.
+    h.ctl.producers.bias.0.store(0, Relaxed);
+    r.slot(pos)[0].store(enc(pos, WRITING, MODEL_DEAD_PID), Relaxed);
+    assert_eq!(r.put_nowait(&[9], &NoPeers), Ok(()));
+    for want in [0, 1, 2, 3, 9] {
+        assert_eq!(r.get_nowait(&mut read_vec, &NoPeers), Ok(vec![want]));
+    }
+    assert_eq!(r.lost(), 1);
+}
+
+/// A consumer that was taking a backlog and finds the ring empty waits a moment for a batch
+/// (`CatchUp`), but not past its deadline, and takes what is put meanwhile.
+#[test]
+fn a_consumer_that_caught_up_keeps_its_deadline_and_takes_what_comes() {
+    let h = HeapRing::new(64, 8);
+    let r = h.ring(me());
+    let backlog = || {
+        for i in 0..4u8 {
+            assert_eq!(r.try_put(&[i]), TryPut::Done);
+        }
+        for i in 0..4u8 {
+            assert_eq!(r.get(&mut read_vec, None, 0), Ok(vec![i]));
+        }
+    };
+    // A spinning get (a get set not to spin does not wait for a batch).
+    let spin = 200;
+    backlog();
+    assert_eq!(
+        r.get(&mut read_vec, Some(Instant::now()), spin),
+        Err(RingError::Timeout)
+    );
+    backlog();
+    std::thread::scope(|s| {
+        s.spawn(|| assert_eq!(r.try_put(&[9]), TryPut::Done));
+        let deadline = Some(Instant::now() + Duration::from_secs(60));
+        assert_eq!(r.get(&mut read_vec, deadline, spin), Ok(vec![9]));
+    });
+}
+
 #[test]
 fn a_holder_that_died_inside_is_revoked() {
     let h = HeapRing::new(4, 8);
