@@ -657,15 +657,16 @@ impl<'a> Ring<'a> {
         }
     }
 
-    /// Whether a role may be handed to one thread (no process without `membarrier` uses this
-    /// ring).
+    /// Whether a role may be handed to one thread (nobody has called
+    /// [`forbid_bias`](Self::forbid_bias) on this ring).
     #[inline]
     fn may_bias(&self) -> bool {
         self.ctl.state.0.no_bias.load(Relaxed) == 0
     }
 
-    /// Marks the ring as used by a process that cannot run `membarrier`: from then on no role
-    /// is handed to one thread (see `ring/bias.rs`).
+    /// From now on no role of this ring is handed to one thread (see `ring/bias.rs`), for
+    /// every process: set by a process that cannot run `membarrier`, and by the process
+    /// module's channels, whose roles change hands by design.
     pub(crate) fn forbid_bias(&self) {
         self.ctl.state.0.no_bias.store(1, Relaxed);
     }
