@@ -508,46 +508,19 @@ fn open_or_create_from_two_processes() {
 /// Where the lock's word is: first in the lock area, after the 256-byte header (glibc's
 /// `__lock`: the owner's thread id, and the waiters bit).
 const LOCK_WORD: u64 = 256;
-const FUTEX_WAITERS: u32 = 0x8000_0000;
 
-/// A robust mutex can lose a wake-up: an unlock clears the waiters bit and wakes one sleeper;
-/// if that one is killed before it takes the lock, and another thread takes it first without
-/// contention (so without the bit), nobody wakes the other sleepers. Staged here: the lock
-/// word names a live thread that does not hold it; a waiter sleeps on it (and sets the bit);
-/// the word goes back to 0 with no wake. The waiter still takes the lock, long before its
-/// timeout (`acquire` sleeps in the same slices).
+/// A robust mutex's lost wake-up (staged by `common::sync::lost_wake_up_strands_no_waiter`)
+/// strands no waiter of a `Lock`: it takes the lock long before its timeout (`acquire` sleeps
+/// in the same slices).
 fn a_lost_wake_up_strands_no_waiter() {
     let n = name("locklw");
     let lock = Lock::create(&n, ()).expect("create");
-    let asked = Duration::from_secs(5);
-    std::thread::scope(|s| {
-        let waiter = Lock::open(&n).expect("open");
-        let me = common::thread_id();
-        common::sync::poke(&n, LOCK_WORD, me);
-        let got = common::sync::sleeper(
-            s,
-            || (),
-            move |()| {
-                let began = Instant::now();
-                let r = waiter
-                    .acquire_timeout(asked)
-                    .map(drop)
-                    .map_err(|e| e.to_string());
-                (r, began.elapsed())
-            },
-        );
-        assert_eq!(
-            common::sync::peek(&n, LOCK_WORD),
-            me | FUTEX_WAITERS,
-            "the waiter does not sleep on the lock (the test's idea of the layout is wrong)"
-        );
-        common::sync::poke(&n, LOCK_WORD, 0);
-        let ((r, took), _) = got.recv().expect("waiter");
-        assert!(
-            r.is_ok(),
-            "stranded by a lost wake-up: {r:?} after {took:?}"
-        );
-        assert!(took < asked, "{took:?}");
+    let waiter = Lock::open(&n).expect("open");
+    common::sync::lost_wake_up_strands_no_waiter(&n, LOCK_WORD, Duration::from_secs(5), |t| {
+        waiter
+            .acquire_timeout(t)
+            .map(drop)
+            .map_err(|e| e.to_string())
     });
     assert!(lock.try_acquire().is_ok(), "the waiter's guard was dropped");
 }

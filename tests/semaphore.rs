@@ -503,46 +503,22 @@ fn raw_release_then_park(args: &[String]) {
 /// Where the state lock's word is: first in the lock area, after the 256-byte header (glibc's
 /// `__lock`: the owner's thread id, and the waiters bit).
 const STATE_LOCK_WORD: u64 = 256;
-const FUTEX_WAITERS: u32 = 0x8000_0000;
 
-/// A robust mutex can lose a wake-up: an unlock clears the waiters bit and wakes one sleeper;
-/// if that one is killed before it takes the lock, and another thread takes it first (with no
-/// waiters bit, as an uncontended lock does), the kernel's exit handling wakes nobody (the
-/// lock has an owner) and that owner's unlock wakes nobody (no bit). Staged here: the lock
-/// word names a live thread that does not hold it; a waiter sleeps on it (and sets the bit);
-/// the word goes back to 0 with no wake. The waiter still gets the permit, long before its
+/// A robust mutex's lost wake-up on the state lock (staged by
+/// `common::sync::lost_wake_up_strands_no_waiter`; the kernel's exit handling wakes nobody,
+/// since the lock has an owner) strands no waiter: it gets the permit, long before its
 /// timeout. (The barrier's kill loop met this once in a CI run, its surviving party asleep on
 /// the state lock for ten minutes.)
 fn a_lost_wake_up_of_the_state_lock_strands_nobody() {
     let n = name("semlw");
     let sem = Semaphore::create(&n, 1).expect("create");
-    let asked = Duration::from_secs(5);
-    std::thread::scope(|s| {
-        let waiter = Semaphore::open(&n).expect("open");
-        let me = common::thread_id();
-        common::sync::poke(&n, STATE_LOCK_WORD, me);
-        let got = common::sync::sleeper(
-            s,
-            || (),
-            move |()| {
-                let began = Instant::now();
-                let r = waiter.acquire_timeout(asked).map(drop);
-                (r, began.elapsed())
-            },
-        );
-        assert_eq!(
-            common::sync::peek(&n, STATE_LOCK_WORD),
-            me | FUTEX_WAITERS,
-            "the waiter does not sleep on the state lock (the test's idea of the layout is wrong)"
-        );
-        common::sync::poke(&n, STATE_LOCK_WORD, 0);
-        let ((r, took), _) = got.recv().expect("waiter");
-        assert!(
-            r.is_ok(),
-            "stranded by a lost wake-up: {r:?} after {took:?}"
-        );
-        assert!(took < asked, "{took:?}");
-    });
+    let waiter = Semaphore::open(&n).expect("open");
+    common::sync::lost_wake_up_strands_no_waiter(
+        &n,
+        STATE_LOCK_WORD,
+        Duration::from_secs(5),
+        |t| waiter.acquire_timeout(t).map(drop),
+    );
     assert_eq!(sem.value(), 1);
 }
 

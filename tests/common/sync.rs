@@ -107,3 +107,45 @@ pub fn poke(name: &str, offset: u64, value: u32) {
     file.write_all_at(&value.to_ne_bytes(), offset)
         .expect("write");
 }
+
+/// The waiters bit of a robust mutex's lock word (glibc's `__lock`).
+pub const FUTEX_WAITERS: u32 = 0x8000_0000;
+
+/// Stages a robust mutex's lost wake-up on the lock word at `word` of segment `name` and
+/// checks that the waiter is not stranded by it. An unlock clears the waiters bit and wakes
+/// one sleeper; if that one is killed before it takes the lock, and another thread takes it
+/// first without contention (so without the bit), nobody wakes the other sleepers. Staged:
+/// the word names this live thread, which does not hold the lock; `acquire(timeout)` runs in a
+/// thread that must go to sleep on it (setting the bit); then the word goes back to 0 with no
+/// wake. The waiter must still take the lock, long before `timeout`.
+pub fn lost_wake_up_strands_no_waiter<E: std::fmt::Debug + Send>(
+    name: &str,
+    word: u64,
+    timeout: Duration,
+    acquire: impl FnOnce(Duration) -> Result<(), E> + Send,
+) {
+    std::thread::scope(|s| {
+        let me = super::thread_id();
+        poke(name, word, me);
+        let got = sleeper(
+            s,
+            || (),
+            move |()| {
+                let began = Instant::now();
+                (acquire(timeout), began.elapsed())
+            },
+        );
+        assert_eq!(
+            peek(name, word),
+            me | FUTEX_WAITERS,
+            "the waiter does not sleep on the lock (the test's idea of the layout is wrong)"
+        );
+        poke(name, word, 0);
+        let ((r, took), _) = got.recv().expect("waiter");
+        assert!(
+            r.is_ok(),
+            "stranded by a lost wake-up: {r:?} after {took:?}"
+        );
+        assert!(took < timeout, "{took:?}");
+    });
+}
