@@ -346,9 +346,20 @@ pub(crate) fn remove_all(prefix: &str) {
 mod tests {
     use super::*;
 
+    /// Held by every test here that draws fresh names: they share one counter, and the test of
+    /// a stale name needs to know the next name drawn (the lib's tests run in parallel threads).
+    static FRESH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn fresh_names() -> std::sync::MutexGuard<'static, ()> {
+        FRESH
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// A name that another process of this pid left behind is passed over.
     #[test]
     fn a_fresh_channel_passes_over_a_stale_name() {
+        let _fresh = fresh_names();
         let taken = fresh_name();
         let (base, n) = taken.rsplit_once('-').expect("mpx<pid>-<n>");
         let next = format!("{base}-{}", n.parse::<u32>().expect("a number") + 1);
@@ -362,6 +373,7 @@ mod tests {
     /// handle on the same name sees what one put.
     #[test]
     fn a_mailbox_holds_one_message() {
+        let _fresh = fresh_names();
         let (mailbox, name) = Mailbox::create_fresh(8).expect("created");
         assert_eq!(mailbox.take(), None);
         assert!(!mailbox.put(&[0; 9]), "longer than it holds");
@@ -377,6 +389,7 @@ mod tests {
     /// A length word past the end (another process scribbled on it) is refused, not followed.
     #[test]
     fn a_mailbox_refuses_a_length_past_its_end() {
+        let _fresh = fresh_names();
         let (mailbox, _name) = Mailbox::create_fresh(8).expect("created");
         assert!(mailbox.put(b"abc"));
         let base = mailbox.seg.payload_offset();
@@ -391,6 +404,7 @@ mod tests {
     /// A segment of the right kind and tag but too small for a mailbox's words is refused.
     #[test]
     fn a_mailbox_too_small_is_refused() {
+        let _fresh = fresh_names();
         let name = fresh_name();
         let spec = Spec::elements(
             Kind::RawArray,
