@@ -65,6 +65,14 @@ fn boom(_: ()) -> u32 {
     panic!("boom from the child")
 }
 
+fn exit_0(_: ()) {
+    std::process::exit(0)
+}
+
+fn exit_0_u64(_: ()) -> u64 {
+    std::process::exit(0)
+}
+
 fn exit_3(_: ()) {
     std::process::exit(3)
 }
@@ -128,6 +136,24 @@ fn exit_codes_under(method: StartMethod) {
             })
         ));
         assert_eq!(p.exitcode(), Some(3));
+
+        // Python's `sys.exit(0)` (or `False`): exit code 0, a success where there is no
+        // result to lose, and `Exited` where there is one.
+        let mut p = Process::new(exit_0, ());
+        p.set_start_method(method);
+        p.start().expect("start");
+        p.join().expect("exit status 0 is a success");
+        assert_eq!(p.exitcode(), Some(0));
+        let mut p = Process::new(exit_0_u64, ());
+        p.set_start_method(method);
+        p.start().expect("start");
+        assert!(matches!(
+            p.join(),
+            Err(ProcessError::Exited {
+                exit: Exit::Code(0),
+                ..
+            })
+        ));
 
         for (terminate, signal) in [(true, 15), (false, 9)] {
             let mut p = Process::new(wait_forever, ());
