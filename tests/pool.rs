@@ -35,7 +35,9 @@ fn main() {
             callbacks_are_called,
             a_callback_may_wait_for_another_result,
             close_and_join,
-            large_items_go_through_their_own_segments
+            large_items_go_through_their_own_segments,
+            successful_answers_after_get,
+            a_panicking_callback_leaves_the_pool_working
         ],
         routines![],
     );
@@ -637,4 +639,46 @@ fn large_items_go_through_their_own_segments() {
 
 fn echo(v: Vec<u8>) -> Vec<u8> {
     v
+}
+
+/// Python's `successful()` answers once the result is ready, also after `get()`.
+fn successful_answers_after_get() {
+    checked(|| {
+        let pool = Pool::new(1).expect("pool");
+        let ok = pool.apply_async(square, 3);
+        let failed = pool.apply_async(boom_at_3, 3);
+        assert_eq!(ok.get().expect("result"), 9);
+        assert!(failed.get().is_err());
+        assert!(ok.ready() && failed.ready());
+        assert_eq!(ok.successful(), Some(true));
+        assert_eq!(failed.successful(), Some(false));
+    });
+}
+
+/// A callback that panics is reported and ends there: its result is ready, and the pool's
+/// thread, which runs the callbacks, carries on with the other jobs.
+fn a_panicking_callback_leaves_the_pool_working() {
+    checked(|| {
+        let pool = Pool::new(1).expect("pool");
+        for failing in [false, true] {
+            let r = pool
+                .apply_async(boom_at_3, if failing { 3 } else { 2 })
+                .callback(|_| panic!("the callback panics"))
+                .error_callback(|_| panic!("the error callback panics"));
+            match r.get_timeout(Duration::from_secs(30)) {
+                Ok(v) => assert!(!failing && v == 2),
+                Err(ProcessError::Panicked { message, .. }) => {
+                    assert!(failing && message == "three");
+                }
+                Err(e) => panic!("the result never came: {e}"),
+            }
+            assert_eq!(r.successful(), Some(!failing));
+            assert_eq!(
+                pool.apply_async(square, 4)
+                    .get_timeout(Duration::from_secs(30))
+                    .expect("the pool carries on"),
+                16
+            );
+        }
+    });
 }

@@ -8,7 +8,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::Child;
 use common::process::{checked, ends_within, pidfd};
@@ -43,10 +43,12 @@ fn main() {
             commands_get_segment_names,
             child_main_takes_over_when_the_hook_is_off,
             a_child_running_main_is_reported,
-            a_job_for_another_executable_is_ignored
+            a_job_for_another_executable_is_ignored,
+            parent_process_outlives_the_parent
         ],
         routines![
             start_daemon_and_park,
+            start_orphan_and_park,
             fork_and_report,
             start_and_report,
             command_child,
@@ -61,6 +63,14 @@ fn double(x: u64) -> u64 {
 
 fn boom(_: ()) -> u32 {
     panic!("boom from the child")
+}
+
+fn exit_0(_: ()) {
+    std::process::exit(0)
+}
+
+fn exit_0_u64(_: ()) -> u64 {
+    std::process::exit(0)
 }
 
 fn exit_3(_: ()) {
@@ -126,6 +136,24 @@ fn exit_codes_under(method: StartMethod) {
             })
         ));
         assert_eq!(p.exitcode(), Some(3));
+
+        // Python's `sys.exit(0)` (or `False`): exit code 0, a success where there is no
+        // result to lose, and `Exited` where there is one.
+        let mut p = Process::new(exit_0, ());
+        p.set_start_method(method);
+        p.start().expect("start");
+        p.join().expect("exit status 0 is a success");
+        assert_eq!(p.exitcode(), Some(0));
+        let mut p = Process::new(exit_0_u64, ());
+        p.set_start_method(method);
+        p.start().expect("start");
+        assert!(matches!(
+            p.join(),
+            Err(ProcessError::Exited {
+                exit: Exit::Code(0),
+                ..
+            })
+        ));
 
         for (terminate, signal) in [(true, 15), (false, 9)] {
             let mut p = Process::new(wait_forever, ());
@@ -659,5 +687,53 @@ fn a_child_running_main_is_reported() {
             lines[0].starts_with("err NotIntercepted { pid: 0 }"),
             "{lines:?}"
         );
+    });
+}
+
+/// Says on the queue `name` its own pid, then its parent's pid and whether it lives (`pid * 2 +
+/// alive`), once now and once more after the parent ended.
+fn report_parent(name: String) {
+    let q = Queue::<u64>::open(&name).expect("open");
+    let say = |p: mpshm::process::ProcessInfo| {
+        q.put(u64::from(p.pid) * 2 + u64::from(p.is_alive()))
+            .expect("put")
+    };
+    q.put(u64::from(std::process::id())).expect("put");
+    say(parent_process().expect("a parent"));
+    let start = Instant::now();
+    while parent_process().expect("a parent").is_alive() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the parent lives on"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    say(parent_process().expect("a parent"));
+}
+
+/// In a child: starts a (non-daemon) grandchild running `report_parent`, then parks until
+/// killed.
+fn start_orphan_and_park(args: &[String]) {
+    let p = Process::new(report_parent, args[0].clone());
+    p.start().expect("start");
+    common::say("started");
+    common::park();
+}
+
+/// Python's `test_parent_process`: a grandchild sees its parent alive, then, after the parent
+/// was killed, not alive, under the same pid (not the pid of whoever adopted it).
+fn parent_process_outlives_the_parent() {
+    checked(|| {
+        let q = Queue::<u64>::create(&common::name("orphan"), 4).expect("queue");
+        let mut parent = Child::spawn("start_orphan_and_park", &[q.name()]);
+        assert_eq!(parent.line(), "started");
+        let get = || q.get_timeout(Duration::from_secs(30)).expect("a report");
+        let grandchild = pidfd(u32::try_from(get()).expect("pid"));
+        let parent_pid = u64::from(parent.pid());
+        assert_eq!(get(), parent_pid * 2 + 1, "the parent, alive");
+        parent.kill();
+        assert_eq!(get(), parent_pid * 2, "the parent, ended");
+        assert!(ends_within(&grandchild, Duration::from_secs(30)));
+        common::process::assert_no_segments_of(parent.pid());
     });
 }

@@ -135,6 +135,9 @@ impl Spec {
 #[derive(Debug, Clone)]
 pub(crate) struct Identity {
     pub(crate) name: String,
+    /// The parent's pid when it started this process (it stays so after the parent's end,
+    /// when `getppid` turns to whoever adopted this process).
+    pub(crate) parent: u32,
     pub(crate) parent_name: String,
 }
 
@@ -154,8 +157,9 @@ pub(crate) fn identity() -> Option<Identity> {
         let raw = std::env::var(COMMAND_ENV).ok()?;
         let f: Vec<&str> = raw.split(SEP).collect();
         match f[..] {
-            [SPEC_VERSION, _parent, parent_name, name] => Some(Identity {
+            [SPEC_VERSION, parent, parent_name, name] => Some(Identity {
                 name: name.to_owned(),
+                parent: parent.parse().ok()?,
                 parent_name: parent_name.to_owned(),
             }),
             _ => None,
@@ -247,6 +251,7 @@ fn run(spec: &Spec) -> i32 {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Identity {
         name: spec.name.clone(),
+        parent: spec.parent,
         parent_name: spec.parent_name.clone(),
     });
     if spec.daemon

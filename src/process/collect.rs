@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -219,6 +220,9 @@ struct CollectState<G: Gather> {
     /// `ready` (as Python calls the callback before the result is ready).
     outcome: Option<Result<G::Out, ProcessError>>,
     ready: bool,
+    /// Whether the outcome was a value, from when the job is `ready`; kept after the outcome
+    /// is taken (Python's `successful()` answers after `get()`).
+    succeeded: Option<bool>,
     taken: bool,
     waiters: usize,
     on_ok: Vec<OnOk<G::Out>>,
@@ -236,6 +240,7 @@ impl<G: Gather> Collect<G> {
                 remaining: items,
                 outcome: None,
                 ready: false,
+                succeeded: None,
                 taken: false,
                 waiters: 0,
                 on_ok: Vec::new(),
@@ -248,6 +253,7 @@ impl<G: Gather> Collect<G> {
             // Nothing to wait for, and no callback attached yet.
             let mut st = lock(&job.st);
             Self::complete(&mut st);
+            st.succeeded = Some(matches!(st.outcome, Some(Ok(_))));
             st.ready = true;
             // Release: pairs with the Acquire load in `wait_until` and `ready`, as in `finish`.
             job.ready.store(true, Ordering::Release);
@@ -314,11 +320,23 @@ impl<G: Gather> Sink for Collect<G> {
             std::mem::take(&mut st.on_ok),
             std::mem::take(&mut st.on_err),
         );
+        // A callback that panics must not stop the job from becoming ready, nor end the
+        // thread that runs it (the pool's own, whose end would strand every other job): the
+        // panic hook has reported it; the other callbacks still run.
         match &st.outcome {
-            Some(Ok(v)) => on_ok.into_iter().for_each(|f| f(v)),
-            Some(Err(e)) => on_err.into_iter().for_each(|f| f(e)),
+            Some(Ok(v)) => {
+                for f in on_ok {
+                    let _ = catch_unwind(AssertUnwindSafe(|| f(v)));
+                }
+            }
+            Some(Err(e)) => {
+                for f in on_err {
+                    let _ = catch_unwind(AssertUnwindSafe(|| f(e)));
+                }
+            }
             None => {}
         }
+        st.succeeded = Some(matches!(st.outcome, Some(Ok(_))));
         st.ready = true;
         // Release: pairs with the Acquire load in `wait_until`, which then takes the lock
         // (so it sees the outcome in any case).
@@ -416,10 +434,7 @@ impl<G: Gather> Outcome<G::Out> for Collect<G> {
 
     fn successful(&self) -> Option<bool> {
         let st = lock(&self.st);
-        if !st.ready {
-            return None;
-        }
-        st.outcome.as_ref().map(Result::is_ok)
+        if st.ready { st.succeeded } else { None }
     }
 
     fn on_ok(&self, f: OnOk<G::Out>) {

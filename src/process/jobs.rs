@@ -345,8 +345,8 @@ impl<T: Send + 'static> AsyncResult<T> {
         self.job.ready()
     }
 
-    /// Whether the work succeeded; `None` while it is not ready (or after the outcome was
-    /// taken).
+    /// Whether the work succeeded; `None` while it is not ready (where Python raises
+    /// `ValueError`). It still answers after the outcome was taken.
     pub fn successful(&self) -> Option<bool> {
         self.job.successful()
     }
@@ -355,7 +355,9 @@ impl<T: Send + 'static> AsyncResult<T> {
     /// result is [`ready`](Self::ready): from the pool's own thread, or from a thread waiting
     /// for another result of the pool (a waiter files the outcomes itself while it waits), or
     /// at once from this thread if the result is ready already. Keep it short: the thread that
-    /// runs it handles no other result meanwhile.
+    /// runs it handles no other result meanwhile. If it panics (other than at once on this
+    /// thread), the panic is reported by the panic hook and ends there: the result is still
+    /// ready and the pool carries on.
     pub fn callback(self, f: impl FnOnce(&T) + Send + 'static) -> Self {
         self.job.on_ok(Box::new(f));
         self

@@ -87,6 +87,32 @@ pub struct ProcessInfo {
     pub pid: u32,
     /// Its parent's process id (0 if unknown).
     pub ppid: u32,
+    /// Which process this is to the one that asked, for [`is_alive`](Self::is_alive).
+    relation: Relation,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Relation {
+    /// The process that asked.
+    Itself,
+    /// The parent of the process that asked.
+    Parent,
+}
+
+impl ProcessInfo {
+    /// Whether the process still runs (Python's `parent_process().is_alive()`): always for
+    /// [`current_process`]; for [`parent_process`], whether this process is still its child
+    /// (a process whose parent ended is adopted by another, so a reused pid cannot fool it).
+    ///
+    /// ```
+    /// assert!(mpshm::process::current_process().is_alive());
+    /// ```
+    pub fn is_alive(&self) -> bool {
+        match self.relation {
+            Relation::Itself => true,
+            Relation::Parent => sys::parent_pid() == self.pid,
+        }
+    }
 }
 
 /// This process: its name, pid and parent's pid.
@@ -101,21 +127,30 @@ pub fn current_process() -> ProcessInfo {
         name: child::identity().map_or_else(|| "MainProcess".to_owned(), |i| i.name),
         pid: std::process::id(),
         ppid: sys::parent_pid(),
+        relation: Relation::Itself,
     }
 }
 
-/// The process that started this one through mpshm, or `None` in a main process.
+/// The process that started this one through mpshm, or `None` in a main process. Its `pid`
+/// is the one it had when it started this process, also after it ended (as Python's); ask
+/// [`ProcessInfo::is_alive`] whether it still runs.
 ///
 /// ```
 /// assert!(mpshm::process::parent_process().is_none());
 /// ```
 pub fn parent_process() -> Option<ProcessInfo> {
     let me = child::identity()?;
-    let pid = sys::parent_pid();
+    let ppid = if me.parent == sys::parent_pid() {
+        sys::parent_of(me.parent).unwrap_or(0)
+    } else {
+        // It ended: its pid may name another process now.
+        0
+    };
     Some(ProcessInfo {
         name: me.parent_name,
-        pid,
-        ppid: sys::parent_of(pid).unwrap_or(0),
+        pid: me.parent,
+        ppid,
+        relation: Relation::Parent,
     })
 }
 

@@ -315,7 +315,9 @@ impl<R: Payload> Process<R> {
     /// # Errors
     ///
     /// [`ProcessError::Panicked`] with the panic message; [`ProcessError::Exited`] when the
-    /// child was killed or exited without returning (a command: with a non-zero status);
+    /// child was killed or exited without returning (a command: with a non-zero status; a
+    /// function whose result is `()`: with a non-zero status, since exit status 0 is then
+    /// `Ok(())` as Python's `exitcode` 0 is a success);
     /// [`ProcessError::NotIntercepted`] when the child ran `main` instead of the function;
     /// [`ProcessError::NotStarted`]; [`ProcessError::Decode`] for a result that is not a valid
     /// `R`; [`ProcessError::Io`].
@@ -516,6 +518,11 @@ fn collect<R: Payload>(
             Exit::Code(c) if c != child::EXIT_SETUP => Err(ProcessError::NotIntercepted { pid }),
             _ => Err(ProcessError::Exited { pid, exit }),
         },
+        // It exited with status 0 before returning (`std::process::exit(0)`): a success, as
+        // for a command and in Python, where the result holds nothing (`()`) to lose.
+        None if exit == Exit::Code(0) => {
+            R::decode(&mut &[][..]).ok_or(ProcessError::Exited { pid, exit })
+        }
         _ => Err(ProcessError::Exited { pid, exit }),
     }
 }
