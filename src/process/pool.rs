@@ -412,6 +412,11 @@ impl<W: Workers> Pool<W> {
 
     /// Calls `f` on every item and yields the results in order as they are ready (Python's
     /// `imap`). The items are taken from `items` as the work goes on, a few tasks ahead.
+    ///
+    /// Unlike Python's, which reads every item into the pool's queue at once, an item is sent
+    /// only as the iteration reaches it: items not yet sent when the pool is closed or
+    /// terminated come back as [`ProcessError::Closed`]. Iterate (or `collect`) before
+    /// [`close`](Self::close), or use [`map`](Self::map), which sends everything at once.
     pub fn imap<A: Payload, R: Payload + Send + 'static, I: IntoIterator<Item = A>>(
         &self,
         f: fn(A) -> R,
