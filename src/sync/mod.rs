@@ -156,6 +156,8 @@ impl<'a> RawLock<'a> {
         }
     }
 
+    /// An owner's death, a refused mutex or an error: one out-of-line function, with `settle`
+    /// inlined into it (see there).
     #[cold]
     #[inline(never)]
     fn acquire_unclean(self, how: Unsettled) -> Acquired<'a> {

@@ -650,6 +650,14 @@ impl RobustMutex {
     #[cold]
     #[inline(never)]
     fn finish_unclean(&self, rc: libc::c_int) -> Result<Locked, LockFail> {
+        self.outcome(rc)
+    }
+
+    /// What a lock call's result `rc` means; a mutex taken from a dead owner is made consistent
+    /// here. Inlined into its two cold callers, so that each is one piece of code (see
+    /// [`settle`](Self::settle)).
+    #[inline(always)]
+    fn outcome(&self, rc: libc::c_int) -> Result<Locked, LockFail> {
         match rc {
             0 => Ok(Locked::Clean),
             libc::EOWNERDEAD => {
@@ -717,12 +725,16 @@ impl RobustMutex {
         }
     }
 
-    /// What [`lock_clean`](Self::lock_clean) found, as a lock's outcome.
-    #[cold]
+    /// What [`lock_clean`](Self::lock_clean) found, as a lock's outcome. Inlined, with the
+    /// `pthread_mutex_consistent` call, into the one out-of-line function its caller keeps for
+    /// this path (`RawLock::acquire_unclean`): a dead owner's lock is taken just after a
+    /// process died, with the caches and TLB cold, where every further function on a code page
+    /// of its own adds misses to the `OwnerDied` notice.
+    #[inline(always)]
     pub(crate) fn settle(&self, how: Unsettled) -> Result<Locked, LockFail> {
         match how {
             Unsettled::Refused(kind) => Err(refused(kind)),
-            Unsettled::Failed(rc) => self.finish_unclean(rc),
+            Unsettled::Failed(rc) => self.outcome(rc),
         }
     }
 
