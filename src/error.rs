@@ -275,15 +275,16 @@ impl From<io::Error> for Error {
 
 /// Why acquiring a lock did not give a clean guard.
 ///
-/// `acquire` can return `OwnerDied`, `Deadlock` and `Os`; `try_acquire` adds `WouldBlock`;
-/// `acquire_timeout` adds `Timeout`.
+/// `acquire` can return `OwnerDied`, `Deadlock` and `Os`; `try_acquire` returns `WouldBlock`
+/// instead of `Deadlock` (a lock this thread holds is not free); `acquire_timeout` adds
+/// `Timeout`.
 #[non_exhaustive]
 pub enum LockError<G> {
     /// The lock *was* acquired, but a previous owner died or panicked holding it (or a later
     /// owner did not mark it consistent), so the data it guards may be half-updated. The guard is
     /// inside: inspect or repair the data, then call the guard's `mark_consistent`.
     OwnerDied(G),
-    /// The lock is held by someone else (`try_acquire`).
+    /// The lock is held, by another thread or by this one (`try_acquire`).
     WouldBlock,
     /// The lock was still held when the timeout passed (`acquire_timeout`).
     Timeout,

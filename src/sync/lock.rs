@@ -147,7 +147,7 @@ impl<K: LockKind> ProcessLock<K> {
         RawLock::of(&self.seg)
     }
 
-    /// Blocks until the lock is held. Spins briefly, then sleeps in the kernel.
+    /// Blocks until the lock is held, asleep in the kernel while another thread holds it.
     ///
     /// # Errors
     ///
@@ -162,7 +162,9 @@ impl<K: LockKind> ProcessLock<K> {
     ///
     /// # Errors
     ///
-    /// [`LockError::WouldBlock`] when it is held, or as [`acquire`](Self::acquire).
+    /// [`LockError::WouldBlock`] when it is held, by another thread or by this one (as std's
+    /// `Mutex::try_lock` and Python's `acquire(False)`); otherwise as
+    /// [`acquire`](Self::acquire).
     pub fn try_acquire(&self) -> Result<LockGuard<'_>, LockError<LockGuard<'_>>> {
         wrap(self.raw().try_acquire())
     }

@@ -164,8 +164,14 @@ impl<'a> RawLock<'a> {
         self.finish(self.mutex.settle(how))
     }
 
+    /// Takes the lock only if it is free. A lock this thread holds is not free: `WouldBlock`,
+    /// as std's `Mutex::try_lock` and Python's `acquire(False)` answer, not `Deadlock` (which
+    /// the blocking calls return rather than wait for ever).
     pub(crate) fn try_acquire(self) -> Acquired<'a> {
-        self.finish(self.mutex.try_lock())
+        match self.finish(self.mutex.try_lock()) {
+            Err(LockError::Deadlock) => Err(LockError::WouldBlock),
+            other => other,
+        }
     }
 
     /// As [`acquire`](Self::acquire), giving up after `timeout`.
