@@ -316,6 +316,9 @@ impl End {
         here
     }
 
+    /// The ring's view, rebuilt from the validated geometry at every call (inline: every put
+    /// and get starts here).
+    #[inline]
     fn ring(&self) -> Spsc<'_> {
         let [cap, size, ..] = self.seg.params();
         let (cap, size) = (cap as usize, size as usize);

@@ -92,6 +92,7 @@ pub(crate) struct Spsc<'a> {
 impl<'a> Spsc<'a> {
     /// A view of `cap` slots of messages up to `max_len` bytes; `words` must hold
     /// `cap * slot_words(max_len)` words.
+    #[inline]
     pub(crate) fn new(
         ctl: &'a SpscCtl,
         words: &'a [AtomicU64],
