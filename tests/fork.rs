@@ -12,14 +12,23 @@ use std::panic::AssertUnwindSafe;
 
 use common::{Child, name};
 use mpshm::prelude::*;
+use mpshm::process::{Process, StartMethod};
 use mpshm::{
     Array, ByteQueue, JoinableQueue, Lock, Queue, RLock, RawArray, RawValue, SharedDict, Value,
 };
 
 fn main() {
     common::run(
-        tests![child_drops_nothing_of_the_parent],
-        routines![create_fork_and_use],
+        tests![
+            child_drops_nothing_of_the_parent,
+            a_forked_child_watches_its_own_lock_waits,
+            a_process_that_waited_on_a_lock_still_forks
+        ],
+        routines![
+            create_fork_and_use,
+            wait_for_a_lock_after_fork,
+            lock_then_fork_a_process
+        ],
     );
 }
 
@@ -160,6 +169,86 @@ fn child_drops_nothing_of_the_parent() {
     .collect();
     let args: Vec<&str> = names.iter().map(String::as_str).collect();
     let mut child = Child::spawn("create_fork_and_use", &args);
+    assert_eq!(child.line(), "ok");
+    child.join();
+}
+
+/// Where a `Lock`'s lock word is: first in the lock area, after the 256-byte header.
+const LOCK_WORD: u64 = 256;
+
+/// In a child process of the test: takes a lock (which starts this process's lock watch),
+/// forks, and in the forked child (which has no thread but the one that forked) stages a lost
+/// wake-up under a waiter with a 5-second timeout: the child's own watch must wake it.
+fn wait_for_a_lock_after_fork(args: &[String]) {
+    let n = &args[0];
+    let lock = Lock::create(n, ()).expect("lock");
+    drop(lock.acquire().expect("acquire"));
+    let Some(pid) = fork() else {
+        let waiter = Lock::open(n).expect("open");
+        let rescued = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            common::sync::lost_wake_up_strands_no_waiter(
+                n,
+                LOCK_WORD,
+                std::time::Duration::from_secs(5),
+                |t| {
+                    waiter
+                        .acquire_timeout(t)
+                        .map(drop)
+                        .map_err(|e| e.to_string())
+                },
+            );
+        }));
+        drop(waiter);
+        exit_child(rescued.is_ok());
+    };
+    assert!(
+        child_succeeded(pid),
+        "the forked child's waiter was stranded"
+    );
+    drop(lock);
+    common::say("ok");
+}
+
+/// The lock watch runs in a forked child too: a thread of the child stranded by a robust
+/// mutex's lost wake-up is woken there, though the parent's watch thread did not come through
+/// the `fork`.
+fn a_forked_child_watches_its_own_lock_waits() {
+    let n = name("fwatch");
+    let mut child = Child::spawn("wait_for_a_lock_after_fork", &[n.as_str()]);
+    assert_eq!(child.line(), "ok");
+    child.join();
+}
+
+/// A forked `Process`'s work: takes the lock `name` and says whether it could.
+fn take_the_lock(name: String) -> bool {
+    Lock::open(&name).is_ok_and(|lock| lock.acquire().is_ok())
+}
+
+/// In a child process of the test: takes a lock (starting the lock watch, a second thread),
+/// then starts a `Process` by `fork`, which needs this process to run one thread, and has it
+/// take the lock; then takes it again here.
+fn lock_then_fork_a_process(args: &[String]) {
+    let n = &args[0];
+    let lock = Lock::create(n, ()).expect("lock");
+    drop(lock.acquire().expect("acquire"));
+    let mut p = Process::new(take_the_lock, n.clone());
+    p.set_start_method(StartMethod::Fork);
+    p.start().expect("fork, with the lock watch stopped for it");
+    assert!(
+        p.join().expect("join"),
+        "the forked process could not take the lock"
+    );
+    drop(lock.acquire().expect("acquire again"));
+    drop(lock);
+    common::say("ok");
+}
+
+/// The lock watch's thread does not keep a process from forking a `Process`
+/// (`StartMethod::Fork` needs a process of one thread): it stops for the fork and starts again
+/// at the next wait, in the parent and in the child.
+fn a_process_that_waited_on_a_lock_still_forks() {
+    let n = name("fpwatch");
+    let mut child = Child::spawn("lock_then_fork_a_process", &[n.as_str()]);
     assert_eq!(child.line(), "ok");
     child.join();
 }

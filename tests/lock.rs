@@ -28,7 +28,8 @@ fn main() {
             lock_and_rlock_are_distinct_kinds,
             open_or_create_from_two_processes,
             rlock_guards_drop_in_thread_local_destructors,
-            a_lost_wake_up_strands_no_waiter
+            a_lost_wake_up_strands_no_waiter,
+            a_lost_wake_up_strands_no_untimed_waiter
         ],
         routines![
             count_under_lock,
@@ -504,8 +505,8 @@ fn open_or_create_from_two_processes() {
 const LOCK_WORD: u64 = 256;
 
 /// A robust mutex's lost wake-up (staged by `common::sync::lost_wake_up_strands_no_waiter`)
-/// strands no waiter of a `Lock`: it takes the lock long before its timeout (`acquire` sleeps
-/// in the same slices).
+/// strands no waiter of a `Lock`: the lock watch wakes it, and it takes the lock long before
+/// its timeout.
 fn a_lost_wake_up_strands_no_waiter() {
     let n = name("locklw");
     let lock = Lock::create(&n, ()).expect("create");
@@ -516,5 +517,20 @@ fn a_lost_wake_up_strands_no_waiter() {
             .map(drop)
             .map_err(|e| e.to_string())
     });
+    assert!(lock.try_acquire().is_ok(), "the waiter's guard was dropped");
+}
+
+/// Nor a waiter without a timeout: `acquire()` sleeps in one `pthread_mutex_lock`, and the lock
+/// watch wakes it.
+fn a_lost_wake_up_strands_no_untimed_waiter() {
+    let n = name("locklu");
+    let lock = Lock::create(&n, ()).expect("create");
+    let waiter = Lock::open(&n).expect("open");
+    common::sync::lost_wake_up_strands_no_untimed_waiter(
+        &n,
+        LOCK_WORD,
+        Duration::from_secs(5),
+        move || waiter.acquire().map(drop).map_err(|e| e.to_string()),
+    );
     assert!(lock.try_acquire().is_ok(), "the waiter's guard was dropped");
 }

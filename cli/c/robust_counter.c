@@ -3,12 +3,10 @@
  * cross-process locked increment that survives a dead holder costs on this machine. The same
  * mutex is the owner-death floor: a holder is killed, and a waiter's lock returns EOWNERDEAD. */
 
-#define _GNU_SOURCE /* pthread_mutex_clocklock */
 #include <errno.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <time.h>
 
 /* Bytes of the mutex, for placing the counter after it. */
 size_t mpshm_floor_mutex_size(void) { return sizeof(pthread_mutex_t); }
@@ -36,44 +34,6 @@ int mpshm_floor_mutex_init(pthread_mutex_t *m) {
 int mpshm_floor_count(pthread_mutex_t *m, volatile uint64_t *counter, uint64_t n) {
     for (uint64_t i = 0; i < n; i++) {
         int r = pthread_mutex_lock(m);
-        if (r == EOWNERDEAD) {
-            r = pthread_mutex_consistent(m);
-        }
-        if (r != 0) {
-            return r;
-        }
-        *counter += 1;
-        r = pthread_mutex_unlock(m);
-        if (r != 0) {
-            return r;
-        }
-    }
-    return 0;
-}
-
-/* Takes `m` as mpshm's locks do, safe from the robust mutex's lost wake-up (a woken waiter
- * killed before it takes the mutex strands the other sleepers): `trylock`, then sleeps of at most
- * 10 ms with `pthread_mutex_clocklock`, tried again after each. */
-static int lock_in_slices(pthread_mutex_t *m) {
-    int r = pthread_mutex_trylock(m);
-    while (r == EBUSY || r == ETIMEDOUT) {
-        struct timespec t;
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        t.tv_nsec += 10 * 1000 * 1000;
-        if (t.tv_nsec >= 1000 * 1000 * 1000) {
-            t.tv_nsec -= 1000 * 1000 * 1000;
-            t.tv_sec += 1;
-        }
-        r = pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &t);
-    }
-    return r;
-}
-
-/* `mpshm_floor_count`, taking the mutex with `lock_in_slices`: the floor of a locked increment
- * that no killed waiter can strand. */
-int mpshm_floor_count_sliced(pthread_mutex_t *m, volatile uint64_t *counter, uint64_t n) {
-    for (uint64_t i = 0; i < n; i++) {
-        int r = lock_in_slices(m);
         if (r == EOWNERDEAD) {
             r = pthread_mutex_consistent(m);
         }

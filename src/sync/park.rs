@@ -73,8 +73,8 @@ impl StateLock for crate::sys::RobustMutex {
         if matches!(r, Err(LockFail::Busy)) {
             r = match until {
                 Deadline::Now => self.lock_timeout(TRY_PATIENCE),
-                // Sleeps in slices, so a robust mutex's lost wake-up (a woken waiter killed
-                // before it took the lock) strands no one (`RobustMutex::lock_in_slices`).
+                // Under the lock watch, so that a robust mutex's lost wake-up (a woken waiter
+                // killed before it took the lock) strands no one (`RobustMutex::lock_waiting`).
                 Deadline::Never => self.lock_until(None),
                 Deadline::At(t) => self.lock_until(Some(t)),
             };

@@ -364,9 +364,9 @@ fn monotonic_deadline(after: Duration) -> libc::timespec {
     }
 }
 
-/// The longest one sleep for a robust mutex lasts before the waiter tries again (see
-/// [`RobustMutex::lock_in_slices`]); a wait this long happens only while a holder was stopped,
-/// preempted or killed inside.
+/// The longest one sleep for a robust mutex lasts before the waiter tries again, where the lock
+/// watch cannot run (see [`RobustMutex::lock_in_slices`]); a wait this long happens only while
+/// a holder was stopped, preempted or killed inside.
 const LOST_WAKE_SLICE: Duration = Duration::from_millis(10);
 
 unsafe extern "C" {
@@ -678,33 +678,58 @@ impl RobustMutex {
     /// Blocks until the mutex is taken, kept small enough to inline: `Ok` when the mutex is
     /// now this thread's, cleanly; otherwise what [`settle`](Self::settle) sorts out (an
     /// owner's death, a refused mutex, an error).
+    ///
+    /// One `pthread_mutex_lock`, as a C program takes the mutex, with no `trylock` before it:
+    /// under contention that one pulls the mutex's line away from its holder once more. The
+    /// call runs under the lock watch (`sys/linux_watch.rs`), which wakes a waiter stranded by
+    /// the robust mutex's lost wake-up (see [`lock_waiting`](Self::lock_waiting)).
     #[inline]
     pub(crate) fn lock_clean(&self) -> Result<(), Unsettled> {
         let kind = self.kind_word();
         if !written_by_init(kind) {
             return Err(Unsettled::Refused(kind));
         }
-        // SAFETY: `inner` points to a mutex in memory that stays mapped for `&self`'s lifetime.
-        match unsafe { libc::pthread_mutex_trylock(self.inner.get()) } {
+        match self.lock_waiting(None) {
             0 => Ok(()),
-            libc::EBUSY => match self.lock_in_slices(None) {
-                0 => Ok(()),
-                rc => Err(Unsettled::Failed(rc)),
-            },
             rc => Err(Unsettled::Failed(rc)),
+        }
+    }
+
+    /// Takes the mutex, waiting until `until` (the monotonic clock; `None`: never); what the C
+    /// library's lock call said (`ETIMEDOUT` only at `until`).
+    ///
+    /// A robust mutex can lose a wake-up: an unlock clears the waiters bit and wakes one
+    /// sleeper; if that one is killed before it takes the mutex, and another thread takes it
+    /// first without contention (so without the bit), the kernel's exit handling wakes nobody
+    /// (the dead thread held nothing) and the new owner's unlock wakes nobody (no bit). The
+    /// other sleepers would sleep until some later contended unlock, or for ever. The wait runs
+    /// under the lock watch, which wakes such a sleeper within two of its ticks; where the watch
+    /// cannot run, it sleeps in slices of [`LOST_WAKE_SLICE`] instead.
+    #[inline]
+    fn lock_waiting(&self, until: Option<std::time::Instant>) -> i32 {
+        let mutex = self.inner.get();
+        let watched = super::watch::watched(mutex.cast::<u32>().cast_const(), || match until {
+            // SAFETY: `inner` points to a mutex in memory that stays mapped for `&self`'s
+            // lifetime, initialised by `init` (its type word was checked by the caller).
+            None => unsafe { libc::pthread_mutex_lock(mutex) },
+            Some(t) => {
+                let deadline =
+                    monotonic_deadline(t.saturating_duration_since(std::time::Instant::now()));
+                // SAFETY: as above; `deadline` is a valid, normalised timespec on the stack.
+                unsafe { pthread_mutex_clocklock(mutex, libc::CLOCK_MONOTONIC, &deadline) }
+            }
+        });
+        match watched {
+            Some(rc) => rc,
+            None => self.lock_in_slices(until),
         }
     }
 
     /// Sleeps for the mutex in slices of at most [`LOST_WAKE_SLICE`], trying again after
     /// each, until it is taken, an error comes back or `until` (the monotonic clock; `None`:
     /// never) has passed; `pthread_mutex_clocklock`'s result (`ETIMEDOUT` only at `until`).
-    ///
-    /// A robust mutex can lose a wake-up: an unlock clears the waiters bit and wakes one
-    /// sleeper; if that one is killed before it takes the mutex, and another thread takes it
-    /// first without contention (so without the waiters bit), the kernel's exit handling wakes
-    /// nobody (the dead thread held nothing) and the new owner's unlock wakes nobody (no bit).
-    /// The other sleepers would sleep until some later contended unlock, or for ever; sleeping
-    /// in slices bounds that to one slice.
+    /// What a wait does where the lock watch cannot run (see
+    /// [`lock_waiting`](Self::lock_waiting)): a lost wake-up then costs one slice.
     #[cold]
     fn lock_in_slices(&self, until: Option<std::time::Instant>) -> i32 {
         loop {
@@ -713,7 +738,7 @@ impl RobustMutex {
                     .min(LOST_WAKE_SLICE)
             });
             let deadline = monotonic_deadline(slice);
-            // SAFETY: as in `lock_clean`; `deadline` is a valid, normalised timespec on the
+            // SAFETY: as in `lock_waiting`; `deadline` is a valid, normalised timespec on the
             // stack.
             let rc = unsafe {
                 pthread_mutex_clocklock(self.inner.get(), libc::CLOCK_MONOTONIC, &deadline)
@@ -746,18 +771,18 @@ impl RobustMutex {
         self.finish(unsafe { libc::pthread_mutex_trylock(self.inner.get()) })
     }
 
-    /// Blocks until the mutex is taken or `timeout` (on the monotonic clock) has passed.
-    /// Sleeps in slices, as [`lock_clean`](Self::lock_clean) does, so a lost wake-up costs at
-    /// most one slice, not the whole timeout.
+    /// Blocks until the mutex is taken or `timeout` (on the monotonic clock) has passed, under
+    /// the lock watch as [`lock_clean`](Self::lock_clean) is, so a lost wake-up costs two of
+    /// its ticks at most, not the whole timeout.
     pub(crate) fn lock_timeout(&self, timeout: Duration) -> Result<Locked, LockFail> {
         self.lock_until(std::time::Instant::now().checked_add(timeout))
     }
 
-    /// Blocks until the mutex is taken or `until` (`None`: never) has passed, sleeping in
-    /// slices as [`lock_timeout`](Self::lock_timeout) does.
+    /// Blocks until the mutex is taken or `until` (`None`: never) has passed, as
+    /// [`lock_timeout`](Self::lock_timeout) does.
     pub(crate) fn lock_until(&self, until: Option<std::time::Instant>) -> Result<Locked, LockFail> {
         self.checked()?;
-        self.finish(self.lock_in_slices(until))
+        self.finish(self.lock_waiting(until))
     }
 
     /// The lock word (glibc's `__lock`, the futex the kernel's robust-list walk updates): the
@@ -803,6 +828,26 @@ pub(crate) fn futex_wait(
     });
     // Errors are all "return and re-check": EAGAIN (value changed), ETIMEDOUT, EINTR.
     let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
+}
+
+/// Wakes up to `n` sleepers on the futex word at `word`, an address that may no longer be
+/// mapped (the lock watch's; see `sys/linux_watch.rs`): the kernel then says `EFAULT`, which is
+/// ignored, as is a wake of a word mapped there since (futex sleepers tolerate spurious wakes).
+pub(crate) fn futex_wake_address(word: *mut u32, n: u32) {
+    // SAFETY: FUTEX_WAKE does not read or write the word: the kernel only looks its address up
+    // to find the sleepers, and fails with EFAULT where nothing is mapped. No reference to the
+    // word is made here.
+    let _ = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word,
+            libc::FUTEX_WAKE,
+            n.min(i32::MAX as u32) as libc::c_int,
+            std::ptr::null::<libc::timespec>(),
+            std::ptr::null::<u32>(),
+            0u32,
+        )
+    };
 }
 
 /// Wakes up to `n` sleepers on `word`, in any process.
@@ -1084,7 +1129,13 @@ pub(crate) enum Forked {
 /// so that running ordinary Rust code there is only sound when there is no other thread. With a
 /// single thread, nothing else can start one between the count and the fork.
 pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
-    let threads = thread_count()?;
+    let mut threads = thread_count()?;
+    if threads == 2 {
+        // This thread and perhaps the lock watch's, which stops for the fork (and starts again
+        // at the next lock wait, in each process).
+        super::watch::stop();
+        threads = thread_count()?;
+    }
     if threads != 1 {
         return Ok(Forked::Threads(threads));
     }

@@ -33,6 +33,11 @@ mod imp;
 #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 pub(crate) use imp::*;
 
+// The watch on robust-mutex waits, which `imp`'s locks wait under.
+#[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
+#[path = "linux_watch.rs"]
+mod watch;
+
 // The fork server's clone, used by the process module only (not built for the loom models).
 #[cfg(all(
     target_os = "linux",

@@ -149,3 +149,34 @@ pub fn lost_wake_up_strands_no_waiter<E: std::fmt::Debug + Send>(
         assert!(took < timeout, "{took:?}");
     });
 }
+
+/// [`lost_wake_up_strands_no_waiter`] for a wait without a timeout: `acquire` runs on a detached
+/// thread, so that a stranded waiter fails the test after `limit` instead of hanging it.
+pub fn lost_wake_up_strands_no_untimed_waiter<E: std::fmt::Debug + Send + 'static>(
+    name: &str,
+    word: u64,
+    limit: Duration,
+    acquire: impl FnOnce() -> Result<(), E> + Send + 'static,
+) {
+    let me = super::thread_id();
+    poke(name, word, me);
+    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        tid_tx.send(super::thread_id()).expect("send");
+        let began = Instant::now();
+        let r = acquire();
+        let _ = tx.send((r, began.elapsed()));
+    });
+    super::wait_until_sleeping(tid_rx.recv().expect("the waiter started"));
+    assert_eq!(
+        peek(name, word),
+        me | FUTEX_WAITERS,
+        "the waiter does not sleep on the lock (the test's idea of the layout is wrong)"
+    );
+    poke(name, word, 0);
+    match rx.recv_timeout(limit) {
+        Ok((r, took)) => assert!(r.is_ok(), "{r:?} after {took:?}"),
+        Err(_) => panic!("stranded by a lost wake-up: still waiting after {limit:?}"),
+    }
+}

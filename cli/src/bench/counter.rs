@@ -67,16 +67,6 @@ pub fn cases(python: bool) -> Vec<Case> {
             Refs::default(),
             |ctx| counter(ctx, "c"),
         ),
-        Case::new(
-            "counter",
-            &section,
-            "counter/floor-sliced",
-            "floor, waiting as mpshm's locks do (C)",
-            Side::Floor,
-            unit,
-            Refs::default(),
-            |ctx| counter(ctx, "c-sliced"),
-        ),
     ];
     if python {
         out.push(Case::python(
@@ -96,8 +86,8 @@ pub fn cases(python: bool) -> Vec<Case> {
 enum Counter {
     Value(Value<u64>),
     Raw(RawValue<u64>),
-    /// The C floor; `true`: its locks taken in slices, as mpshm's are.
-    C(CCounter, bool),
+    /// The C floor.
+    C(CCounter),
 }
 
 impl Counter {
@@ -105,10 +95,10 @@ impl Counter {
         Ok(match routine {
             "value" => (Counter::Value(Value::create(name, 0)?), name.to_owned()),
             "raw" => (Counter::Raw(RawValue::create(name, 0)?), name.to_owned()),
-            "c" | "c-sliced" => {
+            "c" => {
                 let c = CCounter::create()?;
                 let page = c.page.name().to_owned();
-                (Counter::C(c, routine == "c-sliced"), page)
+                (Counter::C(c), page)
             }
             _ => return Err(format!("no counter {routine:?}").into()),
         })
@@ -118,7 +108,7 @@ impl Counter {
         Ok(match routine {
             "value" => Counter::Value(Value::open(name)?),
             "raw" => Counter::Raw(RawValue::open(name)?),
-            "c" | "c-sliced" => Counter::C(CCounter::open(name)?, routine == "c-sliced"),
+            "c" => Counter::C(CCounter::open(name)?),
             _ => return Err(format!("no counter {routine:?}").into()),
         })
     }
@@ -135,7 +125,7 @@ impl Counter {
                     r.fetch_add(1);
                 }
             }
-            Counter::C(c, sliced) => c.count(n, *sliced)?,
+            Counter::C(c) => c.count(n)?,
         }
         Ok(())
     }
@@ -144,7 +134,7 @@ impl Counter {
         Ok(match self {
             Counter::Value(v) => v.get().map_err(|e| format!("get: {e}"))?,
             Counter::Raw(r) => r.load(),
-            Counter::C(c, _) => c.total(),
+            Counter::C(c) => c.total(),
         })
     }
 }

@@ -321,7 +321,6 @@ unsafe extern "C" {
     fn mpshm_floor_mutex_size() -> usize;
     fn mpshm_floor_mutex_init(m: *mut u8) -> i32;
     fn mpshm_floor_count(m: *mut u8, counter: *mut u64, n: u64) -> i32;
-    fn mpshm_floor_count_sliced(m: *mut u8, counter: *mut u64, n: u64) -> i32;
     fn mpshm_floor_hold(m: *mut u8) -> i32;
     fn mpshm_floor_take_from_dead(m: *mut u8) -> i32;
 }
@@ -358,14 +357,9 @@ impl CCounter {
         Ok(CCounter { page })
     }
 
-    /// `n` rounds of lock, `++`, unlock, in C; `sliced`: each lock taken as mpshm's are
-    /// (`trylock`, then sleeps of at most 10 ms, safe from a lost wake-up).
-    pub fn count(&self, n: u64, sliced: bool) -> Res<()> {
-        let count = if sliced {
-            mpshm_floor_count_sliced
-        } else {
-            mpshm_floor_count
-        };
+    /// `n` rounds of lock, `++`, unlock, in C.
+    pub fn count(&self, n: u64) -> Res<()> {
+        let count = mpshm_floor_count;
         // SAFETY: the mutex was initialised by the creator before any child learnt the page's
         // name; the counter is 8-aligned inside the page and only touched under the mutex.
         let r = unsafe {

@@ -296,18 +296,6 @@ impl Report {
             Against::Floor,
             0.9,
         ));
-        // The floor that waits as mpshm's locks do: what is left is mpshm's own code.
-        let per_op = |id: &str| self.row(id).and_then(|r| r.median);
-        if let (Some(ours), Some(sliced)) = (
-            per_op("counter/value-update"),
-            per_op("counter/floor-sliced"),
-        ) {
-            out.push(format!(
-                "        against the floor waiting as mpshm's locks do (slices, no lost \
-                 wake-up): {}",
-                ratio(sliced / ours)
-            ));
-        }
         out.extend(check(
             "process/spawn",
             "Process start + join, spawn (time ≤ 0.5× Python fork's, its default)",
