@@ -1471,6 +1471,15 @@ pub enum ProcessError {
     AlreadyStarted,
     /// The result was already taken by an earlier `join` or `get`.
     ResultTaken,
+    /// [`Process::close`](crate::process::Process::close) was called while the child still
+    /// runs (Python's `ValueError`): join or terminate it first.
+    StillRunning {
+        /// The child's pid.
+        pid: u32,
+    },
+    /// The [`Process`](crate::process::Process) handle was closed; it no longer refers to a
+    /// process (Python's `ValueError: process object is closed`).
+    ProcessClosed,
     /// The pool was closed or terminated; it takes no more work.
     Closed,
     /// The pool was terminated before the task finished.
@@ -1535,6 +1544,8 @@ impl ProcessError {
             E::NotStarted => E::NotStarted,
             E::AlreadyStarted => E::AlreadyStarted,
             E::ResultTaken => E::ResultTaken,
+            E::StillRunning { pid } => E::StillRunning { pid: *pid },
+            E::ProcessClosed => E::ProcessClosed,
             E::Closed => E::Closed,
             E::Terminated => E::Terminated,
             E::PoolRunning => E::PoolRunning,
@@ -1590,6 +1601,13 @@ impl fmt::Display for ProcessError {
             ProcessError::AlreadyStarted => f.write_str("a process can be started only once"),
             ProcessError::ResultTaken => {
                 f.write_str("the result was already taken by an earlier join or get")
+            }
+            ProcessError::StillRunning { pid } => write!(
+                f,
+                "cannot close the handle of process {pid} while it runs; join or terminate it first"
+            ),
+            ProcessError::ProcessClosed => {
+                f.write_str("the process handle is closed and no longer refers to a process")
             }
             ProcessError::Closed => f.write_str("the pool is closed and takes no more work"),
             ProcessError::Terminated => {

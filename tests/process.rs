@@ -44,7 +44,8 @@ fn main() {
             child_main_takes_over_when_the_hook_is_off,
             a_child_running_main_is_reported,
             a_job_for_another_executable_is_ignored,
-            parent_process_outlives_the_parent
+            parent_process_outlives_the_parent,
+            close_is_pythons
         ],
         routines![
             start_daemon_and_park,
@@ -107,10 +108,10 @@ fn exit_codes_under(method: StartMethod) {
     {
         let mut p = Process::new(double, 21);
         p.set_start_method(method);
-        assert_eq!(p.exitcode(), None);
+        assert_eq!(p.exitcode().expect("open"), None);
         p.start().expect("start");
         assert_eq!(p.join().expect("result"), 42);
-        assert_eq!(p.exitcode(), Some(0));
+        assert_eq!(p.exitcode().expect("open"), Some(0));
         assert!(matches!(p.join(), Err(ProcessError::ResultTaken)));
 
         let mut p = Process::new(boom, ());
@@ -118,12 +119,12 @@ fn exit_codes_under(method: StartMethod) {
         p.start().expect("start");
         match p.join() {
             Err(ProcessError::Panicked { pid, message }) => {
-                assert_eq!(Some(pid), p.pid());
+                assert_eq!(Some(pid), p.pid().expect("open"));
                 assert_eq!(message, "boom from the child");
             }
             other => panic!("expected a panic, got {other:?}"),
         }
-        assert_eq!(p.exitcode(), Some(1));
+        assert_eq!(p.exitcode().expect("open"), Some(1));
 
         let mut p = Process::new(exit_3, ());
         p.set_start_method(method);
@@ -135,7 +136,7 @@ fn exit_codes_under(method: StartMethod) {
                 ..
             })
         ));
-        assert_eq!(p.exitcode(), Some(3));
+        assert_eq!(p.exitcode().expect("open"), Some(3));
 
         // Python's `sys.exit(0)` (or `False`): exit code 0, a success where there is no
         // result to lose, and `Exited` where there is one.
@@ -143,7 +144,7 @@ fn exit_codes_under(method: StartMethod) {
         p.set_start_method(method);
         p.start().expect("start");
         p.join().expect("exit status 0 is a success");
-        assert_eq!(p.exitcode(), Some(0));
+        assert_eq!(p.exitcode().expect("open"), Some(0));
         let mut p = Process::new(exit_0_u64, ());
         p.set_start_method(method);
         p.start().expect("start");
@@ -171,7 +172,7 @@ fn exit_codes_under(method: StartMethod) {
                 }) => assert_eq!(s, signal),
                 other => panic!("expected a signal, got {other:?}"),
             }
-            assert_eq!(p.exitcode(), Some(-signal));
+            assert_eq!(p.exitcode().expect("open"), Some(-signal));
             // Signalling an ended child does nothing.
             p.kill().expect("kill after the end");
         }
@@ -186,8 +187,8 @@ fn join_timeout_on_a_live_child() {
         let asked = Duration::from_millis(200);
         let r = common::timed(asked, || p.join_timeout(asked));
         assert!(r.is_none(), "the child still runs");
-        assert!(p.is_alive());
-        assert_eq!(p.exitcode(), None);
+        assert!(p.is_alive().expect("open"));
+        assert_eq!(p.exitcode().expect("open"), None);
         p.kill().expect("kill");
         let r = p.join_timeout(Duration::from_secs(30)).expect("ended");
         assert!(matches!(
@@ -204,15 +205,15 @@ fn is_alive_before_during_after() {
     checked(|| {
         let q = Queue::<u32>::create(&common::name("alive"), 1).expect("queue");
         let p = Process::new(wait_for, q.name().to_owned());
-        assert!(!p.is_alive());
-        assert_eq!(p.pid(), None);
+        assert!(!p.is_alive().expect("open"));
+        assert_eq!(p.pid().expect("open"), None);
         p.start().expect("start");
         // It cannot end before the message comes.
-        assert!(p.is_alive());
-        assert!(p.pid().is_some());
+        assert!(p.is_alive().expect("open"));
+        assert!(p.pid().expect("open").is_some());
         q.put(7).expect("put");
         assert_eq!(p.join().expect("result"), 7);
-        assert!(!p.is_alive());
+        assert!(!p.is_alive().expect("open"));
     });
 }
 
@@ -296,7 +297,7 @@ fn who_am_i() {
             p.start().expect("start");
             let (name, pid, ppid, parent) = p.join().expect("result");
             assert_eq!(name, "worker-7");
-            assert_eq!(Some(pid), p.pid());
+            assert_eq!(Some(pid), p.pid().expect("open"));
             assert_eq!(ppid, std::process::id());
             assert_eq!(parent, Some(("MainProcess".to_owned(), std::process::id())));
             assert_eq!(current_process().name, "MainProcess");
@@ -350,7 +351,7 @@ fn fork_server_children_are_ours() {
             )
         );
         let server = mpshm::process::fork_server_pid().expect("a fork server runs");
-        assert_ne!(Some(server), p.pid());
+        assert_ne!(Some(server), p.pid().expect("open"));
 
         let lock = Lock::create(&common::name("fs-lock"), ()).expect("lock");
         let q = Queue::<u32>::create(&common::name("fs-held"), 1).expect("queue");
@@ -416,7 +417,7 @@ fn a_dead_fork_server_is_replaced() {
         let second = mpshm::process::fork_server_pid().expect("a fork server runs");
         assert_ne!(first, second);
         // The child started by the first server is still there, and still ours.
-        assert!(waiting.is_alive());
+        assert!(waiting.is_alive().expect("open"));
         q.put(5).expect("put");
         assert_eq!(waiting.join().expect("result"), 5);
         stop_fork_server();
@@ -490,7 +491,7 @@ fn fork_and_report(_: &[String]) {
     let panicked = matches!(b.join(), Err(ProcessError::Panicked { .. }));
     common::say(&format!(
         "{r} {} {name} {}",
-        p.exitcode().unwrap_or(-100),
+        p.exitcode().expect("open").unwrap_or(-100),
         u8::from(panicked)
     ));
 }
@@ -516,8 +517,8 @@ fn start_daemon_and_park(args: &[String]) {
     plain.start().expect("start");
     common::say(&format!(
         "{} {}",
-        daemon.pid().expect("pid"),
-        plain.pid().expect("pid")
+        daemon.pid().expect("open").expect("pid"),
+        plain.pid().expect("open").expect("pid")
     ));
     common::park();
 }
@@ -578,7 +579,7 @@ fn commands_get_segment_names() {
                 .set_daemon(true);
             p.start().expect("start");
             let r = p.join();
-            assert_eq!(p.exitcode(), Some(code));
+            assert_eq!(p.exitcode().expect("open"), Some(code));
             if code == 0 {
                 r.expect("exit status 0");
             } else {
@@ -735,5 +736,53 @@ fn parent_process_outlives_the_parent() {
         assert_eq!(get(), parent_pid * 2, "the parent, ended");
         assert!(ends_within(&grandchild, Duration::from_secs(30)));
         common::process::assert_no_segments_of(parent.pid());
+    });
+}
+
+/// Python's `test_close`: refused while the child runs; afterwards every method that needs
+/// the child fails with `ProcessClosed`, and closing again is fine. A child that ended is
+/// reaped by `close`, and a result never taken (here one in a segment of its own) is removed
+/// (`checked` finds no child and no segment left).
+fn close_is_pythons() {
+    checked(|| {
+        let q = Queue::<u32>::create(&common::name("close"), 1).expect("queue");
+        let mut p = Process::new(wait_for, q.name().to_owned());
+        p.set_daemon(true);
+        p.start().expect("start");
+        let pid = p.pid().expect("open").expect("started");
+        match p.close() {
+            Err(ProcessError::StillRunning { pid: running }) => assert_eq!(running, pid),
+            other => panic!("expected StillRunning, got {other:?}"),
+        }
+        assert!(p.is_alive().expect("still open"));
+        q.put(5).expect("put");
+        assert_eq!(p.join().expect("result"), 5);
+        assert!(!p.is_alive().expect("open"));
+        assert_eq!(p.exitcode().expect("open"), Some(0));
+        p.close().expect("close");
+        let closed = |r: Result<(), ProcessError>| matches!(r, Err(ProcessError::ProcessClosed));
+        assert!(closed(p.is_alive().map(drop)));
+        assert!(closed(p.join().map(drop)));
+        assert!(closed(
+            p.join_timeout(Duration::ZERO).expect("no wait").map(drop)
+        ));
+        assert!(closed(p.terminate()));
+        assert!(closed(p.kill()));
+        assert!(closed(p.exitcode().map(drop)));
+        assert!(closed(p.pid().map(drop)));
+        assert!(closed(p.start()));
+        p.close().expect("close twice");
+        assert!(p.name().starts_with("Process-"));
+
+        let never = Process::new(double, 1);
+        never.close().expect("close unstarted");
+        assert!(closed(never.start()));
+
+        let big = Process::new(text, 1 << 20);
+        big.start().expect("start");
+        let fd = pidfd(big.pid().expect("open").expect("started"));
+        assert!(ends_within(&fd, Duration::from_secs(30)));
+        big.close().expect("close an ended child");
+        assert!(closed(big.join().map(drop)));
     });
 }

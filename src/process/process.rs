@@ -97,6 +97,8 @@ struct Inner<R> {
     exit: Option<Exit>,
     /// The outcome, from when the child has been reaped until it is taken.
     result: Option<Result<R, ProcessError>>,
+    /// Set by [`Process::close`]: the handle refers to no process any more.
+    closed: bool,
 }
 
 /// A child process running a function of this program, or a launched command (Python's
@@ -112,7 +114,7 @@ struct Inner<R> {
 /// let p = Process::new(square, 12);
 /// p.start()?;
 /// assert_eq!(p.join()?, 144);
-/// assert_eq!(p.exitcode(), Some(0));
+/// assert_eq!(p.exitcode()?, Some(0));
 /// # Ok::<(), mpshm::ProcessError>(())
 /// ```
 ///
@@ -121,7 +123,9 @@ struct Inner<R> {
 /// back from [`join`](Self::join) as [`ProcessError::Panicked`] with its message.
 ///
 /// Dropping a started handle waits for the child to end, as Python joins its non-daemon
-/// children at exit; a [daemon](Self::set_daemon) child is killed instead.
+/// children at exit; a [daemon](Self::set_daemon) child is killed instead. A handle whose
+/// child has ended can be [closed](Self::close) before it is dropped, which lets go of what
+/// it holds (the pidfd, the result not taken) at once.
 pub struct Process<R = ()> {
     name: String,
     daemon: bool,
@@ -158,6 +162,7 @@ impl<R: Payload> Process<R> {
                 run: None,
                 exit: None,
                 result: None,
+                closed: false,
             }),
             _r: PhantomData,
         }
@@ -221,6 +226,7 @@ impl<R: Payload> Process<R> {
     ///
     /// # Errors
     ///
+    /// [`ProcessError::ProcessClosed`] after [`close`](Self::close);
     /// [`ProcessError::AlreadyStarted`]; [`ProcessError::ForkWithThreads`] for a fork from a
     /// multi-threaded process; [`ProcessError::NotInExecutable`]; [`ProcessError::Encode`] if
     /// the argument could not be encoded; [`ProcessError::NotIntercepted`] when called in a
@@ -229,6 +235,9 @@ impl<R: Payload> Process<R> {
     pub fn start(&self) -> Result<(), ProcessError> {
         child::refuse_if_not_intercepted()?;
         let mut g = self.lock();
+        if g.closed {
+            return Err(ProcessError::ProcessClosed);
+        }
         if g.run.is_some() {
             return Err(ProcessError::AlreadyStarted);
         }
@@ -303,9 +312,18 @@ impl<R: Payload> Process<R> {
         })
     }
 
-    /// The child's pid, once started.
-    pub fn pid(&self) -> Option<u32> {
-        self.lock().run.as_ref().map(|r| r.pid)
+    /// The child's pid once started (Python's `pid`); `None` before.
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::ProcessClosed`] after [`close`](Self::close): the pid may name another
+    /// process by then.
+    pub fn pid(&self) -> Result<Option<u32>, ProcessError> {
+        let g = self.lock();
+        if g.closed {
+            return Err(ProcessError::ProcessClosed);
+        }
+        Ok(g.run.as_ref().map(|r| r.pid))
     }
 
     /// Waits for the child to end and returns what its function returned (for a command:
@@ -319,8 +337,9 @@ impl<R: Payload> Process<R> {
     /// function whose result is `()`: with a non-zero status, since exit status 0 is then
     /// `Ok(())` as Python's `exitcode` 0 is a success);
     /// [`ProcessError::NotIntercepted`] when the child ran `main` instead of the function;
-    /// [`ProcessError::NotStarted`]; [`ProcessError::Decode`] for a result that is not a valid
-    /// `R`; [`ProcessError::Io`].
+    /// [`ProcessError::NotStarted`]; [`ProcessError::ProcessClosed`] after
+    /// [`close`](Self::close); [`ProcessError::Decode`] for a result that is not a valid `R`;
+    /// [`ProcessError::Io`].
     pub fn join(&self) -> Result<R, ProcessError> {
         self.join_until(None).unwrap_or(Err(ProcessError::Timeout))
     }
@@ -334,6 +353,7 @@ impl<R: Payload> Process<R> {
         let pidfd = {
             let mut g = self.lock();
             match &g.run {
+                _ if g.closed => return Some(Err(ProcessError::ProcessClosed)),
                 None => return Some(Err(ProcessError::NotStarted)),
                 Some(_) if g.exit.is_some() => return Some(take(&mut g)),
                 Some(run) => Arc::clone(&run.pidfd),
@@ -359,26 +379,84 @@ impl<R: Payload> Process<R> {
     }
 
     /// Whether the child has been started and has not ended (reaps it if it has).
-    pub fn is_alive(&self) -> bool {
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::ProcessClosed`] after [`close`](Self::close).
+    pub fn is_alive(&self) -> Result<bool, ProcessError> {
         let mut g = self.lock();
-        g.run.is_some() && g.exit.is_none() && matches!(reap(&mut g), Ok(false))
+        if g.closed {
+            return Err(ProcessError::ProcessClosed);
+        }
+        Ok(g.run.is_some() && g.exit.is_none() && matches!(reap(&mut g), Ok(false)))
     }
 
     /// Python's `exitcode`: `None` until the child has ended, then its exit status, or minus
     /// the number of the signal that killed it (`-9` after [`kill`](Self::kill)).
-    pub fn exitcode(&self) -> Option<i32> {
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::ProcessClosed`] after [`close`](Self::close).
+    pub fn exitcode(&self) -> Result<Option<i32>, ProcessError> {
         let mut g = self.lock();
+        if g.closed {
+            return Err(ProcessError::ProcessClosed);
+        }
         if g.run.is_some() && g.exit.is_none() {
             let _ = reap(&mut g);
         }
-        g.exit.map(Exit::exitcode)
+        Ok(g.exit.map(Exit::exitcode))
+    }
+
+    /// Lets go of the child (Python's `close`): its pidfd is closed, and a result not taken
+    /// yet is dropped. Afterwards every method that needs the child (`start`, `join`,
+    /// `is_alive`, `exitcode`, `pid`, `terminate`, `kill`) returns
+    /// [`ProcessError::ProcessClosed`]; the name stays. Closing again, or closing a handle
+    /// never started, is fine. Dropping the handle does the same, after waiting for the child
+    /// (or killing a daemon).
+    ///
+    /// ```
+    /// use mpshm::ProcessError;
+    /// use mpshm::process::Process;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let p = Process::new(square, 3);
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 9);
+    /// p.close()?;
+    /// assert!(matches!(p.is_alive(), Err(ProcessError::ProcessClosed)));
+    /// # Ok::<(), ProcessError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::StillRunning`] while the child runs: [`join`](Self::join) or
+    /// [`terminate`](Self::terminate) it first (the handle stays open);
+    /// [`ProcessError::Io`] if it cannot be asked whether it has ended.
+    pub fn close(&self) -> Result<(), ProcessError> {
+        let mut g = self.lock();
+        if g.closed {
+            return Ok(());
+        }
+        if let Some(run) = &g.run {
+            let pid = run.pid;
+            if !reap(&mut g)? {
+                return Err(ProcessError::StillRunning { pid });
+            }
+        }
+        release(&mut g);
+        Ok(())
     }
 
     /// Sends `SIGTERM` (Python's `terminate`). Nothing happens if the child has ended.
     ///
     /// # Errors
     ///
-    /// [`ProcessError::NotStarted`]; [`ProcessError::Io`].
+    /// [`ProcessError::NotStarted`]; [`ProcessError::ProcessClosed`] after
+    /// [`close`](Self::close); [`ProcessError::Io`].
     pub fn terminate(&self) -> Result<(), ProcessError> {
         self.signal(sys::Signal::Term)
     }
@@ -395,6 +473,7 @@ impl<R: Payload> Process<R> {
     fn signal(&self, sig: sys::Signal) -> Result<(), ProcessError> {
         let g = self.lock();
         match &g.run {
+            _ if g.closed => Err(ProcessError::ProcessClosed),
             None => Err(ProcessError::NotStarted),
             Some(_) if g.exit.is_some() => Ok(()),
             Some(run) => Ok(sys::pidfd_signal(&run.pidfd, sig)?),
@@ -531,20 +610,31 @@ fn take<R>(g: &mut Inner<R>) -> Result<R, ProcessError> {
     g.result.take().unwrap_or(Err(ProcessError::ResultTaken))
 }
 
+/// Lets go of what a handle holds once its child has ended (or been reaped): the pidfd, the
+/// mailbox and a result segment it may have made, the result not taken. The handle is
+/// closed.
+fn release<R>(g: &mut Inner<R>) {
+    if let Some(run) = g.run.take()
+        && let Some((_, name)) = &run.mailbox
+    {
+        channel::remove(&format!("{name}r"));
+    }
+    g.result = None;
+    g.closed = true;
+}
+
 impl<R> Drop for Process<R> {
     fn drop(&mut self) {
         let g = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if let Some(run) = &g.run {
-            if g.exit.is_none() {
-                if self.daemon {
-                    let _ = sys::pidfd_signal(&run.pidfd, sys::Signal::Kill);
-                }
-                let _ = sys::pidfd_reap(&run.pidfd);
+        if let Some(run) = &g.run
+            && g.exit.is_none()
+        {
+            if self.daemon {
+                let _ = sys::pidfd_signal(&run.pidfd, sys::Signal::Kill);
             }
-            if let Some((_, name)) = &run.mailbox {
-                channel::remove(&format!("{name}r"));
-            }
+            let _ = sys::pidfd_reap(&run.pidfd);
         }
+        release(g);
     }
 }
 
@@ -556,6 +646,7 @@ impl<R> fmt::Debug for Process<R> {
             .field("daemon", &self.daemon)
             .field("pid", &g.run.as_ref().map(|r| r.pid))
             .field("exitcode", &g.exit.map(Exit::exitcode))
+            .field("closed", &g.closed)
             .finish()
     }
 }
@@ -575,6 +666,6 @@ mod tests {
         let p = Process::new(triple, 14);
         p.start().expect("start");
         assert_eq!(p.join().expect("result"), 42);
-        assert_eq!(p.exitcode(), Some(0));
+        assert_eq!(p.exitcode().expect("open"), Some(0));
     }
 }
