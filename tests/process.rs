@@ -14,7 +14,8 @@ use common::Child;
 use common::process::{checked, ends_within, pidfd};
 use mpshm::prelude::*;
 use mpshm::process::{
-    Exit, Process, StartMethod, current_process, parent_process, stop_fork_server,
+    Exit, Pool, Process, StartMethod, active_children, current_process, parent_process,
+    stop_fork_server,
 };
 use mpshm::{Lock, ProcessError, Queue};
 
@@ -45,6 +46,7 @@ fn main() {
             a_child_running_main_is_reported,
             a_job_for_another_executable_is_ignored,
             parent_process_outlives_the_parent,
+            active_children_are_pythons,
             close_is_pythons
         ],
         routines![
@@ -53,7 +55,8 @@ fn main() {
             fork_and_report,
             start_and_report,
             command_child,
-            read_stdin_in_a_child
+            read_stdin_in_a_child,
+            fork_and_look_around
         ],
     );
 }
@@ -739,6 +742,92 @@ fn parent_process_outlives_the_parent() {
     });
 }
 
+/// The pids of [`active_children`], in order.
+fn active_pids() -> Vec<u32> {
+    active_children().iter().map(|c| c.pid).collect()
+}
+
+/// Python's `test_active_children`, and more: children started from any thread count, pool
+/// workers count, a child that ended leaves the list without being reaped (its handle keeps
+/// its exit code), and a forked child lists none of its parent's children.
+fn active_children_are_pythons() {
+    checked(|| {
+        assert_eq!(active_pids(), []);
+        let q = Queue::<u32>::create(&common::name("active"), 2).expect("queue");
+        let p = Process::new(wait_for, q.name().to_owned());
+        assert_eq!(active_pids(), [], "not started yet");
+        p.start().expect("start");
+        let pid = p.pid().expect("open").expect("started");
+        let listed = active_children();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].pid, listed[0].name.as_str()), (pid, p.name()));
+        assert_eq!(listed[0].ppid, std::process::id());
+        assert!(listed[0].is_alive());
+
+        // Started from another thread, which has ended since.
+        let name = q.name().to_owned();
+        let other = std::thread::spawn(move || {
+            let p = Process::new(wait_for, name);
+            p.start().expect("start");
+            p
+        })
+        .join()
+        .expect("thread");
+        let other_pid = other.pid().expect("open").expect("started");
+        assert_eq!(active_pids(), [pid, other_pid]);
+
+        q.put(1).expect("put");
+        q.put(2).expect("put");
+        let mut got = [p.join().expect("result"), other.join().expect("result")];
+        got.sort_unstable();
+        assert_eq!(got, [1, 2]);
+        assert_eq!(active_pids(), []);
+        assert!(!listed[0].is_alive(), "asked again, the info sees the end");
+
+        // Ended but not reaped: not listed, and the handle still reaps it and has its code.
+        let p = Process::new(exit_3, ());
+        p.start().expect("start");
+        let fd = pidfd(p.pid().expect("open").expect("started"));
+        assert!(ends_within(&fd, Duration::from_secs(30)));
+        assert_eq!(active_pids(), []);
+        assert_eq!(p.exitcode().expect("open"), Some(3));
+
+        // Python's pool workers are processes of this process, and count.
+        let pool = Pool::new(2).expect("pool");
+        let listed = active_children();
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert!(listed.iter().all(|c| c.name.starts_with("PoolWorker-")));
+        drop(pool);
+        assert_eq!(active_pids(), []);
+
+        let mut child = Child::spawn("fork_and_look_around", &[]);
+        assert_eq!(child.line(), "forked child sees 0, parent sees 1");
+        child.join();
+    });
+}
+
+fn count_children(_: ()) -> u32 {
+    active_children().len() as u32
+}
+
+/// In a single-threaded child: starts a child, then forks one that counts its own active
+/// children; says what each side saw.
+fn fork_and_look_around(_: &[String]) {
+    let mut waiting = Process::new(wait_forever, ());
+    waiting.set_daemon(true);
+    waiting.start().expect("start");
+    let mut forked = Process::new(count_children, ());
+    forked.set_start_method(StartMethod::Fork);
+    forked.start().expect("fork");
+    let seen = forked.join().expect("result");
+    let parent_sees = active_children().len();
+    waiting.kill().expect("kill");
+    let _ = waiting.join();
+    common::say(&format!(
+        "forked child sees {seen}, parent sees {parent_sees}"
+    ));
+}
+
 /// Python's `test_close`: refused while the child runs; afterwards every method that needs
 /// the child fails with `ProcessClosed`, and closing again is fine. A child that ended is
 /// reaped by `close`, and a result never taken (here one in a segment of its own) is removed
@@ -771,6 +860,7 @@ fn close_is_pythons() {
         assert!(closed(p.exitcode().map(drop)));
         assert!(closed(p.pid().map(drop)));
         assert!(closed(p.start()));
+        assert!(!active_pids().contains(&pid));
         p.close().expect("close twice");
         assert!(p.name().starts_with("Process-"));
 

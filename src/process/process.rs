@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use crate::error::{Exit, ProcessError};
 use crate::process::channel::{self, Mailbox};
 use crate::process::child::{self, Spec, tag};
+use crate::process::children;
 use crate::process::entry::{Entry, Origin, read_record};
 use crate::process::forkserver;
 use crate::process::payload::Payload;
@@ -249,7 +250,11 @@ impl<R: Payload> Process<R> {
             }
             Target::Command(cmd) => self.start_command(cmd)?,
         };
+        let (pid, pidfd) = (run.pid, Arc::clone(&run.pidfd));
         g.run = Some(run);
+        // After the handle's lock is let go: `active_children` takes the list's lock first.
+        drop(g);
+        children::register(pid, &self.name, &pidfd);
         Ok(())
     }
 
@@ -610,9 +615,9 @@ fn take<R>(g: &mut Inner<R>) -> Result<R, ProcessError> {
     g.result.take().unwrap_or(Err(ProcessError::ResultTaken))
 }
 
-/// Lets go of what a handle holds once its child has ended (or been reaped): the pidfd, the
-/// mailbox and a result segment it may have made, the result not taken. The handle is
-/// closed.
+/// Lets go of what a handle holds once its child has ended (or been reaped): the pidfd (so
+/// the child leaves [`active_children`](crate::process::active_children)), the mailbox and a
+/// result segment it may have made, the result not taken. The handle is closed.
 fn release<R>(g: &mut Inner<R>) {
     if let Some(run) = g.run.take()
         && let Some((_, name)) = &run.mailbox
