@@ -1480,6 +1480,10 @@ pub enum ProcessError {
     /// The [`Process`](crate::process::Process) handle was closed; it no longer refers to a
     /// process (Python's `ValueError: process object is closed`).
     ProcessClosed,
+    /// `start` was called in a daemon child: a daemon may not start children (Python's
+    /// `daemonic processes are not allowed to have children`), since it is killed with its
+    /// parent and would leave them orphaned.
+    StartInDaemon,
     /// The pool was closed or terminated; it takes no more work.
     Closed,
     /// The pool was terminated before the task finished.
@@ -1546,6 +1550,7 @@ impl ProcessError {
             E::ResultTaken => E::ResultTaken,
             E::StillRunning { pid } => E::StillRunning { pid: *pid },
             E::ProcessClosed => E::ProcessClosed,
+            E::StartInDaemon => E::StartInDaemon,
             E::Closed => E::Closed,
             E::Terminated => E::Terminated,
             E::PoolRunning => E::PoolRunning,
@@ -1609,6 +1614,9 @@ impl fmt::Display for ProcessError {
             ProcessError::ProcessClosed => {
                 f.write_str("the process handle is closed and no longer refers to a process")
             }
+            ProcessError::StartInDaemon => f.write_str(
+                "a daemon process may not start children (it is killed with its parent, which would orphan them); make it a non-daemon",
+            ),
             ProcessError::Closed => f.write_str("the pool is closed and takes no more work"),
             ProcessError::Terminated => {
                 f.write_str("the pool was terminated before the task finished")

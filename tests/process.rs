@@ -47,7 +47,8 @@ fn main() {
             a_job_for_another_executable_is_ignored,
             parent_process_outlives_the_parent,
             active_children_are_pythons,
-            close_is_pythons
+            close_is_pythons,
+            daemons_may_not_start_children
         ],
         routines![
             start_daemon_and_park,
@@ -874,5 +875,42 @@ fn close_is_pythons() {
         assert!(ends_within(&fd, Duration::from_secs(30)));
         big.close().expect("close an ended child");
         assert!(closed(big.join().map(drop)));
+    });
+}
+
+/// What happens when this process tries to start a child: `started`, or the error.
+fn try_to_start(_: ()) -> String {
+    let p = Process::new(double, 1);
+    let process = match p.start() {
+        Ok(()) => p.join().map(|_| "started".to_owned()),
+        Err(e) => Err(e),
+    };
+    let pool = Pool::new(1).map(|_| "started".to_owned());
+    let say = |r: Result<String, ProcessError>| match r {
+        Ok(s) => s,
+        Err(ProcessError::StartInDaemon) => "refused".to_owned(),
+        Err(e) => format!("error: {e}"),
+    };
+    format!("process {}, pool {}", say(process), say(pool))
+}
+
+/// Python's `daemonic processes are not allowed to have children`, for processes and pools;
+/// a non-daemon child may start them.
+fn daemons_may_not_start_children() {
+    checked(|| {
+        for method in METHODS {
+            for daemon in [true, false] {
+                let mut p = Process::new(try_to_start, ());
+                p.set_daemon(daemon).set_start_method(method);
+                p.start().expect("start");
+                let expected = if daemon {
+                    "process refused, pool refused"
+                } else {
+                    "process started, pool started"
+                };
+                assert_eq!(p.join().expect("result"), expected, "{method:?}");
+            }
+        }
+        stop_fork_server();
     });
 }

@@ -139,12 +139,19 @@ pub(crate) struct Identity {
     /// when `getppid` turns to whoever adopted this process).
     pub(crate) parent: u32,
     pub(crate) parent_name: String,
+    /// Whether it runs as a daemon (false for a launched command, which is not told).
+    pub(crate) daemon: bool,
 }
 
 /// Set when this process runs as a spawned or forked child (overwritten in a forked child).
 static IDENTITY: Mutex<Option<Identity>> = Mutex::new(None);
 /// Set once a spawned child has been taken over by [`intercept`].
 static INTERCEPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process runs as a daemon child, which may not start children.
+pub(crate) fn is_daemon() -> bool {
+    identity().is_some_and(|me| me.daemon)
+}
 
 /// This process's identity as a child: from a spawn or fork, else from a launching parent's
 /// [`COMMAND_ENV`]; `None` in a main process.
@@ -161,6 +168,7 @@ pub(crate) fn identity() -> Option<Identity> {
                 name: name.to_owned(),
                 parent: parent.parse().ok()?,
                 parent_name: parent_name.to_owned(),
+                daemon: false,
             }),
             _ => None,
         }
@@ -253,6 +261,7 @@ fn run(spec: &Spec) -> i32 {
         name: spec.name.clone(),
         parent: spec.parent,
         parent_name: spec.parent_name.clone(),
+        daemon: spec.daemon,
     });
     if spec.daemon
         && let Err(e) = sys::die_with_parent(spec.parent)

@@ -228,7 +228,8 @@ impl<R: Payload> Process<R> {
     /// # Errors
     ///
     /// [`ProcessError::ProcessClosed`] after [`close`](Self::close);
-    /// [`ProcessError::AlreadyStarted`]; [`ProcessError::ForkWithThreads`] for a fork from a
+    /// [`ProcessError::AlreadyStarted`]; [`ProcessError::StartInDaemon`] when this process is
+    /// a daemon child; [`ProcessError::ForkWithThreads`] for a fork from a
     /// multi-threaded process; [`ProcessError::NotInExecutable`]; [`ProcessError::Encode`] if
     /// the argument could not be encoded; [`ProcessError::NotIntercepted`] when called in a
     /// spawned child that is running `main`; [`ProcessError::Segment`] and
@@ -241,6 +242,9 @@ impl<R: Payload> Process<R> {
         }
         if g.run.is_some() {
             return Err(ProcessError::AlreadyStarted);
+        }
+        if child::is_daemon() {
+            return Err(ProcessError::StartInDaemon);
         }
         let run = match &mut g.target {
             Target::Function { entry, arg } => {
