@@ -48,7 +48,8 @@ fn main() {
             parent_process_outlives_the_parent,
             active_children_are_pythons,
             close_is_pythons,
-            daemons_may_not_start_children
+            daemons_may_not_start_children,
+            default_names_nest
         ],
         routines![
             start_daemon_and_park,
@@ -647,7 +648,7 @@ fn a_job_for_another_executable_is_ignored() {
 /// naming a function and a channel that do not exist.
 fn job_for(exe: &str) -> String {
     [
-        "mpshm1",
+        "mpshm2",
         exe,
         "1",
         "MainProcess",
@@ -655,6 +656,7 @@ fn job_for(exe: &str) -> String {
         "0:0",
         "no-such-seg",
         "x",
+        "1",
     ]
     .join("\x1f")
 }
@@ -807,12 +809,16 @@ fn active_children_are_pythons() {
     });
 }
 
-fn count_children(_: ()) -> u32 {
-    active_children().len() as u32
+fn count_children(_: ()) -> (u32, Vec<String>) {
+    let names = [Process::new(double, 1), Process::new(double, 2)];
+    (
+        active_children().len() as u32,
+        names.iter().map(|p| p.name().to_owned()).collect(),
+    )
 }
 
 /// In a single-threaded child: starts a child, then forks one that counts its own active
-/// children; says what each side saw.
+/// children and names two processes; says what each side saw.
 fn fork_and_look_around(_: &[String]) {
     let mut waiting = Process::new(wait_forever, ());
     waiting.set_daemon(true);
@@ -820,7 +826,13 @@ fn fork_and_look_around(_: &[String]) {
     let mut forked = Process::new(count_children, ());
     forked.set_start_method(StartMethod::Fork);
     forked.start().expect("fork");
-    let seen = forked.join().expect("result");
+    let (seen, names) = forked.join().expect("result");
+    let me = forked.name().trim_start_matches("Process-");
+    assert_eq!(
+        names,
+        [format!("Process-{me}:1"), format!("Process-{me}:2")],
+        "a forked child counts its own children from 1"
+    );
     let parent_sees = active_children().len();
     waiting.kill().expect("kill");
     let _ = waiting.join();
@@ -909,6 +921,51 @@ fn daemons_may_not_start_children() {
                     "process started, pool started"
                 };
                 assert_eq!(p.join().expect("result"), expected, "{method:?}");
+            }
+        }
+        stop_fork_server();
+    });
+}
+
+/// This process's name, and the default name of a process made in it.
+fn name_below(_: ()) -> (String, String) {
+    (
+        current_process().name,
+        Process::new(double, 1).name().to_owned(),
+    )
+}
+
+/// The default names of two processes made here, and what the second says when started.
+fn names_below(_: ()) -> (String, String, (String, String)) {
+    let first = Process::new(double, 1);
+    let second = Process::new(name_below, ());
+    second.start().expect("start");
+    (
+        first.name().to_owned(),
+        second.name().to_owned(),
+        second.join().expect("result"),
+    )
+}
+
+/// Python's default names: `Process-3:2` for the second process made in `Process-3`, whatever
+/// name that one was given.
+fn default_names_nest() {
+    checked(|| {
+        for method in METHODS {
+            for rename in [false, true] {
+                let mut p = Process::new(names_below, ());
+                let id = p.name().trim_start_matches("Process-").to_owned();
+                assert!(id.parse::<u32>().is_ok(), "{id}");
+                if rename {
+                    p.set_name("renamed");
+                }
+                p.set_start_method(method);
+                p.start().expect("start");
+                let (first, second, (second_sees, third)) = p.join().expect("result");
+                assert_eq!(first, format!("Process-{id}:1"));
+                assert_eq!(second, format!("Process-{id}:2"));
+                assert_eq!(second_sees, second);
+                assert_eq!(third, format!("Process-{id}:2:1"));
             }
         }
         stop_fork_server();

@@ -12,7 +12,7 @@
 
 use std::io::Write;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::error::ProcessError;
 use crate::process::channel::{self, Mailbox};
@@ -55,7 +55,10 @@ pub(crate) mod tag {
 pub(crate) const INLINE_RESULT: usize = 4096;
 
 /// The version of the [`SPAWN_ENV`] format.
-const SPEC_VERSION: &str = "mpshm1";
+const SPEC_VERSION: &str = "mpshm2";
+/// The version of the [`COMMAND_ENV`] format, which a launched program built against another
+/// version of mpshm reads.
+const COMMAND_VERSION: &str = "mpshm1";
 /// Separates the fields: the ASCII unit separator, which no name may contain.
 const SEP: char = '\x1f';
 
@@ -69,6 +72,8 @@ pub(crate) struct Spec {
     pub(crate) entry: Entry,
     pub(crate) mailbox: String,
     pub(crate) name: String,
+    /// Its place in the tree of processes: see [`next_identity`].
+    pub(crate) identity: String,
 }
 
 /// `name` without the separator, so that it fits in one field.
@@ -88,6 +93,7 @@ impl Spec {
             format!("{run}:{func}"),
             field(&self.mailbox),
             field(&self.name),
+            field(&self.identity),
         ]
         .join(&SEP.to_string())
     }
@@ -103,6 +109,7 @@ impl Spec {
             entry,
             mailbox,
             name,
+            identity,
         ] = f[..]
         else {
             return None;
@@ -127,6 +134,7 @@ impl Spec {
             entry: Entry::from_environment(run, func),
             mailbox: mailbox.to_owned(),
             name: name.to_owned(),
+            identity: identity.to_owned(),
         })
     }
 }
@@ -139,6 +147,8 @@ pub(crate) struct Identity {
     /// when `getppid` turns to whoever adopted this process).
     pub(crate) parent: u32,
     pub(crate) parent_name: String,
+    /// Its place in the tree of processes (empty for a launched command).
+    pub(crate) identity: String,
     /// Whether it runs as a daemon (false for a launched command, which is not told).
     pub(crate) daemon: bool,
 }
@@ -147,6 +157,20 @@ pub(crate) struct Identity {
 static IDENTITY: Mutex<Option<Identity>> = Mutex::new(None);
 /// Set once a spawned child has been taken over by [`intercept`].
 static INTERCEPTED: AtomicBool = AtomicBool::new(false);
+
+/// The number the next `Process` made in this process takes.
+static NEXT_CHILD: AtomicU32 = AtomicU32::new(1);
+
+/// A new process's place in the tree of processes, as Python's `_identity`: this process's
+/// own, then the count of processes made here (`"3"` for the third made by a main process,
+/// `"3:1"` for the first made by that one). The default name is `Process-` and this.
+pub(crate) fn next_identity() -> String {
+    let n = NEXT_CHILD.fetch_add(1, Ordering::Relaxed);
+    match identity() {
+        Some(me) if !me.identity.is_empty() => format!("{}:{n}", me.identity),
+        _ => n.to_string(),
+    }
+}
 
 /// Whether this process runs as a daemon child, which may not start children.
 pub(crate) fn is_daemon() -> bool {
@@ -164,10 +188,11 @@ pub(crate) fn identity() -> Option<Identity> {
         let raw = std::env::var(COMMAND_ENV).ok()?;
         let f: Vec<&str> = raw.split(SEP).collect();
         match f[..] {
-            [SPEC_VERSION, parent, parent_name, name] => Some(Identity {
+            [COMMAND_VERSION, parent, parent_name, name] => Some(Identity {
                 name: name.to_owned(),
                 parent: parent.parse().ok()?,
                 parent_name: parent_name.to_owned(),
+                identity: String::new(),
                 daemon: false,
             }),
             _ => None,
@@ -179,7 +204,7 @@ pub(crate) fn identity() -> Option<Identity> {
 pub(crate) fn command_env(name: &str) -> String {
     let me = crate::process::current_process();
     [
-        SPEC_VERSION.to_owned(),
+        COMMAND_VERSION.to_owned(),
         std::process::id().to_string(),
         field(&me.name),
         field(name),
@@ -261,8 +286,11 @@ fn run(spec: &Spec) -> i32 {
         name: spec.name.clone(),
         parent: spec.parent,
         parent_name: spec.parent_name.clone(),
+        identity: spec.identity.clone(),
         daemon: spec.daemon,
     });
+    // A forked child has its parent's count; its own children count from 1 again.
+    NEXT_CHILD.store(1, Ordering::Relaxed);
     if spec.daemon
         && let Err(e) = sys::die_with_parent(spec.parent)
     {

@@ -14,7 +14,6 @@ use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -129,16 +128,13 @@ struct Inner<R> {
 /// it holds (the pidfd, the result not taken) at once.
 pub struct Process<R = ()> {
     name: String,
+    /// Its place in the tree of processes (`child::next_identity`).
+    identity: String,
     daemon: bool,
     method: StartMethod,
     env: Vec<(String, String)>,
     inner: Mutex<Inner<R>>,
     _r: PhantomData<fn() -> R>,
-}
-
-fn next_name() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(1);
-    format!("Process-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 impl<R: Payload> Process<R> {
@@ -153,8 +149,10 @@ impl<R: Payload> Process<R> {
     }
 
     fn with_target(target: Target) -> Process<R> {
+        let identity = child::next_identity();
         Process {
-            name: next_name(),
+            name: format!("Process-{identity}"),
+            identity,
             daemon: false,
             method: StartMethod::Spawn,
             env: Vec::new(),
@@ -173,8 +171,12 @@ impl<R: Payload> Process<R> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sets the name (default `Process-<n>`), which the child sees in
+    /// Sets the name, which the child sees in
     /// [`current_process`](crate::process::current_process). Takes effect at `start`.
+    ///
+    /// The default is Python's: `Process-<n>` for the `n`th process made in a main process,
+    /// and in a child that process's own place followed by its count: `Process-3:1` for the
+    /// first process made in the child `Process-3` (whatever name that child was given).
     pub fn set_name(&mut self, name: impl Into<String>) -> &mut Self {
         self.name = name.into();
         self
@@ -277,6 +279,7 @@ impl<R: Payload> Process<R> {
             entry,
             mailbox: name.clone(),
             name: self.name.clone(),
+            identity: self.identity.clone(),
         };
         let served = match self.method {
             StartMethod::ForkServer if !self.daemon => forkserver::launch(&spec, &self.env)?,
