@@ -3,12 +3,14 @@
 //!
 //! The parent starts the child as `/proc/self/exe` (the very file it runs) with one environment
 //! variable, [`SPAWN_ENV`], describing the job: the executable's identity, the parent's pid and
-//! name, whether the child is a daemon, the function ([`Entry`]), the mailbox holding the
-//! argument, and the child's name. [`intercept`] runs from an ELF constructor (see `process.rs`)
-//! or from [`child_main`](crate::process::child_main) at the top of `main`: it checks the
-//! executable, takes the argument from the mailbox (that is the handshake: an argument still
-//! there when the child has exited means it never got this far), calls the function and puts the
-//! outcome back, then exits without returning to `main`.
+//! name, whether the child is a daemon (a daemon may not start children), the function
+//! ([`Entry`]), the mailbox holding the argument, the child's name, and its place in the tree
+//! of processes, from which its children's default names are made ([`next_identity`]).
+//! [`intercept`] runs from an ELF constructor (see `process.rs`) or from
+//! [`child_main`](crate::process::child_main) at the top of `main`: it checks the executable,
+//! takes the argument from the mailbox (that is the handshake: an argument still there when the
+//! child has exited means it never got this far), calls the function and puts the outcome
+//! back, then exits without returning to `main`.
 
 use std::io::Write;
 use std::sync::Mutex;

@@ -24,6 +24,13 @@
 //! queues). If the program's start-up hook cannot run
 //! (an unusual linker setup), `start` fails with [`NotIntercepted`](crate::ProcessError::NotIntercepted)
 //! and the error says to call [`child_main`] first thing in `main`.
+//!
+//! Python's rules hold for the rest: [`current_process`], [`parent_process`] and
+//! [`active_children`] say who is who (default names nest as Python's, `Process-3:1` for the
+//! first process made in `Process-3`); a daemon child may not start children
+//! ([`StartInDaemon`](crate::ProcessError::StartInDaemon)); and [`Process::close`] lets go of
+//! an ended child, after which the handle answers
+//! [`ProcessClosed`](crate::ProcessError::ProcessClosed).
 
 mod channel;
 mod child;
@@ -77,7 +84,8 @@ pub fn child_main() {
     child::intercept();
 }
 
-/// Who a process is: Python's `current_process()` and `parent_process()`.
+/// Who a process is: Python's `current_process()`, `parent_process()` and the entries of
+/// `active_children()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProcessInfo {
@@ -192,9 +200,9 @@ pub fn parent_process() -> Option<ProcessInfo> {
 /// ```
 /// use mpshm::process::{Process, active_children};
 ///
-/// fn wait_for_stdin(_: ()) {}
+/// fn nothing(_: ()) {}
 ///
-/// let p = Process::new(wait_for_stdin, ());
+/// let p = Process::new(nothing, ());
 /// p.start()?;
 /// let pid = p.pid()?.expect("started");
 /// // It may have ended already; if it is listed, it is by its pid and name.

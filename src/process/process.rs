@@ -7,7 +7,11 @@
 //! and takes its argument from, and puts its result into, a mailbox segment made for it. With
 //! [`StartMethod::Fork`] it is a `fork` of this process, refused while this process runs more
 //! than one thread. The parent holds a pidfd for the child from the moment it starts, so every
-//! signal and wait reaches that child and no other process that might reuse its pid.
+//! signal and wait reaches that child and no other process that might reuse its pid; `start`
+//! also lists the child for [`active_children`](crate::process::active_children) (`children.rs`)
+//! by a weak reference to that pidfd. [`Process::close`] and `Drop` let go of the pidfd, the
+//! mailbox and the result through one function (`release`), `close` only once the child has
+//! ended, `Drop` after waiting for it (or killing a daemon).
 
 use std::fmt;
 use std::marker::PhantomData;
