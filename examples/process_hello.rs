@@ -51,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     info("main line");
     let p = Process::new(f, "bob".to_owned());
     p.start()?;
-    println!("{} {}", p.name(), p.pid()?.unwrap_or_default());
+    println!("{} {}", p.name(), p.pid().unwrap_or_default());
     p.join()?;
     Ok(())
 }

@@ -27,7 +27,7 @@ fn main() -> Result<(), mpshm::ProcessError> {
     let p = Process::new(whoami, "process".to_owned());
     p.start()?;
     println!("{}", p.join()?);
-    println!("exitcode {:?}", p.exitcode()?);
+    println!("exitcode {:?}", p.exitcode());
 
     let pool = Pool::new(2)?;
     println!("{}", pool.apply(whoami, "pool".to_owned())?);

@@ -46,6 +46,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The reader loops forever: it can only be ended from outside.
     pr.terminate()?;
     let _ = pr.join();
-    println!("reader terminated, exit code {:?}", pr.exitcode()?);
+    println!("reader terminated, exit code {:?}", pr.exitcode());
     Ok(())
 }

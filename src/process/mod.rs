@@ -204,7 +204,7 @@ pub fn parent_process() -> Option<ProcessInfo> {
 ///
 /// let p = Process::new(nothing, ());
 /// p.start()?;
-/// let pid = p.pid()?.expect("started");
+/// let pid = p.pid().expect("started");
 /// // It may have ended already; if it is listed, it is by its pid and name.
 /// if let Some(c) = active_children().iter().find(|c| c.pid == pid) {
 ///     assert_eq!(c.name, p.name());

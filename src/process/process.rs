@@ -118,7 +118,7 @@ struct Inner<R> {
 /// let p = Process::new(square, 12);
 /// p.start()?;
 /// assert_eq!(p.join()?, 144);
-/// assert_eq!(p.exitcode()?, Some(0));
+/// assert_eq!(p.exitcode(), Some(0));
 /// # Ok::<(), mpshm::ProcessError>(())
 /// ```
 ///
@@ -328,18 +328,10 @@ impl<R: Payload> Process<R> {
         })
     }
 
-    /// The child's pid once started (Python's `pid`); `None` before.
-    ///
-    /// # Errors
-    ///
-    /// [`ProcessError::ProcessClosed`] after [`close`](Self::close): the pid may name another
-    /// process by then.
-    pub fn pid(&self) -> Result<Option<u32>, ProcessError> {
-        let g = self.lock();
-        if g.closed {
-            return Err(ProcessError::ProcessClosed);
-        }
-        Ok(g.run.as_ref().map(|r| r.pid))
+    /// The child's pid once started (Python's `pid`); `None` before, and after
+    /// [`close`](Self::close), when the pid may name another process (Python raises there).
+    pub fn pid(&self) -> Option<u32> {
+        self.lock().run.as_ref().map(|r| r.pid)
     }
 
     /// Waits for the child to end and returns what its function returned (for a command:
@@ -394,40 +386,30 @@ impl<R: Payload> Process<R> {
         }
     }
 
-    /// Whether the child has been started and has not ended (reaps it if it has).
-    ///
-    /// # Errors
-    ///
-    /// [`ProcessError::ProcessClosed`] after [`close`](Self::close).
-    pub fn is_alive(&self) -> Result<bool, ProcessError> {
+    /// Whether the child has been started and has not ended (reaps it if it has); `false`
+    /// after [`close`](Self::close), which only a child that ended allows (Python raises
+    /// there).
+    pub fn is_alive(&self) -> bool {
         let mut g = self.lock();
-        if g.closed {
-            return Err(ProcessError::ProcessClosed);
-        }
-        Ok(g.run.is_some() && g.exit.is_none() && matches!(reap(&mut g), Ok(false)))
+        g.run.is_some() && g.exit.is_none() && matches!(reap(&mut g), Ok(false))
     }
 
     /// Python's `exitcode`: `None` until the child has ended, then its exit status, or minus
-    /// the number of the signal that killed it (`-9` after [`kill`](Self::kill)).
-    ///
-    /// # Errors
-    ///
-    /// [`ProcessError::ProcessClosed`] after [`close`](Self::close).
-    pub fn exitcode(&self) -> Result<Option<i32>, ProcessError> {
+    /// the number of the signal that killed it (`-9` after [`kill`](Self::kill)). After
+    /// [`close`](Self::close) (where Python raises), the status it found.
+    pub fn exitcode(&self) -> Option<i32> {
         let mut g = self.lock();
-        if g.closed {
-            return Err(ProcessError::ProcessClosed);
-        }
         if g.run.is_some() && g.exit.is_none() {
             let _ = reap(&mut g);
         }
-        Ok(g.exit.map(Exit::exitcode))
+        g.exit.map(Exit::exitcode)
     }
 
     /// Lets go of the child (Python's `close`): its pidfd is closed, and a result not taken
     /// yet is dropped. Afterwards every method that needs the child (`start`, `join`,
-    /// `is_alive`, `exitcode`, `pid`, `terminate`, `kill`) returns
-    /// [`ProcessError::ProcessClosed`]; the name stays. Closing again, or closing a handle
+    /// `join_timeout`, `terminate`, `kill`) returns [`ProcessError::ProcessClosed`]; `pid` says
+    /// `None`, `is_alive` `false` and `exitcode` the status found (Python raises from those
+    /// three: a Rust caller gets plain values); the name stays. Closing again, or closing a handle
     /// never started, is fine. Dropping the handle does the same, after waiting for the child
     /// (or killing a daemon).
     ///
@@ -443,7 +425,8 @@ impl<R: Payload> Process<R> {
     /// p.start()?;
     /// assert_eq!(p.join()?, 9);
     /// p.close()?;
-    /// assert!(matches!(p.is_alive(), Err(ProcessError::ProcessClosed)));
+    /// assert!(matches!(p.join(), Err(ProcessError::ProcessClosed)));
+    /// assert_eq!((p.pid(), p.is_alive(), p.exitcode()), (None, false, Some(0)));
     /// # Ok::<(), ProcessError>(())
     /// ```
     ///
@@ -682,6 +665,6 @@ mod tests {
         let p = Process::new(triple, 14);
         p.start().expect("start");
         assert_eq!(p.join().expect("result"), 42);
-        assert_eq!(p.exitcode().expect("open"), Some(0));
+        assert_eq!(p.exitcode(), Some(0));
     }
 }

@@ -372,7 +372,7 @@ impl sealed::Backend for Processes {
             .set_env(KEY_ENV, &format!("{:x}:{:x}", key[0], key[1]));
         process.start()?;
         Ok(ProcessWorker {
-            pid: process.pid().ok().flatten().unwrap_or(0),
+            pid: process.pid().unwrap_or(0),
             process,
             tasks,
             blob_prefix,
@@ -497,11 +497,10 @@ impl Worker for ProcessWorker {
     }
 
     fn ended(&mut self) -> Option<End> {
-        // A worker's handle is never closed, so neither query fails.
-        if !matches!(self.process.is_alive(), Ok(false)) {
+        if self.process.is_alive() {
             return None;
         }
-        let exit = Exit::from_exitcode(self.process.exitcode().ok()??);
+        let exit = Exit::from_exitcode(self.process.exitcode()?);
         Some(End {
             exit,
             error: self.process.join().err(),
