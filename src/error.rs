@@ -1471,6 +1471,19 @@ pub enum ProcessError {
     AlreadyStarted,
     /// The result was already taken by an earlier `join` or `get`.
     ResultTaken,
+    /// [`Process::close`](crate::process::Process::close) was called while the child still
+    /// runs (Python's `ValueError`): join or terminate it first.
+    StillRunning {
+        /// The child's pid.
+        pid: u32,
+    },
+    /// The [`Process`](crate::process::Process) handle was closed; it no longer refers to a
+    /// process (Python's `ValueError: process object is closed`).
+    ProcessClosed,
+    /// `start` was called in a daemon child: a daemon may not start children (Python's
+    /// `daemonic processes are not allowed to have children`), since it is killed with its
+    /// parent and would leave them orphaned.
+    StartInDaemon,
     /// The pool was closed or terminated; it takes no more work.
     Closed,
     /// The pool was terminated before the task finished.
@@ -1535,6 +1548,9 @@ impl ProcessError {
             E::NotStarted => E::NotStarted,
             E::AlreadyStarted => E::AlreadyStarted,
             E::ResultTaken => E::ResultTaken,
+            E::StillRunning { pid } => E::StillRunning { pid: *pid },
+            E::ProcessClosed => E::ProcessClosed,
+            E::StartInDaemon => E::StartInDaemon,
             E::Closed => E::Closed,
             E::Terminated => E::Terminated,
             E::PoolRunning => E::PoolRunning,
@@ -1591,6 +1607,16 @@ impl fmt::Display for ProcessError {
             ProcessError::ResultTaken => {
                 f.write_str("the result was already taken by an earlier join or get")
             }
+            ProcessError::StillRunning { pid } => write!(
+                f,
+                "cannot close the handle of process {pid} while it runs; join or terminate it first"
+            ),
+            ProcessError::ProcessClosed => {
+                f.write_str("the process handle is closed and no longer refers to a process")
+            }
+            ProcessError::StartInDaemon => f.write_str(
+                "a daemon process may not start children (it is killed with its parent, which would orphan them); make it a non-daemon",
+            ),
             ProcessError::Closed => f.write_str("the pool is closed and takes no more work"),
             ProcessError::Terminated => {
                 f.write_str("the pool was terminated before the task finished")

@@ -128,7 +128,8 @@ pub use pipe::{
 #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(not(loom))]
 pub use process::{
-    AsyncResult, Payload, Pool, Process, ThreadPool, cpu_count, current_process, parent_process,
+    AsyncResult, Payload, Pool, Process, ThreadPool, active_children, cpu_count, current_process,
+    parent_process,
 };
 #[cfg(all(target_os = "linux", target_env = "gnu", target_pointer_width = "64"))]
 #[cfg(all(feature = "serde", not(loom)))]

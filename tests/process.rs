@@ -14,7 +14,8 @@ use common::Child;
 use common::process::{checked, ends_within, pidfd};
 use mpshm::prelude::*;
 use mpshm::process::{
-    Exit, Process, StartMethod, current_process, parent_process, stop_fork_server,
+    Exit, Pool, Process, StartMethod, active_children, current_process, parent_process,
+    stop_fork_server,
 };
 use mpshm::{Lock, ProcessError, Queue};
 
@@ -44,7 +45,11 @@ fn main() {
             child_main_takes_over_when_the_hook_is_off,
             a_child_running_main_is_reported,
             a_job_for_another_executable_is_ignored,
-            parent_process_outlives_the_parent
+            parent_process_outlives_the_parent,
+            active_children_are_pythons,
+            close_is_pythons,
+            daemons_may_not_start_children,
+            default_names_nest
         ],
         routines![
             start_daemon_and_park,
@@ -52,7 +57,8 @@ fn main() {
             fork_and_report,
             start_and_report,
             command_child,
-            read_stdin_in_a_child
+            read_stdin_in_a_child,
+            fork_and_look_around
         ],
     );
 }
@@ -642,7 +648,7 @@ fn a_job_for_another_executable_is_ignored() {
 /// naming a function and a channel that do not exist.
 fn job_for(exe: &str) -> String {
     [
-        "mpshm1",
+        "mpshm2",
         exe,
         "1",
         "MainProcess",
@@ -650,6 +656,7 @@ fn job_for(exe: &str) -> String {
         "0:0",
         "no-such-seg",
         "x",
+        "1",
     ]
     .join("\x1f")
 }
@@ -735,5 +742,234 @@ fn parent_process_outlives_the_parent() {
         assert_eq!(get(), parent_pid * 2, "the parent, ended");
         assert!(ends_within(&grandchild, Duration::from_secs(30)));
         common::process::assert_no_segments_of(parent.pid());
+    });
+}
+
+/// The pids of [`active_children`], in order.
+fn active_pids() -> Vec<u32> {
+    active_children().iter().map(|c| c.pid).collect()
+}
+
+/// Python's `test_active_children`, and more: children started from any thread count, pool
+/// workers count, a child that ended leaves the list without being reaped (its handle keeps
+/// its exit code), and a forked child lists none of its parent's children.
+fn active_children_are_pythons() {
+    checked(|| {
+        assert_eq!(active_pids(), []);
+        let q = Queue::<u32>::create(&common::name("active"), 2).expect("queue");
+        let p = Process::new(wait_for, q.name().to_owned());
+        assert_eq!(active_pids(), [], "not started yet");
+        p.start().expect("start");
+        let pid = p.pid().expect("started");
+        let listed = active_children();
+        assert_eq!(listed.len(), 1);
+        assert_eq!((listed[0].pid, listed[0].name.as_str()), (pid, p.name()));
+        assert_eq!(listed[0].ppid, std::process::id());
+        assert!(listed[0].is_alive());
+
+        // Started from another thread, which has ended since.
+        let name = q.name().to_owned();
+        let other = std::thread::spawn(move || {
+            let p = Process::new(wait_for, name);
+            p.start().expect("start");
+            p
+        })
+        .join()
+        .expect("thread");
+        let other_pid = other.pid().expect("started");
+        assert_eq!(active_pids(), [pid, other_pid]);
+
+        q.put(1).expect("put");
+        q.put(2).expect("put");
+        let mut got = [p.join().expect("result"), other.join().expect("result")];
+        got.sort_unstable();
+        assert_eq!(got, [1, 2]);
+        assert_eq!(active_pids(), []);
+        assert!(!listed[0].is_alive(), "asked again, the info sees the end");
+
+        // Ended but not reaped: not listed, and the handle still reaps it and has its code.
+        let p = Process::new(exit_3, ());
+        p.start().expect("start");
+        let fd = pidfd(p.pid().expect("started"));
+        assert!(ends_within(&fd, Duration::from_secs(30)));
+        assert_eq!(active_pids(), []);
+        assert_eq!(p.exitcode(), Some(3));
+
+        // Python's pool workers are processes of this process, and count.
+        let pool = Pool::new(2).expect("pool");
+        let listed = active_children();
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert!(listed.iter().all(|c| c.name.starts_with("PoolWorker-")));
+        drop(pool);
+        assert_eq!(active_pids(), []);
+
+        let mut child = Child::spawn("fork_and_look_around", &[]);
+        assert_eq!(child.line(), "forked child sees 0, parent sees 1");
+        child.join();
+    });
+}
+
+fn count_children(_: ()) -> (u32, Vec<String>) {
+    let names = [Process::new(double, 1), Process::new(double, 2)];
+    (
+        active_children().len() as u32,
+        names.iter().map(|p| p.name().to_owned()).collect(),
+    )
+}
+
+/// In a single-threaded child: starts a child, then forks one that counts its own active
+/// children and names two processes; says what each side saw.
+fn fork_and_look_around(_: &[String]) {
+    let mut waiting = Process::new(wait_forever, ());
+    waiting.set_daemon(true);
+    waiting.start().expect("start");
+    let mut forked = Process::new(count_children, ());
+    forked.set_start_method(StartMethod::Fork);
+    forked.start().expect("fork");
+    let (seen, names) = forked.join().expect("result");
+    let me = forked.name().trim_start_matches("Process-");
+    assert_eq!(
+        names,
+        [format!("Process-{me}:1"), format!("Process-{me}:2")],
+        "a forked child counts its own children from 1"
+    );
+    let parent_sees = active_children().len();
+    waiting.kill().expect("kill");
+    let _ = waiting.join();
+    common::say(&format!(
+        "forked child sees {seen}, parent sees {parent_sees}"
+    ));
+}
+
+/// Python's `test_close`: refused while the child runs; afterwards every method that needs
+/// the child fails with `ProcessClosed`, and closing again is fine. A child that ended is
+/// reaped by `close`, and a result never taken (here one in a segment of its own) is removed
+/// (`checked` finds no child and no segment left).
+fn close_is_pythons() {
+    checked(|| {
+        let q = Queue::<u32>::create(&common::name("close"), 1).expect("queue");
+        let mut p = Process::new(wait_for, q.name().to_owned());
+        p.set_daemon(true);
+        p.start().expect("start");
+        let pid = p.pid().expect("started");
+        match p.close() {
+            Err(ProcessError::StillRunning { pid: running }) => assert_eq!(running, pid),
+            other => panic!("expected StillRunning, got {other:?}"),
+        }
+        assert!(p.is_alive());
+        q.put(5).expect("put");
+        assert_eq!(p.join().expect("result"), 5);
+        assert!(!p.is_alive());
+        assert_eq!(p.exitcode(), Some(0));
+        p.close().expect("close");
+        let closed = |r: Result<(), ProcessError>| matches!(r, Err(ProcessError::ProcessClosed));
+        // Plain values where Python raises: no pid that may name another process by now.
+        assert_eq!(
+            (p.pid(), p.is_alive(), p.exitcode()),
+            (None, false, Some(0))
+        );
+        assert!(closed(p.join().map(drop)));
+        assert!(closed(
+            p.join_timeout(Duration::ZERO).expect("no wait").map(drop)
+        ));
+        assert!(closed(p.terminate()));
+        assert!(closed(p.kill()));
+        assert!(closed(p.start()));
+        assert!(!active_pids().contains(&pid));
+        p.close().expect("close twice");
+        assert!(p.name().starts_with("Process-"));
+
+        let never = Process::new(double, 1);
+        never.close().expect("close unstarted");
+        assert!(closed(never.start()));
+
+        let big = Process::new(text, 1 << 20);
+        big.start().expect("start");
+        let fd = pidfd(big.pid().expect("started"));
+        assert!(ends_within(&fd, Duration::from_secs(30)));
+        big.close().expect("close an ended child");
+        assert!(closed(big.join().map(drop)));
+    });
+}
+
+/// What happens when this process tries to start a child: `started`, or the error.
+fn try_to_start(_: ()) -> String {
+    let p = Process::new(double, 1);
+    let process = match p.start() {
+        Ok(()) => p.join().map(|_| "started".to_owned()),
+        Err(e) => Err(e),
+    };
+    let pool = Pool::new(1).map(|_| "started".to_owned());
+    let say = |r: Result<String, ProcessError>| match r {
+        Ok(s) => s,
+        Err(ProcessError::StartInDaemon) => "refused".to_owned(),
+        Err(e) => format!("error: {e}"),
+    };
+    format!("process {}, pool {}", say(process), say(pool))
+}
+
+/// Python's `daemonic processes are not allowed to have children`, for processes and pools;
+/// a non-daemon child may start them.
+fn daemons_may_not_start_children() {
+    checked(|| {
+        for method in METHODS {
+            for daemon in [true, false] {
+                let mut p = Process::new(try_to_start, ());
+                p.set_daemon(daemon).set_start_method(method);
+                p.start().expect("start");
+                let expected = if daemon {
+                    "process refused, pool refused"
+                } else {
+                    "process started, pool started"
+                };
+                assert_eq!(p.join().expect("result"), expected, "{method:?}");
+            }
+        }
+        stop_fork_server();
+    });
+}
+
+/// This process's name, and the default name of a process made in it.
+fn name_below(_: ()) -> (String, String) {
+    (
+        current_process().name,
+        Process::new(double, 1).name().to_owned(),
+    )
+}
+
+/// The default names of two processes made here, and what the second says when started.
+fn names_below(_: ()) -> (String, String, (String, String)) {
+    let first = Process::new(double, 1);
+    let second = Process::new(name_below, ());
+    second.start().expect("start");
+    (
+        first.name().to_owned(),
+        second.name().to_owned(),
+        second.join().expect("result"),
+    )
+}
+
+/// Python's default names: `Process-3:2` for the second process made in `Process-3`, whatever
+/// name that one was given.
+fn default_names_nest() {
+    checked(|| {
+        for method in METHODS {
+            for rename in [false, true] {
+                let mut p = Process::new(names_below, ());
+                let id = p.name().trim_start_matches("Process-").to_owned();
+                assert!(id.parse::<u32>().is_ok(), "{id}");
+                if rename {
+                    p.set_name("renamed");
+                }
+                p.set_start_method(method);
+                p.start().expect("start");
+                let (first, second, (second_sees, third)) = p.join().expect("result");
+                assert_eq!(first, format!("Process-{id}:1"));
+                assert_eq!(second, format!("Process-{id}:2"));
+                assert_eq!(second_sees, second);
+                assert_eq!(third, format!("Process-{id}:2:1"));
+            }
+        }
+        stop_fork_server();
     });
 }

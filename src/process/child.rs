@@ -3,16 +3,18 @@
 //!
 //! The parent starts the child as `/proc/self/exe` (the very file it runs) with one environment
 //! variable, [`SPAWN_ENV`], describing the job: the executable's identity, the parent's pid and
-//! name, whether the child is a daemon, the function ([`Entry`]), the mailbox holding the
-//! argument, and the child's name. [`intercept`] runs from an ELF constructor (see `process.rs`)
-//! or from [`child_main`](crate::process::child_main) at the top of `main`: it checks the
-//! executable, takes the argument from the mailbox (that is the handshake: an argument still
-//! there when the child has exited means it never got this far), calls the function and puts the
-//! outcome back, then exits without returning to `main`.
+//! name, whether the child is a daemon (a daemon may not start children), the function
+//! ([`Entry`]), the mailbox holding the argument, the child's name, and its place in the tree
+//! of processes, from which its children's default names are made ([`next_identity`]).
+//! [`intercept`] runs from an ELF constructor (see `process.rs`) or from
+//! [`child_main`](crate::process::child_main) at the top of `main`: it checks the executable,
+//! takes the argument from the mailbox (that is the handshake: an argument still there when the
+//! child has exited means it never got this far), calls the function and puts the outcome
+//! back, then exits without returning to `main`.
 
 use std::io::Write;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use crate::error::ProcessError;
 use crate::process::channel::{self, Mailbox};
@@ -55,7 +57,10 @@ pub(crate) mod tag {
 pub(crate) const INLINE_RESULT: usize = 4096;
 
 /// The version of the [`SPAWN_ENV`] format.
-const SPEC_VERSION: &str = "mpshm1";
+const SPEC_VERSION: &str = "mpshm2";
+/// The version of the [`COMMAND_ENV`] format, which a launched program built against another
+/// version of mpshm reads.
+const COMMAND_VERSION: &str = "mpshm1";
 /// Separates the fields: the ASCII unit separator, which no name may contain.
 const SEP: char = '\x1f';
 
@@ -69,6 +74,8 @@ pub(crate) struct Spec {
     pub(crate) entry: Entry,
     pub(crate) mailbox: String,
     pub(crate) name: String,
+    /// Its place in the tree of processes: see [`next_identity`].
+    pub(crate) identity: String,
 }
 
 /// `name` without the separator, so that it fits in one field.
@@ -88,6 +95,7 @@ impl Spec {
             format!("{run}:{func}"),
             field(&self.mailbox),
             field(&self.name),
+            field(&self.identity),
         ]
         .join(&SEP.to_string())
     }
@@ -103,6 +111,7 @@ impl Spec {
             entry,
             mailbox,
             name,
+            identity,
         ] = f[..]
         else {
             return None;
@@ -127,6 +136,7 @@ impl Spec {
             entry: Entry::from_environment(run, func),
             mailbox: mailbox.to_owned(),
             name: name.to_owned(),
+            identity: identity.to_owned(),
         })
     }
 }
@@ -139,12 +149,35 @@ pub(crate) struct Identity {
     /// when `getppid` turns to whoever adopted this process).
     pub(crate) parent: u32,
     pub(crate) parent_name: String,
+    /// Its place in the tree of processes (empty for a launched command).
+    pub(crate) identity: String,
+    /// Whether it runs as a daemon (false for a launched command, which is not told).
+    pub(crate) daemon: bool,
 }
 
 /// Set when this process runs as a spawned or forked child (overwritten in a forked child).
 static IDENTITY: Mutex<Option<Identity>> = Mutex::new(None);
 /// Set once a spawned child has been taken over by [`intercept`].
 static INTERCEPTED: AtomicBool = AtomicBool::new(false);
+
+/// The number the next `Process` made in this process takes.
+static NEXT_CHILD: AtomicU32 = AtomicU32::new(1);
+
+/// A new process's place in the tree of processes, as Python's `_identity`: this process's
+/// own, then the count of processes made here (`"3"` for the third made by a main process,
+/// `"3:1"` for the first made by that one). The default name is `Process-` and this.
+pub(crate) fn next_identity() -> String {
+    let n = NEXT_CHILD.fetch_add(1, Ordering::Relaxed);
+    match identity() {
+        Some(me) if !me.identity.is_empty() => format!("{}:{n}", me.identity),
+        _ => n.to_string(),
+    }
+}
+
+/// Whether this process runs as a daemon child, which may not start children.
+pub(crate) fn is_daemon() -> bool {
+    identity().is_some_and(|me| me.daemon)
+}
 
 /// This process's identity as a child: from a spawn or fork, else from a launching parent's
 /// [`COMMAND_ENV`]; `None` in a main process.
@@ -157,10 +190,12 @@ pub(crate) fn identity() -> Option<Identity> {
         let raw = std::env::var(COMMAND_ENV).ok()?;
         let f: Vec<&str> = raw.split(SEP).collect();
         match f[..] {
-            [SPEC_VERSION, parent, parent_name, name] => Some(Identity {
+            [COMMAND_VERSION, parent, parent_name, name] => Some(Identity {
                 name: name.to_owned(),
                 parent: parent.parse().ok()?,
                 parent_name: parent_name.to_owned(),
+                identity: String::new(),
+                daemon: false,
             }),
             _ => None,
         }
@@ -171,7 +206,7 @@ pub(crate) fn identity() -> Option<Identity> {
 pub(crate) fn command_env(name: &str) -> String {
     let me = crate::process::current_process();
     [
-        SPEC_VERSION.to_owned(),
+        COMMAND_VERSION.to_owned(),
         std::process::id().to_string(),
         field(&me.name),
         field(name),
@@ -253,7 +288,11 @@ fn run(spec: &Spec) -> i32 {
         name: spec.name.clone(),
         parent: spec.parent,
         parent_name: spec.parent_name.clone(),
+        identity: spec.identity.clone(),
+        daemon: spec.daemon,
     });
+    // A forked child has its parent's count; its own children count from 1 again.
+    NEXT_CHILD.store(1, Ordering::Relaxed);
     if spec.daemon
         && let Err(e) = sys::die_with_parent(spec.parent)
     {

@@ -24,9 +24,17 @@
 //! queues). If the program's start-up hook cannot run
 //! (an unusual linker setup), `start` fails with [`NotIntercepted`](crate::ProcessError::NotIntercepted)
 //! and the error says to call [`child_main`] first thing in `main`.
+//!
+//! Python's rules hold for the rest: [`current_process`], [`parent_process`] and
+//! [`active_children`] say who is who (default names nest as Python's, `Process-3:1` for the
+//! first process made in `Process-3`); a daemon child may not start children
+//! ([`StartInDaemon`](crate::ProcessError::StartInDaemon)); and [`Process::close`] lets go of
+//! an ended child, after which the handle answers
+//! [`ProcessClosed`](crate::ProcessError::ProcessClosed).
 
 mod channel;
 mod child;
+mod children;
 mod collect;
 mod engine;
 mod entry;
@@ -76,7 +84,8 @@ pub fn child_main() {
     child::intercept();
 }
 
-/// Who a process is: Python's `current_process()` and `parent_process()`.
+/// Who a process is: Python's `current_process()`, `parent_process()` and the entries of
+/// `active_children()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProcessInfo {
@@ -91,26 +100,49 @@ pub struct ProcessInfo {
     relation: Relation,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Relation {
     /// The process that asked.
     Itself,
     /// The parent of the process that asked.
     Parent,
+    /// A child the process that asked started (from [`active_children`]).
+    Child(ChildFd),
+}
+
+/// The pidfd held by a child's [`Process`] handle, as long as the handle lives.
+#[derive(Clone)]
+struct ChildFd(std::sync::Weak<std::os::fd::OwnedFd>);
+
+impl PartialEq for ChildFd {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ptr_eq(&other.0)
+    }
+}
+
+impl Eq for ChildFd {}
+
+impl std::fmt::Debug for ChildFd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChildFd")
+    }
 }
 
 impl ProcessInfo {
     /// Whether the process still runs (Python's `parent_process().is_alive()`): always for
     /// [`current_process`]; for [`parent_process`], whether this process is still its child
-    /// (a process whose parent ended is adopted by another, so a reused pid cannot fool it).
+    /// (a process whose parent ended is adopted by another, so a reused pid cannot fool it);
+    /// for a child from [`active_children`], whether it has not exited, asked through its
+    /// handle's pidfd (false once the handle is dropped or closed).
     ///
     /// ```
     /// assert!(mpshm::process::current_process().is_alive());
     /// ```
     pub fn is_alive(&self) -> bool {
-        match self.relation {
+        match &self.relation {
             Relation::Itself => true,
             Relation::Parent => sys::parent_pid() == self.pid,
+            Relation::Child(ChildFd(pidfd)) => children::runs(pidfd),
         }
     }
 }
@@ -152,6 +184,37 @@ pub fn parent_process() -> Option<ProcessInfo> {
         ppid,
         relation: Relation::Parent,
     })
+}
+
+/// The children of this process that still run (Python's `active_children()`): every
+/// [`Process`] started here, from any thread, whose child has not exited and whose handle has
+/// not been dropped or closed, in the order they were started. [`Pool`] workers count, as in
+/// Python (each is a `Process` named `PoolWorker-<n>`); a fork server does not.
+///
+/// Each is a [`ProcessInfo`]: its name, its pid, this process's pid as `ppid`; its
+/// [`is_alive`](ProcessInfo::is_alive) asks again, through the handle's pidfd, so a reused pid
+/// cannot fool it. A child that has exited leaves the list; its handle reaps it, and keeps its
+/// exit code and result, at its next `join`, `is_alive`, `exitcode` or drop. A forked child
+/// does not see its parent's children.
+///
+/// ```
+/// use mpshm::process::{Process, active_children};
+///
+/// fn nothing(_: ()) {}
+///
+/// let p = Process::new(nothing, ());
+/// p.start()?;
+/// let pid = p.pid().expect("started");
+/// // It may have ended already; if it is listed, it is by its pid and name.
+/// if let Some(c) = active_children().iter().find(|c| c.pid == pid) {
+///     assert_eq!(c.name, p.name());
+/// }
+/// p.join()?;
+/// assert!(active_children().iter().all(|c| c.pid != pid));
+/// # Ok::<(), mpshm::ProcessError>(())
+/// ```
+pub fn active_children() -> Vec<ProcessInfo> {
+    children::active()
 }
 
 /// The number of CPUs online (Python's `cpu_count()`). A [`Pool`] starts as many workers as

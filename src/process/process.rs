@@ -7,20 +7,24 @@
 //! and takes its argument from, and puts its result into, a mailbox segment made for it. With
 //! [`StartMethod::Fork`] it is a `fork` of this process, refused while this process runs more
 //! than one thread. The parent holds a pidfd for the child from the moment it starts, so every
-//! signal and wait reaches that child and no other process that might reuse its pid.
+//! signal and wait reaches that child and no other process that might reuse its pid; `start`
+//! also lists the child for [`active_children`](crate::process::active_children) (`children.rs`)
+//! by a weak reference to that pidfd. [`Process::close`] and `Drop` let go of the pidfd, the
+//! mailbox and the result through one function (`release`), `close` only once the child has
+//! ended, `Drop` after waiting for it (or killing a daemon).
 
 use std::fmt;
 use std::marker::PhantomData;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::error::{Exit, ProcessError};
 use crate::process::channel::{self, Mailbox};
 use crate::process::child::{self, Spec, tag};
+use crate::process::children;
 use crate::process::entry::{Entry, Origin, read_record};
 use crate::process::forkserver;
 use crate::process::payload::Payload;
@@ -97,6 +101,8 @@ struct Inner<R> {
     exit: Option<Exit>,
     /// The outcome, from when the child has been reaped until it is taken.
     result: Option<Result<R, ProcessError>>,
+    /// Set by [`Process::close`]: the handle refers to no process any more.
+    closed: bool,
 }
 
 /// A child process running a function of this program, or a launched command (Python's
@@ -121,19 +127,18 @@ struct Inner<R> {
 /// back from [`join`](Self::join) as [`ProcessError::Panicked`] with its message.
 ///
 /// Dropping a started handle waits for the child to end, as Python joins its non-daemon
-/// children at exit; a [daemon](Self::set_daemon) child is killed instead.
+/// children at exit; a [daemon](Self::set_daemon) child is killed instead. A handle whose
+/// child has ended can be [closed](Self::close) before it is dropped, which lets go of what
+/// it holds (the pidfd, the result not taken) at once.
 pub struct Process<R = ()> {
     name: String,
+    /// Its place in the tree of processes (`child::next_identity`).
+    identity: String,
     daemon: bool,
     method: StartMethod,
     env: Vec<(String, String)>,
     inner: Mutex<Inner<R>>,
     _r: PhantomData<fn() -> R>,
-}
-
-fn next_name() -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(1);
-    format!("Process-{}", NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 impl<R: Payload> Process<R> {
@@ -148,8 +153,10 @@ impl<R: Payload> Process<R> {
     }
 
     fn with_target(target: Target) -> Process<R> {
+        let identity = child::next_identity();
         Process {
-            name: next_name(),
+            name: format!("Process-{identity}"),
+            identity,
             daemon: false,
             method: StartMethod::Spawn,
             env: Vec::new(),
@@ -158,6 +165,7 @@ impl<R: Payload> Process<R> {
                 run: None,
                 exit: None,
                 result: None,
+                closed: false,
             }),
             _r: PhantomData,
         }
@@ -167,8 +175,12 @@ impl<R: Payload> Process<R> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Sets the name (default `Process-<n>`), which the child sees in
+    /// Sets the name, which the child sees in
     /// [`current_process`](crate::process::current_process). Takes effect at `start`.
+    ///
+    /// The default is Python's: `Process-<n>` for the `n`th process made in a main process,
+    /// and in a child that process's own place followed by its count: `Process-3:1` for the
+    /// first process made in the child `Process-3` (whatever name that child was given).
     pub fn set_name(&mut self, name: impl Into<String>) -> &mut Self {
         self.name = name.into();
         self
@@ -221,7 +233,9 @@ impl<R: Payload> Process<R> {
     ///
     /// # Errors
     ///
-    /// [`ProcessError::AlreadyStarted`]; [`ProcessError::ForkWithThreads`] for a fork from a
+    /// [`ProcessError::ProcessClosed`] after [`close`](Self::close);
+    /// [`ProcessError::AlreadyStarted`]; [`ProcessError::StartInDaemon`] when this process is
+    /// a daemon child; [`ProcessError::ForkWithThreads`] for a fork from a
     /// multi-threaded process; [`ProcessError::NotInExecutable`]; [`ProcessError::Encode`] if
     /// the argument could not be encoded; [`ProcessError::NotIntercepted`] when called in a
     /// spawned child that is running `main`; [`ProcessError::Segment`] and
@@ -229,8 +243,14 @@ impl<R: Payload> Process<R> {
     pub fn start(&self) -> Result<(), ProcessError> {
         child::refuse_if_not_intercepted()?;
         let mut g = self.lock();
+        if g.closed {
+            return Err(ProcessError::ProcessClosed);
+        }
         if g.run.is_some() {
             return Err(ProcessError::AlreadyStarted);
+        }
+        if child::is_daemon() {
+            return Err(ProcessError::StartInDaemon);
         }
         let run = match &mut g.target {
             Target::Function { entry, arg } => {
@@ -240,7 +260,11 @@ impl<R: Payload> Process<R> {
             }
             Target::Command(cmd) => self.start_command(cmd)?,
         };
+        let (pid, pidfd) = (run.pid, Arc::clone(&run.pidfd));
         g.run = Some(run);
+        // After the handle's lock is let go: `active_children` takes the list's lock first.
+        drop(g);
+        children::register(pid, &self.name, &pidfd);
         Ok(())
     }
 
@@ -259,6 +283,7 @@ impl<R: Payload> Process<R> {
             entry,
             mailbox: name.clone(),
             name: self.name.clone(),
+            identity: self.identity.clone(),
         };
         let served = match self.method {
             StartMethod::ForkServer if !self.daemon => forkserver::launch(&spec, &self.env)?,
@@ -303,7 +328,8 @@ impl<R: Payload> Process<R> {
         })
     }
 
-    /// The child's pid, once started.
+    /// The child's pid once started (Python's `pid`); `None` before, and after
+    /// [`close`](Self::close), when the pid may name another process (Python raises there).
     pub fn pid(&self) -> Option<u32> {
         self.lock().run.as_ref().map(|r| r.pid)
     }
@@ -319,8 +345,9 @@ impl<R: Payload> Process<R> {
     /// function whose result is `()`: with a non-zero status, since exit status 0 is then
     /// `Ok(())` as Python's `exitcode` 0 is a success);
     /// [`ProcessError::NotIntercepted`] when the child ran `main` instead of the function;
-    /// [`ProcessError::NotStarted`]; [`ProcessError::Decode`] for a result that is not a valid
-    /// `R`; [`ProcessError::Io`].
+    /// [`ProcessError::NotStarted`]; [`ProcessError::ProcessClosed`] after
+    /// [`close`](Self::close); [`ProcessError::Decode`] for a result that is not a valid `R`;
+    /// [`ProcessError::Io`].
     pub fn join(&self) -> Result<R, ProcessError> {
         self.join_until(None).unwrap_or(Err(ProcessError::Timeout))
     }
@@ -334,6 +361,7 @@ impl<R: Payload> Process<R> {
         let pidfd = {
             let mut g = self.lock();
             match &g.run {
+                _ if g.closed => return Some(Err(ProcessError::ProcessClosed)),
                 None => return Some(Err(ProcessError::NotStarted)),
                 Some(_) if g.exit.is_some() => return Some(take(&mut g)),
                 Some(run) => Arc::clone(&run.pidfd),
@@ -358,14 +386,17 @@ impl<R: Payload> Process<R> {
         }
     }
 
-    /// Whether the child has been started and has not ended (reaps it if it has).
+    /// Whether the child has been started and has not ended (reaps it if it has); `false`
+    /// after [`close`](Self::close), which only a child that ended allows (Python raises
+    /// there).
     pub fn is_alive(&self) -> bool {
         let mut g = self.lock();
         g.run.is_some() && g.exit.is_none() && matches!(reap(&mut g), Ok(false))
     }
 
     /// Python's `exitcode`: `None` until the child has ended, then its exit status, or minus
-    /// the number of the signal that killed it (`-9` after [`kill`](Self::kill)).
+    /// the number of the signal that killed it (`-9` after [`kill`](Self::kill)). After
+    /// [`close`](Self::close) (where Python raises), the status it found.
     pub fn exitcode(&self) -> Option<i32> {
         let mut g = self.lock();
         if g.run.is_some() && g.exit.is_none() {
@@ -374,11 +405,57 @@ impl<R: Payload> Process<R> {
         g.exit.map(Exit::exitcode)
     }
 
+    /// Lets go of the child (Python's `close`): its pidfd is closed, and a result not taken
+    /// yet is dropped. Afterwards every method that needs the child (`start`, `join`,
+    /// `join_timeout`, `terminate`, `kill`) returns [`ProcessError::ProcessClosed`]; `pid` says
+    /// `None`, `is_alive` `false` and `exitcode` the status found (Python raises from those
+    /// three: a Rust caller gets plain values); the name stays. Closing again, or closing a handle
+    /// never started, is fine. Dropping the handle does the same, after waiting for the child
+    /// (or killing a daemon).
+    ///
+    /// ```
+    /// use mpshm::ProcessError;
+    /// use mpshm::process::Process;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let p = Process::new(square, 3);
+    /// p.start()?;
+    /// assert_eq!(p.join()?, 9);
+    /// p.close()?;
+    /// assert!(matches!(p.join(), Err(ProcessError::ProcessClosed)));
+    /// assert_eq!((p.pid(), p.is_alive(), p.exitcode()), (None, false, Some(0)));
+    /// # Ok::<(), ProcessError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ProcessError::StillRunning`] while the child runs: [`join`](Self::join) or
+    /// [`terminate`](Self::terminate) it first (the handle stays open);
+    /// [`ProcessError::Io`] if it cannot be asked whether it has ended.
+    pub fn close(&self) -> Result<(), ProcessError> {
+        let mut g = self.lock();
+        if g.closed {
+            return Ok(());
+        }
+        if let Some(run) = &g.run {
+            let pid = run.pid;
+            if !reap(&mut g)? {
+                return Err(ProcessError::StillRunning { pid });
+            }
+        }
+        release(&mut g);
+        Ok(())
+    }
+
     /// Sends `SIGTERM` (Python's `terminate`). Nothing happens if the child has ended.
     ///
     /// # Errors
     ///
-    /// [`ProcessError::NotStarted`]; [`ProcessError::Io`].
+    /// [`ProcessError::NotStarted`]; [`ProcessError::ProcessClosed`] after
+    /// [`close`](Self::close); [`ProcessError::Io`].
     pub fn terminate(&self) -> Result<(), ProcessError> {
         self.signal(sys::Signal::Term)
     }
@@ -395,6 +472,7 @@ impl<R: Payload> Process<R> {
     fn signal(&self, sig: sys::Signal) -> Result<(), ProcessError> {
         let g = self.lock();
         match &g.run {
+            _ if g.closed => Err(ProcessError::ProcessClosed),
             None => Err(ProcessError::NotStarted),
             Some(_) if g.exit.is_some() => Ok(()),
             Some(run) => Ok(sys::pidfd_signal(&run.pidfd, sig)?),
@@ -531,20 +609,31 @@ fn take<R>(g: &mut Inner<R>) -> Result<R, ProcessError> {
     g.result.take().unwrap_or(Err(ProcessError::ResultTaken))
 }
 
+/// Lets go of what a handle holds once its child has ended (or been reaped): the pidfd (so
+/// the child leaves [`active_children`](crate::process::active_children)), the mailbox and a
+/// result segment it may have made, the result not taken. The handle is closed.
+fn release<R>(g: &mut Inner<R>) {
+    if let Some(run) = g.run.take()
+        && let Some((_, name)) = &run.mailbox
+    {
+        channel::remove(&format!("{name}r"));
+    }
+    g.result = None;
+    g.closed = true;
+}
+
 impl<R> Drop for Process<R> {
     fn drop(&mut self) {
         let g = self.inner.get_mut().unwrap_or_else(PoisonError::into_inner);
-        if let Some(run) = &g.run {
-            if g.exit.is_none() {
-                if self.daemon {
-                    let _ = sys::pidfd_signal(&run.pidfd, sys::Signal::Kill);
-                }
-                let _ = sys::pidfd_reap(&run.pidfd);
+        if let Some(run) = &g.run
+            && g.exit.is_none()
+        {
+            if self.daemon {
+                let _ = sys::pidfd_signal(&run.pidfd, sys::Signal::Kill);
             }
-            if let Some((_, name)) = &run.mailbox {
-                channel::remove(&format!("{name}r"));
-            }
+            let _ = sys::pidfd_reap(&run.pidfd);
         }
+        release(g);
     }
 }
 
@@ -556,6 +645,7 @@ impl<R> fmt::Debug for Process<R> {
             .field("daemon", &self.daemon)
             .field("pid", &g.run.as_ref().map(|r| r.pid))
             .field("exitcode", &g.exit.map(Exit::exitcode))
+            .field("closed", &g.closed)
             .finish()
     }
 }
