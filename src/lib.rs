@@ -14,7 +14,7 @@
 //! shows what a segment holds. The errors follow one convention, set out in [`Error`]'s docs.
 //! A lock whose holder died, even by `SIGKILL`, is handed to the next acquirer inside
 //! [`LockError::OwnerDied`]; [`death_notice`] and [`fence_mode`] say which of the kernel's fast
-//! paths this process runs with. A process that has waited on a lock runs one thread of the
+//! paths this process runs with. A process that has found a lock busy runs one thread of the
 //! crate's, `mpshm-lock-watch`: it looks every 10 ms (every 100 ms while no thread waits) for a
 //! waiter that a peer's death at the wrong instant left asleep on a free lock, and wakes it. It
 //! stops by itself for [`StartMethod::Fork`](process::StartMethod::Fork), which needs a process

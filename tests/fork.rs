@@ -22,12 +22,14 @@ fn main() {
         tests![
             child_drops_nothing_of_the_parent,
             a_forked_child_watches_its_own_lock_waits,
-            a_process_that_waited_on_a_lock_still_forks
+            a_process_that_waited_on_a_lock_still_forks,
+            locks_never_found_busy_start_no_thread
         ],
         routines![
             create_fork_and_use,
             wait_for_a_lock_after_fork,
-            lock_then_fork_a_process
+            lock_then_fork_a_process,
+            take_free_locks_and_count_threads
         ],
     );
 }
@@ -176,13 +178,42 @@ fn child_drops_nothing_of_the_parent() {
 /// Where a `Lock`'s lock word is: first in the lock area, after the 256-byte header.
 const LOCK_WORD: u64 = 256;
 
-/// In a child process of the test: takes a lock (which starts this process's lock watch),
+/// Takes `lock` once while another thread holds it, until this thread sleeps waiting: a wait
+/// that finds the lock busy, which starts this process's lock watch. The other thread has
+/// ended when this returns.
+fn wait_once(lock: &Lock) {
+    let me = common::thread_id();
+    let holder = std::thread::scope(|s| {
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        s.spawn(move || {
+            let guard = lock.acquire().expect("the holder's acquire");
+            held_tx.send(common::thread_id()).expect("send");
+            common::wait_until_sleeping(me);
+            drop(guard);
+        });
+        let holder = held_rx.recv().expect("held");
+        drop(lock.acquire().expect("acquire"));
+        holder
+    });
+    // Joined, the thread may still be listed for a moment while the kernel finishes its exit.
+    let task = format!("/proc/self/task/{holder}");
+    let start = std::time::Instant::now();
+    while std::path::Path::new(&task).exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "{task} stays"
+        );
+        std::thread::yield_now();
+    }
+}
+
+/// In a child process of the test: waits for a lock (which starts this process's lock watch),
 /// forks, and in the forked child (which has no thread but the one that forked) stages a lost
 /// wake-up under a waiter with a 5-second timeout: the child's own watch must wake it.
 fn wait_for_a_lock_after_fork(args: &[String]) {
     let n = &args[0];
     let lock = Lock::create(n, ()).expect("lock");
-    drop(lock.acquire().expect("acquire"));
+    wait_once(&lock);
     let Some(pid) = fork() else {
         let waiter = Lock::open(n).expect("open");
         let rescued = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -224,13 +255,13 @@ fn take_the_lock(name: String) -> bool {
     Lock::open(&name).is_ok_and(|lock| lock.acquire().is_ok())
 }
 
-/// In a child process of the test: takes a lock (starting the lock watch, a second thread),
+/// In a child process of the test: waits for a lock (starting the lock watch, a second thread),
 /// then starts a `Process` by `fork`, which needs this process to run one thread, and has it
 /// take the lock; then takes it again here.
 fn lock_then_fork_a_process(args: &[String]) {
     let n = &args[0];
     let lock = Lock::create(n, ()).expect("lock");
-    drop(lock.acquire().expect("acquire"));
+    wait_once(&lock);
     let mut p = Process::new(take_the_lock, n.clone());
     p.set_start_method(StartMethod::Fork);
     p.start().expect("fork, with the lock watch stopped for it");
@@ -250,5 +281,36 @@ fn a_process_that_waited_on_a_lock_still_forks() {
     let n = name("fpwatch");
     let mut child = Child::spawn("lock_then_fork_a_process", &[n.as_str()]);
     assert_eq!(child.line(), "ok");
+    child.join();
+}
+
+/// In a child process of the test: takes a `Lock`, a `Value`'s lock and a timed `Lock` acquire,
+/// none of them busy, and says how many threads this process runs.
+fn take_free_locks_and_count_threads(args: &[String]) {
+    let lock = Lock::create(&args[0], ()).expect("lock");
+    let value = Value::<u64>::create(&args[1], 0).expect("value");
+    for _ in 0..3 {
+        drop(lock.acquire().expect("acquire"));
+        value.update(|v| *v += 1).expect("update");
+        drop(
+            lock.acquire_timeout(std::time::Duration::from_secs(1))
+                .expect("acquire_timeout"),
+        );
+    }
+    let threads = std::fs::read_dir("/proc/self/task").expect("tasks").count();
+    drop((lock, value));
+    common::say(&threads.to_string());
+}
+
+/// A process whose locks were never busy runs no lock watch: the thread starts at the first
+/// wait that finds a lock taken, so a program that never contends keeps one thread (and
+/// `StartMethod::Fork` needs nothing stopped).
+fn locks_never_found_busy_start_no_thread() {
+    let (l, v) = (name("fnolock"), name("fnoval"));
+    let mut child = Child::spawn(
+        "take_free_locks_and_count_threads",
+        &[l.as_str(), v.as_str()],
+    );
+    assert_eq!(child.line(), "1");
     child.join();
 }

@@ -704,21 +704,29 @@ impl RobustMutex {
     /// (the dead thread held nothing) and the new owner's unlock wakes nobody (no bit). The
     /// other sleepers would sleep until some later contended unlock, or for ever. The wait runs
     /// under the lock watch, which wakes such a sleeper within two of its ticks; where the watch
-    /// cannot run, it sleeps in slices of [`LOST_WAKE_SLICE`] instead.
+    /// cannot run, it sleeps in slices of [`LOST_WAKE_SLICE`] instead. Until this process has
+    /// found a lock busy, a `trylock` comes first, so that a process that never waits never
+    /// starts the watch's thread.
     #[inline]
     fn lock_waiting(&self, until: Option<std::time::Instant>) -> i32 {
         let mutex = self.inner.get();
-        let watched = super::watch::watched(mutex.cast::<u32>().cast_const(), || match until {
-            // SAFETY: `inner` points to a mutex in memory that stays mapped for `&self`'s
-            // lifetime, initialised by `init` (its type word was checked by the caller).
-            None => unsafe { libc::pthread_mutex_lock(mutex) },
-            Some(t) => {
-                let deadline =
-                    monotonic_deadline(t.saturating_duration_since(std::time::Instant::now()));
-                // SAFETY: as above; `deadline` is a valid, normalised timespec on the stack.
-                unsafe { pthread_mutex_clocklock(mutex, libc::CLOCK_MONOTONIC, &deadline) }
-            }
-        });
+        // SAFETY: `inner` points to a mutex in memory that stays mapped for `&self`'s lifetime,
+        // initialised by `init` (its type word was checked by the caller).
+        let take = || match unsafe { libc::pthread_mutex_trylock(mutex) } {
+            libc::EBUSY => None,
+            rc => Some(rc),
+        };
+        let watched =
+            super::watch::watched(mutex.cast::<u32>().cast_const(), take, || match until {
+                // SAFETY: as for `take`.
+                None => unsafe { libc::pthread_mutex_lock(mutex) },
+                Some(t) => {
+                    let deadline =
+                        monotonic_deadline(t.saturating_duration_since(std::time::Instant::now()));
+                    // SAFETY: as above; `deadline` is a valid, normalised timespec on the stack.
+                    unsafe { pthread_mutex_clocklock(mutex, libc::CLOCK_MONOTONIC, &deadline) }
+                }
+            });
         match watched {
             Some(rc) => rc,
             None => self.lock_in_slices(until),

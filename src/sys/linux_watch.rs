@@ -24,8 +24,9 @@
 //! waiters bit once more, which heals a bit lost as above); a stranded waiter takes the free
 //! mutex. Either way no waiter sleeps through a lost wake-up for more than about two ticks.
 //!
-//! The watcher is started by the first wait in each process (and again in a forked child, which
-//! has no threads but the one that forked), and stopped for a `fork` that needs the process to
+//! The watcher is started by the first wait in each process that finds a lock busy (until then a
+//! wait tries `trylock` first, which never sleeps; again in a forked child, which has no threads
+//! but the one that forked), and stopped for a `fork` that needs the process to
 //! run one thread ([`stop`]; the next wait starts it again). It never touches the memory it
 //! watches: it hands the kernel an address, and a wake of an address that was unmapped
 //! meanwhile fails with `EFAULT`, or, if something else is mapped there now, wakes that word's
@@ -113,13 +114,25 @@ thread_local! {
 }
 
 /// Runs `wait` (a C library call that may sleep on the lock word at `word`) where the watcher
-/// sees it; `None` (without running it) where there is no watcher for this process and none
-/// could be started, or this thread is ending, so that the caller waits in slices instead.
+/// sees it. Until this process has a watcher, `take` runs first (a call that takes a free lock
+/// and never sleeps: `Some` with its result, `None` if the lock is busy), so that a process
+/// that never finds a lock busy never starts one. `None` (without running `wait`) where there
+/// is no watcher and none could be started, or this thread is ending, so that the caller
+/// waits in slices instead.
 #[inline]
-pub(super) fn watched(word: *const u32, wait: impl FnOnce() -> i32) -> Option<i32> {
+pub(super) fn watched(
+    word: *const u32,
+    take: impl FnOnce() -> Option<i32>,
+    wait: impl FnOnce() -> i32,
+) -> Option<i32> {
     let forks = super::forks();
-    if WATCHER.load(Acquire) != watcher(forks, RUNNING) && !start(forks) {
-        return None;
+    if WATCHER.load(Acquire) != watcher(forks, RUNNING) {
+        if let Some(rc) = take() {
+            return Some(rc);
+        }
+        if !start(forks) {
+            return None;
+        }
     }
     let record = MINE.try_with(|m| {
         let r = m.0.get();
