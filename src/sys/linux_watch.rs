@@ -19,10 +19,13 @@
 //! address of the mutex's lock word into a record of its own (two plain stores, and one more
 //! after), and one thread per process, the watcher, looks at every record each [`TICK`]. A
 //! thread found inside the same wait at two looks in a row has its lock word woken
-//! (`FUTEX_WAKE`, every sleeper on it, in any process). A wake that finds the mutex still held
-//! costs the woken a look at the word and a sleep again (the C library's wait loop: it sets the
-//! waiters bit once more, which heals a bit lost as above); a stranded waiter takes the free
-//! mutex. Either way no waiter sleeps through a lost wake-up for more than about two ticks.
+//! (`FUTEX_WAKE` of one sleeper on it, in whichever process the kernel picks). A wake that
+//! finds the mutex still held costs the woken a look at the word and a sleep again (the C
+//! library's wait loop: it sets the waiters bit once more, which heals a bit lost as above); one
+//! that finds it free takes it, with the waiters bit set (as every thread that slept takes it),
+//! so that its unlock wakes the next sleeper. Either way the chain of wake-ups that a lost one
+//! broke starts again, and no waiter sleeps through a lost wake-up for more than about two
+//! ticks plus its turn.
 //!
 //! The watcher is started by the first wait in each process that finds a lock busy (until then a
 //! wait tries `trylock` first, which never sleeps; again in a forked child, which has no threads
@@ -310,7 +313,7 @@ fn watch(forks: u32) {
             if !word.is_null() && rec.forks.load(Relaxed) == forks {
                 let seen = (r, rec.waits.load(Relaxed), word as usize);
                 if last.contains(&seen) {
-                    super::futex_wake_address(word, u32::MAX);
+                    super::futex_wake_address(word, 1);
                 }
                 now.push(seen);
             }
