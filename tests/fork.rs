@@ -170,7 +170,12 @@ fn child_drops_nothing_of_the_parent() {
     .map(|t| name(t))
     .collect();
     let args: Vec<&str> = names.iter().map(String::as_str).collect();
-    let mut child = Child::spawn("create_fork_and_use", &args);
+    says_ok("create_fork_and_use", &args);
+}
+
+/// Runs `routine` in a child process of the test and checks that it says `ok`.
+fn says_ok(routine: &str, args: &[&str]) {
+    let mut child = Child::spawn(routine, args);
     assert_eq!(child.line(), "ok");
     child.join();
 }
@@ -244,10 +249,7 @@ fn wait_for_a_lock_after_fork(args: &[String]) {
 /// mutex's lost wake-up is woken there, though the parent's watch thread did not come through
 /// the `fork`.
 fn a_forked_child_watches_its_own_lock_waits() {
-    let n = name("fwatch");
-    let mut child = Child::spawn("wait_for_a_lock_after_fork", &[n.as_str()]);
-    assert_eq!(child.line(), "ok");
-    child.join();
+    says_ok("wait_for_a_lock_after_fork", &[name("fwatch").as_str()]);
 }
 
 /// A forked `Process`'s work: takes the lock `name` and says whether it could.
@@ -278,10 +280,7 @@ fn lock_then_fork_a_process(args: &[String]) {
 /// (`StartMethod::Fork` needs a process of one thread): it stops for the fork and starts again
 /// at the next wait, in the parent and in the child.
 fn a_process_that_waited_on_a_lock_still_forks() {
-    let n = name("fpwatch");
-    let mut child = Child::spawn("lock_then_fork_a_process", &[n.as_str()]);
-    assert_eq!(child.line(), "ok");
-    child.join();
+    says_ok("lock_then_fork_a_process", &[name("fpwatch").as_str()]);
 }
 
 /// In a child process of the test: takes a `Lock`, a `Value`'s lock and a timed `Lock` acquire,
