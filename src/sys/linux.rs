@@ -1138,11 +1138,16 @@ pub(crate) enum Forked {
 /// single thread, nothing else can start one between the count and the fork.
 pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
     let mut threads = thread_count()?;
-    if threads == 2 {
-        // This thread and perhaps the lock watch's, which stops for the fork (and starts again
-        // at the next lock wait, in each process).
-        super::watch::stop();
+    if threads == 2 && super::watch::stop() {
+        // This thread and the lock watch's, which stopped for the fork (and starts again at the
+        // next busy lock, in each process). Joined, a thread may still be listed for a moment
+        // while the kernel finishes its exit.
+        let since = std::time::Instant::now();
         threads = thread_count()?;
+        while threads != 1 && since.elapsed() < Duration::from_millis(100) {
+            std::thread::yield_now();
+            threads = thread_count()?;
+        }
     }
     if threads != 1 {
         return Ok(Forked::Threads(threads));

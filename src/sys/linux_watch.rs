@@ -249,11 +249,11 @@ fn start(forks: u32) -> bool {
 /// Stops this process's watcher, if it runs and can be joined, and waits until its thread has
 /// ended: for a `fork` that needs this process to run one thread. The next watched wait starts
 /// it again. Called only while no other thread of this process waits on a lock (the caller
-/// counted one thread besides the watcher: itself).
-pub(crate) fn stop() {
+/// counted one thread besides the watcher: itself). Whether it joined the watcher's thread.
+pub(crate) fn stop() -> bool {
     let forks = super::forks();
     let Ok(mut slot) = HANDLE.try_lock() else {
-        return;
+        return false;
     };
     // AcqRel: pairs with `start`'s Release, and with the watcher's Acquire load of the state.
     if WATCHER
@@ -265,19 +265,21 @@ pub(crate) fn stop() {
         )
         .is_err()
     {
-        return;
+        return false;
     }
     // Release: pairs with the watcher's Acquire load of the bell, so that it sees STOPPING.
     BELL.fetch_add(1, Release);
     super::futex_wake(&BELL, 1);
-    match slot.take() {
-        Some((was, handle)) if was == forks => {
-            let _ = handle.join();
+    let joined = match slot.take() {
+        Some((was, handle)) if was == forks => handle.join().is_ok(),
+        Some((_, handle)) => {
+            std::mem::forget(handle);
+            false
         }
-        Some((_, handle)) => std::mem::forget(handle),
-        None => {}
-    }
+        None => false,
+    };
     WATCHER.store(watcher(forks, NONE), Release);
+    joined
 }
 
 /// Whether the watcher started under `forks` is to end: [`stop`] says so. (Not "whether the
