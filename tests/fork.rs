@@ -226,7 +226,7 @@ fn wait_for_a_lock_after_fork(args: &[String]) {
                 n,
                 LOCK_WORD,
                 std::time::Duration::from_secs(5),
-                |t| {
+                move |t| {
                     waiter
                         .acquire_timeout(t)
                         .map(drop)
@@ -234,7 +234,6 @@ fn wait_for_a_lock_after_fork(args: &[String]) {
                 },
             );
         }));
-        drop(waiter);
         exit_child(rescued.is_ok());
     };
     assert!(

@@ -512,7 +512,7 @@ fn a_lost_wake_up_strands_no_waiter() {
     let n = name("locklw");
     let lock = Lock::create(&n, ()).expect("create");
     let waiter = Lock::open(&n).expect("open");
-    common::sync::lost_wake_up_strands_no_waiter(&n, LOCK_WORD, Duration::from_secs(5), |t| {
+    common::sync::lost_wake_up_strands_no_waiter(&n, LOCK_WORD, Duration::from_secs(5), move |t| {
         waiter
             .acquire_timeout(t)
             .map(drop)
@@ -527,11 +527,11 @@ fn a_lost_wake_up_strands_no_untimed_waiter() {
     let n = name("locklu");
     let lock = Lock::create(&n, ()).expect("create");
     let waiter = Lock::open(&n).expect("open");
-    common::sync::lost_wake_up_strands_no_untimed_waiter(
+    common::sync::lost_wake_up_strands_no_waiter(
         &n,
         LOCK_WORD,
         Duration::from_secs(5),
-        move || waiter.acquire().map(drop).map_err(|e| e.to_string()),
+        move |_| waiter.acquire().map(drop).map_err(|e| e.to_string()),
     );
     assert!(lock.try_acquire().is_ok(), "the waiter's guard was dropped");
 }
@@ -539,35 +539,16 @@ fn a_lost_wake_up_strands_no_untimed_waiter() {
 /// Two waiters asleep when the wake-up is lost: the lock watch wakes one sleeper, which takes
 /// the lock with the waiters bit set (it slept), so its release wakes the other.
 fn a_lost_wake_up_strands_neither_of_two_waiters() {
-    use common::sync::{FUTEX_WAITERS, peek, poke};
     let n = name("locklw2");
     let lock = Lock::create(&n, ()).expect("create");
-    let me = common::thread_id();
-    poke(&n, LOCK_WORD, me);
-    let (tx, rx) = std::sync::mpsc::channel();
-    for _ in 0..2 {
-        let waiter = Lock::open(&n).expect("open");
-        let tx = tx.clone();
-        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
-        // Detached, so that a stranded waiter fails the test instead of hanging it.
-        std::thread::spawn(move || {
-            tid_tx.send(common::thread_id()).expect("send");
-            let _ = tx.send(waiter.acquire().map(drop).map_err(|e| e.to_string()));
-        });
-        common::wait_until_sleeping(tid_rx.recv().expect("tid"));
-    }
-    assert_eq!(
-        peek(&n, LOCK_WORD),
-        me | FUTEX_WAITERS,
-        "the waiters sleep on the lock"
-    );
-    poke(&n, LOCK_WORD, 0);
-    for i in 0..2 {
-        match rx.recv_timeout(Duration::from_secs(5)) {
-            Ok(r) => assert!(r.is_ok(), "{r:?}"),
-            Err(_) => panic!("stranded by a lost wake-up: {i} of 2 waiters took the lock"),
-        }
-    }
+    let waiters = (0..2)
+        .map(|_| {
+            let waiter = Lock::open(&n).expect("open");
+            Box::new(move |_| waiter.acquire().map(drop).map_err(|e| e.to_string()))
+                as common::sync::Waiter<String>
+        })
+        .collect();
+    common::sync::lost_wake_up_strands_no_waiters(&n, LOCK_WORD, Duration::from_secs(5), waiters);
     assert!(
         lock.try_acquire().is_ok(),
         "the waiters' guards were dropped"

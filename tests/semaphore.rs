@@ -517,7 +517,7 @@ fn a_lost_wake_up_of_the_state_lock_strands_nobody() {
         &n,
         STATE_LOCK_WORD,
         Duration::from_secs(5),
-        |t| waiter.acquire_timeout(t).map(drop),
+        move |t| waiter.acquire_timeout(t).map(drop),
     );
     assert_eq!(sem.value(), 1);
 }

@@ -111,72 +111,70 @@ pub fn poke(name: &str, offset: u64, value: u32) {
 /// The waiters bit of a robust mutex's lock word (glibc's `__lock`).
 pub const FUTEX_WAITERS: u32 = 0x8000_0000;
 
+/// A waiter for [`lost_wake_up_strands_no_waiters`]: takes the lock (with a timeout of the
+/// duration it is handed, or without one) and lets go of it.
+pub type Waiter<E> = Box<dyn FnOnce(Duration) -> Result<(), E> + Send>;
+
 /// Stages a robust mutex's lost wake-up on the lock word at `word` of segment `name` and
-/// checks that the waiter is not stranded by it. An unlock clears the waiters bit and wakes
-/// one sleeper; if that one is killed before it takes the lock, and another thread takes it
-/// first without contention (so without the bit), nobody wakes the other sleepers. Staged:
-/// the word names this live thread, which does not hold the lock; `acquire(timeout)` runs in a
-/// thread that must go to sleep on it (setting the bit); then the word goes back to 0 with no
-/// wake. The waiter must still take the lock, long before `timeout`.
-pub fn lost_wake_up_strands_no_waiter<E: std::fmt::Debug + Send>(
+/// checks that the waiter is not stranded by it: [`lost_wake_up_strands_no_waiters`] with one.
+pub fn lost_wake_up_strands_no_waiter<E: std::fmt::Debug + Send + 'static>(
     name: &str,
     word: u64,
     timeout: Duration,
-    acquire: impl FnOnce(Duration) -> Result<(), E> + Send,
+    acquire: impl FnOnce(Duration) -> Result<(), E> + Send + 'static,
 ) {
-    std::thread::scope(|s| {
-        let me = super::thread_id();
-        poke(name, word, me);
-        let got = sleeper(
-            s,
-            || (),
-            move |()| {
-                let began = Instant::now();
-                (acquire(timeout), began.elapsed())
-            },
-        );
-        assert_eq!(
-            peek(name, word),
-            me | FUTEX_WAITERS,
-            "the waiter does not sleep on the lock (the test's idea of the layout is wrong)"
-        );
-        poke(name, word, 0);
-        let ((r, took), _) = got.recv().expect("waiter");
-        assert!(
-            r.is_ok(),
-            "stranded by a lost wake-up: {r:?} after {took:?}"
-        );
-        assert!(took < timeout, "{took:?}");
-    });
+    lost_wake_up_strands_no_waiters(name, word, timeout, vec![Box::new(acquire)]);
 }
 
-/// [`lost_wake_up_strands_no_waiter`] for a wait without a timeout: `acquire` runs on a detached
-/// thread, so that a stranded waiter fails the test after `limit` instead of hanging it.
-pub fn lost_wake_up_strands_no_untimed_waiter<E: std::fmt::Debug + Send + 'static>(
+/// Stages a robust mutex's lost wake-up on the lock word at `word` of segment `name` and
+/// checks that no waiter is stranded by it. An unlock clears the waiters bit and wakes one
+/// sleeper; if that one is killed before it takes the lock, and another thread takes it first
+/// without contention (so without the bit), nobody wakes the other sleepers. Staged: the word
+/// names this live thread, which does not hold the lock; each waiter runs (handed `timeout`)
+/// on a thread of its own that must go to sleep on the word (setting the bit), one after the
+/// other; then the word goes back to 0 with no wake. Every waiter must still take the lock,
+/// long before `timeout`. The threads are detached, so that a waiter stranded without a
+/// timeout fails the test instead of hanging it.
+pub fn lost_wake_up_strands_no_waiters<E: std::fmt::Debug + Send + 'static>(
     name: &str,
     word: u64,
-    limit: Duration,
-    acquire: impl FnOnce() -> Result<(), E> + Send + 'static,
+    timeout: Duration,
+    waiters: Vec<Waiter<E>>,
 ) {
     let me = super::thread_id();
     poke(name, word, me);
-    let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        tid_tx.send(super::thread_id()).expect("send");
-        let began = Instant::now();
-        let r = acquire();
-        let _ = tx.send((r, began.elapsed()));
-    });
-    super::wait_until_sleeping(tid_rx.recv().expect("the waiter started"));
+    let count = waiters.len();
+    for acquire in waiters {
+        let tx = tx.clone();
+        let (tid_tx, tid_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            tid_tx.send(super::thread_id()).expect("send");
+            let began = Instant::now();
+            let r = acquire(timeout);
+            let _ = tx.send((r, began.elapsed()));
+        });
+        super::wait_until_sleeping(tid_rx.recv().expect("the waiter started"));
+    }
     assert_eq!(
         peek(name, word),
         me | FUTEX_WAITERS,
         "the waiter does not sleep on the lock (the test's idea of the layout is wrong)"
     );
     poke(name, word, 0);
-    match rx.recv_timeout(limit) {
-        Ok((r, took)) => assert!(r.is_ok(), "{r:?} after {took:?}"),
-        Err(_) => panic!("stranded by a lost wake-up: still waiting after {limit:?}"),
+    for i in 0..count {
+        // A second more than the timeout: a timed waiter then answers with its error.
+        match rx.recv_timeout(timeout + Duration::from_secs(1)) {
+            Ok((r, took)) => {
+                assert!(
+                    r.is_ok(),
+                    "stranded by a lost wake-up: {r:?} after {took:?}"
+                );
+                assert!(took < timeout, "{took:?}");
+            }
+            Err(_) => panic!(
+                "stranded by a lost wake-up: {i} of {count} waiters took the lock within {timeout:?}"
+            ),
+        }
     }
 }
