@@ -716,17 +716,16 @@ impl RobustMutex {
             libc::EBUSY => None,
             rc => Some(rc),
         };
-        let watched =
-            super::watch::watched(mutex.cast::<u32>().cast_const(), take, || match until {
-                // SAFETY: as for `take`.
-                None => unsafe { libc::pthread_mutex_lock(mutex) },
-                Some(t) => {
-                    let deadline =
-                        monotonic_deadline(t.saturating_duration_since(std::time::Instant::now()));
-                    // SAFETY: as above; `deadline` is a valid, normalised timespec on the stack.
-                    unsafe { pthread_mutex_clocklock(mutex, libc::CLOCK_MONOTONIC, &deadline) }
-                }
-            });
+        let watched = super::watch::watched(self.word().as_ptr(), take, || match until {
+            // SAFETY: as for `take`.
+            None => unsafe { libc::pthread_mutex_lock(mutex) },
+            Some(t) => {
+                let deadline =
+                    monotonic_deadline(t.saturating_duration_since(std::time::Instant::now()));
+                // SAFETY: as above; `deadline` is a valid, normalised timespec on the stack.
+                unsafe { pthread_mutex_clocklock(mutex, libc::CLOCK_MONOTONIC, &deadline) }
+            }
+        });
         match watched {
             Some(rc) => rc,
             None => self.lock_in_slices(until),
@@ -838,10 +837,10 @@ pub(crate) fn futex_wait(
     let _ = futex::wait(word, futex::Flags::empty(), expected, ts.as_ref());
 }
 
-/// Wakes up to `n` sleepers on the futex word at `word`, an address that may no longer be
-/// mapped (the lock watch's; see `sys/linux_watch.rs`): the kernel then says `EFAULT`, which is
-/// ignored, as is a wake of a word mapped there since (futex sleepers tolerate spurious wakes).
-pub(crate) fn futex_wake_address(word: *mut u32, n: u32) {
+/// Wakes one sleeper on the futex word at `word`, an address that may no longer be mapped (the
+/// lock watch's; see `sys/linux_watch.rs`): the kernel then says `EFAULT`, which is ignored, as
+/// is a wake of a word mapped there since (futex sleepers tolerate spurious wakes).
+pub(crate) fn futex_wake_one_at(word: *mut u32) {
     // SAFETY: FUTEX_WAKE does not read or write the word: the kernel only looks its address up
     // to find the sleepers, and fails with EFAULT where nothing is mapped. No reference to the
     // word is made here.
@@ -850,7 +849,7 @@ pub(crate) fn futex_wake_address(word: *mut u32, n: u32) {
             libc::SYS_futex,
             word,
             libc::FUTEX_WAKE,
-            n.min(i32::MAX as u32) as libc::c_int,
+            1 as libc::c_int,
             std::ptr::null::<libc::timespec>(),
             std::ptr::null::<u32>(),
             0u32,

@@ -124,11 +124,12 @@ thread_local! {
 /// waits in slices instead.
 #[inline]
 pub(super) fn watched(
-    word: *const u32,
+    word: *mut u32,
     take: impl FnOnce() -> Option<i32>,
     wait: impl FnOnce() -> i32,
 ) -> Option<i32> {
     let forks = super::forks();
+    // Acquire: pairs with `start`'s Release store of RUNNING.
     if WATCHER.load(Acquire) != watcher(forks, RUNNING) {
         if let Some(rc) = take() {
             return Some(rc);
@@ -158,7 +159,7 @@ pub(super) fn watched(
         .waits
         .store(record.waits.load(Relaxed).wrapping_add(1), Relaxed);
     record.forks.store(forks, Relaxed);
-    record.word.store(word.cast_mut(), Relaxed);
+    record.word.store(word, Relaxed);
     let rc = wait();
     record.word.store(ptr::null_mut(), Relaxed);
     Some(rc)
@@ -167,6 +168,7 @@ pub(super) fn watched(
 /// A record for this thread: a free one, or a new one.
 #[cold]
 fn claim() -> *const Record {
+    // Acquire: pairs with the Release push below, by whichever thread made each record.
     let mut r = RECORDS.load(Acquire);
     while !r.is_null() {
         // SAFETY: records are never freed.
@@ -208,6 +210,7 @@ fn claim() -> *const Record {
 #[cold]
 #[inline(never)]
 fn start(forks: u32) -> bool {
+    // Acquire: pairs with the Release stores of the state below and in `stop`.
     let now = WATCHER.load(Acquire);
     if now >> 3 == u64::from(forks) && now & STATE != NONE {
         return now == watcher(forks, RUNNING);
@@ -278,6 +281,7 @@ pub(crate) fn stop() -> bool {
         }
         None => false,
     };
+    // Release: pairs with `start`'s Acquire loads; the watcher's thread has ended.
     WATCHER.store(watcher(forks, NONE), Release);
     joined
 }
@@ -307,6 +311,7 @@ fn watch(forks: u32) {
             return;
         }
         now.clear();
+        // Acquire: pairs with the Release push in `claim`.
         let mut r = RECORDS.load(Acquire).cast_const();
         while !r.is_null() {
             // SAFETY: records are never freed.
@@ -315,7 +320,7 @@ fn watch(forks: u32) {
             if !word.is_null() && rec.forks.load(Relaxed) == forks {
                 let seen = (r, rec.waits.load(Relaxed), word as usize);
                 if last.contains(&seen) {
-                    super::futex_wake_address(word, 1);
+                    super::futex_wake_one_at(word);
                 }
                 now.push(seen);
             }
