@@ -220,8 +220,8 @@ struct CollectState<G: Gather> {
     /// `ready` (as Python calls the callback before the result is ready).
     outcome: Option<Result<G::Out, ProcessError>>,
     ready: bool,
-    /// Whether the outcome was a value, from when the job is `ready`; kept after the outcome
-    /// is taken (Python's `successful()` answers after `get()`).
+    /// Whether the outcome was a value, set with it (and read once the job is `ready`); kept
+    /// after the outcome is taken (Python's `successful()` answers after `get()`).
     succeeded: Option<bool>,
     taken: bool,
     waiters: usize,
@@ -253,7 +253,6 @@ impl<G: Gather> Collect<G> {
             // Nothing to wait for, and no callback attached yet.
             let mut st = lock(&job.st);
             Self::complete(&mut st);
-            st.succeeded = Some(matches!(st.outcome, Some(Ok(_))));
             st.ready = true;
             // Release: pairs with the Acquire load in `wait_until` and `ready`, as in `finish`.
             job.ready.store(true, Ordering::Release);
@@ -270,6 +269,7 @@ impl<G: Gather> Collect<G> {
             }),
         };
         st.gather = G::with_items(0);
+        st.succeeded = Some(outcome.is_ok());
         st.outcome = Some(outcome);
     }
 
@@ -336,7 +336,6 @@ impl<G: Gather> Sink for Collect<G> {
             }
             None => {}
         }
-        st.succeeded = Some(matches!(st.outcome, Some(Ok(_))));
         st.ready = true;
         // Release: pairs with the Acquire load in `wait_until`, which then takes the lock
         // (so it sees the outcome in any case).
