@@ -14,7 +14,7 @@ use common::Child;
 use common::process::{checked, ends_within, pidfd};
 use mpshm::prelude::*;
 use mpshm::process::{
-    Exit, Pool, Process, StartMethod, active_children, current_process, parent_process,
+    Exit, Payload, Pool, Process, StartMethod, active_children, current_process, parent_process,
     stop_fork_server,
 };
 use mpshm::{Lock, ProcessError, Queue};
@@ -109,6 +109,14 @@ fn exit_codes_are_pythons() {
     });
 }
 
+/// `f(arg)` in a process started by `method`.
+fn started_under<A: Payload, R: Payload>(method: StartMethod, f: fn(A) -> R, arg: A) -> Process<R> {
+    let mut p = Process::new(f, arg);
+    p.set_start_method(method);
+    p.start().expect("start");
+    p
+}
+
 fn exit_codes_under(method: StartMethod) {
     {
         let mut p = Process::new(double, 21);
@@ -119,9 +127,7 @@ fn exit_codes_under(method: StartMethod) {
         assert_eq!(p.exitcode(), Some(0));
         assert!(matches!(p.join(), Err(ProcessError::ResultTaken)));
 
-        let mut p = Process::new(boom, ());
-        p.set_start_method(method);
-        p.start().expect("start");
+        let p = started_under(method, boom, ());
         match p.join() {
             Err(ProcessError::Panicked { pid, message }) => {
                 assert_eq!(Some(pid), p.pid());
@@ -131,9 +137,7 @@ fn exit_codes_under(method: StartMethod) {
         }
         assert_eq!(p.exitcode(), Some(1));
 
-        let mut p = Process::new(exit_3, ());
-        p.set_start_method(method);
-        p.start().expect("start");
+        let p = started_under(method, exit_3, ());
         assert!(matches!(
             p.join(),
             Err(ProcessError::Exited {
@@ -145,14 +149,10 @@ fn exit_codes_under(method: StartMethod) {
 
         // Python's `sys.exit(0)` (or `False`): exit code 0, a success where there is no
         // result to lose, and `Exited` where there is one.
-        let mut p = Process::new(exit_0, ());
-        p.set_start_method(method);
-        p.start().expect("start");
+        let p = started_under(method, exit_0, ());
         p.join().expect("exit status 0 is a success");
         assert_eq!(p.exitcode(), Some(0));
-        let mut p = Process::new(exit_0_u64, ());
-        p.set_start_method(method);
-        p.start().expect("start");
+        let p = started_under(method, exit_0_u64, ());
         assert!(matches!(
             p.join(),
             Err(ProcessError::Exited {
@@ -162,9 +162,7 @@ fn exit_codes_under(method: StartMethod) {
         ));
 
         for (terminate, signal) in [(true, 15), (false, 9)] {
-            let mut p = Process::new(wait_forever, ());
-            p.set_start_method(method);
-            p.start().expect("start");
+            let p = started_under(method, wait_forever, ());
             if terminate {
                 p.terminate().expect("terminate");
             } else {
