@@ -13,7 +13,8 @@
 //! Both rings work on a control block and a slice of `AtomicU64` slot words, wherever they live,
 //! so they run the same on heap memory under Miri, loom and proptest as on a mapped segment.
 //! How a blocked side sleeps and is woken (the eventcount, the spin budget, the fences) is
-//! `crate::wait`'s; what a ring adds to it is [`BatchWait`].
+//! `crate::wait`'s; what a ring adds to it is [`BatchWait`]. Both rings hand a short message's
+//! slot lines to the other side once done with them ([`demote_used`]).
 
 pub(crate) mod bias;
 #[cfg(all(test, loom))]
@@ -39,6 +40,53 @@ pub(crate) struct Padded<T>(pub T);
 pub(crate) fn slot_words(max_len: usize) -> Option<usize> {
     let words = max_len.checked_add(7)? / 8 + 2;
     Some(words.checked_add(7)? / 8 * 8)
+}
+
+/// The most cache lines a slot's message (with its header words) may span for the ring to
+/// demote them once it is done with them ([`demote_used`]): a 64-byte message does. Longer
+/// messages stream faster without: the processor's prefetchers fetch their lines ahead of the
+/// copy, and demoted lines would then come one at a time from the farther cache (DESIGN.md,
+/// "Handing a slot's lines over").
+const DEMOTE_MAX_LINES: usize = 2;
+
+/// Which side of a ring a call works on, for [`demote_used`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Put = 0,
+    Get = 1,
+}
+
+#[cfg(not(any(loom, miri)))]
+std::thread_local! {
+    /// The ring (its control block's address) of this thread's last put, and of its last get.
+    static LAST_RING: [Cell<usize>; 2] = const { [Cell::new(0), Cell::new(0)] };
+}
+
+/// Demotes the lines of `slot` that `header` words and a message of `len` bytes after them
+/// take (see `sys::demote_line`), if they are at most [`DEMOTE_MAX_LINES`]: called by a producer
+/// after it published the slot and by a consumer after it freed it, on the ring whose control
+/// block is `ctl`, since the other side is the next to touch those lines. Unless this thread's
+/// last call of the other side was on the same ring: a thread that puts and gets on one ring
+/// (in turn, or a batch of each) is that other side itself, and would only fetch the lines
+/// back from the farther cache.
+#[inline(always)]
+pub(crate) fn demote_used<C>(ctl: &C, side: Side, slot: &[AtomicU64], header: usize, len: usize) {
+    #[cfg(not(any(loom, miri)))]
+    {
+        let ring = std::ptr::from_ref(ctl) as usize;
+        let other_here = LAST_RING.with(|last| {
+            last[side as usize].set(ring);
+            last[1 - side as usize].get() == ring
+        });
+        let lines = (header + len.div_ceil(8)).div_ceil(8);
+        if lines <= DEMOTE_MAX_LINES && !other_here {
+            for word in slot.iter().step_by(8).take(lines) {
+                crate::sys::demote_line(std::ptr::from_ref(word).cast());
+            }
+        }
+    }
+    #[cfg(any(loom, miri))]
+    let _ = (ctl, side, slot, header, len);
 }
 
 /// Slots a put or a get looks at before it checks its deadline. A healthy ring needs one or a

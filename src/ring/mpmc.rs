@@ -38,7 +38,7 @@
 use std::time::{Duration, Instant};
 
 use super::bias::{RoleBias, Seat};
-use super::{Padded, RingError, SEARCH_BUDGET, TryRingError, slot_words};
+use super::{Padded, RingError, SEARCH_BUDGET, Side, TryRingError, demote_used, slot_words};
 use crate::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use crate::sync::atomic::{AtomicU32, AtomicU64};
 #[cfg(test)]
@@ -106,6 +106,9 @@ const PID_MASK: u64 = (1 << PID_BITS) - 1;
 const STATE_SHIFT: u32 = PID_BITS;
 const POS_SHIFT: u32 = PID_BITS + 2;
 const POS_MASK: u64 = (1 << (64 - POS_SHIFT)) - 1;
+
+/// Words of a slot ahead of the message: the state word and the length word.
+const HEADER_WORDS: usize = 2;
 
 const FREE: u64 = 0;
 const FULL: u64 = 1;
@@ -372,6 +375,7 @@ impl<'a> Ring<'a> {
                     // Release: pairs with the Acquire loads in `try_get`; the data written
                     // above is visible to whoever sees FULL.
                     slot[0].store(enc(pos, FULL, 0), Release);
+                    demote_used(self.ctl, Side::Put, slot, HEADER_WORDS, msg.len());
                     self.ctl.state.0.get.wake();
                     return Some(TryPut::Done);
                 }
@@ -424,6 +428,7 @@ impl<'a> Ring<'a> {
         // to whoever sees FULL.
         slot[0].store(enc(pos, FULL, 0), Release);
         advance::<true>(&self.ctl.tail.0.pos, pos);
+        demote_used(self.ctl, Side::Put, slot, HEADER_WORDS, msg.len());
         if let Some((m, free)) = ahead {
             m.ahead.remember(free);
         }
@@ -553,6 +558,7 @@ impl<'a> Ring<'a> {
                         // data is done before a producer may overwrite it.
                         slot[0].store(enc(pos.wrapping_add(self.cap), FREE, 0), Release);
                     }
+                    demote_used(self.ctl, Side::Get, slot, HEADER_WORDS, len);
                     let m = &self.ctl.state.0;
                     m.put.wake();
                     match r {

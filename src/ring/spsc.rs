@@ -26,7 +26,7 @@ use std::time::Instant;
 /// never shares a line with the consumer reading the one before it). A slot here needs one
 /// header word, the stamp; the second is spare.
 pub(crate) use super::slot_words;
-use super::{BatchWait, Padded, RingError, SEARCH_BUDGET};
+use super::{BatchWait, Padded, RingError, SEARCH_BUDGET, Side, demote_used};
 use crate::segment::Shared;
 #[cfg(test)]
 use crate::wait::NoPeers;
@@ -259,6 +259,7 @@ impl<'a> Spsc<'a> {
         // Release: pairs with the Acquire loads of `tail` in `try_pop` and `readable`, which
         // look at it only when the slot at `head` shows no stamp.
         self.ctl.tail.0.store(tail.wrapping_add(1), Release);
+        demote_used(self.ctl, Side::Put, slot, 1, len);
         let m = &self.ctl.state.0;
         m.get.wake();
         true
@@ -275,11 +276,13 @@ impl<'a> Spsc<'a> {
         read: &mut impl FnMut(&[u8]) -> R,
         unstamped: Unstamped,
     ) -> Option<R> {
-        let (head, bytes) = self.head_message(unstamped)?;
+        let (head, slot, bytes) = self.head_message(unstamped)?;
+        let len = bytes.len();
         let r = read(bytes);
         // Release: pairs with the Acquire loads of `head` in `try_push_parts` and `writable`;
         // our read of the slot is done before the producer may write it again.
         self.ctl.head.0.store(head.wrapping_add(1), Release);
+        demote_used(self.ctl, Side::Get, slot, 1, len);
         let m = &self.ctl.state.0;
         m.put.wake();
         Some(r)
@@ -290,13 +293,13 @@ impl<'a> Spsc<'a> {
     /// `try_pop` with [`Unstamped::CheckTail`] drops them.
     pub(crate) fn peek<R>(&self, read: impl FnOnce(&[u8]) -> R) -> Option<R> {
         self.head_message(Unstamped::CheckTail)
-            .map(|(_, bytes)| read(bytes))
+            .map(|(_, _, bytes)| read(bytes))
     }
 
-    /// The position and bytes of the message at the head, if one is published; slots scribbled
+    /// The position, slot and bytes of the message at the head, if one is published; slots scribbled
     /// on (see `try_pop`) are dropped on the way. Consumer side only: the bytes stay the
     /// message's until this side moves `head` past it.
-    fn head_message(&self, unstamped: Unstamped) -> Option<(u64, &'a [u8])> {
+    fn head_message(&self, unstamped: Unstamped) -> Option<(u64, &'a [AtomicU64], &'a [u8])> {
         let m = &self.ctl.state.0;
         for _ in 0..SEARCH_BUDGET {
             let head = self.ctl.head.0.load(Relaxed); // only this side writes it
@@ -327,7 +330,7 @@ impl<'a> Spsc<'a> {
                 // side's Release store of `head` past it. Reading through `&` of atomics is
                 // allowed.
                 let bytes = unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), len) };
-                return Some((head, bytes));
+                return Some((head, slot, bytes));
             }
             // No stamp, or a length no producer wrote: the slot was scribbled on. Drop it.
             // (Release: as in `try_pop`.)

@@ -55,3 +55,26 @@ mod sibling;
     not(loom)
 ))]
 pub(crate) use sibling::*;
+
+/// Tells the processor that this core is done with the cache line holding `p` for now
+/// (`cldemote` on x86_64): it may move the line out of this core's caches into the shared
+/// last-level cache, where the next core to read or write it finds it without a snoop of this
+/// core. A hint, which processors without it run as a no-op; nothing on other architectures.
+/// The rings demote a small message's slot lines once they have handed them to the other side
+/// (see DESIGN.md, "Handing a slot's lines over").
+#[inline(always)]
+pub(crate) fn demote_line(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(miri)))]
+    // SAFETY: `cldemote` changes no architectural state (no memory, register or flag) and
+    // raises no exception for any address: only a `lock` prefix, which this has not, makes it
+    // `#UD`. Its encoding lies in the hint-NOP space, so processors without it run it as a NOP.
+    unsafe {
+        std::arch::asm!(
+            "cldemote byte ptr [{0}]",
+            in(reg) p,
+            options(nostack, preserves_flags, readonly)
+        );
+    }
+    #[cfg(not(all(target_arch = "x86_64", not(miri))))]
+    let _ = p;
+}
