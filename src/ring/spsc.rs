@@ -296,9 +296,9 @@ impl<'a> Spsc<'a> {
             .map(|(_, _, bytes)| read(bytes))
     }
 
-    /// The position, slot and bytes of the message at the head, if one is published; slots scribbled
-    /// on (see `try_pop`) are dropped on the way. Consumer side only: the bytes stay the
-    /// message's until this side moves `head` past it.
+    /// The position, slot and bytes of the message at the head, if one is published; slots
+    /// scribbled on (see `try_pop`) are dropped on the way. Consumer side only: the bytes stay
+    /// the message's until this side moves `head` past it.
     fn head_message(&self, unstamped: Unstamped) -> Option<(u64, &'a [AtomicU64], &'a [u8])> {
         let m = &self.ctl.state.0;
         for _ in 0..SEARCH_BUDGET {
