@@ -375,7 +375,6 @@ impl<'a> Ring<'a> {
                     // Release: pairs with the Acquire loads in `try_get`; the data written
                     // above is visible to whoever sees FULL.
                     slot[0].store(enc(pos, FULL, 0), Release);
-                    demote_used(self.ctl, Side::Put, slot, HEADER_WORDS, msg.len());
                     self.ctl.state.0.get.wake();
                     return Some(TryPut::Done);
                 }
@@ -428,6 +427,9 @@ impl<'a> Ring<'a> {
         // to whoever sees FULL.
         slot[0].store(enc(pos, FULL, 0), Release);
         advance::<true>(&self.ctl.tail.0.pos, pos);
+        // A held role only: a shared one means several producers or consumers, which on a busy
+        // machine take turns on the cores, so that the next to touch the lines is as likely to
+        // be on this core (measured slower; DESIGN.md, "Handing a slot's lines over").
         demote_used(self.ctl, Side::Put, slot, HEADER_WORDS, msg.len());
         if let Some((m, free)) = ahead {
             m.ahead.remember(free);
@@ -553,12 +555,13 @@ impl<'a> Ring<'a> {
                         // copy is done before a producer, seeing the head past the slot, may
                         // overwrite it.
                         head.store(pos.wrapping_add(1), Release);
+                        // As in `publish_alone`, a held role only.
+                        demote_used(self.ctl, Side::Get, slot, HEADER_WORDS, len);
                     } else {
                         // Release: pairs with the Acquire loads in `try_put`; our copy of the
                         // data is done before a producer may overwrite it.
                         slot[0].store(enc(pos.wrapping_add(self.cap), FREE, 0), Release);
                     }
-                    demote_used(self.ctl, Side::Get, slot, HEADER_WORDS, len);
                     let m = &self.ctl.state.0;
                     m.put.wake();
                     match r {
