@@ -72,19 +72,22 @@ pub(crate) fn runs(pidfd: &Weak<OwnedFd>) -> bool {
 /// The children that run, in the order they were started; the others leave the list.
 pub(crate) fn active() -> Vec<ProcessInfo> {
     let mut r = registry();
-    let fds: Vec<Option<Arc<OwnedFd>>> = r.children.iter().map(|c| c.pidfd.upgrade()).collect();
-    let open: Vec<&OwnedFd> = fds.iter().flatten().map(|fd| &**fd).collect();
+    // The entries whose handle lives, each with its pidfd held for the poll.
+    let live: Vec<(Entry, Arc<OwnedFd>)> = std::mem::take(&mut r.children)
+        .into_iter()
+        .filter_map(|c| c.pidfd.upgrade().map(|fd| (c, fd)))
+        .collect();
+    let fds: Vec<&OwnedFd> = live.iter().map(|(_, fd)| &**fd).collect();
     // One poll for all: readable means exited. On an error (out of memory for the poll set),
     // every child with a live handle counts as running, and none leaves the list.
     let exited =
-        sys::poll_readable(&open, Some(Duration::ZERO)).unwrap_or_else(|_| vec![false; open.len()]);
-    let mut exited = exited.into_iter();
-    let runs: Vec<bool> = fds
-        .iter()
-        .map(|fd| fd.is_some() && !exited.next().unwrap_or(true))
+        sys::poll_readable(&fds, Some(Duration::ZERO)).unwrap_or_else(|_| vec![false; fds.len()]);
+    r.children = live
+        .into_iter()
+        .zip(exited)
+        .filter(|(_, exited)| !exited)
+        .map(|((c, _), _)| c)
         .collect();
-    let mut runs = runs.into_iter();
-    r.children.retain(|_| runs.next().unwrap_or(false));
     let me = std::process::id();
     r.children
         .iter()

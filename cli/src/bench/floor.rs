@@ -359,11 +359,10 @@ impl CCounter {
 
     /// `n` rounds of lock, `++`, unlock, in C.
     pub fn count(&self, n: u64) -> Res<()> {
-        let count = mpshm_floor_count;
         // SAFETY: the mutex was initialised by the creator before any child learnt the page's
         // name; the counter is 8-aligned inside the page and only touched under the mutex.
         let r = unsafe {
-            count(
+            mpshm_floor_count(
                 self.page.base(),
                 self.page.base().add(counter_offset()).cast(),
                 n,
